@@ -1,0 +1,100 @@
+import { domainToASCII } from 'node:url';
+import type { DomainPattern } from './types.js';
+
+const LABEL = /^(?!-)[a-z0-9_-]{1,63}(?<!-)$/;
+
+/**
+ * Normalises a domain name as splitwan compares them: lower case, no trailing
+ * dot, IDNs as punycode. Returns an error message instead when it is no name.
+ * Underscores are allowed because real names (_dmarc, SRV owners) have them.
+ */
+export function normalizeDomain(input: string): { name: string } | { error: string } {
+  let s = input.trim();
+  if (s.endsWith('.')) s = s.slice(0, -1);
+  if (s === '') return { error: 'empty domain name' };
+  // domainToASCII rejects '_' so only send it names that need IDN handling.
+  // eslint-disable-next-line no-control-regex
+  if (/[^\x00-\x7f]/.test(s)) {
+    const ascii = domainToASCII(s);
+    if (ascii === '') return { error: `"${input}" is not a valid internationalised domain name` };
+    s = ascii;
+  }
+  s = s.toLowerCase();
+  if (s.length > 253) return { error: `"${input}" is longer than 253 characters` };
+  for (const label of s.split('.')) {
+    if (!LABEL.test(label)) {
+      return { error: `"${input}" is not a domain name (bad label "${label}")` };
+    }
+  }
+  return { name: s };
+}
+
+/** Normalises a name seen at run time (a DNS question): cheap, no validation. */
+export function canonicalName(name: string): string {
+  const n = name.endsWith('.') ? name.slice(0, -1) : name;
+  return n.toLowerCase();
+}
+
+/**
+ * Parses one entry of `rules[].domains` (and of v2fly lists, which share the
+ * prefixes): `example.com`, `*.example.com`, `full:x`, `keyword:x`, `regexp:x`,
+ * and the v2fly spelling `domain:x`.
+ */
+export function parseDomainPattern(raw: string): { pattern: DomainPattern } | { error: string } {
+  const s = raw.trim();
+  const colon = s.indexOf(':');
+  const prefix = colon > 0 ? s.slice(0, colon).toLowerCase() : '';
+  const rest = colon > 0 ? s.slice(colon + 1) : s;
+  switch (prefix) {
+    case 'full': {
+      const n = normalizeDomain(rest);
+      return 'error' in n ? n : { pattern: { kind: 'full', value: n.name } };
+    }
+    case 'domain': {
+      const n = normalizeDomain(rest);
+      return 'error' in n ? n : { pattern: { kind: 'domain', value: n.name } };
+    }
+    case 'keyword': {
+      const v = rest.trim().toLowerCase();
+      if (v === '') return { error: 'empty keyword' };
+      return { pattern: { kind: 'keyword', value: v } };
+    }
+    case 'regexp': {
+      if (rest === '') return { error: 'empty regular expression' };
+      try {
+        new RegExp(rest, 'i');
+      } catch (e) {
+        return { error: `bad regular expression: ${(e as Error).message}` };
+      }
+      return { pattern: { kind: 'regexp', value: rest } };
+    }
+    case '':
+      break;
+    default:
+      return { error: `unknown domain prefix "${prefix}:" (use full:, keyword:, regexp: or domain:)` };
+  }
+  if (s.startsWith('*.')) {
+    const n = normalizeDomain(s.slice(2));
+    return 'error' in n ? n : { pattern: { kind: 'subdomain', value: n.name } };
+  }
+  // Clash's `+.example.com` and dnsmasq's `.example.com` both mean the name and its subdomains.
+  const body = s.startsWith('+.') ? s.slice(2) : s.startsWith('.') ? s.slice(1) : s;
+  const n = normalizeDomain(body);
+  return 'error' in n ? n : { pattern: { kind: 'domain', value: n.name } };
+}
+
+/** How a pattern reads in `explain`. */
+export function describePattern(p: DomainPattern): string {
+  switch (p.kind) {
+    case 'domain':
+      return `"${p.value}" matches the name and its subdomains`;
+    case 'subdomain':
+      return `"*.${p.value}" matches subdomains only`;
+    case 'full':
+      return `"full:${p.value}" matches exactly that name`;
+    case 'keyword':
+      return `"keyword:${p.value}" matches names containing it`;
+    case 'regexp':
+      return `"regexp:${p.value}" matches the expression`;
+  }
+}

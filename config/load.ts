@@ -1,0 +1,705 @@
+import { createHash } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { isIP } from 'node:net';
+import cron from 'node-cron';
+import { parseDomainPattern } from './domain.js';
+import { parseDuration } from './duration.js';
+import { ConfigCodes, ConfigError, didYouMean, IssueSink, type ConfigIssue } from './errors.js';
+import { parseCidr, parseHostPort } from './ip.js';
+import { parseList, type ParsedList } from './lists/formats.js';
+import { compilePolicy, type ListContent, type Policy } from './policy.js';
+import { validateAgainstSchema } from './schema-validate.js';
+import type {
+  Config,
+  DomainPattern,
+  GatewayConfig,
+  ListFormat,
+  ListSource,
+  ProbeSpec,
+  RuleConfig,
+  SourcePos,
+  Target,
+  Upstream,
+  WireGuardInterface,
+} from './types.js';
+import { parseUpstream } from './upstream.js';
+import { isWireGuardKey, parseWgQuick } from './wgquick.js';
+import { keyPathString, YamlSource, type KeySeg } from './yaml-source.js';
+
+export const DEFAULT_CONFIG_PATH = '/etc/splitwan/config.yaml';
+const RESERVED_NAMES = new Set(['breakout', 'tunnel', 'block', 'auto', 'default']);
+
+/** What the loader needs from the outside world; tests pass fakes. */
+export interface LoadDeps {
+  readFile(path: string): Promise<string>;
+  /** File mode bits, or null when unknown; used to warn about readable secrets. */
+  fileMode(path: string): Promise<number | null>;
+  /** The last good download of a URL list, or null. */
+  readListCache(source: ListSource, stateDir: string): Promise<{ text: string; file: string } | null>;
+}
+
+export const nodeLoadDeps: LoadDeps = {
+  readFile: (p) => fsp.readFile(p, 'utf8'),
+  fileMode: async (p) => {
+    try {
+      return (await fsp.stat(p)).mode & 0o777;
+    } catch {
+      return null;
+    }
+  },
+  readListCache: async (source, stateDir) => {
+    const file = resolve(stateDir, 'lists', `${source.name}.txt`);
+    try {
+      const meta = JSON.parse(await fsp.readFile(resolve(stateDir, 'lists', `${source.name}.meta.json`), 'utf8')) as { url?: string };
+      if (meta.url !== source.url) return null; // the URL changed: that copy is of another list
+      return { text: await fsp.readFile(file, 'utf8'), file };
+    } catch {
+      return null;
+    }
+  },
+};
+
+/** A list as loaded: its entries, and where they came from. */
+export interface LoadedList extends ListContent {
+  source: ListSource;
+  /** file: a list file; cache: the last good download; none: a URL list never downloaded. */
+  origin: 'file' | 'cache' | 'none';
+  parsed: ParsedList | null;
+}
+
+export interface LoadedConfig {
+  config: Config;
+  policy: Policy;
+  lists: ReadonlyMap<string, LoadedList>;
+  /** Warnings (errors throw). */
+  warnings: readonly ConfigIssue[];
+}
+
+/**
+ * Reads, validates and compiles a configuration. Throws ConfigError with every
+ * issue found (not just the first) when the file cannot be used.
+ */
+export async function loadConfig(file: string, deps: LoadDeps = nodeLoadDeps): Promise<LoadedConfig> {
+  const path = resolve(file);
+  const sink = new IssueSink();
+  const top: SourcePos = { file: path, line: 1, col: 1 };
+  let text: string;
+  try {
+    text = await deps.readFile(path);
+  } catch (e) {
+    sink.error(ConfigCodes.FILE, top, '', `cannot read the config file: ${fsMessage(e)}`);
+    throw new ConfigError(sink.issues);
+  }
+  const src = YamlSource.parse(path, text, sink);
+  if (!src) throw new ConfigError(sink.issues);
+  const data = src.toJS();
+  if (data === null || data === undefined) {
+    sink.error(ConfigCodes.MISSING_KEY, top, '', 'the file is empty; it needs at least tunnel.gateways');
+    throw new ConfigError(sink.issues);
+  }
+  if (typeof data !== 'object' || Array.isArray(data)) {
+    sink.error(ConfigCodes.TYPE, src.pos([]), '', 'the file must be a mapping of keys (mode:, tunnel:, rules: ...)');
+    throw new ConfigError(sink.issues);
+  }
+  const schemaOk = validateAgainstSchema(data, src, sink);
+  // Go on after schema errors so one run reports every mistake (a missing
+  // wg-quick file, an unknown gateway...), but drop what the schema already
+  // said about the same keys; a crash on ill-typed data is no finding.
+  const schemaIssues = sink.issues.length;
+  const b = new Builder(path, src, data as Raw, deps, sink);
+  let result: Awaited<ReturnType<Builder['build']>> = null;
+  try {
+    result = await b.build(text);
+  } catch (e) {
+    if (schemaOk) throw e;
+  }
+  if (!schemaOk) {
+    const said = sink.issues.slice(0, schemaIssues).map((i) => i.keyPath);
+    const related = (k: string): boolean => said.some((s) => s === '' || k === s || k.startsWith(s + '.') || k.startsWith(s + '['));
+    const extra = sink.issues.splice(schemaIssues).filter((i) => !related(i.keyPath));
+    sink.issues.push(...extra);
+  }
+  if (sink.hasErrors || !result) throw new ConfigError(sink.issues);
+  const policy = compilePolicy(result.config, result.lists);
+  return { ...result, policy, warnings: sink.issues.filter((i) => i.severity === 'warning') };
+}
+
+/** Recompiles the policy with fresh list contents (after a list download). */
+export function recompile(loaded: LoadedConfig, lists: ReadonlyMap<string, LoadedList>): LoadedConfig {
+  return { ...loaded, lists, policy: compilePolicy(loaded.config, lists) };
+}
+
+/** Parses list text for the policy; shared by the loader and the list refresher. */
+export function toLoadedList(source: ListSource, text: string | null, file: string, origin: LoadedList['origin']): LoadedList {
+  const parsed = text === null ? null : parseList(text, source.format, source.file ?? source.url);
+  return {
+    name: source.name,
+    file,
+    source,
+    origin,
+    parsed,
+    domains: parsed?.domains ?? [],
+    cidrs: parsed?.cidrs ?? [],
+  };
+}
+
+type Raw = Record<string, unknown>;
+
+function fsMessage(e: unknown): string {
+  const err = e as NodeJS.ErrnoException;
+  if (err.code === 'ENOENT') return 'no such file';
+  if (err.code === 'EACCES') return 'permission denied';
+  if (err.code === 'EISDIR') return 'is a directory';
+  return err.message ?? String(e);
+}
+
+function asList(v: unknown): string[] {
+  if (v === undefined || v === null) return [];
+  return Array.isArray(v) ? v.map(String) : [String(v)];
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object' && !Object.isFrozen(o)) {
+    Object.freeze(o);
+    for (const v of Object.values(o as object)) deepFreeze(v);
+  }
+  return o;
+}
+
+class Builder {
+  private readonly dir: string;
+  private readonly files = new Set<string>();
+  private readonly texts: string[] = [];
+
+  constructor(
+    private readonly file: string,
+    private readonly src: YamlSource,
+    private readonly raw: Raw,
+    private readonly deps: LoadDeps,
+    private readonly sink: IssueSink,
+  ) {
+    this.dir = dirname(file);
+    this.files.add(file);
+  }
+
+  private pos(path: KeySeg[]): SourcePos {
+    return this.src.pos(path);
+  }
+  private err(code: Parameters<IssueSink['error']>[0], path: KeySeg[], message: string): void {
+    this.sink.error(code, this.pos(path), keyPathString(path), message);
+  }
+  private warn(code: Parameters<IssueSink['warn']>[0], path: KeySeg[], message: string): void {
+    this.sink.warn(code, this.pos(path), keyPathString(path), message);
+  }
+  private get(path: KeySeg[]): unknown {
+    let cur: unknown = this.raw;
+    for (const s of path) {
+      if (cur === null || typeof cur !== 'object') return undefined;
+      cur = (cur as Record<string, unknown>)[s as string];
+    }
+    return cur;
+  }
+  private rel(p: string): string {
+    return isAbsolute(p) ? p : resolve(this.dir, p);
+  }
+  private duration(path: KeySeg[], def: string): number {
+    const v = this.get(path);
+    const ms = parseDuration(typeof v === 'string' ? v : def);
+    if (ms === null) {
+      this.err(ConfigCodes.DURATION, path, `"${String(v)}" is not a duration (use e.g. 500ms, 1s, 5m)`);
+      return parseDuration(def)!;
+    }
+    return ms;
+  }
+
+  private upstreams(path: KeySeg[], v: unknown): Upstream[] {
+    const out: Upstream[] = [];
+    asList(v).forEach((s, i) => {
+      const u = parseUpstream(s);
+      if ('error' in u) this.err(ConfigCodes.ADDRESS, [...path, i], u.error);
+      else out.push(u);
+    });
+    return out;
+  }
+
+  async build(mainText: string): Promise<{ config: Config; lists: Map<string, LoadedList> } | null> {
+    this.texts.push(mainText);
+    const mode = (this.get(['mode']) as Config['mode'] | undefined) ?? 'router';
+    const lan = asList(this.get(['lan']));
+    if (mode === 'router' && lan.length === 0) {
+      this.err(ConfigCodes.MISSING_KEY, this.get(['lan']) === undefined ? [] : ['lan'], 'router mode needs lan: the LAN interfaces to serve (or set mode: host)');
+    }
+    if (mode === 'host' && lan.length > 0) this.warn(ConfigCodes.VALUE, ['lan'], 'lan is ignored in host mode');
+
+    const bdns = this.get(['breakout', 'dns']);
+    const breakout: Config['breakout'] = {
+      interface: (this.get(['breakout', 'interface']) as string | undefined) ?? 'auto',
+      dns: bdns === undefined || bdns === 'auto' ? 'auto' : this.upstreams(['breakout', 'dns'], bdns),
+    };
+    const tdnsRaw = this.get(['tunnel', 'dns']);
+    const tunnelDns = tdnsRaw === undefined ? null : this.upstreams(['tunnel', 'dns'], tdnsRaw);
+
+    const health = {
+      intervalMs: this.duration(['health', 'interval'], '1s'),
+      timeoutMs: this.duration(['health', 'timeout'], '1s'),
+      failAfter: (this.get(['health', 'failAfter']) as number | undefined) ?? 3,
+      recoverAfter: (this.get(['health', 'recoverAfter']) as number | undefined) ?? 5,
+      probe: this.probes(['health', 'probe']) ?? [{ kind: 'dns' as const }, { kind: 'handshake' as const }],
+      window: (this.get(['health', 'window']) as number | undefined) ?? 30,
+      degradeFactor: (this.get(['health', 'degradeFactor']) as number | undefined) ?? 3,
+      failbackHoldMs: this.duration(['health', 'failbackHold'], '30s'),
+    };
+    if (health.timeoutMs > health.intervalMs) {
+      this.warn(ConfigCodes.VALUE, ['health', 'timeout'], 'a probe timeout longer than the interval delays failure detection');
+    }
+
+    const gateways = await this.gateways(tunnelDns);
+    const lists = await this.lists();
+    const dns = this.dns();
+    const rules = this.rules(gateways, mode);
+    const def = this.via(['default'], this.get(['default']) ?? 'tunnel', gateways);
+
+    const metricsListen = this.get(['metrics', 'listen']);
+    let metrics: Config['metrics'] = { listen: null };
+    if (typeof metricsListen === 'string') {
+      const hp = parseHostPort(metricsListen);
+      if ('error' in hp || !isIP(hp.host)) this.err(ConfigCodes.ADDRESS, ['metrics', 'listen'], 'error' in hp ? hp.error : `"${metricsListen}": use an IP address and port, e.g. 127.0.0.1:9464`);
+      else metrics = { listen: hp };
+    }
+    const socket = (this.get(['control', 'socket']) as string | undefined) ?? '/run/splitwan/control.sock';
+    if (!isAbsolute(socket)) this.err(ConfigCodes.VALUE, ['control', 'socket'], 'the control socket must be an absolute path');
+
+    const proxyRaw = (this.get(['proxy']) ?? {}) as Raw;
+    const proxy: Config['proxy'] = {
+      enabled: (proxyRaw.enabled as boolean | undefined) ?? false,
+      ports: (proxyRaw.ports as number[] | undefined) ?? [80, 443],
+      listenPort: (proxyRaw.listenPort as number | undefined) ?? 15001,
+      peekTimeoutMs: this.duration(['proxy', 'peekTimeout'], '5s'),
+      idleTimeoutMs: this.duration(['proxy', 'idleTimeout'], '5m'),
+      blockQuic: (proxyRaw.blockQuic as boolean | undefined) ?? true,
+    };
+
+    if (this.sink.hasErrors) return null;
+    const digest = createHash('sha256');
+    for (const t of this.texts) digest.update(t).update('\0');
+    const config: Config = {
+      file: this.file,
+      digest: digest.digest('hex'),
+      mode,
+      lan,
+      breakout,
+      tunnel: { killSwitch: (this.get(['tunnel', 'killSwitch']) as boolean | undefined) ?? true, dns: tunnelDns, gateways },
+      health,
+      dns,
+      proxy,
+      control: { socket },
+      metrics,
+      log: { level: (this.get(['log', 'level']) as Config['log']['level'] | undefined) ?? 'info' },
+      stateDir: this.stateDir(),
+      lists: [...lists.values()].map((l) => l.source),
+      rules,
+      default: def,
+      files: [...this.files],
+    };
+    return { config: deepFreeze(config), lists };
+  }
+
+  private stateDir(): string {
+    return this.rel((this.get(['stateDir']) as string | undefined) ?? '/var/lib/splitwan');
+  }
+
+  private probes(path: KeySeg[]): ProbeSpec[] | null {
+    const v = this.get(path);
+    if (v === undefined) return null;
+    const items = Array.isArray(v) ? v : [v];
+    const out: ProbeSpec[] = [];
+    items.forEach((item, i) => {
+      const p = Array.isArray(v) ? [...path, i] : path;
+      const spec: ProbeSpec = typeof item === 'string' ? { kind: item as ProbeSpec['kind'] } : { ...(item as ProbeSpec) };
+      if (spec.kind === 'http') {
+        let ok = false;
+        try {
+          ok = /^https?:$/.test(new URL(spec.url ?? '').protocol);
+        } catch {
+          ok = false;
+        }
+        if (!ok) this.err(ConfigCodes.VALUE, p, 'an http probe needs url: an http:// or https:// URL');
+      } else if (spec.kind === 'tcp') {
+        const hp = parseHostPort(spec.target ?? '');
+        if (!spec.target || 'error' in hp) this.err(ConfigCodes.ADDRESS, p, 'a tcp probe needs target: host:port');
+      } else if (spec.kind === 'icmp') {
+        if (!spec.target || !isIP(spec.target)) this.err(ConfigCodes.ADDRESS, p, 'an icmp probe needs target: an IP address');
+      }
+      out.push(spec);
+    });
+    return out;
+  }
+
+  private async gateways(tunnelDns: Upstream[] | null): Promise<GatewayConfig[]> {
+    const raw = (this.get(['tunnel', 'gateways']) as Raw[] | undefined) ?? [];
+    const out: GatewayConfig[] = [];
+    const seen = new Map<string, number>();
+    for (let i = 0; i < raw.length; i++) {
+      const g = raw[i]!;
+      const path: KeySeg[] = ['tunnel', 'gateways', i];
+      const name = String(g.name);
+      if (RESERVED_NAMES.has(name.toLowerCase())) {
+        this.err(ConfigCodes.VALUE, [...path, 'name'], `"${name}" is reserved (breakout, tunnel, block, auto, default); choose another gateway name`);
+      }
+      const prev = seen.get(name.toLowerCase());
+      if (prev !== undefined) {
+        this.err(ConfigCodes.DUPLICATE, [...path, 'name'], `gateway "${name}" is already defined at tunnel.gateways[${prev}]`);
+      }
+      seen.set(name.toLowerCase(), i);
+      const wg = await this.wireguard(g, path);
+      if (!wg) continue;
+      if (wg.addresses.length === 0) this.err(ConfigCodes.MISSING_KEY, path, `gateway "${name}" has no tunnel address (Address=)`);
+      if (wg.peers.length !== 1) {
+        this.err(ConfigCodes.WGQUICK, path, `gateway "${name}" must have exactly one peer (it has ${wg.peers.length}); define one gateway per server`);
+      } else if (!wg.peers[0]!.endpoint) {
+        this.err(ConfigCodes.MISSING_KEY, path, `gateway "${name}" has no peer Endpoint; splitwan dials its gateways`);
+      }
+      const dns = tunnelDns ?? this.gatewayDns(wg, path);
+      if (dns.length === 0) {
+        this.err(ConfigCodes.MISSING_KEY, path, `gateway "${name}" has no resolver: set DNS= in its wg-quick file or tunnel.dns`);
+      }
+      out.push({
+        name,
+        path: `gw:${name}`,
+        ifname: `swg-${name}`,
+        priority: (g.priority as number | undefined) ?? 100,
+        wireguard: wg,
+        dns,
+        probe: this.probes([...path, 'probe']),
+        pos: this.pos(path),
+      });
+    }
+    return out;
+  }
+
+  private gatewayDns(wg: WireGuardInterface, path: KeySeg[]): Upstream[] {
+    const out: Upstream[] = [];
+    for (const d of wg.dns) {
+      const u = parseUpstream(d);
+      if ('error' in u) this.err(ConfigCodes.ADDRESS, path, `DNS ${u.error}`);
+      else out.push(u);
+    }
+    return out;
+  }
+
+  private async wireguard(g: Raw, path: KeySeg[]): Promise<WireGuardInterface | null> {
+    const inlineKeys = ['privateKey', 'privateKeyFile', 'address', 'dns', 'mtu', 'peer'].filter((k) => g[k] !== undefined);
+    if (g.config !== undefined) {
+      if (inlineKeys.length > 0) {
+        this.err(ConfigCodes.VALUE, [...path, inlineKeys[0]!], `use either config (a wg-quick file) or inline keys, not both`);
+        return null;
+      }
+      const file = this.rel(String(g.config));
+      this.files.add(file);
+      let text: string;
+      try {
+        text = await this.deps.readFile(file);
+      } catch (e) {
+        this.err(ConfigCodes.FILE, [...path, 'config'], `cannot read ${file}: ${fsMessage(e)}`);
+        return null;
+      }
+      this.texts.push(text);
+      await this.checkSecretMode(file, [...path, 'config'], 'this wg-quick file holds a private key');
+      return parseWgQuick(text, file, this.sink);
+    }
+    if (inlineKeys.length === 0) {
+      this.err(ConfigCodes.MISSING_KEY, path, 'a gateway needs config (a wg-quick file) or inline privateKey, address and peer');
+      return null;
+    }
+    let privateKey = g.privateKey as string | undefined;
+    if (g.privateKeyFile !== undefined) {
+      if (privateKey !== undefined) {
+        this.err(ConfigCodes.VALUE, [...path, 'privateKeyFile'], 'use privateKey or privateKeyFile, not both');
+        return null;
+      }
+      const file = this.rel(String(g.privateKeyFile));
+      this.files.add(file);
+      try {
+        privateKey = (await this.deps.readFile(file)).trim();
+        this.texts.push(privateKey);
+      } catch (e) {
+        this.err(ConfigCodes.FILE, [...path, 'privateKeyFile'], `cannot read ${file}: ${fsMessage(e)}`);
+        return null;
+      }
+      await this.checkSecretMode(file, [...path, 'privateKeyFile'], 'this file holds a private key');
+    } else if (privateKey !== undefined) {
+      await this.checkSecretMode(this.file, [...path, 'privateKey'], 'this file holds a private key inline');
+    }
+    if (privateKey === undefined) {
+      this.err(ConfigCodes.MISSING_KEY, path, 'missing privateKey (or privateKeyFile)');
+      return null;
+    }
+    const keyAt: KeySeg[] = [...path, g.privateKeyFile !== undefined ? 'privateKeyFile' : 'privateKey'];
+    if (!isWireGuardKey(privateKey)) this.err(ConfigCodes.KEY, keyAt, 'is not a WireGuard key (44 characters of base64)');
+    const addresses: string[] = [];
+    asList(g.address).forEach((a, j) => {
+      // An interface address keeps its host bits (10.64.0.2/32), unlike a route.
+      const c = parseCidr(a);
+      if ('error' in c) this.err(ConfigCodes.ADDRESS, Array.isArray(g.address) ? [...path, 'address', j] : [...path, 'address'], c.error);
+      else addresses.push(a.includes('/') ? a.trim() : `${a.trim()}/${c.prefix}`);
+    });
+    const peerRaw = g.peer as Raw | undefined;
+    const peers: WireGuardInterface['peers'] = [];
+    if (!peerRaw) this.err(ConfigCodes.MISSING_KEY, path, 'missing peer: { publicKey, endpoint }');
+    else {
+      const pp: KeySeg[] = [...path, 'peer'];
+      const publicKey = String(peerRaw.publicKey);
+      if (!isWireGuardKey(publicKey)) this.err(ConfigCodes.KEY, [...pp, 'publicKey'], `"${publicKey}" is not a WireGuard key (44 characters of base64)`);
+      const presharedKey = peerRaw.presharedKey as string | undefined;
+      if (presharedKey !== undefined && !isWireGuardKey(presharedKey)) {
+        this.err(ConfigCodes.KEY, [...pp, 'presharedKey'], 'is not a WireGuard key (44 characters of base64)');
+      }
+      const ep = parseHostPort(String(peerRaw.endpoint));
+      if ('error' in ep) this.err(ConfigCodes.ADDRESS, [...pp, 'endpoint'], ep.error);
+      const allowed = peerRaw.allowedIPs === undefined ? ['0.0.0.0/0', '::/0'] : asList(peerRaw.allowedIPs);
+      const allowedIPs: string[] = [];
+      allowed.forEach((a, j) => {
+        const c = parseCidr(a);
+        if ('error' in c) this.err(ConfigCodes.ADDRESS, Array.isArray(peerRaw.allowedIPs) ? [...pp, 'allowedIPs', j] : [...pp, 'allowedIPs'], c.error);
+        else allowedIPs.push(c.text);
+      });
+      peers.push({
+        publicKey,
+        ...(presharedKey !== undefined ? { presharedKey } : {}),
+        ...('error' in ep ? {} : { endpoint: ep }),
+        allowedIPs,
+        ...(peerRaw.persistentKeepalive !== undefined ? { persistentKeepalive: peerRaw.persistentKeepalive as number } : {}),
+      });
+    }
+    const dns = asList(g.dns);
+    dns.forEach((d, j) => {
+      const u = parseUpstream(d);
+      if ('error' in u) this.err(ConfigCodes.ADDRESS, Array.isArray(g.dns) ? [...path, 'dns', j] : [...path, 'dns'], u.error);
+    });
+    return {
+      privateKey,
+      addresses,
+      dns,
+      ...(g.mtu !== undefined ? { mtu: g.mtu as number } : {}),
+      peers,
+      source: this.pos(path),
+    };
+  }
+
+  private async checkSecretMode(file: string, path: KeySeg[], why: string): Promise<void> {
+    const mode = await this.deps.fileMode(file);
+    if (mode !== null && (mode & 0o077) !== 0) {
+      this.warn(ConfigCodes.PERMISSIONS, path, `${file} is readable by other users (mode ${mode.toString(8).padStart(4, '0')}); ${why}: chmod 600 it`);
+    }
+  }
+
+  private async lists(): Promise<Map<string, LoadedList>> {
+    const raw = (this.get(['lists']) as Record<string, Raw> | undefined) ?? {};
+    const out = new Map<string, LoadedList>();
+    for (const [name, l] of Object.entries(raw)) {
+      const path: KeySeg[] = ['lists', name];
+      const hasFile = l.file !== undefined;
+      const hasUrl = l.url !== undefined;
+      if (hasFile === hasUrl) {
+        this.err(hasFile ? ConfigCodes.VALUE : ConfigCodes.MISSING_KEY, path, 'a list needs exactly one of file or url');
+        continue;
+      }
+      const source: ListSource = {
+        name,
+        format: (l.format as ListFormat | undefined) ?? 'auto',
+        maxBytes: (l.maxSize as number | undefined) ?? 32 * 1024 * 1024,
+        timeoutMs: this.duration([...path, 'timeout'], '30s'),
+        pos: this.pos(path),
+      };
+      if (hasUrl) {
+        const url = String(l.url);
+        let ok = false;
+        try {
+          ok = /^https?:$/.test(new URL(url).protocol);
+        } catch {
+          ok = false;
+        }
+        if (!ok) {
+          this.err(ConfigCodes.ADDRESS, [...path, 'url'], `"${redactUrl(url)}" is not an http:// or https:// URL`);
+          continue;
+        }
+        source.url = url;
+        source.refresh = (l.refresh as string | undefined) ?? '0 4 * * *';
+        if (!cron.validate(source.refresh)) {
+          this.err(ConfigCodes.CRON, [...path, 'refresh'], `"${source.refresh}" is not a cron expression (e.g. "0 4 * * *": daily at 04:00)`);
+        }
+        const cached = await this.deps.readListCache(source, this.stateDir());
+        out.set(name, cached ? toLoadedList(source, cached.text, cached.file, 'cache') : toLoadedList(source, null, url, 'none'));
+        if (!cached) this.warn(ConfigCodes.LIST, path, `list "${name}" has not been downloaded yet; its rules match nothing until the daemon fetches it`);
+        continue;
+      }
+      if (l.refresh !== undefined) this.warn(ConfigCodes.VALUE, [...path, 'refresh'], 'refresh applies to url lists only; a file list is re-read on reload');
+      const file = this.rel(String(l.file));
+      source.file = file;
+      this.files.add(file);
+      let text: string;
+      try {
+        text = await this.deps.readFile(file);
+      } catch (e) {
+        this.err(ConfigCodes.FILE, [...path, 'file'], `cannot read ${file}: ${fsMessage(e)}`);
+        continue;
+      }
+      this.texts.push(text);
+      const loaded = toLoadedList(source, text, file, 'file');
+      for (const p of loaded.parsed!.problems) {
+        this.sink.warn(ConfigCodes.LIST, { file, line: p.line, col: p.col }, `lists.${name}`, `${p.message} (line skipped)`);
+      }
+      if (loaded.domains.length === 0 && loaded.cidrs.length === 0) {
+        this.warn(ConfigCodes.LIST, [...path, 'file'], `list "${name}" has no entries`);
+      }
+      out.set(name, loaded);
+    }
+    return out;
+  }
+
+  private dns(): Config['dns'] {
+    const listenRaw = this.get(['dns', 'listen']) as string[] | undefined;
+    let listen: Config['dns']['listen'] = 'auto';
+    if (listenRaw !== undefined) {
+      listen = [];
+      listenRaw.forEach((l, i) => {
+        const hp = parseHostPort(l, 53);
+        if ('error' in hp) this.err(ConfigCodes.ADDRESS, ['dns', 'listen', i], hp.error);
+        else if (!isIP(hp.host)) this.err(ConfigCodes.ADDRESS, ['dns', 'listen', i], `"${l}": listen on an IP address, not a name`);
+        else (listen as { host: string; port: number }[]).push(hp);
+      });
+    }
+    const dohLists = asList(this.get(['dns', 'dohLists']));
+    const listNames = Object.keys((this.get(['lists']) as Raw | undefined) ?? {});
+    dohLists.forEach((n, i) => {
+      if (!listNames.includes(n)) {
+        const hint = didYouMean(n, listNames);
+        this.err(ConfigCodes.REFERENCE, ['dns', 'dohLists', i], `no list named "${n}" under lists${hint ? ` (did you mean "${hint}"?)` : ''}`);
+      }
+    });
+    const c = (this.get(['dns', 'cache']) ?? {}) as Raw;
+    const cache = {
+      size: (c.size as number | undefined) ?? 10000,
+      minTtl: (c.minTtl as number | undefined) ?? 0,
+      maxTtl: (c.maxTtl as number | undefined) ?? 86400,
+      negativeTtl: (c.negativeTtl as number | undefined) ?? 900,
+      serveStale: (c.serveStale as boolean | undefined) ?? false,
+      staleTtl: (c.staleTtl as number | undefined) ?? 86400,
+    };
+    if (cache.minTtl > cache.maxTtl) this.err(ConfigCodes.VALUE, ['dns', 'cache', 'minTtl'], `minTtl (${cache.minTtl}) is above maxTtl (${cache.maxTtl})`);
+    return {
+      listen,
+      timeoutMs: this.duration(['dns', 'timeout'], '2s'),
+      tagTtlMs: this.duration(['dns', 'tagTtl'], '10m'),
+      blockEncryptedDns: (this.get(['dns', 'blockEncryptedDns']) as boolean | undefined) ?? false,
+      dohLists,
+      blockAnswer: (this.get(['dns', 'blockAnswer']) as 'null' | 'nxdomain' | undefined) ?? 'null',
+      cache,
+    };
+  }
+
+  private via(path: KeySeg[], v: unknown, gateways: GatewayConfig[]): Target[] {
+    const items = Array.isArray(v) ? v.map(String) : [String(v)];
+    const out: Target[] = [];
+    // Names as declared, so a gateway whose file failed to load is not also "unknown" here.
+    void gateways;
+    const declared = ((this.get(['tunnel', 'gateways']) as Raw[] | undefined) ?? []).map((g) => String(g?.name));
+    const names = new Map(declared.map((n) => [n.toLowerCase(), n]));
+    items.forEach((t, i) => {
+      const p = Array.isArray(v) ? [...path, i] : path;
+      const lower = t.toLowerCase();
+      let target: Target | null = null;
+      if (lower === 'breakout' || lower === 'tunnel' || lower === 'block') target = lower;
+      else if (names.has(lower)) target = `gw:${names.get(lower)!}`;
+      if (!target) {
+        const hint = didYouMean(t, ['breakout', 'tunnel', 'block', ...names.values()]);
+        this.err(ConfigCodes.REFERENCE, p, `"${t}" is not breakout, tunnel, block or a gateway name${hint ? ` (did you mean "${hint}"?)` : ''}`);
+        return;
+      }
+      if (out.includes(target)) this.warn(ConfigCodes.DUPLICATE, p, `"${t}" is listed twice`);
+      else out.push(target);
+    });
+    return out;
+  }
+
+  private rules(gateways: GatewayConfig[], mode: Config['mode']): RuleConfig[] {
+    const raw = (this.get(['rules']) as Raw[] | undefined) ?? [];
+    const listNames = Object.keys((this.get(['lists']) as Raw | undefined) ?? {});
+    return raw.map((r, i) => {
+      const path: KeySeg[] = ['rules', i];
+      const rule: RuleConfig = {
+        index: i,
+        domains: [],
+        cidrs: [],
+        sources: [],
+        lists: [],
+        via: this.via([...path, 'via'], r.via, gateways),
+        label: '',
+        pos: this.pos(path),
+      };
+      if (r.domains === undefined && r.cidrs === undefined && r.sources === undefined && r.list === undefined) {
+        this.err(ConfigCodes.MISSING_KEY, path, 'a rule needs domains, cidrs, sources or list');
+      }
+      asList(r.domains).forEach((d, j) => {
+        const kp: KeySeg[] = [...path, 'domains', j];
+        const parsed = parseDomainPattern(d);
+        if ('error' in parsed) {
+          this.err(parsed.error.startsWith('bad regular') ? ConfigCodes.REGEXP : ConfigCodes.DOMAIN, kp, parsed.error);
+        } else rule.domains.push({ pattern: parsed.pattern, origin: { keyPath: keyPathString(kp), pos: this.pos(kp) } });
+      });
+      for (const key of ['cidrs', 'sources'] as const) {
+        asList(r[key]).forEach((c, j) => {
+          const kp: KeySeg[] = [...path, key, j];
+          const parsed = parseCidr(c);
+          if ('error' in parsed) this.err(ConfigCodes.ADDRESS, kp, parsed.error);
+          else rule[key].push({ cidr: parsed.text, origin: { keyPath: keyPathString(kp), pos: this.pos(kp) } });
+        });
+      }
+      if (rule.sources.length > 0 && mode === 'host') {
+        this.warn(ConfigCodes.VALUE, [...path, 'sources'], 'sources match LAN clients; in host mode there are none, so this rule only matches in explain --source');
+      }
+      const listPathOf = (j: number): KeySeg[] => (Array.isArray(r.list) ? [...path, 'list', j] : [...path, 'list']);
+      asList(r.list).forEach((n, j) => {
+        if (!listNames.includes(n)) {
+          const hint = didYouMean(n, listNames);
+          this.err(ConfigCodes.REFERENCE, listPathOf(j), `no list named "${n}" under lists${hint ? ` (did you mean "${hint}"?)` : ''}`);
+        } else rule.lists.push(n);
+      });
+      rule.label = typeof r.name === 'string' ? r.name : ruleLabel(rule);
+      return rule;
+    });
+  }
+}
+
+function ruleLabel(r: RuleConfig): string {
+  const parts: string[] = [];
+  if (r.lists.length) parts.push(`list ${r.lists.join(',')}`);
+  const sample = [...r.domains.map((d) => patternText(d.pattern)), ...r.cidrs.map((c) => c.cidr)];
+  if (sample.length) parts.push(sample.slice(0, 2).join(',') + (sample.length > 2 ? `+${sample.length - 2}` : ''));
+  if (r.sources.length) parts.push(`from ${r.sources[0]!.cidr}${r.sources.length > 1 ? `+${r.sources.length - 1}` : ''}`);
+  return parts.join(' ').slice(0, 60) || `rule ${r.index}`;
+}
+
+/** A domain pattern as a user writes it. */
+export function patternText(p: DomainPattern): string {
+  switch (p.kind) {
+    case 'domain':
+      return p.value;
+    case 'subdomain':
+      return `*.${p.value}`;
+    default:
+      return `${p.kind}:${p.value}`;
+  }
+}
+
+/** A URL with any password removed, for messages. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return url.replace(/\/\/[^@/]*@/, '//***@');
+  }
+}

@@ -1,0 +1,327 @@
+import { CidrIndex, type CidrHit } from './cidr-index.js';
+import { DomainIndex, KIND_DOMAIN, KIND_FULL, KIND_SUBDOMAIN, type IndexHit } from './domain-index.js';
+import { cidrContains, parseCidr, parseIp, type ParsedCidr, type ParsedIp } from './ip.js';
+import type { Config, DomainPattern, RuleConfig, SourcePos, Target } from './types.js';
+
+/** The entries of one list, as the policy needs them (a ParsedList fits). */
+export interface ListContent {
+  name: string;
+  /** The file the line numbers point into: the list file, or the cached download. */
+  file: string;
+  domains: readonly { pattern: DomainPattern; line: number }[];
+  cidrs: readonly { cidr: string; line: number }[];
+}
+
+export type EntryKind = DomainPattern['kind'] | 'cidr' | 'source';
+
+/** The config entry that decided a match, for `explain`. */
+export interface MatchEntry {
+  kind: EntryKind;
+  value: string;
+  /** Rule entries: rules[0].domains[2]. */
+  keyPath?: string;
+  /** List entries: the list's name. */
+  list?: string;
+  pos: SourcePos;
+}
+
+export interface PolicyMatch {
+  /** Index in `rules`, or null when the default applied. */
+  rule: number | null;
+  via: readonly Target[];
+  entry: MatchEntry | null;
+}
+
+interface RuleEntryOrigin {
+  kind: EntryKind;
+  value: string;
+  keyPath: string;
+  pos: SourcePos;
+}
+
+interface PatternEntry {
+  rule: number;
+  value: string;
+  re?: RegExp;
+  origin: number;
+}
+
+/** Per-rule matchers for rules restricted to `sources` (evaluated only when a source is known). */
+interface ConditionalRule {
+  rule: number;
+  sources: ParsedCidr[];
+  hasDestination: boolean;
+  names: NameMatcher;
+  cidrs: CidrIndex;
+}
+
+// A list entry's origin packs the list and the line into one number, so 100k
+// entries cost no objects: origin = list * LINE_SPAN + line. Rule entries use
+// negative numbers: -(index into ruleOrigins) - 1.
+const LINE_SPAN = 2 ** 24;
+const KIND_NAMES: readonly EntryKind[] = ['domain', 'subdomain', 'full'];
+
+class NameMatcher {
+  readonly index = new DomainIndex();
+  keywords: PatternEntry[] = [];
+  regexps: PatternEntry[] = [];
+  private hit: IndexHit = { rule: -1, entry: -1, kind: -1 };
+
+  add(p: DomainPattern, rule: number, origin: number): void {
+    switch (p.kind) {
+      case 'domain':
+        return this.index.add(p.value, KIND_DOMAIN, rule, origin);
+      case 'subdomain':
+        return this.index.add(p.value, KIND_SUBDOMAIN, rule, origin);
+      case 'full':
+        return this.index.add(p.value, KIND_FULL, rule, origin);
+      case 'keyword':
+        this.keywords.push({ rule, value: p.value, origin });
+        return;
+      case 'regexp':
+        this.regexps.push({ rule, value: p.value, re: new RegExp(p.value, 'i'), origin });
+        return;
+    }
+  }
+
+  build(): void {
+    this.index.build();
+    // Sorted by rule so a scan stops at the first entry that cannot beat the index.
+    this.keywords.sort((a, b) => a.rule - b.rule);
+    this.regexps.sort((a, b) => a.rule - b.rule);
+  }
+
+  get empty(): boolean {
+    return this.index.size === 0 && this.keywords.length === 0 && this.regexps.length === 0;
+  }
+
+  /** Lowest matching rule or -1; `detail` receives [kind, value, origin] of the winner. */
+  match(name: string, detail?: { kind: EntryKind; value: string; origin: number }): number {
+    let best = this.index.lookup(name, detail ? this.hit : undefined);
+    if (best >= 0 && detail) {
+      detail.kind = KIND_NAMES[this.hit.kind]!;
+      detail.value = this.index.entryKey(this.hit.entry);
+      detail.origin = this.index.origin(this.hit.entry, this.hit.kind);
+    }
+    if (this.keywords.length === 0 && this.regexps.length === 0) return best;
+    const limit = best < 0 ? Infinity : best;
+    if (!(this.keywords[0] && this.keywords[0].rule < limit) && !(this.regexps[0] && this.regexps[0].rule < limit)) {
+      return best;
+    }
+    const lower = canonical(name);
+    for (const k of this.keywords) {
+      if (k.rule >= (best < 0 ? Infinity : best)) break;
+      if (lower.includes(k.value)) {
+        best = k.rule;
+        if (detail) Object.assign(detail, { kind: 'keyword', value: k.value, origin: k.origin });
+        break;
+      }
+    }
+    for (const r of this.regexps) {
+      if (r.rule >= (best < 0 ? Infinity : best)) break;
+      if (r.re!.test(lower)) {
+        best = r.rule;
+        if (detail) Object.assign(detail, { kind: 'regexp', value: r.value, origin: r.origin });
+        break;
+      }
+    }
+    return best;
+  }
+}
+
+function canonical(name: string): string {
+  const n = name.endsWith('.') ? name.slice(0, -1) : name;
+  return n.toLowerCase();
+}
+
+export interface PolicyStats {
+  rules: number;
+  domains: number;
+  keywords: number;
+  regexps: number;
+  cidrs: number;
+  sourceRules: number;
+}
+
+/**
+ * A compiled, immutable policy: destination name or address → rule → via.
+ * Build with compilePolicy(); share freely between the resolver, the proxy and
+ * `explain`.
+ */
+export class Policy {
+  private readonly names = new NameMatcher();
+  private readonly cidrs = new CidrIndex();
+  private readonly conditional: ConditionalRule[] = [];
+  private readonly ruleOrigins: RuleEntryOrigin[] = [];
+  private readonly listNames: string[] = [];
+  private readonly listFiles: string[] = [];
+
+  private constructor(
+    readonly rules: readonly RuleConfig[],
+    readonly defaultVia: readonly Target[],
+  ) {}
+
+  static compile(config: Pick<Config, 'rules' | 'default'>, lists: ReadonlyMap<string, ListContent>): Policy {
+    const p = new Policy(config.rules, config.default);
+    const listIdx = new Map<string, number>();
+    for (const [name, l] of lists) {
+      listIdx.set(name, p.listNames.length);
+      p.listNames.push(name);
+      p.listFiles.push(l.file);
+    }
+    for (const rule of config.rules) {
+      const r = rule.index;
+      let names = p.names;
+      let cidrs = p.cidrs;
+      if (rule.sources.length > 0) {
+        const cond: ConditionalRule = {
+          rule: r,
+          sources: rule.sources.map((s) => parseCidr(s.cidr) as ParsedCidr),
+          hasDestination: rule.domains.length + rule.cidrs.length + rule.lists.length > 0,
+          names: new NameMatcher(),
+          cidrs: new CidrIndex(),
+        };
+        p.conditional.push(cond);
+        names = cond.names;
+        cidrs = cond.cidrs;
+      }
+      for (const d of rule.domains) {
+        names.add(d.pattern, r, p.ruleOrigin(d.pattern.kind, d.pattern.value, d.origin.keyPath ?? '', d.origin.pos));
+      }
+      for (const c of rule.cidrs) {
+        const parsed = parseCidr(c.cidr) as ParsedCidr;
+        cidrs.add(parsed, r, p.ruleOrigin('cidr', parsed.text, c.origin.keyPath ?? '', c.origin.pos));
+      }
+      for (const name of rule.lists) {
+        const l = lists.get(name);
+        const li = listIdx.get(name);
+        if (!l || li === undefined) continue; // not loaded yet (a URL list before its first download)
+        for (const d of l.domains) names.add(d.pattern, r, li * LINE_SPAN + d.line);
+        for (const c of l.cidrs) {
+          const parsed = parseCidr(c.cidr);
+          if (!('error' in parsed)) cidrs.add(parsed, r, li * LINE_SPAN + c.line);
+        }
+      }
+    }
+    p.names.build();
+    p.cidrs.build();
+    for (const c of p.conditional) {
+      c.names.build();
+      c.cidrs.build();
+    }
+    return p;
+  }
+
+  get stats(): PolicyStats {
+    return {
+      rules: this.rules.length,
+      domains: this.names.index.size + this.conditional.reduce((n, c) => n + c.names.index.size, 0),
+      keywords: this.names.keywords.length,
+      regexps: this.names.regexps.length,
+      cidrs: this.cidrs.size + this.conditional.reduce((n, c) => n + c.cidrs.size, 0),
+      sourceRules: this.conditional.length,
+    };
+  }
+
+  /** Whether any rule depends on the client's address (router mode `sources`). */
+  get hasSourceRules(): boolean {
+    return this.conditional.length > 0;
+  }
+
+  /** Hot path: the rule for a name, ignoring source-restricted rules; -1 = default. */
+  ruleForName(name: string): number {
+    return this.names.match(name);
+  }
+
+  /** The via of a rule index, or of the default for -1/null. */
+  viaOf(rule: number | null): readonly Target[] {
+    return rule === null || rule < 0 ? this.defaultVia : this.rules[rule]!.via;
+  }
+
+  /** Where traffic to `name` goes, for a client at `source` when known. */
+  matchName(name: string, source?: ParsedIp | string): PolicyMatch {
+    const detail = { kind: 'domain' as EntryKind, value: '', origin: 0 };
+    let best = this.names.match(name, detail);
+    let entry = best >= 0 ? this.describe(detail.kind, detail.value, detail.origin) : null;
+    const src = typeof source === 'string' ? parseIp(source) : source;
+    if (src) {
+      for (const c of this.conditional) {
+        if (best >= 0 && c.rule >= best) break;
+        const s = c.sources.find((cidr) => cidrContains(cidr, src));
+        if (!s) continue;
+        if (!c.hasDestination) {
+          best = c.rule;
+          entry = this.sourceEntry(c.rule, s);
+          break;
+        }
+        const d = { kind: 'domain' as EntryKind, value: '', origin: 0 };
+        if (c.names.match(name, d) >= 0) {
+          best = c.rule;
+          entry = this.describe(d.kind, d.value, d.origin);
+          break;
+        }
+      }
+    }
+    return best >= 0 ? { rule: best, via: this.rules[best]!.via, entry } : { rule: null, via: this.defaultVia, entry: null };
+  }
+
+  /** Where traffic to the address `ip` goes (CIDR rules and lists), for a client at `source`. */
+  matchIp(ip: ParsedIp | string, source?: ParsedIp | string): PolicyMatch {
+    const dst = typeof ip === 'string' ? parseIp(ip) : ip;
+    if (!dst) throw new TypeError(`not an IP address: ${String(ip)}`);
+    const hit: CidrHit | null = this.cidrs.lookup(dst);
+    let best = hit ? hit.rule : -1;
+    let entry = hit ? this.describe('cidr', hit.cidr, hit.origin) : null;
+    const src = typeof source === 'string' ? parseIp(source) : source;
+    if (src) {
+      for (const c of this.conditional) {
+        if (best >= 0 && c.rule >= best) break;
+        const s = c.sources.find((cidr) => cidrContains(cidr, src));
+        if (!s) continue;
+        if (!c.hasDestination) {
+          best = c.rule;
+          entry = this.sourceEntry(c.rule, s);
+          break;
+        }
+        const h = c.cidrs.lookup(dst);
+        if (h) {
+          best = c.rule;
+          entry = this.describe('cidr', h.cidr, h.origin);
+          break;
+        }
+      }
+    }
+    return best >= 0 ? { rule: best, via: this.rules[best]!.via, entry } : { rule: null, via: this.defaultVia, entry: null };
+  }
+
+  private ruleOrigin(kind: EntryKind, value: string, keyPath: string, pos: SourcePos): number {
+    this.ruleOrigins.push({ kind, value, keyPath, pos });
+    return -this.ruleOrigins.length;
+  }
+
+  private sourceEntry(rule: number, cidr: ParsedCidr): MatchEntry {
+    const r = this.rules[rule]!;
+    const i = r.sources.findIndex((s) => s.cidr === cidr.text);
+    const o = r.sources[i]!.origin;
+    return { kind: 'source', value: cidr.text, keyPath: o.keyPath ?? `rules[${rule}].sources[${i}]`, pos: o.pos };
+  }
+
+  private describe(kind: EntryKind, value: string, origin: number): MatchEntry {
+    if (origin < 0) {
+      const o = this.ruleOrigins[-origin - 1]!;
+      return { kind: o.kind, value: o.value, keyPath: o.keyPath, pos: o.pos };
+    }
+    const li = Math.floor(origin / LINE_SPAN);
+    const line = origin % LINE_SPAN;
+    return { kind, value, list: this.listNames[li]!, pos: { file: this.listFiles[li]!, line, col: 1 } };
+  }
+}
+
+export function compilePolicy(config: Pick<Config, 'rules' | 'default'>, lists: ReadonlyMap<string, ListContent>): Policy {
+  return Policy.compile(config, lists);
+}
+
+/** How a target reads to a user: gw:gw1 → gw1. */
+export function targetLabel(t: Target): string {
+  return t.startsWith('gw:') ? t.slice(3) : t;
+}

@@ -1,0 +1,189 @@
+// The validated, normalised configuration. Everything here is plain data:
+// durations are milliseconds, paths are absolute, defaults are filled in, and
+// the loader freezes the whole tree. Later modules read it, never write it.
+
+/** Where a value came from in a file, for error messages and `explain`. */
+export interface SourcePos {
+  file: string;
+  line: number; // 1-based
+  col: number; // 1-based
+}
+
+/** A named path traffic can take. `gw:<name>` pins one gateway. */
+export type PathName = 'breakout' | 'tunnel' | `gw:${string}`;
+/** What a rule sends traffic to: a path or `block`. */
+export type Target = PathName | 'block';
+
+export type Mode = 'router' | 'host';
+
+/** A DNS upstream: plain (udp, tcp fallback), DoH or DoT. */
+export type Upstream =
+  | { kind: 'plain'; host: string; port: number; text: string }
+  | { kind: 'doh'; url: string; text: string }
+  | { kind: 'tls'; host: string; port: number; servername: string; text: string };
+
+export interface WireGuardPeer {
+  publicKey: string;
+  /** Secret: never logged or printed. */
+  presharedKey?: string;
+  /** `host:port` as written; host may be a name resolved through breakout DNS. */
+  endpoint?: { host: string; port: number };
+  allowedIPs: string[];
+  persistentKeepalive?: number; // seconds
+}
+
+export interface WireGuardInterface {
+  /** Secret: never logged or printed. */
+  privateKey: string;
+  /** CIDRs, e.g. 10.64.0.2/32, fc00::2/128 */
+  addresses: string[];
+  dns: string[];
+  mtu?: number;
+  peers: WireGuardPeer[];
+  /** Where it came from (a wg-quick file, or inline in the config). */
+  source: SourcePos;
+}
+
+export type ProbeKind = 'handshake' | 'dns' | 'http' | 'tcp' | 'icmp';
+
+export interface ProbeSpec {
+  kind: ProbeKind;
+  /** http: the URL to GET (through the tunnel). */
+  url?: string;
+  /** http: expected status (default 200-399; 204 for generate_204 urls). */
+  expect?: number;
+  /** tcp: host:port; icmp: address. */
+  target?: string;
+  /** dns: the name to query (default: `.` NS, answered by any resolver). */
+  name?: string;
+}
+
+export interface GatewayConfig {
+  name: string;
+  /** The path that pins this gateway: `gw:<name>`. */
+  path: `gw:${string}`;
+  /** Interface name, `swg-<name>`, <= 15 chars. */
+  ifname: string;
+  priority: number;
+  wireguard: WireGuardInterface;
+  /** Resolvers reached through this gateway (tunnel.dns, else the wg-quick DNS=). */
+  dns: Upstream[];
+  /** Probes override for this gateway; null: use health.probe. */
+  probe: ProbeSpec[] | null;
+  pos: SourcePos;
+}
+
+export interface ListSource {
+  name: string;
+  format: ListFormat;
+  /** Exactly one of file / url. */
+  file?: string;
+  url?: string;
+  /** cron expression (node-cron), only for url lists. */
+  refresh?: string;
+  maxBytes: number;
+  timeoutMs: number;
+  pos: SourcePos;
+}
+
+export type ListFormat = 'auto' | 'plain' | 'hosts' | 'dnsmasq' | 'clash' | 'v2fly' | 'cidr';
+
+/** One domain pattern, as the user meant it. */
+export type DomainPattern =
+  | { kind: 'domain'; value: string } // the name and all subdomains
+  | { kind: 'subdomain'; value: string } // `*.x`: only subdomains
+  | { kind: 'full'; value: string } // exact
+  | { kind: 'keyword'; value: string } // substring
+  | { kind: 'regexp'; value: string }; // as written
+
+/** Where a list entry or a rule entry came from. */
+export interface EntryOrigin {
+  /** Rule entries: the key path, e.g. rules[0].domains[2]. List entries: undefined. */
+  keyPath?: string;
+  /** The list, for list entries. */
+  list?: string;
+  pos: SourcePos;
+}
+
+export interface RuleConfig {
+  index: number;
+  domains: { pattern: DomainPattern; origin: EntryOrigin }[];
+  cidrs: { cidr: string; origin: EntryOrigin }[];
+  sources: { cidr: string; origin: EntryOrigin }[];
+  lists: string[];
+  /** Candidates in order; the first healthy one wins. */
+  via: Target[];
+  /** A short human label, for logs and metrics. */
+  label: string;
+  pos: SourcePos;
+}
+
+export interface HealthConfig {
+  intervalMs: number;
+  timeoutMs: number;
+  failAfter: number;
+  recoverAfter: number;
+  probe: ProbeSpec[];
+  /** Samples kept for RTT/loss/jitter. */
+  window: number;
+  degradeFactor: number;
+  failbackHoldMs: number;
+}
+
+export interface DnsConfig {
+  /** `host:port` strings; 'auto' = 127.0.0.53:53 in host mode, the LAN addresses in router mode. */
+  listen: { host: string; port: number }[] | 'auto';
+  timeoutMs: number;
+  tagTtlMs: number;
+  blockEncryptedDns: boolean;
+  /** Lists (names in `lists`) of well-known DoH endpoints to reject when blockEncryptedDns. */
+  dohLists: string[];
+  blockAnswer: 'null' | 'nxdomain';
+  cache: {
+    size: number;
+    minTtl: number; // seconds
+    maxTtl: number; // seconds
+    negativeTtl: number; // seconds, cap for RFC 2308 negative caching
+    serveStale: boolean;
+    staleTtl: number; // seconds an expired answer may be served when every upstream fails
+  };
+}
+
+export interface ProxyConfig {
+  enabled: boolean;
+  ports: number[];
+  listenPort: number;
+  peekTimeoutMs: number;
+  idleTimeoutMs: number;
+  blockQuic: boolean;
+}
+
+export interface Config {
+  /** Absolute path of the main file. */
+  file: string;
+  /** sha256 of the main file and everything it includes: a reload with the same digest is a no-op. */
+  digest: string;
+  mode: Mode;
+  lan: string[];
+  breakout: {
+    interface: string | 'auto';
+    dns: Upstream[] | 'auto';
+  };
+  tunnel: {
+    killSwitch: boolean;
+    dns: Upstream[] | null;
+    gateways: GatewayConfig[];
+  };
+  health: HealthConfig;
+  dns: DnsConfig;
+  proxy: ProxyConfig;
+  control: { socket: string };
+  metrics: { listen: { host: string; port: number } | null };
+  log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' };
+  stateDir: string;
+  lists: ListSource[];
+  rules: RuleConfig[];
+  default: Target[];
+  /** Files the config depends on (itself, wg-quick files, list files): the store watches them. */
+  files: string[];
+}

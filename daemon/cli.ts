@@ -1,0 +1,124 @@
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { explainCommand } from './commands/explain.js';
+import { checkCommand } from './commands/check.js';
+import { DEFAULT_CONFIG_PATH } from '../config/load.js';
+
+/** Exit codes, stable for scripts. */
+export const Exit = {
+  OK: 0,
+  CONFIG: 1, // the configuration has errors
+  USAGE: 2, // the command line is wrong
+  NOT_RUNNING: 3, // the daemon is not running
+  SOFTWARE: 70, // a bug
+} as const;
+
+export interface Io {
+  out(text: string): void;
+  err(text: string): void;
+}
+
+const processIo: Io = {
+  out: (t) => void process.stdout.write(t),
+  err: (t) => void process.stderr.write(t),
+};
+
+export class UsageError extends Error {
+  readonly code = 'SPLITWAN_USAGE';
+}
+
+const USAGE = `Usage: splitwan <command> [options]
+
+Commands:
+  check   [--config PATH]                  validate the config, its lists and wg-quick files
+  explain [--config PATH] NAME|IP [--source IP] [--json]
+                                           where traffic to NAME or IP goes, and why
+  help                                     this text
+  version                                  the version
+
+Options:
+  --config PATH   the config file (default ${DEFAULT_CONFIG_PATH})
+
+Exit codes: 0 ok, 1 config errors, 2 usage errors, 3 daemon not running.
+`;
+
+interface Command {
+  options: ParseArgsConfig['options'];
+  positionals: { min: number; max: number; names: string };
+  run(args: { values: Record<string, string | boolean | undefined>; positionals: string[] }, io: Io): Promise<number>;
+}
+
+const COMMON = { config: { type: 'string' as const, short: 'c' } };
+
+const commands: Record<string, Command> = {
+  check: {
+    options: { ...COMMON },
+    positionals: { min: 0, max: 0, names: '' },
+    run: ({ values }, io) => checkCommand({ config: (values.config as string | undefined) ?? DEFAULT_CONFIG_PATH }, io),
+  },
+  explain: {
+    options: { ...COMMON, json: { type: 'boolean' }, source: { type: 'string' } },
+    positionals: { min: 1, max: 1, names: 'NAME|IP' },
+    run: ({ values, positionals }, io) =>
+      explainCommand(
+        {
+          config: (values.config as string | undefined) ?? DEFAULT_CONFIG_PATH,
+          target: positionals[0]!,
+          json: values.json === true,
+          source: values.source as string | undefined,
+        },
+        io,
+      ),
+  },
+};
+
+async function version(): Promise<string> {
+  const { readFile } = await import('node:fs/promises');
+  for (const rel of ['../package.json', '../../package.json']) {
+    try {
+      return (JSON.parse(await readFile(new URL(rel, import.meta.url), 'utf8')) as { version: string }).version;
+    } catch {
+      /* next */
+    }
+  }
+  return 'unknown';
+}
+
+/** Runs the CLI; resolves to the exit code. Never throws for user mistakes. */
+export async function main(argv: string[], io: Io = processIo): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === 'help' || name === '--help' || name === '-h') {
+    (name === undefined ? io.err : io.out)(USAGE);
+    return name === undefined ? Exit.USAGE : Exit.OK;
+  }
+  if (name === 'version' || name === '--version') {
+    io.out(`splitwan ${await version()}\n`);
+    return Exit.OK;
+  }
+  const cmd = commands[name];
+  if (!cmd) {
+    io.err(`splitwan: unknown command "${name}"\n\n${USAGE}`);
+    return Exit.USAGE;
+  }
+  let parsed: ReturnType<typeof parseArgs>;
+  try {
+    parsed = parseArgs({ args: rest, options: cmd.options, allowPositionals: true, strict: true });
+  } catch (e) {
+    const msg = (e as Error).message.split('. To specify')[0]!;
+    io.err(`splitwan ${name}: ${msg}\nRun "splitwan help" for usage.\n`);
+    return Exit.USAGE;
+  }
+  const { min, max, names } = cmd.positionals;
+  if (parsed.positionals.length < min || parsed.positionals.length > max) {
+    io.err(`splitwan ${name}: ${parsed.positionals.length < min ? `missing ${names}` : `unexpected argument "${parsed.positionals[max]}"`}\nRun "splitwan help" for usage.\n`);
+    return Exit.USAGE;
+  }
+  try {
+    return await cmd.run({ values: parsed.values as Record<string, string | boolean | undefined>, positionals: parsed.positionals }, io);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      io.err(`splitwan ${name}: ${e.message}\n`);
+      return Exit.USAGE;
+    }
+    throw e;
+  }
+}

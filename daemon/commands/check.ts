@@ -1,0 +1,34 @@
+import { formatDuration } from '../../config/duration.js';
+import { targetLabel } from '../../config/policy.js';
+import type { Target } from '../../config/types.js';
+import { Exit, type Io } from '../cli.js';
+import { loadOrReport } from './load-or-report.js';
+
+export function viaText(via: readonly Target[]): string {
+  return via.map(targetLabel).join(' → ');
+}
+
+/** `splitwan check`: validate everything, print a short summary. */
+export async function checkCommand(opts: { config: string }, io: Io): Promise<number> {
+  const loaded = await loadOrReport(opts.config, io);
+  if (!loaded) return Exit.CONFIG;
+  const { config: c, policy, lists } = loaded;
+  const lines: string[] = [`${c.file}: OK`];
+  lines.push(`  mode ${c.mode}${c.mode === 'router' ? ` (lan: ${c.lan.join(', ')})` : ''}, breakout ${c.breakout.interface}, kill switch ${c.tunnel.killSwitch ? 'on' : 'OFF'}`);
+  lines.push(`  breakout dns: ${c.breakout.dns === 'auto' ? 'auto (the system resolvers)' : c.breakout.dns.map((u) => u.text).join(', ')}`);
+  for (const g of c.tunnel.gateways) {
+    const peer = g.wireguard.peers[0];
+    const ep = peer?.endpoint ? `${peer.endpoint.host}:${peer.endpoint.port}` : 'no endpoint';
+    lines.push(`  gateway ${g.name}: priority ${g.priority}, ${g.wireguard.addresses.join(' ')} → ${ep}, dns ${g.dns.map((u) => u.text).join(', ')}`);
+  }
+  lines.push(`  health: every ${formatDuration(c.health.intervalMs)}, down after ${c.health.failAfter} failures, up after ${c.health.recoverAfter}; probes ${c.health.probe.map((p) => p.kind).join('+')}`);
+  for (const l of lists.values()) {
+    const n = l.domains.length + l.cidrs.length;
+    const from = l.origin === 'file' ? l.file : l.origin === 'cache' ? `cached download of ${l.source.url}` : `${l.source.url} (not downloaded yet)`;
+    lines.push(`  list ${l.name}: ${n} entr${n === 1 ? 'y' : 'ies'} from ${from}`);
+  }
+  const s = policy.stats;
+  lines.push(`  rules: ${c.rules.length} (${s.domains} names, ${s.keywords} keywords, ${s.regexps} regexps, ${s.cidrs} cidrs${s.sourceRules ? `, ${s.sourceRules} by source` : ''}); default ${viaText(c.default)}`);
+  io.out(lines.join('\n') + '\n');
+  return Exit.OK;
+}
