@@ -41,10 +41,14 @@ export class DomainIndex {
   /** Per entry and kind: an opaque origin reference supplied by the builder. */
   private origins: number[] = [];
   private byKey = new Map<string, number>();
+  /** Open addressing, two ints a slot: [hash, entry + 1]; one cache line per probe. */
   private table = new Int32Array(0);
   private mask = 0;
-  private hashArr = new Int32Array(0);
+  /** The table index is the hash's top bits: FNV's low bits mix poorly and cluster. */
+  private shift = 32;
   private ruleArr = new Int32Array(0);
+  /** Bit n set: some key has n + 1 labels. Suffixes of other lengths are not probed. */
+  private labelCounts = 0;
   private built = false;
 
   get size(): number {
@@ -78,14 +82,18 @@ export class DomainIndex {
     const n = this.keys.length;
     let cap = 8;
     while (cap < n * 2) cap <<= 1;
-    this.table = new Int32Array(cap);
+    this.table = new Int32Array(cap * 2);
     this.mask = cap - 1;
-    this.hashArr = Int32Array.from(this.hashes);
+    this.shift = 32 - Math.log2(cap);
     this.ruleArr = Int32Array.from(this.rules);
     for (let e = 0; e < n; e++) {
-      let i = this.hashArr[e]! & this.mask;
-      while (this.table[i] !== 0) i = (i + 1) & this.mask;
-      this.table[i] = e + 1;
+      const h = this.hashes[e]!;
+      let i = h >>> this.shift;
+      while (this.table[2 * i + 1] !== 0) i = (i + 1) & this.mask;
+      this.table[2 * i] = h;
+      this.table[2 * i + 1] = e + 1;
+      const labels = this.keys[e]!.split('.').length;
+      this.labelCounts |= labels > 31 ? 1 << 31 : 1 << (labels - 1);
     }
     this.hashes = [];
     this.rules = [];
@@ -114,19 +122,25 @@ export class DomainIndex {
     let bestEntry = -1;
     let bestKind = -1;
     let h = SEED;
+    let labels = 0;
     const table = this.table;
     const mask = this.mask;
+    const counts = this.labelCounts;
+    const shift = this.shift;
     for (let i = end - 1; i >= 0; i--) {
       let c = name.charCodeAt(i);
       if (c >= 65 && c <= 90) c |= 32;
       h = step(h, c);
       if (i > 0 && name.charCodeAt(i - 1) !== 46) continue;
-      // name[i, end) is a whole-label suffix: probe.
+      // name[i, end) is a whole-label suffix: probe, if any key has that many labels.
+      labels++;
+      if ((counts & (labels > 31 ? 1 << 31 : 1 << (labels - 1))) === 0) continue;
       const len = end - i;
-      let p = h & mask;
-      for (let slot = table[p]!; slot !== 0; p = (p + 1) & mask, slot = table[p]!) {
+      for (let p = h >>> shift; ; p = (p + 1) & mask) {
+        const slot = table[2 * p + 1]!;
+        if (slot === 0) break;
+        if (table[2 * p] !== h) continue;
         const e = slot - 1;
-        if (this.hashArr[e] !== h) continue;
         const key = this.keys[e]!;
         if (key.length !== len || !sameLower(name, i, key)) continue;
         const base = e * KINDS;

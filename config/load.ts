@@ -257,8 +257,8 @@ class Builder {
     const gateways = await this.gateways(tunnelDns);
     const lists = await this.lists();
     const dns = this.dns();
-    const rules = this.rules(gateways, mode);
-    const def = this.via(['default'], this.get(['default']) ?? 'tunnel', gateways);
+    const rules = this.rules(mode);
+    const def = this.via(['default'], this.get(['default']) ?? 'tunnel');
 
     const metricsListen = this.get(['metrics', 'listen']);
     let metrics: Config['metrics'] = { listen: null };
@@ -599,11 +599,10 @@ class Builder {
     };
   }
 
-  private via(path: KeySeg[], v: unknown, gateways: GatewayConfig[]): Target[] {
+  private via(path: KeySeg[], v: unknown): Target[] {
     const items = Array.isArray(v) ? v.map(String) : [String(v)];
     const out: Target[] = [];
     // Names as declared, so a gateway whose file failed to load is not also "unknown" here.
-    void gateways;
     const declared = ((this.get(['tunnel', 'gateways']) as Raw[] | undefined) ?? []).map((g) => String(g?.name));
     const names = new Map(declared.map((n) => [n.toLowerCase(), n]));
     items.forEach((t, i) => {
@@ -623,7 +622,7 @@ class Builder {
     return out;
   }
 
-  private rules(gateways: GatewayConfig[], mode: Config['mode']): RuleConfig[] {
+  private rules(mode: Config['mode']): RuleConfig[] {
     const raw = (this.get(['rules']) as Raw[] | undefined) ?? [];
     const listNames = Object.keys((this.get(['lists']) as Raw | undefined) ?? {});
     return raw.map((r, i) => {
@@ -634,7 +633,7 @@ class Builder {
         cidrs: [],
         sources: [],
         lists: [],
-        via: this.via([...path, 'via'], r.via, gateways),
+        via: this.via([...path, 'via'], r.via),
         label: '',
         pos: this.pos(path),
       };

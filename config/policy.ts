@@ -108,7 +108,8 @@ class NameMatcher {
     if (!(this.keywords[0] && this.keywords[0].rule < limit) && !(this.regexps[0] && this.regexps[0].rule < limit)) {
       return best;
     }
-    const lower = canonical(name);
+    // Names from the wire are nearly always lower case already: copy only when not.
+    const lower = isCanonical(name) ? name : canonical(name);
     for (const k of this.keywords) {
       if (k.rule >= (best < 0 ? Infinity : best)) break;
       if (lower.includes(k.value)) {
@@ -127,6 +128,16 @@ class NameMatcher {
     }
     return best;
   }
+}
+
+function isCanonical(name: string): boolean {
+  const n = name.length;
+  if (n > 0 && name.charCodeAt(n - 1) === 46) return false;
+  for (let i = 0; i < n; i++) {
+    const c = name.charCodeAt(i);
+    if (c >= 65 && c <= 90) return false;
+  }
+  return true;
 }
 
 function canonical(name: string): string {

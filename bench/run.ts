@@ -1,0 +1,13 @@
+// `npm run bench -- NAME`: runs one benchmark. Each prints readable lines and,
+// last, one JSON object with its figures (the line scripts parse).
+const benches: Record<string, () => Promise<unknown>> = {
+  policy: async () => (await import('./policy.js')).run(),
+};
+
+const name = process.argv[2];
+const bench = name ? benches[name] : undefined;
+if (!bench) {
+  process.stderr.write(`usage: npm run bench -- NAME\nbenchmarks: ${Object.keys(benches).join(', ')}\n`);
+  process.exit(2);
+}
+await bench();

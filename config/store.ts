@@ -1,0 +1,192 @@
+import { watch, type FSWatcher } from 'node:fs';
+import { basename, dirname } from 'node:path';
+import type { EventEmitter } from 'node:events';
+import { ConfigError, formatIssue, type ConfigIssue } from './errors.js';
+import { loadConfig, nodeLoadDeps, recompile, type LoadDeps, type LoadedConfig, type LoadedList } from './load.js';
+import { systemClock, type Clock, type Logger } from './logger.js';
+
+export type ConfigListener = (previous: LoadedConfig, next: LoadedConfig) => void | Promise<void>;
+
+export interface ReloadResult {
+  status: 'applied' | 'unchanged' | 'rejected';
+  /** Errors of a rejected file; warnings of an applied one. */
+  issues: readonly ConfigIssue[];
+}
+
+export interface ConfigStoreOptions {
+  file: string;
+  logger: Logger;
+  deps?: LoadDeps;
+  clock?: Clock;
+  /** Quiet time after the last file event before reloading (editors write in bursts). */
+  debounceMs?: number;
+  /** Where SIGHUP comes from (process); omitted in tests that do not need it. */
+  signals?: Pick<EventEmitter, 'on' | 'off'>;
+}
+
+/**
+ * Holds the running configuration. Reload validates and compiles first, then
+ * swaps; a bad file is logged with its positions and the old config keeps
+ * running. Listeners get (previous, next) to apply only the difference.
+ */
+export class ConfigStore {
+  private loaded: LoadedConfig;
+  private readonly listeners = new Set<ConfigListener>();
+  private watchers = new Map<string, FSWatcher>();
+  private watchedNames = new Map<string, Set<string>>();
+  private timer: unknown = null;
+  private running: Promise<ReloadResult> | null = null;
+  private again = false;
+  private closed = false;
+  private readonly clock: Clock;
+  private readonly deps: LoadDeps;
+  private readonly onHup = (): void => void this.reload('SIGHUP');
+  /** When the running config was loaded, for status. */
+  loadedAt: number;
+  /** A counter that increases with every swap, for status and metrics. */
+  version = 1;
+
+  private constructor(
+    private readonly opts: ConfigStoreOptions,
+    initial: LoadedConfig,
+  ) {
+    this.loaded = initial;
+    this.clock = opts.clock ?? systemClock;
+    this.deps = opts.deps ?? nodeLoadDeps;
+    this.loadedAt = this.clock.now();
+  }
+
+  /** Loads the file; throws ConfigError when it cannot be used (nothing to fall back to yet). */
+  static async open(opts: ConfigStoreOptions): Promise<ConfigStore> {
+    const loaded = await loadConfig(opts.file, opts.deps ?? nodeLoadDeps);
+    for (const w of loaded.warnings) opts.logger.warn({ code: w.code }, formatIssue(w));
+    return new ConfigStore(opts, loaded);
+  }
+
+  get current(): LoadedConfig {
+    return this.loaded;
+  }
+
+  subscribe(fn: ConfigListener): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  /** Starts watching the config and every file it includes, and SIGHUP. */
+  start(): void {
+    this.opts.signals?.on('SIGHUP', this.onHup);
+    this.rewatch();
+  }
+
+  close(): void {
+    this.closed = true;
+    this.opts.signals?.off('SIGHUP', this.onHup);
+    if (this.timer !== null) this.clock.clearTimeout(this.timer);
+    for (const w of this.watchers.values()) w.close();
+    this.watchers.clear();
+  }
+
+  /**
+   * Re-reads the file now. Concurrent calls share one run, and a call during
+   * a run schedules exactly one more, so the last edit always wins.
+   */
+  reload(reason = 'request'): Promise<ReloadResult> {
+    if (this.running) {
+      this.again = true;
+      return this.running;
+    }
+    this.running = this.doReload(reason).finally(() => {
+      this.running = null;
+      if (this.again && !this.closed) {
+        this.again = false;
+        void this.reload(reason);
+      }
+    });
+    return this.running;
+  }
+
+  /** Swaps in new list contents (a refreshed download) without re-reading the file. */
+  async replaceLists(lists: ReadonlyMap<string, LoadedList>): Promise<void> {
+    await this.swap(recompile(this.loaded, lists));
+  }
+
+  private async doReload(reason: string): Promise<ReloadResult> {
+    const log = this.opts.logger;
+    let next: LoadedConfig;
+    try {
+      next = await loadConfig(this.opts.file, this.deps);
+    } catch (e) {
+      if (!(e instanceof ConfigError)) throw e;
+      const errors = e.issues.filter((i) => i.severity === 'error');
+      for (const i of errors) log.error({ code: i.code, reason }, `config not reloaded: ${formatIssue(i)}`);
+      log.warn({ reason, errors: errors.length }, 'the previous configuration keeps running');
+      return { status: 'rejected', issues: e.issues };
+    }
+    if (next.config.digest === this.loaded.config.digest) {
+      log.debug({ reason }, 'config unchanged');
+      return { status: 'unchanged', issues: next.warnings };
+    }
+    for (const w of next.warnings) log.warn({ code: w.code }, formatIssue(w));
+    await this.swap(next);
+    log.info({ reason, version: this.version }, 'config reloaded');
+    return { status: 'applied', issues: next.warnings };
+  }
+
+  private async swap(next: LoadedConfig): Promise<void> {
+    const previous = this.loaded;
+    this.loaded = next;
+    this.version++;
+    this.loadedAt = this.clock.now();
+    for (const fn of this.listeners) {
+      try {
+        await fn(previous, next);
+      } catch (e) {
+        this.opts.logger.error({ err: e }, 'applying the new configuration failed');
+      }
+    }
+    if (this.watchers.size > 0 || this.watchedNames.size > 0) this.rewatch();
+  }
+
+  /**
+   * Watches directories, not files: editors that save by writing a temp file
+   * and renaming it over the original replace the inode a file watch holds.
+   */
+  private rewatch(): void {
+    if (this.closed) return;
+    const want = new Map<string, Set<string>>();
+    for (const f of this.loaded.config.files) {
+      const d = dirname(f);
+      if (!want.has(d)) want.set(d, new Set());
+      want.get(d)!.add(basename(f));
+    }
+    for (const [d, w] of this.watchers) {
+      if (!want.has(d)) {
+        w.close();
+        this.watchers.delete(d);
+      }
+    }
+    this.watchedNames = want;
+    for (const d of want.keys()) {
+      if (this.watchers.has(d)) continue;
+      try {
+        const w = watch(d, { persistent: false }, (_event, name) => {
+          const n = name?.toString();
+          if (n === undefined || this.watchedNames.get(d)?.has(n)) this.schedule();
+        });
+        w.on('error', (e) => this.opts.logger.warn({ err: e, dir: d }, 'watching config directory failed'));
+        this.watchers.set(d, w);
+      } catch (e) {
+        this.opts.logger.warn({ err: e, dir: d }, 'cannot watch config directory; use SIGHUP or splitwan reload');
+      }
+    }
+  }
+
+  private schedule(): void {
+    if (this.closed) return;
+    if (this.timer !== null) this.clock.clearTimeout(this.timer);
+    this.timer = this.clock.setTimeout(() => {
+      this.timer = null;
+      void this.reload('file changed');
+    }, this.opts.debounceMs ?? 300);
+  }
+}
