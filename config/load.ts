@@ -7,6 +7,7 @@ import { parseDomainPattern } from './domain.js';
 import { parseDuration } from './duration.js';
 import { ConfigCodes, ConfigError, didYouMean, IssueSink, type ConfigIssue } from './errors.js';
 import { parseCidr, parseHostPort } from './ip.js';
+import { listCacheFile, ListFetcher, redactUrl } from './lists/fetch.js';
 import { parseList, type ParsedList } from './lists/formats.js';
 import { compilePolicy, type ListContent, type Policy } from './policy.js';
 import { validateAgainstSchema } from './schema-validate.js';
@@ -49,14 +50,10 @@ export const nodeLoadDeps: LoadDeps = {
     }
   },
   readListCache: async (source, stateDir) => {
-    const file = resolve(stateDir, 'lists', `${source.name}.txt`);
-    try {
-      const meta = JSON.parse(await fsp.readFile(resolve(stateDir, 'lists', `${source.name}.meta.json`), 'utf8')) as { url?: string };
-      if (meta.url !== source.url) return null; // the URL changed: that copy is of another list
-      return { text: await fsp.readFile(file, 'utf8'), file };
-    } catch {
-      return null;
-    }
+    const entry = await new ListFetcher({ cacheDir: stateDir }).readCache(source.name);
+    // A copy of another URL (the config changed) is not this list.
+    if (!entry || entry.url !== source.url) return null;
+    return { text: entry.text, file: listCacheFile(stateDir, source.name) };
   },
 };
 
@@ -692,13 +689,3 @@ export function patternText(p: DomainPattern): string {
   }
 }
 
-/** A URL with any password removed, for messages. */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return url.replace(/\/\/[^@/]*@/, '//***@');
-  }
-}

@@ -105,9 +105,18 @@ export class ConfigStore {
     return this.running;
   }
 
-  /** Swaps in new list contents (a refreshed download) without re-reading the file. */
-  async replaceLists(lists: ReadonlyMap<string, LoadedList>): Promise<void> {
+  /**
+   * Swaps in a refreshed download of one list without re-reading the file.
+   * Ignored when the running config no longer has that list at that URL (a
+   * reload raced the download).
+   */
+  async replaceList(list: LoadedList): Promise<boolean> {
+    const cur = this.loaded.lists.get(list.name);
+    if (!cur || cur.source.url !== list.source.url) return false;
+    const lists = new Map(this.loaded.lists);
+    lists.set(list.name, list);
     await this.swap(recompile(this.loaded, lists));
+    return true;
   }
 
   private async doReload(reason: string): Promise<ReloadResult> {

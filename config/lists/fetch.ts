@@ -1,0 +1,320 @@
+// Downloads url lists into a disk cache. The daemon starts from the cache, so a
+// router that boots without internet still routes by yesterday's lists, and a
+// bad download (error page, truncated body, wrong file) never replaces a good
+// copy.
+
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { createGunzip, createInflate } from 'node:zlib';
+import { type Dispatcher, getGlobalDispatcher, interceptors, request } from 'undici';
+import type { ListSource } from '../types.js';
+import { parseList } from './formats.js';
+
+export interface ListCacheEntry {
+  text: string;
+  fetchedAt: number; // ms epoch
+  etag?: string;
+  lastModified?: string;
+  url: string;
+}
+
+export interface ListFetchResult {
+  status: 'updated' | 'not-modified' | 'failed';
+  /** The last good copy (new or old); null when there is none for this URL. */
+  entry: ListCacheEntry | null;
+  error?: string;
+}
+
+/** What `${name}.meta.json` holds. The hash ties it to the body written just before it. */
+interface CacheMeta {
+  url: string;
+  fetchedAt: number;
+  etag?: string;
+  lastModified?: string;
+  sha256: string;
+}
+
+const MAX_REDIRECTIONS = 5;
+const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+
+/** Refuses anything that could leave the cache directory, even if the config layer let it through. */
+function checkName(name: string): string | null {
+  if (!NAME.test(name) || name.includes('/') || name.includes('..')) return `bad list name "${name}"`;
+  return null;
+}
+
+/** Where the cached body of list `name` lives (entries' line numbers point into it). */
+export function listCacheFile(cacheDir: string, name: string): string {
+  return join(cacheDir, 'lists', `${name}.txt`);
+}
+
+/** The URL for messages: no user name or password. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.username === '' && u.password === '') return url;
+    u.username = '';
+    u.password = '';
+    return u.toString();
+  } catch {
+    // Not parseable: cut anything that looks like userinfo.
+    return url.replace(/\/\/[^/@]*@/, '//');
+  }
+}
+
+function sha256(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+function errorText(e: unknown): string {
+  if (e instanceof Error) {
+    const cause = (e as { cause?: unknown }).cause;
+    return cause instanceof Error && cause.message !== e.message ? `${e.message}: ${cause.message}` : e.message;
+  }
+  return String(e);
+}
+
+export class ListFetcher {
+  private readonly dir: string;
+  private readonly now: () => number;
+  private readonly dispatcher: Dispatcher;
+
+  constructor(opts: { cacheDir: string; now?: () => number; dispatcher?: Dispatcher }) {
+    this.dir = join(opts.cacheDir, 'lists');
+    this.now = opts.now ?? Date.now;
+    // Redirects are followed here rather than per request: undici 7 dropped the request option.
+    this.dispatcher = (opts.dispatcher ?? getGlobalDispatcher()).compose(
+      interceptors.redirect({ maxRedirections: MAX_REDIRECTIONS }),
+    );
+  }
+
+  private paths(name: string): { body: string; meta: string } {
+    return { body: join(this.dir, `${name}.txt`), meta: join(this.dir, `${name}.meta.json`) };
+  }
+
+  /** The cached copy of a list, or null when there is none (or it is unreadable). */
+  async readCache(name: string): Promise<ListCacheEntry | null> {
+    if (checkName(name)) return null;
+    const p = this.paths(name);
+    let text: string;
+    let meta: unknown;
+    try {
+      text = await readFile(p.body, 'utf8');
+      meta = JSON.parse(await readFile(p.meta, 'utf8'));
+    } catch {
+      return null;
+    }
+    if (!isMeta(meta)) return null;
+    const entry: ListCacheEntry = { text, fetchedAt: meta.fetchedAt, url: meta.url };
+    // A crash between writing the body and its meta leaves validators for another body:
+    // keep the text but drop them, so the next fetch is unconditional.
+    if (meta.sha256 === sha256(text)) {
+      if (meta.etag !== undefined) entry.etag = meta.etag;
+      if (meta.lastModified !== undefined) entry.lastModified = meta.lastModified;
+    }
+    return entry;
+  }
+
+  /** Fetches `source.url`. Never throws: failures come back as status 'failed'. */
+  async fetch(source: ListSource): Promise<ListFetchResult> {
+    const shown = redactUrl(source.url ?? '');
+    const nameError = checkName(source.name);
+    if (nameError) return { status: 'failed', entry: null, error: `${shown}: ${nameError}` };
+    if (!source.url) return { status: 'failed', entry: null, error: `list "${source.name}" has no url` };
+    let cached = await this.readCache(source.name);
+    // A cache for another URL is another list: neither its validators nor its text apply.
+    if (cached && cached.url !== source.url) cached = null;
+    try {
+      return await this.download(source, source.url, cached);
+    } catch (e) {
+      return { status: 'failed', entry: cached, error: `${shown}: ${scrub(errorText(e), source.url)}` };
+    }
+  }
+
+  private async download(source: ListSource, url: string, cached: ListCacheEntry | null): Promise<ListFetchResult> {
+    const shown = redactUrl(url);
+    const fail = (why: string): ListFetchResult => ({ status: 'failed', entry: cached, error: `${shown}: ${why}` });
+    const target = new URL(url);
+    if (target.protocol !== 'http:' && target.protocol !== 'https:') return fail('only http and https URLs are fetched');
+    const headers: Record<string, string> = { 'accept-encoding': 'gzip, deflate', 'user-agent': 'splitwan' };
+    // Credentials in the URL become a header: undici does not send userinfo, and
+    // its redirect handler drops authorization when the origin changes.
+    if (target.username !== '' || target.password !== '') {
+      const user = decodeURIComponent(target.username);
+      const pass = decodeURIComponent(target.password);
+      headers.authorization = `Basic ${Buffer.from(`${user}:${pass}`).toString('base64')}`;
+      target.username = '';
+      target.password = '';
+    }
+    if (cached?.etag) headers['if-none-match'] = cached.etag;
+    if (cached?.lastModified) headers['if-modified-since'] = cached.lastModified;
+
+    const ac = new AbortController();
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      ac.abort();
+    }, source.timeoutMs);
+    try {
+      const res = await request(target, { method: 'GET', headers, dispatcher: this.dispatcher, signal: ac.signal });
+      const status = res.statusCode;
+      if (status === 304) {
+        await res.body.dump();
+        if (!cached) return fail('server answered 304 Not Modified to an unconditional request');
+        const entry: ListCacheEntry = { ...cached, fetchedAt: this.now() };
+        const writeError = await this.writeMeta(source.name, entry).then(
+          () => null,
+          (e: unknown) => errorText(e),
+        );
+        return writeError === null
+          ? { status: 'not-modified', entry }
+          : { status: 'not-modified', entry, error: `${shown}: could not update the cache: ${writeError}` };
+      }
+      if (status < 200 || status > 299) {
+        await res.body.dump();
+        const hint = status >= 300 && status < 400 ? ` (more than ${MAX_REDIRECTIONS} redirects?)` : '';
+        return fail(`HTTP ${status}${hint}`);
+      }
+      const declared = Number(header(res.headers, 'content-length'));
+      if (Number.isFinite(declared) && declared > source.maxBytes) {
+        res.body.destroy();
+        return fail(`body of ${declared} bytes is over the ${source.maxBytes} byte limit`);
+      }
+      const body = await readLimited(res.body, header(res.headers, 'content-encoding'), source.maxBytes);
+      if ('error' in body) return fail(body.error);
+      const invalid = validate(body.text, source, url);
+      if (invalid) return fail(invalid);
+      const entry: ListCacheEntry = { text: body.text, fetchedAt: this.now(), url };
+      const etag = header(res.headers, 'etag');
+      const lastModified = header(res.headers, 'last-modified');
+      if (etag) entry.etag = etag;
+      if (lastModified) entry.lastModified = lastModified;
+      try {
+        await this.write(source.name, entry);
+      } catch (e) {
+        return { status: 'updated', entry, error: `${shown}: could not write the cache: ${errorText(e)}` };
+      }
+      return { status: 'updated', entry };
+    } catch (e) {
+      if (timedOut) return fail(`timed out after ${source.timeoutMs} ms`);
+      throw e;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async write(name: string, entry: ListCacheEntry): Promise<void> {
+    // Body first: readCache notices a body without its meta by the hash.
+    await atomicWrite(this.dir, this.paths(name).body, entry.text);
+    await this.writeMeta(name, entry);
+  }
+
+  private async writeMeta(name: string, entry: ListCacheEntry): Promise<void> {
+    const meta: CacheMeta = { url: entry.url, fetchedAt: entry.fetchedAt, sha256: sha256(entry.text) };
+    if (entry.etag !== undefined) meta.etag = entry.etag;
+    if (entry.lastModified !== undefined) meta.lastModified = entry.lastModified;
+    await atomicWrite(this.dir, this.paths(name).meta, `${JSON.stringify(meta, null, 2)}\n`);
+  }
+}
+
+function isMeta(v: unknown): v is CacheMeta {
+  if (typeof v !== 'object' || v === null) return false;
+  const m = v as Record<string, unknown>;
+  return (
+    typeof m.url === 'string' &&
+    typeof m.fetchedAt === 'number' &&
+    typeof m.sha256 === 'string' &&
+    (m.etag === undefined || typeof m.etag === 'string') &&
+    (m.lastModified === undefined || typeof m.lastModified === 'string')
+  );
+}
+
+function header(h: Record<string, string | string[] | undefined>, name: string): string | undefined {
+  const v = h[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** Removes the URL's password (raw and decoded) from text that a library may have built from it. */
+function scrub(message: string, url: string): string {
+  let out = message.split(url).join(redactUrl(url));
+  try {
+    const u = new URL(url);
+    for (const secret of [u.password, decodeURIComponent(u.password)]) {
+      if (secret !== '') out = out.split(secret).join('***');
+    }
+  } catch {
+    // Unparseable URLs fail before any request is made; nothing else to hide.
+  }
+  return out;
+}
+
+/**
+ * Reads a body up to `max` bytes (after decompression, so a small gzip bomb is
+ * cut off too) and stops the transfer as soon as it goes over.
+ */
+async function readLimited(
+  body: Readable,
+  encoding: string | undefined,
+  max: number,
+): Promise<{ text: string } | { error: string }> {
+  const enc = (encoding ?? 'identity').trim().toLowerCase();
+  let stream: Readable;
+  if (enc === 'identity' || enc === '') stream = body;
+  else if (enc === 'gzip' || enc === 'x-gzip') stream = body.pipe(createGunzip());
+  else if (enc === 'deflate') stream = body.pipe(createInflate());
+  else {
+    body.destroy();
+    return { error: `unsupported content-encoding "${enc}"` };
+  }
+  if (stream !== body) body.once('error', (e) => stream.destroy(e));
+  const chunks: Buffer[] = [];
+  let total = 0;
+  try {
+    for await (const chunk of stream) {
+      const b = chunk as Buffer;
+      total += b.length;
+      if (total > max) {
+        body.destroy();
+        stream.destroy();
+        return { error: `body is over the ${max} byte limit` };
+      }
+      chunks.push(b);
+    }
+  } finally {
+    if (stream !== body) body.destroy();
+  }
+  return { text: Buffer.concat(chunks, total).toString('utf8') };
+}
+
+/** Why a downloaded body is not a list of the expected format, or null when it is. */
+function validate(text: string, source: ListSource, url: string): string | null {
+  const parsed = parseList(text, source.format, url);
+  const first = parsed.problems[0];
+  const firstText = first ? ` (line ${first.line}: ${first.message})` : '';
+  if (parsed.domains.length === 0 && parsed.cidrs.length === 0) {
+    return `no entries found: not a ${parsed.format} list?${firstText}`;
+  }
+  let nonBlank = 0;
+  for (const l of text.split('\n')) if (l.trim() !== '') nonBlank++;
+  const badLines = new Set(parsed.problems.map((p) => p.line)).size;
+  if (badLines * 2 > nonBlank) {
+    return `malformed: ${badLines} of ${nonBlank} lines are not ${parsed.format} entries${firstText}`;
+  }
+  return null;
+}
+
+/** Writes via a temp file in the same directory and a rename, so readers never see half a file. */
+async function atomicWrite(dir: string, path: string, data: string): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const tmp = join(dir, `.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
+  try {
+    // 0600: the meta holds the URL, which may carry a password.
+    await writeFile(tmp, data, { mode: 0o600 });
+    await rename(tmp, path);
+  } catch (e) {
+    await unlink(tmp).catch(() => undefined);
+    throw e;
+  }
+}

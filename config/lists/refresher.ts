@@ -1,0 +1,106 @@
+import cron from 'node-cron';
+import type { Logger } from '../logger.js';
+import { toLoadedList, type LoadedConfig } from '../load.js';
+import type { ConfigStore } from '../store.js';
+import type { ListSource } from '../types.js';
+import { listCacheFile, ListFetcher, redactUrl, type ListFetchResult } from './fetch.js';
+
+/** Runs a function on a cron schedule; node-cron in the daemon, a fake in tests. */
+export interface CronScheduler {
+  schedule(expression: string, fn: () => void): { stop(): void };
+}
+
+export const nodeCronScheduler: CronScheduler = {
+  schedule(expression, fn) {
+    const task = cron.schedule(expression, fn, { noOverlap: true });
+    return { stop: () => void task.stop() };
+  },
+};
+
+/**
+ * Keeps URL lists fresh: a conditional download of each at start (so a list
+ * never downloaded gets its first copy, and a stale one is refreshed), then
+ * on each list's `refresh` schedule. A good download is swapped into the
+ * running policy; a failed or malformed one keeps the last good copy and is
+ * logged.
+ */
+export class ListRefresher {
+  private tasks = new Map<string, { key: string; stop(): void }>();
+  private unsubscribe: (() => void) | null = null;
+  private inflight = new Map<string, Promise<ListFetchResult>>();
+
+  constructor(
+    private readonly store: ConfigStore,
+    private readonly logger: Logger,
+    private readonly scheduler: CronScheduler = nodeCronScheduler,
+    private readonly makeFetcher: (cacheDir: string) => ListFetcher = (cacheDir) => new ListFetcher({ cacheDir }),
+  ) {}
+
+  /** Schedules every URL list and starts a first refresh of each; resolves when those finish. */
+  async start(): Promise<void> {
+    this.unsubscribe = this.store.subscribe((_prev, next) => void this.reschedule(next));
+    this.reschedule(this.store.current);
+    await this.refreshAll();
+  }
+
+  stop(): void {
+    this.unsubscribe?.();
+    for (const t of this.tasks.values()) t.stop();
+    this.tasks.clear();
+  }
+
+  /** Refreshes every URL list now (`splitwan lists refresh`). */
+  async refreshAll(): Promise<Map<string, ListFetchResult>> {
+    const out = new Map<string, ListFetchResult>();
+    const urls = this.store.current.config.lists.filter((l) => l.url);
+    await Promise.all(urls.map(async (l) => out.set(l.name, await this.refresh(l.name))));
+    return out;
+  }
+
+  /** Refreshes one list; concurrent calls for the same list share a download. */
+  refresh(name: string): Promise<ListFetchResult> {
+    const running = this.inflight.get(name);
+    if (running) return running;
+    const p = this.doRefresh(name).finally(() => this.inflight.delete(name));
+    this.inflight.set(name, p);
+    return p;
+  }
+
+  private async doRefresh(name: string): Promise<ListFetchResult> {
+    const { config } = this.store.current;
+    const source = config.lists.find((l) => l.name === name);
+    if (!source?.url) return { status: 'failed', entry: null, error: `no url list named "${name}"` };
+    const result = await this.makeFetcher(config.stateDir).fetch(source);
+    const log = this.logger.child({ list: name });
+    if (result.status === 'failed') {
+      log.warn({ url: redactUrl(source.url), kept: result.entry !== null }, `list download failed: ${result.error ?? 'unknown error'}; ${result.entry ? 'keeping the last good copy' : 'no copy yet, its rules match nothing'}`);
+      return result;
+    }
+    if (result.status === 'updated' && result.entry) {
+      const loaded = toLoadedList(source, result.entry.text, listCacheFile(config.stateDir, name), 'cache');
+      if (await this.store.replaceList(loaded)) {
+        log.info({ domains: loaded.domains.length, cidrs: loaded.cidrs.length }, 'list updated');
+      }
+    } else log.debug({}, 'list not modified');
+    return result;
+  }
+
+  private reschedule(next: LoadedConfig): void {
+    const want = new Map<string, ListSource>();
+    for (const l of next.config.lists) if (l.url && l.refresh) want.set(l.name, l);
+    for (const [name, t] of this.tasks) {
+      const l = want.get(name);
+      if (!l || `${l.url} ${l.refresh}` !== t.key) {
+        t.stop();
+        this.tasks.delete(name);
+      }
+    }
+    for (const [name, l] of want) {
+      if (this.tasks.has(name)) continue;
+      const task = this.scheduler.schedule(l.refresh!, () => void this.refresh(name));
+      this.tasks.set(name, { key: `${l.url} ${l.refresh}`, stop: () => task.stop() });
+      // A list never downloaded (new to the config, or a new URL) is fetched now, not at the next tick.
+      if (next.lists.get(name)?.origin === 'none') void this.refresh(name);
+    }
+  }
+}

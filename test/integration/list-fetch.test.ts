@@ -1,0 +1,458 @@
+// ListFetcher against real HTTP(S) servers on 127.0.0.1:
+//
+//   ListFetcher ──undici──▶ http://127.0.0.1:<port>/<route>   (node:http, routes below)
+//        │      ──undici──▶ https://127.0.0.1:<port>/hosts    (self-signed, made by openssl)
+//        ▼
+//   <tmp>/lists/<name>.txt + <name>.meta.json
+
+import { execFileSync } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { gzipSync } from 'node:zlib';
+import { Agent } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ListFetcher } from '../../config/lists/fetch.js';
+import type { ListFormat, ListSource } from '../../config/types.js';
+
+const HOSTS_V1 = '# blocklist v1\n0.0.0.0 ads.example.com\n0.0.0.0 tracker.example.net\n';
+const HOSTS_V2 = '# blocklist v2\n0.0.0.0 ads.example.com\n0.0.0.0 pixel.example.org\n';
+const HTML_ERROR =
+  '<!DOCTYPE html>\n<html>\n<head><title>502 Bad Gateway</title></head>\n<body>\n<center><h1>502 Bad Gateway</h1></center>\n<hr><center>nginx</center>\n</body>\n</html>\n';
+const LAST_MODIFIED = 'Sat, 01 Mar 2025 12:00:00 GMT';
+const PASSWORD = 's3cret-Pa55';
+
+/** What a route serves next; tests flip it to turn a good server bad. */
+type Mode = 'v1' | 'v2' | '500' | 'html' | 'mostly-bad' | 'big-chunked' | 'big-declared' | 'stall-body' | 'stall-headers';
+
+interface Seen {
+  headers: IncomingHttpHeaders;
+  url: string;
+}
+
+const modes = new Map<string, Mode>();
+const seen = new Map<string, Seen[]>();
+/** Set when the big-chunked route's response closes: how far it got. */
+let bigWritten = -1;
+let bigFinished = true;
+
+function serveHosts(req: IncomingMessage, res: ServerResponse, body: string, etag: string): void {
+  if (req.headers['if-none-match'] === etag) {
+    res.writeHead(304, { etag });
+    res.end();
+    return;
+  }
+  res.writeHead(200, { 'content-type': 'text/plain', etag, 'last-modified': LAST_MODIFIED });
+  res.end(body);
+}
+
+/** Writes 1 KiB chunks of hosts lines, up to 8 MiB, honouring backpressure, until the client goes away. */
+async function streamBig(res: ServerResponse): Promise<void> {
+  res.writeHead(200, { 'content-type': 'text/plain' });
+  const line = '0.0.0.0 big.example.com\n';
+  const chunk = line.repeat(Math.ceil(1024 / line.length));
+  let written = 0;
+  res.on('close', () => {
+    bigWritten = written;
+    bigFinished = res.writableFinished;
+  });
+  while (written < 8 * 1024 * 1024 && !res.destroyed) {
+    if (!res.write(chunk)) await Promise.race([once(res, 'drain'), once(res, 'close')]);
+    written += chunk.length;
+    await sleep(1);
+  }
+  res.end();
+}
+
+function handler(req: IncomingMessage, res: ServerResponse): void {
+  const url = new URL(req.url ?? '/', 'http://x');
+  const route = url.pathname;
+  const list = seen.get(route) ?? [];
+  list.push({ headers: req.headers, url: req.url ?? '' });
+  seen.set(route, list);
+
+  const redirect = /^\/redirect\/(\d+)$/.exec(route);
+  if (redirect) {
+    const n = Number(redirect[1]);
+    res.writeHead(302, { location: n > 1 ? `/redirect/${n - 1}` : '/list/redirected' });
+    res.end();
+    return;
+  }
+  if (route === '/auth') {
+    const want = `Basic ${Buffer.from(`reader:${PASSWORD}`).toString('base64')}`;
+    if (req.headers.authorization !== want) {
+      res.writeHead(401, { 'www-authenticate': 'Basic realm="lists"' });
+      res.end('unauthorised');
+      return;
+    }
+    serveHosts(req, res, HOSTS_V1, '"auth"');
+    return;
+  }
+  if (route === '/gzip') {
+    res.writeHead(200, { 'content-type': 'text/plain', 'content-encoding': 'gzip' });
+    res.end(gzipSync(HOSTS_V2));
+    return;
+  }
+  if (route === '/missing') {
+    res.writeHead(404);
+    res.end('not found');
+    return;
+  }
+  switch (modes.get(route) ?? 'v1') {
+    case 'v1':
+      serveHosts(req, res, HOSTS_V1, '"v1"');
+      return;
+    case 'v2':
+      serveHosts(req, res, HOSTS_V2, '"v2"');
+      return;
+    case '500':
+      res.writeHead(500, { 'content-type': 'text/plain' });
+      res.end('internal error');
+      return;
+    case 'html':
+      res.writeHead(200, { 'content-type': 'text/html' });
+      res.end(HTML_ERROR);
+      return;
+    case 'mostly-bad':
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.end('good.example.com\n<html>\n<body>oops</body>\n</html>\n');
+      return;
+    case 'big-chunked':
+      void streamBig(res);
+      return;
+    case 'big-declared':
+      res.writeHead(200, { 'content-length': String(50 * 1024 * 1024) });
+      res.write('0.0.0.0 a.example.com\n'); // and never the rest
+      return;
+    case 'stall-body':
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.write('0.0.0.0 slow.example.com\n');
+      return;
+    case 'stall-headers':
+      return; // never answer
+  }
+}
+
+let root: string;
+let http: Server;
+let https: Server | null = null;
+let base: string;
+let httpsBase = '';
+const insecure = new Agent({ connect: { rejectUnauthorized: false } });
+let clock = 1_700_000_000_000;
+const now = (): number => clock;
+
+async function listen(server: Server): Promise<number> {
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return (server.address() as AddressInfo).port;
+}
+
+function source(name: string, url: string, over: Partial<ListSource> = {}): ListSource {
+  return {
+    name,
+    url,
+    format: 'hosts' as ListFormat,
+    maxBytes: 1024 * 1024,
+    timeoutMs: 5000,
+    pos: { file: '/etc/splitwan/config.yaml', line: 1, col: 1 },
+    ...over,
+  };
+}
+
+function cacheDir(test: string): string {
+  return join(root, test);
+}
+
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), 'splitwan-list-fetch-'));
+  http = createServer(handler);
+  base = `http://127.0.0.1:${await listen(http)}`;
+  try {
+    const key = join(root, 'key.pem');
+    const cert = join(root, 'cert.pem');
+    execFileSync('openssl', [
+      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+      '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1',
+      '-addext', 'subjectAltName=IP:127.0.0.1',
+    ], { stdio: 'ignore' });
+    https = createHttpsServer({ key: await readFile(key), cert: await readFile(cert) }, handler);
+    httpsBase = `https://127.0.0.1:${await listen(https)}`;
+  } catch {
+    https = null; // no openssl: the https test is skipped
+  }
+});
+
+afterAll(async () => {
+  for (const s of [http, https]) {
+    if (!s) continue;
+    s.closeAllConnections();
+    await new Promise<void>((r) => s.close(() => r()));
+  }
+  await insecure.close();
+  await rm(root, { recursive: true, force: true });
+});
+
+describe('ListFetcher', () => {
+  it('writes the body and meta on the first fetch, in a 0700 directory', async () => {
+    clock = 1_700_000_000_000;
+    const dir = cacheDir('first');
+    const f = new ListFetcher({ cacheDir: dir, now });
+    const r = await f.fetch(source('ads', `${base}/list/first`));
+    expect(r).toEqual({
+      status: 'updated',
+      entry: { text: HOSTS_V1, fetchedAt: clock, etag: '"v1"', lastModified: LAST_MODIFIED, url: `${base}/list/first` },
+    });
+    expect((await stat(dir)).mode & 0o777).toBe(0o700);
+    expect((await stat(join(dir, 'lists'))).mode & 0o777).toBe(0o700);
+    expect(await readFile(join(dir, 'lists', 'ads.txt'), 'utf8')).toBe(HOSTS_V1);
+    const meta = JSON.parse(await readFile(join(dir, 'lists', 'ads.meta.json'), 'utf8')) as Record<string, unknown>;
+    expect(meta).toMatchObject({ etag: '"v1"', lastModified: LAST_MODIFIED, fetchedAt: clock, url: `${base}/list/first` });
+    for (const file of ['ads.txt', 'ads.meta.json']) {
+      expect((await stat(join(dir, 'lists', file))).mode & 0o777).toBe(0o600);
+    }
+    // No temp files left behind.
+    expect((await readdir(join(dir, 'lists'))).sort()).toEqual(['ads.meta.json', 'ads.txt']);
+  });
+
+  it('revalidates with If-None-Match / If-Modified-Since and keeps the copy on 304', async () => {
+    clock = 1_700_000_000_000;
+    const dir = cacheDir('revalidate');
+    const url = `${base}/list/revalidate`;
+    const f = new ListFetcher({ cacheDir: dir, now });
+    expect((await f.fetch(source('ads', url))).status).toBe('updated');
+    clock += 3_600_000;
+    const r = await f.fetch(source('ads', url));
+    expect(r.status).toBe('not-modified');
+    expect(r.entry).toEqual({ text: HOSTS_V1, fetchedAt: clock, etag: '"v1"', lastModified: LAST_MODIFIED, url });
+    const req = seen.get('/list/revalidate')!.at(-1)!;
+    expect(req.headers['if-none-match']).toBe('"v1"');
+    expect(req.headers['if-modified-since']).toBe(LAST_MODIFIED);
+    // fetchedAt moved on disk too, so a restart knows the copy is fresh.
+    expect((await new ListFetcher({ cacheDir: dir }).readCache('ads'))!.fetchedAt).toBe(clock);
+    // A changed list replaces the copy.
+    modes.set('/list/revalidate', 'v2');
+    const r2 = await f.fetch(source('ads', url));
+    expect(r2.status).toBe('updated');
+    expect(r2.entry!.text).toBe(HOSTS_V2);
+    expect(r2.entry!.etag).toBe('"v2"');
+  });
+
+  describe('keeps the last good copy when a download goes wrong', () => {
+    const dir = (): string => cacheDir('bad');
+    const route = '/list/bad';
+    const url = (): string => `${base}${route}`;
+    let good: Awaited<ReturnType<ListFetcher['readCache']>>;
+
+    beforeAll(async () => {
+      modes.set(route, 'v1');
+      const r = await new ListFetcher({ cacheDir: dir(), now }).fetch(source('bad', url()));
+      expect(r.status).toBe('updated');
+      good = r.entry;
+    });
+
+    async function expectKept(r: { status: string; entry: unknown; error?: string }, error: RegExp): Promise<void> {
+      expect(r.status).toBe('failed');
+      expect(r.entry).toEqual(good);
+      expect(r.error).toMatch(error);
+      expect(r.error).toContain(url());
+      expect(await readFile(join(dir(), 'lists', 'bad.txt'), 'utf8')).toBe(HOSTS_V1);
+    }
+
+    it('HTTP 500', async () => {
+      modes.set(route, '500');
+      await expectKept(await new ListFetcher({ cacheDir: dir(), now }).fetch(source('bad', url())), /HTTP 500/);
+    });
+
+    it('an HTML error page with status 200', async () => {
+      modes.set(route, 'html');
+      await expectKept(
+        await new ListFetcher({ cacheDir: dir(), now }).fetch(source('bad', url())),
+        /no entries found: not a hosts list\? \(line 1: "<!DOCTYPE" is not an IP address/,
+      );
+    });
+
+    it('a body over maxBytes, cut off as soon as it goes over', async () => {
+      modes.set(route, 'big-chunked');
+      bigWritten = -1;
+      const t0 = Date.now();
+      const r = await new ListFetcher({ cacheDir: dir(), now }).fetch(source('bad', url(), { maxBytes: 64 * 1024 }));
+      await expectKept(r, /body is over the 65536 byte limit/);
+      expect(Date.now() - t0).toBeLessThan(3000);
+      // The server sees the connection go away long before its 8 MiB are out.
+      for (let i = 0; i < 100 && bigWritten < 0; i++) await sleep(20);
+      expect(bigFinished).toBe(false);
+      expect(bigWritten).toBeLessThan(4 * 1024 * 1024);
+    });
+
+    it('a declared Content-Length over maxBytes', async () => {
+      modes.set(route, 'big-declared');
+      await expectKept(
+        await new ListFetcher({ cacheDir: dir(), now }).fetch(source('bad', url(), { maxBytes: 64 * 1024 })),
+        /body of 52428800 bytes is over the 65536 byte limit/,
+      );
+    });
+
+    it.each<[Mode]>([['stall-body'], ['stall-headers']])('a server that stalls (%s) past timeoutMs', async (mode) => {
+      modes.set(route, mode);
+      const t0 = Date.now();
+      const r = await new ListFetcher({ cacheDir: dir(), now }).fetch(source('bad', url(), { timeoutMs: 300 }));
+      const took = Date.now() - t0;
+      await expectKept(r, /timed out after 300 ms/);
+      expect(took).toBeGreaterThanOrEqual(250);
+      expect(took).toBeLessThan(2000);
+    });
+
+    it('more than 5 redirects', async () => {
+      const r = await new ListFetcher({ cacheDir: cacheDir('redirects'), now }).fetch(
+        source('r', `${base}/redirect/6`),
+      );
+      expect(r.status).toBe('failed');
+      expect(r.entry).toBeNull();
+      expect(r.error).toMatch(/HTTP 302 \(more than 5 redirects\?\)/);
+    });
+
+    it('and hands it out after a restart', async () => {
+      const again = new ListFetcher({ cacheDir: dir() });
+      expect(await again.readCache('bad')).toEqual(good);
+    });
+  });
+
+  it('follows up to 5 redirects', async () => {
+    const r = await new ListFetcher({ cacheDir: cacheDir('redirects-ok'), now }).fetch(
+      source('r', `${base}/redirect/5`),
+    );
+    expect(r.status).toBe('updated');
+    expect(r.entry!.text).toBe(HOSTS_V1);
+    expect(r.entry!.url).toBe(`${base}/redirect/5`);
+  });
+
+  it('ignores a cache written for another URL', async () => {
+    const dir = cacheDir('url-change');
+    const f = new ListFetcher({ cacheDir: dir, now });
+    expect((await f.fetch(source('ads', `${base}/list/old-home`))).status).toBe('updated');
+
+    // The new URL fails: the old URL's copy is not this list's copy.
+    modes.set('/list/new-home-broken', '500');
+    const failed = await f.fetch(source('ads', `${base}/list/new-home-broken`));
+    expect(failed).toMatchObject({ status: 'failed', entry: null });
+
+    // The new URL works: fetched unconditionally and stored in place of the old one.
+    const r = await f.fetch(source('ads', `${base}/list/new-home`));
+    expect(r.status).toBe('updated');
+    const req = seen.get('/list/new-home')!.at(-1)!;
+    expect(req.headers['if-none-match']).toBeUndefined();
+    expect(req.headers['if-modified-since']).toBeUndefined();
+    expect((await f.readCache('ads'))!.url).toBe(`${base}/list/new-home`);
+  });
+
+  it('sends URL credentials as Basic auth and never shows the password', async () => {
+    const f = new ListFetcher({ cacheDir: cacheDir('auth'), now });
+    const port = new URL(base).port;
+    const ok = await f.fetch(source('private', `http://reader:${PASSWORD}@127.0.0.1:${port}/auth`));
+    expect(ok.status).toBe('updated');
+    expect(seen.get('/auth')!.at(-1)!.url).toBe('/auth');
+
+    const notFound = await f.fetch(source('private2', `http://reader:${PASSWORD}@127.0.0.1:${port}/missing`));
+    expect(notFound.status).toBe('failed');
+    expect(notFound.error).toBe(`http://127.0.0.1:${port}/missing: HTTP 404`);
+
+    // A refused connection: the error comes from undici, not from us.
+    const closed = createServer();
+    const deadPort = await listen(closed);
+    await new Promise<void>((r) => closed.close(() => r()));
+    const refused = await f.fetch(source('private3', `http://reader:${PASSWORD}@127.0.0.1:${deadPort}/x`));
+    expect(refused.status).toBe('failed');
+    expect(refused.error).toMatch(new RegExp(`^http://127\\.0\\.0\\.1:${deadPort}/x: .*ECONNREFUSED`));
+
+    for (const r of [ok, notFound, refused]) {
+      expect(JSON.stringify({ error: r.error })).not.toContain(PASSWORD);
+      expect(r.error ?? '').not.toContain('reader');
+    }
+  });
+
+  it('decompresses a gzip body', async () => {
+    const r = await new ListFetcher({ cacheDir: cacheDir('gzip'), now }).fetch(source('gz', `${base}/gzip`));
+    expect(r.status).toBe('updated');
+    expect(r.entry!.text).toBe(HOSTS_V2);
+    expect(seen.get('/gzip')!.at(-1)!.headers['accept-encoding']).toContain('gzip');
+  });
+
+  it('fetches over https with the dispatcher it is given', async (ctx) => {
+    if (!https) ctx.skip();
+    const dir = cacheDir('https');
+    const strict = await new ListFetcher({ cacheDir: dir, now }).fetch(source('tls', `${httpsBase}/list/tls`));
+    expect(strict.status).toBe('failed');
+    expect(strict.error).toContain(`${httpsBase}/list/tls: `);
+
+    const f = new ListFetcher({ cacheDir: dir, now, dispatcher: insecure });
+    const r = await f.fetch(source('tls', `${httpsBase}/list/tls`));
+    expect(r.status).toBe('updated');
+    expect(r.entry!.text).toBe(HOSTS_V1);
+    expect((await f.fetch(source('tls', `${httpsBase}/list/tls`))).status).toBe('not-modified');
+  });
+
+  it('validates with the configured format, auto included', async () => {
+    const f = new ListFetcher({ cacheDir: cacheDir('formats'), now });
+    // A hosts body is no CIDR list.
+    const wrong = await f.fetch(source('c', `${base}/list/formats`, { format: 'cidr' }));
+    expect(wrong.status).toBe('failed');
+    expect(wrong.error).toMatch(/no entries found: not a cidr list\?/);
+    expect((await f.fetch(source('c', `${base}/list/formats`, { format: 'auto' }))).status).toBe('updated');
+  });
+
+  it('rejects a body where most lines are problems, even if some parse', async () => {
+    modes.set('/list/mostly-bad', 'mostly-bad');
+    const f = new ListFetcher({ cacheDir: cacheDir('mostly-bad'), now });
+    const r = await f.fetch(source('m', `${base}/list/mostly-bad`, { format: 'plain' }));
+    expect(r).toMatchObject({ status: 'failed', entry: null });
+    expect(r.error).toMatch(/malformed: 3 of 4 lines are not plain entries \(line 2: "<html>" is not a domain name/);
+  });
+
+  it('refuses list names that could leave the cache directory, without throwing', async () => {
+    const dir = cacheDir('names');
+    const f = new ListFetcher({ cacheDir: dir, now });
+    for (const name of ['../escape', 'a/b', '.hidden', 'a..b', '']) {
+      const r = await f.fetch(source(name, `${base}/list/names`));
+      expect(r.status).toBe('failed');
+      expect(r.error).toMatch(/bad list name/);
+      expect(await f.readCache(name)).toBeNull();
+    }
+    expect(seen.get('/list/names')).toBeUndefined();
+  });
+
+  it('fails cleanly on URLs it cannot fetch', async () => {
+    const f = new ListFetcher({ cacheDir: cacheDir('bad-urls'), now });
+    for (const url of ['not a url', 'ftp://127.0.0.1/list.txt', 'file:///etc/passwd']) {
+      const r = await f.fetch(source('u', url));
+      expect(r.status).toBe('failed');
+      expect(r.entry).toBeNull();
+    }
+    const noUrl = await f.fetch({ ...source('u', ''), url: undefined });
+    expect(noUrl).toEqual({ status: 'failed', entry: null, error: 'list "u" has no url' });
+  });
+
+  it('drops validators when the body on disk does not match its meta', async () => {
+    const dir = cacheDir('torn');
+    const f = new ListFetcher({ cacheDir: dir, now });
+    expect((await f.fetch(source('t', `${base}/list/torn`))).status).toBe('updated');
+    // As if the daemon died between writing a new body and its meta.
+    await writeFile(join(dir, 'lists', 't.txt'), HOSTS_V2);
+    const entry = await f.readCache('t');
+    expect(entry).toEqual({ text: HOSTS_V2, fetchedAt: clock, url: `${base}/list/torn` });
+    // So the next fetch is unconditional and repairs the cache.
+    const r = await f.fetch(source('t', `${base}/list/torn`));
+    expect(r.status).toBe('updated');
+    expect(seen.get('/list/torn')!.at(-1)!.headers['if-none-match']).toBeUndefined();
+    expect((await f.readCache('t'))!.etag).toBe('"v1"');
+  });
+
+  it('returns null from readCache when nothing is cached', async () => {
+    expect(await new ListFetcher({ cacheDir: cacheDir('empty') }).readCache('nothing')).toBeNull();
+  });
+});
