@@ -21,10 +21,15 @@ export function normalizeDomain(input: string): { name: string } | { error: stri
   }
   s = s.toLowerCase();
   if (s.length > 253) return { error: `"${input}" is longer than 253 characters` };
-  for (const label of s.split('.')) {
+  const labels = s.split('.');
+  for (const label of labels) {
     if (!LABEL.test(label)) {
       return { error: `"${input}" is not a domain name (bad label "${label}")` };
     }
+  }
+  // No top-level domain is all digits: this is a mistyped address, not a name.
+  if (/^\d+$/.test(labels[labels.length - 1]!)) {
+    return { error: `"${input}" is not a domain name (an IP address belongs in cidrs, or it is mistyped)` };
   }
   return { name: s };
 }

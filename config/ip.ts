@@ -1,4 +1,4 @@
-import { isIPv4, isIPv6 } from 'node:net';
+import { isIPv6 } from 'node:net';
 
 /** An address as numbers: IPv4 in w[3] (w[0..2] = 0), IPv6 as four 32-bit words. */
 export interface ParsedIp {
@@ -13,10 +13,28 @@ export interface ParsedCidr extends ParsedIp {
   text: string;
 }
 
+/** Dotted quad to a number; a hand loop because lists hold hundreds of thousands of these. */
 export function parseIPv4(s: string): number | null {
-  if (!isIPv4(s)) return null;
-  const p = s.split('.');
-  return ((+p[0]! << 24) | (+p[1]! << 16) | (+p[2]! << 8) | +p[3]!) >>> 0;
+  let value = 0;
+  let part = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 48 && c <= 57) {
+      // No leading zeros (010 is octal to some parsers, decimal to others).
+      if (digits === 1 && part === 0) return null;
+      part = part * 10 + (c - 48);
+      if (++digits > 3 || part > 255) return null;
+    } else if (c === 46) {
+      if (digits === 0 || ++dots > 3) return null;
+      value = value * 256 + part;
+      part = 0;
+      digits = 0;
+    } else return null;
+  }
+  if (dots !== 3 || digits === 0) return null;
+  return (value * 256 + part) >>> 0;
 }
 
 /** Parses an IPv4 or IPv6 address (IPv4-mapped IPv6 stays IPv6). */
@@ -54,6 +72,15 @@ function ipv6Words(a: string): [number, number, number, number] {
   const w: [number, number, number, number] = [0, 0, 0, 0];
   for (let i = 0; i < 4; i++) w[i] = ((groups[2 * i]! << 16) | groups[2 * i + 1]!) >>> 0;
   return w;
+}
+
+/**
+ * ::ffff:a.b.c.d as the IPv4 address it is. A dual-stack socket reports IPv4
+ * clients this way; rules about 192.168.1.0/24 must still match them.
+ */
+export function unmapIp(ip: ParsedIp): ParsedIp {
+  if (ip.family === 6 && ip.w[0] === 0 && ip.w[1] === 0 && ip.w[2] === 0xffff) return { family: 4, w: [0, 0, 0, ip.w[3]] };
+  return ip;
 }
 
 export function formatIp(ip: ParsedIp): string {
@@ -108,11 +135,10 @@ export function parseCidr(s: string): ParsedCidr | { error: string } {
     if (!/^\d{1,3}$/.test(p) || +p > max) return { error: `"${s}" has a bad prefix length (0-${max})` };
     prefix = +p;
   }
-  const w: [number, number, number, number] = [...ip.w];
+  const w = ip.w;
   if (ip.family === 4) w[3] = (w[3] & wordMask(prefix)) >>> 0;
   else for (let i = 0; i < 4; i++) w[i] = (w[i]! & wordMask(prefix - 32 * i)) >>> 0;
-  const masked: ParsedIp = { family: ip.family, w };
-  return { ...masked, prefix, text: `${formatIp(masked)}/${prefix}` };
+  return { family: ip.family, w, prefix, text: `${formatIp(ip)}/${prefix}` };
 }
 
 export function isCidrError(c: ParsedCidr | { error: string }): c is { error: string } {

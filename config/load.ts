@@ -3,7 +3,7 @@ import { promises as fsp } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { isIP } from 'node:net';
 import cron from 'node-cron';
-import { parseDomainPattern } from './domain.js';
+import { normalizeDomain, parseDomainPattern } from './domain.js';
 import { parseDuration } from './duration.js';
 import { ConfigCodes, ConfigError, didYouMean, IssueSink, type ConfigIssue } from './errors.js';
 import { parseCidr, parseHostPort } from './ip.js';
@@ -112,8 +112,9 @@ export async function loadConfig(file: string, deps: LoadDeps = nodeLoadDeps): P
     if (schemaOk) throw e;
   }
   if (!schemaOk) {
-    const said = sink.issues.slice(0, schemaIssues).map((i) => i.keyPath);
-    const related = (k: string): boolean => said.some((s) => s === '' || k === s || k.startsWith(s + '.') || k.startsWith(s + '['));
+    // Document-level findings (a missing top-level key) hide nothing.
+    const said = sink.issues.slice(0, schemaIssues).map((i) => i.keyPath).filter((k) => k !== '');
+    const related = (k: string): boolean => said.some((s) => k === s || k.startsWith(s + '.') || k.startsWith(s + '['));
     const extra = sink.issues.splice(schemaIssues).filter((i) => !related(i.keyPath));
     sink.issues.push(...extra);
   }
@@ -409,6 +410,7 @@ class Builder {
       this.err(ConfigCodes.MISSING_KEY, path, 'a gateway needs config (a wg-quick file) or inline privateKey, address and peer');
       return null;
     }
+    const errorsBefore = this.sink.issues.filter((i) => i.severity === 'error').length;
     let privateKey = g.privateKey as string | undefined;
     if (g.privateKeyFile !== undefined) {
       if (privateKey !== undefined) {
@@ -447,12 +449,16 @@ class Builder {
     else {
       const pp: KeySeg[] = [...path, 'peer'];
       const publicKey = String(peerRaw.publicKey);
-      if (!isWireGuardKey(publicKey)) this.err(ConfigCodes.KEY, [...pp, 'publicKey'], `"${publicKey}" is not a WireGuard key (44 characters of base64)`);
+      // Never echo it: a private key pasted here by mistake must not reach a terminal or a log.
+      if (!isWireGuardKey(publicKey)) this.err(ConfigCodes.KEY, [...pp, 'publicKey'], `is not a WireGuard key (44 characters of base64; this one has ${publicKey.length})`);
       const presharedKey = peerRaw.presharedKey as string | undefined;
       if (presharedKey !== undefined && !isWireGuardKey(presharedKey)) {
         this.err(ConfigCodes.KEY, [...pp, 'presharedKey'], 'is not a WireGuard key (44 characters of base64)');
       }
-      const ep = parseHostPort(String(peerRaw.endpoint));
+      let ep = parseHostPort(String(peerRaw.endpoint));
+      if (!('error' in ep) && !isIP(ep.host) && 'error' in normalizeDomain(ep.host)) {
+        ep = { error: `"${String(peerRaw.endpoint)}": "${ep.host}" is neither an IP address nor a host name` };
+      }
       if ('error' in ep) this.err(ConfigCodes.ADDRESS, [...pp, 'endpoint'], ep.error);
       const allowed = peerRaw.allowedIPs === undefined ? ['0.0.0.0/0', '::/0'] : asList(peerRaw.allowedIPs);
       const allowedIPs: string[] = [];
@@ -474,6 +480,8 @@ class Builder {
       const u = parseUpstream(d);
       if ('error' in u) this.err(ConfigCodes.ADDRESS, Array.isArray(g.dns) ? [...path, 'dns', j] : [...path, 'dns'], u.error);
     });
+    // A gateway with errors goes no further, so one mistake is not reported twice.
+    if (this.sink.issues.filter((i) => i.severity === 'error').length > errorsBefore) return null;
     return {
       privateKey,
       addresses,

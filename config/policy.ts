@@ -1,6 +1,6 @@
 import { CidrIndex, type CidrHit } from './cidr-index.js';
 import { DomainIndex, KIND_DOMAIN, KIND_FULL, KIND_SUBDOMAIN, type IndexHit } from './domain-index.js';
-import { cidrContains, parseCidr, parseIp, type ParsedCidr, type ParsedIp } from './ip.js';
+import { cidrContains, parseCidr, parseIp, unmapIp, type ParsedCidr, type ParsedIp } from './ip.js';
 import type { Config, DomainPattern, RuleConfig, SourcePos, Target } from './types.js';
 
 /** The entries of one list, as the policy needs them (a ParsedList fits). */
@@ -130,6 +130,12 @@ class NameMatcher {
   }
 }
 
+function toIp(v: ParsedIp | string | undefined): ParsedIp | undefined {
+  if (v === undefined) return undefined;
+  const ip = typeof v === 'string' ? parseIp(v) : v;
+  return ip ? unmapIp(ip) : undefined;
+}
+
 function isCanonical(name: string): boolean {
   const n = name.length;
   if (n > 0 && name.charCodeAt(n - 1) === 46) return false;
@@ -254,7 +260,7 @@ export class Policy {
     const detail = { kind: 'domain' as EntryKind, value: '', origin: 0 };
     let best = this.names.match(name, detail);
     let entry = best >= 0 ? this.describe(detail.kind, detail.value, detail.origin) : null;
-    const src = typeof source === 'string' ? parseIp(source) : source;
+    const src = toIp(source);
     if (src) {
       for (const c of this.conditional) {
         if (best >= 0 && c.rule >= best) break;
@@ -278,12 +284,12 @@ export class Policy {
 
   /** Where traffic to the address `ip` goes (CIDR rules and lists), for a client at `source`. */
   matchIp(ip: ParsedIp | string, source?: ParsedIp | string): PolicyMatch {
-    const dst = typeof ip === 'string' ? parseIp(ip) : ip;
+    const dst = toIp(ip);
     if (!dst) throw new TypeError(`not an IP address: ${String(ip)}`);
     const hit: CidrHit | null = this.cidrs.lookup(dst);
     let best = hit ? hit.rule : -1;
     let entry = hit ? this.describe('cidr', hit.cidr, hit.origin) : null;
-    const src = typeof source === 'string' ? parseIp(source) : source;
+    const src = toIp(source);
     if (src) {
       for (const c of this.conditional) {
         if (best >= 0 && c.rule >= best) break;

@@ -59,8 +59,9 @@ export class YamlSource {
         if (!pair) return found;
         if (last && wantKey && isNodeLike(pair.key)) return pair.key;
         node = pair.value;
-        // `key:` with no value: point at the key.
-        if (node == null) return isNodeLike(pair.key) ? pair.key : found;
+        // `key:` with no value (yaml gives an empty null scalar): point at the key.
+        const empty = node == null || (isScalar(node) && node.value === null && node.range?.[0] === node.range?.[1]);
+        if (empty) return isNodeLike(pair.key) ? pair.key : found;
       } else if (isSeq(node) && typeof seg === 'number') {
         node = node.items[seg];
       } else return found;
