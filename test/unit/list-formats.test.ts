@@ -413,7 +413,8 @@ describe('robustness', () => {
     );
   });
 
-  it('parses 100k lines quickly', () => {
+  // Speed is measured by `npm run bench -- policy` (load_ms), not here: CI machines are shared.
+  it('parses 100k-line lists of every format, detecting each', () => {
     const n = 100_000;
     const names = Array.from({ length: n }, (_, i) => `host-${i}.example${i % 7}.com`);
     const texts: [ConcreteListFormat, string][] = [
@@ -425,15 +426,10 @@ describe('robustness', () => {
       ['cidr', Array.from({ length: n }, (_, i) => `10.${(i >> 8) & 255}.${i & 255}.0/24`).join('\n')],
     ];
     for (const [format, text] of texts) {
-      parseList(text, format); // warm up
-      const t0 = performance.now();
       const p = parseList(text, 'auto');
-      const ms = performance.now() - t0;
       expect(p.format).toBe(format);
       expect(p.domains.length + p.cidrs.length).toBe(n);
-      // About 100-200 ms on an idle machine, most of it in normalizeDomain/parseCidr; the
-      // bound catches a quadratic or backtracking blowup without failing on a busy CI box.
-      expect(ms, `${format}: ${ms.toFixed(0)} ms`).toBeLessThan(1500);
+      expect(p.problems).toEqual([]);
     }
   });
 });
