@@ -33,6 +33,17 @@ export interface IndexHit {
   kind: number;
 }
 
+// Table slot layout (Int32, 8 per slot = 32 bytes, half a cache line): the hash,
+// entry + 1 (0 = empty), the key's offset and length in `bytes`, and the three
+// per-kind rule indexes. A probe that hits reads this slot and the key's bytes:
+// two cache lines, instead of chasing an array, a string object and its chars.
+const S_HASH = 0;
+const S_ENTRY = 1;
+const S_OFF = 2;
+const S_LEN = 3;
+const S_RULES = 4; // + KIND_*
+const STRIDE = 8;
+
 export class DomainIndex {
   private keys: string[] = [];
   private hashes: number[] = [];
@@ -41,21 +52,28 @@ export class DomainIndex {
   /** Per entry and kind: an opaque origin reference supplied by the builder. */
   private origins: number[] = [];
   private byKey = new Map<string, number>();
-  /** Open addressing, two ints a slot: [hash, entry + 1]; one cache line per probe. */
   private table = new Int32Array(0);
+  /** Every key's characters (ASCII after punycode), back to back. */
+  private bytes = new Uint8Array(0);
   private mask = 0;
   /** The table index is the hash's top bits: FNV's low bits mix poorly and cluster. */
   private shift = 32;
-  private ruleArr = new Int32Array(0);
   /** Bit n set: some key has n + 1 labels. Suffixes of other lengths are not probed. */
   private labelCounts = 0;
+  /**
+   * One bit per key hash, sized to stay in L2 (about 20 bits a key): most
+   * suffixes of a name are no key, and this answers that without touching
+   * the table, whose random reads are the cost of a lookup.
+   */
+  private filter = new Int32Array(0);
+  private filterShift = 32;
   private built = false;
 
   get size(): number {
     return this.keys.length;
   }
 
-  /** Adds `key` (already normalised: lower case, no trailing dot) for `rule`. */
+  /** Adds `key` (already normalised: lower case, ASCII, no trailing dot) for `rule`. */
   add(key: string, kind: number, rule: number, origin: number): void {
     if (this.built) throw new Error('DomainIndex: add after build');
     let e = this.byKey.get(key);
@@ -82,17 +100,33 @@ export class DomainIndex {
     const n = this.keys.length;
     let cap = 8;
     while (cap < n * 2) cap <<= 1;
-    this.table = new Int32Array(cap * 2);
+    this.table = new Int32Array(cap * STRIDE);
     this.mask = cap - 1;
     this.shift = 32 - Math.log2(cap);
-    this.ruleArr = Int32Array.from(this.rules);
+    let total = 0;
+    for (const k of this.keys) total += k.length;
+    this.bytes = new Uint8Array(total);
+    let fbits = 10;
+    while (1 << fbits < n * 20 && fbits < 24) fbits++;
+    this.filter = new Int32Array(1 << (fbits - 5));
+    this.filterShift = 32 - fbits;
+    let off = 0;
     for (let e = 0; e < n; e++) {
+      const key = this.keys[e]!;
+      for (let j = 0; j < key.length; j++) this.bytes[off + j] = key.charCodeAt(j);
       const h = this.hashes[e]!;
+      const f = Math.imul(h, 0x9e3779b1) >>> this.filterShift;
+      this.filter[f >>> 5]! |= 1 << (f & 31);
       let i = h >>> this.shift;
-      while (this.table[2 * i + 1] !== 0) i = (i + 1) & this.mask;
-      this.table[2 * i] = h;
-      this.table[2 * i + 1] = e + 1;
-      const labels = this.keys[e]!.split('.').length;
+      while (this.table[i * STRIDE + S_ENTRY] !== 0) i = (i + 1) & this.mask;
+      const b = i * STRIDE;
+      this.table[b + S_HASH] = h;
+      this.table[b + S_ENTRY] = e + 1;
+      this.table[b + S_OFF] = off;
+      this.table[b + S_LEN] = key.length;
+      for (let k = 0; k < KINDS; k++) this.table[b + S_RULES + k] = this.rules[e * KINDS + k]!;
+      off += key.length;
+      const labels = key.split('.').length;
       this.labelCounts |= labels > 31 ? 1 << 31 : 1 << (labels - 1);
     }
     this.hashes = [];
@@ -119,61 +153,73 @@ export class DomainIndex {
     let end = name.length;
     if (end > 0 && name.charCodeAt(end - 1) === 46) end--;
     let best = NONE;
-    let bestEntry = -1;
+    let bestSlot = -1;
     let bestKind = -1;
     let h = SEED;
     let labels = 0;
     const table = this.table;
+    const bytes = this.bytes;
     const mask = this.mask;
     const counts = this.labelCounts;
     const shift = this.shift;
-    for (let i = end - 1; i >= 0; i--) {
-      let c = name.charCodeAt(i);
-      if (c >= 65 && c <= 90) c |= 32;
-      h = step(h, c);
-      if (i > 0 && name.charCodeAt(i - 1) !== 46) continue;
-      // name[i, end) is a whole-label suffix: probe, if any key has that many labels.
-      labels++;
-      if ((counts & (labels > 31 ? 1 << 31 : 1 << (labels - 1))) === 0) continue;
-      const len = end - i;
-      for (let p = h >>> shift; ; p = (p + 1) & mask) {
-        const slot = table[2 * p + 1]!;
-        if (slot === 0) break;
-        if (table[2 * p] !== h) continue;
-        const e = slot - 1;
-        const key = this.keys[e]!;
-        if (key.length !== len || !sameLower(name, i, key)) continue;
-        const base = e * KINDS;
-        const rd = this.ruleArr[base + KIND_DOMAIN]!;
-        if (rd < best) {
-          best = rd;
-          bestEntry = e;
-          bestKind = KIND_DOMAIN;
-        }
-        const r2 = i === 0 ? this.ruleArr[base + KIND_FULL]! : this.ruleArr[base + KIND_SUBDOMAIN]!;
-        if (r2 < best) {
-          best = r2;
-          bestEntry = e;
-          bestKind = i === 0 ? KIND_FULL : KIND_SUBDOMAIN;
-        }
-        break;
+    const filter = this.filter;
+    const fshift = this.filterShift;
+    // Right to left, one read per character; a dot (or the start, a virtual
+    // dot at -1) closes a whole-label suffix name[i + 1, end) to probe.
+    for (let i = end - 1; ; i--) {
+      const c = i >= 0 ? name.charCodeAt(i) : 46;
+      if (c !== 46) {
+        h = step(h, c - 65 < 26 && c >= 65 ? c | 32 : c);
+        continue;
       }
+      const from = i + 1;
+      if (from === end) break; // empty label (".." or a leading dot): no suffix to probe
+      // A whole-label suffix: probe, if any key has that many labels.
+      labels++;
+      if ((counts & (labels > 31 ? 1 << 31 : 1 << (labels - 1))) !== 0) {
+        const f = Math.imul(h, 0x9e3779b1) >>> fshift;
+        if ((filter[f >>> 5]! & (1 << (f & 31))) !== 0) {
+          const len = end - from;
+          for (let p = h >>> shift; ; p = (p + 1) & mask) {
+            const b = p * STRIDE;
+            if (table[b + S_ENTRY] === 0) break;
+            if (table[b + S_HASH] !== h || table[b + S_LEN] !== len) continue;
+            if (!sameLower(name, from, bytes, table[b + S_OFF]!, len)) continue;
+            const rd = table[b + S_RULES + KIND_DOMAIN]!;
+            if (rd < best) {
+              best = rd;
+              bestSlot = b;
+              bestKind = KIND_DOMAIN;
+            }
+            const kind = from === 0 ? KIND_FULL : KIND_SUBDOMAIN;
+            const r2 = table[b + S_RULES + kind]!;
+            if (r2 < best) {
+              best = r2;
+              bestSlot = b;
+              bestKind = kind;
+            }
+            break;
+          }
+        }
+      }
+      if (i < 0) break;
+      h = step(h, 46);
     }
     if (best === NONE) return -1;
     if (out) {
       out.rule = best;
-      out.entry = bestEntry;
+      out.entry = table[bestSlot + S_ENTRY]! - 1;
       out.kind = bestKind;
     }
     return best;
   }
 }
 
-function sameLower(name: string, at: number, key: string): boolean {
-  for (let j = 0; j < key.length; j++) {
+function sameLower(name: string, at: number, bytes: Uint8Array, off: number, len: number): boolean {
+  for (let j = 0; j < len; j++) {
     let c = name.charCodeAt(at + j);
     if (c >= 65 && c <= 90) c |= 32;
-    if (c !== key.charCodeAt(j)) return false;
+    if (c !== bytes[off + j]) return false;
   }
   return true;
 }

@@ -84,11 +84,28 @@ class NameMatcher {
     }
   }
 
+  /**
+   * One compiled alternation over every keyword and regexp: most names match
+   * none, and one regexp pass says so faster than a scan per entry. Only on a
+   * hit are the entries tried one by one, in rule order. Left null (scan every
+   * entry) when a regexp has back-references or named groups, whose meaning
+   * would change inside a combined pattern.
+   */
+  private anyPattern: RegExp | null = null;
+
   build(): void {
     this.index.build();
     // Sorted by rule so a scan stops at the first entry that cannot beat the index.
     this.keywords.sort((a, b) => a.rule - b.rule);
     this.regexps.sort((a, b) => a.rule - b.rule);
+    const safe = this.regexps.every((r) => !/\\[1-9k]|\(\?</.test(r.value));
+    if (safe && this.keywords.length + this.regexps.length > 1) {
+      const parts = [
+        ...this.keywords.map((k) => k.value.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')),
+        ...this.regexps.map((r) => `(?:${r.value})`),
+      ];
+      this.anyPattern = new RegExp(parts.join('|'), 'i');
+    }
   }
 
   get empty(): boolean {
@@ -110,6 +127,7 @@ class NameMatcher {
     }
     // Names from the wire are nearly always lower case already: copy only when not.
     const lower = isCanonical(name) ? name : canonical(name);
+    if (this.anyPattern !== null && !this.anyPattern.test(lower)) return best;
     for (const k of this.keywords) {
       if (k.rule >= (best < 0 ? Infinity : best)) break;
       if (lower.includes(k.value)) {

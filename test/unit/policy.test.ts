@@ -597,8 +597,17 @@ describe('policy: address property', () => {
   type C = { family: 4 | 6; addr: number[]; prefix: number };
   type A = { family: 4 | 6; addr: number[] };
 
+  /** A queried ::ffff:a.b.c.d is the IPv4 client a.b.c.d (dual-stack sockets report them so). */
+  function unmapped(a: A): A {
+    if (a.family === 6 && a.addr.slice(0, 5).every((x) => x === 0) && a.addr[5] === 0xffff) {
+      return { family: 4, addr: [a.addr[6]! >> 8, a.addr[6]! & 255, a.addr[7]! >> 8, a.addr[7]! & 255] };
+    }
+    return a;
+  }
+
   /** Independent of config/ip.ts: compare the top `prefix` bits as big integers. */
-  function contains(c: C, a: A): boolean {
+  function contains(c: C, queried: A): boolean {
+    const a = unmapped(queried);
     if (c.family !== a.family) return false;
     const bits = c.family === 4 ? 32n : 128n;
     const shift = bits - BigInt(c.prefix);
