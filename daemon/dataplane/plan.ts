@@ -1,0 +1,333 @@
+// The data plane's desired state, and pure functions that render it into an
+// nftables ruleset, ip rules and routes. Nothing here touches the system: the
+// Linux adapter applies what these functions return, and tests compare it.
+//
+// Design (proven in docs/design/dataplane-notes.md):
+// - Every path has an fwmark (mask 0xff00). `tunnel` is a logical mark that a
+//   map, `active`, turns into the active gateway's mark on every packet; an
+//   empty `active` is the kill switch. Failover is one map update.
+// - A flow's first packet is classified by the rules, in config order: CIDR
+//   and source rules inline, domain rules through per-rule sets of addresses
+//   the resolver tagged. The logical mark is saved in conntrack, so a flow
+//   keeps its path and a failover moves tunnel flows as a whole.
+// - Static per-gateway routing tables with a prohibit backstop; ip rules at
+//   fixed priorities 5000-5099 that only splitwan uses.
+import { createHash } from 'node:crypto';
+import { parseCidr, type ParsedCidr } from '../../config/ip.js';
+import type { Config, RuleConfig, Target } from '../../config/types.js';
+
+export const TABLE_NAME = 'splitwan';
+export const MARK_MASK = 0xff00;
+export const MARK_BREAKOUT = 0x1000;
+export const MARK_BLOCK = 0x1e00;
+export const MARK_TUNNEL = 0x1f00;
+/** Gateway i (0-based, config order) gets 0x1100 + i * 0x100; 0x1e00 and 0x1f00 are taken. */
+export const MAX_GATEWAYS = 13;
+export const TABLE_TUNNEL = 1100;
+export const RULE_PRIORITY_FIRST = 5000;
+export const RULE_PRIORITY_LAST = 5099;
+
+export function gatewayMark(index: number): number {
+  if (index < 0 || index >= MAX_GATEWAYS) throw new RangeError(`at most ${MAX_GATEWAYS} gateways`);
+  return 0x1100 + index * 0x100;
+}
+export function gatewayTable(index: number): number {
+  return TABLE_TUNNEL + 1 + index;
+}
+
+export interface PlannedGateway {
+  name: string;
+  ifname: string;
+  mark: number;
+  table: number;
+}
+
+/** One config rule as the kernel sees it. */
+export interface PlannedRule {
+  index: number;
+  /** Stable across edits of other rules: names its tag sets. */
+  id: string;
+  /** The mark of the path the rule's traffic takes now (the first healthy of its via). */
+  mark: number;
+  dst4: string[];
+  dst6: string[];
+  src4: string[];
+  src6: string[];
+  /** Domain or list-name rules: the resolver tags addresses into this rule's sets. */
+  tagged: boolean;
+}
+
+export interface DataplanePlan {
+  mode: Config['mode'];
+  lan: string[];
+  wan: string;
+  gateways: PlannedGateway[];
+  /** The gateway the `tunnel` path uses now; null: none healthy. */
+  active: string | null;
+  killSwitch: boolean;
+  rules: PlannedRule[];
+  /** The mark for traffic no rule matches. */
+  defaultMark: number;
+  /** Port of splitwan's resolver; LAN DNS to any other server is redirected there (router mode). */
+  dnsPort: number | null;
+  proxy: { port: number; ports: number[] } | null;
+}
+
+/** The path marks a Target can resolve to, given which paths are healthy. */
+export function targetMark(t: Target, gateways: readonly PlannedGateway[]): number {
+  if (t === 'breakout') return MARK_BREAKOUT;
+  if (t === 'tunnel') return MARK_TUNNEL;
+  if (t === 'block') return MARK_BLOCK;
+  const g = gateways.find((x) => `gw:${x.name}` === t);
+  if (!g) throw new Error(`unknown gateway in ${t}`);
+  return g.mark;
+}
+
+/**
+ * The first candidate of a via list that is usable now: breakout, block and
+ * tunnel always are (tunnel's own health is the `active` map's business); a
+ * pinned gateway is when `healthy` says so. Falls back to the last candidate,
+ * so a rule pinned to a dead gateway fails closed rather than leaking.
+ */
+export function pickTarget(via: readonly Target[], healthy: (gateway: string) => boolean): Target {
+  for (const t of via) {
+    if (!t.startsWith('gw:') || healthy(t.slice(3))) return t;
+  }
+  return via[via.length - 1]!;
+}
+
+export function ruleId(rule: RuleConfig): string {
+  const h = createHash('sha256');
+  h.update(JSON.stringify([rule.domains.map((d) => d.pattern), rule.cidrs.map((c) => c.cidr), rule.sources.map((s) => s.cidr), rule.lists]));
+  return h.digest('hex').slice(0, 8);
+}
+
+function split(cidrs: readonly string[]): { v4: string[]; v6: string[] } {
+  const v4: string[] = [];
+  const v6: string[] = [];
+  for (const c of cidrs) {
+    const p = parseCidr(c) as ParsedCidr;
+    (p.family === 4 ? v4 : v6).push(p.text);
+  }
+  return { v4, v6 };
+}
+
+/** Builds the plan from the config, the list contents' CIDRs, and health. */
+export function planDataplane(input: {
+  config: Config;
+  /** CIDRs per list name (from the loaded lists). */
+  listCidrs: ReadonlyMap<string, readonly string[]>;
+  wan: string;
+  active: string | null;
+  healthy: (gateway: string) => boolean;
+  dnsPort: number | null;
+}): DataplanePlan {
+  const { config } = input;
+  if (config.tunnel.gateways.length > MAX_GATEWAYS) throw new RangeError(`at most ${MAX_GATEWAYS} gateways`);
+  const gateways = config.tunnel.gateways.map((g, i) => ({ name: g.name, ifname: g.ifname, mark: gatewayMark(i), table: gatewayTable(i) }));
+  const rules = config.rules.map((r): PlannedRule => {
+    const dst = split([...r.cidrs.map((c) => c.cidr), ...r.lists.flatMap((l) => input.listCidrs.get(l) ?? [])]);
+    const src = split(r.sources.map((s) => s.cidr));
+    const hasNames = r.domains.length > 0 || r.lists.length > 0;
+    return {
+      index: r.index,
+      id: ruleId(r),
+      mark: targetMark(pickTarget(r.via, input.healthy), gateways),
+      dst4: dst.v4,
+      dst6: dst.v6,
+      src4: src.v4,
+      src6: src.v6,
+      tagged: hasNames,
+    };
+  });
+  return {
+    mode: config.mode,
+    lan: config.lan,
+    wan: input.wan,
+    gateways,
+    active: input.active,
+    killSwitch: config.tunnel.killSwitch,
+    rules,
+    defaultMark: targetMark(pickTarget(config.default, input.healthy), gateways),
+    dnsPort: input.dnsPort,
+    proxy: config.proxy.enabled ? { port: config.proxy.listenPort, ports: config.proxy.ports } : null,
+  };
+}
+
+const hex = (n: number): string => `0x${n.toString(16)}`;
+const quoteList = (xs: readonly string[]): string => `{ ${xs.map((x) => `"${x}"`).join(', ')} }`;
+const setOf = (xs: readonly string[]): string => `{ ${xs.join(', ')} }`;
+
+/** Names of a rule's tag sets (the resolver adds addresses to them). */
+export function tagSetNames(rule: Pick<PlannedRule, 'id'>): { v4: string; v6: string } {
+  return { v4: `tag4_${rule.id}`, v6: `tag6_${rule.id}` };
+}
+
+/**
+ * The contents of the `active` map: tunnel → the active gateway's mark; with
+ * no active gateway, empty (kill switch) or breakout when the kill switch is off.
+ */
+export function activeElements(plan: Pick<DataplanePlan, 'active' | 'gateways' | 'killSwitch'>): string {
+  const g = plan.gateways.find((x) => x.name === plan.active);
+  if (g) return `${hex(MARK_TUNNEL)} : ${hex(g.mark)}`;
+  return plan.killSwitch ? '' : `${hex(MARK_TUNNEL)} : ${hex(MARK_BREAKOUT)}`;
+}
+
+/** The one-line transaction that flips the default path (failover, kill, recovery). */
+export function renderActiveFlip(plan: Pick<DataplanePlan, 'active' | 'gateways' | 'killSwitch'>): string {
+  const el = activeElements(plan);
+  return `flush map inet ${TABLE_NAME} active${el ? `; add element inet ${TABLE_NAME} active { ${el} }` : ''}`;
+}
+
+/** The chains and sets a plan's ruleset defines. */
+export function rulesetObjects(plan: DataplanePlan): { chains: string[]; sets: string[] } {
+  const sets = ['active'];
+  for (const r of plan.rules) if (r.tagged) sets.push(tagSetNames(r).v4, tagSetNames(r).v6);
+  const chains = ['classify', 'resolve', 'reject_flow', plan.mode === 'router' ? 'pre' : 'out', 'post'];
+  if (plan.gateways.length) chains.push('mss');
+  if (plan.mode === 'router' && plan.dnsPort !== null) chains.push('dns_redirect');
+  return { chains, sets };
+}
+
+/**
+ * The whole ruleset, applied with `nft -f -` in one transaction. It starts
+ * with `table …; flush table …` rather than `delete table`, so a re-apply
+ * keeps the tagged addresses in the sets (same set names, same types).
+ * `current` is what the table holds now (from `nft -j list table`): chains
+ * and sets the plan no longer has are deleted in the same transaction, since
+ * a flush empties chains but keeps them hooked.
+ */
+export function renderRuleset(plan: DataplanePlan, current: { chains: readonly string[]; sets: readonly string[] } = { chains: [], sets: [] }): string {
+  const L: string[] = [];
+  const t = `inet ${TABLE_NAME}`;
+  const want = rulesetObjects(plan);
+  L.push(`table ${t}`, `flush table ${t}`);
+  // Chains first: a rule referencing a set must go before the set can.
+  for (const c of current.chains) if (!want.chains.includes(c)) L.push(`delete chain ${t} ${c}`);
+  for (const s of current.sets) if (!want.sets.includes(s)) L.push(`delete ${s === 'active' ? 'map' : 'set'} ${t} ${s}`);
+  L.push(`table ${t} {`);
+  for (const r of plan.rules) {
+    if (!r.tagged) continue;
+    const n = tagSetNames(r);
+    L.push(`\tset ${n.v4} { type ipv4_addr; flags timeout; }`);
+    L.push(`\tset ${n.v6} { type ipv6_addr; flags timeout; }`);
+  }
+  L.push(`\tmap active { type mark : mark; }`);
+
+  // classify: the first packet of a flow, by the rules in order; the first that
+  // matches sets the logical mark and returns.
+  L.push(`\tchain classify {`);
+  for (const r of plan.rules) {
+    const m = `meta mark set ${hex(r.mark)} return`;
+    const n = tagSetNames(r);
+    const srcConds: string[] = [];
+    if (r.src4.length) srcConds.push(`ip saddr ${setOf(r.src4)}`);
+    if (r.src6.length) srcConds.push(`ip6 saddr ${setOf(r.src6)}`);
+    const dstConds: string[] = [];
+    if (r.dst4.length) dstConds.push(`ip daddr ${setOf(r.dst4)}`);
+    if (r.dst6.length) dstConds.push(`ip6 daddr ${setOf(r.dst6)}`);
+    if (r.tagged) dstConds.push(`ip daddr @${n.v4}`, `ip6 daddr @${n.v6}`);
+    L.push(`\t\t# rule ${r.index}`);
+    if (dstConds.length === 0) {
+      for (const s of srcConds) L.push(`\t\t${s} ${m}`);
+    } else if (srcConds.length === 0) {
+      for (const d of dstConds) L.push(`\t\t${d} ${m}`);
+    } else {
+      // Sources and destinations together: "these destinations from these clients".
+      for (const s of srcConds) for (const d of dstConds) if (s.startsWith('ip6') === d.startsWith('ip6')) L.push(`\t\t${s} ${d} ${m}`);
+    }
+  }
+  L.push(`\t\tmeta mark set ${hex(plan.defaultMark)}`, `\t}`);
+
+  // resolve: every packet, logical → concrete; what is still logical is dead.
+  L.push(`\tchain resolve {`);
+  L.push(`\t\tmeta mark ${hex(MARK_BLOCK)} jump reject_flow`);
+  L.push(`\t\tmeta mark ${hex(MARK_TUNNEL)} meta mark set meta mark map @active`);
+  L.push(`\t\tmeta mark ${hex(MARK_TUNNEL)} jump reject_flow`);
+  L.push(`\t}`);
+  L.push(`\tchain reject_flow {`, `\t\tmeta l4proto tcp reject with tcp reset`, `\t\treject with icmpx admin-prohibited`, `\t}`);
+
+  // mark: save the logical mark in conntrack on the first packet, restore it after.
+  const mark = [`\t\tct mark != 0 meta mark set ct mark`, `\t\tmeta mark 0 jump classify`, `\t\tct mark 0 ct mark set meta mark`, `\t\tjump resolve`];
+  if (plan.mode === 'router') {
+    L.push(`\tchain pre {`, `\t\ttype filter hook prerouting priority mangle; policy accept;`);
+    L.push(`\t\tct direction reply return`);
+    L.push(`\t\tiifname != ${quoteList(plan.lan)} return`);
+    L.push(`\t\tfib daddr type local return`);
+    L.push(...mark, `\t}`);
+  } else {
+    L.push(`\tchain out {`, `\t\ttype route hook output priority mangle; policy accept;`);
+    L.push(`\t\tct direction reply return`);
+    L.push(`\t\toifname "lo" return`);
+    L.push(`\t\tfib daddr type local return`);
+    // Sockets splitwan marked itself (SO_MARK: resolver, probes, proxy dials) and WireGuard's own UDP.
+    L.push(`\t\tmeta mark != 0 return`);
+    L.push(...mark, `\t}`);
+  }
+
+  const tunnels = plan.gateways.map((g) => g.ifname);
+  if (tunnels.length) {
+    // Postrouting sees forwarded and local traffic with its final interface.
+    L.push(`\tchain mss {`, `\t\ttype filter hook postrouting priority mangle; policy accept;`);
+    L.push(`\t\toifname ${quoteList(tunnels)} tcp flags syn tcp option maxseg size set rt mtu`, `\t}`);
+  }
+
+  if (plan.mode === 'router' && plan.dnsPort !== null) {
+    // LAN clients asking any other resolver get splitwan's answer: no bypass, no leak.
+    L.push(`\tchain dns_redirect {`, `\t\ttype nat hook prerouting priority dstnat; policy accept;`);
+    L.push(`\t\tiifname ${quoteList(plan.lan)} meta l4proto { tcp, udp } th dport 53 redirect to :${plan.dnsPort}`, `\t}`);
+  }
+
+  L.push(`\tchain post {`, `\t\ttype nat hook postrouting priority srcnat; policy accept;`);
+  L.push(`\t\toifname ${quoteList([plan.wan, ...tunnels])} masquerade`, `\t}`);
+  L.push(`}`);
+  const el = activeElements(plan);
+  if (el) L.push(`add element ${t} active { ${el} }`);
+  return L.join('\n') + '\n';
+}
+
+export interface IpRuleSpec {
+  family: 4 | 6;
+  priority: number;
+  fwmark?: number;
+  fwmask?: number;
+  table?: string;
+  action: 'lookup' | 'prohibit';
+  suppressPrefixLength?: number;
+}
+
+export interface RouteSpec {
+  family: 4 | 6;
+  table: number;
+  type: 'unicast' | 'prohibit';
+  dev?: string;
+  metric?: number;
+}
+
+/** The ip rules, per family, at splitwan's fixed priorities. */
+export function renderIpRules(plan: Pick<DataplanePlan, 'gateways'>): IpRuleSpec[] {
+  const out: IpRuleSpec[] = [];
+  for (const family of [4, 6] as const) {
+    // LAN and connected routes always win, so per-path tables need only a default route.
+    out.push({ family, priority: RULE_PRIORITY_FIRST, table: 'main', action: 'lookup', suppressPrefixLength: 0 });
+    out.push({ family, priority: RULE_PRIORITY_FIRST + 10, fwmark: MARK_BREAKOUT, fwmask: MARK_MASK, table: 'main', action: 'lookup' });
+    plan.gateways.forEach((g, i) => out.push({ family, priority: RULE_PRIORITY_FIRST + 20 + i, fwmark: g.mark, fwmask: MARK_MASK, table: String(g.table), action: 'lookup' }));
+    out.push({ family, priority: RULE_PRIORITY_FIRST + 40, fwmark: MARK_TUNNEL, fwmask: MARK_MASK, table: String(TABLE_TUNNEL), action: 'lookup' });
+    // Anything carrying one of our marks never falls through to main (a leak).
+    out.push({ family, priority: RULE_PRIORITY_LAST, fwmark: 0x1000, fwmask: 0xf000, action: 'prohibit' });
+  }
+  return out;
+}
+
+/** Routes in splitwan's tables: each gateway's default via its tunnel, prohibit backstops. */
+export function renderRoutes(plan: Pick<DataplanePlan, 'gateways'>): RouteSpec[] {
+  const out: RouteSpec[] = [];
+  for (const family of [4, 6] as const) {
+    out.push({ family, table: TABLE_TUNNEL, type: 'prohibit', metric: 4_000_000_000 });
+    for (const g of plan.gateways) {
+      out.push({ family, table: g.table, type: 'unicast', dev: g.ifname });
+      out.push({ family, table: g.table, type: 'prohibit', metric: 4_000_000_000 });
+    }
+  }
+  return out;
+}

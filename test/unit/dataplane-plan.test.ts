@@ -1,0 +1,214 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig, type LoadedConfig } from '../../config/load.js';
+import {
+  MARK_BLOCK,
+  MARK_BREAKOUT,
+  MARK_TUNNEL,
+  pickTarget,
+  planDataplane,
+  renderActiveFlip,
+  renderIpRules,
+  renderRoutes,
+  renderRuleset,
+  ruleId,
+  tagSetNames,
+  type DataplanePlan,
+} from '../../daemon/dataplane/plan.js';
+
+const key = (): string => randomBytes(32).toString('base64');
+const wg = (): string => `[Interface]\nPrivateKey = ${key()}\nAddress = 10.64.0.2/32\nDNS = 10.64.0.1\n[Peer]\nPublicKey = ${key()}\nEndpoint = 192.0.2.1:51820\nAllowedIPs = 0.0.0.0/0, ::/0\n`;
+
+let dir: string;
+async function load(lines: string[]): Promise<LoadedConfig> {
+  const f = join(dir, `c${Math.random().toString(36).slice(2)}.yaml`);
+  writeFileSync(f, lines.join('\n'));
+  return loadConfig(f);
+}
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'splitwan-plan-'));
+  writeFileSync(join(dir, 'gw1.conf'), wg(), { mode: 0o600 });
+  writeFileSync(join(dir, 'gw2.conf'), wg(), { mode: 0o600 });
+  writeFileSync(join(dir, 'nets.txt'), '198.51.100.0/24\n2001:db8:1::/48\n');
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const ROUTER = [
+  'mode: router',
+  'lan: [lan0]',
+  'tunnel:',
+  '  gateways:',
+  '    - { name: gw1, config: gw1.conf }',
+  '    - { name: gw2, config: gw2.conf }',
+  'lists:',
+  '  nets: { file: nets.txt }',
+  'rules:',
+  '  - domains: [stream.test]', //                 0: tagged, breakout
+  '    via: breakout',
+  '  - cidrs: [203.0.113.0/24, "2001:db8::/32"]', // 1: inline CIDRs
+  '    via: breakout',
+  '  - sources: [192.168.77.50/32]', //             2: a LAN device
+  '    via: breakout',
+  '  - domains: [work.test]', //                    3: pinned, with a fallback
+  '    sources: [192.168.77.0/24]',
+  '    via: [gw2, gw1]',
+  '  - list: nets', //                              4: list CIDRs
+  '    via: gw1',
+  '  - domains: [ads.test]',
+  '    via: block',
+  'default: tunnel',
+];
+
+function plan(loaded: LoadedConfig, over: Partial<{ active: string | null; healthy: (g: string) => boolean }> = {}): DataplanePlan {
+  const listCidrs = new Map([...loaded.lists].map(([n, l]) => [n, l.cidrs.map((c) => c.cidr)]));
+  return planDataplane({ config: loaded.config, listCidrs, wan: 'wan0', active: 'active' in over ? over.active! : 'gw1', healthy: over.healthy ?? (() => true), dnsPort: 53 });
+}
+
+describe('planDataplane', () => {
+  it('gives each gateway a mark and a table, and each rule the mark of its first healthy via', async () => {
+    const p = plan(await load(ROUTER));
+    expect(p.gateways).toEqual([
+      { name: 'gw1', ifname: 'swg-gw1', mark: 0x1100, table: 1101 },
+      { name: 'gw2', ifname: 'swg-gw2', mark: 0x1200, table: 1102 },
+    ]);
+    expect(p.rules.map((r) => r.mark)).toEqual([MARK_BREAKOUT, MARK_BREAKOUT, MARK_BREAKOUT, 0x1200, 0x1100, MARK_BLOCK]);
+    expect(p.rules.map((r) => r.tagged)).toEqual([true, false, false, true, true, true]);
+    expect(p.rules[1]).toMatchObject({ dst4: ['203.0.113.0/24'], dst6: ['2001:db8::/32'] });
+    expect(p.rules[2]).toMatchObject({ src4: ['192.168.77.50/32'], dst4: [] });
+    expect(p.rules[4]).toMatchObject({ dst4: ['198.51.100.0/24'], dst6: ['2001:db8:1::/48'] });
+    expect(p.defaultMark).toBe(MARK_TUNNEL);
+  });
+
+  it('falls back down a via list when the pinned gateway is down', async () => {
+    const p = plan(await load(ROUTER), { healthy: (g) => g !== 'gw2' });
+    expect(p.rules[3]!.mark).toBe(0x1100);
+  });
+
+  it('a pinned gateway with no healthy fallback keeps its own mark (fails closed, never breakout)', () => {
+    expect(pickTarget(['gw:gw1'], () => false)).toBe('gw:gw1');
+    expect(pickTarget(['gw:gw2', 'gw:gw1'], () => false)).toBe('gw:gw1');
+    expect(pickTarget(['gw:gw2', 'breakout'], () => false)).toBe('breakout');
+  });
+
+  it('rule ids name the rule by content, not position', async () => {
+    const a = await load(ROUTER);
+    const moved = [...ROUTER.slice(0, 9), '  - domains: [new.test]', '    via: gw1', ...ROUTER.slice(9)];
+    const b = await load(moved);
+    expect(ruleId(b.config.rules[1]!)).toBe(ruleId(a.config.rules[0]!));
+    expect(ruleId(b.config.rules[0]!)).not.toBe(ruleId(a.config.rules[0]!));
+  });
+});
+
+describe('renderRuleset', () => {
+  it('router mode: classifies forwarded LAN traffic by the rules, in order', async () => {
+    const p = plan(await load(ROUTER));
+    const text = renderRuleset(p);
+    const classify = text.slice(text.indexOf('chain classify'), text.indexOf('chain resolve'));
+    const t0 = tagSetNames(p.rules[0]!);
+    const t3 = tagSetNames(p.rules[3]!);
+    const lines = classify.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#') && !l.startsWith('chain') && l !== '}');
+    expect(lines).toEqual([
+      `ip daddr @${t0.v4} meta mark set 0x1000 return`,
+      `ip6 daddr @${t0.v6} meta mark set 0x1000 return`,
+      'ip daddr { 203.0.113.0/24 } meta mark set 0x1000 return',
+      'ip6 daddr { 2001:db8::/32 } meta mark set 0x1000 return',
+      'ip saddr { 192.168.77.50/32 } meta mark set 0x1000 return',
+      `ip saddr { 192.168.77.0/24 } ip daddr @${t3.v4} meta mark set 0x1200 return`,
+      'ip daddr { 198.51.100.0/24 } meta mark set 0x1100 return',
+      'ip6 daddr { 2001:db8:1::/48 } meta mark set 0x1100 return',
+      `ip daddr @${tagSetNames(p.rules[4]!).v4} meta mark set 0x1100 return`,
+      `ip6 daddr @${tagSetNames(p.rules[4]!).v6} meta mark set 0x1100 return`,
+      `ip daddr @${tagSetNames(p.rules[5]!).v4} meta mark set 0x1e00 return`,
+      `ip6 daddr @${tagSetNames(p.rules[5]!).v6} meta mark set 0x1e00 return`,
+      'meta mark set 0x1f00',
+    ]);
+    expect(text).toContain('type filter hook prerouting priority mangle');
+    expect(text).toContain('iifname != { "lan0" } return');
+    expect(text).not.toContain('hook output');
+    expect(text).toContain('iifname { "lan0" } meta l4proto { tcp, udp } th dport 53 redirect to :53');
+    expect(text).toContain('oifname { "wan0", "swg-gw1", "swg-gw2" } masquerade');
+    expect(text).toContain('oifname { "swg-gw1", "swg-gw2" } tcp flags syn tcp option maxseg size set rt mtu');
+    expect(text.trim().split('\n').at(-1)).toBe('add element inet splitwan active { 0x1f00 : 0x1100 }');
+    // Re-apply keeps tags: flush, never delete the table.
+    expect(text.startsWith('table inet splitwan\nflush table inet splitwan\n')).toBe(true);
+    expect(text).not.toContain('delete table');
+  });
+
+  it('host mode: classifies this machine\'s own traffic and leaves marked sockets alone', async () => {
+    const p = plan(await load(['mode: host', ...ROUTER.slice(2)]));
+    const text = renderRuleset(p);
+    expect(text).toContain('type route hook output priority mangle');
+    expect(text).not.toContain('hook prerouting priority mangle');
+    expect(text).not.toContain('dns_redirect');
+    const out = text.slice(text.indexOf('chain out'));
+    expect(out.indexOf('meta mark != 0 return')).toBeLessThan(out.indexOf('jump classify'));
+  });
+
+  it('kill switch: no active gateway leaves `active` empty, so tunnel traffic is rejected', async () => {
+    const p = plan(await load(ROUTER), { active: null });
+    const text = renderRuleset(p);
+    expect(text).not.toContain('add element inet splitwan active');
+    const resolve = text.slice(text.indexOf('chain resolve'), text.indexOf('chain reject_flow'));
+    expect(resolve).toContain('meta mark 0x1f00 meta mark set meta mark map @active');
+    expect(resolve).toContain('meta mark 0x1f00 jump reject_flow');
+    expect(text).toContain('meta l4proto tcp reject with tcp reset');
+    expect(text).toContain('reject with icmpx admin-prohibited');
+    expect(renderActiveFlip(p)).toBe('flush map inet splitwan active');
+  });
+
+  it('with the kill switch off, no healthy gateway sends tunnel traffic via the breakout', async () => {
+    const p = plan(await load([...ROUTER.slice(0, 2), 'tunnel:', '  killSwitch: false', ...ROUTER.slice(3)]), { active: null });
+    expect(renderActiveFlip(p)).toBe('flush map inet splitwan active; add element inet splitwan active { 0x1f00 : 0x1000 }');
+  });
+
+  it('failover is one line: the active map changes, nothing else', async () => {
+    const p = plan(await load(ROUTER), { active: 'gw2' });
+    expect(renderActiveFlip(p)).toBe('flush map inet splitwan active; add element inet splitwan active { 0x1f00 : 0x1200 }');
+  });
+
+  it('deletes chains and sets the new plan no longer has, in the same transaction', async () => {
+    const p = plan(await load(ROUTER));
+    const text = renderRuleset(p, { chains: ['pre', 'out', 'classify'], sets: ['tag4_deadbeef', 'tag6_deadbeef', 'active', tagSetNames(p.rules[0]!).v4] });
+    expect(text).toContain('delete chain inet splitwan out\n');
+    expect(text).not.toContain('delete chain inet splitwan pre');
+    expect(text).toContain('delete set inet splitwan tag4_deadbeef\n');
+    expect(text).toContain('delete set inet splitwan tag6_deadbeef\n');
+    expect(text).not.toContain(`delete set inet splitwan ${tagSetNames(p.rules[0]!).v4}`);
+    expect(text.indexOf('delete chain')).toBeLessThan(text.indexOf('delete set'));
+  });
+
+  it('is deterministic: the same plan renders the same text', async () => {
+    const l = await load(ROUTER);
+    expect(renderRuleset(plan(l))).toBe(renderRuleset(plan(l)));
+  });
+});
+
+describe('ip rules and routes', () => {
+  it('fixed priorities, masked marks, a prohibit catch-all, for both families', async () => {
+    const p = plan(await load(ROUTER));
+    const rules = renderIpRules(p);
+    const v4 = rules.filter((r) => r.family === 4);
+    expect(v4).toEqual([
+      { family: 4, priority: 5000, table: 'main', action: 'lookup', suppressPrefixLength: 0 },
+      { family: 4, priority: 5010, fwmark: 0x1000, fwmask: 0xff00, table: 'main', action: 'lookup' },
+      { family: 4, priority: 5020, fwmark: 0x1100, fwmask: 0xff00, table: '1101', action: 'lookup' },
+      { family: 4, priority: 5021, fwmark: 0x1200, fwmask: 0xff00, table: '1102', action: 'lookup' },
+      { family: 4, priority: 5040, fwmark: 0x1f00, fwmask: 0xff00, table: '1100', action: 'lookup' },
+      { family: 4, priority: 5099, fwmark: 0x1000, fwmask: 0xf000, action: 'prohibit' },
+    ]);
+    expect(rules.filter((r) => r.family === 6)).toHaveLength(6);
+    expect(rules.every((r) => r.priority >= 5000 && r.priority <= 5099)).toBe(true);
+    const routes = renderRoutes(p).filter((r) => r.family === 4);
+    expect(routes).toEqual([
+      { family: 4, table: 1100, type: 'prohibit', metric: 4_000_000_000 },
+      { family: 4, table: 1101, type: 'unicast', dev: 'swg-gw1' },
+      { family: 4, table: 1101, type: 'prohibit', metric: 4_000_000_000 },
+      { family: 4, table: 1102, type: 'unicast', dev: 'swg-gw2' },
+      { family: 4, table: 1102, type: 'prohibit', metric: 4_000_000_000 },
+    ]);
+  });
+});
