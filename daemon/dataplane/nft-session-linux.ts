@@ -1,0 +1,112 @@
+// One long-lived `nft -i`: a tag or a failover costs a write to a pipe, not a
+// process spawn (about 0.4 ms instead of 4 ms; docs/design/dataplane-notes.md §8).
+//
+// nft -i prints nothing on success, so every command line is followed by a
+// marker line, `@sync N`, which nft rejects as a syntax error on stderr
+// without touching the kernel. stderr is then one ordered stream: errors
+// printed before marker N belong to command N.
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import type { Logger } from '../../config/logger.js';
+
+export class NftError extends Error {
+  readonly code = 'SPLITWAN_NFT';
+  constructor(
+    readonly command: string,
+    readonly errors: readonly string[],
+  ) {
+    super(`nft: ${errors.join('; ')} (in: ${command.length > 200 ? command.slice(0, 200) + '…' : command})`);
+    this.name = 'NftError';
+  }
+}
+
+/** What the tagger and the failover need: run one line as one transaction. */
+export interface NftExec {
+  exec(line: string): Promise<void>;
+}
+
+interface Pending {
+  seq: number;
+  line: string;
+  resolve(): void;
+  reject(e: Error): void;
+}
+
+export class NftSession implements NftExec {
+  private child: ChildProcessWithoutNullStreams | null = null;
+  private seq = 0;
+  private pending: Pending[] = [];
+  private errors: string[] = [];
+  private closed = false;
+
+  constructor(
+    private readonly logger: Logger,
+    private readonly argv: readonly string[] = ['nft', '-i'],
+  ) {}
+
+  private ensure(): ChildProcessWithoutNullStreams {
+    if (this.child) return this.child;
+    const [cmd, ...args] = this.argv;
+    const child = spawn(cmd!, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    child.stdout.resume(); // nft -i prints nothing without -e; drain anyway
+    const lines = createInterface({ input: child.stderr });
+    lines.on('line', (l) => this.onLine(l));
+    child.on('error', (e) => this.fail(e));
+    child.on('exit', (code, signal) => {
+      if (this.child === child) this.child = null;
+      if (!this.closed) this.logger.warn({ code, signal }, 'nft -i exited; it is restarted on the next command');
+      this.fail(new Error(`nft -i exited (${signal ?? code})`));
+    });
+    child.stdin.on('error', () => {}); // EPIPE surfaces through 'exit'
+    this.child = child;
+    return child;
+  }
+
+  private onLine(line: string): void {
+    const m = /^@sync (\d+)$/.exec(line);
+    if (m) {
+      const seq = Number(m[1]);
+      // The line before the marker is the marker's own "syntax error" line.
+      this.errors.pop();
+      const errs = this.errors.filter((e) => e.startsWith('Error:')).map((e) => e.slice(7));
+      this.errors = [];
+      while (this.pending.length && this.pending[0]!.seq <= seq) {
+        const p = this.pending.shift()!;
+        if (p.seq === seq && errs.length) p.reject(new NftError(p.line, errs));
+        else p.resolve();
+      }
+      return;
+    }
+    if (/^\s*\^+\s*$/.test(line)) return; // caret line under an echoed command
+    this.errors.push(line);
+  }
+
+  private fail(e: Error): void {
+    const all = this.pending;
+    this.pending = [];
+    this.errors = [];
+    for (const p of all) p.reject(e);
+  }
+
+  exec(line: string): Promise<void> {
+    if (this.closed) return Promise.reject(new Error('nft session closed'));
+    if (line.includes('\n')) return Promise.reject(new TypeError('one line is one transaction: no newlines'));
+    const child = this.ensure();
+    const seq = ++this.seq;
+    return new Promise<void>((resolve, reject) => {
+      this.pending.push({ seq, line, resolve, reject });
+      child.stdin.write(`${line}\n@sync ${seq}\n`);
+    });
+  }
+
+  close(): void {
+    this.closed = true;
+    const c = this.child;
+    this.child = null;
+    if (c) {
+      c.stdin.end();
+      c.kill('SIGTERM');
+    }
+    this.fail(new Error('nft session closed'));
+  }
+}

@@ -1,0 +1,147 @@
+// Installs the addresses the resolver answered into a rule's tag sets, and
+// resolves only when the kernel holds them, so the client's first packet
+// already takes the right path. Tags that arrive while a transaction is in
+// flight are coalesced into the next one: under load, one `nft` line carries
+// many answers, and nothing is spawned per answer.
+import { isIPv6 } from 'node:net';
+import type { Clock } from '../../config/logger.js';
+import { TABLE_NAME } from './plan.js';
+import type { NftExec } from './nft-session-linux.js';
+
+/** A rule's two sets (IPv4, IPv6), from tagSetNames(). */
+export interface TagSets {
+  v4: string;
+  v6: string;
+}
+
+interface Installed {
+  set: string;
+  expiresAt: number;
+}
+
+interface Request {
+  sets: TagSets;
+  addresses: string[];
+  ttlMs: number;
+  resolve(): void;
+  reject(e: Error): void;
+}
+
+/** Seconds nft is told; whole seconds, at least one. */
+function seconds(ms: number): number {
+  return Math.max(1, Math.ceil(ms / 1000));
+}
+
+export class NftTagger {
+  /** What we installed and until when: nft 1.0.6 has no "delete if present", so moves need it. */
+  private readonly shadow = new Map<string, Installed>();
+  private queue: Request[] = [];
+  private busy = false;
+  /** Transactions run, for status and benchmarks. */
+  transactions = 0;
+
+  constructor(
+    private readonly nft: NftExec,
+    private readonly clock: Clock,
+  ) {}
+
+  /** Where an address is tagged now, if anywhere (for explain). */
+  lookup(address: string): Installed | undefined {
+    const i = this.shadow.get(address);
+    return i && i.expiresAt > this.clock.now() ? i : undefined;
+  }
+
+  /** Drops expired entries, so the shadow stays the size of what the kernel holds. */
+  private sweep(now: number): void {
+    for (const [a, i] of this.shadow) if (i.expiresAt <= now) this.shadow.delete(a);
+  }
+
+  /** Forgets a set (its rule was removed; the ruleset deleted the set). */
+  forgetSet(set: string): void {
+    for (const [a, i] of this.shadow) if (i.set === set) this.shadow.delete(a);
+  }
+
+  /** Forgets everything (the table was re-created empty, e.g. after a repair). */
+  reset(): void {
+    this.shadow.clear();
+  }
+
+  /**
+   * Tags `addresses` into `sets` for `ttlMs`; resolves when nft has them.
+   * An address already tagged there for at least half that long again is
+   * not sent (a cache hit re-tags only near expiry).
+   */
+  tag(sets: TagSets, addresses: readonly string[], ttlMs: number): Promise<void> {
+    const now = this.clock.now();
+    const todo = addresses.filter((a) => {
+      const i = this.shadow.get(a);
+      const set = isIPv6(a) ? sets.v6 : sets.v4;
+      return !(i && i.set === set && i.expiresAt - now >= ttlMs / 2);
+    });
+    if (todo.length === 0) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ sets, addresses: todo, ttlMs, resolve, reject });
+      if (!this.busy) void this.drain();
+    });
+  }
+
+  private async drain(): Promise<void> {
+    this.busy = true;
+    try {
+      while (this.queue.length) {
+        const batch = this.queue;
+        this.queue = [];
+        await this.run(batch);
+      }
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  private async run(batch: Request[]): Promise<void> {
+    try {
+      await this.apply(batch);
+      for (const r of batch) r.resolve();
+    } catch (e) {
+      if (batch.length === 1) return batch[0]!.reject(e as Error);
+      // One bad element fails the whole line; retry each request alone so
+      // only the culprit's answer is affected.
+      for (const r of batch) {
+        try {
+          await this.apply([r]);
+          r.resolve();
+        } catch (e) {
+          r.reject(e as Error);
+        }
+      }
+    }
+  }
+
+  /** Renders one transaction for `batch`, runs it, and records what is installed. */
+  private async apply(batch: Request[]): Promise<void> {
+    const now = this.clock.now();
+    // Last request wins for an address asked into two sets in one batch.
+    const want = new Map<string, { set: string; ttlMs: number }>();
+    for (const r of batch) {
+      for (const a of r.addresses) want.set(a, { set: isIPv6(a) ? r.sets.v6 : r.sets.v4, ttlMs: r.ttlMs });
+    }
+    const deletes = new Map<string, string[]>();
+    const adds = new Map<string, string[]>();
+    for (const [a, w] of want) {
+      const cur = this.shadow.get(a);
+      // Moving between rules: remove it from the old set first, unless it has
+      // expired there (deleting a missing element fails the whole line). A
+      // two-second margin covers the kernel expiring it a little early.
+      if (cur && cur.set !== w.set && cur.expiresAt - now > 2000) {
+        (deletes.get(cur.set) ?? deletes.set(cur.set, []).get(cur.set)!).push(a);
+      }
+      (adds.get(w.set) ?? adds.set(w.set, []).get(w.set)!).push(`${a} timeout ${seconds(w.ttlMs)}s`);
+    }
+    const parts: string[] = [];
+    for (const [set, as] of deletes) parts.push(`delete element inet ${TABLE_NAME} ${set} { ${as.join(', ')} }`);
+    for (const [set, es] of adds) parts.push(`add element inet ${TABLE_NAME} ${set} { ${es.join(', ')} }`);
+    if (++this.transactions % 256 === 0) this.sweep(now);
+    await this.nft.exec(parts.join('; '));
+    for (const [a, w] of want) this.shadow.set(a, { set: w.set, expiresAt: now + seconds(w.ttlMs) * 1000 });
+  }
+}

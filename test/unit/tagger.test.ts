@@ -1,0 +1,145 @@
+import { describe, expect, it } from 'vitest';
+import type { Clock } from '../../config/logger.js';
+import type { NftExec } from '../../daemon/dataplane/nft-session-linux.js';
+import { NftTagger } from '../../daemon/dataplane/tagger.js';
+
+/**
+ * A model of nft's element semantics (nft 1.0.6): a line is all-or-nothing;
+ * deleting an element that is not there fails the line; adding one that is
+ * refreshes its timeout. Lines can be held to test coalescing.
+ */
+class FakeNft implements NftExec {
+  readonly sets = new Map<string, Map<string, number>>();
+  readonly lines: string[] = [];
+  hold = false;
+  private held: (() => void)[] = [];
+  constructor(private readonly clock: Clock) {}
+  release(): void {
+    const h = this.held;
+    this.held = [];
+    for (const f of h) f();
+  }
+  has(set: string, addr: string): boolean {
+    const exp = this.sets.get(set)?.get(addr);
+    return exp !== undefined && exp > this.clock.now();
+  }
+  async exec(line: string): Promise<void> {
+    this.lines.push(line);
+    if (this.hold) await new Promise<void>((r) => this.held.push(r));
+    const next = new Map([...this.sets].map(([k, v]) => [k, new Map(v)]));
+    for (const part of line.split('; ')) {
+      const m = /^(add|delete) element inet splitwan (\S+) \{ (.*) \}$/.exec(part);
+      if (!m) throw new Error(`bad line ${part}`);
+      const set = next.get(m[2]!) ?? next.set(m[2]!, new Map()).get(m[2]!)!;
+      for (const e of m[3]!.split(', ')) {
+        const [addr, , t] = e.split(' ');
+        if (addr === '300.0.0.1') throw new Error('Error: Could not process rule: invalid address');
+        if (m[1] === 'delete') {
+          if (!set.has(addr!) || set.get(addr!)! <= this.clock.now()) throw new Error('Error: Could not process rule: No such file or directory');
+          set.delete(addr!);
+        } else set.set(addr!, this.clock.now() + parseInt(t!, 10) * 1000);
+      }
+    }
+    this.sets.clear();
+    for (const [k, v] of next) this.sets.set(k, v);
+  }
+}
+
+function clock(): Clock & { t: number } {
+  const c = { t: 1_000_000, now: () => c.t, setTimeout: () => 0, clearTimeout: () => {} };
+  return c;
+}
+
+const A = { v4: 'tag4_a', v6: 'tag6_a' };
+const B = { v4: 'tag4_b', v6: 'tag6_b' };
+
+describe('NftTagger', () => {
+  it('resolves only after the addresses are in the kernel set, v4 and v6 apart', async () => {
+    const c = clock();
+    const nft = new FakeNft(c);
+    const t = new NftTagger(nft, c);
+    nft.hold = true;
+    let done = false;
+    const p = t.tag(A, ['198.51.100.1', '2001:db8::1'], 600_000).then(() => (done = true));
+    await new Promise((r) => setTimeout(r, 5));
+    expect(done).toBe(false);
+    nft.release();
+    await p;
+    expect(nft.has('tag4_a', '198.51.100.1')).toBe(true);
+    expect(nft.has('tag6_a', '2001:db8::1')).toBe(true);
+    expect(nft.lines).toEqual(['add element inet splitwan tag4_a { 198.51.100.1 timeout 600s }; add element inet splitwan tag6_a { 2001:db8::1 timeout 600s }']);
+  });
+
+  it('coalesces answers that arrive while a transaction is in flight into one line', async () => {
+    const c = clock();
+    const nft = new FakeNft(c);
+    const t = new NftTagger(nft, c);
+    nft.hold = true;
+    const first = t.tag(A, ['198.51.100.1'], 60_000);
+    await new Promise((r) => setTimeout(r, 1));
+    const rest = Array.from({ length: 100 }, (_, i) => t.tag(i % 2 ? A : B, [`203.0.113.${i}`], 60_000));
+    nft.release();
+    await first;
+    await new Promise((r) => setTimeout(r, 1));
+    nft.release();
+    await Promise.all(rest);
+    expect(nft.lines).toHaveLength(2);
+    expect(t.transactions).toBe(2);
+    for (let i = 0; i < 100; i++) expect(nft.has(i % 2 ? 'tag4_a' : 'tag4_b', `203.0.113.${i}`)).toBe(true);
+  });
+
+  it('does not re-send a tag that is far from expiry, and refreshes one that is near it', async () => {
+    const c = clock();
+    const nft = new FakeNft(c);
+    const t = new NftTagger(nft, c);
+    await t.tag(A, ['198.51.100.1'], 600_000);
+    c.t += 60_000;
+    await t.tag(A, ['198.51.100.1'], 600_000);
+    expect(nft.lines).toHaveLength(1);
+    c.t += 300_000; // 240 s left of 600: under half
+    await t.tag(A, ['198.51.100.1'], 600_000);
+    expect(nft.lines).toHaveLength(2);
+    c.t += 500_000; // still there thanks to the refresh
+    expect(nft.has('tag4_a', '198.51.100.1')).toBe(true);
+  });
+
+  it('moves an address answered for another rule: the most recent answer wins', async () => {
+    const c = clock();
+    const nft = new FakeNft(c);
+    const t = new NftTagger(nft, c);
+    await t.tag(A, ['198.51.100.1'], 600_000);
+    await t.tag(B, ['198.51.100.1'], 600_000);
+    expect(nft.has('tag4_a', '198.51.100.1')).toBe(false);
+    expect(nft.has('tag4_b', '198.51.100.1')).toBe(true);
+    expect(t.lookup('198.51.100.1')?.set).toBe('tag4_b');
+  });
+
+  it('does not delete from a set where the tag already expired (that would fail the line)', async () => {
+    const c = clock();
+    const nft = new FakeNft(c);
+    const t = new NftTagger(nft, c);
+    await t.tag(A, ['198.51.100.1'], 10_000);
+    c.t += 11_000;
+    await t.tag(B, ['198.51.100.1'], 10_000);
+    expect(nft.lines.at(-1)).toBe('add element inet splitwan tag4_b { 198.51.100.1 timeout 10s }');
+    expect(nft.has('tag4_b', '198.51.100.1')).toBe(true);
+  });
+
+  it('a bad element fails only the answer that carried it', async () => {
+    const c = clock();
+    const nft = new FakeNft(c);
+    const t = new NftTagger(nft, c);
+    nft.hold = true;
+    const first = t.tag(A, ['198.51.100.9'], 60_000);
+    await new Promise((r) => setTimeout(r, 1));
+    const good = t.tag(A, ['198.51.100.1'], 60_000);
+    const bad = t.tag(B, ['300.0.0.1'], 60_000);
+    nft.hold = false;
+    nft.release();
+    await first;
+    await expect(good).resolves.toBeUndefined();
+    await expect(bad).rejects.toThrow(/invalid address/);
+    expect(nft.has('tag4_a', '198.51.100.1')).toBe(true);
+    expect(t.lookup('300.0.0.1')).toBeUndefined();
+  });
+});
