@@ -2,6 +2,7 @@
 // last, one JSON object with its figures (the line scripts parse).
 const benches: Record<string, () => Promise<unknown>> = {
   policy: async () => (await import('./policy.js')).run(),
+  tag: async () => (await import('./tag.js')).run(),
 };
 
 const name = process.argv[2];
