@@ -1,4 +1,5 @@
 import { domainToASCII } from 'node:url';
+import { compileNameRegexp } from './safe-regexp.js';
 import type { DomainPattern } from './types.js';
 
 const LABEL = /^(?!-)[a-z0-9_-]{1,63}(?<!-)$/;
@@ -62,15 +63,14 @@ export function parseDomainPattern(raw: string): { pattern: DomainPattern } | { 
     case 'keyword': {
       const v = rest.trim().toLowerCase();
       if (v === '') return { error: 'empty keyword' };
+      // Names are compared as lower-case ASCII (IDNs as punycode): anything else never matches.
+      if (!/^[a-z0-9._-]+$/.test(v)) return { error: `keyword "${rest.trim()}" can never match: names are letters, digits, ".", "-" and "_" (IDNs as punycode)` };
       return { pattern: { kind: 'keyword', value: v } };
     }
     case 'regexp': {
       if (rest === '') return { error: 'empty regular expression' };
-      try {
-        new RegExp(rest, 'i');
-      } catch (e) {
-        return { error: `bad regular expression: ${(e as Error).message}` };
-      }
+      const c = compileNameRegexp(rest);
+      if ('error' in c) return c;
       return { pattern: { kind: 'regexp', value: rest } };
     }
     case '':

@@ -48,7 +48,11 @@ export function formatIssue(i: ConfigIssue): string {
 /** Thrown by loaders when a config cannot be used; carries every issue found. */
 export class ConfigError extends Error {
   readonly code: ConfigCode;
-  constructor(readonly issues: readonly ConfigIssue[]) {
+  constructor(
+    readonly issues: readonly ConfigIssue[],
+    /** Files the failed load referred to (a reload watches them, to notice a missing one appear). */
+    readonly files: readonly string[] = [],
+  ) {
     const errors = issues.filter((i) => i.severity === 'error');
     super(errors.map(formatIssue).join('\n') || 'invalid configuration');
     this.name = 'ConfigError';
@@ -57,13 +61,22 @@ export class ConfigError extends Error {
 }
 
 /** Collects issues while a config is checked, so one run reports every mistake. */
+/**
+ * Hides anything shaped like key material (a long run of mixed-case base64)
+ * in a message: a private key pasted into the wrong field must not be echoed
+ * to a terminal or a log by the error that reports the mistake.
+ */
+export function redactSecrets(text: string): string {
+  return text.replace(/[A-Za-z0-9+/]{20,}={0,2}/g, (m) => (/[a-z]/.test(m) && /[A-Z]/.test(m) && /[0-9+/]/.test(m) ? '(hidden: looks like a key)' : m));
+}
+
 export class IssueSink {
   readonly issues: ConfigIssue[] = [];
   error(code: ConfigCode, pos: SourcePos, keyPath: string, message: string): void {
-    this.issues.push({ code, severity: 'error', message, keyPath, pos });
+    this.issues.push({ code, severity: 'error', message: redactSecrets(message), keyPath, pos: { ...pos, file: redactSecrets(pos.file) } });
   }
   warn(code: ConfigCode, pos: SourcePos, keyPath: string, message: string): void {
-    this.issues.push({ code, severity: 'warning', message, keyPath, pos });
+    this.issues.push({ code, severity: 'warning', message: redactSecrets(message), keyPath, pos: { ...pos, file: redactSecrets(pos.file) } });
   }
   get hasErrors(): boolean {
     return this.issues.some((i) => i.severity === 'error');

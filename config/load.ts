@@ -90,7 +90,8 @@ export async function loadConfig(file: string, deps: LoadDeps = nodeLoadDeps): P
   }
   const src = YamlSource.parse(path, text, sink);
   if (!src) throw new ConfigError(sink.issues);
-  const data = src.toJS();
+  const data = src.toJS(sink);
+  if (sink.hasErrors) throw new ConfigError(sink.issues);
   if (data === null || data === undefined) {
     sink.error(ConfigCodes.MISSING_KEY, top, '', 'the file is empty; it needs at least tunnel.gateways');
     throw new ConfigError(sink.issues);
@@ -118,7 +119,7 @@ export async function loadConfig(file: string, deps: LoadDeps = nodeLoadDeps): P
     const extra = sink.issues.splice(schemaIssues).filter((i) => !related(i.keyPath));
     sink.issues.push(...extra);
   }
-  if (sink.hasErrors || !result) throw new ConfigError(sink.issues);
+  if (sink.hasErrors || !result) throw new ConfigError(sink.issues, b.referencedFiles);
   const policy = compilePolicy(result.config, result.lists);
   return { ...result, policy, warnings: sink.issues.filter((i) => i.severity === 'warning') };
 }
@@ -168,6 +169,9 @@ function deepFreeze<T>(o: T): T {
 class Builder {
   private readonly dir: string;
   private readonly files = new Set<string>();
+  get referencedFiles(): string[] {
+    return [...this.files];
+  }
   private readonly texts: string[] = [];
 
   constructor(

@@ -1,5 +1,6 @@
 import { CidrIndex, type CidrHit } from './cidr-index.js';
 import { DomainIndex, KIND_DOMAIN, KIND_FULL, KIND_SUBDOMAIN, type IndexHit } from './domain-index.js';
+import { compileNameRegexp } from './safe-regexp.js';
 import { cidrContains, parseCidr, parseIp, unmapIp, type ParsedCidr, type ParsedIp } from './ip.js';
 import type { Config, DomainPattern, RuleConfig, SourcePos, Target } from './types.js';
 
@@ -79,7 +80,11 @@ class NameMatcher {
         this.keywords.push({ rule, value: p.value, origin });
         return;
       case 'regexp':
-        this.regexps.push({ rule, value: p.value, re: new RegExp(p.value, 'i'), origin });
+        {
+          const c = compileNameRegexp(p.value);
+          // Patterns were checked when loaded; one that fails here matches nothing rather than everything.
+          if ('re' in c) this.regexps.push({ rule, value: p.value, re: c.re, origin });
+        }
         return;
     }
   }
@@ -104,7 +109,8 @@ class NameMatcher {
         ...this.keywords.map((k) => k.value.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')),
         ...this.regexps.map((r) => `(?:${r.value})`),
       ];
-      this.anyPattern = new RegExp(parts.join('|'), 'i');
+      const any = compileNameRegexp(parts.join('|'));
+      this.anyPattern = 're' in any ? any.re : null;
     }
   }
 

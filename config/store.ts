@@ -40,7 +40,9 @@ export class ConfigStore {
   private closed = false;
   private readonly clock: Clock;
   private readonly deps: LoadDeps;
-  private readonly onHup = (): void => void this.reload('SIGHUP');
+  private readonly onHup = (): void => void this.reload('SIGHUP').catch(() => {});
+  /** Files a rejected edit referred to: watched too, so creating a missing one is noticed. */
+  private attempted: readonly string[] = [];
   /** When the running config was loaded, for status. */
   loadedAt: number;
   /** A counter that increases with every swap, for status and metrics. */
@@ -99,7 +101,7 @@ export class ConfigStore {
       this.running = null;
       if (this.again && !this.closed) {
         this.again = false;
-        void this.reload(reason);
+        void this.reload(reason).catch(() => {});
       }
     });
     return this.running;
@@ -125,12 +127,21 @@ export class ConfigStore {
     try {
       next = await loadConfig(this.opts.file, this.deps);
     } catch (e) {
-      if (!(e instanceof ConfigError)) throw e;
+      if (!(e instanceof ConfigError)) {
+        // A bug in the loader must not take the running config (and the daemon) down with it.
+        log.error({ err: e, reason }, 'config not reloaded: internal error; the previous configuration keeps running');
+        return { status: 'rejected', issues: [] };
+      }
+      this.attempted = e.files;
       const errors = e.issues.filter((i) => i.severity === 'error');
       for (const i of errors) log.error({ code: i.code, reason }, `config not reloaded: ${formatIssue(i)}`);
       log.warn({ reason, errors: errors.length }, 'the previous configuration keeps running');
+      if (this.watchers.size > 0) this.rewatch();
       return { status: 'rejected', issues: e.issues };
     }
+    const hadAttempt = this.attempted.length > 0;
+    this.attempted = [];
+    if (hadAttempt) this.rewatch();
     if (next.config.digest === this.loaded.config.digest) {
       log.debug({ reason }, 'config unchanged');
       return { status: 'unchanged', issues: next.warnings };
@@ -163,7 +174,7 @@ export class ConfigStore {
   private rewatch(): void {
     if (this.closed) return;
     const want = new Map<string, Set<string>>();
-    for (const f of this.loaded.config.files) {
+    for (const f of [...this.loaded.config.files, ...this.attempted]) {
       const d = dirname(f);
       if (!want.has(d)) want.set(d, new Set());
       want.get(d)!.add(basename(f));
@@ -195,7 +206,7 @@ export class ConfigStore {
     if (this.timer !== null) this.clock.clearTimeout(this.timer);
     this.timer = this.clock.setTimeout(() => {
       this.timer = null;
-      void this.reload('file changed');
+      void this.reload('file changed').catch(() => {});
     }, this.opts.debounceMs ?? 300);
   }
 }

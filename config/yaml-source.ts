@@ -10,25 +10,42 @@ export class YamlSource {
     readonly file: string,
     readonly doc: Document,
     private readonly lines: LineCounter,
+    private readonly text: string,
   ) {}
 
   /** Parses `text`; syntax errors go to `sink` and yield null. */
   static parse(file: string, text: string, sink: IssueSink): YamlSource | null {
     const lines = new LineCounter();
-    const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false, strict: true });
-    const src = new YamlSource(file, doc, lines);
+    // merge: `<<: *defaults` is common in hand-written YAML.
+    const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false, strict: true, merge: true });
+    const src = new YamlSource(file, doc, lines, text);
     for (const e of doc.errors) {
       const at = e.pos?.[0] ?? 0;
       const lc = lines.linePos(at);
       // The yaml library's messages end with a code excerpt on later lines; keep the first.
-      const msg = e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
+      let msg = e.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
+      if (/parseAllDocuments/.test(msg)) msg = 'the file holds several YAML documents (---); splitwan reads exactly one';
       sink.error(ConfigCodes.YAML, { file, line: lc.line, col: lc.col }, '', msg);
     }
     return doc.errors.length > 0 ? null : src;
   }
 
-  toJS(): unknown {
-    return this.doc.toJS({ maxAliasCount: 100 });
+  /** The data; an unknown alias or an alias bomb is a config error, not a crash. */
+  toJS(sink: IssueSink): unknown {
+    try {
+      return this.doc.toJS({ maxAliasCount: 100 });
+    } catch (e) {
+      const msg = (e as Error).message.split('\n')[0]!;
+      const alias = /Unresolved alias[^:]*: (\*?\S+)/.exec(msg);
+      let at = 0;
+      if (alias) {
+        const i = this.text.indexOf(alias[1]!.startsWith('*') ? alias[1]! : `*${alias[1]}`);
+        if (i >= 0) at = i;
+      }
+      const lc = this.lines.linePos(at);
+      sink.error(ConfigCodes.YAML, { file: this.file, line: lc.line, col: lc.col }, '', alias ? `unknown alias ${alias[1]}` : msg);
+      return undefined;
+    }
   }
 
   posAtOffset(offset: number): SourcePos {
