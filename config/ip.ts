@@ -135,6 +135,10 @@ export function parseCidr(s: string): ParsedCidr | { error: string } {
     if (!/^\d{1,3}$/.test(p) || +p > max) return { error: `"${s}" has a bad prefix length (0-${max})` };
     prefix = +p;
   }
+  // ::ffff:a.b.c.d/N (N >= 96) is an IPv4 range as clients on dual-stack sockets appear.
+  if (ip.family === 6 && prefix >= 96 && ip.w[0] === 0 && ip.w[1] === 0 && ip.w[2] === 0xffff) {
+    return parseCidr(`${formatIp({ family: 4, w: [0, 0, 0, ip.w[3]] })}/${prefix - 96}`);
+  }
   const w = ip.w;
   if (ip.family === 4) w[3] = (w[3] & wordMask(prefix)) >>> 0;
   else for (let i = 0; i < 4; i++) w[i] = (w[i]! & wordMask(prefix - 32 * i)) >>> 0;

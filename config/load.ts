@@ -24,6 +24,7 @@ import type {
   Upstream,
   WireGuardInterface,
 } from './types.js';
+import { hasUpperCaseLiteral } from './safe-regexp.js';
 import { parseUpstream } from './upstream.js';
 import { isWireGuardKey, parseWgQuick } from './wgquick.js';
 import { keyPathString, YamlSource, type KeySeg } from './yaml-source.js';
@@ -205,11 +206,18 @@ class Builder {
   private rel(p: string): string {
     return isAbsolute(p) ? p : resolve(this.dir, p);
   }
-  private duration(path: KeySeg[], def: string): number {
+  /** A duration within [min, max] (max defaults to what a timer can hold). */
+  private duration(path: KeySeg[], def: string, min = '0ms', max = '24d'): number {
     const v = this.get(path);
     const ms = parseDuration(typeof v === 'string' ? v : def);
     if (ms === null) {
       this.err(ConfigCodes.DURATION, path, `"${String(v)}" is not a duration (use e.g. 500ms, 1s, 5m)`);
+      return parseDuration(def)!;
+    }
+    const lo = parseDuration(min)!;
+    const hi = Math.min(parseDuration(max)!, 2 ** 31 - 1);
+    if (ms < lo || ms > hi) {
+      this.err(ConfigCodes.DURATION, path, `${String(v)} is out of range (${min} to ${max})`);
       return parseDuration(def)!;
     }
     return ms;
@@ -243,14 +251,14 @@ class Builder {
     const tunnelDns = tdnsRaw === undefined ? null : this.upstreams(['tunnel', 'dns'], tdnsRaw);
 
     const health = {
-      intervalMs: this.duration(['health', 'interval'], '1s'),
-      timeoutMs: this.duration(['health', 'timeout'], '1s'),
+      intervalMs: this.duration(['health', 'interval'], '1s', '100ms', '1h'),
+      timeoutMs: this.duration(['health', 'timeout'], '1s', '50ms', '1m'),
       failAfter: (this.get(['health', 'failAfter']) as number | undefined) ?? 3,
       recoverAfter: (this.get(['health', 'recoverAfter']) as number | undefined) ?? 5,
       probe: this.probes(['health', 'probe']) ?? [{ kind: 'dns' as const }, { kind: 'handshake' as const }],
       window: (this.get(['health', 'window']) as number | undefined) ?? 30,
       degradeFactor: (this.get(['health', 'degradeFactor']) as number | undefined) ?? 3,
-      failbackHoldMs: this.duration(['health', 'failbackHold'], '30s'),
+      failbackHoldMs: this.duration(['health', 'failbackHold'], '30s', '0ms', '1d'),
     };
     if (health.timeoutMs > health.intervalMs) {
       this.warn(ConfigCodes.VALUE, ['health', 'timeout'], 'a probe timeout longer than the interval delays failure detection');
@@ -277,8 +285,8 @@ class Builder {
       enabled: (proxyRaw.enabled as boolean | undefined) ?? false,
       ports: (proxyRaw.ports as number[] | undefined) ?? [80, 443],
       listenPort: (proxyRaw.listenPort as number | undefined) ?? 15001,
-      peekTimeoutMs: this.duration(['proxy', 'peekTimeout'], '5s'),
-      idleTimeoutMs: this.duration(['proxy', 'idleTimeout'], '5m'),
+      peekTimeoutMs: this.duration(['proxy', 'peekTimeout'], '5s', '100ms', '1m'),
+      idleTimeoutMs: this.duration(['proxy', 'idleTimeout'], '5m', '1s', '1d'),
       blockQuic: (proxyRaw.blockQuic as boolean | undefined) ?? true,
     };
 
@@ -356,14 +364,18 @@ class Builder {
       seen.set(name.toLowerCase(), i);
       const wg = await this.wireguard(g, path);
       if (!wg) continue;
-      if (wg.addresses.length === 0) this.err(ConfigCodes.MISSING_KEY, path, `gateway "${name}" has no tunnel address (Address=)`);
+      // Problems with a wg-quick file's content point into that file, at its [Interface].
+      const fromFile = g.config !== undefined;
+      const wgErr = (code: Parameters<IssueSink['error']>[0], message: string): void =>
+        fromFile ? this.sink.error(code, wg.source, 'Interface', message) : this.err(code, path, message);
+      if (wg.addresses.length === 0) wgErr(ConfigCodes.MISSING_KEY, `gateway "${name}" has no tunnel address (Address=)`);
       if (wg.peers.length !== 1) {
-        this.err(ConfigCodes.WGQUICK, path, `gateway "${name}" must have exactly one peer (it has ${wg.peers.length}); define one gateway per server`);
+        wgErr(ConfigCodes.WGQUICK, `gateway "${name}" must have exactly one [Peer] (it has ${wg.peers.length}); define one gateway per server`);
       } else if (!wg.peers[0]!.endpoint) {
-        this.err(ConfigCodes.MISSING_KEY, path, `gateway "${name}" has no peer Endpoint; splitwan dials its gateways`);
+        wgErr(ConfigCodes.MISSING_KEY, `gateway "${name}" has no peer Endpoint; splitwan dials its gateways`);
       }
       const dns = tunnelDns ?? this.gatewayDns(wg, path);
-      if (dns.length === 0) {
+      if (dns.length === 0 && !(tunnelDns !== null && asList(this.get(['tunnel', 'dns'])).length > 0)) {
         this.err(ConfigCodes.MISSING_KEY, path, `gateway "${name}" has no resolver: set DNS= in its wg-quick file or tunnel.dns`);
       }
       out.push({
@@ -518,7 +530,7 @@ class Builder {
         name,
         format: (l.format as ListFormat | undefined) ?? 'auto',
         maxBytes: (l.maxSize as number | undefined) ?? 32 * 1024 * 1024,
-        timeoutMs: this.duration([...path, 'timeout'], '30s'),
+        timeoutMs: this.duration([...path, 'timeout'], '30s', '1s', '1h'),
         pos: this.pos(path),
       };
       if (hasUrl) {
@@ -599,8 +611,8 @@ class Builder {
     if (cache.minTtl > cache.maxTtl) this.err(ConfigCodes.VALUE, ['dns', 'cache', 'minTtl'], `minTtl (${cache.minTtl}) is above maxTtl (${cache.maxTtl})`);
     return {
       listen,
-      timeoutMs: this.duration(['dns', 'timeout'], '2s'),
-      tagTtlMs: this.duration(['dns', 'tagTtl'], '10m'),
+      timeoutMs: this.duration(['dns', 'timeout'], '2s', '50ms', '1m'),
+      tagTtlMs: this.duration(['dns', 'tagTtl'], '10m', '1s', '7d'),
       blockEncryptedDns: (this.get(['dns', 'blockEncryptedDns']) as boolean | undefined) ?? false,
       dohLists,
       blockAnswer: (this.get(['dns', 'blockAnswer']) as 'null' | 'nxdomain' | undefined) ?? 'null',
@@ -626,6 +638,7 @@ class Builder {
         return;
       }
       if (out.includes(target)) this.warn(ConfigCodes.DUPLICATE, p, `"${t}" is listed twice`);
+      else if (out.includes('block')) this.warn(ConfigCodes.VALUE, p, `"${t}" comes after block, which is always usable: it is never used`);
       else out.push(target);
     });
     return out;
@@ -654,7 +667,12 @@ class Builder {
         const parsed = parseDomainPattern(d);
         if ('error' in parsed) {
           this.err(parsed.error.startsWith('bad regular') ? ConfigCodes.REGEXP : ConfigCodes.DOMAIN, kp, parsed.error);
-        } else rule.domains.push({ pattern: parsed.pattern, origin: { keyPath: keyPathString(kp), pos: this.pos(kp) } });
+        } else {
+          if (parsed.pattern.kind === 'regexp' && hasUpperCaseLiteral(parsed.pattern.value)) {
+            this.warn(ConfigCodes.REGEXP, kp, 'names are matched in lower case: upper-case letters in this expression never match');
+          }
+          rule.domains.push({ pattern: parsed.pattern, origin: { keyPath: keyPathString(kp), pos: this.pos(kp) } });
+        }
       });
       for (const key of ['cidrs', 'sources'] as const) {
         asList(r[key]).forEach((c, j) => {

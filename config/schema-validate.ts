@@ -106,6 +106,8 @@ export function validateAgainstSchema(data: unknown, src: YamlSource, sink: Issu
       errors = errors.filter((x) => x === e || !within(x) || x.keyword === 'oneOf');
       continue;
     }
+    // The chosen branch's type fits; the other branches' type complaints about this same value are noise.
+    errors = errors.filter((x) => !(x.instancePath === e.instancePath && x.keyword === 'type' && x !== e));
     const keep = reachable(branches[chosen]);
     const others = new Set<unknown>();
     branches.forEach((b, i) => i !== chosen && reachable(b, others));

@@ -584,6 +584,7 @@ export function detectListFormat(text: string, fileNameOrUrl?: string): Concrete
   // Adblock-style `!`, `;` and `//` comments appear in plain lists, never in v2fly or Clash ones.
   let plainComments = 0;
   let n = 0;
+  let names = 0;
   for (let i = 0; i < lines.length && n < SAMPLE_LINES; i++) {
     const s = content(lines[i]!, ANY_COMMENTS);
     if (!s) {
@@ -591,7 +592,9 @@ export function detectListFormat(text: string, fileNameOrUrl?: string): Concrete
       if (t.startsWith('!') || t.startsWith(';') || t.startsWith('//')) plainComments++;
       continue;
     }
-    counts[classify(s.text)]++;
+    const kind = classify(s.text);
+    counts[kind]++;
+    if (kind === 'other' && /^[a-z0-9_-]+(\.[a-z0-9_-]+)*\.[a-z_-][a-z0-9_-]*\.?$/i.test(s.text.split(/\s/)[0]!)) names++;
     n++;
   }
   const { base, ext } = nameParts(fileNameOrUrl);
@@ -599,6 +602,9 @@ export function detectListFormat(text: string, fileNameOrUrl?: string): Concrete
   if (base.includes('hosts') && counts.hosts > 0) return 'hosts';
   let best: 'hosts' | 'dnsmasq' | 'clash' | 'cidr' | null = null;
   for (const k of ['hosts', 'dnsmasq', 'clash', 'cidr'] as const) {
+    // A list of addresses with a few names in it (DoH endpoints) is a plain list: the
+    // plain parser takes both, the CIDR parser would drop the names.
+    if (k === 'cidr' && names > 0) continue;
     if (counts[k] > 0 && counts[k] * 2 >= n && (best === null || counts[k] > counts[best])) best = k;
   }
   if (best) return best;

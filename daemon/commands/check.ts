@@ -1,4 +1,5 @@
 import { formatDuration } from '../../config/duration.js';
+import { redactUrl } from '../../config/lists/fetch.js';
 import { targetLabel } from '../../config/policy.js';
 import type { Target } from '../../config/types.js';
 import { Exit, type Io } from '../cli.js';
@@ -24,7 +25,8 @@ export async function checkCommand(opts: { config: string }, io: Io): Promise<nu
   lines.push(`  health: every ${formatDuration(c.health.intervalMs)}, down after ${c.health.failAfter} failures, up after ${c.health.recoverAfter}; probes ${c.health.probe.map((p) => p.kind).join('+')}`);
   for (const l of lists.values()) {
     const n = l.domains.length + l.cidrs.length;
-    const from = l.origin === 'file' ? l.file : l.origin === 'cache' ? `cached download of ${l.source.url}` : `${l.source.url} (not downloaded yet)`;
+    const url = redactUrl(l.source.url ?? '');
+    const from = l.origin === 'file' ? l.file : l.origin === 'cache' ? `cached download of ${url}` : `${url} (not downloaded yet)`;
     lines.push(`  list ${l.name}: ${n} entr${n === 1 ? 'y' : 'ies'} from ${from}`);
   }
   const s = policy.stats;

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { chmodSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -140,16 +140,47 @@ describe('ConfigStore', () => {
 
   it('reloads on SIGHUP', async () => {
     const signals = new EventEmitter();
-    store = await ConfigStore.open({ file, logger: recordingLogger(), signals });
+    const log = recordingLogger();
+    // A debounce far beyond the test's wait: only the signal can cause this reload.
+    store = await ConfigStore.open({ file, logger: log, signals, debounceMs: 600_000 });
     store.start();
     const before = store.current;
     writeFileSync(file, configYaml('block'));
-    // Watching would also catch it; close the watchers' effect by checking right after the signal.
+    await new Promise((r) => setTimeout(r, 200));
+    expect(store.current).toBe(before);
     signals.emit('SIGHUP');
-    await until(() => store!.current !== before);
+    await until(() => store!.current !== before, 2000);
     expect(store.current.policy.matchName('stream.test').via).toEqual(['block']);
+    expect(log.lines.find((l) => l.msg === 'config reloaded')?.obj).toMatchObject({ reason: 'SIGHUP' });
     store.close();
     expect(signals.listenerCount('SIGHUP')).toBe(0);
+  });
+
+  it('notices when a file a rejected edit needs is created', async () => {
+    store = await ConfigStore.open({ file, logger: recordingLogger(), debounceMs: 50 });
+    store.start();
+    const before = store.current;
+    writeFileSync(file, configYaml('breakout').replace('mine.txt', 'lists/new.txt'));
+    expect((await store.reload()).status).toBe('rejected');
+    expect(store.current).toBe(before);
+    mkdirSync(join(dir, 'lists'));
+    writeFileSync(join(dir, 'lists', 'new.txt'), 'hulu.test\n');
+    await until(() => store!.current !== before);
+    expect(store.current.policy.matchName('hulu.test').rule).toBe(1);
+  });
+
+  it('an edit that breaks YAML aliases is rejected, and the daemon keeps running', async () => {
+    const signals = new EventEmitter();
+    store = await ConfigStore.open({ file, logger: recordingLogger(), signals });
+    store.start();
+    const before = store.current;
+    writeFileSync(file, configYaml('breakout').replace('domains: [stream.test]', 'domains: [*typo]'));
+    signals.emit('SIGHUP');
+    const r = await store.reload();
+    expect(r.status).toBe('rejected');
+    expect(r.issues[0]).toMatchObject({ code: 'SPLITWAN_CONFIG_YAML', pos: { line: 9 } });
+    expect(r.issues[0]!.message).toContain('unknown alias');
+    expect(store.current).toBe(before);
   });
 
   it('a bad wg-quick edit is rejected with its own file and line, secrets not shown', async () => {
