@@ -44,6 +44,8 @@ interface PatternEntry {
   rule: number;
   value: string;
   re?: RegExp;
+  /** Runs on the linear engine: too slow for the shared prefilter, tried on its own. */
+  linear?: boolean;
   origin: number;
 }
 
@@ -83,18 +85,17 @@ class NameMatcher {
         {
           const c = compileNameRegexp(p.value);
           // Patterns were checked when loaded; one that fails here matches nothing rather than everything.
-          if ('re' in c) this.regexps.push({ rule, value: p.value, re: c.re, origin });
+          if ('re' in c) this.regexps.push({ rule, value: p.value, re: c.re, linear: c.linear, origin });
         }
         return;
     }
   }
 
   /**
-   * One compiled alternation over every keyword and regexp: most names match
-   * none, and one regexp pass says so faster than a scan per entry. Only on a
-   * hit are the entries tried one by one, in rule order. Left null (scan every
-   * entry) when a regexp has back-references or named groups, whose meaning
-   * would change inside a combined pattern.
+   * One compiled alternation over every keyword and simple regexp: most names
+   * match none, and one pass of V8's fast engine says so sooner than a scan
+   * per entry. Only on a hit are those entries tried one by one, in rule
+   * order. Regexps that need the linear engine are tried on their own.
    */
   private anyPattern: RegExp | null = null;
 
@@ -103,15 +104,12 @@ class NameMatcher {
     // Sorted by rule so a scan stops at the first entry that cannot beat the index.
     this.keywords.sort((a, b) => a.rule - b.rule);
     this.regexps.sort((a, b) => a.rule - b.rule);
-    const safe = this.regexps.every((r) => !/\\[1-9k]|\(\?</.test(r.value));
-    if (safe && this.keywords.length + this.regexps.length > 1) {
-      const parts = [
-        ...this.keywords.map((k) => k.value.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')),
-        ...this.regexps.map((r) => `(?:${r.value})`),
-      ];
-      const any = compileNameRegexp(parts.join('|'));
-      this.anyPattern = 're' in any ? any.re : null;
-    }
+    const parts = [
+      ...this.keywords.map((k) => k.value.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')),
+      ...this.regexps.filter((r) => !r.linear).map((r) => `(?:${r.value})`),
+    ];
+    // Each alternative is a literal or a simple pattern, so the alternation is safe too.
+    if (parts.length > 1) this.anyPattern = new RegExp(parts.join('|'));
   }
 
   get empty(): boolean {
@@ -133,8 +131,8 @@ class NameMatcher {
     }
     // Names from the wire are nearly always lower case already: copy only when not.
     const lower = isCanonical(name) ? name : canonical(name);
-    if (this.anyPattern !== null && !this.anyPattern.test(lower)) return best;
-    for (const k of this.keywords) {
+    const maybe = this.anyPattern === null || this.anyPattern.test(lower);
+    for (const k of maybe ? this.keywords : []) {
       if (k.rule >= (best < 0 ? Infinity : best)) break;
       if (lower.includes(k.value)) {
         best = k.rule;
@@ -144,6 +142,7 @@ class NameMatcher {
     }
     for (const r of this.regexps) {
       if (r.rule >= (best < 0 ? Infinity : best)) break;
+      if (!maybe && !r.linear) continue;
       if (r.re!.test(lower)) {
         best = r.rule;
         if (detail) Object.assign(detail, { kind: 'regexp', value: r.value, origin: r.origin });

@@ -176,3 +176,20 @@ describe('the shipped example', () => {
     expect(code).toBe(0);
   });
 });
+
+describe('regexp engines', () => {
+  it('simple patterns use the fast engine, risky ones the linear engine', async () => {
+    const { compileNameRegexp } = await import('../../config/safe-regexp.js');
+    const engine = (s: string): string => {
+      const c = compileNameRegexp(s);
+      return 'error' in c ? 'error' : c.linear ? 'linear' : 'fast';
+    };
+    expect(engine('^img[0-9]+\\.')).toBe('fast');
+    expect(engine('(^|\\.)ads?\\.example\\.com$')).toBe('fast');
+    expect(engine('^(a+)+$')).toBe('linear');
+    expect(engine('^(a|aa)+$')).toBe('linear');
+    expect(engine('a*b*c')).toBe('linear');
+    expect(engine('(a)\\1')).toBe('error');
+    expect(engine('(?<=x)y')).toBe('error');
+  });
+});
