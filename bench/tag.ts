@@ -93,6 +93,11 @@ export async function run(): Promise<Record<string, number>> {
     session = new NftSession(silentLogger, ['ip', 'netns', 'exec', ns, 'nft', '-i']);
     const tagger = new NftTagger(session, systemClock);
     await session.exec('list tables'); // start the process outside the measurement
+    // A daemon is long-running: warm the code path up (JIT) before measuring, on other addresses.
+    const warm = workload(3, 3).slice(0, 200);
+    const warmAddrs = warm.reduce((n, a) => n + a.addresses.length, 0);
+    await drive(warm, (a) => tagger.tag(SETS, a.addresses, 600_000));
+    tagger.transactions = 0;
 
     const oursWork = workload(1, 1);
     const ours = await drive(oursWork, (a) => tagger.tag(SETS, a.addresses, 600_000));
@@ -114,14 +119,14 @@ export async function run(): Promise<Record<string, number>> {
       spawn_p99_ms: +percentile(peer, 99).toFixed(2),
       ratio_p50_vs_spawn: +(percentile(peer, 50) / percentile(ours, 50)).toFixed(2),
       ratio_p99_vs_spawn: +(percentile(peer, 99) / percentile(ours, 99)).toFixed(2),
-      installed_ok: installedOurs === oursAddrs && installedAll === oursAddrs + peerWork.reduce((n, a) => n + a.addresses.length, 0) ? 1 : 0,
+      installed_ok: installedOurs === oursAddrs + warmAddrs && installedAll === installedOurs + peerWork.reduce((n, a) => n + a.addresses.length, 0) ? 1 : 0,
       goal_p99_ms: 2,
       goal_ratio: 3,
     };
     process.stdout.write(
       [
         `${ANSWERS} answers (${oursAddrs} addresses) over ${SPREAD_MS} ms, answer → kernel-installed:`,
-        `splitwan tagger (nft -i, coalesced): p50 ${out.p50_ms} ms, p99 ${out.p99_ms} ms, max ${out.max_ms} ms in ${out.transactions} transactions (goal p99 <= 2 ms)`,
+        `splitwan tagger (nft -i, pipelined): p50 ${out.p50_ms} ms, p99 ${out.p99_ms} ms, max ${out.max_ms} ms in ${out.transactions} transactions (goal p99 <= 2 ms)`,
         `spawn nft per answer (peer):         p50 ${out.spawn_p50_ms} ms, p99 ${out.spawn_p99_ms} ms`,
         `ratio: ${out.ratio_p50_vs_spawn}x at p50, ${out.ratio_p99_vs_spawn}x at p99 (goal >= 3x); all installed: ${out.installed_ok ? 'yes' : 'NO'}`,
         JSON.stringify(out),

@@ -36,9 +36,17 @@ export class NftTagger {
   /** What we installed and until when: nft 1.0.6 has no "delete if present", so moves need it. */
   private readonly shadow = new Map<string, Installed>();
   private queue: Request[] = [];
-  private busy = false;
+  private scheduled = false;
+  private inFlight = 0;
   /** Transactions run, for status and benchmarks. */
   transactions = 0;
+
+  /**
+   * nft runs lines in order, so several can be in flight at once (a pipeline:
+   * no round trip between answers); past this depth, answers wait and
+   * coalesce into the next line instead.
+   */
+  private static readonly DEPTH = 4;
 
   constructor(
     private readonly nft: NftExec,
@@ -81,21 +89,25 @@ export class NftTagger {
     if (todo.length === 0) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ sets, addresses: todo, ttlMs, resolve, reject });
-      if (!this.busy) void this.drain();
+      this.schedule();
     });
   }
 
-  private async drain(): Promise<void> {
-    this.busy = true;
-    try {
-      while (this.queue.length) {
-        const batch = this.queue;
-        this.queue = [];
-        await this.run(batch);
-      }
-    } finally {
-      this.busy = false;
-    }
+  /** Sends what is queued at the end of this tick: answers of the same tick share a line. */
+  private schedule(): void {
+    if (this.scheduled || this.inFlight >= NftTagger.DEPTH) return;
+    this.scheduled = true;
+    queueMicrotask(() => {
+      this.scheduled = false;
+      if (this.queue.length === 0 || this.inFlight >= NftTagger.DEPTH) return;
+      const batch = this.queue;
+      this.queue = [];
+      this.inFlight++;
+      void this.run(batch).finally(() => {
+        this.inFlight--;
+        if (this.queue.length) this.schedule();
+      });
+    });
   }
 
   private async run(batch: Request[]): Promise<void> {
@@ -103,18 +115,23 @@ export class NftTagger {
       await this.apply(batch);
       for (const r of batch) r.resolve();
     } catch (e) {
-      if (batch.length === 1) return batch[0]!.reject(e as Error);
+      if (batch.length === 1) return this.failed(batch[0]!, e as Error);
       // One bad element fails the whole line; retry each request alone so
       // only the culprit's answer is affected.
       for (const r of batch) {
         try {
           await this.apply([r]);
           r.resolve();
-        } catch (e) {
-          r.reject(e as Error);
+        } catch (e2) {
+          this.failed(r, e2 as Error);
         }
       }
     }
+  }
+
+  /** apply() already put the shadow back as it was; only the answer's waiter is told. */
+  private failed(r: Request, e: Error): void {
+    r.reject(e);
   }
 
   /** Renders one transaction for `batch`, runs it, and records what is installed. */
@@ -141,7 +158,22 @@ export class NftTagger {
     for (const [set, as] of deletes) parts.push(`delete element inet ${TABLE_NAME} ${set} { ${as.join(', ')} }`);
     for (const [set, es] of adds) parts.push(`add element inet ${TABLE_NAME} ${set} { ${es.join(', ')} }`);
     if (++this.transactions % 256 === 0) this.sweep(now);
-    await this.nft.exec(parts.join('; '));
+    // Recorded before the line completes: a line sent after this one (the
+    // pipeline) must already see these addresses where this one puts them.
+    const previous = new Map([...want.keys()].map((a) => [a, this.shadow.get(a)]));
     for (const [a, w] of want) this.shadow.set(a, { set: w.set, expiresAt: now + seconds(w.ttlMs) * 1000 });
+    try {
+      await this.nft.exec(parts.join('; '));
+    } catch (e) {
+      // Nothing of the line was applied: put back what was there (unless a later line changed it).
+      for (const [a, prev] of previous) {
+        const cur = this.shadow.get(a);
+        if (cur && cur.set === want.get(a)!.set) {
+          if (prev) this.shadow.set(a, prev);
+          else this.shadow.delete(a);
+        }
+      }
+      throw e;
+    }
   }
 }
