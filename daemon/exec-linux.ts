@@ -52,3 +52,12 @@ export const linuxRunner: Runner = {
     });
   },
 };
+
+/**
+ * Runs every command inside network namespace `ns` (`ip netns exec`): how
+ * tests and the lab drive the Linux adapters without touching the machine's
+ * own namespace.
+ */
+export function netnsRunner(ns: string, base: Runner = linuxRunner): Runner {
+  return { run: (argv, opts) => base.run(['ip', 'netns', 'exec', ns, ...argv], opts) };
+}

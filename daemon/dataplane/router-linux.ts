@@ -1,0 +1,192 @@
+// Applies a DataplanePlan to the kernel: the nft ruleset in one transaction,
+// ip rules and routes by difference, forwarding sysctls. `set()` with the
+// same plan twice runs nothing the second time; `reconcile()` notices a table,
+// rule or route someone removed and puts it back; `cleanup()` needs no state:
+// it finds splitwan's table, rule priorities and tables by their fixed
+// numbers, so it also works after a crash.
+import type { Logger } from '../../config/logger.js';
+import type { Runner } from '../exec-linux.js';
+import { parseIpRoutes, parseIpRules, parseNftTable, type IpRoute, type IpRule } from '../os-parse.js';
+import {
+  renderIpRules,
+  renderRoutes,
+  renderRuleset,
+  RULE_PRIORITY_FIRST,
+  RULE_PRIORITY_LAST,
+  TABLE_NAME,
+  TABLE_TUNNEL,
+  MAX_GATEWAYS,
+  type DataplanePlan,
+  type IpRuleSpec,
+  type RouteSpec,
+} from './plan.js';
+
+/** What the daemon needs from the kernel's routing, as a desired-state interface. */
+export interface Router {
+  /** Makes the kernel match `plan`; a no-op when it already does. Returns whether anything ran. */
+  set(plan: DataplanePlan): Promise<boolean>;
+  /** Re-checks the kernel against the last plan and repairs what was removed; returns what it repaired. */
+  reconcile(): Promise<string[]>;
+  /** Removes everything splitwan installed (table, rules, routes). */
+  cleanup(): Promise<void>;
+}
+
+const OUR_TABLES = Array.from({ length: MAX_GATEWAYS + 1 }, (_, i) => String(TABLE_TUNNEL + i));
+
+function ruleKey(r: { priority: number; fwmark?: number; fwmask?: number; table?: string; action: string; suppressPrefixLength?: number }): string {
+  return [r.priority, r.fwmark ?? '', r.fwmask ?? '', r.action === 'lookup' ? (r.table ?? '') : r.action, r.suppressPrefixLength ?? ''].join('/');
+}
+
+function routeKey(r: { table: number | string; type: string; dev?: string; metric?: number }): string {
+  return [String(r.table), r.type, r.dev ?? '', r.metric ?? ''].join('/');
+}
+
+function ruleArgs(r: IpRuleSpec): string[] {
+  const a = ['rule', 'add', 'pref', String(r.priority)];
+  if (r.fwmark !== undefined) a.push('fwmark', `0x${r.fwmark.toString(16)}/0x${(r.fwmask ?? 0xffffffff).toString(16)}`);
+  if (r.action === 'prohibit') a.push('prohibit');
+  else a.push('lookup', r.table!);
+  if (r.suppressPrefixLength !== undefined) a.push('suppress_prefixlength', String(r.suppressPrefixLength));
+  return a;
+}
+
+function routeArgs(r: RouteSpec): string[] {
+  const dst = r.family === 4 ? '0.0.0.0/0' : '::/0';
+  const a = ['route', 'replace'];
+  if (r.type === 'prohibit') a.push('prohibit', dst);
+  else a.push(dst, 'dev', r.dev!);
+  a.push('table', String(r.table));
+  if (r.metric !== undefined) a.push('metric', String(r.metric));
+  return a;
+}
+
+export class LinuxRouter implements Router {
+  private applied: { plan: DataplanePlan; ruleset: string } | null = null;
+
+  constructor(
+    private readonly run: Runner,
+    private readonly logger: Logger,
+  ) {}
+
+  async set(plan: DataplanePlan): Promise<boolean> {
+    const current = await this.readTable();
+    const ruleset = renderRuleset(plan, current ? { chains: current.chains.map((c) => c.name), sets: current.sets.map((s) => s.name) } : undefined);
+    let ran = false;
+    if (!current || !this.applied || this.applied.ruleset !== ruleset || this.missingObjects(plan, current).length > 0) {
+      await this.run.run(['nft', '-f', '-'], { input: ruleset });
+      ran = true;
+    }
+    ran = (await this.syncRules(plan)) || ran;
+    ran = (await this.syncRoutes(plan)) || ran;
+    if (plan.mode === 'router') ran = (await this.sysctls()) || ran;
+    this.applied = { plan, ruleset };
+    if (ran) this.logger.debug({ rules: plan.rules.length, active: plan.active }, 'data plane applied');
+    return ran;
+  }
+
+  async reconcile(): Promise<string[]> {
+    if (!this.applied) return [];
+    const repaired: string[] = [];
+    const current = await this.readTable();
+    const missing = current ? this.missingObjects(this.applied.plan, current) : ['table'];
+    if (missing.length) {
+      await this.run.run(['nft', '-f', '-'], { input: renderRuleset(this.applied.plan, current ? { chains: current.chains.map((c) => c.name), sets: current.sets.map((s) => s.name) } : undefined) });
+      repaired.push(...missing.map((m) => `nft ${m}`));
+    }
+    if (await this.syncRules(this.applied.plan)) repaired.push('ip rules');
+    if (await this.syncRoutes(this.applied.plan)) repaired.push('routes');
+    if (repaired.length) this.logger.warn({ repaired }, 'repaired routing state someone removed');
+    return repaired;
+  }
+
+  async cleanup(): Promise<void> {
+    await this.run.run(['nft', 'delete', 'table', 'inet', TABLE_NAME], { allowFail: true });
+    for (const family of [4, 6] as const) {
+      const rules = parseIpRules((await this.run.run(['ip', '-j', `-${family}`, 'rule', 'show'])).stdout, family);
+      for (const r of rules) {
+        if (r.priority >= RULE_PRIORITY_FIRST && r.priority <= RULE_PRIORITY_LAST) {
+          await this.run.run(['ip', `-${family}`, 'rule', 'del', 'pref', String(r.priority)], { allowFail: true });
+        }
+      }
+      for (const t of OUR_TABLES) await this.run.run(['ip', `-${family}`, 'route', 'flush', 'table', t], { allowFail: true });
+    }
+    this.applied = null;
+  }
+
+  private async readTable(): Promise<ReturnType<typeof parseNftTable>> {
+    const r = await this.run.run(['nft', '-j', 'list', 'table', 'inet', TABLE_NAME], { allowFail: true });
+    return r.code === 0 ? parseNftTable(r.stdout) : null;
+  }
+
+  /** Chains and sets the plan needs that the kernel's table lacks. */
+  private missingObjects(plan: DataplanePlan, current: NonNullable<ReturnType<typeof parseNftTable>>): string[] {
+    const have = new Set([...current.chains.map((c) => `chain ${c.name}`), ...current.sets.map((s) => `set ${s.name}`)]);
+    const want: string[] = [];
+    const text = renderRuleset(plan);
+    for (const m of text.matchAll(/^\t(chain|set|map) (\S+) /gm)) want.push(`${m[1] === 'map' ? 'set' : m[1]} ${m[2]}`);
+    const missing = want.filter((w) => !have.has(w));
+    // A flushed chain (rules deleted by hand) is as broken as a missing one.
+    for (const c of current.chains) if (c.rules === 0 && want.includes(`chain ${c.name}`) && c.name !== 'reject_flow') missing.push(`rules of ${c.name}`);
+    return missing;
+  }
+
+  private async syncRules(plan: DataplanePlan): Promise<boolean> {
+    let ran = false;
+    for (const family of [4, 6] as const) {
+      const want = renderIpRules(plan).filter((r) => r.family === family);
+      const have: IpRule[] = parseIpRules((await this.run.run(['ip', '-j', `-${family}`, 'rule', 'show'])).stdout, family).filter(
+        (r) => r.priority >= RULE_PRIORITY_FIRST && r.priority <= RULE_PRIORITY_LAST,
+      );
+      const wantKeys = new Set(want.map(ruleKey));
+      const haveKeys = new Set(have.map(ruleKey));
+      const batch: string[] = [];
+      for (const r of have) if (!wantKeys.has(ruleKey(r))) batch.push(`rule del pref ${r.priority}`);
+      for (const r of want) if (!haveKeys.has(ruleKey(r))) batch.push(ruleArgs(r).join(' '));
+      if (batch.length) {
+        await this.run.run(['ip', `-${family}`, '-batch', '-'], { input: batch.join('\n') + '\n' });
+        ran = true;
+      }
+    }
+    return ran;
+  }
+
+  private async syncRoutes(plan: DataplanePlan): Promise<boolean> {
+    let ran = false;
+    for (const family of [4, 6] as const) {
+      const want = renderRoutes(plan).filter((r) => r.family === family);
+      const all: IpRoute[] = parseIpRoutes((await this.run.run(['ip', '-j', `-${family}`, 'route', 'show', 'table', 'all'])).stdout);
+      const have = all.filter((r) => OUR_TABLES.includes(r.table) && r.dst === 'default');
+      const haveKeys = new Set(have.map((r) => routeKey({ table: r.table, type: r.type, dev: r.type === 'unicast' ? r.dev : undefined, metric: r.type === 'prohibit' ? r.metric : undefined })));
+      const wantKeys = new Set(want.map(routeKey));
+      const batch: string[] = [];
+      for (const r of have) {
+        const k = routeKey({ table: r.table, type: r.type, dev: r.type === 'unicast' ? r.dev : undefined, metric: r.type === 'prohibit' ? r.metric : undefined });
+        if (!wantKeys.has(k)) batch.push(`route del ${r.type === 'prohibit' ? 'prohibit ' : ''}${family === 4 ? '0.0.0.0/0' : '::/0'} table ${r.table}${r.metric !== undefined ? ` metric ${r.metric}` : ''}`);
+      }
+      for (const r of want) if (!haveKeys.has(routeKey(r))) batch.push(routeArgs(r).join(' '));
+      if (batch.length) {
+        // -force: a route whose device is gone must not stop the others.
+        await this.run.run(['ip', `-${family}`, '-force', '-batch', '-'], { input: batch.join('\n') + '\n', allowFail: true });
+        ran = true;
+      }
+    }
+    return ran;
+  }
+
+  /** Router mode forwards; src_valid_mark lets rp_filter see our marks (as wg-quick does). */
+  private async sysctls(): Promise<boolean> {
+    let ran = false;
+    for (const [key, value] of [
+      ['net.ipv4.ip_forward', '1'],
+      ['net.ipv6.conf.all.forwarding', '1'],
+      ['net.ipv4.conf.all.src_valid_mark', '1'],
+    ] as const) {
+      const cur = (await this.run.run(['sysctl', '-n', key], { allowFail: true })).stdout.trim();
+      if (cur !== value) {
+        await this.run.run(['sysctl', '-q', '-w', `${key}=${value}`]);
+        ran = true;
+      }
+    }
+    return ran;
+  }
+}
