@@ -281,8 +281,8 @@ export function renderRuleset(plan: DataplanePlan, current: { chains: readonly s
   L.push(`\tchain post {`, `\t\ttype nat hook postrouting priority srcnat; policy accept;`);
   L.push(`\t\toifname ${quoteList([plan.wan, ...tunnels])} masquerade`, `\t}`);
   L.push(`}`);
-  const el = activeElements(plan);
-  if (el) L.push(`add element ${t} active { ${el} }`);
+  // The `active` map's content is not part of the ruleset: a re-apply keeps
+  // map elements, and the default path changes only through renderActiveFlip.
   return L.join('\n') + '\n';
 }
 

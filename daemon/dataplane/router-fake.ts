@@ -30,11 +30,18 @@ export class FakeRouter implements Router {
     return true;
   }
 
+  async setActive(active: string | null): Promise<void> {
+    if (!this.plan) throw new Error('setActive before set');
+    this.plan = { ...this.plan, active };
+    this.state.active = activeElements(this.plan);
+  }
+
   async reconcile(): Promise<string[]> {
     if (!this.plan) return [];
     const want = this.render(this.plan);
     const repaired: string[] = [];
     if (this.state.ruleset !== want.ruleset) repaired.push('nft table');
+    else if (this.state.active !== want.active) repaired.push('nft active');
     if (JSON.stringify(this.state.rules) !== JSON.stringify(want.rules)) repaired.push('ip rules');
     if (JSON.stringify(this.state.routes) !== JSON.stringify(want.routes)) repaired.push('routes');
     Object.assign(this.state, want);

@@ -7,7 +7,10 @@
 import type { Logger } from '../../config/logger.js';
 import type { Runner } from '../exec-linux.js';
 import { parseIpRoutes, parseIpRules, parseNftTable, type IpRoute, type IpRule } from '../os-parse.js';
+import type { NftExec } from './nft-session-linux.js';
 import {
+  activeElements,
+  renderActiveFlip,
   renderIpRules,
   renderRoutes,
   renderRuleset,
@@ -25,6 +28,8 @@ import {
 export interface Router {
   /** Makes the kernel match `plan`; a no-op when it already does. Returns whether anything ran. */
   set(plan: DataplanePlan): Promise<boolean>;
+  /** Points the tunnel path at `active` (failover, kill switch, recovery): one small transaction. */
+  setActive(active: string | null): Promise<void>;
   /** Re-checks the kernel against the last plan and repairs what was removed; returns what it repaired. */
   reconcile(): Promise<string[]>;
   /** Removes everything splitwan installed (table, rules, routes). */
@@ -63,8 +68,12 @@ function routeArgs(r: RouteSpec): string[] {
 export class LinuxRouter implements Router {
   private applied: { plan: DataplanePlan; ruleset: string } | null = null;
 
+  /** What the `active` map holds now, as far as we know; null: unknown (table new or re-created). */
+  private active: string | null | undefined = undefined;
+
   constructor(
     private readonly run: Runner,
+    private readonly nft: NftExec,
     private readonly logger: Logger,
   ) {}
 
@@ -75,6 +84,12 @@ export class LinuxRouter implements Router {
     if (!current || !this.applied || this.applied.ruleset !== ruleset || this.missingObjects(plan, current).length > 0) {
       await this.run.run(['nft', '-f', '-'], { input: ruleset });
       ran = true;
+      if (!current) this.active = undefined;
+    }
+    if (this.active !== plan.active) {
+      await this.nft.exec(renderActiveFlip(plan));
+      this.active = plan.active;
+      ran = true;
     }
     ran = (await this.syncRules(plan)) || ran;
     ran = (await this.syncRoutes(plan)) || ran;
@@ -82,6 +97,14 @@ export class LinuxRouter implements Router {
     this.applied = { plan, ruleset };
     if (ran) this.logger.debug({ rules: plan.rules.length, active: plan.active }, 'data plane applied');
     return ran;
+  }
+
+  async setActive(active: string | null): Promise<void> {
+    if (!this.applied) throw new Error('setActive before set');
+    const plan = { ...this.applied.plan, active };
+    await this.nft.exec(renderActiveFlip(plan));
+    this.applied = { plan, ruleset: this.applied.ruleset };
+    this.active = active;
   }
 
   async reconcile(): Promise<string[]> {
@@ -92,6 +115,13 @@ export class LinuxRouter implements Router {
     if (missing.length) {
       await this.run.run(['nft', '-f', '-'], { input: renderRuleset(this.applied.plan, current ? { chains: current.chains.map((c) => c.name), sets: current.sets.map((s) => s.name) } : undefined) });
       repaired.push(...missing.map((m) => `nft ${m}`));
+    }
+    // A re-created table has an empty `active` map: put the default path back.
+    const activeNow = current?.sets.find((s) => s.name === 'active')?.elements.length ?? 0;
+    if (!current || (activeNow === 0) !== (activeElements(this.applied.plan) === '')) {
+      await this.nft.exec(renderActiveFlip(this.applied.plan));
+      this.active = this.applied.plan.active;
+      if (current) repaired.push('nft active');
     }
     if (await this.syncRules(this.applied.plan)) repaired.push('ip rules');
     if (await this.syncRoutes(this.applied.plan)) repaired.push('routes');
@@ -111,6 +141,7 @@ export class LinuxRouter implements Router {
       for (const t of OUR_TABLES) await this.run.run(['ip', `-${family}`, 'route', 'flush', 'table', t], { allowFail: true });
     }
     this.applied = null;
+    this.active = undefined;
   }
 
   private async readTable(): Promise<ReturnType<typeof parseNftTable>> {

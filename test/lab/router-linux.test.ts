@@ -10,6 +10,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../config/logger.js';
 import { linuxRunner, netnsRunner, type Runner } from '../../daemon/exec-linux.js';
+import { NftSession } from '../../daemon/dataplane/nft-session-linux.js';
 import { LinuxRouter } from '../../daemon/dataplane/router-linux.js';
 import type { DataplanePlan, PlannedRule } from '../../daemon/dataplane/plan.js';
 
@@ -56,6 +57,7 @@ function plan(over: Partial<DataplanePlan> = {}): DataplanePlan {
 describe.skipIf(!supported && !process.env.CI)('LinuxRouter in a namespace', () => {
   let runner: ReturnType<typeof counting>;
   let router: LinuxRouter;
+  let session: NftSession;
 
   beforeAll(() => {
     if (!supported) throw new Error(`lab test cannot run: ${why}`);
@@ -66,9 +68,11 @@ describe.skipIf(!supported && !process.env.CI)('LinuxRouter in a namespace', () 
       execFileSync('ip', ['-n', NS, 'link', 'set', `${d}-p`, 'up']);
     }
     runner = counting(netnsRunner(NS, linuxRunner));
-    router = new LinuxRouter(runner, silentLogger);
+    session = new NftSession(silentLogger, ['ip', 'netns', 'exec', NS, 'nft', '-i']);
+    router = new LinuxRouter(runner, session, silentLogger);
   });
   afterAll(() => {
+    session?.close();
     spawnSync('ip', ['netns', 'del', NS]);
   });
 
@@ -83,6 +87,18 @@ describe.skipIf(!supported && !process.env.CI)('LinuxRouter in a namespace', () 
     expect(sh(['ip', 'route', 'show', 'table', '1101'])).toContain('prohibit default metric 4000000000');
     expect(sh(['ip', '-6', 'route', 'show', 'table', '1102'])).toContain('default dev swg-gw2');
     expect(sh(['sysctl', '-n', 'net.ipv4.ip_forward']).trim()).toBe('1');
+    expect(sh(['nft', 'list', 'map', 'inet', 'splitwan', 'active'])).toContain('0x00001f00 : 0x00001100');
+  });
+
+  it('failover and the kill switch flip only the active map', async () => {
+    runner.writes.length = 0;
+    await router.setActive('gw2');
+    expect(sh(['nft', 'list', 'map', 'inet', 'splitwan', 'active'])).toContain('0x00001f00 : 0x00001200');
+    await router.setActive(null);
+    expect(sh(['nft', 'list', 'map', 'inet', 'splitwan', 'active'])).not.toContain('0x00001f00 :');
+    await router.setActive('gw1');
+    expect(runner.writes).toEqual([]); // through the nft session, not a command per flip
+    expect(await router.set(plan())).toBe(false);
   });
 
   it('the same plan again changes nothing', async () => {
@@ -102,6 +118,8 @@ describe.skipIf(!supported && !process.env.CI)('LinuxRouter in a namespace', () 
     expect(sh(['nft', 'list', 'table', 'inet', 'splitwan'])).toContain('chain classify');
     expect(sh(['ip', 'rule', 'show'])).toContain('5020:');
     expect(sh(['ip', 'route', 'show', 'table', '1102'])).toContain('default dev swg-gw2');
+    // The re-created table got its default path back.
+    expect(sh(['nft', 'list', 'map', 'inet', 'splitwan', 'active'])).toContain('0x00001f00 : 0x00001100');
     expect(await router.reconcile()).toEqual([]);
   });
 

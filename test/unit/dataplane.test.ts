@@ -1,0 +1,106 @@
+import { describe, expect, it } from 'vitest';
+import { silentLogger, type Clock } from '../../config/logger.js';
+import { Dataplane } from '../../daemon/dataplane/dataplane.js';
+import type { DataplanePlan } from '../../daemon/dataplane/plan.js';
+import { FakeRouter } from '../../daemon/dataplane/router-fake.js';
+
+/** A clock whose timers run only when the test advances it. */
+function fakeClock(): Clock & { advance(ms: number): Promise<void> } {
+  let now = 0;
+  let timers: { at: number; fn: () => void; id: number }[] = [];
+  let nextId = 1;
+  return {
+    now: () => now,
+    setTimeout: (fn, ms) => {
+      const id = nextId++;
+      timers.push({ at: now + ms, fn, id });
+      return id;
+    },
+    clearTimeout: (h) => void (timers = timers.filter((t) => t.id !== h)),
+    async advance(ms) {
+      const end = now + ms;
+      for (;;) {
+        timers.sort((a, b) => a.at - b.at);
+        const t = timers[0];
+        if (!t || t.at > end) break;
+        timers.shift();
+        now = t.at;
+        t.fn();
+        await new Promise((r) => setImmediate(r));
+      }
+      now = end;
+    },
+  };
+}
+
+const plan: DataplanePlan = {
+  mode: 'router',
+  lan: ['lan0'],
+  wan: 'wan0',
+  gateways: [
+    { name: 'gw1', ifname: 'swg-gw1', mark: 0x1100, table: 1101 },
+    { name: 'gw2', ifname: 'swg-gw2', mark: 0x1200, table: 1102 },
+  ],
+  active: 'gw1',
+  killSwitch: true,
+  rules: [],
+  defaultMark: 0x1f00,
+  dnsPort: 53,
+  proxy: null,
+};
+
+describe('Dataplane', () => {
+  it('failover changes only the active path; the kill switch empties it', async () => {
+    const router = new FakeRouter();
+    const clock = fakeClock();
+    const dp = new Dataplane({ router, clock, logger: silentLogger });
+    await dp.apply(plan);
+    const ruleset = router.state.ruleset;
+    await dp.setActive('gw2');
+    expect(router.state.active).toBe('0x1f00 : 0x1200');
+    expect(router.state.ruleset).toBe(ruleset);
+    await dp.setActive(null);
+    expect(router.state.active).toBe('');
+    expect(dp.current?.active).toBeNull();
+  });
+
+  it('repairs a deleted table on its schedule and says the tags are gone', async () => {
+    const router = new FakeRouter();
+    const clock = fakeClock();
+    let lost = 0;
+    const dp = new Dataplane({ router, clock, logger: silentLogger, reconcileEveryMs: 3000, onTagsLost: () => void lost++ });
+    await dp.apply(plan);
+    await dp.setActive('gw2');
+    dp.start();
+    router.deleteTable();
+    await clock.advance(2999);
+    expect(router.state.ruleset).toBeNull();
+    await clock.advance(1);
+    expect(router.state.ruleset).toContain('table inet splitwan');
+    expect(router.state.active).toBe('0x1f00 : 0x1200'); // the flip survived the repair
+    expect(lost).toBe(1);
+    dp.stop();
+  });
+
+  it('changes never interleave: a flip waits for an apply in progress', async () => {
+    const router = new FakeRouter();
+    const order: string[] = [];
+    const slow = {
+      set: async (p: DataplanePlan) => {
+        order.push('set:start');
+        await new Promise((r) => setTimeout(r, 20));
+        order.push('set:end');
+        return router.set(p);
+      },
+      setActive: async (a: string | null) => {
+        order.push(`active:${a}`);
+        return router.setActive(a);
+      },
+      reconcile: () => router.reconcile(),
+      cleanup: () => router.cleanup(),
+    };
+    const dp = new Dataplane({ router: slow, clock: fakeClock(), logger: silentLogger });
+    await Promise.all([dp.apply(plan), dp.setActive('gw2')]);
+    expect(order).toEqual(['set:start', 'set:end', 'active:gw2']);
+  });
+});
