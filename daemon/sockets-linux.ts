@@ -1,0 +1,179 @@
+// Path sockets on Linux: SO_MARK through koffi (docs/design/dataplane-notes.md §6),
+// and SO_ORIGINAL_DST for the transparent proxy (§7). Needs root or CAP_NET_ADMIN
+// (setting SO_MARK); the daemon's own ip rules send each mark to its path's table.
+//
+// - UDP: Node's dgram binds (port 0), then the bound fd is marked before the
+//   socket is handed out, so the first datagram already carries the mark.
+//   The fd is read through dgram's internal `state symbol` (`sock[kStateSymbol].handle.fd`),
+//   because the public-looking `sock._handle` getter is deprecated (DEP0112) and
+//   prints a warning. Should a future Node rename that symbol, we fall back to
+//   `_handle` (one warning) rather than failing.
+// - TCP: libc socket(AF_INET|AF_INET6, SOCK_STREAM|SOCK_NONBLOCK|SOCK_CLOEXEC) makes the fd,
+//   it is marked, wrapped in `new net.Socket({ fd })`, and connected on that very
+//   handle (libuv connects an existing fd), so the SYN is marked. On an error or the
+//   timeout the socket is destroyed, which closes the fd; an fd that never reached a
+//   net.Socket is closed with libc close().
+// - originalDst: getsockopt(SOL_IP, SO_ORIGINAL_DST) or (SOL_IPV6, IP6T_SO_ORIGINAL_DST),
+//   both 80. A v4-mapped peer on a dual-stack listener uses SOL_IP. net.Socket's
+//   `_handle` (unlike dgram's) is not deprecated.
+//
+// libc is loaded lazily, so importing this module on another OS does not fail.
+import dgram from 'node:dgram';
+import net from 'node:net';
+import koffi from 'koffi';
+import {
+  checkMark,
+  checkTcp,
+  connectWithTimeout,
+  SocketError,
+  type PathSockets,
+  type TcpConnectOptions,
+} from './sockets.js';
+
+const AF_INET = 2;
+const AF_INET6 = 10;
+const SOCK_STREAM = 1;
+const SOCK_NONBLOCK = 0o4000;
+const SOCK_CLOEXEC = 0o2000000;
+const SOL_SOCKET = 1;
+const SO_MARK = 36;
+const SOL_IP = 0;
+const SOL_IPV6 = 41;
+const SO_ORIGINAL_DST = 80; // = IP6T_SO_ORIGINAL_DST
+
+interface Libc {
+  socket(domain: number, type: number, protocol: number): number;
+  setsockopt(fd: number, level: number, name: number, val: Buffer, len: number): number;
+  getsockopt(fd: number, level: number, name: number, val: Buffer, len: number[]): number;
+  close(fd: number): number;
+}
+
+let libc: Libc | null = null;
+
+function lib(): Libc {
+  if (libc) return libc;
+  if (process.platform !== 'linux') throw new Error(`sockets-linux: needs Linux (this is ${process.platform})`);
+  const l = koffi.load('libc.so.6');
+  libc = {
+    socket: l.func('int socket(int domain, int type, int protocol)') as Libc['socket'],
+    setsockopt: l.func('int setsockopt(int fd, int level, int name, const void *val, uint32_t len)') as Libc['setsockopt'],
+    getsockopt: l.func('int getsockopt(int fd, int level, int name, _Out_ uint8_t *val, _Inout_ uint32_t *len)') as Libc['getsockopt'],
+    close: l.func('int close(int fd)') as Libc['close'],
+  };
+  return libc;
+}
+
+/** setsockopt(SO_MARK); returns 0 or the errno. */
+function setMark(fd: number, mark: number): number {
+  const v = Buffer.alloc(4);
+  v.writeUInt32LE(mark >>> 0); // the kernel reads a native int; x86-64 and arm64 are little-endian
+  return lib().setsockopt(fd, SOL_SOCKET, SO_MARK, v, 4) === 0 ? 0 : koffi.errno();
+}
+
+/** The OS fd of a bound dgram socket (see the header for why the state symbol). */
+export function dgramFd(sock: dgram.Socket): number {
+  const sym = Object.getOwnPropertySymbols(sock).find((s) => s.description === 'state symbol');
+  const state = sym ? (sock as unknown as Record<symbol, { handle?: { fd?: number } } | undefined>)[sym] : undefined;
+  const fd = state?.handle?.fd ?? (sock as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  return typeof fd === 'number' ? fd : -1;
+}
+
+function netFd(sock: net.Socket): number {
+  const fd = (sock as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  return typeof fd === 'number' ? fd : -1;
+}
+
+export class LinuxPathSockets implements PathSockets {
+  async udp(family: 4 | 6, mark: number): Promise<dgram.Socket> {
+    checkMark(mark, 'udp', family);
+    lib();
+    const sock = dgram.createSocket(family === 6 ? 'udp6' : 'udp4');
+    const base = { kind: 'udp' as const, family, mark };
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const onError = (e: NodeJS.ErrnoException) => reject(new SocketError({ ...base, op: 'bind', errno: e.code ?? 'EIO', cause: e }));
+        sock.once('error', onError);
+        sock.bind({ port: 0 }, () => {
+          sock.removeListener('error', onError);
+          resolve();
+        });
+      });
+      const fd = dgramFd(sock);
+      if (fd < 0) throw new SocketError({ ...base, op: 'fd', errno: 'EBADF', detail: 'cannot find the socket\'s fd in this Node version' });
+      const errno = setMark(fd, mark);
+      if (errno !== 0) throw new SocketError({ ...base, op: 'setsockopt(SO_MARK)', errno });
+      return sock;
+    } catch (e) {
+      try {
+        sock.close();
+      } catch {
+        // not bound or already closed
+      }
+      throw e;
+    }
+  }
+
+  tcpConnect(opts: TcpConnectOptions): Promise<net.Socket> {
+    let family: 4 | 6;
+    let fd: number;
+    const base = { kind: 'tcp' as const, address: opts.host, port: opts.port, mark: opts.mark };
+    try {
+      family = checkTcp(opts);
+      const c = lib();
+      fd = c.socket(family === 6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+      if (fd < 0) throw new SocketError({ ...base, family, op: 'socket', errno: koffi.errno() });
+      const errno = setMark(fd, opts.mark);
+      if (errno !== 0) {
+        c.close(fd);
+        throw new SocketError({ ...base, family, op: 'setsockopt(SO_MARK)', errno });
+      }
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    let sock: net.Socket;
+    try {
+      sock = new net.Socket({ fd, readable: true, writable: true });
+    } catch (e) {
+      lib().close(fd);
+      const err = e as NodeJS.ErrnoException;
+      return Promise.reject(new SocketError({ ...base, family, op: 'fd', errno: err.code ?? 'EBADF', cause: e }));
+    }
+    return connectWithTimeout(sock, opts, family);
+  }
+}
+
+/**
+ * The destination a redirected connection was addressed to before the nft
+ * `redirect` (for the transparent proxy). null when the socket has no fd or the
+ * connection has no conntrack entry (ENOENT); other failures throw a SocketError.
+ */
+export function originalDst(socket: net.Socket): { address: string; port: number } | null {
+  const fd = netFd(socket);
+  if (fd < 0) return null;
+  const remote = socket.remoteAddress ?? '';
+  const v6 = socket.remoteFamily === 'IPv6' && !remote.toLowerCase().startsWith('::ffff:');
+  const buf = Buffer.alloc(28); // sockaddr_in6 (sockaddr_in fits)
+  const len = [buf.length];
+  if (lib().getsockopt(fd, v6 ? SOL_IPV6 : SOL_IP, SO_ORIGINAL_DST, buf, len) !== 0) {
+    const errno = koffi.errno();
+    if (errno === 2 /* ENOENT */) return null;
+    throw new SocketError({ op: 'getsockopt(SO_ORIGINAL_DST)', errno, kind: 'tcp', family: v6 ? 6 : 4, address: remote, port: socket.remotePort });
+  }
+  const af = buf.readUInt16LE(0); // sa_family is host order
+  const port = buf.readUInt16BE(2);
+  if (af === AF_INET) return { address: [...buf.subarray(4, 8)].join('.'), port };
+  if (af === AF_INET6) {
+    const groups: string[] = [];
+    for (let i = 8; i < 24; i += 2) groups.push(buf.readUInt16BE(i).toString(16));
+    return { address: canonicalV6(groups.join(':')), port };
+  }
+  return null;
+}
+
+/** Compresses a full 8-group IPv6 address to its canonical (RFC 5952) form. */
+function canonicalV6(full: string): string {
+  // new URL() canonicalises IPv6 hosts: [0:0:0:0:0:0:0:1] → [::1]
+  return new URL(`http://[${full}]/`).hostname.slice(1, -1);
+}
+
+export const linuxPathSockets: PathSockets = new LinuxPathSockets();
