@@ -9,6 +9,7 @@ export const Exit = {
   CONFIG: 1, // the configuration has errors
   USAGE: 2, // the command line is wrong
   NOT_RUNNING: 3, // the daemon is not running
+  NEEDS_ROOT: 4, // run and cleanup change the kernel's routing
   SOFTWARE: 70, // a bug
 } as const;
 
@@ -32,13 +33,15 @@ Commands:
   check   [--config PATH]                  validate the config, its lists and wg-quick files
   explain [--config PATH] NAME|IP [--source IP] [--json]
                                            where traffic to NAME or IP goes, and why
+  run     [--config PATH]                  run the daemon (root): tunnels, routing, reload on change
+  cleanup                                  remove everything splitwan installed (after a crash)
   help                                     this text
   version                                  the version
 
 Options:
   --config PATH   the config file (default ${DEFAULT_CONFIG_PATH})
 
-Exit codes: 0 ok, 1 config errors, 2 usage errors, 3 daemon not running.
+Exit codes: 0 ok, 1 config errors, 2 usage errors, 3 daemon not running, 4 needs root.
 `;
 
 interface Command {
@@ -49,7 +52,41 @@ interface Command {
 
 const COMMON = { config: { type: 'string' as const, short: 'c' } };
 
+function needsRoot(what: string, io: Io): boolean {
+  if (process.getuid?.() === 0) return false;
+  io.err(`splitwan ${what} changes the kernel's routing and needs root (or CAP_NET_ADMIN): sudo splitwan ${what}\n`);
+  return true;
+}
+
 const commands: Record<string, Command> = {
+  run: {
+    options: { ...COMMON },
+    positionals: { min: 0, max: 0, names: '' },
+    run: async ({ values }, io) => {
+      if (needsRoot('run', io)) return Exit.NEEDS_ROOT;
+      const configPath = (values.config as string | undefined) ?? DEFAULT_CONFIG_PATH;
+      const { loadOrReport } = await import('./commands/load-or-report.js');
+      const first = await loadOrReport(configPath, io);
+      if (!first) return Exit.CONFIG;
+      const { createLogger } = await import('./logger.js');
+      const { runDaemon } = await import('./run.js');
+      await runDaemon({ configPath, logger: createLogger(first.config.log.level), signals: process });
+      return Exit.OK;
+    },
+  },
+  cleanup: {
+    options: {},
+    positionals: { min: 0, max: 0, names: '' },
+    run: async (_args, io) => {
+      if (needsRoot('cleanup', io)) return Exit.NEEDS_ROOT;
+      const { createLogger } = await import('./logger.js');
+      const { cleanupAll } = await import('./run.js');
+      const { linuxRunner } = await import('./exec-linux.js');
+      await cleanupAll(linuxRunner, createLogger('info'));
+      io.out('splitwan: removed its nftables table, ip rules, routes, tunnels and wireguard-go processes (if any)\n');
+      return Exit.OK;
+    },
+  },
   check: {
     options: { ...COMMON },
     positionals: { min: 0, max: 0, names: '' },
