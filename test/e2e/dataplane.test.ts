@@ -124,8 +124,11 @@ describe.skipIf(!support.ok && !process.env.CI)('splitwan run in the lab (router
   }, 20_000);
 
   it('a rule pinned to a gateway uses it', async () => {
-    writeConfig([`  - cidrs: [${lab.addr.web.v4}/32]`, `    via: ${GW[1]}`]);
+    writeConfig([`  - cidrs: [${lab.addr.web.v4}/32, "${lab.addr.web.v6}/128"]`, `    via: ${GW[1]}`]);
     await until(async () => (await via()) === lab.gateways[1].uplink.v4, 8000, 'traffic through gw2');
+    // IPv6 takes the same path.
+    const r = await lab.curlEcho(lab.ns.client, `http://[${lab.addr.web.v6}]/`, { timeoutMs: 3000 });
+    expect('error' in r ? r.error : r.remote).toBe(lab.gateways[1].uplink.v6);
   }, 20_000);
 
   it('a source rule matches the LAN client before later rules', async () => {
