@@ -281,28 +281,12 @@ export class Policy {
   /** Where traffic to `name` goes, for a client at `source` when known. */
   matchName(name: string, source?: ParsedIp | string): PolicyMatch {
     const detail = { kind: 'domain' as EntryKind, value: '', origin: 0 };
-    let best = this.names.match(name, detail);
-    let entry = best >= 0 ? this.describe(detail.kind, detail.value, detail.origin) : null;
-    const src = toIp(source);
-    if (src) {
-      for (const c of this.conditional) {
-        if (best >= 0 && c.rule >= best) break;
-        const s = c.sources.find((cidr) => cidrContains(cidr, src));
-        if (!s) continue;
-        if (!c.hasDestination) {
-          best = c.rule;
-          entry = this.sourceEntry(c.rule, s);
-          break;
-        }
-        const d = { kind: 'domain' as EntryKind, value: '', origin: 0 };
-        if (c.names.match(name, d) >= 0) {
-          best = c.rule;
-          entry = this.describe(d.kind, d.value, d.origin);
-          break;
-        }
-      }
-    }
-    return best >= 0 ? { rule: best, via: this.rules[best]!.via, entry } : { rule: null, via: this.defaultVia, entry: null };
+    const best = this.names.match(name, detail);
+    const entry = best >= 0 ? this.describe(detail.kind, detail.value, detail.origin) : null;
+    return this.withSourceRules(best, entry, source, (c) => {
+      const d = { kind: 'domain' as EntryKind, value: '', origin: 0 };
+      return c.names.match(name, d) >= 0 ? this.describe(d.kind, d.value, d.origin) : null;
+    });
   }
 
   /** Where traffic to the address `ip` goes (CIDR rules and lists), for a client at `source`. */
@@ -310,23 +294,28 @@ export class Policy {
     const dst = toIp(ip);
     if (!dst) throw new TypeError(`not an IP address: ${String(ip)}`);
     const hit: CidrHit | null = this.cidrs.lookup(dst);
-    let best = hit ? hit.rule : -1;
-    let entry = hit ? this.describe('cidr', hit.cidr, hit.origin) : null;
+    return this.withSourceRules(hit ? hit.rule : -1, hit ? this.describe('cidr', hit.cidr, hit.origin) : null, source, (c) => {
+      const h = c.cidrs.lookup(dst);
+      return h ? this.describe('cidr', h.cidr, h.origin) : null;
+    });
+  }
+
+  /**
+   * Lets a source-restricted rule that comes before `best` win: one that names
+   * only sources matches any destination; one with destinations matches when
+   * `destination(c)` finds the entry.
+   */
+  private withSourceRules(best: number, entry: MatchEntry | null, source: ParsedIp | string | undefined, destination: (c: ConditionalRule) => MatchEntry | null): PolicyMatch {
     const src = toIp(source);
     if (src) {
       for (const c of this.conditional) {
         if (best >= 0 && c.rule >= best) break;
         const s = c.sources.find((cidr) => cidrContains(cidr, src));
         if (!s) continue;
-        if (!c.hasDestination) {
+        const e = c.hasDestination ? destination(c) : this.sourceEntry(c.rule, s);
+        if (e) {
           best = c.rule;
-          entry = this.sourceEntry(c.rule, s);
-          break;
-        }
-        const h = c.cidrs.lookup(dst);
-        if (h) {
-          best = c.rule;
-          entry = this.describe('cidr', h.cidr, h.origin);
+          entry = e;
           break;
         }
       }

@@ -1,17 +1,14 @@
 // Pure helpers shared by the tunnel backends: validation, comparison, the
 // wg(8) config text and endpoint formatting. No I/O.
 import { isIP } from 'node:net';
+import { parseCidr } from '../../config/ip.js';
 import { isWireGuardKey } from '../../config/wgquick.js';
 import type { TunnelSpec } from './types.js';
 
 const IFNAME_RE = /^[A-Za-z0-9_.-]{1,15}$/;
 
 function isCidr(s: string): boolean {
-  const m = /^([^/]+)\/(\d{1,3})$/.exec(s);
-  if (!m) return false;
-  const family = isIP(m[1] ?? '');
-  const len = Number(m[2]);
-  return (family === 4 && len <= 32) || (family === 6 && len <= 128);
+  return s.includes('/') && !('error' in parseCidr(s));
 }
 
 /**

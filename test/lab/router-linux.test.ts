@@ -12,7 +12,8 @@ import { silentLogger } from '../../config/logger.js';
 import { linuxRunner, netnsRunner, type Runner } from '../../daemon/exec-linux.js';
 import { NftSession } from '../../daemon/dataplane/nft-session-linux.js';
 import { LinuxRouter } from '../../daemon/dataplane/router-linux.js';
-import type { DataplanePlan, PlannedRule } from '../../daemon/dataplane/plan.js';
+import type { DataplanePlan } from '../../daemon/dataplane/plan.js';
+import { GW1, rule, samplePlan } from '../helpers/plans.js';
 
 const NS = `sw-rt-${process.pid}`;
 const supported = process.getuid?.() === 0 && spawnSync('nft', ['--version']).status === 0;
@@ -33,26 +34,8 @@ function counting(base: Runner): Runner & { writes: string[][] } {
 }
 
 const sh = (argv: string[]): string => execFileSync('ip', ['netns', 'exec', NS, ...argv], { encoding: 'utf8' });
-const rule = (index: number, id: string, over: Partial<PlannedRule> = {}): PlannedRule => ({ index, id, mark: 0x1000, dst4: [], dst6: [], src4: [], src6: [], tagged: false, ...over });
-
-function plan(over: Partial<DataplanePlan> = {}): DataplanePlan {
-  return {
-    mode: 'router',
-    lan: ['lan0'],
-    wan: 'wan0',
-    gateways: [
-      { name: 'gw1', ifname: 'swg-gw1', mark: 0x1100, table: 1101 },
-      { name: 'gw2', ifname: 'swg-gw2', mark: 0x1200, table: 1102 },
-    ],
-    active: 'gw1',
-    killSwitch: true,
-    rules: [rule(0, 'aaaa0000', { tagged: true }), rule(1, 'bbbb0000', { dst4: ['203.0.113.0/24'] })],
-    defaultMark: 0x1f00,
-    dnsPort: 53,
-    proxy: null,
-    ...over,
-  };
-}
+const plan = (over: Partial<DataplanePlan> = {}): DataplanePlan =>
+  samplePlan({ rules: [rule(0, 'aaaa0000', { tagged: true }), rule(1, 'bbbb0000', { dst4: ['203.0.113.0/24'] })], ...over });
 
 describe.skipIf(!supported && !process.env.CI)('LinuxRouter in a namespace', () => {
   let runner: ReturnType<typeof counting>;
@@ -131,7 +114,7 @@ describe.skipIf(!supported && !process.env.CI)('LinuxRouter in a namespace', () 
 
   it('a plan without gw2 removes its rule and routes, keeps tags of rules that stay', async () => {
     sh(['nft', 'add', 'element', 'inet', 'splitwan', 'tag4_aaaa0000', '{ 198.51.100.7 timeout 10m }']);
-    await router.set(plan({ gateways: [{ name: 'gw1', ifname: 'swg-gw1', mark: 0x1100, table: 1101 }] }));
+    await router.set(plan({ gateways: [GW1] }));
     expect(sh(['ip', 'rule', 'show'])).not.toContain('lookup 1102');
     expect(sh(['ip', 'route', 'show', 'table', '1102'])).toBe('');
     expect(sh(['nft', 'list', 'set', 'inet', 'splitwan', 'tag4_aaaa0000'])).toContain('198.51.100.7');

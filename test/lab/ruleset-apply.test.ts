@@ -13,8 +13,8 @@ import {
   renderRuleset,
   tagSetNames,
   type DataplanePlan,
-  type PlannedRule,
 } from '../../daemon/dataplane/plan.js';
+import { rule, samplePlan } from '../helpers/plans.js';
 
 const NS = `sw-rs-${process.pid}`;
 const isRoot = process.getuid?.() === 0;
@@ -42,29 +42,16 @@ function state(): { chains: string[]; sets: string[]; elements: Record<string, u
   return { chains, sets, elements };
 }
 
-const rule = (index: number, id: string, over: Partial<PlannedRule> = {}): PlannedRule => ({ index, id, mark: 0x1000, dst4: [], dst6: [], src4: [], src6: [], tagged: false, ...over });
-
 function basePlan(mode: 'router' | 'host'): DataplanePlan {
-  return {
+  return samplePlan({
     mode,
-    lan: ['lan0'],
-    wan: 'wan0',
-    gateways: [
-      { name: 'gw1', ifname: 'swg-gw1', mark: 0x1100, table: 1101 },
-      { name: 'gw2', ifname: 'swg-gw2', mark: 0x1200, table: 1102 },
-    ],
-    active: 'gw1',
-    killSwitch: true,
     rules: [
       rule(0, 'aaaa0000', { tagged: true }),
       rule(1, 'bbbb0000', { dst4: ['203.0.113.0/24'], dst6: ['2001:db8::/32'] }),
       rule(2, 'cccc0000', { src4: ['192.168.77.50/32'] }),
       rule(3, 'dddd0000', { mark: 0x1200, tagged: true, src4: ['192.168.77.0/24'] }),
     ],
-    defaultMark: 0x1f00,
-    dnsPort: 53,
-    proxy: null,
-  };
+  });
 }
 
 describe.skipIf(!supported && !process.env.CI)('rendered rulesets in a real nft', () => {

@@ -3,6 +3,7 @@ import { silentLogger, type Clock } from '../../config/logger.js';
 import { Dataplane } from '../../daemon/dataplane/dataplane.js';
 import type { DataplanePlan } from '../../daemon/dataplane/plan.js';
 import { FakeRouter } from '../../daemon/dataplane/router-fake.js';
+import { samplePlan } from '../helpers/plans.js';
 
 /** A clock whose timers run only when the test advances it. */
 function fakeClock(): Clock & { advance(ms: number): Promise<void> } {
@@ -33,21 +34,7 @@ function fakeClock(): Clock & { advance(ms: number): Promise<void> } {
   };
 }
 
-const plan: DataplanePlan = {
-  mode: 'router',
-  lan: ['lan0'],
-  wan: 'wan0',
-  gateways: [
-    { name: 'gw1', ifname: 'swg-gw1', mark: 0x1100, table: 1101 },
-    { name: 'gw2', ifname: 'swg-gw2', mark: 0x1200, table: 1102 },
-  ],
-  active: 'gw1',
-  killSwitch: true,
-  rules: [],
-  defaultMark: 0x1f00,
-  dnsPort: 53,
-  proxy: null,
-};
+const plan: DataplanePlan = samplePlan();
 
 describe('Dataplane', () => {
   it('failover changes only the active path; the kill switch empties it', async () => {
