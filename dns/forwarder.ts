@@ -1,0 +1,223 @@
+// Forwards a question to a path's resolvers, in order, and returns the first
+// good answer. Plain upstreams: UDP from a fresh socket (random source port)
+// with a random ID, answers matched to the question (a spoofed or stray
+// packet is ignored, not taken), TCP when the answer is truncated. Encrypted
+// upstreams: DoH (RFC 8484, POST, undici) and DoT (RFC 7858). The sockets
+// come from a PathDialer, so every query leaves through the path it belongs
+// to (the daemon marks them; tests pass plain loopback sockets).
+import { randomInt } from 'node:crypto';
+import type dgram from 'node:dgram';
+import { isIP, type default as net } from 'node:net';
+import tls from 'node:tls';
+import { Agent, request } from 'undici';
+import type { Logger } from '../config/logger.js';
+import type { PathName, Upstream } from '../config/types.js';
+
+/** Sockets on a path; implemented by the daemon (SO_MARK), plain in tests. */
+export interface PathDialer {
+  udp(path: PathName, family: 4 | 6): Promise<dgram.Socket>;
+  tcp(path: PathName, host: string, port: number, timeoutMs: number): Promise<net.Socket>;
+}
+
+export class UpstreamError extends Error {
+  readonly code = 'SPLITWAN_DNS_UPSTREAM';
+  constructor(message: string) {
+    super(message);
+    this.name = 'UpstreamError';
+  }
+}
+
+/** The question a query asks, as the forwarder needs it to match answers. */
+export interface Question {
+  name: string; // lower case, no trailing dot
+  type: number;
+  class: number;
+}
+
+/** Reads the question of a DNS message (query or response); null when malformed. */
+export function readQuestion(msg: Buffer): Question | null {
+  if (msg.length < 12 || msg.readUInt16BE(4) !== 1) return null;
+  let o = 12;
+  const labels: string[] = [];
+  for (let hops = 0; hops < 128; hops++) {
+    if (o >= msg.length) return null;
+    const len = msg[o]!;
+    if (len === 0) {
+      o++;
+      if (o + 4 > msg.length) return null;
+      return { name: labels.join('.').toLowerCase(), type: msg.readUInt16BE(o), class: msg.readUInt16BE(o + 2) };
+    }
+    if (len > 63 || o + 1 + len > msg.length) return null; // no compression in a question
+    labels.push(msg.toString('latin1', o + 1, o + 1 + len));
+    o += 1 + len;
+  }
+  return null;
+}
+
+function withId(msg: Buffer, id: number): Buffer {
+  const b = Buffer.from(msg);
+  b.writeUInt16BE(id, 0);
+  return b;
+}
+
+/** Is `resp` the answer to `q` sent with `id`? (ID, QR bit, the same question.) */
+export function answers(resp: Buffer, id: number, q: Question): boolean {
+  if (resp.length < 12 || resp.readUInt16BE(0) !== id || (resp[2]! & 0x80) === 0) return false;
+  const rq = readQuestion(resp);
+  return rq !== null && rq.name === q.name && rq.type === q.type && rq.class === q.class;
+}
+
+const isTruncated = (resp: Buffer): boolean => (resp[2]! & 0x02) !== 0;
+
+export interface ForwarderOptions {
+  dialer: PathDialer;
+  logger: Logger;
+  /** Per upstream, before the next is tried. */
+  timeoutMs: number;
+  /** Extra TLS options for DoH/DoT (tests: a private CA). */
+  tls?: tls.ConnectionOptions;
+}
+
+export class Forwarder {
+  private readonly agents = new Map<PathName, Agent>();
+
+  constructor(private readonly o: ForwarderOptions) {}
+
+  /**
+   * Asks `upstreams` in order through `path`; resolves with the answer (its
+   * ID set back to the client query's), or rejects when every one failed.
+   */
+  async forward(query: Buffer, q: Question, upstreams: readonly Upstream[], path: PathName): Promise<Buffer> {
+    const clientId = query.readUInt16BE(0);
+    const problems: string[] = [];
+    for (const u of upstreams) {
+      try {
+        const resp = await this.ask(query, q, u, path);
+        return withId(resp, clientId);
+      } catch (e) {
+        problems.push(`${u.text}: ${(e as Error).message}`);
+        this.o.logger.debug({ upstream: u.text, path, err: (e as Error).message }, 'upstream failed');
+      }
+    }
+    throw new UpstreamError(`no upstream answered ${q.name} via ${path}: ${problems.join('; ') || 'no upstreams'}`);
+  }
+
+  close(): void {
+    for (const a of this.agents.values()) void a.close();
+    this.agents.clear();
+  }
+
+  private async ask(query: Buffer, q: Question, u: Upstream, path: PathName): Promise<Buffer> {
+    switch (u.kind) {
+      case 'plain': {
+        const id = randomInt(0, 0x10000);
+        const resp = await this.udp(withId(query, id), id, q, u.host, u.port, path);
+        return isTruncated(resp) ? this.tcp(withId(query, id), id, q, u.host, u.port, path) : resp;
+      }
+      case 'tls': {
+        const id = randomInt(0, 0x10000);
+        return this.tcp(withId(query, id), id, q, u.host, u.port, path, u.servername);
+      }
+      case 'doh':
+        return this.doh(query, q, u.url, path);
+    }
+  }
+
+  private async udp(msg: Buffer, id: number, q: Question, host: string, port: number, path: PathName): Promise<Buffer> {
+    const sock = await this.o.dialer.udp(path, host.includes(':') ? 6 : 4);
+    return new Promise<Buffer>((resolve, reject) => {
+      const timer = setTimeout(() => done(new Error(`no answer in ${this.o.timeoutMs} ms`)), this.o.timeoutMs);
+      const done = (err: Error | null, resp?: Buffer): void => {
+        clearTimeout(timer);
+        sock.removeAllListeners('message');
+        sock.close();
+        if (err) reject(err);
+        else resolve(resp!);
+      };
+      // Only the answer from that server, with that ID and question, counts;
+      // anything else on the socket is ignored (anti-spoofing).
+      sock.on('message', (resp, rinfo) => {
+        if (rinfo.port === port && rinfo.address.replace(/^::ffff:/, '') === host && answers(resp, id, q)) done(null, resp);
+      });
+      sock.on('error', (e) => done(e));
+      sock.send(msg, port, host, (e) => e && done(e));
+    });
+  }
+
+  private async tcp(msg: Buffer, id: number, q: Question, host: string, port: number, path: PathName, servername?: string): Promise<Buffer> {
+    let sock: net.Socket = await this.o.dialer.tcp(path, host, port, this.o.timeoutMs);
+    if (servername !== undefined) sock = await this.tlsOver(sock, servername);
+    return new Promise<Buffer>((resolve, reject) => {
+      let buf = Buffer.alloc(0);
+      const timer = setTimeout(() => done(new Error(`no answer in ${this.o.timeoutMs} ms`)), this.o.timeoutMs);
+      const done = (err: Error | null, resp?: Buffer): void => {
+        clearTimeout(timer);
+        sock.destroy();
+        if (err) reject(err);
+        else resolve(resp!);
+      };
+      sock.on('data', (d: Buffer) => {
+        buf = Buffer.concat([buf, d]);
+        while (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
+          const resp = buf.subarray(2, 2 + buf.readUInt16BE(0));
+          buf = buf.subarray(2 + resp.length);
+          if (answers(resp, id, q)) return done(null, Buffer.from(resp));
+        }
+        if (buf.length > 65537) done(new Error('oversized TCP answer'));
+      });
+      sock.on('error', (e) => done(e));
+      sock.on('end', () => done(new Error('connection closed without an answer')));
+      const len = Buffer.alloc(2);
+      len.writeUInt16BE(msg.length);
+      sock.write(Buffer.concat([len, msg]));
+    });
+  }
+
+  private tlsOver(socket: net.Socket, servername: string): Promise<tls.TLSSocket> {
+    return new Promise((resolve, reject) => {
+      const t = tls.connect({ ...this.o.tls, socket, servername, ALPNProtocols: ['dot'] }, () => resolve(t));
+      t.once('error', reject);
+    });
+  }
+
+  /** DoH POST; the connection comes from the dialer, so it takes the path too. */
+  private async doh(query: Buffer, q: Question, url: string, path: PathName): Promise<Buffer> {
+    let agent = this.agents.get(path);
+    if (!agent) {
+      const dialer = this.o.dialer;
+      const timeoutMs = this.o.timeoutMs;
+      const extra = this.o.tls ?? {};
+      agent = new Agent({
+        connect: (opts, cb) => {
+          const host = opts.hostname.replace(/^\[|\]$/g, '');
+          // The dialer takes addresses: resolving the resolver's own name would need a resolver.
+          if (isIP(host) === 0) return cb(new Error(`DoH host ${host} must be an IP address (e.g. https://1.1.1.1/dns-query)`), null);
+          const port = Number(opts.port) || 443;
+          const servername = opts.servername ?? host;
+          dialer
+            .tcp(path, host, port, timeoutMs)
+            .then((socket) => {
+              const t = tls.connect({ ...extra, socket, servername, ALPNProtocols: ['http/1.1'] }, () => cb(null, t));
+              t.once('error', (e) => cb(e, null));
+            })
+            .catch((e: Error) => cb(e, null));
+        },
+      });
+      this.agents.set(path, agent);
+    }
+    // RFC 8484: ID 0 in DoH for cache friendliness.
+    const body = withId(query, 0);
+    const res = await request(url, {
+      method: 'POST',
+      dispatcher: agent,
+      headers: { 'content-type': 'application/dns-message', accept: 'application/dns-message' },
+      body,
+      headersTimeout: this.o.timeoutMs,
+      bodyTimeout: this.o.timeoutMs,
+    });
+    const resp = Buffer.from(await res.body.arrayBuffer());
+    if (res.statusCode !== 200) throw new Error(`DoH HTTP ${res.statusCode}`);
+    if (!answers(resp, 0, q)) throw new Error('DoH answer does not match the question');
+    return resp;
+  }
+}
