@@ -3,6 +3,7 @@
 const benches: Record<string, () => Promise<unknown>> = {
   policy: async () => (await import('./policy.js')).run(),
   tag: async () => (await import('./tag.js')).run(),
+  forward: async () => (await import('./forward.js')).run(),
 };
 
 const name = process.argv[2];
