@@ -422,13 +422,14 @@ export class LinuxTunnels implements TunnelBackend {
   }
 
   private async setconf(spec: TunnelSpec): Promise<void> {
-    if (!this.tmpDir) this.tmpDir = mkdtempSync(join(this.tmpParent, 'splitwan-wg-')); // mode 0700
-    const file = join(this.tmpDir, `${spec.ifname}-${this.confSeq++}.conf`);
-    writeFileSync(file, renderWgConfig(spec), { mode: 0o600, flag: 'wx' });
+    // A 0700 directory per call, removed at once: a daemon killed with -9 leaves nothing behind.
+    const dir = mkdtempSync(join(this.tmpParent, 'splitwan-wg-'));
+    const file = join(dir, `${spec.ifname}-${this.confSeq++}.conf`);
     try {
+      writeFileSync(file, renderWgConfig(spec), { mode: 0o600, flag: 'wx' });
       await this.exec(['wg', 'setconf', spec.ifname, file]);
     } finally {
-      rmSync(file, { force: true });
+      rmSync(dir, { recursive: true, force: true });
     }
   }
 
