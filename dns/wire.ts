@@ -11,6 +11,7 @@
 // Nothing here throws on malformed input: parsers return an error value or
 // null, builders return their input unchanged when it cannot be walked.
 
+import { formatIp } from '../config/ip.js';
 export const TYPE = {
   A: 1,
   NS: 2,
@@ -505,31 +506,9 @@ function ipv4(buf: Buffer, o: number): string {
   return `${buf[o]}.${buf[o + 1]}.${buf[o + 2]}.${buf[o + 3]}`;
 }
 
-/** RFC 5952 text: lower-case hex, no leading zeros, the longest run (>= 2) of zero groups as '::'. */
+/** RFC 5952 text, by the same formatter the config uses. */
 function ipv6(buf: Buffer, o: number): string {
-  const g: number[] = [];
-  for (let i = 0; i < 8; i++) g.push(buf.readUInt16BE(o + 2 * i));
-  let best = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (g[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen) {
-      best = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = (a: number, b: number): string =>
-    g
-      .slice(a, b)
-      .map((x) => x.toString(16))
-      .join(':');
-  return best < 0 ? hex(0, 8) : `${hex(0, best)}::${hex(best + bestLen, 8)}`;
+  return formatIp({ family: 6, w: [buf.readUInt32BE(o), buf.readUInt32BE(o + 4), buf.readUInt32BE(o + 8), buf.readUInt32BE(o + 12)] });
 }
 
 /** ipv4hint (4) and ipv6hint (6) of SVCB/HTTPS RDATA (RFC 9460); [] when malformed or absent. */
