@@ -12,6 +12,7 @@ import tls from 'node:tls';
 import { Agent, request } from 'undici';
 import type { Logger } from '../config/logger.js';
 import type { PathName, Upstream } from '../config/types.js';
+import { matchesQuestion, parseQuery } from './wire.js';
 
 /** Sockets on a path; implemented by the daemon (SO_MARK), plain in tests. */
 export interface PathDialer {
@@ -27,31 +28,18 @@ export class UpstreamError extends Error {
   }
 }
 
-/** The question a query asks, as the forwarder needs it to match answers. */
+/** The question a query asks, as the forwarder needs it to match answers (a ParsedQuery fits). */
 export interface Question {
-  name: string; // lower case, no trailing dot
-  type: number;
-  class: number;
+  /** Lower case, no trailing dot, special bytes escaped as wire.ts does. */
+  qname: string;
+  qtype: number;
+  qclass: number;
 }
 
-/** Reads the question of a DNS message (query or response); null when malformed. */
+/** The question of a query; null when it is not a well-formed query. */
 export function readQuestion(msg: Buffer): Question | null {
-  if (msg.length < 12 || msg.readUInt16BE(4) !== 1) return null;
-  let o = 12;
-  const labels: string[] = [];
-  for (let hops = 0; hops < 128; hops++) {
-    if (o >= msg.length) return null;
-    const len = msg[o]!;
-    if (len === 0) {
-      o++;
-      if (o + 4 > msg.length) return null;
-      return { name: labels.join('.').toLowerCase(), type: msg.readUInt16BE(o), class: msg.readUInt16BE(o + 2) };
-    }
-    if (len > 63 || o + 1 + len > msg.length) return null; // no compression in a question
-    labels.push(msg.toString('latin1', o + 1, o + 1 + len));
-    o += 1 + len;
-  }
-  return null;
+  const q = parseQuery(msg);
+  return 'error' in q ? null : { qname: q.qname, qtype: q.qtype, qclass: q.qclass };
 }
 
 function withId(msg: Buffer, id: number): Buffer {
@@ -62,9 +50,7 @@ function withId(msg: Buffer, id: number): Buffer {
 
 /** Is `resp` the answer to `q` sent with `id`? (ID, QR bit, the same question.) */
 export function answers(resp: Buffer, id: number, q: Question): boolean {
-  if (resp.length < 12 || resp.readUInt16BE(0) !== id || (resp[2]! & 0x80) === 0) return false;
-  const rq = readQuestion(resp);
-  return rq !== null && rq.name === q.name && rq.type === q.type && rq.class === q.class;
+  return matchesQuestion(resp, { id, qname: q.qname, qtype: q.qtype, qclass: q.qclass });
 }
 
 const isTruncated = (resp: Buffer): boolean => (resp[2]! & 0x02) !== 0;
@@ -99,7 +85,7 @@ export class Forwarder {
         this.o.logger.debug({ upstream: u.text, path, err: (e as Error).message }, 'upstream failed');
       }
     }
-    throw new UpstreamError(`no upstream answered ${q.name} via ${path}: ${problems.join('; ') || 'no upstreams'}`);
+    throw new UpstreamError(`no upstream answered ${q.qname} via ${path}: ${problems.join('; ') || 'no upstreams'}`);
   }
 
   close(): void {
