@@ -185,6 +185,8 @@ function toIssue(e: ErrorObject, path: KeySeg[], src: YamlSource): Mapped | null
     case 'exclusiveMinimum':
     case 'exclusiveMaximum':
       return { code: ConfigCodes.VALUE, path, message: `${String(e.data)} is out of range (${e.message ?? ''})` };
+    case 'maxItems':
+      return { code: ConfigCodes.VALUE, path, message: `at most ${String(p.limit)} items (splitwan gives each gateway its own mark and table)` };
     case 'minItems':
       return { code: ConfigCodes.VALUE, path, message: `needs at least ${String(p.limit)} item${p.limit === 1 ? '' : 's'}` };
     case 'minLength':

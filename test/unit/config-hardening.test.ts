@@ -193,3 +193,11 @@ describe('regexp engines', () => {
     expect(engine('(?<=x)y')).toBe('error');
   });
 });
+
+describe('limits', () => {
+  it('more gateways than marks and tables is a config error, not a crash at run time', async () => {
+    const gws = Array.from({ length: 14 }, (_, i) => `    - { name: g${i}, config: gw1.conf }`);
+    const i = await issues(['mode: host', 'tunnel:', '  gateways:', ...gws]);
+    expect(i.filter((x) => x.severity === 'error').map((x) => [x.code, x.keyPath])).toEqual([['SPLITWAN_CONFIG_VALUE', 'tunnel.gateways']]);
+  });
+});
