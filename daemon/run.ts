@@ -108,6 +108,8 @@ export async function runDaemon(o: RunOptions): Promise<void> {
     planDataplane({
       config: loaded.config,
       listCidrs: new Map([...loaded.lists].map(([n, l]) => [n, l.cidrs.map((c) => c.cidr)])),
+      // No default route yet (auto mode, cable out): nothing can leave via the
+      // breakout anyway; 'lo' keeps the ruleset valid until the watcher reports one.
       wan: wan ?? 'lo',
       active: preferredGateway(loaded.config),
       healthy: () => true,
