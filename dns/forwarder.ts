@@ -76,15 +76,24 @@ export class Forwarder {
   async forward(query: Buffer, q: Question, upstreams: readonly Upstream[], path: PathName): Promise<Buffer> {
     const clientId = query.readUInt16BE(0);
     const problems: string[] = [];
+    let refusal: Buffer | null = null;
     for (const u of upstreams) {
       try {
         const resp = await this.ask(query, q, u, path);
+        // A resolver that cannot or will not answer: the next may; its answer is kept for when none can.
+        const rcode = resp[3]! & 0xf;
+        if (rcode === 2 || rcode === 5) {
+          refusal ??= withId(resp, clientId);
+          problems.push(`${u.text}: ${rcode === 2 ? 'SERVFAIL' : 'REFUSED'}`);
+          continue;
+        }
         return withId(resp, clientId);
       } catch (e) {
         problems.push(`${u.text}: ${(e as Error).message}`);
         this.o.logger.debug({ upstream: u.text, path, err: (e as Error).message }, 'upstream failed');
       }
     }
+    if (refusal !== null) return refusal;
     throw new UpstreamError(`no upstream answered ${q.qname} via ${path}: ${problems.join('; ') || 'no upstreams'}`);
   }
 

@@ -400,6 +400,41 @@ export function buildError(
   return out;
 }
 
+/**
+ * A synthesized answer to `q` (block rules): one record of `type` with `rdata`
+ * for the question's name (a pointer to the question), or NODATA when `rdata`
+ * is null. AA is not set: splitwan is not the zone's authority.
+ */
+export function buildRecordAnswer(
+  q: { id: number; rd: boolean; question: Buffer },
+  type: number,
+  rdata: Buffer | null,
+  ttl: number,
+  opt?: { udpSize?: number; do?: boolean } | null,
+): Buffer {
+  if (rdata === null) return buildError(q, RCODE.NOERROR, opt);
+  const withOpt = opt !== undefined && opt !== null;
+  const ql = q.question.length;
+  const rr = 2 + 10 + rdata.length;
+  const out = Buffer.alloc(12 + ql + rr + (withOpt ? 11 : 0));
+  out.writeUInt16BE(q.id & 0xffff, 0);
+  out.writeUInt16BE(F_QR | F_RA | (q.rd ? F_RD : 0), 2);
+  out.writeUInt16BE(1, 4);
+  out.writeUInt16BE(1, 6);
+  out.writeUInt16BE(withOpt ? 1 : 0, 10);
+  q.question.copy(out, 12);
+  let o = 12 + ql;
+  out.writeUInt16BE(0xc00c, o); // the owner: a pointer to the question's name
+  out.writeUInt16BE(type, o + 2);
+  out.writeUInt16BE(CLASS.IN, o + 4);
+  out.writeUInt32BE(ttl >>> 0, o + 6);
+  out.writeUInt16BE(rdata.length, o + 10);
+  rdata.copy(out, o + 12);
+  o += rr;
+  if (withOpt) writeOpt(out, o, opt?.udpSize ?? EDNS_UDP_SIZE, 0, opt?.do ?? false);
+  return out;
+}
+
 // ---------------------------------------------------------------------------
 // Cached answers
 
@@ -469,6 +504,24 @@ export function patchResponseAt(
     }
   }
   return out;
+}
+
+/**
+ * Rewrites, in place, the TTLs at `offsets` clamped to [min, max] seconds
+ * (a cache's TTL bounds, so clients cache no longer than splitwan's tags
+ * last); returns the largest TTL written (0 with no records).
+ */
+export function clampTtlsAt(buf: Buffer, offsets: readonly number[], min: number, max: number): number {
+  let largest = 0;
+  for (const off of offsets) {
+    if (!(off >= 12 && off + 4 <= buf.length)) continue;
+    let ttl = buf.readUInt32BE(off);
+    if (ttl > 0x7fffffff) ttl = 0; // RFC 2181 §8
+    ttl = Math.min(Math.max(ttl, min), max);
+    buf.writeUInt32BE(ttl >>> 0, off);
+    if (ttl > largest) largest = ttl;
+  }
+  return largest;
 }
 
 /** `patchResponseAt` computing the offsets now; with a malformed `cached`, no TTL is changed. */

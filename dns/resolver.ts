@@ -1,0 +1,362 @@
+// The resolve pipeline: a query's bytes in, the answer's bytes out. No
+// sockets here (server.ts is the shell); the policy, the paths' state, the
+// upstream forwarder and the kernel tagger are passed in.
+//
+//   parse → policy(name, client) → path (health-aware pick of the rule's via)
+//     → cache (wire bytes, patched: no decode) → forwarder through that path
+//     → tag the answer's addresses with the rule → answer
+//
+// The hit path is synchronous when nothing needs tagging: `handle` returns a
+// Buffer, not a Promise, so a cache hit costs a parse, a Map lookup and one
+// patched copy.
+import type { Clock, Logger } from '../config/logger.js';
+import type { Policy } from '../config/policy.js';
+import type { PathName, Target, Upstream } from '../config/types.js';
+import { formatIp, parseIp } from '../config/ip.js';
+import { DnsCache, InFlight, type CachedAnswer } from './cache.js';
+import type { Question } from './forwarder.js';
+import {
+  CLASS,
+  EDNS_UDP_SIZE,
+  RCODE,
+  TYPE,
+  addEdns,
+  buildError,
+  buildRecordAnswer,
+  clampTtlsAt,
+  patchResponseAt,
+  parseQuery,
+  questionBytes,
+  removeOpt,
+  responseInfo,
+  setEdnsUdpSize,
+  truncateForUdp,
+  ttlOffsets,
+  udpLimit,
+  type ParsedQuery,
+} from './wire.js';
+
+/** Installs addresses into a rule's kernel sets; resolves when the kernel has them. */
+export interface RouteTagger {
+  /**
+   * Tags `addresses` for config rule `rule` for `ttlMs`. Null when there is
+   * nothing to wait for (the rule tags nothing, or the addresses are already
+   * tagged there for long enough): the hit path stays synchronous.
+   */
+  tag(rule: number, addresses: readonly string[], ttlMs: number): Promise<void> | null;
+}
+
+/** What the daemon knows about the paths now (health, active gateway). */
+export interface PathState {
+  /** The candidate of a via list that carries traffic now. */
+  pick(via: readonly Target[]): Target;
+  /** The resolvers of a path now; empty when nothing may carry it (the kill switch holds). */
+  upstreams(path: PathName): readonly Upstream[];
+  /** Whether the path carries IPv6; when not, AAAA questions get an empty answer. */
+  ipv6(path: PathName): boolean;
+}
+
+/** The forwarder, as the resolver uses it (a Forwarder fits). */
+export interface Upstreams {
+  forward(query: Buffer, q: Question, upstreams: readonly Upstream[], path: PathName): Promise<Buffer>;
+}
+
+export interface ResolverOptions {
+  /** Minimum lifetime of a tag; every answer refreshes it. */
+  tagTtlMs: number;
+  blockAnswer: 'null' | 'nxdomain';
+  /** Names answered NXDOMAIN before any policy (the DoH endpoints of blockEncryptedDns). */
+  refuseName?: ((name: string) => boolean) | undefined;
+  /** Answer `use-application-dns.net` NXDOMAIN (keeps Firefox's DoH off). Default true. */
+  dohCanary?: boolean;
+  /** TTL bounds the cache applies; answers are rewritten to them. */
+  minTtl: number;
+  maxTtl: number;
+  negativeTtl: number;
+}
+
+export interface ResolverDeps {
+  policy: () => Policy;
+  paths: PathState;
+  upstreams: Upstreams;
+  tagger: RouteTagger | null;
+  cache: DnsCache;
+  clock: Clock;
+  logger: Logger;
+  options: ResolverOptions;
+}
+
+export interface Client {
+  address: string;
+  tcp: boolean;
+}
+
+export interface ResolverStats {
+  queries: number;
+  hits: number;
+  misses: number;
+  coalesced: number;
+  formerr: number;
+  servfail: number;
+  blocked: number;
+  staleServed: number;
+  tagFailures: number;
+  upstreamFailures: number;
+}
+
+/** A cached answer plus the variant for clients without EDNS, made on first need. */
+interface Stored extends CachedAnswer {
+  plain?: { wire: Buffer; ttlOffsets: number[] };
+}
+
+/** What a miss produced, shared by every coalesced waiter. */
+interface Outcome {
+  wire: Buffer;
+  offsets: number[];
+  /** Answered from stale cache data: TTLs already capped. */
+  stale: boolean;
+}
+
+const CANARY = 'use-application-dns.net';
+/** RFC 8767 §4: the TTL of a stale answer. */
+const STALE_TTL = 30;
+const BLOCK_TTL = 60;
+const A_ZERO = Buffer.alloc(4);
+const AAAA_ZERO = Buffer.alloc(16);
+
+/** The address a reverse name asks about (1.0.0.10.in-addr.arpa → 10.0.0.1), or null. */
+export function reverseAddress(qname: string): string | null {
+  if (qname.endsWith('.in-addr.arpa')) {
+    const parts = qname.slice(0, -13).split('.');
+    if (parts.length !== 4 || !parts.every((p) => /^(0|[1-9]\d{0,2})$/.test(p) && Number(p) < 256)) return null;
+    return parts.reverse().join('.');
+  }
+  if (qname.endsWith('.ip6.arpa')) {
+    const nibbles = qname.slice(0, -9).split('.');
+    if (nibbles.length !== 32 || !nibbles.every((n) => /^[0-9a-f]$/.test(n))) return null;
+    const hex = nibbles.reverse().join('');
+    const groups = hex.match(/.{4}/g)!;
+    const ip = parseIp(groups.join(':'));
+    return ip ? formatIp(ip) : null;
+  }
+  return null;
+}
+
+export class Resolver {
+  private readonly inflight = new InFlight<Outcome | null>();
+  readonly stats: ResolverStats = {
+    queries: 0,
+    hits: 0,
+    misses: 0,
+    coalesced: 0,
+    formerr: 0,
+    servfail: 0,
+    blocked: 0,
+    staleServed: 0,
+    tagFailures: 0,
+    upstreamFailures: 0,
+  };
+
+  constructor(private readonly d: ResolverDeps) {}
+
+  /**
+   * The answer to `msg` from `client`, or null to drop it (shorter than a
+   * header). Never throws: anything unexpected becomes SERVFAIL.
+   */
+  handle(msg: Buffer, client: Client): Buffer | null | Promise<Buffer | null> {
+    this.stats.queries++;
+    const q = parseQuery(msg);
+    if ('error' in q) {
+      if (q.error === 'short') return null;
+      this.stats.formerr++;
+      return buildError({ id: q.id, rd: q.rd }, RCODE.FORMERR);
+    }
+    try {
+      return this.resolve(msg, q, client);
+    } catch (e) {
+      this.d.logger.error({ err: e, name: q.qname }, 'resolving failed');
+      return this.servfail(msg, q);
+    }
+  }
+
+  /** Failover: the answers of a path came from resolvers no longer in use. */
+  flushPath(path: PathName): number {
+    return this.d.cache.flushPath(path);
+  }
+
+  private resolve(msg: Buffer, q: ParsedQuery, client: Client): Buffer | Promise<Buffer | null> {
+    const opt = q.edns ? { udpSize: EDNS_UDP_SIZE, do: q.edns.do } : null;
+    if (q.edns && q.edns.version > 0) return buildError(this.header(msg, q), RCODE.BADVERS, opt);
+    const name = q.qname;
+    if ((this.d.options.dohCanary ?? true) && name === CANARY) return this.synth(msg, q, RCODE.NXDOMAIN, client);
+    if (this.d.options.refuseName?.(name)) {
+      this.stats.blocked++;
+      return this.synth(msg, q, RCODE.NXDOMAIN, client);
+    }
+
+    const policy = this.d.policy();
+    let rule: number;
+    if (q.qtype === TYPE.PTR && (name.endsWith('.arpa'))) {
+      // A reverse lookup belongs to the path of the address it asks about.
+      const addr = reverseAddress(name);
+      rule = addr === null ? -1 : (policy.matchIp(addr, client.address).rule ?? -1);
+    } else if (policy.hasSourceRules) {
+      rule = policy.matchName(name, client.address).rule ?? -1;
+    } else {
+      rule = policy.ruleForName(name);
+    }
+    const target = this.d.paths.pick(policy.viaOf(rule));
+    if (target === 'block') return this.block(msg, q, client);
+    const path: PathName = target;
+    if (q.qtype === TYPE.AAAA && q.qclass === CLASS.IN && !this.d.paths.ipv6(path)) {
+      // The path has no IPv6: an empty answer makes clients use IPv4 rather than fail or leak.
+      return this.synth(msg, q, RCODE.NOERROR, client);
+    }
+
+    const key = rule >= 0 ? `${rule}|${q.cacheKey}` : q.cacheKey;
+    const hit = this.d.cache.get(path, key);
+    if (hit !== null) {
+      this.stats.hits++;
+      const answer = hit.answer as Stored;
+      const out = this.finish(msg, q, answer, hit.ageSeconds, client);
+      if (rule < 0 || answer.addresses.length === 0 || this.d.tagger === null) return out;
+      // Every answer refreshes the tags; the tagger skips what is fresh enough.
+      const pending = this.tagLater(rule, answer.addresses, answer.tagExpiresAt - answer.storedAt);
+      return pending === null ? out : pending.then((ok) => (ok ? out : this.servfail(msg, q)));
+    }
+    this.stats.misses++;
+    return this.miss(msg, q, client, path, rule, key);
+  }
+
+  private async miss(msg: Buffer, q: ParsedQuery, client: Client, path: PathName, rule: number, key: string): Promise<Buffer | null> {
+    const flightKey = `${path}|${key}`;
+    const before = this.inflight.size;
+    let outcome: Outcome | null;
+    try {
+      const p = this.inflight.run(flightKey, () => this.fetch(msg, q, path, rule, key));
+      if (this.inflight.size === before) this.stats.coalesced++;
+      outcome = await p;
+    } catch (e) {
+      this.d.logger.error({ err: e, name: q.qname, path }, 'resolving failed');
+      outcome = null;
+    }
+    if (outcome === null) return this.servfail(msg, q);
+    const out = patchResponseAt(outcome.wire, outcome.offsets, q.id, questionBytes(msg, q), 0);
+    return this.shape(out, q, client);
+  }
+
+  /** One upstream exchange for every waiter: forward, tag, cache. Null: SERVFAIL. */
+  private async fetch(msg: Buffer, q: ParsedQuery, path: PathName, rule: number, key: string): Promise<Outcome | null> {
+    const upstreams = this.d.paths.upstreams(path);
+    let resp: Buffer;
+    try {
+      if (upstreams.length === 0) throw new Error(`no resolver for ${path} now`);
+      resp = await this.d.upstreams.forward(addEdns(msg, EDNS_UDP_SIZE, q.edns?.do ?? false), q, upstreams, path);
+    } catch (e) {
+      this.stats.upstreamFailures++;
+      this.d.logger.warn({ name: q.qname, path, err: (e as Error).message }, 'no upstream answered');
+      const stale = this.d.cache.getStale(path, key);
+      if (stale === null) return null;
+      this.stats.staleServed++;
+      const wire = Buffer.from(stale.answer.wire);
+      clampTtlsAt(wire, stale.answer.ttlOffsets, 0, STALE_TTL);
+      if (rule >= 0 && stale.answer.addresses.length > 0 && this.d.tagger !== null) {
+        if (!(await (this.tagLater(rule, stale.answer.addresses, STALE_TTL * 1000) ?? true))) return null;
+      }
+      return { wire, offsets: stale.answer.ttlOffsets, stale: true };
+    }
+    const info = responseInfo(resp);
+    const offsets = info === null ? null : ttlOffsets(resp);
+    if (info === null || offsets === null) {
+      this.d.logger.warn({ name: q.qname, path }, 'upstream answer malformed');
+      return null;
+    }
+    // Our copy, TTLs bounded: clients cache no longer than the tags last.
+    const wire = setEdnsUdpSize(resp, EDNS_UDP_SIZE);
+    const o = this.d.options;
+    const hasData = info.answers.some((a) => a.type === q.qtype) || q.qtype === TYPE.ANY;
+    const negative = info.rcode === RCODE.NXDOMAIN || (info.rcode === RCODE.NOERROR && !hasData);
+    const largest = negative ? clampTtlsAt(wire, offsets, 0, o.negativeTtl) : clampTtlsAt(wire, offsets, o.minTtl, o.maxTtl);
+    const tagTtlMs = Math.max(largest * 1000, o.tagTtlMs);
+
+    if (rule >= 0 && info.addresses.length > 0 && this.d.tagger !== null) {
+      // The answer goes out only once the kernel routes its addresses (CNAME
+      // targets included: they are the asked name's addresses).
+      const ok = await (this.tagLater(rule, info.addresses, tagTtlMs) ?? true);
+      if (!ok) return null;
+    }
+
+    const cacheable = !info.tc && (info.rcode === RCODE.NOERROR || info.rcode === RCODE.NXDOMAIN);
+    if (cacheable) {
+      const ttlSeconds = negative ? (info.soaMinimum ?? 0) : (info.minTtl ?? 0);
+      this.d.cache.set(path, key, {
+        wire,
+        ttlOffsets: offsets,
+        ttlSeconds,
+        negative,
+        rcode: info.rcode,
+        addresses: info.addresses,
+        tagTtlMs: rule >= 0 ? tagTtlMs : 0,
+      });
+    }
+    return { wire, offsets, stale: false };
+  }
+
+  /** Tags, turning failure into `false` (logged); null when nothing is pending. */
+  private tagLater(rule: number, addresses: readonly string[], ttlMs: number): Promise<boolean> | null {
+    const p = this.d.tagger!.tag(rule, addresses, Math.max(ttlMs, this.d.options.tagTtlMs));
+    if (p === null) return null;
+    return p.then(
+      () => true,
+      (e: unknown) => {
+        this.stats.tagFailures++;
+        this.d.logger.error({ err: e, rule, addresses }, 'tagging failed: answering SERVFAIL rather than routing the name the wrong way');
+        return false;
+      },
+    );
+  }
+
+  /** A cache hit, patched for this client. */
+  private finish(msg: Buffer, q: ParsedQuery, a: Stored, age: number, client: Client): Buffer {
+    if (q.edns === null) {
+      // RFC 6891 §7: no OPT to a client that sent none; derived once per entry.
+      if (a.plain === undefined) {
+        const wire = removeOpt(a.wire);
+        a.plain = { wire, ttlOffsets: ttlOffsets(wire) ?? [] };
+      }
+      const out = patchResponseAt(a.plain.wire, a.plain.ttlOffsets, q.id, questionBytes(msg, q), age);
+      return client.tcp ? out : truncateForUdp(out, udpLimit(null));
+    }
+    const out = patchResponseAt(a.wire, a.ttlOffsets, q.id, questionBytes(msg, q), age);
+    return client.tcp ? out : truncateForUdp(out, udpLimit(q.edns));
+  }
+
+  /** EDNS and size for this client, from a fresh answer. */
+  private shape(out: Buffer, q: ParsedQuery, client: Client): Buffer {
+    const body = q.edns === null ? removeOpt(out) : out;
+    return client.tcp ? body : truncateForUdp(body, udpLimit(q.edns));
+  }
+
+  private header(msg: Buffer, q: ParsedQuery): { id: number; rd: boolean; question: Buffer } {
+    return { id: q.id, rd: q.rd, question: questionBytes(msg, q) };
+  }
+
+  private servfail(msg: Buffer, q: ParsedQuery): Buffer {
+    this.stats.servfail++;
+    return buildError(this.header(msg, q), RCODE.SERVFAIL, q.edns ? { udpSize: EDNS_UDP_SIZE, do: q.edns.do } : null);
+  }
+
+  private synth(msg: Buffer, q: ParsedQuery, rcode: number, client: Client): Buffer {
+    const out = buildError(this.header(msg, q), rcode, q.edns ? { udpSize: EDNS_UDP_SIZE, do: q.edns.do } : null);
+    return client.tcp ? out : truncateForUdp(out, udpLimit(q.edns));
+  }
+
+  /** `via: block`: 0.0.0.0 / :: (NODATA for other types), or NXDOMAIN when configured. */
+  private block(msg: Buffer, q: ParsedQuery, client: Client): Buffer {
+    this.stats.blocked++;
+    if (this.d.options.blockAnswer === 'nxdomain') return this.synth(msg, q, RCODE.NXDOMAIN, client);
+    const rdata = q.qclass !== CLASS.IN ? null : q.qtype === TYPE.A ? A_ZERO : q.qtype === TYPE.AAAA ? AAAA_ZERO : null;
+    const opt = q.edns ? { udpSize: EDNS_UDP_SIZE, do: q.edns.do } : null;
+    return buildRecordAnswer(this.header(msg, q), q.qtype, rdata, BLOCK_TTL, opt);
+  }
+}

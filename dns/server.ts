@@ -1,0 +1,237 @@
+// The resolver's socket shell: UDP and TCP on every listen address, an ACL
+// in front, bytes handed to the handler (resolver.ts) and its bytes sent
+// back. Nothing here parses DNS beyond the 12-byte header needed to refuse
+// or drop.
+//
+// Limits (RFC 7766 for TCP): idle connections close after `tcpIdleMs`; at most
+// `tcpMaxConnections` at once; per connection at most `tcpMaxPipelined`
+// queries in flight (reading pauses, it does not fail); a client that stops
+// reading its answers is disconnected once `tcpMaxUnread` bytes wait. UDP
+// queries in flight upstream are bounded by `maxInflight`; beyond it new
+// queries are dropped (the client retries) rather than queued without bound.
+import dgram from 'node:dgram';
+import net from 'node:net';
+import type { Logger } from '../config/logger.js';
+import { RCODE, buildError, parseQuery, questionBytes } from './wire.js';
+import type { Client } from './resolver.js';
+
+export interface DnsHandler {
+  handle(msg: Buffer, client: Client): Buffer | null | Promise<Buffer | null>;
+}
+
+export interface DnsServerOptions {
+  handler: DnsHandler;
+  /** Whether a client address may ask (others get REFUSED). */
+  allows: (address: string) => boolean;
+  logger: Logger;
+  tcpIdleMs?: number;
+  tcpMaxConnections?: number;
+  tcpMaxPipelined?: number;
+  tcpMaxUnread?: number;
+  maxInflight?: number;
+}
+
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+export class ListenError extends Error {
+  readonly code = 'SPLITWAN_DNS_LISTEN';
+  constructor(message: string) {
+    super(message);
+    this.name = 'ListenError';
+  }
+}
+
+export interface DnsServerStats {
+  udpQueries: number;
+  tcpQueries: number;
+  refused: number;
+  dropped: number;
+  /** Queries dropped because `maxInflight` were pending. */
+  overload: number;
+  tcpConnections: number;
+  errors: number;
+}
+
+const QR = 0x80;
+
+export class DnsServer {
+  private readonly udp: dgram.Socket[] = [];
+  private readonly tcp: net.Server[] = [];
+  private readonly conns = new Set<net.Socket>();
+  private inflight = 0;
+  private readonly idleMs: number;
+  private readonly maxConns: number;
+  private readonly maxPipelined: number;
+  private readonly maxUnread: number;
+  private readonly maxInflight: number;
+  readonly stats: DnsServerStats = { udpQueries: 0, tcpQueries: 0, refused: 0, dropped: 0, overload: 0, tcpConnections: 0, errors: 0 };
+
+  constructor(private readonly o: DnsServerOptions) {
+    this.idleMs = o.tcpIdleMs ?? 10_000;
+    this.maxConns = o.tcpMaxConnections ?? 256;
+    this.maxPipelined = o.tcpMaxPipelined ?? 32;
+    this.maxUnread = o.tcpMaxUnread ?? 1 << 20;
+    this.maxInflight = o.maxInflight ?? 4096;
+  }
+
+  /** Binds UDP and TCP on each address; resolves with the bound addresses (port 0 → the chosen one, same for both). */
+  async listen(addresses: readonly ListenAddress[]): Promise<ListenAddress[]> {
+    const bound: ListenAddress[] = [];
+    try {
+      for (const a of addresses) bound.push(await this.listenOne(a));
+    } catch (e) {
+      await this.close();
+      throw e;
+    }
+    return bound;
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.udp.splice(0)) s.close();
+    for (const c of this.conns) c.destroy();
+    this.conns.clear();
+    await Promise.all(this.tcp.splice(0).map((s) => new Promise<void>((r) => s.close(() => r()))));
+  }
+
+  private async listenOne(a: ListenAddress): Promise<ListenAddress> {
+    const v6 = a.host.includes(':');
+    const label = v6 ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+    // TCP first: with port 0 the kernel picks a port TCP has free, and UDP takes the same one.
+    const server = net.createServer({ noDelay: true }, (c) => this.onConnection(c));
+    server.maxConnections = this.maxConns;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (e: NodeJS.ErrnoException) => reject(new ListenError(`cannot listen on ${label}/tcp: ${e.code ?? e.message}`)));
+      server.listen({ host: a.host, port: a.port, ipv6Only: v6, exclusive: true }, () => resolve());
+    });
+    server.on('error', (e) => this.o.logger.error({ err: e, address: label }, 'DNS TCP listener failed'));
+    this.tcp.push(server);
+    const port = (server.address() as net.AddressInfo).port;
+    const sock = dgram.createSocket({ type: v6 ? 'udp6' : 'udp4', ipv6Only: v6, recvBufferSize: 4 << 20, sendBufferSize: 4 << 20 });
+    await new Promise<void>((resolve, reject) => {
+      sock.once('error', (e: NodeJS.ErrnoException) => reject(new ListenError(`cannot listen on ${a.host}:${port}/udp: ${e.code ?? e.message}`)));
+      sock.bind({ address: a.host, port, exclusive: true }, () => resolve());
+    });
+    sock.removeAllListeners('error');
+    sock.on('error', (e) => {
+      this.stats.errors++;
+      this.o.logger.warn({ err: e, address: label }, 'DNS UDP socket error');
+    });
+    sock.on('message', (msg, rinfo) => this.onDatagram(sock, msg, rinfo));
+    this.udp.push(sock);
+    return { host: a.host, port };
+  }
+
+  /**
+   * A message every client may get: null to drop it (no header, or a
+   * response: answering responses could loop between two resolvers), a
+   * REFUSED answer for outsiders, or the handler's answer.
+   */
+  private answer(msg: Buffer, client: { address: string; tcp: boolean }): Buffer | null | Promise<Buffer | null> {
+    if (msg.length < 12 || (msg[2]! & QR) !== 0) {
+      this.stats.dropped++;
+      return null;
+    }
+    if (!this.o.allows(client.address)) {
+      this.stats.refused++;
+      return refused(msg);
+    }
+    try {
+      return this.o.handler.handle(msg, client);
+    } catch (e) {
+      // The handler promises not to throw; if it does, the client still gets an answer.
+      this.stats.errors++;
+      this.o.logger.error({ err: e }, 'DNS handler threw');
+      return buildError({ id: msg.readUInt16BE(0), rd: (msg[2]! & 1) !== 0 }, RCODE.SERVFAIL);
+    }
+  }
+
+  private onDatagram(sock: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    this.stats.udpQueries++;
+    if (this.inflight >= this.maxInflight) {
+      this.stats.overload++;
+      return;
+    }
+    const out = this.answer(msg, { address: rinfo.address, tcp: false });
+    if (out === null) return;
+    if (!(out instanceof Promise)) {
+      sock.send(out, rinfo.port, rinfo.address);
+      return;
+    }
+    this.inflight++;
+    out.then(
+      (b) => {
+        this.inflight--;
+        if (b !== null) sock.send(b, rinfo.port, rinfo.address, () => {});
+      },
+      (e: unknown) => {
+        this.inflight--;
+        this.stats.errors++;
+        this.o.logger.error({ err: e }, 'DNS handler rejected');
+      },
+    );
+  }
+
+  private onConnection(c: net.Socket): void {
+    this.stats.tcpConnections++;
+    this.conns.add(c);
+    const address = (c.remoteAddress ?? '').replace(/^::ffff:(?=\d+\.)/, '');
+    let buf: Buffer = Buffer.alloc(0);
+    let pending = 0;
+    c.setTimeout(this.idleMs, () => c.destroy());
+    c.on('error', () => c.destroy());
+    c.on('close', () => this.conns.delete(c));
+    const send = (b: Buffer): void => {
+      if (c.destroyed) return;
+      const len = Buffer.allocUnsafe(2);
+      len.writeUInt16BE(b.length);
+      c.write(Buffer.concat([len, b]));
+      // A client that never reads its answers does not get to fill our memory.
+      if (c.writableLength > this.maxUnread) c.destroy();
+    };
+    const pump = (): void => {
+      while (buf.length >= 2 && pending < this.maxPipelined) {
+        const n = buf.readUInt16BE(0);
+        if (buf.length < 2 + n) break;
+        const msg = Buffer.from(buf.subarray(2, 2 + n));
+        buf = buf.subarray(2 + n);
+        this.stats.tcpQueries++;
+        const out = this.answer(msg, { address, tcp: true });
+        if (out === null) continue;
+        if (!(out instanceof Promise)) {
+          send(out);
+          continue;
+        }
+        pending++;
+        void out.then(
+          (b) => {
+            pending--;
+            if (b !== null) send(b);
+            if (c.isPaused()) c.resume();
+            pump();
+          },
+          () => {
+            pending--;
+            this.stats.errors++;
+            pump();
+          },
+        );
+      }
+      // Pipelining beyond the limit: stop reading until answers go out.
+      if (pending >= this.maxPipelined) c.pause();
+    };
+    c.on('data', (d: Buffer) => {
+      buf = buf.length === 0 ? d : Buffer.concat([buf, d]);
+      pump();
+    });
+  }
+}
+
+/** REFUSED with the question echoed when it parses, else the bare header. */
+function refused(msg: Buffer): Buffer {
+  const q = parseQuery(msg);
+  if ('error' in q) return buildError({ id: msg.readUInt16BE(0), rd: (msg[2]! & 1) !== 0 }, RCODE.REFUSED);
+  return buildError({ id: q.id, rd: q.rd, question: questionBytes(msg, q) }, RCODE.REFUSED, q.edns ? { do: q.edns.do } : null);
+}
