@@ -27,6 +27,7 @@ const plan: DataplanePlan = {
   defaultMark: 0x1f00,
   dnsPort: null,
   proxy: null,
+  encryptedDns: null,
 };
 const SETS = tagSetNames(plan.rules[0]!);
 

@@ -19,6 +19,7 @@ export type OsTool =
   | 'ip rule'
   | 'ip route'
   | 'ip link'
+  | 'ip addr'
   | 'nft list table'
   | 'ip monitor route';
 
@@ -420,6 +421,46 @@ export function parseIpLinks(json: string): IpLink[] {
     const master = optString(tool, where, l, 'master');
     if (master !== undefined) link.master = master;
     return link;
+  });
+}
+
+// ---------------------------------------------------------------- ip addr
+
+export interface IpAddr {
+  family: 4 | 6;
+  local: string;
+  prefixlen: number;
+  /** "global", "link", "host"... */
+  scope: string;
+  /** The subnet in CIDR form, host bits as they are (192.168.77.1/24). */
+  cidr: string;
+}
+
+export interface IpAddrLink {
+  ifname: string;
+  addresses: IpAddr[];
+}
+
+/** `ip -j addr [show dev DEV]`: each link's addresses (tentative and DAD-failed ones included: ip prints them). */
+export function parseIpAddrs(json: string): IpAddrLink[] {
+  const tool = 'ip addr';
+  return jsonArray(tool, json).map((l, i) => {
+    const ifname = get(l, 'ifname');
+    if (typeof ifname !== 'string' || ifname === '') throw new ParseError(tool, `link #${i}: no "ifname"`);
+    const info = get(l, 'addr_info') ?? [];
+    if (!Array.isArray(info)) throw new ParseError(tool, `${ifname}: "addr_info" is not a list`);
+    const addresses: IpAddr[] = [];
+    info.forEach((a: unknown, j: number) => {
+      const where = `${ifname} address #${j}`;
+      if (!isObject(a)) throw new ParseError(tool, `${where} is not an object`);
+      const family = get(a, 'family');
+      const local = get(a, 'local');
+      const prefixlen = get(a, 'prefixlen');
+      if (family !== 'inet' && family !== 'inet6') return; // other families (none today) are not ours
+      if (typeof local !== 'string' || !isUint(prefixlen)) throw new ParseError(tool, `${where}: no "local"/"prefixlen"`);
+      addresses.push({ family: family === 'inet' ? 4 : 6, local, prefixlen, scope: optString(tool, where, a, 'scope') ?? 'global', cidr: `${local}/${prefixlen}` });
+    });
+    return { ifname, addresses };
   });
 }
 

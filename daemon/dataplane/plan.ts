@@ -71,6 +71,12 @@ export interface DataplanePlan {
   /** Port of splitwan's resolver; LAN DNS to any other server is redirected there (router mode). */
   dnsPort: number | null;
   proxy: { port: number; ports: number[] } | null;
+  /**
+   * `dns.blockEncryptedDns`: clients' DNS-over-TLS (853) and the DoH
+   * endpoints' addresses (443, from `dns.dohLists`) are rejected, so they
+   * fall back to splitwan's resolver. null: off.
+   */
+  encryptedDns: { v4: string[]; v6: string[] } | null;
 }
 
 /** The path marks a Target can resolve to, given which paths are healthy. */
@@ -150,6 +156,7 @@ export function planDataplane(input: {
     rules,
     defaultMark: targetMark(pickTarget(config.default, input.healthy), gateways),
     dnsPort: input.dnsPort,
+    encryptedDns: config.dns.blockEncryptedDns ? split(config.dns.dohLists.flatMap((l) => input.listCidrs.get(l) ?? [])) : null,
     proxy: config.proxy.enabled ? { port: config.proxy.listenPort, ports: config.proxy.ports } : null,
   };
 }
@@ -183,6 +190,7 @@ export function renderActiveFlip(plan: Pick<DataplanePlan, 'active' | 'gateways'
 export function rulesetObjects(plan: DataplanePlan): { chains: string[]; sets: string[] } {
   const sets = ['active'];
   for (const r of plan.rules) if (r.tagged) sets.push(tagSetNames(r).v4, tagSetNames(r).v6);
+  if (plan.encryptedDns) sets.push('doh4', 'doh6');
   const chains = ['classify', 'resolve', 'reject_flow', plan.mode === 'router' ? 'pre' : 'out', 'post'];
   if (plan.gateways.length) chains.push('mss');
   if (plan.mode === 'router' && plan.dnsPort !== null) chains.push('dns_redirect');
@@ -205,6 +213,8 @@ export function renderRuleset(plan: DataplanePlan, current: { chains: readonly s
   // Chains first: a rule referencing a set must go before the set can.
   for (const c of current.chains) if (!want.chains.includes(c)) L.push(`delete chain ${t} ${c}`);
   for (const s of current.sets) if (!want.sets.includes(s)) L.push(`delete ${s === 'active' ? 'map' : 'set'} ${t} ${s}`);
+  // A flushed table keeps set elements (that is what keeps tags): a list-made set is emptied to be re-filled.
+  for (const s of ['doh4', 'doh6']) if (want.sets.includes(s) && current.sets.includes(s)) L.push(`flush set ${t} ${s}`);
   L.push(`table ${t} {`);
   for (const r of plan.rules) {
     if (!r.tagged) continue;
@@ -213,6 +223,11 @@ export function renderRuleset(plan: DataplanePlan, current: { chains: readonly s
     L.push(`\tset ${n.v6} { type ipv6_addr; flags timeout; }`);
   }
   L.push(`\tmap active { type mark : mark; }`);
+  if (plan.encryptedDns) {
+    const els = (xs: string[]): string => (xs.length ? ` elements = ${setOf(xs)};` : '');
+    L.push(`\tset doh4 { type ipv4_addr; flags interval; auto-merge;${els(plan.encryptedDns.v4)} }`);
+    L.push(`\tset doh6 { type ipv6_addr; flags interval; auto-merge;${els(plan.encryptedDns.v6)} }`);
+  }
 
   // classify: the first packet of a flow, by the rules in order; the first that
   // matches sets the logical mark and returns.
@@ -248,13 +263,17 @@ export function renderRuleset(plan: DataplanePlan, current: { chains: readonly s
   L.push(`\tchain reject_flow {`, `\t\tmeta l4proto tcp reject with tcp reset`, `\t\treject with icmpx admin-prohibited`, `\t}`);
 
   // mark: save the logical mark in conntrack on the first packet, restore it after.
+  // Encrypted DNS that would bypass the resolver (and its policy) is refused; clients fall back to port 53.
+  const encrypted = plan.encryptedDns
+    ? [`\t\tmeta l4proto { tcp, udp } th dport 853 jump reject_flow`, `\t\tip daddr @doh4 meta l4proto { tcp, udp } th dport 443 jump reject_flow`, `\t\tip6 daddr @doh6 meta l4proto { tcp, udp } th dport 443 jump reject_flow`]
+    : [];
   const mark = [`\t\tct mark != 0 meta mark set ct mark`, `\t\tmeta mark 0 jump classify`, `\t\tct mark 0 ct mark set meta mark`, `\t\tjump resolve`];
   if (plan.mode === 'router') {
     L.push(`\tchain pre {`, `\t\ttype filter hook prerouting priority mangle; policy accept;`);
     L.push(`\t\tct direction reply return`);
     L.push(`\t\tiifname != ${quoteList(plan.lan)} return`);
     L.push(`\t\tfib daddr type local return`);
-    L.push(...mark, `\t}`);
+    L.push(...encrypted, ...mark, `\t}`);
   } else {
     L.push(`\tchain out {`, `\t\ttype route hook output priority mangle; policy accept;`);
     L.push(`\t\tct direction reply return`);
@@ -262,7 +281,7 @@ export function renderRuleset(plan: DataplanePlan, current: { chains: readonly s
     L.push(`\t\tfib daddr type local return`);
     // Sockets splitwan marked itself (SO_MARK: resolver, probes, proxy dials) and WireGuard's own UDP.
     L.push(`\t\tmeta mark != 0 return`);
-    L.push(...mark, `\t}`);
+    L.push(...encrypted, ...mark, `\t}`);
   }
 
   const tunnels = plan.gateways.map((g) => g.ifname);

@@ -74,18 +74,23 @@ export class NftTagger {
     this.shadow.clear();
   }
 
+  /** The addresses `tag` would send: not in `sets`, or there for less than half of `ttlMs`. */
+  pending(sets: TagSets, addresses: readonly string[], ttlMs: number): string[] {
+    const now = this.clock.now();
+    return addresses.filter((a) => {
+      const i = this.shadow.get(a);
+      const set = isIPv6(a) ? sets.v6 : sets.v4;
+      return !(i && i.set === set && i.expiresAt - now >= ttlMs / 2);
+    });
+  }
+
   /**
    * Tags `addresses` into `sets` for `ttlMs`; resolves when nft has them.
    * An address already tagged there for at least half that long again is
    * not sent (a cache hit re-tags only near expiry).
    */
   tag(sets: TagSets, addresses: readonly string[], ttlMs: number): Promise<void> {
-    const now = this.clock.now();
-    const todo = addresses.filter((a) => {
-      const i = this.shadow.get(a);
-      const set = isIPv6(a) ? sets.v6 : sets.v4;
-      return !(i && i.set === set && i.expiresAt - now >= ttlMs / 2);
-    });
+    const todo = this.pending(sets, addresses, ttlMs);
     if (todo.length === 0) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ sets, addresses: todo, ttlMs, resolve, reject });

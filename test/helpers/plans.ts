@@ -22,6 +22,7 @@ export function samplePlan(over: Partial<DataplanePlan> = {}): DataplanePlan {
     defaultMark: 0x1f00,
     dnsPort: 53,
     proxy: null,
+    encryptedDns: null,
     ...over,
   };
 }

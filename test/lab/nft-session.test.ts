@@ -30,6 +30,7 @@ const plan: DataplanePlan = {
   defaultMark: 0x1f00,
   dnsPort: null,
   proxy: null,
+  encryptedDns: null,
 };
 const A = tagSetNames(plan.rules[0]!);
 const B = tagSetNames(plan.rules[1]!);

@@ -102,6 +102,23 @@ describe.skipIf(!supported && !process.env.CI)('rendered rulesets in a real nft'
     expect(JSON.stringify(state().elements.active)).toContain(String(0x1100));
   });
 
+  it('blockEncryptedDns: DoH endpoint sets follow the list; turning it off removes them', () => {
+    const p = { ...basePlan('router'), encryptedDns: { v4: ['8.8.8.8/32', '1.1.1.0/24'], v6: ['2001:4860:4860::8888/128'] } };
+    nft(['-f', '-'], renderRuleset(p, state()));
+    let s = state();
+    expect(JSON.stringify(s.elements.doh4)).toContain('8.8.8.8');
+    expect(JSON.stringify(s.elements.doh6)).toContain('2001:4860:4860::8888');
+    // The list changed: the old endpoint is gone, not kept beside the new one.
+    nft(['-f', '-'], renderRuleset({ ...p, encryptedDns: { v4: ['9.9.9.9/32'], v6: [] } }, state()));
+    s = state();
+    expect(JSON.stringify(s.elements.doh4)).toContain('9.9.9.9');
+    expect(JSON.stringify(s.elements.doh4)).not.toContain('8.8.8.8');
+    expect(s.elements.doh6).toEqual([]);
+    expect(nft(['list', 'chain', 'inet', 'splitwan', 'pre'])).toMatch(/th dport 853 jump reject_flow/);
+    nft(['-f', '-'], renderRuleset(basePlan('router'), state()));
+    expect(state().sets).not.toContain('doh4');
+  });
+
   it('a plan with no rules and no gateways still applies', () => {
     const p = basePlan('router');
     nft(['-f', '-'], renderRuleset({ ...p, rules: [], gateways: [], active: null }, state()));

@@ -13,6 +13,7 @@ const plan = (over: Partial<DataplanePlan> = {}): DataplanePlan => ({
   defaultMark: 0x1f00,
   dnsPort: null,
   proxy: null,
+  encryptedDns: null,
   ...over,
 });
 
