@@ -6,8 +6,17 @@
 // the default route. Stop: tunnels down, table/rules/routes removed, so the
 // machine is as it was.
 import { Resolver } from 'node:dns/promises';
+import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import type { EventEmitter } from 'node:events';
+import { compilePolicy, type Policy } from '../config/policy.js';
+import { parseUpstream } from '../config/upstream.js';
+import type { Config, Upstream } from '../config/types.js';
+import { ClientAcl } from '../dns/acl.js';
+import { DnsCache } from '../dns/cache.js';
+import { Forwarder } from '../dns/forwarder.js';
+import { Resolver as DnsResolver } from '../dns/resolver.js';
+import { DnsServer, type ListenAddress } from '../dns/server.js';
 import type { LoadedConfig } from '../config/load.js';
 import { systemClock, type Logger } from '../config/logger.js';
 import { ConfigStore } from '../config/store.js';
@@ -16,9 +25,15 @@ import { ListRefresher } from '../config/lists/refresher.js';
 import { linuxRunner, type Runner } from './exec-linux.js';
 import { Dataplane } from './dataplane/dataplane.js';
 import { NftSession } from './dataplane/nft-session-linux.js';
-import { MARK_BREAKOUT, planDataplane } from './dataplane/plan.js';
+import { MARK_BREAKOUT, planDataplane, tagSetNames, type DataplanePlan } from './dataplane/plan.js';
 import { LinuxRouter } from './dataplane/router-linux.js';
 import { WanWatcher } from './dataplane/wan-watch-linux.js';
+import { NftTagger } from './dataplane/tagger.js';
+import { parseIpAddrs, type IpAddrLink } from './os-parse.js';
+import { MarkedDialer } from './path-dialer.js';
+import { lanSubnets, listenAddresses, pathState, redirectPort, RuleTagger } from './resolver-paths.js';
+import { RESOLV_CONF_FILES, upstreamNameservers } from './resolv-conf.js';
+import { linuxPathSockets } from './sockets-linux.js';
 import { cleanupTunnels } from './tunnel/orphans-linux.js';
 import { createLinuxTunnels } from './tunnel/tunnels-linux.js';
 import type { TunnelSpec } from './tunnel/types.js';
@@ -87,6 +102,31 @@ export async function cleanupAll(run: Runner, logger: Logger): Promise<void> {
   await cleanupTunnels(run, logger);
 }
 
+/** `ip -j addr`: the addresses the LAN interfaces have (router mode's listen addresses and ACL). */
+async function readLinks(run: Runner): Promise<IpAddrLink[]> {
+  return parseIpAddrs((await run.run(['ip', '-j', 'addr', 'show'])).stdout);
+}
+
+/** `breakout.dns: auto`: the system's resolvers, minus stubs and splitwan's own addresses. */
+async function systemResolvers(own: readonly ListenAddress[]): Promise<Upstream[]> {
+  const texts = await Promise.all(RESOLV_CONF_FILES.map((f) => readFile(f, 'utf8').catch(() => null)));
+  return upstreamNameservers(texts, own.map((a) => a.host)).flatMap((a) => {
+    const u = parseUpstream(a.includes(':') ? `[${a}]:53` : a);
+    return 'error' in u ? [] : [u];
+  });
+}
+
+/** The DoH endpoints' names (dns.dohLists) as a matcher, when blockEncryptedDns. */
+function dohMatcher(loaded: LoadedConfig): Policy | null {
+  const c = loaded.config;
+  if (!c.dns.blockEncryptedDns || c.dns.dohLists.length === 0) return null;
+  const rule = { index: 0, domains: [], cidrs: [], sources: [], lists: [...c.dns.dohLists], via: ['block' as const], label: 'doh', pos: { file: c.file, line: 1, col: 1 } };
+  return compilePolicy({ rules: [rule], default: ['breakout'] }, loaded.lists);
+}
+
+const sameListen = (a: readonly ListenAddress[], b: readonly ListenAddress[]): boolean =>
+  a.length === b.length && a.every((x, i) => x.host === b[i]!.host && x.port === b[i]!.port);
+
 /** Runs the daemon; resolves when it has stopped cleanly. */
 export async function runDaemon(o: RunOptions): Promise<void> {
   const log = o.logger;
@@ -98,11 +138,46 @@ export async function runDaemon(o: RunOptions): Promise<void> {
   const session = new NftSession(log.child({ module: 'nft' }));
   const router = new LinuxRouter(run, session, log.child({ module: 'router' }));
   const tunnels = createLinuxTunnels({ runner: run, logger: log, clock });
-  const dataplane = new Dataplane({ router, clock, logger: log.child({ module: 'dataplane' }) });
+  const nftTagger = new NftTagger(session, clock);
+  const dataplane = new Dataplane({ router, clock, logger: log.child({ module: 'dataplane' }), onTagsLost: () => nftTagger.reset() });
   const lists = new ListRefresher(store, log.child({ module: 'lists' }));
+  const dnsLog = log.child({ module: 'dns' });
   let specs: TunnelSpec[] = [];
   let wan: string | null = null;
   let wanWatcher: WanWatcher | null = null;
+  let current: DataplanePlan | null = null;
+  let listen: ListenAddress[] = [];
+  let dnsPort: number | null = null;
+  let breakoutDns: readonly Upstream[] = [];
+  let doh: Policy | null = null;
+  let acl = new ClientAcl([]);
+
+  // The resolver: its sockets leave through the path they serve (SO_MARK).
+  const dialer = new MarkedDialer(linuxPathSockets, () => ({ gateways: current?.gateways ?? [], active: current?.active ?? null }));
+  const forwarder = new Forwarder({ dialer, logger: dnsLog, timeoutMs: store.current.config.dns.timeoutMs });
+  const cacheOf = (c: Config): DnsCache => new DnsCache(c.dns.cache, clock);
+  let cache = cacheOf(store.current.config);
+  const makeResolver = (c: Config): DnsResolver =>
+    new DnsResolver({
+      policy: () => store.current.policy,
+      paths: pathState({ config: () => store.current.config, plan: () => ({ active: current?.active ?? null }), breakout: () => breakoutDns, healthy: () => true }),
+      upstreams: forwarder,
+      tagger: new RuleTagger(nftTagger, () => current),
+      cache,
+      clock,
+      logger: dnsLog,
+      options: {
+        tagTtlMs: c.dns.tagTtlMs,
+        blockAnswer: c.dns.blockAnswer,
+        refuseName: (name) => doh !== null && doh.ruleForName(name) >= 0,
+        minTtl: c.dns.cache.minTtl,
+        maxTtl: c.dns.cache.maxTtl,
+        negativeTtl: c.dns.cache.negativeTtl,
+      },
+    });
+  let resolver = makeResolver(store.current.config);
+  // The server asks `handler` each time, so a reload can swap the resolver under it.
+  const server = new DnsServer({ handler: { handle: (m, c) => resolver.handle(m, c) }, allows: (a) => acl.allows(a), logger: dnsLog });
 
   const plan = (loaded: LoadedConfig) =>
     planDataplane({
@@ -113,19 +188,46 @@ export async function runDaemon(o: RunOptions): Promise<void> {
       wan: wan ?? 'lo',
       active: preferredGateway(loaded.config),
       healthy: () => true,
-      dnsPort: null,
+      dnsPort,
     });
+
+  const applyPlan = async (p: DataplanePlan): Promise<void> => {
+    // Rules that are gone took their sets along: forget what the tagger had there.
+    const kept = new Set(p.rules.filter((r) => r.tagged).flatMap((r) => Object.values(tagSetNames(r))));
+    for (const r of current?.rules ?? []) for (const set of Object.values(tagSetNames(r))) if (!kept.has(set)) nftTagger.forgetSet(set);
+    await dataplane.apply(p);
+    current = p;
+  };
+
+  /** (Re)binds the resolver when its addresses changed; clients are answered by the new sockets at once. */
+  const serveDns = async (c: Config): Promise<void> => {
+    const links = c.mode === 'router' || c.dns.listen === 'auto' ? await readLinks(run) : [];
+    const want = listenAddresses(c, links);
+    acl = new ClientAcl(lanSubnets(c, links));
+    if (want.length === 0) throw new Error(`no address to serve DNS on: the LAN interfaces ${c.lan.join(', ')} have no address; set dns.listen`);
+    if (!sameListen(want, listen)) {
+      await server.close();
+      listen = await server.listen(want);
+      dnsLog.info({ listen: listen.map((a) => `${a.host}:${a.port}`), answers: acl.subnets }, 'resolver listening');
+    }
+    dnsPort = redirectPort(c, listen, links);
+    breakoutDns = c.breakout.dns === 'auto' ? await systemResolvers(listen) : c.breakout.dns;
+    if (breakoutDns.length === 0) dnsLog.error({}, 'breakout.dns is auto but the system has no resolver besides stubs: breakout names will fail; set breakout.dns');
+  };
 
   const applyAll = async (loaded: LoadedConfig): Promise<void> => {
     const c = loaded.config;
     if (c.breakout.interface !== 'auto') wan = c.breakout.interface;
     specs = await Promise.all(c.tunnel.gateways.map((g) => tunnelSpec(g, c)));
     await tunnels.set(specs);
-    await dataplane.apply(plan(loaded));
+    await serveDns(c);
+    doh = dohMatcher(loaded);
+    await applyPlan(plan(loaded));
   };
 
   let stopping = false;
   let tick: NodeJS.Timeout | null = null;
+  let sweep: NodeJS.Timeout | null = null;
   const stopped = new Promise<void>((resolve) => {
     const stop = (signal: string): void => {
       if (stopping) return;
@@ -133,10 +235,13 @@ export async function runDaemon(o: RunOptions): Promise<void> {
       log.info({ signal }, 'stopping');
       void (async () => {
         if (tick) clearInterval(tick);
+        if (sweep) clearInterval(sweep);
         store.close();
         lists.stop();
         wanWatcher?.stop();
         dataplane.stop();
+        await server.close().catch((e: unknown) => log.error({ err: e }, 'closing the resolver failed'));
+        forwarder.close();
         await tunnels.close().catch((e: unknown) => log.error({ err: e }, 'stopping tunnels failed'));
         await router.cleanup().catch((e: unknown) => log.error({ err: e }, 'removing routing state failed'));
         session.close();
@@ -153,7 +258,7 @@ export async function runDaemon(o: RunOptions): Promise<void> {
     if (c.breakout.interface === 'auto') {
       wanWatcher = new WanWatcher(run, log.child({ module: 'wan' }), clock, (s) => {
         wan = s.ifname;
-        void dataplane.apply(plan(store.current)).catch((e: unknown) => log.error({ err: e }, 'following the default route failed'));
+        void applyPlan(plan(store.current)).catch((e: unknown) => log.error({ err: e }, 'following the default route failed'));
       });
       wan = (await wanWatcher.start()).ifname;
     }
@@ -161,6 +266,8 @@ export async function runDaemon(o: RunOptions): Promise<void> {
     log.info({ mode: c.mode, wan, gateways: c.tunnel.gateways.map((g) => g.name), active: preferredGateway(c) }, 'splitwan running');
   } catch (e) {
     log.error({ err: e }, 'start failed; removing what was installed');
+    await server.close().catch(() => {});
+    forwarder.close();
     await tunnels.close().catch(() => {});
     await router.cleanup().catch(() => {});
     session.close();
@@ -168,7 +275,13 @@ export async function runDaemon(o: RunOptions): Promise<void> {
     throw e;
   }
 
-  store.subscribe(async (_prev, next) => {
+  store.subscribe(async (prev, next) => {
+    const p = prev.config;
+    const n = next.config;
+    // Rule numbers and resolvers may have changed: cached answers (keyed by rule) start over.
+    if (JSON.stringify(p.dns) !== JSON.stringify(n.dns)) cache = cacheOf(n);
+    else cache.flush();
+    resolver = makeResolver(n);
     await applyAll(next);
   });
   store.start();
@@ -181,5 +294,6 @@ export async function runDaemon(o: RunOptions): Promise<void> {
       .then(() => tunnels.set(specs))
       .catch((e: unknown) => log.warn({ err: e }, 'tunnel repair failed'));
   }, 3000);
+  sweep = setInterval(() => cache.sweep(), 60_000);
   await stopped;
 }

@@ -152,6 +152,11 @@ export interface LabOptions {
   withIpv6?: boolean;
   /** Test names and their answers, merged over DEFAULT_NAMES. */
   names?: Record<string, NameAnswer | NameAnswers>;
+  /**
+   * CNAMEs every resolver serves: alias → target. A target must be one of
+   * `names`; it is then served as a host record (dnsmasq's --cname needs one).
+   */
+  cnames?: Record<string, string>;
   /** Bring up the router-side tunnels (default true). With false, only the gateways exist. */
   routerTunnels?: boolean;
   /** Handshake wait, default 10 s. */
@@ -471,6 +476,10 @@ export async function createLab(opts: LabOptions = {}): Promise<Lab> {
   const ipv6 = opts.withIpv6 ?? true;
   const routerTunnels = opts.routerTunnels ?? true;
   const names = resolveNames(opts.names, ipv6);
+  const cnames = opts.cnames ?? {};
+  for (const [alias, target] of Object.entries(cnames)) {
+    if (!NAME_RE.test(alias) || !names[target.toLowerCase()]) throw new Error(`lab: cname ${alias} → ${target}: the target must be one of the lab's names`);
+  }
   const id = pickId();
   const tag = id.slice(2);
   const ns: Record<NsRole, string> = {
@@ -618,7 +627,13 @@ export async function createLab(opts: LabOptions = {}): Promise<Lab> {
       '--port=53',
       ...listen.map((a) => `--listen-address=${a}`),
     ];
-    for (const [nm, e] of Object.entries(names)) for (const ip of e[which]) argv.push(`--address=/${nm}/${ip}`);
+    const targets = new Set(Object.values(cnames).map((t) => t.toLowerCase()));
+    for (const [nm, e] of Object.entries(names)) {
+      if (targets.has(nm)) {
+        if (e[which].length) argv.push(`--host-record=${nm},${e[which].join(',')}`);
+      } else for (const ip of e[which]) argv.push(`--address=/${nm}/${ip}`);
+    }
+    for (const [alias, target] of Object.entries(cnames)) argv.push(`--cname=${alias},${target}`);
     const p = start(name, 'dnsmasq', n, argv);
     return p.waitUntil(`${name} to start`, () => /started, version/.test(p.tail), 5000);
   };

@@ -1,0 +1,107 @@
+// What the resolver needs from the data plane, computed from the config and
+// the plan in force: which resolvers a path has now, whether it carries
+// IPv6, where it listens and whom it answers, and the tagger keyed by rule.
+// Pure apart from the NftTagger it is given; run.ts wires it.
+import type { Config, GatewayConfig, PathName, Target, Upstream } from '../config/types.js';
+import { parseCidr } from '../config/ip.js';
+import type { PathState, RouteTagger } from '../dns/resolver.js';
+import type { ListenAddress } from '../dns/server.js';
+import type { IpAddrLink } from './os-parse.js';
+import { pickTarget, tagSetNames, type DataplanePlan } from './dataplane/plan.js';
+import type { NftTagger } from './dataplane/tagger.js';
+
+/** The host-mode default: the address systemd-resolved's stub made familiar. */
+export const HOST_LISTEN: ListenAddress = { host: '127.0.0.53', port: 53 };
+
+function gatewayOf(config: Config, plan: Pick<DataplanePlan, 'active'>, path: PathName): GatewayConfig | undefined {
+  const name = path === 'tunnel' ? plan.active : path.slice(3);
+  return config.tunnel.gateways.find((g) => g.name === name);
+}
+
+/**
+ * The paths as the resolver sees them. `plan()` is read at every call, so a
+ * failover or reload is seen by the next query. Tunnel names never get the
+ * breakout's resolvers: with no active gateway the tunnel has none (SERVFAIL).
+ */
+export function pathState(o: {
+  config: () => Config;
+  plan: () => Pick<DataplanePlan, 'active'>;
+  breakout: () => readonly Upstream[];
+  healthy: (gateway: string) => boolean;
+}): PathState {
+  return {
+    pick: (via: readonly Target[]) => pickTarget(via, o.healthy),
+    upstreams: (path: PathName) => (path === 'breakout' ? o.breakout() : (gatewayOf(o.config(), o.plan(), path)?.dns ?? [])),
+    ipv6: (path: PathName) => {
+      // The breakout's IPv6 is the ISP's business: AAAA answers go through as they are.
+      if (path === 'breakout') return true;
+      const g = gatewayOf(o.config(), o.plan(), path);
+      return g !== undefined && g.wireguard.addresses.some((a) => a.includes(':'));
+    },
+  };
+}
+
+/**
+ * Tags into the plan's sets for a config rule. An answer for the default path
+ * (rule -1) or a rule without tag sets releases its addresses from any set:
+ * an address goes the way of the most recent name answered with it.
+ */
+export class RuleTagger implements RouteTagger {
+  constructor(
+    private readonly nft: Pick<NftTagger, 'pending' | 'tag' | 'release'>,
+    private readonly plan: () => Pick<DataplanePlan, 'rules'> | null,
+  ) {}
+
+  tag(rule: number, addresses: readonly string[], ttlMs: number): Promise<void> | null {
+    const r = rule < 0 ? undefined : this.plan()?.rules.find((x) => x.index === rule);
+    if (!r?.tagged) return this.nft.release(addresses);
+    const sets = tagSetNames(r);
+    const todo = this.nft.pending(sets, addresses, ttlMs);
+    return todo.length === 0 ? null : this.nft.tag(sets, todo, ttlMs);
+  }
+}
+
+/**
+ * Where the resolver listens: `dns.listen`, or by default 127.0.0.53:53 in
+ * host mode and port 53 on every LAN interface address in router mode
+ * (link-local addresses need a zone, so they are left out).
+ */
+export function listenAddresses(config: Config, links: readonly IpAddrLink[]): ListenAddress[] {
+  if (config.dns.listen !== 'auto') return [...config.dns.listen];
+  if (config.mode === 'host') return [HOST_LISTEN];
+  const out: ListenAddress[] = [];
+  for (const l of links) {
+    if (!config.lan.includes(l.ifname)) continue;
+    for (const a of l.addresses) if (a.scope !== 'link') out.push({ host: a.local, port: 53 });
+  }
+  return out;
+}
+
+/** The subnets whose clients the resolver answers besides loopback: the LAN interfaces' prefixes (router mode). */
+export function lanSubnets(config: Config, links: readonly IpAddrLink[]): string[] {
+  if (config.mode !== 'router') return [];
+  const out: string[] = [];
+  for (const l of links) {
+    if (!config.lan.includes(l.ifname)) continue;
+    for (const a of l.addresses) {
+      const c = parseCidr(a.cidr);
+      if (!('error' in c) && !out.includes(c.text)) out.push(c.text);
+    }
+  }
+  return out;
+}
+
+/**
+ * The port LAN DNS is redirected to (router mode): the resolver's, when it
+ * listens on every LAN address with one port; null otherwise (no redirect,
+ * rather than redirecting clients to a port nobody serves).
+ */
+export function redirectPort(config: Config, listen: readonly ListenAddress[], links: readonly IpAddrLink[]): number | null {
+  if (config.mode !== 'router' || listen.length === 0) return null;
+  const port = listen[0]!.port;
+  if (!listen.every((a) => a.port === port)) return null;
+  const wildcard = listen.some((a) => a.host === '0.0.0.0' || a.host === '::');
+  const lanV4 = links.filter((l) => config.lan.includes(l.ifname)).flatMap((l) => l.addresses.filter((a) => a.family === 4).map((a) => a.local));
+  // nft's redirect goes to the incoming interface's primary IPv4 address.
+  return wildcard || lanV4.every((a) => listen.some((x) => x.host === a)) ? port : null;
+}
