@@ -77,13 +77,15 @@ export function listenAddresses(config: Config, links: readonly IpAddrLink[]): L
   return out;
 }
 
-/** The subnets whose clients the resolver answers besides loopback: the LAN interfaces' prefixes (router mode). */
+/** The subnets whose clients the resolver answers besides loopback: the LAN interfaces' prefixes (router mode), link-local left out. */
 export function lanSubnets(config: Config, links: readonly IpAddrLink[]): string[] {
   if (config.mode !== 'router') return [];
   const out: string[] = [];
   for (const l of links) {
     if (!config.lan.includes(l.ifname)) continue;
     for (const a of l.addresses) {
+      // fe80::/64 is on every link, the WAN's too: it would admit the ISP's side.
+      if (a.scope === 'link') continue;
       const c = parseCidr(a.cidr);
       if (!('error' in c) && !out.includes(c.text)) out.push(c.text);
     }
