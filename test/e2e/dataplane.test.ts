@@ -8,31 +8,16 @@
 // The daemon brings both tunnels up itself; the echoed source address says
 // which path a request took. Rules here are CIDR and source rules (the DNS
 // resolver that tags names comes with its own issue). Needs root: CI runs as root.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLab, labSupported, type Lab } from '../lab/lab.js';
+import { startDaemon, stopDaemon, until, type Daemon } from '../helpers/daemon.js';
 
 const support = labSupported();
-const root = join(import.meta.dirname, '..', '..');
 const tag = `e${process.pid % 10000}`;
 const GW = [`${tag}a`, `${tag}b`] as const;
-
-interface Daemon {
-  child: ChildProcess;
-  output: string[];
-  exited: Promise<number | null>;
-}
-
-async function until(cond: () => boolean | Promise<boolean>, ms = 8000, what = 'condition'): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe.skipIf(!support.ok && !process.env.CI)('splitwan run in the lab (router mode)', () => {
   let lab: Lab;
@@ -61,22 +46,8 @@ describe.skipIf(!support.ok && !process.env.CI)('splitwan run in the lab (router
     );
   };
 
-  const start = async (): Promise<Daemon> => {
-    const output: string[] = [];
-    const child = spawn('ip', ['netns', 'exec', lab.ns.router, process.execPath, join(root, 'bin', 'splitwan'), 'run', '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout!.setEncoding('utf8').on('data', (d: string) => output.push(...d.split('\n').filter(Boolean)));
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => output.push(...d.split('\n').filter(Boolean)));
-    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-    const d = { child, output, exited };
-    await until(() => output.some((l) => l.includes('splitwan running')) || child.exitCode !== null, 20_000, 'the daemon to start');
-    if (child.exitCode !== null) throw new Error(`daemon exited: ${output.join('\n')}`);
-    return d;
-  };
-
-  const stop = async (d: Daemon, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> => {
-    d.child.kill(signal);
-    return d.exited;
-  };
+  const start = (): Promise<Daemon> => startDaemon(lab.ns.router, cfg);
+  const stop = stopDaemon;
 
   const via = async (from: 'client' | 'router' = 'client'): Promise<string> => {
     const r = await lab.curlEcho(lab.ns[from], `http://${lab.addr.web.v4}/`, { timeoutMs: 3000 });

@@ -1,0 +1,39 @@
+// `splitwan run` as a child process inside a lab namespace, for e2e tests.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
+
+const root = join(import.meta.dirname, '..', '..');
+
+export interface Daemon {
+  child: ChildProcess;
+  /** Every line it printed (pino JSON), stdout and stderr. */
+  output: string[];
+  exited: Promise<number | null>;
+}
+
+export async function until(cond: () => boolean | Promise<boolean>, ms = 8000, what = 'condition'): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Starts `splitwan run --config CFG` in namespace `ns`; resolves once it logged "splitwan running". */
+export async function startDaemon(ns: string, cfg: string): Promise<Daemon> {
+  const output: string[] = [];
+  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, join(root, 'bin', 'splitwan'), 'run', '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => output.push(...d.split('\n').filter(Boolean)));
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => output.push(...d.split('\n').filter(Boolean)));
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  const d = { child, output, exited };
+  await until(() => output.some((l) => l.includes('splitwan running')) || child.exitCode !== null, 20_000, 'the daemon to start');
+  if (child.exitCode !== null) throw new Error(`daemon exited: ${output.join('\n')}`);
+  return d;
+}
+
+/** Signals the daemon (our own child, by pid) and resolves with its exit code. */
+export async function stopDaemon(d: Daemon, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+  if (d.child.exitCode === null) d.child.kill(signal);
+  return d.exited;
+}
