@@ -9,7 +9,8 @@ import { Resolver } from 'node:dns/promises';
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import type { EventEmitter } from 'node:events';
-import { compilePolicy, type Policy } from '../config/policy.js';
+import { compilePolicy, type ListContent, type Policy } from '../config/policy.js';
+import { BUILTIN_DOH_LIST, builtinDohList } from '../config/lists/doh-endpoints.js';
 import { parseUpstream } from '../config/upstream.js';
 import type { Config, Upstream } from '../config/types.js';
 import { ClientAcl } from '../dns/acl.js';
@@ -116,12 +117,26 @@ async function systemResolvers(own: readonly ListenAddress[]): Promise<Upstream[
   });
 }
 
-/** The DoH endpoints' names (dns.dohLists) as a matcher, when blockEncryptedDns. */
-function dohMatcher(loaded: LoadedConfig): Policy | null {
+/**
+ * blockEncryptedDns: the DoH endpoints (dns.dohLists, or the built-in list
+ * when it names none) as a name matcher for the resolver and CIDRs for the
+ * data plane. null when off.
+ */
+function dohEndpoints(loaded: LoadedConfig): { names: Policy; cidrs: string[] } | null {
   const c = loaded.config;
-  if (!c.dns.blockEncryptedDns || c.dns.dohLists.length === 0) return null;
-  const rule = { index: 0, domains: [], cidrs: [], sources: [], lists: [...c.dns.dohLists], via: ['block' as const], label: 'doh', pos: { file: c.file, line: 1, col: 1 } };
-  return compilePolicy({ rules: [rule], default: ['breakout'] }, loaded.lists);
+  if (!c.dns.blockEncryptedDns) return null;
+  const lists = new Map<string, ListContent>(loaded.lists);
+  let names = [...c.dns.dohLists];
+  if (names.length === 0) {
+    const b = builtinDohList();
+    lists.set(BUILTIN_DOH_LIST, { name: BUILTIN_DOH_LIST, file: BUILTIN_DOH_LIST, domains: b.domains, cidrs: b.cidrs });
+    names = [BUILTIN_DOH_LIST];
+  }
+  const rule = { index: 0, domains: [], cidrs: [], sources: [], lists: names, via: ['block' as const], label: 'doh', pos: { file: c.file, line: 1, col: 1 } };
+  return {
+    names: compilePolicy({ rules: [rule], default: ['breakout'] }, lists),
+    cidrs: names.flatMap((n) => lists.get(n)?.cidrs.map((x) => x.cidr) ?? []),
+  };
 }
 
 const sameListen = (a: readonly ListenAddress[], b: readonly ListenAddress[]): boolean =>
@@ -149,7 +164,7 @@ export async function runDaemon(o: RunOptions): Promise<void> {
   let listen: ListenAddress[] = [];
   let dnsPort: number | null = null;
   let breakoutDns: readonly Upstream[] = [];
-  let doh: Policy | null = null;
+  let doh: { names: Policy; cidrs: string[] } | null = null;
   let acl = new ClientAcl([]);
 
   // The resolver: its sockets leave through the path they serve (SO_MARK).
@@ -169,7 +184,7 @@ export async function runDaemon(o: RunOptions): Promise<void> {
       options: {
         tagTtlMs: c.dns.tagTtlMs,
         blockAnswer: c.dns.blockAnswer,
-        refuseName: (name) => doh !== null && doh.ruleForName(name) >= 0,
+        refuseName: (name) => doh !== null && doh.names.ruleForName(name) >= 0,
         minTtl: c.dns.cache.minTtl,
         maxTtl: c.dns.cache.maxTtl,
         negativeTtl: c.dns.cache.negativeTtl,
@@ -189,6 +204,7 @@ export async function runDaemon(o: RunOptions): Promise<void> {
       active: preferredGateway(loaded.config),
       healthy: () => true,
       dnsPort,
+      ...(doh ? { dohCidrs: doh.cidrs } : {}),
     });
 
   const applyPlan = async (p: DataplanePlan): Promise<void> => {
@@ -221,7 +237,7 @@ export async function runDaemon(o: RunOptions): Promise<void> {
     specs = await Promise.all(c.tunnel.gateways.map((g) => tunnelSpec(g, c)));
     await tunnels.set(specs);
     await serveDns(c);
-    doh = dohMatcher(loaded);
+    doh = dohEndpoints(loaded);
     await applyPlan(plan(loaded));
   };
 

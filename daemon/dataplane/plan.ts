@@ -127,6 +127,8 @@ export function planDataplane(input: {
   active: string | null;
   healthy: (gateway: string) => boolean;
   dnsPort: number | null;
+  /** blockEncryptedDns: the DoH endpoints' CIDRs; default: those of `dns.dohLists`. */
+  dohCidrs?: readonly string[];
 }): DataplanePlan {
   const { config } = input;
   if (config.tunnel.gateways.length > MAX_GATEWAYS) throw new RangeError(`at most ${MAX_GATEWAYS} gateways`);
@@ -156,7 +158,7 @@ export function planDataplane(input: {
     rules,
     defaultMark: targetMark(pickTarget(config.default, input.healthy), gateways),
     dnsPort: input.dnsPort,
-    encryptedDns: config.dns.blockEncryptedDns ? split(config.dns.dohLists.flatMap((l) => input.listCidrs.get(l) ?? [])) : null,
+    encryptedDns: config.dns.blockEncryptedDns ? split(input.dohCidrs ?? config.dns.dohLists.flatMap((l) => input.listCidrs.get(l) ?? [])) : null,
     proxy: config.proxy.enabled ? { port: config.proxy.listenPort, ports: config.proxy.ports } : null,
   };
 }

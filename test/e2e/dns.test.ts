@@ -9,6 +9,7 @@
 // asked, and their query logs tell who was NOT asked. The web server
 // (10.99.9.9) echoes the source it sees: 10.99.2.2 = breakout, 10.99.3.2 = gw1.
 // Needs root: CI runs it as root.
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -48,7 +49,7 @@ describe.skipIf(!support.ok && !process.env.CI)('the resolver in the lab (router
     if (!support.ok) throw new Error(`lab test cannot run: ${support.why}`);
     lab = await createLab({
       routerTunnels: false,
-      names: { 'edge.cdn.lab.test': ['10.99.9.9', 'fd99:9::9'] },
+      names: { 'edge.cdn.lab.test': ['10.99.9.9', 'fd99:9::9'], 'doh.lab.test': '10.99.9.9' },
       cnames: { 'cdn-alias.lab.test': 'edge.cdn.lab.test' },
     });
     dir = mkdtempSync(join(tmpdir(), `splitwan-e2e-dns-${process.pid}-`));
@@ -125,6 +126,32 @@ describe.skipIf(!support.ok && !process.env.CI)('the resolver in the lab (router
     // ...while breakout names did (the log works).
     expect(isp).toContain('out.where.lab.test');
   });
+
+
+  it('blockEncryptedDns (live reload): DoT and listed DoH endpoints are rejected, their names NXDOMAIN; plain web still works', async () => {
+    // Something that answers on 853 and 443 at the web server's address, so a refusal can only be splitwan's.
+    const script = `const net=require('net');for(const p of [853,443])net.createServer(s=>s.end('ok\\n')).listen(p,'${lab.addr.web.v4}')`;
+    const server = spawn('ip', ['netns', 'exec', lab.ns.isp, process.execPath, '-e', script], { stdio: 'ignore' });
+    try {
+      const connect = async (port: number): Promise<string> => {
+        const js = `const s=require('net').connect(${port},'${lab.addr.web.v4}');s.setTimeout(2000,()=>{console.log('timeout');process.exit()});s.on('data',d=>{console.log(String(d).trim());process.exit()});s.on('error',e=>{console.log(e.code);process.exit()})`;
+        return (await lab.exec(lab.ns.client, [process.execPath, '-e', js])).stdout.trim();
+      };
+      await until(async () => (await connect(853)) === 'ok', 5000, 'the 853 listener');
+      expect(await connect(443)).toBe('ok');
+      expect(await dig('doh.lab.test')).toEqual([lab.addr.web.v4]);
+
+      writeFileSync(join(dir, 'doh.txt'), `DOMAIN,doh.lab.test\nIP-CIDR,${lab.addr.web.v4}/32\n`);
+      writeFileSync(cfg, readFileSync(cfg, 'utf8').replace('rules:', 'lists:\n  doh: { file: doh.txt }\ndns: { blockEncryptedDns: true, dohLists: [doh] }\nrules:'));
+      await until(async () => (await connect(853)) === 'ECONNREFUSED', 10_000, 'DoT to be rejected');
+      expect(await connect(443)).toBe('ECONNREFUSED');
+      const r = await lab.exec(lab.ns.client, ['dig', '+tries=1', '+time=3', `@${lab.addr.routerLan.v4}`, 'doh.lab.test']);
+      expect(r.stdout).toMatch(/status: NXDOMAIN/);
+      expect(await via(`http://${lab.addr.web.v4}/`)).not.toMatch(/^error/);
+    } finally {
+      server.kill();
+    }
+  }, 40_000);
 
   it('stops cleanly', async () => {
     expect(await stopDaemon(daemon!)).toBe(0);
