@@ -5,7 +5,8 @@
 // tunnel up, render and apply the data plane, then follow config reloads and
 // the default route. Stop: tunnels down, table/rules/routes removed, so the
 // machine is as it was.
-import { Resolver } from 'node:dns/promises';
+import { randomInt } from 'node:crypto';
+import * as dnsPacket from 'dns-packet';
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import type { EventEmitter } from 'node:events';
@@ -15,7 +16,8 @@ import { parseUpstream } from '../config/upstream.js';
 import type { Config, Upstream } from '../config/types.js';
 import { ClientAcl } from '../dns/acl.js';
 import { DnsCache } from '../dns/cache.js';
-import { Forwarder } from '../dns/forwarder.js';
+import { Forwarder, readQuestion } from '../dns/forwarder.js';
+import { responseInfo } from '../dns/wire.js';
 import { Resolver as DnsResolver } from '../dns/resolver.js';
 import { DnsServer, type ListenAddress } from '../dns/server.js';
 import type { LoadedConfig } from '../config/load.js';
@@ -41,22 +43,30 @@ import type { TunnelSpec } from './tunnel/types.js';
 
 export const DEFAULT_MTU = 1420;
 
-/** Resolves an endpoint host name through the breakout resolvers (plain ones), else the system's. */
-async function resolveEndpoint(host: string, config: LoadedConfig['config']): Promise<string> {
-  if (isIP(host)) return host;
-  const r = new Resolver({ timeout: config.dns.timeoutMs, tries: 2 });
-  if (config.breakout.dns !== 'auto') {
-    const plain = config.breakout.dns.filter((u) => u.kind === 'plain');
-    if (plain.length) r.setServers(plain.map((u) => (u.kind === 'plain' ? (isIP(u.host) === 6 ? `[${u.host}]:${u.port}` : `${u.host}:${u.port}`) : '')));
-  }
-  const v4 = await r.resolve4(host).catch(() => [] as string[]);
-  if (v4[0]) return v4[0];
-  const v6 = await r.resolve6(host).catch(() => [] as string[]);
-  if (v6[0]) return v6[0];
-  throw new Error(`cannot resolve gateway endpoint ${host}`);
+/** Looks a name up: its A records, else AAAA (a resolver as the daemon itself uses one). */
+export type NameLookup = (name: string) => Promise<string>;
+
+/**
+ * Gateway endpoints are looked up through the breakout resolvers on the
+ * breakout path (marked sockets): the system resolver may be splitwan itself
+ * (host mode) or route through a tunnel that is not up yet.
+ */
+export function breakoutLookup(forwarder: Pick<Forwarder, 'forward'>, upstreams: () => readonly Upstream[]): NameLookup {
+  return async (name) => {
+    for (const type of ['A', 'AAAA'] as const) {
+      const query = dnsPacket.encode({ type: 'query', id: randomInt(0, 0x10000), flags: dnsPacket.RECURSION_DESIRED, questions: [{ type, name, class: 'IN' }] });
+      const q = readQuestion(query);
+      if (q === null) throw new Error(`not a name: ${name}`);
+      const resp = await forwarder.forward(query, q, upstreams(), 'breakout').catch(() => null);
+      const info = resp === null ? null : responseInfo(resp);
+      const found = info?.answers.find((a) => a.type === (type === 'A' ? 1 : 28))?.data;
+      if (found !== undefined) return found;
+    }
+    throw new Error(`cannot resolve gateway endpoint ${name} through the breakout resolvers (${upstreams().map((u) => u.text).join(', ') || 'none'})`);
+  };
 }
 
-export async function tunnelSpec(g: GatewayConfig, config: LoadedConfig['config']): Promise<TunnelSpec> {
+export async function tunnelSpec(g: GatewayConfig, lookup: NameLookup): Promise<TunnelSpec> {
   const wg = g.wireguard;
   const peer = wg.peers[0]!;
   return {
@@ -69,7 +79,7 @@ export async function tunnelSpec(g: GatewayConfig, config: LoadedConfig['config'
     peer: {
       publicKey: peer.publicKey,
       ...(peer.presharedKey !== undefined ? { presharedKey: peer.presharedKey } : {}),
-      endpoint: { host: await resolveEndpoint(peer.endpoint!.host, config), port: peer.endpoint!.port },
+      endpoint: { host: isIP(peer.endpoint!.host) ? peer.endpoint!.host : await lookup(peer.endpoint!.host), port: peer.endpoint!.port },
       allowedIPs: peer.allowedIPs,
       ...(peer.persistentKeepalive !== undefined ? { persistentKeepalive: peer.persistentKeepalive } : {}),
     },
@@ -191,6 +201,7 @@ export async function runDaemon(o: RunOptions): Promise<void> {
       },
     });
   let resolver = makeResolver(store.current.config);
+  const lookup = breakoutLookup(forwarder, () => breakoutDns);
   // The server asks `handler` each time, so a reload can swap the resolver under it.
   const server = new DnsServer({ handler: { handle: (m, c) => resolver.handle(m, c) }, allows: (a) => acl.allows(a), logger: dnsLog });
 
@@ -234,9 +245,10 @@ export async function runDaemon(o: RunOptions): Promise<void> {
   const applyAll = async (loaded: LoadedConfig): Promise<void> => {
     const c = loaded.config;
     if (c.breakout.interface !== 'auto') wan = c.breakout.interface;
-    specs = await Promise.all(c.tunnel.gateways.map((g) => tunnelSpec(g, c)));
-    await tunnels.set(specs);
+    // DNS first: the breakout resolvers are needed to find the gateways.
     await serveDns(c);
+    specs = await Promise.all(c.tunnel.gateways.map((g) => tunnelSpec(g, lookup)));
+    await tunnels.set(specs);
     doh = dohEndpoints(loaded);
     await applyPlan(plan(loaded));
   };
