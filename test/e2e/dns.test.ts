@@ -20,6 +20,8 @@ import { startDaemon, stopDaemon, until, type Daemon } from '../helpers/daemon.j
 const support = labSupported();
 const tag = `d${process.pid % 10000}`;
 const GW = [`${tag}a`, `${tag}b`] as const;
+/** gw1's uplink address (test/lab/lab.ts): the address its endpoint name resolves to. */
+const GW1_UPLINK = '10.99.3.2';
 
 describe.skipIf(!support.ok && !process.env.CI)('the resolver in the lab (router mode)', () => {
   let lab: Lab;
@@ -49,12 +51,15 @@ describe.skipIf(!support.ok && !process.env.CI)('the resolver in the lab (router
     if (!support.ok) throw new Error(`lab test cannot run: ${support.why}`);
     lab = await createLab({
       routerTunnels: false,
-      names: { 'edge.cdn.lab.test': ['10.99.9.9', 'fd99:9::9'], 'doh.lab.test': '10.99.9.9' },
+      names: { 'edge.cdn.lab.test': ['10.99.9.9', 'fd99:9::9'], 'doh.lab.test': '10.99.9.9', 'gw1-endpoint.lab.test': { isp: GW1_UPLINK } },
       cnames: { 'cdn-alias.lab.test': 'edge.cdn.lab.test' },
     });
     dir = mkdtempSync(join(tmpdir(), `splitwan-e2e-dns-${process.pid}-`));
     cfg = join(dir, 'config.yaml');
-    writeFileSync(join(dir, 'gw1.conf'), lab.gateways[0].configText, { mode: 0o600 });
+    // gw1's endpoint is a name only the ISP's resolver knows: the daemon must look it up through the breakout.
+    const gw1Conf = lab.gateways[0].configText.replace(/^Endpoint = [^:]+:/m, 'Endpoint = gw1-endpoint.lab.test:');
+    expect(gw1Conf).toContain('Endpoint = gw1-endpoint.lab.test:');
+    writeFileSync(join(dir, 'gw1.conf'), gw1Conf, { mode: 0o600 });
     writeFileSync(join(dir, 'gw2.conf'), lab.gateways[1].configText, { mode: 0o600 });
     writeFileSync(
       cfg,
@@ -94,6 +99,7 @@ describe.skipIf(!support.ok && !process.env.CI)('the resolver in the lab (router
     await until(async () => (await via(`http://${lab.addr.web.v4}/`)) === lab.gateways[0].uplink.v4, 10_000, 'the default path');
     expect(await dig('cdn-alias.lab.test')).toEqual(['edge.cdn.lab.test.', lab.addr.web.v4]);
     expect(ispAsked()).toContain('cdn-alias.lab.test');
+    expect(ispAsked()).toContain('gw1-endpoint.lab.test'); // the tunnel to gw1 works: its endpoint was found
     expect(gwAsked(0)).not.toContain('cdn-alias.lab.test');
     // The answer came only once its address was routed: the very next connection takes the breakout.
     expect(await via(`http://${lab.addr.web.v4}/`)).toBe(lab.addr.routerWan.v4);
