@@ -42,6 +42,15 @@ export function readQuestion(msg: Buffer): Question | null {
   return 'error' in q ? null : { qname: q.qname, qtype: q.qtype, qclass: q.qclass };
 }
 
+/**
+ * Whom the certificate must name: a host name goes in SNI; an IP address is
+ * checked against the certificate's IP SANs but not sent as SNI (RFC 6066
+ * forbids it, and Node warns).
+ */
+function tlsName(name: string): { servername: string } | { host: string } {
+  return isIP(name) === 0 ? { servername: name } : { host: name };
+}
+
 function withId(msg: Buffer, id: number): Buffer {
   const b = Buffer.from(msg);
   b.writeUInt16BE(id, 0);
@@ -170,7 +179,7 @@ export class Forwarder {
 
   private tlsOver(socket: net.Socket, servername: string): Promise<tls.TLSSocket> {
     return new Promise((resolve, reject) => {
-      const t = tls.connect({ ...this.o.tls, socket, servername, ALPNProtocols: ['dot'] }, () => resolve(t));
+      const t = tls.connect({ ...this.o.tls, socket, ...tlsName(servername), ALPNProtocols: ['dot'] }, () => resolve(t));
       t.once('error', reject);
     });
   }
@@ -192,7 +201,7 @@ export class Forwarder {
           dialer
             .tcp(path, host, port, timeoutMs)
             .then((socket) => {
-              const t = tls.connect({ ...extra, socket, servername, ALPNProtocols: ['http/1.1'] }, () => cb(null, t));
+              const t = tls.connect({ ...extra, socket, ...tlsName(servername), ALPNProtocols: ['http/1.1'] }, () => cb(null, t));
               t.once('error', (e) => cb(e, null));
             })
             .catch((e: Error) => cb(e, null));

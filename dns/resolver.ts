@@ -18,6 +18,7 @@ import type { Question } from './forwarder.js';
 import {
   CLASS,
   EDNS_UDP_SIZE,
+  OPCODE_QUERY,
   RCODE,
   TYPE,
   addEdns,
@@ -29,7 +30,6 @@ import {
   questionBytes,
   removeOpt,
   responseInfo,
-  setEdnsUdpSize,
   truncateForUdp,
   ttlOffsets,
   udpLimit,
@@ -39,9 +39,10 @@ import {
 /** Installs addresses into a rule's kernel sets; resolves when the kernel has them. */
 export interface RouteTagger {
   /**
-   * Tags `addresses` for config rule `rule` for `ttlMs`. Null when there is
-   * nothing to wait for (the rule tags nothing, or the addresses are already
-   * tagged there for long enough): the hit path stays synchronous.
+   * Tags `addresses` for config rule `rule` for `ttlMs`; rule -1 (the default
+   * path) releases them from any rule's set. Null when there is nothing to
+   * wait for (the rule tags nothing, or the addresses are already where they
+   * belong for long enough): the hit path stays synchronous.
    */
   tag(rule: number, addresses: readonly string[], ttlMs: number): Promise<void> | null;
 }
@@ -168,6 +169,12 @@ export class Resolver {
     const q = parseQuery(msg);
     if ('error' in q) {
       if (q.error === 'short') return null;
+      // Not a QUERY (STATUS, NOTIFY, UPDATE...): NOTIMP with the opcode echoed
+      // (RFC 1035 §4.1.1). FORMERR with opcode QUERY was ignored by clients
+      // ("opcode mismatch"), which then waited for their timeout. (Found by
+      // test/integration/dns-resolver.test.ts with dig +opcode=5.)
+      const opcode = (msg[2]! >>> 3) & 0xf;
+      if ((msg[2]! & 0x80) === 0 && opcode !== OPCODE_QUERY) return buildError({ id: q.id, rd: q.rd, opcode }, RCODE.NOTIMP);
       this.stats.formerr++;
       return buildError({ id: q.id, rd: q.rd }, RCODE.FORMERR);
     }
@@ -219,8 +226,9 @@ export class Resolver {
       this.stats.hits++;
       const answer = hit.answer as Stored;
       const out = this.finish(msg, q, answer, hit.ageSeconds, client);
-      if (rule < 0 || answer.addresses.length === 0 || this.d.tagger === null) return out;
-      // Every answer refreshes the tags; the tagger skips what is fresh enough.
+      if (answer.addresses.length === 0 || this.d.tagger === null) return out;
+      // Every answer refreshes the tags (or, for the default path, releases
+      // them); the tagger returns null when nothing needs doing: no Promise.
       const pending = this.tagLater(rule, answer.addresses, answer.tagExpiresAt - answer.storedAt);
       return pending === null ? out : pending.then((ok) => (ok ? out : this.servfail(msg, q)));
     }
@@ -251,19 +259,25 @@ export class Resolver {
     let resp: Buffer;
     try {
       if (upstreams.length === 0) throw new Error(`no resolver for ${path} now`);
-      resp = await this.d.upstreams.forward(addEdns(msg, EDNS_UDP_SIZE, q.edns?.do ?? false), q, upstreams, path);
+      // EDNS options are hop by hop: the client's (COOKIE, NSID, padding...)
+      // are not forwarded; the upstream gets a bare OPT of ours (size, DO).
+      // A forwarded COOKIE came back echoed in the cached answer and was
+      // handed to every other client ("Client COOKIE mismatch"; BIND-based
+      // clients drop such answers). Found by test/integration/dns-resolver.test.ts.
+      resp = await this.d.upstreams.forward(addEdns(removeOpt(msg), EDNS_UDP_SIZE, q.edns?.do ?? false), q, upstreams, path);
     } catch (e) {
       this.stats.upstreamFailures++;
       this.d.logger.warn({ name: q.qname, path, err: (e as Error).message }, 'no upstream answered');
-      const stale = this.d.cache.getStale(path, key);
-      if (stale === null) return null;
-      this.stats.staleServed++;
-      const wire = Buffer.from(stale.answer.wire);
-      clampTtlsAt(wire, stale.answer.ttlOffsets, 0, STALE_TTL);
-      if (rule >= 0 && stale.answer.addresses.length > 0 && this.d.tagger !== null) {
-        if (!(await (this.tagLater(rule, stale.answer.addresses, STALE_TTL * 1000) ?? true))) return null;
-      }
-      return { wire, offsets: stale.answer.ttlOffsets, stale: true };
+      return this.serveStale(path, key, rule);
+    }
+    // The forwarder returns a SERVFAIL/REFUSED answer (rather than throwing)
+    // only when no upstream gave a better one: every resolver of the path
+    // failed. RFC 8767 §4: a stale entry is served then; without one the
+    // client gets SERVFAIL (a REFUSED from upstream is not splitwan refusing).
+    const rc = resp.length >= 4 ? resp[3]! & 0xf : -1;
+    if (rc === RCODE.SERVFAIL || rc === RCODE.REFUSED) {
+      this.stats.upstreamFailures++;
+      return this.serveStale(path, key, rule);
     }
     const info = responseInfo(resp);
     const offsets = info === null ? null : ttlOffsets(resp);
@@ -272,16 +286,24 @@ export class Resolver {
       return null;
     }
     // Our copy, TTLs bounded: clients cache no longer than the tags last.
-    const wire = setEdnsUdpSize(resp, EDNS_UDP_SIZE);
+    // It always carries an OPT advertising 1232: EDNS clients must get one
+    // (RFC 6891 §7) even from an upstream that answered without (found by
+    // test/integration/dns-resolver.test.ts with a plain upstream); addEdns
+    // appends a bare one (DO clear: that upstream did no DNSSEC) or, when
+    // there is one, only sets its size, like setEdnsUdpSize. Appended last,
+    // it moves no TTL offset; clients without EDNS get it removed.
+    const wire = addEdns(resp, EDNS_UDP_SIZE, false);
     const o = this.d.options;
     const hasData = info.answers.some((a) => a.type === q.qtype) || q.qtype === TYPE.ANY;
     const negative = info.rcode === RCODE.NXDOMAIN || (info.rcode === RCODE.NOERROR && !hasData);
-    const largest = negative ? clampTtlsAt(wire, offsets, 0, o.negativeTtl) : clampTtlsAt(wire, offsets, o.minTtl, o.maxTtl);
+    // A negative answer lives min(SOA TTL, MINIMUM) (RFC 2308 §5): its SOA says so to clients too.
+    const largest = negative ? clampTtlsAt(wire, offsets, 0, Math.min(o.negativeTtl, info.soaMinimum ?? o.negativeTtl)) : clampTtlsAt(wire, offsets, o.minTtl, o.maxTtl);
     const tagTtlMs = Math.max(largest * 1000, o.tagTtlMs);
 
-    if (rule >= 0 && info.addresses.length > 0 && this.d.tagger !== null) {
+    if (info.addresses.length > 0 && this.d.tagger !== null) {
       // The answer goes out only once the kernel routes its addresses (CNAME
-      // targets included: they are the asked name's addresses).
+      // targets included: they are the asked name's addresses). A default-path
+      // name (rule -1) takes them back from any rule's set: most recent wins.
       const ok = await (this.tagLater(rule, info.addresses, tagTtlMs) ?? true);
       if (!ok) return null;
     }
@@ -300,6 +322,19 @@ export class Resolver {
       });
     }
     return { wire, offsets, stale: false };
+  }
+
+  /** RFC 8767: the expired entry of `key` with TTLs capped at 30 s (tagged again), or null. */
+  private async serveStale(path: PathName, key: string, rule: number): Promise<Outcome | null> {
+    const stale = this.d.cache.getStale(path, key);
+    if (stale === null) return null;
+    this.stats.staleServed++;
+    const wire = Buffer.from(stale.answer.wire);
+    clampTtlsAt(wire, stale.answer.ttlOffsets, 0, STALE_TTL);
+    if (stale.answer.addresses.length > 0 && this.d.tagger !== null) {
+      if (!(await (this.tagLater(rule, stale.answer.addresses, STALE_TTL * 1000) ?? true))) return null;
+    }
+    return { wire, offsets: stale.answer.ttlOffsets, stale: true };
   }
 
   /** Tags, turning failure into `false` (logged); null when nothing is pending. */

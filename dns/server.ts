@@ -100,7 +100,8 @@ export class DnsServer {
     const v6 = a.host.includes(':');
     const label = v6 ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
     // TCP first: with port 0 the kernel picks a port TCP has free, and UDP takes the same one.
-    const server = net.createServer({ noDelay: true }, (c) => this.onConnection(c));
+    // Half-open: a client may send its queries and FIN; its answers still go out (RFC 7766 §6.2.3).
+    const server = net.createServer({ noDelay: true, allowHalfOpen: true }, (c) => this.onConnection(c));
     server.maxConnections = this.maxConns;
     await new Promise<void>((resolve, reject) => {
       server.once('error', (e: NodeJS.ErrnoException) => reject(new ListenError(`cannot listen on ${label}/tcp: ${e.code ?? e.message}`)));
@@ -180,9 +181,24 @@ export class DnsServer {
     const address = (c.remoteAddress ?? '').replace(/^::ffff:(?=\d+\.)/, '');
     let buf: Buffer = Buffer.alloc(0);
     let pending = 0;
-    c.setTimeout(this.idleMs, () => c.destroy());
+    let ended = false;
+    // Idle means nothing in flight either: a slow upstream is not the client's idleness.
+    c.setTimeout(this.idleMs, () => {
+      if (pending === 0) c.destroy();
+    });
     c.on('error', () => c.destroy());
     c.on('close', () => this.conns.delete(c));
+    c.on('end', () => {
+      ended = true;
+      if (pending === 0) c.end();
+    });
+    /** An answer went out (or failed): take more queries; after the client's FIN, close once all are answered. */
+    const settled = (): void => {
+      pending--;
+      pump();
+      if (ended && pending === 0) c.end();
+      else if (pending < this.maxPipelined && c.isPaused()) c.resume();
+    };
     const send = (b: Buffer): void => {
       if (c.destroyed) return;
       const len = Buffer.allocUnsafe(2);
@@ -207,15 +223,12 @@ export class DnsServer {
         pending++;
         void out.then(
           (b) => {
-            pending--;
             if (b !== null) send(b);
-            if (c.isPaused()) c.resume();
-            pump();
+            settled();
           },
           () => {
-            pending--;
             this.stats.errors++;
-            pump();
+            settled();
           },
         );
       }

@@ -376,12 +376,13 @@ function writeOpt(out: Buffer, o: number, udpSize: number, extRcode: number, doB
 }
 
 /**
- * A response with no records: QR=1, RA=1, RD copied, the question echoed when
- * given. rcode 0 makes an empty NOERROR (NODATA) answer. With `opt` (or when
- * the rcode needs the extended bits, e.g. BADVERS), an OPT record is added.
+ * A response with no records: QR=1, RA=1, RD and the opcode (default QUERY)
+ * copied, the question echoed when given. rcode 0 makes an empty NOERROR
+ * (NODATA) answer. With `opt` (or when the rcode needs the extended bits, e.g.
+ * BADVERS), an OPT record is added.
  */
 export function buildError(
-  q: { id: number; rd: boolean; question?: Buffer | undefined },
+  q: { id: number; rd: boolean; question?: Buffer | undefined; opcode?: number | undefined },
   rcode: number,
   opt?: { udpSize?: number; do?: boolean } | null,
 ): Buffer {
@@ -390,7 +391,8 @@ export function buildError(
   const ql = question !== null ? question.length : 0;
   const out = Buffer.alloc(12 + ql + (withOpt ? 11 : 0));
   out.writeUInt16BE(q.id & 0xffff, 0);
-  out.writeUInt16BE(F_QR | F_RA | (q.rd ? F_RD : 0) | (rcode & 0xf), 2);
+  // RFC 1035 §4.1.1: the opcode is copied into the response (a client drops an answer whose opcode differs).
+  out.writeUInt16BE(F_QR | (((q.opcode ?? 0) & 0xf) << 11) | F_RA | (q.rd ? F_RD : 0) | (rcode & 0xf), 2);
   out.writeUInt16BE(question !== null ? 1 : 0, 4);
   if (question !== null) question.copy(out, 12);
   if (withOpt) {
@@ -727,15 +729,20 @@ export function addEdns(query: Buffer, udpSize: number = EDNS_UDP_SIZE, doBit = 
 
 /**
  * A copy of `resp` without its OPT record, for a client that sent none
- * (RFC 6891 §7). Only an OPT that is the last record is removed (always the
- * case in practice); otherwise, or when malformed, an unchanged copy.
+ * (RFC 6891 §7), wherever in the additional section it is (§6.1.1 allows any
+ * place). Additional records after a non-final OPT go with it: their names
+ * may point at each other, and cutting bytes out from under a compression
+ * pointer would corrupt them; the additional section is optional data
+ * (RFC 2181 §9), so dropping some needs no TC. Unchanged (a copy) when there
+ * is no OPT or the message is malformed.
  */
 export function removeOpt(resp: Buffer): Buffer {
   const s = scan(resp);
-  if (s === null || s.opt !== s.rrs.length - 1 || s.opt < 0) return Buffer.from(resp);
+  if (s === null || s.opt < 0) return Buffer.from(resp);
   const rr = s.rrs[s.opt]!;
   const out = Buffer.from(resp.subarray(0, rr.start));
-  out.writeUInt16BE(resp.readUInt16BE(10) - 1, 10);
+  const additionalBefore = s.rrs.slice(0, s.opt).filter((r) => r.section === 3).length;
+  out.writeUInt16BE(additionalBefore, 10);
   return out;
 }
 

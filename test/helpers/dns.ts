@@ -7,6 +7,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type tls from 'node:tls';
 import * as dnsPacket from 'dns-packet';
 import { loadConfig } from '../../config/load.js';
 import { silentLogger, systemClock, type Clock, type Logger } from '../../config/logger.js';
@@ -14,7 +15,7 @@ import type { PathName, Target, Upstream } from '../../config/types.js';
 import { DnsCache } from '../../dns/cache.js';
 import { Forwarder, type PathDialer } from '../../dns/forwarder.js';
 import { Resolver, type PathState, type RouteTagger } from '../../dns/resolver.js';
-import { DnsServer } from '../../dns/server.js';
+import { DnsServer, type DnsServerOptions } from '../../dns/server.js';
 import { ClientAcl } from '../../dns/acl.js';
 import { parseUpstream } from '../../config/upstream.js';
 
@@ -55,8 +56,14 @@ export function upstream(text: string): Upstream {
 
 export interface Dnsmasq {
   port: number;
-  /** The names dnsmasq was asked, in order, from its query log ("query[A] name from 127.0.0.1"). */
+  /**
+   * The names dnsmasq was asked, in order, from its query log ("query[A] name
+   * from 127.0.0.1", "query[type=65280] ...", and "auth[A] ..." when it serves
+   * an --auth-zone), as asked (case kept).
+   */
   asked(): string[];
+  /** The same with the type as dnsmasq logs it (A, AAAA, HTTPS, type=65280...). */
+  queries(): { type: string; name: string }[];
   close(): void;
 }
 
@@ -101,13 +108,16 @@ export async function startDnsmasq(args: readonly string[], host = '127.0.0.1'):
       throw new Error(`dnsmasq did not start on ${host}:${port}`);
     }
   }
+  const queries = (): { type: string; name: string }[] =>
+    readFileSync(log, 'utf8')
+      .split('\n')
+      .map((l) => /(?:query|auth)\[([^\]]+)\] (\S+) from/.exec(l))
+      .filter((m): m is RegExpExecArray => m !== null && m[2] !== 'ready.invalid')
+      .map((m) => ({ type: m[1]!, name: m[2]! }));
   return {
     port,
-    asked: () =>
-      readFileSync(log, 'utf8')
-        .split('\n')
-        .map((l) => /query\[[A-Z0-9]+\] (\S+) from/.exec(l)?.[1])
-        .filter((n): n is string => n !== undefined && n !== 'ready.invalid'),
+    asked: () => queries().map((q) => q.name),
+    queries,
     close,
   };
 }
@@ -118,8 +128,19 @@ export class FakeTagger implements RouteTagger {
   calls = 0;
   fail = false;
   constructor(private readonly clock: Clock = systemClock) {}
+  /** Releases (rule -1): addresses a default-path answer took back from some rule's set. */
+  released = 0;
   tag(rule: number, addresses: readonly string[], ttlMs: number): Promise<void> | null {
     const now = this.clock.now();
+    if (rule < 0) {
+      // The default path has no set: the answer takes its addresses out of any rule's set.
+      const held = addresses.filter((a) => this.ruleOf(a) !== null);
+      if (held.length === 0) return null;
+      this.released++;
+      if (this.fail) return Promise.reject(new Error('nft: release failed (test)'));
+      for (const a of held) for (const s of this.sets.values()) s.delete(a);
+      return new Promise((r) => setTimeout(r, 1));
+    }
     const todo = addresses.filter((a) => !((this.sets.get(rule)?.get(a) ?? 0) - now >= ttlMs / 2));
     if (todo.length === 0) return null;
     this.calls++;
@@ -162,6 +183,10 @@ export async function startResolver(o: {
   logger?: Logger;
   tagger?: FakeTagger;
   timeoutMs?: number;
+  /** Extra TLS options for DoH/DoT upstreams (tests: a private CA). */
+  tls?: tls.ConnectionOptions;
+  /** DnsServer limits (tcpIdleMs, tcpMaxConnections, tcpMaxPipelined, tcpMaxUnread, maxInflight). */
+  server?: Partial<Omit<DnsServerOptions, 'handler' | 'allows' | 'logger'>>;
 }): Promise<TestResolver> {
   const dir = mkdtempSync(join(tmpdir(), `splitwan-resolver-${process.pid}-`));
   const file = join(dir, 'splitwan.yaml');
@@ -183,7 +208,7 @@ export async function startResolver(o: {
     ipv6: o.ipv6 ?? (() => true),
   };
   const dialer = new LoopbackDialer();
-  const forwarder = new Forwarder({ dialer, logger, timeoutMs: o.timeoutMs ?? c.dns.timeoutMs });
+  const forwarder = new Forwarder({ dialer, logger, timeoutMs: o.timeoutMs ?? c.dns.timeoutMs, ...(o.tls ? { tls: o.tls } : {}) });
   const tagger = o.tagger ?? new FakeTagger(clock);
   const cache = new DnsCache(c.dns.cache, clock);
   const resolver = new Resolver({
@@ -197,7 +222,7 @@ export async function startResolver(o: {
     options: { tagTtlMs: c.dns.tagTtlMs, blockAnswer: c.dns.blockAnswer, minTtl: c.dns.cache.minTtl, maxTtl: c.dns.cache.maxTtl, negativeTtl: c.dns.cache.negativeTtl },
   });
   const acl = new ClientAcl([]);
-  const server = new DnsServer({ handler: resolver, allows: o.allows ?? ((a) => acl.allows(a)), logger });
+  const server = new DnsServer({ ...o.server, handler: resolver, allows: o.allows ?? ((a) => acl.allows(a)), logger });
   const [bound] = await server.listen([{ host: '127.0.0.1', port: 0 }]);
   return {
     resolver,
