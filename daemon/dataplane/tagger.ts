@@ -91,6 +91,11 @@ export class NftTagger {
    * holds, the address leaves that set. Null when no set holds any of them.
    */
   release(addresses: readonly string[]): Promise<void> | null {
+    // Runs on every cache hit of a default-path name: no allocation unless a set holds one.
+    if (this.shadow.size === 0) return null;
+    let any = false;
+    for (let i = 0; i < addresses.length && !any; i++) any = this.shadow.has(addresses[i]!);
+    if (!any) return null;
     const now = this.clock.now();
     const todo = addresses.filter((a) => {
       const i = this.shadow.get(a);
