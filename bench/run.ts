@@ -4,6 +4,7 @@ const benches: Record<string, () => Promise<unknown>> = {
   policy: async () => (await import('./policy.js')).run(),
   tag: async () => (await import('./tag.js')).run(),
   forward: async () => (await import('./forward.js')).run(),
+  dns: async () => (await import('./dns.js')).run(),
 };
 
 const name = process.argv[2];

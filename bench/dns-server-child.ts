@@ -1,0 +1,150 @@
+// The splitwan side of `npm run bench -- dns`, run as its own process (so its
+// RSS is measured alone and the driver shares no event loop with it): the
+// resolve pipeline (Resolver + DnsServer + DnsCache + Forwarder) built from a
+// config file, answering on 127.0.0.1, forwarding through plain loopback
+// sockets. With `tagged`, answers are tagged into the kernel by the real
+// NftTagger (one `nft -i`), in the network namespace this process was started
+// in (the driver creates the namespace and the `splitwan` table).
+//
+// argv[2]: JSON { config: string, port: number, tagged: boolean, profileDir?: string }
+// IPC in:  { cmd: 'stats' | 'gc' | 'profile-start' | 'profile-stop' (label) | 'heap-snapshot' (label) | 'stop' }
+// IPC out: { type: 'ready', port } and { type: 'stats', ... } / { type: 'profile', file } replies
+import dgram from 'node:dgram';
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
+import type net from 'node:net';
+import { join } from 'node:path';
+import { writeHeapSnapshot } from 'node:v8';
+import { loadConfig } from '../config/load.js';
+import { silentLogger, systemClock } from '../config/logger.js';
+import type { PathName, Target } from '../config/types.js';
+import { ClientAcl } from '../dns/acl.js';
+import { DnsCache } from '../dns/cache.js';
+import { Forwarder, type PathDialer } from '../dns/forwarder.js';
+import { Resolver, type PathState, type RouteTagger } from '../dns/resolver.js';
+import { DnsServer } from '../dns/server.js';
+import { NftSession } from '../daemon/dataplane/nft-session-linux.js';
+import { planDataplane } from '../daemon/dataplane/plan.js';
+import { NftTagger } from '../daemon/dataplane/tagger.js';
+import { RuleTagger } from '../daemon/resolver-paths.js';
+
+interface ChildArgs {
+  config: string;
+  port: number;
+  tagged: boolean;
+  profileDir?: string;
+}
+
+/** Plain loopback sockets (the daemon's dialer would mark them with the path). */
+class LoopbackDialer implements PathDialer {
+  udp(_path: PathName, family: 4 | 6): Promise<dgram.Socket> {
+    const s = dgram.createSocket(family === 4 ? 'udp4' : 'udp6');
+    return new Promise((r) => s.bind(0, () => r(s)));
+  }
+  async tcp(): Promise<net.Socket> {
+    throw new Error('the dns bench forwards over UDP only');
+  }
+}
+
+const args = JSON.parse(process.argv[2] ?? '{}') as ChildArgs;
+const send = (m: object): void => void process.send?.(m);
+
+const loaded = await loadConfig(args.config);
+const c = loaded.config;
+const gateway = c.tunnel.gateways[0]?.name ?? null;
+const paths: PathState = {
+  pick: (via: readonly Target[]) => via[0]!,
+  upstreams: (path: PathName) => {
+    if (path === 'breakout') return c.breakout.dns === 'auto' ? [] : c.breakout.dns;
+    const name = path === 'tunnel' ? gateway : path.slice(3);
+    return c.tunnel.gateways.find((g) => g.name === name)?.dns ?? [];
+  },
+  ipv6: () => true,
+};
+
+let session: NftSession | null = null;
+let nftTagger: NftTagger | null = null;
+let tagger: RouteTagger | null = null;
+if (args.tagged) {
+  const plan = planDataplane({ config: c, listCidrs: new Map(), wan: 'wan0', active: gateway, healthy: () => true, dnsPort: null });
+  session = new NftSession(silentLogger, ['nft', '-i']);
+  nftTagger = new NftTagger(session, systemClock);
+  tagger = new RuleTagger(nftTagger, () => plan); // the daemon's adapter
+  await session.exec('list tables'); // start nft -i before the first answer
+}
+
+const forwarder = new Forwarder({ dialer: new LoopbackDialer(), logger: silentLogger, timeoutMs: c.dns.timeoutMs });
+const cache = new DnsCache(c.dns.cache, systemClock);
+const resolver = new Resolver({
+  policy: () => loaded.policy,
+  paths,
+  upstreams: forwarder,
+  tagger,
+  cache,
+  clock: systemClock,
+  logger: silentLogger,
+  options: { tagTtlMs: c.dns.tagTtlMs, blockAnswer: c.dns.blockAnswer, minTtl: c.dns.cache.minTtl, maxTtl: c.dns.cache.maxTtl, negativeTtl: c.dns.cache.negativeTtl },
+});
+const acl = new ClientAcl([]);
+const server = new DnsServer({ handler: resolver, allows: (a) => acl.allows(a), logger: silentLogger });
+const [bound] = await server.listen([{ host: '127.0.0.1', port: args.port }]);
+
+let profiler: Session | null = null;
+
+function stats(): object {
+  const m = process.memoryUsage();
+  return {
+    type: 'stats',
+    rss: m.rss,
+    heapUsed: m.heapUsed,
+    heapTotal: m.heapTotal,
+    external: m.external,
+    arrayBuffers: m.arrayBuffers,
+    cacheEntries: cache.size,
+    resolver: resolver.stats,
+    server: server.stats,
+    tagTransactions: nftTagger?.transactions ?? 0,
+  };
+}
+
+async function stop(): Promise<void> {
+  await server.close();
+  forwarder.close();
+  session?.close();
+  process.exit(0);
+}
+
+process.on('message', (m: { cmd?: string; label?: string }) => {
+  void (async () => {
+    switch (m.cmd) {
+      case 'stats':
+        return send(stats());
+      case 'gc':
+        (globalThis as { gc?: () => void }).gc?.();
+        return send(stats());
+      case 'profile-start':
+        profiler = new Session();
+        profiler.connect();
+        await profiler.post('Profiler.enable');
+        await profiler.post('Profiler.setSamplingInterval', { interval: 100 });
+        await profiler.post('Profiler.start');
+        return send({ type: 'profile-started' });
+      case 'profile-stop': {
+        if (profiler === null) return send({ type: 'profile', file: null });
+        const { profile } = await profiler.post('Profiler.stop');
+        profiler.disconnect();
+        profiler = null;
+        const file = join(args.profileDir ?? '.', `dns-${m.label ?? 'run'}-${process.pid}.cpuprofile`);
+        writeFileSync(file, JSON.stringify(profile));
+        return send({ type: 'profile', file });
+      }
+      case 'heap-snapshot':
+        return send({ type: 'heap-snapshot', file: writeHeapSnapshot(join(args.profileDir ?? '.', `dns-${m.label ?? 'heap'}-${process.pid}.heapsnapshot`)) });
+      case 'stop':
+        return stop();
+    }
+  })();
+});
+process.on('disconnect', () => void stop()); // the driver is gone: do not linger
+process.on('SIGTERM', () => void stop());
+send({ type: 'ready', port: bound!.port });
