@@ -6,6 +6,9 @@
 // A tag resolves only when `nft list` shows the element; a bad line rejects
 // without killing the session; many concurrent answers coalesce. Needs root.
 import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, statSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger, systemClock } from '../../config/logger.js';
 import { NftError, NftSession } from '../../daemon/dataplane/nft-session-linux.js';
@@ -80,8 +83,30 @@ describe.skipIf(!supported && !process.env.CI)('nft session and tagger (real nft
     const b = elements(B.v4);
     for (let i = 0; i < 1000; i++) expect(i % 2 ? a : b).toContain(`10.${(i >> 8) & 255}.${i & 255}.1`);
   });
-});
 
+  it('a session is replaced by a fresh nft every N commands, between commands; errors stay with their command; no history is kept in HOME', async () => {
+    const history = join(homedir(), '.nft.history');
+    const size = (): number => (existsSync(history) ? statSync(history).size : -1);
+    const before = size();
+    const s = new NftSession(silentLogger, ['ip', 'netns', 'exec', NS, 'nft', '-i'], 3);
+    try {
+      const lines = Array.from({ length: 10 }, (_, i) => `add element inet splitwan ${A.v4} { 192.0.2.${i + 1} timeout 60s }`);
+      // In flight together: recycling waits until the child has answered them.
+      await Promise.all(lines.slice(0, 5).map((l) => s.exec(l)));
+      for (const l of lines.slice(5)) await s.exec(l);
+      await expect(s.exec(`add element inet splitwan ${A.v4} { 300.0.0.1 }`)).rejects.toBeInstanceOf(NftError);
+      await s.exec(`add element inet splitwan ${A.v4} { 192.0.2.99 timeout 60s }`);
+      expect(s.started).toBeGreaterThanOrEqual(3);
+      const el = elements(A.v4);
+      for (let i = 1; i <= 10; i++) expect(el).toContain(`192.0.2.${i} `);
+      expect(el).toContain('192.0.2.99');
+    } finally {
+      s.close();
+    }
+    await new Promise((r) => setTimeout(r, 300)); // retired sessions have exited
+    expect(size()).toBe(before); // tagged destinations are not written to the user's nft history
+  });
+});
 it.skipIf(supported || !!process.env.CI)('nft session and tagger (real nft): SKIPPED', () => {
   console.warn(`SKIPPED lab test (nft-session): ${why}. CI runs it as root.`);
 });
