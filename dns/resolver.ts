@@ -107,13 +107,13 @@ export interface ResolverStats {
 
 /** A cached answer plus the variant for clients without EDNS, made on first need. */
 interface Stored extends CachedAnswer {
-  plain?: { wire: Buffer; ttlOffsets: number[] };
+  plain?: { wire: Buffer; ttlOffsets: readonly number[] };
 }
 
 /** What a miss produced, shared by every coalesced waiter. */
 interface Outcome {
   wire: Buffer;
-  offsets: number[];
+  offsets: readonly number[];
   /** Answered from stale cache data: TTLs already capped. */
   stale: boolean;
 }

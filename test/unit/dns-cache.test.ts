@@ -57,12 +57,14 @@ describe('DnsCache: TTLs', () => {
     expect(cache.get('breakout', K)).toBeNull();
   });
 
-  it('keeps the answer fields and stores the wire buffer as given', () => {
+  it('keeps the answer fields and a private exact-size copy of the wire bytes', () => {
     const { cache, clock } = make();
     const wire = Buffer.from('abc');
     cache.set('tunnel', K, entry(30, { wire, ttlOffsets: [6, 22], rcode: 0, addresses: ['10.0.0.1'] }));
+    wire[0] = 0x7a; // the caller's buffer is the caller's
     const hit = cache.get('tunnel', K);
-    expect(hit?.answer.wire).toBe(wire);
+    expect(hit?.answer.wire).toEqual(Buffer.from('abc'));
+    expect(hit?.answer.wire.buffer.byteLength).toBe(3); // not a slice of a shared pool slab
     expect(hit?.answer).toMatchObject({
       ttlOffsets: [6, 22],
       storedAt: clock.t,
@@ -162,18 +164,28 @@ describe('DnsCache: LRU', () => {
     expect(cache.stats().evictions).toBe(1);
   });
 
-  it('a get refreshes recency: the least recently used goes', () => {
+  it('a read entry gets a second chance: the first unread one in insertion order goes', () => {
     const { cache } = make({ size: 3 });
     for (const k of ['a', 'b', 'c']) cache.set('breakout', k, entry(60));
-    expect(cache.get('breakout', 'a')).not.toBeNull(); // order now b, c, a
-    cache.set('breakout', 'd', entry(60)); // evicts b
+    expect(cache.get('breakout', 'a')).not.toBeNull(); // a read: spared once
+    cache.set('breakout', 'd', entry(60)); // a moves back (bit cleared), b goes; queue c, d, a
     expect(cache.get('breakout', 'b')).toBeNull();
-    expect(cache.get('breakout', 'c')).not.toBeNull(); // order a, d, c
-    cache.set('breakout', 'e', entry(60)); // evicts a
-    expect(cache.get('breakout', 'a')).toBeNull();
-    expect(cache.get('breakout', 'd')).not.toBeNull();
-    expect(cache.get('breakout', 'e')).not.toBeNull();
+    expect(cache.get('breakout', 'c')).not.toBeNull(); // c read
+    expect(cache.get('breakout', 'a')).not.toBeNull(); // a read again
+    cache.set('breakout', 'e', entry(60)); // c and a spared, d (never read) goes
+    expect(cache.get('breakout', 'd')).toBeNull();
+    for (const k of ['a', 'c', 'e']) expect(cache.get('breakout', k)).not.toBeNull();
     expect(cache.size).toBe(3);
+  });
+
+  it('when every entry was read, the oldest still goes (bounded work per insert)', () => {
+    const { cache } = make({ size: 3 });
+    for (const k of ['a', 'b', 'c']) cache.set('breakout', k, entry(60));
+    for (const k of ['a', 'b', 'c']) cache.get('breakout', k);
+    cache.set('breakout', 'd', entry(60));
+    expect(cache.size).toBe(3);
+    expect(cache.get('breakout', 'a')).toBeNull();
+    expect(cache.stats().evictions).toBe(1);
   });
 
   it('re-setting a key replaces it in place (no eviction) and makes it most recent', () => {
@@ -365,7 +377,7 @@ describe('InFlight', () => {
  * or miss (and on the age of what it returns).
  */
 class ModelCache {
-  entries: { key: string; path: string; storedAt: number; exp: number; staleUntil: number }[] = [];
+  entries: { key: string; path: string; storedAt: number; exp: number; staleUntil: number; used: boolean }[] = [];
   constructor(
     readonly opts: DnsCacheOptions,
     readonly clock: FakeClock,
@@ -386,8 +398,16 @@ class ModelCache {
     const now = this.clock.t;
     const exp = now + eff * 1000;
     const staleUntil = exp + (this.opts.serveStale ? this.opts.staleTtl * 1000 : 0);
-    this.entries.push({ key, path, storedAt: now, exp, staleUntil });
-    if (this.entries.length > this.opts.size) this.entries.shift();
+    if (i < 0 && this.entries.length >= this.opts.size) {
+      // Second chance: a used entry at the front is cleared and moved to the back.
+      while (this.entries[0]!.used) {
+        const f = this.entries.shift()!;
+        f.used = false;
+        this.entries.push(f);
+      }
+      this.entries.shift();
+    }
+    this.entries.push({ key, path, storedAt: now, exp, staleUntil, used: false });
   }
   get(path: string, k: string): number | null {
     const i = this.find(`${path}|${k}`);
@@ -395,8 +415,7 @@ class ModelCache {
     const e = this.entries[i]!;
     const now = this.clock.t;
     if (now < e.exp) {
-      this.entries.splice(i, 1);
-      this.entries.push(e);
+      e.used = true;
       return Math.floor((now - e.storedAt) / 1000);
     }
     if (now >= e.staleUntil) this.entries.splice(i, 1);
