@@ -47,6 +47,7 @@ export const RECYCLE_AFTER = 2000;
 
 export class NftSession implements NftExec {
   private child: ChildProcessWithoutNullStreams | null = null;
+  private spare: ChildProcessWithoutNullStreams | null = null;
   private home: string | null = null;
   /** Commands sent to the current child. */
   private used = 0;
@@ -79,15 +80,31 @@ export class NftSession implements NftExec {
     }, 2000).unref();
   }
 
-  private ensure(): ChildProcessWithoutNullStreams {
-    // Between commands only: the old child has answered everything it was sent.
-    if (this.child && this.used >= this.recycleAfter && this.pending.length === 0) this.retire();
-    if (this.child) return this.child;
+  /** A started nft -i, not yet in use (its start-up, ~0.1 s with big sets, is paid before the switch). */
+  private spawnChild(): ChildProcessWithoutNullStreams {
     const [cmd, ...args] = this.argv;
     this.home ??= mkdtempSync(join(tmpdir(), `splitwan-nft-${process.pid}-`));
     const child = spawn(cmd!, args, { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, HOME: this.home } });
-    this.used = 0;
     this.started++;
+    child.stdin.on('error', () => {}); // EPIPE surfaces through 'exit'
+    child.once('exit', () => {
+      if (this.spare === child) this.spare = null;
+    });
+    child.on('error', () => {
+      if (this.spare === child) this.spare = null;
+    });
+    return child;
+  }
+
+  private ensure(): ChildProcessWithoutNullStreams {
+    // The replacement starts a little before it is needed, in the background.
+    if (this.child && this.spare === null && this.used >= this.recycleAfter * 0.9) this.spare = this.spawnChild();
+    // The switch happens between commands only: the old child has answered everything it was sent.
+    if (this.child && this.used >= this.recycleAfter && this.pending.length === 0) this.retire();
+    if (this.child) return this.child;
+    const child = this.spare ?? this.spawnChild();
+    this.spare = null;
+    this.used = 0;
     child.stdout.resume(); // nft -i prints nothing without -e; drain anyway
     const lines = createInterface({ input: child.stderr });
     lines.on('line', (l) => this.onLine(l));
@@ -97,7 +114,6 @@ export class NftSession implements NftExec {
       if (!this.closed) this.logger.warn({ code, signal }, 'nft -i exited; it is restarted on the next command');
       this.fail(new Error(`nft -i exited (${signal ?? code})`));
     });
-    child.stdin.on('error', () => {}); // EPIPE surfaces through 'exit'
     this.child = child;
     return child;
   }
@@ -142,12 +158,13 @@ export class NftSession implements NftExec {
 
   close(): void {
     this.closed = true;
-    const c = this.child;
-    this.child = null;
-    if (c) {
+    for (const c of [this.child, this.spare]) {
+      if (!c) continue;
       c.stdin.end();
       c.kill('SIGTERM');
     }
+    this.child = null;
+    this.spare = null;
     this.fail(new Error('nft session closed'));
     if (this.home) rmSync(this.home, { recursive: true, force: true });
     this.home = null;
