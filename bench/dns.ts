@@ -38,6 +38,7 @@
 // About 2 minutes; everything it starts is stopped by pid, the namespace and
 // the temporary directory are removed in `finally`.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { procs, Proc, sleep } from './proc.js';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -68,7 +69,6 @@ const ZONE = 'bench.test';
 const PEER_TABLE = 'sw_bench_peer';
 
 interface Result { code: number; stdout: string; stderr: string }
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 const shortLived = new Set<ChildProcess>(); // dnsperf, dig, nft in flight: killed by pid on cleanup
 function sh(argv: readonly string[], o: { input?: string; timeoutMs?: number } = {}): Promise<Result> {
@@ -92,52 +92,6 @@ async function must(argv: readonly string[], o: { input?: string; timeoutMs?: nu
   return r;
 }
 
-/** A long-running process we started; stopped by its pid only. */
-class Proc {
-  readonly child: ChildProcess;
-  tail = '';
-  exitCode: number | null | undefined = undefined; // undefined: running
-  readonly exited: Promise<void>;
-  constructor(readonly name: string, argv: readonly string[], ipc = false, env: NodeJS.ProcessEnv = process.env) {
-    this.child = spawn(argv[0]!, argv.slice(1), { stdio: ipc ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'], env });
-    const add = (d: string) => (this.tail = (this.tail + d).slice(-16_384));
-    this.child.stdout!.setEncoding('utf8').on('data', add);
-    this.child.stderr!.setEncoding('utf8').on('data', add);
-    this.exited = new Promise((r) => {
-      this.child.on('error', (e) => add(`\n${e.message}`));
-      this.child.on('exit', (code, sig) => ((this.exitCode = code ?? (sig ? -1 : null)), r()));
-    });
-    procs.add(this);
-  }
-  get running(): boolean { return this.exitCode === undefined; }
-  get pid(): number { return this.child.pid!; }
-  /** A reply of type `type` to `cmd` over IPC. */
-  ask<T>(cmd: string, type: string, ms = 15_000, extra: object = {}): Promise<T> {
-    return new Promise((resolve, reject) => {
-      const t = setTimeout(() => (this.child.off('message', on), reject(new Error(`${this.name}: no ${type} reply to ${cmd} in ${ms} ms`))), ms);
-      const on = (m: { type?: string }) => {
-        if (m.type !== type) return;
-        clearTimeout(t);
-        this.child.off('message', on);
-        resolve(m as T);
-      };
-      this.child.on('message', on);
-      this.child.send({ ...extra, cmd });
-    });
-  }
-  async stop(graceMs = 3000): Promise<void> {
-    if (this.running) {
-      if (this.child.connected) this.child.send({ cmd: 'stop' });
-      else this.child.kill('SIGTERM'); // by our child's pid
-    }
-    if (await Promise.race([this.exited.then(() => false), sleep(graceMs).then(() => true)])) {
-      if (this.running) this.child.kill('SIGKILL');
-      await this.exited;
-    }
-    procs.delete(this);
-  }
-}
-const procs = new Set<Proc>();
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -346,8 +300,8 @@ export async function run(): Promise<Record<string, unknown>> {
     const peer = dnsmasq('dnsmasq', ports.peer, forwarding, true);
     const nftPeer = ns ? dnsmasq('dnsmasq --nftset', ports.nftset, [...forwarding, `--nftset=/${ZONE}/4#inet#${PEER_TABLE}#tag4`], true) : null;
     const sw = new Proc('splitwan', inNs(onServerCpu([process.execPath, '--expose-gc', join(import.meta.dirname, 'dns-server-child.js'),
-      JSON.stringify({ config: cfg, port: ports.splitwan, tagged, profileDir })])), true, { ...process.env, HOME: dir }); // nft -i reads and writes $HOME/.nft.history: start empty, leave none behind
-    const echo = new Proc('node-echo', inNs(onServerCpu([process.execPath, join(import.meta.dirname, 'dns-echo-child.js'), String(ports.echo)])), true);
+      JSON.stringify({ config: cfg, port: ports.splitwan, tagged, profileDir })])), { ipc: true });
+    const echo = new Proc('node-echo', inNs(onServerCpu([process.execPath, join(import.meta.dirname, 'dns-echo-child.js'), String(ports.echo)])), { ipc: true });
     await Promise.all([ipcReady(sw), ipcReady(echo)]);
     await Promise.all([ready(peer, ports.peer), ready(sw, ports.splitwan), ...(nftPeer ? [ready(nftPeer, ports.nftset)] : [])]);
     const portOf: Record<Target | Side, number> = { upstream: ports.up, splitwan: ports.splitwan, dnsmasq: ports.peer, 'dnsmasq-nftset': ports.nftset, echo: ports.echo };

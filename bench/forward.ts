@@ -11,6 +11,7 @@
 //                      <tunnel> 10.64.0.2/32                             g0 10.99.3.1
 //                         ╚══ WireGuard ══ [g] gwf<tag> 10.64.0.1/24, up0 10.99.3.2 ─┘ (masquerade)
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { procs, Proc, sleep } from './proc.js';
 import { generateKeyPairSync } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -29,7 +30,6 @@ const PEER_TABLE = '200';
 const PEER_PREF = '1000';
 
 interface Result { code: number; stdout: string; stderr: string }
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const inNs = (n: string, argv: readonly string[]) => ['ip', 'netns', 'exec', n, ...argv];
 
 const shortLived = new Set<ChildProcess>(); // commands in flight (iperf3 -c...): killed by pid on cleanup
@@ -55,43 +55,6 @@ async function must(argv: readonly string[], o: { input?: string; timeoutMs?: nu
 }
 const batch = (n: string, lines: readonly string[]) => must(['ip', '-n', n, '-batch', '-'], { input: lines.join('\n') + '\n' });
 
-/** A long-running process we started; stopped by its pid only. */
-class Proc {
-  readonly child: ChildProcess;
-  tail = '';
-  exitCode: number | null | undefined = undefined; // undefined: running
-  readonly exited: Promise<void>;
-  constructor(readonly name: string, argv: readonly string[], env: NodeJS.ProcessEnv = process.env) {
-    this.child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], env });
-    const add = (d: string) => (this.tail = (this.tail + d).slice(-32_768));
-    this.child.stdout!.setEncoding('utf8').on('data', add);
-    this.child.stderr!.setEncoding('utf8').on('data', add);
-    this.exited = new Promise((r) => {
-      this.child.on('error', (e) => add(`\n${e.message}`));
-      this.child.on('exit', (code, sig) => ((this.exitCode = code ?? (sig ? -1 : null)), r()));
-    });
-    procs.add(this);
-  }
-  get running(): boolean { return this.exitCode === undefined; }
-  async until(what: string, test: () => boolean, ms: number): Promise<void> {
-    const end = Date.now() + ms;
-    while (!test()) {
-      if (!this.running) throw new Error(`${this.name} exited (${this.exitCode}) before ${what}: ${this.tail.trim().slice(-800)}`);
-      if (Date.now() > end) throw new Error(`timed out waiting for ${what}: ${this.tail.trim().slice(-800)}`);
-      await sleep(10);
-    }
-  }
-  async stop(graceMs = 3000): Promise<number | null | undefined> {
-    if (this.running) this.child.kill('SIGTERM'); // by our child's pid
-    if (await Promise.race([this.exited.then(() => false), sleep(graceMs).then(() => true)])) {
-      if (this.running) this.child.kill('SIGKILL');
-      await this.exited;
-    }
-    procs.delete(this);
-    return this.exitCode;
-  }
-}
-const procs = new Set<Proc>();
 
 function keyPair(): { priv: string; pub: string } {
   const k = generateKeyPairSync('x25519');
@@ -141,7 +104,7 @@ export async function run(): Promise<Record<string, unknown>> {
     try { await must(inNs(n, ['wg', 'setconf', ifName, f])); } finally { rmSync(f, { force: true }); }
   };
   const startWgGo = async (n: string, ifName: string) => {
-    const p = new Proc(`wireguard-go ${ifName}`, inNs(n, ['wireguard-go', '-f', ifName]), { ...process.env, WG_PROCESS_FOREGROUND: '1' });
+    const p = new Proc(`wireguard-go ${ifName}`, inNs(n, ['wireguard-go', '-f', ifName]), { env: { ...process.env, WG_PROCESS_FOREGROUND: '1' } });
     await p.until('its control socket', () => existsSync(`/var/run/wireguard/${ifName}.sock`), 5000);
     return p;
   };

@@ -14,27 +14,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../config/logger.js';
 import { parseUpstream } from '../../config/upstream.js';
 import type { Upstream } from '../../config/types.js';
-import { Forwarder, readQuestion, UpstreamError, type PathDialer } from '../../dns/forwarder.js';
+import { Forwarder, readQuestion, UpstreamError } from '../../dns/forwarder.js';
+import { LoopbackDialer } from '../helpers/dns.js';
 
 const haveDnsmasq = spawnSync('dnsmasq', ['--version']).status === 0;
 const haveOpenssl = spawnSync('openssl', ['version']).status === 0;
-
-/** Plain loopback sockets: the path is recorded, not enforced (the daemon's dialer marks them). */
-class LoopbackDialer implements PathDialer {
-  readonly paths: string[] = [];
-  udp(path: string, family: 4 | 6): Promise<dgram.Socket> {
-    this.paths.push(path);
-    const s = dgram.createSocket(family === 4 ? 'udp4' : 'udp6');
-    return new Promise((r) => s.bind(0, () => r(s)));
-  }
-  tcp(path: string, host: string, port: number): Promise<net.Socket> {
-    this.paths.push(path);
-    return new Promise((resolve, reject) => {
-      const s = net.connect({ host, port }, () => resolve(s));
-      s.once('error', reject);
-    });
-  }
-}
 
 function query(name: string, type: 'A' | 'AAAA' | 'TXT' = 'A', id = 4242): Buffer {
   return dnsPacket.encode({ type: 'query', id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type, name, class: 'IN' }] });
