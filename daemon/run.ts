@@ -176,6 +176,7 @@ export async function runDaemon(o: RunOptions): Promise<void> {
   let breakoutDns: readonly Upstream[] = [];
   let doh: { names: Policy; cidrs: string[] } | null = null;
   let acl = new ClientAcl([]);
+  let policy = store.current.policy;
 
   // The resolver: its sockets leave through the path they serve (SO_MARK).
   const dialer = new MarkedDialer(linuxPathSockets, () => ({ gateways: current?.gateways ?? [], active: current?.active ?? null }));
@@ -184,7 +185,8 @@ export async function runDaemon(o: RunOptions): Promise<void> {
   let cache = cacheOf(store.current.config);
   const makeResolver = (c: Config): DnsResolver =>
     new DnsResolver({
-      policy: () => store.current.policy,
+      // The policy in force is the one whose plan (rule numbers → tag sets) is applied.
+      policy: () => policy,
       paths: pathState({ config: () => store.current.config, plan: () => ({ active: current?.active ?? null }), breakout: () => breakoutDns, healthy: () => true }),
       upstreams: forwarder,
       tagger: new RuleTagger(nftTagger, () => current),
@@ -234,6 +236,7 @@ export async function runDaemon(o: RunOptions): Promise<void> {
     if (want.length === 0) throw new Error(`no address to serve DNS on: the LAN interfaces ${c.lan.join(', ')} have no address; set dns.listen`);
     if (!sameListen(want, listen)) {
       await server.close();
+      listen = []; // a failed bind below is retried by the next reload, not taken for done
       listen = await server.listen(want);
       dnsLog.info({ listen: listen.map((a) => `${a.host}:${a.port}`), answers: acl.subnets }, 'resolver listening');
     }
@@ -251,6 +254,7 @@ export async function runDaemon(o: RunOptions): Promise<void> {
     await tunnels.set(specs);
     doh = dohEndpoints(loaded);
     await applyPlan(plan(loaded));
+    policy = loaded.policy;
   };
 
   let stopping = false;

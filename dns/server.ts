@@ -112,7 +112,10 @@ export class DnsServer {
     const port = (server.address() as net.AddressInfo).port;
     const sock = dgram.createSocket({ type: v6 ? 'udp6' : 'udp4', ipv6Only: v6, recvBufferSize: 4 << 20, sendBufferSize: 4 << 20 });
     await new Promise<void>((resolve, reject) => {
-      sock.once('error', (e: NodeJS.ErrnoException) => reject(new ListenError(`cannot listen on ${a.host}:${port}/udp: ${e.code ?? e.message}`)));
+      sock.once('error', (e: NodeJS.ErrnoException) => {
+        sock.close();
+        reject(new ListenError(`cannot listen on ${a.host}:${port}/udp: ${e.code ?? e.message}`));
+      });
       sock.bind({ address: a.host, port, exclusive: true }, () => resolve());
     });
     sock.removeAllListeners('error');
@@ -165,7 +168,8 @@ export class DnsServer {
     out.then(
       (b) => {
         this.inflight--;
-        if (b !== null) sock.send(b, rinfo.port, rinfo.address, () => {});
+        // The server may have closed meanwhile (stop, rebind): send() would throw.
+        if (b !== null && this.udp.includes(sock)) sock.send(b, rinfo.port, rinfo.address, () => {});
       },
       (e: unknown) => {
         this.inflight--;
