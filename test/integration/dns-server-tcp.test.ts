@@ -299,5 +299,26 @@ describe('DnsServer limits', () => {
       expect(after.map((m) => m.readUInt16BE(0))).toEqual([104]);
       expect(r.server.stats.overload).toBe(1);
     });
+
+    it('closing the server while a miss is upstream does not crash the process when the answer comes back', async () => {
+      const r = await server({});
+      const problems: unknown[] = [];
+      const onProblem = (e: unknown): void => void problems.push(e);
+      process.on('unhandledRejection', onProblem);
+      process.on('uncaughtException', onProblem);
+      const sock = dgram.createSocket('udp4');
+      await new Promise<void>((res) => sock.bind(0, '127.0.0.1', () => res()));
+      try {
+        sock.send(query('slow-close.test', 201), r.port, '127.0.0.1');
+        await sleep(100); // waiting for the slow upstream
+        await r.server.close(); // a stop or a rebind
+        await sleep(SLOW_MS + 300); // the upstream's answer arrives now
+        expect(problems).toEqual([]);
+      } finally {
+        process.off('unhandledRejection', onProblem);
+        process.off('uncaughtException', onProblem);
+        sock.close();
+      }
+    });
   });
 });
