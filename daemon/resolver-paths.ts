@@ -41,20 +41,16 @@ export function pathState(o: {
   };
 }
 
-/**
- * Tags into the plan's sets for a config rule. An answer for the default path
- * (rule -1) or a rule without tag sets releases its addresses from any set:
- * an address goes the way of the most recent name answered with it.
- */
+/** Tags into the plan's sets for a config rule; rules that match no names tag nothing. */
 export class RuleTagger implements RouteTagger {
   constructor(
-    private readonly nft: Pick<NftTagger, 'pending' | 'tag' | 'release'>,
+    private readonly nft: Pick<NftTagger, 'pending' | 'tag'>,
     private readonly plan: () => Pick<DataplanePlan, 'rules'> | null,
   ) {}
 
   tag(rule: number, addresses: readonly string[], ttlMs: number): Promise<void> | null {
     const r = rule < 0 ? undefined : this.plan()?.rules.find((x) => x.index === rule);
-    if (!r?.tagged) return this.nft.release(addresses);
+    if (!r?.tagged) return null;
     const sets = tagSetNames(r);
     const todo = this.nft.pending(sets, addresses, ttlMs);
     return todo.length === 0 ? null : this.nft.tag(sets, todo, ttlMs);

@@ -39,10 +39,9 @@ import {
 /** Installs addresses into a rule's kernel sets; resolves when the kernel has them. */
 export interface RouteTagger {
   /**
-   * Tags `addresses` for config rule `rule` for `ttlMs`; rule -1 (the default
-   * path) releases them from any rule's set. Null when there is nothing to
-   * wait for (the rule tags nothing, or the addresses are already where they
-   * belong for long enough): the hit path stays synchronous.
+   * Tags `addresses` for config rule `rule` for `ttlMs`. Null when there is
+   * nothing to wait for (the rule tags nothing, or the addresses are already
+   * tagged there for long enough): the hit path stays synchronous.
    */
   tag(rule: number, addresses: readonly string[], ttlMs: number): Promise<void> | null;
 }
@@ -226,9 +225,8 @@ export class Resolver {
       this.stats.hits++;
       const answer = hit.answer as Stored;
       const out = this.finish(msg, q, answer, hit.ageSeconds, client);
-      if (answer.addresses.length === 0 || this.d.tagger === null) return out;
-      // Every answer refreshes the tags (or, for the default path, releases
-      // them); the tagger returns null when nothing needs doing: no Promise.
+      if (rule < 0 || answer.addresses.length === 0 || this.d.tagger === null) return out;
+      // Every answer refreshes the tags; the tagger returns null when nothing needs doing: no Promise.
       const pending = this.tagLater(rule, answer.addresses, answer.tagExpiresAt - answer.storedAt);
       return pending === null ? out : pending.then((ok) => (ok ? out : this.servfail(msg, q)));
     }
@@ -300,10 +298,12 @@ export class Resolver {
     const largest = negative ? clampTtlsAt(wire, offsets, 0, Math.min(o.negativeTtl, info.soaMinimum ?? o.negativeTtl)) : clampTtlsAt(wire, offsets, o.minTtl, o.maxTtl);
     const tagTtlMs = Math.max(largest * 1000, o.tagTtlMs);
 
-    if (info.addresses.length > 0 && this.d.tagger !== null) {
+    // Default-path answers tag nothing, and take nothing out of a rule's set:
+    // otherwise any web page could answer its own name with the address of a
+    // tunnel rule's name and pull that address out to the default path.
+    if (rule >= 0 && info.addresses.length > 0 && this.d.tagger !== null) {
       // The answer goes out only once the kernel routes its addresses (CNAME
-      // targets included: they are the asked name's addresses). A default-path
-      // name (rule -1) takes them back from any rule's set: most recent wins.
+      // targets included: they are the asked name's addresses).
       const ok = await (this.tagLater(rule, info.addresses, tagTtlMs) ?? true);
       if (!ok) return null;
     }
@@ -331,7 +331,7 @@ export class Resolver {
     this.stats.staleServed++;
     const wire = Buffer.from(stale.answer.wire);
     clampTtlsAt(wire, stale.answer.ttlOffsets, 0, STALE_TTL);
-    if (stale.answer.addresses.length > 0 && this.d.tagger !== null) {
+    if (rule >= 0 && stale.answer.addresses.length > 0 && this.d.tagger !== null) {
       if (!(await (this.tagLater(rule, stale.answer.addresses, STALE_TTL * 1000) ?? true))) return null;
     }
     return { wire, offsets: stale.answer.ttlOffsets, stale: true };

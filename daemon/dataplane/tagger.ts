@@ -20,8 +20,7 @@ interface Installed {
 }
 
 interface Request {
-  /** null: release the addresses from whatever set holds them (a default-path answer claimed them). */
-  sets: TagSets | null;
+  sets: TagSets;
   addresses: string[];
   ttlMs: number;
   resolve(): void;
@@ -86,29 +85,6 @@ export class NftTagger {
   }
 
   /**
-   * The most recent answer decides an address's path: when a name of the
-   * default path (no tag set) is answered with an address another rule's set
-   * holds, the address leaves that set. Null when no set holds any of them.
-   */
-  release(addresses: readonly string[]): Promise<void> | null {
-    // Runs on every cache hit of a default-path name: no allocation unless a set holds one.
-    if (this.shadow.size === 0) return null;
-    let any = false;
-    for (let i = 0; i < addresses.length && !any; i++) any = this.shadow.has(addresses[i]!);
-    if (!any) return null;
-    const now = this.clock.now();
-    const todo = addresses.filter((a) => {
-      const i = this.shadow.get(a);
-      return i !== undefined && i.expiresAt > now;
-    });
-    if (todo.length === 0) return null;
-    return new Promise<void>((resolve, reject) => {
-      this.queue.push({ sets: null, addresses: todo, ttlMs: 0, resolve, reject });
-      this.schedule();
-    });
-  }
-
-  /**
    * Tags `addresses` into `sets` for `ttlMs`; resolves when nft has them.
    * An address already tagged there for at least half that long again is
    * not sent (a cache hit re-tags only near expiry).
@@ -167,9 +143,9 @@ export class NftTagger {
   private async apply(batch: Request[]): Promise<void> {
     const now = this.clock.now();
     // Last request wins for an address asked into two sets in one batch.
-    const want = new Map<string, { set: string | null; ttlMs: number }>();
+    const want = new Map<string, { set: string; ttlMs: number }>();
     for (const r of batch) {
-      for (const a of r.addresses) want.set(a, { set: r.sets === null ? null : isIPv6(a) ? r.sets.v6 : r.sets.v4, ttlMs: r.ttlMs });
+      for (const a of r.addresses) want.set(a, { set: isIPv6(a) ? r.sets.v6 : r.sets.v4, ttlMs: r.ttlMs });
     }
     const deletes = new Map<string, string[]>();
     const adds = new Map<string, string[]>();
@@ -181,32 +157,23 @@ export class NftTagger {
       if (cur && cur.set !== w.set && cur.expiresAt - now > 2000) {
         (deletes.get(cur.set) ?? deletes.set(cur.set, []).get(cur.set)!).push(a);
       }
-      if (w.set !== null) (adds.get(w.set) ?? adds.set(w.set, []).get(w.set)!).push(`${a} timeout ${seconds(w.ttlMs)}s`);
+      (adds.get(w.set) ?? adds.set(w.set, []).get(w.set)!).push(`${a} timeout ${seconds(w.ttlMs)}s`);
     }
     const parts: string[] = [];
     for (const [set, as] of deletes) parts.push(`delete element inet ${TABLE_NAME} ${set} { ${as.join(', ')} }`);
     for (const [set, es] of adds) parts.push(`add element inet ${TABLE_NAME} ${set} { ${es.join(', ')} }`);
     if (++this.transactions % 256 === 0) this.sweep(now);
-    if (parts.length === 0) {
-      // Only releases of addresses about to expire anyway: nothing to send.
-      for (const [a, w] of want) if (w.set === null) this.shadow.delete(a);
-      return;
-    }
     // Recorded before the line completes: a line sent after this one (the
     // pipeline) must already see these addresses where this one puts them.
     const previous = new Map([...want.keys()].map((a) => [a, this.shadow.get(a)]));
-    for (const [a, w] of want) {
-      if (w.set === null) this.shadow.delete(a);
-      else this.shadow.set(a, { set: w.set, expiresAt: now + seconds(w.ttlMs) * 1000 });
-    }
+    for (const [a, w] of want) this.shadow.set(a, { set: w.set, expiresAt: now + seconds(w.ttlMs) * 1000 });
     try {
       await this.nft.exec(parts.join('; '));
     } catch (e) {
       // Nothing of the line was applied: put back what was there (unless a later line changed it).
       for (const [a, prev] of previous) {
         const cur = this.shadow.get(a);
-        const w = want.get(a)!.set;
-        if (w === null ? cur === undefined : cur !== undefined && cur.set === w) {
+        if (cur && cur.set === want.get(a)!.set) {
           if (prev) this.shadow.set(a, prev);
           else this.shadow.delete(a);
         }

@@ -128,19 +128,8 @@ export class FakeTagger implements RouteTagger {
   calls = 0;
   fail = false;
   constructor(private readonly clock: Clock = systemClock) {}
-  /** Releases (rule -1): addresses a default-path answer took back from some rule's set. */
-  released = 0;
   tag(rule: number, addresses: readonly string[], ttlMs: number): Promise<void> | null {
     const now = this.clock.now();
-    if (rule < 0) {
-      // The default path has no set: the answer takes its addresses out of any rule's set.
-      const held = addresses.filter((a) => this.ruleOf(a) !== null);
-      if (held.length === 0) return null;
-      this.released++;
-      if (this.fail) return Promise.reject(new Error('nft: release failed (test)'));
-      for (const a of held) for (const s of this.sets.values()) s.delete(a);
-      return new Promise((r) => setTimeout(r, 1));
-    }
     const todo = addresses.filter((a) => !((this.sets.get(rule)?.get(a) ?? 0) - now >= ttlMs / 2));
     if (todo.length === 0) return null;
     this.calls++;

@@ -992,10 +992,11 @@ describe.skipIf(!runs)('resolver end to end: dig / dns-packet → splitwan → o
       await dig(R.port, ['shared.breakout.test']);
       expect(count(B, 'shared.breakout.test')).toBe(1);
       expect(R.tagger.ruleOf('100.64.9.9')).toBe(RULE.breakout);
-      // A default-path name (no rule, no set) answered with it takes it back to the default path.
+      // A default-path name answered with it leaves it where it is: a page's own
+      // name must not be able to pull a rule's address out to the default path.
       tunnelNames.push('shared.default.test');
       expect(addrs(await dig(R.port, ['shared.default.test']))).toEqual(['100.64.9.9']);
-      expect(R.tagger.ruleOf('100.64.9.9')).toBeNull();
+      expect(R.tagger.ruleOf('100.64.9.9')).toBe(RULE.breakout);
     });
   });
 
