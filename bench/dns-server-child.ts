@@ -3,7 +3,7 @@
 // resolve pipeline (Resolver + DnsServer + DnsCache + Forwarder) built from a
 // config file, answering on 127.0.0.1, forwarding through plain loopback
 // sockets. With `tagged`, answers are tagged into the kernel by the real
-// NftTagger (one `nft -i`), in the network namespace this process was started
+// NftTagger (libnftables in-process, as the daemon), in the network namespace this process was started
 // in (the driver creates the namespace and the `splitwan` table).
 //
 // argv[2]: JSON { config: string, port: number, tagged: boolean, profileDir?: string }
@@ -23,7 +23,7 @@ import { DnsCache } from '../dns/cache.js';
 import { Forwarder, type PathDialer } from '../dns/forwarder.js';
 import { Resolver, type PathState, type RouteTagger } from '../dns/resolver.js';
 import { DnsServer } from '../dns/server.js';
-import { NftSession } from '../daemon/dataplane/nft-session-linux.js';
+import { openNft } from '../daemon/dataplane/libnft-linux.js';
 import { planDataplane } from '../daemon/dataplane/plan.js';
 import { NftTagger } from '../daemon/dataplane/tagger.js';
 import { RuleTagger } from '../daemon/resolver-paths.js';
@@ -62,15 +62,15 @@ const paths: PathState = {
   ipv6: () => true,
 };
 
-let session: NftSession | null = null;
+let session: ReturnType<typeof openNft> | null = null;
 let nftTagger: NftTagger | null = null;
 let tagger: RouteTagger | null = null;
 if (args.tagged) {
   const plan = planDataplane({ config: c, listCidrs: new Map(), wan: 'wan0', active: gateway, healthy: () => true, dnsPort: null });
-  session = new NftSession(silentLogger, ['nft', '-i']);
+  session = openNft(silentLogger); // what the daemon uses: libnftables in-process, else nft -i
   nftTagger = new NftTagger(session, systemClock);
   tagger = new RuleTagger(nftTagger, () => plan); // the daemon's adapter
-  await session.exec('list tables'); // start nft -i before the first answer
+  await session.exec('list tables'); // ready (nft -i started) before the first answer
 }
 
 const forwarder = new Forwarder({ dialer: new LoopbackDialer(), logger: silentLogger, timeoutMs: c.dns.timeoutMs });

@@ -1,7 +1,7 @@
 // DNS benchmark: splitwan's resolver side by side with dnsmasq as a caching
 // forwarder, both in front of the same upstream, in the same run, on loopback.
 //
-//   dnsperf ──▶ splitwan (own process: Resolver + DnsServer, cache 150k) ──┐  tags: nft -i → inet splitwan tag4_<rule>
+//   dnsperf ──▶ splitwan (own process: Resolver + DnsServer, cache 150k) ──┐  tags: libnftables → inet splitwan tag4_<rule>
 //           ──▶ dnsmasq  (--server=upstream, --cache-size=150000)       ──┤
 //           ──▶ dnsmasq  (the same plus --nftset: misses only)          ──┼──▶ upstream dnsmasq (--addn-hosts: every
 //           ──▶ (misses only: the baseline) ─────────────────────────────┘     bench name its own address, TTL 3600)
@@ -10,7 +10,8 @@
 // As root, everything runs in a network namespace this script creates
 // (sw-bd<pid>) and removes, with splitwan's nftables table as the daemon
 // renders it, and splitwan tags every answer of the bench zone into the kernel
-// with the real NftTagger (one `nft -i`) before answering, as the daemon does.
+// with the real NftTagger (libnftables in-process, else `nft -i`) before
+// answering, as the daemon does.
 // Without root nothing is tagged, and the output says so loudly (BD_TAG=0
 // forces that as root, to see the tagger's share).
 //
@@ -26,15 +27,12 @@
 //     upstream's in the same round, median over MISS_ROUNDS; at MISS_QPS
 //     (loaded: the headline) and at MISS_LOW_QPS (unloaded: per-query cost).
 //
-// The servers (with their helpers: splitwan's nft -i) are pinned to the last
+// The servers (with their helpers: splitwan's nft -i when it falls back) are pinned to the last
 // CPU and dnsperf to the others when there are two or more (BD_PIN=0: not),
 // so the client never steals the server's core. BD_PROF=DIR writes CPU
 // profiles of splitwan's hit and miss rounds and a heap snapshot at 100k names
 // into DIR (the profiler costs throughput: that run's figures do not count).
 // Other knobs: BD_ROUNDS (3), BD_HIT_SECONDS (5), BD_CLIENTS (8), BD_OUTSTANDING (100).
-// splitwan's nft -i runs with HOME in the bench's temporary directory: nft -i
-// keeps every line in its (libedit) history and reads and writes
-// $HOME/.nft.history, so each run starts from the same state and leaves none.
 // About 2 minutes; everything it starts is stopped by pid, the namespace and
 // the temporary directory are removed in `finally`.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -117,7 +115,7 @@ function ownCpuMs(pid: number): number {
   return (Number(f[11]) + Number(f[12])) * 10;
 }
 
-/** A process's live children (splitwan's `nft -i`). */
+/** A process's live children (splitwan's `nft -i`, if it fell back to it). */
 function childPids(pid: number): number[] {
   const out: number[] = [];
   for (const t of readdirSync(`/proc/${pid}/task`)) {
@@ -146,7 +144,7 @@ interface Perf {
   latencies: number[];
   /** CPU the server (and its children) used meanwhile, ms. */
   cpu: number;
-  /** Of which its children (splitwan's nft -i), ms. */
+  /** Of which its children (splitwan's nft -i, if any), ms. */
   childCpu: number;
 }
 
@@ -347,7 +345,7 @@ export async function run(): Promise<Record<string, unknown>> {
       `ratio ${(rss100k.splitwan / rss100k.dnsmasq).toFixed(2)}x (goal: splitwan < ${GOAL_RSS_MB} MB)`);
     say(`  splitwan: ${afterFill.cacheEntries} cache entries, ${fill.splitwan.lost} lost; empty ${r1(rssEmpty.splitwan)} MB; after a full GC ${r1(rssGc)} MB ` +
       `(heap used ${mb(afterGc.heapUsed)} of ${mb(afterGc.heapTotal)} MB, array buffers ${mb(afterGc.arrayBuffers)} MB)` +
-      `${tagged ? `; its nft -i ${r1(nftRss)} MB more` : ''}; for scale, node-echo (bare Node + one socket) ${r1(echoRss)} MB`);
+      `${tagged && nftRss > 0 ? `; its nft -i ${r1(nftRss)} MB more` : ''}; for scale, node-echo (bare Node + one socket) ${r1(echoRss)} MB`);
     say(`  dnsmasq: ${insertions ?? '?'} cache insertions, ${fill.dnsmasq.lost} lost; empty ${r1(rssEmpty.dnsmasq)} MB (its cache is allocated at start)`);
     say(`  CPU per miss while filling: splitwan ${r1(cpuUs([fill.splitwan]))} µs${tagged ? ` (of which its nft -i ${r1(cpuUs([fill.splitwan], 'childCpu'))} µs)` : ''}, dnsmasq ${r1(cpuUs([fill.dnsmasq]))} µs`);
 
@@ -405,10 +403,10 @@ export async function run(): Promise<Record<string, unknown>> {
         const f = fig[t];
         say(`  ${t.padEnd(15)} p50 ${r3(f.p50).toFixed(3)}  p99 ${r3(f.p99).toFixed(3)}` + (t === 'upstream' ? ' '.repeat(34) : `  added p50 ${r3(f.added50).toFixed(3).padStart(6)}  p99 ${r3(f.added99).toFixed(3).padStart(7)}`) +
           `  CPU ${r1(f.cpuUs)} µs/answer; lost ${f.lost}, not NOERROR ${f.notNoerror}` +
-          (t === 'splitwan' ? (tagged ? '; tagged (nft -i, answered once the kernel has it)' : '; UNTAGGED') : t === 'dnsmasq-nftset' ? '; tagged (libnftables in-process)' : ''));
+          (t === 'splitwan' ? (tagged ? '; tagged (answered once the kernel has it)' : '; UNTAGGED') : t === 'dnsmasq-nftset' ? '; tagged (libnftables in-process)' : ''));
       }
       const tx = transactions[rate.label]!;
-      if (tagged) say(`  splitwan: ${tx.nft} nft transactions for ${tx.misses} misses; CPU per miss: node ${r1(fig.splitwan.cpuUs - fig.splitwan.childCpuUs)} µs, nft -i ${r1(fig.splitwan.childCpuUs)} µs`);
+      if (tagged) say(`  splitwan: ${tx.nft} nft transactions for ${tx.misses} misses; CPU per miss (libnftables runs in the process): node ${r1(fig.splitwan.cpuUs - fig.splitwan.childCpuUs)} µs, child nft ${r1(fig.splitwan.childCpuUs)} µs`);
     }
     const loadedFig = missFigures.loaded!;
     const unloadedFig = missFigures.unloaded!;

@@ -27,7 +27,7 @@ import type { GatewayConfig } from '../config/types.js';
 import { ListRefresher } from '../config/lists/refresher.js';
 import { linuxRunner, type Runner } from './exec-linux.js';
 import { Dataplane } from './dataplane/dataplane.js';
-import { NftSession } from './dataplane/nft-session-linux.js';
+import { openNft } from './dataplane/libnft-linux.js';
 import { MARK_BREAKOUT, planDataplane, tagSetNames, type DataplanePlan } from './dataplane/plan.js';
 import { LinuxRouter } from './dataplane/router-linux.js';
 import { WanWatcher } from './dataplane/wan-watch-linux.js';
@@ -104,7 +104,7 @@ export interface RunOptions {
 
 /** Removes everything splitwan installs; safe to run any time (`splitwan cleanup`, start, stop). */
 export async function cleanupAll(run: Runner, logger: Logger): Promise<void> {
-  const session = new NftSession(logger);
+  const session = openNft(logger);
   try {
     await new LinuxRouter(run, session, logger).cleanup();
   } finally {
@@ -160,7 +160,7 @@ export async function runDaemon(o: RunOptions): Promise<void> {
   const store = await ConfigStore.open({ file: o.configPath, logger: log.child({ module: 'config' }), signals: o.signals });
   await cleanupAll(run, log.child({ module: 'cleanup' }));
 
-  const session = new NftSession(log.child({ module: 'nft' }));
+  const session = openNft(log.child({ module: 'nft' }));
   const router = new LinuxRouter(run, session, log.child({ module: 'router' }));
   const tunnels = createLinuxTunnels({ runner: run, logger: log, clock });
   const nftTagger = new NftTagger(session, clock);

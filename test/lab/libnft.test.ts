@@ -1,0 +1,79 @@
+// libnftables in-process (daemon/dataplane/libnft-linux.ts) against the real
+// kernel. The library acts in the namespace of the process calling it, so the
+// calls run in a child Node process started inside a namespace this test
+// creates, using the built module (dist/, made by `npm test` before vitest):
+//
+//   [sw-ln-<pid>]  node (LibNft) → table inet splitwan (rendered), tag sets
+//
+// Needs root.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { renderRuleset, tagSetNames } from '../../daemon/dataplane/plan.js';
+import { samplePlan, rule } from '../helpers/plans.js';
+
+const NS = `sw-ln-${process.pid}`;
+const root = join(import.meta.dirname, '..', '..');
+const built = join(root, 'dist', 'daemon', 'dataplane', 'libnft-linux.js');
+const supported = process.getuid?.() === 0 && spawnSync('nft', ['--version']).status === 0;
+const why = process.getuid?.() !== 0 ? 'needs root (network namespaces)' : 'nft is not installed';
+const plan = samplePlan({ mode: 'host', lan: [], gateways: [], active: null, rules: [rule(0, 'aaaa0000', { tagged: true })] });
+const A = tagSetNames(plan.rules[0]!);
+
+/** Runs `lines` through one LibNft inside the namespace; each line's outcome ("ok" or the error message). */
+function runInNs(lines: string[]): string[] {
+  const script = `
+    const { LibNft, libnftAvailable } = await import(${JSON.stringify(pathToFileURL(built).href)});
+    if (!libnftAvailable()) { console.log(JSON.stringify(['unavailable'])); process.exit(0); }
+    const n = new LibNft({ debug() {}, info() {}, warn() {}, error() {}, child() { return this; } });
+    const lines = ${JSON.stringify(lines)};
+    // Sent all at once: they must still run one at a time, in order.
+    const out = await Promise.all(lines.map((l) => n.exec(l).then(() => 'ok', (e) => e.code + ': ' + e.message)));
+    n.close();
+    console.log(JSON.stringify(out));`;
+  const r = execFileSync('ip', ['netns', 'exec', NS, process.execPath, '--input-type=module', '-e', script], { encoding: 'utf8' });
+  return JSON.parse(r.trim().split('\n').at(-1)!) as string[];
+}
+
+function elements(set: string): string {
+  return execFileSync('ip', ['netns', 'exec', NS, 'nft', 'list', 'set', 'inet', 'splitwan', set], { encoding: 'utf8' });
+}
+
+describe.skipIf(!supported && !process.env.CI)('libnftables in-process (real nft)', () => {
+  beforeAll(() => {
+    if (!supported) throw new Error(`lab test cannot run: ${why}`);
+    if (!existsSync(built)) throw new Error(`${built} is missing: run npm run build (npm test does)`);
+    execFileSync('ip', ['netns', 'add', NS]);
+    execFileSync('ip', ['link', 'add', 'wan0', 'netns', NS, 'type', 'veth', 'peer', 'name', 'wan0-p', 'netns', NS]);
+    execFileSync('ip', ['netns', 'exec', NS, 'nft', '-f', '-'], { input: renderRuleset(plan) });
+  });
+  afterAll(() => {
+    spawnSync('ip', ['netns', 'del', NS]);
+  });
+
+  it('runs each line as one transaction, in order; a bad line fails alone with nft\'s message', () => {
+    const out = runInNs([
+      `add element inet splitwan ${A.v4} { 192.0.2.1 timeout 60s }`,
+      `add element inet splitwan ${A.v4} { 300.0.0.1 timeout 60s }`,
+      `add element inet splitwan ${A.v4} { 192.0.2.2 timeout 60s }; add element inet splitwan ${A.v6} { 2001:db8::2 timeout 60s }`,
+      `delete element inet splitwan ${A.v4} { 192.0.2.1 }`,
+      `delete element inet splitwan ${A.v4} { 192.0.2.1 }`,
+    ]);
+    expect(out[0]).toBe('ok');
+    expect(out[1]).toMatch(/^SPLITWAN_NFT: nft: .*(Could not resolve|invalid|Error)/i);
+    expect(out[2]).toBe('ok');
+    expect(out[3]).toBe('ok');
+    expect(out[4]).toMatch(/^SPLITWAN_NFT: nft: .*No such file or directory/);
+    const v4 = elements(A.v4);
+    expect(v4).toContain('192.0.2.2');
+    expect(v4).not.toContain('192.0.2.1 ');
+    expect(v4).not.toContain('300.0.0.1');
+    expect(elements(A.v6)).toContain('2001:db8::2');
+  });
+});
+
+it.skipIf(supported || !!process.env.CI)('libnftables in-process: SKIPPED', () => {
+  console.warn(`SKIPPED lab test (libnft): ${why}. CI runs it as root.`);
+});
