@@ -1,6 +1,7 @@
 // Who may ask the resolver: loopback and the LAN subnets, nobody else, so
 // splitwan is never an open resolver. Pure; the daemon supplies the subnets
-// (router mode: the LAN interfaces' prefixes, followed as they change).
+// (router mode: the LAN interfaces' prefixes, read at start and on every
+// reload — a prefix that changes in between is not followed yet).
 import { cidrContains, parseCidr, parseIp, unmapIp, type ParsedCidr } from '../config/ip.js';
 
 const LOOPBACK = ['127.0.0.0/8', '::1/128'];

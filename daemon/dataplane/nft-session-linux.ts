@@ -87,7 +87,7 @@ export class NftSession implements NftExec {
     }, 2000).unref();
   }
 
-  /** A started nft -i, not yet in use (its start-up, ~0.1 s with big sets, is paid before the switch). */
+  /** A started nft -i, not yet in use (its process start-up is paid before the switch; its first command still loads the table). */
   private spawnChild(): ChildProcessWithoutNullStreams {
     const [cmd, ...args] = this.argv;
     this.home ??= mkdtempSync(join(tmpdir(), `splitwan-nft-${process.pid}-`));
