@@ -1,5 +1,6 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { explainCommand } from './commands/explain.js';
+import type { TagLookup } from './tag-lookup-linux.js';
 import { checkCommand } from './commands/check.js';
 import { DEFAULT_CONFIG_PATH } from '../config/load.js';
 
@@ -47,7 +48,7 @@ Exit codes: 0 ok, 1 config errors, 2 usage errors, 3 daemon not running, 4 needs
 interface Command {
   options: ParseArgsConfig['options'];
   positionals: { min: number; max: number; names: string };
-  run(args: { values: Record<string, string | boolean | undefined>; positionals: string[] }, io: Io): Promise<number>;
+  run(args: { values: Record<string, string | boolean | undefined>; positionals: string[] }, io: Io, deps: CliDeps): Promise<number>;
 }
 
 const COMMON = { config: { type: 'string' as const, short: 'c' } };
@@ -95,7 +96,7 @@ const commands: Record<string, Command> = {
   explain: {
     options: { ...COMMON, json: { type: 'boolean' }, source: { type: 'string' } },
     positionals: { min: 1, max: 1, names: 'NAME|IP' },
-    run: ({ values, positionals }, io) =>
+    run: ({ values, positionals }, io, deps) =>
       explainCommand(
         {
           config: (values.config as string | undefined) ?? DEFAULT_CONFIG_PATH,
@@ -104,6 +105,7 @@ const commands: Record<string, Command> = {
           source: values.source as string | undefined,
         },
         io,
+        deps.tags,
       ),
   },
 };
@@ -121,7 +123,13 @@ async function version(): Promise<string> {
 }
 
 /** Runs the CLI; resolves to the exit code. Never throws for user mistakes. */
-export async function main(argv: string[], io: Io = processIo): Promise<number> {
+/** What commands take from outside besides the terminal (tests pass fakes). */
+export interface CliDeps {
+  /** explain IP: where the running daemon's resolver tagged an address. */
+  tags?: TagLookup;
+}
+
+export async function main(argv: string[], io: Io = processIo, deps: CliDeps = {}): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === 'help' || name === '--help' || name === '-h') {
     (name === undefined ? io.err : io.out)(USAGE);
@@ -150,7 +158,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     return Exit.USAGE;
   }
   try {
-    return await cmd.run({ values: parsed.values as Record<string, string | boolean | undefined>, positionals: parsed.positionals }, io);
+    return await cmd.run({ values: parsed.values as Record<string, string | boolean | undefined>, positionals: parsed.positionals }, io, deps);
   } catch (e) {
     if (e instanceof UsageError) {
       io.err(`splitwan ${name}: ${e.message}\n`);

@@ -1,4 +1,8 @@
-import { parseIp } from '../../config/ip.js';
+import { formatIp, parseIp } from '../../config/ip.js';
+import type { RuleConfig } from '../../config/types.js';
+import { ruleId } from '../dataplane/plan.js';
+import { linuxRunner } from '../exec-linux.js';
+import { linuxTagLookup, type TagHit, type TagLookup } from '../tag-lookup-linux.js';
 import { describePattern, normalizeDomain } from '../../config/domain.js';
 import { targetLabel, type MatchEntry, type PolicyMatch } from '../../config/policy.js';
 import type { Policy } from '../../config/policy.js';
@@ -17,6 +21,14 @@ export interface ExplainResult {
   match: MatchEntry | null;
   /** Where the rule itself is written. */
   rulePos: { file: string; line: number; col: number } | null;
+  /**
+   * IP inputs: the resolver's tag on this address in the running daemon (the
+   * rule of the most recent name answered with it); null: none; a string:
+   * why it is not known. Absent for names.
+   */
+  tagged?: { rule: number; ruleLabel: string; via: string; expiresInSeconds: number | null } | null | string;
+  /** IP inputs with a tag: the path connections to it take now (a tag of an earlier rule wins). */
+  effectiveVia?: string;
 }
 
 /** Pure: what the policy says about one destination. */
@@ -67,17 +79,48 @@ export function formatExplain(r: ExplainResult): string {
     if (r.match) lines.push(`  matched by ${entryText(r.match)}`);
   }
   if (r.candidates.length > 1) lines.push(`  the first healthy of ${r.candidates.join(', ')} is used`);
+  if (r.tagged !== undefined) {
+    if (r.tagged === null) lines.push('  not tagged by the resolver now');
+    else if (typeof r.tagged === 'string') lines.push(`  tags: not known (${r.tagged})`);
+    else {
+      const ttl = r.tagged.expiresInSeconds === null ? '' : ` for another ${r.tagged.expiresInSeconds} s`;
+      lines.push(`  tagged now by the resolver for rule #${r.tagged.rule} (${r.tagged.ruleLabel}, via ${r.tagged.via})${ttl}: the most recent name answered with it`);
+      lines.push(`  connections to it take: ${r.effectiveVia}`);
+    }
+  }
   if (r.kind === 'name' && r.via !== 'block') {
     lines.push(`  addresses answered for this name are routed via ${r.via === 'tunnel' ? 'the active gateway' : r.via}`);
   }
   return lines.join('\n') + '\n';
 }
 
-export async function explainCommand(opts: { config: string; target: string; json: boolean; source?: string | undefined }, io: Io): Promise<number> {
+/**
+ * Adds what the running daemon's tags say about an IP: the rule whose
+ * answer tagged it, and the path that wins (the data plane checks rules in
+ * order, a rule's tags where the rule stands).
+ */
+export function withTag(r: ExplainResult, rules: readonly RuleConfig[], hit: TagHit | null | { unknown: string }): ExplainResult {
+  if (hit === null) return { ...r, tagged: null };
+  if ('unknown' in hit) return { ...r, tagged: hit.unknown };
+  const index = rules.findIndex((x) => ruleId(x) === hit.ruleId);
+  if (index < 0) return { ...r, tagged: `tagged for a rule that is no longer in the config (set ${hit.set})` };
+  const rule = rules[index]!;
+  const via = targetLabel(rule.via[0]!);
+  const tagged = { rule: index, ruleLabel: rule.label, via, expiresInSeconds: hit.expiresMs === undefined ? null : Math.round(hit.expiresMs / 1000) };
+  const wins = r.rule === null || index < r.rule;
+  return { ...r, tagged, effectiveVia: wins ? via : r.via };
+}
+
+export async function explainCommand(
+  opts: { config: string; target: string; json: boolean; source?: string | undefined },
+  io: Io,
+  tags: TagLookup = linuxTagLookup(linuxRunner),
+): Promise<number> {
   if (opts.source !== undefined && !parseIp(opts.source)) throw new UsageError(`--source "${opts.source}" is not an IP address`);
   const loaded = await loadOrReport(opts.config, io);
   if (!loaded) return Exit.CONFIG;
-  const r = explain(loaded.policy, opts.target, opts.source);
+  let r = explain(loaded.policy, opts.target, opts.source);
+  if (r.kind === 'ip') r = withTag(r, loaded.config.rules, await tags(formatIp(parseIp(r.input)!)));
   io.out(opts.json ? JSON.stringify(r) + '\n' : formatExplain(r));
   return Exit.OK;
 }

@@ -18,6 +18,7 @@ import { createLab, labSupported, type Lab } from '../lab/lab.js';
 import { startDaemon, stopDaemon, until, type Daemon } from '../helpers/daemon.js';
 
 const support = labSupported();
+const root = join(import.meta.dirname, '..', '..');
 const tag = `d${process.pid % 10000}`;
 const GW = [`${tag}a`, `${tag}b`] as const;
 /** gw1's uplink address (test/lab/lab.ts): the address its endpoint name resolves to. */
@@ -103,6 +104,10 @@ describe.skipIf(!support.ok && !process.env.CI)('the resolver in the lab (router
     expect(gwAsked(0)).not.toContain('cdn-alias.lab.test');
     // The answer came only once its address was routed: the very next connection takes the breakout.
     expect(await via(`http://${lab.addr.web.v4}/`)).toBe(lab.addr.routerWan.v4);
+    // explain reads the running daemon's tag from the kernel: which rule's answer routes the address now.
+    const ex = await lab.exec(lab.ns.router, [process.execPath, join(root, 'bin', 'splitwan'), 'explain', '--config', cfg, lab.addr.web.v4]);
+    expect(ex.stdout).toMatch(/tagged now by the resolver for rule #0 \(cdn-alias\.lab\.test,out\.where\.lab\.test, via breakout\) for another \d+ s/);
+    expect(ex.stdout).toContain('connections to it take: breakout');
   }, 30_000);
 
   it('breakout names get the ISP resolver\'s answer; unlisted names the active gateway\'s; pinned names their gateway\'s', async () => {

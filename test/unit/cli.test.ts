@@ -10,6 +10,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main, type Io } from '../../daemon/cli.js';
+import type { TagHit } from '../../daemon/tag-lookup-linux.js';
+import { ruleId } from '../../daemon/dataplane/plan.js';
+import { loadConfig } from '../../config/load.js';
 
 const key = (): string => randomBytes(32).toString('base64');
 
@@ -101,6 +104,9 @@ interface Run {
   err: string;
 }
 
+/** Tags the fake kernel holds: address → hit. */
+const fakeTags = new Map<string, TagHit | { unknown: string }>();
+
 async function run(...argv: string[]): Promise<Run> {
   let out = '';
   let err = '';
@@ -112,7 +118,8 @@ async function run(...argv: string[]): Promise<Run> {
       err += t;
     },
   };
-  const code = await main(argv, io);
+  // No kernel here: the running daemon's tags are looked up in a fake (see 'explain IP: the resolver's tag').
+  const code = await main(argv, io, { tags: async (ip) => fakeTags.get(ip) ?? null });
   return { code, out, err };
 }
 
@@ -199,6 +206,33 @@ describe('cli: check', () => {
   });
 });
 
+describe('cli: explain IP: the resolver\'s tag in the running daemon', () => {
+  it('says which rule\'s answer tagged the address, for how long, and which path wins', async () => {
+    const rules = (await loadConfig(good)).config.rules;
+    const [r0, , r2] = rules.map((r) => ruleId(r));
+    try {
+      // Unlisted address, tagged by rule #0 (example.com via breakout): the tag decides.
+      fakeTags.set('192.0.2.80', { ruleId: r0!, set: `tag4_${r0}`, expiresMs: 312_000 });
+      const a = await run('explain', '--config', good, '192.0.2.80');
+      expect(a.out).toContain('  tagged now by the resolver for rule #0 (example.com,*.cdn.example, via breakout) for another 312 s: the most recent name answered with it\n');
+      expect(a.out).toContain('  connections to it take: breakout\n');
+      // In rule #1's CIDR but tagged by the later rule #2: rule #1 stands first, it wins.
+      fakeTags.set('203.0.113.9', { ruleId: r2!, set: `tag4_${r2}` });
+      const b = await run('explain', '--config', good, '--json', '203.0.113.9');
+      expect(JSON.parse(b.out)).toMatchObject({ rule: 1, tagged: { rule: 2, via: 'gw2', expiresInSeconds: null }, effectiveVia: 'gw2' });
+      fakeTags.set('203.0.113.10', { ruleId: r0!, set: `tag4_${r0}` });
+      expect(JSON.parse((await run('explain', '--config', good, '--json', '203.0.113.10')).out)).toMatchObject({ rule: 1, tagged: { rule: 0 }, effectiveVia: 'breakout' });
+      // When the kernel cannot be read, it says why instead of guessing.
+      fakeTags.set('192.0.2.81', { unknown: 'reading the kernel tags needs root' });
+      expect((await run('explain', '--config', good, '192.0.2.81')).out).toContain('  tags: not known (reading the kernel tags needs root)\n');
+      fakeTags.set('192.0.2.82', { ruleId: 'deadbeef', set: 'tag4_deadbeef' });
+      expect((await run('explain', '--config', good, '192.0.2.82')).out).toContain('no longer in the config');
+    } finally {
+      fakeTags.clear();
+    }
+  });
+});
+
 describe('cli: explain --json', () => {
   async function json(...args: string[]): Promise<unknown> {
     const r = await run('explain', '--config', good, '--json', ...args);
@@ -233,6 +267,7 @@ describe('cli: explain --json', () => {
       ruleLabel: '203.0.113.0/24',
       match: { kind: 'cidr', value: '203.0.113.0/24', keyPath: 'rules[1].cidrs[0]', pos: { file: good, line: 16, col: 13 } },
       rulePos: { file: good, line: 16, col: 5 },
+      tagged: null,
     });
   });
 
@@ -309,6 +344,7 @@ describe('cli: explain text', () => {
         `  rule #1 (203.0.113.0/24) at ${good}:16:5`,
         `  matched by rules[1].cidrs[0] at ${good}:16:13: 203.0.113.0/24 contains the address`,
         '  the first healthy of gw2, gw1 is used',
+        '  not tagged by the resolver now',
         '',
       ].join('\n'),
     );
