@@ -169,9 +169,8 @@ export class Resolver {
     if ('error' in q) {
       if (q.error === 'short') return null;
       // Not a QUERY (STATUS, NOTIFY, UPDATE...): NOTIMP with the opcode echoed
-      // (RFC 1035 §4.1.1). FORMERR with opcode QUERY was ignored by clients
-      // ("opcode mismatch"), which then waited for their timeout. (Found by
-      // test/integration/dns-resolver.test.ts with dig +opcode=5.)
+      // (RFC 1035 §4.1.1); clients ignore an answer whose opcode differs
+      // ("opcode mismatch") and wait for their timeout.
       const opcode = (msg[2]! >>> 3) & 0xf;
       if ((msg[2]! & 0x80) === 0 && opcode !== OPCODE_QUERY) return buildError({ id: q.id, rd: q.rd, opcode }, RCODE.NOTIMP);
       this.stats.formerr++;
@@ -259,9 +258,8 @@ export class Resolver {
       if (upstreams.length === 0) throw new Error(`no resolver for ${path} now`);
       // EDNS options are hop by hop: the client's (COOKIE, NSID, padding...)
       // are not forwarded; the upstream gets a bare OPT of ours (size, DO).
-      // A forwarded COOKIE came back echoed in the cached answer and was
-      // handed to every other client ("Client COOKIE mismatch"; BIND-based
-      // clients drop such answers). Found by test/integration/dns-resolver.test.ts.
+      // A forwarded COOKIE would come back in the cached answer and reach
+      // every other client ("Client COOKIE mismatch": BIND-based clients drop it).
       resp = await this.d.upstreams.forward(addEdns(removeOpt(msg), EDNS_UDP_SIZE, q.edns?.do ?? false), q, upstreams, path);
     } catch (e) {
       this.stats.upstreamFailures++;
@@ -285,11 +283,10 @@ export class Resolver {
     }
     // Our copy, TTLs bounded: clients cache no longer than the tags last.
     // It always carries an OPT advertising 1232: EDNS clients must get one
-    // (RFC 6891 §7) even from an upstream that answered without (found by
-    // test/integration/dns-resolver.test.ts with a plain upstream); addEdns
-    // appends a bare one (DO clear: that upstream did no DNSSEC) or, when
-    // there is one, only sets its size, like setEdnsUdpSize. Appended last,
-    // it moves no TTL offset; clients without EDNS get it removed.
+    // (RFC 6891 §7) even from an upstream that answered without. addEdns
+    // appends a bare one (DO clear: that upstream did no DNSSEC) or only sets
+    // the size of the one there; appended last, it moves no TTL offset.
+    // Clients without EDNS get it removed.
     const wire = addEdns(resp, EDNS_UDP_SIZE, false);
     const o = this.d.options;
     const hasData = info.answers.some((a) => a.type === q.qtype) || q.qtype === TYPE.ANY;
