@@ -28,6 +28,7 @@ import { ListRefresher } from '../config/lists/refresher.js';
 import { linuxRunner, type Runner } from './exec-linux.js';
 import { Dataplane } from './dataplane/dataplane.js';
 import { openNft } from './dataplane/libnft-linux.js';
+import { removeStaleHomes } from './dataplane/nft-session-linux.js';
 import { MARK_BREAKOUT, planDataplane, tagSetNames, type DataplanePlan } from './dataplane/plan.js';
 import { LinuxRouter } from './dataplane/router-linux.js';
 import { WanWatcher } from './dataplane/wan-watch-linux.js';
@@ -111,6 +112,8 @@ export async function cleanupAll(run: Runner, logger: Logger): Promise<void> {
     session.close();
   }
   await cleanupTunnels(run, logger);
+  // The nft -i fallback's private HOMEs left by a crashed run hold tagged destinations in their history.
+  removeStaleHomes();
 }
 
 /** `ip -j addr`: the addresses the LAN interfaces have (router mode's listen addresses and ACL). */

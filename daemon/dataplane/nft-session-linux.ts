@@ -13,7 +13,7 @@
 // a private directory removed on close, and a session is replaced by a fresh
 // one every RECYCLE_AFTER commands, between commands.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -40,6 +40,38 @@ interface Pending {
   line: string;
   resolve(): void;
   reject(e: Error): void;
+}
+
+const HOME_PREFIX = 'splitwan-nft-';
+
+/**
+ * Removes the private HOMEs (and the nft history in them) that sessions of
+ * processes no longer alive left behind, e.g. after a crash. Returns how many.
+ */
+export function removeStaleHomes(dir: string = tmpdir(), alive: (pid: number) => boolean = pidAlive): number {
+  let n = 0;
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return 0;
+  }
+  for (const name of names) {
+    const m = new RegExp(`^${HOME_PREFIX}(\\d+)-`).exec(name);
+    if (!m || alive(Number(m[1]))) continue;
+    rmSync(join(dir, name), { recursive: true, force: true });
+    n++;
+  }
+  return n;
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0); // signal 0: a check, nothing is sent
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 /**
@@ -90,7 +122,7 @@ export class NftSession implements NftExec {
   /** A started nft -i, not yet in use (its process start-up is paid before the switch; its first command still loads the table). */
   private spawnChild(): ChildProcessWithoutNullStreams {
     const [cmd, ...args] = this.argv;
-    this.home ??= mkdtempSync(join(tmpdir(), `splitwan-nft-${process.pid}-`));
+    this.home ??= mkdtempSync(join(tmpdir(), `${HOME_PREFIX}${process.pid}-`));
     const child = spawn(cmd!, args, { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, HOME: this.home } });
     this.started++;
     child.stdin.on('error', () => {}); // EPIPE surfaces through 'exit'

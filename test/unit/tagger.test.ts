@@ -2,6 +2,10 @@ import { describe, expect, it } from 'vitest';
 import type { Clock } from '../../config/logger.js';
 import type { NftExec } from '../../daemon/dataplane/nft-session-linux.js';
 import { NftTagger } from '../../daemon/dataplane/tagger.js';
+import { removeStaleHomes } from '../../daemon/dataplane/nft-session-linux.js';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 /**
  * A model of nft's element semantics (nft 1.0.6): a line is all-or-nothing;
@@ -141,5 +145,19 @@ describe('NftTagger', () => {
     await expect(bad).rejects.toThrow(/invalid address/);
     expect(nft.has('tag4_a', '198.51.100.1')).toBe(true);
     expect(t.lookup('300.0.0.1')).toBeUndefined();
+  });
+});
+
+describe('removeStaleHomes (the nft -i fallback\'s private HOMEs)', () => {
+  it('removes those of dead processes only', () => {
+    const dir = mkdtempSync(join(tmpdir(), `splitwan-homes-${process.pid}-`));
+    try {
+      for (const d of ['splitwan-nft-111-aaa', 'splitwan-nft-222-bbb', 'other-333']) mkdirSync(join(dir, d));
+      writeFileSync(join(dir, 'splitwan-nft-111-aaa', '.nft.history'), 'add element ...');
+      expect(removeStaleHomes(dir, (pid) => pid === 222)).toBe(1);
+      expect(readdirSync(dir).sort()).toEqual(['other-333', 'splitwan-nft-222-bbb']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
