@@ -1,0 +1,179 @@
+// The health monitor: probes every gateway on its own schedule (interval with
+// a little jitter, one round in flight per gateway), feeds the results to each
+// gateway's state machine, and picks the active gateway after every round.
+// A change of the active gateway is handed to `onSwitch` (the daemon flips the
+// data plane, flushes the tunnel path's DNS cache, drops the flows of a dead
+// gateway). Timers come from the injected clock: unit tests run it under fake
+// time with a fake prober.
+import type { Clock, Logger } from '../../config/logger.js';
+import { GatewayHealth, type HealthFigures, type HealthOptions } from './gateway-health.js';
+import type { ProbeResult, ProbeTarget } from './probes.js';
+import { selectGateway, type Candidate } from './select.js';
+
+export interface MonitoredGateway extends ProbeTarget {
+  priority: number;
+}
+
+export interface Switch {
+  from: string | null;
+  to: string | null;
+  reason: string;
+  /** The gateway left is down (its flows should be dropped so clients reconnect at once). */
+  fromDown: boolean;
+}
+
+export interface MonitorOptions extends HealthOptions {
+  intervalMs: number;
+  failbackHoldMs: number;
+  prober: { round(t: ProbeTarget): Promise<ProbeResult> };
+  clock: Clock;
+  logger: Logger;
+  onSwitch: (s: Switch) => void | Promise<void>;
+  /** 0..1; jitter is ±10% of the interval. */
+  random?: () => number;
+}
+
+export interface GatewayStatus extends HealthFigures {
+  name: string;
+  priority: number;
+  active: boolean;
+}
+
+interface Entry {
+  gw: MonitoredGateway;
+  order: number;
+  health: GatewayHealth;
+  timer: unknown;
+  inFlight: boolean;
+}
+
+export class HealthMonitor {
+  private readonly entries = new Map<string, Entry>();
+  private current: string | null = null;
+  private pinned: string | null = null;
+  private running = false;
+  private switching: Promise<void> = Promise.resolve();
+
+  constructor(private readonly o: MonitorOptions) {}
+
+  /** The gateway carrying the tunnel path now; null: none usable. */
+  get active(): string | null {
+    return this.current;
+  }
+
+  /** Usable for traffic (rules pinned to a gateway use it only while this holds). */
+  healthy(name: string): boolean {
+    return this.entries.get(name)?.health.usable ?? false;
+  }
+
+  /**
+   * The gateways to watch (at start and after a reload). A gateway kept by
+   * name keeps its health; new ones start unknown. Returns the active
+   * gateway chosen without waiting for probes (the preferred usable one).
+   */
+  setGateways(gws: readonly MonitoredGateway[]): string | null {
+    const now = this.o.clock.now();
+    const names = new Set(gws.map((g) => g.name));
+    for (const [name, e] of this.entries) {
+      if (names.has(name)) continue;
+      this.o.clock.clearTimeout(e.timer);
+      this.entries.delete(name);
+    }
+    gws.forEach((gw, order) => {
+      const e = this.entries.get(gw.name);
+      if (e) {
+        e.gw = gw;
+        e.order = order;
+      } else {
+        const entry: Entry = { gw, order, health: new GatewayHealth(this.o, now), timer: null, inFlight: false };
+        this.entries.set(gw.name, entry);
+        if (this.running) this.schedule(entry, 0);
+      }
+    });
+    if (this.pinned !== null && !names.has(this.pinned)) this.pinned = null;
+    this.current = selectGateway({ candidates: this.candidates(), current: this.current, now, failbackHoldMs: this.o.failbackHoldMs, pinned: this.pinned }).active;
+    return this.current;
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    // The first round at once, so a dead gateway is seen within failAfter intervals of start.
+    for (const e of this.entries.values()) this.schedule(e, 0);
+  }
+
+  stop(): void {
+    this.running = false;
+    for (const e of this.entries.values()) {
+      this.o.clock.clearTimeout(e.timer);
+      e.timer = null;
+    }
+  }
+
+  /** `splitwan select NAME` / `auto` (null). */
+  pin(name: string | null): void {
+    if (name !== null && !this.entries.has(name)) throw new Error(`no gateway named ${name}`);
+    this.pinned = name;
+    this.reselect();
+  }
+
+  status(): GatewayStatus[] {
+    return [...this.entries.values()].map((e) => ({ name: e.gw.name, priority: e.gw.priority, active: e.gw.name === this.current, ...e.health.figures() }));
+  }
+
+  /** Resolves when the switches decided so far have been carried out (tests, shutdown). */
+  settled(): Promise<void> {
+    return this.switching;
+  }
+
+  private schedule(e: Entry, delayMs: number): void {
+    e.timer = this.o.clock.setTimeout(() => void this.probe(e), delayMs);
+  }
+
+  private nextDelay(): number {
+    const r = this.o.random ?? Math.random;
+    return Math.round(this.o.intervalMs * (0.9 + 0.2 * r()));
+  }
+
+  private async probe(e: Entry): Promise<void> {
+    if (!this.running || this.entries.get(e.gw.name) !== e) return;
+    // One round in flight per gateway: a slow round delays the next, never overlaps it.
+    if (e.inFlight) return;
+    e.inFlight = true;
+    let r: ProbeResult;
+    try {
+      r = await this.o.prober.round(e.gw);
+    } catch (err) {
+      r = { ok: false, rttMs: null, error: (err as Error).message };
+    } finally {
+      e.inFlight = false;
+    }
+    if (!this.running || this.entries.get(e.gw.name) !== e) return;
+    const changed = e.health.record(this.o.clock.now(), r.ok, r.rttMs, r.error);
+    if (changed !== null) {
+      const f = e.health.figures();
+      this.o.logger.info({ gateway: e.gw.name, state: changed, rttMs: f.rttMs === null ? null : Math.round(f.rttMs * 10) / 10, loss: f.loss, error: r.error }, `gateway ${e.gw.name} is ${changed}`);
+    }
+    this.reselect();
+    this.schedule(e, this.nextDelay());
+  }
+
+  private candidates(): Candidate[] {
+    return [...this.entries.values()].map((e) => {
+      const f = e.health.figures();
+      return { name: e.gw.name, priority: e.gw.priority, order: e.order, state: f.state, upSince: f.upSince, rttMs: f.rttMs };
+    });
+  }
+
+  private reselect(): void {
+    const s = selectGateway({ candidates: this.candidates(), current: this.current, now: this.o.clock.now(), failbackHoldMs: this.o.failbackHoldMs, pinned: this.pinned });
+    if (s.active === this.current) return;
+    const from = this.current;
+    const fromDown = from !== null && !(this.entries.get(from)?.health.usable ?? false);
+    this.current = s.active;
+    const sw: Switch = { from, to: s.active, reason: s.reason, fromDown };
+    this.o.logger.warn({ from, to: s.active, reason: s.reason }, s.active === null ? 'no gateway is up: tunnel traffic is blocked (kill switch)' : `active gateway: ${s.active} (${s.reason})`);
+    // Switches are carried out in order, one at a time.
+    this.switching = this.switching.then(() => this.o.onSwitch(sw)).catch((err: unknown) => this.o.logger.error({ err, ...sw }, 'carrying out a gateway switch failed'));
+  }
+}

@@ -1,0 +1,177 @@
+// One probe round for one gateway, through that gateway's own tunnel: every
+// socket comes from the path dialer for `gw:<name>` (SO_MARK), so gateways
+// that share a tunnel address and a resolver address are still probed apart.
+//
+// Kinds: handshake (age of WireGuard's latest handshake, and rx growing:
+// free), dns (a query to the gateway's resolvers), http (a GET, e.g. a
+// generate_204 URL), tcp (a connect), icmp (an echo, by `ping -m MARK`). A
+// round is good when every probe is; its RTT is the smallest a probe measured.
+import { randomInt } from 'node:crypto';
+import { isIP } from 'node:net';
+import tls from 'node:tls';
+import * as dnsPacket from 'dns-packet';
+import { Agent, request } from 'undici';
+import type { PathName, ProbeSpec, Upstream } from '../../config/types.js';
+import { parseHostPort } from '../../config/ip.js';
+import type { Clock } from '../../config/logger.js';
+import { readQuestion, type PathDialer } from '../../dns/forwarder.js';
+import { responseInfo } from '../../dns/wire.js';
+import type { TunnelStatus } from '../tunnel/types.js';
+
+export interface ProbeResult {
+  ok: boolean;
+  rttMs: number | null;
+  error: string | null;
+}
+
+export interface ProbeTarget {
+  name: string;
+  path: PathName;
+  ifname: string;
+  /** The gateway's resolvers (dns probes). */
+  dns: readonly Upstream[];
+  /** The fwmark of its path (icmp probes). */
+  mark: number;
+  probes: readonly ProbeSpec[];
+}
+
+export interface ProbeDeps {
+  dialer: PathDialer;
+  /** Forwards a query through a path (a Forwarder fits). */
+  forward(query: Buffer, q: { qname: string; qtype: number; qclass: number }, upstreams: readonly Upstream[], path: PathName): Promise<Buffer>;
+  /** The tunnel's state now (handshake probes). */
+  tunnel(ifname: string): Promise<TunnelStatus | null>;
+  /** `ping` through a mark; resolves with the RTT in ms, rejects on loss. */
+  ping(target: string, mark: number, timeoutMs: number): Promise<number>;
+  clock: Clock;
+  timeoutMs: number;
+}
+
+/** A handshake older than this is stale: WireGuard rekeys every 2 minutes when traffic flows. */
+export const HANDSHAKE_STALE_MS = 180_000;
+/**
+ * Nothing received for this long on a tunnel with a recent handshake: dead.
+ * Keepalives (25 s in wg-quick files) and other probes' answers make rx grow
+ * on a live tunnel.
+ */
+export const RX_STALL_MS = 35_000;
+
+const ok = (rttMs: number | null): ProbeResult => ({ ok: true, rttMs, error: null });
+const fail = (error: string): ProbeResult => ({ ok: false, rttMs: null, error });
+
+function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let t: NodeJS.Timeout;
+  return Promise.race([p, new Promise<T>((_, reject) => (t = setTimeout(() => reject(new Error(`${what}: no answer in ${ms} ms`)), ms)))]).finally(() => clearTimeout(t));
+}
+
+export class Prober {
+  /** rx bytes at the previous handshake probe and when they last grew, per interface. */
+  private readonly lastRx = new Map<string, { bytes: number; since: number }>();
+  private readonly agents = new Map<string, Agent>();
+
+  constructor(private readonly d: ProbeDeps) {}
+
+  /** Runs every probe of the target at once; a round is good when all are. */
+  async round(t: ProbeTarget): Promise<ProbeResult> {
+    const results = await Promise.all(t.probes.map((p) => this.one(t, p).catch((e: unknown) => fail((e as Error).message))));
+    const bad = results.filter((r) => !r.ok);
+    if (bad.length) return fail(bad.map((r) => r.error).join('; '));
+    const rtts = results.map((r) => r.rttMs).filter((x): x is number => x !== null);
+    return ok(rtts.length ? Math.min(...rtts) : null);
+  }
+
+  close(): void {
+    for (const a of this.agents.values()) void a.close();
+    this.agents.clear();
+  }
+
+  private one(t: ProbeTarget, p: ProbeSpec): Promise<ProbeResult> {
+    switch (p.kind) {
+      case 'handshake':
+        return this.handshake(t);
+      case 'dns':
+        return this.dns(t, p.name ?? '.');
+      case 'tcp':
+        return this.tcp(t, p.target ?? '');
+      case 'http':
+        return this.http(t, p.url ?? '', p.expect);
+      case 'icmp':
+        return this.icmp(t, p.target ?? '');
+    }
+  }
+
+  private async handshake(t: ProbeTarget): Promise<ProbeResult> {
+    const s = await this.d.tunnel(t.ifname);
+    if (!s || !s.up) return fail('handshake: the tunnel is not up');
+    if (s.latestHandshake === null) return fail('handshake: none yet');
+    const age = this.d.clock.now() - s.latestHandshake;
+    if (age > HANDSHAKE_STALE_MS) return fail(`handshake: the latest is ${Math.round(age / 1000)} s old`);
+    const now = this.d.clock.now();
+    const before = this.lastRx.get(t.ifname);
+    if (before === undefined || s.rxBytes !== before.bytes) this.lastRx.set(t.ifname, { bytes: s.rxBytes, since: now });
+    else if (now - before.since > RX_STALL_MS) return fail(`handshake: nothing received for ${Math.round((now - before.since) / 1000)} s`);
+    return ok(null);
+  }
+
+  private async dns(t: ProbeTarget, name: string): Promise<ProbeResult> {
+    if (t.dns.length === 0) return fail('dns: the gateway has no resolver');
+    const qname = name === '.' ? '' : name.replace(/\.$/, '');
+    const query = dnsPacket.encode({ type: 'query', id: randomInt(0, 0x10000), flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: qname === '' ? 'NS' : 'A', name: qname === '' ? '.' : qname, class: 'IN' }] });
+    const q = readQuestion(query);
+    if (q === null) return fail(`dns: cannot ask for ${name}`);
+    const start = performance.now();
+    const resp = await this.d.forward(query, q, t.dns, t.path);
+    const rtt = performance.now() - start;
+    const info = responseInfo(resp);
+    // Any well-formed answer proves the resolver is reachable through the tunnel; SERVFAIL does not.
+    if (info === null) return fail('dns: malformed answer');
+    if (info.rcode === 2 || info.rcode === 5) return fail(`dns: ${info.rcode === 2 ? 'SERVFAIL' : 'REFUSED'}`);
+    return ok(rtt);
+  }
+
+  private async tcp(t: ProbeTarget, target: string): Promise<ProbeResult> {
+    const hp = parseHostPort(target);
+    if ('error' in hp) return fail(`tcp: ${hp.error}`);
+    const start = performance.now();
+    const s = await this.d.dialer.tcp(t.path, hp.host, hp.port, this.d.timeoutMs);
+    const rtt = performance.now() - start;
+    s.destroy();
+    return ok(rtt);
+  }
+
+  private async icmp(t: ProbeTarget, target: string): Promise<ProbeResult> {
+    if (isIP(target) === 0) return fail(`icmp: ${target} is not an IP address`);
+    return ok(await this.d.ping(target, t.mark, this.d.timeoutMs));
+  }
+
+  private async http(t: ProbeTarget, url: string, expect?: number): Promise<ProbeResult> {
+    let agent = this.agents.get(t.path);
+    if (!agent) {
+      const dialer = this.d.dialer;
+      const timeoutMs = this.d.timeoutMs;
+      agent = new Agent({
+        keepAliveTimeout: 1, // a probe measures a fresh connection each time
+        connect: (opts, cb) => {
+          const host = opts.hostname.replace(/^\[|\]$/g, '');
+          if (isIP(host) === 0) return cb(new Error(`http probe host ${host} must be an IP address`), null);
+          const port = Number(opts.port) || (opts.protocol === 'https:' ? 443 : 80);
+          dialer
+            .tcp(t.path, host, port, timeoutMs)
+            .then((socket) => {
+              if (opts.protocol !== 'https:') return cb(null, socket);
+              const s = tls.connect({ socket, ...(opts.servername ? { servername: opts.servername } : {}), ALPNProtocols: ['http/1.1'] }, () => cb(null, s));
+              s.once('error', (e) => cb(e, null));
+            })
+            .catch((e: Error) => cb(e, null));
+        },
+      });
+      this.agents.set(t.path, agent);
+    }
+    const start = performance.now();
+    const res = await withTimeout(request(url, { method: 'GET', dispatcher: agent, headersTimeout: this.d.timeoutMs, bodyTimeout: this.d.timeoutMs }), this.d.timeoutMs, 'http');
+    await res.body.dump();
+    const rtt = performance.now() - start;
+    const good = expect !== undefined ? res.statusCode === expect : res.statusCode >= 200 && res.statusCode < 400;
+    return good ? ok(rtt) : fail(`http: status ${res.statusCode}${expect !== undefined ? ` (expected ${expect})` : ''}`);
+  }
+}

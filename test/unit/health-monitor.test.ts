@@ -1,0 +1,124 @@
+// The health monitor under fake time, with a fake prober whose answers the
+// test controls per gateway: schedules, hysteresis, switches handed to the
+// daemon in order, kill switch and recovery.
+import { describe, expect, it } from 'vitest';
+import { silentLogger } from '../../config/logger.js';
+import { HealthMonitor, type MonitoredGateway, type Switch } from '../../daemon/health/monitor.js';
+import type { ProbeResult, ProbeTarget } from '../../daemon/health/probes.js';
+import { ManualClock } from '../helpers/clock.js';
+
+const gw = (name: string, priority: number): MonitoredGateway => ({ name, priority, path: `gw:${name}`, ifname: `swg-${name}`, dns: [], mark: 0, probes: [{ kind: 'dns' }] });
+
+function setup(o: { failbackHoldMs?: number } = {}) {
+  const clock = new ManualClock();
+  const alive = new Map<string, boolean>([['gw1', true], ['gw2', true]]);
+  const rounds: string[] = [];
+  const switches: Switch[] = [];
+  const prober = {
+    round: async (t: ProbeTarget): Promise<ProbeResult> => {
+      rounds.push(t.name);
+      return alive.get(t.name) ? { ok: true, rttMs: 20, error: null } : { ok: false, rttMs: null, error: 'no answer in 1000 ms' };
+    },
+  };
+  const m = new HealthMonitor({
+    failAfter: 3,
+    recoverAfter: 5,
+    window: 10,
+    degradeFactor: 3,
+    intervalMs: 1000,
+    failbackHoldMs: o.failbackHoldMs ?? 30_000,
+    prober,
+    clock,
+    logger: silentLogger,
+    onSwitch: (s) => void switches.push(s),
+    random: () => 0.5, // no jitter: rounds every 1000 ms
+  });
+  return { clock, alive, rounds, switches, m };
+}
+
+describe('HealthMonitor', () => {
+  it('starts on the preferred gateway, probes each once per interval, one round at a time', async () => {
+    const { clock, rounds, m } = setup();
+    expect(m.setGateways([gw('gw1', 1), gw('gw2', 2)])).toBe('gw1');
+    m.start();
+    await clock.advance(10_000);
+    // At 0 and every second after: 11 rounds each.
+    expect(rounds.filter((r) => r === 'gw1')).toHaveLength(11);
+    expect(rounds.filter((r) => r === 'gw2')).toHaveLength(11);
+    expect(m.status().map((s) => [s.name, s.state, s.active])).toEqual([['gw1', 'up', true], ['gw2', 'up', false]]);
+    m.stop();
+  });
+
+  it('fails over after failAfter bad rounds, marks the old one down, kill switch when both fail, recovers', async () => {
+    const { clock, alive, switches, m } = setup();
+    m.setGateways([gw('gw1', 1), gw('gw2', 2)]);
+    m.start();
+    await clock.advance(5000);
+    alive.set('gw1', false);
+    const t0 = clock.now();
+    await clock.advance(2500);
+    expect(m.active).toBe('gw1'); // 2 bad rounds: not yet
+    await clock.advance(1000);
+    expect(m.active).toBe('gw2'); // the 3rd
+    expect(switches.at(-1)).toMatchObject({ from: 'gw1', to: 'gw2', fromDown: true, reason: 'gw1 is down' });
+    expect(clock.now() - t0).toBeLessThanOrEqual(3500);
+    expect(m.healthy('gw1')).toBe(false);
+
+    alive.set('gw2', false);
+    await clock.advance(3000);
+    expect(m.active).toBeNull();
+    expect(switches.at(-1)).toMatchObject({ from: 'gw2', to: null, fromDown: true });
+
+    // gw2 comes back first: after 5 good rounds it carries traffic (nothing to fail back from).
+    alive.set('gw2', true);
+    await clock.advance(5000);
+    expect(m.active).toBe('gw2');
+    // gw1 comes back: up after 5 rounds, preferred, but only after 30 s up.
+    alive.set('gw1', true);
+    await clock.advance(5000 + 29_000);
+    expect(m.active).toBe('gw2');
+    await clock.advance(2000);
+    expect(m.active).toBe('gw1');
+    expect(switches.at(-1)).toMatchObject({ from: 'gw2', to: 'gw1', fromDown: false });
+    await m.settled();
+    expect(switches.map((s) => `${s.from}→${s.to}`)).toEqual(['gw1→gw2', 'gw2→null', 'null→gw2', 'gw2→gw1']);
+    m.stop();
+  });
+
+  it('a pin holds while the pinned gateway is usable; a reload keeps health by name', async () => {
+    const { clock, alive, m } = setup();
+    m.setGateways([gw('gw1', 1), gw('gw2', 2)]);
+    m.start();
+    await clock.advance(3000);
+    m.pin('gw2');
+    expect(m.active).toBe('gw2');
+    expect(() => m.pin('nope')).toThrow(/no gateway named nope/);
+    alive.set('gw2', false);
+    await clock.advance(3000);
+    expect(m.active).toBe('gw1');
+    // Reload: gw2 removed, gw3 added; gw1 keeps its rounds.
+    const before = m.status().find((s) => s.name === 'gw1')!.rounds;
+    alive.set('gw3', true);
+    m.setGateways([gw('gw1', 1), gw('gw3', 3)]);
+    expect(m.status().map((s) => s.name)).toEqual(['gw1', 'gw3']);
+    expect(m.status().find((s) => s.name === 'gw1')!.rounds).toBe(before);
+    await clock.advance(2000);
+    expect(m.status().find((s) => s.name === 'gw3')!.state).toBe('up');
+    m.stop();
+  });
+
+  it('a prober that throws counts as a failed round, and probing goes on', async () => {
+    const { clock, m } = setup();
+    const mm = new HealthMonitor({
+      failAfter: 2, recoverAfter: 1, window: 5, degradeFactor: 3, intervalMs: 1000, failbackHoldMs: 0,
+      prober: { round: async () => { throw new Error('boom'); } },
+      clock, logger: silentLogger, onSwitch: () => {}, random: () => 0.5,
+    });
+    mm.setGateways([gw('gw1', 1)]);
+    mm.start();
+    await clock.advance(3000);
+    expect(mm.status()[0]).toMatchObject({ state: 'down', lastError: 'boom', rounds: 4 });
+    mm.stop();
+    m.stop();
+  });
+});
