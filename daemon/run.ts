@@ -29,7 +29,11 @@ import { linuxRunner, type Runner } from './exec-linux.js';
 import { Dataplane } from './dataplane/dataplane.js';
 import { openNft } from './dataplane/libnft-linux.js';
 import { removeStaleHomes } from './dataplane/nft-session-linux.js';
-import { MARK_BREAKOUT, planDataplane, tagSetNames, type DataplanePlan } from './dataplane/plan.js';
+import { gatewayMark, MARK_BREAKOUT, MARK_MASK, MARK_TUNNEL, planDataplane, tagSetNames, type DataplanePlan } from './dataplane/plan.js';
+import { HealthMonitor, type MonitoredGateway } from './health/monitor.js';
+import { linuxPing } from './health/ping-linux.js';
+import { Prober } from './health/probes.js';
+import type { TunnelStatus } from './tunnel/types.js';
 import { LinuxRouter } from './dataplane/router-linux.js';
 import { WanWatcher } from './dataplane/wan-watch-linux.js';
 import { NftTagger } from './dataplane/tagger.js';
@@ -85,15 +89,6 @@ export async function tunnelSpec(g: GatewayConfig, lookup: NameLookup): Promise<
       ...(peer.persistentKeepalive !== undefined ? { persistentKeepalive: peer.persistentKeepalive } : {}),
     },
   };
-}
-
-/**
- * Until the health monitor exists, the active gateway is the preferred one
- * (lowest priority value, then config order).
- */
-export function preferredGateway(config: LoadedConfig['config']): string | null {
-  const gws = [...config.tunnel.gateways].sort((a, b) => a.priority - b.priority);
-  return gws[0]?.name ?? null;
 }
 
 export interface RunOptions {
@@ -180,6 +175,8 @@ export async function runDaemon(o: RunOptions): Promise<void> {
   let doh: { names: Policy; cidrs: string[] } | null = null;
   let acl = new ClientAcl([]);
   let policy = store.current.policy;
+  let monitor: HealthMonitor | null = null;
+  const healthy = (g: string): boolean => monitor?.healthy(g) ?? true;
 
   // The resolver: its sockets leave through the path they serve (SO_MARK).
   const dialer = new MarkedDialer(linuxPathSockets, () => ({ gateways: current?.gateways ?? [], active: current?.active ?? null }));
@@ -190,7 +187,7 @@ export async function runDaemon(o: RunOptions): Promise<void> {
     new DnsResolver({
       // The policy in force is the one whose plan (rule numbers → tag sets) is applied.
       policy: () => policy,
-      paths: pathState({ config: () => store.current.config, plan: () => ({ active: current?.active ?? null }), breakout: () => breakoutDns, healthy: () => true }),
+      paths: pathState({ config: () => store.current.config, plan: () => ({ active: current?.active ?? null }), breakout: () => breakoutDns, healthy }),
       upstreams: forwarder,
       tagger: new RuleTagger(nftTagger, () => current),
       cache,
@@ -217,8 +214,9 @@ export async function runDaemon(o: RunOptions): Promise<void> {
       // No default route yet (auto mode, cable out): nothing can leave via the
       // breakout anyway; 'lo' keeps the ruleset valid until the watcher reports one.
       wan: wan ?? 'lo',
-      active: preferredGateway(loaded.config),
-      healthy: () => true,
+      // The health monitor's choice (before any probe: the preferred gateway).
+      active: monitor?.active ?? null,
+      healthy,
       dnsPort,
       ...(doh ? { dohCidrs: doh.cidrs } : {}),
     });
@@ -248,6 +246,46 @@ export async function runDaemon(o: RunOptions): Promise<void> {
     if (breakoutDns.length === 0) dnsLog.error({}, 'breakout.dns is auto but the system has no resolver besides stubs: breakout names will fail; set breakout.dns');
   };
 
+  // Health: every gateway probed through its own tunnel; the monitor picks the active one.
+  const healthForwarder = new Forwarder({ dialer, logger: log.child({ module: 'health' }), timeoutMs: store.current.config.health.timeoutMs });
+  let tunnelStatus: { at: number; list: Promise<TunnelStatus[]> } | null = null;
+  const prober = new Prober({
+    dialer,
+    forward: (q, qq, u, p) => healthForwarder.forward(q, qq, u, p),
+    // One `wg show` serves every gateway's handshake probe of the same moment.
+    tunnel: async (ifname) => {
+      if (!tunnelStatus || clock.now() - tunnelStatus.at > 500) tunnelStatus = { at: clock.now(), list: tunnels.status() };
+      return (await tunnelStatus.list).find((s) => s.ifname === ifname) ?? null;
+    },
+    ping: linuxPing(run),
+    clock,
+    timeoutMs: store.current.config.health.timeoutMs,
+  });
+  const healthLog = log.child({ module: 'health' });
+  /** Flows of a dead gateway are dropped so clients reconnect at once instead of hanging. */
+  const dropFlows = async (gateway: string): Promise<void> => {
+    const i = store.current.config.tunnel.gateways.findIndex((g) => g.name === gateway);
+    const marks = [MARK_TUNNEL, ...(i >= 0 ? [gatewayMark(i)] : [])];
+    for (const m of marks) await run.run(['conntrack', '-D', '--mark', `0x${m.toString(16)}/0x${MARK_MASK.toString(16)}`], { allowFail: true }).catch(() => undefined);
+  };
+  monitor = new HealthMonitor({
+    ...store.current.config.health,
+    prober,
+    clock,
+    logger: healthLog,
+    onSwitch: async (s) => {
+      await dataplane.setActive(s.to);
+      if (current) current = { ...current, active: s.to };
+      // Tunnel names were answered by the old gateway's resolver.
+      resolver.flushPath('tunnel');
+      if (s.fromDown && s.from !== null) await dropFlows(s.from);
+      await applyPlan(plan(store.current));
+    },
+    onHealthChange: () => void applyPlan(plan(store.current)).catch((e: unknown) => healthLog.error({ err: e }, 'following a gateway state failed')),
+  });
+  const monitored = (c: Config): MonitoredGateway[] =>
+    c.tunnel.gateways.map((g, i) => ({ name: g.name, priority: g.priority, path: g.path, ifname: g.ifname, dns: g.dns, mark: gatewayMark(i), probes: g.probe ?? c.health.probe }));
+
   const applyAll = async (loaded: LoadedConfig): Promise<void> => {
     const c = loaded.config;
     if (c.breakout.interface !== 'auto') wan = c.breakout.interface;
@@ -255,6 +293,7 @@ export async function runDaemon(o: RunOptions): Promise<void> {
     await serveDns(c);
     specs = await Promise.all(c.tunnel.gateways.map((g) => tunnelSpec(g, lookup)));
     await tunnels.set(specs);
+    monitor!.setGateways(monitored(c));
     doh = dohEndpoints(loaded);
     await applyPlan(plan(loaded));
     policy = loaded.policy;
@@ -270,6 +309,9 @@ export async function runDaemon(o: RunOptions): Promise<void> {
       log.info({ signal }, 'stopping');
       void (async () => {
         if (tick) clearInterval(tick);
+        monitor?.stop();
+        prober.close();
+        healthForwarder.close();
         if (sweep) clearInterval(sweep);
         store.close();
         lists.stop();
@@ -298,9 +340,12 @@ export async function runDaemon(o: RunOptions): Promise<void> {
       wan = (await wanWatcher.start()).ifname;
     }
     await applyAll(store.current);
-    log.info({ mode: c.mode, wan, gateways: c.tunnel.gateways.map((g) => g.name), active: preferredGateway(c) }, 'splitwan running');
+    log.info({ mode: c.mode, wan, gateways: c.tunnel.gateways.map((g) => g.name), active: monitor.active }, 'splitwan running');
   } catch (e) {
     log.error({ err: e }, 'start failed; removing what was installed');
+    monitor.stop();
+    prober.close();
+    healthForwarder.close();
     await server.close().catch(() => {});
     forwarder.close();
     await tunnels.close().catch(() => {});
@@ -321,6 +366,7 @@ export async function runDaemon(o: RunOptions): Promise<void> {
   });
   store.start();
   dataplane.start();
+  monitor.start();
   void lists.start().catch((e: unknown) => log.warn({ err: e }, 'list refresh failed'));
   // Tunnels repair what status() sees broken (a deleted link, a roamed endpoint).
   tick = setInterval(() => {

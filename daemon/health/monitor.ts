@@ -29,6 +29,8 @@ export interface MonitorOptions extends HealthOptions {
   clock: Clock;
   logger: Logger;
   onSwitch: (s: Switch) => void | Promise<void>;
+  /** Any gateway's state changed (rules pinned to gateways may pick another candidate). */
+  onHealthChange?: (gateway: string, state: string) => void;
   /** 0..1; jitter is ±10% of the interval. */
   random?: () => number;
 }
@@ -140,6 +142,8 @@ export class HealthMonitor {
     // One round in flight per gateway: a slow round delays the next, never overlaps it.
     if (e.inFlight) return;
     e.inFlight = true;
+    // Rounds start at a steady cadence: a slow round (a dead gateway's timeout) does not stretch it.
+    const startedAt = this.o.clock.now();
     let r: ProbeResult;
     try {
       r = await this.o.prober.round(e.gw);
@@ -153,9 +157,10 @@ export class HealthMonitor {
     if (changed !== null) {
       const f = e.health.figures();
       this.o.logger.info({ gateway: e.gw.name, state: changed, rttMs: f.rttMs === null ? null : Math.round(f.rttMs * 10) / 10, loss: f.loss, error: r.error }, `gateway ${e.gw.name} is ${changed}`);
+      this.o.onHealthChange?.(e.gw.name, changed);
     }
     this.reselect();
-    this.schedule(e, this.nextDelay());
+    this.schedule(e, Math.max(0, this.nextDelay() - (this.o.clock.now() - startedAt)));
   }
 
   private candidates(): Candidate[] {

@@ -120,12 +120,16 @@ export class Prober {
     const q = readQuestion(query);
     if (q === null) return fail(`dns: cannot ask for ${name}`);
     const start = performance.now();
-    const resp = await this.d.forward(query, q, t.dns, t.path);
+    // Every resolver at once, the first answer wins: a round takes one timeout, not one per resolver.
+    const resp = await Promise.any(t.dns.map((u) => this.d.forward(query, q, [u], t.path))).catch((e: AggregateError) => {
+      throw new Error(`dns: ${e.errors.map((x: Error) => x.message).join('; ')}`);
+    });
     const rtt = performance.now() - start;
     const info = responseInfo(resp);
-    // Any well-formed answer proves the resolver is reachable through the tunnel; SERVFAIL does not.
+    // Any well-formed answer, whatever its rcode, proves the tunnel and the
+    // resolver behind it work: a forwarding resolver may well refuse the root
+    // NS question it is asked by default.
     if (info === null) return fail('dns: malformed answer');
-    if (info.rcode === 2 || info.rcode === 5) return fail(`dns: ${info.rcode === 2 ? 'SERVFAIL' : 'REFUSED'}`);
     return ok(rtt);
   }
 
