@@ -3,7 +3,7 @@
 //
 // States: `unknown` (no verdict yet: at start, treated as usable so traffic
 // flows while the first probes run), `up`, `degraded` (up, but its smoothed
-// RTT is more than degradeFactor × its baseline), `down`. Hysteresis:
+// RTT is more than degradeFactor × its baseline, and 50 ms more), `down`. Hysteresis:
 // `failAfter` failed rounds in a row to go down, `recoverAfter` good rounds
 // in a row to come back; from `unknown` one good round is enough (there is no
 // flapping to damp yet) and `failAfter` bad ones mean down.
@@ -46,6 +46,11 @@ export interface HealthFigures {
 const ALPHA = 0.3;
 /** Degraded clears below this share of the threshold (hysteresis). */
 const DEGRADE_CLEAR = 0.8;
+/**
+ * And it takes this much more than the baseline, too: on a 1 ms link a busy
+ * machine's 4 ms wobble is not degradation worth moving traffic for.
+ */
+export const DEGRADE_FLOOR_MS = 50;
 
 export class GatewayHealth {
   private state: GatewayState = 'unknown';
@@ -132,7 +137,7 @@ export class GatewayHealth {
   /** Up or degraded by the smoothed RTT against the baseline, with hysteresis. */
   private degradedOrUp(wasDegraded: boolean): GatewayState {
     if (this.baseline === null || this.smoothed === null || this.baseline <= 0) return wasDegraded ? 'degraded' : 'up';
-    const threshold = this.o.degradeFactor * this.baseline;
+    const threshold = Math.max(this.o.degradeFactor * this.baseline, this.baseline + DEGRADE_FLOOR_MS);
     if (wasDegraded) return this.smoothed < threshold * DEGRADE_CLEAR ? 'up' : 'degraded';
     return this.smoothed > threshold ? 'degraded' : 'up';
   }

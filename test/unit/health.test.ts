@@ -52,12 +52,21 @@ describe('GatewayHealth', () => {
     expect(states).toContain('degraded');
     expect(h.current).toBe('degraded');
     expect(h.usable).toBe(true);
-    // Back to 55 ms: above 0.8 × 60 = 48, so still degraded (no flapping at the line)...
-    for (let i = 0; i < 20; i++) h.record(t++, true, 55);
+    // Back to 60 ms: above 0.8 × 70 = 56 (the threshold is max(3 × 20, 20 + 50)), so still degraded...
+    for (let i = 0; i < 20; i++) h.record(t++, true, 60);
     expect(h.current).toBe('degraded');
     // ...and at 20 ms it clears.
     for (let i = 0; i < 20; i++) h.record(t++, true, 20);
     expect(h.current).toBe('up');
+  });
+
+  it('a small absolute rise on a fast link is not degradation', () => {
+    const h = new GatewayHealth(OPTS, 0);
+    for (let i = 0; i < 5; i++) h.record(i, true, 1);
+    for (let i = 0; i < 20; i++) h.record(10 + i, true, 30); // 30× the baseline, but only 29 ms more
+    expect(h.current).toBe('up');
+    for (let i = 0; i < 20; i++) h.record(40 + i, true, 80);
+    expect(h.current).toBe('degraded');
   });
 
   it('loss, jitter and RTT over the window', () => {
