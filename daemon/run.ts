@@ -293,6 +293,7 @@ export async function runDaemon(o: RunOptions): Promise<void> {
     await serveDns(c);
     specs = await Promise.all(c.tunnel.gateways.map((g) => tunnelSpec(g, lookup)));
     await tunnels.set(specs);
+    monitor!.configure(c.health);
     monitor!.setGateways(monitored(c));
     doh = dohEndpoints(loaded);
     await applyPlan(plan(loaded));

@@ -55,8 +55,18 @@ export class HealthMonitor {
   private pinned: string | null = null;
   private running = false;
   private switching: Promise<void> = Promise.resolve();
+  /** The tunables, shared with every GatewayHealth: a reload changes them in place. */
+  private readonly o: MonitorOptions;
 
-  constructor(private readonly o: MonitorOptions) {}
+  constructor(o: MonitorOptions) {
+    this.o = { ...o };
+  }
+
+  /** A reload's new health settings; they apply from the next round (states and windows are kept). */
+  configure(t: Pick<MonitorOptions, 'failAfter' | 'recoverAfter' | 'window' | 'degradeFactor' | 'intervalMs' | 'failbackHoldMs'>): void {
+    Object.assign(this.o, t);
+    this.reselect();
+  }
 
   /** The gateway carrying the tunnel path now; null: none usable. */
   get active(): string | null {

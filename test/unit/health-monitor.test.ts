@@ -107,6 +107,19 @@ describe('HealthMonitor', () => {
     m.stop();
   });
 
+  it('a reload\'s settings apply from the next round, states kept', async () => {
+    const { clock, alive, m } = setup();
+    m.setGateways([gw('gw1', 1), gw('gw2', 2)]);
+    m.start();
+    await clock.advance(3000);
+    m.configure({ failAfter: 1, recoverAfter: 5, window: 10, degradeFactor: 3, intervalMs: 500, failbackHoldMs: 30_000 });
+    expect(m.active).toBe('gw1');
+    alive.set('gw1', false);
+    await clock.advance(1000); // one failed round is enough now, and rounds come every 500 ms
+    expect(m.active).toBe('gw2');
+    m.stop();
+  });
+
   it('a prober that throws counts as a failed round, and probing goes on', async () => {
     const { clock, m } = setup();
     const mm = new HealthMonitor({
