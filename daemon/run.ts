@@ -34,6 +34,7 @@ import { HealthMonitor, type MonitoredGateway } from './health/monitor.js';
 import { linuxPing } from './health/ping-linux.js';
 import { Prober } from './health/probes.js';
 import type { TunnelStatus } from './tunnel/types.js';
+import { EndpointRefresher } from './tunnel/endpoint-refresh.js';
 import { LinuxRouter } from './dataplane/router-linux.js';
 import { WanWatcher } from './dataplane/wan-watch-linux.js';
 import { NftTagger } from './dataplane/tagger.js';
@@ -281,7 +282,23 @@ export async function runDaemon(o: RunOptions): Promise<void> {
       if (s.fromDown && s.from !== null) await dropFlows(s.from);
       await applyPlan(plan(store.current));
     },
-    onHealthChange: () => void applyPlan(plan(store.current)).catch((e: unknown) => healthLog.error({ err: e }, 'following a gateway state failed')),
+    onHealthChange: (_gw, state) => {
+      void applyPlan(plan(store.current)).catch((e: unknown) => healthLog.error({ err: e }, 'following a gateway state failed'));
+      // A gateway just went down: it may have moved (its endpoint is looked up again).
+      if (state === 'down') void endpoints.check().catch(() => undefined);
+    },
+  });
+  const endpoints = new EndpointRefresher({
+    gateways: () => store.current.config.tunnel.gateways,
+    isDown: (n) => !(monitor?.healthy(n) ?? true),
+    lookup,
+    current: (n) => specs.find((s) => s.name === n)?.peer.endpoint.host ?? null,
+    apply: async (n, address) => {
+      specs = specs.map((s) => (s.name === n ? { ...s, peer: { ...s.peer, endpoint: { ...s.peer.endpoint, host: address } } } : s));
+      await tunnels.set(specs);
+    },
+    clock,
+    logger: healthLog,
   });
   const monitored = (c: Config): MonitoredGateway[] =>
     c.tunnel.gateways.map((g, i) => ({ name: g.name, priority: g.priority, path: g.path, ifname: g.ifname, dns: g.dns, mark: gatewayMark(i), probes: g.probe ?? c.health.probe }));
@@ -311,6 +328,7 @@ export async function runDaemon(o: RunOptions): Promise<void> {
       void (async () => {
         if (tick) clearInterval(tick);
         monitor?.stop();
+        endpoints.stop();
         prober.close();
         healthForwarder.close();
         if (sweep) clearInterval(sweep);
@@ -368,6 +386,7 @@ export async function runDaemon(o: RunOptions): Promise<void> {
   store.start();
   dataplane.start();
   monitor.start();
+  endpoints.start();
   void lists.start().catch((e: unknown) => log.warn({ err: e }, 'list refresh failed'));
   // Tunnels repair what status() sees broken (a deleted link, a roamed endpoint).
   tick = setInterval(() => {
