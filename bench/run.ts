@@ -5,6 +5,7 @@ const benches: Record<string, () => Promise<unknown>> = {
   tag: async () => (await import('./tag.js')).run(),
   forward: async () => (await import('./forward.js')).run(),
   dns: async () => (await import('./dns.js')).run(),
+  failover: async () => (await import('./failover.js')).run(),
 };
 
 const name = process.argv[2];
