@@ -253,9 +253,10 @@ export async function runDaemon(o: RunOptions): Promise<void> {
   const prober = new Prober({
     dialer,
     forward: (q, qq, u, p) => healthForwarder.forward(q, qq, u, p),
-    // One `wg show` serves every gateway's handshake probe of the same moment.
+    // One status read (ip link + wg show per tunnel) serves every gateway's handshake
+    // probe within most of an interval: the rounds of different gateways are not aligned.
     tunnel: async (ifname) => {
-      if (!tunnelStatus || clock.now() - tunnelStatus.at > 500) tunnelStatus = { at: clock.now(), list: tunnels.status() };
+      if (!tunnelStatus || clock.now() - tunnelStatus.at > store.current.config.health.intervalMs * 0.9) tunnelStatus = { at: clock.now(), list: tunnels.status() };
       return (await tunnelStatus.list).find((s) => s.ifname === ifname) ?? null;
     },
     ping: linuxPing(run),

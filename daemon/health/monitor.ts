@@ -170,7 +170,12 @@ export class HealthMonitor {
       this.o.onHealthChange?.(e.gw.name, changed);
     }
     this.reselect();
-    this.schedule(e, Math.max(0, this.nextDelay() - (this.o.clock.now() - startedAt)));
+    // A failed round of a gateway still up is confirmed at once (the next round
+    // right after, a tenth of the interval later), so a dead gateway is down after
+    // failAfter timeouts rather than failAfter intervals; a down one goes back to
+    // the steady cadence.
+    const confirming = !r.ok && e.health.current !== 'down';
+    this.schedule(e, confirming ? Math.round(this.o.intervalMs / 10) : Math.max(0, this.nextDelay() - (this.o.clock.now() - startedAt)));
   }
 
   private candidates(): Candidate[] {
