@@ -313,6 +313,8 @@ export async function runDaemon(o: RunOptions): Promise<void> {
     await tunnels.set(specs);
     monitor!.configure(c.health);
     monitor!.setGateways(monitored(c));
+    // The WAN is watched too (its resolvers through the breakout), so a dead WAN shows in the log.
+    monitor!.setBreakout(breakoutDns.length ? { name: 'breakout', path: 'breakout', ifname: wan ?? 'lo', dns: breakoutDns, mark: MARK_BREAKOUT, probes: [{ kind: 'dns' }] } : null);
     doh = dohEndpoints(loaded);
     await applyPlan(plan(loaded));
     policy = loaded.policy;

@@ -10,6 +10,9 @@ import { GatewayHealth, type HealthFigures, type HealthOptions } from './gateway
 import type { ProbeResult, ProbeTarget } from './probes.js';
 import { selectGateway, type Candidate } from './select.js';
 
+/** The name the breakout path's health is kept under (no gateway can have it: `breakout` is reserved). */
+export const BREAKOUT = 'breakout';
+
 export interface MonitoredGateway extends ProbeTarget {
   priority: number;
 }
@@ -43,6 +46,8 @@ export interface GatewayStatus extends HealthFigures {
 
 interface Entry {
   gw: MonitoredGateway;
+  /** A gateway the tunnel path can use; false for the breakout (watched for status only). */
+  selectable: boolean;
   order: number;
   health: GatewayHealth;
   timer: unknown;
@@ -87,7 +92,7 @@ export class HealthMonitor {
     const now = this.o.clock.now();
     const names = new Set(gws.map((g) => g.name));
     for (const [name, e] of this.entries) {
-      if (names.has(name)) continue;
+      if (names.has(name) || !e.selectable) continue;
       this.o.clock.clearTimeout(e.timer);
       this.entries.delete(name);
     }
@@ -97,7 +102,7 @@ export class HealthMonitor {
         e.gw = gw;
         e.order = order;
       } else {
-        const entry: Entry = { gw, order, health: new GatewayHealth(this.o, now), timer: null, inFlight: false };
+        const entry: Entry = { gw, selectable: true, order, health: new GatewayHealth(this.o, now), timer: null, inFlight: false };
         this.entries.set(gw.name, entry);
         if (this.running) this.schedule(entry, 0);
       }
@@ -105,6 +110,29 @@ export class HealthMonitor {
     if (this.pinned !== null && !names.has(this.pinned)) this.pinned = null;
     this.current = selectGateway({ candidates: this.candidates(), current: this.current, now, failbackHoldMs: this.o.failbackHoldMs, pinned: this.pinned }).active;
     return this.current;
+  }
+
+  /**
+   * The breakout path, probed like a gateway (its resolvers through the WAN)
+   * so a dead WAN shows in the log and status; it never carries the tunnel
+   * path. null: not watched (no resolver to ask).
+   */
+  setBreakout(target: ProbeTarget | null): void {
+    const e = this.entries.get(BREAKOUT);
+    if (target === null) {
+      if (e) {
+        this.o.clock.clearTimeout(e.timer);
+        this.entries.delete(BREAKOUT);
+      }
+      return;
+    }
+    const gw: MonitoredGateway = { ...target, name: BREAKOUT, priority: 0 };
+    if (e) e.gw = gw;
+    else {
+      const entry: Entry = { gw, selectable: false, order: -1, health: new GatewayHealth(this.o, this.o.clock.now()), timer: null, inFlight: false };
+      this.entries.set(BREAKOUT, entry);
+      if (this.running) this.schedule(entry, 0);
+    }
   }
 
   start(): void {
@@ -130,7 +158,7 @@ export class HealthMonitor {
   }
 
   status(): GatewayStatus[] {
-    return [...this.entries.values()].map((e) => ({ name: e.gw.name, priority: e.gw.priority, active: e.gw.name === this.current, ...e.health.figures() }));
+    return [...this.entries.values()].map((e) => ({ name: e.gw.name, priority: e.gw.priority, active: e.selectable && e.gw.name === this.current, ...e.health.figures() }));
   }
 
   /** Resolves when the switches decided so far have been carried out (tests, shutdown). */
@@ -166,8 +194,9 @@ export class HealthMonitor {
     const changed = e.health.record(this.o.clock.now(), r.ok, r.rttMs, r.error);
     if (changed !== null) {
       const f = e.health.figures();
-      this.o.logger.info({ gateway: e.gw.name, state: changed, rttMs: f.rttMs === null ? null : Math.round(f.rttMs * 10) / 10, loss: f.loss, error: r.error }, `gateway ${e.gw.name} is ${changed}`);
-      this.o.onHealthChange?.(e.gw.name, changed);
+      const what = e.selectable ? `gateway ${e.gw.name}` : 'the breakout (WAN)';
+      this.o.logger[changed === 'down' && !e.selectable ? 'warn' : 'info']({ gateway: e.gw.name, state: changed, rttMs: f.rttMs === null ? null : Math.round(f.rttMs * 10) / 10, loss: f.loss, error: r.error }, `${what} is ${changed}`);
+      if (e.selectable) this.o.onHealthChange?.(e.gw.name, changed);
     }
     this.reselect();
     // A failed round of a gateway still up is confirmed at once (the next round
@@ -179,7 +208,7 @@ export class HealthMonitor {
   }
 
   private candidates(): Candidate[] {
-    return [...this.entries.values()].map((e) => {
+    return [...this.entries.values()].filter((e) => e.selectable).map((e) => {
       const f = e.health.figures();
       return { name: e.gw.name, priority: e.gw.priority, order: e.order, state: f.state, upSince: f.upSince, rttMs: f.rttMs };
     });

@@ -107,6 +107,26 @@ describe('HealthMonitor', () => {
     m.stop();
   });
 
+  it('the breakout is watched for status and logs, never chosen for the tunnel path', async () => {
+    const { clock, alive, m, switches } = setup();
+    m.setGateways([gw('gw1', 1)]);
+    m.setBreakout({ ...gw('wan', 0), path: 'breakout' });
+    alive.set('breakout', true);
+    m.start();
+    await clock.advance(2000);
+    expect(m.status().map((s) => [s.name, s.state, s.active])).toEqual([['gw1', 'up', true], ['breakout', 'up', false]]);
+    alive.set('gw1', false);
+    await clock.advance(2000);
+    expect(m.active).toBeNull(); // the breakout is not a gateway: the kill switch holds
+    alive.set('breakout', false);
+    await clock.advance(2000);
+    expect(m.status().find((s) => s.name === 'breakout')!.state).toBe('down');
+    expect(switches.map((s) => s.to)).toEqual([null]);
+    m.setBreakout(null);
+    expect(m.status().map((s) => s.name)).toEqual(['gw1']);
+    m.stop();
+  });
+
   it('a reload\'s settings apply from the next round, states kept', async () => {
     const { clock, alive, m } = setup();
     m.setGateways([gw('gw1', 1), gw('gw2', 2)]);
