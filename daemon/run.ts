@@ -176,6 +176,20 @@ export async function runDaemon(o: RunOptions): Promise<void> {
   let doh: { names: Policy; cidrs: string[] } | null = null;
   let acl = new ClientAcl([]);
   let policy = store.current.policy;
+  /**
+   * The config whose plan is applied (with `policy`): health and route events
+   * re-plan from it, never from a reload still in progress or one that failed,
+   * whose rule numbers may not match the policy answering queries.
+   */
+  let applied: LoadedConfig = store.current;
+  let stopping = false;
+  /** Work started by events (switches, re-plans) that a stop waits for before cleaning up. */
+  const inFlight = new Set<Promise<unknown>>();
+  const track = <T>(p: Promise<T>): Promise<T> => {
+    inFlight.add(p);
+    void p.finally(() => inFlight.delete(p)).catch(() => undefined);
+    return p;
+  };
   let monitor: HealthMonitor | null = null;
   const healthy = (g: string): boolean => monitor?.healthy(g) ?? true;
 
@@ -223,6 +237,8 @@ export async function runDaemon(o: RunOptions): Promise<void> {
     });
 
   const applyPlan = async (p: DataplanePlan): Promise<void> => {
+    // After a stop began, nothing may re-install what the cleanup removes.
+    if (stopping) return;
     // Rules that are gone took their sets along: forget what the tagger had there.
     const kept = new Set(p.rules.filter((r) => r.tagged).flatMap((r) => Object.values(tagSetNames(r))));
     for (const r of current?.rules ?? []) for (const set of Object.values(tagSetNames(r))) if (!kept.has(set)) nftTagger.forgetSet(set);
@@ -275,16 +291,27 @@ export async function runDaemon(o: RunOptions): Promise<void> {
     prober,
     clock,
     logger: healthLog,
-    onSwitch: async (s) => {
-      await dataplane.setActive(s.to);
-      if (current) current = { ...current, active: s.to };
-      // Tunnel names were answered by the old gateway's resolver.
-      resolver.flushPath('tunnel');
-      if (s.fromDown && s.from !== null) await dropFlows(s.from);
-      await applyPlan(plan(store.current));
-    },
+    onSwitch: (s) =>
+      track(
+        (async () => {
+          if (stopping) return;
+          // The monitor's choice now: a queued switch may have been overtaken by another.
+          const to = monitor!.active;
+          try {
+            await dataplane.setActive(to);
+            if (current) current = { ...current, active: to };
+          } catch (e) {
+            // The re-plan below flips the map too, and the repair loop retries it.
+            healthLog.error({ err: e, to }, 'flipping the default path failed');
+          }
+          // Tunnel names were answered by the old gateway's resolver.
+          resolver.flushPath('tunnel');
+          if (s.fromDown && s.from !== null) await dropFlows(s.from);
+          await applyPlan(plan(applied));
+        })(),
+      ),
     onHealthChange: (_gw, state) => {
-      void applyPlan(plan(store.current)).catch((e: unknown) => healthLog.error({ err: e }, 'following a gateway state failed'));
+      void track(applyPlan(plan(applied))).catch((e: unknown) => healthLog.error({ err: e }, 'following a gateway state failed'));
       // A gateway just went down: it may have moved (its endpoint is looked up again).
       if (state === 'down') void endpoints.check().catch(() => undefined);
     },
@@ -318,9 +345,9 @@ export async function runDaemon(o: RunOptions): Promise<void> {
     doh = dohEndpoints(loaded);
     await applyPlan(plan(loaded));
     policy = loaded.policy;
+    applied = loaded;
   };
 
-  let stopping = false;
   let tick: NodeJS.Timeout | null = null;
   let sweep: NodeJS.Timeout | null = null;
   const stopped = new Promise<void>((resolve) => {
@@ -339,6 +366,8 @@ export async function runDaemon(o: RunOptions): Promise<void> {
         lists.stop();
         wanWatcher?.stop();
         dataplane.stop();
+        // Switches and re-plans already under way finish before the cleanup (they do nothing new now).
+        await Promise.allSettled([monitor?.settled(), ...inFlight]);
         await server.close().catch((e: unknown) => log.error({ err: e }, 'closing the resolver failed'));
         forwarder.close();
         await tunnels.close().catch((e: unknown) => log.error({ err: e }, 'stopping tunnels failed'));
@@ -357,7 +386,7 @@ export async function runDaemon(o: RunOptions): Promise<void> {
     if (c.breakout.interface === 'auto') {
       wanWatcher = new WanWatcher(run, log.child({ module: 'wan' }), clock, (s) => {
         wan = s.ifname;
-        void applyPlan(plan(store.current)).catch((e: unknown) => log.error({ err: e }, 'following the default route failed'));
+        void track(applyPlan(plan(applied))).catch((e: unknown) => log.error({ err: e }, 'following the default route failed'));
       });
       wan = (await wanWatcher.start()).ifname;
     }

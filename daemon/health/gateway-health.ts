@@ -90,7 +90,8 @@ export class GatewayHealth {
   record(now: number, ok: boolean, rttMs: number | null = null, error: string | null = null): GatewayState | null {
     this.rounds++;
     this.results.push(ok);
-    if (this.results.length > this.o.window) this.results.shift();
+    // `while`: a reload may have made the window smaller.
+    while (this.results.length > this.o.window) this.results.shift();
     if (ok) {
       this.okRun++;
       this.failRun = 0;
@@ -106,7 +107,7 @@ export class GatewayHealth {
 
   private sample(rtt: number): void {
     this.rtts.push(rtt);
-    if (this.rtts.length > this.o.window) this.rtts.shift();
+    while (this.rtts.length > this.o.window) this.rtts.shift();
     this.smoothed = this.smoothed === null ? rtt : ALPHA * rtt + (1 - ALPHA) * this.smoothed;
     const n = this.o.baselineSamples ?? 5;
     if (this.baseline === null) {

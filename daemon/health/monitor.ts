@@ -152,7 +152,7 @@ export class HealthMonitor {
 
   /** `splitwan select NAME` / `auto` (null). */
   pin(name: string | null): void {
-    if (name !== null && !this.entries.has(name)) throw new Error(`no gateway named ${name}`);
+    if (name !== null && !this.entries.get(name)?.selectable) throw new Error(`no gateway named ${name}`);
     this.pinned = name;
     this.reselect();
   }
