@@ -205,12 +205,6 @@ export class DnsCache {
     }
   }
 
-  /** Records that the entry's addresses are tagged in the kernel until `tagExpiresAt` (ms). */
-  markTagged(path: string, cacheKey: string, tagExpiresAt: number): void {
-    const e = this.map.get(`${path}|${cacheKey}`);
-    if (e !== undefined) e.tagExpiresAt = tagExpiresAt;
-  }
-
   /** Failover: drops one path's entries; returns how many. */
   flushPath(path: string): number {
     let n = 0;

@@ -692,17 +692,6 @@ export function responseInfo(resp: Buffer): ResponseInfo | null {
 // EDNS and truncation
 
 /**
- * A copy of `msg` whose OPT record advertises `udpSize`; unchanged (a copy)
- * when it has no OPT or cannot be walked. Works on queries and responses.
- */
-export function setEdnsUdpSize(msg: Buffer, udpSize: number = EDNS_UDP_SIZE): Buffer {
-  const out = Buffer.from(msg);
-  const s = scan(msg);
-  if (s !== null && s.opt >= 0) out.writeUInt16BE(udpSize & 0xffff, s.rrs[s.opt]!.fixed + 2);
-  return out;
-}
-
-/**
  * The query to forward: advertises EDNS0 with `udpSize`. An existing OPT keeps
  * its options, version and DO bit (DO is set, never cleared, when `doBit`);
  * otherwise a bare OPT is appended. A malformed query is returned as a copy.

@@ -141,15 +141,12 @@ describe('DnsCache: TTLs', () => {
     expect(cache.get('breakout', K)?.ageSeconds).toBe(59);
   });
 
-  it('sets tagExpiresAt from tagTtlMs (0: untagged) and markTagged updates it', () => {
+  it('sets tagExpiresAt from tagTtlMs (0: untagged)', () => {
     const { cache, clock } = make();
     cache.set('tunnel', 'a', entry(60, { tagTtlMs: 600_000 }));
     cache.set('tunnel', 'b', entry(60));
     expect(cache.get('tunnel', 'a')?.answer.tagExpiresAt).toBe(clock.t + 600_000);
     expect(cache.get('tunnel', 'b')?.answer.tagExpiresAt).toBe(0);
-    cache.markTagged('tunnel', 'b', clock.t + 42);
-    expect(cache.get('tunnel', 'b')?.answer.tagExpiresAt).toBe(clock.t + 42);
-    cache.markTagged('tunnel', 'missing', 1); // no entry: nothing happens
     expect(cache.size).toBe(2);
   });
 });

@@ -16,7 +16,6 @@ import {
   RCODE,
   removeOpt,
   responseInfo,
-  setEdnsUdpSize,
   truncateForUdp,
   ttlOffsets,
   TYPE,
@@ -650,7 +649,7 @@ describe('responseInfo', () => {
 
 // --- EDNS and truncation ------------------------------------------------------------
 
-describe('addEdns / setEdnsUdpSize / removeOpt', () => {
+describe('addEdns / removeOpt', () => {
   it('appends an OPT advertising 1232 to a query without one', () => {
     const buf = query('example.com');
     const out = addEdns(buf);
@@ -678,14 +677,6 @@ describe('addEdns / setEdnsUdpSize / removeOpt', () => {
     expect(buf).toEqual(query('example.com', 'A', { additionals: [OPT(4096, true, [cookie])] })); // input untouched
   });
 
-  it('setEdnsUdpSize patches an OPT when there is one, else copies', () => {
-    const r = chainResponse();
-    const out = setEdnsUdpSize(r, 1400);
-    expect((dnsPacket.decode(out).additionals![0] as dnsPacket.OptAnswer).udpPayloadSize).toBe(1400);
-    const plain = query('a.example');
-    expect(setEdnsUdpSize(plain, 1400)).toEqual(plain);
-  });
-
   it('removeOpt drops a final OPT record', () => {
     const r = chainResponse();
     const out = removeOpt(r);
@@ -699,7 +690,6 @@ describe('addEdns / setEdnsUdpSize / removeOpt', () => {
   it('leaves malformed messages as they are', () => {
     const junk = Buffer.from([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]);
     expect(addEdns(junk)).toEqual(junk);
-    expect(setEdnsUdpSize(junk)).toEqual(junk);
     expect(removeOpt(junk)).toEqual(junk);
   });
 });
@@ -835,7 +825,6 @@ describe('properties', () => {
         patchResponse(buf, 1, buf.subarray(12, 30), age);
         patchResponseAt(buf, offs ?? [], 1, buf.subarray(12), age);
         addEdns(buf, 1232, true);
-        setEdnsUdpSize(buf, 1232);
         removeOpt(buf);
         truncateForUdp(buf, 512);
         truncateForUdp(buf, 0);
