@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLab, labSupported, type Lab } from '../lab/lab.js';
-import { startDaemon, stopDaemon, until, type Daemon } from '../helpers/daemon.js';
+import { labConfig, startDaemon, stopDaemon, until, type Daemon } from '../helpers/daemon.js';
 
 const support = labSupported();
 const tag = `e${process.pid % 10000}`;
@@ -28,20 +28,7 @@ describe.skipIf(!support.ok && !process.env.CI)('splitwan run in the lab (router
   const writeConfig = (rules: string[], mode: 'router' | 'host' = 'router'): void => {
     writeFileSync(
       cfg,
-      [
-        `mode: ${mode}`,
-        ...(mode === 'router' ? ['lan: [lan0]'] : []),
-        'breakout: { interface: wan0, dns: [10.99.9.53] }',
-        'tunnel:',
-        '  gateways:',
-        `    - { name: ${GW[0]}, config: gw1.conf, priority: 1 }`,
-        `    - { name: ${GW[1]}, config: gw2.conf, priority: 2 }`,
-        `stateDir: ${join(dir, 'state')}`,
-        `control: { socket: ${join(dir, 'control.sock')} }`,
-        'rules:',
-        ...rules,
-        '',
-      ].join('\n'),
+      labConfig({ dir, ispResolver: lab.addr.ispResolver.v4, names: GW, mode, lines: ['rules:', ...rules] }),
       { mode: 0o600 },
     );
   };

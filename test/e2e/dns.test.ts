@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLab, labSupported, type Lab } from '../lab/lab.js';
-import { startDaemon, stopDaemon, until, type Daemon } from '../helpers/daemon.js';
+import { labConfig, startDaemon, stopDaemon, until, type Daemon } from '../helpers/daemon.js';
 
 const support = labSupported();
 const root = join(import.meta.dirname, '..', '..');
@@ -64,26 +64,21 @@ describe.skipIf(!support.ok && !process.env.CI)('the resolver in the lab (router
     writeFileSync(join(dir, 'gw2.conf'), lab.gateways[1].configText, { mode: 0o600 });
     writeFileSync(
       cfg,
-      [
-        'mode: router',
-        'lan: [lan0]',
-        `breakout: { interface: wan0, dns: [${lab.addr.ispResolver.v4}] }`,
-        'tunnel:',
-        '  gateways:',
-        `    - { name: ${GW[0]}, config: gw1.conf, priority: 1 }`,
-        `    - { name: ${GW[1]}, config: gw2.conf, priority: 2 }`,
-        `stateDir: ${join(dir, 'state')}`,
-        `control: { socket: ${join(dir, 'control.sock')} }`,
-        'rules:',
-        '  - domains: [cdn-alias.lab.test, out.where.lab.test]',
-        '    via: breakout',
-        '  - domains: [pinned.where.lab.test]',
-        `    via: ${GW[1]}`,
-        '  - domains: [blocked.lab.test]',
-        '    via: block',
-        'default: tunnel',
-        '',
-      ].join('\n'),
+      labConfig({
+        dir,
+        ispResolver: lab.addr.ispResolver.v4,
+        names: GW,
+        lines: [
+          'rules:',
+          '  - domains: [cdn-alias.lab.test, out.where.lab.test]',
+          '    via: breakout',
+          '  - domains: [pinned.where.lab.test]',
+          `    via: ${GW[1]}`,
+          '  - domains: [blocked.lab.test]',
+          '    via: block',
+          'default: tunnel',
+        ],
+      }),
       { mode: 0o600 },
     );
     daemon = await startDaemon(lab.ns.router, cfg);

@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLab, labSupported, type Lab } from '../lab/lab.js';
-import { startDaemon, stopDaemon, until, type Daemon } from '../helpers/daemon.js';
+import { labConfig, startDaemon, stopDaemon, until, type Daemon } from '../helpers/daemon.js';
 
 const support = labSupported();
 const tag = `f${process.pid % 10000}`;
@@ -44,21 +44,12 @@ describe.skipIf(!support.ok && !process.env.CI)('failover in the lab', () => {
     const cfg = join(dir, 'config.yaml');
     writeFileSync(
       cfg,
-      [
-        'mode: router',
-        'lan: [lan0]',
-        `breakout: { interface: wan0, dns: [${lab.addr.ispResolver.v4}] }`,
-        'tunnel:',
-        '  gateways:',
-        `    - { name: ${GW[0]}, config: gw1.conf, priority: 1 }`,
-        `    - { name: ${GW[1]}, config: gw2.conf, priority: 2 }`,
-        'health: { interval: 1s, timeout: 800ms, failAfter: 3, recoverAfter: 3, failbackHold: 2s }',
-        `stateDir: ${join(dir, 'state')}`,
-        `control: { socket: ${join(dir, 'control.sock')} }`,
-        'rules: []',
-        'default: tunnel',
-        '',
-      ].join('\n'),
+      labConfig({
+        dir,
+        ispResolver: lab.addr.ispResolver.v4,
+        names: GW,
+        lines: ['health: { interval: 1s, timeout: 800ms, failAfter: 3, recoverAfter: 3, failbackHold: 2s }', 'rules: []', 'default: tunnel'],
+      }),
       { mode: 0o600 },
     );
     daemon = await startDaemon(lab.ns.router, cfg);

@@ -37,3 +37,26 @@ export async function stopDaemon(d: Daemon, signal: NodeJS.Signals = 'SIGTERM'):
   if (d.child.exitCode === null) d.child.kill(signal);
   return d.exited;
 }
+
+/**
+ * The config the lab e2e tests start from: the lab's two gateways (gw1.conf,
+ * gw2.conf in `dir`, priorities 1 and 2), the ISP's resolver for the
+ * breakout, state and control socket in `dir`; `lines` follow (rules,
+ * health...). Names are the gateways' names in splitwan.
+ */
+export function labConfig(o: { dir: string; ispResolver: string; names: readonly [string, string]; mode?: 'router' | 'host'; lines: readonly string[] }): string {
+  const mode = o.mode ?? 'router';
+  return [
+    `mode: ${mode}`,
+    ...(mode === 'router' ? ['lan: [lan0]'] : []),
+    `breakout: { interface: wan0, dns: [${o.ispResolver}] }`,
+    'tunnel:',
+    '  gateways:',
+    `    - { name: ${o.names[0]}, config: gw1.conf, priority: 1 }`,
+    `    - { name: ${o.names[1]}, config: gw2.conf, priority: 2 }`,
+    `stateDir: ${join(o.dir, 'state')}`,
+    `control: { socket: ${join(o.dir, 'control.sock')} }`,
+    ...o.lines,
+    '',
+  ].join('\n');
+}
