@@ -29,7 +29,7 @@ import { linuxRunner, type Runner } from './exec-linux.js';
 import { Dataplane } from './dataplane/dataplane.js';
 import { openNft } from './dataplane/libnft-linux.js';
 import { removeStaleHomes } from './dataplane/nft-session-linux.js';
-import { gatewayMark, MARK_BREAKOUT, MARK_MASK, MARK_TUNNEL, planDataplane, tagSetNames, type DataplanePlan } from './dataplane/plan.js';
+import { gatewayMark, MARK_BREAKOUT, MARK_MASK, MARK_PROXIED, MARK_TUNNEL, pickTarget, planDataplane, tagSetNames, type DataplanePlan } from './dataplane/plan.js';
 import { HealthMonitor, type MonitoredGateway } from './health/monitor.js';
 import { linuxPing } from './health/ping-linux.js';
 import { Prober } from './health/probes.js';
@@ -42,7 +42,8 @@ import { parseIpAddrs, type IpAddrLink } from './os-parse.js';
 import { MarkedDialer } from './path-dialer.js';
 import { lanSubnets, listenAddresses, pathState, redirectPort, RuleTagger } from './resolver-paths.js';
 import { RESOLV_CONF_FILES, upstreamNameservers } from './resolv-conf.js';
-import { linuxPathSockets } from './sockets-linux.js';
+import { linuxPathSockets, originalDst } from './sockets-linux.js';
+import { TransparentProxy } from '../proxy/server.js';
 import { cleanupTunnels } from './tunnel/orphans-linux.js';
 import { createLinuxTunnels } from './tunnel/tunnels-linux.js';
 import type { TunnelSpec } from './tunnel/types.js';
@@ -148,6 +149,14 @@ function dohEndpoints(loaded: LoadedConfig): { names: Policy; cidrs: string[] } 
   };
 }
 
+/** Host mode: local clients are redirected to loopback; router mode: LAN clients to the router's own addresses. */
+export function proxyListenAddresses(c: Config): ListenAddress[] {
+  const port = c.proxy.listenPort;
+  return c.mode === 'host' ? [{ host: '127.0.0.1', port }, { host: '::1', port }] : [{ host: '0.0.0.0', port }, { host: '::', port }];
+}
+
+const proxyOptions = (c: Config) => ({ peekTimeoutMs: c.proxy.peekTimeoutMs, idleTimeoutMs: c.proxy.idleTimeoutMs });
+
 const sameListen = (a: readonly ListenAddress[], b: readonly ListenAddress[]): boolean =>
   a.length === b.length && a.every((x, i) => x.host === b[i]!.host && x.port === b[i]!.port);
 
@@ -222,6 +231,42 @@ export async function runDaemon(o: RunOptions): Promise<void> {
   // The server asks `handler` each time, so a reload can swap the resolver under it.
   const server = new DnsServer({ handler: { handle: (m, c) => resolver.handle(m, c) }, allows: (a) => acl.allows(a), logger: dnsLog });
 
+  // The transparent proxy (proxy.enabled): same policy, same path choice, dials on marked sockets.
+  const proxyLog = log.child({ module: 'proxy' });
+  let proxy: TransparentProxy | null = null;
+  let proxyListen: ListenAddress[] = [];
+  const serveProxy = async (c: Config): Promise<void> => {
+    const want = c.proxy.enabled ? proxyListenAddresses(c) : [];
+    if (proxy && sameListen(want, proxyListen)) {
+      proxy.configure(proxyOptions(c));
+      return;
+    }
+    await proxy?.close();
+    proxy = null;
+    proxyListen = [];
+    if (want.length === 0) return;
+    const p = new TransparentProxy({ policy: () => policy, pick: (via) => pickTarget(via, healthy), dialer, originalDst, logger: proxyLog }, proxyOptions(c));
+    const bound: ListenAddress[] = [];
+    for (const a of want) {
+      try {
+        await p.listen([a]);
+        bound.push(a);
+      } catch (e) {
+        // A host without IPv6 (no ::1) still proxies IPv4; anything else is fatal.
+        const cause = (e as Error).cause as NodeJS.ErrnoException | undefined;
+        if (a.host.includes(':') && cause?.code === 'EADDRNOTAVAIL') {
+          proxyLog.warn({ listen: `[${a.host}]:${a.port}` }, 'no IPv6 here: the proxy serves IPv4 only');
+          continue;
+        }
+        await p.close();
+        throw e;
+      }
+    }
+    proxy = p;
+    proxyListen = want;
+    proxyLog.info({ listen: bound.map((a) => (a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`)), ports: c.proxy.ports }, 'proxy listening');
+  };
+
   const plan = (loaded: LoadedConfig) =>
     planDataplane({
       config: loaded.config,
@@ -284,7 +329,10 @@ export async function runDaemon(o: RunOptions): Promise<void> {
   const dropFlows = async (gateway: string): Promise<void> => {
     const i = store.current.config.tunnel.gateways.findIndex((g) => g.name === gateway);
     const marks = [MARK_TUNNEL, ...(i >= 0 ? [gatewayMark(i)] : [])];
-    for (const m of marks) await run.run(['conntrack', '-D', '--mark', `0x${m.toString(16)}/0x${MARK_MASK.toString(16)}`], { allowFail: true }).catch(() => undefined);
+    // Not the flows redirected to the proxy (their client side is local): the proxy resets its own.
+    const mask = MARK_MASK | MARK_PROXIED;
+    for (const m of marks) await run.run(['conntrack', '-D', '--mark', `0x${m.toString(16)}/0x${mask.toString(16)}`], { allowFail: true }).catch(() => undefined);
+    proxy?.resetPaths(['tunnel', `gw:${gateway}`]);
   };
   monitor = new HealthMonitor({
     ...store.current.config.health,
@@ -343,6 +391,8 @@ export async function runDaemon(o: RunOptions): Promise<void> {
     // The WAN is watched too (its resolvers through the breakout), so a dead WAN shows in the log.
     monitor!.setBreakout(breakoutDns.length ? { name: 'breakout', path: 'breakout', ifname: wan ?? 'lo', dns: breakoutDns, mark: MARK_BREAKOUT, probes: [{ kind: 'dns' }] } : null);
     doh = dohEndpoints(loaded);
+    // Listening before the redirect is installed, so no redirected flow meets a closed port.
+    await serveProxy(c);
     await applyPlan(plan(loaded));
     policy = loaded.policy;
     applied = loaded;
@@ -369,6 +419,7 @@ export async function runDaemon(o: RunOptions): Promise<void> {
         // Switches and re-plans already under way finish before the cleanup (they do nothing new now).
         await Promise.allSettled([monitor?.settled(), ...inFlight]);
         await server.close().catch((e: unknown) => log.error({ err: e }, 'closing the resolver failed'));
+        await proxy?.close().catch((e: unknown) => log.error({ err: e }, 'closing the proxy failed'));
         forwarder.close();
         await tunnels.close().catch((e: unknown) => log.error({ err: e }, 'stopping tunnels failed'));
         await router.cleanup().catch((e: unknown) => log.error({ err: e }, 'removing routing state failed'));
@@ -398,6 +449,8 @@ export async function runDaemon(o: RunOptions): Promise<void> {
     prober.close();
     healthForwarder.close();
     await server.close().catch(() => {});
+    // (TS narrows `proxy` to null here: it is only assigned inside serveProxy.)
+    await (proxy as TransparentProxy | null)?.close().catch(() => {});
     forwarder.close();
     await tunnels.close().catch(() => {});
     await router.cleanup().catch(() => {});

@@ -21,6 +21,14 @@ export const MARK_MASK = 0xff00;
 export const MARK_BREAKOUT = 0x1000;
 export const MARK_BLOCK = 0x1e00;
 export const MARK_TUNNEL = 0x1f00;
+/**
+ * Low bits of the saved (ct) mark, outside MARK_MASK so ip rules ignore them.
+ * UNMATCHED: no rule matched the flow (it took the default path): with the
+ * proxy on, such flows to the proxy's ports are its business. PROXIED: one of
+ * those, redirected to the proxy (which dials the path itself).
+ */
+export const MARK_UNMATCHED = 0x1;
+export const MARK_PROXIED = 0x2;
 /** Gateway i (0-based, config order) gets 0x1100 + i * 0x100; 0x1e00 and 0x1f00 are taken. */
 export const MAX_GATEWAYS = 13;
 export const TABLE_TUNNEL = 1100;
@@ -70,7 +78,12 @@ export interface DataplanePlan {
   defaultMark: number;
   /** Port of splitwan's resolver; LAN DNS to any other server is redirected there (router mode). */
   dnsPort: number | null;
-  proxy: { port: number; ports: number[] } | null;
+  /**
+   * The transparent proxy: TCP flows no rule matched, to `ports`, are
+   * redirected to `port`; with blockQuic, UDP/443 of such flows is rejected so
+   * browsers fall back to TCP where the SNI shows. null: off.
+   */
+  proxy: { port: number; ports: number[]; blockQuic: boolean } | null;
   /**
    * `dns.blockEncryptedDns`: clients' DNS-over-TLS (853) and the DoH
    * endpoints' addresses (443, from `dns.dohLists`) are rejected, so they
@@ -159,7 +172,7 @@ export function planDataplane(input: {
     defaultMark: targetMark(pickTarget(config.default, input.healthy), gateways),
     dnsPort: input.dnsPort,
     encryptedDns: config.dns.blockEncryptedDns ? split(input.dohCidrs ?? config.dns.dohLists.flatMap((l) => input.listCidrs.get(l) ?? [])) : null,
-    proxy: config.proxy.enabled ? { port: config.proxy.listenPort, ports: config.proxy.ports } : null,
+    proxy: config.proxy.enabled ? { port: config.proxy.listenPort, ports: [...config.proxy.ports], blockQuic: config.proxy.blockQuic } : null,
   };
 }
 
@@ -196,6 +209,8 @@ export function rulesetObjects(plan: DataplanePlan): { chains: string[]; sets: s
   const chains = ['classify', 'resolve', 'reject_flow', plan.mode === 'router' ? 'pre' : 'out', 'post'];
   if (plan.gateways.length) chains.push('mss');
   if (plan.mode === 'router' && plan.dnsPort !== null) chains.push('dns_redirect');
+  // A base chain cannot change its hook: the redirect chain is named after it, as pre/out are.
+  if (plan.proxy) chains.push(plan.mode === 'router' ? 'proxy_pre' : 'proxy_out', 'proxy_guard');
   return { chains, sets };
 }
 
@@ -254,10 +269,12 @@ export function renderRuleset(plan: DataplanePlan, current: { chains: readonly s
       for (const s of srcConds) for (const d of dstConds) if (s.startsWith('ip6') === d.startsWith('ip6')) L.push(`\t\t${s} ${d} ${m}`);
     }
   }
-  L.push(`\t\tmeta mark set ${hex(plan.defaultMark)}`, `\t}`);
+  // With the proxy on, the default is told apart from a rule that chose the same path.
+  L.push(`\t\tmeta mark set ${hex(plan.defaultMark | (plan.proxy ? MARK_UNMATCHED : 0))}`, `\t}`);
 
   // resolve: every packet, logical → concrete; what is still logical is dead.
   L.push(`\tchain resolve {`);
+  if (plan.proxy) L.push(`\t\tmeta mark set meta mark and ${hex(MARK_MASK)}`);
   L.push(`\t\tmeta mark ${hex(MARK_BLOCK)} jump reject_flow`);
   L.push(`\t\tmeta mark ${hex(MARK_TUNNEL)} meta mark set meta mark map @active`);
   L.push(`\t\tmeta mark ${hex(MARK_TUNNEL)} jump reject_flow`);
@@ -269,7 +286,19 @@ export function renderRuleset(plan: DataplanePlan, current: { chains: readonly s
   const encrypted = plan.encryptedDns
     ? [`\t\tmeta l4proto { tcp, udp } th dport 853 jump reject_flow`, `\t\tip daddr @doh4 meta l4proto { tcp, udp } th dport 443 jump reject_flow`, `\t\tip6 daddr @doh6 meta l4proto { tcp, udp } th dport 443 jump reject_flow`]
     : [];
-  const mark = [`\t\tct mark != 0 meta mark set ct mark`, `\t\tmeta mark 0 jump classify`, `\t\tct mark 0 ct mark set meta mark`, `\t\tjump resolve`];
+  const mark: string[] = [];
+  // A flow redirected to the proxy keeps the mark it came with (0): the nat hook
+  // sends it to a local port, and a path mark would route it into a tunnel table.
+  if (plan.proxy) mark.push(`\t\tct mark and ${hex(MARK_PROXIED)} == ${hex(MARK_PROXIED)} return`);
+  mark.push(`\t\tct mark != 0 meta mark set ct mark`, `\t\tmeta mark 0 jump classify`, `\t\tct mark 0 ct mark set meta mark`);
+  if (plan.proxy) {
+    // Flows the proxy takes are not resolved here: the nat hook redirects them to
+    // the proxy, which picks the path by SNI/Host (and refuses a dead tunnel itself).
+    const unmatched = `ct mark and ${hex(MARK_UNMATCHED | MARK_PROXIED)} == ${hex(MARK_UNMATCHED)}`;
+    mark.push(`\t\t${unmatched} tcp dport ${setOf(plan.proxy.ports.map(String))} ct mark set ct mark or ${hex(MARK_PROXIED)} meta mark set 0 return`);
+    if (plan.proxy.blockQuic) mark.push(`\t\t${unmatched} udp dport 443 jump reject_flow`);
+  }
+  mark.push(`\t\tjump resolve`);
   if (plan.mode === 'router') {
     L.push(`\tchain pre {`, `\t\ttype filter hook prerouting priority mangle; policy accept;`);
     L.push(`\t\tct direction reply return`);
@@ -297,6 +326,17 @@ export function renderRuleset(plan: DataplanePlan, current: { chains: readonly s
     // LAN clients asking any other resolver get splitwan's answer: no bypass, no leak.
     L.push(`\tchain dns_redirect {`, `\t\ttype nat hook prerouting priority dstnat; policy accept;`);
     L.push(`\t\tiifname ${quoteList(plan.lan)} meta l4proto { tcp, udp } th dport 53 redirect to :${plan.dnsPort}`, `\t}`);
+  }
+
+  if (plan.proxy) {
+    // Only flows the mark chain flagged (LAN traffic in router mode, local in host
+    // mode; never splitwan's own marked sockets, whose ct mark stays 0).
+    const hook = plan.mode === 'router' ? 'prerouting priority dstnat' : 'output priority -100';
+    L.push(`\tchain ${plan.mode === 'router' ? 'proxy_pre' : 'proxy_out'} {`, `\t\ttype nat hook ${hook}; policy accept;`);
+    L.push(`\t\tct mark and ${hex(MARK_PROXIED)} == ${hex(MARK_PROXIED)} meta l4proto tcp redirect to :${plan.proxy.port}`, `\t}`);
+    // The proxy port answers redirected flows only: straight connections are reset.
+    L.push(`\tchain proxy_guard {`, `\t\ttype filter hook input priority filter; policy accept;`);
+    L.push(`\t\ttcp dport ${plan.proxy.port} ct status dnat accept`, `\t\ttcp dport ${plan.proxy.port} reject with tcp reset`, `\t}`);
   }
 
   L.push(`\tchain post {`, `\t\ttype nat hook postrouting priority srcnat; policy accept;`);

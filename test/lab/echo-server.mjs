@@ -7,11 +7,17 @@
 // to that exact address so IPv4 peers are never shown as ::ffff:-mapped, and
 // answers every request with one line of JSON:
 //
-//   {"remote":"<source address it sees>","host":"<Host header>","local":"<address it was reached on>"}
+//   {"remote":"<source address it sees>","host":"<Host header>","local":"<address it was reached on>","sni":"<TLS server name>"}
+//
+// With ECHO_TLS_DIR (a directory holding cert.pem and key.pem) it also serves
+// HTTPS on port 443 (ECHO_TLS_PORT overrides), with the SNI it saw in `sni`.
 //
 // The source address tells which path a request took. It prints `ready` on
 // stdout once every address is bound, and exits 0 on SIGTERM/SIGINT.
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
+import { join } from 'node:path';
 
 const addrs = process.argv.slice(2);
 const port = Number(process.env.ECHO_PORT ?? 80);
@@ -28,6 +34,7 @@ function handler(req, res) {
       remote: unmap(req.socket.remoteAddress),
       host: req.headers.host ?? '',
       local: unmap(req.socket.localAddress),
+      sni: req.socket.servername || '',
     }) + '\n';
   res.writeHead(200, {
     'content-type': 'application/json',
@@ -37,17 +44,24 @@ function handler(req, res) {
   res.end(body);
 }
 
+const tlsDir = process.env.ECHO_TLS_DIR;
+const tlsPort = Number(process.env.ECHO_TLS_PORT ?? 443);
+const tlsOpts = tlsDir ? { cert: readFileSync(join(tlsDir, 'cert.pem')), key: readFileSync(join(tlsDir, 'key.pem')) } : null;
+const listeners = addrs.flatMap((addr) => [
+  { addr, port, make: () => http.createServer(handler) },
+  ...(tlsOpts ? [{ addr, port: tlsPort, make: () => https.createServer(tlsOpts, handler) }] : []),
+]);
 const servers = [];
-let pending = addrs.length;
-for (const addr of addrs) {
-  const server = http.createServer(handler);
+let pending = listeners.length;
+for (const l of listeners) {
+  const server = l.make();
   server.on('error', (err) => {
-    process.stderr.write(`echo-server: ${addr}:${port}: ${err.message}\n`);
+    process.stderr.write(`echo-server: ${l.addr}:${l.port}: ${err.message}\n`);
     process.exit(1);
   });
-  server.listen({ host: addr, port, ipv6Only: addr.includes(':') }, () => {
+  server.listen({ host: l.addr, port: l.port, ipv6Only: l.addr.includes(':') }, () => {
     pending -= 1;
-    if (pending === 0) process.stdout.write(`ready ${addrs.join(' ')} port ${port}\n`);
+    if (pending === 0) process.stdout.write(`ready ${addrs.join(' ')} port ${port}${tlsOpts ? ` tls ${tlsPort}` : ''}\n`);
   });
   servers.push(server);
 }

@@ -2,7 +2,7 @@
 //
 //                         (splitwan runs here)
 //  [client]                    [router]                             [isp]
-//   c0 10.99.1.2 ───────── lan0 10.99.1.1                            lo  web 10.99.9.9  fd99:9::9  (echo-server.mjs :80)
+//   c0 10.99.1.2 ───────── lan0 10.99.1.1                            lo  web 10.99.9.9  fd99:9::9  (echo-server.mjs :80, :443)
 //      fd99:1::2                fd99:1::1                                resolver 10.99.9.53 fd99:9::53 (dnsmasq, logs)
 //                          wan0 10.99.2.2 ───────────────────── r0  10.99.2.1  fd99:2::1
 //                               fd99:2::2
@@ -68,6 +68,8 @@ export interface EchoReply {
   host: string;
   /** The address it was reached on. */
   local: string;
+  /** The TLS server name it saw (HTTPS on 443), '' over HTTP or without SNI. */
+  sni: string;
 }
 
 export interface CurlOptions {
@@ -249,6 +251,20 @@ function which(cmd: string): string | null {
 }
 
 /** Whether this machine can run the lab: Linux, root, /dev/net/tun and the tools on PATH. */
+let opensslFound: boolean | null = null;
+/** The echo server's HTTPS needs a certificate made by openssl; without it, HTTP only. */
+function haveOpenssl(): boolean {
+  if (opensslFound === null) {
+    try {
+      execFileSync('openssl', ['version'], { stdio: 'ignore' });
+      opensslFound = true;
+    } catch {
+      opensslFound = false;
+    }
+  }
+  return opensslFound;
+}
+
 export function labSupported(): { ok: true } | { ok: false; why: string } {
   if (process.platform !== 'linux') return { ok: false, why: `needs Linux (this is ${process.platform})` };
   if (typeof process.getuid !== 'function' || process.getuid() !== 0)
@@ -733,7 +749,15 @@ export async function createLab(opts: LabOptions = {}): Promise<Lab> {
 
     // 4. servers; router tunnels configured and up (after the gateways listen)
     const v = (p: Pair) => (ipv6 ? [p.v4, p.v6] : [p.v4]);
-    const echo = start('echo-server', 'echo', ns.isp, [process.execPath, echoServerPath(), ...v(ADDR.web)]);
+    // HTTPS too (for the transparent proxy's SNI tests), with a throwaway self-signed certificate.
+    const tlsDir = join(tmpDir, 'echo-tls');
+    const echoEnv: NodeJS.ProcessEnv = { ...process.env };
+    if (haveOpenssl()) {
+      execFileSync('mkdir', ['-m', '0700', tlsDir]);
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2', '-subj', '/CN=web.lab.test', '-addext', 'subjectAltName=DNS:web.lab.test,DNS:*.lab.test,DNS:*.where.lab.test', '-keyout', join(tlsDir, 'key.pem'), '-out', join(tlsDir, 'cert.pem')], { stdio: 'ignore' });
+      echoEnv.ECHO_TLS_DIR = tlsDir;
+    }
+    const echo = start('echo-server', 'echo', ns.isp, [process.execPath, echoServerPath(), ...v(ADDR.web)], echoEnv);
     await settleAll([
       echo.waitUntil('echo-server to listen', () => /^ready/m.test(echo.tail), 5000),
       dnsmasq('dnsmasq isp', ns.isp, v(ADDR.ispResolver), ispResolverLog, 'isp'),
@@ -844,7 +868,7 @@ export async function createLab(opts: LabOptions = {}): Promise<Lab> {
       try {
         const j = JSON.parse(r.stdout) as Partial<EchoReply>;
         if (typeof j.remote !== 'string') return { error: `not an echo reply: ${r.stdout.slice(0, 200)}` };
-        return { remote: j.remote, host: String(j.host ?? ''), local: String(j.local ?? '') };
+        return { remote: j.remote, host: String(j.host ?? ''), local: String(j.local ?? ''), sni: String(j.sni ?? '') };
       } catch {
         return { error: `not an echo reply: ${r.stdout.slice(0, 200)}` };
       }

@@ -119,6 +119,31 @@ describe.skipIf(!supported && !process.env.CI)('rendered rulesets in a real nft'
     expect(state().sets).not.toContain('doh4');
   });
 
+  it('proxy: the redirect and guard chains apply in both modes, and turning it off removes them', () => {
+    for (const mode of ['router', 'host'] as const) {
+      const p = { ...basePlan(mode), proxy: { port: 15001, ports: [80, 443], blockQuic: true } };
+      nft(['-f', '-'], renderRuleset(p, state()));
+      const s = state();
+      const chain = mode === 'router' ? 'proxy_pre' : 'proxy_out';
+      expect(s.chains).toEqual(expect.arrayContaining([chain, 'proxy_guard']));
+      // Switching mode replaced the redirect chain (a base chain's hook cannot change).
+      expect(s.chains).not.toContain(mode === 'router' ? 'proxy_out' : 'proxy_pre');
+      const redirect = nft(['list', 'chain', 'inet', 'splitwan', chain]);
+      expect(redirect).toMatch(mode === 'router' ? /hook prerouting priority dstnat/ : /hook output priority -100/);
+      expect(redirect).toMatch(/redirect to :15001/);
+      const marks = nft(['list', 'chain', 'inet', 'splitwan', mode === 'router' ? 'pre' : 'out']);
+      expect(marks).toMatch(/tcp dport \{ 80, 443 \} ct mark set ct mark \| 0x0*2 meta mark set 0x0+ return/);
+      expect(marks).toMatch(/udp dport 443 jump reject_flow/);
+      // Unmatched flows carry the low bit; it is masked off before the path lookup.
+      expect(nft(['list', 'chain', 'inet', 'splitwan', 'classify'])).toMatch(/meta mark set 0x0*1f01\s*\n\s*\}/);
+      expect(nft(['list', 'chain', 'inet', 'splitwan', 'resolve'])).toMatch(/meta mark set meta mark & 0x0*ff00/);
+    }
+    nft(['-f', '-'], renderRuleset(basePlan('router'), state()));
+    expect(state().chains).not.toContain('proxy_pre');
+    expect(state().chains).not.toContain('proxy_out');
+    expect(state().chains).not.toContain('proxy_guard');
+  });
+
   it('a plan with no rules and no gateways still applies', () => {
     const p = basePlan('router');
     nft(['-f', '-'], renderRuleset({ ...p, rules: [], gateways: [], active: null }, state()));

@@ -1,0 +1,335 @@
+// The transparent proxy. nftables redirects TCP flows that no rule matched
+// (untagged destinations on the proxy's ports) here; for each connection:
+//   1. the original destination comes from the kernel (SO_ORIGINAL_DST): the
+//      client chose that address, so it is where we dial, never a re-resolve;
+//   2. the first bytes are held (up to PEEK_LIMIT or peekTimeout) until the TLS
+//      ClientHello or HTTP request head names the destination;
+//   3. the name goes through the same policy and path choice as the resolver;
+//   4. the connection is dialled on that path (a socket carrying the path's
+//      mark), the held bytes are written first, unchanged, and both sides are
+//      spliced.
+// "Peek, never consume": the proxy terminates nothing. What it read while
+// peeking is replayed byte for byte, so the TLS session is the client's own.
+//
+// Pure of OS effects: the kernel lookups (original destination, marked dials)
+// come in through ProxyDeps, so tests run it on loopback with plain sockets.
+import net from 'node:net';
+import type { Policy } from '../config/policy.js';
+import type { PathName, Target } from '../config/types.js';
+import { peek, PEEK_LIMIT, type PeekResult } from './peek.js';
+import { splice, type SpliceEnd } from './splice.js';
+
+export interface ProxyLogger {
+  debug(obj: object, msg?: string): void;
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+}
+
+export interface ProxyDialer {
+  /** A connected socket on the path; rejects when the path cannot carry traffic now (kill switch). */
+  tcp(path: PathName, host: string, port: number, timeoutMs: number): Promise<net.Socket>;
+}
+
+export interface ProxyDeps {
+  policy(): Policy;
+  /** The candidate of a via list that carries traffic now (the resolver's PathState.pick). */
+  pick(via: readonly Target[]): Target;
+  dialer: ProxyDialer;
+  /** Where the client was going before the redirect; null when the kernel has no record (not redirected). */
+  originalDst(socket: net.Socket): { address: string; port: number } | null;
+  logger: ProxyLogger;
+}
+
+export interface ProxyOptions {
+  peekTimeoutMs: number;
+  idleTimeoutMs: number;
+  /** Default 10 s. */
+  connectTimeoutMs?: number;
+  /** Connections beyond this are reset at accept. Default 16 384. */
+  maxConnections?: number;
+}
+
+export class ProxyListenError extends Error {
+  readonly code = 'SPLITWAN_PROXY_LISTEN';
+  constructor(
+    readonly address: string,
+    readonly port: number,
+    cause: NodeJS.ErrnoException,
+  ) {
+    const hint = cause.code === 'EADDRINUSE' ? ': something else listens there; pick another proxy.listenPort' : cause.code === 'EACCES' ? ': binding below 1024 needs root or CAP_NET_BIND_SERVICE' : '';
+    super(`proxy cannot listen on ${address.includes(':') ? `[${address}]` : address}:${port}: ${cause.code ?? cause.message}${hint}`, { cause });
+    this.name = 'ProxyListenError';
+  }
+}
+
+/** How one connection was decided; logged and counted. */
+export interface ProxyDecision {
+  client: string;
+  dst: string;
+  /** What the peek found: `tls` with or without a name, `http`, or `other`. */
+  seen: 'tls' | 'http' | 'other' | 'none';
+  name: string | null;
+  rule: number | null;
+  target: Target;
+}
+
+export interface PathTraffic {
+  connections: number;
+  /** Connections open now. */
+  active: number;
+  bytesUp: number;
+  bytesDown: number;
+}
+
+export interface ProxyStats {
+  accepted: number;
+  /** Refused before dialling: not redirected, a loop, or over maxConnections. */
+  refused: number;
+  blocked: number;
+  /** Dials that failed, including the kill switch. */
+  dialFailed: number;
+  peekTimeouts: number;
+  /** Completed connections by how they ended. */
+  ends: Record<SpliceEnd, number>;
+  paths: Record<string, PathTraffic>;
+}
+
+const DEFAULT_MAX_CONNECTIONS = 16_384;
+
+function hostPort(address: string, port: number): string {
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+}
+
+/** `::ffff:10.0.0.1` (a v4 client on a dual-stack socket) → `10.0.0.1`. */
+function unmapped(address: string): string {
+  return address.toLowerCase().startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address;
+}
+
+export class TransparentProxy {
+  private readonly servers: net.Server[] = [];
+  private readonly sockets = new Set<net.Socket>();
+  private readonly listening = new Set<string>();
+  private closed = false;
+  readonly stats: ProxyStats = {
+    accepted: 0,
+    refused: 0,
+    blocked: 0,
+    dialFailed: 0,
+    peekTimeouts: 0,
+    ends: { closed: 0, 'reset-by-client': 0, 'reset-by-server': 0, idle: 0 },
+    paths: {},
+  };
+  /** Live connections' sockets by path, so stats() can include bytes of connections still open. */
+  private readonly live = new Map<net.Socket, { path: string; upstream: net.Socket }>();
+
+  constructor(
+    private readonly deps: ProxyDeps,
+    private options: ProxyOptions,
+  ) {}
+
+  /** Timeouts take effect for new connections (a reload). */
+  configure(options: ProxyOptions): void {
+    this.options = options;
+  }
+
+  /** Listens on each address (IPv6 ones v6-only, so `0.0.0.0` and `::` coexist). Throws ProxyListenError. */
+  async listen(addresses: readonly { host: string; port: number }[]): Promise<void> {
+    for (const a of addresses) {
+      const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (s) => this.accept(s));
+      server.maxConnections = this.options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', (e: NodeJS.ErrnoException) => reject(new ProxyListenError(a.host, a.port, e)));
+        server.listen({ host: a.host, port: a.port, ipv6Only: a.host.includes(':') }, () => resolve());
+      });
+      // After listening, errors are per connection (EMFILE at accept): logged, never fatal.
+      server.on('error', (e) => this.deps.logger.warn({ err: e.message, listen: hostPort(a.host, a.port) }, 'proxy accept failed'));
+      this.servers.push(server);
+      const addr = server.address() as net.AddressInfo;
+      this.listening.add(hostPort(unmapped(addr.address), addr.port));
+    }
+  }
+
+  /** The addresses it listens on, `host:port`. */
+  addresses(): { host: string; port: number }[] {
+    return this.servers.map((s) => {
+      const a = s.address() as net.AddressInfo;
+      return { host: a.address, port: a.port };
+    });
+  }
+
+  /** Every path's traffic, with the bytes of open connections so far. */
+  traffic(): Record<string, PathTraffic> {
+    const out: Record<string, PathTraffic> = {};
+    for (const [k, v] of Object.entries(this.stats.paths)) out[k] = { ...v };
+    for (const [client, { path, upstream }] of this.live) {
+      const t = out[path];
+      if (!t) continue;
+      t.bytesUp += client.bytesRead;
+      t.bytesDown += upstream.bytesRead;
+    }
+    return out;
+  }
+
+  /** Handles one accepted connection (exported for tests that hand in their own sockets). */
+  accept(client: net.Socket): void {
+    if (this.closed) {
+      client.destroy();
+      return;
+    }
+    this.stats.accepted++;
+    this.sockets.add(client);
+    client.once('close', () => this.sockets.delete(client));
+    // An error before the splice owns the socket (a reset while peeking) must not be unhandled.
+    client.on('error', () => {});
+    const peer = hostPort(unmapped(client.remoteAddress ?? '?'), client.remotePort ?? 0);
+    let dst: { address: string; port: number } | null;
+    try {
+      dst = this.deps.originalDst(client);
+    } catch (e) {
+      this.deps.logger.warn({ client: peer, err: (e as Error).message }, 'proxy: no original destination');
+      dst = null;
+    }
+    if (dst === null) return this.refuse(client, peer, 'not redirected (no original destination)');
+    dst = { address: unmapped(dst.address), port: dst.port };
+    // A connection addressed to the proxy itself was not redirected: it came straight at the port.
+    if (this.isSelf(dst)) return this.refuse(client, peer, 'addressed to the proxy itself');
+    void this.peekThenDial(client, peer, dst);
+  }
+
+  private isSelf(dst: { address: string; port: number }): boolean {
+    if (!this.servers.some((s) => (s.address() as net.AddressInfo | null)?.port === dst.port)) return false;
+    for (const s of this.servers) {
+      const a = s.address() as net.AddressInfo;
+      if (a.port !== dst.port) continue;
+      if (a.address === '0.0.0.0' || a.address === '::' || unmapped(a.address) === dst.address) return true;
+    }
+    return false;
+  }
+
+  private refuse(client: net.Socket, peer: string, why: string): void {
+    this.stats.refused++;
+    this.deps.logger.info({ client: peer }, `proxy refused a connection: ${why}`);
+    resetSocket(client);
+  }
+
+  private readPeek(client: net.Socket): Promise<{ bytes: Buffer; result: PeekResult; timedOut: boolean; ended: boolean }> {
+    return new Promise((resolve) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      let done = false;
+      const finish = (final: boolean, timedOut: boolean, ended: boolean): void => {
+        const bytes = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
+        const result = peek(bytes, final);
+        if (result.kind === 'more' && !final) return;
+        done = true;
+        clearTimeout(timer);
+        client.off('data', onData);
+        client.off('end', onEnd);
+        client.off('close', onClose);
+        client.pause();
+        resolve({ bytes, result, timedOut, ended });
+      };
+      const onData = (b: Buffer): void => {
+        chunks.push(b);
+        size += b.length;
+        finish(size >= PEEK_LIMIT, false, false);
+      };
+      const onEnd = (): void => finish(true, false, true);
+      const onClose = (): void => {
+        if (!done) finish(true, false, true);
+      };
+      const timer = setTimeout(() => finish(true, true, false), this.options.peekTimeoutMs);
+      client.on('data', onData);
+      client.on('end', onEnd);
+      client.on('close', onClose);
+      client.resume();
+    });
+  }
+
+  private async peekThenDial(client: net.Socket, peer: string, dst: { address: string; port: number }): Promise<void> {
+    const { bytes, result, timedOut, ended } = await this.readPeek(client);
+    if (client.destroyed) return; // the client gave up while we waited
+    if (timedOut) this.stats.peekTimeouts++;
+    const name = result.kind === 'tls' ? result.sni : result.kind === 'http' ? result.host : null;
+    const seen: ProxyDecision['seen'] = bytes.length === 0 ? 'none' : result.kind === 'more' ? 'other' : result.kind;
+    const policy = this.deps.policy();
+    let rule: number | null = null;
+    if (name !== null) rule = policy.hasSourceRules ? policy.matchName(name, unmapped(client.remoteAddress ?? '')).rule : nullIfNegative(policy.ruleForName(name));
+    const target = this.deps.pick(policy.viaOf(rule));
+    const decision: ProxyDecision = { client: peer, dst: hostPort(dst.address, dst.port), seen, name, rule, target };
+    if (target === 'block') {
+      this.stats.blocked++;
+      this.deps.logger.info(decision, 'proxy: blocked by policy');
+      resetSocket(client);
+      return;
+    }
+    const path: PathName = target;
+    let upstream: net.Socket;
+    try {
+      upstream = await this.deps.dialer.tcp(path, dst.address, dst.port, this.options.connectTimeoutMs ?? 10_000);
+    } catch (e) {
+      this.stats.dialFailed++;
+      this.deps.logger.info({ ...decision, err: (e as Error).message }, 'proxy: dial failed');
+      resetSocket(client);
+      return;
+    }
+    if (client.destroyed || this.closed) {
+      upstream.destroy();
+      return;
+    }
+    this.deps.logger.debug(decision, 'proxy: connection');
+    upstream.setNoDelay(true);
+    const traffic = (this.stats.paths[path] ??= { connections: 0, active: 0, bytesUp: 0, bytesDown: 0 });
+    traffic.connections++;
+    traffic.active++;
+    this.sockets.add(upstream);
+    this.live.set(client, { path, upstream });
+    upstream.once('close', () => this.sockets.delete(upstream));
+    if (bytes.length > 0) upstream.write(bytes);
+    if (ended) upstream.end();
+    const r = await splice(client, upstream, this.options.idleTimeoutMs);
+    this.live.delete(client);
+    traffic.active--;
+    traffic.bytesUp += r.up;
+    traffic.bytesDown += r.down;
+    this.stats.ends[r.end]++;
+  }
+
+  /**
+   * Resets the open connections on these paths (their gateway died: a reset
+   * makes clients reconnect at once, through the new one, instead of hanging).
+   */
+  resetPaths(paths: readonly string[]): number {
+    let n = 0;
+    for (const [client, { path, upstream }] of this.live) {
+      if (!paths.includes(path)) continue;
+      resetSocket(upstream);
+      resetSocket(client);
+      n++;
+    }
+    return n;
+  }
+
+  /** Stops listening and resets every open connection. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const closing = this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
+    for (const s of this.sockets) resetSocket(s);
+    this.servers.length = 0;
+    await Promise.all(closing);
+  }
+}
+
+function nullIfNegative(rule: number): number | null {
+  return rule < 0 ? null : rule;
+}
+
+/** A refused or blocked connection gets a TCP reset, so the client fails fast instead of waiting. */
+function resetSocket(s: net.Socket): void {
+  if (s.destroyed) return;
+  try {
+    s.resetAndDestroy();
+  } catch {
+    s.destroy();
+  }
+}
