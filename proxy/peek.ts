@@ -85,7 +85,7 @@ function peekTls(buf: Buffer, final: boolean): PeekResult {
     }
     if (!recordHeaderOk(buf, off)) return TLS_NONE; // another content type mid-hello is not allowed
     const len = (buf[off + 3]! << 8) | buf[off + 4]!;
-    if (len > MAX_RECORD) return TLS_NONE;
+    if (len === 0 || len > MAX_RECORD) return TLS_NONE;
     const start = off + REC_HDR;
     const end = Math.min(start + len, buf.length);
     if (end > start) {
@@ -383,11 +383,8 @@ function absoluteAuthority(b: Buffer, s: number, e: number): string | null | und
   if (i + 3 > e || b[i] !== COLON || b[i + 1] !== 0x2f || b[i + 2] !== 0x2f) return undefined;
   const as = i + 3;
   let ae = as;
-  while (ae < e && b[ae] !== 0x2f && b[ae] !== 0x3f && b[ae] !== 0x23) {
-    // RFC 9110 §4.2.4: userinfo is forbidden in http(s) URIs, and parsers
-    // disagree on which '@' splits it off; do not guess.
-    if (b[ae] === 0x40) return null;
-    ae++;
-  }
+  while (ae < e && b[ae] !== 0x2f && b[ae] !== 0x3f && b[ae] !== 0x23) ae++;
+  // userinfo (`user@host`, forbidden in http(s) URIs by RFC 9110 §4.2.4, and
+  // parsers disagree on which '@' splits it off) fails as a name: no guessing.
   return hostPort(b, as, ae);
 }
