@@ -47,6 +47,10 @@ export class ConfigStore {
   loadedAt: number;
   /** A counter that increases with every swap, for status and metrics. */
   version = 1;
+  /** The last reload's outcome (status, metrics); null before the first. */
+  lastReload: { at: number; status: ReloadResult['status']; error?: string } | null = null;
+  /** Every reload's outcome, whatever started it (file watch, SIGHUP, control API). */
+  onReload: ((r: ReloadResult) => void) | null = null;
 
   private constructor(
     private readonly opts: ConfigStoreOptions,
@@ -97,7 +101,14 @@ export class ConfigStore {
       this.again = true;
       return this.running;
     }
-    this.running = this.doReload(reason).finally(() => {
+    this.running = this.doReload(reason)
+      .then((r) => {
+        const firstError = r.issues.find((i) => i.severity === 'error');
+        this.lastReload = { at: this.clock.now(), status: r.status, ...(firstError ? { error: formatIssue(firstError) } : {}) };
+        this.onReload?.(r);
+        return r;
+      })
+      .finally(() => {
       this.running = null;
       if (this.again && !this.closed) {
         this.again = false;

@@ -35,12 +35,22 @@ Commands:
   explain [--config PATH] NAME|IP [--source IP] [--json]
                                            where traffic to NAME or IP goes, and why
   run     [--config PATH]                  run the daemon (root): tunnels, routing, reload on change
+  status  [--json]                         the running daemon: gateways, active path, tags, DNS, failovers
+  reload  [--dry-run [--file NEW.yaml]]    reload the config now; dry run: what the file (or NEW.yaml) would change
+  select  NAME|auto                        pin the tunnel path to a gateway, or back to automatic
+  lists refresh                            download the URL lists now
+  dns flush                                empty the DNS cache
+  demo    [--keep]                         build a lab of namespaces and show splitwan at work (root)
   cleanup                                  remove everything splitwan installed (after a crash)
   help                                     this text
   version                                  the version
 
 Options:
   --config PATH   the config file (default ${DEFAULT_CONFIG_PATH})
+  --socket PATH   the daemon's control socket (default: control.socket of the config)
+
+explain asks the running daemon when there is one (its tags and cached
+addresses too), else reads the config file; --offline always reads the file.
 
 Exit codes: 0 ok, 1 config errors, 2 usage errors, 3 daemon not running, 4 needs root.
 `;
@@ -52,6 +62,12 @@ interface Command {
 }
 
 const COMMON = { config: { type: 'string' as const, short: 'c' } };
+const CONTROL = { ...COMMON, socket: { type: 'string' as const } };
+type Values = Record<string, string | boolean | undefined>;
+const socketOf = async (v: Values): Promise<string> => {
+  const { controlSocket } = await import('./commands/control.js');
+  return controlSocket({ socket: v.socket as string | undefined, config: v.config as string | undefined });
+};
 
 function needsRoot(what: string, io: Io): boolean {
   if (process.getuid?.() === 0) return false;
@@ -93,11 +109,50 @@ const commands: Record<string, Command> = {
     positionals: { min: 0, max: 0, names: '' },
     run: ({ values }, io) => checkCommand({ config: (values.config as string | undefined) ?? DEFAULT_CONFIG_PATH }, io),
   },
+  status: {
+    options: { ...CONTROL, json: { type: 'boolean' } },
+    positionals: { min: 0, max: 0, names: '' },
+    run: async ({ values }, io) => (await import('./commands/control.js')).statusCommand({ socket: await socketOf(values), json: values.json === true }, io),
+  },
+  reload: {
+    options: { ...CONTROL, 'dry-run': { type: 'boolean' }, file: { type: 'string' }, json: { type: 'boolean' } },
+    positionals: { min: 0, max: 0, names: '' },
+    run: async ({ values }, io) => {
+      if (values.file !== undefined && values['dry-run'] !== true) throw new UsageError('--file goes with --dry-run (to apply a file, put it in place: the daemon reloads it)');
+      return (await import('./commands/control.js')).reloadCommand({ socket: await socketOf(values), dryRun: values['dry-run'] === true, json: values.json === true, file: values.file as string | undefined }, io);
+    },
+  },
+  select: {
+    options: { ...CONTROL },
+    positionals: { min: 1, max: 1, names: 'NAME|auto' },
+    run: async ({ values, positionals }, io) => (await import('./commands/control.js')).selectCommand({ socket: await socketOf(values), gateway: positionals[0]! }, io),
+  },
+  lists: {
+    options: { ...CONTROL, json: { type: 'boolean' } },
+    positionals: { min: 1, max: 1, names: 'refresh' },
+    run: async ({ values, positionals }, io) => {
+      if (positionals[0] !== 'refresh') throw new UsageError(`unknown lists command "${positionals[0]}" (try: splitwan lists refresh)`);
+      return (await import('./commands/control.js')).listsRefreshCommand({ socket: await socketOf(values), json: values.json === true }, io);
+    },
+  },
+  dns: {
+    options: { ...CONTROL },
+    positionals: { min: 1, max: 1, names: 'flush' },
+    run: async ({ values, positionals }, io) => {
+      if (positionals[0] !== 'flush') throw new UsageError(`unknown dns command "${positionals[0]}" (try: splitwan dns flush)`);
+      return (await import('./commands/control.js')).dnsFlushCommand({ socket: await socketOf(values) }, io);
+    },
+  },
   explain: {
-    options: { ...COMMON, json: { type: 'boolean' }, source: { type: 'string' } },
+    options: { ...CONTROL, json: { type: 'boolean' }, source: { type: 'string' }, offline: { type: 'boolean' } },
     positionals: { min: 1, max: 1, names: 'NAME|IP' },
-    run: ({ values, positionals }, io, deps) =>
-      explainCommand(
+    run: async ({ values, positionals }, io, deps) => {
+      if (values.offline !== true && deps.tags === undefined) {
+        const { explainViaDaemon } = await import('./commands/control.js');
+        const viaDaemon = await explainViaDaemon({ socket: await socketOf(values), target: positionals[0]!, source: values.source as string | undefined, json: values.json === true }, io);
+        if (viaDaemon !== null) return viaDaemon;
+      }
+      return explainCommand(
         {
           config: (values.config as string | undefined) ?? DEFAULT_CONFIG_PATH,
           target: positionals[0]!,
@@ -106,7 +161,8 @@ const commands: Record<string, Command> = {
         },
         io,
         deps.tags,
-      ),
+      );
+    },
   },
 };
 

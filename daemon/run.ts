@@ -18,7 +18,7 @@ import { ClientAcl } from '../dns/acl.js';
 import { DnsCache } from '../dns/cache.js';
 import { Forwarder, readQuestion } from '../dns/forwarder.js';
 import { responseInfo } from '../dns/wire.js';
-import { Resolver as DnsResolver } from '../dns/resolver.js';
+import { newResolverStats, Resolver as DnsResolver } from '../dns/resolver.js';
 import { DnsServer, type ListenAddress } from '../dns/server.js';
 import type { LoadedConfig } from '../config/load.js';
 import { systemClock, type Logger } from '../config/logger.js';
@@ -29,7 +29,17 @@ import { linuxRunner, type Runner } from './exec-linux.js';
 import { Dataplane } from './dataplane/dataplane.js';
 import { openNft } from './dataplane/libnft-linux.js';
 import { removeStaleHomes } from './dataplane/nft-session-linux.js';
-import { gatewayMark, MARK_BREAKOUT, MARK_MASK, MARK_PROXIED, MARK_TUNNEL, pickTarget, planDataplane, tagSetNames, type DataplanePlan } from './dataplane/plan.js';
+import { gatewayMark, MARK_BLOCK, MARK_BREAKOUT, MARK_MASK, MARK_PROXIED, MARK_TUNNEL, pickTarget, planDataplane, tagSetNames, type DataplanePlan } from './dataplane/plan.js';
+import { ControlServer, type ControlHandlers } from './control/server.js';
+import { diffConfigs } from './control/config-diff.js';
+import type { FailoverRecord, StatusReport } from './control/protocol.js';
+import { explain, withTag } from './commands/explain.js';
+import { linuxTagLookup } from './tag-lookup-linux.js';
+import { Metrics } from './metrics.js';
+import { formatIssue } from '../config/errors.js';
+import { loadConfig } from '../config/load.js';
+import { formatIp, parseIp } from '../config/ip.js';
+import { normalizeDomain } from '../config/domain.js';
 import { HealthMonitor, type MonitoredGateway } from './health/monitor.js';
 import { linuxPing } from './health/ping-linux.js';
 import { Prober } from './health/probes.js';
@@ -95,6 +105,8 @@ export async function tunnelSpec(g: GatewayConfig, lookup: NameLookup): Promise<
 
 export interface RunOptions {
   configPath: string;
+  /** For status: the package version. */
+  version?: string;
   logger: Logger;
   signals: Pick<EventEmitter, 'on' | 'off' | 'once'>;
   runner?: Runner;
@@ -200,11 +212,16 @@ export async function runDaemon(o: RunOptions): Promise<void> {
     return p;
   };
   let monitor: HealthMonitor | null = null;
+  const failovers: FailoverRecord[] = [];
+  const startedAt = clock.now();
   const healthy = (g: string): boolean => monitor?.healthy(g) ?? true;
 
   // The resolver: its sockets leave through the path they serve (SO_MARK).
   const dialer = new MarkedDialer(linuxPathSockets, () => ({ gateways: current?.gateways ?? [], active: current?.active ?? null }));
-  const forwarder = new Forwarder({ dialer, logger: dnsLog, timeoutMs: store.current.config.dns.timeoutMs });
+  // Counters outlive a reload's new resolver: metrics are monotonic, status counts since start.
+  const dnsStats = newResolverStats();
+  let metrics: Metrics | null = null;
+  const forwarder = new Forwarder({ dialer, logger: dnsLog, timeoutMs: store.current.config.dns.timeoutMs, observe: (o) => metrics?.upstream(o) });
   const cacheOf = (c: Config): DnsCache => new DnsCache(c.dns.cache, clock);
   let cache = cacheOf(store.current.config);
   const makeResolver = (c: Config): DnsResolver =>
@@ -217,6 +234,7 @@ export async function runDaemon(o: RunOptions): Promise<void> {
       cache,
       clock,
       logger: dnsLog,
+      stats: dnsStats,
       options: {
         tagTtlMs: c.dns.tagTtlMs,
         blockAnswer: c.dns.blockAnswer,
@@ -345,6 +363,9 @@ export async function runDaemon(o: RunOptions): Promise<void> {
           if (stopping) return;
           // The monitor's choice now: a queued switch may have been overtaken by another.
           const to = monitor!.active;
+          failovers.unshift({ at: clock.now(), from: s.from, to, reason: s.reason });
+          failovers.length = Math.min(failovers.length, 20);
+          metrics?.failover(s.from, to);
           try {
             await dataplane.setActive(to);
             if (current) current = { ...current, active: to };
@@ -393,10 +414,169 @@ export async function runDaemon(o: RunOptions): Promise<void> {
     doh = dohEndpoints(loaded);
     // Listening before the redirect is installed, so no redirected flow meets a closed port.
     await serveProxy(c);
+    await serveMetrics(c);
     await applyPlan(plan(loaded));
     policy = loaded.policy;
     applied = loaded;
   };
+
+
+  // ---- observability: control socket (status, reload, select, explain, lists, flush) and metrics ----
+  const pathOfMark = (mark: number): string => {
+    if (mark === MARK_BREAKOUT) return 'breakout';
+    if (mark === MARK_TUNNEL) return 'tunnel';
+    if (mark === MARK_BLOCK) return 'block';
+    const g = current?.gateways.find((x) => x.mark === mark);
+    return g ? `gw:${g.name}` : `mark 0x${mark.toString(16)}`;
+  };
+  const taggedByPath = (): Record<string, number> => {
+    const bySet = nftTagger.countsBySet();
+    const out: Record<string, number> = {};
+    for (const r of current?.rules ?? []) {
+      if (!r.tagged) continue;
+      const sets = tagSetNames(r);
+      const n = (bySet.get(sets.v4) ?? 0) + (bySet.get(sets.v6) ?? 0);
+      const path = pathOfMark(r.mark);
+      out[path] = (out[path] ?? 0) + n;
+    }
+    return out;
+  };
+  const ruleHits = (): { rule: number; label: string; count: number }[] =>
+    [...dnsStats.byRule].map(([rule, count]) => ({ rule, label: rule < 0 ? 'default' : (applied.config.rules[rule]?.label ?? `#${rule}`).slice(0, 40), count }));
+  const statusReport = async (): Promise<StatusReport> => {
+    const c = applied.config;
+    const tun = await tunnels.status().catch(() => []);
+    const health = monitor!.status();
+    const gw = (name: string) => health.find((h) => h.name === name);
+    const br = gw('breakout');
+    const d = dnsStats;
+    return {
+      version: o.version ?? 'unknown',
+      pid: process.pid,
+      startedAt,
+      mode: c.mode,
+      config: { file: c.file, digest: c.digest.slice(0, 12), version: store.version, loadedAt: store.loadedAt, lastReload: store.lastReload },
+      active: monitor!.active,
+      pinned: monitor!.pinnedGateway,
+      killSwitch: { enabled: c.tunnel.killSwitch, engaged: monitor!.active === null },
+      gateways: c.tunnel.gateways.map((g) => {
+        const h = gw(g.name);
+        const t = tun.find((x) => x.ifname === g.ifname);
+        return {
+          name: g.name,
+          ifname: g.ifname,
+          priority: g.priority,
+          state: h?.state ?? 'unknown',
+          active: monitor!.active === g.name,
+          rttMs: h?.rttMs === null || h?.rttMs === undefined ? null : Math.round(h.rttMs * 10) / 10,
+          loss: h?.loss ?? 0,
+          lastHandshake: t?.latestHandshake ?? null,
+          rxBytes: t?.rxBytes ?? 0,
+          txBytes: t?.txBytes ?? 0,
+          endpoint: t?.endpoint ?? null,
+          lastError: h?.lastError ?? null,
+          changedAt: h?.changedAt ?? startedAt,
+        };
+      }),
+      breakout: { interface: wan, state: br?.state ?? 'unknown', rttMs: br?.rttMs ?? null, dns: breakoutDns.map((u) => u.text) },
+      tagged: taggedByPath(),
+      dns: {
+        listen: listen.map((a) => (a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`)),
+        queries: d.queries,
+        hits: d.hits,
+        misses: d.misses,
+        hitRatio: d.hits + d.misses ? d.hits / (d.hits + d.misses) : null,
+        servfail: d.servfail,
+        blocked: d.blocked,
+        cacheEntries: cache.size,
+      },
+      proxy: proxy ? { listen: proxy.addresses().map((a) => (a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`)), paths: proxy.traffic() } : null,
+      failovers: [...failovers],
+    };
+  };
+  const kernelTags = linuxTagLookup(run);
+  const handlers: ControlHandlers = {
+    status: statusReport,
+    reload: async (dryRun, file) => {
+      if (!dryRun) {
+        const r = await store.reload('control');
+        return { status: r.status, issues: r.issues.map(formatIssue) };
+      }
+      try {
+        const next = await loadConfig(file ?? store.current.config.file);
+        return { status: 'dry-run', issues: next.warnings.map(formatIssue), changes: diffConfigs(store.current, next) };
+      } catch (e) {
+        const issues = (e as { issues?: Parameters<typeof formatIssue>[0][] }).issues;
+        if (!issues) throw e;
+        return { status: 'rejected', issues: issues.map(formatIssue) };
+      }
+    },
+    select: (gateway) => {
+      try {
+        monitor!.pin(gateway);
+      } catch (e) {
+        throw Object.assign(new Error((e as Error).message), { code: 'SPLITWAN_CONTROL_SELECT' });
+      }
+      log.info({ pinned: gateway }, gateway === null ? 'gateway selection: automatic' : `gateway pinned: ${gateway}`);
+      return { active: monitor!.active, pinned: monitor!.pinnedGateway };
+    },
+    explain: async (target, source) => {
+      let r;
+      try {
+        r = explain(policy, target, source);
+      } catch (e) {
+        throw Object.assign(new Error((e as Error).message), { code: 'SPLITWAN_USAGE' });
+      }
+      if (r.kind === 'ip') return withTag(r, applied.config.rules, await kernelTags(formatIp(parseIp(r.input)!)));
+      const n = normalizeDomain(r.input);
+      const addrs = 'error' in n ? [] : resolver.cachedAddresses(n.name);
+      const addresses = [];
+      for (const address of addrs) {
+        const t = withTag({ ...r, kind: 'ip' }, applied.config.rules, await kernelTags(address)).tagged;
+        addresses.push({ address, tagged: t === undefined || t === null ? null : typeof t === 'string' ? t : { rule: t.rule, via: t.via, expiresInSeconds: t.expiresInSeconds } });
+      }
+      return { ...r, addresses };
+    },
+    refreshLists: async () => {
+      const results = await lists.refreshAll();
+      return {
+        lists: [...results].map(([name, x]) => ({
+          name,
+          ok: x.status !== 'failed',
+          changed: x.status === 'updated',
+          ...(x.entry ? { entries: store.current.lists.get(name) ? store.current.lists.get(name)!.domains.length + store.current.lists.get(name)!.cidrs.length : 0 } : {}),
+          ...(x.error ? { error: x.error } : {}),
+        })),
+      };
+    },
+    flushDns: () => {
+      const flushed = cache.flush();
+      log.info({ flushed }, 'DNS cache flushed (control)');
+      return { flushed };
+    },
+  };
+  const control = new ControlServer(handlers, (e) => log.warn({ err: e }, 'control socket error'));
+  metrics = new Metrics({
+    dns: () => dnsStats,
+    // The breakout's own health shows as gateway="breakout" (watched for status, never selected).
+    gateways: () => monitor!.status(),
+    tagged: taggedByPath,
+    proxy: () => proxy?.traffic() ?? null,
+    ruleHits,
+  });
+  store.onReload = (r) => metrics?.reload(r.status);
+  lists.onResult = (name, r) => metrics?.listRefresh(name, r.status);
+  let metricsAt: string | null = null;
+  async function serveMetrics(c: Config): Promise<void> {
+    const want = c.metrics.listen ? `${c.metrics.listen.host}:${c.metrics.listen.port}` : null;
+    if (want === metricsAt) return;
+    await metrics!.close();
+    metricsAt = null;
+    if (!c.metrics.listen) return;
+    await metrics!.listen(c.metrics.listen.host, c.metrics.listen.port);
+    metricsAt = want;
+    log.info({ listen: want }, 'metrics listening');
+  }
 
   let tick: NodeJS.Timeout | null = null;
   let sweep: NodeJS.Timeout | null = null;
@@ -418,6 +598,8 @@ export async function runDaemon(o: RunOptions): Promise<void> {
         dataplane.stop();
         // Switches and re-plans already under way finish before the cleanup (they do nothing new now).
         await Promise.allSettled([monitor?.settled(), ...inFlight]);
+        await control.close().catch(() => undefined);
+        await metrics?.close().catch(() => undefined);
         await server.close().catch((e: unknown) => log.error({ err: e }, 'closing the resolver failed'));
         await proxy?.close().catch((e: unknown) => log.error({ err: e }, 'closing the proxy failed'));
         forwarder.close();
@@ -442,12 +624,15 @@ export async function runDaemon(o: RunOptions): Promise<void> {
       wan = (await wanWatcher.start()).ifname;
     }
     await applyAll(store.current);
+    await control.listen(c.control.socket);
     log.info({ mode: c.mode, wan, gateways: c.tunnel.gateways.map((g) => g.name), active: monitor.active }, 'splitwan running');
   } catch (e) {
     log.error({ err: e }, 'start failed; removing what was installed');
     monitor.stop();
     prober.close();
     healthForwarder.close();
+    await control.close().catch(() => {});
+    await metrics.close().catch(() => {});
     await server.close().catch(() => {});
     // (TS narrows `proxy` to null here: it is only assigned inside serveProxy.)
     await (proxy as TransparentProxy | null)?.close().catch(() => {});
@@ -465,6 +650,8 @@ export async function runDaemon(o: RunOptions): Promise<void> {
     // Rule numbers and resolvers may have changed: cached answers (keyed by rule) start over.
     if (JSON.stringify(p.dns) !== JSON.stringify(n.dns)) cache = cacheOf(n);
     else cache.flush();
+    // Hits are counted by rule index: when the rules change, the old counts belong to other rules.
+    if (JSON.stringify(p.rules.map((r) => r.label)) !== JSON.stringify(n.rules.map((r) => r.label))) dnsStats.byRule.clear();
     resolver = makeResolver(n);
     await applyAll(next);
   });

@@ -134,6 +134,12 @@ export class DnsCache {
     return null;
   }
 
+  /** What the cache holds for a key, fresh or within its stale window; no stats, no recency (explain). */
+  peek(path: string, cacheKey: string): CachedAnswer | null {
+    const e = this.map.get(`${path}|${cacheKey}`);
+    return e !== undefined && this.clock.now() < e.staleUntil ? e : null;
+  }
+
   /**
    * RFC 8767: an answer past its TTL but within `staleTtl`, for when every
    * upstream failed. Null unless serveStale. Does not refresh recency.

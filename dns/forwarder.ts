@@ -71,6 +71,8 @@ export interface ForwarderOptions {
   timeoutMs: number;
   /** Extra TLS options for DoH/DoT (tests: a private CA). */
   tls?: tls.ConnectionOptions;
+  /** Every upstream exchange, for metrics: seconds taken and whether it answered. */
+  observe?: (o: { upstream: string; path: PathName; seconds: number; ok: boolean }) => void;
 }
 
 export class Forwarder {
@@ -87,8 +89,10 @@ export class Forwarder {
     const problems: string[] = [];
     let refusal: Buffer | null = null;
     for (const u of upstreams) {
+      const t0 = this.o.observe ? performance.now() : 0;
       try {
         const resp = await this.ask(query, q, u, path);
+        this.o.observe?.({ upstream: u.text, path, seconds: (performance.now() - t0) / 1000, ok: true });
         // A resolver that cannot or will not answer: the next may; its answer is kept for when none can.
         const rcode = resp[3]! & 0xf;
         if (rcode === 2 || rcode === 5) {
@@ -98,6 +102,7 @@ export class Forwarder {
         }
         return withId(resp, clientId);
       } catch (e) {
+        this.o.observe?.({ upstream: u.text, path, seconds: (performance.now() - t0) / 1000, ok: false });
         problems.push(`${u.text}: ${(e as Error).message}`);
         this.o.logger.debug({ upstream: u.text, path, err: (e as Error).message }, 'upstream failed');
       }

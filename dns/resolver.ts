@@ -84,6 +84,8 @@ export interface ResolverDeps {
   clock: Clock;
   logger: Logger;
   options: ResolverOptions;
+  /** Counters that outlive this resolver (a reload makes a new one); default: its own. */
+  stats?: ResolverStats;
 }
 
 export interface Client {
@@ -102,6 +104,14 @@ export interface ResolverStats {
   staleServed: number;
   tagFailures: number;
   upstreamFailures: number;
+  /** Per path: answers from the cache, forwarded, blocked. */
+  byPath: Record<string, { hits: number; misses: number; blocked: number }>;
+  /** Queries decided by each rule (its index; -1: the default). */
+  byRule: Map<number, number>;
+}
+
+export function newResolverStats(): ResolverStats {
+  return { queries: 0, hits: 0, misses: 0, coalesced: 0, formerr: 0, servfail: 0, blocked: 0, staleServed: 0, tagFailures: 0, upstreamFailures: 0, byPath: {}, byRule: new Map() };
 }
 
 /** A cached answer plus the variant for clients without EDNS, made on first need. */
@@ -144,20 +154,15 @@ export function reverseAddress(qname: string): string | null {
 
 export class Resolver {
   private readonly inflight = new InFlight<Outcome | null>();
-  readonly stats: ResolverStats = {
-    queries: 0,
-    hits: 0,
-    misses: 0,
-    coalesced: 0,
-    formerr: 0,
-    servfail: 0,
-    blocked: 0,
-    staleServed: 0,
-    tagFailures: 0,
-    upstreamFailures: 0,
-  };
+  readonly stats: ResolverStats;
 
-  constructor(private readonly d: ResolverDeps) {}
+  constructor(private readonly d: ResolverDeps) {
+    this.stats = d.stats ?? newResolverStats();
+  }
+
+  private pathStats(path: string): { hits: number; misses: number; blocked: number } {
+    return (this.stats.byPath[path] ??= { hits: 0, misses: 0, blocked: 0 });
+  }
 
   /**
    * The answer to `msg` from `client`, or null to drop it (shorter than a
@@ -182,6 +187,27 @@ export class Resolver {
       this.d.logger.error({ err: e, name: q.qname }, 'resolving failed');
       return this.servfail(msg, q);
     }
+  }
+
+  /**
+   * The addresses the cache holds for a name now (A and AAAA, stale ones
+   * too), as its path and rule would key them: `explain NAME` on a running
+   * daemon. No upstream is asked and nothing is tagged.
+   */
+  cachedAddresses(name: string): string[] {
+    const policy = this.d.policy();
+    const rule = policy.ruleForName(name);
+    const target = this.d.paths.pick(policy.viaOf(rule));
+    if (target === 'block') return [];
+    const out = new Set<string>();
+    for (const type of [TYPE.A, TYPE.AAAA]) {
+      for (const dobit of [0, 1]) {
+        const base = `${name}|${type}|${CLASS.IN}|${dobit}`;
+        const hit = this.d.cache.peek(target, rule >= 0 ? `${rule}|${base}` : base);
+        for (const a of hit?.addresses ?? []) out.add(a);
+      }
+    }
+    return [...out];
   }
 
   /** Failover: the answers of a path came from resolvers no longer in use. */
@@ -211,7 +237,11 @@ export class Resolver {
       rule = policy.ruleForName(name);
     }
     const target = this.d.paths.pick(policy.viaOf(rule));
-    if (target === 'block') return this.block(msg, q, client);
+    this.stats.byRule.set(rule, (this.stats.byRule.get(rule) ?? 0) + 1);
+    if (target === 'block') {
+      this.pathStats('block').blocked++;
+      return this.block(msg, q, client);
+    }
     const path: PathName = target;
     if (q.qtype === TYPE.AAAA && q.qclass === CLASS.IN && !this.d.paths.ipv6(path)) {
       // The path has no IPv6: an empty answer makes clients use IPv4 rather than fail or leak.
@@ -222,6 +252,7 @@ export class Resolver {
     const hit = this.d.cache.get(path, key);
     if (hit !== null) {
       this.stats.hits++;
+      this.pathStats(path).hits++;
       const answer = hit.answer as Stored;
       const out = this.finish(msg, q, answer, hit.ageSeconds, client);
       if (rule < 0 || answer.addresses.length === 0 || this.d.tagger === null) return out;
@@ -230,6 +261,7 @@ export class Resolver {
       return pending === null ? out : pending.then((ok) => (ok ? out : this.servfail(msg, q)));
     }
     this.stats.misses++;
+    this.pathStats(path).misses++;
     return this.miss(msg, q, client, path, rule, key);
   }
 

@@ -28,6 +28,8 @@ export class ListRefresher {
   private tasks = new Map<string, { key: string; stop(): void }>();
   private unsubscribe: (() => void) | null = null;
   private inflight = new Map<string, Promise<ListFetchResult>>();
+  /** Every download's outcome (metrics). */
+  onResult: ((name: string, result: ListFetchResult) => void) | null = null;
 
   constructor(
     private readonly store: ConfigStore,
@@ -61,7 +63,12 @@ export class ListRefresher {
   refresh(name: string): Promise<ListFetchResult> {
     const running = this.inflight.get(name);
     if (running) return running;
-    const p = this.doRefresh(name).finally(() => this.inflight.delete(name));
+    const p = this.doRefresh(name)
+      .then((r) => {
+        this.onResult?.(name, r);
+        return r;
+      })
+      .finally(() => this.inflight.delete(name));
     this.inflight.set(name, p);
     return p;
   }

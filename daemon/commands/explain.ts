@@ -29,6 +29,11 @@ export interface ExplainResult {
   tagged?: { rule: number; ruleLabel: string; via: string; expiresInSeconds: number | null } | null | string;
   /** IP inputs with a tag: the path connections to it take now (a tag of an earlier rule wins). */
   effectiveVia?: string;
+  /**
+   * Name inputs asked of the running daemon: the addresses its cache holds
+   * for the name, each with the kernel's tag on it (null: none).
+   */
+  addresses?: { address: string; tagged: { rule: number; via: string; expiresInSeconds: number | null } | null | string }[];
 }
 
 /** Pure: what the policy says about one destination. */
@@ -86,6 +91,14 @@ export function formatExplain(r: ExplainResult): string {
       const ttl = r.tagged.expiresInSeconds === null ? '' : ` for another ${r.tagged.expiresInSeconds} s`;
       lines.push(`  tagged now by the resolver for rule #${r.tagged.rule} (${r.tagged.ruleLabel}, via ${r.tagged.via})${ttl}: the most recent name answered with it`);
       lines.push(`  connections to it take: ${r.effectiveVia}`);
+    }
+  }
+  if (r.addresses !== undefined) {
+    if (r.addresses.length === 0) lines.push('  the running resolver has no cached address for it (not asked lately)');
+    for (const a of r.addresses) {
+      const t = a.tagged;
+      const how = t === null ? 'not tagged in the kernel' : typeof t === 'string' ? `tag not known (${t})` : `tagged in the kernel for rule #${t.rule} (via ${t.via})${t.expiresInSeconds === null ? '' : ` for another ${t.expiresInSeconds} s`}`;
+      lines.push(`  ${a.address}: ${how}`);
     }
   }
   if (r.kind === 'name' && r.via !== 'block') {

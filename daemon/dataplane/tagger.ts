@@ -64,6 +64,14 @@ export class NftTagger {
     for (const [a, i] of this.shadow) if (i.expiresAt <= now) this.shadow.delete(a);
   }
 
+  /** Addresses tagged now, per set (status and metrics). */
+  countsBySet(): Map<string, number> {
+    this.sweep(this.clock.now());
+    const out = new Map<string, number>();
+    for (const i of this.shadow.values()) out.set(i.set, (out.get(i.set) ?? 0) + 1);
+    return out;
+  }
+
   /** Forgets a set (its rule was removed; the ruleset deleted the set). */
   forgetSet(set: string): void {
     for (const [a, i] of this.shadow) if (i.set === set) this.shadow.delete(a);

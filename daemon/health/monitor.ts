@@ -150,6 +150,11 @@ export class HealthMonitor {
     }
   }
 
+  /** The gateway `select` pinned; null: automatic. */
+  get pinnedGateway(): string | null {
+    return this.pinned;
+  }
+
   /** `splitwan select NAME` / `auto` (null). */
   pin(name: string | null): void {
     if (name !== null && !this.entries.get(name)?.selectable) throw new Error(`no gateway named ${name}`);

@@ -163,6 +163,8 @@ export interface LabOptions {
   routerTunnels?: boolean;
   /** Handshake wait, default 10 s. */
   handshakeTimeoutMs?: number;
+  /** TTL of the resolvers' answers, seconds (dnsmasq --local-ttl); default 0: never cached. */
+  resolverTtl?: number;
 }
 
 export interface Lab {
@@ -641,6 +643,7 @@ export async function createLab(opts: LabOptions = {}): Promise<Lab> {
       `--log-facility=${log}`,
       '--bind-interfaces',
       '--port=53',
+      ...(opts.resolverTtl ? [`--local-ttl=${opts.resolverTtl}`] : []),
       ...listen.map((a) => `--listen-address=${a}`),
     ];
     const targets = new Set(Object.values(cnames).map((t) => t.toLowerCase()));

@@ -1,0 +1,86 @@
+// The control API's shapes: HTTP+JSON over the unix socket `control.socket`.
+// The daemon serves them (daemon/control/server.ts), the CLI asks for them
+// (daemon/control/client.ts). Fields are added, never renamed: scripts read
+// `splitwan status --json`.
+import type { ExplainResult } from '../commands/explain.js';
+
+export const CONTROL_ROUTES = {
+  status: 'GET /v1/status',
+  reload: 'POST /v1/reload',
+  select: 'POST /v1/select',
+  explain: 'GET /v1/explain',
+  listsRefresh: 'POST /v1/lists/refresh',
+  dnsFlush: 'POST /v1/dns/flush',
+} as const;
+
+export interface GatewayReport {
+  name: string;
+  ifname: string;
+  priority: number;
+  /** unknown | up | degraded | down */
+  state: string;
+  active: boolean;
+  rttMs: number | null;
+  /** Share of failed probe rounds in the health window, 0..1. */
+  loss: number;
+  /** Unix ms of the latest WireGuard handshake; null: none yet. */
+  lastHandshake: number | null;
+  rxBytes: number;
+  txBytes: number;
+  endpoint: string | null;
+  lastError: string | null;
+  /** Unix ms of the last state change. */
+  changedAt: number;
+}
+
+export interface FailoverRecord {
+  at: number;
+  from: string | null;
+  to: string | null;
+  reason: string;
+}
+
+export interface StatusReport {
+  version: string;
+  pid: number;
+  startedAt: number;
+  mode: 'router' | 'host';
+  config: { file: string; digest: string; version: number; loadedAt: number; lastReload: { at: number; status: string; error?: string } | null };
+  /** The gateway carrying the tunnel path; null: none healthy (the kill switch holds when on). */
+  active: string | null;
+  /** `splitwan select NAME`; null: automatic. */
+  pinned: string | null;
+  killSwitch: { enabled: boolean; engaged: boolean };
+  gateways: GatewayReport[];
+  breakout: { interface: string | null; state: string; rttMs: number | null; dns: string[] };
+  /** Addresses the resolver has routed now, per path (breakout, gw:NAME, tunnel, block). */
+  tagged: Record<string, number>;
+  dns: { listen: string[]; queries: number; hits: number; misses: number; hitRatio: number | null; servfail: number; blocked: number; cacheEntries: number };
+  proxy: { listen: string[]; paths: Record<string, { connections: number; active: number; bytesUp: number; bytesDown: number }> } | null;
+  /** Most recent first, at most 20. */
+  failovers: FailoverRecord[];
+}
+
+export interface ReloadReport {
+  status: 'applied' | 'unchanged' | 'rejected' | 'dry-run';
+  /** Errors of a rejected file, warnings of an applied one: `file:line:col: message`. */
+  issues: string[];
+  /** Dry run: what the new file would change, in words. */
+  changes?: string[];
+}
+
+export interface SelectReport {
+  active: string | null;
+  pinned: string | null;
+}
+
+export interface ListsReport {
+  lists: { name: string; ok: boolean; entries?: number; changed?: boolean; error?: string }[];
+}
+
+export type ExplainReport = ExplainResult;
+
+export interface ControlError {
+  error: string;
+  code: string;
+}

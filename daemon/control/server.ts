@@ -1,0 +1,159 @@
+// The control API server: HTTP+JSON on a unix socket that only root can open
+// (mode 0600, owned by the daemon's user; its directory is made 0700 when we
+// create it). A socket file left by a crashed run is replaced; one a running
+// daemon answers on is not (two daemons would fight over the kernel state).
+//
+// Requests are small: bodies over 64 KiB, unknown routes and bad JSON get a
+// JSON error, never a crash. Handlers are the daemon's (wired in run.ts).
+import { chmod, mkdir, rm, stat } from 'node:fs/promises';
+import http from 'node:http';
+import net from 'node:net';
+import { dirname } from 'node:path';
+import type { ExplainReport, ListsReport, ReloadReport, SelectReport, StatusReport } from './protocol.js';
+
+export interface ControlHandlers {
+  status(): Promise<StatusReport> | StatusReport;
+  /** dryRun: what `file` (default: the config file) would change, nothing applied. */
+  reload(dryRun: boolean, file?: string): Promise<ReloadReport>;
+  select(gateway: string | null): Promise<SelectReport> | SelectReport;
+  explain(target: string, source: string | undefined): Promise<ExplainReport> | ExplainReport;
+  refreshLists(): Promise<ListsReport>;
+  flushDns(): { flushed: number };
+}
+
+export class ControlError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export class ControlListenError extends Error {
+  readonly code = 'SPLITWAN_CONTROL_LISTEN';
+}
+
+const MAX_BODY = 64 * 1024;
+
+function readBody(req: http.IncomingMessage): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (d: Buffer) => {
+      size += d.length;
+      if (size > MAX_BODY) {
+        reject(new ControlError(413, 'SPLITWAN_CONTROL_REQUEST', 'request body over 64 KiB'));
+        req.destroy();
+        return;
+      }
+      chunks.push(d);
+    });
+    req.on('end', () => {
+      if (size === 0) return resolve({});
+      try {
+        resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+      } catch {
+        reject(new ControlError(400, 'SPLITWAN_CONTROL_REQUEST', 'the body is not JSON'));
+      }
+    });
+    req.on('error', reject);
+  });
+}
+
+/** True when something answers on the socket (a running daemon), false for a stale file. */
+function answers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(path);
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+export class ControlServer {
+  private server: http.Server | null = null;
+
+  constructor(
+    private readonly handlers: ControlHandlers,
+    private readonly onError: (e: Error) => void = () => {},
+  ) {}
+
+  async listen(path: string): Promise<void> {
+    const dir = dirname(path);
+    const existed = await stat(dir).then(() => true, () => false);
+    if (!existed) await mkdir(dir, { recursive: true, mode: 0o700 });
+    if (await stat(path).then(() => true, () => false)) {
+      if (await answers(path)) throw new ControlListenError(`another splitwan is running: its control socket ${path} answers (stop it first)`);
+      await rm(path, { force: true });
+    }
+    const server = http.createServer((req, res) => void this.route(req, res));
+    server.on('clientError', (_e, socket) => socket.destroy());
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (e: NodeJS.ErrnoException) => reject(new ControlListenError(`cannot listen on the control socket ${path}: ${e.code ?? e.message}`, { cause: e })));
+      // umask 0177 while binding: the socket is never open to others, not even for a moment.
+      const old = process.umask(0o177);
+      try {
+        server.listen(path, () => resolve());
+      } finally {
+        process.umask(old);
+      }
+    });
+    await chmod(path, 0o600);
+    server.on('error', (e) => this.onError(e));
+    this.server = server;
+  }
+
+  async close(): Promise<void> {
+    const s = this.server;
+    this.server = null;
+    if (!s) return;
+    s.closeAllConnections();
+    await new Promise<void>((r) => s.close(() => r()));
+  }
+
+  private async route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const send = (status: number, body: unknown): void => {
+      const text = JSON.stringify(body) + '\n';
+      res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+      res.end(text);
+    };
+    try {
+      const url = new URL(req.url ?? '/', 'http://splitwan');
+      const route = `${req.method ?? 'GET'} ${url.pathname}`;
+      const body = req.method === 'POST' ? ((await readBody(req)) as Record<string, unknown>) : {};
+      switch (route) {
+        case 'GET /v1/status':
+          return send(200, await this.handlers.status());
+        case 'POST /v1/reload':
+          if (body.file !== undefined && typeof body.file !== 'string') throw new ControlError(400, 'SPLITWAN_CONTROL_REQUEST', 'file must be a path');
+          return send(200, await this.handlers.reload(body.dryRun === true, body.file as string | undefined));
+        case 'POST /v1/select': {
+          const g = body.gateway;
+          if (g !== null && typeof g !== 'string') throw new ControlError(400, 'SPLITWAN_CONTROL_REQUEST', 'gateway must be a name or null (auto)');
+          return send(200, await this.handlers.select(g));
+        }
+        case 'GET /v1/explain': {
+          const q = url.searchParams.get('q');
+          if (!q) throw new ControlError(400, 'SPLITWAN_CONTROL_REQUEST', 'explain needs ?q=NAME|IP');
+          return send(200, await this.handlers.explain(q, url.searchParams.get('source') ?? undefined));
+        }
+        case 'POST /v1/lists/refresh':
+          return send(200, await this.handlers.refreshLists());
+        case 'POST /v1/dns/flush':
+          return send(200, this.handlers.flushDns());
+        default:
+          throw new ControlError(404, 'SPLITWAN_CONTROL_REQUEST', `no such request: ${route}`);
+      }
+    } catch (e) {
+      if (e instanceof ControlError) return send(e.status, { error: e.message, code: e.code });
+      const err = e as Error & { code?: unknown };
+      // A handler's own refusal (a bad name to select, a bad explain input) is the caller's mistake.
+      const code = typeof err.code === 'string' && err.code.startsWith('SPLITWAN_') ? err.code : 'SPLITWAN_CONTROL_FAILED';
+      send(code === 'SPLITWAN_CONTROL_FAILED' ? 500 : 400, { error: err.message, code });
+    }
+  }
+}
