@@ -87,7 +87,15 @@ const commands: Record<string, Command> = {
       if (!first) return Exit.CONFIG;
       const { createLogger } = await import('./logger.js');
       const { runDaemon } = await import('./run.js');
-      await runDaemon({ configPath, logger: createLogger(first.config.log.level), signals: process });
+      try {
+        await runDaemon({ configPath, logger: createLogger(first.config.log.level), signals: process, version: await version() });
+      } catch (e) {
+        // What the operator can fix (a port in use, another daemon running) is said plainly; bugs keep their stack.
+        const code = (e as { code?: unknown }).code;
+        if (typeof code !== 'string' || !code.startsWith('SPLITWAN_')) throw e;
+        io.err(`splitwan run: ${(e as Error).message} (${code})\n`);
+        return Exit.CONFIG;
+      }
       return Exit.OK;
     },
   },

@@ -30,7 +30,7 @@ import { Dataplane } from './dataplane/dataplane.js';
 import { openNft } from './dataplane/libnft-linux.js';
 import { removeStaleHomes } from './dataplane/nft-session-linux.js';
 import { gatewayMark, MARK_BLOCK, MARK_BREAKOUT, MARK_MASK, MARK_PROXIED, MARK_TUNNEL, pickTarget, planDataplane, tagSetNames, type DataplanePlan } from './dataplane/plan.js';
-import { ControlServer, type ControlHandlers } from './control/server.js';
+import { assertNoOtherDaemon, ControlServer, type ControlHandlers } from './control/server.js';
 import { diffConfigs } from './control/config-diff.js';
 import type { FailoverRecord, StatusReport } from './control/protocol.js';
 import { explain, withTag } from './commands/explain.js';
@@ -178,6 +178,10 @@ export async function runDaemon(o: RunOptions): Promise<void> {
   const run = o.runner ?? linuxRunner;
   const clock = systemClock;
   const store = await ConfigStore.open({ file: o.configPath, logger: log.child({ module: 'config' }), signals: o.signals });
+  await assertNoOtherDaemon(store.current.config.control.socket).catch((e: unknown) => {
+    store.close();
+    throw e;
+  });
   await cleanupAll(run, log.child({ module: 'cleanup' }));
 
   const session = openNft(log.child({ module: 'nft' }));
@@ -363,9 +367,13 @@ export async function runDaemon(o: RunOptions): Promise<void> {
           if (stopping) return;
           // The monitor's choice now: a queued switch may have been overtaken by another.
           const to = monitor!.active;
-          failovers.unshift({ at: clock.now(), from: s.from, to, reason: s.reason });
-          failovers.length = Math.min(failovers.length, 20);
-          metrics?.failover(s.from, to);
+          // History as the data plane lived it: a queued switch overtaken by another may be a no-op now.
+          const from = current?.active ?? null;
+          if (from !== to) {
+            failovers.unshift({ at: clock.now(), from, to, reason: s.reason });
+            failovers.length = Math.min(failovers.length, 20);
+            metrics?.failover(from, to);
+          }
           try {
             await dataplane.setActive(to);
             if (current) current = { ...current, active: to };

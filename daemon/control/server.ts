@@ -74,6 +74,14 @@ function answers(path: string): Promise<boolean> {
   });
 }
 
+/**
+ * Refuses to start a second daemon: its start-up cleanup would tear down the
+ * first one's tunnels and routing. Run before anything touches the kernel.
+ */
+export async function assertNoOtherDaemon(path: string): Promise<void> {
+  if (await answers(path)) throw new ControlListenError(`another splitwan is running: its control socket ${path} answers (stop it first)`);
+}
+
 export class ControlServer {
   private server: http.Server | null = null;
 

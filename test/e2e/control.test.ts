@@ -124,7 +124,7 @@ describe.skipIf(!support.ok && !process.env.CI)('control API, CLI and metrics in
     expect(r.stdout).toContain('automatic');
     await until(async () => (await via()) === lab.gateways[0].uplink.v4, 8000, 'traffic back through gw1');
     const s = await status();
-    expect(s.failovers.slice(0, 2).map((f) => [f.from, f.to])).toEqual([
+    expect(s.failovers.slice(0, 2).map((f) => [f.from, f.to]), JSON.stringify(s.failovers)).toEqual([
       [GW[1], GW[0]],
       [GW[0], GW[1]],
     ]);
@@ -209,6 +209,14 @@ describe.skipIf(!support.ok && !process.env.CI)('control API, CLI and metrics in
     expect(m).toMatch(/splitwan_proxy_connections_total\{path="breakout"\} [1-9]/);
     expect(m).toMatch(/splitwan_tagged_addresses\{path="breakout"\} [1-9]/);
   }, 15_000);
+
+  it('a second daemon is refused before it touches anything; the first keeps routing', async () => {
+    const r = await lab.exec(lab.ns.router, [process.execPath, join(root, 'bin', 'splitwan'), 'run', '--config', cfg], { timeoutMs: 20_000 });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('another splitwan is running');
+    expect(await via()).toBe(lab.gateways[0].uplink.v4);
+    expect((await status()).gateways.map((g) => g.state)).toEqual(['up', 'up']);
+  }, 30_000);
 
   it('not root: a clear message and exit 4; daemon not running: exit 3', async () => {
     const asNobody = spawnSync('runuser', ['-u', 'nobody', '--', process.execPath, join(root, 'bin', 'splitwan'), 'status', '--socket', join(dir, 'control.sock')], { encoding: 'utf8' });
