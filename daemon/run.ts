@@ -217,6 +217,8 @@ export async function runDaemon(o: RunOptions): Promise<void> {
   };
   let monitor: HealthMonitor | null = null;
   const failovers: FailoverRecord[] = [];
+  /** The gateway the last carried-out switch went to (the failover history's "from"). */
+  let lastSwitchedTo: string | null = null;
   const startedAt = clock.now();
   const healthy = (g: string): boolean => monitor?.healthy(g) ?? true;
 
@@ -367,9 +369,10 @@ export async function runDaemon(o: RunOptions): Promise<void> {
           if (stopping) return;
           // The monitor's choice now: a queued switch may have been overtaken by another.
           const to = monitor!.active;
-          // History as the data plane lived it: a queued switch overtaken by another may be a no-op now.
-          const from = current?.active ?? null;
+          // History as switches were carried out: a queued switch overtaken by another may be a no-op now.
+          const from = lastSwitchedTo;
           if (from !== to) {
+            lastSwitchedTo = to;
             failovers.unshift({ at: clock.now(), from, to, reason: s.reason });
             failovers.length = Math.min(failovers.length, 20);
             metrics?.failover(from, to);
@@ -632,6 +635,7 @@ export async function runDaemon(o: RunOptions): Promise<void> {
       wan = (await wanWatcher.start()).ifname;
     }
     await applyAll(store.current);
+    lastSwitchedTo = monitor.active;
     await control.listen(c.control.socket);
     log.info({ mode: c.mode, wan, gateways: c.tunnel.gateways.map((g) => g.name), active: monitor.active }, 'splitwan running');
   } catch (e) {
