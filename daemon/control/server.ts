@@ -132,7 +132,11 @@ export class ControlServer {
     try {
       const url = new URL(req.url ?? '/', 'http://splitwan');
       const route = `${req.method ?? 'GET'} ${url.pathname}`;
-      const body = req.method === 'POST' ? ((await readBody(req)) as Record<string, unknown>) : {};
+      const raw = req.method === 'POST' ? await readBody(req) : {};
+      if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ControlError(400, 'SPLITWAN_CONTROL_REQUEST', 'the body must be a JSON object');
+      const body = raw as Record<string, unknown>;
+      // A reload that was meant as a dry run must never apply.
+      if (body.dryRun !== undefined && typeof body.dryRun !== 'boolean') throw new ControlError(400, 'SPLITWAN_CONTROL_REQUEST', 'dryRun must be true or false');
       switch (route) {
         case 'GET /v1/status':
           return send(200, await this.handlers.status());
