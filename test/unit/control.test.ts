@@ -685,8 +685,8 @@ describe('diffConfigs', () => {
     const next = await config({ gateways: [{ name: 'gw1', priority: 1 }, { name: 'gw2', priority: 2 }, { name: 'gw3', priority: 5 }] });
     const d = diffConfigs(base, next);
     expect(d).toContain('gateway gw3 added (192.0.2.14:51820, priority 5)');
-    expect(d.some((l) => /^ip rule added: ip rule pref \d+ fwmark 0x[0-9a-f]+ lookup \d+$/.test(l))).toBe(true);
-    expect(d.some((l) => /^ip rule added: ip -6 rule pref \d+ fwmark 0x[0-9a-f]+ lookup \d+$/.test(l))).toBe(true);
+    expect(d.some((l) => /^ip rule added: ip rule pref \d+ fwmark 0x[0-9a-f]+\/0xff00 lookup \d+$/.test(l))).toBe(true);
+    expect(d.some((l) => /^ip rule added: ip -6 rule pref \d+ fwmark 0x[0-9a-f]+\/0xff00 lookup \d+$/.test(l))).toBe(true);
     expect(d).toContainEqual(expect.stringMatching(/^route added: ip route table \d+ default dev swg-gw3$/));
     expect(d).toContainEqual(expect.stringMatching(/^route added: ip -6 route table \d+ default dev swg-gw3$/));
     expect(d.some((l) => l.includes('removed'))).toBe(false);
@@ -696,7 +696,7 @@ describe('diffConfigs', () => {
     const next = await config({ gateways: [{ name: 'gw1', priority: 1 }], rules: [RULES[0]!, RULES[1]!] });
     const d = diffConfigs(base, next);
     expect(d).toContain('gateway gw2 removed (its tunnel goes down)');
-    expect(d).toContainEqual(expect.stringMatching(/^ip rule removed: ip rule pref \d+ fwmark 0x[0-9a-f]+ lookup \d+$/));
+    expect(d).toContainEqual(expect.stringMatching(/^ip rule removed: ip rule pref \d+ fwmark 0x[0-9a-f]+\/0xff00 lookup \d+$/));
     expect(d).toContainEqual(expect.stringMatching(/^route removed: ip route table \d+ default dev swg-gw2$/));
   });
 
