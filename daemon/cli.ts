@@ -99,6 +99,12 @@ const commands: Record<string, Command> = {
       return Exit.OK;
     },
   },
+  demo: {
+    options: { keep: { type: 'boolean' } },
+    positionals: { min: 0, max: 0, names: '' },
+    // demo checks root itself (and loads the lab only when it runs).
+    run: async ({ values }, io) => (await import('./commands/demo.js')).demoCommand({ keep: values.keep === true, io }),
+  },
   cleanup: {
     options: {},
     positionals: { min: 0, max: 0, names: '' },

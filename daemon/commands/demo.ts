@@ -211,6 +211,13 @@ export async function demoCommand(opts: DemoOptions): Promise<number> {
     return support.why.startsWith('needs root') ? Exit.NEEDS_ROOT : Exit.CONFIG;
   }
 
+  // What the finally below removes.
+  let labPromise: Promise<Lab> | null = null;
+  let lab: Lab | null = null;
+  let daemon: DaemonChild | null = null;
+  let logFile: WriteStream | null = null;
+  let gwIfs: string[] = [];
+
   // ------------------------------------------------------------------ interruption
   const ac = new AbortController();
   let cleaningUp = false;
@@ -258,11 +265,6 @@ export async function demoCommand(opts: DemoOptions): Promise<number> {
     return ok ? 'ok' : `UNEXPECTED: ${unexpected}`;
   };
 
-  let labPromise: Promise<Lab> | null = null;
-  let lab: Lab | null = null;
-  let daemon: DaemonChild | null = null;
-  let logFile: WriteStream | null = null;
-  let gwIfs: string[] = [];
   const exitGuard = () => {
     // Last resort if this process exits without the finally below: our daemon and its tunnels.
     if (daemon?.running) {
@@ -535,7 +537,7 @@ export async function demoCommand(opts: DemoOptions): Promise<number> {
     const ksOutReq = ksOutIp ? await guard(fetchFrom(ksOutIp, 3000, 'out.lab.test')) : null;
     say(`   a breakout name (out.lab.test) still works: answered ${ksOutIp ?? ksOut.status}, the web server saw ${who(ksOutReq?.remote ?? null)} ${check(ksOutReq?.remote === wanSeen, 'the breakout name did not work during the kill switch')}\n`);
     const leaks1 = await guard(leaks());
-    say(`   nothing leaked: packets for tunnel destinations that reached the ISP from the router's WAN: ${await guard(leakVerdict(leaks1 - leaks0, 'during the kill switch'))}\n\n`);
+    say(`   packets for tunnel destinations that reached the ISP from the router's WAN while both were dark: ${await guard(leakVerdict(leaks1 - leaks0, 'during the kill switch'))}\n\n`);
 
     // -------------------------------------------------------------- 5. recovery
     say('5. Recovery: both gateways reachable again (WireGuard retries its handshake every 5 s) ...\n');
@@ -607,7 +609,7 @@ export async function demoCommand(opts: DemoOptions): Promise<number> {
     }
   } finally {
     cleaningUp = true;
-    io.out(`${code === 130 ? '' : '\n'}Cleaning up: stopping splitwan${daemon ? ` (pid ${daemon.pid})` : ''}, removing the lab ... `);
+    io.out(`${ac.signal.aborted ? '' : '\n'}Cleaning up: ${daemon ? `stopping splitwan (pid ${daemon.pid}), ` : ''}removing the lab ... `);
     const errors: string[] = [];
     if (daemon) {
       await daemon.stop().catch((e: unknown) => errors.push(`stopping the daemon: ${(e as Error).message}`));
