@@ -212,7 +212,10 @@ deps_apt() {
   local missing=() p cand
   installed() { case "$(dpkg-query -W -f='${db:Status-Abbrev}' "$1" 2>/dev/null || true)" in ii*) return 0 ;; *) return 1 ;; esac; }
   for p in wireguard-tools nftables iproute2 conntrack; do installed "$p" || missing+=("$p"); done
-  if ! kernel_has_wireguard && ! command -v wireguard-go >/dev/null 2>&1; then missing+=(wireguard-go); fi
+  # `splitwan demo` (the quick start): its lab's resolvers (dnsmasq), clients (curl, dig), and
+  # wireguard-go for the lab's gateways, which run it even where the kernel has WireGuard.
+  for p in dnsmasq-base curl dnsutils; do installed "$p" || missing+=("$p"); done
+  if ! command -v wireguard-go >/dev/null 2>&1; then missing+=(wireguard-go); fi
   node_ok || missing+=(nodejs)
   [ "${#missing[@]}" -gt 0 ] || { say "system packages: nothing missing"; return 0; }
   need_root_for_packages "${missing[@]}"
