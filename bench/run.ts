@@ -6,6 +6,7 @@ const benches: Record<string, () => Promise<unknown>> = {
   forward: async () => (await import('./forward.js')).run(),
   dns: async () => (await import('./dns.js')).run(),
   failover: async () => (await import('./failover.js')).run(),
+  proxy: async () => (await import('./proxy.js')).run(),
 };
 
 const name = process.argv[2];

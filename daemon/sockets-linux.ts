@@ -147,12 +147,15 @@ export class LinuxPathSockets implements PathSockets {
  * `redirect` (for the transparent proxy). null when the socket has no fd or the
  * connection has no conntrack entry (ENOENT); other failures throw a SocketError.
  */
+const ORIGINAL_DST_BUF = Buffer.alloc(28); // sockaddr_in6 (sockaddr_in fits)
+
 export function originalDst(socket: net.Socket): { address: string; port: number } | null {
   const fd = netFd(socket);
   if (fd < 0) return null;
   const remote = socket.remoteAddress ?? '';
   const v6 = socket.remoteFamily === 'IPv6' && !remote.toLowerCase().startsWith('::ffff:');
-  const buf = Buffer.alloc(28); // sockaddr_in6 (sockaddr_in fits)
+  // One buffer for every call: the lookup is synchronous, per accepted connection.
+  const buf = ORIGINAL_DST_BUF.fill(0);
   const len = [buf.length];
   if (lib().getsockopt(fd, v6 ? SOL_IPV6 : SOL_IP, SO_ORIGINAL_DST, buf, len) !== 0) {
     const errno = koffi.errno();

@@ -20,6 +20,8 @@ import { peek, PEEK_LIMIT, type PeekResult } from './peek.js';
 import { splice, type SpliceEnd } from './splice.js';
 
 export interface ProxyLogger {
+  /** pino's: lets the per-connection debug line cost nothing when debug is off. */
+  isLevelEnabled?(level: string): boolean;
   debug(obj: object, msg?: string): void;
   info(obj: object, msg?: string): void;
   warn(obj: object, msg?: string): void;
@@ -109,6 +111,8 @@ export class TransparentProxy {
   private readonly servers: net.Server[] = [];
   private readonly sockets = new Set<net.Socket>();
   private readonly listening = new Set<string>();
+  /** The listeners' addresses, read once at listen (isSelf runs per connection). */
+  private readonly bound: { address: string; port: number }[] = [];
   private closed = false;
   readonly stats: ProxyStats = {
     accepted: 0,
@@ -139,13 +143,15 @@ export class TransparentProxy {
       server.maxConnections = this.options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
       await new Promise<void>((resolve, reject) => {
         server.once('error', (e: NodeJS.ErrnoException) => reject(new ProxyListenError(a.host, a.port, e)));
-        server.listen({ host: a.host, port: a.port, ipv6Only: a.host.includes(':') }, () => resolve());
+        // A burst of new connections (a page opening dozens) must not overflow Node's default backlog of 511.
+        server.listen({ host: a.host, port: a.port, ipv6Only: a.host.includes(':'), backlog: 4096 }, () => resolve());
       });
       // After listening, errors are per connection (EMFILE at accept): logged, never fatal.
       server.on('error', (e) => this.deps.logger.warn({ err: e.message, listen: hostPort(a.host, a.port) }, 'proxy accept failed'));
       this.servers.push(server);
       const addr = server.address() as net.AddressInfo;
       this.listening.add(hostPort(unmapped(addr.address), addr.port));
+      this.bound.push({ address: unmapped(addr.address), port: addr.port });
     }
   }
 
@@ -181,34 +187,30 @@ export class TransparentProxy {
     client.once('close', () => this.sockets.delete(client));
     // An error before the splice owns the socket (a reset while peeking) must not be unhandled.
     client.on('error', () => {});
-    const peer = hostPort(unmapped(client.remoteAddress ?? '?'), client.remotePort ?? 0);
     let dst: { address: string; port: number } | null;
     try {
       dst = this.deps.originalDst(client);
     } catch (e) {
-      this.deps.logger.warn({ client: peer, err: (e as Error).message }, 'proxy: no original destination');
+      this.deps.logger.warn({ client: peerOf(client), err: (e as Error).message }, 'proxy: no original destination');
       dst = null;
     }
-    if (dst === null) return this.refuse(client, peer, 'not redirected (no original destination)');
+    if (dst === null) return this.refuse(client, 'not redirected (no original destination)');
     dst = { address: unmapped(dst.address), port: dst.port };
     // A connection addressed to the proxy itself was not redirected: it came straight at the port.
-    if (this.isSelf(dst)) return this.refuse(client, peer, 'addressed to the proxy itself');
-    void this.peekThenDial(client, peer, dst);
+    if (this.isSelf(dst)) return this.refuse(client, 'addressed to the proxy itself');
+    void this.peekThenDial(client, dst);
   }
 
   private isSelf(dst: { address: string; port: number }): boolean {
-    if (!this.servers.some((s) => (s.address() as net.AddressInfo | null)?.port === dst.port)) return false;
-    for (const s of this.servers) {
-      const a = s.address() as net.AddressInfo;
-      if (a.port !== dst.port) continue;
-      if (a.address === '0.0.0.0' || a.address === '::' || unmapped(a.address) === dst.address) return true;
+    for (const a of this.bound) {
+      if (a.port === dst.port && (a.address === '0.0.0.0' || a.address === '::' || a.address === dst.address)) return true;
     }
     return false;
   }
 
-  private refuse(client: net.Socket, peer: string, why: string): void {
+  private refuse(client: net.Socket, why: string): void {
     this.stats.refused++;
-    this.deps.logger.info({ client: peer }, `proxy refused a connection: ${why}`);
+    this.deps.logger.info({ client: peerOf(client) }, `proxy refused a connection: ${why}`);
     resetSocket(client);
   }
 
@@ -246,7 +248,7 @@ export class TransparentProxy {
     });
   }
 
-  private async peekThenDial(client: net.Socket, peer: string, dst: { address: string; port: number }): Promise<void> {
+  private async peekThenDial(client: net.Socket, dst: { address: string; port: number }): Promise<void> {
     const { bytes, result, timedOut, ended } = await this.readPeek(client);
     if (client.destroyed) return; // the client gave up while we waited
     if (timedOut) this.stats.peekTimeouts++;
@@ -256,10 +258,10 @@ export class TransparentProxy {
     let rule: number | null = null;
     if (name !== null) rule = policy.hasSourceRules ? policy.matchName(name, unmapped(client.remoteAddress ?? '')).rule : nullIfNegative(policy.ruleForName(name));
     const target = this.deps.pick(policy.viaOf(rule));
-    const decision: ProxyDecision = { client: peer, dst: hostPort(dst.address, dst.port), seen, name, rule, target };
+    const decision = (): ProxyDecision => ({ client: peerOf(client), dst: hostPort(dst.address, dst.port), seen, name, rule, target });
     if (target === 'block') {
       this.stats.blocked++;
-      this.deps.logger.info(decision, 'proxy: blocked by policy');
+      this.deps.logger.info(decision(), 'proxy: blocked by policy');
       resetSocket(client);
       return;
     }
@@ -269,7 +271,7 @@ export class TransparentProxy {
       upstream = await this.deps.dialer.tcp(path, dst.address, dst.port, this.options.connectTimeoutMs ?? 10_000);
     } catch (e) {
       this.stats.dialFailed++;
-      this.deps.logger.info({ ...decision, err: (e as Error).message }, 'proxy: dial failed');
+      this.deps.logger.info({ ...decision(), err: (e as Error).message }, 'proxy: dial failed');
       resetSocket(client);
       return;
     }
@@ -277,7 +279,7 @@ export class TransparentProxy {
       upstream.destroy();
       return;
     }
-    this.deps.logger.debug(decision, 'proxy: connection');
+    if (this.deps.logger.isLevelEnabled?.('debug') ?? true) this.deps.logger.debug(decision(), 'proxy: connection');
     upstream.setNoDelay(true);
     const traffic = (this.stats.paths[path] ??= { connections: 0, active: 0, bytesUp: 0, bytesDown: 0 });
     traffic.connections++;
@@ -316,8 +318,13 @@ export class TransparentProxy {
     const closing = this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
     for (const s of this.sockets) resetSocket(s);
     this.servers.length = 0;
+    this.bound.length = 0;
     await Promise.all(closing);
   }
+}
+
+function peerOf(s: net.Socket): string {
+  return hostPort(unmapped(s.remoteAddress ?? '?'), s.remotePort ?? 0);
 }
 
 function nullIfNegative(rule: number): number | null {

@@ -135,12 +135,12 @@ describe.skipIf(!support.ok && !process.env.CI)('the resolver in the lab (router
 
 
   it('blockEncryptedDns (live reload): DoT and listed DoH endpoints are rejected, their names NXDOMAIN; plain web still works', async () => {
-    // Something that answers on 853 and 443 at the web server's address, so a refusal can only be splitwan's.
-    const script = `const net=require('net');for(const p of [853,443])net.createServer(s=>s.end('ok\\n')).listen(p,'${lab.addr.web.v4}')`;
+    // Something that answers on 853 at the web server's address (the echo server has 443), so a refusal can only be splitwan's.
+    const script = `require('net').createServer(s=>{s.on('error',()=>{});s.end('ok\\n')}).listen(853,'${lab.addr.web.v4}')`;
     const server = spawn('ip', ['netns', 'exec', lab.ns.isp, process.execPath, '-e', script], { stdio: 'ignore' });
     try {
       const connect = async (port: number): Promise<string> => {
-        const js = `const s=require('net').connect(${port},'${lab.addr.web.v4}');s.setTimeout(2000,()=>{console.log('timeout');process.exit()});s.on('data',d=>{console.log(String(d).trim());process.exit()});s.on('error',e=>{console.log(e.code);process.exit()})`;
+        const js = `const s=require('net').connect(${port},'${lab.addr.web.v4}');s.setTimeout(2000,()=>{console.log('timeout');process.exit()});s.on('connect',()=>{console.log('ok');process.exit()});s.on('error',e=>{console.log(e.code);process.exit()})`;
         return (await lab.exec(lab.ns.client, [process.execPath, '-e', js])).stdout.trim();
       };
       await until(async () => (await connect(853)) === 'ok', 5000, 'the 853 listener');

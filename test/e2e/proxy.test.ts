@@ -73,7 +73,7 @@ describe.skipIf(!support.ok && !process.env.CI)('the transparent proxy in the la
     if (daemon) await stopDaemon(daemon);
     await lab?.destroy();
     if (dir) rmSync(dir, { recursive: true, force: true });
-  }, 30_000);
+  }, 60_000);
 
   it('a breakout name over HTTPS and over HTTP egresses the WAN, though the client never asked splitwan\'s resolver', async () => {
     expect(await via('out.lab.test', 'https')).toBe(lab.addr.routerWan.v4);
@@ -143,7 +143,7 @@ describe.skipIf(!support.ok && !process.env.CI)('the transparent proxy in the la
     // One proxy decision per request: a dial that looped back would show up as a second one.
     const names = proxyLogs().map((l) => l.name);
     expect(names.filter((n) => n === 'out.lab.test')).toHaveLength(1);
-  }, 40_000);
+  }, 90_000);
 });
 
 it.skipIf(support.ok || !!process.env.CI)('the transparent proxy in the lab: SKIPPED', () => {

@@ -109,7 +109,7 @@ describe('namespace lab', () => {
     const table = `labtest${process.pid}`;
     await r(l, ['nft', '-f', '-'], `table inet ${table} {\n\tchain post {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t\toifname "wan0" masquerade\n\t}\n}\n`);
     try {
-      expect(await l.curlEcho(l.ns.client, `http://${l.addr.web.v4}/`)).toEqual({ remote: l.addr.routerWan.v4, host: l.addr.web.v4, local: l.addr.web.v4 });
+      expect(await l.curlEcho(l.ns.client, `http://${l.addr.web.v4}/`)).toEqual({ remote: l.addr.routerWan.v4, host: l.addr.web.v4, local: l.addr.web.v4, sni: '' });
       expect(await l.curlEcho(l.ns.client, `http://[${l.addr.web.v6}]/`)).toMatchObject({ remote: l.addr.routerWan.v6 });
       const viaName = await l.curlEcho(l.ns.client, 'http://web.lab.test/', { extraArgs: ['--resolve', `web.lab.test:80:${l.addr.web.v4}`] });
       expect(viaName).toMatchObject({ remote: l.addr.routerWan.v4, host: 'web.lab.test' });
