@@ -88,7 +88,13 @@ const commands: Record<string, Command> = {
       const { createLogger } = await import('./logger.js');
       const { runDaemon } = await import('./run.js');
       try {
-        await runDaemon({ configPath, logger: createLogger(first.config.log.level), signals: process, version: await version() });
+        const logger = createLogger(first.config.log.level);
+        await runDaemon({ configPath, logger, signals: process, version: await version() });
+        // Everything is cleaned up. Exit now rather than at the end of the event loop: Node's
+        // teardown was seen spinning forever on a libuv request left by a native (koffi) call,
+        // which kept a stopped daemon alive under systemd's TimeoutStopSec.
+        await new Promise<void>((r) => process.stdout.write('', () => r()));
+        process.exit(0);
       } catch (e) {
         // What the operator can fix (a port in use, another daemon running) is said plainly; bugs keep their stack.
         const code = (e as { code?: unknown }).code;

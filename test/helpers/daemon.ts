@@ -33,9 +33,35 @@ export async function startDaemon(ns: string, cfg: string): Promise<Daemon> {
 }
 
 /** Signals the daemon (our own child, by pid) and resolves with its exit code. */
-export async function stopDaemon(d: Daemon, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+export async function stopDaemon(d: Daemon, signal: NodeJS.Signals = 'SIGTERM', graceMs = 20_000): Promise<number | null> {
   if (d.child.exitCode === null) d.child.kill(signal);
-  return d.exited;
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((r) => (timer = setTimeout(() => r('late'), graceMs)));
+  const r = await Promise.race([d.exited, late]);
+  clearTimeout(timer);
+  if (r !== 'late') return r;
+  // A stop that hangs is a bug: say where it stood, then make sure nothing is left running.
+  let where = '';
+  try {
+    const { readdirSync, readFileSync } = await import('node:fs');
+    const pid = d.child.pid!;
+    for (const t of readdirSync(`/proc/${pid}/task`)) {
+      const comm = readFileSync(`/proc/${pid}/task/${t}/comm`, 'utf8').trim();
+      const wchan = readFileSync(`/proc/${pid}/task/${t}/wchan`, 'utf8').trim();
+      const state = /State:\s*(.*)/.exec(readFileSync(`/proc/${pid}/task/${t}/status`, 'utf8'))?.[1] ?? '?';
+      where += `\n  thread ${t} ${comm}: ${state} in ${wchan}`;
+    }
+  } catch (e) {
+    where = ` (threads unreadable: ${(e as Error).message})`;
+  }
+  if (process.env.SPLITWAN_TEST_GDB) {
+    const { spawnSync } = await import('node:child_process');
+    const g = spawnSync('gdb', ['-p', String(d.child.pid), '-batch', '-ex', 'thread 1', '-ex', 'bt 25'], { encoding: 'utf8', timeout: 30_000 });
+    where += `\n${g.stdout.split('\n').filter((l) => l.startsWith('#')).join('\n')}`;
+  }
+  d.child.kill('SIGKILL');
+  await d.exited;
+  throw new Error(`the daemon did not stop within ${graceMs} ms of ${signal}; its threads:${where}\nits last lines:\n${d.output.slice(-4).join('\n')}`);
 }
 
 /**
