@@ -69,10 +69,14 @@ describe.skipIf(!support.ok && !process.env.CI)('control API, CLI and metrics in
   }, 90_000);
 
   afterAll(async () => {
-    if (daemon) await stopDaemon(daemon);
-    await lab?.destroy();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  }, 30_000);
+    try {
+      if (daemon) await stopDaemon(daemon);
+    } finally {
+      // Even when the stop failed (it kills the daemon then throws): nothing of the lab may stay.
+      await lab?.destroy();
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 
   it('status --json: mode, config, both gateways with health and WireGuard figures, the active one marked', async () => {
     const s = await status();

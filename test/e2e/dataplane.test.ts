@@ -65,10 +65,13 @@ describe.skipIf(!support.ok && !process.env.CI)('splitwan run in the lab (router
   }, 60_000);
 
   afterAll(async () => {
-    if (daemon && daemon.child.exitCode === null) await stop(daemon);
-    await lab?.destroy();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  }, 30_000);
+    try {
+      if (daemon && daemon.child.exitCode === null) await stop(daemon);
+    } finally {
+      await lab?.destroy();
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 
   it('unlisted destinations take the active (preferred) gateway', async () => {
     writeConfig(['  - cidrs: [198.51.100.0/24]', '    via: breakout']);

@@ -85,10 +85,14 @@ describe.skipIf(!support.ok && !process.env.CI)('the resolver in the lab (router
   }, 90_000);
 
   afterAll(async () => {
-    if (daemon) await stopDaemon(daemon);
-    await lab?.destroy();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  }, 30_000);
+    try {
+      if (daemon) await stopDaemon(daemon);
+    } finally {
+      // Even when the stop failed (it kills the daemon then throws): nothing of the lab may stay.
+      await lab?.destroy();
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 
   it('a CNAME-chained name egresses the path of the name asked, not of the CDN name', async () => {
     // Before: the web server is reached through the default path (gw1).

@@ -56,12 +56,15 @@ describe.skipIf(!support.ok && !process.env.CI)('failover in the lab', () => {
   }, 90_000);
 
   afterAll(async () => {
-    if (daemon) await stopDaemon(daemon);
-    await lab?.blackholeGateway(0, false).catch(() => undefined);
-    await lab?.blackholeGateway(1, false).catch(() => undefined);
-    await lab?.destroy();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  }, 30_000);
+    try {
+      if (daemon) await stopDaemon(daemon);
+    } finally {
+      await lab?.blackholeGateway(0, false).catch(() => undefined);
+      await lab?.blackholeGateway(1, false).catch(() => undefined);
+      await lab?.destroy();
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 
   it('traffic takes the preferred gateway, and both gateways are up', async () => {
     await until(async () => (await via()) === gw1(), 15_000, 'traffic through gw1');

@@ -70,9 +70,13 @@ describe.skipIf(!support.ok && !process.env.CI)('the transparent proxy in the la
   }, 90_000);
 
   afterAll(async () => {
-    if (daemon) await stopDaemon(daemon);
-    await lab?.destroy();
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    try {
+      if (daemon) await stopDaemon(daemon);
+    } finally {
+      // Even when the stop failed (it kills the daemon then throws): nothing of the lab may stay.
+      await lab?.destroy();
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    }
   }, 60_000);
 
   it('a breakout name over HTTPS and over HTTP egresses the WAN, though the client never asked splitwan\'s resolver', async () => {
