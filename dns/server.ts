@@ -97,6 +97,17 @@ export class DnsServer {
   }
 
   private async listenOne(a: ListenAddress): Promise<ListenAddress> {
+    // Port 0: the port TCP got may already be someone's UDP port; another pick is as good.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.listenPair(a);
+      } catch (e) {
+        if (a.port !== 0 || attempt >= 5 || !(e instanceof ListenError) || !e.message.includes('/udp: EADDRINUSE')) throw e;
+      }
+    }
+  }
+
+  private async listenPair(a: ListenAddress): Promise<ListenAddress> {
     const v6 = a.host.includes(':');
     const label = v6 ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
     // TCP first: with port 0 the kernel picks a port TCP has free, and UDP takes the same one.
@@ -114,6 +125,9 @@ export class DnsServer {
     await new Promise<void>((resolve, reject) => {
       sock.once('error', (e: NodeJS.ErrnoException) => {
         sock.close();
+        // The TCP half goes too: a retry (port 0) or the caller's error leaves nothing bound.
+        this.tcp.splice(this.tcp.indexOf(server), 1);
+        server.close();
         reject(new ListenError(`cannot listen on ${a.host}:${port}/udp: ${e.code ?? e.message}`));
       });
       sock.bind({ address: a.host, port, exclusive: true }, () => resolve());
