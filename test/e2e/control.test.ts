@@ -10,12 +10,12 @@
 // would change without applying it, metrics carry every family.
 // Needs root: CI runs it as root.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLab, labSupported, type Lab } from '../lab/lab.js';
-import { labConfig, startDaemon, stopDaemon, until, type Daemon } from '../helpers/daemon.js';
+import { labConfig, startDaemon, stopDaemon, teardown, until, type Daemon } from '../helpers/daemon.js';
 import type { StatusReport } from '../../daemon/control/protocol.js';
 
 const support = labSupported();
@@ -68,15 +68,7 @@ describe.skipIf(!support.ok && !process.env.CI)('control API, CLI and metrics in
     await until(async () => (await status()).gateways.every((g) => g.state === 'up'), 15_000, 'both gateways up');
   }, 90_000);
 
-  afterAll(async () => {
-    try {
-      if (daemon) await stopDaemon(daemon);
-    } finally {
-      // Even when the stop failed (it kills the daemon then throws): nothing of the lab may stay.
-      await lab?.destroy();
-      if (dir) rmSync(dir, { recursive: true, force: true });
-    }
-  }, 60_000);
+  afterAll(() => teardown({ daemon, lab, dir }), 60_000);
 
   it('status --json: mode, config, both gateways with health and WireGuard figures, the active one marked', async () => {
     const s = await status();

@@ -10,12 +10,12 @@
 // (10.99.9.9) echoes the source it sees: 10.99.2.2 = breakout, 10.99.3.2 = gw1.
 // Needs root: CI runs it as root.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLab, labSupported, type Lab } from '../lab/lab.js';
-import { labConfig, startDaemon, stopDaemon, until, type Daemon } from '../helpers/daemon.js';
+import { labConfig, startDaemon, stopDaemon, teardown, until, type Daemon } from '../helpers/daemon.js';
 
 const support = labSupported();
 const root = join(import.meta.dirname, '..', '..');
@@ -84,15 +84,7 @@ describe.skipIf(!support.ok && !process.env.CI)('the resolver in the lab (router
     daemon = await startDaemon(lab.ns.router, cfg);
   }, 90_000);
 
-  afterAll(async () => {
-    try {
-      if (daemon) await stopDaemon(daemon);
-    } finally {
-      // Even when the stop failed (it kills the daemon then throws): nothing of the lab may stay.
-      await lab?.destroy();
-      if (dir) rmSync(dir, { recursive: true, force: true });
-    }
-  }, 60_000);
+  afterAll(() => teardown({ daemon, lab, dir }), 60_000);
 
   it('a CNAME-chained name egresses the path of the name asked, not of the CDN name', async () => {
     // Before: the web server is reached through the default path (gw1).

@@ -12,12 +12,12 @@
 // names, not one packet to the web server on the WAN); then recovery.
 // Needs root: CI runs it as root.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLab, labSupported, type Lab } from '../lab/lab.js';
-import { labConfig, startDaemon, stopDaemon, until, type Daemon } from '../helpers/daemon.js';
+import { labConfig, startDaemon, teardown, until, type Daemon } from '../helpers/daemon.js';
 
 const support = labSupported();
 const tag = `f${process.pid % 10000}`;
@@ -55,16 +55,19 @@ describe.skipIf(!support.ok && !process.env.CI)('failover in the lab', () => {
     daemon = await startDaemon(lab.ns.router, cfg);
   }, 90_000);
 
-  afterAll(async () => {
-    try {
-      if (daemon) await stopDaemon(daemon);
-    } finally {
-      await lab?.blackholeGateway(0, false).catch(() => undefined);
-      await lab?.blackholeGateway(1, false).catch(() => undefined);
-      await lab?.destroy();
-      if (dir) rmSync(dir, { recursive: true, force: true });
-    }
-  }, 60_000);
+  afterAll(
+    () =>
+      teardown({
+        daemon,
+        lab,
+        dir,
+        beforeDestroy: async () => {
+          await lab?.blackholeGateway(0, false);
+          await lab?.blackholeGateway(1, false);
+        },
+      }),
+    60_000,
+  );
 
   it('traffic takes the preferred gateway, and both gateways are up', async () => {
     await until(async () => (await via()) === gw1(), 15_000, 'traffic through gw1');

@@ -10,12 +10,12 @@
 // tagged, so only the proxy (SNI / Host → policy) can send breakout names out
 // of the WAN. Then the same in host mode, from the router's own shell.
 // Needs root: CI runs it as root.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLab, labSupported, type Lab } from '../lab/lab.js';
-import { labConfig, startDaemon, stopDaemon, until, type Daemon } from '../helpers/daemon.js';
+import { labConfig, startDaemon, stopDaemon, teardown, until, type Daemon } from '../helpers/daemon.js';
 
 const support = labSupported();
 const tag = `p${process.pid % 10000}`;
@@ -69,15 +69,7 @@ describe.skipIf(!support.ok && !process.env.CI)('the transparent proxy in the la
     await until(async () => (await lab.curlEcho(lab.ns.client, `http://${lab.addr.web.v4}:80/`)).hasOwnProperty('remote'), 15_000, 'the default path');
   }, 90_000);
 
-  afterAll(async () => {
-    try {
-      if (daemon) await stopDaemon(daemon);
-    } finally {
-      // Even when the stop failed (it kills the daemon then throws): nothing of the lab may stay.
-      await lab?.destroy();
-      if (dir) rmSync(dir, { recursive: true, force: true });
-    }
-  }, 60_000);
+  afterAll(() => teardown({ daemon, lab, dir }), 60_000);
 
   it('a breakout name over HTTPS and over HTTP egresses the WAN, though the client never asked splitwan\'s resolver', async () => {
     expect(await via('out.lab.test', 'https')).toBe(lab.addr.routerWan.v4);

@@ -1,5 +1,6 @@
 // `splitwan run` as a child process inside a lab namespace, for e2e tests.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 
 const root = join(import.meta.dirname, '..', '..');
@@ -85,4 +86,18 @@ export function labConfig(o: { dir: string; ispResolver: string; names: readonly
     ...o.lines,
     '',
   ].join('\n');
+}
+
+/**
+ * An e2e file's afterAll: stop the daemon, then remove the lab and the
+ * config dir even when the stop failed (stopDaemon kills a hung daemon, then throws).
+ */
+export async function teardown(o: { daemon: Daemon | null; lab: { destroy(): Promise<void> } | undefined; dir: string | undefined; beforeDestroy?: () => Promise<void> }): Promise<void> {
+  try {
+    if (o.daemon && o.daemon.child.exitCode === null) await stopDaemon(o.daemon);
+  } finally {
+    await o.beforeDestroy?.().catch(() => undefined);
+    await o.lab?.destroy();
+    if (o.dir) rmSync(o.dir, { recursive: true, force: true });
+  }
 }
