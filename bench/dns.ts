@@ -36,7 +36,7 @@
 // About 2 minutes; everything it starts is stopped by pid, the namespace and
 // the temporary directory are removed in `finally`.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { procs, Proc, sleep } from './proc.js';
+import { cpuMs as ownCpuMs, procs, Proc, rssMb, sleep } from './proc.js';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -99,20 +99,6 @@ function freePort(): Promise<number> {
     });
     s.once('error', reject);
   });
-}
-
-/** VmRSS of a process, MB. */
-function rssMb(pid: number): number {
-  const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  if (!m) throw new Error(`no VmRSS for pid ${pid}`);
-  return Number(m[1]) / 1024;
-}
-
-/** utime + stime of one process, ms (USER_HZ 100). */
-function ownCpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields from 3 (state) on: 14, 15 are utime, stime
-  return (Number(f[11]) + Number(f[12])) * 10;
 }
 
 /** A process's live children (splitwan's `nft -i`, if it fell back to it). */

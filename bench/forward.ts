@@ -11,7 +11,7 @@
 //                      <tunnel> 10.64.0.2/32                             g0 10.99.3.1
 //                         ╚══ WireGuard ══ [g] gwf<tag> 10.64.0.1/24, up0 10.99.3.2 ─┘ (masquerade)
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { procs, Proc, sleep } from './proc.js';
+import { cpuMs, procs, Proc, sleep } from './proc.js';
 import { generateKeyPairSync } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -60,13 +60,6 @@ function keyPair(): { priv: string; pub: string } {
   const k = generateKeyPairSync('x25519');
   const b = (s: string | undefined) => Buffer.from(s!, 'base64url').toString('base64');
   return { priv: b(k.privateKey.export({ format: 'jwk' }).d), pub: b(k.publicKey.export({ format: 'jwk' }).x) };
-}
-
-/** utime + stime of one process, ms (USER_HZ 100). */
-function cpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields from 3 (state) on: 14, 15 are utime, stime
-  return (Number(f[11]) + Number(f[12])) * 10;
 }
 
 /** wireguard-go processes serving our interface names (the daemon's own, if it was killed): pid list. */

@@ -2,6 +2,21 @@
 // output kept for error messages, stopped by their own pid only, and all of
 // them findable through `procs` for the bench's `finally`.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+
+/** VmRSS of a process, MB. */
+export function rssMb(pid: number): number {
+  const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  if (!m) throw new Error(`no VmRSS for pid ${pid}`);
+  return Number(m[1]) / 1024;
+}
+
+/** utime + stime of a process (all its threads, not its children), ms (USER_HZ 100). */
+export function cpuMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields from 3 (state) on: 14, 15 are utime, stime
+  return (Number(f[11]) + Number(f[12])) * 10;
+}
 
 export const sleep = (ms: number): Promise<void> => new Promise<void>((r) => setTimeout(r, ms));
 

@@ -52,7 +52,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { accessSync, constants as fsConstants, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { procs, Proc, sleep } from './proc.js';
+import { cpuMs, procs, Proc, rssMb, sleep } from './proc.js';
 
 const SECONDS = Number(process.env.BP_SECONDS ?? 5);
 const ROUNDS = 2;
@@ -118,20 +118,6 @@ function onPath(name: string): string | null {
     }
   }
   return null;
-}
-
-/** VmRSS of a process, MB. */
-function rssMb(pid: number): number {
-  const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  if (!m) throw new Error(`no VmRSS for pid ${pid}`);
-  return Number(m[1]) / 1024;
-}
-
-/** utime + stime of a process (all its threads), ms (USER_HZ 100). */
-function cpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(f[11]) + Number(f[12])) * 10;
 }
 
 /** This process's hard RLIMIT_NOFILE (children get it as soft and hard through prlimit). */

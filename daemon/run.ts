@@ -453,7 +453,10 @@ export async function runDaemon(o: RunOptions): Promise<void> {
     return out;
   };
   const ruleHits = (): { rule: number; label: string; count: number }[] =>
-    [...dnsStats.byRule].map(([rule, count]) => ({ rule, label: rule < 0 ? 'default' : (applied.config.rules[rule]?.label ?? `#${rule}`).slice(0, 40), count }));
+    dnsStats.byRule.flatMap((count, i) => {
+      const rule = i - 1;
+      return count ? [{ rule, label: rule < 0 ? 'default' : (applied.config.rules[rule]?.label ?? `#${rule}`).slice(0, 40), count }] : [];
+    });
   const statusReport = async (): Promise<StatusReport> => {
     const c = applied.config;
     const tun = await tunnels.status().catch(() => []);
@@ -663,7 +666,7 @@ export async function runDaemon(o: RunOptions): Promise<void> {
     if (JSON.stringify(p.dns) !== JSON.stringify(n.dns)) cache = cacheOf(n);
     else cache.flush();
     // Hits are counted by rule index: when the rules change, the old counts belong to other rules.
-    if (JSON.stringify(p.rules.map((r) => r.label)) !== JSON.stringify(n.rules.map((r) => r.label))) dnsStats.byRule.clear();
+    if (JSON.stringify(p.rules.map((r) => r.label)) !== JSON.stringify(n.rules.map((r) => r.label))) dnsStats.byRule.length = 0;
     resolver = makeResolver(n);
     await applyAll(next);
   });

@@ -106,12 +106,12 @@ export interface ResolverStats {
   upstreamFailures: number;
   /** Per path: answers from the cache, forwarded, blocked. */
   byPath: Record<string, { hits: number; misses: number; blocked: number }>;
-  /** Queries decided by each rule (its index; -1: the default). */
-  byRule: Map<number, number>;
+  /** Queries decided by each rule, at index rule + 1 (0: the default); an array, since it counts every query. */
+  byRule: number[];
 }
 
 export function newResolverStats(): ResolverStats {
-  return { queries: 0, hits: 0, misses: 0, coalesced: 0, formerr: 0, servfail: 0, blocked: 0, staleServed: 0, tagFailures: 0, upstreamFailures: 0, byPath: {}, byRule: new Map() };
+  return { queries: 0, hits: 0, misses: 0, coalesced: 0, formerr: 0, servfail: 0, blocked: 0, staleServed: 0, tagFailures: 0, upstreamFailures: 0, byPath: {}, byRule: [] };
 }
 
 /** A cached answer plus the variant for clients without EDNS, made on first need. */
@@ -237,7 +237,7 @@ export class Resolver {
       rule = policy.ruleForName(name);
     }
     const target = this.d.paths.pick(policy.viaOf(rule));
-    this.stats.byRule.set(rule, (this.stats.byRule.get(rule) ?? 0) + 1);
+    this.stats.byRule[rule + 1] = (this.stats.byRule[rule + 1] ?? 0) + 1;
     if (target === 'block') {
       this.pathStats('block').blocked++;
       return this.block(msg, q, client);

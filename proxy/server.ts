@@ -110,7 +110,6 @@ function unmapped(address: string): string {
 export class TransparentProxy {
   private readonly servers: net.Server[] = [];
   private readonly sockets = new Set<net.Socket>();
-  private readonly listening = new Set<string>();
   /** The listeners' addresses, read once at listen (isSelf runs per connection). */
   private readonly bound: { address: string; port: number }[] = [];
   private closed = false;
@@ -150,7 +149,6 @@ export class TransparentProxy {
       server.on('error', (e) => this.deps.logger.warn({ err: e.message, listen: hostPort(a.host, a.port) }, 'proxy accept failed'));
       this.servers.push(server);
       const addr = server.address() as net.AddressInfo;
-      this.listening.add(hostPort(unmapped(addr.address), addr.port));
       this.bound.push({ address: unmapped(addr.address), port: addr.port });
     }
   }
