@@ -325,7 +325,7 @@ export async function runDaemon(o: RunOptions): Promise<void> {
       await server.close();
       listen = []; // a failed bind below is retried by the next reload, not taken for done
       listen = await server.listen(want);
-      dnsLog.info({ listen: listen.map((a) => `${a.host}:${a.port}`), answers: acl.subnets }, 'resolver listening');
+      dnsLog.info({ listen: listen.map((a) => `${a.host}:${a.port}`), answers: acl.subnets, udp: server.udpTransport }, 'resolver listening');
     }
     dnsPort = redirectPort(c, listen, links);
     breakoutDns = c.breakout.dns === 'auto' ? await systemResolvers(listen) : c.breakout.dns;

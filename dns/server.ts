@@ -9,11 +9,12 @@
 // reading its answers is disconnected once `tcpMaxUnread` bytes wait. UDP
 // queries in flight upstream are bounded by `maxInflight`; beyond it new
 // queries are dropped (the client retries) rather than queued without bound.
-import dgram from 'node:dgram';
 import net from 'node:net';
 import type { Logger } from '../config/logger.js';
 import { RCODE, buildError, parseQuery, questionBytes } from './wire.js';
 import type { Client } from './resolver.js';
+import type { DatagramListener, UdpPeer, UdpTransport } from './udp.js';
+import { defaultUdpTransport } from './udp-mmsg-linux.js';
 
 export interface DnsHandler {
   handle(msg: Buffer, client: Client): Buffer | null | Promise<Buffer | null>;
@@ -29,6 +30,8 @@ export interface DnsServerOptions {
   tcpMaxPipelined?: number;
   tcpMaxUnread?: number;
   maxInflight?: number;
+  /** How datagrams are read and written (udp.ts); default: batched on Linux. */
+  udp?: UdpTransport;
 }
 
 export interface ListenAddress {
@@ -58,7 +61,8 @@ export interface DnsServerStats {
 const QR = 0x80;
 
 export class DnsServer {
-  private readonly udp: dgram.Socket[] = [];
+  private readonly udp: DatagramListener[] = [];
+  private readonly transport: UdpTransport;
   private readonly tcp: net.Server[] = [];
   private readonly conns = new Set<net.Socket>();
   private inflight = 0;
@@ -75,6 +79,12 @@ export class DnsServer {
     this.maxPipelined = o.tcpMaxPipelined ?? 32;
     this.maxUnread = o.tcpMaxUnread ?? 1 << 20;
     this.maxInflight = o.maxInflight ?? 4096;
+    this.transport = o.udp ?? defaultUdpTransport();
+  }
+
+  /** The UDP transport in use ('recvmmsg' or 'dgram'): the startup log says which. */
+  get udpTransport(): string {
+    return this.transport.name;
   }
 
   /** Binds UDP and TCP on each address; resolves with the bound addresses (port 0 → the chosen one, same for both). */
@@ -90,10 +100,10 @@ export class DnsServer {
   }
 
   async close(): Promise<void> {
-    for (const s of this.udp.splice(0)) s.close();
+    const udp = this.udp.splice(0).map((s) => s.close());
     for (const c of this.conns) c.destroy();
     this.conns.clear();
-    await Promise.all(this.tcp.splice(0).map((s) => new Promise<void>((r) => s.close(() => r()))));
+    await Promise.all([...udp, ...this.tcp.splice(0).map((s) => new Promise<void>((r) => s.close(() => r())))]);
   }
 
   private async listenOne(a: ListenAddress): Promise<ListenAddress> {
@@ -121,24 +131,26 @@ export class DnsServer {
     server.on('error', (e) => this.o.logger.error({ err: e, address: label }, 'DNS TCP listener failed'));
     this.tcp.push(server);
     const port = (server.address() as net.AddressInfo).port;
-    const sock = dgram.createSocket({ type: v6 ? 'udp6' : 'udp4', ipv6Only: v6, recvBufferSize: 4 << 20, sendBufferSize: 4 << 20 });
-    await new Promise<void>((resolve, reject) => {
-      sock.once('error', (e: NodeJS.ErrnoException) => {
-        sock.close();
-        // The TCP half goes too: a retry (port 0) or the caller's error leaves nothing bound.
-        this.tcp.splice(this.tcp.indexOf(server), 1);
-        server.close();
-        reject(new ListenError(`cannot listen on ${a.host}:${port}/udp: ${e.code ?? e.message}`));
+    let listener: DatagramListener;
+    try {
+      listener = await this.transport.listen({
+        host: a.host,
+        port,
+        bufferBytes: 4 << 20,
+        handler: (msg, peer) => this.onDatagram(msg, peer),
+        onError: (e) => {
+          this.stats.errors++;
+          this.o.logger.warn({ err: e, address: label }, 'DNS UDP socket error');
+        },
       });
-      sock.bind({ address: a.host, port, exclusive: true }, () => resolve());
-    });
-    sock.removeAllListeners('error');
-    sock.on('error', (e) => {
-      this.stats.errors++;
-      this.o.logger.warn({ err: e, address: label }, 'DNS UDP socket error');
-    });
-    sock.on('message', (msg, rinfo) => this.onDatagram(sock, msg, rinfo));
-    this.udp.push(sock);
+    } catch (e) {
+      // The TCP half goes too: a retry (port 0) or the caller's error leaves nothing bound.
+      this.tcp.splice(this.tcp.indexOf(server), 1);
+      server.close();
+      const err = e as NodeJS.ErrnoException;
+      throw new ListenError(`cannot listen on ${a.host}:${port}/udp: ${err.code ?? err.message}`);
+    }
+    this.udp.push(listener);
     return { host: a.host, port };
   }
 
@@ -166,29 +178,25 @@ export class DnsServer {
     }
   }
 
-  private onDatagram(sock: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo): void {
+  private onDatagram(msg: Buffer, peer: UdpPeer): Buffer | null | Promise<Buffer | null> {
     this.stats.udpQueries++;
     if (this.inflight >= this.maxInflight) {
       this.stats.overload++;
-      return;
+      return null;
     }
-    const out = this.answer(msg, { address: rinfo.address, tcp: false });
-    if (out === null) return;
-    if (!(out instanceof Promise)) {
-      sock.send(out, rinfo.port, rinfo.address);
-      return;
-    }
+    const out = this.answer(msg, { address: peer.address, tcp: false });
+    if (!(out instanceof Promise)) return out;
     this.inflight++;
-    out.then(
+    return out.then(
       (b) => {
         this.inflight--;
-        // The server may have closed meanwhile (stop, rebind): send() would throw.
-        if (b !== null && this.udp.includes(sock)) sock.send(b, rinfo.port, rinfo.address, () => {});
+        return b;
       },
       (e: unknown) => {
         this.inflight--;
         this.stats.errors++;
         this.o.logger.error({ err: e }, 'DNS handler rejected');
+        return null;
       },
     );
   }
