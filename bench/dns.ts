@@ -5,7 +5,7 @@
 //           ──▶ dnsmasq  (--server=upstream, --cache-size=150000)       ──┤
 //           ──▶ dnsmasq  (the same plus --nftset: misses only)          ──┼──▶ upstream dnsmasq (--addn-hosts: every
 //           ──▶ (misses only: the baseline) ─────────────────────────────┘     bench name its own address, TTL 3600)
-//           ──▶ node-echo (hits only: one dgram socket, a fixed answer, no DNS logic: Node's ceiling)
+//           ──▶ node-echo (hits only: one dgram socket, a fixed answer, no DNS logic: what Node's dgram alone costs, the transport splitwan left for recvmmsg)
 //
 // As root, everything runs in a network namespace this script creates
 // (sw-bd<pid>) and removes, with splitwan's nftables table as the daemon
@@ -355,7 +355,7 @@ export async function run(): Promise<Record<string, unknown>> {
     say(`cache hits: ${HIT_NAMES} names, dnsperf -T 1 -c ${HIT_CLIENTS} -q ${HIT_OUTSTANDING} -l ${HIT_SECONDS}, median of ${ROUNDS} rounds in rotating order` + (hitProfile ? ' (PROFILED: throughput distorted)' : '') + ':');
     say(`  splitwan  ${String(r0(hitQps.splitwan)).padStart(7)} q/s [${samples('splitwan')}], CPU ${r1(hitCpu.splitwan)} µs/answer, lost ${lost('splitwan')}, misses during the rounds ${afterHits.resolver.misses - beforeHits.resolver.misses}`);
     say(`  dnsmasq   ${String(r0(hitQps.dnsmasq)).padStart(7)} q/s [${samples('dnsmasq')}], CPU ${r1(hitCpu.dnsmasq)} µs/answer, lost ${lost('dnsmasq')}`);
-    say(`  node-echo ${String(r0(hitQps.echo)).padStart(7)} q/s [${samples('echo')}], CPU ${r1(hitCpu.echo)} µs/answer, lost ${lost('echo')} (a Node dgram responder with no DNS logic: the ceiling)`);
+    say(`  node-echo ${String(r0(hitQps.echo)).padStart(7)} q/s [${samples('echo')}], CPU ${r1(hitCpu.echo)} µs/answer, lost ${lost('echo')} (a Node dgram responder with no DNS logic: dgram's own cost per datagram; splitwan batches with recvmmsg instead)`);
     say(`  ratio splitwan/dnsmasq ${(hitQps.splitwan / hitQps.dnsmasq).toFixed(2)}x (goal >= ${GOAL_RATIO}); splitwan/node-echo ${(hitQps.splitwan / hitQps.echo).toFixed(2)}x; node-echo/dnsmasq ${(hitQps.echo / hitQps.dnsmasq).toFixed(2)}x`);
 
     // 2: misses, added latency over the upstream's own, at two rates.
