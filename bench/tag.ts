@@ -30,6 +30,7 @@ const plan: DataplanePlan = {
   rules: [{ index: 0, id: 'bench000', mark: 0x1000, dst4: [], dst6: [], src4: [], src6: [], tagged: true }],
   defaultMark: 0x1f00,
   dnsPort: null,
+  localDns: null,
   proxy: null,
   encryptedDns: null,
 };

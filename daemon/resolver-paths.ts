@@ -7,7 +7,7 @@ import { parseCidr } from '../config/ip.js';
 import type { PathState, RouteTagger } from '../dns/resolver.js';
 import type { ListenAddress } from '../dns/server.js';
 import type { IpAddrLink } from './os-parse.js';
-import { pickTarget, tagSetNames, type DataplanePlan } from './dataplane/plan.js';
+import { pickTarget, tagSetNames, type DataplanePlan, type LocalDns } from './dataplane/plan.js';
 import type { NftTagger } from './dataplane/tagger.js';
 
 /** The host-mode default: the address systemd-resolved's stub made familiar. */
@@ -87,6 +87,28 @@ export function lanSubnets(config: Config, links: readonly IpAddrLink[]): string
     }
   }
   return out;
+}
+
+/**
+ * Host mode: where this machine's own DNS to other servers is redirected —
+ * per family, a loopback address the resolver listens on (a wildcard counts
+ * as its family's loopback). null in router mode or with nothing bound.
+ */
+export function localDnsTargets(config: Config, listen: readonly ListenAddress[]): DataplanePlan['localDns'] {
+  if (config.mode !== 'host' || listen.length === 0) return null;
+  const pick = (family: 4 | 6): LocalDns | null => {
+    for (const a of listen) {
+      const v6 = a.host.includes(':');
+      if ((family === 6) !== v6) continue;
+      if (a.host === '0.0.0.0') return { host: '127.0.0.1', port: a.port };
+      if (a.host === '::') return { host: '::1', port: a.port };
+      if (family === 4 ? a.host.startsWith('127.') : a.host === '::1') return { host: a.host, port: a.port };
+    }
+    return null;
+  };
+  const v4 = pick(4);
+  const v6 = pick(6);
+  return v4 || v6 ? { v4, v6 } : null;
 }
 
 /**

@@ -50,7 +50,7 @@ import { WanWatcher } from './dataplane/wan-watch-linux.js';
 import { NftTagger } from './dataplane/tagger.js';
 import { parseIpAddrs, type IpAddrLink } from './os-parse.js';
 import { MarkedDialer } from './path-dialer.js';
-import { lanSubnets, listenAddresses, pathState, redirectPort, RuleTagger } from './resolver-paths.js';
+import { lanSubnets, listenAddresses, pathState, localDnsTargets, redirectPort, RuleTagger } from './resolver-paths.js';
 import { RESOLV_CONF_FILES, upstreamNameservers } from './resolv-conf.js';
 import { linuxPathSockets, originalDst } from './sockets-linux.js';
 import { TransparentProxy } from '../proxy/server.js';
@@ -197,6 +197,7 @@ export async function runDaemon(o: RunOptions): Promise<void> {
   let current: DataplanePlan | null = null;
   let listen: ListenAddress[] = [];
   let dnsPort: number | null = null;
+  let localDns: DataplanePlan['localDns'] = null;
   let breakoutDns: readonly Upstream[] = [];
   let doh: { names: Policy; cidrs: string[] } | null = null;
   let acl = new ClientAcl([]);
@@ -302,6 +303,7 @@ export async function runDaemon(o: RunOptions): Promise<void> {
       active: monitor?.active ?? null,
       healthy,
       dnsPort,
+      localDns,
       ...(doh ? { dohCidrs: doh.cidrs } : {}),
     });
 
@@ -328,6 +330,7 @@ export async function runDaemon(o: RunOptions): Promise<void> {
       dnsLog.info({ listen: listen.map((a) => `${a.host}:${a.port}`), answers: acl.subnets, udp: server.udpTransport }, 'resolver listening');
     }
     dnsPort = redirectPort(c, listen, links);
+    localDns = localDnsTargets(c, listen);
     breakoutDns = c.breakout.dns === 'auto' ? await systemResolvers(listen) : c.breakout.dns;
     if (breakoutDns.length === 0) dnsLog.error({}, 'breakout.dns is auto but the system has no resolver besides stubs: breakout names will fail; set breakout.dns');
   };

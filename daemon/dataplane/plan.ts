@@ -79,6 +79,14 @@ export interface DataplanePlan {
   /** Port of splitwan's resolver; LAN DNS to any other server is redirected there (router mode). */
   dnsPort: number | null;
   /**
+   * Host mode: where this machine's own DNS to other servers (port 53, not
+   * to a local address, not from splitwan's marked sockets) is sent instead:
+   * the resolver's loopback addresses. A family without one has such DNS
+   * rejected, so no application bypasses the resolver (and its tags).
+   * null: no redirect (router mode, or nothing to send it to).
+   */
+  localDns: { v4: LocalDns | null; v6: LocalDns | null } | null;
+  /**
    * The transparent proxy: TCP flows no rule matched, to `ports`, are
    * redirected to `port`; with blockQuic, UDP/443 of such flows is rejected so
    * browsers fall back to TCP where the SNI shows. null: off.
@@ -90,6 +98,11 @@ export interface DataplanePlan {
    * fall back to splitwan's resolver. null: off.
    */
   encryptedDns: { v4: string[]; v6: string[] } | null;
+}
+
+export interface LocalDns {
+  host: string;
+  port: number;
 }
 
 /** The path marks a Target can resolve to, given which paths are healthy. */
@@ -140,6 +153,8 @@ export function planDataplane(input: {
   active: string | null;
   healthy: (gateway: string) => boolean;
   dnsPort: number | null;
+  /** Host mode: the resolver's addresses own DNS is redirected to (see DataplanePlan.localDns). */
+  localDns?: DataplanePlan['localDns'];
   /** blockEncryptedDns: the DoH endpoints' CIDRs; default: those of `dns.dohLists`. */
   dohCidrs?: readonly string[];
 }): DataplanePlan {
@@ -171,6 +186,7 @@ export function planDataplane(input: {
     rules,
     defaultMark: targetMark(pickTarget(config.default, input.healthy), gateways),
     dnsPort: input.dnsPort,
+    localDns: config.mode === 'host' ? (input.localDns ?? null) : null,
     encryptedDns: config.dns.blockEncryptedDns ? split(input.dohCidrs ?? config.dns.dohLists.flatMap((l) => input.listCidrs.get(l) ?? [])) : null,
     proxy: config.proxy.enabled ? { port: config.proxy.listenPort, ports: [...config.proxy.ports], blockQuic: config.proxy.blockQuic } : null,
   };
@@ -209,6 +225,7 @@ export function rulesetObjects(plan: DataplanePlan): { chains: string[]; sets: s
   const chains = ['classify', 'resolve', 'reject_flow', plan.mode === 'router' ? 'pre' : 'out', 'post'];
   if (plan.gateways.length) chains.push('mss');
   if (plan.mode === 'router' && plan.dnsPort !== null) chains.push('dns_redirect');
+  if (plan.localDns) chains.push('dns_out');
   // A base chain cannot change its hook: the redirect chain is named after it, as pre/out are.
   if (plan.proxy) chains.push(plan.mode === 'router' ? 'proxy_pre' : 'proxy_out', 'proxy_guard');
   return { chains, sets };
@@ -312,6 +329,15 @@ export function renderRuleset(plan: DataplanePlan, current: { chains: readonly s
     L.push(`\t\tfib daddr type local return`);
     // Sockets splitwan marked itself (SO_MARK: resolver, probes, proxy dials) and WireGuard's own UDP.
     L.push(`\t\tmeta mark != 0 return`);
+    if (plan.localDns) {
+      // DNS to another server is not steered: the nat hook below sends it to
+      // splitwan's resolver (a path mark here would also make the kill switch
+      // reject it before it is redirected). A family the resolver does not
+      // listen on is refused.
+      if (!plan.localDns.v4) L.push(`\t\tmeta nfproto ipv4 meta l4proto { tcp, udp } th dport 53 jump reject_flow`);
+      if (!plan.localDns.v6) L.push(`\t\tmeta nfproto ipv6 meta l4proto { tcp, udp } th dport 53 jump reject_flow`);
+      L.push(`\t\tmeta l4proto { tcp, udp } th dport 53 return`);
+    }
     L.push(...encrypted, ...mark, `\t}`);
   }
 
@@ -326,6 +352,18 @@ export function renderRuleset(plan: DataplanePlan, current: { chains: readonly s
     // LAN clients asking any other resolver get splitwan's answer: no bypass, no leak.
     L.push(`\tchain dns_redirect {`, `\t\ttype nat hook prerouting priority dstnat; policy accept;`);
     L.push(`\t\tiifname ${quoteList(plan.lan)} meta l4proto { tcp, udp } th dport 53 redirect to :${plan.dnsPort}`, `\t}`);
+  }
+
+  if (plan.localDns) {
+    // This machine's DNS to any other server gets splitwan's answer: no bypass,
+    // no untagged answer. Local resolvers are left alone (the `out` chain does
+    // not steer them either); splitwan's own sockets carry a mark.
+    const { v4, v6 } = plan.localDns;
+    L.push(`\tchain dns_out {`, `\t\ttype nat hook output priority -100; policy accept;`);
+    L.push(`\t\tmeta mark != 0 return`, `\t\tfib daddr type local return`);
+    if (v4) L.push(`\t\tmeta nfproto ipv4 meta l4proto { tcp, udp } th dport 53 dnat ip to ${v4.host}:${v4.port}`);
+    if (v6) L.push(`\t\tmeta nfproto ipv6 meta l4proto { tcp, udp } th dport 53 dnat ip6 to [${v6.host}]:${v6.port}`);
+    L.push(`\t}`);
   }
 
   if (plan.proxy) {

@@ -21,6 +21,7 @@ export function samplePlan(over: Partial<DataplanePlan> = {}): DataplanePlan {
     rules: [],
     defaultMark: 0x1f00,
     dnsPort: 53,
+    localDns: null,
     proxy: null,
     encryptedDns: null,
     ...over,

@@ -32,6 +32,7 @@ const plan: DataplanePlan = {
   ],
   defaultMark: 0x1f00,
   dnsPort: null,
+  localDns: null,
   proxy: null,
   encryptedDns: null,
 };

@@ -144,6 +144,21 @@ describe.skipIf(!supported && !process.env.CI)('rendered rulesets in a real nft'
     expect(state().chains).not.toContain('proxy_guard');
   });
 
+  it('host mode: own DNS is redirected to the resolver (v4 and v6 dnat); without it the chain goes', () => {
+    const p = { ...basePlan('host'), dnsPort: null, localDns: { v4: { host: '127.0.0.53', port: 53 }, v6: { host: '::1', port: 5353 } } };
+    nft(['-f', '-'], renderRuleset(p, state()));
+    expect(state().chains).toContain('dns_out');
+    const chain = nft(['list', 'chain', 'inet', 'splitwan', 'dns_out']);
+    expect(chain).toMatch(/hook output priority -100/);
+    expect(chain).toMatch(/dnat ip to 127\.0\.0\.53:53/);
+    expect(chain).toMatch(/dnat ip6 to \[::1\]:5353/);
+    const onlyV4 = { ...p, localDns: { v4: p.localDns.v4, v6: null } };
+    nft(['-f', '-'], renderRuleset(onlyV4, state()));
+    expect(nft(['list', 'chain', 'inet', 'splitwan', 'out'])).toMatch(/meta nfproto ipv6 meta l4proto \{ tcp, udp \} th dport 53 jump reject_flow/);
+    nft(['-f', '-'], renderRuleset(basePlan('host'), state()));
+    expect(state().chains).not.toContain('dns_out');
+  });
+
   it('a plan with no rules and no gateways still applies', () => {
     const p = basePlan('router');
     nft(['-f', '-'], renderRuleset({ ...p, rules: [], gateways: [], active: null }, state()));

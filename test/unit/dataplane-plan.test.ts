@@ -15,9 +15,11 @@ import {
   renderRoutes,
   renderRuleset,
   ruleId,
+  rulesetObjects,
   tagSetNames,
   type DataplanePlan,
 } from '../../daemon/dataplane/plan.js';
+import { localDnsTargets } from '../../daemon/resolver-paths.js';
 
 const key = (): string => randomBytes(32).toString('base64');
 const wg = (): string => `[Interface]\nPrivateKey = ${key()}\nAddress = 10.64.0.2/32\nDNS = 10.64.0.1\n[Peer]\nPublicKey = ${key()}\nEndpoint = 192.0.2.1:51820\nAllowedIPs = 0.0.0.0/0, ::/0\n`;
@@ -147,6 +149,39 @@ describe('renderRuleset', () => {
     expect(text).not.toContain('dns_redirect');
     const out = text.slice(text.indexOf('chain out'));
     expect(out.indexOf('meta mark != 0 return')).toBeLessThan(out.indexOf('jump classify'));
+  });
+
+  it('host mode: own DNS to other servers goes to the resolver (dnat), not steered first; marked sockets and local resolvers are left alone', async () => {
+    const loaded = await load(['mode: host', ...ROUTER.slice(2)]);
+    const listCidrs = new Map<string, string[]>();
+    const p = planDataplane({ config: loaded.config, listCidrs, wan: 'wan0', active: 'gw1', healthy: () => true, dnsPort: null, localDns: { v4: { host: '127.0.0.53', port: 53 }, v6: null } });
+    const text = renderRuleset(p);
+    expect(rulesetObjects(p).chains).toContain('dns_out');
+    const nat = text.slice(text.indexOf('chain dns_out'), text.indexOf('\n\t}', text.indexOf('chain dns_out')));
+    expect(nat).toContain('type nat hook output priority -100');
+    expect(nat.indexOf('meta mark != 0 return')).toBeLessThan(nat.indexOf('dnat'));
+    expect(nat.indexOf('fib daddr type local return')).toBeLessThan(nat.indexOf('dnat'));
+    expect(nat).toContain('meta nfproto ipv4 meta l4proto { tcp, udp } th dport 53 dnat ip to 127.0.0.53:53');
+    expect(nat).not.toContain('ip6 to');
+    const out = text.slice(text.indexOf('chain out'));
+    // Not steered (the kill switch would reject it before the nat hook); IPv6 DNS has nowhere to go: refused.
+    expect(out.indexOf('th dport 53 return')).toBeLessThan(out.indexOf('jump classify'));
+    expect(out.indexOf('meta mark != 0 return')).toBeLessThan(out.indexOf('th dport 53 return'));
+    expect(out).toContain('meta nfproto ipv6 meta l4proto { tcp, udp } th dport 53 jump reject_flow');
+    expect(out).not.toContain('meta nfproto ipv4 meta l4proto { tcp, udp } th dport 53 jump reject_flow');
+    // Router mode ignores it; without it host mode renders no dns_out.
+    const router = planDataplane({ config: (await load(ROUTER)).config, listCidrs, wan: 'wan0', active: 'gw1', healthy: () => true, dnsPort: 53, localDns: p.localDns });
+    expect(router.localDns).toBeNull();
+    expect(renderRuleset(plan(loaded))).not.toContain('dns_out');
+  });
+
+  it('localDnsTargets: per family, a loopback address the resolver listens on (wildcards count)', async () => {
+    const host = (await load(['mode: host', ...ROUTER.slice(2)])).config;
+    expect(localDnsTargets(host, [{ host: '127.0.0.53', port: 53 }])).toEqual({ v4: { host: '127.0.0.53', port: 53 }, v6: null });
+    expect(localDnsTargets(host, [{ host: '0.0.0.0', port: 5353 }, { host: '::', port: 5353 }])).toEqual({ v4: { host: '127.0.0.1', port: 5353 }, v6: { host: '::1', port: 5353 } });
+    expect(localDnsTargets(host, [{ host: '192.168.1.5', port: 53 }, { host: '::1', port: 53 }])).toEqual({ v4: null, v6: { host: '::1', port: 53 } });
+    expect(localDnsTargets(host, [{ host: '192.168.1.5', port: 53 }])).toBeNull();
+    expect(localDnsTargets((await load(ROUTER)).config, [{ host: '127.0.0.1', port: 53 }])).toBeNull();
   });
 
   it('kill switch: no active gateway leaves `active` empty, so tunnel traffic is rejected', async () => {

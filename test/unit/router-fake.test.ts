@@ -12,6 +12,7 @@ const plan = (over: Partial<DataplanePlan> = {}): DataplanePlan => ({
   rules: [],
   defaultMark: 0x1f00,
   dnsPort: null,
+  localDns: null,
   proxy: null,
   encryptedDns: null,
   ...over,
