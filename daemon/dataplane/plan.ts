@@ -316,19 +316,32 @@ export function renderRuleset(plan: DataplanePlan, current: { chains: readonly s
     if (plan.proxy.blockQuic) mark.push(`\t\t${unmatched} udp dport 443 jump reject_flow`);
   }
   mark.push(`\t\tjump resolve`);
+  // Every packet of a flow already classified goes straight to resolve with
+  // its saved path: no FIB lookup (`fib daddr type local`) and no other
+  // test per packet, which is most of what the data path costs over plain
+  // routing (`bench forward`). Flows to local addresses, DNS redirected in
+  // host mode and (with the proxy) unmatched flows the proxy took never get
+  // a path in their ct mark, so they still take the slow path. With
+  // blockEncryptedDns, the fast path comes after its rejects, so turning it
+  // on cuts established DoT flows too.
+  const fast = plan.proxy
+    ? `\t\tct mark and ${hex(MARK_MASK)} != 0 ct mark and ${hex(MARK_PROXIED)} == 0 meta mark set ct mark goto resolve`
+    : `\t\tct mark != 0 meta mark set ct mark goto resolve`;
+  const fastBeforeFib = encrypted.length ? [] : [fast];
+  const fastAfterEncrypted = encrypted.length ? [fast] : [];
   if (plan.mode === 'router') {
     L.push(`\tchain pre {`, `\t\ttype filter hook prerouting priority mangle; policy accept;`);
     L.push(`\t\tct direction reply return`);
     L.push(`\t\tiifname != ${quoteList(plan.lan)} return`);
-    L.push(`\t\tfib daddr type local return`);
-    L.push(...encrypted, ...mark, `\t}`);
+    L.push(...fastBeforeFib, `\t\tfib daddr type local return`);
+    L.push(...encrypted, ...fastAfterEncrypted, ...mark, `\t}`);
   } else {
     L.push(`\tchain out {`, `\t\ttype route hook output priority mangle; policy accept;`);
     L.push(`\t\tct direction reply return`);
     L.push(`\t\toifname "lo" return`);
-    L.push(`\t\tfib daddr type local return`);
     // Sockets splitwan marked itself (SO_MARK: resolver, probes, proxy dials) and WireGuard's own UDP.
     L.push(`\t\tmeta mark != 0 return`);
+    L.push(...fastBeforeFib, `\t\tfib daddr type local return`);
     if (plan.localDns) {
       // DNS to another server is not steered: the nat hook below sends it to
       // splitwan's resolver (a path mark here would also make the kill switch
@@ -338,7 +351,7 @@ export function renderRuleset(plan: DataplanePlan, current: { chains: readonly s
       if (!plan.localDns.v6) L.push(`\t\tmeta nfproto ipv6 meta l4proto { tcp, udp } th dport 53 jump reject_flow`);
       L.push(`\t\tmeta l4proto { tcp, udp } th dport 53 return`);
     }
-    L.push(...encrypted, ...mark, `\t}`);
+    L.push(...encrypted, ...fastAfterEncrypted, ...mark, `\t}`);
   }
 
   const tunnels = plan.gateways.map((g) => g.ifname);

@@ -175,6 +175,25 @@ describe('renderRuleset', () => {
     expect(renderRuleset(plan(loaded))).not.toContain('dns_out');
   });
 
+  it('a classified flow\'s packets go straight to resolve with the saved path (no FIB lookup); blockEncryptedDns rejects come first', async () => {
+    const router = renderRuleset(plan(await load(ROUTER)));
+    const pre = router.slice(router.indexOf('chain pre'), router.indexOf('\n\t}', router.indexOf('chain pre')));
+    expect(pre).toContain('ct mark != 0 meta mark set ct mark goto resolve');
+    expect(pre.indexOf('goto resolve')).toBeLessThan(pre.indexOf('fib daddr type local'));
+    expect(pre.indexOf('iifname')).toBeLessThan(pre.indexOf('goto resolve'));
+    const host = renderRuleset(plan(await load(['mode: host', ...ROUTER.slice(2)])));
+    const out = host.slice(host.indexOf('chain out'), host.indexOf('\n\t}', host.indexOf('chain out')));
+    // splitwan's own marked sockets are never steered, fast path or not.
+    expect(out.indexOf('meta mark != 0 return')).toBeLessThan(out.indexOf('goto resolve'));
+    expect(out.indexOf('goto resolve')).toBeLessThan(out.indexOf('fib daddr type local'));
+    const withProxy = renderRuleset({ ...plan(await load(ROUTER)), proxy: { port: 15001, ports: [80, 443], blockQuic: true } });
+    // Flows the proxy took (0x2) keep out of the fast path.
+    expect(withProxy).toContain('ct mark and 0xff00 != 0 ct mark and 0x2 == 0 meta mark set ct mark goto resolve');
+    const withDoh = renderRuleset({ ...plan(await load(ROUTER)), encryptedDns: { v4: ['192.0.2.53/32'], v6: [] } });
+    const preDoh = withDoh.slice(withDoh.indexOf('chain pre'), withDoh.indexOf('\n\t}', withDoh.indexOf('chain pre')));
+    expect(preDoh.indexOf('th dport 853 jump reject_flow')).toBeLessThan(preDoh.indexOf('goto resolve'));
+  });
+
   it('localDnsTargets: per family, a loopback address the resolver listens on (wildcards count)', async () => {
     const host = (await load(['mode: host', ...ROUTER.slice(2)])).config;
     expect(localDnsTargets(host, [{ host: '127.0.0.53', port: 53 }])).toEqual({ v4: { host: '127.0.0.53', port: 53 }, v6: null });
