@@ -267,6 +267,13 @@ export function renderRuleset(plan: DataplanePlan, current: { chains: readonly s
   // matches sets the logical mark and returns.
   L.push(`\tchain classify {`);
   for (const r of plan.rules) {
+    if (plan.mode === 'host' && (r.src4.length || r.src6.length)) {
+      // Sources name LAN clients, and host mode has none (config warns): this
+      // machine's own packets carry its own addresses, which a source CIDR
+      // may well cover, so the rule is left out rather than matching them.
+      L.push(`\t\t# rule ${r.index}: sources match LAN clients only (none in host mode)`);
+      continue;
+    }
     const m = `meta mark set ${hex(r.mark)} return`;
     const n = tagSetNames(r);
     const srcConds: string[] = [];
@@ -391,6 +398,14 @@ export function renderRuleset(plan: DataplanePlan, current: { chains: readonly s
   }
 
   L.push(`\tchain post {`, `\t\ttype nat hook postrouting priority srcnat; policy accept;`);
+  if (plan.localDns) {
+    // DNS that dns_out sent to the resolver still carries this machine's
+    // outward address (chosen for the server it was meant for), and the
+    // resolver answers loopback clients only: it comes from loopback instead.
+    const { v4, v6 } = plan.localDns;
+    if (v4) L.push(`\t\toifname "lo" ip saddr != 127.0.0.0/8 ip daddr ${v4.host} meta l4proto { tcp, udp } th dport ${v4.port} ct status dnat snat ip to 127.0.0.1`);
+    if (v6) L.push(`\t\toifname "lo" ip6 saddr != ::1 ip6 daddr ${v6.host} meta l4proto { tcp, udp } th dport ${v6.port} ct status dnat snat ip6 to ::1`);
+  }
   L.push(`\t\toifname ${quoteList([plan.wan, ...tunnels])} masquerade`, `\t}`);
   L.push(`}`);
   // The `active` map's content is not part of the ruleset: a re-apply keeps

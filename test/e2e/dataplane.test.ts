@@ -5,27 +5,35 @@
 //                        swg-<t>b ══ WireGuard ══ [gw2] ── isp   (seen as 10.99.4.2)
 //                        (breakout: seen as 10.99.2.2)
 //
-// The daemon brings both tunnels up itself; the echoed source address says
-// which path a request took. Rules here are CIDR and source rules (the DNS
-// resolver that tags names comes with its own issue). Needs root: CI runs as root.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+// Every test runs in both modes, each with its own lab: `mode: router` steers
+// the LAN client's traffic (curl from [client]); `mode: host` steers the
+// traffic of the machine splitwan runs on, as on a laptop (curl from [router]
+// itself). The daemon brings both tunnels up itself; the echoed source address
+// says which path a request took. Rules here are CIDR and source rules (the
+// resolver's tags are dns.test.ts's). Needs root: CI runs as root.
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLab, labSupported, type Lab } from '../lab/lab.js';
-import { labConfig, startDaemon, stopDaemon, until, type Daemon } from '../helpers/daemon.js';
+import { labConfig, startDaemon, stopDaemon, teardown, until, type Daemon } from '../helpers/daemon.js';
 
 const support = labSupported();
-const tag = `e${process.pid % 10000}`;
-const GW = [`${tag}a`, `${tag}b`] as const;
+const MODES = ['router', 'host'] as const;
+type Mode = (typeof MODES)[number];
 
-describe.skipIf(!support.ok && !process.env.CI)('splitwan run in the lab (router mode)', () => {
+describe.skipIf(!support.ok && !process.env.CI).each(MODES)('splitwan run in the lab (%s mode)', (mode: Mode) => {
+  // Each mode has its own lab and gateway names (wireguard-go's control sockets are global).
+  const tag = `e${process.pid % 10000}${mode[0]}`;
+  const GW = [`${tag}a`, `${tag}b`] as const;
+  // Router mode steers the LAN client; host mode the machine splitwan runs on (the router namespace).
+  const from = mode === 'router' ? 'client' : 'router';
   let lab: Lab;
   let dir: string;
   let cfg: string;
   let daemon: Daemon | null = null;
 
-  const writeConfig = (rules: string[], mode: 'router' | 'host' = 'router'): void => {
+  const writeConfig = (rules: string[]): void => {
     writeFileSync(
       cfg,
       labConfig({ dir, ispResolver: lab.addr.ispResolver.v4, names: GW, mode, lines: ['rules:', ...rules] }),
@@ -36,7 +44,7 @@ describe.skipIf(!support.ok && !process.env.CI)('splitwan run in the lab (router
   const start = (): Promise<Daemon> => startDaemon(lab.ns.router, cfg);
   const stop = stopDaemon;
 
-  const via = async (from: 'client' | 'router' = 'client'): Promise<string> => {
+  const via = async (): Promise<string> => {
     const r = await lab.curlEcho(lab.ns[from], `http://${lab.addr.web.v4}/`, { timeoutMs: 3000 });
     return 'error' in r ? `error: ${r.error}` : r.remote;
   };
@@ -58,20 +66,13 @@ describe.skipIf(!support.ok && !process.env.CI)('splitwan run in the lab (router
   beforeAll(async () => {
     if (!support.ok) throw new Error(`lab test cannot run: ${support.why}`);
     lab = await createLab({ routerTunnels: false });
-    dir = mkdtempSync(join(tmpdir(), 'splitwan-e2e-'));
+    dir = mkdtempSync(join(tmpdir(), `splitwan-e2e-${mode}-`));
     cfg = join(dir, 'config.yaml');
     writeFileSync(join(dir, 'gw1.conf'), lab.gateways[0].configText, { mode: 0o600 });
     writeFileSync(join(dir, 'gw2.conf'), lab.gateways[1].configText, { mode: 0o600 });
   }, 60_000);
 
-  afterAll(async () => {
-    try {
-      if (daemon && daemon.child.exitCode === null) await stop(daemon);
-    } finally {
-      await lab?.destroy();
-      if (dir) rmSync(dir, { recursive: true, force: true });
-    }
-  }, 60_000);
+  afterAll(() => teardown({ daemon, lab, dir }), 60_000);
 
   it('unlisted destinations take the active (preferred) gateway', async () => {
     writeConfig(['  - cidrs: [198.51.100.0/24]', '    via: breakout']);
@@ -88,19 +89,36 @@ describe.skipIf(!support.ok && !process.env.CI)('splitwan run in the lab (router
     writeConfig([`  - cidrs: [${lab.addr.web.v4}/32, "${lab.addr.web.v6}/128"]`, `    via: ${GW[1]}`]);
     await until(async () => (await via()) === lab.gateways[1].uplink.v4, 8000, 'traffic through gw2');
     // IPv6 takes the same path.
-    const r = await lab.curlEcho(lab.ns.client, `http://[${lab.addr.web.v6}]/`, { timeoutMs: 3000 });
+    const r = await lab.curlEcho(lab.ns[from], `http://[${lab.addr.web.v6}]/`, { timeoutMs: 3000 });
     expect('error' in r ? r.error : r.remote).toBe(lab.gateways[1].uplink.v6);
   }, 20_000);
 
-  it('a source rule matches the LAN client before later rules', async () => {
-    writeConfig([`  - sources: [${lab.addr.client.v4}/32]`, '    via: breakout', `  - cidrs: [${lab.addr.web.v4}/32]`, `    via: ${GW[1]}`]);
-    await until(async () => (await via()) === lab.addr.routerWan.v4, 8000, 'the source rule');
-  }, 20_000);
+  if (mode === 'router') {
+    it('a source rule matches the LAN client before later rules', async () => {
+      writeConfig([`  - sources: [${lab.addr.client.v4}/32]`, '    via: breakout', `  - cidrs: [${lab.addr.web.v4}/32]`, `    via: ${GW[1]}`]);
+      await until(async () => (await via()) === lab.addr.routerWan.v4, 8000, 'the source rule');
+    }, 20_000);
+  } else {
+    it('a source rule (a warning in host mode) does not capture this machine\'s own traffic: the later rule wins', async () => {
+      // Start from the breakout, so the move to gw2 below shows the new rules are in.
+      writeConfig([`  - cidrs: [${lab.addr.web.v4}/32]`, '    via: breakout']);
+      await until(async () => (await via()) === lab.addr.routerWan.v4, 8000, 'traffic via breakout');
+      // The machine's own address: what its packets carry as their source before any NAT.
+      writeConfig([`  - sources: [${lab.addr.routerWan.v4}/32]`, '    via: breakout', `  - cidrs: [${lab.addr.web.v4}/32]`, `    via: ${GW[1]}`]);
+      await until(() => daemon!.output.some((l) => l.includes('sources match LAN clients')), 8000, 'the config warning');
+      // Were the source rule to match, traffic would stay on the breakout: it moves to gw2 (the CIDR rule).
+      await until(async () => (await via()) === lab.gateways[1].uplink.v4, 8000, 'the later rule (gw2)');
+      for (let i = 0; i < 3; i++) expect(await via()).toBe(lab.gateways[1].uplink.v4);
+    }, 20_000);
+  }
 
   it('deleting our table by hand is repaired within seconds', async () => {
+    // The path the previous test's rules give: the source rule (router mode), the CIDR rule (host mode).
+    // Without our table the client reaches nothing (no masquerade) and this machine takes the breakout.
+    const want = mode === 'router' ? lab.addr.routerWan.v4 : lab.gateways[1].uplink.v4;
     await lab.exec(lab.ns.router, ['nft', 'delete', 'table', 'inet', 'splitwan']);
     await until(async () => (await lab.exec(lab.ns.router, ['nft', 'list', 'table', 'inet', 'splitwan'])).code === 0, 8000, 'the table to come back');
-    await until(async () => (await via()) === lab.addr.routerWan.v4, 8000, 'the source rule again');
+    await until(async () => (await via()) === want, 8000, 'the same rules again');
   }, 20_000);
 
   it('SIGTERM leaves no table, rule, route or link', async () => {
@@ -116,16 +134,6 @@ describe.skipIf(!support.ok && !process.env.CI)('splitwan run in the lab (router
     expect(await traces()).not.toEqual([]); // a crash leaves state behind...
     daemon = await start(); // ...which the next start removes before building its own
     await until(async () => (await via()) === lab.gateways[0].uplink.v4, 8000, 'traffic through gw1 after restart');
-    expect(await stop(daemon)).toBe(0);
-    expect(await traces()).toEqual([]);
-  }, 40_000);
-
-  it('host mode steers the router\'s own traffic', async () => {
-    writeConfig([`  - cidrs: [${lab.addr.web.v4}/32]`, `    via: ${GW[1]}`], 'host');
-    daemon = await start();
-    await until(async () => (await via('router')) === lab.gateways[1].uplink.v4, 8000, 'router traffic through gw2');
-    writeConfig(['  - cidrs: [198.51.100.0/24]', '    via: breakout'], 'host');
-    await until(async () => (await via('router')) === lab.gateways[0].uplink.v4, 8000, 'router traffic through gw1');
     expect(await stop(daemon)).toBe(0);
     expect(await traces()).toEqual([]);
   }, 40_000);

@@ -1,9 +1,14 @@
 // The resolver in `splitwan run`, in the namespace lab (test/lab/lab.ts):
 //
 //  [client] dig/curl ── lan0 10.99.1.1:53 [router: splitwan run] wan0 ── [isp] resolver 10.99.9.53 (query log)
+//                       (host mode: dig/curl in [router], 127.0.0.53:53)
 //                                          swg-<t>a ══ WireGuard ══ [gw1] resolver 10.64.0.1 (query log)
 //                                          swg-<t>b ══ WireGuard ══ [gw2] resolver 10.64.0.1 (query log)
 //
+// Every test runs in both modes, each with its own lab and daemon: `mode:
+// router` serves the LAN client on the router's LAN address; `mode: host`
+// serves the machine it runs on (the router namespace itself, as on a laptop)
+// on the default 127.0.0.53:53.
 // Every resolver answers `*.where.lab.test` with its own address (isp 192.0.2.1,
 // gw1 192.0.2.11, gw2 192.0.2.12), so the answer tells which resolver was
 // asked, and their query logs tell who was NOT asked. The web server
@@ -19,20 +24,29 @@ import { labConfig, startDaemon, stopDaemon, teardown, until, type Daemon } from
 
 const support = labSupported();
 const root = join(import.meta.dirname, '..', '..');
-const tag = `d${process.pid % 10000}`;
-const GW = [`${tag}a`, `${tag}b`] as const;
 /** gw1's uplink address (test/lab/lab.ts): the address its endpoint name resolves to. */
 const GW1_UPLINK = '10.99.3.2';
+/** Host mode's default dns.listen. */
+const HOST_RESOLVER = '127.0.0.53';
+const MODES = ['router', 'host'] as const;
+type Mode = (typeof MODES)[number];
 
-describe.skipIf(!support.ok && !process.env.CI)('the resolver in the lab (router mode)', () => {
+describe.skipIf(!support.ok && !process.env.CI).each(MODES)('the resolver in the lab (%s mode)', (mode: Mode) => {
+  // Each mode has its own lab and gateway names (wireguard-go's control sockets are global).
+  const tag = `d${process.pid % 10000}${mode[0]}`;
+  const GW = [`${tag}a`, `${tag}b`] as const;
+  // Who asks and connects: the LAN client (router mode) or the machine splitwan runs on (host mode).
+  const from = mode === 'router' ? 'client' : 'router';
   let lab: Lab;
   let dir: string;
   let cfg: string;
   let daemon: Daemon | null = null;
 
+  /** splitwan's resolver, as the asking side knows it. */
+  const resolver = (): string => (mode === 'router' ? lab.addr.routerLan.v4 : HOST_RESOLVER);
   /** Names the resolver at `server` answered, as `dig +short` prints them (CNAME targets too). */
-  const dig = async (name: string, type = 'A', server = lab.addr.routerLan.v4, extra: string[] = []): Promise<string[]> => {
-    const r = await lab.exec(lab.ns.client, ['dig', '+short', '+tries=1', '+time=3', ...extra, `@${server}`, name, type]);
+  const dig = async (name: string, type = 'A', server = resolver(), extra: string[] = []): Promise<string[]> => {
+    const r = await lab.exec(lab.ns[from], ['dig', '+short', '+tries=1', '+time=3', ...extra, `@${server}`, name, type]);
     if (r.code !== 0) throw new Error(`dig ${name} failed: ${r.stdout}${r.stderr}`);
     return r.stdout.split('\n').filter(Boolean);
   };
@@ -44,7 +58,7 @@ describe.skipIf(!support.ok && !process.env.CI)('the resolver in the lab (router
   const ispAsked = (): string[] => asked(lab.ispResolverLog);
   const gwAsked = (i: 0 | 1): string[] => asked(lab.gwResolverLogs[i]);
   const via = async (url: string): Promise<string> => {
-    const r = await lab.curlEcho(lab.ns.client, url, { timeoutMs: 3000 });
+    const r = await lab.curlEcho(lab.ns[from], url, { timeoutMs: 3000 });
     return 'error' in r ? `error: ${r.error}` : r.remote;
   };
 
@@ -68,6 +82,7 @@ describe.skipIf(!support.ok && !process.env.CI)('the resolver in the lab (router
         dir,
         ispResolver: lab.addr.ispResolver.v4,
         names: GW,
+        mode, // host mode: dns.listen stays at its default (127.0.0.53:53)
         lines: [
           'rules:',
           '  - domains: [cdn-alias.lab.test, out.where.lab.test]',
@@ -112,19 +127,35 @@ describe.skipIf(!support.ok && !process.env.CI)('the resolver in the lab (router
   }, 20_000);
 
   it('over TCP too, and blocked names answer 0.0.0.0', async () => {
-    expect(await dig('tcp.where.lab.test', 'A', lab.addr.routerLan.v4, ['+tcp'])).toEqual(['192.0.2.11']);
+    expect(await dig('tcp.where.lab.test', 'A', resolver(), ['+tcp'])).toEqual(['192.0.2.11']);
     expect(await dig('blocked.lab.test')).toEqual(['0.0.0.0']);
     expect(await dig('use-application-dns.net')).toEqual([]);
   }, 20_000);
 
-  it('a LAN client asking another resolver directly is answered by splitwan (redirect): no bypass', async () => {
-    // Aimed at the ISP's resolver, answered by gw1's: the redirect took it.
-    expect(await dig('bypass.where.lab.test', 'A', lab.addr.ispResolver.v4)).toEqual(['192.0.2.11']);
-  }, 20_000);
+  if (mode === 'router') {
+    it('a LAN client asking another resolver directly is answered by splitwan (redirect): no bypass', async () => {
+      // Aimed at the ISP's resolver, answered by gw1's: the redirect took it.
+      expect(await dig('bypass.where.lab.test', 'A', lab.addr.ispResolver.v4)).toEqual(['192.0.2.11']);
+    }, 20_000);
+  } else {
+    it('this machine asking another resolver directly is answered by splitwan (redirect); over IPv6, with no ::1 listener, refused: no bypass', async () => {
+      // Aimed at the ISP's resolver, answered by gw1's: the redirect took it (UDP and TCP).
+      expect(await dig('bypass.where.lab.test', 'A', lab.addr.ispResolver.v4)).toEqual(['192.0.2.11']);
+      expect(await dig('bypass-tcp.where.lab.test', 'A', lab.addr.ispResolver.v4, ['+tcp'])).toEqual(['192.0.2.11']);
+      // The resolver listens on 127.0.0.53 only: IPv6 DNS to another server has nowhere to go and is refused at once.
+      const t = Date.now();
+      const r = await lab.exec(lab.ns.router, ['dig', '+tries=1', '+time=3', `@${lab.addr.ispResolver.v6}`, 'bypass6.where.lab.test', 'A']);
+      expect(Date.now() - t).toBeLessThan(2500); // rejected, not left to time out
+      expect(r.stdout).not.toContain('ANSWER SECTION'); // no answer, neither splitwan's nor the ISP's
+      expect(r.stdout).toMatch(/no servers could be reached/);
+      expect(ispAsked()).not.toContain('bypass6.where.lab.test');
+    }, 20_000);
+  }
 
   it('tunnel names never reached the ISP resolver', () => {
     const isp = ispAsked();
-    for (const n of ['in.where.lab.test', 'pinned.where.lab.test', 'tcp.where.lab.test', 'bypass.where.lab.test']) expect(isp).not.toContain(n);
+    const names = ['in.where.lab.test', 'pinned.where.lab.test', 'tcp.where.lab.test', 'bypass.where.lab.test', ...(mode === 'host' ? ['bypass-tcp.where.lab.test', 'bypass6.where.lab.test'] : [])];
+    for (const n of names) expect(isp).not.toContain(n);
     // ...while breakout names did (the log works).
     expect(isp).toContain('out.where.lab.test');
   });
@@ -137,7 +168,7 @@ describe.skipIf(!support.ok && !process.env.CI)('the resolver in the lab (router
     try {
       const connect = async (port: number): Promise<string> => {
         const js = `const s=require('net').connect(${port},'${lab.addr.web.v4}');s.setTimeout(2000,()=>{console.log('timeout');process.exit()});s.on('connect',()=>{console.log('ok');process.exit()});s.on('error',e=>{console.log(e.code);process.exit()})`;
-        return (await lab.exec(lab.ns.client, [process.execPath, '-e', js])).stdout.trim();
+        return (await lab.exec(lab.ns[from], [process.execPath, '-e', js])).stdout.trim();
       };
       await until(async () => (await connect(853)) === 'ok', 5000, 'the 853 listener');
       expect(await connect(443)).toBe('ok');
@@ -147,7 +178,7 @@ describe.skipIf(!support.ok && !process.env.CI)('the resolver in the lab (router
       writeFileSync(cfg, readFileSync(cfg, 'utf8').replace('rules:', 'lists:\n  doh: { file: doh.txt }\ndns: { blockEncryptedDns: true, dohLists: [doh] }\nrules:'));
       await until(async () => (await connect(853)) === 'ECONNREFUSED', 10_000, 'DoT to be rejected');
       expect(await connect(443)).toBe('ECONNREFUSED');
-      const r = await lab.exec(lab.ns.client, ['dig', '+tries=1', '+time=3', `@${lab.addr.routerLan.v4}`, 'doh.lab.test']);
+      const r = await lab.exec(lab.ns[from], ['dig', '+tries=1', '+time=3', `@${resolver()}`, 'doh.lab.test']);
       expect(r.stdout).toMatch(/status: NXDOMAIN/);
       expect(await via(`http://${lab.addr.web.v4}/`)).not.toMatch(/^error/);
     } finally {
@@ -158,7 +189,7 @@ describe.skipIf(!support.ok && !process.env.CI)('the resolver in the lab (router
   it('stops cleanly', async () => {
     expect(await stopDaemon(daemon!)).toBe(0);
     daemon = null;
-    const r = await lab.exec(lab.ns.client, ['dig', '+tries=1', '+time=1', `@${lab.addr.routerLan.v4}`, 'in.where.lab.test']);
+    const r = await lab.exec(lab.ns[from], ['dig', '+tries=1', '+time=1', `@${resolver()}`, 'in.where.lab.test']);
     expect(r.stdout).toMatch(/connection refused|timed out|no servers could be reached/i);
   }, 20_000);
 });

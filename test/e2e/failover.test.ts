@@ -10,9 +10,12 @@
 // WireGuard (nftables in gw1's namespace) must move traffic to gw2 and leave
 // gw2 up. Then both dark: the kill switch (fast rejects, SERVFAIL for tunnel
 // names, not one packet to the web server on the WAN); then recovery.
+// Every test runs in both modes, each with its own lab and daemon: `mode:
+// router` (the LAN client's traffic, its DNS to 10.99.1.1) and `mode: host`
+// (the router namespace's own traffic, as on a laptop; DNS to 127.0.0.53).
 // Needs root: CI runs it as root.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,16 +23,23 @@ import { createLab, labSupported, type Lab } from '../lab/lab.js';
 import { labConfig, startDaemon, teardown, until, type Daemon } from '../helpers/daemon.js';
 
 const support = labSupported();
-const tag = `f${process.pid % 10000}`;
-const GW = [`${tag}a`, `${tag}b`] as const;
+const MODES = ['router', 'host'] as const;
+type Mode = (typeof MODES)[number];
 
-describe.skipIf(!support.ok && !process.env.CI)('failover in the lab', () => {
+describe.skipIf(!support.ok && !process.env.CI).each(MODES)('failover in the lab (%s mode)', (mode: Mode) => {
+  // Each mode has its own lab and gateway names (wireguard-go's control sockets are global).
+  const tag = `f${process.pid % 10000}${mode[0]}`;
+  const GW = [`${tag}a`, `${tag}b`] as const;
+  // Who connects and asks: the LAN client (router mode) or the machine splitwan runs on (host mode).
+  const from = mode === 'router' ? 'client' : 'router';
   let lab: Lab;
   let dir: string;
   let daemon: Daemon | null = null;
 
+  /** splitwan's resolver, as the asking side knows it (host mode: dns.listen's default). */
+  const resolver = (): string => (mode === 'router' ? lab.addr.routerLan.v4 : '127.0.0.53');
   const via = async (timeoutMs = 2000): Promise<string> => {
-    const r = await lab.curlEcho(lab.ns.client, `http://${lab.addr.web.v4}/`, { timeoutMs });
+    const r = await lab.curlEcho(lab.ns[from], `http://${lab.addr.web.v4}/`, { timeoutMs });
     return 'error' in r ? `error: ${r.error}` : r.remote;
   };
   const gw1 = (): string => lab.gateways[0].uplink.v4;
@@ -48,6 +58,7 @@ describe.skipIf(!support.ok && !process.env.CI)('failover in the lab', () => {
         dir,
         ispResolver: lab.addr.ispResolver.v4,
         names: GW,
+        mode,
         lines: ['health: { interval: 1s, timeout: 800ms, failAfter: 3, recoverAfter: 3, failbackHold: 2s }', 'rules: []', 'default: tunnel'],
       }),
       { mode: 0o600 },
@@ -99,8 +110,14 @@ describe.skipIf(!support.ok && !process.env.CI)('failover in the lab', () => {
       const r = await via(3000);
       expect(r).toMatch(/^error/);
       expect(Date.now() - t).toBeLessThan(1500); // rejected, not left to time out
-      const d = await lab.exec(lab.ns.client, ['dig', '+tries=1', '+time=3', `@${lab.addr.routerLan.v4}`, 'dark.where.lab.test']);
+      const d = await lab.exec(lab.ns[from], ['dig', '+tries=1', '+time=3', `@${resolver()}`, 'dark.where.lab.test']);
       expect(d.stdout).toMatch(/status: SERVFAIL/);
+      if (mode === 'host') {
+        // This machine's DNS aimed at the ISP's resolver is splitwan's business too: its SERVFAIL, not the ISP's answer.
+        const isp = await lab.exec(lab.ns.router, ['dig', '+tries=1', '+time=3', `@${lab.addr.ispResolver.v4}`, 'dark-bypass.where.lab.test']);
+        expect(isp.stdout).toMatch(/status: SERVFAIL/);
+        expect(readFileSync(lab.ispResolverLog, 'utf8')).not.toContain('dark-bypass.where.lab.test');
+      }
       await new Promise((r2) => setTimeout(r2, 500));
       expect(seen.trim()).toBe('');
     } finally {

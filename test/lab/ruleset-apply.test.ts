@@ -152,6 +152,10 @@ describe.skipIf(!supported && !process.env.CI)('rendered rulesets in a real nft'
     expect(chain).toMatch(/hook output priority -100/);
     expect(chain).toMatch(/dnat ip to 127\.0\.0\.53:53/);
     expect(chain).toMatch(/dnat ip6 to \[::1\]:5353/);
+    // ...and comes from loopback, which the resolver answers.
+    const post = nft(['list', 'chain', 'inet', 'splitwan', 'post']);
+    expect(post).toMatch(/oifname "lo" ip saddr != 127\.0\.0\.0\/8 ip daddr 127\.0\.0\.53 meta l4proto \{ tcp, udp \} th dport 53 ct status dnat snat ip to 127\.0\.0\.1/);
+    expect(post).toMatch(/oifname "lo" ip6 saddr != ::1 ip6 daddr ::1 meta l4proto \{ tcp, udp \} th dport 5353 ct status dnat snat ip6 to ::1/);
     const onlyV4 = { ...p, localDns: { v4: p.localDns.v4, v6: null } };
     nft(['-f', '-'], renderRuleset(onlyV4, state()));
     expect(nft(['list', 'chain', 'inet', 'splitwan', 'out'])).toMatch(/meta nfproto ipv6 meta l4proto \{ tcp, udp \} th dport 53 jump reject_flow/);

@@ -151,6 +151,18 @@ describe('renderRuleset', () => {
     expect(out.indexOf('meta mark != 0 return')).toBeLessThan(out.indexOf('jump classify'));
   });
 
+  it('host mode: source rules classify nothing (sources name LAN clients; this machine\'s own addresses are not one)', async () => {
+    const p = plan(await load(['mode: host', ...ROUTER.slice(2)]));
+    const text = renderRuleset(p);
+    const classify = text.slice(text.indexOf('chain classify'), text.indexOf('chain resolve'));
+    expect(classify).not.toContain('saddr');
+    // The rules around them are kept, in order, and rule 3's tag sets still exist (the resolver may write them).
+    expect(classify).toContain('# rule 2: sources match LAN clients only');
+    expect(classify).toContain('# rule 3: sources match LAN clients only');
+    expect(classify.indexOf('ip daddr { 203.0.113.0/24 }')).toBeLessThan(classify.indexOf('ip daddr { 198.51.100.0/24 }'));
+    expect(text).toContain(`set ${tagSetNames(p.rules[3]!).v4} {`);
+  });
+
   it('host mode: own DNS to other servers goes to the resolver (dnat), not steered first; marked sockets and local resolvers are left alone', async () => {
     const loaded = await load(['mode: host', ...ROUTER.slice(2)]);
     const listCidrs = new Map<string, string[]>();
@@ -163,6 +175,11 @@ describe('renderRuleset', () => {
     expect(nat.indexOf('fib daddr type local return')).toBeLessThan(nat.indexOf('dnat'));
     expect(nat).toContain('meta nfproto ipv4 meta l4proto { tcp, udp } th dport 53 dnat ip to 127.0.0.53:53');
     expect(nat).not.toContain('ip6 to');
+    // The redirected query still carries this machine's outward address; the resolver answers loopback only.
+    const post = text.slice(text.indexOf('chain post'), text.indexOf('\n\t}', text.indexOf('chain post')));
+    expect(post).toContain('oifname "lo" ip saddr != 127.0.0.0/8 ip daddr 127.0.0.53 meta l4proto { tcp, udp } th dport 53 ct status dnat snat ip to 127.0.0.1');
+    expect(post).not.toContain('snat ip6');
+    expect(post.indexOf('snat ip to')).toBeLessThan(post.indexOf('masquerade'));
     const out = text.slice(text.indexOf('chain out'));
     // Not steered (the kill switch would reject it before the nat hook); IPv6 DNS has nowhere to go: refused.
     expect(out.indexOf('th dport 53 return')).toBeLessThan(out.indexOf('jump classify'));
@@ -173,6 +190,7 @@ describe('renderRuleset', () => {
     const router = planDataplane({ config: (await load(ROUTER)).config, listCidrs, wan: 'wan0', active: 'gw1', healthy: () => true, dnsPort: 53, localDns: p.localDns });
     expect(router.localDns).toBeNull();
     expect(renderRuleset(plan(loaded))).not.toContain('dns_out');
+    expect(renderRuleset(plan(loaded))).not.toContain('snat');
   });
 
   it('a classified flow\'s packets go straight to resolve with the saved path (no FIB lookup); blockEncryptedDns rejects come first', async () => {
