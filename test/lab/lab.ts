@@ -294,11 +294,14 @@ export class LabCommandError extends Error {
 
 const SIGNUM: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGKILL: 9, SIGTERM: 15 };
 
-function run(argv: readonly string[], opts: ExecOptions = {}): Promise<ExecResult> {
+/** Runs a command; with `inFlight`, the child is in that set until it has exited (a lab kills them at destroy). */
+function run(argv: readonly string[], opts: ExecOptions = {}, inFlight?: Set<ChildProcess>): Promise<ExecResult> {
   const [cmd, ...args] = argv;
   if (!cmd) return Promise.reject(new TypeError('empty argv'));
   return new Promise((resolve) => {
     const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    inFlight?.add(child);
+    child.on('close', () => inFlight?.delete(child));
     let stdout = '';
     let stderr = '';
     let timedOut = false;
@@ -526,6 +529,8 @@ export async function createLab(opts: LabOptions = {}): Promise<Lab> {
   const procs: Supervised[] = [];
   const wgIfs: string[] = []; // interfaces whose wireguard-go we started
   let destroying: Promise<void> | null = null;
+  /** exec/curlEcho children not yet exited. */
+  const commands = new Set<ChildProcess>();
 
   const syncCleanup = () => {
     // Last resort when the process exits without destroy(): kill our pids, drop our namespaces.
@@ -586,6 +591,20 @@ export async function createLab(opts: LabOptions = {}): Promise<Lab> {
         errors.push(new Error(`destroy: ${what}: ${(e as Error).message}`));
       }
     };
+    // Commands still running in the lab (a curl or dig interrupted by a test's
+    // end or a Ctrl-C) would outlive it in a deleted namespace: killed by pid.
+    await attempt('commands in flight', () =>
+      Promise.all(
+        [...commands].map(
+          (c) =>
+            new Promise<void>((resolve) => {
+              if (c.exitCode !== null || c.signalCode !== null) return resolve();
+              c.once('close', () => resolve());
+              c.kill('SIGKILL');
+            }),
+        ),
+      ).then(() => undefined),
+    );
     // wireguard-go first: `ip netns del` does not stop it (its TUN fd keeps the netns alive).
     await attempt('wireguard-go', () => stopAll('wireguard-go'));
     await attempt('dnsmasq/echo', () => Promise.all([stopAll('dnsmasq'), stopAll('echo')]).then(() => undefined));
@@ -857,7 +876,7 @@ export async function createLab(opts: LabOptions = {}): Promise<Lab> {
     exec(n, argv, o) {
       checkNs(n);
       if (destroying) return Promise.reject(new Error(`lab ${id} is destroyed`));
-      return run(inNs(n, argv), o);
+      return run(inNs(n, argv), o, commands);
     },
     async curlEcho(fromNs, url, o = {}) {
       checkNs(fromNs);
@@ -866,7 +885,7 @@ export async function createLab(opts: LabOptions = {}): Promise<Lab> {
       const argv = ['curl', '-sS', '--globoff', '--noproxy', '*', '--max-time', (t / 1000).toFixed(3)];
       if (o.interface) argv.push('--interface', o.interface);
       argv.push(...(o.extraArgs ?? []), url);
-      const r = await run(inNs(fromNs, argv), { timeoutMs: t + 2000 });
+      const r = await run(inNs(fromNs, argv), { timeoutMs: t + 2000 }, commands);
       if (r.code !== 0) return { error: `curl exit ${r.code}: ${r.stderr.trim()}` };
       try {
         const j = JSON.parse(r.stdout) as Partial<EchoReply>;
