@@ -683,7 +683,7 @@ class Builder {
         });
       }
       if (rule.sources.length > 0 && mode === 'host') {
-        this.warn(ConfigCodes.VALUE, [...path, 'sources'], 'sources match LAN clients; in host mode there are none, so this rule only matches in explain --source');
+        this.warn(ConfigCodes.VALUE, [...path, 'sources'], 'sources match LAN clients; in host mode there are none, so this rule never matches');
       }
       const listPathOf = (j: number): KeySeg[] => (Array.isArray(r.list) ? [...path, 'list', j] : [...path, 'list']);
       asList(r.list).forEach((n, j) => {

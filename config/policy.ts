@@ -201,7 +201,7 @@ export class Policy {
     readonly defaultVia: readonly Target[],
   ) {}
 
-  static compile(config: Pick<Config, 'rules' | 'default'>, lists: ReadonlyMap<string, ListContent>): Policy {
+  static compile(config: Pick<Config, 'rules' | 'default'> & Partial<Pick<Config, 'mode'>>, lists: ReadonlyMap<string, ListContent>): Policy {
     const p = new Policy(config.rules, config.default);
     const listIdx = new Map<string, number>();
     for (const [name, l] of lists) {
@@ -211,6 +211,11 @@ export class Policy {
     }
     for (const rule of config.rules) {
       const r = rule.index;
+      // Sources name LAN clients; in host mode every client is this machine
+      // (its resolver's and proxy's clients are local), whose own addresses a
+      // source CIDR may well cover: such a rule matches nothing there, as the
+      // data plane renders nothing for it (config/load.ts warns).
+      if (config.mode === 'host' && rule.sources.length > 0) continue;
       let names = p.names;
       let cidrs = p.cidrs;
       if (rule.sources.length > 0) {
@@ -346,7 +351,7 @@ export class Policy {
   }
 }
 
-export function compilePolicy(config: Pick<Config, 'rules' | 'default'>, lists: ReadonlyMap<string, ListContent>): Policy {
+export function compilePolicy(config: Pick<Config, 'rules' | 'default'> & Partial<Pick<Config, 'mode'>>, lists: ReadonlyMap<string, ListContent>): Policy {
   return Policy.compile(config, lists);
 }
 

@@ -101,8 +101,8 @@ describe('secrets never echoed', () => {
 });
 
 describe('IPv4-mapped addresses', () => {
-  it('a mapped CIDR in cidrs and sources matches the IPv4 clients it means', async () => {
-    const l = await load([...HEAD, 'rules:', '  - cidrs: ["::ffff:10.0.0.0/104"]', '    via: breakout', '  - sources: ["::ffff:192.168.2.0/120"]', '    via: block']);
+  it('a mapped CIDR in cidrs and sources matches the IPv4 clients it means (router mode: sources are LAN clients)', async () => {
+    const l = await load(['mode: router', 'lan: [lan0]', ...HEAD.slice(1), 'rules:', '  - cidrs: ["::ffff:10.0.0.0/104"]', '    via: breakout', '  - sources: ["::ffff:192.168.2.0/120"]', '    via: block']);
     expect(l.policy.matchIp('10.1.2.3').rule).toBe(0);
     expect(l.policy.matchIp('::ffff:10.1.2.3').rule).toBe(0);
     expect(l.policy.matchName('x.test', '192.168.2.5').rule).toBe(1);

@@ -303,6 +303,16 @@ describe('policy: sources', () => {
     expect(p.ruleForName('www.example.com')).toBe(1);
   });
 
+  it('host mode: source rules match nothing (every client is this machine), the others still do', () => {
+    const p = compilePolicy({ rules: buildRules(specs), default: ['tunnel'], mode: 'host' }, new Map());
+    expect(p.hasSourceRules).toBe(false);
+    expect(p.matchName('www.example.com', '192.168.1.7').rule).toBe(1);
+    expect(p.matchName('www.example.com', '127.0.0.1').rule).toBe(1);
+    expect(p.matchIp('203.0.113.9', '192.168.1.7').rule).toBeNull();
+    expect(p.matchName('anything.test', '192.168.7.50').rule).toBeNull();
+    expect(compilePolicy({ rules: buildRules(specs), default: ['tunnel'], mode: 'router' }, new Map()).matchName('www.example.com', '192.168.1.7').rule).toBe(0);
+  });
+
   it('sources and destinations are AND', () => {
     const p = policyOf(specs);
     // Inside the sources, but the name is not in rule 0 and nothing else matches it.
