@@ -114,9 +114,11 @@ export async function run(): Promise<Record<string, unknown>> {
     const before = await gwRxBytes();
     const r = await sh(inNs(NS.c, ['iperf3', '-c', dst, '-t', String(SECONDS), '-J']), { timeoutMs: (SECONDS + 15) * 1000 });
     if (r.code !== 0) throw new Error(`iperf3 to ${dst} failed (exit ${r.code}): ${(r.stdout + r.stderr).trim().slice(-400)}`);
-    const j = JSON.parse(r.stdout) as { end: { sum_received: { bits_per_second: number; bytes: number } } };
+    const j = JSON.parse(r.stdout) as { error?: string; end?: { sum_received?: { bits_per_second: number; bytes: number } } };
     const through = (await gwRxBytes()) - before;
-    const s = j.end.sum_received;
+    const s = j.end?.sum_received;
+    // iperf3 -J can exit 0 with only an error in its JSON.
+    if (!s) throw new Error(`iperf3 to ${dst} gave no result: ${j.error ?? r.stdout.slice(-400)}`);
     if (viaGateway ? through < s.bytes / 2 : through > 1_000_000) throw new Error(`iperf3 to ${dst}: ${through} bytes crossed the gateway for ${s.bytes} received: wrong path`);
     return s.bits_per_second / 1e6;
   };
