@@ -160,6 +160,8 @@ export async function run(): Promise<Record<string, unknown>> {
     writeFileSync(join(dir, 'gw.conf'), quick, { mode: 0o600 });
     const cfg = join(dir, 'config.yaml');
     writeFileSync(cfg, ['mode: router', 'lan: [lan0]', 'breakout: { interface: wan0, dns: [10.99.2.1] }', 'tunnel:', '  gateways:', `    - { name: ${GW_NAME}, config: gw.conf, priority: 1 }`,
+      // The gateway here runs no resolver: the default dns probe would fail and the kill switch reject the traffic.
+      'health: { probe: [handshake] }',
       `stateDir: ${join(dir, 'state')}`, `control: { socket: ${join(dir, 'control.sock')} }`, 'rules:', `  - cidrs: [${BREAKOUT_DST}/32]`, '    via: breakout', ''].join('\n'), { mode: 0o600 });
 
     const res = { peer: { breakout: [] as number[], gateway: [] as number[] }, splitwan: { breakout: [] as number[], gateway: [] as number[] } };
