@@ -26,7 +26,7 @@ import type {
 } from './types.js';
 import { hasUpperCaseLiteral } from './safe-regexp.js';
 import { parseUpstream } from './upstream.js';
-import { isWireGuardKey, parseWgQuick } from './wgquick.js';
+import { isWireGuardKey, keyProblem, parseWgQuick } from './wgquick.js';
 import { keyPathString, YamlSource, type KeySeg } from './yaml-source.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/splitwan/config.yaml';
@@ -451,7 +451,7 @@ class Builder {
       return null;
     }
     const keyAt: KeySeg[] = [...path, g.privateKeyFile !== undefined ? 'privateKeyFile' : 'privateKey'];
-    if (!isWireGuardKey(privateKey)) this.err(ConfigCodes.KEY, keyAt, 'is not a WireGuard key (44 characters of base64)');
+    if (!isWireGuardKey(privateKey)) this.err(ConfigCodes.KEY, keyAt, `is not a WireGuard key (${keyProblem(privateKey)})`);
     const addresses: string[] = [];
     asList(g.address).forEach((a, j) => {
       // An interface address keeps its host bits (10.64.0.2/32), unlike a route.
@@ -466,10 +466,10 @@ class Builder {
       const pp: KeySeg[] = [...path, 'peer'];
       const publicKey = String(peerRaw.publicKey);
       // Never echo it: a private key pasted here by mistake must not reach a terminal or a log.
-      if (!isWireGuardKey(publicKey)) this.err(ConfigCodes.KEY, [...pp, 'publicKey'], `is not a WireGuard key (44 characters of base64; this one has ${publicKey.length})`);
+      if (!isWireGuardKey(publicKey)) this.err(ConfigCodes.KEY, [...pp, 'publicKey'], `is not a WireGuard key (${keyProblem(publicKey)})`);
       const presharedKey = peerRaw.presharedKey as string | undefined;
       if (presharedKey !== undefined && !isWireGuardKey(presharedKey)) {
-        this.err(ConfigCodes.KEY, [...pp, 'presharedKey'], 'is not a WireGuard key (44 characters of base64)');
+        this.err(ConfigCodes.KEY, [...pp, 'presharedKey'], `is not a WireGuard key (${keyProblem(presharedKey)})`);
       }
       let ep = parseHostPort(String(peerRaw.endpoint));
       if (!('error' in ep) && !isIP(ep.host) && 'error' in normalizeDomain(ep.host)) {

@@ -88,6 +88,17 @@ export function isWireGuardKey(s: string): boolean {
 }
 
 /**
+ * Why `s` is not a key, in words that reveal nothing of its value (so they
+ * may follow a private key): "44 characters of base64" alone left a 44-character
+ * key with a wrong last character unexplained.
+ */
+export function keyProblem(s: string): string {
+  if (s.length !== 44) return `44 characters of base64; this one has ${s.length} characters`;
+  if (!/^[A-Za-z0-9+/]{43}=$/.test(s)) return 'base64 letters, digits, + and /, ending in one =; this one has other characters';
+  return 'the character before the = must be one of AEIMQUYcgkosw048, so that it decodes to exactly 32 bytes';
+}
+
+/**
  * The same text with the values of PrivateKey and PresharedKey replaced by
  * `(hidden)`, for debug output. Anything else shaped like a key is hidden too,
  * except the value of a PublicKey line: private keys turn up in hook commands
@@ -453,7 +464,7 @@ function checkKey(e: Entry<string>, keyPath: string, report: Reporter): boolean 
     e.line,
     e.valueCol,
     keyPath,
-    `${e.key} is not a WireGuard key (44 characters of base64; this one has ${e.value.length} characters)`,
+    `${e.key} is not a WireGuard key (${keyProblem(e.value)})`,
   );
   return false;
 }

@@ -378,7 +378,7 @@ describe('loadConfig: gateways', () => {
     const { errors, error } = await loadErr(inline({ priv: bad, pub: key() }), {});
     const e = single(errors);
     expect(at(e)).toEqual({ code: ConfigCodes.KEY, line: 5, col: 19, keyPath: 'tunnel.gateways[0].privateKey' });
-    expect(e.message).toBe('is not a WireGuard key (44 characters of base64)');
+    expect(e.message).toBe('is not a WireGuard key (44 characters of base64; this one has 43 characters)');
     const everything = [error.message, ...error.issues.map(formatIssue)].join('\n');
     expect(everything).not.toContain(bad);
     expect(everything).not.toContain(bad.slice(0, 16));
@@ -397,7 +397,7 @@ describe('loadConfig: gateways', () => {
     const { errors } = await loadErr(inline({ priv: key(), pub: 'not-a-key' }), {});
     const e = single(errors);
     expect(at(e)).toEqual({ code: ConfigCodes.KEY, line: 9, col: 20, keyPath: 'tunnel.gateways[0].peer.publicKey' });
-    expect(e.message).toBe('is not a WireGuard key (44 characters of base64; this one has 9)');
+    expect(e.message).toBe('is not a WireGuard key (44 characters of base64; this one has 9 characters)');
   });
 
   /** The error at peer.endpoint (a second, consequential one is checked below). */

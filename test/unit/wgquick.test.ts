@@ -242,7 +242,7 @@ describe('parseWgQuick: broken files', () => {
       'Endpoint belongs in a [Peer] section, not [Interface]',
       'expected "Key = Value"',
       'PublicKey is not a WireGuard key (44 characters of base64; this one has 42 characters)',
-      'PresharedKey is not a WireGuard key (44 characters of base64; this one has 44 characters)',
+      'PresharedKey is not a WireGuard key (the character before the = must be one of AEIMQUYcgkosw048, so that it decodes to exactly 32 bytes)',
       '"vpn.example.net" has no port; write host:port',
       'has an empty item in the list',
       '"10.0.0.0/33" is not a CIDR',
