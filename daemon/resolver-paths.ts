@@ -7,8 +7,8 @@ import { parseCidr } from '../config/ip.js';
 import type { PathState, RouteTagger } from '../dns/resolver.js';
 import type { ListenAddress } from '../dns/server.js';
 import type { IpAddrLink } from './os-parse.js';
-import { pickTarget, tagSetNames, type DataplanePlan, type LocalDns } from './dataplane/plan.js';
-import type { NftTagger } from './dataplane/tagger.js';
+import { pickTarget, tagSetNames, type DataplanePlan, type LocalDns, type PlannedRule } from './dataplane/plan.js';
+import type { NftTagger, TagSets } from './dataplane/tagger.js';
 
 /** The host-mode default: the address systemd-resolved's stub made familiar. */
 export const HOST_LISTEN: ListenAddress = { host: '127.0.0.53', port: 53 };
@@ -43,17 +43,34 @@ export function pathState(o: {
 
 /** Tags into the plan's sets for a config rule; rules that match no names tag nothing. */
 export class RuleTagger implements RouteTagger {
+  /** The rules `setsByRule` was made from (a plan's rules are not changed once it is in force). */
+  private rules: readonly PlannedRule[] | null = null;
+  /**
+   * Each tagged rule's sets by rule index, made once per plan: every cache
+   * hit of a tagged name asks (a scan of the rules and two new strings a
+   * hit, before), and the tagger's shadow then holds one copy of each name.
+   */
+  private setsByRule = new Map<number, TagSets>();
+
   constructor(
     private readonly nft: Pick<NftTagger, 'pending' | 'tag'>,
     private readonly plan: () => Pick<DataplanePlan, 'rules'> | null,
   ) {}
 
   tag(rule: number, addresses: readonly string[], ttlMs: number): Promise<void> | null {
-    const r = rule < 0 ? undefined : this.plan()?.rules.find((x) => x.index === rule);
-    if (!r?.tagged) return null;
-    const sets = tagSetNames(r);
+    const sets = rule < 0 ? undefined : this.setsOf(rule);
+    if (sets === undefined) return null;
     const todo = this.nft.pending(sets, addresses, ttlMs);
     return todo.length === 0 ? null : this.nft.tag(sets, todo, ttlMs);
+  }
+
+  private setsOf(rule: number): TagSets | undefined {
+    const rules = this.plan()?.rules ?? null;
+    if (rules !== this.rules) {
+      this.rules = rules;
+      this.setsByRule = new Map((rules ?? []).filter((r) => r.tagged).map((r) => [r.index, tagSetNames(r)]));
+    }
+    return this.setsByRule.get(rule);
   }
 }
 

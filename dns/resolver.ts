@@ -114,11 +114,6 @@ export function newResolverStats(): ResolverStats {
   return { queries: 0, hits: 0, misses: 0, coalesced: 0, formerr: 0, servfail: 0, blocked: 0, staleServed: 0, tagFailures: 0, upstreamFailures: 0, byPath: {}, byRule: [] };
 }
 
-/** A cached answer plus the variant for clients without EDNS, made on first need. */
-interface Stored extends CachedAnswer {
-  plain?: { wire: Buffer; ttlOffsets: readonly number[] };
-}
-
 /** What a miss produced, shared by every coalesced waiter. */
 interface Outcome {
   wire: Buffer;
@@ -133,6 +128,17 @@ const STALE_TTL = 30;
 const BLOCK_TTL = 60;
 const A_ZERO = Buffer.alloc(4);
 const AAAA_ZERO = Buffer.alloc(16);
+
+/**
+ * A copy in a buffer of its own exact size, for bytes kept as long as a cache
+ * entry: small Buffers from Buffer.from are slices of Node's shared 8 KB
+ * pool, and one kept slice keeps the whole slab alive.
+ */
+function ownCopy(b: Buffer): Buffer {
+  const out = Buffer.allocUnsafeSlow(b.length);
+  b.copy(out);
+  return out;
+}
 
 /** The address a reverse name asks about (1.0.0.10.in-addr.arpa → 10.0.0.1), or null. */
 export function reverseAddress(qname: string): string | null {
@@ -253,11 +259,12 @@ export class Resolver {
     if (hit !== null) {
       this.stats.hits++;
       this.pathStats(path).hits++;
-      const answer = hit.answer as Stored;
+      const answer = hit.answer;
       const out = this.finish(msg, q, answer, hit.ageSeconds, client);
-      if (rule < 0 || answer.addresses.length === 0 || this.d.tagger === null) return out;
+      const list = answer.addressList;
+      if (rule < 0 || (typeof list !== 'string' && list.length === 0) || this.d.tagger === null) return out;
       // Every answer refreshes the tags; the tagger returns null when nothing needs doing: no Promise.
-      const pending = this.tagLater(rule, answer.addresses, answer.tagExpiresAt - answer.storedAt);
+      const pending = this.tagLater(rule, typeof list === 'string' ? [list] : list, answer.tagTtlMs);
       return pending === null ? out : pending.then((ok) => (ok ? out : this.servfail(msg, q)));
     }
     this.stats.misses++;
@@ -381,11 +388,11 @@ export class Resolver {
   }
 
   /** A cache hit, patched for this client. */
-  private finish(msg: Buffer, q: ParsedQuery, a: Stored, age: number, client: Client): Buffer {
+  private finish(msg: Buffer, q: ParsedQuery, a: CachedAnswer, age: number, client: Client): Buffer {
     if (q.edns === null) {
       // RFC 6891 §7: no OPT to a client that sent none; derived once per entry.
       if (a.plain === undefined) {
-        const wire = removeOpt(a.wire);
+        const wire = ownCopy(removeOpt(a.wire));
         a.plain = { wire, ttlOffsets: ttlOffsets(wire) ?? [] };
       }
       const out = patchResponseAt(a.plain.wire, a.plain.ttlOffsets, q.id, questionBytes(msg, q), age);

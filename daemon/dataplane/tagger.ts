@@ -3,7 +3,12 @@
 // already takes the right path. Tags that arrive while a transaction is in
 // flight are coalesced into the next one: under load, one `nft` line carries
 // many answers, and nothing is spawned per answer.
-import { isIPv6 } from 'node:net';
+//
+// The shadow of what is installed holds an entry per tagged address (100k
+// with as many cached names): per set, address → expiry, a number. An object
+// per address (set, expiry) with its own copy of the set's name cost ~70
+// bytes more an address (`bench dns`, heap snapshot), and a map per set
+// makes forgetting a set one delete.
 import type { Clock } from '../../config/logger.js';
 import { TABLE_NAME } from './plan.js';
 import type { NftExec } from './nft-session-linux.js';
@@ -21,10 +26,21 @@ interface Installed {
 
 interface Request {
   sets: TagSets;
-  addresses: string[];
+  addresses: readonly string[];
   ttlMs: number;
   resolve(): void;
   reject(e: Error): void;
+}
+
+const NONE: readonly string[] = Object.freeze([]);
+
+/**
+ * Which of a rule's two sets an address goes to. The addresses come from
+ * answers (formatted by dns/wire.ts): a colon means IPv6. net.isIPv6 is a
+ * regular expression, and this runs for every address of every cache hit.
+ */
+function setFor(sets: TagSets, address: string): string {
+  return address.includes(':') ? sets.v6 : sets.v4;
 }
 
 /** Seconds nft is told; whole seconds, at least one. */
@@ -33,8 +49,11 @@ function seconds(ms: number): number {
 }
 
 export class NftTagger {
-  /** What we installed and until when: nft 1.0.6 has no "delete if present", so moves need it. */
-  private readonly shadow = new Map<string, Installed>();
+  /**
+   * What we installed and until when (ms), per set: nft 1.0.6 has no "delete
+   * if present", so moves need it. An address is in one set at most.
+   */
+  private readonly shadow = new Map<string, Map<string, number>>();
   private queue: Request[] = [];
   private scheduled = false;
   private inFlight = 0;
@@ -55,26 +74,45 @@ export class NftTagger {
 
   /** Where an address is tagged now, if anywhere (for explain). */
   lookup(address: string): Installed | undefined {
-    const i = this.shadow.get(address);
+    const i = this.installed(address);
     return i && i.expiresAt > this.clock.now() ? i : undefined;
+  }
+
+  /** Where the shadow has an address, expired or not. */
+  private installed(address: string): Installed | undefined {
+    for (const [set, m] of this.shadow) {
+      const expiresAt = m.get(address);
+      if (expiresAt !== undefined) return { set, expiresAt };
+    }
+    return undefined;
+  }
+
+  /** Records `address` in `set` until `expiresAt`, and out of any other set. */
+  private record(address: string, set: string, expiresAt: number): void {
+    const was = this.installed(address);
+    if (was !== undefined && was.set !== set) this.shadow.get(was.set)!.delete(address);
+    (this.shadow.get(set) ?? this.shadow.set(set, new Map()).get(set)!).set(address, expiresAt);
   }
 
   /** Drops expired entries, so the shadow stays the size of what the kernel holds. */
   private sweep(now: number): void {
-    for (const [a, i] of this.shadow) if (i.expiresAt <= now) this.shadow.delete(a);
+    for (const [set, m] of this.shadow) {
+      for (const [a, expiresAt] of m) if (expiresAt <= now) m.delete(a);
+      if (m.size === 0) this.shadow.delete(set);
+    }
   }
 
   /** Addresses tagged now, per set (status and metrics). */
   countsBySet(): Map<string, number> {
     this.sweep(this.clock.now());
     const out = new Map<string, number>();
-    for (const i of this.shadow.values()) out.set(i.set, (out.get(i.set) ?? 0) + 1);
+    for (const [set, m] of this.shadow) out.set(set, m.size);
     return out;
   }
 
   /** Forgets a set (its rule was removed; the ruleset deleted the set). */
   forgetSet(set: string): void {
-    for (const [a, i] of this.shadow) if (i.set === set) this.shadow.delete(a);
+    this.shadow.delete(set);
   }
 
   /** Forgets everything (the table was re-created empty, e.g. after a repair). */
@@ -82,14 +120,21 @@ export class NftTagger {
     this.shadow.clear();
   }
 
-  /** The addresses `tag` would send: not in `sets`, or there for less than half of `ttlMs`. */
-  pending(sets: TagSets, addresses: readonly string[], ttlMs: number): string[] {
+  /**
+   * The addresses `tag` would send: not in `sets`, or there for less than
+   * half of `ttlMs`. Every cache hit of a tagged name asks, and most of the
+   * time the answer is none: then nothing is allocated.
+   */
+  pending(sets: TagSets, addresses: readonly string[], ttlMs: number): readonly string[] {
     const now = this.clock.now();
-    return addresses.filter((a) => {
-      const i = this.shadow.get(a);
-      const set = isIPv6(a) ? sets.v6 : sets.v4;
-      return !(i && i.set === set && i.expiresAt - now >= ttlMs / 2);
-    });
+    let out: string[] | null = null;
+    for (let k = 0; k < addresses.length; k++) {
+      const a = addresses[k]!;
+      const expiresAt = this.shadow.get(setFor(sets, a))?.get(a);
+      if (expiresAt !== undefined && expiresAt - now >= ttlMs / 2) continue;
+      (out ??= []).push(a);
+    }
+    return out ?? NONE;
   }
 
   /**
@@ -153,12 +198,12 @@ export class NftTagger {
     // Last request wins for an address asked into two sets in one batch.
     const want = new Map<string, { set: string; ttlMs: number }>();
     for (const r of batch) {
-      for (const a of r.addresses) want.set(a, { set: isIPv6(a) ? r.sets.v6 : r.sets.v4, ttlMs: r.ttlMs });
+      for (const a of r.addresses) want.set(a, { set: setFor(r.sets, a), ttlMs: r.ttlMs });
     }
     const deletes = new Map<string, string[]>();
     const adds = new Map<string, string[]>();
     for (const [a, w] of want) {
-      const cur = this.shadow.get(a);
+      const cur = this.installed(a);
       // Moving between rules: remove it from the old set first, unless it has
       // expired there (deleting a missing element fails the whole line). A
       // two-second margin covers the kernel expiring it a little early.
@@ -173,17 +218,17 @@ export class NftTagger {
     if (++this.transactions % 256 === 0) this.sweep(now);
     // Recorded before the line completes: a line sent after this one (the
     // pipeline) must already see these addresses where this one puts them.
-    const previous = new Map([...want.keys()].map((a) => [a, this.shadow.get(a)]));
-    for (const [a, w] of want) this.shadow.set(a, { set: w.set, expiresAt: now + seconds(w.ttlMs) * 1000 });
+    const previous = new Map([...want.keys()].map((a) => [a, this.installed(a)]));
+    for (const [a, w] of want) this.record(a, w.set, now + seconds(w.ttlMs) * 1000);
     try {
       await this.nft.exec(parts.join('; '));
     } catch (e) {
       // Nothing of the line was applied: put back what was there (unless a later line changed it).
       for (const [a, prev] of previous) {
-        const cur = this.shadow.get(a);
+        const cur = this.installed(a);
         if (cur && cur.set === want.get(a)!.set) {
-          if (prev) this.shadow.set(a, prev);
-          else this.shadow.delete(a);
+          if (prev) this.record(a, prev.set, prev.expiresAt);
+          else this.shadow.get(cur.set)!.delete(a);
         }
       }
       throw e;

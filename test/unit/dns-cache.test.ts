@@ -145,9 +145,69 @@ describe('DnsCache: TTLs', () => {
     const { cache, clock } = make();
     cache.set('tunnel', 'a', entry(60, { tagTtlMs: 600_000 }));
     cache.set('tunnel', 'b', entry(60));
-    expect(cache.get('tunnel', 'a')?.answer.tagExpiresAt).toBe(clock.t + 600_000);
-    expect(cache.get('tunnel', 'b')?.answer.tagExpiresAt).toBe(0);
+    expect(cache.get('tunnel', 'a')?.answer).toMatchObject({ tagExpiresAt: clock.t + 600_000, tagTtlMs: 600_000 });
+    expect(cache.get('tunnel', 'b')?.answer).toMatchObject({ tagExpiresAt: 0, tagTtlMs: 0 });
     expect(cache.size).toBe(2);
+  });
+});
+
+describe('DnsCache: compact entries', () => {
+  it('keeps every byte value of the answer (stored one character a byte)', () => {
+    const { cache } = make();
+    const wire = Buffer.from(Array.from({ length: 256 }, (_, i) => 255 - i));
+    cache.set('breakout', K, entry(60, { wire }));
+    expect(cache.get('breakout', K)?.answer.wire).toEqual(wire);
+  });
+
+  it('makes the Buffer on the first read, keeps it, and makes a new one after a sweep (which drops the no-EDNS variant too)', () => {
+    const { cache } = make();
+    cache.set('breakout', K, entry(60, { wire: Buffer.from('abcd') }));
+    const answer = cache.get('breakout', K)!.answer;
+    const first = answer.wire;
+    expect(answer.wire).toBe(first);
+    answer.plain = { wire: Buffer.from('ab'), ttlOffsets: [] };
+    expect(cache.sweep()).toBe(0);
+    const again = cache.get('breakout', K)!.answer;
+    expect(again.plain).toBeUndefined();
+    expect(again.wire).not.toBe(first);
+    expect(again.wire).toEqual(Buffer.from('abcd'));
+    expect(again.wire.buffer.byteLength).toBe(4);
+  });
+
+  it('shares equal TTL offset lists between entries, never the caller\'s array', () => {
+    const { cache } = make();
+    const offsets = [6, 22];
+    cache.set('breakout', 'a', entry(60, { ttlOffsets: offsets }));
+    cache.set('tunnel', 'b', entry(60, { ttlOffsets: [6, 22] }));
+    cache.set('tunnel', 'c', entry(60, { ttlOffsets: [6, 23] }));
+    offsets[0] = 99;
+    const a = cache.get('breakout', 'a')!.answer.ttlOffsets;
+    expect(a).toEqual([6, 22]);
+    expect(cache.get('tunnel', 'b')!.answer.ttlOffsets).toBe(a);
+    expect(cache.get('tunnel', 'c')!.answer.ttlOffsets).toEqual([6, 23]);
+  });
+
+  it('keeps one address as itself, several in a copy of their own, none as an empty list', () => {
+    const { cache } = make();
+    const several = ['192.0.2.1', '2001:db8::1'];
+    cache.set('breakout', 'one', entry(60, { addresses: ['192.0.2.9'] }));
+    cache.set('breakout', 'several', entry(60, { addresses: several }));
+    cache.set('breakout', 'none', entry(60, { addresses: [] }));
+    several.push('192.0.2.2');
+    const one = cache.get('breakout', 'one')!.answer;
+    expect(one.addressList).toBe('192.0.2.9');
+    expect(one.addresses).toEqual(['192.0.2.9']);
+    expect(cache.get('breakout', 'several')!.answer.addresses).toEqual(['192.0.2.1', '2001:db8::1']);
+    expect(cache.get('breakout', 'several')!.answer.addressList).toEqual(['192.0.2.1', '2001:db8::1']);
+    expect(cache.get('breakout', 'none')!.answer.addresses).toEqual([]);
+  });
+
+  it('tells a key from another that differs anywhere in any character (keys are stored flat, losslessly)', () => {
+    const { cache } = make();
+    const keys = ['0|a.example|1|1|0', '0|a.example|1|1|1', 'ä\u0000|x', 'ä\u0100|x', '\ud800|x', '\udc00|x'];
+    keys.forEach((k, i) => cache.set('breakout', k, entry(60, { rcode: i })));
+    keys.forEach((k, i) => expect(cache.get('breakout', k)?.answer.rcode).toBe(i));
+    expect(cache.get('breakout', '0|a.example|1|1|2')).toBeNull();
   });
 });
 

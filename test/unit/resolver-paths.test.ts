@@ -113,6 +113,21 @@ describe('RuleTagger', () => {
     expect(t.tag(-1, ['198.51.100.3'], 1000)).toBeNull();
     expect(nft.calls).toEqual(['tag tag4_aaaa0000 198.51.100.1']);
   });
+
+  it('follows the plan in force: a new plan\'s rules count from the next answer on', async () => {
+    const nft = new Nft();
+    let plan: { rules: ReturnType<typeof rule>[] } | null = { rules: [rule(0, 'aaaa0000', { tagged: true })] };
+    const t = new RuleTagger(nft, () => plan);
+    await t.tag(0, ['198.51.100.1'], 1000);
+    plan = { rules: [rule(0, 'cccc0000', { tagged: true }), rule(1, 'bbbb0000', { tagged: true })] };
+    await t.tag(0, ['198.51.100.2'], 1000);
+    await t.tag(1, ['198.51.100.3'], 1000);
+    plan = { rules: [rule(0, 'cccc0000', { tagged: false })] };
+    expect(t.tag(0, ['198.51.100.4'], 1000)).toBeNull();
+    plan = null;
+    expect(t.tag(1, ['198.51.100.5'], 1000)).toBeNull();
+    expect(nft.calls).toEqual(['tag tag4_aaaa0000 198.51.100.1', 'tag tag4_cccc0000 198.51.100.2', 'tag tag4_bbbb0000 198.51.100.3']);
+  });
 });
 
 describe('resolv.conf', () => {

@@ -148,6 +148,49 @@ describe('NftTagger', () => {
   });
 });
 
+describe('NftTagger: the shadow of what is installed', () => {
+  it('counts per set, forgets one set, and drops expired tags from the counts', async () => {
+    const c = clock();
+    const nft = new FakeNft(c);
+    const t = new NftTagger(nft, c);
+    await t.tag(A, ['198.51.100.1', '198.51.100.2', '2001:db8::1'], 60_000);
+    await t.tag(B, ['203.0.113.1'], 10_000);
+    expect(t.countsBySet()).toEqual(new Map([['tag4_a', 2], ['tag6_a', 1], ['tag4_b', 1]]));
+    t.forgetSet('tag4_a');
+    expect(t.lookup('198.51.100.1')).toBeUndefined();
+    expect(t.lookup('2001:db8::1')).toEqual({ set: 'tag6_a', expiresAt: c.t + 60_000 });
+    c.t += 10_000;
+    expect(t.countsBySet()).toEqual(new Map([['tag6_a', 1]]));
+    t.reset();
+    expect(t.countsBySet()).toEqual(new Map());
+  });
+
+  it('pending: what is missing from the rule\'s set or near expiry there, in order', async () => {
+    const c = clock();
+    const nft = new FakeNft(c);
+    const t = new NftTagger(nft, c);
+    await t.tag(A, ['198.51.100.1', '2001:db8::1'], 600_000);
+    await t.tag(B, ['198.51.100.2'], 600_000);
+    expect(t.pending(A, ['198.51.100.1', '2001:db8::1'], 600_000)).toEqual([]);
+    expect(t.pending(A, ['198.51.100.3', '198.51.100.1', '198.51.100.2', '2001:db8::2'], 600_000)).toEqual(['198.51.100.3', '198.51.100.2', '2001:db8::2']);
+    expect(t.pending(B, ['198.51.100.1'], 600_000)).toEqual(['198.51.100.1']);
+    c.t += 300_001; // under half of 600 s left
+    expect(t.pending(A, ['198.51.100.1', '2001:db8::1'], 600_000)).toEqual(['198.51.100.1', '2001:db8::1']);
+  });
+
+  it('a failed line leaves a moved address where it was, in the shadow as in the kernel', async () => {
+    const c = clock();
+    const nft = new FakeNft(c);
+    const t = new NftTagger(nft, c);
+    await t.tag(A, ['198.51.100.1'], 600_000);
+    await expect(t.tag(B, ['198.51.100.1', '300.0.0.1'], 60_000)).rejects.toThrow(/invalid address/);
+    expect(t.lookup('198.51.100.1')).toEqual({ set: 'tag4_a', expiresAt: c.t + 600_000 });
+    expect(t.lookup('300.0.0.1')).toBeUndefined();
+    expect(nft.has('tag4_a', '198.51.100.1')).toBe(true);
+    expect(t.countsBySet()).toEqual(new Map([['tag4_a', 1]]));
+  });
+});
+
 describe('removeStaleHomes (the nft -i fallback\'s private HOMEs)', () => {
   it('removes those of dead processes only', () => {
     const dir = mkdtempSync(join(tmpdir(), `splitwan-homes-${process.pid}-`));
