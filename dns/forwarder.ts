@@ -9,7 +9,8 @@ import { randomInt } from 'node:crypto';
 import type dgram from 'node:dgram';
 import { isIP, type default as net } from 'node:net';
 import tls from 'node:tls';
-import { Agent, request } from 'undici';
+import type { Agent } from 'undici';
+import { undici } from '../config/undici-lazy.js';
 import type { Logger } from '../config/logger.js';
 import type { PathName, Upstream } from '../config/types.js';
 import { matchesQuestion, parseQuery } from './wire.js';
@@ -191,6 +192,7 @@ export class Forwarder {
 
   /** DoH POST; the connection comes from the dialer, so it takes the path too. */
   private async doh(query: Buffer, q: Question, url: string, path: PathName): Promise<Buffer> {
+    const { Agent, request } = await undici();
     let agent = this.agents.get(path);
     if (!agent) {
       const dialer = this.o.dialer;

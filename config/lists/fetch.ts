@@ -8,7 +8,8 @@ import { mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { createGunzip, createInflate } from 'node:zlib';
-import { type Dispatcher, getGlobalDispatcher, interceptors, request } from 'undici';
+import type { Dispatcher } from 'undici';
+import { undici } from '../undici-lazy.js';
 import type { ListSource } from '../types.js';
 import { parseList } from './formats.js';
 
@@ -79,15 +80,20 @@ function errorText(e: unknown): string {
 export class ListFetcher {
   private readonly dir: string;
   private readonly now: () => number;
-  private readonly dispatcher: Dispatcher;
+  private dispatcher: Dispatcher | null = null;
+  private readonly baseDispatcher: Dispatcher | undefined;
 
   constructor(opts: { cacheDir: string; now?: () => number; dispatcher?: Dispatcher }) {
     this.dir = join(opts.cacheDir, 'lists');
     this.now = opts.now ?? Date.now;
-    // Redirects are followed here rather than per request: undici 7 dropped the request option.
-    this.dispatcher = (opts.dispatcher ?? getGlobalDispatcher()).compose(
-      interceptors.redirect({ maxRedirections: MAX_REDIRECTIONS }),
-    );
+    this.baseDispatcher = opts.dispatcher;
+  }
+
+  /** undici's dispatcher with redirects followed (undici 7 dropped the per-request option); loaded on the first download. */
+  private async http(): Promise<{ dispatcher: Dispatcher; request: typeof import('undici').request }> {
+    const { getGlobalDispatcher, interceptors, request } = await undici();
+    this.dispatcher ??= (this.baseDispatcher ?? getGlobalDispatcher()).compose(interceptors.redirect({ maxRedirections: MAX_REDIRECTIONS }));
+    return { dispatcher: this.dispatcher, request };
   }
 
   private paths(name: string): { body: string; meta: string } {
@@ -158,7 +164,8 @@ export class ListFetcher {
       ac.abort();
     }, source.timeoutMs);
     try {
-      const res = await request(target, { method: 'GET', headers, dispatcher: this.dispatcher, signal: ac.signal });
+      const { dispatcher, request } = await this.http();
+      const res = await request(target, { method: 'GET', headers, dispatcher, signal: ac.signal });
       const status = res.statusCode;
       if (status === 304) {
         await res.body.dump();

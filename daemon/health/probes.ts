@@ -10,7 +10,8 @@ import { randomInt } from 'node:crypto';
 import { isIP } from 'node:net';
 import tls from 'node:tls';
 import * as dnsPacket from 'dns-packet';
-import { Agent, request } from 'undici';
+import type { Agent } from 'undici';
+import { undici } from '../../config/undici-lazy.js';
 import type { PathName, ProbeSpec, Upstream } from '../../config/types.js';
 import { parseHostPort } from '../../config/ip.js';
 import type { Clock } from '../../config/logger.js';
@@ -149,6 +150,7 @@ export class Prober {
   }
 
   private async http(t: ProbeTarget, url: string, expect?: number): Promise<ProbeResult> {
+    const { Agent, request } = await undici();
     let agent = this.agents.get(t.path);
     if (!agent) {
       const dialer = this.d.dialer;
