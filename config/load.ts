@@ -328,16 +328,19 @@ class Builder {
       const p = Array.isArray(v) ? [...path, i] : path;
       const spec: ProbeSpec = typeof item === 'string' ? { kind: item as ProbeSpec['kind'] } : { ...(item as ProbeSpec) };
       if (spec.kind === 'http') {
-        let ok = false;
+        let url: URL | null = null;
         try {
-          ok = /^https?:$/.test(new URL(spec.url ?? '').protocol);
+          url = new URL(spec.url ?? '');
         } catch {
-          ok = false;
+          url = null;
         }
-        if (!ok) this.err(ConfigCodes.VALUE, p, 'an http probe needs url: an http:// or https:// URL');
+        // Probes dial through the gateway's tunnel by address (no resolver is asked for a probe).
+        if (url === null || !/^https?:$/.test(url.protocol)) this.err(ConfigCodes.VALUE, p, 'an http probe needs url: an http:// or https:// URL');
+        else if (!isIP(url.hostname.replace(/^\[|\]$/g, ''))) this.err(ConfigCodes.ADDRESS, p, `an http probe's URL names its server by IP address (it is dialled through the tunnel, with no lookup), e.g. http://192.0.2.10/generate_204`);
       } else if (spec.kind === 'tcp') {
         const hp = parseHostPort(spec.target ?? '');
         if (!spec.target || 'error' in hp) this.err(ConfigCodes.ADDRESS, p, 'a tcp probe needs target: host:port');
+        else if (!isIP(hp.host)) this.err(ConfigCodes.ADDRESS, p, 'a tcp probe\'s target is an IP address and port (it is dialled through the tunnel, with no lookup)');
       } else if (spec.kind === 'icmp') {
         if (!spec.target || !isIP(spec.target)) this.err(ConfigCodes.ADDRESS, p, 'an icmp probe needs target: an IP address');
       }

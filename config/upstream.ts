@@ -4,9 +4,11 @@ import type { Upstream } from './types.js';
 
 /**
  * Parses a resolver address: `1.1.1.1`, `1.1.1.1:5353`, `[2001:db8::1]:53`,
- * `https://dns.example/dns-query` (DoH) or `tls://dns.example[:853]` (DoT;
- * `tls://1.1.1.1#cloudflare-dns.com` names the certificate to expect when
- * the host is an address).
+ * `https://9.9.9.9/dns-query` (DoH) or `tls://9.9.9.9[:853]#dns.quad9.net`
+ * (DoT; the name after `#` is the certificate to expect). Every kind takes
+ * an address, not a name: the daemon dials its resolvers through a path's
+ * marked sockets before any name can be resolved (the system resolver may be
+ * splitwan itself), so a name would fail every query at run time.
  */
 export function parseUpstream(text: string): Upstream | { error: string } {
   const s = text.trim();
@@ -18,6 +20,7 @@ export function parseUpstream(text: string): Upstream | { error: string } {
       return { error: `"${text}" is not a valid https URL` };
     }
     if (u.username || u.password) return { error: `"${u.host}": credentials in a DoH URL are not supported` };
+    if (!isIP(u.hostname.replace(/^\[|\]$/g, ''))) return { error: `"${text}": a DoH resolver must be given by IP address, e.g. https://9.9.9.9/dns-query (splitwan cannot look up its own resolver's name)` };
     return { kind: 'doh', url: u.toString(), text: s };
   }
   if (/^http:\/\//i.test(s)) return { error: `"${text}": DoH needs https://, not http://` };
@@ -26,6 +29,7 @@ export function parseUpstream(text: string): Upstream | { error: string } {
     const hash = rest.indexOf('#');
     const hp = parseHostPort(hash >= 0 ? rest.slice(0, hash) : rest, 853);
     if ('error' in hp) return { error: `DoT upstream ${hp.error}` };
+    if (!isIP(hp.host)) return { error: `"${text}": a DoT resolver must be given by IP address, with the certificate's name after #, e.g. tls://9.9.9.9#dns.quad9.net (splitwan cannot look up its own resolver's name)` };
     const servername = hash >= 0 ? rest.slice(hash + 1) : hp.host;
     return { kind: 'tls', host: hp.host, port: hp.port, servername, text: s };
   }

@@ -564,8 +564,8 @@ describe('loadConfig: resolvers', () => {
     expect(errors[1]!.message).toBe('"http://dns.example/dns-query": DoH needs https://, not http://');
   });
 
-  it('accepts DoH, DoT and plain upstreams with ports', async () => {
-    const { loaded } = await loadOk(
+  it('DoH and DoT upstreams, http and tcp probes by name are errors at check time (they would fail every query at run time)', async () => {
+    const { errors } = await loadErr(
       y(
         'mode: host',
         'breakout:',
@@ -573,6 +573,33 @@ describe('loadConfig: resolvers', () => {
         '  dns:',
         '    - https://dns.example/dns-query',
         '    - tls://dns.example',
+        'health:',
+        '  probe:',
+        '    - { kind: http, url: "http://probe.example/generate_204" }',
+        '    - { kind: tcp, target: "probe.example:443" }',
+        ...GW,
+      ),
+      WG_DEFAULT(),
+    );
+    expect(errors.map((e) => [e.code, e.keyPath])).toEqual([
+      [ConfigCodes.ADDRESS, 'breakout.dns[0]'],
+      [ConfigCodes.ADDRESS, 'breakout.dns[1]'],
+      [ConfigCodes.ADDRESS, 'health.probe[0]'],
+      [ConfigCodes.ADDRESS, 'health.probe[1]'],
+    ]);
+    expect(errors[0]!.message).toContain('e.g. https://9.9.9.9/dns-query');
+    expect(errors[1]!.message).toContain('e.g. tls://9.9.9.9#dns.quad9.net');
+  });
+
+  it('accepts DoH, DoT and plain upstreams with ports', async () => {
+    const { loaded } = await loadOk(
+      y(
+        'mode: host',
+        'breakout:',
+        '  interface: eth0',
+        '  dns:',
+        '    - https://9.9.9.9/dns-query',
+        '    - tls://[2001:db8::53]:8853',
         '    - tls://1.1.1.1#cloudflare-dns.com',
         '    - 9.9.9.9:5353',
         '    - "[2001:db8::1]:53"',
@@ -583,8 +610,8 @@ describe('loadConfig: resolvers', () => {
     expect(loaded.config.breakout).toEqual({
       interface: 'eth0',
       dns: [
-        { kind: 'doh', url: 'https://dns.example/dns-query', text: 'https://dns.example/dns-query' },
-        { kind: 'tls', host: 'dns.example', port: 853, servername: 'dns.example', text: 'tls://dns.example' },
+        { kind: 'doh', url: 'https://9.9.9.9/dns-query', text: 'https://9.9.9.9/dns-query' },
+        { kind: 'tls', host: '2001:db8::53', port: 8853, servername: '2001:db8::53', text: 'tls://[2001:db8::53]:8853' },
         { kind: 'tls', host: '1.1.1.1', port: 853, servername: 'cloudflare-dns.com', text: 'tls://1.1.1.1#cloudflare-dns.com' },
         { kind: 'plain', host: '9.9.9.9', port: 5353, text: '9.9.9.9:5353' },
         { kind: 'plain', host: '2001:db8::1', port: 53, text: '[2001:db8::1]:53' },
