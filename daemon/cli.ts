@@ -85,11 +85,11 @@ const commands: Record<string, Command> = {
       const { loadOrReport } = await import('./commands/load-or-report.js');
       const first = await loadOrReport(configPath, io);
       if (!first) return Exit.CONFIG;
-      const { createLogger } = await import('./logger.js');
+      const { createReloadableLogger } = await import('./logger.js');
       const { runDaemon } = await import('./run.js');
       try {
-        const logger = createLogger(first.config.log.level);
-        await runDaemon({ configPath, logger, signals: process, version: await version() });
+        const { logger, setLevel } = createReloadableLogger(first.config.log.level);
+        await runDaemon({ configPath, logger, setLogLevel: setLevel, signals: process, version: await version() });
         // Everything is cleaned up. Exit now rather than at the end of the event loop: Node's
         // teardown was seen spinning forever on a libuv request left by a native (koffi) call,
         // which kept a stopped daemon alive under systemd's TimeoutStopSec.

@@ -108,6 +108,8 @@ export interface RunOptions {
   /** For status: the package version. */
   version?: string;
   logger: Logger;
+  /** Changes the logger's level (its children's too): `log.level` on reload. */
+  setLogLevel?: (level: string) => void;
   signals: Pick<EventEmitter, 'on' | 'off' | 'once'>;
   runner?: Runner;
 }
@@ -671,6 +673,14 @@ export async function runDaemon(o: RunOptions): Promise<void> {
     // Hits are counted by rule index: when the rules change, the old counts belong to other rules.
     if (JSON.stringify(p.rules.map((r) => r.label)) !== JSON.stringify(n.rules.map((r) => r.label))) dnsStats.byRule.length = 0;
     resolver = makeResolver(n);
+    // Settings read once at start before: a reload applies them too.
+    forwarder.setTimeoutMs(n.dns.timeoutMs);
+    healthForwarder.setTimeoutMs(n.health.timeoutMs);
+    prober.setTimeoutMs(n.health.timeoutMs);
+    if (n.log.level !== p.log.level) {
+      o.setLogLevel?.(n.log.level);
+      log.info({ level: n.log.level }, 'log level changed');
+    }
     await applyAll(next);
   });
   store.start();

@@ -78,8 +78,18 @@ export interface ForwarderOptions {
 
 export class Forwarder {
   private readonly agents = new Map<PathName, Agent>();
+  private timeoutMs: number;
 
-  constructor(private readonly o: ForwarderOptions) {}
+  constructor(private readonly o: ForwarderOptions) {
+    this.timeoutMs = o.timeoutMs;
+  }
+
+  /** A reload's `dns.timeout` (or `health.timeout`): queries from now on wait this long per upstream. */
+  setTimeoutMs(ms: number): void {
+    if (ms === this.timeoutMs) return;
+    this.timeoutMs = ms;
+    this.close(); // DoH agents dial with the timeout they were made with
+  }
 
   /**
    * Asks `upstreams` in order through `path`; resolves with the answer (its
@@ -136,7 +146,7 @@ export class Forwarder {
   private async udp(msg: Buffer, id: number, q: Question, host: string, port: number, path: PathName): Promise<Buffer> {
     const sock = await this.o.dialer.udp(path, host.includes(':') ? 6 : 4);
     return new Promise<Buffer>((resolve, reject) => {
-      const timer = setTimeout(() => done(new Error(`no answer in ${this.o.timeoutMs} ms`)), this.o.timeoutMs);
+      const timer = setTimeout(() => done(new Error(`no answer in ${this.timeoutMs} ms`)), this.timeoutMs);
       const done = (err: Error | null, resp?: Buffer): void => {
         clearTimeout(timer);
         sock.removeAllListeners('message');
@@ -155,11 +165,11 @@ export class Forwarder {
   }
 
   private async tcp(msg: Buffer, id: number, q: Question, host: string, port: number, path: PathName, servername?: string): Promise<Buffer> {
-    let sock: net.Socket = await this.o.dialer.tcp(path, host, port, this.o.timeoutMs);
+    let sock: net.Socket = await this.o.dialer.tcp(path, host, port, this.timeoutMs);
     if (servername !== undefined) sock = await this.tlsOver(sock, servername);
     return new Promise<Buffer>((resolve, reject) => {
       let buf = Buffer.alloc(0);
-      const timer = setTimeout(() => done(new Error(`no answer in ${this.o.timeoutMs} ms`)), this.o.timeoutMs);
+      const timer = setTimeout(() => done(new Error(`no answer in ${this.timeoutMs} ms`)), this.timeoutMs);
       const done = (err: Error | null, resp?: Buffer): void => {
         clearTimeout(timer);
         sock.destroy();
@@ -196,7 +206,7 @@ export class Forwarder {
     let agent = this.agents.get(path);
     if (!agent) {
       const dialer = this.o.dialer;
-      const timeoutMs = this.o.timeoutMs;
+      const timeoutMs = this.timeoutMs;
       const extra = this.o.tls ?? {};
       agent = new Agent({
         connect: (opts, cb) => {
@@ -223,8 +233,8 @@ export class Forwarder {
       dispatcher: agent,
       headers: { 'content-type': 'application/dns-message', accept: 'application/dns-message' },
       body,
-      headersTimeout: this.o.timeoutMs,
-      bodyTimeout: this.o.timeoutMs,
+      headersTimeout: this.timeoutMs,
+      bodyTimeout: this.timeoutMs,
     });
     const resp = Buffer.from(await res.body.arrayBuffer());
     if (res.statusCode !== 200) throw new Error(`DoH HTTP ${res.statusCode}`);

@@ -69,8 +69,18 @@ export class Prober {
   /** rx bytes at the previous handshake probe and when they last grew, per interface. */
   private readonly lastRx = new Map<string, { bytes: number; since: number }>();
   private readonly agents = new Map<string, Agent>();
+  private timeoutMs: number;
 
-  constructor(private readonly d: ProbeDeps) {}
+  constructor(private readonly d: ProbeDeps) {
+    this.timeoutMs = d.timeoutMs;
+  }
+
+  /** A reload's `health.timeout`: probes from now on wait this long. */
+  setTimeoutMs(ms: number): void {
+    if (ms === this.timeoutMs) return;
+    this.timeoutMs = ms;
+    this.close(); // http agents dial with the timeout they were made with
+  }
 
   /** Runs every probe of the target at once; a round is good when all are. */
   async round(t: ProbeTarget): Promise<ProbeResult> {
@@ -138,7 +148,7 @@ export class Prober {
     const hp = parseHostPort(target);
     if ('error' in hp) return fail(`tcp: ${hp.error}`);
     const start = performance.now();
-    const s = await this.d.dialer.tcp(t.path, hp.host, hp.port, this.d.timeoutMs);
+    const s = await this.d.dialer.tcp(t.path, hp.host, hp.port, this.timeoutMs);
     const rtt = performance.now() - start;
     s.destroy();
     return ok(rtt);
@@ -146,7 +156,7 @@ export class Prober {
 
   private async icmp(t: ProbeTarget, target: string): Promise<ProbeResult> {
     if (isIP(target) === 0) return fail(`icmp: ${target} is not an IP address`);
-    return ok(await this.d.ping(target, t.mark, this.d.timeoutMs));
+    return ok(await this.d.ping(target, t.mark, this.timeoutMs));
   }
 
   private async http(t: ProbeTarget, url: string, expect?: number): Promise<ProbeResult> {
@@ -154,7 +164,7 @@ export class Prober {
     let agent = this.agents.get(t.path);
     if (!agent) {
       const dialer = this.d.dialer;
-      const timeoutMs = this.d.timeoutMs;
+      const timeoutMs = this.timeoutMs;
       agent = new Agent({
         keepAliveTimeout: 1, // a probe measures a fresh connection each time
         connect: (opts, cb) => {
@@ -174,7 +184,7 @@ export class Prober {
       this.agents.set(t.path, agent);
     }
     const start = performance.now();
-    const res = await withTimeout(request(url, { method: 'GET', dispatcher: agent, headersTimeout: this.d.timeoutMs, bodyTimeout: this.d.timeoutMs }), this.d.timeoutMs, 'http');
+    const res = await withTimeout(request(url, { method: 'GET', dispatcher: agent, headersTimeout: this.timeoutMs, bodyTimeout: this.timeoutMs }), this.timeoutMs, 'http');
     await res.body.dump();
     const rtt = performance.now() - start;
     const good = expect !== undefined ? res.statusCode === expect : res.statusCode >= 200 && res.statusCode < 400;

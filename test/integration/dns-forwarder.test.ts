@@ -108,6 +108,19 @@ describe('Forwarder', () => {
     expect(Date.now() - t0).toBeGreaterThanOrEqual(280);
   });
 
+  it('setTimeoutMs (a reload of dns.timeout): the next query gives up after the new timeout', async () => {
+    const silent = await udpServer(() => {});
+    closers.push(silent.close);
+    const f = new Forwarder({ dialer: new LoopbackDialer(), logger: silentLogger, timeoutMs: 2000 });
+    f.setTimeoutMs(150);
+    const q = query('slow.test');
+    const t0 = Date.now();
+    await expect(f.forward(q, readQuestion(q)!, [up(`127.0.0.1:${silent.port}`)], 'breakout')).rejects.toThrow(/no answer in 150 ms/);
+    const took = Date.now() - t0;
+    expect(took).toBeGreaterThanOrEqual(140);
+    expect(took).toBeLessThan(1500);
+  });
+
   it('ignores answers with the wrong ID or question (anti-spoofing) and takes the real one', async () => {
     const spoofer = await udpServer((msg, reply) => {
       reply(answerFor(msg, '203.0.113.66', { id: (msg.readUInt16BE(0) + 1) & 0xffff }));

@@ -78,6 +78,25 @@ describe('Prober', () => {
     expect((await prober.round(target([{ kind: 'tcp', target: `127.0.0.1:${closedPort}` }]))).ok).toBe(false);
   });
 
+  it('setTimeoutMs (a reload of health.timeout): an http probe of a server that never answers fails after the new timeout', async () => {
+    const hang = http.createServer(() => {}); // accepts, never answers
+    await new Promise<void>((r) => hang.listen(0, '127.0.0.1', r));
+    const port = (hang.address() as net.AddressInfo).port;
+    const p = new Prober({ dialer, forward: (q, qq, u, pa) => forwarder.forward(q, qq, u, pa), tunnel: async () => tunnel, ping: async () => 1, clock, timeoutMs: 5000 });
+    try {
+      p.setTimeoutMs(150);
+      const t0 = Date.now();
+      const r = await p.round(target([{ kind: 'http', url: `http://127.0.0.1:${port}/generate_204` }]));
+      expect(r.ok).toBe(false);
+      expect(r.error).toMatch(/150 ms/);
+      expect(Date.now() - t0).toBeLessThan(2000);
+    } finally {
+      p.close();
+      hang.closeAllConnections();
+      await new Promise((r) => hang.close(r));
+    }
+  });
+
   it('handshake: fresh and receiving passes; none, stale, or nothing received for 35 s fails', async () => {
     const hs = (over: Partial<TunnelStatus>): TunnelStatus => ({ ifname: 'swg-gw1', up: true, pid: 1, latestHandshake: clock.now() - 5000, rxBytes: 100, txBytes: 100, endpoint: null, ...over });
     tunnel = hs({});
