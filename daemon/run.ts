@@ -354,14 +354,17 @@ export async function runDaemon(o: RunOptions): Promise<void> {
     timeoutMs: store.current.config.health.timeoutMs,
   });
   const healthLog = log.child({ module: 'health' });
-  /** Flows of a dead gateway are dropped so clients reconnect at once instead of hanging. */
-  const dropFlows = async (gateway: string): Promise<void> => {
-    const i = store.current.config.tunnel.gateways.findIndex((g) => g.name === gateway);
-    const marks = [MARK_TUNNEL, ...(i >= 0 ? [gatewayMark(i)] : [])];
+  /** Drops the flows whose saved path is one of `marks`; the proxy resets its connections on `paths`. */
+  const dropMarks = async (marks: readonly number[], paths: readonly string[]): Promise<void> => {
     // Not the flows redirected to the proxy (their client side is local): the proxy resets its own.
     const mask = MARK_MASK | MARK_PROXIED;
     for (const m of marks) await run.run(['conntrack', '-D', '--mark', `0x${m.toString(16)}/0x${mask.toString(16)}`], { allowFail: true }).catch(() => undefined);
-    proxy?.resetPaths(['tunnel', `gw:${gateway}`]);
+    proxy?.resetPaths(paths);
+  };
+  /** Flows of a dead gateway are dropped so clients reconnect at once instead of hanging. */
+  const dropFlows = async (gateway: string): Promise<void> => {
+    const i = store.current.config.tunnel.gateways.findIndex((g) => g.name === gateway);
+    await dropMarks([MARK_TUNNEL, ...(i >= 0 ? [gatewayMark(i)] : [])], ['tunnel', `gw:${gateway}`]);
   };
   monitor = new HealthMonitor({
     ...store.current.config.health,
@@ -664,6 +667,29 @@ export async function runDaemon(o: RunOptions): Promise<void> {
     throw e;
   }
 
+  /**
+   * After a reload changed the gateways. A gateway's mark is its index, so a
+   * removed or reordered gateway leaves flows whose saved mark now means
+   * another gateway, or none (no ip rule: the main table, the WAN). Those
+   * flows are dropped so their next packet is classified afresh. A change of
+   * the active gateway is recorded like a failover, and when the old one is
+   * gone its tunnel flows are dropped as after a failure.
+   */
+  const followGatewayChanges = async (p: Config, n: Config, activeBefore: string | null): Promise<void> => {
+    const stale = p.tunnel.gateways.flatMap((g, i) => (n.tunnel.gateways[i]?.name === g.name ? [] : [{ mark: gatewayMark(i), path: `gw:${g.name}` }]));
+    const to = monitor!.active;
+    const activeGone = activeBefore !== null && !n.tunnel.gateways.some((g) => g.name === activeBefore);
+    if (activeBefore !== to) {
+      lastSwitchedTo = to;
+      failovers.unshift({ at: clock.now(), from: activeBefore, to, reason: activeGone ? 'removed by a reload' : 'reload' });
+      failovers.length = Math.min(failovers.length, 20);
+      metrics?.failover(activeBefore, to);
+      healthLog.warn({ from: activeBefore, to }, `active gateway: ${to ?? 'none'} (config reload)`);
+    }
+    const marks = [...stale.map((x) => x.mark), ...(activeGone ? [MARK_TUNNEL] : [])];
+    if (marks.length > 0) await dropMarks(marks, [...stale.map((x) => x.path), ...(activeGone ? ['tunnel'] : [])]);
+  };
+
   store.subscribe(async (prev, next) => {
     const p = prev.config;
     const n = next.config;
@@ -681,7 +707,9 @@ export async function runDaemon(o: RunOptions): Promise<void> {
       o.setLogLevel?.(n.log.level);
       log.info({ level: n.log.level }, 'log level changed');
     }
+    const activeBefore = monitor!.active;
     await applyAll(next);
+    await followGatewayChanges(p, n, activeBefore);
   });
   store.start();
   dataplane.start();

@@ -135,6 +135,16 @@ describe.skipIf(!support.ok && !process.env.CI).each(MODES)('failover in the lab
     // The reason is the preference, or gw2 looking degraded next to it (RTTs jump on a loaded machine).
     expect(daemon!.output.join('\n')).toMatch(new RegExp(`active gateway: ${GW[0]} \\((${GW[0]} \\(priority 1\\) is preferred|${GW[1]} is degraded)`));
   }, 70_000);
+
+  it('a reload that removes the active gateway: traffic moves to the other at once, logged as a switch', async () => {
+    const cfg = join(dir, 'config.yaml');
+    const text = readFileSync(cfg, 'utf8');
+    const t0 = Date.now();
+    writeFileSync(cfg, text.split('\n').filter((l) => !l.includes(`name: ${GW[0]},`)).join('\n'), { mode: 0o600 });
+    await until(async () => (await via(700)) === gw2(), 15_000, 'traffic through gw2 after the reload');
+    console.log(`reload removing the active gateway: traffic on gw2 after ${Date.now() - t0} ms`);
+    expect(daemon!.output.join('\n')).toMatch(new RegExp(`active gateway: ${GW[1]} \\(config reload\\)`));
+  }, 30_000);
 });
 
 it.skipIf(support.ok || !!process.env.CI)('failover in the lab: SKIPPED', () => {
