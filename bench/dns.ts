@@ -36,7 +36,7 @@
 // About 2 minutes; everything it starts is stopped by pid, the namespace and
 // the temporary directory are removed in `finally`.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { cpuMs as ownCpuMs, procs, Proc, rssMb, sleep } from './proc.js';
+import { cpuMs as ownCpuMs, procs, Proc, rssByKind, rssMb, sleep } from './proc.js';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -325,6 +325,7 @@ export async function run(): Promise<Record<string, unknown>> {
     const afterFill = await stats();
     const afterGc = await stats('gc');
     const rssGc = rssMb(sw.pid);
+    const kinds = rssByKind(sw.pid);
     const heapSnapshot = profileDir ? (await sw.ask<{ file: string }>('heap-snapshot', 'heap-snapshot', 120_000, { label: 'heap-100k' })).file : null;
     const mb = (b: number) => r1(b / 2 ** 20);
     say(`memory with ${FILL} names cached (filled at ${FILL_QPS} q/s), VmRSS: splitwan ${r1(rss100k.splitwan)} MB, dnsmasq ${r1(rss100k.dnsmasq)} MB, ` +
@@ -332,6 +333,8 @@ export async function run(): Promise<Record<string, unknown>> {
     say(`  splitwan: ${afterFill.cacheEntries} cache entries, ${fill.splitwan.lost} lost; empty ${r1(rssEmpty.splitwan)} MB; after a full GC ${r1(rssGc)} MB ` +
       `(heap used ${mb(afterGc.heapUsed)} of ${mb(afterGc.heapTotal)} MB, array buffers ${mb(afterGc.arrayBuffers)} MB)` +
       `${tagged && nftRss > 0 ? `; its nft -i ${r1(nftRss)} MB more` : ''}; for scale, node-echo (bare Node + one socket) ${r1(echoRss)} MB`);
+    say(`  splitwan's resident memory by kind: malloc's main arena (brk) ${r1(kinds.brk)} MB, anonymous mappings (V8 heap, other malloc arenas, stacks) ${r1(kinds.anon)} MB, ` +
+      `files (node, libraries) ${r1(kinds.file)} MB, other ${r1(kinds.other)} MB`);
     say(`  dnsmasq: ${insertions ?? '?'} cache insertions, ${fill.dnsmasq.lost} lost; empty ${r1(rssEmpty.dnsmasq)} MB (its cache is allocated at start)`);
     say(`  CPU per miss while filling: splitwan ${r1(cpuUs([fill.splitwan]))} µs${tagged ? ` (of which its nft -i ${r1(cpuUs([fill.splitwan], 'childCpu'))} µs)` : ''}, dnsmasq ${r1(cpuUs([fill.dnsmasq]))} µs`);
 
@@ -468,6 +471,7 @@ export async function run(): Promise<Record<string, unknown>> {
       dnsmasq_rss_100k_mb: r1(rss100k.dnsmasq),
       ratio_rss_vs_dnsmasq: +(rss100k.splitwan / rss100k.dnsmasq).toFixed(2),
       rss_100k_after_gc_mb: r1(rssGc),
+      rss_100k_kinds_mb: { brk: r1(kinds.brk), anon: r1(kinds.anon), file: r1(kinds.file), other: r1(kinds.other) },
       rss_empty_mb: r1(rssEmpty.splitwan),
       nft_rss_100k_mb: tagged ? r1(nftRss) : null,
       node_echo_rss_mb: r1(echoRss),

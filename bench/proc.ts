@@ -11,6 +11,28 @@ export function rssMb(pid: number): number {
   return Number(m[1]) / 1024;
 }
 
+/**
+ * Where a process's resident memory is, MB, from /proc/PID/smaps: `brk` (the
+ * [heap]: malloc's main arena), `anon` (anonymous mappings: V8's heap pages,
+ * other malloc arenas, thread stacks), `file` (the executable and libraries,
+ * mapped files) and the rest ([stack], [vdso]...).
+ */
+export function rssByKind(pid: number): { brk: number; anon: number; file: number; other: number } {
+  const out = { brk: 0, anon: 0, file: 0, other: 0 };
+  let kind: keyof typeof out = 'other';
+  for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+    const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \d+\s*(.*)$/.exec(line);
+    if (head) {
+      const name = head[1]!;
+      kind = name === '[heap]' ? 'brk' : name === '' ? 'anon' : name.startsWith('/') ? 'file' : 'other';
+      continue;
+    }
+    const rss = /^Rss:\s+(\d+) kB/.exec(line);
+    if (rss) out[kind] += Number(rss[1]) / 1024;
+  }
+  return out;
+}
+
 /** utime + stime of a process (all its threads, not its children), ms (USER_HZ 100). */
 export function cpuMs(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');

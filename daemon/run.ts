@@ -256,7 +256,11 @@ export async function runDaemon(o: RunOptions): Promise<void> {
   let resolver = makeResolver(store.current.config);
   const lookup = breakoutLookup(forwarder, () => breakoutDns);
   // The server asks `handler` each time, so a reload can swap the resolver under it.
-  const server = new DnsServer({ handler: { handle: (m, c) => resolver.handle(m, c) }, allows: (a) => acl.allows(a), logger: dnsLog });
+  const server = new DnsServer({
+    handler: { handle: (m, c) => resolver.handle(m, c), answerHit: (b, off, len, out, at, room) => resolver.answerHit(b, off, len, out, at, room) },
+    allows: (a) => acl.allows(a),
+    logger: dnsLog,
+  });
 
   // The transparent proxy (proxy.enabled): same policy, same path choice, dials on marked sockets.
   const proxyLog = log.child({ module: 'proxy' });
@@ -291,7 +295,7 @@ export async function runDaemon(o: RunOptions): Promise<void> {
     }
     proxy = p;
     proxyListen = want;
-    proxyLog.info({ listen: bound.map((a) => (a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`)), ports: c.proxy.ports }, 'proxy listening');
+    proxyLog.info({ listen: bound.map((a) => (a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`)), ports: c.proxy.ports, splicer: p.splicerName }, 'proxy listening');
   };
 
   const plan = (loaded: LoadedConfig) =>
@@ -431,6 +435,7 @@ export async function runDaemon(o: RunOptions): Promise<void> {
     // The WAN is watched too (its resolvers through the breakout), so a dead WAN shows in the log.
     monitor!.setBreakout(breakoutDns.length ? { name: 'breakout', path: 'breakout', ifname: wan ?? 'lo', dns: breakoutDns, mark: MARK_BREAKOUT, probes: [{ kind: 'dns' }] } : null);
     doh = dohEndpoints(loaded);
+    resolver.forgetFastHits(); // refuseName changed under it
     // Listening before the redirect is installed, so no redirected flow meets a closed port.
     await serveProxy(c);
     await serveMetrics(c);

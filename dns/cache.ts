@@ -261,6 +261,29 @@ export class DnsCache {
     return null;
   }
 
+  /**
+   * The map's key for (path, cacheKey), flat: a lookup with the same string
+   * object reuses its hash. For the UDP fast path, which keeps it.
+   */
+  keyOf(path: string, cacheKey: string): string {
+    return flatKey(`${path}|${cacheKey}`);
+  }
+
+  /**
+   * A fresh answer by a key from keyOf, or null; no stats, no recency: the
+   * UDP fast path calls noteHit once it has answered with it.
+   */
+  freshByKey(key: string, now: number): CachedAnswer | null {
+    const e = this.map.get(key);
+    return e !== undefined && now < e.expiresAt ? e : null;
+  }
+
+  /** Counts a hit on an answer from freshByKey and marks it used (second chance). */
+  noteHit(answer: CachedAnswer): void {
+    (answer as Entry).used = true;
+    this.hits++;
+  }
+
   /** What the cache holds for a key, fresh or within its stale window; no stats, no recency (explain). */
   peek(path: string, cacheKey: string): CachedAnswer | null {
     const e = this.map.get(`${path}|${cacheKey}`);
@@ -395,7 +418,7 @@ export class DnsCache {
 }
 
 /** Whole seconds since storing (ms in), never negative. */
-function ageSeconds(ms: number): number {
+export function ageSeconds(ms: number): number {
   return Math.max(0, Math.floor(ms / 1000));
 }
 

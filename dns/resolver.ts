@@ -13,7 +13,7 @@ import type { Clock, Logger } from '../config/logger.js';
 import type { Policy } from '../config/policy.js';
 import type { PathName, Target, Upstream } from '../config/types.js';
 import { formatIp, parseIp } from '../config/ip.js';
-import { DnsCache, InFlight, type CachedAnswer } from './cache.js';
+import { DnsCache, InFlight, ageSeconds, type CachedAnswer } from './cache.js';
 import type { Question } from './forwarder.js';
 import {
   CLASS,
@@ -23,6 +23,9 @@ import {
   TYPE,
   addEdns,
   buildError,
+  newHitScan,
+  scanHitQuery,
+  writeHitAnswer,
   buildRecordAnswer,
   clampTtlsAt,
   patchResponseAt,
@@ -114,6 +117,44 @@ export function newResolverStats(): ResolverStats {
   return { queries: 0, hits: 0, misses: 0, coalesced: 0, formerr: 0, servfail: 0, blocked: 0, staleServed: 0, tagFailures: 0, upstreamFailures: 0, byPath: {}, byRule: [] };
 }
 
+/**
+ * What the UDP fast path (answerHit) remembers of a question the full path
+ * answered from the cache: how it was decided, so a repeat is answered
+ * without deciding again as long as nothing that decided it changed.
+ */
+interface FastHit {
+  /** The policy it was decided by: another one (a reload) decides again. */
+  readonly policy: Policy;
+  /** The rule's candidates and the one picked: a failover picks another. */
+  readonly via: readonly Target[];
+  readonly path: PathName;
+  readonly rule: number;
+  /** The cache's own key (DnsCache.keyOf). */
+  readonly cacheKey: string;
+  readonly pathStats: { hits: number; misses: number; blocked: number };
+  /** ms: until then a hit need not ask the tagger whether its tags need refreshing. */
+  readonly tagQuietUntil: number;
+}
+
+/**
+ * How long a fast hit of a tagged name goes without asking the tagger. The
+ * tagger refreshes a tag once less than half its lifetime (at least
+ * `dns.tagTtl`, minutes) is left, so asking once a second per name changes
+ * nothing there; the same second bounds how long an address another path's
+ * name took over stays there before a hit of this name takes it back.
+ */
+const FAST_TAG_CHECK_MS = 1000;
+/** Questions remembered per DO bit; when full, forgotten all at once (the hot ones come back on their next hit). */
+const FAST_MAX = 8192;
+
+type Latin1Slice = (this: Uint8Array, start: number, end: number) => string;
+/** Buffer's own latin1 decoder (what toString('latin1') ends in, without its argument handling). */
+const latin1Slice: Latin1Slice =
+  (Buffer.prototype as unknown as { latin1Slice?: Latin1Slice }).latin1Slice ??
+  function (this: Uint8Array, start: number, end: number): string {
+    return Buffer.from(this.buffer, this.byteOffset, this.byteLength).toString('latin1', start, end);
+  };
+
 /** What a miss produced, shared by every coalesced waiter. */
 interface Outcome {
   wire: Buffer;
@@ -161,6 +202,9 @@ export function reverseAddress(qname: string): string | null {
 export class Resolver {
   private readonly inflight = new InFlight<Outcome | null>();
   readonly stats: ResolverStats;
+  /** answerHit's memory, by the question's wire bytes, one map per DO bit. */
+  private readonly fast: [Map<string, FastHit>, Map<string, FastHit>] = [new Map(), new Map()];
+  private readonly scan = newHitScan();
 
   constructor(private readonly d: ResolverDeps) {
     this.stats = d.stats ?? newResolverStats();
@@ -216,6 +260,72 @@ export class Resolver {
     return [...out];
   }
 
+  /**
+   * The UDP cache-hit fast path: answers the query at buf[off, off+len) into
+   * out[at, at+room) and returns the answer's length, or -1 when the query
+   * needs handle() (the caller then gives it the query as a Buffer of its
+   * own). Nothing is allocated but the lookup key: the transport reads and
+   * writes its native buffers directly.
+   *
+   * Only a repeat of a question handle() answered from the cache, in the
+   * same shape (lower-case name, EDNS or not: scanHitQuery), is answered
+   * here, and only while what decided it holds: the same policy, the same
+   * pick of the rule's candidates, the entry still fresh in the cache, no
+   * tag to look at (FAST_TAG_CHECK_MS), no truncation needed. Names whose
+   * rules look at the client's address never come here (see remember).
+   */
+  answerHit(buf: Uint8Array, off: number, len: number, out: Uint8Array, at: number, room: number): number {
+    const s = this.scan;
+    if (!scanHitQuery(buf, off, len, s)) return -1;
+    const f = this.fast[s.do ? 1 : 0].get(latin1Slice.call(buf, off + 12, s.questionEnd));
+    if (f === undefined || this.d.policy() !== f.policy || this.d.paths.pick(f.via) !== f.path) return -1;
+    const now = this.d.clock.now();
+    if (now >= f.tagQuietUntil) return -1;
+    const e = this.d.cache.freshByKey(f.cacheKey, now);
+    if (e === null) return -1;
+    const variant = s.edns ? e : e.plain;
+    if (variant === undefined) return -1;
+    const wire = variant.wire;
+    if (wire.length > s.limit || wire.length > room) return -1;
+    const n = writeHitAnswer(out, at, wire, variant.ttlOffsets, buf, off, s.questionEnd, ageSeconds(now - e.storedAt));
+    this.d.cache.noteHit(e);
+    const st = this.stats;
+    st.queries++;
+    st.hits++;
+    f.pathStats.hits++;
+    st.byRule[f.rule + 1] = (st.byRule[f.rule + 1] ?? 0) + 1;
+    return n;
+  }
+
+  /**
+   * Forgets what answerHit remembers: for a change handle() sees and the
+   * fast path would not (the names refuseName refuses: the DoH endpoint
+   * list was refreshed).
+   */
+  forgetFastHits(): void {
+    this.fast[0].clear();
+    this.fast[1].clear();
+  }
+
+  /** A hit handle() answered without waiting: answerHit may answer its repeats. */
+  private remember(msg: Buffer, q: ParsedQuery, policy: Policy, via: readonly Target[], path: PathName, rule: number, key: string, tagged: boolean): void {
+    // Rules that look at the client's address decide per client; upper case
+    // in the name is left to the full path (the fast path's key is the
+    // question's bytes as sent).
+    if (policy.hasSourceRules || q.qnameRaw !== q.qname) return;
+    const map = this.fast[q.edns !== null && q.edns.do ? 1 : 0];
+    if (map.size >= FAST_MAX) map.clear();
+    map.set(latin1Slice.call(msg, 12, q.questionEnd), {
+      policy,
+      via,
+      path,
+      rule,
+      cacheKey: this.d.cache.keyOf(path, key),
+      pathStats: this.pathStats(path),
+      tagQuietUntil: tagged ? this.d.clock.now() + FAST_TAG_CHECK_MS : Infinity,
+    });
+  }
+
   /** Failover: the answers of a path came from resolvers no longer in use. */
   flushPath(path: PathName): number {
     return this.d.cache.flushPath(path);
@@ -242,7 +352,8 @@ export class Resolver {
     } else {
       rule = policy.ruleForName(name);
     }
-    const target = this.d.paths.pick(policy.viaOf(rule));
+    const via = policy.viaOf(rule);
+    const target = this.d.paths.pick(via);
     this.stats.byRule[rule + 1] = (this.stats.byRule[rule + 1] ?? 0) + 1;
     if (target === 'block') {
       this.pathStats('block').blocked++;
@@ -262,10 +373,17 @@ export class Resolver {
       const answer = hit.answer;
       const out = this.finish(msg, q, answer, hit.ageSeconds, client);
       const list = answer.addressList;
-      if (rule < 0 || (typeof list !== 'string' && list.length === 0) || this.d.tagger === null) return out;
+      if (rule < 0 || (typeof list !== 'string' && list.length === 0) || this.d.tagger === null) {
+        this.remember(msg, q, policy, via, path, rule, key, false);
+        return out;
+      }
       // Every answer refreshes the tags; the tagger returns null when nothing needs doing: no Promise.
       const pending = this.tagLater(rule, typeof list === 'string' ? [list] : list, answer.tagTtlMs);
-      return pending === null ? out : pending.then((ok) => (ok ? out : this.servfail(msg, q)));
+      if (pending === null) {
+        this.remember(msg, q, policy, via, path, rule, key, true);
+        return out;
+      }
+      return pending.then((ok) => (ok ? out : this.servfail(msg, q)));
     }
     this.stats.misses++;
     this.pathStats(path).misses++;

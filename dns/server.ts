@@ -18,6 +18,12 @@ import { defaultUdpTransport } from './udp-mmsg-linux.js';
 
 export interface DnsHandler {
   handle(msg: Buffer, client: Client): Buffer | null | Promise<Buffer | null>;
+  /**
+   * Optional: a UDP query answered where it lies (the resolver's cache hits,
+   * Resolver.answerHit): the answer's length written at out[at], or -1 for
+   * handle(). Only for clients the ACL admits.
+   */
+  answerHit?(buf: Uint8Array, off: number, len: number, out: Uint8Array, at: number, room: number): number;
 }
 
 export interface DnsServerOptions {
@@ -138,6 +144,7 @@ export class DnsServer {
         port,
         bufferBytes: 4 << 20,
         handler: (msg, peer) => this.onDatagram(msg, peer),
+        inPlace: (buf, off, len, address, out, at, room) => this.onDatagramInPlace(buf, off, len, address, out, at, room),
         onError: (e) => {
           this.stats.errors++;
           this.o.logger.warn({ err: e, address: label }, 'DNS UDP socket error');
@@ -176,6 +183,15 @@ export class DnsServer {
       this.o.logger.error({ err: e }, 'DNS handler threw');
       return buildError({ id: msg.readUInt16BE(0), rd: (msg[2]! & 1) !== 0 }, RCODE.SERVFAIL);
     }
+  }
+
+  private onDatagramInPlace(buf: Buffer, off: number, len: number, address: string, out: Buffer, at: number, room: number): number {
+    const h = this.o.handler;
+    // Outsiders, responses and the rest get their answer (or none) from the full path.
+    if (h.answerHit === undefined || !this.o.allows(address)) return -1;
+    const n = h.answerHit(buf, off, len, out, at, room);
+    if (n >= 0) this.stats.udpQueries++;
+    return n;
   }
 
   private onDatagram(msg: Buffer, peer: UdpPeer): Buffer | null | Promise<Buffer | null> {

@@ -9,21 +9,26 @@
 // How:
 // - Sockets are made with libc (socket, bind, SO_RCVBUF/SO_SNDBUF; the
 //   FORCE variants first, as root may exceed rmem_max), non-blocking.
-// - One `Poller` per process waits in poll(2) on every listener's fd and an
-//   eventfd, on libuv's thread pool (koffi `.async`): one pool thread, however
-//   many listen addresses. The poll has a 500 ms timeout so a pending poll
-//   never holds the process at exit (libuv joins its pool threads) for long.
+// - Each listener's fd is watched by a libuv poll handle on Node's own loop
+//   (config/fd-watch-linux.ts): readable wakes the main thread directly, as
+//   Node's sockets do. (A poll(2) on libuv's thread pool came first: the
+//   hand-off between the pool thread and the main thread cost about half of
+//   the CPU of a cache hit.)
 // - When a fd is readable the main thread reads up to 64 datagrams per
-//   recvmmsg (MSG_DONTWAIT) into native buffers, hands each (copied: the
-//   resolver keeps query bytes across awaits) to the handler, copies the
-//   synchronous replies (cache hits) into native send slots pointing at the
-//   sender's sockaddr as received, and sends them all with one sendmmsg.
-//   Up to 4 batches per wakeup, then the poll is re-armed, so timers and
-//   other sockets get their turn under a flood.
+//   recvmmsg (MSG_DONTWAIT) into native buffers and offers each, where it
+//   lies, to the in-place handler (the resolver's cache hits: the answer is
+//   written straight into a native send slot, nothing allocated); the others
+//   go to the handler as a copy (the resolver keeps query bytes across
+//   awaits), and its synchronous replies are copied into send slots. Each
+//   slot's header points at the sender's sockaddr as received; one sendmmsg
+//   sends them all.
+//   Up to 4 batches per wakeup, then back to the loop (the poll is level
+//   triggered: a fd with more waiting wakes again), so timers and other
+//   sockets get their turn under a flood.
 // - A reply that comes later (a Promise: a miss) is sent with sendto(2) to a
 //   copy of the sender's sockaddr taken when the handler returned.
-// - Closing removes the fd from the poller and wakes it; the fd is closed
-//   once no poll(2) holds it, and `close()` resolves then (the port is free).
+// - Closing closes the poll handle; the fd is closed once libuv has let go
+//   of it, and `close()` resolves then (the port is free).
 //
 // Memory layout of a listener's native block (x86-64 and arm64, LP64):
 //   64 × mmsghdr (64 B) for receiving, 64 × iovec (16 B), 64 × sockaddr
@@ -32,6 +37,7 @@
 //   at most 1232 B (EDNS_UDP_SIZE); a bigger one goes by sendto.
 import { constants } from 'node:os';
 import koffi from 'koffi';
+import { READABLE, fdWatchAvailable, watchFd, type FdWatch } from '../config/fd-watch-linux.js';
 import { formatIp, parseIp } from '../config/ip.js';
 import { dgramTransport, type DatagramListener, type UdpListenOptions, type UdpPeer, type UdpTransport } from './udp.js';
 
@@ -49,11 +55,6 @@ const IPPROTO_IPV6 = 41;
 const IPV6_V6ONLY = 26;
 const MSG_DONTWAIT = 0x40;
 const MSG_TRUNC = 0x20;
-const POLLIN = 0x1;
-const POLLERR = 0x8;
-const EFD_NONBLOCK = 0o4000;
-const EFD_CLOEXEC = 0o2000000;
-const POLL_TIMEOUT_MS = 500;
 
 const BATCH = 64;
 const BATCHES_PER_WAKEUP = 4;
@@ -87,12 +88,6 @@ interface Libc {
   recvmmsg(fd: number, vec: number, vlen: number, flags: number, timeout: number): number;
   sendmmsg(fd: number, vec: number, vlen: number, flags: number): number;
   sendto(fd: number, buf: Buffer, len: number, flags: number, addr: Buffer, alen: number): number;
-  poll: ((fds: number, nfds: number, timeout: number) => number) & {
-    async: (fds: number, nfds: number, timeout: number, cb: (err: unknown, res: number) => void) => void;
-  };
-  eventfd(initval: number, flags: number): number;
-  write(fd: number, buf: Buffer, len: number): number;
-  read(fd: number, buf: Buffer, len: number): number;
   close(fd: number): number;
 }
 
@@ -103,8 +98,7 @@ function lib(): Libc {
   if (process.platform !== 'linux') throw new Error(`udp-mmsg-linux: needs Linux (this is ${process.platform})`);
   const l = koffi.load('libc.so.6');
   // Pointers into our own native blocks are passed as integers (uintptr_t):
-  // koffi then neither copies nor pins anything, and poll(2) may run on
-  // another thread while JS code runs.
+  // koffi then neither copies nor pins anything.
   libc = {
     socket: l.func('int socket(int, int, int)') as Libc['socket'],
     setsockopt: l.func('int setsockopt(int, int, int, const void *, uint32_t)') as Libc['setsockopt'],
@@ -113,10 +107,6 @@ function lib(): Libc {
     recvmmsg: l.func('int recvmmsg(int, uintptr_t, unsigned int, int, uintptr_t)') as Libc['recvmmsg'],
     sendmmsg: l.func('int sendmmsg(int, uintptr_t, unsigned int, int)') as Libc['sendmmsg'],
     sendto: l.func('intptr_t sendto(int, const void *, size_t, int, const void *, uint32_t)') as Libc['sendto'],
-    poll: l.func('int poll(uintptr_t, unsigned long, int)') as Libc['poll'],
-    eventfd: l.func('int eventfd(unsigned int, int)') as Libc['eventfd'],
-    write: l.func('intptr_t write(int, const void *, size_t)') as Libc['write'],
-    read: l.func('intptr_t read(int, _Out_ uint8_t *, size_t)') as Libc['read'],
     close: l.func('int close(int)') as Libc['close'],
   };
   return libc;
@@ -152,95 +142,13 @@ export function sockaddr(host: string, port: number): Buffer | null {
   return b;
 }
 
-/** Waits for readable fds on one pool thread; see the header. */
-class Poller {
-  private readonly listeners = new Map<number, () => void>();
-  private readonly closing: { fd: number; done: () => void }[] = [];
-  private armed = false;
-  private wakeFd = -1;
-  private fds: ReturnType<typeof koffi.alloc> | null = null;
-  private fdsAddr = 0;
-  private fdsView: DataView | null = null;
-  private capacity = 0;
-  private readonly one = Buffer.from([1, 0, 0, 0, 0, 0, 0, 0]);
-  private readonly sink = Buffer.alloc(8);
-
-  add(fd: number, onReadable: () => void): void {
-    const c = lib();
-    if (this.wakeFd < 0) {
-      this.wakeFd = c.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-      if (this.wakeFd < 0) throw sysError('eventfd');
-    }
-    this.listeners.set(fd, onReadable);
-    if (this.armed) this.wake(); // the poll in flight does not watch the new fd yet
-    else this.arm();
-  }
-
-  /** Stops watching `fd` and closes it once no poll(2) holds it. */
-  remove(fd: number): Promise<void> {
-    this.listeners.delete(fd);
-    if (!this.armed) {
-      lib().close(fd);
-      return Promise.resolve();
-    }
-    return new Promise((done) => {
-      this.closing.push({ fd, done });
-      this.wake();
-    });
-  }
-
-  private wake(): void {
-    lib().write(this.wakeFd, this.one, 8);
-  }
-
-  private arm(): void {
-    if (this.armed || this.listeners.size === 0) return;
-    const n = this.listeners.size + 1;
-    if (n > this.capacity) {
-      if (this.fds !== null) koffi.free(this.fds);
-      this.capacity = Math.max(16, n * 2);
-      this.fds = koffi.alloc('uint8', this.capacity * 8);
-      this.fdsAddr = Number(koffi.address(this.fds));
-      this.fdsView = new DataView(koffi.view(this.fds, this.capacity * 8));
-    }
-    const v = this.fdsView!;
-    let i = 0;
-    for (const fd of [this.wakeFd, ...this.listeners.keys()]) {
-      v.setInt32(i * 8, fd, true);
-      v.setInt16(i * 8 + 4, POLLIN, true);
-      v.setInt16(i * 8 + 6, 0, true);
-      i++;
-    }
-    this.armed = true;
-    lib().poll.async(this.fdsAddr, n, POLL_TIMEOUT_MS, () => this.onPoll(n));
-  }
-
-  private onPoll(n: number): void {
-    this.armed = false;
-    const c = lib();
-    for (const { fd, done } of this.closing.splice(0)) {
-      c.close(fd);
-      done();
-    }
-    const v = this.fdsView!;
-    if ((v.getInt16(6, true) & POLLIN) !== 0) c.read(this.wakeFd, this.sink, 8);
-    for (let i = 1; i < n; i++) {
-      const revents = v.getInt16(i * 8 + 6, true);
-      if ((revents & (POLLIN | POLLERR)) === 0) continue;
-      // A listener removed meanwhile is not in the map any more; its fd may even be another's now.
-      this.listeners.get(v.getInt32(i * 8, true))?.();
-    }
-    this.arm();
-  }
-}
-
-let poller: Poller | null = null;
-
 class MmsgListener implements DatagramListener {
   private open = true;
+  /** Set right after construction; closed before the fd. */
+  watch: FdWatch | null = null;
   private readonly mem: ReturnType<typeof koffi.alloc>;
   private readonly base: number;
-  private readonly u8: Uint8Array;
+  private readonly u8: Buffer;
   private readonly dv: DataView;
   /** IPv4 senders' text, by address: formatting one per datagram would cost as much as the lookup. */
   private readonly v4Names = new Map<number, string>();
@@ -258,7 +166,7 @@ class MmsgListener implements DatagramListener {
     this.mem = koffi.alloc('uint8', BLOCK);
     this.base = Number(koffi.address(this.mem));
     const ab = koffi.view(this.mem, BLOCK);
-    this.u8 = new Uint8Array(ab);
+    this.u8 = Buffer.from(ab);
     this.dv = new DataView(ab);
     this.u8.fill(0);
     const dv = this.dv;
@@ -307,11 +215,24 @@ class MmsgListener implements DatagramListener {
       dv.setUint32(h + H_NAMELEN, NAME, true); // recvmmsg wrote the sender's length: room for the next
       if ((flags & MSG_TRUNC) !== 0) continue; // over 4 KB: no DNS query is; dropped like other garbage
       const start = RECV_BUFS + i * RECV_SLOT;
+      const nameAt = NAMES + i * NAME;
+      const address = this.addressAt(nameAt);
+      if (address === null) continue;
+      if (this.o.inPlace !== undefined) {
+        let w = -1;
+        try {
+          w = this.o.inPlace(u8, start, len, address, u8, SEND_BUFS + replies * SEND_SLOT, SEND_SLOT);
+        } catch (e) {
+          this.o.onError(e as Error); // then the handler has a go at it
+        }
+        if (w >= 0) {
+          this.queue(replies++, i, nameLen, w);
+          continue;
+        }
+      }
       const msg = Buffer.allocUnsafe(len);
       msg.set(u8.subarray(start, start + len));
-      const nameAt = NAMES + i * NAME;
-      const peer = this.peer(nameAt);
-      if (peer === null) continue;
+      const peer: UdpPeer = { address, port: (u8[nameAt + 2]! << 8) | u8[nameAt + 3]! };
       let out;
       try {
         out = this.o.handler(msg, peer);
@@ -334,18 +255,23 @@ class MmsgListener implements DatagramListener {
         this.sendTo(out, u8.subarray(nameAt, nameAt + nameLen));
         continue;
       }
-      const s = SEND_HDRS + replies * HDR;
       u8.set(out, SEND_BUFS + replies * SEND_SLOT);
-      // Plain 32-bit stores: a BigInt per reply costs more than the rest of
-      // this loop. The iov length's high half is 0 from the start; the
-      // pointer's halves were computed once.
-      dv.setUint32(SEND_IOVS + replies * IOV + 8, out.length, true);
-      dv.setUint32(s + H_NAME, this.nameLo[i]!, true);
-      dv.setUint32(s + H_NAME + 4, this.nameHi[i]!, true);
-      dv.setUint32(s + H_NAMELEN, nameLen, true);
-      replies++;
+      this.queue(replies++, i, nameLen, out.length);
     }
     if (replies > 0 && this.open) this.flush(replies);
+  }
+
+  /** Send slot `slot` holds `length` bytes for the sender of receive slot `from`. */
+  private queue(slot: number, from: number, nameLen: number, length: number): void {
+    const dv = this.dv;
+    const s = SEND_HDRS + slot * HDR;
+    // Plain 32-bit stores: a BigInt per reply costs more than the rest of
+    // the loop. The iov length's high half is 0 from the start; the
+    // pointer's halves were computed once.
+    dv.setUint32(SEND_IOVS + slot * IOV + 8, length, true);
+    dv.setUint32(s + H_NAME, this.nameLo[from]!, true);
+    dv.setUint32(s + H_NAME + 4, this.nameHi[from]!, true);
+    dv.setUint32(s + H_NAMELEN, nameLen, true);
   }
 
   /** Sends the batch's replies; one that fails (EPERM from a firewall, ENETUNREACH...) is reported and skipped. */
@@ -375,10 +301,10 @@ class MmsgListener implements DatagramListener {
     }
   }
 
-  private peer(at: number): UdpPeer | null {
-    const { u8, dv } = this;
+  /** The sender's address as text, from the sockaddr at `at`; null for a family we do not serve. */
+  private addressAt(at: number): string | null {
+    const dv = this.dv;
     const family = dv.getUint16(at, true);
-    const port = (u8[at + 2]! << 8) | u8[at + 3]!;
     if (family === AF_INET) {
       const a = dv.getUint32(at + 4, false);
       let name = this.v4Names.get(a);
@@ -387,7 +313,7 @@ class MmsgListener implements DatagramListener {
         name = `${a >>> 24}.${(a >>> 16) & 255}.${(a >>> 8) & 255}.${a & 255}`;
         this.v4Names.set(a, name);
       }
-      return { address: name, port };
+      return name;
     }
     if (family !== AF_INET6) return null;
     const w: [number, number, number, number] = [dv.getUint32(at + 8, false), dv.getUint32(at + 12, false), dv.getUint32(at + 16, false), dv.getUint32(at + 20, false)];
@@ -397,13 +323,14 @@ class MmsgListener implements DatagramListener {
       this.lastV6Key = key;
       this.lastV6Name = formatIp({ family: 6, w }) + (scope !== 0 ? `%${scope}` : '');
     }
-    return { address: this.lastV6Name, port };
+    return this.lastV6Name;
   }
 
   async close(): Promise<void> {
     if (!this.open) return;
     this.open = false;
-    await poller!.remove(this.fd);
+    await this.watch?.close();
+    lib().close(this.fd);
     koffi.free(this.mem);
   }
 }
@@ -438,7 +365,15 @@ export class MmsgTransport implements UdpTransport {
       if (c.getsockname(fd, got, [NAME]) !== 0) throw sysError('getsockname');
       const port = got.readUInt16BE(2);
       const listener = new MmsgListener(fd, port, o);
-      (poller ??= new Poller()).add(fd, () => listener.drain());
+      listener.watch = watchFd(
+        fd,
+        READABLE,
+        (status) => {
+          if (status < 0) o.onError(Object.assign(new Error(`poll: libuv error ${status}`), { code: 'EPOLL' }));
+          else listener.drain();
+        },
+        o.onError,
+      );
       return listener;
     } catch (e) {
       c.close(fd);
@@ -456,6 +391,7 @@ export function defaultUdpTransport(env: NodeJS.ProcessEnv = process.env): UdpTr
   if (env.SPLITWAN_DNS_UDP === 'dgram' || process.platform !== 'linux') return dgramTransport;
   try {
     lib();
+    if (!fdWatchAvailable()) return dgramTransport;
     return new MmsgTransport();
   } catch {
     return dgramTransport;

@@ -20,12 +20,22 @@ export interface UdpPeer {
 
 export type DatagramReply = Buffer | null | Promise<Buffer | null>;
 export type DatagramHandler = (msg: Buffer, peer: UdpPeer) => DatagramReply;
+/**
+ * A transport that reads into buffers of its own may first offer a datagram
+ * where it lies, buf[off, off+len), with room for the reply at out[at,
+ * at+room): the reply's length when it was written there, or -1 to have the
+ * datagram go to the handler as a Buffer of its own. (The resolver's cache
+ * hits: nothing copied or allocated per datagram.)
+ */
+export type InPlaceHandler = (buf: Buffer, off: number, len: number, address: string, out: Buffer, at: number, room: number) => number;
 
 export interface UdpListenOptions {
   host: string;
   /** 0: the kernel picks. */
   port: number;
   handler: DatagramHandler;
+  /** Tried first by transports with buffers of their own (recvmmsg); dgram does not. */
+  inPlace?: InPlaceHandler;
   /** A socket error that did not stop the listener (logged by the caller). */
   onError: (e: Error) => void;
   /** SO_RCVBUF / SO_SNDBUF: bursts of queries wait here while the process works. */

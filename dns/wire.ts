@@ -779,3 +779,106 @@ export function truncateForUdp(resp: Buffer, limit: number, withOpt?: boolean): 
   return out;
 }
 
+
+// ---------------------------------------------------------------------------
+// The UDP cache-hit fast path (resolver.answerHit): a query read where it
+// lies (the transport's receive slot) and an answer written where it is sent
+// from (a send slot), with nothing allocated. Only the plainest queries take
+// it; anything else returns "no" and goes the full way (parseQuery...).
+
+/** What scanHitQuery found; one reusable object (the caller's), filled in place. */
+export interface HitScan {
+  /** Offset just past the question (name, type, class) in the buffer. */
+  questionEnd: number;
+  /** The client sent an OPT record (EDNS). */
+  edns: boolean;
+  /** The DO bit of that OPT. */
+  do: boolean;
+  /** The largest UDP answer the client takes (udpLimit). */
+  limit: number;
+}
+
+export function newHitScan(): HitScan {
+  return { questionEnd: 0, edns: false, do: false, limit: CLASSIC_UDP_SIZE };
+}
+
+/**
+ * Whether buf[off, off+len) is a query the fast path may answer: QUERY, not
+ * a response, one question whose name is uncompressed and has no upper-case
+ * letter (the cache is keyed lower-case; other names go the full way), no
+ * answer or authority records, and at most one additional record, an EDNS
+ * version 0 OPT owned by the root, ending exactly at the end of the message.
+ * Fills `s`. False says nothing about validity: the full path decides.
+ */
+export function scanHitQuery(buf: Uint8Array, off: number, len: number, s: HitScan): boolean {
+  if (len < 17) return false; // header + root name + type + class
+  const end = off + len;
+  // QR, opcode (bits 1-4 of byte 2) zero; qdcount 1; ancount, nscount 0; arcount 0 or 1.
+  if ((buf[off + 2]! & 0xf8) !== 0) return false;
+  if (buf[off + 4] !== 0 || buf[off + 5] !== 1 || buf[off + 6] !== 0 || buf[off + 7] !== 0 || buf[off + 8] !== 0 || buf[off + 9] !== 0 || buf[off + 10] !== 0) return false;
+  const arcount = buf[off + 11]!;
+  if (arcount > 1) return false;
+  let o = off + 12;
+  let wire = 1;
+  for (;;) {
+    if (o >= end) return false;
+    const l = buf[o]!;
+    if (l === 0) break;
+    if (l > 63) return false; // compression or an extended label type
+    wire += l + 1;
+    if (wire > MAX_NAME_WIRE || o + 1 + l >= end) return false;
+    for (let i = o + 1; i <= o + l; i++) {
+      const c = buf[i]!;
+      if (c >= 0x41 && c <= 0x5a) return false;
+    }
+    o += l + 1;
+  }
+  o += 5; // root byte, type, class
+  if (o > end) return false;
+  s.questionEnd = o;
+  if (arcount === 0) {
+    if (o !== end) return false;
+    s.edns = false;
+    s.do = false;
+    s.limit = CLASSIC_UDP_SIZE;
+    return true;
+  }
+  // The OPT: root owner, type 41, class = UDP size, TTL = ext-rcode, version, flags; rdlength.
+  if (o + 11 > end || buf[o] !== 0 || buf[o + 1] !== 0 || buf[o + 2] !== TYPE.OPT || buf[o + 6] !== 0) return false;
+  if (o + 11 + ((buf[o + 9]! << 8) | buf[o + 10]!) !== end) return false;
+  const size = (buf[o + 3]! << 8) | buf[o + 4]!;
+  s.edns = true;
+  s.do = (buf[o + 7]! & 0x80) !== 0;
+  s.limit = size < CLASSIC_UDP_SIZE ? CLASSIC_UDP_SIZE : size > EDNS_UDP_SIZE ? EDNS_UDP_SIZE : size;
+  return true;
+}
+
+/**
+ * patchResponseAt writing into `out` at `at` instead of a new Buffer: the
+ * cached answer with the ID and the question bytes of the query at
+ * buf[msg, questionEnd) (the same name up to case and the same length: the
+ * cache key says so) and the TTLs aged. Returns the answer's length.
+ */
+export function writeHitAnswer(out: Uint8Array, at: number, cached: Uint8Array, offsets: readonly number[], buf: Uint8Array, msg: number, questionEnd: number, ageSeconds: number): number {
+  const n = cached.length;
+  out.set(cached, at);
+  out[at] = buf[msg]!;
+  out[at + 1] = buf[msg + 1]!;
+  for (let i = msg + 12, j = at + 12; i < questionEnd; i++, j++) out[j] = buf[i]!;
+  const age = ageSeconds >= 1 ? Math.floor(ageSeconds) : 0;
+  if (age > 0) {
+    for (let i = 0; i < offsets.length; i++) {
+      const o = offsets[i]!;
+      if (!(o >= 12 && o + 4 <= n)) continue;
+      const p = at + o;
+      let ttl = ((out[p]! << 24) | (out[p + 1]! << 16) | (out[p + 2]! << 8) | out[p + 3]!) >>> 0;
+      if (ttl > 0x7fffffff) ttl = 0; // RFC 2181 §8
+      ttl = ttl > age ? ttl - age : 0;
+      out[p] = ttl >>> 24;
+      out[p + 1] = (ttl >>> 16) & 0xff;
+      out[p + 2] = (ttl >>> 8) & 0xff;
+      out[p + 3] = ttl & 0xff;
+    }
+  }
+  return n;
+}

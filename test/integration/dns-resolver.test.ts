@@ -922,6 +922,11 @@ describe.skipIf(!runs)('resolver end to end: dig / dns-packet → splitwan → o
       expect(ok.status).toBe('NOERROR');
       expect(addrs(ok)).toEqual([NET.breakout.v4]);
       expect(count(B, 'acl.breakout.test')).toBe(1);
+      // Cached and asked again (now answered in place, the UDP fast path): outsiders are still refused.
+      for (let i = 0; i < 2; i++) expect(addrs(await dig(A.port, ['acl.breakout.test']))).toEqual([NET.breakout.v4]);
+      expect((await dig(A.port, ['acl.breakout.test'], { bind: '127.0.0.2' })).status).toBe('REFUSED');
+      expect(A.server.stats.refused).toBe(3);
+      expect(count(B, 'acl.breakout.test')).toBe(1);
     });
   });
 

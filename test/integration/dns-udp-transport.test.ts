@@ -155,13 +155,46 @@ describe('recvmmsg transport specifics', () => {
     expect((await w).map(String)).toEqual([`127.0.0.1:${c.address().port}|small`]);
   });
 
-  it('several listeners share one poller: each answers on its own port', async () => {
+  it('several listeners on one event loop: each answers on its own port', async () => {
     const t = new MmsgTransport();
     const ls = await Promise.all([0, 1, 2].map(() => listen(t, (msg, peer) => Buffer.from(`${msg.toString()}@${peer.port}`))));
     const c = await client();
     const w = collect(c, 3);
     for (const [i, l] of ls.entries()) c.send(`l${i}`, l.port, '127.0.0.1');
     expect((await w).map(String).sort()).toEqual([0, 1, 2].map((i) => `l${i}@${c.address().port}`));
+  });
+
+  it('the in-place handler answers where it can (written into the send slot), the handler gets the rest; a throw falls through to the handler', async () => {
+    const t = new MmsgTransport();
+    const errors: Error[] = [];
+    const seen: string[] = [];
+    const l = await t.listen({
+      host: '127.0.0.1',
+      port: 0,
+      bufferBytes: 1 << 20,
+      onError: (e) => errors.push(e),
+      handler: (msg, peer) => Buffer.from(`slow ${msg.toString()} ${peer.port}`),
+      inPlace: (buf, off, len, address, out, at, room) => {
+        const text = buf.toString('latin1', off, off + len);
+        seen.push(`${address} ${room}`);
+        if (text === 'boom') throw new Error('in-place handler failed');
+        if (!text.startsWith('fast')) return -1;
+        return out.write(`in place ${text}`, at, 'latin1');
+      },
+    });
+    open.push(l);
+    const c = await client();
+    const w = collect(c, 3 * 20);
+    for (let i = 0; i < 20; i++) for (const m of [`fast${i}`, `other${i}`, 'boom']) c.send(m, l.port, '127.0.0.1');
+    const got = (await w).map(String);
+    const port = c.address().port;
+    for (let i = 0; i < 20; i++) {
+      expect(got).toContain(`in place fast${i}`);
+      expect(got).toContain(`slow other${i} ${port}`);
+    }
+    expect(got.filter((g) => g === `slow boom ${port}`)).toHaveLength(20);
+    expect(errors.map((e) => e.message)).toEqual(Array(20).fill('in-place handler failed'));
+    expect(new Set(seen)).toEqual(new Set(['127.0.0.1 2048']));
   });
 
   it('sockaddr: IP literals only (a name or a %scope is left to dgram)', () => {

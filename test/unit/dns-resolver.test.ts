@@ -6,6 +6,7 @@
 //
 // Bytes in, bytes out: every assertion reads the answer the client would get.
 import * as dnsPacket from 'dns-packet';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parseDomainPattern } from '../../config/domain.js';
 import { parseCidr } from '../../config/ip.js';
@@ -975,5 +976,205 @@ describe('Resolver: EDNS, size and case', () => {
       expect(dataOf(out)).toEqual(['192.0.2.77']);
     }
     expect(up.asked).toHaveLength(1);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// answerHit: the UDP transport offers each datagram where it lies; cache hits
+// are written straight into the send slot. Whatever it answers must be the
+// bytes handle() would have answered; everything else it leaves to handle().
+
+/**
+ * answerHit on `msg` placed at an odd offset of a bigger buffer, with the
+ * answer asked at an offset of another: the answer, or null (-1: handle()'s
+ * job). Fails the test if anything was written outside the answer's bytes.
+ */
+function inPlace(r: Resolver, msg: Buffer, room = 2048): Buffer | null {
+  const buf = Buffer.alloc(7 + msg.length + 5, 0xee);
+  msg.copy(buf, 7);
+  const out = Buffer.alloc(3 + room + 3, 0xaa);
+  const n = r.answerHit(buf, 7, msg.length, out, 3, room);
+  if (n < 0) {
+    expect(n).toBe(-1);
+    expect(out.every((b) => b === 0xaa)).toBe(true);
+    return null;
+  }
+  expect(n).toBeLessThanOrEqual(room);
+  expect(out.subarray(0, 3).every((b) => b === 0xaa) && out.subarray(3 + n).every((b) => b === 0xaa)).toBe(true);
+  return Buffer.from(out.subarray(3, 3 + n));
+}
+
+describe('Resolver: answerHit (the UDP fast path)', () => {
+  it('answers the repeat of a hit handle() answered, byte for byte as handle() would, and counts it', async () => {
+    const { resolver, up, cache } = setup();
+    const q = (id: number) => query('plain.example', 'A', { id, edns: {} });
+    expect(inPlace(resolver, q(1))).toBeNull(); // never seen
+    await ask(resolver, q(1)); // a miss: nothing remembered yet
+    expect(inPlace(resolver, q(2))).toBeNull();
+    const hit = resolver.handle(q(3), LOCAL) as Buffer; // a hit: remembered
+    expect(hit).toBeInstanceOf(Buffer);
+    const before = { ...resolver.stats, byRule: [...resolver.stats.byRule] };
+    const cacheHits = cache.stats().hits;
+    const fast = inPlace(resolver, q(0xbeef))!;
+    expect(fast).not.toBeNull();
+    expect(idOf(fast)).toBe(0xbeef);
+    expect(fast.equals(resolver.handle(q(0xbeef), LOCAL) as Buffer)).toBe(true);
+    expect(dataOf(fast)).toEqual(['192.0.2.1']);
+    // Counted like a hit of handle(): queries, hits, the path's hits, the rule's (the default: index 0), the cache's.
+    expect(resolver.stats.queries - before.queries).toBe(2);
+    expect(resolver.stats.hits - before.hits).toBe(2);
+    expect(resolver.stats.byPath.tunnel!.hits).toBe(3);
+    expect(resolver.stats.byRule[0]! - before.byRule[0]!).toBe(2);
+    expect(cache.stats().hits - cacheHits).toBe(2);
+    expect(up.asked).toHaveLength(1);
+  });
+
+  it('ages TTLs as handle() does; once the answer expires it is handle()\'s again (and the upstream is asked)', async () => {
+    const { resolver, up, clock } = setup();
+    up.respond = (q) => reply(q, { answers: [A('aging.example', '192.0.2.7', 300)] });
+    await ask(resolver, query('aging.example'));
+    await ask(resolver, query('aging.example'));
+    clock.advance(100_500);
+    expect(ttlsOf(inPlace(resolver, query('aging.example'))!)).toEqual([200]);
+    clock.advance(199_600);
+    expect(inPlace(resolver, query('aging.example'))).toBeNull();
+    await ask(resolver, query('aging.example'));
+    expect(up.asked).toHaveLength(2);
+  });
+
+  it('with and without EDNS, and per DO bit: each shape answered as handle() answers it (OPT or none)', async () => {
+    const { resolver } = setup();
+    const shapes = [query('shape.example'), query('shape.example', 'A', { edns: {} }), query('shape.example', 'A', { edns: { do: true } })];
+    for (const q of shapes) await ask(resolver, q);
+    for (const q of shapes) {
+      const viaHandle = await ask(resolver, q); // a hit: makes the variant, remembers
+      const fast = inPlace(resolver, q);
+      expect(fast).not.toBeNull();
+      expect(fast!.equals(viaHandle)).toBe(true);
+    }
+    expect(optOf(inPlace(resolver, shapes[0]!)!)).toBeUndefined();
+    expect(optOf(inPlace(resolver, shapes[1]!)!)?.udpPayloadSize).toBe(1232);
+  });
+
+  it('leaves to handle(): upper case, two questions, a response, EDNS version 1, other records, trailing bytes, no room, truncation', async () => {
+    const { resolver, up } = setup();
+    const big = Array.from({ length: 40 }, (_, i) => A('big.example', `192.0.2.${i + 1}`));
+    up.respond = (q, qq) => reply(q, { answers: qq.qname === 'big.example' ? big : [A(qq.qname, '192.0.2.1')] });
+    for (let i = 0; i < 2; i++) {
+      await ask(resolver, query('ok.example'));
+      await ask(resolver, query('ok.example', 'A', { edns: {} }));
+      await ask(resolver, query('big.example', 'A', { edns: { udpSize: 4096 } }));
+      await ask(resolver, query('big.example'));
+    }
+    expect(inPlace(resolver, query('ok.example'))).not.toBeNull();
+    expect(inPlace(resolver, query('OK.example'))).toBeNull();
+    const two = dnsPacket.encode({ type: 'query', id: 1, flags: 0, questions: [{ name: 'ok.example', type: 'A' }, { name: 'ok.example', type: 'A' }] });
+    expect(inPlace(resolver, two)).toBeNull();
+    const response = Buffer.from(query('ok.example'));
+    response[2]! |= 0x80;
+    expect(inPlace(resolver, response)).toBeNull();
+    expect(inPlace(resolver, query('ok.example', 'A', { edns: { version: 1 } }))).toBeNull();
+    const withAnswer = dnsPacket.encode({ type: 'query', id: 1, flags: 0, questions: [{ name: 'ok.example', type: 'A' }], answers: [A('ok.example', '192.0.2.9')] });
+    expect(inPlace(resolver, withAnswer)).toBeNull();
+    expect(inPlace(resolver, Buffer.concat([query('ok.example'), Buffer.from([0])]))).toBeNull();
+    expect(inPlace(resolver, query('ok.example'), 20)).toBeNull(); // the answer does not fit the room given
+    // 40 records: over 512 bytes, so a client without EDNS gets TC from handle(); within 1232, an EDNS client gets it all.
+    expect(inPlace(resolver, query('big.example'))).toBeNull();
+    expect(isTc(await ask(resolver, query('big.example')))).toBe(true);
+    expect(dataOf(inPlace(resolver, query('big.example', 'A', { edns: { udpSize: 4096 } }))!)).toHaveLength(40);
+    expect(inPlace(resolver, query('big.example', 'A', { edns: { udpSize: 512 } }))).toBeNull();
+  });
+
+  it('decides again when what decided changes: a failover of the rule\'s pick, a flushed path, forgetFastHits', async () => {
+    const { resolver, up, paths } = setup();
+    up.respond = (q, qq, path) => reply(q, { answers: [A(qq.qname, path === 'breakout' ? '192.0.2.2' : '10.65.0.2')] });
+    await ask(resolver, query('failover.test'));
+    await ask(resolver, query('failover.test'));
+    expect(dataOf(inPlace(resolver, query('failover.test'))!)).toEqual(['10.65.0.2']);
+    paths.down.add('gw:gw2'); // the rule's first candidate fails: breakout now
+    expect(inPlace(resolver, query('failover.test'))).toBeNull();
+    expect(dataOf(await ask(resolver, query('failover.test')))).toEqual(['192.0.2.2']);
+    expect(up.paths).toEqual(['gw:gw2', 'breakout']);
+    await ask(resolver, query('failover.test'));
+    expect(dataOf(inPlace(resolver, query('failover.test'))!)).toEqual(['192.0.2.2']);
+    resolver.flushPath('breakout');
+    expect(inPlace(resolver, query('failover.test'))).toBeNull();
+    await ask(resolver, query('failover.test'));
+    await ask(resolver, query('failover.test'));
+    expect(inPlace(resolver, query('failover.test'))).not.toBeNull();
+    resolver.forgetFastHits();
+    expect(inPlace(resolver, query('failover.test'))).toBeNull();
+  });
+
+  it('a new policy (a reload) decides again', async () => {
+    const clock = new FakeClock();
+    const up = new FakeUpstream();
+    const cache = new DnsCache({ size: 100, minTtl: 0, maxTtl: 86_400, negativeTtl: 900, serveStale: false, staleTtl: 0 }, clock);
+    let policy = policyOf(MAIN);
+    const resolver = new Resolver({
+      policy: () => policy,
+      paths: new FakePaths(),
+      upstreams: up,
+      tagger: null,
+      cache,
+      clock,
+      logger: silentLogger,
+      options: { tagTtlMs: 600_000, blockAnswer: 'null', minTtl: 0, maxTtl: 86_400, negativeTtl: 900 },
+    });
+    await ask(resolver, query('moved.example'));
+    await ask(resolver, query('moved.example'));
+    expect(inPlace(resolver, query('moved.example'))).not.toBeNull();
+    policy = policyOf([{ domains: ['moved.example'], via: ['block'] }]);
+    expect(inPlace(resolver, query('moved.example'))).toBeNull();
+    expect(dataOf(await ask(resolver, query('moved.example')))).toEqual(['0.0.0.0']);
+  });
+
+  it('rules that look at the client\'s address: never answered here (each client is decided by handle())', async () => {
+    const { resolver } = setup({ rules: SOURCES });
+    for (let i = 0; i < 3; i++) await ask(resolver, query('plain.example'), lan('192.168.1.10'));
+    expect(inPlace(resolver, query('plain.example'))).toBeNull();
+  });
+
+  it('a tagged name: answered here for a second at most, then handle() asks the tagger (and re-tags near expiry)', async () => {
+    const { resolver, up, tagger, clock } = setup();
+    up.respond = (q, qq) => reply(q, { answers: [A(qq.qname, '192.0.2.40', 3600)] });
+    await ask(resolver, query('breakout.test'));
+    await ask(resolver, query('breakout.test'));
+    expect(inPlace(resolver, query('breakout.test'))).not.toBeNull();
+    clock.advance(999);
+    expect(inPlace(resolver, query('breakout.test'))).not.toBeNull();
+    clock.advance(1);
+    expect(inPlace(resolver, query('breakout.test'))).toBeNull();
+    clock.advance(1_800_000); // less than half of the tag's 3600 s left
+    expect(resolver.handle(query('breakout.test'), LOCAL)).toBeInstanceOf(Promise); // re-tagging: handle() waits for it
+    expect(tagger.calls).toBe(2);
+  });
+
+  it('whatever it answers is what handle() answers (random names, types, IDs, EDNS shapes and clock steps)', async () => {
+    const { resolver, up, clock } = setup();
+    up.respond = (q, qq) =>
+      reply(q, { answers: qq.qtype === 1 ? [A(qq.qname, '192.0.2.3', 60 + qq.qname.length)] : [], authorities: qq.qtype === 1 ? [] : [soa('example', 300, 120)] });
+    const names = ['a.example', 'b.example', 'breakout.test', 'pinned.test', 'x.alias.test', 'Mixed.example'];
+    let answered = 0;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.constantFrom(...names),
+        fc.constantFrom<dnsPacket.RecordType>('A', 'AAAA', 'TXT'),
+        fc.integer({ min: 0, max: 0xffff }),
+        fc.option(fc.record({ udpSize: fc.integer({ min: 0, max: 4096 }), do: fc.boolean() }), { nil: null }),
+        fc.integer({ min: 0, max: 3_000 }),
+        async (name, type, id, edns, step) => {
+          clock.advance(step);
+          const q = query(name, type, { id, edns });
+          const fast = inPlace(resolver, q);
+          const full = await ask(resolver, q);
+          if (fast === null) return;
+          answered++;
+          expect(fast.equals(full)).toBe(true);
+        },
+      ),
+      { numRuns: 400 },
+    );
+    expect(answered).toBeGreaterThan(50); // the property was exercised
   });
 });
