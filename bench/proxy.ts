@@ -43,6 +43,8 @@
 //
 // Nothing is pinned by default (2 shared cores: a proxy that needs less CPU
 // leaves more to the client and server, which is part of what it is worth);
+// splitwan's byte path is splice(2) (proxy/splice-linux.ts) unless the
+// environment says SPLITWAN_PROXY_SPLICE=pipe (Node's pipe(), to compare).
 // BP_PIN=1 pins the proxies to the last CPU and everything else to the
 // others. BP_PROF=DIR writes a CPU profile of splitwan's proxy (the whole
 // run: its figures then do not count). BP_SECONDS (5) per measurement.

@@ -13,11 +13,15 @@
 //
 // Pure of OS effects: the kernel lookups (original destination, marked dials)
 // come in through ProxyDeps, so tests run it on loopback with plain sockets.
+// The byte path is a Splicer (ProxyDeps.splicer): by default splice(2) on
+// Linux (splice-linux.ts, SPLITWAN_PROXY_SPLICE=pipe for Node's pipe()), as
+// the resolver picks its UDP transport.
 import net from 'node:net';
 import type { Policy } from '../config/policy.js';
 import type { PathName, Target } from '../config/types.js';
 import { peek, PEEK_LIMIT, type PeekResult } from './peek.js';
-import { splice, type SpliceEnd } from './splice.js';
+import { defaultSplicer } from './splice-linux.js';
+import { resetSocket, type Splice, type SpliceEnd, type Splicer } from './splice.js';
 
 export interface ProxyLogger {
   /** pino's: lets the per-connection debug line cost nothing when debug is off. */
@@ -40,6 +44,8 @@ export interface ProxyDeps {
   /** Where the client was going before the redirect; null when the kernel has no record (not redirected). */
   originalDst(socket: net.Socket): { address: string; port: number } | null;
   logger: ProxyLogger;
+  /** What moves the bytes once a connection is decided; default defaultSplicer() (splice(2) on Linux). */
+  splicer?: Splicer;
 }
 
 export interface ProxyOptions {
@@ -109,7 +115,9 @@ function unmapped(address: string): string {
 
 export class TransparentProxy {
   private readonly servers: net.Server[] = [];
+  /** Sockets not yet handed to a splice (peeking, dialling): close() resets these; spliced ones go through their Splice. */
   private readonly sockets = new Set<net.Socket>();
+  private readonly splicer: Splicer;
   /** The listeners' addresses, read once at listen (isSelf runs per connection). */
   private readonly bound: { address: string; port: number }[] = [];
   private closed = false;
@@ -122,13 +130,20 @@ export class TransparentProxy {
     ends: { closed: 0, 'reset-by-client': 0, 'reset-by-server': 0, idle: 0 },
     paths: {},
   };
-  /** Live connections' sockets by path, so stats() can include bytes of connections still open. */
-  private readonly live = new Map<net.Socket, { path: string; upstream: net.Socket }>();
+  /** Live connections' splices by path, so stats() can include bytes of connections still open. */
+  private readonly live = new Map<Splice, string>();
 
   constructor(
     private readonly deps: ProxyDeps,
     private options: ProxyOptions,
-  ) {}
+  ) {
+    this.splicer = deps.splicer ?? defaultSplicer();
+  }
+
+  /** Which splicer moves the bytes (`splice` or `pipe`), for the log line at start. */
+  get splicerName(): string {
+    return this.splicer.name;
+  }
 
   /** Timeouts take effect for new connections (a reload). */
   configure(options: ProxyOptions): void {
@@ -165,11 +180,12 @@ export class TransparentProxy {
   traffic(): Record<string, PathTraffic> {
     const out: Record<string, PathTraffic> = {};
     for (const [k, v] of Object.entries(this.stats.paths)) out[k] = { ...v };
-    for (const [client, { path, upstream }] of this.live) {
+    for (const [s, path] of this.live) {
       const t = out[path];
       if (!t) continue;
-      t.bytesUp += client.bytesRead;
-      t.bytesDown += upstream.bytesRead;
+      const b = s.bytes();
+      t.bytesUp += b.up;
+      t.bytesDown += b.down;
     }
     return out;
   }
@@ -282,13 +298,12 @@ export class TransparentProxy {
     const traffic = (this.stats.paths[path] ??= { connections: 0, active: 0, bytesUp: 0, bytesDown: 0 });
     traffic.connections++;
     traffic.active++;
-    this.sockets.add(upstream);
-    this.live.set(client, { path, upstream });
-    upstream.once('close', () => this.sockets.delete(upstream));
-    if (bytes.length > 0) upstream.write(bytes);
-    if (ended) upstream.end();
-    const r = await splice(client, upstream, this.options.idleTimeoutMs);
-    this.live.delete(client);
+    // From here the splice owns both sockets (see Splicer.start).
+    this.sockets.delete(client);
+    const s = this.splicer.start(client, upstream, this.options.idleTimeoutMs, { head: bytes, clientEnded: ended });
+    this.live.set(s, path);
+    const r = await s.done;
+    this.live.delete(s);
     traffic.active--;
     traffic.bytesUp += r.up;
     traffic.bytesDown += r.down;
@@ -301,10 +316,9 @@ export class TransparentProxy {
    */
   resetPaths(paths: readonly string[]): number {
     let n = 0;
-    for (const [client, { path, upstream }] of this.live) {
+    for (const [s, path] of this.live) {
       if (!paths.includes(path)) continue;
-      resetSocket(upstream);
-      resetSocket(client);
+      s.reset();
       n++;
     }
     return n;
@@ -314,6 +328,7 @@ export class TransparentProxy {
   async close(): Promise<void> {
     this.closed = true;
     const closing = this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
+    for (const s of this.live.keys()) s.reset();
     for (const s of this.sockets) resetSocket(s);
     this.servers.length = 0;
     this.bound.length = 0;
@@ -329,12 +344,3 @@ function nullIfNegative(rule: number): number | null {
   return rule < 0 ? null : rule;
 }
 
-/** A refused or blocked connection gets a TCP reset, so the client fails fast instead of waiting. */
-function resetSocket(s: net.Socket): void {
-  if (s.destroyed) return;
-  try {
-    s.resetAndDestroy();
-  } catch {
-    s.destroy();
-  }
-}

@@ -18,6 +18,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig, type LoadedConfig } from '../../config/load.js';
 import type { PathName, Target } from '../../config/types.js';
 import { TransparentProxy, type ProxyDialer } from '../../proxy/server.js';
+import { spliceSplicer } from '../../proxy/splice-linux.js';
+import { pipeSplicer, type Splicer } from '../../proxy/splice.js';
 import { haveOpenssl, makeCert } from '../helpers/tls.js';
 
 const haveCurl = await new Promise<boolean>((r) => execFile('curl', ['--version'], (e) => r(!e)));
@@ -83,7 +85,11 @@ const logger = {
 
 const once = <T>(e: NodeJS.EventEmitter, ev: string): Promise<T> => new Promise((r) => e.once(ev, r as (v: T) => void));
 
-describe.skipIf(!runs)('transparent proxy on loopback', () => {
+// Every behaviour against each splicer: splice(2) on Linux (the default there) and Node's pipe() (the fallback).
+const splicers: Splicer[] = [pipeSplicer, ...(process.platform === 'linux' ? [spliceSplicer()] : [])];
+
+for (const splicer of splicers)
+describe.skipIf(!runs)(`transparent proxy on loopback (${splicer.name})`, () => {
   let dir: string;
   let loaded: LoadedConfig;
   let proxy: TransparentProxy;
@@ -147,6 +153,7 @@ describe.skipIf(!runs)('transparent proxy on loopback', () => {
         dialer,
         originalDst: () => target,
         logger,
+        splicer,
       },
       { peekTimeoutMs: 300, idleTimeoutMs: 2000 },
     );

@@ -1,0 +1,596 @@
+// The proxy's byte path on Linux: splice(2) through kernel pipes, so the bytes
+// of a proxied connection never enter JS (nor Node's streams).
+//
+// Why: Node's net + pipe() moves every chunk through a JS Buffer, a stream
+// callback and a write request; on this kind of box a bare Node pipe() proxy
+// reaches ~0.6x haproxy's throughput (`npm run bench -- proxy`, "node pipe").
+// splice(2) moves page references socket -> pipe -> socket in the kernel; JS
+// only makes two calls per up-to-pipe-size chunk.
+//
+// How:
+// - Handoff. server.ts peeks and dials with Node sockets, then calls start().
+//   The OS fd is taken from each socket (`socket._handle.fd`). This is safe
+//   because from then on Node never does I/O on them: reading is stopped
+//   (`_handle.readStop()`; pause() alone lets Node read on up to its
+//   highWaterMark), whatever Node had already read into its buffer is taken
+//   out with read() and written first, nothing is ever written or end()ed
+//   through Node again (the peek's bytes and a FIN are sent here, by send(2)
+//   and shutdown(2)), and no Node timer is set on them. The sockets stay
+//   referenced here until the end, when they are destroyed (or reset with
+//   resetAndDestroy): Node closes each fd, exactly once, and nobody else does.
+//   Nothing else may destroy them meanwhile (a closed fd's number is soon
+//   another connection's): server.ts goes through Splice.reset().
+// - One epoll set per process, edge-triggered (EPOLLIN|EPOLLOUT|EPOLLRDHUP|
+//   EPOLLET on each socket, added once, never modified). Its fd is watched by
+//   libuv on the main thread (uv_poll on the epoll fd, through koffi from the
+//   node binary's own exported libuv): no thread hop, no wakeup fd; each
+//   readiness runs epoll_wait(0) here and pumps the connections it names.
+//   koffi calls a registered callback from libuv without a JS callback scope,
+//   so microtasks would wait for the next one: a batch that settled a
+//   promise schedules a setImmediate, whose scope runs them in this same
+//   loop turn.
+// - Pump (one direction, src -> pipe -> dst): read with splice(src -> pipe,
+//   SPLICE_F_NONBLOCK|SPLICE_F_MOVE) while the pipe has room, write with
+//   splice(pipe -> dst) while it has bytes, until the source says EAGAIN with
+//   an empty pipe (wait for EPOLLIN) or the destination says EAGAIN (wait for
+//   its EPOLLOUT edge: backpressure; the source is not read meanwhile, its
+//   receive buffer fills and TCP closes the window). EAGAIN from the read with
+//   bytes still in the pipe may mean a full pipe, not an empty socket, so it
+//   goes on writing and reads again. At most PUMP_ROUNDS chunks per turn; a
+//   connection with more is pumped again from a setImmediate (an edge would
+//   not come again), so one flow cannot starve the others or the timers.
+// - Pipes are pooled: a direction holds one only while bytes are in flight,
+//   so idle connections cost no pipes (2 fds each) and the fd budget stays
+//   that of the sockets. A pipe goes back to the pool empty, or is closed.
+// - Half-close: EOF (splice returns 0) from one side: once that direction's
+//   pipe is drained, shutdown(SHUT_WR) the other. Both ways ended: both
+//   sockets are destroyed (a clean close).
+// - Reset propagation: an error reading one side or writing the other
+//   (ECONNRESET, EPIPE...; EPOLLERR with SO_ERROR set) resets the other side
+//   (SO_LINGER 0 + close: resetAndDestroy) and closes the failed one.
+// - Idle: every connection keeps the time of its last byte either way; one
+//   interval timer (a quarter of the shortest idle timeout, 10 ms .. 1 s)
+//   resets those idle too long, so the timeout fires within +25 %.
+// - Bytes per direction: what Node had read before the handoff (bytesRead)
+//   plus what splice moved.
+//
+// Memory layout: struct epoll_event is packed on x86-64 (12 bytes: events,
+// then data at offset 4) and naturally aligned elsewhere (16 bytes, data at 8).
+import { constants } from 'node:os';
+import type net from 'node:net';
+import koffi from 'koffi';
+import { pipeSplicer, resetSocket, type Splice, type SpliceEnd, type SpliceOptions, type SpliceResult, type Splicer } from './splice.js';
+
+const EPOLLIN = 0x1;
+const EPOLLOUT = 0x4;
+const EPOLLERR = 0x8;
+const EPOLLHUP = 0x10;
+const EPOLLRDHUP = 0x2000;
+const EPOLLET = 0x80000000;
+const EPOLL_CTL_ADD = 1;
+const EPOLL_CTL_MOD = 3;
+const EPOLL_CLOEXEC = 0o2000000;
+const O_NONBLOCK = 0o4000;
+const O_CLOEXEC = 0o2000000;
+const SPLICE_F_MOVE = 1;
+const SPLICE_F_NONBLOCK = 2;
+const SPLICE_FLAGS = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
+const F_SETPIPE_SZ = 1031;
+const SHUT_WR = 1;
+const SOL_SOCKET = 1;
+const SO_ERROR = 4;
+const MSG_DONTWAIT = 0x40;
+const MSG_NOSIGNAL = 0x4000;
+const EAGAIN = constants.errno.EAGAIN;
+const EINTR = constants.errno.EINTR;
+const UV_POLL = 8; // uv_handle_type
+const UV_READABLE = 1;
+
+const EV_SIZE = process.arch === 'x64' ? 12 : 16;
+const EV_DATA = process.arch === 'x64' ? 4 : 8;
+const MAX_EVENTS = 256;
+/** Chunks moved per direction per turn before yielding to others (up to 8 MiB with 1 MiB pipes). */
+const PUMP_ROUNDS = 8;
+/** Idle pipes kept for reuse. */
+const POOL_MAX = 64;
+/**
+ * The pipe size asked for (F_SETPIPE_SZ; the kernel's default is 64 KiB, its
+ * default cap for unprivileged users 1 MiB). Measured on loopback (iperf3
+ * through the proxy, 2 cores): 64 KiB 22.5 Gbit/s at 215 ms CPU/GB, 256 KiB
+ * 26-29 at 150-180, 1 MiB 31-33 at 120-130. It is a bound, not an
+ * allocation: a pipe holds pages only while bytes are in flight, and those
+ * are references to the sockets' own pages.
+ */
+const DEFAULT_PIPE_SIZE = 1 << 20;
+
+interface Libc {
+  epoll_create1(flags: number): number;
+  epoll_ctl(epfd: number, op: number, fd: number, ev: number): number;
+  epoll_wait(epfd: number, evs: number, max: number, timeout: number): number;
+  splice(fdIn: number, offIn: number, fdOut: number, offOut: number, len: number, flags: number): number;
+  pipe2(fds: Int32Array, flags: number): number;
+  fcntl(fd: number, cmd: number, ...args: unknown[]): number;
+  send(fd: number, buf: Buffer, len: number, flags: number): number;
+  shutdown(fd: number, how: number): number;
+  getsockopt(fd: number, level: number, name: number, val: Int32Array, len: number[]): number;
+  close(fd: number): number;
+}
+
+interface Uv {
+  loop: unknown;
+  handleSize(type: number): number;
+  pollInit(loop: unknown, handle: unknown, fd: number): number;
+  pollStart(handle: unknown, events: number, cb: unknown): number;
+  ref(handle: unknown): void;
+  unref(handle: unknown): void;
+}
+
+let libc: Libc | null = null;
+let uv: Uv | null = null;
+let pollCbType: koffi.IKoffiCType | null = null;
+
+function load(): { c: Libc; u: Uv } {
+  if (libc && uv) return { c: libc, u: uv };
+  if (process.platform !== 'linux') throw new Error(`splice-linux: needs Linux (this is ${process.platform})`);
+  const l = koffi.load('libc.so.6');
+  // Pointers into our own native memory go as integers (uintptr_t): koffi neither copies nor pins.
+  const c: Libc = {
+    epoll_create1: l.func('int epoll_create1(int)') as Libc['epoll_create1'],
+    epoll_ctl: l.func('int epoll_ctl(int, int, int, uintptr_t)') as Libc['epoll_ctl'],
+    epoll_wait: l.func('int epoll_wait(int, uintptr_t, int, int)') as Libc['epoll_wait'],
+    splice: l.func('intptr_t splice(int, uintptr_t, int, uintptr_t, size_t, unsigned int)') as Libc['splice'],
+    pipe2: l.func('int pipe2(_Out_ int *, int)') as Libc['pipe2'],
+    fcntl: l.func('int fcntl(int, int, ...)') as Libc['fcntl'],
+    send: l.func('intptr_t send(int, const void *, size_t, int)') as Libc['send'],
+    shutdown: l.func('int shutdown(int, int)') as Libc['shutdown'],
+    getsockopt: l.func('int getsockopt(int, int, int, _Out_ int *, _Inout_ uint32_t *)') as Libc['getsockopt'],
+    close: l.func('int close(int)') as Libc['close'],
+  };
+  // libuv as the node binary exports it to native addons (dlopen(NULL): the main program).
+  const self = koffi.load(null);
+  pollCbType = koffi.pointer(koffi.proto('void splitwan_uv_poll_cb(void *handle, int status, int events)'));
+  const defaultLoop = self.func('void *uv_default_loop()') as () => unknown;
+  const u: Uv = {
+    loop: defaultLoop(),
+    handleSize: self.func('size_t uv_handle_size(int)') as Uv['handleSize'],
+    pollInit: self.func('int uv_poll_init(void *, void *, int)') as Uv['pollInit'],
+    pollStart: self.func('int uv_poll_start(void *, int, splitwan_uv_poll_cb *)') as Uv['pollStart'],
+    ref: self.func('void uv_ref(void *)') as Uv['ref'],
+    unref: self.func('void uv_unref(void *)') as Uv['unref'],
+  };
+  libc = c;
+  uv = u;
+  return { c, u };
+}
+
+function errnoName(n: number): string {
+  for (const [name, v] of Object.entries(constants.errno)) if (v === n) return name;
+  return `errno ${n}`;
+}
+
+/** The socket's fd, or -1 (no handle: destroyed, or not a TCP socket). */
+function fdOf(s: net.Socket): number {
+  // net.Socket's _handle is not deprecated (unlike dgram's); it is a TCPWrap with an fd.
+  const fd = (s as unknown as { _handle?: { fd?: number } | null })._handle?.fd;
+  return typeof fd === 'number' ? fd : -1;
+}
+
+/** Stops Node reading `s` and returns what it had read but nobody consumed. */
+function takeOver(s: net.Socket): Buffer | null {
+  // read() may restart the handle's reading (it asks for more below the
+  // highWaterMark); reads only arrive from the event loop, so stopping right
+  // after loses nothing.
+  const buffered = s.readableLength > 0 ? (s.read() as Buffer | null) : null;
+  const h = (s as unknown as { _handle?: { readStop?: () => number; reading?: boolean } | null })._handle;
+  if (h?.readStop) {
+    h.readStop();
+    h.reading = false;
+  }
+  return buffered;
+}
+
+type Side = 'client' | 'server';
+
+class Dir {
+  /** The pipe while bytes are in flight: [read end, write end], or null. */
+  pr = -1;
+  pw = -1;
+  inPipe = 0;
+  /** Bytes to send before the pipe's (the peek's, Node's buffer). */
+  pending: Buffer | null = null;
+  eof = false;
+  shut = false;
+  moved = 0;
+  constructor(
+    readonly src: number,
+    readonly dst: number,
+    readonly srcSide: Side,
+    readonly dstSide: Side,
+  ) {}
+}
+
+class Conn implements Splice {
+  readonly up: Dir;
+  readonly down: Dir;
+  end: SpliceEnd | null = null;
+  closed = false;
+  lastActive: number;
+  /** In the engine's `again` list. */
+  queued = false;
+  readonly done: Promise<SpliceResult>;
+  resolve!: (r: SpliceResult) => void;
+  readonly upBase: number;
+  readonly downBase: number;
+
+  constructor(
+    readonly engine: Engine,
+    readonly client: net.Socket,
+    readonly server: net.Socket,
+    readonly cfd: number,
+    readonly sfd: number,
+    readonly idleMs: number,
+  ) {
+    this.up = new Dir(cfd, sfd, 'client', 'server');
+    this.down = new Dir(sfd, cfd, 'server', 'client');
+    this.upBase = client.bytesRead;
+    this.downBase = server.bytesRead;
+    this.lastActive = engine.now;
+    this.done = new Promise((r) => (this.resolve = r));
+  }
+
+  bytes(): { up: number; down: number } {
+    return { up: this.upBase + this.up.moved, down: this.downBase + this.down.moved };
+  }
+
+  reset(): void {
+    this.engine.fail(this, null, 'closed');
+  }
+}
+
+class Engine implements Splicer {
+  readonly name = 'splice';
+  private readonly c: Libc;
+  private readonly epfd: number;
+  private readonly evs: ReturnType<typeof koffi.alloc>;
+  private readonly evAddr: number;
+  private readonly evView: DataView;
+  private readonly ctlView: DataView;
+  private readonly ctlAddr: number;
+  private readonly pollHandle: unknown;
+  private readonly u: Uv;
+  private readonly byFd: (Conn | undefined)[] = [];
+  private readonly live = new Set<Conn>();
+  private readonly pool: number[] = [];
+  private readonly pipeFds = new Int32Array(2);
+  private readonly soErr = new Int32Array(1);
+  private again: Conn[] = [];
+  private againScheduled = false;
+  private settleScheduled = false;
+  private sweepTimer: NodeJS.Timeout | null = null;
+  private sweepEvery = 0;
+  private refd = false;
+  now = Date.now();
+
+  constructor(private readonly pipeSize: number) {
+    const { c, u } = load();
+    this.c = c;
+    this.u = u;
+    this.epfd = c.epoll_create1(EPOLL_CLOEXEC);
+    if (this.epfd < 0) throw new Error(`epoll_create1: ${errnoName(koffi.errno())}`);
+    this.evs = koffi.alloc('uint8', EV_SIZE * (MAX_EVENTS + 1));
+    this.evAddr = Number(koffi.address(this.evs));
+    this.evView = new DataView(koffi.view(this.evs, EV_SIZE * (MAX_EVENTS + 1)));
+    // The last slot is epoll_ctl's argument.
+    this.ctlAddr = this.evAddr + EV_SIZE * MAX_EVENTS;
+    this.ctlView = new DataView(this.evView.buffer, EV_SIZE * MAX_EVENTS, EV_SIZE);
+    this.pollHandle = koffi.alloc('uint8', Number(u.handleSize(UV_POLL)));
+    if (u.pollInit(u.loop, this.pollHandle, this.epfd) !== 0) throw new Error('uv_poll_init failed on the epoll fd');
+    const cb = koffi.register(() => this.onReadable(), pollCbType!);
+    if (u.pollStart(this.pollHandle, UV_READABLE, cb) !== 0) throw new Error('uv_poll_start failed');
+    u.unref(this.pollHandle); // referenced only while connections are spliced
+  }
+
+  start(client: net.Socket, server: net.Socket, idleTimeoutMs: number, o: SpliceOptions = {}): Splice {
+    const cfd = fdOf(client);
+    const sfd = fdOf(server);
+    // A socket without an fd (destroyed meanwhile, or not a TCP handle): the portable way handles it.
+    if (cfd < 0 || sfd < 0 || client.destroyed || server.destroyed) return pipeSplicer.start(client, server, idleTimeoutMs, o);
+    this.now = Date.now();
+    const fromClient = takeOver(client);
+    const fromServer = takeOver(server);
+    const conn = new Conn(this, client, server, cfd, sfd, idleTimeoutMs);
+    const head = o.head !== undefined && o.head.length > 0 ? o.head : null;
+    conn.up.pending = head && fromClient ? Buffer.concat([head, fromClient]) : (head ?? fromClient);
+    conn.down.pending = fromServer;
+    if (o.clientEnded) conn.up.eof = true;
+    // Errors Node might still report on these sockets are ours to act on, not Node's.
+    client.on('error', noop);
+    server.on('error', noop);
+    this.byFd[cfd] = conn;
+    this.byFd[sfd] = conn;
+    this.live.add(conn);
+    if (!this.watch(cfd) || !this.watch(sfd)) {
+      this.fail(conn, 'client', 'reset-by-client');
+      return conn;
+    }
+    if (!this.refd) {
+      this.u.ref(this.pollHandle);
+      this.refd = true;
+    }
+    if (idleTimeoutMs > 0) this.scheduleSweep(idleTimeoutMs);
+    // The head goes at once (the server is waiting for it); the rest on readiness (the ADD reports it).
+    if (conn.up.pending !== null || conn.up.eof) this.pump(conn, conn.up);
+    if (conn.down.pending !== null) this.pump(conn, conn.down);
+    return conn;
+  }
+
+  private watch(fd: number): boolean {
+    this.ctlView.setUint32(0, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, true);
+    this.ctlView.setUint32(EV_DATA, fd, true);
+    this.ctlView.setUint32(EV_DATA + 4, 0, true);
+    if (this.c.epoll_ctl(this.epfd, EPOLL_CTL_ADD, fd, this.ctlAddr) === 0) return true;
+    // EEXIST: a registration of an fd number whose socket lives on elsewhere (it should not happen: fds are CLOEXEC, never dup'd).
+    return this.c.epoll_ctl(this.epfd, EPOLL_CTL_MOD, fd, this.ctlAddr) === 0;
+  }
+
+  /** libuv: the epoll fd is readable. Called from koffi outside any JS callback scope: never throw out of here. */
+  private onReadable(): void {
+    try {
+      this.drain();
+    } catch (e) {
+      setImmediate(() => {
+        throw e;
+      });
+    }
+  }
+
+  private drain(): void {
+    const n = this.c.epoll_wait(this.epfd, this.evAddr, MAX_EVENTS, 0);
+    if (n <= 0) return;
+    this.now = Date.now();
+    const v = this.evView;
+    for (let i = 0; i < n; i++) {
+      const at = i * EV_SIZE;
+      const events = v.getUint32(at, true);
+      const fd = v.getUint32(at + EV_DATA, true);
+      const conn = this.byFd[fd];
+      if (conn === undefined || conn.closed) continue;
+      if ((events & EPOLLERR) !== 0) {
+        const err = this.sockError(fd);
+        if (err !== 0) {
+          const side: Side = fd === conn.cfd ? 'client' : 'server';
+          this.fail(conn, side, side === 'client' ? 'reset-by-client' : 'reset-by-server');
+          continue;
+        }
+      }
+      const isClient = fd === conn.cfd;
+      // Readable (or its FIN/RST): the direction it feeds. Writable: the direction it drains, if that has bytes waiting.
+      if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) !== 0) this.pump(conn, isClient ? conn.up : conn.down);
+      if (conn.closed) continue;
+      if ((events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) !== 0) {
+        const d = isClient ? conn.down : conn.up;
+        if (d.inPipe > 0 || d.pending !== null) this.pump(conn, d);
+      }
+    }
+  }
+
+  private sockError(fd: number): number {
+    const len = [4];
+    this.soErr[0] = 0;
+    if (this.c.getsockopt(fd, SOL_SOCKET, SO_ERROR, this.soErr, len) !== 0) return koffi.errno();
+    return this.soErr[0]!;
+  }
+
+  private acquirePipe(d: Dir): boolean {
+    const fromPool = this.pool.pop();
+    if (fromPool !== undefined) {
+      d.pr = fromPool;
+      d.pw = this.pool.pop()!;
+      return true;
+    }
+    if (this.c.pipe2(this.pipeFds, O_NONBLOCK | O_CLOEXEC) !== 0) return false;
+    d.pr = this.pipeFds[0]!;
+    d.pw = this.pipeFds[1]!;
+    // Best effort: a bigger pipe means fewer calls per byte; over the user's pipe budget the kernel says no.
+    if (this.pipeSize !== 65536) this.c.fcntl(d.pw, F_SETPIPE_SZ, 'int', this.pipeSize);
+    return true;
+  }
+
+  private releasePipe(d: Dir): void {
+    if (d.pr < 0) return;
+    if (d.inPipe === 0 && this.pool.length < POOL_MAX * 2) {
+      // Pushed write end first so pop() gives the read end first.
+      this.pool.push(d.pw, d.pr);
+    } else {
+      this.c.close(d.pr);
+      this.c.close(d.pw);
+    }
+    d.pr = d.pw = -1;
+    d.inPipe = 0;
+  }
+
+  /** Moves what it can of one direction now; see the header. */
+  pump(conn: Conn, d: Dir): void {
+    const c = this.c;
+    for (let round = 0; round < PUMP_ROUNDS; round++) {
+      if (d.pending !== null) {
+        const p = d.pending;
+        const w = c.send(d.dst, p, p.length, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (w < 0) {
+          const e = koffi.errno();
+          if (e === EAGAIN || e === EINTR) return;
+          return this.fail(conn, d.dstSide, d.dstSide === 'client' ? 'reset-by-client' : 'reset-by-server');
+        }
+        conn.lastActive = this.now;
+        d.pending = w >= p.length ? null : p.subarray(w);
+        if (d.pending !== null) continue;
+      }
+      let readAgain = false;
+      if (!d.eof) {
+        if (d.pr < 0 && !this.acquirePipe(d)) return this.fail(conn, null, 'closed'); // out of fds: give up this connection, not the process
+        const r = c.splice(d.src, 0, d.pw, 0, this.pipeSize, SPLICE_FLAGS);
+        if (r > 0) {
+          d.inPipe += r;
+          d.moved += r;
+          conn.lastActive = this.now;
+          readAgain = true;
+        } else if (r === 0) {
+          d.eof = true;
+        } else {
+          const e = koffi.errno();
+          if (e !== EAGAIN && e !== EINTR) return this.fail(conn, d.srcSide, d.srcSide === 'client' ? 'reset-by-client' : 'reset-by-server');
+          if (e === EAGAIN && d.inPipe === 0) {
+            // An empty pipe took nothing: the socket is empty. Wait for its next EPOLLIN edge.
+            this.releasePipe(d);
+            return;
+          }
+          // EAGAIN with bytes in the pipe may mean a full pipe: write, then read again.
+          readAgain = true;
+        }
+      }
+      if (d.inPipe > 0) {
+        const w = c.splice(d.pr, 0, d.dst, 0, d.inPipe, SPLICE_FLAGS);
+        if (w > 0) {
+          d.inPipe -= w;
+          conn.lastActive = this.now;
+        } else {
+          const e = koffi.errno();
+          if (e === EAGAIN) return; // the destination is full: its EPOLLOUT edge resumes us
+          if (e !== EINTR) return this.fail(conn, d.dstSide, d.dstSide === 'client' ? 'reset-by-client' : 'reset-by-server');
+        }
+      }
+      if (d.eof && d.inPipe === 0) {
+        this.releasePipe(d);
+        if (!d.shut) {
+          d.shut = true;
+          // ENOTCONN: the peer is gone already; the other direction will tell.
+          c.shutdown(d.dst, SHUT_WR);
+        }
+        if (conn.up.shut && conn.down.shut) this.finish(conn, 'closed');
+        return;
+      }
+      if (!readAgain && d.inPipe === 0) {
+        this.releasePipe(d);
+        return;
+      }
+    }
+    // More to do than one turn allows: again soon, after the others.
+    if (conn.queued) return;
+    conn.queued = true;
+    this.again.push(conn);
+    if (!this.againScheduled) {
+      this.againScheduled = true;
+      setImmediate(() => this.runAgain());
+    }
+  }
+
+  private runAgain(): void {
+    this.againScheduled = false;
+    const list = this.again;
+    this.again = [];
+    this.now = Date.now();
+    for (const conn of list) {
+      conn.queued = false;
+      if (conn.closed) continue;
+      this.pump(conn, conn.up);
+      if (!conn.closed) this.pump(conn, conn.down);
+    }
+  }
+
+  /**
+   * Ends a connection badly: `failed` (the side that errored, or null) is
+   * closed, the other reset; with null both are reset.
+   */
+  fail(conn: Conn, failed: Side | null, end: SpliceEnd): void {
+    if (conn.closed) return;
+    conn.end ??= end;
+    this.teardown(conn);
+    // The failed side's peer reset it or it is gone: closing it is enough (a reset there reaches nobody).
+    if (failed === 'client') conn.client.destroy();
+    else resetSocket(conn.client);
+    if (failed === 'server') conn.server.destroy();
+    else resetSocket(conn.server);
+    this.settle(conn);
+  }
+
+  private finish(conn: Conn, end: SpliceEnd): void {
+    if (conn.closed) return;
+    conn.end ??= end;
+    this.teardown(conn);
+    conn.client.destroy();
+    conn.server.destroy();
+    this.settle(conn);
+  }
+
+  private teardown(conn: Conn): void {
+    conn.closed = true;
+    // The fds leave the epoll set when Node closes them (nothing else holds them).
+    if (this.byFd[conn.cfd] === conn) this.byFd[conn.cfd] = undefined;
+    if (this.byFd[conn.sfd] === conn) this.byFd[conn.sfd] = undefined;
+    // A pipe with bytes in it is closed, not pooled.
+    this.releasePipe(conn.up);
+    this.releasePipe(conn.down);
+    this.live.delete(conn);
+    if (this.live.size === 0) {
+      if (this.refd) {
+        this.u.unref(this.pollHandle);
+        this.refd = false;
+      }
+      if (this.sweepTimer !== null) {
+        clearInterval(this.sweepTimer);
+        this.sweepTimer = null;
+        this.sweepEvery = 0;
+      }
+    }
+  }
+
+  private settle(conn: Conn): void {
+    const b = conn.bytes();
+    conn.resolve({ end: conn.end ?? 'closed', up: b.up, down: b.down });
+    // Outside a callback scope (libuv -> koffi -> here) the promise's reactions would wait; an immediate's scope runs them this turn.
+    if (!this.settleScheduled) {
+      this.settleScheduled = true;
+      setImmediate(() => (this.settleScheduled = false));
+    }
+  }
+
+  private scheduleSweep(idleMs: number): void {
+    const every = Math.min(1000, Math.max(10, Math.floor(idleMs / 4)));
+    if (this.sweepTimer !== null && this.sweepEvery <= every) return;
+    if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
+    this.sweepEvery = every;
+    this.sweepTimer = setInterval(() => this.sweep(), every);
+    this.sweepTimer.unref();
+  }
+
+  private sweep(): void {
+    const now = (this.now = Date.now());
+    for (const conn of this.live) {
+      if (conn.idleMs > 0 && now - conn.lastActive >= conn.idleMs) this.fail(conn, null, 'idle');
+    }
+  }
+}
+
+function noop(): void {}
+
+let engine: Engine | null = null;
+
+/** The splice(2) splicer (one per process); throws where it cannot work (not Linux, no libc, no exported libuv). */
+export function spliceSplicer(): Splicer {
+  engine ??= new Engine(DEFAULT_PIPE_SIZE);
+  return engine;
+}
+
+/**
+ * The splicer the proxy uses: splice(2) on Linux; Node's pipe() elsewhere,
+ * where it cannot load, or with SPLITWAN_PROXY_SPLICE=pipe (a way out should a
+ * kernel or a Node version misbehave).
+ */
+export function defaultSplicer(env: NodeJS.ProcessEnv = process.env): Splicer {
+  if (env.SPLITWAN_PROXY_SPLICE === 'pipe' || process.platform !== 'linux') return pipeSplicer;
+  try {
+    return spliceSplicer();
+  } catch {
+    return pipeSplicer;
+  }
+}
