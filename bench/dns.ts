@@ -43,6 +43,7 @@ import net from 'node:net';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig } from '../config/load.js';
+import { DAEMON_ENV, DAEMON_NODE_FLAGS } from '../daemon/runtime-settings.js';
 import { planDataplane, renderRuleset, tagSetNames } from '../daemon/dataplane/plan.js';
 import { percentile } from './rng.js';
 
@@ -283,8 +284,9 @@ export async function run(): Promise<Record<string, unknown>> {
     const forwarding = [`--server=127.0.0.1#${ports.up}`, `--cache-size=${CACHE_SIZE}`, '--dns-forward-max=1000'];
     const peer = dnsmasq('dnsmasq', ports.peer, forwarding, true);
     const nftPeer = ns ? dnsmasq('dnsmasq --nftset', ports.nftset, [...forwarding, `--nftset=/${ZONE}/4#inet#${PEER_TABLE}#tag4`], true) : null;
-    const sw = new Proc('splitwan', inNs(onServerCpu([process.execPath, '--expose-gc', join(import.meta.dirname, 'dns-server-child.js'),
-      JSON.stringify({ config: cfg, port: ports.splitwan, tagged, profileDir })])), { ipc: true });
+    // Started as the service files start the daemon (daemon/runtime-settings.ts: its memory settings).
+    const sw = new Proc('splitwan', inNs(onServerCpu([process.execPath, ...DAEMON_NODE_FLAGS, '--expose-gc', join(import.meta.dirname, 'dns-server-child.js'),
+      JSON.stringify({ config: cfg, port: ports.splitwan, tagged, profileDir })])), { ipc: true, env: { ...process.env, ...DAEMON_ENV } });
     const echo = new Proc('node-echo', inNs(onServerCpu([process.execPath, join(import.meta.dirname, 'dns-echo-child.js'), String(ports.echo)])), { ipc: true });
     await Promise.all([ipcReady(sw), ipcReady(echo)]);
     await Promise.all([ready(peer, ports.peer), ready(sw, ports.splitwan), ...(nftPeer ? [ready(nftPeer, ports.nftset)] : [])]);
@@ -333,6 +335,7 @@ export async function run(): Promise<Record<string, unknown>> {
     say(`  splitwan: ${afterFill.cacheEntries} cache entries, ${fill.splitwan.lost} lost; empty ${r1(rssEmpty.splitwan)} MB; after a full GC ${r1(rssGc)} MB ` +
       `(heap used ${mb(afterGc.heapUsed)} of ${mb(afterGc.heapTotal)} MB, array buffers ${mb(afterGc.arrayBuffers)} MB)` +
       `${tagged && nftRss > 0 ? `; its nft -i ${r1(nftRss)} MB more` : ''}; for scale, node-echo (bare Node + one socket) ${r1(echoRss)} MB`);
+    say(`  splitwan runs as the service files start it: node ${DAEMON_NODE_FLAGS.join(' ')}, ${Object.entries(DAEMON_ENV).map(([k, v]) => `${k}=${v}`).join(' ')} (daemon/runtime-settings.ts)`);
     say(`  splitwan's resident memory by kind: malloc's main arena (brk) ${r1(kinds.brk)} MB, anonymous mappings (V8 heap, other malloc arenas, stacks) ${r1(kinds.anon)} MB, ` +
       `files (node, libraries) ${r1(kinds.file)} MB, other ${r1(kinds.other)} MB`);
     say(`  dnsmasq: ${insertions ?? '?'} cache insertions, ${fill.dnsmasq.lost} lost; empty ${r1(rssEmpty.dnsmasq)} MB (its cache is allocated at start)`);

@@ -12,6 +12,7 @@ import { isIP } from 'node:net';
 import type { EventEmitter } from 'node:events';
 import { compilePolicy, type ListContent, type Policy } from '../config/policy.js';
 import { BUILTIN_DOH_LIST, builtinDohList } from '../config/lists/doh-endpoints.js';
+import { missingRuntimeSettings } from './runtime-settings.js';
 import { parseUpstream } from '../config/upstream.js';
 import type { Config, Upstream } from '../config/types.js';
 import { ClientAcl } from '../dns/acl.js';
@@ -653,7 +654,9 @@ export async function runDaemon(o: RunOptions): Promise<void> {
     await applyAll(store.current);
     lastSwitchedTo = monitor.active;
     await control.listen(c.control.socket);
-    log.info({ mode: c.mode, wan, gateways: c.tunnel.gateways.map((g) => g.name), active: monitor.active }, 'splitwan running');
+    // Without the service files' memory settings (started by hand) it works the same, with more RSS: said, not warned.
+    const missing = missingRuntimeSettings();
+    log.info({ mode: c.mode, wan, gateways: c.tunnel.gateways.map((g) => g.name), active: monitor.active, ...(missing.length > 0 ? { withoutMemorySettings: missing } : {}) }, 'splitwan running');
   } catch (e) {
     log.error({ err: e }, 'start failed; removing what was installed');
     monitor.stop();

@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DAEMON_ENV, DAEMON_NODE_FLAGS } from '../../daemon/runtime-settings.js';
 
 const REPO = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const INSTALL = join(REPO, 'install.sh');
@@ -89,6 +90,8 @@ describe('install.sh', () => {
     expect(text).toMatch(/procd_set_param respawn/);
     expect(text).toContain(`PROG='${prefix}/bin/splitwan'`);
     expect(text).toContain(`CONFIG='${config}'`);
+    expect(text).toContain(`procd_set_param command "$NODE" ${DAEMON_NODE_FLAGS.join(' ')} "$PROG" run --config "$CONFIG"`);
+    for (const [k, v] of Object.entries(DAEMON_ENV)) expect(text).toContain(`procd_set_param env ${k}=${v}`);
     expect(text).not.toMatch(/@[A-Z]+@/);
   });
 
@@ -253,7 +256,9 @@ describe('install.sh', () => {
       expect(one('RuntimeDirectory')).toBe('splitwan');
       expect(one('StateDirectory')).toBe('splitwan');
       expect(values('ExecStartPre')).toContain(`${process.execPath} ${prefix}/bin/splitwan check --config ${config}`);
-      expect(one('ExecStart')).toBe(`${process.execPath} ${prefix}/bin/splitwan run --config ${config}`);
+      // The daemon's memory settings, as daemon/runtime-settings.ts has them (bench dns measures with those).
+      expect(one('ExecStart')).toBe(`${process.execPath} ${DAEMON_NODE_FLAGS.join(' ')} ${prefix}/bin/splitwan run --config ${config}`);
+      expect(values('Environment')).toEqual(expect.arrayContaining(Object.entries(DAEMON_ENV).map(([k, v]) => `${k}=${v}`)));
       // ExecReload only if the daemon handles SIGHUP (the config store reloads on it; unhandled, SIGHUP would end Node).
       const hup = readFileSync(join(REPO, 'config', 'store.ts'), 'utf8').includes("'SIGHUP'");
       expect(values('ExecReload').length > 0).toBe(hup);
