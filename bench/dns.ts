@@ -133,6 +133,17 @@ interface Perf {
   cpu: number;
   /** Of which its children (splitwan's nft -i, if any), ms. */
   childCpu: number;
+  /** CPU dnsperf itself used, ms: near its run time, the client was the limit. */
+  clientCpu: number;
+  /** How long dnsperf ran, ms. */
+  wallMs: number;
+}
+
+/** CPU of this process's waited-for children (cutime + cstime), ms: dnsperf's, once it has exited. */
+function reapedChildrenCpuMs(): number {
+  const stat = readFileSync('/proc/self/stat', 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields from 3 (state) on: 16, 17 are cutime, cstime
+  return (Number(f[13]) + Number(f[14])) * 10;
 }
 
 function parsePerf(out: string): Perf {
@@ -152,6 +163,8 @@ function parsePerf(out: string): Perf {
     latencies: latencies.sort((a, b) => a - b),
     cpu: 0,
     childCpu: 0,
+    clientCpu: 0,
+    wallMs: 0,
   };
 }
 
@@ -300,8 +313,12 @@ export async function run(): Promise<Record<string, unknown>> {
         ...(o.seconds ? ['-l', String(o.seconds)] : []), ...(o.runs ? ['-n', String(o.runs)] : []), ...(o.qps ? ['-Q', String(o.qps)] : []), ...(o.verbose ? ['-v'] : [])];
       const own0 = o.pid ? ownCpuMs(o.pid) : 0;
       const kids0 = o.pid ? childrenCpuMs(o.pid) : 0;
+      const client0 = reapedChildrenCpuMs();
+      const t0 = Date.now();
       const r = await must(inNs(onClientCpu(argv)), { timeoutMs: ((o.seconds ?? 0) + 60) * 1000 });
       const p = parsePerf(r.stdout);
+      p.wallMs = Date.now() - t0;
+      p.clientCpu = reapedChildrenCpuMs() - client0;
       p.childCpu = o.pid ? childrenCpuMs(o.pid) - kids0 : 0;
       p.cpu = o.pid ? ownCpuMs(o.pid) - own0 + p.childCpu : 0;
       return p;
@@ -358,11 +375,17 @@ export async function run(): Promise<Record<string, unknown>> {
     const hitCpu = Object.fromEntries(hitSides.map((s) => [s, cpuUs(hits[s])])) as Record<Side, number>;
     const lost = (s: Side) => hits[s].reduce((n, p) => n + p.lost, 0);
     const samples = (s: Side) => hits[s].map((p) => r0(p.qps)).join(', ');
+    // dnsperf is one thread on its own CPU: near 100 % of it, the client was the limit, not the server.
+    const clientBusy = Object.fromEntries(hitSides.map((s) => [s, hits[s].reduce((n, p) => n + p.clientCpu, 0) / Math.max(1, hits[s].reduce((n, p) => n + p.wallMs, 0))])) as Record<Side, number>;
+    const pct = (x: number) => `${Math.round(100 * x)} %`;
     say(`cache hits: ${HIT_NAMES} names, dnsperf -T 1 -c ${HIT_CLIENTS} -q ${HIT_OUTSTANDING} -l ${HIT_SECONDS}, median of ${ROUNDS} rounds in rotating order` + (hitProfile ? ' (PROFILED: throughput distorted)' : '') + ':');
     say(`  splitwan  ${String(r0(hitQps.splitwan)).padStart(7)} q/s [${samples('splitwan')}], CPU ${r1(hitCpu.splitwan)} µs/answer, lost ${lost('splitwan')}, misses during the rounds ${afterHits.resolver.misses - beforeHits.resolver.misses}`);
     say(`  dnsmasq   ${String(r0(hitQps.dnsmasq)).padStart(7)} q/s [${samples('dnsmasq')}], CPU ${r1(hitCpu.dnsmasq)} µs/answer, lost ${lost('dnsmasq')}`);
     say(`  node-echo ${String(r0(hitQps.echo)).padStart(7)} q/s [${samples('echo')}], CPU ${r1(hitCpu.echo)} µs/answer, lost ${lost('echo')} (a Node dgram responder with no DNS logic: dgram's own cost per datagram; splitwan batches with recvmmsg instead)`);
     say(`  ratio splitwan/dnsmasq ${(hitQps.splitwan / hitQps.dnsmasq).toFixed(2)}x (goal >= ${GOAL_RATIO}); splitwan/node-echo ${(hitQps.splitwan / hitQps.echo).toFixed(2)}x; node-echo/dnsmasq ${(hitQps.echo / hitQps.dnsmasq).toFixed(2)}x`);
+    say(`  dnsperf's own CPU while asking: splitwan ${pct(clientBusy.splitwan)}, dnsmasq ${pct(clientBusy.dnsmasq)}, node-echo ${pct(clientBusy.echo)} of its core` +
+      (clientBusy.splitwan > 0.9 ? ': against splitwan the client was the limit, so its q/s is dnsperf\'s; ' : '; ') +
+      `CPU per answer (a server's capacity on one core): dnsmasq/splitwan ${(hitCpu.dnsmasq / hitCpu.splitwan).toFixed(2)}x`);
 
     // 2: misses, added latency over the upstream's own, at two rates.
     const missFigures: Record<string, Record<Target, MissFigure>> = {};
@@ -440,6 +463,8 @@ export async function run(): Promise<Record<string, unknown>> {
       hit_qps_samples: hits.splitwan.map((p) => r0(p.qps)),
       dnsmasq_hit_qps_samples: hits.dnsmasq.map((p) => r0(p.qps)),
       hit_cpu_us: r1(hitCpu.splitwan),
+      ratio_hit_cpu_dnsmasq_vs_splitwan: +(hitCpu.dnsmasq / hitCpu.splitwan).toFixed(3),
+      hit_client_busy: { splitwan: +clientBusy.splitwan.toFixed(2), dnsmasq: +clientBusy.dnsmasq.toFixed(2), node_echo: +clientBusy.echo.toFixed(2) },
       dnsmasq_hit_cpu_us: r1(hitCpu.dnsmasq),
       node_echo_hit_cpu_us: r1(hitCpu.echo),
       miss_qps: MISS_QPS,
