@@ -47,6 +47,7 @@ import { Prober } from './health/probes.js';
 import type { TunnelStatus } from './tunnel/types.js';
 import { EndpointRefresher } from './tunnel/endpoint-refresh.js';
 import { LinuxRouter } from './dataplane/router-linux.js';
+import { IpMonitor } from './dataplane/ip-monitor-linux.js';
 import { WanWatcher } from './dataplane/wan-watch-linux.js';
 import { NftTagger } from './dataplane/tagger.js';
 import { parseIpAddrs, type IpAddrLink } from './os-parse.js';
@@ -197,6 +198,8 @@ export async function runDaemon(o: RunOptions): Promise<void> {
   let specs: TunnelSpec[] = [];
   let wan: string | null = null;
   let wanWatcher: WanWatcher | null = null;
+  /** `ip monitor address`: the resolver follows the LAN's addresses (router mode, or dns.listen auto). */
+  let addrWatcher: IpMonitor | null = null;
   let current: DataplanePlan | null = null;
   let listen: ListenAddress[] = [];
   let dnsPort: number | null = null;
@@ -342,6 +345,31 @@ export async function runDaemon(o: RunOptions): Promise<void> {
     if (breakoutDns.length === 0) dnsLog.error({}, 'breakout.dns is auto but the system has no resolver besides stubs: breakout names will fail; set breakout.dns');
   };
 
+  // serveDns runs for a reload and for an address change: one at a time, so two rebinds never race.
+  let dnsSerial: Promise<unknown> = Promise.resolve();
+  const serveDnsSerially = (c: Config): Promise<void> => {
+    const p = dnsSerial.then(() => serveDns(c));
+    dnsSerial = p.catch(() => undefined);
+    return p;
+  };
+
+  /**
+   * The LAN's addresses changed (a new delegated IPv6 prefix, a DHCP lease,
+   * an address added by hand): the resolver's sockets, its ACL and the DNS
+   * redirect follow, as a reload would make them. Nothing happens when what
+   * the resolver uses did not change (most address events are other links').
+   */
+  const followAddresses = async (): Promise<void> => {
+    const c = store.current.config;
+    if (stopping || !(c.mode === 'router' || c.dns.listen === 'auto')) return;
+    const key = (): string => JSON.stringify([listen, acl.subnets, dnsPort, localDns]);
+    const before = key();
+    await serveDnsSerially(c);
+    if (key() === before) return;
+    dnsLog.info({ listen: listen.map((a) => `${a.host}:${a.port}`), answers: acl.subnets }, 'addresses changed: the resolver follows');
+    await applyPlan(plan(applied));
+  };
+
   // Health: every gateway probed through its own tunnel; the monitor picks the active one.
   const healthForwarder = new Forwarder({ dialer, logger: log.child({ module: 'health' }), timeoutMs: store.current.config.health.timeoutMs });
   let tunnelStatus: { at: number; list: Promise<TunnelStatus[]> } | null = null;
@@ -428,7 +456,7 @@ export async function runDaemon(o: RunOptions): Promise<void> {
     const c = loaded.config;
     if (c.breakout.interface !== 'auto') wan = c.breakout.interface;
     // DNS first: the breakout resolvers are needed to find the gateways.
-    await serveDns(c);
+    await serveDnsSerially(c);
     specs = await Promise.all(c.tunnel.gateways.map((g) => tunnelSpec(g, lookup)));
     await tunnels.set(specs);
     monitor!.configure(c.health);
@@ -623,6 +651,7 @@ export async function runDaemon(o: RunOptions): Promise<void> {
         store.close();
         lists.stop();
         wanWatcher?.stop();
+        addrWatcher?.stop();
         dataplane.stop();
         // Switches and re-plans already under way finish before the cleanup (they do nothing new now).
         await Promise.allSettled([monitor?.settled(), ...inFlight]);
@@ -652,6 +681,10 @@ export async function runDaemon(o: RunOptions): Promise<void> {
       wan = (await wanWatcher.start()).ifname;
     }
     await applyAll(store.current);
+    addrWatcher = new IpMonitor(['address'], log.child({ module: 'lan' }), clock, () => {
+      void track(followAddresses()).catch((e: unknown) => dnsLog.error({ err: e }, 'following the LAN addresses failed'));
+    });
+    addrWatcher.start();
     lastSwitchedTo = monitor.active;
     await control.listen(c.control.socket);
     // Without the service files' memory settings (started by hand) it works the same, with more RSS: said, not warned.
@@ -660,6 +693,8 @@ export async function runDaemon(o: RunOptions): Promise<void> {
   } catch (e) {
     log.error({ err: e }, 'start failed; removing what was installed');
     monitor.stop();
+    wanWatcher?.stop();
+    addrWatcher?.stop();
     prober.close();
     healthForwarder.close();
     await control.close().catch(() => {});

@@ -137,6 +137,38 @@ describe.skipIf(!support.ok && !process.env.CI).each(MODES)('the resolver in the
       // Aimed at the ISP's resolver, answered by gw1's: the redirect took it.
       expect(await dig('bypass.where.lab.test', 'A', lab.addr.ispResolver.v4)).toEqual(['192.0.2.11']);
     }, 20_000);
+
+    it('the LAN gets a new subnet (a new prefix, an address added): its clients are answered within seconds, on the new address too; once it is gone, refused again', async () => {
+      const [r, c] = [lab.ns.router, lab.ns.client];
+      const must = async (ns: string, argv: string[]): Promise<void> => {
+        const x = await lab.exec(ns, argv);
+        if (x.code !== 0) throw new Error(`${argv.join(' ')}: ${x.stderr}`);
+      };
+      /** The status dig reports for a query from the new subnet's client address (10.99.50.2). */
+      const status = async (server: string, name: string): Promise<string> => {
+        const x = await lab.exec(c, ['dig', '+tries=1', '+time=2', '-b', '10.99.50.2', `@${server}`, name, 'A']);
+        return /status: (\w+)/.exec(x.stdout)?.[1] ?? 'no answer';
+      };
+      // The client has an address in 10.99.50.0/24 and the router a route to it, but no address there yet: not the LAN's.
+      await must(c, ['ip', 'addr', 'add', '10.99.50.2/24', 'dev', 'c0']);
+      await must(r, ['ip', 'route', 'add', '10.99.50.0/24', 'dev', 'lan0', 'metric', '500']);
+      try {
+        expect(await status(lab.addr.routerLan.v4, 'before.where.lab.test')).toBe('REFUSED');
+        await must(r, ['ip', 'addr', 'add', '10.99.50.1/24', 'dev', 'lan0']);
+        // No reload: `ip monitor address` tells the daemon, which rebinds and widens its ACL.
+        await until(async () => (await status('10.99.50.1', 'renumbered.where.lab.test')) === 'NOERROR', 10_000, 'an answer on the new address');
+        expect(await dig('renumbered.where.lab.test', 'A', '10.99.50.1', ['-b', '10.99.50.2'])).toEqual(['192.0.2.11']);
+        expect(await status(lab.addr.routerLan.v4, 'old-address.where.lab.test')).toBe('NOERROR');
+        await must(r, ['ip', 'addr', 'del', '10.99.50.1/24', 'dev', 'lan0']);
+        await until(async () => (await status(lab.addr.routerLan.v4, 'after.where.lab.test')) === 'REFUSED', 10_000, 'REFUSED once the subnet is gone');
+        // The LAN's own subnet was never affected.
+        expect(await dig('still.where.lab.test')).toEqual(['192.0.2.11']);
+      } finally {
+        await lab.exec(r, ['ip', 'addr', 'del', '10.99.50.1/24', 'dev', 'lan0']);
+        await lab.exec(r, ['ip', 'route', 'del', '10.99.50.0/24', 'dev', 'lan0', 'metric', '500']);
+        await lab.exec(c, ['ip', 'addr', 'del', '10.99.50.2/24', 'dev', 'c0']);
+      }
+    }, 60_000);
   } else {
     it('this machine asking another resolver directly is answered by splitwan (redirect); over IPv6, with no ::1 listener, refused: no bypass', async () => {
       // Aimed at the ISP's resolver, answered by gw1's: the redirect took it (UDP and TCP).
