@@ -353,6 +353,21 @@ export async function runDaemon(o: RunOptions): Promise<void> {
     return p;
   };
 
+  /** Runs `ip monitor address` while the config's resolver addresses come from the interfaces (router mode, dns.listen auto). */
+  const watchAddresses = (c: Config): void => {
+    const wanted = c.mode === 'router' || c.dns.listen === 'auto';
+    if (!wanted) {
+      addrWatcher?.stop();
+      addrWatcher = null;
+      return;
+    }
+    if (addrWatcher !== null || stopping) return;
+    addrWatcher = new IpMonitor(['address'], log.child({ module: 'lan' }), clock, () => {
+      void track(followAddresses()).catch((e: unknown) => dnsLog.error({ err: e }, 'following the LAN addresses failed'));
+    });
+    addrWatcher.start();
+  };
+
   /**
    * The LAN's addresses changed (a new delegated IPv6 prefix, a DHCP lease,
    * an address added by hand): the resolver's sockets, its ACL and the DNS
@@ -681,10 +696,7 @@ export async function runDaemon(o: RunOptions): Promise<void> {
       wan = (await wanWatcher.start()).ifname;
     }
     await applyAll(store.current);
-    addrWatcher = new IpMonitor(['address'], log.child({ module: 'lan' }), clock, () => {
-      void track(followAddresses()).catch((e: unknown) => dnsLog.error({ err: e }, 'following the LAN addresses failed'));
-    });
-    addrWatcher.start();
+    watchAddresses(c);
     lastSwitchedTo = monitor.active;
     await control.listen(c.control.socket);
     // Without the service files' memory settings (started by hand) it works the same, with more RSS: said, not warned.
@@ -694,7 +706,7 @@ export async function runDaemon(o: RunOptions): Promise<void> {
     log.error({ err: e }, 'start failed; removing what was installed');
     monitor.stop();
     wanWatcher?.stop();
-    addrWatcher?.stop();
+    (addrWatcher as IpMonitor | null)?.stop(); // (TS narrows it to null here: it is assigned inside watchAddresses)
     prober.close();
     healthForwarder.close();
     await control.close().catch(() => {});
@@ -752,6 +764,7 @@ export async function runDaemon(o: RunOptions): Promise<void> {
     }
     const activeBefore = monitor!.active;
     await applyAll(next);
+    watchAddresses(n);
     await followGatewayChanges(p, n, activeBefore);
   });
   store.start();
