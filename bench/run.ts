@@ -3,6 +3,7 @@
 const benches: Record<string, () => Promise<unknown>> = {
   policy: async () => (await import('./policy.js')).run(),
   tag: async () => (await import('./tag.js')).run(),
+  'nft-tag': async () => (await import('./nft-tag.js')).run(),
   forward: async () => (await import('./forward.js')).run(),
   dns: async () => (await import('./dns.js')).run(),
   failover: async () => (await import('./failover.js')).run(),

@@ -12,9 +12,20 @@
 // as `nft` prints them. The library acts in the network namespace of this
 // process: the daemon's. When libnftables cannot be loaded, the daemon falls
 // back to NftSession (`nft -i`).
+//
+// Set elements (the tagger's every DNS miss) skip libnftables: they go as one
+// nfnetlink batch straight to the kernel (NetlinkElements below). libnftables
+// 1.0.6 rebuilds its cache before every command, since each of our commits
+// bumps the ruleset generation: dumps of every table, chain, set and object
+// in the namespace, plus four 8192-bucket hash tables per table and one for
+// the cache filter, each allocated and initialised (128 KiB apiece, ~1 MiB a
+// command with two tables: perf shows those loops at ~30% of the library's
+// time). That is ~110 us of CPU an `add element` of one address called
+// inline, ~150 us from libuv's pool, whatever the set holds; the same as a
+// batch costs 15-50 us (`bench nft-tag`).
 import koffi from 'koffi';
 import type { Logger } from '../../config/logger.js';
-import { NftError, NftSession, type NftExec } from './nft-session-linux.js';
+import { NftError, NftSession, renderElementChanges, type ElementChanges, type NftExec } from './nft-session-linux.js';
 
 interface Lib {
   ctxNew: koffi.KoffiFunction;
@@ -63,10 +74,15 @@ export class LibNft implements NftExec {
   private ctx: unknown;
   private chain: Promise<void> = Promise.resolve();
   private closed = false;
+  /** The element fast path; null when its socket could not be opened (then elements are lines). */
+  private readonly netlink: NetlinkElements | null;
   /** Commands run (for benchmarks and status). */
   commands = 0;
 
-  constructor(private readonly logger: Logger) {
+  constructor(
+    private readonly logger: Logger,
+    o: { netlink?: boolean } = {},
+  ) {
     const l = lib();
     if (l === null) throw new Error('libnftables.so.1 is not installed');
     this.l = l;
@@ -75,12 +91,31 @@ export class LibNft implements NftExec {
     // Buffered: nothing is printed on the daemon's stdout/stderr; errors are read back.
     l.bufferOutput(this.ctx);
     l.bufferError(this.ctx);
+    // SPLITWAN_NFT_NETLINK=0: elements as nft lines too (to compare, or should a kernel refuse the
+    // batches); =async: batches sent from libuv's pool (see NetlinkElements).
+    const mode = process.env.SPLITWAN_NFT_NETLINK;
+    this.netlink = o.netlink === false || mode === '0' ? null : NetlinkElements.open(logger, { sync: mode !== 'async' });
   }
 
   exec(line: string): Promise<void> {
     if (this.closed) return Promise.reject(new Error('nft session closed'));
     if (line.includes('\n')) return Promise.reject(new TypeError('one line is one transaction: no newlines'));
-    const run = this.chain.then(() => this.runOne(line));
+    return this.enqueue(() => this.runOne(line));
+  }
+
+  /** Element changes as one netlink batch, in order with exec()'s lines; as a line when the socket is missing. */
+  elements(changes: ElementChanges): Promise<void> {
+    if (this.closed) return Promise.reject(new Error('nft session closed'));
+    const n = this.netlink;
+    if (n === null) return this.exec(renderElementChanges(changes));
+    return this.enqueue(() => {
+      this.commands++;
+      return n.apply(changes);
+    });
+  }
+
+  private enqueue(f: () => Promise<void>): Promise<void> {
+    const run = this.chain.then(f);
     this.chain = run.catch(() => undefined);
     return run;
   }
@@ -107,8 +142,410 @@ export class LibNft implements NftExec {
     void this.chain.then(() => {
       this.l.free(this.ctx);
       this.ctx = null;
+      this.netlink?.close();
       this.logger.debug({ commands: this.commands }, 'libnftables context closed');
     });
+  }
+}
+
+// --- Set elements over nfnetlink -------------------------------------------
+// Constants from linux/netlink.h, linux/netfilter/nfnetlink.h and nf_tables.h.
+const AF_NETLINK = 16;
+const SOCK_RAW = 3;
+const SOCK_CLOEXEC = 0o2000000;
+const NETLINK_NETFILTER = 12;
+const SOL_SOCKET = 1;
+const SO_SNDBUF = 7;
+const SO_SNDBUFFORCE = 32;
+const SOL_NETLINK = 270;
+const NETLINK_CAP_ACK = 10;
+const NETLINK_EXT_ACK = 11;
+const MSG_DONTWAIT = 0x40;
+const EAGAIN = 11;
+const EINTR = 4;
+const NLM_F_REQUEST = 0x1;
+const NLM_F_ACK = 0x4;
+const NLM_F_CREATE = 0x400;
+const NLM_F_ACK_TLVS = 0x200;
+const NLMSG_ERROR = 2;
+const NLMSGERR_ATTR_MSG = 1;
+const NLA_F_NESTED = 0x8000;
+const NFNL_MSG_BATCH_BEGIN = 0x10;
+const NFNL_MSG_BATCH_END = 0x11;
+const NFNL_SUBSYS_NFTABLES = 10;
+const NFT_MSG_NEWSETELEM = 12;
+const NFT_MSG_DELSETELEM = 14;
+const NFPROTO_INET = 1;
+const NFTA_SET_ELEM_LIST_TABLE = 1;
+const NFTA_SET_ELEM_LIST_SET = 2;
+const NFTA_SET_ELEM_LIST_ELEMENTS = 3;
+const NFTA_LIST_ELEM = 1;
+const NFTA_SET_ELEM_KEY = 1;
+const NFTA_SET_ELEM_TIMEOUT = 4;
+const NFTA_SET_ELEM_EXPIRATION = 5;
+const NFTA_DATA_VALUE = 1;
+/**
+ * Elements per NEWSETELEM message: its element list is one attribute, whose
+ * length is 16 bits (~40 bytes an IPv4 element); libnftnl splits the same way.
+ */
+const ELEMENTS_PER_MESSAGE = 1024;
+
+/** An IPv4 or IPv6 address in network order; null if `s` is neither (written as nft reads them). */
+export function addressBytes(s: string): Buffer | null {
+  if (!s.includes(':')) return ipv4(s);
+  // An embedded IPv4 tail (::ffff:192.0.2.1) counts as two groups.
+  let tail: Buffer | null = null;
+  let text = s;
+  const lastColon = s.lastIndexOf(':');
+  if (s.indexOf('.', lastColon) !== -1) {
+    tail = ipv4(s.slice(lastColon + 1));
+    if (tail === null) return null;
+    text = s.slice(0, lastColon + 1) + '0:0';
+  }
+  const halves = text.split('::');
+  if (halves.length > 2) return null;
+  const groups = (h: string): number[] | null => {
+    if (h === '') return [];
+    const out: number[] = [];
+    for (const g of h.split(':')) {
+      if (!/^[0-9a-fA-F]{1,4}$/.test(g)) return null;
+      out.push(parseInt(g, 16));
+    }
+    return out;
+  };
+  const head = groups(halves[0]!);
+  const rest = halves.length === 2 ? groups(halves[1]!) : [];
+  if (head === null || rest === null) return null;
+  const missing = 8 - head.length - rest.length;
+  if (halves.length === 2 ? missing < 1 : missing !== 0) return null;
+  const all = [...head, ...new Array<number>(missing).fill(0), ...rest];
+  const b = Buffer.alloc(16);
+  all.forEach((g, i) => b.writeUInt16BE(g, i * 2));
+  if (tail) tail.copy(b, 12);
+  return b;
+}
+
+function ipv4(s: string): Buffer | null {
+  const p = s.split('.');
+  if (p.length !== 4) return null;
+  const b = Buffer.alloc(4);
+  for (let i = 0; i < 4; i++) {
+    const t = p[i]!;
+    if (!/^\d{1,3}$/.test(t) || Number(t) > 255) return null;
+    b[i] = Number(t);
+  }
+  return b;
+}
+
+/** A growing buffer of netlink messages and attributes (little-endian host, as the kernel expects). */
+class NlWriter {
+  buf = Buffer.alloc(4096);
+  len = 0;
+  private ensure(n: number): void {
+    if (this.len + n <= this.buf.length) return;
+    const b = Buffer.alloc(Math.max(this.buf.length * 2, this.len + n));
+    this.buf.copy(b, 0, 0, this.len);
+    this.buf = b;
+  }
+  private pad(): void {
+    const p = (4 - (this.len & 3)) & 3;
+    this.ensure(p);
+    this.buf.fill(0, this.len, this.len + p);
+    this.len += p;
+  }
+  /** nlmsghdr + nfgenmsg; returns the offset, for end(). */
+  message(type: number, flags: number, seq: number, family: number, resId: number): number {
+    this.ensure(20);
+    const at = this.len;
+    const b = this.buf;
+    b.writeUInt32LE(0, at);
+    b.writeUInt16LE(type, at + 4);
+    b.writeUInt16LE(flags, at + 6);
+    b.writeUInt32LE(seq, at + 8);
+    b.writeUInt32LE(0, at + 12);
+    b.writeUInt8(family, at + 16);
+    b.writeUInt8(0, at + 17); // NFNETLINK_V0
+    b.writeUInt16BE(resId, at + 18);
+    this.len += 20;
+    return at;
+  }
+  end(at: number): void {
+    this.buf.writeUInt32LE(this.len - at, at);
+  }
+  attr(type: number, data: Buffer): void {
+    this.ensure(4 + data.length + 3);
+    this.buf.writeUInt16LE(4 + data.length, this.len);
+    this.buf.writeUInt16LE(type, this.len + 2);
+    data.copy(this.buf, this.len + 4);
+    this.len += 4 + data.length;
+    this.pad();
+  }
+  string(type: number, s: string): void {
+    this.attr(type, Buffer.from(`${s}\0`));
+  }
+  be64(type: number, n: number): void {
+    this.ensure(12);
+    this.buf.writeUInt16LE(12, this.len);
+    this.buf.writeUInt16LE(type, this.len + 2);
+    this.buf.writeBigUInt64BE(BigInt(n), this.len + 4);
+    this.len += 12;
+  }
+  nest(type: number): number {
+    this.ensure(4);
+    const at = this.len;
+    this.buf.writeUInt16LE(type | NLA_F_NESTED, at + 2);
+    this.len += 4;
+    return at;
+  }
+  nestEnd(at: number): void {
+    this.buf.writeUInt16LE(this.len - at, at);
+  }
+}
+
+/** One rendered batch: the bytes, and the sequence number of each message that will be acknowledged. */
+export interface ElementBatch {
+  bytes: Buffer;
+  acked: number[];
+  /** What the message of each sequence number (all of the batch's) does, for errors. */
+  what: Map<number, string>;
+}
+
+/**
+ * `changes` as one nfnetlink batch (what `nft` sends for the same lines,
+ * less its cache queries): BEGIN, a DELSETELEM per set, a NEWSETELEM per set,
+ * END; each element message asks for an acknowledgement. Throws NftError for
+ * an address that is not one.
+ */
+export function encodeElementBatch(changes: ElementChanges, firstSeq: number, w: NlWriter = new NlWriter()): ElementBatch {
+  w.len = 0;
+  let seq = firstSeq;
+  const acked: number[] = [];
+  const what = new Map<number, string>();
+  const subsys = NFNL_SUBSYS_NFTABLES << 8;
+  what.set(seq, 'batch begin');
+  w.end(w.message(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, seq++, 0, NFNL_SUBSYS_NFTABLES));
+  const one = (op: 'add' | 'delete', set: string, addresses: readonly string[], timeouts: readonly number[] | null): void => {
+    for (let k = 0; k < addresses.length; k += ELEMENTS_PER_MESSAGE) {
+      const s = seq++;
+      const chunk = addresses.slice(k, k + ELEMENTS_PER_MESSAGE);
+      acked.push(s);
+      what.set(s, `${op} element inet ${changes.table} ${set} { ${chunk.join(', ')} }`);
+      const flags = op === 'add' ? NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE : NLM_F_REQUEST | NLM_F_ACK;
+      const m = w.message(subsys | (op === 'add' ? NFT_MSG_NEWSETELEM : NFT_MSG_DELSETELEM), flags, s, NFPROTO_INET, 0);
+      w.string(NFTA_SET_ELEM_LIST_TABLE, changes.table);
+      w.string(NFTA_SET_ELEM_LIST_SET, set);
+      const list = w.nest(NFTA_SET_ELEM_LIST_ELEMENTS);
+      for (let i = 0; i < chunk.length; i++) {
+        const key = addressBytes(chunk[i]!);
+        if (key === null) throw new NftError(what.get(s)!, [`Could not process rule: ${chunk[i]} is not an address`]);
+        const el = w.nest(NFTA_LIST_ELEM);
+        const k0 = w.nest(NFTA_SET_ELEM_KEY);
+        w.attr(NFTA_DATA_VALUE, key);
+        w.nestEnd(k0);
+        if (timeouts) {
+          const ms = timeouts[k + i]! * 1000;
+          w.be64(NFTA_SET_ELEM_TIMEOUT, ms);
+          // The expiry too: Linux 6.12+ refreshes an element already there only when told (see renderElementChanges).
+          w.be64(NFTA_SET_ELEM_EXPIRATION, ms);
+        }
+        w.nestEnd(el);
+      }
+      w.nestEnd(list);
+      w.end(m);
+    }
+  };
+  for (const [set, as] of changes.deletes) if (as.length) one('delete', set, as, null);
+  for (const [set, es] of changes.adds) {
+    if (es.length) one('add', set, es.map((e) => e.address), es.map((e) => e.timeoutS));
+  }
+  what.set(seq, 'batch end');
+  w.end(w.message(NFNL_MSG_BATCH_END, NLM_F_REQUEST, seq++, 0, NFNL_SUBSYS_NFTABLES));
+  return { bytes: w.buf.subarray(0, w.len), acked, what };
+}
+
+/** The acknowledgements in `buf` (NLMSG_ERROR messages): sequence number, error (0 or -errno) and the kernel's message, if any. */
+export function parseAcks(buf: Buffer): { seq: number; error: number; message?: string }[] {
+  const out: { seq: number; error: number; message?: string }[] = [];
+  let at = 0;
+  while (at + 16 <= buf.length) {
+    const len = buf.readUInt32LE(at);
+    if (len < 16 || at + len > buf.length) break;
+    const type = buf.readUInt16LE(at + 4);
+    const flags = buf.readUInt16LE(at + 6);
+    if (type === NLMSG_ERROR && len >= 36) {
+      const error = buf.readInt32LE(at + 16);
+      // The request's own header follows the error code (its payload is left out: NETLINK_CAP_ACK).
+      const seq = buf.readUInt32LE(at + 20 + 8);
+      const ack: { seq: number; error: number; message?: string } = { seq, error };
+      if (flags & NLM_F_ACK_TLVS) {
+        let t = at + 36;
+        while (t + 4 <= at + len) {
+          const alen = buf.readUInt16LE(t);
+          const atype = buf.readUInt16LE(t + 2) & 0x3fff;
+          if (alen < 4) break;
+          if (atype === NLMSGERR_ATTR_MSG) ack.message = buf.toString('utf8', t + 4, t + alen).replace(/\0.*$/s, '');
+          t += (alen + 3) & ~3;
+        }
+      }
+      out.push(ack);
+    }
+    at += (len + 3) & ~3;
+  }
+  return out;
+}
+
+interface Libc {
+  socket: koffi.KoffiFunction;
+  setsockopt: koffi.KoffiFunction;
+  send: koffi.KoffiFunction;
+  recv: koffi.KoffiFunction;
+  close: koffi.KoffiFunction;
+  strerror: koffi.KoffiFunction;
+}
+
+let libcLoaded: Libc | null | undefined;
+
+function libc(): Libc | null {
+  if (libcLoaded !== undefined) return libcLoaded;
+  try {
+    const c = koffi.load('libc.so.6');
+    libcLoaded = {
+      socket: c.func('int socket(int domain, int type, int protocol)'),
+      setsockopt: c.func('int setsockopt(int fd, int level, int name, int *value, uint32_t len)'),
+      send: c.func('intptr_t send(int fd, const void *buf, size_t len, int flags)'),
+      recv: c.func('intptr_t recv(int fd, _Out_ void *buf, size_t len, int flags)'),
+      close: c.func('int close(int fd)'),
+      strerror: c.func('const char *strerror(int errnum)'),
+    };
+  } catch {
+    libcLoaded = null;
+  }
+  return libcLoaded;
+}
+
+/**
+ * A NETLINK_NETFILTER socket that sends element batches. The kernel commits
+ * inside send(), and the acknowledgements are then already queued: they are
+ * read without blocking. Batches go one at a time, in order.
+ *
+ * send() runs on the main thread by default: an element batch commits in
+ * ~10-20 us, and the hop to libuv's pool and back cost more than that (CPU
+ * per tag 59 us from the pool, 34 us inline; the tagger's p99 at 2000
+ * tags/s 2.6 ms from the pool, 0.1 ms inline: `bench nft-tag`). The price:
+ * while another process commits (the daemon's own `nft -f -` of a reload),
+ * the kernel holds our send until that commit is done, and the event loop
+ * with it, where the answer waiting for the tag would have waited anyway.
+ * `sync: false` sends from the pool instead.
+ */
+export class NetlinkElements {
+  private readonly w = new NlWriter();
+  private readonly rbuf = Buffer.alloc(64 * 1024);
+  private seq = 1;
+  private sndbuf = 0;
+  private closed = false;
+  /** One batch at a time: the writer's buffer and the acknowledgements are shared. */
+  private tail: Promise<void> = Promise.resolve();
+
+  private constructor(
+    private readonly c: Libc,
+    private readonly fd: number,
+    private readonly sync: boolean,
+  ) {}
+
+  /** The socket, in this process's network namespace; null (logged) if it cannot be had. */
+  static open(logger: Logger, o: { sync?: boolean } = {}): NetlinkElements | null {
+    const c = libc();
+    if (c === null) return null;
+    const fd = c.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER) as number;
+    if (fd < 0) {
+      logger.warn({ errno: koffi.errno() }, 'netlink socket for set elements failed: tags go through libnftables');
+      return null;
+    }
+    // Acknowledgements without a copy of the request, with the kernel's message when it has one.
+    c.setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, [1], 4);
+    c.setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, [1], 4);
+    return new NetlinkElements(c, fd, o.sync ?? true);
+  }
+
+  apply(changes: ElementChanges): Promise<void> {
+    const run = this.tail.then(() => this.applyNow(changes));
+    this.tail = run.catch(() => undefined);
+    return run;
+  }
+
+  private applyNow(changes: ElementChanges): Promise<void> {
+    if (this.closed) return Promise.reject(new Error('netlink socket closed'));
+    let batch: ElementBatch;
+    try {
+      batch = encodeElementBatch(changes, this.seq, this.w);
+    } catch (e) {
+      return Promise.reject(e as Error);
+    }
+    this.seq = (this.seq + batch.what.size) % 0x7fffffff || 1;
+    const bytes = batch.bytes;
+    // A batch must go in one send: the socket's buffer grows to hold it (as nft does).
+    if (bytes.length * 2 > this.sndbuf) {
+      const want = Math.max(bytes.length * 2, 256 * 1024);
+      if (this.c.setsockopt(this.fd, SOL_SOCKET, SO_SNDBUFFORCE, [want], 4) !== 0) this.c.setsockopt(this.fd, SOL_SOCKET, SO_SNDBUF, [want], 4);
+      this.sndbuf = want;
+    }
+    return new Promise<void>((resolve, reject) => {
+      const done = (sent: number, errno: number): void => {
+        if (sent !== bytes.length) {
+          reject(new NftError(renderElementChanges(changes), [`netlink send failed: ${sent < 0 ? this.strerror(errno) : `${sent} of ${bytes.length} bytes`}`]));
+          return;
+        }
+        const failed = this.collect(batch);
+        if (failed === null) resolve();
+        else reject(new NftError(renderElementChanges(changes), failed));
+      };
+      if (this.sync) {
+        const n = this.c.send(this.fd, bytes, bytes.length, 0) as number;
+        done(n, n < 0 ? koffi.errno() : 0);
+      } else {
+        this.c.send.async(this.fd, bytes, bytes.length, 0, (err: unknown, n: number) => {
+          // errno stays with the pool's thread: a failed send is reported without it.
+          if (err) reject(err instanceof Error ? err : new Error(String(err)));
+          else done(n, 0);
+        });
+      }
+    });
+  }
+
+  /** Reads this batch's acknowledgements; null if all are clean, else nft-like error lines. */
+  private collect(batch: ElementBatch): string[] | null {
+    const want = new Set(batch.acked);
+    const errors: string[] = [];
+    while (want.size > 0) {
+      const n = this.c.recv(this.fd, this.rbuf, this.rbuf.length, MSG_DONTWAIT) as number;
+      if (n < 0) {
+        const e = koffi.errno();
+        if (e === EINTR) continue;
+        // The kernel answers inside send(): nothing more is coming.
+        errors.push(e === EAGAIN ? `no acknowledgement for ${want.size} of ${batch.acked.length} messages` : `netlink receive failed: ${this.strerror(e)}`);
+        break;
+      }
+      for (const a of parseAcks(this.rbuf.subarray(0, n))) {
+        // Not this batch's: a straggler of an earlier one.
+        if (!batch.what.has(a.seq)) continue;
+        want.delete(a.seq);
+        if (a.error !== 0) {
+          const text = `Could not process rule: ${this.strerror(-a.error)}${a.message ? ` (${a.message})` : ''}`;
+          errors.push(`${text}: ${batch.what.get(a.seq) ?? `message ${a.seq}`}`);
+        }
+      }
+    }
+    return errors.length ? errors : null;
+  }
+
+  private strerror(errno: number): string {
+    return String(this.c.strerror(errno) ?? `errno ${errno}`);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.c.close(this.fd);
   }
 }
 

@@ -30,9 +30,46 @@ export class NftError extends Error {
   }
 }
 
+/** One element to add: the address and its timeout, whole seconds. */
+export interface ElementAdd {
+  address: string;
+  timeoutS: number;
+}
+
+/**
+ * Element changes in sets of one `inet` table, as one transaction: every
+ * delete runs before every add (a move between sets), all or nothing.
+ */
+export interface ElementChanges {
+  table: string;
+  /** Set name → addresses to delete (each must be there, or the whole transaction fails). */
+  deletes: ReadonlyMap<string, readonly string[]>;
+  /** Set name → elements to add (an element already there gets the new timeout). */
+  adds: ReadonlyMap<string, readonly ElementAdd[]>;
+}
+
+/** The nft line equivalent to `changes` (nft -i's way, and error messages). */
+export function renderElementChanges(c: ElementChanges): string {
+  const parts: string[] = [];
+  for (const [set, as] of c.deletes) if (as.length) parts.push(`delete element inet ${c.table} ${set} { ${as.join(', ')} }`);
+  for (const [set, es] of c.adds) {
+    // `expires` as well as `timeout`: from Linux 6.12 on, an element already
+    // there takes a new expiry only when told (with the same timeout alone it
+    // keeps the old one: a refresh would not refresh); before 6.12, never.
+    if (es.length) parts.push(`add element inet ${c.table} ${set} { ${es.map((e) => `${e.address} timeout ${e.timeoutS}s expires ${e.timeoutS}s`).join(', ')} }`);
+  }
+  return parts.join('; ');
+}
+
 /** What the tagger and the failover need: run one line as one transaction. */
 export interface NftExec {
   exec(line: string): Promise<void>;
+  /**
+   * Element changes without nft's parser and cache (netlink straight to the
+   * kernel), in order with exec()'s lines; absent where there is no such
+   * path (nft -i), and then the tagger renders lines.
+   */
+  elements?(changes: ElementChanges): Promise<void>;
 }
 
 interface Pending {

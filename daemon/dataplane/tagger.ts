@@ -11,7 +11,7 @@
 // makes forgetting a set one delete.
 import type { Clock } from '../../config/logger.js';
 import { TABLE_NAME } from './plan.js';
-import type { NftExec } from './nft-session-linux.js';
+import { renderElementChanges, type ElementAdd, type ElementChanges, type NftExec } from './nft-session-linux.js';
 
 /** A rule's two sets (IPv4, IPv6), from tagSetNames(). */
 export interface TagSets {
@@ -102,6 +102,49 @@ export class NftTagger {
     }
   }
 
+  /** Where sweepSome() goes on: the set, its map, and an iterator over its entries. */
+  private sweepAt: { set: string; map: Map<string, number>; it: Iterator<[string, number]> } | null = null;
+  private lastSwept: string | null = null;
+
+  /**
+   * Looks at up to `budget` entries of the shadow for expired ones, going on
+   * where the last call stopped (a Map's iterator survives deletes and sees
+   * additions). Every transaction sweeps a few: the whole shadow at once
+   * (100k entries) held the event loop ~2 ms, and every answer behind it.
+   */
+  private sweepSome(now: number, budget: number): void {
+    let switches = this.shadow.size + 1;
+    while (budget > 0) {
+      if (this.sweepAt === null) {
+        // Next set: the one after the last, in the shadow's order (or the first).
+        if (this.shadow.size === 0 || switches-- === 0) return;
+        const sets = [...this.shadow.keys()];
+        const last = this.lastSwept === null ? -1 : sets.indexOf(this.lastSwept);
+        const set = sets[(last + 1) % sets.length]!;
+        const map = this.shadow.get(set)!;
+        this.sweepAt = { set, map, it: map.entries() };
+        this.lastSwept = set;
+      }
+      // The set may have been dropped (and made anew) since: then its old iterator is done with.
+      const m = this.shadow.get(this.sweepAt.set) === this.sweepAt.map ? this.sweepAt.map : undefined;
+      const n = m === undefined ? undefined : this.sweepAt.it.next();
+      if (m === undefined || n === undefined || n.done) {
+        if (m !== undefined && m.size === 0) this.shadow.delete(this.sweepAt.set);
+        this.sweepAt = null;
+        continue;
+      }
+      budget--;
+      if (n.value[1] <= now) m.delete(n.value[0]);
+    }
+  }
+
+  /** Entries in the shadow, expired ones not yet swept included (for tests and status). */
+  get shadowEntries(): number {
+    let n = 0;
+    for (const m of this.shadow.values()) n += m.size;
+    return n;
+  }
+
   /** Addresses tagged now, per set (status and metrics). */
   countsBySet(): Map<string, number> {
     this.sweep(this.clock.now());
@@ -113,11 +156,13 @@ export class NftTagger {
   /** Forgets a set (its rule was removed; the ruleset deleted the set). */
   forgetSet(set: string): void {
     this.shadow.delete(set);
+    if (this.sweepAt?.set === set) this.sweepAt = null;
   }
 
   /** Forgets everything (the table was re-created empty, e.g. after a repair). */
   reset(): void {
     this.shadow.clear();
+    this.sweepAt = null;
   }
 
   /**
@@ -201,27 +246,47 @@ export class NftTagger {
       for (const a of r.addresses) want.set(a, { set: setFor(r.sets, a), ttlMs: r.ttlMs });
     }
     const deletes = new Map<string, string[]>();
-    const adds = new Map<string, string[]>();
+    const adds = new Map<string, ElementAdd[]>();
+    /** Addresses refreshed in the set they are in: deleted and added again (see below). */
+    const refreshed = new Set<string>();
     for (const [a, w] of want) {
       const cur = this.installed(a);
       // Moving between rules: remove it from the old set first, unless it has
       // expired there (deleting a missing element fails the whole line). A
       // two-second margin covers the kernel expiring it a little early.
-      if (cur && cur.set !== w.set && cur.expiresAt - now > 2000) {
+      // Refreshing it where it is: before Linux 6.12 adding an element that
+      // is there keeps its old expiry (6.12 on takes the `expires` the add
+      // carries), so the kernel would drop it while the shadow says it is
+      // tagged; deleted and added in the same transaction, it is never
+      // missing meanwhile, on any kernel.
+      if (cur && cur.expiresAt - now > 2000) {
         (deletes.get(cur.set) ?? deletes.set(cur.set, []).get(cur.set)!).push(a);
+        if (cur.set === w.set) refreshed.add(a);
       }
-      (adds.get(w.set) ?? adds.set(w.set, []).get(w.set)!).push(`${a} timeout ${seconds(w.ttlMs)}s`);
+      (adds.get(w.set) ?? adds.set(w.set, []).get(w.set)!).push({ address: a, timeoutS: seconds(w.ttlMs) });
     }
-    const parts: string[] = [];
-    for (const [set, as] of deletes) parts.push(`delete element inet ${TABLE_NAME} ${set} { ${as.join(', ')} }`);
-    for (const [set, es] of adds) parts.push(`add element inet ${TABLE_NAME} ${set} { ${es.join(', ')} }`);
-    if (++this.transactions % 256 === 0) this.sweep(now);
+    const changes: ElementChanges = { table: TABLE_NAME, deletes, adds };
+    this.transactions++;
+    // A little more than a transaction adds: the shadow shrinks as fast as it can grow.
+    this.sweepSome(now, 4 * want.size + 16);
     // Recorded before the line completes: a line sent after this one (the
     // pipeline) must already see these addresses where this one puts them.
     const previous = new Map([...want.keys()].map((a) => [a, this.installed(a)]));
     for (const [a, w] of want) this.record(a, w.set, now + seconds(w.ttlMs) * 1000);
+    // Straight to the kernel where the session can (libnftables' own parse
+    // and cache cost ~6x more per transaction); as an nft line otherwise.
+    const send = (c: ElementChanges): Promise<void> => (this.nft.elements ? this.nft.elements(c) : this.nft.exec(renderElementChanges(c)));
     try {
-      await this.nft.exec(parts.join('; '));
+      try {
+        await send(changes);
+      } catch (e) {
+        if (refreshed.size === 0) throw e;
+        // A refreshed element the kernel no longer had (the set was flushed
+        // behind our back): its delete failed the transaction. Once more
+        // without those deletes: the adds then create them afresh.
+        const kept = new Map([...deletes].map(([set, as]) => [set, as.filter((a) => !refreshed.has(a))] as const).filter(([, as]) => as.length > 0));
+        await send({ table: TABLE_NAME, deletes: kept, adds });
+      }
     } catch (e) {
       // Nothing of the line was applied: put back what was there (unless a later line changed it).
       for (const [a, prev] of previous) {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Clock } from '../../config/logger.js';
-import type { NftExec } from '../../daemon/dataplane/nft-session-linux.js';
+import { renderElementChanges, type ElementChanges, type NftExec } from '../../daemon/dataplane/nft-session-linux.js';
 import { NftTagger } from '../../daemon/dataplane/tagger.js';
 import { removeStaleHomes } from '../../daemon/dataplane/nft-session-linux.js';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -16,6 +16,8 @@ class FakeNft implements NftExec {
   readonly sets = new Map<string, Map<string, number>>();
   readonly lines: string[] = [];
   hold = false;
+  /** Linux before 6.12: adding an element that is there keeps its expiry. */
+  keepExpiryOnReAdd = false;
   private held: (() => void)[] = [];
   constructor(private readonly clock: Clock) {}
   release(): void {
@@ -41,7 +43,7 @@ class FakeNft implements NftExec {
         if (m[1] === 'delete') {
           if (!set.has(addr!) || set.get(addr!)! <= this.clock.now()) throw new Error('Error: Could not process rule: No such file or directory');
           set.delete(addr!);
-        } else set.set(addr!, this.clock.now() + parseInt(t!, 10) * 1000);
+        } else if (!(this.keepExpiryOnReAdd && set.has(addr!) && set.get(addr!)! > this.clock.now())) set.set(addr!, this.clock.now() + parseInt(t!, 10) * 1000);
       }
     }
     this.sets.clear();
@@ -71,7 +73,7 @@ describe('NftTagger', () => {
     await p;
     expect(nft.has('tag4_a', '198.51.100.1')).toBe(true);
     expect(nft.has('tag6_a', '2001:db8::1')).toBe(true);
-    expect(nft.lines).toEqual(['add element inet splitwan tag4_a { 198.51.100.1 timeout 600s }; add element inet splitwan tag6_a { 2001:db8::1 timeout 600s }']);
+    expect(nft.lines).toEqual(['add element inet splitwan tag4_a { 198.51.100.1 timeout 600s expires 600s }; add element inet splitwan tag6_a { 2001:db8::1 timeout 600s expires 600s }']);
   });
 
   it('coalesces answers that arrive while a transaction is in flight into one line', async () => {
@@ -125,7 +127,7 @@ describe('NftTagger', () => {
     await t.tag(A, ['198.51.100.1'], 10_000);
     c.t += 11_000;
     await t.tag(B, ['198.51.100.1'], 10_000);
-    expect(nft.lines.at(-1)).toBe('add element inet splitwan tag4_b { 198.51.100.1 timeout 10s }');
+    expect(nft.lines.at(-1)).toBe('add element inet splitwan tag4_b { 198.51.100.1 timeout 10s expires 10s }');
     expect(nft.has('tag4_b', '198.51.100.1')).toBe(true);
   });
 
@@ -143,6 +145,57 @@ describe('NftTagger', () => {
     await first;
     await expect(good).resolves.toBeUndefined();
     await expect(bad).rejects.toThrow(/invalid address/);
+    expect(nft.has('tag4_a', '198.51.100.1')).toBe(true);
+    expect(t.lookup('300.0.0.1')).toBeUndefined();
+  });
+});
+
+/** A session with the element path (LibNft's netlink batches): the changes are recorded, then applied as the same line would be. */
+class FakeElementsNft extends FakeNft {
+  readonly changes: ElementChanges[] = [];
+  execCalls = 0;
+  override exec(line: string): Promise<void> {
+    this.execCalls++;
+    return super.exec(line);
+  }
+  elements(c: ElementChanges): Promise<void> {
+    this.changes.push(c);
+    this.execCalls--; // the line below stands for the batch, not for an exec()
+    return this.exec(renderElementChanges(c));
+  }
+}
+
+describe('NftTagger over a session with an element path', () => {
+  it('sends element changes, not lines: deletes from the old set before the add, timeouts in whole seconds', async () => {
+    const c = clock();
+    const nft = new FakeElementsNft(c);
+    const t = new NftTagger(nft, c);
+    await t.tag(A, ['198.51.100.1', '2001:db8::1'], 599_500);
+    await t.tag(B, ['198.51.100.1'], 60_000);
+    expect(nft.execCalls).toBe(0);
+    expect(nft.changes).toHaveLength(2);
+    expect(nft.changes[0]).toEqual({ table: 'splitwan', deletes: new Map(), adds: new Map([['tag4_a', [{ address: '198.51.100.1', timeoutS: 600 }]], ['tag6_a', [{ address: '2001:db8::1', timeoutS: 600 }]]]) });
+    expect(nft.changes[1]).toEqual({ table: 'splitwan', deletes: new Map([['tag4_a', ['198.51.100.1']]]), adds: new Map([['tag4_b', [{ address: '198.51.100.1', timeoutS: 60 }]]]) });
+    expect(nft.has('tag4_a', '198.51.100.1')).toBe(false);
+    expect(nft.has('tag4_b', '198.51.100.1')).toBe(true);
+    expect(t.lookup('198.51.100.1')).toEqual({ set: 'tag4_b', expiresAt: c.t + 60_000 });
+  });
+
+  it('a failed batch is retried per request, and the shadow put back', async () => {
+    const c = clock();
+    const nft = new FakeElementsNft(c);
+    const t = new NftTagger(nft, c);
+    nft.hold = true;
+    const first = t.tag(A, ['198.51.100.9'], 60_000);
+    await new Promise((r) => setTimeout(r, 1));
+    const good = t.tag(A, ['198.51.100.1'], 60_000);
+    const bad = t.tag(B, ['300.0.0.1'], 60_000);
+    nft.hold = false;
+    nft.release();
+    await first;
+    await expect(good).resolves.toBeUndefined();
+    await expect(bad).rejects.toThrow(/invalid address/);
+    expect(nft.changes).toHaveLength(4); // first; good+bad together (failed); good alone; bad alone
     expect(nft.has('tag4_a', '198.51.100.1')).toBe(true);
     expect(t.lookup('300.0.0.1')).toBeUndefined();
   });
@@ -178,6 +231,37 @@ describe('NftTagger: the shadow of what is installed', () => {
     expect(t.pending(A, ['198.51.100.1', '2001:db8::1'], 600_000)).toEqual(['198.51.100.1', '2001:db8::1']);
   });
 
+  it('expired entries leave the shadow a few per transaction, with no full sweep', async () => {
+    const c = clock();
+    const nft = new FakeNft(c);
+    const t = new NftTagger(nft, c);
+    await t.tag(A, Array.from({ length: 200 }, (_, i) => `198.51.100.${i}`), 10_000);
+    await t.tag(B, Array.from({ length: 100 }, (_, i) => `203.0.113.${i}`), 10_000);
+    await t.tag(A, ['2001:db8::1'], 600_000);
+    expect(t.shadowEntries).toBe(301);
+    c.t += 11_000;
+    for (let i = 0; i < 40 && t.shadowEntries > 2; i++) await t.tag(A, [`192.0.2.${i}`], 600_000);
+    // Only the live ones are left: the IPv6 one and those just tagged.
+    expect(t.shadowEntries).toBeLessThan(45);
+    expect(t.lookup('2001:db8::1')?.set).toBe('tag6_a');
+    expect(t.lookup('192.0.2.0')?.set).toBe('tag4_a');
+    expect(t.countsBySet().get('tag4_b')).toBeUndefined();
+  });
+
+  it('the incremental sweep survives a set forgotten and made anew mid-way', async () => {
+    const c = clock();
+    const nft = new FakeNft(c);
+    const t = new NftTagger(nft, c);
+    await t.tag(A, Array.from({ length: 100 }, (_, i) => `198.51.100.${i}`), 10_000);
+    c.t += 11_000;
+    await t.tag(B, ['203.0.113.1'], 600_000); // starts sweeping tag4_a
+    t.forgetSet('tag4_a');
+    await t.tag(A, ['198.51.100.1'], 600_000); // tag4_a anew: its fresh entry must stay
+    for (let i = 0; i < 10; i++) await t.tag(B, [`203.0.113.${10 + i}`], 600_000);
+    expect(t.lookup('198.51.100.1')?.set).toBe('tag4_a');
+    expect(t.lookup('203.0.113.1')?.set).toBe('tag4_b');
+  });
+
   it('a failed line leaves a moved address where it was, in the shadow as in the kernel', async () => {
     const c = clock();
     const nft = new FakeNft(c);
@@ -202,5 +286,35 @@ describe('removeStaleHomes (the nft -i fallback\'s private HOMEs)', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('a refresh deletes and re-adds in one transaction, so kernels that keep an element\'s expiry on a re-add (before 6.12) extend it too', async () => {
+    const c = clock();
+    const nft = new FakeNft(c);
+    nft.keepExpiryOnReAdd = true;
+    const t = new NftTagger(nft, c);
+    await t.tag(A, ['198.51.100.7'], 600_000);
+    c.t += 400_000; // less than half of the 600 s left: a hit re-tags
+    expect(t.pending(A, ['198.51.100.7'], 600_000)).toEqual(['198.51.100.7']);
+    await t.tag(A, ['198.51.100.7'], 600_000);
+    expect(nft.lines.at(-1)).toBe('delete element inet splitwan tag4_a { 198.51.100.7 }; add element inet splitwan tag4_a { 198.51.100.7 timeout 600s expires 600s }');
+    c.t += 300_000; // past the first expiry (600 s), within the refreshed one (1000 s)
+    expect(nft.has('tag4_a', '198.51.100.7')).toBe(true);
+    expect(t.lookup('198.51.100.7')?.set).toBe('tag4_a');
+  });
+
+  it('a refresh of an element the kernel lost (its set flushed behind our back) adds it afresh', async () => {
+    const c = clock();
+    const nft = new FakeNft(c);
+    const t = new NftTagger(nft, c);
+    await t.tag(A, ['198.51.100.8'], 600_000);
+    nft.sets.get('tag4_a')!.clear();
+    c.t += 400_000;
+    await t.tag(A, ['198.51.100.8'], 600_000);
+    expect(nft.lines.slice(-2)).toEqual([
+      'delete element inet splitwan tag4_a { 198.51.100.8 }; add element inet splitwan tag4_a { 198.51.100.8 timeout 600s expires 600s }',
+      'add element inet splitwan tag4_a { 198.51.100.8 timeout 600s expires 600s }',
+    ]);
+    expect(nft.has('tag4_a', '198.51.100.8')).toBe(true);
   });
 });
