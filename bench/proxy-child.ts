@@ -1,19 +1,23 @@
 // The splitwan side of `npm run bench -- proxy`, run as its own process (so
 // its RSS and CPU are its own and the driver shares no event loop with it):
 // TransparentProxy with the daemon's real kernel dependencies, in the network
-// namespace the driver created and started it in:
-// - originalDst: SO_ORIGINAL_DST (daemon/sockets-linux.ts), so connections
-//   arrive through the driver's nft `redirect`, as in the daemon;
-// - the dialer: the daemon's MarkedDialer over linuxPathSockets, so each dial
-//   is a koffi socket() + setsockopt(SO_MARK, 0x1000: the breakout's mark)
-//   before the SYN; that mark is what keeps the proxy's own dials from being
-//   redirected back to it;
+// namespace the driver created and started it in, accepting and dialling the
+// way the daemon does (the raw fd path, proxy/accept-linux.ts, unless
+// SPLITWAN_PROXY_ACCEPT=node):
+// - originalDst: SO_ORIGINAL_DST (on the raw fd: accept-linux.ts; on Node's
+//   sockets: daemon/sockets-linux.ts), so connections arrive through the
+//   driver's nft `redirect`, as in the daemon;
+// - the dialer: the daemon's MarkedDialer (its markOf gives the raw path the
+//   mark; over linuxPathSockets for the node path), so each dial is a
+//   socket() + setsockopt(SO_MARK, 0x1000: the breakout's mark) before the
+//   SYN; that mark is what keeps the proxy's own dials from being redirected
+//   back to it;
 // - policy: no rules, default [breakout], compiled by config/policy.ts;
 //   pick: the first of the via list; a silent logger.
 //
 // argv[2]: JSON { host: string, port: number }
 // IPC in:  { cmd: 'stats' | 'gc' | 'stop' }
-// IPC out: { type: 'ready', port } and { type: 'stats', ... } replies
+// IPC out: { type: 'ready', port, accept, splicer } and { type: 'stats', ... } replies
 // (--cpu-prof on this process's command line writes a profile at stop.)
 import { compilePolicy } from '../config/policy.js';
 import { silentLogger } from '../config/logger.js';
@@ -72,4 +76,4 @@ process.on('message', (m: { cmd?: string }) => {
 });
 process.on('disconnect', () => void stop()); // the driver is gone: do not linger
 process.on('SIGTERM', () => void stop());
-send({ type: 'ready', port: proxy.addresses()[0]!.port });
+send({ type: 'ready', port: proxy.addresses()[0]!.port, accept: proxy.acceptName, splicer: proxy.splicerName });

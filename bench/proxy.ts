@@ -44,7 +44,9 @@
 // Nothing is pinned by default (2 shared cores: a proxy that needs less CPU
 // leaves more to the client and server, which is part of what it is worth);
 // splitwan's byte path is splice(2) (proxy/splice-linux.ts) unless the
-// environment says SPLITWAN_PROXY_SPLICE=pipe (Node's pipe(), to compare).
+// environment says SPLITWAN_PROXY_SPLICE=pipe (Node's pipe(), to compare),
+// and it accepts and dials on raw fds (proxy/accept-linux.ts) unless it says
+// SPLITWAN_PROXY_ACCEPT=node (Node's net.Server and sockets); the run says which.
 // BP_PIN=1 pins the proxies to the last CPU and everything else to the
 // others. BP_PROF=DIR writes a CPU profile of splitwan's proxy (the whole
 // run: its figures then do not count). BP_SECONDS (5) per measurement.
@@ -236,9 +238,14 @@ export async function run(): Promise<Record<string, unknown>> {
     ].join('\n'));
 
     const node = (file: string, arg: string, flags: readonly string[] = []) => [process.execPath, ...flags, join(import.meta.dirname, file), arg];
+    let swWay = '';
     const ipcReady = (p: Proc) =>
       new Promise<void>((resolve, reject) => {
-        p.child.on('message', (m: { type?: string }) => m.type === 'ready' && resolve());
+        p.child.on('message', (m: { type?: string; accept?: string; splicer?: string }) => {
+          if (m.type !== 'ready') return;
+          if (m.accept !== undefined) swWay = `accept ${m.accept}, bytes by ${m.splicer}`;
+          resolve();
+        });
         void p.exited.then(() => reject(new Error(`${p.name} exited (${p.exitCode}): ${p.tail.trim().slice(-800)}`)));
       });
     // Backends: never the bottleneck (haproxy answers HTTP itself; its default threads).
@@ -275,7 +282,7 @@ export async function run(): Promise<Record<string, unknown>> {
     const pidOf: Record<Side, number | null> = { direct: null, splitwan: sw.pid, 'node-pipe': floor.pid, haproxy: h1.pid, 'haproxy-mt': hmt.pid, sniproxy: sni.pid };
     const hmtThreads = readdirSync(`/proc/${hmt.pid}/task`).length;
     say(`proxies in netns ${ns}, nothing else in it; ${nCpu} CPUs, ` + (pin ? `proxies pinned to CPU ${proxyCpu}, clients and backends to ${otherCpus}` : 'nothing pinned (BP_PIN=1 pins)') +
-      `; Node is one thread, so the peer for the goals is haproxy with nbthread 1 (haproxy's default here: ${hmtThreads} threads, shown too)`);
+      `; Node is one thread, so the peer for the goals is haproxy with nbthread 1 (haproxy's default here: ${hmtThreads} threads, shown too); splitwan: ${swWay}`);
     if (profileDir) say(`!!! PROFILING splitwan's proxy into ${profileDir}: its figures do not count !!!`);
 
     const stats = () => sw.ask<ChildStats>('stats', 'stats');

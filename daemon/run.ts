@@ -299,7 +299,7 @@ export async function runDaemon(o: RunOptions): Promise<void> {
     }
     proxy = p;
     proxyListen = want;
-    proxyLog.info({ listen: bound.map((a) => (a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`)), ports: c.proxy.ports, splicer: p.splicerName }, 'proxy listening');
+    proxyLog.info({ listen: bound.map((a) => (a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`)), ports: c.proxy.ports, accept: p.acceptName, splicer: p.splicerName }, 'proxy listening');
   };
 
   const plan = (loaded: LoadedConfig) =>

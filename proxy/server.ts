@@ -16,9 +16,21 @@
 // The byte path is a Splicer (ProxyDeps.splicer): by default splice(2) on
 // Linux (splice-linux.ts, SPLITWAN_PROXY_SPLICE=pipe for Node's pipe()), as
 // the resolver picks its UDP transport.
+//
+// Two ways to accept, peek and dial, with the same decisions, counters and
+// logs (everything below `route()` is shared):
+// - `raw` (accept-linux.ts, the default on Linux): listening, accept4, the
+//   peek (MSG_PEEK) and the dial (a socket with the path's mark from
+//   ProxyDialer.markOf) on plain fds, then splice(2) on them: no Node socket
+//   object per connection, which was most of what a connection cost;
+// - `node`: net.Server, net.Socket, ProxyDialer.tcp(), then the Splicer.
+//   Portable; used where the raw path cannot run (not Linux, the pipe
+//   splicer, a dialer without markOf, a listen address that is a name), and
+//   with SPLITWAN_PROXY_ACCEPT=node.
 import net from 'node:net';
 import type { Policy } from '../config/policy.js';
 import type { PathName, Target } from '../config/types.js';
+import { RawConnections, rawAvailable, type RawAddress, type RawHooks } from './accept-linux.js';
 import { peek, PEEK_LIMIT, type PeekResult } from './peek.js';
 import { defaultSplicer } from './splice-linux.js';
 import { resetSocket, type Splice, type SpliceEnd, type Splicer } from './splice.js';
@@ -34,6 +46,12 @@ export interface ProxyLogger {
 export interface ProxyDialer {
   /** A connected socket on the path; rejects when the path cannot carry traffic now (kill switch). */
   tcp(path: PathName, host: string, port: number, timeoutMs: number): Promise<net.Socket>;
+  /**
+   * The path's socket mark (SO_MARK), for the raw path, which dials by
+   * itself; throws when the path cannot carry traffic now (kill switch).
+   * Without it the proxy accepts and dials the `node` way.
+   */
+  markOf?(path: PathName): number;
 }
 
 export interface ProxyDeps {
@@ -46,6 +64,28 @@ export interface ProxyDeps {
   logger: ProxyLogger;
   /** What moves the bytes once a connection is decided; default defaultSplicer() (splice(2) on Linux). */
   splicer?: Splicer;
+  /**
+   * The raw path's originalDst, on the accepted fd (`v6`: an IPv6 listener's);
+   * default SO_ORIGINAL_DST / IP6T_SO_ORIGINAL_DST (accept-linux.ts). Tests
+   * on loopback stand in for the kernel here.
+   */
+  originalDstFd?(fd: number, v6: boolean): { address: string; port: number } | null;
+  /** `raw` or `node` (see the header); default acceptMode(): raw where it can run. */
+  accept?: AcceptMode;
+}
+
+export type AcceptMode = 'raw' | 'node';
+
+/** The accept path the environment asks for: `node` with SPLITWAN_PROXY_ACCEPT=node (a way out), else `raw` where it can run. */
+export function acceptMode(env: NodeJS.ProcessEnv = process.env): AcceptMode {
+  return env.SPLITWAN_PROXY_ACCEPT === 'node' ? 'node' : 'raw';
+}
+
+/** A raw connection's decision: the path, its mark, and the log record. */
+interface RawRoute {
+  path: PathName;
+  mark: number;
+  decision: () => ProxyDecision;
 }
 
 export interface ProxyOptions {
@@ -103,6 +143,8 @@ export interface ProxyStats {
 }
 
 const DEFAULT_MAX_CONNECTIONS = 16_384;
+/** A burst of new connections (a page opening dozens) must not overflow Node's default backlog of 511. */
+const LISTEN_BACKLOG = 4096;
 
 function hostPort(address: string, port: number): string {
   return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
@@ -115,6 +157,8 @@ function unmapped(address: string): string {
 
 export class TransparentProxy {
   private readonly servers: net.Server[] = [];
+  /** The raw path, when it is the one listening. */
+  private raw: RawConnections<RawRoute> | null = null;
   /** Sockets not yet handed to a splice (peeking, dialling): close() resets these; spliced ones go through their Splice. */
   private readonly sockets = new Set<net.Socket>();
   private readonly splicer: Splicer;
@@ -145,20 +189,42 @@ export class TransparentProxy {
     return this.splicer.name;
   }
 
+  /** How connections are accepted and dialled (`raw` or `node`), once listening; for the log line at start. */
+  get acceptName(): AcceptMode {
+    return this.raw !== null ? 'raw' : 'node';
+  }
+
   /** Timeouts take effect for new connections (a reload). */
   configure(options: ProxyOptions): void {
     this.options = options;
+    this.raw?.retime();
   }
 
   /** Listens on each address (IPv6 ones v6-only, so `0.0.0.0` and `::` coexist). Throws ProxyListenError. */
   async listen(addresses: readonly { host: string; port: number }[]): Promise<void> {
+    const want = this.deps.accept ?? acceptMode();
+    const markOf = this.deps.dialer.markOf?.bind(this.deps.dialer);
+    const splicer = this.splicer;
+    if (want === 'raw' && markOf !== undefined && addresses.every((a) => net.isIP(a.host) !== 0) && rawAvailable(splicer)) {
+      this.raw ??= new RawConnections(this.rawHooks(markOf), splicer);
+      for (const a of addresses) {
+        let bound: RawAddress;
+        try {
+          bound = this.raw.listen(a.host, a.port, LISTEN_BACKLOG);
+        } catch (e) {
+          throw new ProxyListenError(a.host, a.port, e as NodeJS.ErrnoException);
+        }
+        this.bound.push({ address: unmapped(bound.address), port: bound.port });
+      }
+      return;
+    }
+    if (this.deps.accept === 'raw') throw new Error('proxy: the raw accept path cannot run here (it needs Linux, the splice splicer, a dialer with markOf and IP listen addresses)');
     for (const a of addresses) {
       const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (s) => this.accept(s));
       server.maxConnections = this.options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
       await new Promise<void>((resolve, reject) => {
         server.once('error', (e: NodeJS.ErrnoException) => reject(new ProxyListenError(a.host, a.port, e)));
-        // A burst of new connections (a page opening dozens) must not overflow Node's default backlog of 511.
-        server.listen({ host: a.host, port: a.port, ipv6Only: a.host.includes(':'), backlog: 4096 }, () => resolve());
+        server.listen({ host: a.host, port: a.port, ipv6Only: a.host.includes(':'), backlog: LISTEN_BACKLOG }, () => resolve());
       });
       // After listening, errors are per connection (EMFILE at accept): logged, never fatal.
       server.on('error', (e) => this.deps.logger.warn({ err: e.message, listen: hostPort(a.host, a.port) }, 'proxy accept failed'));
@@ -170,6 +236,7 @@ export class TransparentProxy {
 
   /** The addresses it listens on, `host:port`. */
   addresses(): { host: string; port: number }[] {
+    if (this.raw !== null) return this.raw.addresses().map((a) => ({ host: a.address, port: a.port }));
     return this.servers.map((s) => {
       const a = s.address() as net.AddressInfo;
       return { host: a.address, port: a.port };
@@ -266,13 +333,7 @@ export class TransparentProxy {
     const { bytes, result, timedOut, ended } = await this.readPeek(client);
     if (client.destroyed) return; // the client gave up while we waited
     if (timedOut) this.stats.peekTimeouts++;
-    const name = result.kind === 'tls' ? result.sni : result.kind === 'http' ? result.host : null;
-    const seen: ProxyDecision['seen'] = bytes.length === 0 ? 'none' : result.kind === 'more' ? 'other' : result.kind;
-    const policy = this.deps.policy();
-    let rule: number | null = null;
-    if (name !== null) rule = policy.hasSourceRules ? policy.matchName(name, unmapped(client.remoteAddress ?? '')).rule : nullIfNegative(policy.ruleForName(name));
-    const target = this.deps.pick(policy.viaOf(rule));
-    const decision = (): ProxyDecision => ({ client: peerOf(client), dst: hostPort(dst.address, dst.port), seen, name, rule, target });
+    const { target, decision } = this.route(() => unmapped(client.remoteAddress ?? ''), () => peerOf(client), dst, bytes, result);
     if (target === 'block') {
       this.stats.blocked++;
       this.deps.logger.info(decision(), 'proxy: blocked by policy');
@@ -295,19 +356,88 @@ export class TransparentProxy {
     }
     if (this.deps.logger.isLevelEnabled?.('debug') ?? true) this.deps.logger.debug(decision(), 'proxy: connection');
     upstream.setNoDelay(true);
+    // From here the splice owns both sockets (see Splicer.start).
+    this.sockets.delete(client);
+    this.track(path, this.splicer.start(client, upstream, this.options.idleTimeoutMs, { head: bytes, clientEnded: ended }));
+  }
+
+  /** The policy's decision for what the peek saw (both paths). */
+  private route(clientIp: () => string, client: () => string, dst: RawAddress, bytes: Buffer, result: PeekResult): { target: Target; decision: () => ProxyDecision } {
+    const name = result.kind === 'tls' ? result.sni : result.kind === 'http' ? result.host : null;
+    const seen: ProxyDecision['seen'] = bytes.length === 0 ? 'none' : result.kind === 'more' ? 'other' : result.kind;
+    const policy = this.deps.policy();
+    let rule: number | null = null;
+    if (name !== null) rule = policy.hasSourceRules ? policy.matchName(name, clientIp()).rule : nullIfNegative(policy.ruleForName(name));
+    const target = this.deps.pick(policy.viaOf(rule));
+    return { target, decision: () => ({ client: client(), dst: hostPort(dst.address, dst.port), seen, name, rule, target }) };
+  }
+
+  /** Counts a spliced connection on its path until it ends. */
+  private track(path: PathName, s: Splice): void {
     const traffic = (this.stats.paths[path] ??= { connections: 0, active: 0, bytesUp: 0, bytesDown: 0 });
     traffic.connections++;
     traffic.active++;
-    // From here the splice owns both sockets (see Splicer.start).
-    this.sockets.delete(client);
-    const s = this.splicer.start(client, upstream, this.options.idleTimeoutMs, { head: bytes, clientEnded: ended });
     this.live.set(s, path);
-    const r = await s.done;
-    this.live.delete(s);
-    traffic.active--;
-    traffic.bytesUp += r.up;
-    traffic.bytesDown += r.down;
-    this.stats.ends[r.end]++;
+    void s.done.then((r) => {
+      this.live.delete(s);
+      traffic.active--;
+      traffic.bytesUp += r.up;
+      traffic.bytesDown += r.down;
+      this.stats.ends[r.end]++;
+    });
+  }
+
+  /** What the raw path (accept-linux.ts) asks of the proxy: the same decisions, counters and logs as the node path. */
+  private rawHooks(markOf: (path: PathName) => number): RawHooks<RawRoute> {
+    const log = this.deps.logger;
+    const fromFd = this.deps.originalDstFd;
+    const desc = (a: RawAddress): string => hostPort(a.address, a.port);
+    return {
+      admit: (inFlight) => {
+        if (this.closed) return false;
+        this.stats.accepted++;
+        if (inFlight + this.live.size < (this.options.maxConnections ?? DEFAULT_MAX_CONNECTIONS)) return true;
+        this.stats.refused++; // not logged: a flood would flood the log too
+        return false;
+      },
+      ...(fromFd && {
+        originalDst: (fd: number, v6: boolean) => {
+          const d = fromFd(fd, v6);
+          return d && { address: unmapped(d.address), port: d.port };
+        },
+      }),
+      isSelf: (dst) => this.isSelf(dst),
+      refuse: (client, why) => {
+        this.stats.refused++;
+        log.info({ client: desc(client) }, `proxy refused a connection: ${why}`);
+      },
+      decide: (client, dst, bytes, result, timedOut) => {
+        if (timedOut) this.stats.peekTimeouts++;
+        const { target, decision } = this.route(() => client.address, () => desc(client), dst, bytes, result);
+        if (target === 'block') {
+          this.stats.blocked++;
+          log.info(decision(), 'proxy: blocked by policy');
+          return null;
+        }
+        try {
+          return { path: target, mark: markOf(target), decision };
+        } catch (e) {
+          this.stats.dialFailed++;
+          log.info({ ...decision(), err: (e as Error).message }, 'proxy: dial failed');
+          return null;
+        }
+      },
+      dialFailed: (r, message) => {
+        this.stats.dialFailed++;
+        log.info({ ...r.decision(), err: message }, 'proxy: dial failed');
+      },
+      spliced: (r, s) => {
+        if (log.isLevelEnabled?.('debug') ?? true) log.debug(r.decision(), 'proxy: connection');
+        this.track(r.path, s);
+      },
+      timeouts: () => ({ peekMs: this.options.peekTimeoutMs, connectMs: this.options.connectTimeoutMs ?? 10_000, idleMs: this.options.idleTimeoutMs }),
+      warn: (obj, msg) => log.warn(obj, msg),
+    };
   }
 
   /**
@@ -328,6 +458,7 @@ export class TransparentProxy {
   async close(): Promise<void> {
     this.closed = true;
     const closing = this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
+    if (this.raw !== null) closing.push(this.raw.close());
     for (const s of this.live.keys()) s.reset();
     for (const s of this.sockets) resetSocket(s);
     this.servers.length = 0;

@@ -20,15 +20,26 @@
 //   resetAndDestroy): Node closes each fd, exactly once, and nobody else does.
 //   Nothing else may destroy them meanwhile (a closed fd's number is soon
 //   another connection's): server.ts goes through Splice.reset().
-// - One epoll set per process, edge-triggered (EPOLLIN|EPOLLOUT|EPOLLRDHUP|
-//   EPOLLET on each socket, added once, never modified). Its fd is watched by
-//   libuv on the main thread (uv_poll on the epoll fd, through koffi from the
-//   node binary's own exported libuv): no thread hop, no wakeup fd; each
-//   readiness runs epoll_wait(0) here and pumps the connections it names.
+// - Raw fds (startFds): the raw connection path (accept-linux.ts) accepts,
+//   peeks (MSG_PEEK: the head is still in the client socket) and dials on
+//   fds Node never saw, and hands both over; the engine owns them from then
+//   on and closes them itself (close(2), or SO_LINGER 0 + close for a reset).
+// - One epoll set per process (epoll-linux.ts), shared with the raw
+//   connection path, edge-triggered; its fd is watched by libuv on the main
+//   thread (config/fd-watch-linux.ts: no thread hop, no wakeup fd); each
+//   readiness runs epoll_wait(0) there and pumps the connections it names.
 //   koffi calls a registered callback from libuv without a JS callback scope,
-//   so microtasks would wait for the next one: a batch that settled a
-//   promise schedules a setImmediate, whose scope runs them in this same
+//   so microtasks would wait for the next one: fd-watch-linux schedules a
+//   setImmediate after each readiness, whose scope runs them in this same
 //   loop turn.
+// - Copy first, then splice. A direction starts by copying: recv(2) into one
+//   native buffer shared by all connections, send(2) at once. For the few
+//   hundred bytes a short connection moves each way that is cheaper than
+//   splice(2) (no pipe, no page references: measured ~10 µs of kernel time
+//   less per connection). The first read that fills the buffer (bulk) or the
+//   first send the destination cannot take whole switches that direction to
+//   splice(2) for good; what the destination did not take is kept (a copy)
+//   and sent first.
 // - Pump (one direction, src -> pipe -> dst): read with splice(src -> pipe,
 //   SPLICE_F_NONBLOCK|SPLICE_F_MOVE) while the pipe has room, write with
 //   splice(pipe -> dst) while it has bytes, until the source says EAGAIN with
@@ -53,23 +64,12 @@
 //   resets those idle too long, so the timeout fires within +25 %.
 // - Bytes per direction: what Node had read before the handoff (bytesRead)
 //   plus what splice moved.
-//
-// Memory layout: struct epoll_event is packed on x86-64 (12 bytes: events,
-// then data at offset 4) and naturally aligned elsewhere (16 bytes, data at 8).
 import { constants } from 'node:os';
 import type net from 'node:net';
 import koffi from 'koffi';
+import { EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, epollSet, type EpollSet, type FdHandler } from './epoll-linux.js';
 import { pipeSplicer, resetSocket, type Splice, type SpliceEnd, type SpliceOptions, type SpliceResult, type Splicer } from './splice.js';
 
-const EPOLLIN = 0x1;
-const EPOLLOUT = 0x4;
-const EPOLLERR = 0x8;
-const EPOLLHUP = 0x10;
-const EPOLLRDHUP = 0x2000;
-const EPOLLET = 0x80000000;
-const EPOLL_CTL_ADD = 1;
-const EPOLL_CTL_MOD = 3;
-const EPOLL_CLOEXEC = 0o2000000;
 const O_NONBLOCK = 0o4000;
 const O_CLOEXEC = 0o2000000;
 const SPLICE_F_MOVE = 1;
@@ -79,16 +79,11 @@ const F_SETPIPE_SZ = 1031;
 const SHUT_WR = 1;
 const SOL_SOCKET = 1;
 const SO_ERROR = 4;
+const SO_LINGER = 13;
 const MSG_DONTWAIT = 0x40;
 const MSG_NOSIGNAL = 0x4000;
 const EAGAIN = constants.errno.EAGAIN;
 const EINTR = constants.errno.EINTR;
-const UV_POLL = 8; // uv_handle_type
-const UV_READABLE = 1;
-
-const EV_SIZE = process.arch === 'x64' ? 12 : 16;
-const EV_DATA = process.arch === 'x64' ? 4 : 8;
-const MAX_EVENTS = 256;
 /** Chunks moved per direction per turn before yielding to others (up to 8 MiB with 1 MiB pipes). */
 const PUMP_ROUNDS = 8;
 /** Idle pipes kept for reuse. */
@@ -102,71 +97,46 @@ const POOL_MAX = 64;
  * are references to the sockets' own pages.
  */
 const DEFAULT_PIPE_SIZE = 1 << 20;
+/** The copy buffer (see "Copy first"): a read that fills it means bulk, and the direction splices from then on. */
+const COPY_SIZE = 64 * 1024;
 
 interface Libc {
-  epoll_create1(flags: number): number;
-  epoll_ctl(epfd: number, op: number, fd: number, ev: number): number;
-  epoll_wait(epfd: number, evs: number, max: number, timeout: number): number;
   splice(fdIn: number, offIn: number, fdOut: number, offOut: number, len: number, flags: number): number;
   pipe2(fds: Int32Array, flags: number): number;
   fcntl(fd: number, cmd: number, ...args: unknown[]): number;
   send(fd: number, buf: Buffer, len: number, flags: number): number;
+  sendAt(fd: number, buf: number, len: number, flags: number): number;
+  recvAt(fd: number, buf: number, len: number, flags: number): number;
   shutdown(fd: number, how: number): number;
   getsockopt(fd: number, level: number, name: number, val: Int32Array, len: number[]): number;
+  setsockopt(fd: number, level: number, name: number, val: Int32Array, len: number): number;
   close(fd: number): number;
 }
 
-interface Uv {
-  loop: unknown;
-  handleSize(type: number): number;
-  pollInit(loop: unknown, handle: unknown, fd: number): number;
-  pollStart(handle: unknown, events: number, cb: unknown): number;
-  ref(handle: unknown): void;
-  unref(handle: unknown): void;
-}
-
 let libc: Libc | null = null;
-let uv: Uv | null = null;
-let pollCbType: koffi.IKoffiCType | null = null;
 
-function load(): { c: Libc; u: Uv } {
-  if (libc && uv) return { c: libc, u: uv };
+function load(): Libc {
+  if (libc) return libc;
   if (process.platform !== 'linux') throw new Error(`splice-linux: needs Linux (this is ${process.platform})`);
   const l = koffi.load('libc.so.6');
   // Pointers into our own native memory go as integers (uintptr_t): koffi neither copies nor pins.
   const c: Libc = {
-    epoll_create1: l.func('int epoll_create1(int)') as Libc['epoll_create1'],
-    epoll_ctl: l.func('int epoll_ctl(int, int, int, uintptr_t)') as Libc['epoll_ctl'],
-    epoll_wait: l.func('int epoll_wait(int, uintptr_t, int, int)') as Libc['epoll_wait'],
     splice: l.func('intptr_t splice(int, uintptr_t, int, uintptr_t, size_t, unsigned int)') as Libc['splice'],
     pipe2: l.func('int pipe2(_Out_ int *, int)') as Libc['pipe2'],
     fcntl: l.func('int fcntl(int, int, ...)') as Libc['fcntl'],
     send: l.func('intptr_t send(int, const void *, size_t, int)') as Libc['send'],
+    sendAt: l.func('intptr_t send(int, uintptr_t, size_t, int)') as Libc['sendAt'],
+    recvAt: l.func('intptr_t recv(int, uintptr_t, size_t, int)') as Libc['recvAt'],
     shutdown: l.func('int shutdown(int, int)') as Libc['shutdown'],
     getsockopt: l.func('int getsockopt(int, int, int, _Out_ int *, _Inout_ uint32_t *)') as Libc['getsockopt'],
+    setsockopt: l.func('int setsockopt(int, int, int, const int *, uint32_t)') as Libc['setsockopt'],
     close: l.func('int close(int)') as Libc['close'],
   };
-  // libuv as the node binary exports it to native addons (dlopen(NULL): the main program).
-  const self = koffi.load(null);
-  pollCbType = koffi.pointer(koffi.proto('void splitwan_uv_poll_cb(void *handle, int status, int events)'));
-  const defaultLoop = self.func('void *uv_default_loop()') as () => unknown;
-  const u: Uv = {
-    loop: defaultLoop(),
-    handleSize: self.func('size_t uv_handle_size(int)') as Uv['handleSize'],
-    pollInit: self.func('int uv_poll_init(void *, void *, int)') as Uv['pollInit'],
-    pollStart: self.func('int uv_poll_start(void *, int, splitwan_uv_poll_cb *)') as Uv['pollStart'],
-    ref: self.func('void uv_ref(void *)') as Uv['ref'],
-    unref: self.func('void uv_unref(void *)') as Uv['unref'],
-  };
   libc = c;
-  uv = u;
-  return { c, u };
+  return c;
 }
 
-function errnoName(n: number): string {
-  for (const [name, v] of Object.entries(constants.errno)) if (v === n) return name;
-  return `errno ${n}`;
-}
+const LINGER_RESET = new Int32Array([1, 0]); // struct linger { l_onoff = 1, l_linger = 0 }: close() sends a RST
 
 /** The socket's fd, or -1 (no handle: destroyed, or not a TCP socket). */
 function fdOf(s: net.Socket): number {
@@ -201,6 +171,14 @@ class Dir {
   eof = false;
   shut = false;
   moved = 0;
+  /** Still copying (recv/send), not yet splicing. */
+  copy = true;
+  /**
+   * The source signalled its FIN (EPOLLRDHUP) or an error, or we cannot
+   * tell: read it until EAGAIN or EOF. Otherwise a short read means it is
+   * empty, and its next bytes bring an edge of their own.
+   */
+  srcHup = true;
   constructor(
     readonly src: number,
     readonly dst: number,
@@ -209,7 +187,7 @@ class Dir {
   ) {}
 }
 
-class Conn implements Splice {
+class Conn implements Splice, FdHandler {
   readonly up: Dir;
   readonly down: Dir;
   end: SpliceEnd | null = null;
@@ -224,18 +202,24 @@ class Conn implements Splice {
 
   constructor(
     readonly engine: Engine,
-    readonly client: net.Socket,
-    readonly server: net.Socket,
+    /** The Node sockets the fds belong to (start()), or null: raw fds the engine owns (startFds()). */
+    readonly client: net.Socket | null,
+    readonly server: net.Socket | null,
     readonly cfd: number,
     readonly sfd: number,
     readonly idleMs: number,
+    now: number,
   ) {
     this.up = new Dir(cfd, sfd, 'client', 'server');
     this.down = new Dir(sfd, cfd, 'server', 'client');
-    this.upBase = client.bytesRead;
-    this.downBase = server.bytesRead;
-    this.lastActive = engine.now;
+    this.upBase = client?.bytesRead ?? 0;
+    this.downBase = server?.bytesRead ?? 0;
+    this.lastActive = now;
     this.done = new Promise((r) => (this.resolve = r));
+  }
+
+  ready(fd: number, events: number): void {
+    this.engine.onEvent(this, fd, events);
   }
 
   bytes(): { up: number; down: number } {
@@ -250,44 +234,29 @@ class Conn implements Splice {
 class Engine implements Splicer {
   readonly name = 'splice';
   private readonly c: Libc;
-  private readonly epfd: number;
-  private readonly evs: ReturnType<typeof koffi.alloc>;
-  private readonly evAddr: number;
-  private readonly evView: DataView;
-  private readonly ctlView: DataView;
-  private readonly ctlAddr: number;
-  private readonly pollHandle: unknown;
-  private readonly u: Uv;
-  private readonly byFd: (Conn | undefined)[] = [];
+  private readonly ep: EpollSet;
   private readonly live = new Set<Conn>();
   private readonly pool: number[] = [];
   private readonly pipeFds = new Int32Array(2);
   private readonly soErr = new Int32Array(1);
+  /** The copy buffer, native (its address goes to recv/send as an integer), and a view of it. */
+  private readonly copyAddr: number;
+  private readonly copyBuf: Buffer;
   private again: Conn[] = [];
   private againScheduled = false;
-  private settleScheduled = false;
   private sweepTimer: NodeJS.Timeout | null = null;
   private sweepEvery = 0;
-  private refd = false;
-  now = Date.now();
 
   constructor(private readonly pipeSize: number) {
-    const { c, u } = load();
-    this.c = c;
-    this.u = u;
-    this.epfd = c.epoll_create1(EPOLL_CLOEXEC);
-    if (this.epfd < 0) throw new Error(`epoll_create1: ${errnoName(koffi.errno())}`);
-    this.evs = koffi.alloc('uint8', EV_SIZE * (MAX_EVENTS + 1));
-    this.evAddr = Number(koffi.address(this.evs));
-    this.evView = new DataView(koffi.view(this.evs, EV_SIZE * (MAX_EVENTS + 1)));
-    // The last slot is epoll_ctl's argument.
-    this.ctlAddr = this.evAddr + EV_SIZE * MAX_EVENTS;
-    this.ctlView = new DataView(this.evView.buffer, EV_SIZE * MAX_EVENTS, EV_SIZE);
-    this.pollHandle = koffi.alloc('uint8', Number(u.handleSize(UV_POLL)));
-    if (u.pollInit(u.loop, this.pollHandle, this.epfd) !== 0) throw new Error('uv_poll_init failed on the epoll fd');
-    const cb = koffi.register(() => this.onReadable(), pollCbType!);
-    if (u.pollStart(this.pollHandle, UV_READABLE, cb) !== 0) throw new Error('uv_poll_start failed');
-    u.unref(this.pollHandle); // referenced only while connections are spliced
+    this.c = load();
+    this.ep = epollSet();
+    const mem = koffi.alloc('uint8', COPY_SIZE); // one per process, for its life
+    this.copyAddr = Number(koffi.address(mem));
+    this.copyBuf = Buffer.from(koffi.view(mem, COPY_SIZE));
+  }
+
+  get now(): number {
+    return this.ep.now;
   }
 
   start(client: net.Socket, server: net.Socket, idleTimeoutMs: number, o: SpliceOptions = {}): Splice {
@@ -295,10 +264,10 @@ class Engine implements Splicer {
     const sfd = fdOf(server);
     // A socket without an fd (destroyed meanwhile, or not a TCP handle): the portable way handles it.
     if (cfd < 0 || sfd < 0 || client.destroyed || server.destroyed) return pipeSplicer.start(client, server, idleTimeoutMs, o);
-    this.now = Date.now();
+    this.ep.now = Date.now();
     const fromClient = takeOver(client);
     const fromServer = takeOver(server);
-    const conn = new Conn(this, client, server, cfd, sfd, idleTimeoutMs);
+    const conn = new Conn(this, client, server, cfd, sfd, idleTimeoutMs, this.ep.now);
     const head = o.head !== undefined && o.head.length > 0 ? o.head : null;
     conn.up.pending = head && fromClient ? Buffer.concat([head, fromClient]) : (head ?? fromClient);
     conn.down.pending = fromServer;
@@ -306,71 +275,64 @@ class Engine implements Splicer {
     // Errors Node might still report on these sockets are ours to act on, not Node's.
     client.on('error', noop);
     server.on('error', noop);
-    this.byFd[cfd] = conn;
-    this.byFd[sfd] = conn;
     this.live.add(conn);
-    if (!this.watch(cfd) || !this.watch(sfd)) {
+    if (!this.ep.set(cfd, conn) || !this.ep.set(sfd, conn)) {
       this.fail(conn, 'client', 'reset-by-client');
       return conn;
     }
-    if (!this.refd) {
-      this.u.ref(this.pollHandle);
-      this.refd = true;
-    }
     if (idleTimeoutMs > 0) this.scheduleSweep(idleTimeoutMs);
-    // The head goes at once (the server is waiting for it); the rest on readiness (the ADD reports it).
+    // The head goes at once (the server is waiting for it); the rest on readiness (the registration reports it).
     if (conn.up.pending !== null || conn.up.eof) this.pump(conn, conn.up);
-    if (conn.down.pending !== null) this.pump(conn, conn.down);
+    if (conn.down.pending !== null && !conn.closed) this.pump(conn, conn.down);
     return conn;
   }
 
-  private watch(fd: number): boolean {
-    this.ctlView.setUint32(0, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, true);
-    this.ctlView.setUint32(EV_DATA, fd, true);
-    this.ctlView.setUint32(EV_DATA + 4, 0, true);
-    if (this.c.epoll_ctl(this.epfd, EPOLL_CTL_ADD, fd, this.ctlAddr) === 0) return true;
-    // EEXIST: a registration of an fd number whose socket lives on elsewhere (it should not happen: fds are CLOEXEC, never dup'd).
-    return this.c.epoll_ctl(this.epfd, EPOLL_CTL_MOD, fd, this.ctlAddr) === 0;
-  }
-
-  /** libuv: the epoll fd is readable. Called from koffi outside any JS callback scope: never throw out of here. */
-  private onReadable(): void {
-    try {
-      this.drain();
-    } catch (e) {
-      setImmediate(() => {
-        throw e;
-      });
+  /**
+   * Takes over two connected, non-blocking TCP fds Node never saw (the raw
+   * connection path): from here on only the Splice touches them, and it
+   * closes them. They may be in the epoll set already (under the caller's
+   * handler): edges the caller consumed are not replayed, so both directions
+   * are tried once now; the server's only if `seen` says it was readable
+   * (without `seen`: always, and both read to the end).
+   */
+  startFds(cfd: number, sfd: number, idleTimeoutMs: number, seen?: FdsSeen): Splice {
+    const conn = new Conn(this, null, null, cfd, sfd, idleTimeoutMs, this.ep.now);
+    if (seen !== undefined) {
+      conn.up.srcHup = seen.clientHup;
+      conn.down.srcHup = seen.serverHup;
     }
+    const serverReadable = seen?.serverReadable ?? true;
+    this.live.add(conn);
+    if (!this.ep.set(cfd, conn) || !this.ep.set(sfd, conn)) {
+      this.fail(conn, 'client', 'reset-by-client');
+      return conn;
+    }
+    if (idleTimeoutMs > 0) this.scheduleSweep(idleTimeoutMs);
+    this.pump(conn, conn.up);
+    // A server that just connected has rarely spoken yet: its next edge says when (a splice now would be an EAGAIN).
+    if (!conn.closed && serverReadable) this.pump(conn, conn.down);
+    return conn;
   }
 
-  private drain(): void {
-    const n = this.c.epoll_wait(this.epfd, this.evAddr, MAX_EVENTS, 0);
-    if (n <= 0) return;
-    this.now = Date.now();
-    const v = this.evView;
-    for (let i = 0; i < n; i++) {
-      const at = i * EV_SIZE;
-      const events = v.getUint32(at, true);
-      const fd = v.getUint32(at + EV_DATA, true);
-      const conn = this.byFd[fd];
-      if (conn === undefined || conn.closed) continue;
-      if ((events & EPOLLERR) !== 0) {
-        const err = this.sockError(fd);
-        if (err !== 0) {
-          const side: Side = fd === conn.cfd ? 'client' : 'server';
-          this.fail(conn, side, side === 'client' ? 'reset-by-client' : 'reset-by-server');
-          continue;
-        }
+  /** An epoll event for one of the connection's fds (epoll-linux.ts calls it; never throws out of libuv). */
+  onEvent(conn: Conn, fd: number, events: number): void {
+    if (conn.closed) return;
+    if ((events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) !== 0) (fd === conn.cfd ? conn.up : conn.down).srcHup = true;
+    if ((events & EPOLLERR) !== 0) {
+      const err = this.sockError(fd);
+      if (err !== 0) {
+        const side: Side = fd === conn.cfd ? 'client' : 'server';
+        this.fail(conn, side, side === 'client' ? 'reset-by-client' : 'reset-by-server');
+        return;
       }
-      const isClient = fd === conn.cfd;
-      // Readable (or its FIN/RST): the direction it feeds. Writable: the direction it drains, if that has bytes waiting.
-      if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) !== 0) this.pump(conn, isClient ? conn.up : conn.down);
-      if (conn.closed) continue;
-      if ((events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) !== 0) {
-        const d = isClient ? conn.down : conn.up;
-        if (d.inPipe > 0 || d.pending !== null) this.pump(conn, d);
-      }
+    }
+    const isClient = fd === conn.cfd;
+    // Readable (or its FIN/RST): the direction it feeds. Writable: the direction it drains, if that has bytes waiting.
+    if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) !== 0) this.pump(conn, isClient ? conn.up : conn.down);
+    if (conn.closed) return;
+    if ((events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) !== 0) {
+      const d = isClient ? conn.down : conn.up;
+      if (d.inPipe > 0 || d.pending !== null) this.pump(conn, d);
     }
   }
 
@@ -426,7 +388,35 @@ class Engine implements Splicer {
         if (d.pending !== null) continue;
       }
       let readAgain = false;
-      if (!d.eof) {
+      if (!d.eof && d.copy) {
+        const n = c.recvAt(d.src, this.copyAddr, COPY_SIZE, MSG_DONTWAIT);
+        if (n > 0) {
+          d.moved += n;
+          conn.lastActive = this.now;
+          let w = c.sendAt(d.dst, this.copyAddr, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+          if (w < 0) {
+            const e = koffi.errno();
+            if (e !== EAGAIN && e !== EINTR) return this.fail(conn, d.dstSide, d.dstSide === 'client' ? 'reset-by-client' : 'reset-by-server');
+            w = 0;
+          }
+          if (w < n) {
+            // The destination is full: keep the rest (a copy: the buffer is everyone's), wait for its EPOLLOUT edge, splice after.
+            d.pending = Buffer.from(this.copyBuf.subarray(w, n));
+            d.copy = false;
+            return;
+          }
+          if (n === COPY_SIZE) d.copy = false;
+          else if (!d.srcHup) return; // a short read emptied it (see srcHup): no EAGAIN to collect
+          continue;
+        }
+        if (n === 0) d.eof = true;
+        else {
+          const e = koffi.errno();
+          if (e === EINTR) continue;
+          if (e === EAGAIN) return; // the socket is empty: wait for its next EPOLLIN edge
+          return this.fail(conn, d.srcSide, d.srcSide === 'client' ? 'reset-by-client' : 'reset-by-server');
+        }
+      } else if (!d.eof) {
         if (d.pr < 0 && !this.acquirePipe(d)) return this.fail(conn, null, 'closed'); // out of fds: give up this connection, not the process
         const r = c.splice(d.src, 0, d.pw, 0, this.pipeSize, SPLICE_FLAGS);
         if (r > 0) {
@@ -463,8 +453,10 @@ class Engine implements Splicer {
         this.releasePipe(d);
         if (!d.shut) {
           d.shut = true;
-          // ENOTCONN: the peer is gone already; the other direction will tell.
-          c.shutdown(d.dst, SHUT_WR);
+          // ENOTCONN: the peer is gone already; the other direction will tell. When the other direction has ended
+          // too, both sockets are closed right below, and a close sends the same FIN (we read their EOFs: no
+          // unread bytes that would make it a RST).
+          if (!(d === conn.up ? conn.down : conn.up).shut) c.shutdown(d.dst, SHUT_WR);
         }
         if (conn.up.shut && conn.down.shut) this.finish(conn, 'closed');
         return;
@@ -488,7 +480,7 @@ class Engine implements Splicer {
     this.againScheduled = false;
     const list = this.again;
     this.again = [];
-    this.now = Date.now();
+    this.ep.now = Date.now();
     for (const conn of list) {
       conn.queued = false;
       if (conn.closed) continue;
@@ -506,10 +498,8 @@ class Engine implements Splicer {
     conn.end ??= end;
     this.teardown(conn);
     // The failed side's peer reset it or it is gone: closing it is enough (a reset there reaches nobody).
-    if (failed === 'client') conn.client.destroy();
-    else resetSocket(conn.client);
-    if (failed === 'server') conn.server.destroy();
-    else resetSocket(conn.server);
+    this.closeSide(conn.client, conn.cfd, failed !== 'client');
+    this.closeSide(conn.server, conn.sfd, failed !== 'server');
     this.settle(conn);
   }
 
@@ -517,41 +507,44 @@ class Engine implements Splicer {
     if (conn.closed) return;
     conn.end ??= end;
     this.teardown(conn);
-    conn.client.destroy();
-    conn.server.destroy();
+    this.closeSide(conn.client, conn.cfd, false);
+    this.closeSide(conn.server, conn.sfd, false);
     this.settle(conn);
+  }
+
+  /** Closes one side: its Node socket (Node closes the fd), or the raw fd; with `reset`, by a RST. */
+  private closeSide(s: net.Socket | null, fd: number, reset: boolean): void {
+    if (s !== null) {
+      // Node closes the fd at once: after the batch (epoll-linux.ts close()).
+      this.ep.defer(() => (reset ? resetSocket(s) : s.destroy()));
+      return;
+    }
+    if (reset) this.c.setsockopt(fd, SOL_SOCKET, SO_LINGER, LINGER_RESET, 8);
+    this.ep.close(fd);
   }
 
   private teardown(conn: Conn): void {
     conn.closed = true;
-    // The fds leave the epoll set when Node closes them (nothing else holds them).
-    if (this.byFd[conn.cfd] === conn) this.byFd[conn.cfd] = undefined;
-    if (this.byFd[conn.sfd] === conn) this.byFd[conn.sfd] = undefined;
+    // Node sockets' fds leave the epoll set when Node closes them; raw ones in closeSide.
+    if (conn.client !== null) {
+      if (this.ep.owner(conn.cfd) === conn) this.ep.forget(conn.cfd);
+      if (this.ep.owner(conn.sfd) === conn) this.ep.forget(conn.sfd);
+    }
     // A pipe with bytes in it is closed, not pooled.
     this.releasePipe(conn.up);
     this.releasePipe(conn.down);
     this.live.delete(conn);
-    if (this.live.size === 0) {
-      if (this.refd) {
-        this.u.unref(this.pollHandle);
-        this.refd = false;
-      }
-      if (this.sweepTimer !== null) {
-        clearInterval(this.sweepTimer);
-        this.sweepTimer = null;
-        this.sweepEvery = 0;
-      }
+    if (this.live.size === 0 && this.sweepTimer !== null) {
+      clearInterval(this.sweepTimer);
+      this.sweepTimer = null;
+      this.sweepEvery = 0;
     }
   }
 
   private settle(conn: Conn): void {
     const b = conn.bytes();
+    // From a libuv callback, the reactions run in fd-watch-linux's immediate, this same turn.
     conn.resolve({ end: conn.end ?? 'closed', up: b.up, down: b.down });
-    // Outside a callback scope (libuv -> koffi -> here) the promise's reactions would wait; an immediate's scope runs them this turn.
-    if (!this.settleScheduled) {
-      this.settleScheduled = true;
-      setImmediate(() => (this.settleScheduled = false));
-    }
   }
 
   private scheduleSweep(idleMs: number): void {
@@ -564,7 +557,7 @@ class Engine implements Splicer {
   }
 
   private sweep(): void {
-    const now = (this.now = Date.now());
+    const now = (this.ep.now = Date.now());
     for (const conn of this.live) {
       if (conn.idleMs > 0 && now - conn.lastActive >= conn.idleMs) this.fail(conn, null, 'idle');
     }
@@ -572,6 +565,15 @@ class Engine implements Splicer {
 }
 
 function noop(): void {}
+
+/** What the raw path saw of the fds before the handoff (their edges are consumed: see startFds). */
+export interface FdsSeen {
+  /** The server's socket was reported readable. */
+  serverReadable: boolean;
+  /** EPOLLRDHUP (or an error) was reported on the client's / the server's socket. */
+  clientHup: boolean;
+  serverHup: boolean;
+}
 
 let engine: Engine | null = null;
 

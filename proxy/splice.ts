@@ -54,6 +54,15 @@ export interface Splicer {
    * (never write to, end or destroy them directly: reset() instead).
    */
   start(client: net.Socket, server: net.Socket, idleTimeoutMs: number, o?: SpliceOptions): Splice;
+  /**
+   * Only where the splicer can: takes two connected, non-blocking TCP fds
+   * that no Node socket wraps (the raw connection path, accept-linux.ts);
+   * the Splice owns them and closes them. The client's first bytes are still
+   * in its socket (peeked, never read), so there is no head. `seen`: what
+   * epoll reported on them so far (its edges were the caller's), so the
+   * splicer knows what to try at once.
+   */
+  startFds?(clientFd: number, serverFd: number, idleTimeoutMs: number, seen?: { serverReadable: boolean; clientHup: boolean; serverHup: boolean }): Splice;
 }
 
 /** A's `error` means its peer reset it or the kernel gave up: pass a reset on, never a FIN. */

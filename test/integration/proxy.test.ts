@@ -4,6 +4,10 @@
 // plain loopback socket that records the path it was asked for. What a user
 // sees is asserted: which path carried the connection, what the server
 // received (byte for byte: the proxy terminates nothing), resets, half-close.
+// Everything runs once per way of working: Node's sockets with each splicer,
+// and on Linux the raw fd path (accept-linux.ts), which reads the original
+// destination from the fd (stood in for here too) and dials by itself with
+// the dialer's mark (0 here: a plain socket).
 //
 //   client ──▶ proxy (127.0.0.1:port 0) ──dial(path)──▶ backend (127.0.0.1)
 import { execFile } from 'node:child_process';
@@ -17,7 +21,7 @@ import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig, type LoadedConfig } from '../../config/load.js';
 import type { PathName, Target } from '../../config/types.js';
-import { TransparentProxy, type ProxyDialer } from '../../proxy/server.js';
+import { TransparentProxy, type AcceptMode, type ProxyDialer } from '../../proxy/server.js';
 import { spliceSplicer } from '../../proxy/splice-linux.js';
 import { pipeSplicer, type Splicer } from '../../proxy/splice.js';
 import { haveOpenssl, makeCert } from '../helpers/tls.js';
@@ -66,6 +70,14 @@ class RecordingDialer implements ProxyDialer {
   readonly dials: { path: PathName; host: string; port: number }[] = [];
   /** The kill switch: no healthy gateway, so the tunnel refuses. */
   tunnelDown = false;
+  constructor(private readonly dst: () => { address: string; port: number }) {}
+  /** The raw path asks only for the mark and dials the original destination itself: recorded as a dial there. */
+  markOf(path: PathName): number {
+    const d = this.dst();
+    this.dials.push({ path, host: d.address, port: d.port });
+    if (this.tunnelDown && path === 'tunnel') throw new Error('no healthy gateway: tunnel traffic is blocked (kill switch)');
+    return 0;
+  }
   tcp(path: PathName, host: string, port: number): Promise<net.Socket> {
     this.dials.push({ path, host, port });
     if (this.tunnelDown && path === 'tunnel') return Promise.reject(new Error('no healthy gateway: tunnel traffic is blocked (kill switch)'));
@@ -85,11 +97,15 @@ const logger = {
 
 const once = <T>(e: NodeJS.EventEmitter, ev: string): Promise<T> => new Promise((r) => e.once(ev, r as (v: T) => void));
 
-// Every behaviour against each splicer: splice(2) on Linux (the default there) and Node's pipe() (the fallback).
-const splicers: Splicer[] = [pipeSplicer, ...(process.platform === 'linux' ? [spliceSplicer()] : [])];
+// Every behaviour against each way of working: Node's sockets with Node's pipe() (the portable fallback) and with
+// splice(2), and the raw fd path with splice(2) (the default on Linux).
+const modes: { splicer: Splicer; accept: AcceptMode }[] = [
+  { splicer: pipeSplicer, accept: 'node' },
+  ...(process.platform === 'linux' ? [{ splicer: spliceSplicer(), accept: 'node' as const }, { splicer: spliceSplicer(), accept: 'raw' as const }] : []),
+];
 
-for (const splicer of splicers)
-describe.skipIf(!runs)(`transparent proxy on loopback (${splicer.name})`, () => {
+for (const { splicer, accept } of modes)
+describe.skipIf(!runs)(`transparent proxy on loopback (${accept}, ${splicer.name})`, () => {
   let dir: string;
   let loaded: LoadedConfig;
   let proxy: TransparentProxy;
@@ -144,7 +160,7 @@ describe.skipIf(!runs)(`transparent proxy on loopback (${splicer.name})`, () => 
     );
     httpPort = await listen(http.createServer((req, res) => res.end(`host=${req.headers.host} url=${req.url}`)));
 
-    dialer = new RecordingDialer();
+    dialer = new RecordingDialer(() => target);
     target = { address: '127.0.0.1', port: tlsPort };
     proxy = new TransparentProxy(
       {
@@ -152,13 +168,16 @@ describe.skipIf(!runs)(`transparent proxy on loopback (${splicer.name})`, () => 
         pick: (via: readonly Target[]) => via[0]!,
         dialer,
         originalDst: () => target,
+        originalDstFd: () => target,
         logger,
         splicer,
+        accept,
       },
       { peekTimeoutMs: 300, idleTimeoutMs: 2000 },
     );
     await proxy.listen([{ host: '127.0.0.1', port: 0 }]);
     proxyPort = proxy.addresses()[0]!.port;
+    expect(proxy.acceptName).toBe(accept);
   });
 
   afterAll(async () => {
