@@ -37,6 +37,7 @@
 import net from 'node:net';
 import { constants } from 'node:os';
 import koffi from 'koffi';
+import { formatIp } from '../config/ip.js';
 import { READABLE, watchFd, type FdWatch } from '../config/fd-watch-linux.js';
 import { EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, epollSet, errnoName, type EpollSet, type FdHandler } from './epoll-linux.js';
 import { peek, PEEK_LIMIT, type PeekResult } from './peek.js';
@@ -184,32 +185,11 @@ function osError(syscall: string, errno: number, address: string, port: number):
   return Object.assign(new Error(`${syscall} ${code} ${address}:${port}`), { code, errno: -errno, syscall, address, port });
 }
 
-/** Formats 16 bytes of an IPv6 address (RFC 5952); an IPv4-mapped one as plain IPv4. */
+/** Formats 16 bytes of an IPv6 address (config/ip.ts: RFC 5952); an IPv4-mapped one as plain IPv4. */
 function formatV6(b: Buffer, at: number): string {
-  let mapped = b[at + 10] === 0xff && b[at + 11] === 0xff;
-  for (let i = 0; i < 10 && mapped; i++) if (b[at + i] !== 0) mapped = false;
-  if (mapped) return `${b[at + 12]}.${b[at + 13]}.${b[at + 14]}.${b[at + 15]}`;
-  const g: number[] = [];
-  for (let i = 0; i < 16; i += 2) g.push((b[at + i]! << 8) | b[at + i + 1]!);
-  // The longest run of two or more zero groups becomes `::` (the first, on a tie).
-  let best = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (g[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen) {
-      best = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = (xs: number[]): string => xs.map((x) => x.toString(16)).join(':');
-  if (best < 0) return hex(g);
-  return `${hex(g.slice(0, best))}::${hex(g.slice(best + bestLen))}`;
+  const w: [number, number, number, number] = [b.readUInt32BE(at), b.readUInt32BE(at + 4), b.readUInt32BE(at + 8), b.readUInt32BE(at + 12)];
+  if (w[0] === 0 && w[1] === 0 && w[2] === 0xffff) return formatIp({ family: 4, w: [0, 0, 0, w[3]] });
+  return formatIp({ family: 6, w });
 }
 
 /** Reads a sockaddr_in / sockaddr_in6 at `at`; null for another family. */

@@ -24,6 +24,7 @@
 // inline, ~150 us from libuv's pool, whatever the set holds; the same as a
 // batch costs 15-50 us (`bench nft-tag`).
 import koffi from 'koffi';
+import { parseIp } from '../../config/ip.js';
 import type { Logger } from '../../config/logger.js';
 import { NftError, NftSession, renderElementChanges, type ElementChanges, type NftExec } from './nft-session-linux.js';
 
@@ -190,50 +191,17 @@ const NFTA_DATA_VALUE = 1;
  */
 const ELEMENTS_PER_MESSAGE = 1024;
 
-/** An IPv4 or IPv6 address in network order; null if `s` is neither (written as nft reads them). */
+/** An IPv4 or IPv6 address in network order (config/ip.ts parses it); null if `s` is neither, or has a zone. */
 export function addressBytes(s: string): Buffer | null {
-  if (!s.includes(':')) return ipv4(s);
-  // An embedded IPv4 tail (::ffff:192.0.2.1) counts as two groups.
-  let tail: Buffer | null = null;
-  let text = s;
-  const lastColon = s.lastIndexOf(':');
-  if (s.indexOf('.', lastColon) !== -1) {
-    tail = ipv4(s.slice(lastColon + 1));
-    if (tail === null) return null;
-    text = s.slice(0, lastColon + 1) + '0:0';
+  const ip = s.includes('%') ? null : parseIp(s);
+  if (ip === null) return null;
+  if (ip.family === 4) {
+    const b = Buffer.alloc(4);
+    b.writeUInt32BE(ip.w[3]);
+    return b;
   }
-  const halves = text.split('::');
-  if (halves.length > 2) return null;
-  const groups = (h: string): number[] | null => {
-    if (h === '') return [];
-    const out: number[] = [];
-    for (const g of h.split(':')) {
-      if (!/^[0-9a-fA-F]{1,4}$/.test(g)) return null;
-      out.push(parseInt(g, 16));
-    }
-    return out;
-  };
-  const head = groups(halves[0]!);
-  const rest = halves.length === 2 ? groups(halves[1]!) : [];
-  if (head === null || rest === null) return null;
-  const missing = 8 - head.length - rest.length;
-  if (halves.length === 2 ? missing < 1 : missing !== 0) return null;
-  const all = [...head, ...new Array<number>(missing).fill(0), ...rest];
   const b = Buffer.alloc(16);
-  all.forEach((g, i) => b.writeUInt16BE(g, i * 2));
-  if (tail) tail.copy(b, 12);
-  return b;
-}
-
-function ipv4(s: string): Buffer | null {
-  const p = s.split('.');
-  if (p.length !== 4) return null;
-  const b = Buffer.alloc(4);
-  for (let i = 0; i < 4; i++) {
-    const t = p[i]!;
-    if (!/^\d{1,3}$/.test(t) || Number(t) > 255) return null;
-    b[i] = Number(t);
-  }
+  for (let i = 0; i < 4; i++) b.writeUInt32BE(ip.w[i]!, 4 * i);
   return b;
 }
 
