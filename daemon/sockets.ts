@@ -10,7 +10,7 @@
 // needs root or CAP_NET_ADMIN, is daemon/sockets-linux.ts.
 import dgram from 'node:dgram';
 import net from 'node:net';
-import { constants as osConstants } from 'node:os';
+import { errnoName } from '../config/errno.js';
 
 export interface TcpConnectOptions {
   /** An IP address literal (never a name: resolving it would not follow the path). */
@@ -54,14 +54,7 @@ export interface SocketErrorInfo {
   cause?: unknown;
 }
 
-const errnoNames = new Map<number, string>();
-for (const [name, n] of Object.entries(osConstants.errno)) if (!errnoNames.has(n)) errnoNames.set(n, name); // EAGAIN before EWOULDBLOCK
-
-/** `1` → `EPERM`; unknown numbers → `errno 123`. */
-export function errnoName(errno: string | number): string {
-  if (typeof errno === 'string') return errno;
-  return errnoNames.get(errno) ?? `errno ${errno}`;
-}
+export { errnoName };
 
 export const hex = (mark: number): string => `0x${mark.toString(16)}`;
 

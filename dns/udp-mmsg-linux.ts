@@ -35,8 +35,8 @@
 //   (28 B, enough for sockaddr_in6), 64 × 4096 B receive slots; then
 //   64 × mmsghdr, 64 × iovec and 64 × 2048 B send slots. Replies over UDP are
 //   at most 1232 B (EDNS_UDP_SIZE); a bigger one goes by sendto.
-import { constants } from 'node:os';
 import koffi from 'koffi';
+import { errnoName } from '../config/errno.js';
 import { READABLE, fdWatchAvailable, watchFd, type FdWatch } from '../config/fd-watch-linux.js';
 import { formatIp, parseIp } from '../config/ip.js';
 import { dgramTransport, type DatagramListener, type UdpListenOptions, type UdpPeer, type UdpTransport } from './udp.js';
@@ -112,11 +112,9 @@ function lib(): Libc {
   return libc;
 }
 
-const errnoNames = new Map<number, string>(Object.entries(constants.errno).map(([name, n]) => [n, name]));
 /** The errno of the last libc call as Node names it (EADDRINUSE...). */
 function lastErrno(): string {
-  const n = koffi.errno();
-  return errnoNames.get(n) ?? `errno ${n}`;
+  return errnoName(koffi.errno());
 }
 
 function sysError(op: string): Error & { code: string } {

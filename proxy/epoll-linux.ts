@@ -15,7 +15,7 @@
 //
 // Memory layout: struct epoll_event is packed on x86-64 (12 bytes: events,
 // then data at offset 4) and naturally aligned elsewhere (16 bytes, data at 8).
-import { constants } from 'node:os';
+import { errnoName } from '../config/errno.js';
 import koffi from 'koffi';
 import { READABLE, watchFd, type FdWatch } from '../config/fd-watch-linux.js';
 
@@ -45,13 +45,7 @@ interface EpollLibc {
   close(fd: number): number;
 }
 
-const errnoNames = new Map<number, string>();
-for (const [name, n] of Object.entries(constants.errno)) if (!errnoNames.has(n)) errnoNames.set(n, name); // EAGAIN before EWOULDBLOCK
-
-/** `11` → `EAGAIN`. */
-export function errnoName(n: number): string {
-  return errnoNames.get(n) ?? `errno ${n}`;
-}
+export { errnoName };
 
 export class EpollSet {
   private readonly c: EpollLibc;
