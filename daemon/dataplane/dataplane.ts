@@ -21,8 +21,19 @@ export class Dataplane {
   private plan: DataplanePlan | null = null;
   private timer: unknown = null;
   private stopped = false;
-  /** Serialises changes: a flip never interleaves with an apply. */
-  private chain: Promise<unknown> = Promise.resolve();
+  /**
+   * Changes run one at a time (a flip never interleaves with an apply), and a
+   * waiting flip goes before waiting applies and repairs: a failover must not
+   * queue behind a re-plan or a repair pass (each several `nft`/`ip` runs,
+   * seconds on a loaded router), or tunnel traffic keeps going into a dead
+   * gateway after the daemon has said it moved.
+   */
+  private readonly flips: Array<() => Promise<void>> = [];
+  private readonly others: Array<() => Promise<void>> = [];
+  private busy = false;
+  /** Requests are numbered as asked; activeAsked: the request whose choice of gateway holds now. */
+  private asked = 0;
+  private activeAsked = 0;
 
   constructor(private readonly o: DataplaneOptions) {}
 
@@ -32,9 +43,14 @@ export class Dataplane {
 
   /** Applies a whole plan (start, reload, a via list's pinned gateway changed health). */
   apply(plan: DataplanePlan): Promise<boolean> {
+    const asked = ++this.asked;
     return this.serial(async () => {
-      const changed = await this.o.router.set(plan);
-      this.plan = plan;
+      // A flip asked for after this plan was made went ahead of it: its
+      // gateway is the newer choice, so the plan does not flip back.
+      const p = this.plan && this.activeAsked > asked ? { ...plan, active: this.plan.active } : plan;
+      const changed = await this.o.router.set(p);
+      this.plan = p;
+      this.activeAsked = Math.max(this.activeAsked, asked);
       return changed;
     });
   }
@@ -44,12 +60,14 @@ export class Dataplane {
    * holds, or breakout when it is off). One nft line; nothing else is rebuilt.
    */
   setActive(gateway: string | null): Promise<void> {
+    const asked = ++this.asked;
     return this.serial(async () => {
       if (!this.plan) throw new Error('setActive before apply');
+      this.activeAsked = asked;
       if (this.plan.active === gateway) return;
       await this.o.router.setActive(gateway);
       this.plan = { ...this.plan, active: gateway };
-    });
+    }, true);
   }
 
   /** Starts the periodic repair. */
@@ -82,9 +100,22 @@ export class Dataplane {
     }, this.o.reconcileEveryMs ?? 3000);
   }
 
-  private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const p = this.chain.then(fn, fn);
-    this.chain = p.catch(() => {});
-    return p;
+  private serial<T>(fn: () => Promise<T>, flip = false): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      (flip ? this.flips : this.others).push(() => Promise.resolve().then(fn).then(resolve, reject));
+      // Started on the next turn of the loop, not now: a flip asked for in the
+      // same turn as a re-plan (a health change does both) still goes first.
+      if (!this.busy) {
+        this.busy = true;
+        setImmediate(() => void this.runNext());
+      }
+    });
+  }
+
+  private async runNext(): Promise<void> {
+    // Before the first plan is in, there is nothing to flip: order as asked.
+    const next = () => (this.plan ? (this.flips.shift() ?? this.others.shift()) : (this.others.shift() ?? this.flips.shift()));
+    for (let task = next(); task; task = next()) await task(); // each settles its caller's promise, never rejects
+    this.busy = false;
   }
 }

@@ -201,9 +201,11 @@ export class HealthMonitor {
       const f = e.health.figures();
       const what = e.selectable ? `gateway ${e.gw.name}` : 'the breakout (WAN)';
       this.o.logger[changed === 'down' && !e.selectable ? 'warn' : 'info']({ gateway: e.gw.name, state: changed, rttMs: f.rttMs === null ? null : Math.round(f.rttMs * 10) / 10, loss: f.loss, error: r.error }, `${what} is ${changed}`);
-      if (e.selectable) this.o.onHealthChange?.(e.gw.name, changed);
     }
+    // The switch first: it is what moves traffic, and the data plane carries out
+    // changes in the order they are asked for (a flip ahead of the re-plan below).
     this.reselect();
+    if (changed !== null && e.selectable) this.o.onHealthChange?.(e.gw.name, changed);
     // A failed round of a gateway still up is confirmed at once (the next round
     // right after it), so a dead gateway is down after failAfter timeouts rather
     // than failAfter intervals (`bench failover`: p95 3.9 s → under 3.5 s with

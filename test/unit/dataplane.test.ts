@@ -89,5 +89,54 @@ describe('Dataplane', () => {
     const dp = new Dataplane({ router: slow, clock: fakeClock(), logger: silentLogger });
     await Promise.all([dp.apply(plan), dp.setActive('gw2')]);
     expect(order).toEqual(['set:start', 'set:end', 'active:gw2']);
+    // An apply already running: the flip waits for it, even though flips go first.
+    order.length = 0;
+    const running = dp.apply({ ...plan, active: 'gw2' });
+    await new Promise((r) => setTimeout(r, 5));
+    await Promise.all([running, dp.setActive('gw1')]);
+    expect(order).toEqual(['set:start', 'set:end', 'active:gw1']);
+    expect(router.state.active).toBe('0x1f00 : 0x1100');
+  });
+
+  it('a flip goes before waiting re-plans and repairs, and an older plan applied after it keeps its gateway', async () => {
+    const router = new FakeRouter();
+    const order: string[] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const gated = {
+      set: async (p: DataplanePlan) => {
+        order.push(`set:${p.active}`);
+        if (order.length === 2) await gate; // the second apply holds the queue
+        return router.set(p);
+      },
+      setActive: async (a: string | null) => {
+        order.push(`active:${a}`);
+        return router.setActive(a);
+      },
+      reconcile: async () => {
+        order.push('reconcile');
+        return router.reconcile();
+      },
+      cleanup: () => router.cleanup(),
+    };
+    const dp = new Dataplane({ router: gated, clock: fakeClock(), logger: silentLogger });
+    await dp.apply(plan); // gw1 active
+    const held = dp.apply(plan); // running, held at the gate
+    await new Promise((r) => setTimeout(r, 5));
+    // While it runs: a reload's plan made when gw1 was active, a repair, then gw1 dies.
+    const stale = dp.apply(plan);
+    const repair = dp.reconcile();
+    const kill = dp.setActive(null);
+    release();
+    await Promise.all([held, stale, repair, kill]);
+    expect(order).toEqual(['set:gw1', 'set:gw1', 'active:null', 'set:null', 'reconcile']);
+    expect(router.state.active).toBe(''); // still the kill switch: the stale plan did not bring gw1 back
+    expect(dp.current?.active).toBeNull();
+
+    // Asked in the same turn (a health change re-plans and switches at once): the switch still goes first.
+    order.length = 0;
+    await Promise.all([dp.apply(plan), dp.setActive('gw2')]);
+    expect(order).toEqual(['active:gw2', 'set:gw2']);
+    expect(router.state.active).toBe('0x1f00 : 0x1200');
   });
 });

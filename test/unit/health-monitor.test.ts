@@ -37,6 +37,35 @@ function setup(o: { failbackHoldMs?: number } = {}) {
 }
 
 describe('HealthMonitor', () => {
+  it('a gateway going down: the switch is handed over before the health change, so the flip is asked for first', async () => {
+    const clock = new ManualClock();
+    let alive = true;
+    const events: string[] = [];
+    const m: HealthMonitor = new HealthMonitor({
+      failAfter: 3,
+      recoverAfter: 5,
+      window: 10,
+      degradeFactor: 3,
+      intervalMs: 1000,
+      failbackHoldMs: 30_000,
+      prober: { round: async (t: ProbeTarget): Promise<ProbeResult> => (t.name === 'gw1' && !alive ? { ok: false, rttMs: null, error: 'no answer' } : { ok: true, rttMs: 20, error: null }) },
+      clock,
+      logger: silentLogger,
+      onSwitch: (s) => void events.push(`switch ${s.from} -> ${s.to}`),
+      // The daemon re-plans here, from m.active: by now it must be the new choice.
+      onHealthChange: (g, state) => void events.push(`${g} ${state}, active ${m.active}`),
+      random: () => 0.5,
+    });
+    m.setGateways([gw('gw1', 1), gw('gw2', 2)]);
+    m.start();
+    await clock.advance(2000);
+    events.length = 0;
+    alive = false;
+    await clock.advance(1000);
+    expect(events).toEqual(['gw1 down, active gw2', 'switch gw1 -> gw2']);
+    m.stop();
+  });
+
   it('starts on the preferred gateway, probes each once per interval, one round at a time', async () => {
     const { clock, rounds, m } = setup();
     expect(m.setGateways([gw('gw1', 1), gw('gw2', 2)])).toBe('gw1');
