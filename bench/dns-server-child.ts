@@ -7,13 +7,14 @@
 // in (the driver creates the namespace and the `splitwan` table).
 //
 // argv[2]: JSON { config: string, port: number, tagged: boolean, profileDir?: string }
-// IPC in:  { cmd: 'stats' | 'gc' | 'profile-start' | 'profile-stop' (label) | 'heap-snapshot' (label) | 'stop' }
-// IPC out: { type: 'ready', port } and { type: 'stats', ... } / { type: 'profile', file } replies
+// IPC in:  { cmd: 'stats' | 'gc' | 'pauses-reset' | 'pauses' | 'profile-start' | 'profile-stop' (label) | 'heap-snapshot' (label) | 'stop' }
+// IPC out: { type: 'ready', port } and { type: 'stats', ... } / { type: 'pauses', ... } / { type: 'profile', file } replies
 import dgram from 'node:dgram';
 import { writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector/promises';
 import type net from 'node:net';
 import { join } from 'node:path';
+import { constants as perfConstants, monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import { writeHeapSnapshot } from 'node:v8';
 import { loadConfig } from '../config/load.js';
 import { silentLogger, systemClock } from '../config/logger.js';
@@ -91,6 +92,32 @@ const [bound] = await server.listen([{ host: '127.0.0.1', port: args.port }]);
 
 let profiler: Session | null = null;
 
+// Pauses, to tell what makes a miss's p99: garbage collection (each GC's
+// pause, by kind) and how late the event loop ran (1 ms resolution).
+const GC_KINDS: Record<number, string> = {
+  [perfConstants.NODE_PERFORMANCE_GC_MINOR]: 'minor',
+  [perfConstants.NODE_PERFORMANCE_GC_MAJOR]: 'major',
+  [perfConstants.NODE_PERFORMANCE_GC_INCREMENTAL]: 'incremental',
+  [perfConstants.NODE_PERFORMANCE_GC_WEAKCB]: 'weakcb',
+};
+const gcPauses: { kind: string; ms: number }[] = [];
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) gcPauses.push({ kind: GC_KINDS[(e as unknown as { detail?: { kind?: number } }).detail?.kind ?? -1] ?? 'other', ms: e.duration });
+}).observe({ entryTypes: ['gc'] });
+const loopDelay = monitorEventLoopDelay({ resolution: 1 });
+loopDelay.enable();
+
+function pauses(): object {
+  const byKind: Record<string, { count: number; totalMs: number; maxMs: number }> = {};
+  for (const p of gcPauses) {
+    const k = (byKind[p.kind] ??= { count: 0, totalMs: 0, maxMs: 0 });
+    k.count++;
+    k.totalMs += p.ms;
+    k.maxMs = Math.max(k.maxMs, p.ms);
+  }
+  return { type: 'pauses', gc: byKind, loopMaxMs: loopDelay.max / 1e6, loopP99Ms: loopDelay.percentile(99) / 1e6 };
+}
+
 function stats(): object {
   const m = process.memoryUsage();
   return {
@@ -122,6 +149,12 @@ process.on('message', (m: { cmd?: string; label?: string }) => {
       case 'gc':
         (globalThis as { gc?: () => void }).gc?.();
         return send(stats());
+      case 'pauses-reset':
+        gcPauses.length = 0;
+        loopDelay.reset();
+        return send({ type: 'pauses-reset' });
+      case 'pauses':
+        return send(pauses());
       case 'profile-start':
         profiler = new Session();
         profiler.connect();

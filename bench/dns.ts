@@ -47,6 +47,29 @@ import { DAEMON_ENV, DAEMON_NODE_FLAGS } from '../daemon/runtime-settings.js';
 import { planDataplane, renderRuleset, tagSetNames } from '../daemon/dataplane/plan.js';
 import { percentile } from './rng.js';
 
+/** GC pauses by kind and the event loop's lateness in splitwan's process (bench/dns-server-child.ts). */
+interface ChildPauses {
+  gc: Record<string, { count: number; totalMs: number; maxMs: number }>;
+  loopMaxMs: number;
+  loopP99Ms: number;
+}
+const emptyPauses = (): ChildPauses => ({ gc: {}, loopMaxMs: 0, loopP99Ms: 0 });
+/** Adds one run's pauses to a total: counts and times add up, maxima (and the p99, conservatively) take the larger. */
+function addPauses(into: ChildPauses, p: ChildPauses): void {
+  for (const [kind, g] of Object.entries(p.gc)) {
+    const k = (into.gc[kind] ??= { count: 0, totalMs: 0, maxMs: 0 });
+    k.count += g.count;
+    k.totalMs += g.totalMs;
+    k.maxMs = Math.max(k.maxMs, g.maxMs);
+  }
+  into.loopMaxMs = Math.max(into.loopMaxMs, p.loopMaxMs);
+  into.loopP99Ms = Math.max(into.loopP99Ms, p.loopP99Ms);
+}
+function describePauses(p: ChildPauses): string {
+  const gc = Object.entries(p.gc).map(([kind, g]) => `${kind} ${g.count}× (${g.totalMs.toFixed(1)} ms, longest ${g.maxMs.toFixed(1)} ms)`);
+  return `GC ${gc.length ? gc.join(', ') : 'none'}; event loop late by up to ${p.loopMaxMs.toFixed(1)} ms (p99 ${p.loopP99Ms.toFixed(1)} ms)`;
+}
+
 const ROUNDS = Number(process.env.BD_ROUNDS ?? 3);
 const HIT_SECONDS = Number(process.env.BD_HIT_SECONDS ?? 5);
 const HIT_NAMES = 1000;
@@ -390,6 +413,7 @@ export async function run(): Promise<Record<string, unknown>> {
     // 2: misses, added latency over the upstream's own, at two rates.
     const missFigures: Record<string, Record<Target, MissFigure>> = {};
     let missProfile: string | null = null;
+    const pausesOf: Record<string, ChildPauses> = {};
     const transactions: Record<string, { nft: number; misses: number }> = {};
     for (const rate of rates) {
       const per: Record<Target, { p50: number[]; p99: number[]; runs: Perf[] }> = Object.fromEntries(targets.map((t) => [t, { p50: [], p99: [], runs: [] }])) as never;
@@ -397,7 +421,9 @@ export async function run(): Promise<Record<string, unknown>> {
       if (profileDir && rate.label === 'loaded') await sw.ask('profile-start', 'profile-started');
       for (let r = 0; r < MISS_ROUNDS; r++) {
         for (const t of r % 2 === 0 ? targets : [...targets].reverse()) {
+          if (t === 'splitwan') await sw.ask('pauses-reset', 'pauses-reset');
           const p = await dnsperf(portOf[t], fileOf(`miss-${rate.qps}-${r}-${t}`, rate.names[r]![t]), { pid: pidOf[t], runs: 1, qps: rate.qps, outstanding: 100, verbose: true });
+          if (t === 'splitwan') addPauses(pausesOf[rate.label] ??= emptyPauses(), await sw.ask<ChildPauses>('pauses', 'pauses'));
           per[t].p50.push(percentile(p.latencies, 50));
           per[t].p99.push(percentile(p.latencies, 99));
           per[t].runs.push(p);
@@ -422,6 +448,8 @@ export async function run(): Promise<Record<string, unknown>> {
       }
       const tx = transactions[rate.label]!;
       if (tagged) say(`  splitwan: ${tx.nft} nft transactions for ${tx.misses} misses; CPU per miss (libnftables runs in the process): node ${r1(fig.splitwan.cpuUs - fig.splitwan.childCpuUs)} µs, child nft ${r1(fig.splitwan.childCpuUs)} µs`);
+      const pz = pausesOf[rate.label];
+      if (pz) say(`  splitwan's pauses while asked (${MISS_ROUNDS} runs): ${describePauses(pz)}`);
     }
     const loadedFig = missFigures.loaded!;
     const unloadedFig = missFigures.unloaded!;
@@ -495,6 +523,8 @@ export async function run(): Promise<Record<string, unknown>> {
       unloaded_dnsmasq_miss_added_p99_ms: r3(unloadedFig.dnsmasq.added99),
       ...(ns ? { unloaded_dnsmasq_nftset_miss_added_p50_ms: r3(unloadedFig['dnsmasq-nftset'].added50), unloaded_dnsmasq_nftset_miss_added_p99_ms: r3(unloadedFig['dnsmasq-nftset'].added99) } : {}),
       miss_lost: Object.fromEntries(targets.map((t) => [t, loadedFig[t].lost + unloadedFig[t].lost])),
+      miss_loaded_gc_longest_ms: pausesOf.loaded ? +Math.max(0, ...Object.values(pausesOf.loaded.gc).map((g) => g.maxMs)).toFixed(1) : null,
+      miss_loaded_loop_late_max_ms: pausesOf.loaded ? +pausesOf.loaded.loopMaxMs.toFixed(1) : null,
       rss_100k_mb: r1(rss100k.splitwan),
       dnsmasq_rss_100k_mb: r1(rss100k.dnsmasq),
       ratio_rss_vs_dnsmasq: +(rss100k.splitwan / rss100k.dnsmasq).toFixed(2),

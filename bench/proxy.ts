@@ -1,26 +1,47 @@
 // Transparent proxy benchmark: splitwan's proxy side by side with haproxy
 // (`mode tcp`) and sniproxy, and with the least a Node proxy can do, in the
-// same run, on loopback, in a network namespace this script creates
-// (sw-bp-<pid>) and removes. Needs root.
+// same run. Two network namespaces this script creates and removes: the
+// clients in sw-bpc-<pid>, a LAN host behind a router; the proxies and the
+// backends in sw-bp-<pid>, the router (its "internet": addresses on its
+// loopback). A veth pair joins them. Needs root.
 //
-//   iperf3 -c / wrk ──▶ 127.0.0.2:{5201,8080,9000} ─nft redirect─▶ splitwan (proxy-child: TransparentProxy, :15001) ─┐ SO_MARK 0x1000
-//   / idle client   ──▶ 127.0.0.1:15005/15006/15007 node pipe (proxy-pipe-child: the floor) ─────────────────────────────┤ dials 127.0.0.2
-//                   ──▶ 127.0.0.1:15002/15012/15022 haproxy mode tcp, nbthread 1 ───────────────────────────────────────┤ (splitwan) or
-//                   ──▶ 127.0.0.1:15004/15014/15024 haproxy mode tcp, its default threads ──────────────────────────────┤ 127.0.0.3
-//                   ──▶ 127.0.0.1:15003 sniproxy (proto http: Host bench.example → :8080, fallback → :5201) ─────────────┤ (the others)
-//                   ──▶ 127.0.0.3:{5201,8080} (direct: no proxy, the ceiling) ─────────────────────────────────────────────┴─▶ backends
-//   backends: iperf3 -s :5201 (every address), haproxy mode http on 127.0.0.2/.3:8080 answering 200 "ok" itself,
-//             proxy-hold-child on 127.0.0.2/.3:9000 (accepts and keeps connections).
+//  sw-bpc-<pid> (clients)                      sw-bp-<pid> (proxies, backends)
+//  iperf3 -c, wrk,   bpc0 10.77.1.2/24 ══veth══ bpl0 10.77.1.1/24
+//  idle client       default via 10.77.1.1
+//   ──▶ 10.77.9.2:{5201,8080,9000} ─nft prerouting redirect─▶ splitwan (proxy-child: TransparentProxy, 0.0.0.0:15001) ─┐ SO_MARK 0x1000
+//   ──▶ 10.77.1.1:15005/15006/15007 node pipe (proxy-pipe-child: the floor) ─────────────────────────────────────────────┤ dials 10.77.9.2
+//   ──▶ 10.77.1.1:15002/15012/15022 haproxy mode tcp, nbthread 1 ───────────────────────────────────────────────────────┤ (splitwan) or
+//   ──▶ 10.77.1.1:15004/15014/15024 haproxy mode tcp, its default threads ──────────────────────────────────────────────┤ 10.77.9.3
+//   ──▶ 10.77.1.1:15003 sniproxy (proto http: Host bench.example → :8080, fallback → :5201) ─────────────────────────────┤ (the others)
+//   ──▶ 10.77.9.3:{5201,8080} (direct: no proxy, the ceiling; routed to the router's own address) ─────────────────────┴─▶ backends
+//  backends (in sw-bp-<pid>, 10.77.9.2/32 and 10.77.9.3/32 on its lo): iperf3 -s :5201 (every address),
+//  haproxy mode http on 10.77.9.2/.3:8080 answering 200 "ok" itself, proxy-hold-child on 10.77.9.2/.3:9000
+//  (accepts and keeps connections).
 //
-// splitwan is reached the way the daemon is: the client dials the real
-// destination, 127.0.0.2, and the namespace's nft table redirects it
-// (`meta mark 0 ip daddr 127.0.0.2 tcp dport {5201,8080,9000} redirect to
-// :15001`); the proxy reads SO_ORIGINAL_DST, peeks, decides by policy, and
-// dials 127.0.0.2 on a socket marked 0x1000 (the breakout, with the daemon's
-// MarkedDialer), which the rule leaves alone. The others cannot mark their
-// dials, so they (and "direct") use 127.0.0.3, where the same backends listen
-// without a redirect. The nat table puts every flow in the namespace through
-// conntrack: all sides alike.
+// splitwan is reached the way the daemon is in router mode: the client dials
+// the real destination, 10.77.9.2, and the router namespace's nft table
+// redirects what arrives on the LAN veth (`iifname "bpl0" meta mark 0 ip
+// daddr 10.77.9.2 tcp dport {5201,8080,9000} redirect to :15001`, to
+// 10.77.1.1:15001); the proxy, listening on 0.0.0.0:15001 as in router mode,
+// reads SO_ORIGINAL_DST, peeks, decides by policy, and dials 10.77.9.2 on a
+// socket marked 0x1000 (the breakout, with the daemon's MarkedDialer): a
+// local dial, which the prerouting rule never sees (and its mark would skip
+// anyway). The others cannot mark their dials, so they (and "direct") use
+// 10.77.9.3, where the same backends listen without a redirect. Every side
+// crosses the same veth, and the nat table puts every flow in the router
+// namespace through conntrack: all sides alike (the client namespace has
+// no rules, so no conntrack, for any side). No forwarding: the backends'
+// addresses are the router's own.
+//
+// Why two namespaces: with clients and proxies on one loopback, wrk and
+// splitwan's dials both connected from 127.0.0.1 to 127.0.0.2:8080, so their
+// 4-tuples collided with each other's tens of thousands of TIME_WAIT
+// sockets: SYNs rejected by PAWS (TcpExtPAWSTimewait), each a 1 s
+// retransmit for wrk, and conn/s swinging by 40 % from run to run. On a real
+// router the client's address is never the router's dial source. The
+// conn/s table shows, per side, the SYN retransmits and PAWS-rejected SYNs
+// both namespaces counted during its wrk runs (TcpExtTCPSynRetrans,
+// TcpExtPAWSTimewait): they should stay near 0.
 //
 // Figures:
 //  1. idle memory, first (fresh processes): N connections (10 000, or what
@@ -50,8 +71,9 @@
 // BP_PIN=1 pins the proxies to the last CPU and everything else to the
 // others. BP_PROF=DIR writes a CPU profile of splitwan's proxy (the whole
 // run: its figures then do not count). BP_SECONDS (5) per measurement.
-// About 3 minutes; everything it starts is stopped by pid, the namespace and
-// the temporary directory are removed in `finally`.
+// About 3 minutes; everything it starts is stopped by pid, the namespaces
+// (and with them the veth) and the temporary directory are removed in
+// `finally`.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { accessSync, constants as fsConstants, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -66,8 +88,12 @@ const GOAL_THROUGHPUT = 0.95;
 const GOAL_CONN = 0.7;
 const PROXY_PORT = 15001;
 const PORTS = { iperf: 5201, http: 8080, hold: 9000 } as const;
-const REDIRECTED = '127.0.0.2'; // the "internet" address clients dial; redirected to splitwan
-const PLAIN = '127.0.0.3'; // the same backends, not redirected: direct, and the peers' upstream
+const REDIRECTED = '10.77.9.2'; // the "internet" address clients dial; redirected to splitwan
+const PLAIN = '10.77.9.3'; // the same backends, not redirected: direct, and the peers' upstream
+const ROUTER = '10.77.1.1'; // the proxy namespace's LAN address (bpl0): where the peers listen, the clients' gateway
+const CLIENT = '10.77.1.2'; // the client namespace's address (bpc0)
+const LAN_IF = 'bpl0'; // the veth end in the proxy namespace
+const CLIENT_IF = 'bpc0'; // the veth end in the client namespace
 const HOST = 'bench.example';
 const IDLE_REQUEST = 'GET / HTTP/1.1\r\nHost: idle.example\r\n\r\n';
 
@@ -79,10 +105,10 @@ const LABEL: Record<Side, string> = { direct: 'direct', splitwan: 'splitwan', 'n
 const ENDPOINT: Record<Side, Partial<Record<Kind, [string, number]>>> = {
   direct: { iperf: [PLAIN, PORTS.iperf], http: [PLAIN, PORTS.http] },
   splitwan: { iperf: [REDIRECTED, PORTS.iperf], http: [REDIRECTED, PORTS.http], hold: [REDIRECTED, PORTS.hold] },
-  'node-pipe': { iperf: ['127.0.0.1', 15005], http: ['127.0.0.1', 15006], hold: ['127.0.0.1', 15007] },
-  haproxy: { iperf: ['127.0.0.1', 15002], http: ['127.0.0.1', 15012], hold: ['127.0.0.1', 15022] },
-  'haproxy-mt': { iperf: ['127.0.0.1', 15004], http: ['127.0.0.1', 15014], hold: ['127.0.0.1', 15024] },
-  sniproxy: { iperf: ['127.0.0.1', 15003], http: ['127.0.0.1', 15003] },
+  'node-pipe': { iperf: [ROUTER, 15005], http: [ROUTER, 15006], hold: [ROUTER, 15007] },
+  haproxy: { iperf: [ROUTER, 15002], http: [ROUTER, 15012], hold: [ROUTER, 15022] },
+  'haproxy-mt': { iperf: [ROUTER, 15004], http: [ROUTER, 15014], hold: [ROUTER, 15024] },
+  sniproxy: { iperf: [ROUTER, 15003], http: [ROUTER, 15003] },
 };
 
 interface Result { code: number; stdout: string; stderr: string }
@@ -130,6 +156,12 @@ function hardNofile(): number {
   return m?.[1] === 'unlimited' ? 1 << 20 : Number(m?.[1] ?? 1024);
 }
 
+/** The TcpExt counters (/proc/net/netstat) of the network namespace process `pid` is in. */
+function tcpExt(pid: number): Record<string, number> {
+  const [names, values] = readFileSync(`/proc/${pid}/net/netstat`, 'utf8').split('\n').filter((l) => l.startsWith('TcpExt:')).map((l) => l.split(/\s+/));
+  return Object.fromEntries((names ?? []).slice(1).map((n, i) => [n, Number(values?.[i + 1] ?? 0)]));
+}
+
 const median = (a: readonly number[]): number => {
   const s = [...a].sort((x, y) => x - y);
   const n = s.length;
@@ -141,7 +173,9 @@ const r2 = (x: number) => +x.toFixed(2);
 const r3 = (x: number) => +x.toFixed(3);
 const ratio = (a: number | null, b: number | null) => (a === null || b === null || !(b > 0) ? null : r3(a / b));
 
-interface Sample { value: number; cpuMs: number | null; units: number; errors: string | null }
+/** SYN retransmits and SYNs PAWS rejected at a TIME_WAIT socket, both namespaces summed, during a sample. */
+interface Syns { retrans: number; paws: number }
+interface Sample { value: number; cpuMs: number | null; units: number; errors: string | null; syns?: Syns }
 interface ChildStats {
   rss: number;
   heapUsed: number;
@@ -153,7 +187,7 @@ interface ChildStats {
 
 function haproxyConfig(o: { threads: 1 | null; maxconn: number; ports: [number, number, number]; upstream: string }): string {
   const [pi, ph, pd] = o.ports;
-  const pair = (name: string, port: number, to: number) => `frontend f_${name}\n\tbind 127.0.0.1:${port}\n\tdefault_backend b_${name}\nbackend b_${name}\n\tserver s ${o.upstream}:${to}\n`;
+  const pair = (name: string, port: number, to: number) => `frontend f_${name}\n\tbind ${ROUTER}:${port}\n\tdefault_backend b_${name}\nbackend b_${name}\n\tserver s ${o.upstream}:${to}\n`;
   return [
     'global',
     ...(o.threads ? [`\tnbthread ${o.threads}`] : []),
@@ -184,8 +218,11 @@ export async function run(): Promise<Record<string, unknown>> {
     process.exit(1);
   }
 
-  const ns = `sw-bp-${process.pid}`;
+  const ns = `sw-bp-${process.pid}`; // the router: proxies and backends
+  const cns = `sw-bpc-${process.pid}`; // the LAN client: iperf3 -c, wrk, the idle client
   const inNs = (argv: readonly string[]) => ['ip', 'netns', 'exec', ns, ...argv];
+  const inClientNs = (argv: readonly string[]) => ['ip', 'netns', 'exec', cns, ...argv];
+  const batch = (n: string, lines: readonly string[]) => must(['ip', '-n', n, '-batch', '-'], { input: lines.join('\n') + '\n' });
   const nofile = hardNofile();
   const withFds = (argv: readonly string[]) => ['prlimit', `--nofile=${nofile}:${nofile}`, ...argv];
   const nCpu = cpus().length;
@@ -200,13 +237,14 @@ export async function run(): Promise<Record<string, unknown>> {
   const idleLimited = idleN < IDLE_WANTED;
 
   const dir = mkdtempSync(join(tmpdir(), 'splitwan-bench-proxy-'));
-  let nsCreated = false;
+  const created: string[] = []; // namespaces, in order
   let cleaning: Promise<void> | null = null;
   const cleanup = () =>
     (cleaning ??= (async () => {
       for (const c of shortLived) c.kill('SIGKILL');
       await Promise.all([...procs].map((p) => p.stop(3000)));
-      if (nsCreated) spawnSync('ip', ['netns', 'del', ns]);
+      // Deleting a namespace deletes its veth end, and the pair with it.
+      for (const n of created.reverse()) spawnSync('ip', ['netns', 'del', n]);
       rmSync(dir, { recursive: true, force: true });
     })());
   const onSignal = (sig: NodeJS.Signals) => void cleanup().finally(() => process.exit(sig === 'SIGINT' ? 130 : 143));
@@ -214,14 +252,20 @@ export async function run(): Promise<Record<string, unknown>> {
   const t0 = Date.now();
 
   try {
-    await must(['ip', 'netns', 'add', ns]);
-    nsCreated = true;
-    await must(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
+    for (const n of [ns, cns]) {
+      await must(['ip', 'netns', 'add', n]);
+      created.push(n);
+    }
+    // The veth is born in the proxy namespace with its peer in the client's: it never exists in the root namespace.
+    await batch(ns, ['link set lo up', `link add ${LAN_IF} type veth peer name ${CLIENT_IF} netns ${cns}`, `addr add ${ROUTER}/24 dev ${LAN_IF}`, `link set ${LAN_IF} up`,
+      `addr add ${REDIRECTED}/32 dev lo`, `addr add ${PLAIN}/32 dev lo`]);
+    await batch(cns, ['link set lo up', `addr add ${CLIENT}/24 dev ${CLIENT_IF}`, `link set ${CLIENT_IF} up`, `route add default via ${ROUTER}`]);
     // Namespace-local: enough ephemeral ports for ~100k short connections per side and round, TIME_WAIT reuse.
-    await must(inNs(['sysctl', '-q', '-w', 'net.ipv4.ip_local_port_range=16000 65000', 'net.ipv4.tcp_tw_reuse=1']));
+    for (const inN of [inNs, inClientNs]) await must(inN(['sysctl', '-q', '-w', 'net.ipv4.ip_local_port_range=16000 65000', 'net.ipv4.tcp_tw_reuse=1']));
+    // Router mode's redirect: what arrives from the LAN for the redirected address goes to the proxy.
     await must(inNs(['nft', '-f', '-']), {
-      input: `table ip swbench {\n\tchain out {\n\t\ttype nat hook output priority -100; policy accept;\n` +
-        `\t\tmeta mark 0 ip daddr ${REDIRECTED} tcp dport { ${PORTS.iperf}, ${PORTS.http}, ${PORTS.hold} } redirect to :${PROXY_PORT}\n\t}\n}\n`,
+      input: `table ip swbench {\n\tchain pre {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n` +
+        `\t\tiifname "${LAN_IF}" meta mark 0 ip daddr ${REDIRECTED} tcp dport { ${PORTS.iperf}, ${PORTS.http}, ${PORTS.hold} } redirect to :${PROXY_PORT}\n\t}\n}\n`,
     });
 
     const maxconn = Math.floor((nofile - 50) / 2);
@@ -233,7 +277,7 @@ export async function run(): Promise<Record<string, unknown>> {
     ].join('\n'));
     writeFileSync(join(dir, 'sniproxy.conf'), [
       'user root', `pidfile ${join(dir, 'sniproxy.pid')}`, 'error_log {', `\tfilename ${join(dir, 'sniproxy.log')}`, '\tpriority notice', '}',
-      'listener 127.0.0.1:15003 {', '\tprotocol http', '\ttable bench', `\tfallback ${PLAIN}:${PORTS.iperf}`, '}',
+      `listener ${ROUTER}:15003 {`, '\tprotocol http', '\ttable bench', `\tfallback ${PLAIN}:${PORTS.iperf}`, '}',
       'table bench {', `\t${HOST} ${PLAIN}:${PORTS.http}`, '}', '',
     ].join('\n'));
 
@@ -255,18 +299,18 @@ export async function run(): Promise<Record<string, unknown>> {
     const hold = new Proc('holding server', inNs(withFds(onOtherCpus(node('proxy-hold-child.js', holdAt)))), { ipc: true });
     // The contenders.
     const profFlags = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
-    const sw = new Proc('splitwan proxy', inNs(withFds(onProxyCpu(node('proxy-child.js', JSON.stringify({ host: '127.0.0.1', port: PROXY_PORT }), ['--expose-gc', ...profFlags])))), { ipc: true });
+    const sw = new Proc('splitwan proxy', inNs(withFds(onProxyCpu(node('proxy-child.js', JSON.stringify({ host: '0.0.0.0', port: PROXY_PORT }), ['--expose-gc', ...profFlags])))), { ipc: true });
     const h1 = new Proc('haproxy nbthread 1', inNs(withFds(onProxyCpu(['haproxy', '-db', '-f', join(dir, 'haproxy-1.cfg')]))));
     const hmt = new Proc('haproxy default threads', inNs(withFds(['haproxy', '-db', '-f', join(dir, 'haproxy-mt.cfg')])));
-    const floor = new Proc('node pipe', inNs(withFds(onProxyCpu(node('proxy-pipe-child.js', JSON.stringify({ host: '127.0.0.1', port: 15005,
+    const floor = new Proc('node pipe', inNs(withFds(onProxyCpu(node('proxy-pipe-child.js', JSON.stringify({ host: ROUTER, port: 15005,
       upstream: [PORTS.iperf, PORTS.http, PORTS.hold].map((port) => ({ host: PLAIN, port })) }), ['--expose-gc'])))), { ipc: true });
     const sni = new Proc('sniproxy', inNs(withFds(onProxyCpu(['sniproxy', '-f', '-c', join(dir, 'sniproxy.conf')]))));
-    const client = new Proc('idle client', inNs(withFds(onOtherCpus(node('proxy-idle-client-child.js', '')))), { ipc: true });
+    const client = new Proc('idle client', inClientNs(withFds(onOtherCpus(node('proxy-idle-client-child.js', '')))), { ipc: true });
     await Promise.all([ipcReady(sw), ipcReady(floor), ipcReady(hold), ipcReady(client)]);
 
     // Every listener up (read from the namespace's socket table: a test connection would start an iperf3 test).
-    const want = [`*:${PORTS.iperf}`, `${REDIRECTED}:${PORTS.http}`, `${PLAIN}:${PORTS.http}`, `${REDIRECTED}:${PORTS.hold}`, `${PLAIN}:${PORTS.hold}`, `127.0.0.1:${PROXY_PORT}`,
-      ...[15002, 15012, 15022, 15004, 15014, 15024, 15003, 15005, 15006, 15007].map((p) => `127.0.0.1:${p}`)];
+    const want = [`*:${PORTS.iperf}`, `${REDIRECTED}:${PORTS.http}`, `${PLAIN}:${PORTS.http}`, `${REDIRECTED}:${PORTS.hold}`, `${PLAIN}:${PORTS.hold}`, `*:${PROXY_PORT}`,
+      ...[15002, 15012, 15022, 15004, 15014, 15024, 15003, 15005, 15006, 15007].map((p) => `${ROUTER}:${p}`)];
     const servers = [iperfServer, backend, hold, sw, floor, h1, hmt, sni];
     const end = Date.now() + 15_000;
     for (;;) {
@@ -281,20 +325,29 @@ export async function run(): Promise<Record<string, unknown>> {
     }
     const pidOf: Record<Side, number | null> = { direct: null, splitwan: sw.pid, 'node-pipe': floor.pid, haproxy: h1.pid, 'haproxy-mt': hmt.pid, sniproxy: sni.pid };
     const hmtThreads = readdirSync(`/proc/${hmt.pid}/task`).length;
-    say(`proxies in netns ${ns}, nothing else in it; ${nCpu} CPUs, ` + (pin ? `proxies pinned to CPU ${proxyCpu}, clients and backends to ${otherCpus}` : 'nothing pinned (BP_PIN=1 pins)') +
+    say(`proxies and backends in netns ${ns}, the clients in ${cns} behind a veth (${CLIENT} → ${ROUTER}); ${nCpu} CPUs, ` + (pin ? `proxies pinned to CPU ${proxyCpu}, clients and backends to ${otherCpus}` : 'nothing pinned (BP_PIN=1 pins)') +
       `; Node is one thread, so the peer for the goals is haproxy with nbthread 1 (haproxy's default here: ${hmtThreads} threads, shown too); splitwan: ${swWay}`);
     if (profileDir) say(`!!! PROFILING splitwan's proxy into ${profileDir}: its figures do not count !!!`);
 
     const stats = () => sw.ask<ChildStats>('stats', 'stats');
+    /** SYN retransmits and PAWS-rejected SYNs so far, both namespaces (read through a process in each). */
+    const synCounters = (): Syns => {
+      const a = tcpExt(sw.pid);
+      const b = tcpExt(client.pid);
+      return { retrans: (a.TCPSynRetrans ?? 0) + (b.TCPSynRetrans ?? 0), paws: (a.PAWSTimewait ?? 0) + (b.PAWSTimewait ?? 0) };
+    };
     const measure = async (side: Side, argv: readonly string[], timeoutMs: number) => {
       const pid = pidOf[side];
       const c0 = pid ? cpuMs(pid) : 0;
+      const s0 = synCounters();
       const r = await sh(argv, { timeoutMs });
-      return { r, cpu: pid ? cpuMs(pid) - c0 : null };
+      const cpu = pid ? cpuMs(pid) - c0 : null;
+      const s1 = synCounters();
+      return { r, cpu, syns: { retrans: s1.retrans - s0.retrans, paws: s1.paws - s0.paws } };
     };
     const iperf = async (side: Side, streams: number, seconds = SECONDS, timeoutMs = (seconds + 20) * 1000): Promise<Sample> => {
       const [host, port] = ENDPOINT[side].iperf!;
-      const { r, cpu } = await measure(side, inNs(onOtherCpus(['iperf3', '-c', host, '-p', String(port), '-t', String(seconds), '-P', String(streams), '-J'])), timeoutMs);
+      const { r, cpu } = await measure(side, inClientNs(onOtherCpus(['iperf3', '-c', host, '-p', String(port), '-t', String(seconds), '-P', String(streams), '-J'])), timeoutMs);
       if (r.timedOut) return { value: NaN, cpuMs: cpu, units: 0, errors: `iperf3 did not finish in ${timeoutMs / 1000} s` };
       let j: { error?: string; end?: { sum_received?: { bits_per_second?: number; bytes?: number } } };
       try {
@@ -308,14 +361,14 @@ export async function run(): Promise<Record<string, unknown>> {
     };
     const wrk = async (side: Side, seconds = SECONDS): Promise<Sample> => {
       const [host, port] = ENDPOINT[side].http!;
-      const { r, cpu } = await measure(side, inNs(onOtherCpus(['wrk', '-t1', `-c${WRK_CONNECTIONS}`, `-d${seconds}s`, '-H', 'Connection: close', '-H', `Host: ${HOST}`, `http://${host}:${port}/`])), (seconds + 20) * 1000);
+      const { r, cpu, syns } = await measure(side, inClientNs(onOtherCpus(['wrk', '-t1', `-c${WRK_CONNECTIONS}`, `-d${seconds}s`, '-H', 'Connection: close', '-H', `Host: ${HOST}`, `http://${host}:${port}/`])), (seconds + 20) * 1000);
       const rps = /Requests\/sec:\s+([\d.]+)/.exec(r.stdout);
-      if (r.code !== 0 || !rps) return { value: NaN, cpuMs: cpu, units: 0, errors: `wrk exit ${r.code}: ${(r.stderr || r.stdout).trim().slice(0, 300)}` };
+      if (r.code !== 0 || !rps) return { value: NaN, cpuMs: cpu, units: 0, errors: `wrk exit ${r.code}: ${(r.stderr || r.stdout).trim().slice(0, 300)}`, syns };
       const total = Number(/(\d+) requests in/.exec(r.stdout)?.[1] ?? 0);
       const sock = /Socket errors: (.*)/.exec(r.stdout)?.[1];
       const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(r.stdout)?.[1];
       const errors = [sock ? `socket errors: ${sock}` : '', non2xx ? `${non2xx} non-2xx` : ''].filter(Boolean).join(', ');
-      return { value: Number(rps[1]), cpuMs: cpu, units: total, errors: errors || null };
+      return { value: Number(rps[1]), cpuMs: cpu, units: total, errors: errors || null, syns };
     };
 
     // sniproxy and iperf3: iperf3 has no host name, so only the listener's fallback can carry it. Try it once.
@@ -326,11 +379,7 @@ export async function run(): Promise<Record<string, unknown>> {
 
     // 1, first (fresh processes): idle connections' memory.
     /** SYNs the namespace's kernel dropped because a listener's accept queue was full (each costs the client a 1 s retransmit). */
-    const listenDrops = async () => {
-      const [names, values] = (await must(inNs(['cat', '/proc/net/netstat']))).stdout.split('\n').filter((l) => l.startsWith('TcpExt:')).map((l) => l.split(/\s+/));
-      const i = names?.indexOf('ListenOverflows') ?? -1;
-      return i > 0 ? Number(values?.[i] ?? 0) : 0;
-    };
+    const listenDrops = () => tcpExt(sw.pid).ListenOverflows ?? 0;
     const holdCount = () => hold.ask<{ accepted: number; open: number }>('count', 'count');
     const idle = async (side: 'splitwan' | 'node-pipe' | 'haproxy') => {
       const pid = pidOf[side]!;
@@ -339,7 +388,7 @@ export async function run(): Promise<Record<string, unknown>> {
       await sleep(300);
       const before = rssMb(pid);
       const [host, port] = ENDPOINT[side].hold!;
-      const drops0 = await listenDrops();
+      const drops0 = listenDrops();
       const started = Date.now();
       const opened = await client.ask<{ ok: number; failed: number; errors: string[] }>('open', 'opened', 120_000, { host, port, n: idleN, payload: IDLE_REQUEST, concurrency: 200 });
       let held = await holdCount();
@@ -349,7 +398,7 @@ export async function run(): Promise<Record<string, unknown>> {
         held = await holdCount();
       }
       const openSeconds = (Date.now() - started) / 1000;
-      const drops = (await listenDrops()) - drops0;
+      const drops = listenDrops() - drops0;
       await sleep(1000);
       const after = rssMb(pid);
       const swStats = nodeProc ? await nodeProc.ask<ChildStats>('gc', 'stats') : null;
@@ -423,7 +472,9 @@ export async function run(): Promise<Record<string, unknown>> {
         const s = (samples[key]![side] ?? []).map((x) => fmt(x.value)).join(', ');
         const vsH = (side === 'direct' || side === 'haproxy' ? '' : `  x${(v / fig(key, 'haproxy')!).toFixed(2)} of haproxy nbthread 1`) +
           (side === 'splitwan' && fig(key, 'node-pipe') !== null ? `, x${(v / fig(key, 'node-pipe')!).toFixed(2)} of node pipe` : '');
-        say(row + `${fmt(v).padStart(8)} ${unit} [${s}]` + (cpu === null ? '' : `  proxy CPU ${cpu} ${cpuUnit}`) + vsH + (errs.length ? `  (${errs.join('; ')})` : ''));
+        const syns = (samples[key]![side] ?? []).map((x) => x.syns).filter((x): x is Syns => x !== undefined);
+        const synNote = syns.length ? `  SYN retransmits [${syns.map((x) => x.retrans).join(', ')}], PAWS-rejected [${syns.map((x) => x.paws).join(', ')}]` : '';
+        say(row + `${fmt(v).padStart(8)} ${unit} [${s}]` + (cpu === null ? '' : `  proxy CPU ${cpu} ${cpuUnit}`) + vsH + synNote + (errs.length ? `  (${errs.join('; ')})` : ''));
       }
     };
     table('throughput_1', `throughput, iperf3 -P 1 -t ${SECONDS}, median of ${ROUNDS} rounds (order reversed in the second):`, 'Gbit/s', (x) => x.toFixed(2), 'ms/GB');
@@ -497,6 +548,8 @@ export async function run(): Promise<Record<string, unknown>> {
         sniproxy_cpu_us_per_conn: cpuPer('conn_per_s', 'sniproxy'),
         errors: Object.fromEntries((['direct', 'splitwan', 'node-pipe', 'haproxy', 'haproxy-mt', 'sniproxy'] as Side[]).map((s) => [s, errorsOf('conn_per_s', s)]).filter(([, e]) => e!.length > 0)),
         samples: Object.fromEntries(Object.entries(samples.conn_per_s!).map(([s, v]) => [s, v.map((x) => (Number.isFinite(x.value) ? r0(x.value) : null))])),
+        syn_retrans: Object.fromEntries(Object.entries(samples.conn_per_s!).map(([s, v]) => [s, v.map((x) => x.syns?.retrans ?? null)])),
+        paws_timewait: Object.fromEntries(Object.entries(samples.conn_per_s!).map(([s, v]) => [s, v.map((x) => x.syns?.paws ?? null)])),
       },
       idle: {
         connections: idleN,
