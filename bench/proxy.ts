@@ -1,13 +1,15 @@
 // Transparent proxy benchmark: splitwan's proxy side by side with haproxy
 // (`mode tcp`) and sniproxy, and with the least a Node proxy can do, in the
 // same run. Two network namespaces this script creates and removes: the
-// clients in sw-bpc-<pid>, a LAN host behind a router; the proxies and the
+// clients in sw-bpc-<pid>, LAN hosts behind a router; the proxies and the
 // backends in sw-bp-<pid>, the router (its "internet": addresses on its
 // loopback). A veth pair joins them. Needs root.
 //
-//  sw-bpc-<pid> (clients)                      sw-bp-<pid> (proxies, backends)
-//  iperf3 -c, wrk,   bpc0 10.77.1.2/24 ══veth══ bpl0 10.77.1.1/24
-//  idle client       default via 10.77.1.1
+//  sw-bpc-<pid> (clients)                          sw-bp-<pid> (proxies, backends)
+//  wrk           from bpc0 10.77.1.2/24 ─┐
+//  idle client   from bpc0 10.77.1.3/24  ├─══veth══ bpl0 10.77.1.1/24
+//  iperf3 -c     from bpc0 10.77.1.4/24 ─┘
+//  default via 10.77.1.1 (the idle client's and iperf3's source: rules by destination port)
 //   ──▶ 10.77.9.2:{5201,8080,9000} ─nft prerouting redirect─▶ splitwan (proxy-child: TransparentProxy, 0.0.0.0:15001) ─┐ SO_MARK 0x1000
 //   ──▶ 10.77.1.1:15005/15006/15007 node pipe (proxy-pipe-child: the floor) ─────────────────────────────────────────────┤ dials 10.77.9.2
 //   ──▶ 10.77.1.1:15002/15012/15022 haproxy mode tcp, nbthread 1 ───────────────────────────────────────────────────────┤ (splitwan) or
@@ -35,13 +37,26 @@
 //
 // Why two namespaces: with clients and proxies on one loopback, wrk and
 // splitwan's dials both connected from 127.0.0.1 to 127.0.0.2:8080, so their
-// 4-tuples collided with each other's tens of thousands of TIME_WAIT
-// sockets: SYNs rejected by PAWS (TcpExtPAWSTimewait), each a 1 s
+// 4-tuples (and conntrack entries) collided among tens of thousands of
+// TIME_WAIT sockets: SYNs rejected by PAWS (TcpExtPAWSTimewait), each a 1 s
 // retransmit for wrk, and conn/s swinging by 40 % from run to run. On a real
-// router the client's address is never the router's dial source. The
-// conn/s table shows, per side, the SYN retransmits and PAWS-rejected SYNs
-// both namespaces counted during its wrk runs (TcpExtTCPSynRetrans,
-// TcpExtPAWSTimewait): they should stay near 0.
+// router the client's address is never the router's dial source.
+// Why one client address per kind of client: `redirect` maps every
+// redirected flow from a client's port X, whatever its destination, to one
+// socket 4-tuple (10.77.1.1:15001, client:X). Linux gives each 4-tuple its
+// own random TCP timestamp offset, and conntrack keeps a closed flow's
+// tuple 120 s: when one address reaches two redirected destinations from
+// the same ports (the idle test's :9000, then wrk's :8080), NAT remaps
+// ports on the clashes and SYNs meet proxy-side TIME_WAIT sockets holding
+// another flow's timestamps: PAWS drops hundreds of wrk's SYNs a run (each
+// a 1 s retransmit), for splitwan only. A router in front of real clients would see it only when a client
+// reuses a port for another proxied destination within those 2 minutes;
+// here wrk cycles 50 000 ports in seconds, so the bench keeps each kind of
+// client on its own address (chosen by routing rules on the destination
+// port).
+// The conn/s table shows, per side, the SYN retransmits and PAWS-rejected
+// SYNs both namespaces counted during its wrk runs (TcpExtTCPSynRetrans,
+// TcpExtPAWSTimewait): they should stay 0.
 //
 // Figures:
 //  1. idle memory, first (fresh processes): N connections (10 000, or what
@@ -90,8 +105,10 @@ const PROXY_PORT = 15001;
 const PORTS = { iperf: 5201, http: 8080, hold: 9000 } as const;
 const REDIRECTED = '10.77.9.2'; // the "internet" address clients dial; redirected to splitwan
 const PLAIN = '10.77.9.3'; // the same backends, not redirected: direct, and the peers' upstream
+const LAN = '10.77.1.0/24'; // the veth's subnet
 const ROUTER = '10.77.1.1'; // the proxy namespace's LAN address (bpl0): where the peers listen, the clients' gateway
-const CLIENT = '10.77.1.2'; // the client namespace's address (bpc0)
+/** The client namespace's addresses (bpc0), one LAN host per kind of client: see the header (PAWS). */
+const CLIENT = { wrk: '10.77.1.2', idle: '10.77.1.3', iperf: '10.77.1.4' } as const;
 const LAN_IF = 'bpl0'; // the veth end in the proxy namespace
 const CLIENT_IF = 'bpc0'; // the veth end in the client namespace
 const HOST = 'bench.example';
@@ -259,7 +276,14 @@ export async function run(): Promise<Record<string, unknown>> {
     // The veth is born in the proxy namespace with its peer in the client's: it never exists in the root namespace.
     await batch(ns, ['link set lo up', `link add ${LAN_IF} type veth peer name ${CLIENT_IF} netns ${cns}`, `addr add ${ROUTER}/24 dev ${LAN_IF}`, `link set ${LAN_IF} up`,
       `addr add ${REDIRECTED}/32 dev lo`, `addr add ${PLAIN}/32 dev lo`]);
-    await batch(cns, ['link set lo up', `addr add ${CLIENT}/24 dev ${CLIENT_IF}`, `link set ${CLIENT_IF} up`, `route add default via ${ROUTER}`]);
+    // wrk's address first: the primary one, the default source. The idle client and iperf3 get theirs by their
+    // destination port (a rule per port, a table per address), not by bind(): a bind to port 0 takes a port no
+    // other socket holds, TIME_WAIT included, and searching for one among ~20 000 slows the idle test down.
+    const byPort = (kind: Kind, not: Kind) => [...new Set(Object.values(ENDPOINT).map((e) => e[kind]?.[1]))].filter((p): p is number => p !== undefined && !Object.values(ENDPOINT).some((e) => e[not]?.[1] === p));
+    const ruled = [{ src: CLIENT.idle, table: 101, ports: byPort('hold', 'http') }, { src: CLIENT.iperf, table: 102, ports: byPort('iperf', 'http') }];
+    await batch(cns, ['link set lo up', ...[CLIENT.wrk, CLIENT.idle, CLIENT.iperf].map((a) => `addr add ${a}/24 dev ${CLIENT_IF}`), `link set ${CLIENT_IF} up`, `route add default via ${ROUTER}`,
+      ...ruled.flatMap((r) => [`route add ${LAN} dev ${CLIENT_IF} src ${r.src} table ${r.table}`, `route add default via ${ROUTER} src ${r.src} table ${r.table}`,
+        ...r.ports.map((p) => `rule add ipproto tcp dport ${p} lookup ${r.table} pref ${r.table}`)])]);
     // Namespace-local: enough ephemeral ports for ~100k short connections per side and round, TIME_WAIT reuse.
     for (const inN of [inNs, inClientNs]) await must(inN(['sysctl', '-q', '-w', 'net.ipv4.ip_local_port_range=16000 65000', 'net.ipv4.tcp_tw_reuse=1']));
     // Router mode's redirect: what arrives from the LAN for the redirected address goes to the proxy.
@@ -325,7 +349,7 @@ export async function run(): Promise<Record<string, unknown>> {
     }
     const pidOf: Record<Side, number | null> = { direct: null, splitwan: sw.pid, 'node-pipe': floor.pid, haproxy: h1.pid, 'haproxy-mt': hmt.pid, sniproxy: sni.pid };
     const hmtThreads = readdirSync(`/proc/${hmt.pid}/task`).length;
-    say(`proxies and backends in netns ${ns}, the clients in ${cns} behind a veth (${CLIENT} → ${ROUTER}); ${nCpu} CPUs, ` + (pin ? `proxies pinned to CPU ${proxyCpu}, clients and backends to ${otherCpus}` : 'nothing pinned (BP_PIN=1 pins)') +
+    say(`proxies and backends in netns ${ns}, the clients in ${cns} behind a veth (wrk ${CLIENT.wrk}, idle client ${CLIENT.idle}, iperf3 ${CLIENT.iperf} → ${ROUTER}); ${nCpu} CPUs, ` + (pin ? `proxies pinned to CPU ${proxyCpu}, clients and backends to ${otherCpus}` : 'nothing pinned (BP_PIN=1 pins)') +
       `; Node is one thread, so the peer for the goals is haproxy with nbthread 1 (haproxy's default here: ${hmtThreads} threads, shown too); splitwan: ${swWay}`);
     if (profileDir) say(`!!! PROFILING splitwan's proxy into ${profileDir}: its figures do not count !!!`);
 
@@ -389,6 +413,7 @@ export async function run(): Promise<Record<string, unknown>> {
       const before = rssMb(pid);
       const [host, port] = ENDPOINT[side].hold!;
       const drops0 = listenDrops();
+      const syns0 = synCounters();
       const started = Date.now();
       const opened = await client.ask<{ ok: number; failed: number; errors: string[] }>('open', 'opened', 120_000, { host, port, n: idleN, payload: IDLE_REQUEST, concurrency: 200 });
       let held = await holdCount();
@@ -399,6 +424,7 @@ export async function run(): Promise<Record<string, unknown>> {
       }
       const openSeconds = (Date.now() - started) / 1000;
       const drops = listenDrops() - drops0;
+      const synRetrans = synCounters().retrans - syns0.retrans;
       await sleep(1000);
       const after = rssMb(pid);
       const swStats = nodeProc ? await nodeProc.ask<ChildStats>('gc', 'stats') : null;
@@ -406,7 +432,7 @@ export async function run(): Promise<Record<string, unknown>> {
       const closed = await client.ask<{ lingering: number }>('close', 'closed', 30_000);
       const drainEnd = Date.now() + 15_000;
       while ((await holdCount()).open > 0 && Date.now() < drainEnd) await sleep(100);
-      return { before, after, afterGc, held: held.open, opened, openSeconds, drops, swStats, lingering: closed.lingering };
+      return { before, after, afterGc, held: held.open, opened, openSeconds, drops, synRetrans, swStats, lingering: closed.lingering };
     };
     const idleSw = await idle('splitwan');
     const idleFloor = await idle('node-pipe');
@@ -416,7 +442,7 @@ export async function run(): Promise<Record<string, unknown>> {
       `each sent one HTTP request head and then idled; VmRSS of the proxy process:`);
     for (const [side, x] of [['splitwan', idleSw], ['node pipe (floor)', idleFloor], ['haproxy nbthread 1', idleH]] as const) {
       say(`  ${side.padEnd(24)}${r1(x.after).toString().padStart(6)} MB with them, ${r1(x.before)} MB before: +${r1(x.after - x.before)} MB, ${r0(perConn(x))} bytes/connection` +
-        `${x.afterGc !== null ? `; ${r1(x.afterGc)} MB after a full GC` : ''}; ${x.held} held by the server (opened in ${r1(x.openSeconds)} s, ${x.drops} SYNs dropped at a full accept queue${x.opened.failed ? `, ${x.opened.failed} failed: ${x.opened.errors.join('; ')}` : ''})` +
+        `${x.afterGc !== null ? `; ${r1(x.afterGc)} MB after a full GC` : ''}; ${x.held} held by the server (opened in ${r1(x.openSeconds)} s, ${x.drops} SYNs dropped at a full accept queue, ${x.synRetrans} SYN retransmits${x.opened.failed ? `, ${x.opened.failed} failed: ${x.opened.errors.join('; ')}` : ''})` +
         (x.lingering ? `; ${x.lingering} did not close cleanly` : ''));
     }
     for (const [side, x] of [['splitwan', idleSw], ['node pipe', idleFloor]] as const) {
@@ -561,6 +587,9 @@ export async function run(): Promise<Record<string, unknown>> {
         splitwan_listen_drops: idleSw.drops,
         node_pipe_listen_drops: idleFloor.drops,
         haproxy_listen_drops: idleH.drops,
+        splitwan_syn_retrans: idleSw.synRetrans,
+        node_pipe_syn_retrans: idleFloor.synRetrans,
+        haproxy_syn_retrans: idleH.synRetrans,
         haproxy_held: idleH.held,
         splitwan_rss_mb: r1(idleSw.after),
         splitwan_rss_before_mb: r1(idleSw.before),
