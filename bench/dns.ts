@@ -32,7 +32,8 @@
 // so the client never steals the server's core. BD_PROF=DIR writes CPU
 // profiles of splitwan's hit and miss rounds and a heap snapshot at 100k names
 // into DIR (the profiler costs throughput: that run's figures do not count).
-// Other knobs: BD_ROUNDS (3), BD_HIT_SECONDS (5), BD_CLIENTS (8), BD_OUTSTANDING (100).
+// Other knobs: BD_ROUNDS (3), BD_HIT_SECONDS (5), BD_CLIENTS (8), BD_OUTSTANDING (100),
+// BD_NODE_FLAGS (more Node flags for splitwan's process, e.g. GC settings to try).
 // About 2 minutes; everything it starts is stopped by pid, the namespace and
 // the temporary directory are removed in `finally`.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -78,6 +79,8 @@ const HIT_NAMES = 1000;
 const HIT_CLIENTS = Number(process.env.BD_CLIENTS ?? 8);
 const HIT_OUTSTANDING = Number(process.env.BD_OUTSTANDING ?? 100);
 const MISS_ROUNDS = 2;
+/** BD_NODE_FLAGS: more Node flags for splitwan's process, after the daemon's (to try GC settings). */
+const EXTRA_NODE_FLAGS = (process.env.BD_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean);
 const MISS_QPS = 2000;
 const MISS_SECONDS = 3;
 const MISS_LOW_QPS = 500;
@@ -321,7 +324,7 @@ export async function run(): Promise<Record<string, unknown>> {
     const peer = dnsmasq('dnsmasq', ports.peer, forwarding, true);
     const nftPeer = ns ? dnsmasq('dnsmasq --nftset', ports.nftset, [...forwarding, `--nftset=/${ZONE}/4#inet#${PEER_TABLE}#tag4`], true) : null;
     // Started as the service files start the daemon (daemon/runtime-settings.ts: its memory settings).
-    const sw = new Proc('splitwan', inNs(onServerCpu([process.execPath, ...DAEMON_NODE_FLAGS, '--expose-gc', join(import.meta.dirname, 'dns-server-child.js'),
+    const sw = new Proc('splitwan', inNs(onServerCpu([process.execPath, ...DAEMON_NODE_FLAGS, ...EXTRA_NODE_FLAGS, '--expose-gc', join(import.meta.dirname, 'dns-server-child.js'),
       JSON.stringify({ config: cfg, port: ports.splitwan, tagged, profileDir })])), { ipc: true, env: { ...process.env, ...DAEMON_ENV } });
     const echo = new Proc('node-echo', inNs(onServerCpu([process.execPath, join(import.meta.dirname, 'dns-echo-child.js'), String(ports.echo)])), { ipc: true });
     await Promise.all([ipcReady(sw), ipcReady(echo)]);
@@ -375,7 +378,7 @@ export async function run(): Promise<Record<string, unknown>> {
     say(`  splitwan: ${afterFill.cacheEntries} cache entries, ${fill.splitwan.lost} lost; empty ${r1(rssEmpty.splitwan)} MB; after a full GC ${r1(rssGc)} MB ` +
       `(heap used ${mb(afterGc.heapUsed)} of ${mb(afterGc.heapTotal)} MB, array buffers ${mb(afterGc.arrayBuffers)} MB)` +
       `${tagged && nftRss > 0 ? `; its nft -i ${r1(nftRss)} MB more` : ''}; for scale, node-echo (bare Node + one socket) ${r1(echoRss)} MB`);
-    say(`  splitwan runs as the service files start it: node ${DAEMON_NODE_FLAGS.join(' ')}, ${Object.entries(DAEMON_ENV).map(([k, v]) => `${k}=${v}`).join(' ')} (daemon/runtime-settings.ts)`);
+    say(`  splitwan runs as the service files start it: node ${DAEMON_NODE_FLAGS.join(' ')}, ${Object.entries(DAEMON_ENV).map(([k, v]) => `${k}=${v}`).join(' ')} (daemon/runtime-settings.ts)` + (EXTRA_NODE_FLAGS.length ? `; with BD_NODE_FLAGS: ${EXTRA_NODE_FLAGS.join(' ')} (NOT as the service files start it)` : ''));
     say(`  splitwan's resident memory by kind: malloc's main arena (brk) ${r1(kinds.brk)} MB, anonymous mappings (V8 heap, other malloc arenas, stacks) ${r1(kinds.anon)} MB, ` +
       `files (node, libraries) ${r1(kinds.file)} MB, other ${r1(kinds.other)} MB`);
     say(`  dnsmasq: ${insertions ?? '?'} cache insertions, ${fill.dnsmasq.lost} lost; empty ${r1(rssEmpty.dnsmasq)} MB (its cache is allocated at start)`);

@@ -13,6 +13,16 @@
 //   Two arenas: 111.7 -> 53.7 MB of anonymous memory. (musl, OpenWrt's libc,
 //   has no per-thread arenas and ignores the variable.)
 // Together: ~190 -> ~117 MB with 100k names cached.
+// - V8's GC on one thread (--single-threaded-gc) and a heap that grows by
+//   half its live size (--heap-growing-percent=50). The daemon is one thread,
+//   and on a router its core is shared with the kernel's forwarding and
+//   wireguard-go: GC helper threads only contend with the main thread, which
+//   waits for them. V8's own growth factor (up to 4x, from how fast GC keeps
+//   up) made the same 100k names cost ~110 or ~230-300 MB from run to run.
+//   `bench dns` (BD_NODE_FLAGS), loaded misses at 2000 q/s: p99 added
+//   7-27 ms in 5 runs with V8's defaults (event loop late by up to 17-43
+//   ms), 3.2-4.1 ms in 3 runs with these; RSS at 100k names 108-109 MB in
+//   each; CPU per hit and per miss unchanged.
 //
 // V8 reads its heap flags only at start (v8.setFlagsFromString is too late)
 // and glibc its tunables only at exec, so these cannot be set from inside;
@@ -20,7 +30,7 @@
 // memory, and says so in its start line.
 
 /** Node's command-line flags, before the script. */
-export const DAEMON_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=2'];
+export const DAEMON_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=2', '--single-threaded-gc', '--heap-growing-percent=50'];
 
 /** Environment variables of the daemon's process. */
 export const DAEMON_ENV: Readonly<Record<string, string>> = { GLIBC_TUNABLES: 'glibc.malloc.arena_max=2' };
