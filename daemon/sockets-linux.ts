@@ -29,17 +29,8 @@ import {
   type PathSockets,
   type TcpConnectOptions,
 } from './sockets.js';
+import { AF_INET, AF_INET6, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_STREAM, SOL_IP, SOL_IPV6, SOL_SOCKET, SO_MARK, SO_ORIGINAL_DST } from '../config/linux-abi.js';
 
-const AF_INET = 2;
-const AF_INET6 = 10;
-const SOCK_STREAM = 1;
-const SOCK_NONBLOCK = 0o4000;
-const SOCK_CLOEXEC = 0o2000000;
-const SOL_SOCKET = 1;
-const SO_MARK = 36;
-const SOL_IP = 0;
-const SOL_IPV6 = 41;
-const SO_ORIGINAL_DST = 80; // = IP6T_SO_ORIGINAL_DST
 
 interface Libc {
   socket(domain: number, type: number, protocol: number): number;

@@ -40,21 +40,8 @@ import { errnoName } from '../config/errno.js';
 import { READABLE, fdWatchAvailable, watchFd, type FdWatch } from '../config/fd-watch-linux.js';
 import { formatIp, parseIp } from '../config/ip.js';
 import { dgramTransport, type DatagramListener, type UdpListenOptions, type UdpPeer, type UdpTransport } from './udp.js';
+import { AF_INET, AF_INET6, IPV6_V6ONLY, MSG_DONTWAIT, MSG_TRUNC, SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK, SOL_IPV6, SOL_SOCKET, SO_RCVBUF, SO_RCVBUFFORCE, SO_SNDBUF, SO_SNDBUFFORCE } from '../config/linux-abi.js';
 
-const AF_INET = 2;
-const AF_INET6 = 10;
-const SOCK_DGRAM = 2;
-const SOCK_NONBLOCK = 0o4000;
-const SOCK_CLOEXEC = 0o2000000;
-const SOL_SOCKET = 1;
-const SO_SNDBUF = 7;
-const SO_RCVBUF = 8;
-const SO_SNDBUFFORCE = 32;
-const SO_RCVBUFFORCE = 33;
-const IPPROTO_IPV6 = 41;
-const IPV6_V6ONLY = 26;
-const MSG_DONTWAIT = 0x40;
-const MSG_TRUNC = 0x20;
 
 const BATCH = 64;
 const BATCHES_PER_WAKEUP = 4;
@@ -354,7 +341,7 @@ export class MmsgTransport implements UdpTransport {
       if (v6) {
         const one = Buffer.alloc(4);
         one.writeInt32LE(1);
-        if (c.setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, one, 4) !== 0) throw sysError('setsockopt(IPV6_V6ONLY)');
+        if (c.setsockopt(fd, SOL_IPV6, IPV6_V6ONLY, one, 4) !== 0) throw sysError('setsockopt(IPV6_V6ONLY)');
       }
       setBuffer(fd, SO_RCVBUFFORCE, SO_RCVBUF, o.bufferBytes);
       setBuffer(fd, SO_SNDBUFFORCE, SO_SNDBUF, o.bufferBytes);

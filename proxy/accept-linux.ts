@@ -42,25 +42,10 @@ import { READABLE, watchFd, type FdWatch } from '../config/fd-watch-linux.js';
 import { EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, epollSet, errnoName, type EpollSet, type FdHandler } from './epoll-linux.js';
 import { peek, PEEK_LIMIT, type PeekResult } from './peek.js';
 import type { Splice, Splicer } from './splice.js';
+import { AF_INET, AF_INET6, IPV6_V6ONLY, MSG_DONTWAIT, MSG_PEEK, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_STREAM, SOL_IP, SOL_IPV6, SOL_SOCKET, SO_ERROR, SO_LINGER, SO_MARK, SO_ORIGINAL_DST, SO_REUSEADDR } from '../config/linux-abi.js';
 
-const AF_INET = 2;
-const AF_INET6 = 10;
-const SOCK_STREAM = 1;
-const SOCK_NONBLOCK = 0o4000;
-const SOCK_CLOEXEC = 0o2000000;
-const SOL_SOCKET = 1;
-const SO_REUSEADDR = 2;
-const SO_ERROR = 4;
-const SO_LINGER = 13;
-const SO_MARK = 36;
-const SOL_IP = 0;
-const SOL_IPV6 = 41;
-const IPV6_V6ONLY = 26;
-const SO_ORIGINAL_DST = 80; // = IP6T_SO_ORIGINAL_DST
 const IPPROTO_TCP = 6;
 const TCP_NODELAY = 1;
-const MSG_PEEK = 0x2;
-const MSG_DONTWAIT = 0x40;
 const E = constants.errno;
 
 /** Connections accepted per readiness of a listener before the others get a turn. */

@@ -69,6 +69,7 @@ import type net from 'node:net';
 import koffi from 'koffi';
 import { EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, epollSet, type EpollSet, type FdHandler } from './epoll-linux.js';
 import { pipeSplicer, resetSocket, type Splice, type SpliceEnd, type SpliceOptions, type SpliceResult, type Splicer } from './splice.js';
+import { MSG_DONTWAIT, MSG_NOSIGNAL, SOL_SOCKET, SO_ERROR, SO_LINGER } from '../config/linux-abi.js';
 
 const O_NONBLOCK = 0o4000;
 const O_CLOEXEC = 0o2000000;
@@ -77,11 +78,6 @@ const SPLICE_F_NONBLOCK = 2;
 const SPLICE_FLAGS = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
 const F_SETPIPE_SZ = 1031;
 const SHUT_WR = 1;
-const SOL_SOCKET = 1;
-const SO_ERROR = 4;
-const SO_LINGER = 13;
-const MSG_DONTWAIT = 0x40;
-const MSG_NOSIGNAL = 0x4000;
 const EAGAIN = constants.errno.EAGAIN;
 const EINTR = constants.errno.EINTR;
 /** Chunks moved per direction per turn before yielding to others (up to 8 MiB with 1 MiB pipes). */

@@ -27,6 +27,7 @@ import koffi from 'koffi';
 import { parseIp } from '../../config/ip.js';
 import type { Logger } from '../../config/logger.js';
 import { NftError, NftSession, renderElementChanges, type ElementChanges, type NftExec } from './nft-session-linux.js';
+import { AF_NETLINK, MSG_DONTWAIT, SOCK_CLOEXEC, SOCK_RAW, SOL_SOCKET, SO_SNDBUF, SO_SNDBUFFORCE } from '../../config/linux-abi.js';
 
 interface Lib {
   ctxNew: koffi.KoffiFunction;
@@ -151,17 +152,10 @@ export class LibNft implements NftExec {
 
 // --- Set elements over nfnetlink -------------------------------------------
 // Constants from linux/netlink.h, linux/netfilter/nfnetlink.h and nf_tables.h.
-const AF_NETLINK = 16;
-const SOCK_RAW = 3;
-const SOCK_CLOEXEC = 0o2000000;
 const NETLINK_NETFILTER = 12;
-const SOL_SOCKET = 1;
-const SO_SNDBUF = 7;
-const SO_SNDBUFFORCE = 32;
 const SOL_NETLINK = 270;
 const NETLINK_CAP_ACK = 10;
 const NETLINK_EXT_ACK = 11;
-const MSG_DONTWAIT = 0x40;
 const EAGAIN = 11;
 const EINTR = 4;
 const NLM_F_REQUEST = 0x1;

@@ -1,0 +1,33 @@
+// Linux socket ABI numbers the raw-fd modules (dns/udp-mmsg-linux.ts,
+// proxy/accept-linux.ts, proxy/splice-linux.ts, daemon/sockets-linux.ts,
+// daemon/dataplane/libnft-linux.ts) pass to libc through koffi, in one place.
+// These are the asm-generic values (x86_64, arm64, arm, riscv); an
+// architecture with its own (MIPS: SOL_SOCKET 0xffff, other SO_* and
+// SOCK_* numbers) is one edit here.
+export const AF_INET = 2;
+export const AF_INET6 = 10;
+export const AF_NETLINK = 16;
+export const SOCK_STREAM = 1;
+export const SOCK_DGRAM = 2;
+export const SOCK_RAW = 3;
+export const SOCK_NONBLOCK = 0o4000;
+export const SOCK_CLOEXEC = 0o2000000;
+export const SOL_SOCKET = 1;
+export const SO_REUSEADDR = 2;
+export const SO_ERROR = 4;
+export const SO_SNDBUF = 7;
+export const SO_RCVBUF = 8;
+export const SO_LINGER = 13;
+export const SO_SNDBUFFORCE = 32;
+export const SO_RCVBUFFORCE = 33;
+export const SO_MARK = 36;
+export const SOL_IP = 0;
+/** = IPPROTO_IPV6 */
+export const SOL_IPV6 = 41;
+export const IPV6_V6ONLY = 26;
+/** = IP6T_SO_ORIGINAL_DST */
+export const SO_ORIGINAL_DST = 80;
+export const MSG_PEEK = 0x2;
+export const MSG_TRUNC = 0x20;
+export const MSG_DONTWAIT = 0x40;
+export const MSG_NOSIGNAL = 0x4000;
