@@ -308,7 +308,7 @@ if [ "$DO_BUILD" = 1 ]; then
     say "npm ci in $SRC (installs and builds)"
     as_owner npm ci --no-audit --no-fund
   elif [ ! -f "$SRC/dist/daemon/cli.js" ] ||
-    [ -n "$(cd "$SRC" && find config dns proxy daemon test/lab -name '*.ts' -newer dist/daemon/cli.js 2>/dev/null | head -n 1 || true)" ]; then
+    [ -n "$(cd "$SRC" && find config dns proxy daemon sys lib lab -name '*.ts' -newer dist/daemon/cli.js 2>/dev/null | head -n 1 || true)" ]; then
     say "npm run build in $SRC"
     as_owner npm run build
   else
@@ -339,9 +339,8 @@ for d in "$SRC"/dist/*; do
   case "${d##*/}" in test|bench) ;; *) cp -RP "$d" "$STAGE/dist/" ;; esac
 done
 cp "$SRC/config/schema.json" "$STAGE/config/"
-# `splitwan demo` builds the namespace lab: its module (not the tests) and the lab's echo server.
-mkdir -p "$STAGE/dist/test/lab"
-for f in "$SRC"/dist/test/lab/lab.js "$SRC"/test/lab/echo-server.mjs; do cp -P "$f" "$STAGE/dist/test/lab/"; done
+# `splitwan demo` builds the namespace lab (dist/lab, copied above) with its echo server beside it.
+cp -P "$SRC/lab/echo-server.mjs" "$STAGE/dist/lab/"
 # Tool caches (vite, vitest) are not part of the install.
 for d in "$STAGE"/node_modules/.[!.]*; do
   case "${d##*/}" in .bin|.package-lock.json) ;; *) rm -rf "$d" ;; esac

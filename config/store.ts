@@ -3,7 +3,7 @@ import { basename, dirname } from 'node:path';
 import type { EventEmitter } from 'node:events';
 import { ConfigError, formatIssue, type ConfigIssue } from './errors.js';
 import { loadConfig, nodeLoadDeps, recompile, type LoadDeps, type LoadedConfig, type LoadedList } from './load.js';
-import { systemClock, type Clock, type Logger } from './logger.js';
+import { systemClock, type Clock, type Logger } from '../lib/logger.js';
 
 export type ConfigListener = (previous: LoadedConfig, next: LoadedConfig) => void | Promise<void>;
 

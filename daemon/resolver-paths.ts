@@ -3,7 +3,7 @@
 // IPv6, where it listens and whom it answers, and the tagger keyed by rule.
 // Pure apart from the NftTagger it is given; run.ts wires it.
 import type { Config, GatewayConfig, PathName, Target, Upstream } from '../config/types.js';
-import { parseCidr } from '../config/ip.js';
+import { parseCidr } from '../lib/ip.js';
 import type { PathState, RouteTagger } from '../dns/resolver.js';
 import type { ListenAddress } from '../dns/server.js';
 import type { IpAddrLink } from './os-parse.js';

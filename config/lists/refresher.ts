@@ -1,5 +1,5 @@
 import cron from 'node-cron';
-import type { Logger } from '../logger.js';
+import type { Logger } from '../../lib/logger.js';
 import { toLoadedList, type LoadedConfig } from '../load.js';
 import type { ConfigStore } from '../store.js';
 import type { ListSource } from '../types.js';

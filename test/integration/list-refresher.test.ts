@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../config/load.js';
-import { silentLogger, type Logger } from '../../config/logger.js';
+import { silentLogger, type Logger } from '../../lib/logger.js';
 import { ListRefresher, type CronScheduler } from '../../config/lists/refresher.js';
 import { ConfigStore } from '../../config/store.js';
 

@@ -4,7 +4,7 @@ import { chmodSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { Logger } from '../../config/logger.js';
+import type { Logger } from '../../lib/logger.js';
 import type { LoadedConfig } from '../../config/load.js';
 import { ConfigStore } from '../../config/store.js';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { Clock } from '../../config/logger.js';
+import type { Clock } from '../../lib/logger.js';
 import { renderElementChanges, type ElementChanges, type NftExec } from '../../daemon/dataplane/nft-session-linux.js';
 import { NftTagger } from '../../daemon/dataplane/tagger.js';
 import { removeStaleHomes } from '../../daemon/dataplane/nft-session-linux.js';
