@@ -8,6 +8,7 @@ export const Exit = {
   USAGE: 2, // the command line is wrong
   NOT_RUNNING: 3, // the daemon is not running
   NEEDS_ROOT: 4, // run and cleanup change the kernel's routing
+  APPLY: 5, // a valid config could not be applied (the previous one runs)
   SOFTWARE: 70, // a bug
 } as const;
 

@@ -31,7 +31,8 @@ Options:
 explain asks the running daemon when there is one (its tags and cached
 addresses too), else reads the config file; --offline always reads the file.
 
-Exit codes: 0 ok, 1 config errors, 2 usage errors, 3 daemon not running, 4 needs root.
+Exit codes: 0 ok, 1 config errors, 2 usage errors, 3 daemon not running, 4 needs root,
+5 a valid config could not be applied (reload: the previous one runs).
 `;
 
 interface Command {

@@ -125,6 +125,7 @@ export function formatReload(r: ReloadReport): string {
     for (const c of r.changes ?? []) L.push(`  ${c}`);
     L.push('(dry run: nothing applied)');
   } else if (r.status === 'rejected') L.push('rejected: the running configuration is kept');
+  else if (r.status === 'failed') L.push(`failed: the file is valid but applying it failed (${r.error ?? 'no reason given'}); the previous configuration was put back, and the next reload tries again`);
   else L.push(r.status === 'applied' ? 'reloaded: the new configuration is running' : 'unchanged: the file is the same as the running configuration');
   for (const i of r.issues) L.push(i);
   return L.join('\n') + '\n';
@@ -147,7 +148,7 @@ export async function reloadCommand(o: { socket: string; dryRun: boolean; json: 
     const file = o.file === undefined ? undefined : (await import('node:path')).resolve(o.file);
     const r = await controlRequest<ReloadReport>(o.socket, ROUTES.reload, { dryRun: o.dryRun, ...(file ? { file } : {}) });
     io.out(o.json ? JSON.stringify(r) + '\n' : formatReload(r));
-    return r.status === 'rejected' ? Exit.CONFIG : Exit.OK;
+    return r.status === 'rejected' ? Exit.CONFIG : r.status === 'failed' ? Exit.APPLY : Exit.OK;
   });
 }
 

@@ -71,9 +71,12 @@ export interface StatusReport {
 }
 
 export interface ReloadReport {
-  status: 'applied' | 'unchanged' | 'rejected' | 'dry-run';
+  /** failed: the file is good but applying it failed; the previous config was put back. */
+  status: 'applied' | 'unchanged' | 'rejected' | 'failed' | 'dry-run';
   /** Errors of a rejected file, warnings of an applied one: `file:line:col: message`. */
   issues: string[];
+  /** Why applying failed (status failed). */
+  error?: string;
   /** Dry run: what the new file would change, in words. */
   changes?: string[];
 }
