@@ -144,6 +144,11 @@ export class ConfigStore {
     return this.running;
   }
 
+  /** Resolves when no reload runs (one that is running, and the one it may have queued, finished). */
+  async idle(): Promise<void> {
+    while (this.running) await this.running.catch(() => undefined);
+  }
+
   /**
    * Swaps in a refreshed download of one list without re-reading the file.
    * Ignored when the running config no longer has that list at that URL (a
