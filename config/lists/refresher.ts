@@ -85,8 +85,13 @@ export class ListRefresher {
     }
     if (result.status === 'updated' && result.entry) {
       const loaded = toLoadedList(source, result.entry.text, listCacheFile(config.stateDir, name), 'cache');
-      if (await this.store.replaceList(loaded)) {
-        log.info({ domains: loaded.domains.length, cidrs: loaded.cidrs.length }, 'list updated');
+      try {
+        if (await this.store.replaceList(loaded)) log.info({ domains: loaded.domains.length, cidrs: loaded.cidrs.length }, 'list updated');
+      } catch (e) {
+        // Downloaded and cached, but the daemon could not apply it: the running list stays; the next refresh tries again.
+        const error = `downloaded, but applying it failed: ${(e as Error).message}`;
+        log.error({ err: e }, `list not updated: ${error}`);
+        return { status: 'failed', entry: result.entry, error };
       }
     } else log.debug({}, 'list not modified');
     return result;
