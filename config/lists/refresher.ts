@@ -28,6 +28,8 @@ export class ListRefresher {
   private tasks = new Map<string, { key: string; stop(): void }>();
   private unsubscribe: (() => void) | null = null;
   private inflight = new Map<string, Promise<ListFetchResult>>();
+  /** Lists whose last download could not be applied. */
+  private readonly unapplied = new Set<string>();
   /** Every download's outcome (metrics). */
   onResult: ((name: string, result: ListFetchResult) => void) | null = null;
 
@@ -83,11 +85,14 @@ export class ListRefresher {
       log.warn({ url: redactUrl(source.url), kept: result.entry !== null }, `list download failed: ${result.error ?? 'unknown error'}; ${result.entry ? 'keeping the last good copy' : 'no copy yet, its rules match nothing'}`);
       return result;
     }
-    if (result.status === 'updated' && result.entry) {
+    // A copy downloaded before but never applied (the apply failed) is tried again even when the server says not modified.
+    if ((result.status === 'updated' || (result.status === 'not-modified' && this.unapplied.has(name))) && result.entry) {
       const loaded = toLoadedList(source, result.entry.text, listCacheFile(config.stateDir, name), 'cache');
       try {
         if (await this.store.replaceList(loaded)) log.info({ domains: loaded.domains.length, cidrs: loaded.cidrs.length }, 'list updated');
+        this.unapplied.delete(name);
       } catch (e) {
+        this.unapplied.add(name);
         // Downloaded and cached, but the daemon could not apply it: the running list stays; the next refresh tries again.
         const error = `downloaded, but applying it failed: ${(e as Error).message}`;
         log.error({ err: e }, `list not updated: ${error}`);
