@@ -4,7 +4,7 @@
 // daemon answers on is not (two daemons would fight over the kernel state).
 //
 // Requests are small: bodies over 64 KiB, unknown routes and bad JSON get a
-// JSON error, never a crash. Handlers are the daemon's (wired in run.ts).
+// JSON error, never a crash. Handlers are the daemon's (daemon/control-handlers.ts, wired in createDaemon).
 import { chmod, mkdir, rm, stat } from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
