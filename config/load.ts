@@ -7,7 +7,7 @@ import { normalizeDomain, parseDomainPattern } from './domain.js';
 import { parseDuration } from './duration.js';
 import { ConfigCodes, ConfigError, didYouMean, IssueSink, type ConfigIssue } from './errors.js';
 import { parseCidr, parseHostPort } from '../lib/ip.js';
-import { listCacheFile, ListFetcher, redactUrl } from './lists/fetch.js';
+import { listCacheFile, ListFetcher, matchesPin, redactUrl } from './lists/fetch.js';
 import { parseList, type ParsedList } from './lists/formats.js';
 import { compilePolicy, type ListContent, type Policy } from './policy.js';
 import { validateAgainstSchema } from './schema-validate.js';
@@ -548,17 +548,32 @@ class Builder {
           this.err(ConfigCodes.ADDRESS, [...path, 'url'], `"${redactUrl(url)}" is not an http:// or https:// URL`);
           continue;
         }
+        const pin = typeof l.sha256 === 'string' ? l.sha256.toLowerCase() : undefined;
+        // A list decides routing: fetched in the clear, anyone on the way could rewrite it.
+        if (pin === undefined && new URL(url).protocol !== 'https:') {
+          this.err(
+            ConfigCodes.INSECURE,
+            [...path, 'url'],
+            `"${redactUrl(url)}" is plain http: anyone on the network path could rewrite this list, and with it your routing; use an https:// URL, or pin the content with sha256: (the output of sha256sum on the file)`,
+          );
+          continue;
+        }
         source.url = url;
+        if (pin !== undefined) source.sha256 = pin;
         source.refresh = (l.refresh as string | undefined) ?? '0 4 * * *';
         if (!cron.validate(source.refresh)) {
           this.err(ConfigCodes.CRON, [...path, 'refresh'], `"${source.refresh}" is not a cron expression (e.g. "0 4 * * *": daily at 04:00)`);
         }
-        const cached = await this.deps.readListCache(source, this.stateDir());
+        const found = await this.deps.readListCache(source, this.stateDir());
+        // A copy that is not the pinned content (downloaded before the pin, or for another pin) is not this list.
+        const cached = found && matchesPin(found.text, pin) ? found : null;
         out.set(name, cached ? toLoadedList(source, cached.text, cached.file, 'cache') : toLoadedList(source, null, url, 'none'));
-        if (!cached) this.warn(ConfigCodes.LIST, path, `list "${name}" has not been downloaded yet; its rules match nothing until the daemon fetches it`);
+        if (found && !cached) this.warn(ConfigCodes.LIST, [...path, 'sha256'], `the cached copy of list "${name}" does not match its sha256 pin; the list matches nothing until a download does`);
+        else if (!cached) this.warn(ConfigCodes.LIST, path, `list "${name}" has not been downloaded yet; its rules match nothing until the daemon fetches it`);
         continue;
       }
       if (l.refresh !== undefined) this.warn(ConfigCodes.VALUE, [...path, 'refresh'], 'refresh applies to url lists only; a file list is re-read on reload');
+      if (l.sha256 !== undefined) this.warn(ConfigCodes.VALUE, [...path, 'sha256'], 'sha256 pins a url list\'s download; a file list is read as it is');
       const file = this.rel(String(l.file));
       source.file = file;
       this.files.add(file);

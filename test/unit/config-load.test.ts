@@ -4,7 +4,7 @@
 // Each case writes a config (and the files it includes) into its own directory
 // under one temp root, so positions are those of a real file on disk.
 
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
@@ -696,6 +696,47 @@ describe('loadConfig: lists', () => {
         pos: { file: join(dir, 'config.yaml'), line: 5, col: 5 },
       },
     ]);
+  });
+
+  it('refuses a plain http list without a sha256 pin (INSECURE): the network could rewrite routing', async () => {
+    const { errors } = await loadErr(y('mode: host', 'lists:', '  ads:', '    url: http://user:hunter2@lists.example/ads.txt', ...GW));
+    const e = single(errors);
+    expect(at(e)).toEqual({ code: ConfigCodes.INSECURE, line: 4, col: 10, keyPath: 'lists.ads.url' });
+    expect(e.message).toBe(
+      '"http://lists.example/ads.txt" is plain http: anyone on the network path could rewrite this list, and with it your routing; use an https:// URL, or pin the content with sha256: (the output of sha256sum on the file)',
+    );
+  });
+
+  it('takes a plain http list with a sha256 pin, and uses a cached copy only when it is the pinned content', async () => {
+    const text = 'ads.example\n';
+    const pin = createHash('sha256').update(text).digest('hex');
+    const url = 'http://lists.example/ads.txt';
+    const doc = (p: string): string => y('mode: host', 'stateDir: state', 'lists:', '  ads:', `    url: ${url}`, `    sha256: ${p}`, ...GW);
+    const cache = (body: string): Record<string, FileSpec> => ({
+      ...WG_DEFAULT(),
+      'state/lists/ads.txt': body,
+      'state/lists/ads.meta.json': JSON.stringify({ url, fetchedAt: 1, sha256: createHash('sha256').update(body).digest('hex') }),
+    });
+    // Upper-case hex is the same pin.
+    const ok = await loadOk(doc(pin.toUpperCase()), cache(text));
+    expect(ok.loaded.config.lists[0]).toMatchObject({ url, sha256: pin });
+    expect(ok.loaded.lists.get('ads')!.origin).toBe('cache');
+    expect(ok.loaded.lists.get('ads')!.domains.map((d) => d.pattern)).toEqual([{ kind: 'domain', value: 'ads.example' }]);
+    expect(ok.loaded.warnings).toEqual([]);
+    // A copy that is not the pinned content (downloaded before the pin, or tampered with) is not used.
+    const stale = await loadOk(doc(pin), cache('ads.example\nbank.example\n'));
+    expect(stale.loaded.lists.get('ads')!.origin).toBe('none');
+    expect(stale.loaded.lists.get('ads')!.domains).toEqual([]);
+    expect(stale.loaded.warnings.map(at)).toEqual([{ code: ConfigCodes.LIST, line: 6, col: 13, keyPath: 'lists.ads.sha256' }]);
+    expect(stale.loaded.warnings[0]!.message).toBe('the cached copy of list "ads" does not match its sha256 pin; the list matches nothing until a download does');
+  });
+
+  it('rejects a sha256 that is not 64 hex digits, and warns about one on a file list', async () => {
+    const { errors } = await loadErr(y('mode: host', 'lists:', '  ads:', '    url: http://lists.example/ads.txt', '    sha256: abc123', ...GW));
+    expect(errors.map(at)).toContainEqual({ code: ConfigCodes.VALUE, line: 5, col: 13, keyPath: 'lists.ads.sha256' });
+    const pin = 'a'.repeat(64);
+    const { loaded } = await loadOk(y('mode: host', 'lists:', '  l1:', '    file: l1.txt', `    sha256: ${pin}`, ...GW), { ...WG_DEFAULT(), 'l1.txt': 'example.com\n' });
+    expect(loaded.warnings.map(at)).toEqual([{ code: ConfigCodes.VALUE, line: 5, col: 13, keyPath: 'lists.l1.sha256' }]);
   });
 
   it('warns about unparsable list lines at the list file position', async () => {
