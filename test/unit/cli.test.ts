@@ -4,7 +4,7 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -203,6 +203,43 @@ describe('cli: check', () => {
       '',
     ]);
     expect(r.out.split('\n')[1]).toBe('  mode host, breakout auto, kill switch on');
+  });
+});
+
+describe('cli: check refuses files another user could rewrite', () => {
+  async function writable(mode: number, owner: number | null): Promise<{ f: string; wg: string }> {
+    const d = await mkdtemp(join(dir, 'perm-'));
+    const f = join(d, 'config.yaml');
+    const wg = join(d, 'wg1.conf');
+    await writeFile(f, ['mode: host', 'tunnel:', '  gateways:', '    - name: gw1', '      config: wg1.conf', ''].join('\n'));
+    await writeFile(wg, wgQuick({ address: '10.64.0.2/32', dns: '10.64.0.1', endpoint: '192.0.2.10:51820' }));
+    await chmod(wg, mode);
+    if (owner !== null) await chown(wg, owner, owner);
+    return { f, wg };
+  }
+
+  it('a wg-quick file writable by its group: exit 1, FILE:LINE:COL: key: message', async () => {
+    const { f, wg } = await writable(0o660, null);
+    const r = await run('check', '--config', f);
+    expect(r).toEqual({
+      code: 1,
+      out: '',
+      err: `${f}:5:15: tunnel.gateways[0].config: ${wg} is writable by its group (mode 0660): they could rewrite it, and with it where your traffic goes; chmod go-w it (600: it holds a private key)\n1 error\n`,
+    });
+  });
+
+  it('a wg-quick file owned by another user: exit 1, even at mode 0600', async (ctx) => {
+    if (process.geteuid?.() !== 0) {
+      console.log('SKIPPED cli check ownership: chown to another user needs root');
+      ctx.skip();
+    }
+    const { f, wg } = await writable(0o600, 4243);
+    const r = await run('check', '--config', f);
+    expect(r.code).toBe(1);
+    expect(r.err).toBe(`${f}:5:15: tunnel.gateways[0].config: ${wg} belongs to uid 4243, not to root or the user splitwan runs as (uid 0): that user could rewrite it, and with it where your traffic goes; chown it to root\n1 error\n`);
+    // Given back to root, the same file passes.
+    await chown(wg, 0, 0);
+    expect((await run('check', '--config', f)).code).toBe(0);
   });
 });
 

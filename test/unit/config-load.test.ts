@@ -5,12 +5,12 @@
 // under one temp root, so positions are those of a real file on disk.
 
 import { createHash, randomBytes } from 'node:crypto';
-import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigCodes, ConfigError, formatIssue, type ConfigIssue } from '../../config/errors.js';
-import { loadConfig, type LoadedConfig } from '../../config/load.js';
+import { loadConfig, nodeLoadDeps, type LoadedConfig } from '../../config/load.js';
 import type { RuleConfig } from '../../config/types.js';
 
 const key = (): string => randomBytes(32).toString('base64');
@@ -452,6 +452,59 @@ describe('loadConfig: gateways', () => {
     expect(loaded.warnings[0]!.message).toBe(
       `${join(dir, 'wg1.conf')} is readable by other users (mode 0644); this wg-quick file holds a private key: chmod 600 it`,
     );
+  });
+
+  it('refuses a wg-quick file its group or other users can write (PERMISSIONS), whoever reads it', async () => {
+    for (const [mode, who] of [[0o620, 'its group'], [0o602, 'every user'], [0o666, 'every user']] as const) {
+      const { dir, errors, warnings } = await loadErr(y('mode: host', ...GW), { 'wg1.conf': { text: wgQuick(), mode } });
+      const e = single(errors);
+      expect(at(e)).toEqual({ code: ConfigCodes.PERMISSIONS, line: 5, col: 15, keyPath: 'tunnel.gateways[0].config' });
+      expect(e.message).toBe(
+        `${join(dir, 'wg1.conf')} is writable by ${who} (mode ${mode.toString(8).padStart(4, '0')}): they could rewrite it, and with it where your traffic goes; chmod go-w it (600: it holds a private key)`,
+      );
+      // Readable too, in two of them: the error's fix (600) covers that, so no second line.
+      expect(warnings).toEqual([]);
+    }
+  });
+
+  it('refuses a wg-quick file, key file, list file or the config itself owned by another user, but not by root or its own user', async (ctx) => {
+    if (process.geteuid?.() !== 0) {
+      console.log('SKIPPED config-load ownership: chown to another user needs root');
+      ctx.skip();
+    }
+    const other = 4242;
+    const dir = await setup({
+      'config.yaml': y('mode: host', 'lists:', '  l1:', '    file: l1.txt', ...GW),
+      'wg1.conf': wgQuick(),
+      'l1.txt': 'example.com\n',
+    });
+    const file = join(dir, 'config.yaml');
+    for (const f of ['wg1.conf', 'l1.txt', 'config.yaml']) await chown(join(dir, f), other, other);
+    const e = (await loadConfig(file).catch((x: unknown) => x)) as ConfigError;
+    expect(e).toBeInstanceOf(ConfigError);
+    expect(e.issues.filter((i) => i.severity === 'error').map(at).sort((a, b) => a.line - b.line)).toEqual([
+      { code: ConfigCodes.PERMISSIONS, line: 1, col: 1, keyPath: '' },
+      { code: ConfigCodes.PERMISSIONS, line: 4, col: 11, keyPath: 'lists.l1.file' },
+      { code: ConfigCodes.PERMISSIONS, line: 8, col: 15, keyPath: 'tunnel.gateways[0].config' },
+    ].sort((a, b) => a.line - b.line));
+    expect(e.issues.find((i) => i.keyPath === 'tunnel.gateways[0].config')!.message).toBe(
+      `${join(dir, 'wg1.conf')} belongs to uid ${other}, not to root or the user splitwan runs as (uid 0): that user could rewrite it, and with it where your traffic goes; chown it to root`,
+    );
+    // The same files are fine for that user itself (splitwan check run by them)...
+    await expect(loadConfig(file, { ...nodeLoadDeps, uid: other })).resolves.toBeDefined();
+    // ...and files of root are fine for anyone.
+    for (const f of ['wg1.conf', 'l1.txt', 'config.yaml']) await chown(join(dir, f), 0, 0);
+    await expect(loadConfig(file, { ...nodeLoadDeps, uid: other })).resolves.toBeDefined();
+  });
+
+  it('a key file others can write is refused; the config others can write is refused at its top', async () => {
+    const inlineGw = ['tunnel:', '  gateways:', '    - name: gw1', '      privateKeyFile: gw1.key', '      address: 10.64.0.2/32', '      dns: 10.64.0.1', '      peer:', `        publicKey: "${key()}"`, '        endpoint: 192.0.2.10:51820'];
+    const keyFile = await loadErr(y('mode: host', ...inlineGw), { 'gw1.key': { text: `${key()}\n`, mode: 0o660 } });
+    expect(single(keyFile.errors).keyPath).toBe('tunnel.gateways[0].privateKeyFile');
+    const conf = await loadErr(y('mode: host', ...GW), { 'config.yaml': { text: y('mode: host', ...GW), mode: 0o664 }, ...WG_DEFAULT() });
+    const e = single(conf.errors);
+    expect(at(e)).toEqual({ code: ConfigCodes.PERMISSIONS, line: 1, col: 1, keyPath: '' });
+    expect(e.message).toBe(`${conf.file} is writable by its group (mode 0664): they could rewrite it, and with it where your traffic goes; chmod go-w it`);
   });
 
   it('fills a gateway from its wg-quick file', async () => {
