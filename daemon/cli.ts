@@ -184,7 +184,7 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
       const { cleanupAll } = await import('./run.js');
       const { linuxRunner } = await import('./exec-linux.js');
       await cleanupAll(linuxRunner, createLogger('info'));
-      io.out('splitwan: removed its nftables table, ip rules, routes, tunnels and wireguard-go processes (if any)\n');
+      io.out('splitwan: removed its nftables table, ip rules, routes, tunnels, wireguard-go processes and key files left in the temp directory (if any)\n');
       return Exit.OK;
     },
   },
