@@ -293,6 +293,7 @@ class Builder {
       listenPort: (proxyRaw.listenPort as number | undefined) ?? 15001,
       peekTimeoutMs: this.duration(['proxy', 'peekTimeout'], '5s', '100ms', '1m'),
       idleTimeoutMs: this.duration(['proxy', 'idleTimeout'], '5m', '1s', '1d'),
+      maxConnectionsPerClient: (proxyRaw.maxConnectionsPerClient as number | undefined) ?? 1024,
       blockQuic: (proxyRaw.blockQuic as boolean | undefined) ?? true,
     };
 

@@ -157,6 +157,8 @@ export interface ProxyConfig {
   listenPort: number;
   peekTimeoutMs: number;
   idleTimeoutMs: number;
+  /** Connections one client address may have open through the proxy at once. */
+  maxConnectionsPerClient: number;
   blockQuic: boolean;
 }
 

@@ -171,7 +171,8 @@ export function proxyListenAddresses(c: Config): ListenAddress[] {
   return c.mode === 'host' ? [{ host: '127.0.0.1', port }, { host: '::1', port }] : [{ host: '0.0.0.0', port }, { host: '::', port }];
 }
 
-const proxyOptions = (c: Config) => ({ peekTimeoutMs: c.proxy.peekTimeoutMs, idleTimeoutMs: c.proxy.idleTimeoutMs });
+// cfgedge: maxConnectionsPerClient (the proxy's per-client cap) added here; configure() applies it on reload.
+const proxyOptions = (c: Config) => ({ peekTimeoutMs: c.proxy.peekTimeoutMs, idleTimeoutMs: c.proxy.idleTimeoutMs, maxConnectionsPerClient: c.proxy.maxConnectionsPerClient });
 
 const sameListen = (a: readonly ListenAddress[], b: readonly ListenAddress[]): boolean =>
   a.length === b.length && a.every((x, i) => x.host === b[i]!.host && x.port === b[i]!.port);
@@ -633,6 +634,7 @@ export async function runDaemon(o: RunOptions): Promise<void> {
     gateways: () => monitor!.status(),
     tagged: taggedByPath,
     proxy: () => proxy?.traffic() ?? null,
+    proxyRefused: () => proxy?.stats.refusedBy ?? null, // cfgedge: splitwan_proxy_refused_total{reason}
     ruleHits,
   });
   store.onReload = (r) => metrics?.reload(r.status);

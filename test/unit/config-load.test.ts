@@ -974,7 +974,7 @@ describe('loadConfig: the result', () => {
       blockAnswer: 'null',
       cache: { size: 10000, minTtl: 0, maxTtl: 86400, negativeTtl: 900, serveStale: false, staleTtl: 86400 },
     });
-    expect(c.proxy).toEqual({ enabled: false, ports: [80, 443], listenPort: 15001, peekTimeoutMs: 5000, idleTimeoutMs: 300000, blockQuic: true });
+    expect(c.proxy).toEqual({ enabled: false, ports: [80, 443], listenPort: 15001, peekTimeoutMs: 5000, idleTimeoutMs: 300000, maxConnectionsPerClient: 1024, blockQuic: true });
     expect(c.control).toEqual({ socket: '/run/splitwan/control.sock' });
     expect(c.metrics).toEqual({ listen: null });
     expect(c.log).toEqual({ level: 'info' });
