@@ -54,7 +54,7 @@ import { parseIpAddrs, type IpAddrLink } from './os-parse.js';
 import { MarkedDialer } from './path-dialer.js';
 import { lanSubnets, listenAddresses, pathState, localDnsTargets, redirectPort, RuleTagger } from './resolver-paths.js';
 import { RESOLV_CONF_FILES, upstreamNameservers } from './resolv-conf.js';
-import { linuxPathSockets, originalDst } from './sockets-linux.js';
+import { LinuxPathSockets, originalDst } from './sockets-linux.js';
 import { TransparentProxy } from '../proxy/server.js';
 import { cleanupTunnels } from './tunnel/orphans-linux.js';
 import { createLinuxTunnels } from './tunnel/tunnels-linux.js';
@@ -231,7 +231,8 @@ export async function runDaemon(o: RunOptions): Promise<void> {
   const healthy = (g: string): boolean => monitor?.healthy(g) ?? true;
 
   // The resolver: its sockets leave through the path they serve (SO_MARK).
-  const dialer = new MarkedDialer(linuxPathSockets, () => ({ gateways: current?.gateways ?? [], active: current?.active ?? null }));
+  // cfgedge: the path sockets get a logger, to say once when they read the dgram fd the deprecated way.
+  const dialer = new MarkedDialer(new LinuxPathSockets({ logger: log.child({ module: 'sockets' }) }), () => ({ gateways: current?.gateways ?? [], active: current?.active ?? null }));
   // Counters outlive a reload's new resolver: metrics are monotonic, status counts since start.
   const dnsStats = newResolverStats();
   let metrics: Metrics | null = null;

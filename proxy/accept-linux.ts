@@ -36,12 +36,13 @@
 // copies the listener's options into each child), so it is set once there.
 import net from 'node:net';
 import { constants } from 'node:os';
-import koffi from 'koffi';
+import { koffi } from '../sys/koffi-linux.js'; // loaded by loadLibc(), before any use
 import { loadLibc } from '../sys/libc-linux.js';
 import { readSockaddr, writeSockaddr } from '../sys/sockaddr.js';
 import { READABLE, watchFd, type FdWatch } from '../sys/fd-watch-linux.js';
 import { EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, epollSet, errnoName, type EpollSet, type FdHandler } from './epoll-linux.js';
 import { peek, PEEK_LIMIT, type PeekResult } from './peek.js';
+import { reasonOf } from '../sys/native-fallback.js';
 import type { Splice, Splicer } from './splice.js';
 import { AF_INET, AF_INET6, IPV6_V6ONLY, MSG_DONTWAIT, MSG_PEEK, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_STREAM, SOL_IP, SOL_IPV6, SOL_SOCKET, SO_ERROR, SO_LINGER, SO_MARK, SO_ORIGINAL_DST, SO_REUSEADDR } from '../sys/linux-abi.js';
 
@@ -476,12 +477,18 @@ export class RawConnections<R extends { mark: number }> {
 
 /** Whether the raw path can run here with this splicer (it needs one that takes fds). */
 export function rawAvailable(splicer: Splicer): splicer is Splicer & Required<Pick<Splicer, 'startFds'>> {
-  if (process.platform !== 'linux' || typeof splicer.startFds !== 'function') return false;
+  return rawProblem(splicer) === null;
+}
+
+/** Why the raw path cannot run here with this splicer, or null when it can. */
+export function rawProblem(splicer: Splicer): string | null {
+  if (process.platform !== 'linux') return `not Linux (${process.platform})`;
+  if (typeof splicer.startFds !== 'function') return `the ${splicer.name} splicer takes no fds`;
   try {
     load();
     epollSet();
-    return true;
-  } catch {
-    return false;
+    return null;
+  } catch (e) {
+    return reasonOf(e);
   }
 }

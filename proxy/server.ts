@@ -30,7 +30,8 @@
 import net from 'node:net';
 import type { Policy } from '../config/policy.js';
 import type { PathName, Target } from '../config/types.js';
-import { RawConnections, rawAvailable, type RawAddress, type RawHooks } from './accept-linux.js';
+import { RawConnections, rawAvailable, rawProblem, type RawAddress, type RawHooks } from './accept-linux.js';
+import { processNotes, type FallbackNotes } from '../sys/native-fallback.js';
 import { ClientConnections, LogWindow } from './client-cap.js';
 import { peek, PEEK_LIMIT, type PeekResult } from './peek.js';
 import { defaultSplicer } from './splice-linux.js';
@@ -75,6 +76,8 @@ export interface ProxyDeps {
   accept?: AcceptMode;
   /** A monotonic clock in ms, for the refusal log's window; default performance.now. */
   now?: () => number;
+  /** Where a fast path that is off (splice, raw accept) is said, once; default the process's. */
+  notes?: FallbackNotes;
 }
 
 export type AcceptMode = 'raw' | 'node';
@@ -199,7 +202,7 @@ export class TransparentProxy {
     private readonly deps: ProxyDeps,
     private options: ProxyOptions,
   ) {
-    this.splicer = deps.splicer ?? defaultSplicer();
+    this.splicer = deps.splicer ?? defaultSplicer(process.env, { logger: deps.logger, ...(deps.notes && { notes: deps.notes }) });
     this.clientCapLog = new LogWindow(CLIENT_CAP_LOG_MS, deps.now ?? (() => performance.now()));
   }
 
@@ -257,6 +260,16 @@ export class TransparentProxy {
       return;
     }
     if (this.deps.accept === 'raw') throw new Error('proxy: the raw accept path cannot run here (it needs Linux, the splice splicer, a dialer with markOf and IP listen addresses)');
+    const why =
+      want === 'node'
+        ? { reason: this.deps.accept === 'node' ? 'asked for' : 'SPLITWAN_PROXY_ACCEPT=node', chosen: true }
+        : markOf === undefined
+          ? { reason: 'the dialer gives no socket marks', chosen: true }
+          : !addresses.every((a) => net.isIP(a.host) !== 0)
+            ? { reason: 'a listen address is a name', chosen: true }
+            : // Without splice(2) there is no raw path: that choice (or failure) was noted by the splicer.
+              { reason: rawProblem(splicer) ?? 'unknown', chosen: typeof splicer.startFds !== 'function' };
+    (this.deps.notes ?? processNotes).note(this.deps.logger, 'proxy accept: raw fds', why.reason, 'net.Server and net.Socket', why.chosen);
     for (const a of addresses) {
       const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (s) => this.accept(s));
       server.maxConnections = this.options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
