@@ -40,7 +40,7 @@ import { loadLibc } from '../sys/libc-linux.js';
 import { sockaddr } from '../sys/sockaddr.js';
 import { errnoName } from '../sys/errno.js';
 import { READABLE, fdWatchProblem, watchFd, type FdWatch } from '../sys/fd-watch-linux.js';
-import { processNotes, reasonOf, type FallbackReport } from '../sys/native-fallback.js';
+import { fastPathOr, type FallbackReport } from '../sys/native-fallback.js';
 import { formatIp } from '../lib/ip.js';
 import { dgramTransport, type DatagramListener, type UdpListenOptions, type UdpPeer, type UdpTransport } from './udp.js';
 import { AF_INET, AF_INET6, IPV6_V6ONLY, MSG_DONTWAIT, MSG_TRUNC, SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK, SOL_IPV6, SOL_SOCKET, SO_RCVBUF, SO_RCVBUFFORCE, SO_SNDBUF, SO_SNDBUFFORCE } from '../sys/linux-abi.js';
@@ -361,17 +361,15 @@ export class MmsgTransport implements UdpTransport {
  * kernel or libc misbehave). When it is dgram, `report` hears why, once.
  */
 export function defaultUdpTransport(env: NodeJS.ProcessEnv = process.env, report: FallbackReport = {}): UdpTransport {
-  const off = (reason: string, chosen = false): UdpTransport => {
-    (report.notes ?? processNotes).note(report.logger, 'resolver UDP: recvmmsg', reason, 'node:dgram', chosen);
-    return dgramTransport;
-  };
-  if (env.SPLITWAN_DNS_UDP === 'dgram') return off('SPLITWAN_DNS_UDP=dgram', true);
-  if (process.platform !== 'linux') return off(`not Linux (${process.platform})`, true);
-  try {
-    lib();
-  } catch (e) {
-    return off(reasonOf(e));
-  }
-  const watch = fdWatchProblem();
-  return watch === null ? new MmsgTransport() : off(watch);
+  const turnedOff = env.SPLITWAN_DNS_UDP === 'dgram' ? 'SPLITWAN_DNS_UDP=dgram' : null;
+  return fastPathOr<UdpTransport>(
+    { what: 'resolver UDP: recvmmsg', instead: 'node:dgram', report, turnedOff },
+    () => {
+      lib();
+      const watch = fdWatchProblem();
+      if (watch !== null) throw new Error(watch);
+      return new MmsgTransport();
+    },
+    dgramTransport,
+  );
 }

@@ -157,7 +157,7 @@ export interface ProxyStats {
 }
 
 const DEFAULT_MAX_CONNECTIONS = 16_384;
-export const DEFAULT_MAX_CONNECTIONS_PER_CLIENT = 1024;
+const DEFAULT_MAX_CONNECTIONS_PER_CLIENT = 1024;
 /** One line per this long about clients over their cap, however many are refused. */
 const CLIENT_CAP_LOG_MS = 10_000;
 /** A burst of new connections (a page opening dozens) must not overflow Node's default backlog of 511. */

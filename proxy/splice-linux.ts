@@ -71,7 +71,7 @@ import { loadLibc } from '../sys/libc-linux.js';
 import { EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, epollSet, type EpollSet, type FdHandler } from './epoll-linux.js';
 import { pipeSplicer, resetSocket, type Splice, type SpliceEnd, type SpliceOptions, type SpliceResult, type Splicer } from './splice.js';
 import { MSG_DONTWAIT, MSG_NOSIGNAL, SOL_SOCKET, SO_ERROR, SO_LINGER } from '../sys/linux-abi.js';
-import { processNotes, reasonOf, type FallbackReport } from '../sys/native-fallback.js';
+import { fastPathOr, type FallbackReport } from '../sys/native-fallback.js';
 
 const O_NONBLOCK = 0o4000;
 const O_CLOEXEC = 0o2000000;
@@ -587,15 +587,6 @@ export function spliceSplicer(): Splicer {
  * kernel or a Node version misbehave). When it is pipe(), `report` hears why, once.
  */
 export function defaultSplicer(env: NodeJS.ProcessEnv = process.env, report: FallbackReport = {}): Splicer {
-  const off = (reason: string, chosen = false): Splicer => {
-    (report.notes ?? processNotes).note(report.logger, 'proxy bytes: splice(2)', reason, "Node's streams (pipe())", chosen);
-    return pipeSplicer;
-  };
-  if (env.SPLITWAN_PROXY_SPLICE === 'pipe') return off('SPLITWAN_PROXY_SPLICE=pipe', true);
-  if (process.platform !== 'linux') return off(`not Linux (${process.platform})`, true);
-  try {
-    return spliceSplicer();
-  } catch (e) {
-    return off(reasonOf(e));
-  }
+  const turnedOff = env.SPLITWAN_PROXY_SPLICE === 'pipe' ? 'SPLITWAN_PROXY_SPLICE=pipe' : null;
+  return fastPathOr({ what: 'proxy bytes: splice(2)', instead: "Node's streams (pipe())", report, turnedOff }, spliceSplicer, pipeSplicer);
 }

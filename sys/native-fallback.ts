@@ -39,6 +39,25 @@ export interface FallbackReport {
   notes?: FallbackNotes;
 }
 
+/**
+ * A fast path, or its fallback with the reason noted once: `turnedOff` (the
+ * operator's variable, e.g. `SPLITWAN_DNS_UDP=dgram`) or another OS than
+ * Linux (info), else whatever `make` throws (warn).
+ */
+export function fastPathOr<T>(o: { what: string; instead: string; report: FallbackReport; turnedOff: string | null }, make: () => T, fallback: T): T {
+  const off = (reason: string, chosen: boolean): T => {
+    (o.report.notes ?? processNotes).note(o.report.logger, o.what, reason, o.instead, chosen);
+    return fallback;
+  };
+  if (o.turnedOff !== null) return off(o.turnedOff, true);
+  if (process.platform !== 'linux') return off(`not Linux (${process.platform})`, true);
+  try {
+    return make();
+  } catch (e) {
+    return off(reasonOf(e), false);
+  }
+}
+
 /** A thrown value's first line, for a reason in parentheses. */
 export function reasonOf(e: unknown): string {
   return (e instanceof Error ? e.message : String(e)).split('\n')[0]!;
