@@ -18,6 +18,8 @@ export interface MetricsSource {
   /** Tagged addresses per path now. */
   tagged(): Record<string, number>;
   proxy(): Record<string, { connections: number; active: number; bytesUp: number; bytesDown: number }> | null;
+  /** Connections the proxy reset at accept, by reason (not-redirected, loop, cap, client-cap). */
+  proxyRefused?(): Record<string, number> | null;
   /** Hits per rule: index (-1: default), a short label, count. */
   ruleHits(): { rule: number; label: string; count: number }[];
 }
@@ -170,6 +172,16 @@ export class Metrics {
           this.inc({ path, direction: 'up' }, t.bytesUp);
           this.inc({ path, direction: 'down' }, t.bytesDown);
         }
+      },
+    });
+    new Counter({
+      name: 'splitwan_proxy_refused_total',
+      help: 'Connections the transparent proxy reset at accept, by reason: not-redirected, loop, cap (maxConnections), client-cap (proxy.maxConnectionsPerClient).',
+      labelNames: ['reason'],
+      registers: [r],
+      collect: function () {
+        this.reset();
+        for (const [reason, n] of Object.entries(src.proxyRefused?.() ?? {})) this.inc({ reason }, n);
       },
     });
     this.reloads = new Counter({ name: 'splitwan_config_reloads_total', help: 'Config reloads, by result (applied, unchanged, rejected, failed: valid but not applied).', labelNames: ['result'], registers: [r] });

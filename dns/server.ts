@@ -85,7 +85,7 @@ export class DnsServer {
     this.maxPipelined = o.tcpMaxPipelined ?? 32;
     this.maxUnread = o.tcpMaxUnread ?? 1 << 20;
     this.maxInflight = o.maxInflight ?? 4096;
-    this.transport = o.udp ?? defaultUdpTransport();
+    this.transport = o.udp ?? defaultUdpTransport(process.env, { logger: o.logger });
   }
 
   /** The UDP transport in use ('recvmmsg' or 'dgram'): the startup log says which. */

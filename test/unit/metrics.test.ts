@@ -11,6 +11,7 @@ type Gw = ReturnType<MetricsSource['gateways']>[number];
 interface FakeSource extends MetricsSource {
   gws: Gw[];
   proxyStats: ReturnType<MetricsSource['proxy']>;
+  refused: Record<string, number> | null;
   hits: ReturnType<MetricsSource['ruleHits']>;
   fail: Error | null;
 }
@@ -27,6 +28,7 @@ function fakeSource(): FakeSource {
       breakout: { connections: 2, active: 1, bytesUp: 100, bytesDown: 2000 },
       'gw:a': { connections: 7, active: 0, bytesUp: 5, bytesDown: 0 },
     },
+    refused: { 'not-redirected': 1, loop: 0, cap: 0, 'client-cap': 42 },
     hits: [
       { rule: 0, label: 'a.test', count: 5 },
       { rule: 3, label: 'list:stream', count: 2 },
@@ -46,6 +48,7 @@ function fakeSource(): FakeSource {
     gateways: () => s.gws,
     tagged: () => ({ breakout: 3, 'gw:b': 1 }),
     proxy: () => s.proxyStats,
+    proxyRefused: () => s.refused,
     ruleHits: () => s.hits,
   };
   return s;
@@ -111,6 +114,7 @@ const FAMILIES: [string, string][] = [
   ['splitwan_proxy_connections_total', 'counter'],
   ['splitwan_proxy_active_connections', 'gauge'],
   ['splitwan_proxy_bytes_total', 'counter'],
+  ['splitwan_proxy_refused_total', 'counter'],
   ['splitwan_config_reloads_total', 'counter'],
   ['splitwan_list_refreshes_total', 'counter'],
   ['splitwan_rule_hits_total', 'counter'],
@@ -233,12 +237,20 @@ describe('metrics: families read from the source at scrape time', () => {
     expect(value(all, 'splitwan_proxy_bytes_total', { path: 'gw:a', direction: 'down' })).toBe(0);
   });
 
+  it('connections the proxy reset at accept, by reason', async () => {
+    const { all } = await scrape(new Metrics(fakeSource()));
+    expect(value(all, 'splitwan_proxy_refused_total', { reason: 'client-cap' })).toBe(42);
+    expect(value(all, 'splitwan_proxy_refused_total', { reason: 'not-redirected' })).toBe(1);
+    expect(value(all, 'splitwan_proxy_refused_total', { reason: 'cap' })).toBe(0);
+  });
+
   it('no proxy (null): the families are there, with no samples', async () => {
     const src = fakeSource();
     src.proxyStats = null;
+    src.refused = null;
     const { text, all } = await scrape(new Metrics(src));
     expect(text).toContain('# TYPE splitwan_proxy_bytes_total counter');
-    for (const f of ['splitwan_proxy_connections_total', 'splitwan_proxy_active_connections', 'splitwan_proxy_bytes_total']) expect(samples(all, f)).toEqual([]);
+    for (const f of ['splitwan_proxy_connections_total', 'splitwan_proxy_active_connections', 'splitwan_proxy_bytes_total', 'splitwan_proxy_refused_total']) expect(samples(all, f)).toEqual([]);
   });
 
   it('each scrape reads the source anew: values follow it, a removed gateway disappears, nothing doubles', async () => {
