@@ -113,7 +113,7 @@ const RCODES: Record<string, number> = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NX
  * genreport's verdict on an answer to `p` in recursive mode: [] for "ok",
  * else its tags (genreport.c, process(): the checks that apply without TSIG).
  */
-export function genreportTags(p: Probe, a: DigAnswer): string[] {
+function genreportTags(p: Probe, a: DigAnswer): string[] {
   const tags: string[] = [];
   const rcode = RCODES[a.status] ?? -1;
   const opcode = a.opcode === 'QUERY' ? 0 : Number(/(\d+)$/.exec(a.opcode)?.[1] ?? -1);
