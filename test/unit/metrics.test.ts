@@ -1,10 +1,13 @@
 // Prometheus metrics: families read at scrape time from a fake source, event
 // counters, the upstream histogram, and the /metrics HTTP endpoint.
 
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { Gauge } from 'prom-client';
 import { GATEWAY_STATES, Metrics, type MetricsSource } from '../../daemon/metrics.js';
+import { families, promLint } from '../helpers/prom-lint.js';
 
 type Gw = ReturnType<MetricsSource['gateways']>[number];
 
@@ -281,6 +284,70 @@ describe('metrics: families read from the source at scrape time', () => {
   });
 });
 
+describe('metrics: Prometheus naming rules (what `promtool check metrics` checks; test/integration/metrics-promtool.test.ts runs promtool itself)', () => {
+  /** A scrape with a sample in every family: events and upstream results too. */
+  async function fullScrape(): Promise<string> {
+    const m = new Metrics(fakeSource());
+    m.failover('a', 'b');
+    m.reload('applied');
+    m.listRefresh('ads', 'updated');
+    for (const result of ['ok', 'servfail', 'refused', 'formerr', 'notimp', 'failed'] as const) m.upstream({ path: 'breakout', seconds: 0.02, result });
+    return m.registry.metrics();
+  }
+
+  it('every family, ours and prom-client\'s defaults: counters end in _total, nothing else does, help, snake_case, base units', async () => {
+    const text = await fullScrape();
+    expect(promLint(text)).toEqual([]);
+    const f = families(text);
+    expect(f.size).toBeGreaterThan(40);
+    // The per-type active handle/request/resource gauges stay; their *_total sums (gauges) are gone.
+    for (const name of ['handles', 'requests', 'resources']) {
+      expect(f.get(`splitwan_nodejs_active_${name}`)?.type).toBe('gauge');
+      expect(f.has(`splitwan_nodejs_active_${name}_total`)).toBe(false);
+    }
+  });
+
+  it('the rules catch what promtool rejects: a gauge named _total (prom-client\'s defaults before), a counter without it, others', async () => {
+    const m = new Metrics(fakeSource());
+    new Gauge({ name: 'splitwan_nodejs_active_handles_total', help: 'as prom-client names it', registers: [m.registry] });
+    const text = (await m.registry.metrics()) + ['# HELP splitwan_x_count x', '# TYPE splitwan_x_count gauge', 'splitwan_x_count 1', '# TYPE splitwan_y counter', 'splitwan_y 1', '# HELP splitwan_lagMs_milliseconds lag', '# TYPE splitwan_lagMs_milliseconds gauge', 'splitwan_lagMs_milliseconds{le="1"} 1', ''].join('\n');
+    expect(promLint(text)).toEqual([
+      'splitwan_nodejs_active_handles_total: non-counter metrics should not have "_total" suffix',
+      'splitwan_x_count: non-histogram and non-summary metrics should not have "_count" suffix',
+      'splitwan_y: no help text',
+      'splitwan_y: counter metrics should have "_total" suffix',
+      'splitwan_lagMs_milliseconds: non-histogram metrics should not have "le" label',
+      "splitwan_lagMs_milliseconds: metric names should be written in 'snake_case' not 'camelCase'",
+      'splitwan_lagMs_milliseconds: use base unit "seconds" instead of "milliseconds"',
+    ]);
+  });
+});
+
+describe('metrics: the Grafana dashboard (docs/grafana-dashboard.json)', () => {
+  interface Panel {
+    title?: string;
+    targets?: { expr?: string }[];
+    panels?: Panel[];
+  }
+  const dashboard = JSON.parse(readFileSync(new URL('../../docs/grafana-dashboard.json', import.meta.url), 'utf8')) as { panels: Panel[] };
+  const panels = (ps: Panel[]): Panel[] => ps.flatMap((p) => [p, ...panels(p.panels ?? [])]);
+  const exprs = panels(dashboard.panels).flatMap((p) => (p.targets ?? []).map((t) => ({ title: p.title ?? '', expr: t.expr ?? '' })));
+
+  it('every metric its queries name is in a scrape (a histogram\'s _bucket, _count, _sum included)', async () => {
+    const m = new Metrics(fakeSource());
+    m.upstream({ path: 'breakout', seconds: 0.01, result: 'ok' });
+    const names = new Set(families(await m.registry.metrics()).keys());
+    const used = [...new Set(exprs.flatMap((e) => e.expr.match(/splitwan_[a-z0-9_]+/g) ?? []))];
+    expect(used.length).toBeGreaterThan(10);
+    expect(used.filter((n) => !names.has(n) && !names.has(n.replace(/_(bucket|count|sum)$/, '')))).toEqual([]);
+  });
+
+  it('the upstream failures panel counts every result but ok: a SERVFAIL or REFUSED answer shows there', () => {
+    const failures = exprs.filter((e) => e.title === 'Upstream failures');
+    expect(failures.map((e) => e.expr)).toEqual([expect.stringContaining('result!="ok"')]);
+  });
+});
+
 describe('metrics: events', () => {
   it('failover(from, to) counts by pair; null reads as "none"', async () => {
     const m = new Metrics(fakeSource());
@@ -313,10 +380,10 @@ describe('metrics: events', () => {
 
   it('upstream() fills the histogram: cumulative buckets, +Inf, sum and count, by path and result', async () => {
     const m = new Metrics(fakeSource());
-    m.upstream({ path: 'gw:a', seconds: 0.003, ok: true });
-    m.upstream({ path: 'gw:a', seconds: 0.04, ok: true });
-    m.upstream({ path: 'gw:a', seconds: 7, ok: true });
-    m.upstream({ path: 'breakout', seconds: 2, ok: false });
+    m.upstream({ path: 'gw:a', seconds: 0.003, result: 'ok' });
+    m.upstream({ path: 'gw:a', seconds: 0.04, result: 'ok' });
+    m.upstream({ path: 'gw:a', seconds: 7, result: 'ok' });
+    m.upstream({ path: 'breakout', seconds: 2, result: 'failed' });
     const { all } = await scrape(m);
     const buckets = (labels: Record<string, string>): [string, number][] => samples(all, 'splitwan_dns_upstream_seconds_bucket', labels).map((s) => [s.labels.le!, s.value]);
     expect(buckets({ path: 'gw:a', result: 'ok' })).toEqual([
@@ -340,6 +407,14 @@ describe('metrics: events', () => {
     expect(value(all, 'splitwan_dns_upstream_seconds_bucket', { path: 'breakout', result: 'failed', le: '1' })).toBe(0);
     expect(value(all, 'splitwan_dns_upstream_seconds_bucket', { path: 'breakout', result: 'failed', le: '2' })).toBe(1);
     expect(samples(all, 'splitwan_dns_upstream_seconds_count', { path: 'breakout', result: 'ok' })).toEqual([]);
+  });
+
+  it('upstream(): a SERVFAIL or REFUSED (and FORMERR, NOTIMP) answer is its own result, not ok', async () => {
+    const m = new Metrics(fakeSource());
+    for (const result of ['ok', 'servfail', 'servfail', 'refused', 'formerr', 'notimp', 'failed'] as const) m.upstream({ path: 'gw:a', seconds: 0.01, result });
+    const { all } = await scrape(m);
+    const counts = Object.fromEntries(samples(all, 'splitwan_dns_upstream_seconds_count', { path: 'gw:a' }).map((s) => [s.labels.result, s.value]));
+    expect(counts).toEqual({ ok: 1, servfail: 2, refused: 1, formerr: 1, notimp: 1, failed: 1 });
   });
 });
 
