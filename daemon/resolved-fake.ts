@@ -208,6 +208,7 @@ function server(a: string, ifindex: number): ResolvedServer {
 export class FakeDnsLink implements DnsLink {
   held: FakeLinkState | null = null;
   opened = 0;
+  openAttempts = 0;
   repaired = 0;
   staleRemoved = 0;
   /** A leftover link of our name nobody holds (a persistent TUN someone made). */
@@ -225,6 +226,7 @@ export class FakeDnsLink implements DnsLink {
 
   async open(): Promise<{ ifindex: number }> {
     if (this.held) return { ifindex: this.held.ifindex };
+    this.openAttempts++;
     if (this.failOpen) throw Object.assign(new Error(this.failOpen), { code: 'SPLITWAN_RESOLVED_LINK' });
     if (this.leftover) throw Object.assign(new Error(`${this.ifname}: TUNSETIFF: EBUSY`), { code: 'SPLITWAN_RESOLVED_LINK' });
     this.held = this.r.addLink(this.ifname);

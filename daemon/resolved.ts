@@ -256,6 +256,7 @@ export class ResolvedTakeover {
   private stopped = false;
   private timer: unknown = null;
   private soonTimer: unknown = null;
+  private backoffMs = SOON_MS;
   private watchers: Watcher[] = [];
   private serial: Promise<unknown> = Promise.resolve();
   private readonly guardMs: number;
@@ -342,13 +343,17 @@ export class ResolvedTakeover {
     }, this.guardMs);
   }
 
-  /** One extra check shortly (NetworkManager has not seen the new link yet). */
-  private soon(): void {
+  /**
+   * One extra check shortly: NetworkManager has not seen the new link yet,
+   * or a step failed (a resolved that just started may not know the link
+   * yet). Failures back off, doubling up to the periodic interval.
+   */
+  private soon(ms = SOON_MS): void {
     if (this.stopped || this.soonTimer !== null) return;
     this.soonTimer = this.o.clock.setTimeout(() => {
       this.soonTimer = null;
       void this.ensure().catch(() => undefined);
-    }, SOON_MS);
+    }, ms);
   }
 
   private async ensureNow(): Promise<void> {
@@ -384,10 +389,13 @@ export class ResolvedTakeover {
       }
       this.active = true;
       this.lastError = null;
+      this.backoffMs = SOON_MS;
     } catch (e) {
       const err = e as Error;
       this.lastError = err.message;
       this.active = false;
+      this.soon(this.backoffMs);
+      this.backoffMs = Math.min(this.backoffMs * 2, this.guardMs);
       this.o.logger.error({ err: err.message, code: (err as { code?: string }).code ?? 'SPLITWAN_RESOLVED' }, 'systemd-resolved takeover failed; retried on the next check');
       throw Object.assign(new Error(`systemd-resolved takeover: ${err.message}`), { code: 'SPLITWAN_RESOLVED', cause: err });
     }

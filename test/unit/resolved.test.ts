@@ -166,23 +166,40 @@ describe('takeover of systemd-resolved', () => {
     await t.stop();
   });
 
-  it('a failed apply is logged, leaves start false and is retried by the periodic check', async () => {
+  it('a failed apply is logged, leaves start false and is retried soon', async () => {
     const { r, clock, t } = setup();
-    r.failNext.set('apply', 'org.freedesktop.DBus.Error.AccessDenied: not root');
+    r.failNext.set('apply', 'org.freedesktop.resolve1.NoSuchLink: a resolved that just started');
     expect(await t.start()).toBe(false);
-    expect(t.status().lastError).toMatch(/AccessDenied/);
-    await clock.advance(10_000);
+    expect(t.status().lastError).toMatch(/NoSuchLink/);
+    await clock.advance(499);
+    expect(t.status().active).toBe(false);
+    await clock.advance(1);
     expect(t.status()).toMatchObject({ active: true, lastError: null });
     expect(r.describe('splitwan-dns')).toEqual(TAKEN);
     await t.stop();
   });
 
-  it('a link that cannot be made (no /dev/net/tun) is reported, nothing is set on any link', async () => {
-    const { r, link, t } = setup();
+  it('a link that cannot be made (no /dev/net/tun) is reported, retried with a doubling delay up to the periodic interval, nothing set', async () => {
+    const { r, link, clock, t } = setup();
     link.failOpen = 'splitwan-dns: open /dev/net/tun: ENOENT';
     expect(await t.start()).toBe(false);
     expect(t.status().lastError).toMatch(/ENOENT/);
+    const attemptsAt: number[] = [];
+    let seen = link.openAttempts;
+    for (let ms = 0; ms <= 40_000; ms += 250) {
+      await clock.advance(250);
+      if (link.openAttempts !== seen) {
+        seen = link.openAttempts;
+        attemptsAt.push(ms + 250);
+      }
+    }
+    // retries after 0.5, 1, 2, 4 s; the periodic check (10 s) joins in; never more often than that
+    expect(attemptsAt.slice(0, 5)).toEqual([500, 1500, 3500, 7500, 10_000]);
+    expect(attemptsAt.length).toBeLessThanOrEqual(10);
     expect(r.calls.filter((c) => c.startsWith('apply'))).toEqual([]);
+    link.failOpen = null;
+    await clock.advance(10_000);
+    expect(t.status().active).toBe(true);
     await t.stop();
   });
 
