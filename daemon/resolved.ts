@@ -254,8 +254,8 @@ export class ResolvedTakeover {
   private applied = false;
   private nmDone = false;
   private stopped = false;
+  /** The one pending check: the periodic one, or sooner after a failure. */
   private timer: unknown = null;
-  private soonTimer: unknown = null;
   private backoffMs = SOON_MS;
   private watchers: Watcher[] = [];
   private serial: Promise<unknown> = Promise.resolve();
@@ -282,24 +282,41 @@ export class ResolvedTakeover {
         if (running) void this.ensure().catch(() => undefined);
       }),
     );
-    // A failure is logged and retried by the timer: meanwhile resolved asks
-    // the WAN's servers, which host mode's DNS redirect sends to splitwan.
+    // A failure is logged and retried: meanwhile resolved asks the WAN's
+    // servers, which host mode's DNS redirect sends to splitwan.
     await this.ensure().catch(() => undefined);
-    this.schedule();
     return this.active;
   }
 
-  /** Checks the takeover and restores what is missing; what the timer and the bus signals run. */
+  /**
+   * Checks the takeover and restores what is missing; what the timer and the
+   * bus signals run. Then the next check is due: after the periodic interval,
+   * or sooner when NetworkManager has not seen the link yet or a step failed
+   * (a resolved that just started may not know the link yet; failures back
+   * off, doubling up to the interval).
+   */
   ensure(): Promise<void> {
-    return this.run(() => this.ensureNow());
+    return this.run(async () => {
+      let next = this.guardMs;
+      try {
+        const nmPending = await this.ensureNow();
+        this.backoffMs = SOON_MS;
+        if (nmPending) next = SOON_MS;
+      } catch (e) {
+        next = this.backoffMs;
+        this.backoffMs = Math.min(this.backoffMs * 2, this.guardMs);
+        throw e;
+      } finally {
+        this.reschedule(next);
+      }
+    });
   }
 
   /** Undoes exactly what start did: RevertLink on splitwan's link, then the link goes. Idempotent. */
   async stop(): Promise<void> {
     this.stopped = true;
-    for (const t of [this.timer, this.soonTimer]) if (t !== null) this.o.clock.clearTimeout(t);
+    if (this.timer !== null) this.o.clock.clearTimeout(this.timer);
     this.timer = null;
-    this.soonTimer = null;
     for (const w of this.watchers.splice(0)) w.stop();
     await this.run(async () => {
       try {
@@ -333,37 +350,26 @@ export class ResolvedTakeover {
     return p;
   }
 
-  private schedule(): void {
+  private reschedule(ms: number): void {
+    if (this.timer !== null) this.o.clock.clearTimeout(this.timer);
+    this.timer = null;
     if (this.stopped) return;
     this.timer = this.o.clock.setTimeout(() => {
       this.timer = null;
-      void this.ensure()
-        .catch(() => undefined)
-        .finally(() => this.schedule());
-    }, this.guardMs);
-  }
-
-  /**
-   * One extra check shortly: NetworkManager has not seen the new link yet,
-   * or a step failed (a resolved that just started may not know the link
-   * yet). Failures back off, doubling up to the periodic interval.
-   */
-  private soon(ms = SOON_MS): void {
-    if (this.stopped || this.soonTimer !== null) return;
-    this.soonTimer = this.o.clock.setTimeout(() => {
-      this.soonTimer = null;
       void this.ensure().catch(() => undefined);
     }, ms);
   }
 
-  private async ensureNow(): Promise<void> {
-    if (this.stopped) return;
+  /** One check; true when NetworkManager should be asked again soon. */
+  private async ensureNow(): Promise<boolean> {
+    if (this.stopped) return false;
+    let nmPending = false;
     try {
       this.resolvedRunning = await this.o.api.running();
       if (!this.resolvedRunning) {
         if (this.active) this.o.logger.warn({}, 'systemd-resolved is gone: its stub answers nothing now; the takeover is applied again when it is back');
         this.active = false;
-        return;
+        return false;
       }
       if (this.ifindex === null) {
         this.ifindex = (await this.o.link.open()).ifindex;
@@ -374,7 +380,7 @@ export class ResolvedTakeover {
         const nm = await this.o.api.unmanage(this.o.link.ifname);
         this.nmDone = nm !== 'pending';
         if (nm === 'unmanaged') this.o.logger.info({ ifname: this.o.link.ifname }, 'NetworkManager told to leave the link alone (unmanaged)');
-        if (nm === 'pending') this.soon();
+        nmPending = nm === 'pending';
       }
       const now = await this.o.api.link(this.ifindex);
       if (now === null || !hasSettings(now, this.settings)) {
@@ -389,14 +395,12 @@ export class ResolvedTakeover {
       }
       this.active = true;
       this.lastError = null;
-      this.backoffMs = SOON_MS;
+      return nmPending;
     } catch (e) {
       const err = e as Error;
       this.lastError = err.message;
       this.active = false;
-      this.soon(this.backoffMs);
-      this.backoffMs = Math.min(this.backoffMs * 2, this.guardMs);
-      this.o.logger.error({ err: err.message, code: (err as { code?: string }).code ?? 'SPLITWAN_RESOLVED' }, 'systemd-resolved takeover failed; retried on the next check');
+      this.o.logger.error({ err: err.message, code: (err as { code?: string }).code ?? 'SPLITWAN_RESOLVED' }, 'systemd-resolved takeover failed; retried shortly');
       throw Object.assign(new Error(`systemd-resolved takeover: ${err.message}`), { code: 'SPLITWAN_RESOLVED', cause: err });
     }
   }
