@@ -11,10 +11,10 @@
 //   (O_CLOEXEC, TUNSETPERSIST 0), so the kernel removes it, and resolved
 //   forgets its settings, when the process exits in any way, SIGKILL
 //   included. Its address and state go through `ip` (argv, the Runner).
-import { readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { endianness } from 'node:os';
 import koffi from 'koffi';
-import { DBusError, Message, MessageBus, sessionBus, systemBus, Variant } from '@jellybrick/dbus-next';
+import { DBusError, Message, MessageBus, sessionBus, Variant } from '@jellybrick/dbus-next';
 import type { Logger } from '../lib/logger.js';
 import { errnoName } from '../sys/errno.js';
 import { loadLibc } from '../sys/libc-linux.js';
@@ -129,6 +129,12 @@ export function parseDomains(raw: unknown, withIfindex: boolean): { ifindex: num
   return out;
 }
 
+/** The socket of a `unix:path=...` bus address; null for other kinds (abstract, tcp). */
+export function socketPath(address: string): string | null {
+  const m = /(?:^|;)unix:(?:[^;]*,)?path=([^,;]+)/.exec(address);
+  return m ? decodeURIComponent(m[1]!) : null;
+}
+
 function toBytes(v: unknown): Uint8Array {
   if (v instanceof Uint8Array) return v;
   if (Array.isArray(v)) return Uint8Array.from(v as number[]);
@@ -176,13 +182,22 @@ export interface LinuxResolvedApiOptions {
 
 export class LinuxResolvedApi implements ResolvedApi {
   private bus: MessageBus | null = null;
+  /** Per connection: the calls waiting on it, failed at once when it breaks. */
+  private readonly waiting = new WeakMap<MessageBus, Set<(e: Error) => void>>();
   private readonly watches = new Set<NameWatch>();
   private closed = false;
 
   constructor(private readonly o: LinuxResolvedApiOptions) {}
 
+  /** false at once without a system bus (a router, a container): no 5 s wait for a socket that is not there. */
   async running(): Promise<boolean> {
+    const path = socketPath(this.address());
+    if (path !== null && !existsSync(path)) return false;
     return this.hasOwner(RESOLVE1);
+  }
+
+  private address(): string {
+    return this.o.busAddress ?? process.env.DBUS_SYSTEM_BUS_ADDRESS ?? 'unix:path=/var/run/dbus/system_bus_socket';
   }
 
   async link(ifindex: number): Promise<ResolvedLink | null> {
@@ -283,12 +298,12 @@ export class LinuxResolvedApi implements ResolvedApi {
   private connect(): MessageBus {
     if (this.closed) throw new ResolvedBusError('connect', '', 'closed');
     if (this.bus) return this.bus;
-    const address = this.o.busAddress;
-    const bus = address ? sessionBus({ busAddress: address }) : systemBus();
+    const bus = sessionBus({ busAddress: this.address() });
     // 'error' is emitted but missing from the library's event map.
     (bus as unknown as NodeJS.EventEmitter).on('error', (err: Error) => {
-      // An unhandled 'error' would throw; the next call dials again.
+      // An unhandled 'error' would throw; the calls waiting on this connection fail now; the next call dials again.
       this.o.logger.debug({ err: err.message }, 'system bus connection failed');
+      for (const fail of this.waiting.get(bus) ?? []) fail(err);
       if (this.bus === bus) this.drop();
     });
     bus.on('message', (m: Message) => {
@@ -299,6 +314,7 @@ export class LinuxResolvedApi implements ResolvedApi {
     // dbus-next does not pass the stream's end on to the bus: a dbus-daemon that went away is seen here.
     const conn = (bus as unknown as { _connection?: { on?: (ev: string, f: () => void) => void } })._connection;
     conn?.on?.('end', () => {
+      for (const fail of this.waiting.get(bus) ?? []) fail(new Error('the bus closed the connection'));
       if (this.bus === bus) this.drop();
     });
     this.bus = bus;
@@ -358,6 +374,13 @@ export class LinuxResolvedApi implements ResolvedApi {
         reject(new ResolvedBusError(what, '', `no answer from the system bus within ${ms} ms`));
       }, ms);
     });
+    let waiters = this.waiting.get(bus);
+    if (!waiters) this.waiting.set(bus, (waiters = new Set()));
+    let fail: ((e: Error) => void) | undefined;
+    const broken = new Promise<never>((_, reject) => {
+      fail = (e) => reject(new ResolvedBusError(what, '', `the system bus connection failed: ${e.message}`));
+    });
+    waiters.add(fail!);
     const call = bus.call(new Message({ destination, path, interface: iface, member, signature, body })).then(
       (m) => {
         if (!m) throw new ResolvedBusError(what, '', 'no reply');
@@ -368,7 +391,10 @@ export class LinuxResolvedApi implements ResolvedApi {
         throw new ResolvedBusError(what, '', (e as Error).message);
       },
     );
-    return Promise.race([call, timeout]).finally(() => clearTimeout(timer));
+    return Promise.race([call, timeout, broken]).finally(() => {
+      clearTimeout(timer);
+      waiters.delete(fail!);
+    });
   }
 }
 

@@ -236,6 +236,14 @@ export interface TakeoverOptions {
   logger: Logger;
   /** How often the takeover is checked besides the bus signals (default 10 s). */
   guardIntervalMs?: number;
+  /** The WAN link now (the breakout's interface), for onBreakoutServers. */
+  wanIfname?: () => string | null;
+  /**
+   * Called at each check when the breakout's servers read from resolved
+   * changed (a network change: DHCP, NetworkManager): `breakout.dns: auto`
+   * follows the network. null: resolved does not run (use resolv.conf).
+   */
+  onBreakoutServers?: (servers: string[] | null) => void;
 }
 
 /**
@@ -260,6 +268,8 @@ export class ResolvedTakeover {
   private watchers: Watcher[] = [];
   private serial: Promise<unknown> = Promise.resolve();
   private readonly guardMs: number;
+  /** What onBreakoutServers was last called with ('' before the first call). */
+  private lastServers = '';
 
   constructor(private readonly o: TakeoverOptions) {
     this.settings = takeoverSettings(o.listen);
@@ -302,6 +312,7 @@ export class ResolvedTakeover {
         const nmPending = await this.ensureNow();
         this.backoffMs = SOON_MS;
         if (nmPending) next = SOON_MS;
+        await this.followServers();
       } catch (e) {
         next = this.backoffMs;
         this.backoffMs = Math.min(this.backoffMs * 2, this.guardMs);
@@ -358,6 +369,20 @@ export class ResolvedTakeover {
       this.timer = null;
       void this.ensure().catch(() => undefined);
     }, ms);
+  }
+
+  private async followServers(): Promise<void> {
+    if (!this.o.onBreakoutServers || this.stopped) return;
+    try {
+      const servers = this.resolvedRunning ? await this.breakoutServers(this.o.wanIfname?.() ?? null) : null;
+      const key = JSON.stringify(servers);
+      if (key === this.lastServers) return;
+      this.lastServers = key;
+      this.o.logger.info({ servers }, servers ? 'breakout resolvers from systemd-resolved' : 'systemd-resolved is gone: breakout resolvers from resolv.conf');
+      this.o.onBreakoutServers(servers);
+    } catch (e) {
+      this.o.logger.warn({ err: (e as Error).message }, 'could not read the breakout resolvers from systemd-resolved; kept the last ones');
+    }
   }
 
   /** One check; true when NetworkManager should be asked again soon. */

@@ -226,6 +226,29 @@ describe('takeover of systemd-resolved', () => {
   });
 });
 
+describe('the breakout follows the network through resolved', () => {
+  it('calls back with the WAN link\'s servers at start and when a network change gives it others; null when resolved goes', async () => {
+    const r = new FakeResolved();
+    const wan = r.addLink('wlan0', { defaultRoute: true });
+    r.push(wan.ifindex, { dns: ['192.168.1.1'] });
+    r.addLink('tun0', { defaultRoute: false }).dns = [srv('10.8.0.1', 9)];
+    const seen: (string[] | null)[] = [];
+    const clock = new ManualClock();
+    const t = new ResolvedTakeover({ api: r, link: new FakeDnsLink(r), listen: [RESOLVED_MODE_LISTEN], clock, logger: silentLogger, wanIfname: () => 'wlan0', onBreakoutServers: (s) => seen.push(s) });
+    await t.start();
+    expect(seen).toEqual([['192.168.1.1']]);
+    await clock.advance(10_000); // unchanged: no call
+    expect(seen).toHaveLength(1);
+    r.push(wan.ifindex, { dns: ['10.0.0.1', '10.0.0.2'] }); // DHCP on another network
+    await clock.advance(10_000);
+    expect(seen.at(-1)).toEqual(['10.0.0.1', '10.0.0.2']);
+    r.stopResolved();
+    await settle();
+    expect(seen.at(-1)).toBeNull();
+    await t.stop();
+  });
+});
+
 describe('cleanup after a crash (stateless)', () => {
   it('the crashed process\'s link went with it; a marker left on another link is reverted; the WAN link is untouched', async () => {
     const { r, link, t } = setup();
