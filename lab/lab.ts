@@ -329,6 +329,20 @@ export function run(argv: readonly string[], opts: ExecOptions = {}, inFlight?: 
   });
 }
 
+/** SIGKILLs every command still in the set (by its child's pid) and waits for each to close. */
+export async function killCommands(commands: ReadonlySet<ChildProcess>): Promise<void> {
+  await Promise.all(
+    [...commands].map(
+      (c) =>
+        new Promise<void>((resolve) => {
+          if (c.exitCode !== null || c.signalCode !== null) return resolve();
+          c.once('close', () => resolve());
+          c.kill('SIGKILL');
+        }),
+    ),
+  );
+}
+
 export async function must(argv: readonly string[], opts: ExecOptions = {}): Promise<ExecResult> {
   const r = await run(argv, opts);
   if (r.code !== 0) throw new LabCommandError(argv, r.code, r.stderr);
@@ -598,18 +612,7 @@ export async function createLab(opts: LabOptions = {}): Promise<Lab> {
     };
     // Commands still running in the lab (a curl or dig interrupted by a test's
     // end or a Ctrl-C) would outlive it in a deleted namespace: killed by pid.
-    await attempt('commands in flight', () =>
-      Promise.all(
-        [...commands].map(
-          (c) =>
-            new Promise<void>((resolve) => {
-              if (c.exitCode !== null || c.signalCode !== null) return resolve();
-              c.once('close', () => resolve());
-              c.kill('SIGKILL');
-            }),
-        ),
-      ).then(() => undefined),
-    );
+    await attempt('commands in flight', () => killCommands(commands));
     // wireguard-go first: `ip netns del` does not stop it (its TUN fd keeps the netns alive).
     await attempt('wireguard-go', () => stopAll('wireguard-go'));
     await attempt('dnsmasq/echo', () => Promise.all([stopAll('dnsmasq'), stopAll('echo')]).then(() => undefined));

@@ -36,7 +36,7 @@ import { Message, sessionBus, type MessageBus } from '@jellybrick/dbus-next';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { LabCommandError, must, run, Supervised, which, type ExecOptions, type ExecResult } from './lab.js';
+import { killCommands, LabCommandError, must, run, Supervised, which, type ExecOptions, type ExecResult } from './lab.js';
 
 export interface ResolvedLabOptions {
   /** The network namespace (`ip netns` name) to run in. */
@@ -313,16 +313,7 @@ export async function startResolvedLab(opts: ResolvedLabOptions): Promise<Resolv
     const errors: string[] = [];
     watchBus?.disconnect();
     watchBus = null;
-    await Promise.all(
-      [...commands].map(
-        (c) =>
-          new Promise<void>((resolve) => {
-            if (c.exitCode !== null || c.signalCode !== null) return resolve();
-            c.once('close', () => resolve());
-            c.kill('SIGKILL');
-          }),
-      ),
-    );
+    await killCommands(commands);
     // Clients first (a daemon under test, NetworkManager), then resolved, the bus, the holder last.
     const order = (p: Supervised) => (p === holder ? 3 : p.name === 'dbus-daemon' ? 2 : p.name === 'systemd-resolved' ? 1 : 0);
     for (const rank of [0, 1, 2, 3]) await Promise.all(procs.filter((p) => order(p) === rank).map((p) => p.stop(3000)));
