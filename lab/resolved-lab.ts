@@ -4,8 +4,8 @@
 // /etc/resolv.conf, and NetworkManager takes over its interfaces).
 //
 //   netns NS (given: e.g. a lab's router) ── plus a mount namespace of our own,
-//   held by one `sleep infinity` (the holder) started with
-//   `ip netns exec NS unshare --mount --propagation private`:
+//   (and a UTS namespace), held by one `sleep infinity` (the holder) started with
+//   `ip netns exec NS unshare --mount --uts --propagation private`:
 //     /run              tmpfs (private: /run/dbus, /run/systemd/resolve, /run/NetworkManager)
 //     /etc/passwd,group bind mounts of copies with a systemd-resolve user added
 //     /etc/resolv.conf  bind mount of a copy naming the stub (127.0.0.53)
@@ -13,7 +13,7 @@
 //     dbus-daemon       --config-file=<tmp>/bus.conf: a system bus on /run/dbus/system_bus_socket
 //     systemd-resolved  the Debian package's binary, unpacked from the cache
 //     NetworkManager    the same, dns=systemd-resolved, its keyfiles in <tmp>/nm
-//   Every command of the lab runs with `nsenter -t HOLDER -m -n`: resolved, the
+//   Every command of the lab runs with `nsenter -t HOLDER -m -u -n`: resolved, the
 //   bus, resolvectl, nmcli and a daemon started later all see the same /run.
 //
 // Packages: `apt-get download` once into a cache (SPLITWAN_LAB_CACHE, default
@@ -60,7 +60,7 @@ export interface NetworkManagerOptions {
 
 export interface ResolvedLab {
   netns: string;
-  /** The process holding the mount namespace: `nsenter -t PID -m -n`. */
+  /** The process holding the mount and UTS namespaces: `nsenter -t PID -m -u -n`. */
   holderPid: number;
   /** The private system bus, reachable from outside the namespace (root): for dbus clients in this process. */
   busAddress: string;
@@ -231,7 +231,7 @@ export async function startResolvedLab(opts: ResolvedLabOptions): Promise<Resolv
 
   const inside = (argv: readonly string[]) => {
     if (!holder) throw new Error('resolved lab: no holder');
-    return ['nsenter', '-t', String(holder.pid), '-m', '-n', '--', ...argv];
+    return ['nsenter', '-t', String(holder.pid), '-m', '-u', '-n', '--', ...argv];
   };
   const exec = (argv: readonly string[], o: ExecOptions = {}) => {
     if (stopping) return Promise.reject(new Error('resolved lab is stopped'));
@@ -328,7 +328,8 @@ export async function startResolvedLab(opts: ResolvedLabOptions): Promise<Resolv
     // 1. The mount namespace, held by `sleep infinity` (ip netns exec → unshare → sleep: one pid).
     if (!existsSync(`/run/netns/${opts.netns}`)) throw new Error(`resolved lab: no network namespace ${opts.netns}`);
     const ownMnt = readlinkSync('/proc/self/ns/mnt');
-    holder = new Supervised('holder', 'resolved-lab', ['ip', 'netns', 'exec', opts.netns, 'unshare', '--mount', '--propagation', 'private', 'sleep', 'infinity'], process.env);
+    // A UTS namespace too: nothing in the lab can set the machine's hostname.
+    holder = new Supervised('holder', 'resolved-lab', ['ip', 'netns', 'exec', opts.netns, 'unshare', '--mount', '--uts', '--propagation', 'private', 'sleep', 'infinity'], process.env);
     procs.push(holder);
     const h = holder;
     await h.waitUntil('the mount namespace', () => {
@@ -381,7 +382,8 @@ export async function startResolvedLab(opts: ResolvedLabOptions): Promise<Resolv
       mkdirSync(join(nmDir, 'connections'), { mode: 0o700 });
       mkdirSync(within('/run/NetworkManager'), { mode: 0o755 });
       const sections: Record<string, Record<string, string>> = {
-        main: { plugins: 'keyfile', dns: 'systemd-resolved', 'rc-manager': 'unmanaged', 'auth-polkit': 'false', 'no-auto-default': '*' },
+        // hostname-mode=none: no hostname from DHCP (the lab's UTS namespace is private anyway).
+        main: { plugins: 'keyfile', dns: 'systemd-resolved', 'rc-manager': 'unmanaged', 'auth-polkit': 'false', 'no-auto-default': '*', 'hostname-mode': 'none' },
         keyfile: { path: join(nmDir, 'connections') },
         logging: { level: 'INFO', domains: 'DNS:DEBUG,CORE,DEVICE,DHCP4' },
       };
