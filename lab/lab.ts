@@ -57,6 +57,10 @@ export interface ExecResult {
 
 export interface ExecOptions {
   input?: string;
+  /** The command's environment (default: this process's). */
+  env?: NodeJS.ProcessEnv;
+  /** The command's working directory (default: this process's). */
+  cwd?: string;
   /** Default 10 s; the child (our own pid) is SIGKILLed after it. */
   timeoutMs?: number;
 }
@@ -238,7 +242,7 @@ const TOOLS = ['ip', 'wg', 'wireguard-go', 'nft', 'dnsmasq', 'curl', 'dig'] as c
 // ---------------------------------------------------------------------------
 // Support check
 
-function which(cmd: string): string | null {
+export function which(cmd: string): string | null {
   for (const dir of (process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(delimiter)) {
     if (!dir) continue;
     const p = join(dir, cmd);
@@ -295,11 +299,11 @@ export class LabCommandError extends Error {
 const SIGNUM: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGKILL: 9, SIGTERM: 15 };
 
 /** Runs a command; with `inFlight`, the child is in that set until it has exited (a lab kills them at destroy). */
-function run(argv: readonly string[], opts: ExecOptions = {}, inFlight?: Set<ChildProcess>): Promise<ExecResult> {
+export function run(argv: readonly string[], opts: ExecOptions = {}, inFlight?: Set<ChildProcess>): Promise<ExecResult> {
   const [cmd, ...args] = argv;
   if (!cmd) return Promise.reject(new TypeError('empty argv'));
   return new Promise((resolve) => {
-    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], ...(opts.env ? { env: opts.env } : {}), ...(opts.cwd ? { cwd: opts.cwd } : {}) });
     inFlight?.add(child);
     child.on('close', () => inFlight?.delete(child));
     let stdout = '';
@@ -325,7 +329,21 @@ function run(argv: readonly string[], opts: ExecOptions = {}, inFlight?: Set<Chi
   });
 }
 
-async function must(argv: readonly string[], opts: ExecOptions = {}): Promise<ExecResult> {
+/** SIGKILLs every command still in the set (by its child's pid) and waits for each to close. */
+export async function killCommands(commands: ReadonlySet<ChildProcess>): Promise<void> {
+  await Promise.all(
+    [...commands].map(
+      (c) =>
+        new Promise<void>((resolve) => {
+          if (c.exitCode !== null || c.signalCode !== null) return resolve();
+          c.once('close', () => resolve());
+          c.kill('SIGKILL');
+        }),
+    ),
+  );
+}
+
+export async function must(argv: readonly string[], opts: ExecOptions = {}): Promise<ExecResult> {
   const r = await run(argv, opts);
   if (r.code !== 0) throw new LabCommandError(argv, r.code, r.stderr);
   return r;
@@ -345,7 +363,8 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 const TAIL_MAX = 32 * 1024;
 
-class Supervised {
+/** A long-running process of a lab: its pid, the tail of its output, a stop by that pid. */
+export class Supervised {
   readonly pid: number;
   tail = '';
   exit: { code: number | null; signal: NodeJS.Signals | null } | null = null;
@@ -354,7 +373,7 @@ class Supervised {
 
   constructor(
     readonly name: string,
-    readonly kind: 'wireguard-go' | 'dnsmasq' | 'echo',
+    readonly kind: 'wireguard-go' | 'dnsmasq' | 'echo' | 'resolved-lab',
     argv: readonly string[],
     env: NodeJS.ProcessEnv,
   ) {
@@ -593,18 +612,7 @@ export async function createLab(opts: LabOptions = {}): Promise<Lab> {
     };
     // Commands still running in the lab (a curl or dig interrupted by a test's
     // end or a Ctrl-C) would outlive it in a deleted namespace: killed by pid.
-    await attempt('commands in flight', () =>
-      Promise.all(
-        [...commands].map(
-          (c) =>
-            new Promise<void>((resolve) => {
-              if (c.exitCode !== null || c.signalCode !== null) return resolve();
-              c.once('close', () => resolve());
-              c.kill('SIGKILL');
-            }),
-        ),
-      ).then(() => undefined),
-    );
+    await attempt('commands in flight', () => killCommands(commands));
     // wireguard-go first: `ip netns del` does not stop it (its TUN fd keeps the netns alive).
     await attempt('wireguard-go', () => stopAll('wireguard-go'));
     await attempt('dnsmasq/echo', () => Promise.all([stopAll('dnsmasq'), stopAll('echo')]).then(() => undefined));

@@ -31,3 +31,17 @@ export const MSG_PEEK = 0x2;
 export const MSG_TRUNC = 0x20;
 export const MSG_DONTWAIT = 0x40;
 export const MSG_NOSIGNAL = 0x4000;
+// The TUN device splitwan holds for systemd-resolved (daemon/resolved-linux.ts):
+// <linux/if_tun.h>, <linux/if.h>, <asm-generic/fcntl.h>. The ioctl numbers are
+// asm-generic _IOW('T', 202/203, int); MIPS, PowerPC and SPARC encode the
+// direction bits differently (0x800454ca).
+export const O_RDWR = 2;
+export const O_CLOEXEC = 0o2000000;
+export const TUNSETIFF = 0x400454ca;
+export const TUNSETPERSIST = 0x400454cb;
+export const IFF_TUN = 0x0001;
+export const IFF_NO_PI = 0x1000;
+/** struct ifreq: IFNAMSIZ name, then a union whose `short ifr_flags` is first. */
+export const IFNAMSIZ = 16;
+export const IFREQ_SIZE = 40;
+export const IFF_UP = 0x1;

@@ -1,0 +1,527 @@
+// The OS side of the systemd-resolved takeover (daemon/resolved.ts):
+//
+// - LinuxResolvedApi talks D-Bus (the system bus: $DBUS_SYSTEM_BUS_ADDRESS,
+//   else /run/dbus/system_bus_socket) to org.freedesktop.resolve1 and to
+//   org.freedesktop.NetworkManager, through @jellybrick/dbus-next (a kept fork
+//   of dbus-next: the original's last release pulls xml2js 0.4 and
+//   event-stream 3.3). Calls are message-level with explicit signatures, so
+//   nothing depends on introspection. Reading (running, link, state) needs
+//   no root: resolved's bus policy lets anyone read.
+// - TunDnsLink is the link splitwan owns: a TUN device opened by this process
+//   (O_CLOEXEC, TUNSETPERSIST 0), so the kernel removes it, and resolved
+//   forgets its settings, when the process exits in any way, SIGKILL
+//   included. Its address and state go through `ip` (argv, the Runner).
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { endianness } from 'node:os';
+import koffi from 'koffi';
+import { DBusError, Message, MessageBus, sessionBus, Variant } from '@jellybrick/dbus-next';
+import type { Logger } from '../lib/logger.js';
+import { errnoName } from '../sys/errno.js';
+import { loadLibc } from '../sys/libc-linux.js';
+import { IFF_NO_PI, IFF_TUN, IFF_UP, IFNAMSIZ, IFREQ_SIZE, O_CLOEXEC, O_RDWR, TUNSETIFF, TUNSETPERSIST } from '../sys/linux-abi.js';
+import type { Runner } from './exec-linux.js';
+import { parseIpAddrs } from './os-parse.js';
+import {
+  DNS_LINK_ADDRESS,
+  DNS_LINK_NAME,
+  type DnsLink,
+  type LinkDomain,
+  type ResolvedApi,
+  type ResolvedLink,
+  type ResolvedServer,
+  type ResolvedState,
+  type TakeoverSettings,
+  type Watcher,
+} from './resolved.js';
+
+const RESOLVE1 = 'org.freedesktop.resolve1';
+const RESOLVE1_PATH = '/org/freedesktop/resolve1';
+const MANAGER = 'org.freedesktop.resolve1.Manager';
+const LINK = 'org.freedesktop.resolve1.Link';
+const NM = 'org.freedesktop.NetworkManager';
+const NM_PATH = '/org/freedesktop/NetworkManager';
+const PROPS = 'org.freedesktop.DBus.Properties';
+
+/** A D-Bus call that failed: what was called and what the bus said. */
+export class ResolvedBusError extends Error {
+  readonly code = 'SPLITWAN_RESOLVED_BUS';
+  constructor(
+    readonly call: string,
+    readonly dbusName: string,
+    message: string,
+  ) {
+    super(`${call}: ${dbusName ? `${dbusName}: ` : ''}${message}`);
+    this.name = 'ResolvedBusError';
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Pure: D-Bus values → the takeover's types
+
+/** `ay` of 4 or 16 bytes → text. */
+export function addressText(family: number, bytes: Uint8Array): string | null {
+  if (family === 2 && bytes.length === 4) return Array.from(bytes).join('.');
+  if (family === 10 && bytes.length === 16) {
+    const groups: string[] = [];
+    for (let i = 0; i < 16; i += 2) groups.push(((bytes[i]! << 8) | bytes[i + 1]!).toString(16));
+    // the longest run of zero groups (two or more) becomes ::
+    let best = -1;
+    let bestLen = 0;
+    for (let i = 0; i < 8; ) {
+      if (groups[i] !== '0') {
+        i++;
+        continue;
+      }
+      let j = i;
+      while (j < 8 && groups[j] === '0') j++;
+      if (j - i > bestLen && j - i >= 2) {
+        best = i;
+        bestLen = j - i;
+      }
+      i = j;
+    }
+    if (best < 0) return groups.join(':');
+    return `${groups.slice(0, best).join(':')}::${groups.slice(best + bestLen).join(':')}`;
+  }
+  return null;
+}
+
+/** text → `ay` (the inverse of addressText). */
+export function addressBytes(address: string): { family: 2 | 10; bytes: Buffer } {
+  if (/^\d+\.\d+\.\d+\.\d+$/.test(address)) return { family: 2, bytes: Buffer.from(address.split('.').map(Number)) };
+  const [head = '', tail] = address.split('::');
+  const part = (s: string | undefined) => (s ? s.split(':') : []);
+  const h = part(head);
+  const t = part(tail);
+  const fill = tail === undefined ? [] : new Array<string>(8 - h.length - t.length).fill('0');
+  const groups = [...h, ...fill, ...t];
+  if (groups.length !== 8) throw new Error(`not an IP address: ${address}`);
+  const b = Buffer.alloc(16);
+  groups.forEach((g, i) => b.writeUInt16BE(parseInt(g, 16), i * 2));
+  return { family: 10, bytes: b };
+}
+
+type Raw = unknown[];
+
+/** DNSEx entries: `a(iayqs)` on a link, `a(iiayqs)` on the manager (with the ifindex first). */
+export function parseServers(raw: unknown, withIfindex: boolean, linkIfindex = 0): ResolvedServer[] {
+  if (!Array.isArray(raw)) return [];
+  const out: ResolvedServer[] = [];
+  for (const e of raw as Raw[]) {
+    if (!Array.isArray(e)) continue;
+    const [ifindex, family, bytes, port, name] = withIfindex ? e : [linkIfindex, ...e];
+    const addr = addressText(Number(family), toBytes(bytes));
+    if (addr === null) continue;
+    out.push({ family: Number(family) === 10 ? 6 : 4, address: addr, port: Number(port ?? 0), serverName: typeof name === 'string' ? name : '', ifindex: Number(ifindex) });
+  }
+  return out;
+}
+
+/** Domains: `a(sb)` on a link, `a(isb)` on the manager. */
+export function parseDomains(raw: unknown, withIfindex: boolean): { ifindex: number; domain: LinkDomain }[] {
+  if (!Array.isArray(raw)) return [];
+  const out: { ifindex: number; domain: LinkDomain }[] = [];
+  for (const e of raw as Raw[]) {
+    if (!Array.isArray(e)) continue;
+    const [ifindex, domain, routingOnly] = withIfindex ? e : [0, ...e];
+    if (typeof domain === 'string') out.push({ ifindex: Number(ifindex), domain: { domain, routingOnly: Boolean(routingOnly) } });
+  }
+  return out;
+}
+
+/** The socket of a `unix:path=...` bus address; null for other kinds (abstract, tcp). */
+export function socketPath(address: string): string | null {
+  const m = /(?:^|;)unix:(?:[^;]*,)?path=([^,;]+)/.exec(address);
+  return m ? decodeURIComponent(m[1]!) : null;
+}
+
+function toBytes(v: unknown): Uint8Array {
+  if (v instanceof Uint8Array) return v;
+  if (Array.isArray(v)) return Uint8Array.from(v as number[]);
+  return new Uint8Array();
+}
+
+function unwrap(v: unknown): unknown {
+  return v instanceof Variant ? v.value : v;
+}
+
+/** The kernel's interface names by index, from /sys/class/net (this process's network namespace). */
+export function linkNames(): Map<number, string> {
+  const out = new Map<number, string>();
+  let names: string[] = [];
+  try {
+    names = readdirSync('/sys/class/net');
+  } catch {
+    return out;
+  }
+  for (const n of names) {
+    try {
+      out.set(Number(readFileSync(`/sys/class/net/${n}/ifindex`, 'utf8').trim()), n);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// D-Bus
+
+interface NameWatch {
+  name: string;
+  cb: (running: boolean) => void;
+}
+
+export interface LinuxResolvedApiOptions {
+  logger: Logger;
+  /** A bus address (`unix:path=...`); default $DBUS_SYSTEM_BUS_ADDRESS, else the system bus socket. */
+  busAddress?: string;
+  /** Per call (default 5 s): a bus that stopped answering is dropped and dialled again. */
+  callTimeoutMs?: number;
+}
+
+export class LinuxResolvedApi implements ResolvedApi {
+  private bus: MessageBus | null = null;
+  /** Per connection: the calls waiting on it, failed at once when it breaks. */
+  private readonly waiting = new WeakMap<MessageBus, Set<(e: Error) => void>>();
+  private readonly watches = new Set<NameWatch>();
+  private closed = false;
+
+  constructor(private readonly o: LinuxResolvedApiOptions) {}
+
+  /** false at once without a system bus (a router, a container): no 5 s wait for a socket that is not there. */
+  async running(): Promise<boolean> {
+    const path = socketPath(this.address());
+    if (path !== null && !existsSync(path)) return false;
+    return this.hasOwner(RESOLVE1);
+  }
+
+  private address(): string {
+    return this.o.busAddress ?? process.env.DBUS_SYSTEM_BUS_ADDRESS ?? 'unix:path=/var/run/dbus/system_bus_socket';
+  }
+
+  async link(ifindex: number): Promise<ResolvedLink | null> {
+    let path: string;
+    try {
+      path = String((await this.call('GetLink', RESOLVE1, RESOLVE1_PATH, MANAGER, 'GetLink', 'i', [ifindex])).body[0]);
+    } catch (e) {
+      // resolved does not know the link (gone, or never seen): no settings to compare
+      if (e instanceof ResolvedBusError && /NoSuchLink|UnknownObject|No link/i.test(`${e.dbusName} ${e.message}`)) return null;
+      throw e;
+    }
+    const all = (await this.call('Link.GetAll', RESOLVE1, path, PROPS, 'GetAll', 's', [LINK])).body[0] as Record<string, unknown>;
+    const p = (k: string) => unwrap(all[k]);
+    return {
+      ifindex,
+      ifname: linkNames().get(ifindex) ?? '',
+      // DNSEx (resolved ≥ 246) has the port; DNS is the older property.
+      dns: p('DNSEx') !== undefined ? parseServers(p('DNSEx'), false, ifindex) : parseServers(((p('DNS') as Raw[] | undefined) ?? []).map((e) => [...(e as Raw), 0, '']), false, ifindex),
+      domains: parseDomains(p('Domains'), false).map((d) => d.domain),
+      defaultRoute: Boolean(p('DefaultRoute')),
+      llmnr: String(p('LLMNR') ?? ''),
+      mdns: String(p('MulticastDNS') ?? ''),
+    };
+  }
+
+  async state(): Promise<ResolvedState> {
+    const all = (await this.call('Manager.GetAll', RESOLVE1, RESOLVE1_PATH, PROPS, 'GetAll', 's', [MANAGER])).body[0] as Record<string, unknown>;
+    const p = (k: string) => unwrap(all[k]);
+    const servers = p('DNSEx') !== undefined ? parseServers(p('DNSEx'), true) : parseServers(((p('DNS') as Raw[] | undefined) ?? []).map((e) => [...(e as Raw), 0, '']), true);
+    const fallback = p('FallbackDNSEx') !== undefined ? parseServers(p('FallbackDNSEx'), true) : parseServers(((p('FallbackDNS') as Raw[] | undefined) ?? []).map((e) => [...(e as Raw), 0, '']), true);
+    const domains = parseDomains(p('Domains'), true);
+    // Every link with a server or a domain, and every link the kernel has (the
+    // takeover's own link may have neither left): their per-link properties.
+    const names = linkNames();
+    const indexes = new Set<number>([...servers.map((s) => s.ifindex), ...domains.map((d) => d.ifindex), ...names.keys()]);
+    indexes.delete(0);
+    const links: ResolvedLink[] = [];
+    for (const i of [...indexes].sort((a, b) => a - b)) {
+      try {
+        const l = await this.link(i);
+        if (l) links.push(l);
+      } catch (e) {
+        // one link resolved will not describe (loopback, gone meanwhile) does not hide the others
+        this.o.logger.debug({ ifindex: i, err: (e as Error).message }, 'systemd-resolved: link not readable');
+      }
+    }
+    return { links, global: servers.filter((s) => s.ifindex === 0), fallback };
+  }
+
+  async apply(ifindex: number, s: TakeoverSettings): Promise<void> {
+    const plain = s.servers.every((x) => x.port === 53 || x.port === 0);
+    if (plain) {
+      await this.call('SetLinkDNS', RESOLVE1, RESOLVE1_PATH, MANAGER, 'SetLinkDNS', 'ia(iay)', [ifindex, s.servers.map((x) => { const a = addressBytes(x.address); return [a.family, a.bytes]; })]);
+    } else {
+      // A port other than 53 needs SetLinkDNSEx (resolved ≥ 246).
+      await this.call('SetLinkDNSEx', RESOLVE1, RESOLVE1_PATH, MANAGER, 'SetLinkDNSEx', 'ia(iayqs)', [ifindex, s.servers.map((x) => { const a = addressBytes(x.address); return [a.family, a.bytes, x.port, '']; })]);
+    }
+    await this.call('SetLinkDomains', RESOLVE1, RESOLVE1_PATH, MANAGER, 'SetLinkDomains', 'ia(sb)', [ifindex, s.domains.map((d) => [d.domain, d.routingOnly])]);
+    await this.call('SetLinkDefaultRoute', RESOLVE1, RESOLVE1_PATH, MANAGER, 'SetLinkDefaultRoute', 'ib', [ifindex, s.defaultRoute]);
+    await this.call('SetLinkLLMNR', RESOLVE1, RESOLVE1_PATH, MANAGER, 'SetLinkLLMNR', 'is', [ifindex, s.llmnr]);
+    await this.call('SetLinkMulticastDNS', RESOLVE1, RESOLVE1_PATH, MANAGER, 'SetLinkMulticastDNS', 'is', [ifindex, s.mdns]);
+  }
+
+  async revert(ifindex: number): Promise<void> {
+    await this.call('RevertLink', RESOLVE1, RESOLVE1_PATH, MANAGER, 'RevertLink', 'i', [ifindex]);
+  }
+
+  watchResolved(onChange: (running: boolean) => void): Watcher {
+    return this.watchName(RESOLVE1, onChange);
+  }
+
+  async unmanage(ifname: string): Promise<'unmanaged' | 'absent' | 'pending'> {
+    if (!(await this.hasOwner(NM))) return 'absent';
+    let dev: string;
+    try {
+      dev = String((await this.call('NM.GetDeviceByIpIface', NM, NM_PATH, NM, 'GetDeviceByIpIface', 's', [ifname])).body[0]);
+    } catch (e) {
+      // NetworkManager has not seen the device yet: asked again shortly.
+      if (e instanceof ResolvedBusError && /UnknownDevice/i.test(e.dbusName)) return 'pending';
+      throw e;
+    }
+    await this.call('NM Device.Managed=false', NM, dev, PROPS, 'Set', 'ssv', ['org.freedesktop.NetworkManager.Device', 'Managed', new Variant('b', false)]);
+    return 'unmanaged';
+  }
+
+  watchNetworkManager(onChange: (running: boolean) => void): Watcher {
+    return this.watchName(NM, onChange);
+  }
+
+  close(): void {
+    this.closed = true;
+    this.watches.clear();
+    this.drop();
+  }
+
+  // --- connection
+
+  private connect(): MessageBus {
+    if (this.closed) throw new ResolvedBusError('connect', '', 'closed');
+    if (this.bus) return this.bus;
+    const bus = sessionBus({ busAddress: this.address() });
+    // 'error' is emitted but missing from the library's event map.
+    (bus as unknown as NodeJS.EventEmitter).on('error', (err: Error) => {
+      // An unhandled 'error' would throw; the calls waiting on this connection fail now; the next call dials again.
+      this.o.logger.debug({ err: err.message }, 'system bus connection failed');
+      for (const fail of this.waiting.get(bus) ?? []) fail(err);
+      if (this.bus === bus) this.drop();
+    });
+    bus.on('message', (m: Message) => {
+      if (m.type !== 4 /* SIGNAL */ || m.member !== 'NameOwnerChanged' || m.interface !== 'org.freedesktop.DBus') return;
+      const [name, , owner] = m.body as [string, string, string];
+      for (const w of this.watches) if (w.name === name) w.cb(owner !== '');
+    });
+    // dbus-next does not pass the stream's end on to the bus: a dbus-daemon that went away is seen here.
+    const conn = (bus as unknown as { _connection?: { on?: (ev: string, f: () => void) => void } })._connection;
+    conn?.on?.('end', () => {
+      for (const fail of this.waiting.get(bus) ?? []) fail(new Error('the bus closed the connection'));
+      if (this.bus === bus) this.drop();
+    });
+    this.bus = bus;
+    for (const name of new Set([...this.watches].map((w) => w.name))) void this.addMatch(bus, name);
+    return bus;
+  }
+
+  private drop(): void {
+    const b = this.bus;
+    this.bus = null;
+    try {
+      b?.disconnect();
+    } catch {
+      // already closed
+    }
+  }
+
+  private async addMatch(bus: MessageBus, name: string): Promise<void> {
+    const rule = `type='signal',sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='${name}'`;
+    try {
+      await this.callOn(bus, 'AddMatch', 'org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus', 'AddMatch', 's', [rule]);
+    } catch (e) {
+      this.o.logger.warn({ err: (e as Error).message, name }, 'could not subscribe to bus name changes; the periodic check still follows them');
+    }
+  }
+
+  private watchName(name: string, cb: (running: boolean) => void): Watcher {
+    const w: NameWatch = { name, cb };
+    const first = ![...this.watches].some((x) => x.name === name);
+    this.watches.add(w);
+    if (first && this.bus) void this.addMatch(this.bus, name);
+    else if (!this.bus && !this.closed) {
+      try {
+        this.connect(); // subscribes every watched name
+      } catch {
+        // the next call dials again
+      }
+    }
+    return { stop: () => this.watches.delete(w) };
+  }
+
+  private async hasOwner(name: string): Promise<boolean> {
+    const r = await this.call('NameHasOwner', 'org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus', 'NameHasOwner', 's', [name]);
+    return r.body[0] === true;
+  }
+
+  private call(what: string, destination: string, path: string, iface: string, member: string, signature: string, body: unknown[]): Promise<Message> {
+    return this.callOn(this.connect(), what, destination, path, iface, member, signature, body);
+  }
+
+  private callOn(bus: MessageBus, what: string, destination: string, path: string, iface: string, member: string, signature: string, body: unknown[]): Promise<Message> {
+    const ms = this.o.callTimeoutMs ?? 5000;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        if (this.bus === bus) this.drop();
+        reject(new ResolvedBusError(what, '', `no answer from the system bus within ${ms} ms`));
+      }, ms);
+    });
+    let waiters = this.waiting.get(bus);
+    if (!waiters) this.waiting.set(bus, (waiters = new Set()));
+    let fail: ((e: Error) => void) | undefined;
+    const broken = new Promise<never>((_, reject) => {
+      fail = (e) => reject(new ResolvedBusError(what, '', `the system bus connection failed: ${e.message}`));
+    });
+    waiters.add(fail!);
+    const call = bus.call(new Message({ destination, path, interface: iface, member, signature, body })).then(
+      (m) => {
+        if (!m) throw new ResolvedBusError(what, '', 'no reply');
+        return m;
+      },
+      (e: unknown) => {
+        if (e instanceof DBusError) throw new ResolvedBusError(what, e.type, e.text ?? e.message);
+        throw new ResolvedBusError(what, '', (e as Error).message);
+      },
+    );
+    return Promise.race([call, timeout, broken]).finally(() => {
+      clearTimeout(timer);
+      waiters.delete(fail!);
+    });
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The TUN link
+
+interface TunLibc {
+  open(path: string, flags: number): number;
+  ioctlPtr(fd: number, req: number, arg: Buffer): number;
+  ioctlInt(fd: number, req: number, arg: number): number;
+  close(fd: number): number;
+}
+
+let tunLibc: TunLibc | null = null;
+
+function tunLib(): TunLibc {
+  if (tunLibc) return tunLibc;
+  const l = loadLibc();
+  // ioctl is variadic in C; the third argument is passed with its own type each call.
+  const ioctl = l.func('int ioctl(int fd, unsigned long req, ...)');
+  tunLibc = {
+    open: l.func('int open(const char *path, int flags, ...)') as TunLibc['open'],
+    ioctlPtr: (fd, req, arg) => ioctl(fd, req, 'uint8_t *', arg) as number,
+    ioctlInt: (fd, req, arg) => ioctl(fd, req, 'int', arg) as number,
+    close: l.func('int close(int fd)') as TunLibc['close'],
+  };
+  return tunLibc;
+}
+
+/** A failed step of making the link: which, and the errno name or the command's error. */
+export class DnsLinkError extends Error {
+  readonly code = 'SPLITWAN_RESOLVED_LINK';
+  constructor(ifname: string, step: string, why: string) {
+    super(`${ifname}: ${step}: ${why}`);
+    this.name = 'DnsLinkError';
+  }
+}
+
+export interface TunDnsLinkOptions {
+  runner: Runner;
+  logger: Logger;
+  ifname?: string;
+  address?: string;
+}
+
+export class TunDnsLink implements DnsLink {
+  readonly ifname: string;
+  private readonly address: string;
+  private fd = -1;
+  private ifindex = 0;
+
+  constructor(private readonly o: TunDnsLinkOptions) {
+    this.ifname = o.ifname ?? DNS_LINK_NAME;
+    this.address = o.address ?? DNS_LINK_ADDRESS;
+    if (Buffer.byteLength(this.ifname) >= IFNAMSIZ) throw new DnsLinkError(this.ifname, 'name', `longer than ${IFNAMSIZ - 1} bytes`);
+  }
+
+  async open(): Promise<{ ifindex: number }> {
+    if (this.fd >= 0) return { ifindex: this.ifindex };
+    const c = tunLib();
+    const fd = c.open('/dev/net/tun', O_RDWR | O_CLOEXEC);
+    if (fd < 0) throw new DnsLinkError(this.ifname, 'open /dev/net/tun', errnoName(koffi.errno()));
+    try {
+      const req = Buffer.alloc(IFREQ_SIZE);
+      req.write(this.ifname, 0, 'utf8');
+      const flags = IFF_TUN | IFF_NO_PI;
+      if (endianness() === 'LE') req.writeUInt16LE(flags, IFNAMSIZ);
+      else req.writeUInt16BE(flags, IFNAMSIZ);
+      // EBUSY: another process holds a device of that name (a second daemon); EINVAL: the name is not a TUN device.
+      if (c.ioctlPtr(fd, TUNSETIFF, req) !== 0) throw new DnsLinkError(this.ifname, 'TUNSETIFF', errnoName(koffi.errno()));
+      // A persistent device of that name (left by someone) is attached to now: make it go with us.
+      if (c.ioctlInt(fd, TUNSETPERSIST, 0) !== 0) throw new DnsLinkError(this.ifname, 'TUNSETPERSIST 0', errnoName(koffi.errno()));
+      this.fd = fd;
+    } catch (e) {
+      c.close(fd);
+      throw e;
+    }
+    try {
+      this.ifindex = Number(readFileSync(`/sys/class/net/${this.ifname}/ifindex`, 'utf8').trim());
+      await this.configure();
+    } catch (e) {
+      await this.close();
+      throw e instanceof DnsLinkError ? e : new DnsLinkError(this.ifname, 'configure', (e as Error).message);
+    }
+    this.o.logger.info({ ifname: this.ifname, ifindex: this.ifindex, address: this.address }, 'splitwan-dns link up');
+    return { ifindex: this.ifindex };
+  }
+
+  async repair(): Promise<boolean> {
+    if (this.fd < 0) return false;
+    if (await this.healthy()) return false;
+    await this.configure();
+    return true;
+  }
+
+  async close(): Promise<void> {
+    if (this.fd < 0) return;
+    tunLib().close(this.fd);
+    this.fd = -1;
+    this.ifindex = 0;
+  }
+
+  async removeStale(): Promise<void> {
+    if (this.fd >= 0) return;
+    const names = linkNames();
+    if (![...names.values()].includes(this.ifname)) return;
+    // A TUN device nobody holds exists only when made persistent; one held by a live process cannot be deleted (EOPNOTSUPP).
+    const r = await this.o.runner.run(['ip', 'link', 'delete', 'dev', this.ifname], { allowFail: true });
+    if (r.code !== 0) this.o.logger.warn({ ifname: this.ifname, stderr: r.stderr.trim() }, 'a link named like splitwan\'s DNS link exists and could not be deleted (held by another process?)');
+  }
+
+  private async healthy(): Promise<boolean> {
+    try {
+      const flags = parseInt(readFileSync(`/sys/class/net/${this.ifname}/flags`, 'utf8').trim(), 16);
+      if (!(flags & IFF_UP)) return false;
+      const links = parseIpAddrs((await this.o.runner.run(['ip', '-j', 'addr', 'show', 'dev', this.ifname])).stdout);
+      return links.some((l) => l.addresses.some((a) => a.local === this.address));
+    } catch {
+      return false;
+    }
+  }
+
+  private async configure(): Promise<void> {
+    const run = this.o.runner;
+    // No IPv6 link-local address: nothing is ever sent on this link. Fails where IPv6 is off: harmless.
+    await run.run(['ip', 'link', 'set', 'dev', this.ifname, 'addrgenmode', 'none'], { allowFail: true });
+    await run.run(['ip', 'address', 'replace', `${this.address}/32`, 'dev', this.ifname, 'scope', 'site']);
+    await run.run(['ip', 'link', 'set', 'dev', this.ifname, 'up']);
+  }
+}
