@@ -2,7 +2,7 @@
 //
 //   host                                             REPO/tmp/debian12-PID/
 //   debootstrap --variant=minbase bookworm ───────▶    pristine/   no Node.js; apt offers nodejs 18
-//   packaging/deb/build.sh (npm run deb) ──┐              │ cp -a
+//   packaging/deb/build.sh (npm run deb) ──┐              │ renamed to a/, and a copy (cp -a) as b/
 //     pkg/splitwan_V_ARCH.deb, lintian     │              ├─▶ a/  /root/splitwan = git archive of this checkout
 //                                          │              │       ./install.sh → splitwan version, check;
 //                                          │              │       a system Node.js appears → ./install.sh switches to it;
@@ -25,7 +25,7 @@
 // them. Needs root, debootstrap, dpkg-deb, git and the network (a Debian
 // mirror, the npm registry); CI has them. SPLITWAN_SKIP_DEBIAN12=1 skips it.
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -91,7 +91,7 @@ function show(r: Result): string {
 
 // What a user's shell would pass on: proxies and the npm registry, if set.
 const PASS = ['http_proxy', 'https_proxy', 'no_proxy', 'HTTP_PROXY', 'HTTPS_PROXY', 'NO_PROXY', 'npm_config_registry'];
-const HOST_CA = '/etc/ssl/host-extra-ca.pem';
+const HOST_CA = '/usr/local/etc/host-extra-ca.pem';
 function chrootEnv(): string[] {
   const env = ['HOME=/root', 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'LANG=C.UTF-8', 'TERM=dumb', 'DEBIAN_FRONTEND=noninteractive'];
   for (const k of PASS) if (process.env[k]) env.push(`${k}=${process.env[k]}`);
@@ -113,6 +113,7 @@ const s = (ms: number): string => `${(ms / 1000).toFixed(0)} s`;
 
 const work = join(REPO, 'tmp', `debian12-${process.pid}`);
 const pristine = join(work, 'pristine');
+let aptCacheKb = 0;
 const rootA = join(work, 'a');
 const rootB = join(work, 'b');
 const DEB = join(REPO, 'pkg', `splitwan_${VERSION}_${ARCH}.deb`);
@@ -169,11 +170,15 @@ describe.skipIf(why !== null && !inCi)('packaging in a pristine Debian 12 root',
       mkdirSync(join(pristine, cas), { recursive: true });
       for (const f of readdirSync(cas)) if (f.endsWith('.crt')) copyFileSync(join(cas, f), join(pristine, cas, f));
     }
-    if (process.env.NODE_EXTRA_CA_CERTS && existsSync(process.env.NODE_EXTRA_CA_CERTS)) copyFileSync(process.env.NODE_EXTRA_CA_CERTS, join(pristine, HOST_CA));
-    for (const r of [rootA, rootB]) {
-      const cp = await run(['cp', '-a', pristine, r], { timeoutMs: 120_000 });
-      expect(cp.code, show(cp)).toBe(0);
+    if (process.env.NODE_EXTRA_CA_CERTS && existsSync(process.env.NODE_EXTRA_CA_CERTS)) {
+      mkdirSync(join(pristine, HOST_CA, '..'), { recursive: true });
+      copyFileSync(process.env.NODE_EXTRA_CA_CERTS, join(pristine, HOST_CA));
     }
+    aptCacheKb = duKb(join(pristine, 'var/cache/apt/archives'));
+    // One copy: the pristine root itself becomes install.sh's.
+    const cp = await run(['cp', '-a', pristine, rootB], { timeoutMs: 120_000 });
+    expect(cp.code, show(cp)).toBe(0);
+    renameSync(pristine, rootA);
   }, 900_000);
 
   afterAll(async () => {
@@ -290,7 +295,7 @@ describe.skipIf(why !== null && !inCi)('packaging in a pristine Debian 12 root',
       const prefix = duKb(join(rootA, 'opt/splitwan'));
       const build = duKb(join(rootA, 'root/splitwan/node_modules')) + duKb(join(rootA, 'root/splitwan/dist'));
       const npmCache = existsSync(join(rootA, 'root/.npm')) ? duKb(join(rootA, 'root/.npm')) : 0;
-      const debs = duKb(join(rootA, 'var/cache/apt/archives')) - duKb(join(pristine, 'var/cache/apt/archives'));
+      const debs = duKb(join(rootA, 'var/cache/apt/archives')) - aptCacheKb;
       figures.push(
         `install.sh: ${s(install.ms)} (apt-get update and install, Node.js download, npm ci, build, install); ` +
           `disk +${mb(total)}: /opt/splitwan ${mb(prefix)} (its node/ ${mb(duKb(join(rootA, 'opt/splitwan/node')))}), ` +
@@ -360,7 +365,7 @@ describe.skipIf(why !== null && !inCi)('packaging in a pristine Debian 12 root',
       const total = duKb(rootB) - before;
       rmSync(deb);
       const lib = duKb(join(rootB, 'usr/lib/splitwan'));
-      const debs = duKb(join(rootB, 'var/cache/apt/archives')) - duKb(join(pristine, 'var/cache/apt/archives'));
+      const debs = duKb(join(rootB, 'var/cache/apt/archives')) - aptCacheKb;
       figures.push(
         `apt install ./splitwan_${VERSION}_${ARCH}.deb: ${s(r.ms)}; disk +${mb(total)}: /usr/lib/splitwan ${mb(lib)}, ` +
           `apt's downloaded .debs ${mb(debs)}, dependencies and the rest ${mb(total - lib - debs)}`,
