@@ -448,7 +448,7 @@ if [ "$DO_BUILD" = 1 ]; then
     say "npm ci in $SRC (installs and builds)"
     as_owner npm ci --no-audit --no-fund
   elif [ ! -f "$SRC/dist/daemon/cli.js" ] ||
-    [ -n "$(cd "$SRC" && find config dns proxy daemon lab sys lib test/lab -name '*.ts' -newer dist/daemon/cli.js 2>/dev/null | head -n 1 || true)" ]; then
+    [ -n "$(cd "$SRC" && find config dns proxy daemon sys lib lab -name '*.ts' -newer dist/daemon/cli.js 2>/dev/null | head -n 1 || true)" ]; then
     say "npm run build in $SRC"
     as_owner npm run build
   else
@@ -469,23 +469,8 @@ for d in "$SRC"/dist/*; do
   case "${d##*/}" in test|bench) ;; *) cp -RP "$d" "$STAGE/dist/" ;; esac
 done
 cp "$SRC/config/schema.json" "$STAGE/config/"
-# `splitwan demo` builds the namespace lab: its module (dist/lab/, copied above
-# with the rest of dist/; or dist/test/lab/lab.js while the lab lived in test/)
-# and its echo server, which lab.js looks for beside itself.
-ECHO=""
-for f in "$SRC/lab/echo-server.mjs" "$SRC/test/lab/echo-server.mjs"; do
-  if [ -f "$f" ]; then ECHO="$f"; break; fi
-done
-if [ ! -f "$SRC/dist/lab/lab.js" ] && [ -f "$SRC/dist/test/lab/lab.js" ]; then
-  mkdir -p "$STAGE/dist/test/lab"
-  cp -P "$SRC/dist/test/lab/lab.js" "$STAGE/dist/test/lab/"
-fi
-if [ -n "$ECHO" ]; then
-  for d in "$STAGE/dist/lab" "$STAGE/dist/test/lab"; do
-    if [ -f "$d/lab.js" ]; then cp -P "$ECHO" "$d/"; fi
-  done
-  if [ "$ECHO" = "$SRC/lab/echo-server.mjs" ]; then mkdir -p "$STAGE/lab"; cp -P "$ECHO" "$STAGE/lab/"; fi
-fi
+# `splitwan demo` builds the namespace lab (dist/lab, copied above) with its echo server beside it.
+cp -P "$SRC/lab/echo-server.mjs" "$STAGE/dist/lab/"
 # Tool caches (vite, vitest) are not part of the install.
 for d in "$STAGE"/node_modules/.[!.]*; do
   case "${d##*/}" in .bin|.package-lock.json) ;; *) rm -rf "$d" ;; esac

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { constants as perfConstants, monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import { writeHeapSnapshot } from 'node:v8';
 import { loadConfig } from '../config/load.js';
-import { silentLogger, systemClock } from '../config/logger.js';
+import { silentLogger, systemClock } from '../lib/logger.js';
 import type { PathName, Target } from '../config/types.js';
 import { ClientAcl } from '../dns/acl.js';
 import { DnsCache } from '../dns/cache.js';

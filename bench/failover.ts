@@ -43,7 +43,7 @@
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createLab, type GatewayIndex, type Lab } from '../test/lab/lab.js';
+import { createLab, type GatewayIndex, type Lab } from '../lab/lab.js';
 import { Proc, procs, sleep } from './proc.js';
 import { percentile, rng } from './rng.js';
 

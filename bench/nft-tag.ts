@@ -27,7 +27,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import koffi from 'koffi';
 import { loadConfig } from '../config/load.js';
-import { silentLogger, systemClock } from '../config/logger.js';
+import { silentLogger, systemClock } from '../lib/logger.js';
 import { LibNft, NetlinkElements } from '../daemon/dataplane/libnft-linux.js';
 import type { ElementChanges, NftExec } from '../daemon/dataplane/nft-session-linux.js';
 import { planDataplane, renderRuleset, tagSetNames } from '../daemon/dataplane/plan.js';

@@ -20,7 +20,7 @@
 // IPC out: { type: 'ready', port, accept, splicer } and { type: 'stats', ... } replies
 // (--cpu-prof on this process's command line writes a profile at stop.)
 import { compilePolicy } from '../config/policy.js';
-import { silentLogger } from '../config/logger.js';
+import { silentLogger } from '../lib/logger.js';
 import { MarkedDialer } from '../daemon/path-dialer.js';
 import { linuxPathSockets, originalDst } from '../daemon/sockets-linux.js';
 import { TransparentProxy } from '../proxy/server.js';

@@ -11,7 +11,7 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { openNft } from '../daemon/dataplane/libnft-linux.js';
 import { performance } from 'node:perf_hooks';
-import { silentLogger, systemClock } from '../config/logger.js';
+import { silentLogger, systemClock } from '../lib/logger.js';
 import { NftSession } from '../daemon/dataplane/nft-session-linux.js';
 import { renderRuleset, tagSetNames, type DataplanePlan } from '../daemon/dataplane/plan.js';
 import { NftTagger } from '../daemon/dataplane/tagger.js';

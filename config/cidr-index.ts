@@ -1,4 +1,4 @@
-import type { ParsedCidr, ParsedIp } from './ip.js';
+import type { ParsedCidr, ParsedIp } from '../lib/ip.js';
 
 // CIDRs grouped by prefix length. "First match wins" across rules means the
 // answer is the lowest rule index among every prefix that contains the

@@ -6,7 +6,7 @@ import cron from 'node-cron';
 import { normalizeDomain, parseDomainPattern } from './domain.js';
 import { parseDuration } from './duration.js';
 import { ConfigCodes, ConfigError, didYouMean, IssueSink, type ConfigIssue } from './errors.js';
-import { parseCidr, parseHostPort } from './ip.js';
+import { parseCidr, parseHostPort } from '../lib/ip.js';
 import { listCacheFile, ListFetcher, redactUrl } from './lists/fetch.js';
 import { parseList, type ParsedList } from './lists/formats.js';
 import { compilePolicy, type ListContent, type Policy } from './policy.js';

@@ -1,7 +1,7 @@
 import { CidrIndex, type CidrHit } from './cidr-index.js';
 import { DomainIndex, KIND_DOMAIN, KIND_FULL, KIND_SUBDOMAIN, type IndexHit } from './domain-index.js';
 import { compileNameRegexp } from './safe-regexp.js';
-import { cidrContains, parseCidr, parseIp, unmapIp, type ParsedCidr, type ParsedIp } from './ip.js';
+import { cidrContains, parseCidr, parseIp, unmapIp, type ParsedCidr, type ParsedIp } from '../lib/ip.js';
 import type { Config, DomainPattern, RuleConfig, SourcePos, Target } from './types.js';
 
 /** The entries of one list, as the policy needs them (a ParsedList fits). */

@@ -3,14 +3,40 @@ import { basename, dirname } from 'node:path';
 import type { EventEmitter } from 'node:events';
 import { ConfigError, formatIssue, type ConfigIssue } from './errors.js';
 import { loadConfig, nodeLoadDeps, recompile, type LoadDeps, type LoadedConfig, type LoadedList } from './load.js';
-import { systemClock, type Clock, type Logger } from './logger.js';
+import { systemClock, type Clock, type Logger } from '../lib/logger.js';
 
+/**
+ * Applies a change of config (previous → next). It throws when it could not
+ * apply it; the store then calls the listeners that ran again with
+ * (next, previous) to put the previous config back, and the reload is
+ * reported `failed`.
+ */
 export type ConfigListener = (previous: LoadedConfig, next: LoadedConfig) => void | Promise<void>;
 
 export interface ReloadResult {
-  status: 'applied' | 'unchanged' | 'rejected';
+  /**
+   * applied: every listener took it; unchanged: the file is what runs;
+   * rejected: the file has errors; failed: the file is good but applying it
+   * failed (the previous config was put back; a later reload tries again).
+   */
+  status: 'applied' | 'unchanged' | 'rejected' | 'failed';
   /** Errors of a rejected file; warnings of an applied one. */
   issues: readonly ConfigIssue[];
+  /** Why applying failed (status failed). */
+  error?: string;
+}
+
+/** Applying a good config failed: the previous one was put back. */
+export class ConfigApplyError extends Error {
+  readonly code = 'SPLITWAN_CONFIG_APPLY';
+  constructor(
+    message: string,
+    /** Whether putting the previous config back failed too (the daemon runs degraded until a reload succeeds). */
+    readonly restoreFailed: boolean,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+  }
 }
 
 export interface ConfigStoreOptions {
@@ -103,8 +129,8 @@ export class ConfigStore {
     }
     this.running = this.doReload(reason)
       .then((r) => {
-        const firstError = r.issues.find((i) => i.severity === 'error');
-        this.lastReload = { at: this.clock.now(), status: r.status, ...(firstError ? { error: formatIssue(firstError) } : {}) };
+        const firstError = r.error ?? (r.issues.find((i) => i.severity === 'error') ? formatIssue(r.issues.find((i) => i.severity === 'error')!) : undefined);
+        this.lastReload = { at: this.clock.now(), status: r.status, ...(firstError ? { error: firstError } : {}) };
         this.onReload?.(r);
         return r;
       })
@@ -118,10 +144,16 @@ export class ConfigStore {
     return this.running;
   }
 
+  /** Resolves when no reload runs (one that is running, and the one it may have queued, finished). */
+  async idle(): Promise<void> {
+    while (this.running) await this.running.catch(() => undefined);
+  }
+
   /**
    * Swaps in a refreshed download of one list without re-reading the file.
    * Ignored when the running config no longer has that list at that URL (a
-   * reload raced the download).
+   * reload raced the download). Throws ConfigApplyError when applying it
+   * failed (the previous list stays in force).
    */
   async replaceList(list: LoadedList): Promise<boolean> {
     const cur = this.loaded.lists.get(list.name);
@@ -153,28 +185,53 @@ export class ConfigStore {
     const hadAttempt = this.attempted.length > 0;
     this.attempted = [];
     if (hadAttempt) this.rewatch();
+    // `current` is only ever a config that was applied whole, so the same
+    // file after a failed apply is not "unchanged": it is tried again.
     if (next.config.digest === this.loaded.config.digest) {
       log.debug({ reason }, 'config unchanged');
       return { status: 'unchanged', issues: next.warnings };
     }
     for (const w of next.warnings) log.warn({ code: w.code }, formatIssue(w));
-    await this.swap(next);
+    try {
+      await this.swap(next);
+    } catch (e) {
+      if (!(e instanceof ConfigApplyError)) throw e;
+      log.error({ err: e.cause ?? e, reason }, `config not applied: ${e.message}; ${e.restoreFailed ? 'restoring the previous configuration failed too: the daemon runs degraded until a reload succeeds' : 'the previous configuration was put back'}`);
+      return { status: 'failed', issues: next.warnings, error: e.message };
+    }
     log.info({ reason, version: this.version }, 'config reloaded');
     return { status: 'applied', issues: next.warnings };
   }
 
+  /**
+   * Hands previous → next to every listener in order, and makes `next`
+   * current only when all of them took it. When one throws, the listeners
+   * that ran (it included: it may have applied part) get next → previous in
+   * reverse order, and ConfigApplyError says why.
+   */
   private async swap(next: LoadedConfig): Promise<void> {
     const previous = this.loaded;
+    const ran: ConfigListener[] = [];
+    try {
+      for (const fn of this.listeners) {
+        ran.push(fn);
+        await fn(previous, next);
+      }
+    } catch (e) {
+      let restoreFailed = false;
+      for (const fn of ran.reverse()) {
+        try {
+          await fn(next, previous);
+        } catch (r) {
+          restoreFailed = true;
+          this.opts.logger.error({ err: r }, 'putting the previous configuration back failed');
+        }
+      }
+      throw new ConfigApplyError((e as Error).message ?? String(e), restoreFailed, { cause: e });
+    }
     this.loaded = next;
     this.version++;
     this.loadedAt = this.clock.now();
-    for (const fn of this.listeners) {
-      try {
-        await fn(previous, next);
-      } catch (e) {
-        this.opts.logger.error({ err: e }, 'applying the new configuration failed');
-      }
-    }
     if (this.watchers.size > 0 || this.watchedNames.size > 0) this.rewatch();
   }
 

@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import { parseHostPort } from './ip.js';
+import { parseHostPort } from '../lib/ip.js';
 import type { Upstream } from './types.js';
 
 /**

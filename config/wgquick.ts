@@ -16,7 +16,7 @@
 
 import { ConfigCodes, didYouMean, type ConfigCode, type IssueSink } from './errors.js';
 import { normalizeDomain } from './domain.js';
-import { formatIp, isCidrError, parseCidr, parseIp } from './ip.js';
+import { formatIp, isCidrError, parseCidr, parseIp } from '../lib/ip.js';
 import type { WireGuardInterface, WireGuardPeer } from './types.js';
 
 /** The smallest MTU accepted. 576 is the IPv4 minimum datagram every host must take. */

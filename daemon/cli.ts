@@ -3,30 +3,9 @@ import { explainCommand } from './commands/explain.js';
 import type { TagLookup } from './tag-lookup-linux.js';
 import { checkCommand } from './commands/check.js';
 import { DEFAULT_CONFIG_PATH } from '../config/load.js';
+import { Exit, processIo, UsageError, type Io } from './cli-io.js';
 
-/** Exit codes, stable for scripts. */
-export const Exit = {
-  OK: 0,
-  CONFIG: 1, // the configuration has errors
-  USAGE: 2, // the command line is wrong
-  NOT_RUNNING: 3, // the daemon is not running
-  NEEDS_ROOT: 4, // run and cleanup change the kernel's routing
-  SOFTWARE: 70, // a bug
-} as const;
-
-export interface Io {
-  out(text: string): void;
-  err(text: string): void;
-}
-
-const processIo: Io = {
-  out: (t) => void process.stdout.write(t),
-  err: (t) => void process.stderr.write(t),
-};
-
-export class UsageError extends Error {
-  readonly code = 'SPLITWAN_USAGE';
-}
+export { Exit, UsageError, type Io } from './cli-io.js';
 
 const USAGE = `Usage: splitwan <command> [options]
 
@@ -52,7 +31,8 @@ Options:
 explain asks the running daemon when there is one (its tags and cached
 addresses too), else reads the config file; --offline always reads the file.
 
-Exit codes: 0 ok, 1 config errors, 2 usage errors, 3 daemon not running, 4 needs root.
+Exit codes: 0 ok, 1 config errors, 2 usage errors, 3 daemon not running, 4 needs root,
+5 a valid config could not be applied (reload: the previous one runs).
 `;
 
 interface Command {

@@ -1,4 +1,6 @@
-// Runs system commands: argv arrays only, never a shell; secrets go on stdin.
+// Runs system commands: argv arrays only, never a shell. Secrets never go in
+// argv: a command that needs one reads it from stdin (`input`) or from a 0600
+// file its caller writes (wg setconf, daemon/tunnel/tunnels-linux.ts).
 import { execFile } from 'node:child_process';
 
 export interface CommandResult {

@@ -1,5 +1,5 @@
 import { pino } from 'pino';
-import type { Logger } from '../config/logger.js';
+import type { Logger } from '../lib/logger.js';
 import { formatLogLine, wantTextLogs } from './log-format.js';
 
 /**

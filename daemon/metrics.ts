@@ -172,7 +172,7 @@ export class Metrics {
         }
       },
     });
-    this.reloads = new Counter({ name: 'splitwan_config_reloads_total', help: 'Config reloads, by result (applied, unchanged, rejected).', labelNames: ['result'], registers: [r] });
+    this.reloads = new Counter({ name: 'splitwan_config_reloads_total', help: 'Config reloads, by result (applied, unchanged, rejected, failed: valid but not applied).', labelNames: ['result'], registers: [r] });
     this.listRefreshes = new Counter({ name: 'splitwan_list_refreshes_total', help: 'Downloads of URL lists, by result (updated, not-modified, failed).', labelNames: ['list', 'result'], registers: [r] });
     new Counter({
       name: 'splitwan_rule_hits_total',

@@ -94,38 +94,6 @@ export function parseWgDump(text: string): WgDump {
   return { iface, peers };
 }
 
-/**
- * `wg show all dump`: the same lines with the interface name in front (interface
- * lines 5 fields, peer lines 9). Lists the interfaces of every network namespace:
- * filter by name. Empty output (no interfaces) gives an empty map.
- */
-export function parseWgDumpAll(text: string): Map<string, WgDump> {
-  const tool = 'wg show all dump';
-  const out = new Map<string, WgDump>();
-  for (const l of dumpLines(text)) {
-    const [ifname, ...rest] = l.fields;
-    // Linux names are at most 15 characters: a longer first field (a key, when a
-    // single-interface dump is passed here) is never repeated in a message.
-    if (!ifname || ifname.length > 15 || /[\s/]/.test(ifname)) {
-      throw new ParseError(tool, `line ${l.no}: the first field is not an interface name`);
-    }
-    if (rest.length === 4) {
-      if (out.has(ifname)) throw new ParseError(tool, `line ${l.no}: interface ${ifname} listed twice`);
-      out.set(ifname, { iface: wgInterface(tool, l.no, rest), peers: [] });
-    } else if (rest.length === 8) {
-      const dump = out.get(ifname);
-      if (!dump) throw new ParseError(tool, `line ${l.no}: a peer of ${ifname} before its interface line`);
-      dump.peers.push(wgPeer(tool, l.no, rest));
-    } else {
-      throw new ParseError(
-        tool,
-        `line ${l.no}: expected 5 (interface) or 9 (peer) tab-separated fields, got ${l.fields.length}`,
-      );
-    }
-  }
-  return out;
-}
-
 interface DumpLine {
   no: number;
   fields: string[];
@@ -682,92 +650,6 @@ function nftExpr(tool: OsTool, where: string, v: unknown, depth = 0): string {
     }
   }
   throw new ParseError(tool, `${where}: an element expression nft -j was not expected to print`);
-}
-
-// ---------------------------------------------------------------- ip monitor
-
-export interface IpMonitorRoute {
-  deleted: boolean;
-  route: {
-    /** 'default', a CIDR or an address. */
-    dst: string;
-    /** 'main' when the line names no table. */
-    table: string;
-    /** 'unicast' when the line starts with the destination. */
-    type: string;
-    dev?: string;
-    gateway?: string;
-  };
-}
-
-const ROUTE_TYPES = new Set([
-  'unicast',
-  'local',
-  'broadcast',
-  'anycast',
-  'multicast',
-  'blackhole',
-  'unreachable',
-  'prohibit',
-  'throw',
-  'nat',
-  'xresolve',
-]);
-
-/**
- * One line of `ip [-ts] monitor route [link]` (text: iproute2 6.1 ignores -j here).
- * Lines that are not routes (links, `Timestamp:` lines, multipath `nexthop`
- * continuation lines) give null. Use the result as a trigger and read the real
- * state with `ip -j route`: deletions can be missed (dataplane-notes §10).
- */
-export function parseIpMonitorLine(line: string): IpMonitorRoute | null {
-  const tool = 'ip monitor route';
-  let rest = line.replace(/[\r\n]+$/, '');
-  // `[2026-11-23T09:06:09.124767] ` with -ts; `[ROUTE]` with `label`/`all`.
-  for (let i = 0; i < 3; i++) {
-    const m = /^\[[^\]\n]*\]\s*/.exec(rest);
-    if (!m) break;
-    rest = rest.slice(m[0].length);
-  }
-  if (/^\s/.test(rest)) return null; // continuation lines
-  const tokens = rest.split(/\s+/).filter((t) => t !== '');
-  let i = 0;
-  let deleted = false;
-  if (tokens[i] === 'Deleted') {
-    deleted = true;
-    i++;
-  }
-  let type = 'unicast';
-  const first = tokens[i];
-  if (first !== undefined && ROUTE_TYPES.has(first)) {
-    type = first;
-    i++;
-  }
-  const dst = tokens[i];
-  if (dst === undefined || !isRouteDst(dst)) return null;
-  i++;
-  const route: IpMonitorRoute['route'] = { dst, table: 'main', type };
-  for (; i < tokens.length; i++) {
-    const t = tokens[i];
-    if (t !== 'dev' && t !== 'via' && t !== 'table') continue;
-    let v = tokens[i + 1];
-    if (t === 'via' && (v === 'inet' || v === 'inet6')) v = tokens[++i + 1]; // `via inet6 fe80::1`
-    if (v === undefined) throw new ParseError(tool, `"${t}" without a value`);
-    i++;
-    if (t === 'dev') route.dev = v;
-    else if (t === 'via') route.gateway = v;
-    else route.table = v;
-  }
-  return { deleted, route };
-}
-
-function isRouteDst(s: string): boolean {
-  if (s === 'default') return true;
-  const m = /^([^/]+)(?:\/(\d{1,3}))?$/.exec(s);
-  if (!m) return false;
-  const family = isIP(m[1] ?? '');
-  if (family === 0) return false;
-  return m[2] === undefined || Number(m[2]) <= (family === 4 ? 32 : 128);
 }
 
 // ---------------------------------------------------------------- helpers

@@ -1,9 +1,9 @@
 // What the resolver needs from the data plane, computed from the config and
 // the plan in force: which resolvers a path has now, whether it carries
 // IPv6, where it listens and whom it answers, and the tagger keyed by rule.
-// Pure apart from the NftTagger it is given; run.ts wires it.
+// Pure apart from the NftTagger it is given; daemon.ts (createDaemon) wires it.
 import type { Config, GatewayConfig, PathName, Target, Upstream } from '../config/types.js';
-import { parseCidr } from '../config/ip.js';
+import { parseCidr } from '../lib/ip.js';
 import type { PathState, RouteTagger } from '../dns/resolver.js';
 import type { ListenAddress } from '../dns/server.js';
 import type { IpAddrLink } from './os-parse.js';

@@ -21,6 +21,8 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import koffi from 'koffi';
+import { loadLibc } from '../sys/libc-linux.js';
+import { readSockaddr } from '../sys/sockaddr.js';
 import {
   checkMark,
   checkTcp,
@@ -29,7 +31,7 @@ import {
   type PathSockets,
   type TcpConnectOptions,
 } from './sockets.js';
-import { AF_INET, AF_INET6, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_STREAM, SOL_IP, SOL_IPV6, SOL_SOCKET, SO_MARK, SO_ORIGINAL_DST } from '../config/linux-abi.js';
+import { AF_INET, AF_INET6, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_STREAM, SOL_IP, SOL_IPV6, SOL_SOCKET, SO_MARK, SO_ORIGINAL_DST } from '../sys/linux-abi.js';
 
 
 interface Libc {
@@ -44,7 +46,7 @@ let libc: Libc | null = null;
 function lib(): Libc {
   if (libc) return libc;
   if (process.platform !== 'linux') throw new Error(`sockets-linux: needs Linux (this is ${process.platform})`);
-  const l = koffi.load('libc.so.6');
+  const l = loadLibc();
   libc = {
     socket: l.func('int socket(int domain, int type, int protocol)') as Libc['socket'],
     setsockopt: l.func('int setsockopt(int fd, int level, int name, const void *val, uint32_t len)') as Libc['setsockopt'],
@@ -153,21 +155,7 @@ export function originalDst(socket: net.Socket): { address: string; port: number
     if (errno === 2 /* ENOENT */) return null;
     throw new SocketError({ op: 'getsockopt(SO_ORIGINAL_DST)', errno, kind: 'tcp', family: v6 ? 6 : 4, address: remote, port: socket.remotePort });
   }
-  const af = buf.readUInt16LE(0); // sa_family is host order
-  const port = buf.readUInt16BE(2);
-  if (af === AF_INET) return { address: [...buf.subarray(4, 8)].join('.'), port };
-  if (af === AF_INET6) {
-    const groups: string[] = [];
-    for (let i = 8; i < 24; i += 2) groups.push(buf.readUInt16BE(i).toString(16));
-    return { address: canonicalV6(groups.join(':')), port };
-  }
-  return null;
-}
-
-/** Compresses a full 8-group IPv6 address to its canonical (RFC 5952) form. */
-function canonicalV6(full: string): string {
-  // new URL() canonicalises IPv6 hosts: [0:0:0:0:0:0:0:1] → [::1]
-  return new URL(`http://[${full}]/`).hostname.slice(1, -1);
+  return readSockaddr(buf, 0);
 }
 
 export const linuxPathSockets: PathSockets = new LinuxPathSockets();

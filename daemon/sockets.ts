@@ -10,7 +10,7 @@
 // needs root or CAP_NET_ADMIN, is daemon/sockets-linux.ts.
 import dgram from 'node:dgram';
 import net from 'node:net';
-import { errnoName } from '../config/errno.js';
+import { errnoName } from '../sys/errno.js';
 
 export interface TcpConnectOptions {
   /** An IP address literal (never a name: resolving it would not follow the path). */

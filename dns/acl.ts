@@ -1,8 +1,8 @@
 // Who may ask the resolver: loopback and the LAN subnets, nobody else, so
 // splitwan is never an open resolver. Pure; the daemon supplies the subnets
-// (router mode: the LAN interfaces' prefixes, read at start and on every
-// reload — a prefix that changes in between is not followed yet).
-import { cidrContains, parseCidr, parseIp, unmapIp, type ParsedCidr } from '../config/ip.js';
+// (router mode: the LAN interfaces' prefixes, read at start, on every reload
+// and whenever the LAN's addresses change: `ip monitor address`).
+import { cidrContains, parseCidr, parseIp, unmapIp, type ParsedCidr } from '../lib/ip.js';
 
 const LOOPBACK = ['127.0.0.0/8', '::1/128'];
 /** Answers per address are memoised; the bound keeps a spray of sources from growing it. */

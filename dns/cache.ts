@@ -31,7 +31,7 @@
 // single address is kept without an array. Measured by `bench dns` (heap
 // snapshot at 100k names: ~1 KB a cached name before, ~0.4 KB after, the
 // tagger's bookkeeping included).
-import type { Clock } from '../config/logger.js';
+import type { Clock } from '../lib/logger.js';
 
 /** The answer rewritten for clients without EDNS (no OPT record). */
 export interface PlainVariant {

@@ -10,8 +10,8 @@ import type dgram from 'node:dgram';
 import { isIP, type default as net } from 'node:net';
 import tls from 'node:tls';
 import type { Agent } from 'undici';
-import { undici } from '../config/undici-lazy.js';
-import type { Logger } from '../config/logger.js';
+import { undici } from '../lib/undici-lazy.js';
+import type { Logger } from '../lib/logger.js';
 import type { PathName, Upstream } from '../config/types.js';
 import { matchesQuestion, parseQuery } from './wire.js';
 

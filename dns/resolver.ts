@@ -9,10 +9,10 @@
 // The hit path is synchronous when nothing needs tagging: `handle` returns a
 // Buffer, not a Promise, so a cache hit costs a parse, a Map lookup and one
 // patched copy.
-import type { Clock, Logger } from '../config/logger.js';
+import type { Clock, Logger } from '../lib/logger.js';
 import type { Policy } from '../config/policy.js';
 import type { PathName, Target, Upstream } from '../config/types.js';
-import { formatIp, parseIp } from '../config/ip.js';
+import { formatIp, parseIp } from '../lib/ip.js';
 import { DnsCache, InFlight, ageSeconds, type CachedAnswer } from './cache.js';
 import type { Question } from './forwarder.js';
 import {

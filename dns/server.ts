@@ -10,7 +10,7 @@
 // queries in flight upstream are bounded by `maxInflight`; beyond it new
 // queries are dropped (the client retries) rather than queued without bound.
 import net from 'node:net';
-import type { Logger } from '../config/logger.js';
+import type { Logger } from '../lib/logger.js';
 import { RCODE, buildError, parseQuery, questionBytes } from './wire.js';
 import type { Client } from './resolver.js';
 import type { DatagramListener, UdpPeer, UdpTransport } from './udp.js';

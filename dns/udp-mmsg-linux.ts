@@ -36,11 +36,13 @@
 //   64 × mmsghdr, 64 × iovec and 64 × 2048 B send slots. Replies over UDP are
 //   at most 1232 B (EDNS_UDP_SIZE); a bigger one goes by sendto.
 import koffi from 'koffi';
-import { errnoName } from '../config/errno.js';
-import { READABLE, fdWatchAvailable, watchFd, type FdWatch } from '../config/fd-watch-linux.js';
-import { formatIp, parseIp } from '../config/ip.js';
+import { loadLibc } from '../sys/libc-linux.js';
+import { sockaddr } from '../sys/sockaddr.js';
+import { errnoName } from '../sys/errno.js';
+import { READABLE, fdWatchAvailable, watchFd, type FdWatch } from '../sys/fd-watch-linux.js';
+import { formatIp } from '../lib/ip.js';
 import { dgramTransport, type DatagramListener, type UdpListenOptions, type UdpPeer, type UdpTransport } from './udp.js';
-import { AF_INET, AF_INET6, IPV6_V6ONLY, MSG_DONTWAIT, MSG_TRUNC, SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK, SOL_IPV6, SOL_SOCKET, SO_RCVBUF, SO_RCVBUFFORCE, SO_SNDBUF, SO_SNDBUFFORCE } from '../config/linux-abi.js';
+import { AF_INET, AF_INET6, IPV6_V6ONLY, MSG_DONTWAIT, MSG_TRUNC, SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK, SOL_IPV6, SOL_SOCKET, SO_RCVBUF, SO_RCVBUFFORCE, SO_SNDBUF, SO_SNDBUFFORCE } from '../sys/linux-abi.js';
 
 
 const BATCH = 64;
@@ -83,7 +85,7 @@ let libc: Libc | null = null;
 function lib(): Libc {
   if (libc) return libc;
   if (process.platform !== 'linux') throw new Error(`udp-mmsg-linux: needs Linux (this is ${process.platform})`);
-  const l = koffi.load('libc.so.6');
+  const l = loadLibc();
   // Pointers into our own native blocks are passed as integers (uintptr_t):
   // koffi then neither copies nor pins anything.
   libc = {
@@ -109,23 +111,8 @@ function sysError(op: string): Error & { code: string } {
   return Object.assign(new Error(`${op}: ${code}`), { code });
 }
 
-/** A sockaddr for bind(2); null when `host` is not an IP literal (or has a %scope: left to dgram). */
-export function sockaddr(host: string, port: number): Buffer | null {
-  const ip = host.includes('%') ? null : parseIp(host);
-  if (ip === null) return null;
-  if (ip.family === 4) {
-    const b = Buffer.alloc(16);
-    b.writeUInt16LE(AF_INET, 0);
-    b.writeUInt16BE(port, 2);
-    b.writeUInt32BE(ip.w[3], 4);
-    return b;
-  }
-  const b = Buffer.alloc(NAME);
-  b.writeUInt16LE(AF_INET6, 0);
-  b.writeUInt16BE(port, 2);
-  for (let i = 0; i < 4; i++) b.writeUInt32BE(ip.w[i]!, 8 + 4 * i);
-  return b;
-}
+/** A sockaddr for bind(2) (sys/sockaddr.ts); null when `host` is not an IP literal (or has a %scope: left to dgram). */
+export { sockaddr };
 
 class MmsgListener implements DatagramListener {
   private open = true;

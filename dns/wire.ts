@@ -11,7 +11,7 @@
 // Nothing here throws on malformed input: parsers return an error value or
 // null, builders return their input unchanged when it cannot be walked.
 
-import { formatIp } from '../config/ip.js';
+import { formatIp } from '../lib/ip.js';
 export const TYPE = {
   A: 1,
   NS: 2,

@@ -37,12 +37,13 @@
 import net from 'node:net';
 import { constants } from 'node:os';
 import koffi from 'koffi';
-import { formatIp } from '../config/ip.js';
-import { READABLE, watchFd, type FdWatch } from '../config/fd-watch-linux.js';
+import { loadLibc } from '../sys/libc-linux.js';
+import { readSockaddr, writeSockaddr } from '../sys/sockaddr.js';
+import { READABLE, watchFd, type FdWatch } from '../sys/fd-watch-linux.js';
 import { EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, epollSet, errnoName, type EpollSet, type FdHandler } from './epoll-linux.js';
 import { peek, PEEK_LIMIT, type PeekResult } from './peek.js';
 import type { Splice, Splicer } from './splice.js';
-import { AF_INET, AF_INET6, IPV6_V6ONLY, MSG_DONTWAIT, MSG_PEEK, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_STREAM, SOL_IP, SOL_IPV6, SOL_SOCKET, SO_ERROR, SO_LINGER, SO_MARK, SO_ORIGINAL_DST, SO_REUSEADDR } from '../config/linux-abi.js';
+import { AF_INET, AF_INET6, IPV6_V6ONLY, MSG_DONTWAIT, MSG_PEEK, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_STREAM, SOL_IP, SOL_IPV6, SOL_SOCKET, SO_ERROR, SO_LINGER, SO_MARK, SO_ORIGINAL_DST, SO_REUSEADDR } from '../sys/linux-abi.js';
 
 const IPPROTO_TCP = 6;
 const TCP_NODELAY = 1;
@@ -78,7 +79,7 @@ let libc: Libc | null = null;
 function load(): Libc {
   if (libc) return libc;
   if (process.platform !== 'linux') throw new Error(`accept-linux: needs Linux (this is ${process.platform})`);
-  const l = koffi.load('libc.so.6');
+  const l = loadLibc();
   // Every pointer is into our own native memory, passed as an integer: koffi neither copies nor pins.
   libc = {
     socket: l.func('int socket(int, int, int)') as Libc['socket'],
@@ -168,22 +169,6 @@ interface Listener {
 function osError(syscall: string, errno: number, address: string, port: number): NodeJS.ErrnoException {
   const code = errnoName(errno);
   return Object.assign(new Error(`${syscall} ${code} ${address}:${port}`), { code, errno: -errno, syscall, address, port });
-}
-
-/** Formats 16 bytes of an IPv6 address (config/ip.ts: RFC 5952); an IPv4-mapped one as plain IPv4. */
-function formatV6(b: Buffer, at: number): string {
-  const w: [number, number, number, number] = [b.readUInt32BE(at), b.readUInt32BE(at + 4), b.readUInt32BE(at + 8), b.readUInt32BE(at + 12)];
-  if (w[0] === 0 && w[1] === 0 && w[2] === 0xffff) return formatIp({ family: 4, w: [0, 0, 0, w[3]] });
-  return formatIp({ family: 6, w });
-}
-
-/** Reads a sockaddr_in / sockaddr_in6 at `at`; null for another family. */
-function readSockaddr(b: Buffer, at: number): RawAddress | null {
-  const af = b.readUInt16LE(at); // sa_family is host order (little-endian on x86-64 and arm64)
-  const port = b.readUInt16BE(at + 2);
-  if (af === AF_INET) return { address: `${b[at + 4]}.${b[at + 5]}.${b[at + 6]}.${b[at + 7]}`, port };
-  if (af === AF_INET6) return { address: formatV6(b, at + 8), port };
-  return null;
 }
 
 /** The listeners of one proxy and its connections until they are spliced. */
@@ -287,24 +272,7 @@ export class RawConnections<R extends { mark: number }> {
 
   /** Writes a sockaddr for host:port at ADDR; returns its length. */
   private writeSockaddr(host: string, port: number, v6: boolean): number {
-    const b = this.buf;
-    b.fill(0, ADDR, ADDR + 28);
-    b.writeUInt16LE(v6 ? AF_INET6 : AF_INET, ADDR);
-    b.writeUInt16BE(port, ADDR + 2);
-    if (!v6) {
-      let at = ADDR + 4;
-      let n = 0;
-      for (let i = 0; i <= host.length; i++) {
-        const ch = i < host.length ? host.charCodeAt(i) : 0x2e;
-        if (ch === 0x2e) {
-          b[at++] = n;
-          n = 0;
-        } else n = n * 10 + (ch - 0x30);
-      }
-      return 16;
-    }
-    this.c.inet_pton(AF_INET6, host, this.base + ADDR + 8);
-    return 28;
+    return writeSockaddr(this.buf, ADDR, host, port, v6);
   }
 
   private acceptSome(l: Listener): void {

@@ -15,9 +15,10 @@
 //
 // Memory layout: struct epoll_event is packed on x86-64 (12 bytes: events,
 // then data at offset 4) and naturally aligned elsewhere (16 bytes, data at 8).
-import { errnoName } from '../config/errno.js';
+import { errnoName } from '../sys/errno.js';
 import koffi from 'koffi';
-import { READABLE, watchFd, type FdWatch } from '../config/fd-watch-linux.js';
+import { loadLibc } from '../sys/libc-linux.js';
+import { READABLE, watchFd, type FdWatch } from '../sys/fd-watch-linux.js';
 
 export const EPOLLIN = 0x1;
 export const EPOLLOUT = 0x4;
@@ -67,7 +68,7 @@ export class EpollSet {
   now = Date.now();
 
   constructor() {
-    const l = koffi.load('libc.so.6');
+    const l = loadLibc();
     // Pointers into our own native memory go as integers (uintptr_t): koffi neither copies nor pins.
     this.c = {
       epoll_create1: l.func('int epoll_create1(int)') as EpollLibc['epoll_create1'],

@@ -67,9 +67,10 @@
 import { constants } from 'node:os';
 import type net from 'node:net';
 import koffi from 'koffi';
+import { loadLibc } from '../sys/libc-linux.js';
 import { EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, epollSet, type EpollSet, type FdHandler } from './epoll-linux.js';
 import { pipeSplicer, resetSocket, type Splice, type SpliceEnd, type SpliceOptions, type SpliceResult, type Splicer } from './splice.js';
-import { MSG_DONTWAIT, MSG_NOSIGNAL, SOL_SOCKET, SO_ERROR, SO_LINGER } from '../config/linux-abi.js';
+import { MSG_DONTWAIT, MSG_NOSIGNAL, SOL_SOCKET, SO_ERROR, SO_LINGER } from '../sys/linux-abi.js';
 
 const O_NONBLOCK = 0o4000;
 const O_CLOEXEC = 0o2000000;
@@ -114,7 +115,7 @@ let libc: Libc | null = null;
 function load(): Libc {
   if (libc) return libc;
   if (process.platform !== 'linux') throw new Error(`splice-linux: needs Linux (this is ${process.platform})`);
-  const l = koffi.load('libc.so.6');
+  const l = loadLibc();
   // Pointers into our own native memory go as integers (uintptr_t): koffi neither copies nor pins.
   const c: Libc = {
     splice: l.func('intptr_t splice(int, uintptr_t, int, uintptr_t, size_t, unsigned int)') as Libc['splice'],

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { createGunzip, createInflate } from 'node:zlib';
 import type { Dispatcher } from 'undici';
-import { undici } from '../undici-lazy.js';
+import { undici } from '../../lib/undici-lazy.js';
 import type { ListSource } from '../types.js';
 import { parseList } from './formats.js';
 

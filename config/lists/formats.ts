@@ -10,7 +10,7 @@
 import { isIP } from 'node:net';
 import { LineCounter, isMap, isScalar, isSeq, parseDocument } from 'yaml';
 import { normalizeDomain, parseDomainPattern } from '../domain.js';
-import { parseCidr } from '../ip.js';
+import { parseCidr } from '../../lib/ip.js';
 import type { DomainPattern, ListFormat } from '../types.js';
 
 export type ConcreteListFormat = Exclude<ListFormat, 'auto'>;

@@ -1,5 +1,5 @@
 import cron from 'node-cron';
-import type { Logger } from '../logger.js';
+import type { Logger } from '../../lib/logger.js';
 import { toLoadedList, type LoadedConfig } from '../load.js';
 import type { ConfigStore } from '../store.js';
 import type { ListSource } from '../types.js';
@@ -28,6 +28,8 @@ export class ListRefresher {
   private tasks = new Map<string, { key: string; stop(): void }>();
   private unsubscribe: (() => void) | null = null;
   private inflight = new Map<string, Promise<ListFetchResult>>();
+  /** Lists whose last download could not be applied. */
+  private readonly unapplied = new Set<string>();
   /** Every download's outcome (metrics). */
   onResult: ((name: string, result: ListFetchResult) => void) | null = null;
 
@@ -83,10 +85,18 @@ export class ListRefresher {
       log.warn({ url: redactUrl(source.url), kept: result.entry !== null }, `list download failed: ${result.error ?? 'unknown error'}; ${result.entry ? 'keeping the last good copy' : 'no copy yet, its rules match nothing'}`);
       return result;
     }
-    if (result.status === 'updated' && result.entry) {
+    // A copy downloaded before but never applied (the apply failed) is tried again even when the server says not modified.
+    if ((result.status === 'updated' || (result.status === 'not-modified' && this.unapplied.has(name))) && result.entry) {
       const loaded = toLoadedList(source, result.entry.text, listCacheFile(config.stateDir, name), 'cache');
-      if (await this.store.replaceList(loaded)) {
-        log.info({ domains: loaded.domains.length, cidrs: loaded.cidrs.length }, 'list updated');
+      try {
+        if (await this.store.replaceList(loaded)) log.info({ domains: loaded.domains.length, cidrs: loaded.cidrs.length }, 'list updated');
+        this.unapplied.delete(name);
+      } catch (e) {
+        this.unapplied.add(name);
+        // Downloaded and cached, but the daemon could not apply it: the running list stays; the next refresh tries again.
+        const error = `downloaded, but applying it failed: ${(e as Error).message}`;
+        log.error({ err: e }, `list not updated: ${error}`);
+        return { status: 'failed', entry: result.entry, error };
       }
     } else log.debug({}, 'list not modified');
     return result;

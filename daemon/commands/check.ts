@@ -2,7 +2,7 @@ import { formatDuration } from '../../config/duration.js';
 import { redactUrl } from '../../config/lists/fetch.js';
 import { targetLabel } from '../../config/policy.js';
 import type { Target } from '../../config/types.js';
-import { Exit, type Io } from '../cli.js';
+import { Exit, type Io } from '../cli-io.js';
 import { loadOrReport } from './load-or-report.js';
 
 export function viaText(via: readonly Target[]): string {

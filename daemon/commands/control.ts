@@ -5,9 +5,9 @@ import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
 import { DEFAULT_CONFIG_PATH } from '../../config/load.js';
 import { ControlAccessError, controlRequest, ControlRequestError, NotRunningError } from '../control/client.js';
-import type { ExplainReport, ListsReport, ReloadReport, SelectReport, StatusReport } from '../control/protocol.js';
-import { Exit, type Io } from '../cli.js';
-import { formatExplain } from './explain.js';
+import { ROUTES, type ExplainReport, type ListsReport, type ReloadReport, type SelectReport, type StatusReport } from '../control/protocol.js';
+import { Exit, type Io } from '../cli-io.js';
+import { formatExplain } from '../explain.js';
 
 export const DEFAULT_CONTROL_SOCKET = '/run/splitwan/control.sock';
 
@@ -125,6 +125,7 @@ export function formatReload(r: ReloadReport): string {
     for (const c of r.changes ?? []) L.push(`  ${c}`);
     L.push('(dry run: nothing applied)');
   } else if (r.status === 'rejected') L.push('rejected: the running configuration is kept');
+  else if (r.status === 'failed') L.push(`failed: the file is valid but applying it failed (${r.error ?? 'no reason given'}); the previous configuration was put back, and the next reload tries again`);
   else L.push(r.status === 'applied' ? 'reloaded: the new configuration is running' : 'unchanged: the file is the same as the running configuration');
   for (const i of r.issues) L.push(i);
   return L.join('\n') + '\n';
@@ -135,7 +136,7 @@ export function formatReload(r: ReloadReport): string {
 
 export async function statusCommand(o: { socket: string; json: boolean }, io: Io, now = Date.now()): Promise<number> {
   return withDaemon(io, 'status', async () => {
-    const s = await controlRequest<StatusReport>(o.socket, 'GET', '/v1/status');
+    const s = await controlRequest<StatusReport>(o.socket, ROUTES.status);
     io.out(o.json ? JSON.stringify(s, null, 2) + '\n' : formatStatus(s, now));
     return Exit.OK;
   });
@@ -145,15 +146,15 @@ export async function reloadCommand(o: { socket: string; dryRun: boolean; json: 
   return withDaemon(io, 'reload', async () => {
     // The daemon reads the file itself: a relative path means the one here.
     const file = o.file === undefined ? undefined : (await import('node:path')).resolve(o.file);
-    const r = await controlRequest<ReloadReport>(o.socket, 'POST', '/v1/reload', { dryRun: o.dryRun, ...(file ? { file } : {}) });
+    const r = await controlRequest<ReloadReport>(o.socket, ROUTES.reload, { dryRun: o.dryRun, ...(file ? { file } : {}) });
     io.out(o.json ? JSON.stringify(r) + '\n' : formatReload(r));
-    return r.status === 'rejected' ? Exit.CONFIG : Exit.OK;
+    return r.status === 'rejected' ? Exit.CONFIG : r.status === 'failed' ? Exit.APPLY : Exit.OK;
   });
 }
 
 export async function selectCommand(o: { socket: string; gateway: string }, io: Io): Promise<number> {
   return withDaemon(io, 'select', async () => {
-    const r = await controlRequest<SelectReport>(o.socket, 'POST', '/v1/select', { gateway: o.gateway === 'auto' ? null : o.gateway });
+    const r = await controlRequest<SelectReport>(o.socket, ROUTES.select, { gateway: o.gateway === 'auto' ? null : o.gateway });
     io.out(r.pinned === null ? `automatic: the best healthy gateway carries the tunnel (now ${r.active ?? 'none'})\n` : `pinned to ${r.pinned}; the tunnel path is ${r.active ?? 'none'} now\n`);
     return Exit.OK;
   });
@@ -161,7 +162,7 @@ export async function selectCommand(o: { socket: string; gateway: string }, io: 
 
 export async function listsRefreshCommand(o: { socket: string; json: boolean }, io: Io): Promise<number> {
   return withDaemon(io, 'lists refresh', async () => {
-    const r = await controlRequest<ListsReport>(o.socket, 'POST', '/v1/lists/refresh', {}, 120_000);
+    const r = await controlRequest<ListsReport>(o.socket, ROUTES.listsRefresh, {}, { timeoutMs: 120_000 });
     if (o.json) io.out(JSON.stringify(r) + '\n');
     else if (r.lists.length === 0) io.out('no URL lists in the config\n');
     else for (const l of r.lists) io.out(`${l.name}: ${l.ok ? (l.changed ? `updated (${l.entries ?? 0} entries)` : 'not modified') : `failed: ${l.error ?? 'unknown'}${l.entries !== undefined ? ' (keeping the last good copy)' : ''}`}\n`);
@@ -171,7 +172,7 @@ export async function listsRefreshCommand(o: { socket: string; json: boolean }, 
 
 export async function dnsFlushCommand(o: { socket: string }, io: Io): Promise<number> {
   return withDaemon(io, 'dns flush', async () => {
-    const r = await controlRequest<{ flushed: number }>(o.socket, 'POST', '/v1/dns/flush', {});
+    const r = await controlRequest<{ flushed: number }>(o.socket, ROUTES.dnsFlush, {});
     io.out(`flushed ${r.flushed} cached answers\n`);
     return Exit.OK;
   });
@@ -181,7 +182,7 @@ export async function dnsFlushCommand(o: { socket: string }, io: Io): Promise<nu
 export async function explainViaDaemon(o: { socket: string; target: string; source?: string | undefined; json: boolean }, io: Io): Promise<number | null> {
   const q = new URLSearchParams({ q: o.target, ...(o.source ? { source: o.source } : {}) });
   try {
-    const r = await controlRequest<ExplainReport>(o.socket, 'GET', `/v1/explain?${q.toString()}`);
+    const r = await controlRequest<ExplainReport>(o.socket, ROUTES.explain, undefined, { query: q });
     io.out(o.json ? JSON.stringify(r) + '\n' : formatExplain(r));
     return Exit.OK;
   } catch (e) {

@@ -4,7 +4,7 @@
 //                              ╠══ WireGuard ══ [gw1] ── isp (seen as 10.99.3.2)      resolver 10.99.9.53
 //                              ╚══ WireGuard ══ [gw2] ── isp (seen as 10.99.4.2)
 //
-// It builds the namespace lab of test/lab/lab.ts (compiled to dist/test/lab),
+// It builds the namespace lab of lab/lab.ts (compiled to dist/lab),
 // writes a config into the lab's private temp dir, runs `splitwan run` as a
 // child process in the router's namespace and shows, in plain words:
 //   1. where each name went (the source address the web server saw),
@@ -30,8 +30,8 @@ import type { EventEmitter } from 'node:events';
 import { createWriteStream, existsSync, readdirSync, readFileSync, unlinkSync, writeFileSync, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { EchoReply, Lab } from '../../test/lab/lab.js';
-import { Exit, type Io } from '../cli.js';
+import type { EchoReply, Lab } from '../../lab/lab.js';
+import { Exit, type Io } from '../cli-io.js';
 
 export interface DemoOptions {
   /** Leave the lab and the daemon up after the steps, until SIGINT/SIGTERM. */
@@ -195,11 +195,11 @@ export async function demoCommand(opts: DemoOptions): Promise<number> {
     io.err('splitwan demo builds network namespaces, WireGuard tunnels and nftables rules, and needs root: sudo splitwan demo\n');
     return Exit.NEEDS_ROOT;
   }
-  let labMod: typeof import('../../test/lab/lab.js');
+  let labMod: typeof import('../../lab/lab.js');
   try {
-    labMod = await import('../../test/lab/lab.js');
+    labMod = await import('../../lab/lab.js');
   } catch (e) {
-    io.err(`splitwan demo: the lab (dist/test/lab/lab.js) is not part of this installation: ${(e as Error).message}\nRun it from a source checkout after npm ci: sudo node bin/splitwan demo\n`);
+    io.err(`splitwan demo: the lab (dist/lab/lab.js) is not part of this installation: ${(e as Error).message}\nRun it from a source checkout after npm ci: sudo node bin/splitwan demo\n`);
     return Exit.SOFTWARE;
   }
   const support = labMod.labSupported();

@@ -1,6 +1,6 @@
 import { ConfigError, formatIssue } from '../../config/errors.js';
 import { loadConfig, nodeLoadDeps, type LoadDeps, type LoadedConfig } from '../../config/load.js';
-import type { Io } from '../cli.js';
+import type { Io } from '../cli-io.js';
 
 /** Loads the config for a command; on errors prints them all and returns null. */
 export async function loadOrReport(file: string, io: Io, deps: LoadDeps = nodeLoadDeps): Promise<LoadedConfig | null> {

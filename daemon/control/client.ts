@@ -1,6 +1,7 @@
 // The CLI's side of the control API: one request, JSON back, and errors that
 // say what to do (daemon not running → exit 3; not root → exit 4).
 import http from 'node:http';
+import type { ControlRoute } from './protocol.js';
 
 export class NotRunningError extends Error {
   readonly code = 'SPLITWAN_NOT_RUNNING';
@@ -18,7 +19,11 @@ export class ControlRequestError extends Error {
   }
 }
 
-export function controlRequest<T>(socketPath: string, method: 'GET' | 'POST', path: string, body?: unknown, timeoutMs = 30_000): Promise<T> {
+/** One request; `query` is appended to the route's path (explain's ?q=). */
+export function controlRequest<T>(socketPath: string, route: ControlRoute, body?: unknown, o: { timeoutMs?: number; query?: URLSearchParams } = {}): Promise<T> {
+  const { method } = route;
+  const path = o.query ? `${route.path}?${o.query.toString()}` : route.path;
+  const timeoutMs = o.timeoutMs ?? 30_000;
   return new Promise((resolve, reject) => {
     const payload = body === undefined ? undefined : JSON.stringify(body);
     const req = http.request(

@@ -2,16 +2,25 @@
 // The daemon serves them (daemon/control/server.ts), the CLI asks for them
 // (daemon/control/client.ts). Fields are added, never renamed: scripts read
 // `splitwan status --json`.
-import type { ExplainResult } from '../commands/explain.js';
+import type { ExplainResult } from '../explain.js';
 
-export const CONTROL_ROUTES = {
-  status: 'GET /v1/status',
-  reload: 'POST /v1/reload',
-  select: 'POST /v1/select',
-  explain: 'GET /v1/explain',
-  listsRefresh: 'POST /v1/lists/refresh',
-  dnsFlush: 'POST /v1/dns/flush',
-} as const;
+export interface ControlRoute {
+  method: 'GET' | 'POST';
+  path: string;
+}
+
+/** Every request the daemon serves: the server routes by these, the CLI asks by them. */
+export const ROUTES = {
+  status: { method: 'GET', path: '/v1/status' },
+  reload: { method: 'POST', path: '/v1/reload' },
+  select: { method: 'POST', path: '/v1/select' },
+  explain: { method: 'GET', path: '/v1/explain' },
+  listsRefresh: { method: 'POST', path: '/v1/lists/refresh' },
+  dnsFlush: { method: 'POST', path: '/v1/dns/flush' },
+} as const satisfies Record<string, ControlRoute>;
+
+/** "GET /v1/status": how the server matches a request. */
+export const routeKey = (r: ControlRoute): string => `${r.method} ${r.path}`;
 
 export interface GatewayReport {
   name: string;
@@ -62,9 +71,12 @@ export interface StatusReport {
 }
 
 export interface ReloadReport {
-  status: 'applied' | 'unchanged' | 'rejected' | 'dry-run';
+  /** failed: the file is good but applying it failed; the previous config was put back. */
+  status: 'applied' | 'unchanged' | 'rejected' | 'failed' | 'dry-run';
   /** Errors of a rejected file, warnings of an applied one: `file:line:col: message`. */
   issues: string[];
+  /** Why applying failed (status failed). */
+  error?: string;
   /** Dry run: what the new file would change, in words. */
   changes?: string[];
 }

@@ -4,12 +4,12 @@
 // daemon answers on is not (two daemons would fight over the kernel state).
 //
 // Requests are small: bodies over 64 KiB, unknown routes and bad JSON get a
-// JSON error, never a crash. Handlers are the daemon's (wired in run.ts).
+// JSON error, never a crash. Handlers are the daemon's (daemon/control-handlers.ts, wired in createDaemon).
 import { chmod, mkdir, rm, stat } from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
 import { dirname } from 'node:path';
-import type { ExplainReport, ListsReport, ReloadReport, SelectReport, StatusReport } from './protocol.js';
+import { ROUTES, routeKey, type ExplainReport, type ListsReport, type ReloadReport, type SelectReport, type StatusReport } from './protocol.js';
 
 export interface ControlHandlers {
   status(): Promise<StatusReport> | StatusReport;
@@ -138,24 +138,24 @@ export class ControlServer {
       // A reload that was meant as a dry run must never apply.
       if (body.dryRun !== undefined && typeof body.dryRun !== 'boolean') throw new ControlError(400, 'SPLITWAN_CONTROL_REQUEST', 'dryRun must be true or false');
       switch (route) {
-        case 'GET /v1/status':
+        case routeKey(ROUTES.status):
           return send(200, await this.handlers.status());
-        case 'POST /v1/reload':
+        case routeKey(ROUTES.reload):
           if (body.file !== undefined && typeof body.file !== 'string') throw new ControlError(400, 'SPLITWAN_CONTROL_REQUEST', 'file must be a path');
           return send(200, await this.handlers.reload(body.dryRun === true, body.file as string | undefined));
-        case 'POST /v1/select': {
+        case routeKey(ROUTES.select): {
           const g = body.gateway;
           if (g !== null && typeof g !== 'string') throw new ControlError(400, 'SPLITWAN_CONTROL_REQUEST', 'gateway must be a name or null (auto)');
           return send(200, await this.handlers.select(g));
         }
-        case 'GET /v1/explain': {
+        case routeKey(ROUTES.explain): {
           const q = url.searchParams.get('q');
           if (!q) throw new ControlError(400, 'SPLITWAN_CONTROL_REQUEST', 'explain needs ?q=NAME|IP');
           return send(200, await this.handlers.explain(q, url.searchParams.get('source') ?? undefined));
         }
-        case 'POST /v1/lists/refresh':
+        case routeKey(ROUTES.listsRefresh):
           return send(200, await this.handlers.refreshLists());
-        case 'POST /v1/dns/flush':
+        case routeKey(ROUTES.dnsFlush):
           return send(200, this.handlers.flushDns());
         default:
           throw new ControlError(404, 'SPLITWAN_CONTROL_REQUEST', `no such request: ${route}`);

@@ -3,7 +3,7 @@
 // small nft transaction, and repair what someone removed on a schedule.
 // OS effects come in through the Router and NftExec interfaces, so this runs
 // against fakes in unit tests.
-import type { Clock, Logger } from '../../config/logger.js';
+import type { Clock, Logger } from '../../lib/logger.js';
 import type { DataplanePlan } from './plan.js';
 import type { Router } from './router-linux.js';
 

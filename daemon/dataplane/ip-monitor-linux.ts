@@ -6,7 +6,7 @@
 // have been missed meanwhile.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import type { Clock, Logger } from '../../config/logger.js';
+import type { Clock, Logger } from '../../lib/logger.js';
 
 export class IpMonitor {
   private child: ChildProcess | null = null;

@@ -24,10 +24,11 @@
 // inline, ~150 us from libuv's pool, whatever the set holds; the same as a
 // batch costs 15-50 us (`bench nft-tag`).
 import koffi from 'koffi';
-import { parseIp } from '../../config/ip.js';
-import type { Logger } from '../../config/logger.js';
+import { loadLibc } from '../../sys/libc-linux.js';
+import { parseIp } from '../../lib/ip.js';
+import type { Logger } from '../../lib/logger.js';
 import { NftError, NftSession, renderElementChanges, type ElementChanges, type NftExec } from './nft-session-linux.js';
-import { AF_NETLINK, MSG_DONTWAIT, SOCK_CLOEXEC, SOCK_RAW, SOL_SOCKET, SO_SNDBUF, SO_SNDBUFFORCE } from '../../config/linux-abi.js';
+import { AF_NETLINK, MSG_DONTWAIT, SOCK_CLOEXEC, SOCK_RAW, SOL_SOCKET, SO_SNDBUF, SO_SNDBUFFORCE } from '../../sys/linux-abi.js';
 
 interface Lib {
   ctxNew: koffi.KoffiFunction;
@@ -185,7 +186,7 @@ const NFTA_DATA_VALUE = 1;
  */
 const ELEMENTS_PER_MESSAGE = 1024;
 
-/** An IPv4 or IPv6 address in network order (config/ip.ts parses it); null if `s` is neither, or has a zone. */
+/** An IPv4 or IPv6 address in network order (lib/ip.ts parses it); null if `s` is neither, or has a zone. */
 export function addressBytes(s: string): Buffer | null {
   const ip = s.includes('%') ? null : parseIp(s);
   if (ip === null) return null;
@@ -370,7 +371,7 @@ let libcLoaded: Libc | null | undefined;
 function libc(): Libc | null {
   if (libcLoaded !== undefined) return libcLoaded;
   try {
-    const c = koffi.load('libc.so.6');
+    const c = loadLibc();
     libcLoaded = {
       socket: c.func('int socket(int domain, int type, int protocol)'),
       setsockopt: c.func('int setsockopt(int fd, int level, int name, int *value, uint32_t len)'),

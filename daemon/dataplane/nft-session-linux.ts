@@ -17,7 +17,7 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import type { Logger } from '../../config/logger.js';
+import type { Logger } from '../../lib/logger.js';
 
 export class NftError extends Error {
   readonly code = 'SPLITWAN_NFT';

@@ -13,7 +13,7 @@
 // - Static per-gateway routing tables with a prohibit backstop; ip rules at
 //   fixed priorities 5000-5099 that only splitwan uses.
 import { createHash } from 'node:crypto';
-import { parseCidr, type ParsedCidr } from '../../config/ip.js';
+import { parseCidr, type ParsedCidr } from '../../lib/ip.js';
 import type { Config, RuleConfig, Target } from '../../config/types.js';
 
 export const TABLE_NAME = 'splitwan';

@@ -4,7 +4,7 @@
 // rule or route someone removed and puts it back; `cleanup()` needs no state:
 // it finds splitwan's table, rule priorities and tables by their fixed
 // numbers, so it also works after a crash.
-import type { Logger } from '../../config/logger.js';
+import type { Logger } from '../../lib/logger.js';
 import type { Runner } from '../exec-linux.js';
 import { parseIpRoutes, parseIpRules, parseNftTable, type IpRoute, type IpRule } from '../os-parse.js';
 import type { NftExec } from './nft-session-linux.js';

@@ -9,7 +9,7 @@
 // per address (set, expiry) with its own copy of the set's name cost ~70
 // bytes more an address (`bench dns`, heap snapshot), and a map per set
 // makes forgetting a set one delete.
-import type { Clock } from '../../config/logger.js';
+import type { Clock } from '../../lib/logger.js';
 import { TABLE_NAME } from './plan.js';
 import { renderElementChanges, type ElementAdd, type ElementChanges, type NftExec } from './nft-session-linux.js';
 

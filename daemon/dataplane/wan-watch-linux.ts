@@ -5,7 +5,7 @@
 // `ip -j route show default`. Link events
 // matter because a link going down removes its IPv4 routes without a route
 // event (docs/design/dataplane-notes.md §10).
-import type { Clock, Logger } from '../../config/logger.js';
+import type { Clock, Logger } from '../../lib/logger.js';
 import type { Runner } from '../exec-linux.js';
 import { parseIpRoutes, type IpRoute } from '../os-parse.js';
 import { IpMonitor } from './ip-monitor-linux.js';

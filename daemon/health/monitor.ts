@@ -5,7 +5,7 @@
 // data plane, flushes the tunnel path's DNS cache, drops the flows of a dead
 // gateway). Timers come from the injected clock: unit tests run it under fake
 // time with a fake prober.
-import type { Clock, Logger } from '../../config/logger.js';
+import type { Clock, Logger } from '../../lib/logger.js';
 import { GatewayHealth, type HealthFigures, type HealthOptions } from './gateway-health.js';
 import type { ProbeResult, ProbeTarget } from './probes.js';
 import { selectGateway, type Candidate } from './select.js';

@@ -2,7 +2,7 @@
 // gateway that goes down may have moved (a VPN provider renumbering, a
 // dynamic-DNS home server), so while it stays down its name is looked up
 // again every `everyMs`, and a new address goes to the tunnel at once.
-import type { Clock, Logger } from '../../config/logger.js';
+import type { Clock, Logger } from '../../lib/logger.js';
 import type { GatewayConfig } from '../../config/types.js';
 import { isIP } from 'node:net';
 

@@ -4,7 +4,7 @@
 // (/var/run/wireguard), so a name alone is not proof: a process counts as ours
 // only when it runs in our namespace (the same /proc/PID/ns/net).
 import { promises as fsp } from 'node:fs';
-import type { Logger } from '../../config/logger.js';
+import type { Logger } from '../../lib/logger.js';
 import type { Runner } from '../exec-linux.js';
 import { parseIpLinks } from '../os-parse.js';
 

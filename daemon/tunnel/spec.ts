@@ -1,7 +1,7 @@
 // Pure helpers shared by the tunnel backends: validation, comparison, the
 // wg(8) config text and endpoint formatting. No I/O.
 import { isIP } from 'node:net';
-import { parseCidr } from '../../config/ip.js';
+import { parseCidr } from '../../lib/ip.js';
 import { isWireGuardKey } from '../../config/wgquick.js';
 import type { TunnelSpec } from './types.js';
 

@@ -13,7 +13,7 @@
 // - Handshakes: a link whose peer is reachable (default) shakes hands when it
 //   comes up and on handshake(); unreachable peers keep the last handshake.
 // Secrets never leave: state() shows specs with their keys hidden.
-import { systemClock, type Clock } from '../../config/logger.js';
+import { systemClock, type Clock } from '../../lib/logger.js';
 import { cloneSpec, diffSpec, formatEndpoint, isNoop, redactSpec, validateSpecs } from './spec.js';
 import type { TunnelBackend, TunnelSpec, TunnelStatus } from './types.js';
 

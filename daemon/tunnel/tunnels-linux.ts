@@ -22,7 +22,7 @@ import { existsSync, mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { systemClock, silentLogger, type Clock, type Logger } from '../../config/logger.js';
+import { systemClock, silentLogger, type Clock, type Logger } from '../../lib/logger.js';
 import { CommandError, linuxRunner, type CommandResult, type RunOptions, type Runner } from '../exec-linux.js';
 import { parseIpLinks, parseWgDump, type IpLink } from '../os-parse.js';
 import {

@@ -1,5 +1,5 @@
 // The control API, the CLI on top of it and the metrics, against `splitwan run`
-// in the namespace lab (test/lab/lab.ts):
+// in the namespace lab (lab/lab.ts):
 //
 //  [client] curl/dig ── lan0 [router: splitwan run; control.sock in the test's dir; metrics 127.0.0.1:9464] wan0 ── [isp] web 10.99.9.9
 //                             swg-<t>a ══ [gw1] (uplink 10.99.3.2)      swg-<t>b ══ [gw2] (uplink 10.99.4.2)
@@ -14,7 +14,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLab, labSupported, type Lab } from '../lab/lab.js';
+import { createLab, labSupported, type Lab } from '../../lab/lab.js';
 import { labConfig, startDaemon, stopDaemon, teardown, until, type Daemon } from '../helpers/daemon.js';
 import type { StatusReport } from '../../daemon/control/protocol.js';
 

@@ -1,4 +1,4 @@
-// `splitwan run` in the namespace lab, with real packets (test/lab/lab.ts):
+// `splitwan run` in the namespace lab, with real packets (lab/lab.ts):
 //
 //  [client] c0 ── lan0 [router: splitwan run] wan0 ── [isp] web 10.99.9.9 (echoes the source it sees)
 //                        swg-<t>a ══ WireGuard ══ [gw1] ── isp   (seen as 10.99.3.2)
@@ -15,7 +15,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLab, labSupported, type Lab } from '../lab/lab.js';
+import { createLab, labSupported, type Lab } from '../../lab/lab.js';
 import { labConfig, startDaemon, stopDaemon, teardown, until, type Daemon } from '../helpers/daemon.js';
 
 const support = labSupported();

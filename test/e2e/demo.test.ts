@@ -1,5 +1,5 @@
 // `splitwan demo` (daemon/commands/demo.ts), end to end: it builds its own
-// namespace lab (test/lab/lab.ts), runs `splitwan run` in it and narrates:
+// namespace lab (lab/lab.ts), runs `splitwan run` in it and narrates:
 //
 //  [client] ── lan0 [router: splitwan run] wan0 10.99.2.2 ── [isp] web server (echoes the source it sees)
 //                    swg-gw1-<id> ══ WireGuard ══ [gw1] ── isp   (seen as 10.99.3.2)
@@ -16,7 +16,7 @@ import { EventEmitter } from 'node:events';
 import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { demoCommand } from '../../daemon/commands/demo.js';
-import { labSupported } from '../lab/lab.js';
+import { labSupported } from '../../lab/lab.js';
 
 const support = labSupported();
 

@@ -1,4 +1,4 @@
-// The resolver in `splitwan run`, in the namespace lab (test/lab/lab.ts):
+// The resolver in `splitwan run`, in the namespace lab (lab/lab.ts):
 //
 //  [client] dig/curl ── lan0 10.99.1.1:53 [router: splitwan run] wan0 ── [isp] resolver 10.99.9.53 (query log)
 //                       (host mode: dig/curl in [router], 127.0.0.53:53)
@@ -19,12 +19,12 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLab, labSupported, type Lab } from '../lab/lab.js';
+import { createLab, labSupported, type Lab } from '../../lab/lab.js';
 import { labConfig, startDaemon, stopDaemon, teardown, until, type Daemon } from '../helpers/daemon.js';
 
 const support = labSupported();
 const root = join(import.meta.dirname, '..', '..');
-/** gw1's uplink address (test/lab/lab.ts): the address its endpoint name resolves to. */
+/** gw1's uplink address (lab/lab.ts): the address its endpoint name resolves to. */
 const GW1_UPLINK = '10.99.3.2';
 /** Host mode's default dns.listen. */
 const HOST_RESOLVER = '127.0.0.53';

@@ -1,4 +1,4 @@
-// Failover in the namespace lab (test/lab/lab.ts), with real probes through
+// Failover in the namespace lab (lab/lab.ts), with real probes through
 // each gateway's own tunnel:
 //
 //  [client] ── lan0 [router: splitwan run] wan0 ── [isp] web 10.99.9.9 (echoes the source it sees)
@@ -19,7 +19,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLab, labSupported, type Lab } from '../lab/lab.js';
+import { createLab, labSupported, type Lab } from '../../lab/lab.js';
 import { labConfig, startDaemon, teardown, until, type Daemon } from '../helpers/daemon.js';
 
 const support = labSupported();

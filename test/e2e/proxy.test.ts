@@ -1,4 +1,4 @@
-// The transparent proxy in `splitwan run`, in the namespace lab (test/lab/lab.ts):
+// The transparent proxy in `splitwan run`, in the namespace lab (lab/lab.ts):
 //
 //  [client] curl --resolve NAME:443:10.99.9.9 ── lan0 [router: splitwan run, proxy :15001] wan0 ── [isp] web 10.99.9.9 :80 :443
 //                                                 swg-<t>a ══ WireGuard ══ [gw1] ── up0 10.99.3.2
@@ -14,7 +14,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLab, labSupported, type Lab } from '../lab/lab.js';
+import { createLab, labSupported, type Lab } from '../../lab/lab.js';
 import { labConfig, startDaemon, stopDaemon, teardown, until, type Daemon } from '../helpers/daemon.js';
 
 const support = labSupported();

@@ -1,6 +1,6 @@
 // A clock whose time moves only when the test says so, with timers; for
 // schedules (health probes) driven through async code.
-import type { Clock } from '../../config/logger.js';
+import type { Clock } from '../../lib/logger.js';
 
 export class ManualClock implements Clock {
   t: number;

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type tls from 'node:tls';
 import * as dnsPacket from 'dns-packet';
 import { loadConfig } from '../../config/load.js';
-import { silentLogger, systemClock, type Clock, type Logger } from '../../config/logger.js';
+import { silentLogger, systemClock, type Clock, type Logger } from '../../lib/logger.js';
 import type { PathName, Target, Upstream } from '../../config/types.js';
 import { DnsCache } from '../../dns/cache.js';
 import { Forwarder, type PathDialer } from '../../dns/forwarder.js';

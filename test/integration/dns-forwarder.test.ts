@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import tls from 'node:tls';
 import * as dnsPacket from 'dns-packet';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { silentLogger } from '../../config/logger.js';
+import { silentLogger } from '../../lib/logger.js';
 import { parseUpstream } from '../../config/upstream.js';
 import type { Upstream } from '../../config/types.js';
 import { Forwarder, readQuestion, UpstreamError } from '../../dns/forwarder.js';

@@ -27,7 +27,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as dnsPacket from 'dns-packet';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Clock } from '../../config/logger.js';
+import type { Clock } from '../../lib/logger.js';
 import type { PathName } from '../../config/types.js';
 import { FakeTagger, haveDnsmasq, startDnsmasq, startResolver, type Dnsmasq, type TestResolver } from '../helpers/dns.js';
 

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../config/load.js';
-import { silentLogger, type Logger } from '../../config/logger.js';
+import { silentLogger, type Logger } from '../../lib/logger.js';
 import { ListRefresher, type CronScheduler } from '../../config/lists/refresher.js';
 import { ConfigStore } from '../../config/store.js';
 
@@ -104,5 +104,43 @@ describe('ListRefresher', () => {
     const offline = await loadConfig(file);
     expect(offline.lists.get('streaming')!.origin).toBe('cache');
     expect(offline.policy.matchName('disney.test').rule).toBe(0);
+  });
+
+  it('a download the daemon could not apply is reported failed, and applied by the next refresh even when the server says not modified', async () => {
+    const file = join(dir, 'config.yaml');
+    // The server answers 304 to a matching If-None-Match, as real list hosts do.
+    let etagBody = 'apply1.test\n';
+    const etag = () => `"${Buffer.from(etagBody).toString('hex').slice(0, 16)}"`;
+    const cond = createServer((req, res) => {
+      if (req.headers['if-none-match'] === etag()) {
+        res.writeHead(304).end();
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'text/plain', etag: etag() }).end(etagBody);
+    });
+    await new Promise<void>((r) => cond.listen(0, '127.0.0.1', r));
+    const condUrl = `http://127.0.0.1:${(cond.address() as AddressInfo).port}/apply.txt`;
+    writeFileSync(file, ['mode: host', 'stateDir: state2', 'tunnel: { gateways: [{ name: gw1, config: gw1.conf }] }', 'lists:', `  streaming: { url: "${condUrl}", refresh: "0 4 * * *", timeout: 2s }`, 'rules:', '  - list: streaming', '    via: breakout', ''].join('\n'));
+    const store = await ConfigStore.open({ file, logger: silentLogger });
+    let failApply = true;
+    store.subscribe(() => {
+      if (failApply) throw new Error('the kernel refused the ruleset');
+    });
+    const refresher = new ListRefresher(store, silentLogger, new ManualScheduler());
+    try {
+      const r1 = await refresher.refresh('streaming');
+      expect(r1.status).toBe('failed');
+      expect(r1.error).toMatch(/applying it failed: the kernel refused the ruleset/);
+      expect(store.current.policy.matchName('apply1.test').rule).toBeNull();
+      // Nothing changed on the server (304), but the copy was never applied: now it is.
+      failApply = false;
+      const r2 = await refresher.refresh('streaming');
+      expect(r2.status).toBe('not-modified');
+      expect(store.current.policy.matchName('apply1.test').rule).toBe(0);
+    } finally {
+      refresher.stop();
+      store.close();
+      await new Promise((r) => cond.close(r));
+    }
   });
 });

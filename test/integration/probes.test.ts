@@ -5,7 +5,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ProbeSpec } from '../../config/types.js';
-import { silentLogger } from '../../config/logger.js';
+import { silentLogger } from '../../lib/logger.js';
 import { Forwarder } from '../../dns/forwarder.js';
 import { HANDSHAKE_STALE_MS, Prober, RX_STALL_MS, type ProbeTarget } from '../../daemon/health/probes.js';
 import { parsePingRtt } from '../../daemon/health/ping-linux.js';

@@ -10,7 +10,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLab, labSupported, type GatewayIndex, type Lab } from './lab.js';
+import { createLab, labSupported, type GatewayIndex, type Lab } from '../../lab/lab.js';
 
 const support = labSupported();
 const supported = support.ok;

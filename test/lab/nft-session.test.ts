@@ -10,7 +10,7 @@ import { existsSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { silentLogger, systemClock } from '../../config/logger.js';
+import { silentLogger, systemClock } from '../../lib/logger.js';
 import { NftError, NftSession } from '../../daemon/dataplane/nft-session-linux.js';
 import { renderRuleset, tagSetNames, type DataplanePlan } from '../../daemon/dataplane/plan.js';
 import { NftTagger } from '../../daemon/dataplane/tagger.js';

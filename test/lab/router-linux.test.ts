@@ -8,7 +8,7 @@
 // leaves no trace. Needs root: CI runs as root.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { silentLogger } from '../../config/logger.js';
+import { silentLogger } from '../../lib/logger.js';
 import { linuxRunner, netnsRunner, type Runner } from '../../daemon/exec-linux.js';
 import { NftSession } from '../../daemon/dataplane/nft-session-linux.js';
 import { LinuxRouter } from '../../daemon/dataplane/router-linux.js';

@@ -18,7 +18,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLab, labSupported, type Lab } from './lab.js';
+import { createLab, labSupported, type Lab } from '../../lab/lab.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const probe = join(root, 'test', 'lab', 'fixtures', 'sockets-probe.mjs');

@@ -12,12 +12,12 @@
 import { type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Logger } from '../../config/logger.js';
+import type { Logger } from '../../lib/logger.js';
 import { CommandError, linuxRunner, type Runner } from '../../daemon/exec-linux.js';
 import { MARK_BREAKOUT } from '../../daemon/dataplane/plan.js';
 import { LinuxTunnels, defaultSpawn } from '../../daemon/tunnel/tunnels-linux.js';
 import type { TunnelSpec, TunnelStatus } from '../../daemon/tunnel/types.js';
-import { createLab, labSupported, type Lab } from './lab.js';
+import { createLab, labSupported, type Lab } from '../../lab/lab.js';
 
 const support = labSupported();
 const supported = support.ok;

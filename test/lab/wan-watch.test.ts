@@ -6,7 +6,7 @@
 // removes its routes without a route event), are both seen, without polling.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { silentLogger, systemClock } from '../../config/logger.js';
+import { silentLogger, systemClock } from '../../lib/logger.js';
 import { netnsRunner } from '../../daemon/exec-linux.js';
 import { WanWatcher, type WanState } from '../../daemon/dataplane/wan-watch-linux.js';
 

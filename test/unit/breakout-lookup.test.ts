@@ -2,7 +2,7 @@ import * as dnsPacket from 'dns-packet';
 import { describe, expect, it } from 'vitest';
 import type { PathName, Upstream } from '../../config/types.js';
 import type { Question } from '../../dns/forwarder.js';
-import { breakoutLookup } from '../../daemon/run.js';
+import { breakoutLookup } from '../../daemon/tunnel/gateway-spec.js';
 
 /** A forwarder that answers from a table and records the path and resolvers it was asked through. */
 function fakeForwarder(table: Record<string, string[]>) {

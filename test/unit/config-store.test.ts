@@ -4,7 +4,7 @@ import { chmodSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { Logger } from '../../config/logger.js';
+import type { Logger } from '../../lib/logger.js';
 import type { LoadedConfig } from '../../config/load.js';
 import { ConfigStore } from '../../config/store.js';
 
@@ -68,6 +68,51 @@ describe('ConfigStore', () => {
     expect(seen[0]![0].policy.matchName('stream.test').via).toEqual(['breakout']);
     expect(seen[0]![1]).toBe(store.current);
     expect(store.version).toBe(2);
+  });
+
+  it('a listener that fails: the reload is failed (not applied), the listeners that ran get the previous config back, the same file is tried again', async () => {
+    const log = recordingLogger();
+    store = await ConfigStore.open({ file, logger: log });
+    const before = store.current;
+    const seen: string[] = [];
+    const via = (c: LoadedConfig): string => String(c.policy.matchName('stream.test').via);
+    store.subscribe((a, b) => void seen.push(`first ${via(a)}→${via(b)}`));
+    let fail = true;
+    store.subscribe((a, b) => {
+      seen.push(`second ${via(a)}→${via(b)}`);
+      if (fail && via(b) === 'gw:gw1') throw new Error('binding 127.0.0.1:53: EADDRINUSE');
+    });
+    store.subscribe(() => void seen.push('third'));
+    writeFileSync(file, configYaml('gw1'));
+    const r = await store.reload();
+    expect(r.status).toBe('failed');
+    expect(r.error).toBe('binding 127.0.0.1:53: EADDRINUSE');
+    expect(store.current).toBe(before);
+    expect(store.version).toBe(1);
+    // The third never ran; the second (which failed midway) and the first got the previous config back, last first.
+    expect(seen).toEqual(['first breakout→gw:gw1', 'second breakout→gw:gw1', 'second gw:gw1→breakout', 'first gw:gw1→breakout']);
+    expect(store.lastReload).toMatchObject({ status: 'failed', error: 'binding 127.0.0.1:53: EADDRINUSE' });
+    expect(log.lines.some((l) => l.level === 'error' && l.msg.includes('config not applied: binding 127.0.0.1:53: EADDRINUSE; the previous configuration was put back'))).toBe(true);
+    // The same file: tried again (not "unchanged"), and applied once the cause is gone.
+    expect((await store.reload()).status).toBe('failed');
+    fail = false;
+    seen.length = 0;
+    expect((await store.reload()).status).toBe('applied');
+    expect(seen).toEqual(['first breakout→gw:gw1', 'second breakout→gw:gw1', 'third']);
+    expect(store.version).toBe(2);
+    expect((await store.reload()).status).toBe('unchanged');
+  });
+
+  it('a restore that fails too is said in the log', async () => {
+    const log = recordingLogger();
+    store = await ConfigStore.open({ file, logger: log });
+    store.subscribe(() => {
+      throw new Error('nft: no such table');
+    });
+    writeFileSync(file, configYaml('gw1'));
+    const r = await store.reload();
+    expect(r.status).toBe('failed');
+    expect(log.lines.some((l) => l.level === 'error' && l.msg.includes('restoring the previous configuration failed too'))).toBe(true);
   });
 
   it('keeps the old config running after a bad edit and logs the line', async () => {

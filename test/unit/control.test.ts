@@ -199,14 +199,14 @@ describe('control server', () => {
 
   it('GET /v1/status returns the handler report as JSON', async () => {
     const { path } = await start();
-    expect(await controlRequest<StatusReport>(path, 'GET', '/v1/status')).toEqual(report());
+    expect(await controlRequest<StatusReport>(path, { method: 'GET', path: '/v1/status' })).toEqual(report());
   });
 
   it('POST /v1/select passes a name, or null for automatic', async () => {
     const h = fakeHandlers();
     const { path } = await start(h);
-    expect(await controlRequest(path, 'POST', '/v1/select', { gateway: 'x' })).toEqual({ active: 'x', pinned: 'x' });
-    expect(await controlRequest(path, 'POST', '/v1/select', { gateway: null })).toEqual({ active: 'gw1', pinned: null });
+    expect(await controlRequest(path, { method: 'POST', path: '/v1/select' }, { gateway: 'x' })).toEqual({ active: 'x', pinned: 'x' });
+    expect(await controlRequest(path, { method: 'POST', path: '/v1/select' }, { gateway: null })).toEqual({ active: 'gw1', pinned: null });
     expect(h.selected).toEqual(['x', null]);
   });
 
@@ -214,7 +214,7 @@ describe('control server', () => {
     const h = fakeHandlers();
     const { path } = await start(h);
     for (const gateway of [5, true, ['x'], { name: 'x' }, undefined]) {
-      const e = await requestError(controlRequest(path, 'POST', '/v1/select', { gateway }));
+      const e = await requestError(controlRequest(path, { method: 'POST', path: '/v1/select' }, { gateway }));
       expect([e.status, e.code]).toEqual([400, 'SPLITWAN_CONTROL_REQUEST']);
     }
     expect(h.selected).toEqual([]);
@@ -224,7 +224,7 @@ describe('control server', () => {
     const h = fakeHandlers();
     h.selectError = codedError('no gateway named "nope"', 'SPLITWAN_CONTROL_SELECT');
     const { path } = await start(h);
-    const e = await requestError(controlRequest(path, 'POST', '/v1/select', { gateway: 'nope' }));
+    const e = await requestError(controlRequest(path, { method: 'POST', path: '/v1/select' }, { gateway: 'nope' }));
     expect([e.status, e.code, e.message]).toEqual([400, 'SPLITWAN_CONTROL_SELECT', 'no gateway named "nope"']);
   });
 
@@ -232,10 +232,10 @@ describe('control server', () => {
     const h = fakeHandlers();
     const { path } = await start(h);
     h.selectError = new Error('boom');
-    const e = await requestError(controlRequest(path, 'POST', '/v1/select', { gateway: 'x' }));
+    const e = await requestError(controlRequest(path, { method: 'POST', path: '/v1/select' }, { gateway: 'x' }));
     expect([e.status, e.code, e.message]).toEqual([500, 'SPLITWAN_CONTROL_FAILED', 'boom']);
     h.selectError = codedError('no such file', 'ENOENT');
-    const e2 = await requestError(controlRequest(path, 'POST', '/v1/select', { gateway: 'x' }));
+    const e2 = await requestError(controlRequest(path, { method: 'POST', path: '/v1/select' }, { gateway: 'x' }));
     expect([e2.status, e2.code]).toEqual([500, 'SPLITWAN_CONTROL_FAILED']);
   });
 
@@ -248,9 +248,9 @@ describe('control server', () => {
       throw new Error('disk on fire');
     };
     const { path } = await start(h);
-    const e = await requestError(controlRequest(path, 'POST', '/v1/lists/refresh', {}));
+    const e = await requestError(controlRequest(path, { method: 'POST', path: '/v1/lists/refresh' }, {}));
     expect([e.status, e.code]).toEqual([400, 'SPLITWAN_LISTS_BUSY']);
-    const e2 = await requestError(controlRequest(path, 'POST', '/v1/reload', {}));
+    const e2 = await requestError(controlRequest(path, { method: 'POST', path: '/v1/reload' }, {}));
     expect([e2.status, e2.code]).toEqual([500, 'SPLITWAN_CONTROL_FAILED']);
   });
 
@@ -262,7 +262,7 @@ describe('control server', () => {
       ['GET', '/v1/select'],
       ['GET', '/'],
     ] as const) {
-      const e = await requestError(controlRequest(path, m, p));
+      const e = await requestError(controlRequest(path, { method: m, path: p }));
       expect([e.status, e.code]).toEqual([404, 'SPLITWAN_CONTROL_REQUEST']);
       expect(e.message).toContain(`${m} ${p}`);
     }
@@ -271,27 +271,27 @@ describe('control server', () => {
   it('reload, explain, lists refresh and dns flush reach their handlers', async () => {
     const h = fakeHandlers();
     const { path } = await start(h);
-    expect(await controlRequest<ReloadReport>(path, 'POST', '/v1/reload', { dryRun: true, file: '/tmp/x.yaml' })).toEqual({ status: 'dry-run', issues: [], changes: [] });
-    expect(await controlRequest<ReloadReport>(path, 'POST', '/v1/reload', {})).toEqual({ status: 'applied', issues: [] });
+    expect(await controlRequest<ReloadReport>(path, { method: 'POST', path: '/v1/reload' }, { dryRun: true, file: '/tmp/x.yaml' })).toEqual({ status: 'dry-run', issues: [], changes: [] });
+    expect(await controlRequest<ReloadReport>(path, { method: 'POST', path: '/v1/reload' }, {})).toEqual({ status: 'applied', issues: [] });
     expect(h.reloads).toEqual([
       { dryRun: true, file: '/tmp/x.yaml' },
       { dryRun: false, file: undefined },
     ]);
-    const bad = await requestError(controlRequest(path, 'POST', '/v1/reload', { file: 5 }));
+    const bad = await requestError(controlRequest(path, { method: 'POST', path: '/v1/reload' }, { file: 5 }));
     expect([bad.status, bad.code]).toEqual([400, 'SPLITWAN_CONTROL_REQUEST']);
     expect(h.reloads).toHaveLength(2);
 
-    expect(await controlRequest(path, 'GET', '/v1/explain?q=example.com&source=192.168.1.5')).toEqual({ target: 'example.com' });
-    expect(await controlRequest(path, 'GET', '/v1/explain?q=1.2.3.4')).toEqual({ target: '1.2.3.4' });
+    expect(await controlRequest(path, { method: 'GET', path: '/v1/explain?q=example.com&source=192.168.1.5' })).toEqual({ target: 'example.com' });
+    expect(await controlRequest(path, { method: 'GET', path: '/v1/explain?q=1.2.3.4' })).toEqual({ target: '1.2.3.4' });
     expect(h.explained).toEqual([
       { target: 'example.com', source: '192.168.1.5' },
       { target: '1.2.3.4', source: undefined },
     ]);
-    const noQ = await requestError(controlRequest(path, 'GET', '/v1/explain'));
+    const noQ = await requestError(controlRequest(path, { method: 'GET', path: '/v1/explain' }));
     expect([noQ.status, noQ.code]).toEqual([400, 'SPLITWAN_CONTROL_REQUEST']);
 
-    expect(await controlRequest(path, 'POST', '/v1/lists/refresh', {})).toEqual({ lists: [{ name: 'stream', ok: true, entries: 3, changed: true }] });
-    expect(await controlRequest(path, 'POST', '/v1/dns/flush', {})).toEqual({ flushed: 7 });
+    expect(await controlRequest(path, { method: 'POST', path: '/v1/lists/refresh' }, {})).toEqual({ lists: [{ name: 'stream', ok: true, entries: 3, changed: true }] });
+    expect(await controlRequest(path, { method: 'POST', path: '/v1/dns/flush' }, {})).toEqual({ flushed: 7 });
   });
 
   it('a body that is not JSON → 400 SPLITWAN_CONTROL_REQUEST', async () => {
@@ -339,7 +339,7 @@ describe('control server', () => {
     const edge = JSON.stringify({ gateway: 'y', pad: '' });
     const fill = 64 * 1024 - Buffer.byteLength(edge);
     expect(await raw(path, 'POST', '/v1/select', JSON.stringify({ gateway: 'y', pad: 'b'.repeat(fill) }))).toEqual({ status: 200, json: { active: 'y', pinned: 'y' } });
-    expect(await controlRequest(path, 'GET', '/v1/status')).toEqual(report());
+    expect(await controlRequest(path, { method: 'GET', path: '/v1/status' })).toEqual(report());
   });
 
   it('garbage bytes on the raw socket never crash it: a later request still works', async () => {
@@ -372,7 +372,7 @@ describe('control server', () => {
         }, 50);
       });
     });
-    expect(await controlRequest(path, 'GET', '/v1/status')).toEqual(report());
+    expect(await controlRequest(path, { method: 'GET', path: '/v1/status' })).toEqual(report());
     expect(errors).toEqual([]);
   });
 
@@ -381,7 +381,7 @@ describe('control server', () => {
     await writeFile(path, 'left over');
     await start(fakeHandlers(), path);
     expect((await stat(path)).isSocket()).toBe(true);
-    expect(await controlRequest(path, 'GET', '/v1/status')).toEqual(report());
+    expect(await controlRequest(path, { method: 'GET', path: '/v1/status' })).toEqual(report());
   });
 
   it('a stale socket file (its process died) is replaced on listen', async () => {
@@ -389,9 +389,9 @@ describe('control server', () => {
     await staleSocket(path);
     expect((await stat(path)).isSocket()).toBe(true);
     // Nothing answers on it: the client says "not running".
-    await expect(controlRequest(path, 'GET', '/v1/status')).rejects.toBeInstanceOf(NotRunningError);
+    await expect(controlRequest(path, { method: 'GET', path: '/v1/status' })).rejects.toBeInstanceOf(NotRunningError);
     await start(fakeHandlers(), path);
-    expect(await controlRequest(path, 'GET', '/v1/status')).toEqual(report());
+    expect(await controlRequest(path, { method: 'GET', path: '/v1/status' })).toEqual(report());
   });
 
   it('a socket a closed ControlServer left (if any) is no obstacle to the next one', async () => {
@@ -400,7 +400,7 @@ describe('control server', () => {
     await first.listen(path);
     await first.close();
     await start(fakeHandlers(), path);
-    expect(await controlRequest(path, 'GET', '/v1/status')).toEqual(report());
+    expect(await controlRequest(path, { method: 'GET', path: '/v1/status' })).toEqual(report());
   });
 
   it('a second server on a path one answers on throws ControlListenError SPLITWAN_CONTROL_LISTEN and leaves the first alone', async () => {
@@ -415,14 +415,14 @@ describe('control server', () => {
     expect((e as Error).message).toContain('another splitwan is running');
     await second.close();
     expect((await stat(path)).isSocket()).toBe(true);
-    expect(await controlRequest(path, 'GET', '/v1/status')).toEqual(report());
+    expect(await controlRequest(path, { method: 'GET', path: '/v1/status' })).toEqual(report());
   });
 
   it('close() is idempotent and the client then sees "not running"', async () => {
     const { server, path } = await start();
     await server.close();
     await server.close();
-    await expect(controlRequest(path, 'GET', '/v1/status')).rejects.toBeInstanceOf(NotRunningError);
+    await expect(controlRequest(path, { method: 'GET', path: '/v1/status' })).rejects.toBeInstanceOf(NotRunningError);
   });
 
   it('statusCommand against a live server prints JSON with --json and the table without', async () => {
@@ -457,7 +457,7 @@ describe('control server', () => {
 describe('control client with no daemon', () => {
   it('controlRequest on a path with nothing → NotRunningError (SPLITWAN_NOT_RUNNING)', async () => {
     const path = join(dir, 'nothing-here.sock');
-    const e = await controlRequest(path, 'GET', '/v1/status').then(
+    const e = await controlRequest(path, { method: 'GET', path: '/v1/status' }).then(
       () => null,
       (x: unknown) => x,
     );
@@ -467,7 +467,7 @@ describe('control client with no daemon', () => {
   });
 
   it('controlRequest on a missing directory → NotRunningError too', async () => {
-    await expect(controlRequest(join(dir, 'no-such-dir', 'c.sock'), 'POST', '/v1/select', { gateway: null })).rejects.toBeInstanceOf(NotRunningError);
+    await expect(controlRequest(join(dir, 'no-such-dir', 'c.sock'), { method: 'POST', path: '/v1/select' }, { gateway: null })).rejects.toBeInstanceOf(NotRunningError);
   });
 
   it('statusCommand on such a path → exit 3 and "splitwan is not running" on stderr, nothing on stdout', async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { silentLogger, type Clock } from '../../config/logger.js';
+import { silentLogger, type Clock } from '../../lib/logger.js';
 import { Dataplane } from '../../daemon/dataplane/dataplane.js';
 import type { DataplanePlan } from '../../daemon/dataplane/plan.js';
 import { FakeRouter } from '../../daemon/dataplane/router-fake.js';

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { Clock } from '../../config/logger.js';
+import type { Clock } from '../../lib/logger.js';
 import { type CacheEntryInput, DnsCache, type DnsCacheOptions, InFlight } from '../../dns/cache.js';
 
 /** A clock that moves only when told to. Timers are not used by the cache. */

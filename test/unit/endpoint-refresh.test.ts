@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { silentLogger } from '../../config/logger.js';
+import { silentLogger } from '../../lib/logger.js';
 import type { GatewayConfig } from '../../config/types.js';
 import { EndpointRefresher } from '../../daemon/tunnel/endpoint-refresh.js';
 import { ManualClock } from '../helpers/clock.js';

@@ -26,7 +26,7 @@ describe('error codes are documented', () => {
 
   it('every SPLITWAN_* literal in the sources appears in docs/errors.md', () => {
     const used = new Set<string>();
-    for (const dir of ['config', 'dns', 'proxy', 'daemon']) {
+    for (const dir of ['lib', 'sys', 'config', 'dns', 'proxy', 'daemon', 'lab']) {
       if (!existsSync(join(root, dir))) continue;
       for (const f of sources(join(root, dir))) {
         for (const m of readFileSync(f, 'utf8').match(/SPLITWAN_[A-Z0-9_]+/g) ?? []) used.add(m);

@@ -2,7 +2,7 @@
 // test controls per gateway: schedules, hysteresis, switches handed to the
 // daemon in order, kill switch and recovery.
 import { describe, expect, it } from 'vitest';
-import { silentLogger } from '../../config/logger.js';
+import { silentLogger } from '../../lib/logger.js';
 import { HealthMonitor, type MonitoredGateway, type Switch } from '../../daemon/health/monitor.js';
 import type { ProbeResult, ProbeTarget } from '../../daemon/health/probes.js';
 import { ManualClock } from '../helpers/clock.js';

@@ -5,12 +5,10 @@ import {
   OS_PARSE_CODE,
   ParseError,
   parseIpLinks,
-  parseIpMonitorLine,
   parseIpRoutes,
   parseIpRules,
   parseNftTable,
   parseWgDump,
-  parseWgDumpAll,
   type IpRoute,
   type WgDump,
 } from '../../daemon/os-parse.js';
@@ -21,7 +19,6 @@ const fixture = (name: string): string => readFileSync(new URL(name, FIXTURES), 
 
 // Public keys in the fixtures.
 const ROUTER_A = 'ZBoe7BP0sN1ejHRijgYavy/+w2FXWdpnQwUD/RQ8WHw='; // swg4023a
-const ROUTER_B = 'eJPxPe7737TUj4TEkz/yRw+LbjuiJc4U6nq+df4XRj0='; // swg4023b
 const GW1 = 'Ru7zj0td4ZlHef1wQxMd2dBKC8YbHPGSo4gk3sOWjUU='; // gwg4023a
 const GW2 = 'NXmZaJxNnP4UhDYQxmxlt3WypLEo2UuwjQKwgV9I2ho='; // gwg4023b
 
@@ -142,13 +139,10 @@ describe('parseWgDump', () => {
     const text =
       `${PRIV}\t${ROUTER_A}\t51820\t0x1000\n` +
       `${PEER}\t${PSK}\t10.99.3.2:51820\t0.0.0.0/0,::/0\t1795424720\t1\t2\t25\n`;
-    const one = JSON.stringify(parseWgDump(text));
-    const all = JSON.stringify([...parseWgDumpAll(text.replace(/^/gm, 'swg1\t').replace(/swg1\t$/, ''))]);
-    for (const out of [one, all]) {
-      expect(out).not.toContain(PRIV);
-      expect(out).not.toContain(PSK);
-      expect(out).toContain(PEER);
-    }
+    const out = JSON.stringify(parseWgDump(text));
+    expect(out).not.toContain(PRIV);
+    expect(out).not.toContain(PSK);
+    expect(out).toContain(PEER);
     expect(parseWgDump(text).peers[0]?.hasPresharedKey).toBe(true);
   });
 
@@ -165,9 +159,6 @@ describe('parseWgDump', () => {
       expect(err.message).toMatch(/^wg show dump: line \d/);
       expect(err.message).not.toContain(PRIV);
       expect(err.message).not.toContain(PSK);
-      const errAll = parseError(() => parseWgDumpAll(text.replace(/^/gm, 'swg1\t')));
-      expect(errAll.message).not.toContain(PRIV);
-      expect(errAll.message).not.toContain(PSK);
     }
   });
 
@@ -201,73 +192,6 @@ describe('parseWgDump', () => {
     expect(parseError(() => parseWgDump(`${head}\n${peer({})}\tx`)).message).toBe(
       'wg show dump: line 2: expected 8 tab-separated fields for a peer, got 9',
     );
-  });
-});
-
-describe('parseWgDumpAll', () => {
-  it('reads every interface of every namespace, in order (wg-show-all-dump.txt)', () => {
-    const all = parseWgDumpAll(fixture('wg-show-all-dump.txt'));
-    expect([...all.keys()]).toEqual(['gwg4023a', 'swg4023b', 'swg4023a', 'gwg4023b']);
-    // The same interfaces as the single-interface dumps captured beside it.
-    expect(all.get('swg4023a')).toEqual(parseWgDump(fixture('wg-show-dump.txt')));
-    expect(all.get('gwg4023a')).toEqual(parseWgDump(fixture('wg-show-dump-server.txt')));
-    expect(all.get('swg4023b')).toEqual({
-      iface: { publicKey: ROUTER_B, listenPort: 54940, fwmark: 0x1000 },
-      peers: [
-        {
-          publicKey: GW2,
-          hasPresharedKey: false,
-          endpoint: { host: '10.99.4.2', port: 51820 },
-          allowedIps: ['0.0.0.0/0', '::/0'],
-          latestHandshake: 1795424676_000,
-          rxBytes: 13148,
-          txBytes: 15620,
-          keepalive: 25,
-        },
-      ],
-    });
-    expect(all.get('gwg4023b')).toEqual({
-      iface: { publicKey: GW2, listenPort: 51820, fwmark: null },
-      peers: [
-        {
-          publicKey: ROUTER_B,
-          hasPresharedKey: false,
-          endpoint: { host: '10.99.2.2', port: 54940 },
-          allowedIps: ['10.64.0.2/32', 'fd64::2/128'],
-          latestHandshake: 1795424676_000,
-          rxBytes: 15620,
-          txBytes: 13148,
-          keepalive: null,
-        },
-      ],
-    });
-  });
-
-  it('no interfaces: an empty map', () => {
-    expect(parseWgDumpAll('')).toEqual(new Map());
-    expect(parseWgDumpAll('\n')).toEqual(new Map());
-  });
-
-  it('an interface without peers', () => {
-    expect(parseWgDumpAll(`swg1\t(hidden)\t${ROUTER_A}\t51820\t0x1000\n`).get('swg1')).toEqual({
-      iface: { publicKey: ROUTER_A, listenPort: 51820, fwmark: 0x1000 },
-      peers: [],
-    });
-  });
-
-  it('rejects malformed dumps', () => {
-    const head = `swg1\t(hidden)\t${ROUTER_A}\t51820\toff`;
-    const peer = `swg1\t${PEER}\t(none)\t(none)\t(none)\t0\t0\t0\toff`;
-    expect(parseError(() => parseWgDumpAll(fixture('wg-show-dump.txt'))).message).toMatch(
-      /^wg show all dump: line 1: expected 5 \(interface\) or 9 \(peer\) tab-separated fields, got 4$/,
-    );
-    expect(parseError(() => parseWgDumpAll(peer)).message).toMatch(/a peer of swg1 before its interface line/);
-    expect(parseError(() => parseWgDumpAll(`${head}\n${head}`)).message).toMatch(/swg1 listed twice/);
-    parseError(() => parseWgDumpAll(`\t(hidden)\t${ROUTER_A}\t51820\toff`));
-    // A private key in the name's place is not repeated.
-    const keyFirst = parseError(() => parseWgDumpAll(`${PRIV}\t${ROUTER_A}\t51820\toff\t0x1000`));
-    expect(keyFirst.message).toBe('wg show all dump: line 1: the first field is not an interface name');
-    parseError(() => parseWgDumpAll(`${head}\n${peer}\textra`));
   });
 });
 
@@ -728,111 +652,13 @@ describe('parseNftTable', () => {
   });
 });
 
-describe('parseIpMonitorLine', () => {
-  const expected = [
-    [false, { dst: 'default', table: '1100', type: 'unicast', dev: 'swg4023b' }],
-    [false, { dst: 'default', table: '1100', type: 'unicast', dev: 'swg4023a' }],
-    [true, { dst: 'default', table: '1100', type: 'unicast', dev: 'swg4023a' }],
-    [false, { dst: 'default', table: 'main', type: 'unicast', dev: 'wan0', gateway: '10.99.2.1' }],
-    [true, { dst: 'default', table: 'main', type: 'unicast', dev: 'wan0', gateway: '10.99.2.1' }],
-    [false, { dst: 'default', table: '1100', type: 'unicast', dev: 'swg4023b' }],
-    [true, { dst: 'default', table: '1100', type: 'unicast', dev: 'swg4023b' }],
-    [true, { dst: 'fd99:2::/64', table: 'main', type: 'unicast', dev: 'wan0' }],
-    [true, { dst: 'fe80::/64', table: 'main', type: 'unicast', dev: 'wan0' }],
-    [true, { dst: 'default', table: 'main', type: 'unicast', dev: 'wan0', gateway: 'fd99:2::1' }],
-    [true, { dst: 'fd99:2::', table: 'local', type: 'anycast', dev: 'wan0' }],
-    [true, { dst: 'fd99:2::2', table: 'local', type: 'local', dev: 'wan0' }],
-    [true, { dst: 'fe80::', table: 'local', type: 'anycast', dev: 'wan0' }],
-    [true, { dst: 'fe80::2835:f5ff:fe4a:689e', table: 'local', type: 'local', dev: 'wan0' }],
-    [true, { dst: 'ff00::/8', table: 'local', type: 'multicast', dev: 'wan0' }],
-    [false, { dst: '10.99.2.0/24', table: 'main', type: 'unicast', dev: 'wan0' }],
-    [false, { dst: '10.99.2.255', table: 'local', type: 'broadcast', dev: 'wan0' }],
-    [false, { dst: 'ff00::/8', table: 'local', type: 'multicast', dev: 'wan0' }],
-    [false, { dst: 'fe80::/64', table: 'main', type: 'unicast', dev: 'wan0' }],
-    [false, { dst: 'default', table: 'main', type: 'unicast', dev: 'wan0', gateway: '10.99.2.1' }],
-    [false, { dst: 'fe80::2835:f5ff:fe4a:689e', table: 'local', type: 'local', dev: 'wan0' }],
-    [false, { dst: 'fe80::', table: 'local', type: 'anycast', dev: 'wan0' }],
-  ] as const;
-
-  const lines = (name: string): string[] => fixture(name).split('\n').filter((l) => l !== '');
-
-  it('reads every line of ip monitor route (ip-monitor-route.txt)', () => {
-    expect(lines('ip-monitor-route.txt').map(parseIpMonitorLine)).toEqual(
-      expected.map(([deleted, route]) => ({ deleted, route })),
-    );
-  });
-
-  it('reads every line of ip -ts monitor route (ip-monitor-route-ts.txt)', () => {
-    expect(lines('ip-monitor-route-ts.txt').map(parseIpMonitorLine)).toEqual(
-      expected.map(([deleted, route]) => ({ deleted, route })),
-    );
-  });
-
-  it('prohibit routes, labels, via inet6', () => {
-    expect(parseIpMonitorLine('prohibit default dev lo table 1101 metric 4000000000 pref medium')).toEqual({
-      deleted: false,
-      route: { dst: 'default', table: '1101', type: 'prohibit', dev: 'lo' },
-    });
-    const labelled = '[2026-11-23T09:06:09.124767] [ROUTE]Deleted prohibit default table 1100 metric 4000000000\n';
-    expect(parseIpMonitorLine(labelled)).toEqual({
-      deleted: true,
-      route: { dst: 'default', table: '1100', type: 'prohibit' },
-    });
-    expect(parseIpMonitorLine('10.9.0.0/16 via inet6 fe80::1 dev wan0')?.route).toEqual({
-      dst: '10.9.0.0/16',
-      table: 'main',
-      type: 'unicast',
-      dev: 'wan0',
-      gateway: 'fe80::1',
-    });
-    const dhcp = 'default via 10.99.2.1 dev wan0 proto dhcp src 10.99.2.2 metric 100 linkdown ';
-    expect(parseIpMonitorLine(dhcp)?.route).toEqual({
-      dst: 'default',
-      table: 'main',
-      type: 'unicast',
-      dev: 'wan0',
-      gateway: '10.99.2.1',
-    });
-  });
-
-  it('lines that are not routes give null', () => {
-    for (const line of [
-      '',
-      '   ',
-      '4: swg4023a: <POINTOPOINT,MULTICAST,NOARP,UP,LOWER_UP> mtu 1420 qdisc pfifo_fast state UNKNOWN group default',
-      '    link/none ',
-      'Deleted 4: swg4023a: <POINTOPOINT,MULTICAST,NOARP> mtu 1420 qdisc noop state DOWN group default',
-      '[2026-11-23T09:06:09.124767] 3: wan0: <NO-CARRIER,BROADCAST,MULTICAST,UP> mtu 1500',
-      'Timestamp: Mon Nov 23 09:06:09 2026 124767 usec',
-      '\tnexthop via 10.0.0.1 dev wan0 weight 1',
-      'Deleted',
-      'local',
-      '10.0.0.0/33 dev wan0',
-      'example.com dev wan0',
-    ]) {
-      expect(parseIpMonitorLine(line)).toBeNull();
-    }
-  });
-
-  it('a route line cut short is a ParseError', () => {
-    expect(parseError(() => parseIpMonitorLine('default via 10.99.2.1 dev')).message).toBe(
-      'ip monitor route: "dev" without a value',
-    );
-    parseError(() => parseIpMonitorLine('default via'));
-    parseError(() => parseIpMonitorLine('default via inet6'));
-    parseError(() => parseIpMonitorLine('default dev wan0 table'));
-  });
-});
-
 describe('no parser throws anything but ParseError', () => {
   const parsers: [string, (s: string) => unknown][] = [
     ['parseWgDump', parseWgDump],
-    ['parseWgDumpAll', parseWgDumpAll],
     ['parseIpRules', (s) => parseIpRules(s)],
     ['parseIpRoutes', parseIpRoutes],
     ['parseIpLinks', parseIpLinks],
     ['parseNftTable', parseNftTable],
-    ['parseIpMonitorLine', parseIpMonitorLine],
   ];
 
   const onlyParseErrors = (parse: (s: string) => unknown, s: string): void => {

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { canonicalName, parseDomainPattern } from '../../config/domain.js';
-import { parseCidr, parseIp } from '../../config/ip.js';
+import { parseCidr, parseIp } from '../../lib/ip.js';
 import { loadConfig, type LoadedConfig } from '../../config/load.js';
 import { compilePolicy, type ListContent, type Policy } from '../../config/policy.js';
 import type { DomainPattern, RuleConfig, Target } from '../../config/types.js';
@@ -622,7 +622,7 @@ describe('policy: address property', () => {
     return a.family === 4 ? { family: 4, addr: a.addr, prefix: c.prefix - 96 } : c;
   }
 
-  /** Independent of config/ip.ts: compare the top `prefix` bits as big integers. */
+  /** Independent of lib/ip.ts: compare the top `prefix` bits as big integers. */
   function contains(mapped: C, queried: A): boolean {
     const c = unmappedCidr(mapped);
     const a = unmapped(queried);

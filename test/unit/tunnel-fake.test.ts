@@ -1,7 +1,7 @@
 // The fake tunnel backend's state model, and the pure spec helpers both backends use.
 import { generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import type { Clock } from '../../config/logger.js';
+import type { Clock } from '../../lib/logger.js';
 import { diffSpec, formatEndpoint, renderWgConfig, validateSpecs, redactSecrets } from '../../daemon/tunnel/spec.js';
 import { FakeTunnels } from '../../daemon/tunnel/tunnels-fake.js';
 import type { TunnelSpec } from '../../daemon/tunnel/types.js';

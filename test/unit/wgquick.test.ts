@@ -162,7 +162,7 @@ describe('parseWgQuick: provider files', () => {
     // And it could not: the parser imports nothing that runs processes or touches files.
     const source = readFileSync(new URL('../../config/wgquick.ts', import.meta.url), 'utf8');
     const imports = [...source.matchAll(/^import .* from '([^']+)';$/gm)].map((m) => m[1]);
-    expect(imports).toEqual(['./errors.js', './domain.js', './ip.js', './types.js']);
+    expect(imports).toEqual(['./errors.js', './domain.js', '../lib/ip.js', './types.js']);
   });
 
   it('reads a Windows file with a BOM and CRLF line endings like the same file in LF', () => {

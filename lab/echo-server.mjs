@@ -1,7 +1,7 @@
-// Echo web server for the namespace lab (test/lab/lab.ts). Plain JS so it runs
+// Echo web server for the namespace lab (lab/lab.ts). Plain JS so it runs
 // as its own process inside a namespace without a TypeScript loader:
 //
-//   ip netns exec NS node test/lab/echo-server.mjs 10.99.9.9 fd99:9::9
+//   ip netns exec NS node lab/echo-server.mjs 10.99.9.9 fd99:9::9
 //
 // It listens on port 80 (ECHO_PORT overrides) on each address given, each bound
 // to that exact address so IPv4 peers are never shown as ::ffff:-mapped, and

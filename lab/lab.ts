@@ -454,8 +454,8 @@ function resolveNames(extra: Record<string, NameAnswer | NameAnswers> | undefine
 }
 
 function echoServerPath(): string {
-  // Beside this file when run from source; from dist/test/lab, back at the source tree.
-  const candidates = [new URL('./echo-server.mjs', import.meta.url), new URL('../../../test/lab/echo-server.mjs', import.meta.url)];
+  // Beside this file when run from source; from dist/lab, back at the source tree.
+  const candidates = [new URL('./echo-server.mjs', import.meta.url), new URL('../../lab/echo-server.mjs', import.meta.url)];
   for (const c of candidates) {
     const p = fileURLToPath(c);
     if (existsSync(p)) return p;

@@ -20,8 +20,6 @@ import koffi from 'koffi';
 
 export const READABLE = 1;
 export const WRITABLE = 2;
-/** Peer hung up (EPOLLRDHUP): only reported when asked for. */
-export const DISCONNECT = 4;
 
 /** libuv's UV_POLL handle type (uv.h: uv_handle_type). */
 const UV_POLL = 8;

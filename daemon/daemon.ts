@@ -1,0 +1,609 @@
+// The composition root: builds the daemon from its parts over the operating
+// system it is given (DaemonDeps: linuxDeps() in production, fakes in unit
+// tests), and runs start, reload and stop in a known order.
+//
+// Start: load the config, refuse a second daemon, remove what a crashed run
+// left (stateless), then bring up the resolver, the tunnels, the data plane,
+// the proxy, metrics and the control socket; each part pushes its undo onto
+// one teardown stack the moment it exists. Stop (at any time: during start,
+// during a reload, while running) waits for work in flight, then unwinds the
+// stack, so the machine is as it was.
+//
+// The mutable state lives in one object (DaemonState); status, control
+// handlers, failover bookkeeping and the listeners are modules of their own.
+import { compilePolicy, type ListContent, type Policy } from '../config/policy.js';
+import { BUILTIN_DOH_LIST, builtinDohList } from '../config/lists/doh-endpoints.js';
+import type { Config } from '../config/types.js';
+import type { LoadedConfig } from '../config/load.js';
+import { ConfigStore } from '../config/store.js';
+import { ListRefresher } from '../config/lists/refresher.js';
+import { DnsCache } from '../dns/cache.js';
+import { Forwarder } from '../dns/forwarder.js';
+import { newResolverStats, Resolver as DnsResolver } from '../dns/resolver.js';
+import { DnsServer } from '../dns/server.js';
+import { TransparentProxy } from '../proxy/server.js';
+import { ControlServer, type ControlHandlers } from './control/server.js';
+import type { StatusReport } from './control/protocol.js';
+import { controlHandlers } from './control-handlers.js';
+import { Dataplane } from './dataplane/dataplane.js';
+import { gatewayMark, MARK_BREAKOUT, MARK_MASK, MARK_PROXIED, MARK_TUNNEL, pickTarget, planDataplane, tagSetNames, type DataplanePlan } from './dataplane/plan.js';
+import { NftTagger } from './dataplane/tagger.js';
+import type { DaemonDeps, Watcher } from './deps.js';
+import { FailoverLog } from './failovers.js';
+import { HealthMonitor, type MonitoredGateway } from './health/monitor.js';
+import { Prober } from './health/probes.js';
+import { DnsListener, formatListen } from './listeners/dns-listener.js';
+import { MetricsListener } from './listeners/metrics-listener.js';
+import { ProxyListener, proxyOptions } from './listeners/proxy-listener.js';
+import { Metrics } from './metrics.js';
+import { MarkedDialer } from './path-dialer.js';
+import { pathState, RuleTagger } from './resolver-paths.js';
+import { missingRuntimeSettings } from './runtime-settings.js';
+import { ruleHits, statusReport, taggedByPath } from './status.js';
+import { TeardownStack } from './teardown.js';
+import { breakoutLookup, tunnelSpec } from './tunnel/gateway-spec.js';
+import { EndpointRefresher } from './tunnel/endpoint-refresh.js';
+import type { TunnelSpec, TunnelStatus } from './tunnel/types.js';
+
+export type DaemonPhase = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
+
+export interface Daemon {
+  /** Resolves once running; rejects when start failed or a stop came first (everything installed is undone either way). */
+  start(): Promise<void>;
+  /** Stops at any time (also during start or a reload); resolves when everything is undone. Idempotent. */
+  stop(reason: string): Promise<void>;
+  readonly phase: DaemonPhase;
+  /** The running config store (null before start loaded it). */
+  readonly store: ConfigStore | null;
+  /** What the control socket answers. */
+  readonly handlers: ControlHandlers;
+  /** The data plane's plan in force (null before the first apply). */
+  readonly plan: DataplanePlan | null;
+}
+
+/** Thrown by a start that a stop interrupted: nothing is left installed. */
+export class StoppedDuringStartError extends Error {
+  readonly code = 'SPLITWAN_STOPPED';
+  constructor(reason: string) {
+    super(`stopped during start (${reason})`);
+  }
+}
+
+/**
+ * blockEncryptedDns: the DoH endpoints (dns.dohLists, or the built-in list
+ * when it names none) as a name matcher for the resolver and CIDRs for the
+ * data plane. null when off.
+ */
+export function dohEndpoints(loaded: LoadedConfig): { names: Policy; cidrs: string[] } | null {
+  const c = loaded.config;
+  if (!c.dns.blockEncryptedDns) return null;
+  const lists = new Map<string, ListContent>(loaded.lists);
+  let names = [...c.dns.dohLists];
+  if (names.length === 0) {
+    const b = builtinDohList();
+    lists.set(BUILTIN_DOH_LIST, { name: BUILTIN_DOH_LIST, file: BUILTIN_DOH_LIST, domains: b.domains, cidrs: b.cidrs });
+    names = [BUILTIN_DOH_LIST];
+  }
+  const rule = { index: 0, domains: [], cidrs: [], sources: [], lists: names, via: ['block' as const], label: 'doh', pos: { file: c.file, line: 1, col: 1 } };
+  return {
+    names: compilePolicy({ rules: [rule], default: ['breakout'] }, lists),
+    cidrs: names.flatMap((n) => lists.get(n)?.cidrs.map((x) => x.cidr) ?? []),
+  };
+}
+
+/** Everything that changes while the daemon runs, in one place. */
+interface DaemonState {
+  phase: DaemonPhase;
+  stopReason: string | null;
+  store: ConfigStore | null;
+  /**
+   * The config whose plan is applied (with `policy`): health and route events
+   * re-plan from it, never from a reload still in progress or one that failed,
+   * whose rule numbers may not match the policy answering queries.
+   */
+  applied: LoadedConfig | null;
+  policy: Policy | null;
+  /** The plan in force. */
+  plan: DataplanePlan | null;
+  specs: TunnelSpec[];
+  /** The breakout's interface: configured, or the default route's (auto). */
+  wan: string | null;
+  doh: { names: Policy; cidrs: string[] } | null;
+  cache: DnsCache | null;
+  resolver: DnsResolver | null;
+  failovers: FailoverLog | null;
+  startedAt: number;
+}
+
+const TUNNEL_REPAIR_MS = 3000;
+const CACHE_SWEEP_MS = 60_000;
+
+export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemon {
+  const { clock } = deps;
+  const log = deps.logger;
+  const dnsLog = log.child({ module: 'dns' });
+  const healthLog = log.child({ module: 'health' });
+  const s: DaemonState = { phase: 'new', stopReason: null, store: null, applied: null, policy: null, plan: null, specs: [], wan: null, doh: null, cache: null, resolver: null, failovers: null, startedAt: clock.now() };
+  const teardown = new TeardownStack(log);
+  /** Work started by events (switches, re-plans, address changes, reloads) that a stop waits for. */
+  const inFlight = new Set<Promise<unknown>>();
+  const track = <T>(p: Promise<T>): Promise<T> => {
+    inFlight.add(p);
+    void p.finally(() => inFlight.delete(p)).catch(() => undefined);
+    return p;
+  };
+  const stopping = (): boolean => s.phase === 'stopping' || s.phase === 'stopped';
+  /** Between the steps of start: a stop that came in meanwhile ends the start here. */
+  const checkpoint = (): void => {
+    if (stopping()) throw new StoppedDuringStartError(s.stopReason ?? 'stop');
+  };
+  const store = (): ConfigStore => s.store!;
+  const config = (): Config => store().current.config;
+  const applied = (): LoadedConfig => s.applied ?? store().current;
+
+  let monitor: HealthMonitor | null = null;
+  const healthy = (g: string): boolean => monitor?.healthy(g) ?? true;
+
+  // ---- parts that live as long as the process; created in start, undone by the teardown stack
+  let nft: ReturnType<DaemonDeps['openNft']> | null = null;
+  let dataplane: Dataplane | null = null;
+  let tagger: NftTagger | null = null;
+  let tunnels: ReturnType<DaemonDeps['tunnels']> | null = null;
+  let lists: ListRefresher | null = null;
+  let endpoints: EndpointRefresher | null = null;
+  let wanWatcher: Watcher | null = null;
+  /** `ip monitor address`: the resolver follows the LAN's addresses (router mode, or dns.listen auto). */
+  let addrWatcher: Watcher | null = null;
+
+  // The resolver: its sockets leave through the path they serve (SO_MARK).
+  const dialer = new MarkedDialer(deps.pathSockets, () => ({ gateways: s.plan?.gateways ?? [], active: s.plan?.active ?? null }));
+  // Counters outlive a reload's new resolver: metrics are monotonic, status counts since start.
+  const dnsStats = newResolverStats();
+  let metrics: Metrics | null = null;
+  let forwarder: Forwarder | null = null;
+  let healthForwarder: Forwarder | null = null;
+  const server: DnsServer = new DnsServer({
+    // The server asks each time, so a reload can swap the resolver under it.
+    handler: { handle: (m, c) => s.resolver!.handle(m, c), answerHit: (b, off, len, out, at, room) => s.resolver!.answerHit(b, off, len, out, at, room) },
+    allows: (a): boolean => dns.acl.allows(a),
+    logger: dnsLog,
+  });
+  const dns = new DnsListener({ server, links: () => deps.links(), resolvConfTexts: () => deps.resolvConfTexts(), logger: dnsLog });
+  const proxyLog = log.child({ module: 'proxy' });
+  const proxies = new ProxyListener(
+    (c) => new TransparentProxy({ policy: () => s.policy!, pick: (via) => pickTarget(via, healthy), dialer, originalDst: deps.originalDst, logger: proxyLog }, proxyOptions(c)),
+    proxyLog,
+  );
+
+  const makeResolver = (c: Config): DnsResolver =>
+    new DnsResolver({
+      // The policy in force is the one whose plan (rule numbers → tag sets) is applied.
+      policy: () => s.policy!,
+      paths: pathState({ config: () => config(), plan: () => ({ active: s.plan?.active ?? null }), breakout: () => dns.breakoutDns, healthy }),
+      upstreams: forwarder!,
+      tagger: new RuleTagger(tagger!, () => s.plan),
+      cache: s.cache!,
+      clock,
+      logger: dnsLog,
+      stats: dnsStats,
+      options: {
+        tagTtlMs: c.dns.tagTtlMs,
+        blockAnswer: c.dns.blockAnswer,
+        refuseName: (name) => s.doh !== null && s.doh.names.ruleForName(name) >= 0,
+        minTtl: c.dns.cache.minTtl,
+        maxTtl: c.dns.cache.maxTtl,
+        negativeTtl: c.dns.cache.negativeTtl,
+      },
+    });
+
+  const plan = (loaded: LoadedConfig): DataplanePlan =>
+    planDataplane({
+      config: loaded.config,
+      listCidrs: new Map([...loaded.lists].map(([n, l]) => [n, l.cidrs.map((c) => c.cidr)])),
+      // No default route yet (auto mode, cable out): nothing can leave via the
+      // breakout anyway; 'lo' keeps the ruleset valid until the watcher reports one.
+      wan: s.wan ?? 'lo',
+      // The health monitor's choice (before any probe: the preferred gateway).
+      active: monitor?.active ?? null,
+      healthy,
+      dnsPort: dns.dnsPort,
+      localDns: dns.localDns,
+      ...(s.doh ? { dohCidrs: s.doh.cidrs } : {}),
+    });
+
+  const applyPlan = async (p: DataplanePlan): Promise<void> => {
+    // After a stop began, nothing may re-install what the teardown removes.
+    if (stopping()) return;
+    // Rules that are gone took their sets along: forget what the tagger had there.
+    const kept = new Set(p.rules.filter((r) => r.tagged).flatMap((r) => Object.values(tagSetNames(r))));
+    for (const r of s.plan?.rules ?? []) for (const set of Object.values(tagSetNames(r))) if (!kept.has(set)) tagger!.forgetSet(set);
+    await dataplane!.apply(p);
+    s.plan = p;
+  };
+  const replan = (why: string): void => {
+    void track(applyPlan(plan(applied()))).catch((e: unknown) => log.error({ err: e }, `${why} failed`));
+  };
+
+  const monitored = (c: Config): MonitoredGateway[] =>
+    c.tunnel.gateways.map((g, i) => ({ name: g.name, priority: g.priority, path: g.path, ifname: g.ifname, dns: g.dns, mark: gatewayMark(i), probes: g.probe ?? c.health.probe }));
+  const lookup = breakoutLookup({ forward: (...a) => forwarder!.forward(...a) }, () => dns.breakoutDns);
+
+  /** Makes everything match `loaded`; throws when a part could not take it (a reload then puts the previous one back). */
+  const applyAll = async (loaded: LoadedConfig): Promise<void> => {
+    const c = loaded.config;
+    if (c.breakout.interface !== 'auto') s.wan = c.breakout.interface;
+    // DNS first: the breakout resolvers are needed to find the gateways.
+    await dns.serve(c);
+    s.specs = await Promise.all(c.tunnel.gateways.map((g) => tunnelSpec(g, lookup)));
+    await tunnels!.set(s.specs);
+    monitor!.configure(c.health);
+    monitor!.setGateways(monitored(c));
+    // The WAN is watched too (its resolvers through the breakout), so a dead WAN shows in the log.
+    monitor!.setBreakout(dns.breakoutDns.length ? { name: 'breakout', path: 'breakout', ifname: s.wan ?? 'lo', dns: dns.breakoutDns, mark: MARK_BREAKOUT, probes: [{ kind: 'dns' }] } : null);
+    s.doh = dohEndpoints(loaded);
+    s.resolver!.forgetFastHits(); // refuseName changed under it
+    // Listening before the redirect is installed, so no redirected flow meets a closed port.
+    await proxies.serve(c);
+    await metricsListener!.serve(c);
+    await applyPlan(plan(loaded));
+    s.policy = loaded.policy;
+    s.applied = loaded;
+  };
+
+  /** Runs `ip monitor address` while the config's resolver addresses come from the interfaces (router mode, dns.listen auto). */
+  const watchAddresses = (c: Config): void => {
+    const wanted = c.mode === 'router' || c.dns.listen === 'auto';
+    if (!wanted) {
+      addrWatcher?.stop();
+      addrWatcher = null;
+      return;
+    }
+    if (addrWatcher !== null || stopping()) return;
+    addrWatcher = deps.watchAddresses(() => void track(followAddresses()).catch((e: unknown) => dnsLog.error({ err: e }, 'following the LAN addresses failed')));
+  };
+
+  /**
+   * The LAN's addresses changed (a new delegated IPv6 prefix, a DHCP lease,
+   * an address added by hand): the resolver's sockets, its ACL and the DNS
+   * redirect follow, as a reload would make them. Nothing happens when what
+   * the resolver uses did not change (most address events are other links').
+   */
+  const followAddresses = async (): Promise<void> => {
+    const c = config();
+    if (stopping() || !(c.mode === 'router' || c.dns.listen === 'auto')) return;
+    const before = dns.key();
+    await dns.serve(c);
+    if (dns.key() === before) return;
+    dnsLog.info({ listen: dns.listen.map(formatListen), answers: dns.acl.subnets }, 'addresses changed: the resolver follows');
+    await applyPlan(plan(applied()));
+  };
+
+  /** Drops the flows whose saved path is one of `marks`; the proxy resets its connections on `paths`. */
+  const dropMarks = async (marks: readonly number[], paths: readonly string[]): Promise<void> => {
+    // Not the flows redirected to the proxy (their client side is local): the proxy resets its own.
+    for (const m of marks) await deps.dropFlows(m, MARK_MASK | MARK_PROXIED);
+    proxies.proxy?.resetPaths(paths);
+  };
+  /** Flows of a dead gateway are dropped so clients reconnect at once instead of hanging. */
+  const dropGatewayFlows = async (gateway: string): Promise<void> => {
+    const i = config().tunnel.gateways.findIndex((g) => g.name === gateway);
+    await dropMarks([MARK_TUNNEL, ...(i >= 0 ? [gatewayMark(i)] : [])], ['tunnel', `gw:${gateway}`]);
+  };
+
+  /**
+   * After a reload changed the gateways. A gateway's mark is its index, so a
+   * removed or reordered gateway leaves flows whose saved mark now means
+   * another gateway, or none (no ip rule: the main table, the WAN). Those
+   * flows are dropped so their next packet is classified afresh. A change of
+   * the active gateway is recorded like a failover, and when the old one is
+   * gone its tunnel flows are dropped as after a failure.
+   */
+  const followGatewayChanges = async (p: Config, n: Config, activeBefore: string | null): Promise<void> => {
+    const stale = p.tunnel.gateways.flatMap((g, i) => (n.tunnel.gateways[i]?.name === g.name ? [] : [{ mark: gatewayMark(i), path: `gw:${g.name}` }]));
+    const to = monitor!.active;
+    const activeGone = activeBefore !== null && !n.tunnel.gateways.some((g) => g.name === activeBefore);
+    if (activeBefore !== to && s.failovers!.record(to, activeGone ? 'removed by a reload' : 'reload')) {
+      healthLog.warn({ from: activeBefore, to }, `active gateway: ${to ?? 'none'} (config reload)`);
+    }
+    const marks = [...stale.map((x) => x.mark), ...(activeGone ? [MARK_TUNNEL] : [])];
+    if (marks.length > 0) await dropMarks(marks, [...stale.map((x) => x.path), ...(activeGone ? ['tunnel'] : [])]);
+  };
+
+  /** A reload (or a restore of the previous config after a failed one): applies `next` whole, or throws. */
+  const applyReload = async (prev: LoadedConfig, next: LoadedConfig): Promise<void> => {
+    if (stopping()) {
+      // The teardown removes everything anyway; a restore of what runs is nothing to do.
+      if (next === s.applied) return;
+      throw new Error('the daemon is stopping');
+    }
+    const p = prev.config;
+    const n = next.config;
+    // Rule numbers and resolvers may have changed: cached answers (keyed by rule) start over.
+    if (JSON.stringify(p.dns) !== JSON.stringify(n.dns)) s.cache = new DnsCache(n.dns.cache, clock);
+    else s.cache!.flush();
+    // Hits are counted by rule index: when the rules change, the old counts belong to other rules.
+    if (JSON.stringify(p.rules.map((r) => r.label)) !== JSON.stringify(n.rules.map((r) => r.label))) dnsStats.byRule.length = 0;
+    s.resolver = makeResolver(n);
+    forwarder!.setTimeoutMs(n.dns.timeoutMs);
+    healthForwarder!.setTimeoutMs(n.health.timeoutMs);
+    prober!.setTimeoutMs(n.health.timeoutMs);
+    if (n.log.level !== p.log.level) {
+      deps.setLogLevel?.(n.log.level);
+      log.info({ level: n.log.level }, 'log level changed');
+    }
+    const activeBefore = monitor!.active;
+    await applyAll(next);
+    watchAddresses(n);
+    await followGatewayChanges(p, n, activeBefore);
+  };
+
+  let prober: Prober | null = null;
+  let metricsListener: MetricsListener | null = null;
+  let control: ControlServer | null = null;
+
+  const status = async (): Promise<StatusReport> =>
+    statusReport({
+      version: deps.version ?? 'unknown',
+      pid: process.pid,
+      startedAt: s.startedAt,
+      applied: applied(),
+      store: store(),
+      active: monitor!.active,
+      pinned: monitor!.pinnedGateway,
+      health: monitor!.status(),
+      tunnels: await tunnels!.status().catch(() => []),
+      wan: s.wan,
+      breakoutDns: dns.breakoutDns.map((u) => u.text),
+      tagged: taggedByPath(s.plan, tagger!.countsBySet()),
+      dnsListen: dns.listen.map(formatListen),
+      dns: dnsStats,
+      cacheEntries: s.cache!.size,
+      proxy: proxies.proxy ? { listen: proxies.proxy.addresses().map(formatListen), paths: proxies.proxy.traffic() } : null,
+      failovers: s.failovers!.list(),
+    });
+
+  const handlers = controlHandlers({
+    status,
+    store: { reload: (r) => store().reload(r), get current() { return store().current; } },
+    ...(deps.loadDeps ? { loadDeps: deps.loadDeps } : {}),
+    applied,
+    policy: () => s.policy!,
+    pin: (gateway) => {
+      monitor!.pin(gateway);
+      return { active: monitor!.active, pinned: monitor!.pinnedGateway };
+    },
+    cachedAddresses: (name) => s.resolver!.cachedAddresses(name),
+    tagLookup: deps.tagLookup,
+    lists: { refreshAll: () => lists!.refreshAll() },
+    flushCache: () => s.cache!.flush(),
+    logger: log,
+  });
+
+  async function startSteps(): Promise<void> {
+    s.phase = 'starting';
+    s.store = await ConfigStore.open({ file: o.configPath, logger: log.child({ module: 'config' }), ...(deps.loadDeps ? { deps: deps.loadDeps } : {}) });
+    teardown.push('watching the config', () => store().close());
+    const c0 = config();
+    checkpoint();
+    await deps.assertNoOtherDaemon(c0.control.socket);
+    checkpoint();
+    await deps.cleanup();
+    checkpoint();
+
+    nft = deps.openNft();
+    teardown.push('closing the nftables session', () => nft!.close());
+    const router = deps.router(nft);
+    // Pushed before anything can install state: routing goes last of all.
+    teardown.push('removing the routing state', () => router.cleanup());
+    tunnels = deps.tunnels();
+    teardown.push('stopping the tunnels', () => tunnels!.close());
+    tagger = new NftTagger(nft, clock);
+    dataplane = new Dataplane({ router, clock, logger: log.child({ module: 'dataplane' }), onTagsLost: () => tagger!.reset() });
+    teardown.push('stopping the data plane repair', () => dataplane!.stop());
+    lists = new ListRefresher(store(), log.child({ module: 'lists' }));
+    teardown.push('stopping list refreshes', () => lists!.stop());
+    forwarder = new Forwarder({ dialer, logger: dnsLog, timeoutMs: c0.dns.timeoutMs, observe: (x) => metrics?.upstream(x) });
+    teardown.push('closing the upstream sockets', () => forwarder!.close());
+    s.cache = new DnsCache(c0.dns.cache, clock);
+    s.resolver = makeResolver(c0);
+    teardown.push('closing the resolver', () => dns.close());
+    teardown.push('closing the proxy', () => proxies.close());
+
+    // Health: every gateway probed through its own tunnel; the monitor picks the active one.
+    healthForwarder = new Forwarder({ dialer, logger: healthLog, timeoutMs: c0.health.timeoutMs });
+    teardown.push('closing the health sockets', () => healthForwarder!.close());
+    let tunnelStatus: { at: number; list: Promise<TunnelStatus[]> } | null = null;
+    prober = new Prober({
+      dialer,
+      forward: (q, qq, u, p) => healthForwarder!.forward(q, qq, u, p),
+      // One status read (ip link + wg show per tunnel) serves every gateway's handshake
+      // probe within most of an interval: the rounds of different gateways are not aligned.
+      tunnel: async (ifname) => {
+        if (!tunnelStatus || clock.now() - tunnelStatus.at > config().health.intervalMs * 0.9) tunnelStatus = { at: clock.now(), list: tunnels!.status() };
+        return (await tunnelStatus.list).find((t) => t.ifname === ifname) ?? null;
+      },
+      ping: deps.ping,
+      clock,
+      timeoutMs: c0.health.timeoutMs,
+    });
+    teardown.push('closing the probes', () => prober!.close());
+    monitor = new HealthMonitor({
+      ...c0.health,
+      prober,
+      clock,
+      logger: healthLog,
+      onSwitch: (sw) =>
+        track(
+          (async () => {
+            if (stopping()) return;
+            // The monitor's choice now: a queued switch may have been overtaken by another.
+            const to = monitor!.active;
+            s.failovers!.record(to, sw.reason);
+            try {
+              await dataplane!.setActive(to);
+              if (s.plan) s.plan = { ...s.plan, active: to };
+            } catch (e) {
+              // The re-plan below flips the map too, and the repair loop retries it.
+              healthLog.error({ err: e, to }, 'flipping the default path failed');
+            }
+            // Tunnel names were answered by the old gateway's resolver.
+            s.resolver!.flushPath('tunnel');
+            if (sw.fromDown && sw.from !== null) await dropGatewayFlows(sw.from);
+            await applyPlan(plan(applied()));
+          })(),
+        ),
+      onHealthChange: (_gw, state) => {
+        replan('following a gateway state');
+        // A gateway just went down: it may have moved (its endpoint is looked up again).
+        if (state === 'down') void endpoints!.check().catch(() => undefined);
+      },
+    });
+    teardown.push('stopping the health monitor', async () => {
+      monitor!.stop();
+      await monitor!.settled();
+    });
+    endpoints = new EndpointRefresher({
+      gateways: () => config().tunnel.gateways,
+      isDown: (n) => !healthy(n),
+      lookup,
+      current: (n) => s.specs.find((x) => x.name === n)?.peer.endpoint.host ?? null,
+      apply: async (n, address) => {
+        s.specs = s.specs.map((x) => (x.name === n ? { ...x, peer: { ...x.peer, endpoint: { ...x.peer.endpoint, host: address } } } : x));
+        await tunnels!.set(s.specs);
+      },
+      clock,
+      logger: healthLog,
+    });
+    teardown.push('stopping endpoint lookups', () => endpoints!.stop());
+
+    metrics = new Metrics({
+      dns: () => dnsStats,
+      // The breakout's own health shows as gateway="breakout" (watched for status, never selected).
+      gateways: () => monitor!.status(),
+      tagged: () => taggedByPath(s.plan, tagger!.countsBySet()),
+      proxy: () => proxies.proxy?.traffic() ?? null,
+      ruleHits: () => ruleHits(dnsStats, applied().config),
+    });
+    metricsListener = new MetricsListener(metrics, log);
+    teardown.push('closing the metrics endpoint', () => metricsListener!.close());
+    store().onReload = (r) => metrics?.reload(r.status);
+    lists.onResult = (name, r) => metrics?.listRefresh(name, r.status);
+    s.failovers = new FailoverLog(clock, null, (from, to) => metrics?.failover(from, to));
+    checkpoint();
+
+    if (c0.breakout.interface === 'auto') {
+      const w = await deps.watchWan((st) => {
+        s.wan = st.ifname;
+        replan('following the default route');
+      });
+      wanWatcher = w.watcher;
+      teardown.push('stopping the default-route watcher', () => wanWatcher?.stop());
+      s.wan = w.state.ifname;
+      checkpoint();
+    }
+    await applyAll(store().current);
+    checkpoint();
+    teardown.push('stopping the address watcher', () => addrWatcher?.stop());
+    watchAddresses(c0);
+    // Switches while starting are not history: it starts from the gateway the start ended on.
+    s.failovers.baseline(monitor.active);
+    control = new ControlServer(handlers, (e) => log.warn({ err: e }, 'control socket error'));
+    teardown.push('closing the control socket', () => control!.close());
+    await control.listen(c0.control.socket);
+    checkpoint();
+
+    store().subscribe((prev, next) => track(applyReload(prev, next)));
+    store().start();
+    dataplane.start();
+    monitor.start();
+    endpoints.start();
+    void lists.start().catch((e: unknown) => log.warn({ err: e }, 'list refresh failed'));
+    // Tunnels repair what status() sees broken (a deleted link, a roamed endpoint).
+    const tick = clock.setTimeout(function repair() {
+      void tunnels!
+        .status()
+        .then(() => tunnels!.set(s.specs))
+        .catch((e: unknown) => log.warn({ err: e }, 'tunnel repair failed'))
+        .finally(() => {
+          if (!stopping()) tickTimer = clock.setTimeout(repair, TUNNEL_REPAIR_MS);
+        });
+    }, TUNNEL_REPAIR_MS);
+    let tickTimer: unknown = tick;
+    teardown.push('stopping the tunnel repair', () => clock.clearTimeout(tickTimer));
+    let sweepTimer: unknown = clock.setTimeout(function sweep() {
+      s.cache?.sweep();
+      if (!stopping()) sweepTimer = clock.setTimeout(sweep, CACHE_SWEEP_MS);
+    }, CACHE_SWEEP_MS);
+    teardown.push('stopping the cache sweep', () => clock.clearTimeout(sweepTimer));
+
+    s.phase = 'running';
+    // Without the service files' memory settings (started by hand) it works the same, with more RSS: said, not warned.
+    const missing = missingRuntimeSettings();
+    log.info({ mode: c0.mode, wan: s.wan, gateways: c0.tunnel.gateways.map((g) => g.name), active: monitor.active, ...(missing.length > 0 ? { withoutMemorySettings: missing } : {}) }, 'splitwan running');
+  }
+
+  let started: Promise<void> | null = null;
+  let stopped: Promise<void> | null = null;
+
+  const daemon: Daemon = {
+    get phase() {
+      return s.phase;
+    },
+    get store() {
+      return s.store;
+    },
+    get plan() {
+      return s.plan;
+    },
+    handlers,
+    start(): Promise<void> {
+      if (started) return started;
+      started = (async () => {
+        try {
+          await startSteps();
+        } catch (e) {
+          if (!(e instanceof StoppedDuringStartError)) log.error({ err: e }, 'start failed; removing what was installed');
+          const wasStopping = stopping();
+          s.phase = 'stopping';
+          // Work the partial start set going (a switch, a re-plan) finishes before the teardown.
+          await Promise.allSettled([...inFlight]);
+          await teardown.unwind();
+          s.phase = 'stopped';
+          if (wasStopping) log.info({}, 'stopped during start; routing is as it was before splitwan');
+          throw e;
+        }
+      })();
+      return started;
+    },
+    stop(reason: string): Promise<void> {
+      if (stopped) return stopped;
+      stopped = (async () => {
+        if (s.phase === 'new') {
+          s.phase = 'stopped';
+          return;
+        }
+        s.stopReason = reason;
+        const wasStarting = s.phase === 'starting';
+        s.phase = 'stopping';
+        log.info({ reason }, 'stopping');
+        if (wasStarting) {
+          // The start sees the stop at its next step and unwinds what it did.
+          await started?.catch(() => undefined);
+          return;
+        }
+        s.store?.close();
+        addrWatcher?.stop();
+        monitor?.stop();
+        dataplane?.stop();
+        // Switches, re-plans and a reload already under way finish before the cleanup (they install nothing new now).
+        await s.store?.idle();
+        await Promise.allSettled([monitor?.settled(), ...inFlight]);
+        await teardown.unwind();
+        s.phase = 'stopped';
+        log.info({}, 'stopped; routing is as it was before splitwan');
+      })();
+      return stopped;
+    },
+  };
+  return daemon;
+}

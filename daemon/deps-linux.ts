@@ -1,0 +1,67 @@
+// The real operating system behind DaemonDeps: ip, nft, wg, conntrack,
+// wireguard-go, marked sockets. Everything that changes the kernel's state
+// comes from here; createDaemon only calls these.
+import { readFile } from 'node:fs/promises';
+import type { Clock, Logger } from '../lib/logger.js';
+import { assertNoOtherDaemon } from './control/server.js';
+import type { DaemonDeps } from './deps.js';
+import { linuxRunner, type Runner } from './exec-linux.js';
+import { IpMonitor } from './dataplane/ip-monitor-linux.js';
+import { openNft } from './dataplane/libnft-linux.js';
+import { removeStaleHomes } from './dataplane/nft-session-linux.js';
+import { LinuxRouter } from './dataplane/router-linux.js';
+import { WanWatcher } from './dataplane/wan-watch-linux.js';
+import { linuxPing } from './health/ping-linux.js';
+import { parseIpAddrs } from './os-parse.js';
+import { RESOLV_CONF_FILES } from './resolv-conf.js';
+import { linuxPathSockets, originalDst } from './sockets-linux.js';
+import { linuxTagLookup } from './tag-lookup-linux.js';
+import { cleanupTunnels } from './tunnel/orphans-linux.js';
+import { createLinuxTunnels } from './tunnel/tunnels-linux.js';
+
+/** Removes everything splitwan installs; safe to run any time (`splitwan cleanup`, start, stop). */
+export async function cleanupAll(run: Runner, logger: Logger): Promise<void> {
+  const session = openNft(logger);
+  try {
+    await new LinuxRouter(run, session, logger).cleanup();
+  } finally {
+    session.close();
+  }
+  await cleanupTunnels(run, logger);
+  // The nft -i fallback's private HOMEs left by a crashed run hold tagged destinations in their history.
+  removeStaleHomes();
+}
+
+export function linuxDeps(o: { logger: Logger; clock: Clock; runner?: Runner; setLogLevel?: (level: string) => void; version?: string }): DaemonDeps {
+  const run = o.runner ?? linuxRunner;
+  const log = o.logger;
+  return {
+    clock: o.clock,
+    logger: log,
+    ...(o.setLogLevel ? { setLogLevel: o.setLogLevel } : {}),
+    ...(o.version !== undefined ? { version: o.version } : {}),
+    assertNoOtherDaemon,
+    cleanup: () => cleanupAll(run, log.child({ module: 'cleanup' })),
+    openNft: () => openNft(log.child({ module: 'nft' })),
+    router: (nft) => new LinuxRouter(run, nft, log.child({ module: 'router' })),
+    tunnels: () => createLinuxTunnels({ runner: run, logger: log, clock: o.clock }),
+    pathSockets: linuxPathSockets,
+    originalDst,
+    ping: linuxPing(run),
+    links: async () => parseIpAddrs((await run.run(['ip', '-j', 'addr', 'show'])).stdout),
+    resolvConfTexts: () => Promise.all(RESOLV_CONF_FILES.map((f) => readFile(f, 'utf8').catch(() => null))),
+    dropFlows: async (mark, mask) => {
+      await run.run(['conntrack', '-D', '--mark', `0x${mark.toString(16)}/0x${mask.toString(16)}`], { allowFail: true }).catch(() => undefined);
+    },
+    tagLookup: linuxTagLookup(run),
+    watchWan: async (onChange) => {
+      const w = new WanWatcher(run, log.child({ module: 'wan' }), o.clock, onChange);
+      return { state: await w.start(), watcher: w };
+    },
+    watchAddresses: (onChange) => {
+      const m = new IpMonitor(['address'], log.child({ module: 'lan' }), o.clock, onChange);
+      m.start();
+      return m;
+    },
+  };
+}
