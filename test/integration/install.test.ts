@@ -209,7 +209,7 @@ describe('install.sh', () => {
     expect(lone.stderr).toContain('--node-arch is for package trees: use it with --destdir');
     const un = run(INSTALL, ['--destdir', dest, '--uninstall']);
     expect(un.status).toBe(2);
-  });
+  }, 60_000);
 
   it('refuses a prefix that is not empty and not a splitwan install', () => {
     const other = join(tmp, 'not-ours');
