@@ -21,7 +21,8 @@ export const ConfigCodes = {
   WGQUICK: 'SPLITWAN_CONFIG_WGQUICK', // a wg-quick file's syntax or content
   KEY: 'SPLITWAN_CONFIG_KEY', // a WireGuard key that is not 32 bytes of base64
   LIST: 'SPLITWAN_CONFIG_LIST', // a list file or download could not be parsed
-  PERMISSIONS: 'SPLITWAN_CONFIG_PERMISSIONS', // a file holding a secret is readable by others (warning)
+  PERMISSIONS: 'SPLITWAN_CONFIG_PERMISSIONS', // a file others could rewrite (error) or read (a secret: warning)
+  INSECURE: 'SPLITWAN_CONFIG_INSECURE', // a list fetched so that the network could rewrite it (plain http without a pin)
 } as const;
 
 export type ConfigCode = (typeof ConfigCodes)[keyof typeof ConfigCodes];

@@ -7,7 +7,7 @@ import { normalizeDomain, parseDomainPattern } from './domain.js';
 import { parseDuration } from './duration.js';
 import { ConfigCodes, ConfigError, didYouMean, IssueSink, type ConfigIssue } from './errors.js';
 import { parseCidr, parseHostPort } from '../lib/ip.js';
-import { listCacheFile, ListFetcher, redactUrl } from './lists/fetch.js';
+import { listCacheFile, ListFetcher, matchesPin, redactUrl } from './lists/fetch.js';
 import { parseList, type ParsedList } from './lists/formats.js';
 import { compilePolicy, type ListContent, type Policy } from './policy.js';
 import { validateAgainstSchema } from './schema-validate.js';
@@ -27,6 +27,7 @@ import type {
 import { hasUpperCaseLiteral } from './safe-regexp.js';
 import { parseUpstream } from './upstream.js';
 import { isWireGuardKey, keyProblem, parseWgQuick } from './wgquick.js';
+import { fileTrustProblems, type FileOwnership } from './file-trust.js';
 import { keyPathString, YamlSource, type KeySeg } from './yaml-source.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/splitwan/config.yaml';
@@ -35,21 +36,25 @@ const RESERVED_NAMES = new Set(['breakout', 'tunnel', 'block', 'auto', 'default'
 /** What the loader needs from the outside world; tests pass fakes. */
 export interface LoadDeps {
   readFile(path: string): Promise<string>;
-  /** File mode bits, or null when unknown; used to warn about readable secrets. */
-  fileMode(path: string): Promise<number | null>;
+  /** Mode bits and owner, or null when unknown: files others could rewrite are refused (config/file-trust.ts). */
+  fileStat(path: string): Promise<FileOwnership | null>;
+  /** The user splitwan runs as (the owner a file may have besides root). */
+  uid: number;
   /** The last good download of a URL list, or null. */
   readListCache(source: ListSource, stateDir: string): Promise<{ text: string; file: string } | null>;
 }
 
 export const nodeLoadDeps: LoadDeps = {
   readFile: (p) => fsp.readFile(p, 'utf8'),
-  fileMode: async (p) => {
+  fileStat: async (p) => {
     try {
-      return (await fsp.stat(p)).mode & 0o777;
+      const st = await fsp.stat(p);
+      return { mode: st.mode & 0o7777, uid: st.uid };
     } catch {
       return null;
     }
   },
+  uid: process.geteuid?.() ?? 0,
   readListCache: async (source, stateDir) => {
     const entry = await new ListFetcher({ cacheDir: stateDir }).readCache(source.name);
     // A copy of another URL (the config changed) is not this list.
@@ -235,6 +240,7 @@ class Builder {
 
   async build(mainText: string): Promise<{ config: Config; lists: Map<string, LoadedList> } | null> {
     this.texts.push(mainText);
+    await this.checkFile(this.file, [], null);
     const mode = (this.get(['mode']) as Config['mode'] | undefined) ?? 'router';
     const lan = asList(this.get(['lan']));
     if (mode === 'router' && lan.length === 0) {
@@ -287,6 +293,7 @@ class Builder {
       listenPort: (proxyRaw.listenPort as number | undefined) ?? 15001,
       peekTimeoutMs: this.duration(['proxy', 'peekTimeout'], '5s', '100ms', '1m'),
       idleTimeoutMs: this.duration(['proxy', 'idleTimeout'], '5m', '1s', '1d'),
+      maxConnectionsPerClient: (proxyRaw.maxConnectionsPerClient as number | undefined) ?? 1024,
       blockQuic: (proxyRaw.blockQuic as boolean | undefined) ?? true,
     };
 
@@ -422,7 +429,7 @@ class Builder {
         return null;
       }
       this.texts.push(text);
-      await this.checkSecretMode(file, [...path, 'config'], 'this wg-quick file holds a private key');
+      await this.checkFile(file, [...path, 'config'], 'this wg-quick file holds a private key');
       return parseWgQuick(text, file, this.sink);
     }
     if (inlineKeys.length === 0) {
@@ -445,9 +452,10 @@ class Builder {
         this.err(ConfigCodes.FILE, [...path, 'privateKeyFile'], `cannot read ${file}: ${fsMessage(e)}`);
         return null;
       }
-      await this.checkSecretMode(file, [...path, 'privateKeyFile'], 'this file holds a private key');
+      await this.checkFile(file, [...path, 'privateKeyFile'], 'this file holds a private key');
     } else if (privateKey !== undefined) {
-      await this.checkSecretMode(this.file, [...path, 'privateKey'], 'this file holds a private key inline');
+      // Who may write the config itself is checked once, at its top.
+      await this.checkFile(this.file, [...path, 'privateKey'], 'this file holds a private key inline', false);
     }
     if (privateKey === undefined) {
       this.err(ConfigCodes.MISSING_KEY, path, 'missing privateKey (or privateKeyFile)');
@@ -511,10 +519,19 @@ class Builder {
     };
   }
 
-  private async checkSecretMode(file: string, path: KeySeg[], why: string): Promise<void> {
-    const mode = await this.deps.fileMode(file);
-    if (mode !== null && (mode & 0o077) !== 0) {
-      this.warn(ConfigCodes.PERMISSIONS, path, `${file} is readable by other users (mode ${mode.toString(8).padStart(4, '0')}); ${why}: chmod 600 it`);
+  /**
+   * Refuses a file another user could rewrite; warns when a file holding a
+   * secret (`secret`: why it matters) is readable by others. `writers`: false
+   * when only readability is in question here (the config file, whose writers
+   * are checked at its top).
+   */
+  private async checkFile(file: string, path: KeySeg[], secret: string | null, writers = true): Promise<void> {
+    const st = await this.deps.fileStat(file);
+    if (st === null) return;
+    for (const p of fileTrustProblems(file, st, this.deps.uid, secret)) {
+      if (p.severity === 'error') {
+        if (writers) this.err(ConfigCodes.PERMISSIONS, path, p.message);
+      } else this.warn(ConfigCodes.PERMISSIONS, path, p.message);
     }
   }
 
@@ -548,17 +565,32 @@ class Builder {
           this.err(ConfigCodes.ADDRESS, [...path, 'url'], `"${redactUrl(url)}" is not an http:// or https:// URL`);
           continue;
         }
+        const pin = typeof l.sha256 === 'string' ? l.sha256.toLowerCase() : undefined;
+        // A list decides routing: fetched in the clear, anyone on the way could rewrite it.
+        if (pin === undefined && new URL(url).protocol !== 'https:') {
+          this.err(
+            ConfigCodes.INSECURE,
+            [...path, 'url'],
+            `"${redactUrl(url)}" is plain http: anyone on the network path could rewrite this list, and with it your routing; use an https:// URL, or pin the content with sha256: (the output of sha256sum on the file)`,
+          );
+          continue;
+        }
         source.url = url;
+        if (pin !== undefined) source.sha256 = pin;
         source.refresh = (l.refresh as string | undefined) ?? '0 4 * * *';
         if (!cron.validate(source.refresh)) {
           this.err(ConfigCodes.CRON, [...path, 'refresh'], `"${source.refresh}" is not a cron expression (e.g. "0 4 * * *": daily at 04:00)`);
         }
-        const cached = await this.deps.readListCache(source, this.stateDir());
+        const found = await this.deps.readListCache(source, this.stateDir());
+        // A copy that is not the pinned content (downloaded before the pin, or for another pin) is not this list.
+        const cached = found && matchesPin(found.text, pin) ? found : null;
         out.set(name, cached ? toLoadedList(source, cached.text, cached.file, 'cache') : toLoadedList(source, null, url, 'none'));
-        if (!cached) this.warn(ConfigCodes.LIST, path, `list "${name}" has not been downloaded yet; its rules match nothing until the daemon fetches it`);
+        if (found && !cached) this.warn(ConfigCodes.LIST, [...path, 'sha256'], `the cached copy of list "${name}" does not match its sha256 pin; the list matches nothing until a download does`);
+        else if (!cached) this.warn(ConfigCodes.LIST, path, `list "${name}" has not been downloaded yet; its rules match nothing until the daemon fetches it`);
         continue;
       }
       if (l.refresh !== undefined) this.warn(ConfigCodes.VALUE, [...path, 'refresh'], 'refresh applies to url lists only; a file list is re-read on reload');
+      if (l.sha256 !== undefined) this.warn(ConfigCodes.VALUE, [...path, 'sha256'], 'sha256 pins a url list\'s download; a file list is read as it is');
       const file = this.rel(String(l.file));
       source.file = file;
       this.files.add(file);
@@ -570,6 +602,7 @@ class Builder {
         continue;
       }
       this.texts.push(text);
+      await this.checkFile(file, [...path, 'file'], null);
       const loaded = toLoadedList(source, text, file, 'file');
       for (const p of loaded.parsed!.problems) {
         this.sink.warn(ConfigCodes.LIST, { file, line: p.line, col: p.col }, `lists.${name}`, `${p.message} (line skipped)`);

@@ -81,6 +81,8 @@ export interface ListSource {
   url?: string;
   /** cron expression (node-cron), only for url lists. */
   refresh?: string;
+  /** url lists: the sha256 (lower-case hex) the downloaded body must have; none: the URL must be https. */
+  sha256?: string;
   maxBytes: number;
   timeoutMs: number;
   pos: SourcePos;
@@ -155,6 +157,8 @@ export interface ProxyConfig {
   listenPort: number;
   peekTimeoutMs: number;
   idleTimeoutMs: number;
+  /** Connections one client address may have open through the proxy at once. */
+  maxConnectionsPerClient: number;
   blockQuic: boolean;
 }
 

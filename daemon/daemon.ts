@@ -482,6 +482,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
       gateways: () => monitor!.status(),
       tagged: () => taggedByPath(s.plan, tagger!.countsBySet()),
       proxy: () => proxies.proxy?.traffic() ?? null,
+      proxyRefused: () => proxies.proxy?.stats.refusedBy ?? null,
       ruleHits: () => ruleHits(dnsStats, applied().config),
     });
     metricsListener = new MetricsListener(metrics, log);

@@ -14,7 +14,7 @@ import { WanWatcher } from './dataplane/wan-watch-linux.js';
 import { linuxPing } from './health/ping-linux.js';
 import { parseIpAddrs } from './os-parse.js';
 import { RESOLV_CONF_FILES } from './resolv-conf.js';
-import { linuxPathSockets, originalDst } from './sockets-linux.js';
+import { LinuxPathSockets, originalDst } from './sockets-linux.js';
 import { linuxTagLookup } from './tag-lookup-linux.js';
 import { cleanupTunnels } from './tunnel/orphans-linux.js';
 import { createLinuxTunnels } from './tunnel/tunnels-linux.js';
@@ -45,7 +45,8 @@ export function linuxDeps(o: { logger: Logger; clock: Clock; runner?: Runner; se
     openNft: () => openNft(log.child({ module: 'nft' })),
     router: (nft) => new LinuxRouter(run, nft, log.child({ module: 'router' })),
     tunnels: () => createLinuxTunnels({ runner: run, logger: log, clock: o.clock }),
-    pathSockets: linuxPathSockets,
+    // The path sockets say once (through this logger) when they read the dgram fd the deprecated way.
+    pathSockets: new LinuxPathSockets({ logger: log.child({ module: 'sockets' }) }),
     originalDst,
     ping: linuxPing(run),
     links: async () => parseIpAddrs((await run.run(['ip', '-j', 'addr', 'show'])).stdout),

@@ -5,6 +5,16 @@
 // upstream latencies) are counted as they happen.
 import http from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { UpstreamResult } from '../dns/forwarder.js';
+
+const PREFIX = 'splitwan_';
+/**
+ * prom-client's default gauges whose names end in _total, which Prometheus
+ * keeps for counters (`promtool check metrics` fails on them). They are the
+ * sums of the per-type gauges of the same name without _total
+ * (splitwan_nodejs_active_handles{type}...): sum() those instead.
+ */
+const DEFAULT_GAUGES_NAMED_LIKE_COUNTERS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
 
 export interface MetricsSource {
   dns(): {
@@ -18,6 +28,8 @@ export interface MetricsSource {
   /** Tagged addresses per path now. */
   tagged(): Record<string, number>;
   proxy(): Record<string, { connections: number; active: number; bytesUp: number; bytesDown: number }> | null;
+  /** Connections the proxy reset at accept, by reason (not-redirected, loop, cap, client-cap). */
+  proxyRefused?(): Record<string, number> | null;
   /** Hits per rule: index (-1: default), a short label, count. */
   ruleHits(): { rule: number; label: string; count: number }[];
 }
@@ -34,7 +46,8 @@ export class Metrics {
 
   constructor(private readonly src: MetricsSource) {
     const r = this.registry;
-    collectDefaultMetrics({ register: r, prefix: 'splitwan_' });
+    collectDefaultMetrics({ register: r, prefix: PREFIX });
+    for (const name of DEFAULT_GAUGES_NAMED_LIKE_COUNTERS) r.removeSingleMetric(PREFIX + name);
     new Counter({
       name: 'splitwan_dns_queries_total',
       help: 'DNS queries answered, by path and result (hit: from the cache, miss: forwarded, blocked).',
@@ -73,7 +86,7 @@ export class Metrics {
     });
     this.upstreamLatency = new Histogram({
       name: 'splitwan_dns_upstream_seconds',
-      help: 'Time an upstream resolver took to answer (or fail), by path.',
+      help: 'Time an upstream resolver took to answer (or fail), by path and result (ok; servfail, refused, formerr, notimp: an answer that is a failure; failed: none).',
       labelNames: ['path', 'result'],
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5],
       registers: [r],
@@ -172,6 +185,16 @@ export class Metrics {
         }
       },
     });
+    new Counter({
+      name: 'splitwan_proxy_refused_total',
+      help: 'Connections the transparent proxy reset at accept, by reason: not-redirected, loop, cap (maxConnections), client-cap (proxy.maxConnectionsPerClient).',
+      labelNames: ['reason'],
+      registers: [r],
+      collect: function () {
+        this.reset();
+        for (const [reason, n] of Object.entries(src.proxyRefused?.() ?? {})) this.inc({ reason }, n);
+      },
+    });
     this.reloads = new Counter({ name: 'splitwan_config_reloads_total', help: 'Config reloads, by result (applied, unchanged, rejected, failed: valid but not applied).', labelNames: ['result'], registers: [r] });
     this.listRefreshes = new Counter({ name: 'splitwan_list_refreshes_total', help: 'Downloads of URL lists, by result (updated, not-modified, failed).', labelNames: ['list', 'result'], registers: [r] });
     new Counter({
@@ -198,8 +221,9 @@ export class Metrics {
     this.listRefreshes.inc({ list, result });
   }
 
-  upstream(o: { path: string; seconds: number; ok: boolean }): void {
-    this.upstreamLatency.observe({ path: o.path, result: o.ok ? 'ok' : 'failed' }, o.seconds);
+  /** One upstream exchange (the forwarder's observe): its time, by path and result (UpstreamResult). */
+  upstream(o: { path: string; seconds: number; result: UpstreamResult }): void {
+    this.upstreamLatency.observe({ path: o.path, result: o.result }, o.seconds);
   }
 
   /** Serves /metrics on host:port (0: any free port); resolves with the port. */

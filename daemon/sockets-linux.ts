@@ -7,7 +7,7 @@
 //   The fd is read through dgram's internal `state symbol` (`sock[kStateSymbol].handle.fd`),
 //   because the public-looking `sock._handle` getter is deprecated (DEP0112) and
 //   prints a warning. Should a future Node rename that symbol, we fall back to
-//   `_handle` (one warning) rather than failing.
+//   `_handle` (Node's deprecation warning, and one line in our log) rather than failing.
 // - TCP: libc socket(AF_INET|AF_INET6, SOCK_STREAM|SOCK_NONBLOCK|SOCK_CLOEXEC) makes the fd,
 //   it is marked, wrapped in `new net.Socket({ fd })`, and connected on that very
 //   handle (libuv connects an existing fd), so the SYN is marked. On an error or the
@@ -20,8 +20,9 @@
 // libc is loaded lazily, so importing this module on another OS does not fail.
 import dgram from 'node:dgram';
 import net from 'node:net';
-import koffi from 'koffi';
+import { koffi } from '../sys/koffi-linux.js'; // loaded by loadLibc(), before any use
 import { loadLibc } from '../sys/libc-linux.js';
+import { processNotes, type FallbackReport } from '../sys/native-fallback.js';
 import { readSockaddr } from '../sys/sockaddr.js';
 import {
   checkMark,
@@ -63,11 +64,19 @@ function setMark(fd: number, mark: number): number {
   return lib().setsockopt(fd, SOL_SOCKET, SO_MARK, v, 4) === 0 ? 0 : koffi.errno();
 }
 
-/** The OS fd of a bound dgram socket (see the header for why the state symbol). */
-export function dgramFd(sock: dgram.Socket): number {
+/**
+ * The OS fd of a bound dgram socket (see the header for why the state
+ * symbol). Should this Node have no such symbol, `_handle` is read instead
+ * (Node prints a deprecation warning), and `report` hears it once.
+ */
+export function dgramFd(sock: dgram.Socket, report: FallbackReport = {}): number {
   const sym = Object.getOwnPropertySymbols(sock).find((s) => s.description === 'state symbol');
   const state = sym ? (sock as unknown as Record<symbol, { handle?: { fd?: number } } | undefined>)[sym] : undefined;
-  const fd = state?.handle?.fd ?? (sock as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  let fd = state?.handle?.fd;
+  if (fd === undefined) {
+    (report.notes ?? processNotes).note(report.logger, 'path sockets: the dgram fd from its state', `Node ${process.version} has no 'state symbol' on a dgram socket`, "its deprecated _handle (DEP0112)");
+    fd = (sock as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  }
   return typeof fd === 'number' ? fd : -1;
 }
 
@@ -77,6 +86,9 @@ function netFd(sock: net.Socket): number {
 }
 
 export class LinuxPathSockets implements PathSockets {
+  /** `logger`: where a fallback (the dgram fd read the deprecated way) is said, once. */
+  constructor(private readonly report: FallbackReport = {}) {}
+
   async udp(family: 4 | 6, mark: number): Promise<dgram.Socket> {
     checkMark(mark, 'udp', family);
     lib();
@@ -91,7 +103,7 @@ export class LinuxPathSockets implements PathSockets {
           resolve();
         });
       });
-      const fd = dgramFd(sock);
+      const fd = dgramFd(sock, this.report);
       if (fd < 0) throw new SocketError({ ...base, op: 'fd', errno: 'EBADF', detail: 'cannot find the socket\'s fd in this Node version' });
       const errno = setMark(fd, mark);
       if (errno !== 0) throw new SocketError({ ...base, op: 'setsockopt(SO_MARK)', errno });

@@ -65,6 +65,21 @@ export function answers(resp: Buffer, id: number, q: Question): boolean {
 
 const isTruncated = (resp: Buffer): boolean => (resp[2]! & 0x02) !== 0;
 
+/**
+ * How one upstream exchange ended, for metrics: an answer ('ok': NOERROR,
+ * NXDOMAIN and the rest), an answer that is the upstream failing or
+ * declining ('servfail', 'refused'; 'formerr', 'notimp': it could not take
+ * our query), or none ('failed': timeout, network error, no matching answer).
+ */
+export type UpstreamResult = 'ok' | 'servfail' | 'refused' | 'formerr' | 'notimp' | 'failed';
+
+const RESULT_OF_RCODE: Readonly<Record<number, UpstreamResult>> = { 1: 'formerr', 2: 'servfail', 4: 'notimp', 5: 'refused' };
+
+/** The result an answer with this header counts as. */
+export function resultOf(resp: Buffer): UpstreamResult {
+  return RESULT_OF_RCODE[resp[3]! & 0xf] ?? 'ok';
+}
+
 export interface ForwarderOptions {
   dialer: PathDialer;
   logger: Logger;
@@ -72,8 +87,8 @@ export interface ForwarderOptions {
   timeoutMs: number;
   /** Extra TLS options for DoH/DoT (tests: a private CA). */
   tls?: tls.ConnectionOptions;
-  /** Every upstream exchange, for metrics: seconds taken and whether it answered. */
-  observe?: (o: { upstream: string; path: PathName; seconds: number; ok: boolean }) => void;
+  /** Every upstream exchange, for metrics: seconds taken and how it ended. */
+  observe?: (o: { upstream: string; path: PathName; seconds: number; result: UpstreamResult }) => void;
 }
 
 export class Forwarder {
@@ -103,17 +118,17 @@ export class Forwarder {
       const t0 = this.o.observe ? performance.now() : 0;
       try {
         const resp = await this.ask(query, q, u, path);
-        this.o.observe?.({ upstream: u.text, path, seconds: (performance.now() - t0) / 1000, ok: true });
+        const result = resultOf(resp);
+        this.o.observe?.({ upstream: u.text, path, seconds: (performance.now() - t0) / 1000, result });
         // A resolver that cannot or will not answer: the next may; its answer is kept for when none can.
-        const rcode = resp[3]! & 0xf;
-        if (rcode === 2 || rcode === 5) {
+        if (result === 'servfail' || result === 'refused') {
           refusal ??= withId(resp, clientId);
-          problems.push(`${u.text}: ${rcode === 2 ? 'SERVFAIL' : 'REFUSED'}`);
+          problems.push(`${u.text}: ${result.toUpperCase()}`);
           continue;
         }
         return withId(resp, clientId);
       } catch (e) {
-        this.o.observe?.({ upstream: u.text, path, seconds: (performance.now() - t0) / 1000, ok: false });
+        this.o.observe?.({ upstream: u.text, path, seconds: (performance.now() - t0) / 1000, result: 'failed' });
         problems.push(`${u.text}: ${(e as Error).message}`);
         this.o.logger.debug({ upstream: u.text, path, err: (e as Error).message }, 'upstream failed');
       }

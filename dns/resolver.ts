@@ -21,13 +21,15 @@ import {
   OPCODE_QUERY,
   RCODE,
   TYPE,
-  addEdns,
   buildError,
+  errorAnswer,
+  findOpt,
   newHitScan,
   scanHitQuery,
   writeHitAnswer,
   buildRecordAnswer,
   clampTtlsAt,
+  ourAnswer,
   patchResponseAt,
   parseQuery,
   questionBytes,
@@ -36,6 +38,7 @@ import {
   truncateForUdp,
   ttlOffsets,
   udpLimit,
+  upstreamQuery,
   type ParsedQuery,
 } from './wire.js';
 
@@ -225,11 +228,12 @@ export class Resolver {
       if (q.error === 'short') return null;
       // Not a QUERY (STATUS, NOTIFY, UPDATE...): NOTIMP with the opcode echoed
       // (RFC 1035 §4.1.1); clients ignore an answer whose opcode differs
-      // ("opcode mismatch") and wait for their timeout.
+      // ("opcode mismatch") and wait for their timeout. An EDNS version we do
+      // not speak is BADVERS whatever the opcode (RFC 6891 §6.1.3).
       const opcode = (msg[2]! >>> 3) & 0xf;
-      if ((msg[2]! & 0x80) === 0 && opcode !== OPCODE_QUERY) return buildError({ id: q.id, rd: q.rd, opcode }, RCODE.NOTIMP);
+      if ((msg[2]! & 0x80) === 0 && opcode !== OPCODE_QUERY) return errorAnswer(msg, (findOpt(msg)?.version ?? 0) > 0 ? RCODE.BADVERS : RCODE.NOTIMP);
       this.stats.formerr++;
-      return buildError({ id: q.id, rd: q.rd }, RCODE.FORMERR);
+      return errorAnswer(msg, RCODE.FORMERR);
     }
     try {
       return this.resolve(msg, q, client);
@@ -287,7 +291,7 @@ export class Resolver {
     if (variant === undefined) return -1;
     const wire = variant.wire;
     if (wire.length > s.limit || wire.length > room) return -1;
-    const n = writeHitAnswer(out, at, wire, variant.ttlOffsets, buf, off, s.questionEnd, ageSeconds(now - e.storedAt));
+    const n = writeHitAnswer(out, at, wire, variant.ttlOffsets, buf, off, s.questionEnd, ageSeconds(now - e.storedAt), s.do);
     this.d.cache.noteHit(e);
     const st = this.stats;
     st.queries++;
@@ -391,7 +395,9 @@ export class Resolver {
   }
 
   private async miss(msg: Buffer, q: ParsedQuery, client: Client, path: PathName, rule: number, key: string): Promise<Buffer | null> {
-    const flightKey = `${path}|${key}`;
+    // A CD query's answer is unchecked data (a validating upstream did not
+    // validate it): it is not shared with queries without CD (see fetch).
+    const flightKey = q.cd ? `${path}|${key}|cd` : `${path}|${key}`;
     const before = this.inflight.size;
     let outcome: Outcome | null;
     try {
@@ -403,7 +409,7 @@ export class Resolver {
       outcome = null;
     }
     if (outcome === null) return this.servfail(msg, q);
-    const out = patchResponseAt(outcome.wire, outcome.offsets, q.id, questionBytes(msg, q), 0);
+    const out = patchResponseAt(outcome.wire, outcome.offsets, q.id, questionBytes(msg, q), 0, q.flags, q.edns !== null && q.edns.do);
     return this.shape(out, q, client);
   }
 
@@ -413,11 +419,11 @@ export class Resolver {
     let resp: Buffer;
     try {
       if (upstreams.length === 0) throw new Error(`no resolver for ${path} now`);
-      // EDNS options are hop by hop: the client's (COOKIE, NSID, padding...)
-      // are not forwarded; the upstream gets a bare OPT of ours (size, DO).
-      // A forwarded COOKIE would come back in the cached answer and reach
-      // every other client ("Client COOKIE mismatch": BIND-based clients drop it).
-      resp = await this.d.upstreams.forward(addEdns(removeOpt(msg), EDNS_UDP_SIZE, q.edns?.do ?? false), q, upstreams, path);
+      // The client's EDNS options (COOKIE, NSID, padding...) are not
+      // forwarded: a forwarded COOKIE would come back in the cached answer
+      // and reach every other client ("Client COOKIE mismatch": BIND-based
+      // clients drop it). See upstreamQuery for the header bits.
+      resp = await this.d.upstreams.forward(upstreamQuery(msg, EDNS_UDP_SIZE, q.edns?.do ?? false), q, upstreams, path);
     } catch (e) {
       this.stats.upstreamFailures++;
       this.d.logger.warn({ name: q.qname, path, err: (e as Error).message }, 'no upstream answered');
@@ -438,13 +444,10 @@ export class Resolver {
       this.d.logger.warn({ name: q.qname, path }, 'upstream answer malformed');
       return null;
     }
-    // Our copy, TTLs bounded: clients cache no longer than the tags last.
-    // It always carries an OPT advertising 1232: EDNS clients must get one
-    // (RFC 6891 §7) even from an upstream that answered without. addEdns
-    // appends a bare one (DO clear: that upstream did no DNSSEC) or only sets
-    // the size of the one there; appended last, it moves no TTL offset.
-    // Clients without EDNS get it removed.
-    const wire = addEdns(resp, EDNS_UDP_SIZE, false);
+    // Our copy (ourAnswer: our OPT, AA and Z cleared, RA set), TTLs bounded:
+    // clients cache no longer than the tags last. Clients without EDNS get
+    // the OPT removed.
+    const wire = ourAnswer(resp);
     const o = this.d.options;
     const hasData = info.answers.some((a) => a.type === q.qtype) || q.qtype === TYPE.ANY;
     const negative = info.rcode === RCODE.NXDOMAIN || (info.rcode === RCODE.NOERROR && !hasData);
@@ -462,7 +465,9 @@ export class Resolver {
       if (!ok) return null;
     }
 
-    const cacheable = !info.tc && (info.rcode === RCODE.NOERROR || info.rcode === RCODE.NXDOMAIN);
+    // Not an answer to CD: with CD a validating upstream skips validation,
+    // and bogus data cached here would reach clients that rely on it.
+    const cacheable = !info.tc && !q.cd && (info.rcode === RCODE.NOERROR || info.rcode === RCODE.NXDOMAIN);
     if (cacheable) {
       const ttlSeconds = negative ? (info.soaMinimum ?? 0) : (info.minTtl ?? 0);
       this.d.cache.set(path, key, {
@@ -513,10 +518,10 @@ export class Resolver {
         const wire = ownCopy(removeOpt(a.wire));
         a.plain = { wire, ttlOffsets: ttlOffsets(wire) ?? [] };
       }
-      const out = patchResponseAt(a.plain.wire, a.plain.ttlOffsets, q.id, questionBytes(msg, q), age);
+      const out = patchResponseAt(a.plain.wire, a.plain.ttlOffsets, q.id, questionBytes(msg, q), age, q.flags, false);
       return client.tcp ? out : truncateForUdp(out, udpLimit(null));
     }
-    const out = patchResponseAt(a.wire, a.ttlOffsets, q.id, questionBytes(msg, q), age);
+    const out = patchResponseAt(a.wire, a.ttlOffsets, q.id, questionBytes(msg, q), age, q.flags, q.edns.do);
     return client.tcp ? out : truncateForUdp(out, udpLimit(q.edns));
   }
 
@@ -526,8 +531,8 @@ export class Resolver {
     return client.tcp ? body : truncateForUdp(body, udpLimit(q.edns));
   }
 
-  private header(msg: Buffer, q: ParsedQuery): { id: number; rd: boolean; question: Buffer } {
-    return { id: q.id, rd: q.rd, question: questionBytes(msg, q) };
+  private header(msg: Buffer, q: ParsedQuery): { id: number; rd: boolean; cd: boolean; question: Buffer } {
+    return { id: q.id, rd: q.rd, cd: q.cd, question: questionBytes(msg, q) };
   }
 
   private servfail(msg: Buffer, q: ParsedQuery): Buffer {

@@ -6,12 +6,15 @@
 // Limits (RFC 7766 for TCP): idle connections close after `tcpIdleMs`; at most
 // `tcpMaxConnections` at once; per connection at most `tcpMaxPipelined`
 // queries in flight (reading pauses, it does not fail); a client that stops
-// reading its answers is disconnected once `tcpMaxUnread` bytes wait. UDP
-// queries in flight upstream are bounded by `maxInflight`; beyond it new
-// queries are dropped (the client retries) rather than queued without bound.
+// reading its answers is disconnected once `tcpMaxUnread` bytes wait. Queries
+// in flight upstream, UDP and TCP together, are bounded by `maxInflight`;
+// beyond it new UDP queries are dropped (the client retries) and TCP
+// connections stop being read until one settles, rather than anything being
+// queued without bound. The ACL is checked when a TCP connection is accepted:
+// an outsider's is reset at once and holds no slot.
 import net from 'node:net';
 import type { Logger } from '../lib/logger.js';
-import { RCODE, buildError, parseQuery, questionBytes } from './wire.js';
+import { RCODE, errorAnswer } from './wire.js';
 import type { Client } from './resolver.js';
 import type { DatagramListener, UdpPeer, UdpTransport } from './udp.js';
 import { defaultUdpTransport } from './udp-mmsg-linux.js';
@@ -28,7 +31,7 @@ export interface DnsHandler {
 
 export interface DnsServerOptions {
   handler: DnsHandler;
-  /** Whether a client address may ask (others get REFUSED). */
+  /** Whether a client address may ask (others get REFUSED over UDP; their TCP connections are reset). */
   allows: (address: string) => boolean;
   logger: Logger;
   tcpIdleMs?: number;
@@ -58,9 +61,13 @@ export interface DnsServerStats {
   tcpQueries: number;
   refused: number;
   dropped: number;
-  /** Queries dropped because `maxInflight` were pending. */
+  /** UDP queries dropped because `maxInflight` were pending. */
   overload: number;
+  /** Times a TCP connection stopped being read because `maxInflight` were pending. */
+  tcpWaits: number;
   tcpConnections: number;
+  /** TCP connections from addresses the ACL excludes, reset when accepted. */
+  tcpRefused: number;
   errors: number;
 }
 
@@ -71,13 +78,16 @@ export class DnsServer {
   private readonly transport: UdpTransport;
   private readonly tcp: net.Server[] = [];
   private readonly conns = new Set<net.Socket>();
+  /** Queries whose answer is pending (UDP and TCP): at most maxInflight. */
   private inflight = 0;
+  /** TCP connections waiting for inflight to drop below maxInflight, oldest first: each one's wake-up. */
+  private readonly waiting = new Set<() => void>();
   private readonly idleMs: number;
   private readonly maxConns: number;
   private readonly maxPipelined: number;
   private readonly maxUnread: number;
   private readonly maxInflight: number;
-  readonly stats: DnsServerStats = { udpQueries: 0, tcpQueries: 0, refused: 0, dropped: 0, overload: 0, tcpConnections: 0, errors: 0 };
+  readonly stats: DnsServerStats = { udpQueries: 0, tcpQueries: 0, refused: 0, dropped: 0, overload: 0, tcpWaits: 0, tcpConnections: 0, tcpRefused: 0, errors: 0 };
 
   constructor(private readonly o: DnsServerOptions) {
     this.idleMs = o.tcpIdleMs ?? 10_000;
@@ -85,7 +95,7 @@ export class DnsServer {
     this.maxPipelined = o.tcpMaxPipelined ?? 32;
     this.maxUnread = o.tcpMaxUnread ?? 1 << 20;
     this.maxInflight = o.maxInflight ?? 4096;
-    this.transport = o.udp ?? defaultUdpTransport();
+    this.transport = o.udp ?? defaultUdpTransport(process.env, { logger: o.logger });
   }
 
   /** The UDP transport in use ('recvmmsg' or 'dgram'): the startup log says which. */
@@ -173,7 +183,7 @@ export class DnsServer {
     }
     if (!this.o.allows(client.address)) {
       this.stats.refused++;
-      return refused(msg);
+      return errorAnswer(msg, RCODE.REFUSED);
     }
     try {
       return this.o.handler.handle(msg, client);
@@ -181,7 +191,17 @@ export class DnsServer {
       // The handler promises not to throw; if it does, the client still gets an answer.
       this.stats.errors++;
       this.o.logger.error({ err: e }, 'DNS handler threw');
-      return buildError({ id: msg.readUInt16BE(0), rd: (msg[2]! & 1) !== 0 }, RCODE.SERVFAIL);
+      return errorAnswer(msg, RCODE.SERVFAIL);
+    }
+  }
+
+  /** A pending answer settled: one more may be in flight; connections waiting for that are read again, oldest first. */
+  private release(): void {
+    this.inflight--;
+    for (const wake of this.waiting) {
+      if (this.inflight >= this.maxInflight) break;
+      this.waiting.delete(wake);
+      wake();
     }
   }
 
@@ -205,11 +225,11 @@ export class DnsServer {
     this.inflight++;
     return out.then(
       (b) => {
-        this.inflight--;
+        this.release();
         return b;
       },
       (e: unknown) => {
-        this.inflight--;
+        this.release();
         this.stats.errors++;
         this.o.logger.error({ err: e }, 'DNS handler rejected');
         return null;
@@ -218,28 +238,43 @@ export class DnsServer {
   }
 
   private onConnection(c: net.Socket): void {
+    const address = (c.remoteAddress ?? '').replace(/^::ffff:(?=\d+\.)/, '');
+    c.on('error', () => c.destroy());
+    if (!this.o.allows(address)) {
+      // An outsider's connection is reset before anything is read: answering
+      // REFUSED would keep it open, and with it one of tcpMaxConnections, for
+      // as long as the outsider likes. RST rather than FIN: no TIME_WAIT here.
+      this.stats.tcpRefused++;
+      c.resetAndDestroy();
+      return;
+    }
     this.stats.tcpConnections++;
     this.conns.add(c);
-    const address = (c.remoteAddress ?? '').replace(/^::ffff:(?=\d+\.)/, '');
     let buf: Buffer = Buffer.alloc(0);
     let pending = 0;
     let ended = false;
-    // Idle means nothing in flight either: a slow upstream is not the client's idleness.
+    /** Not read until the server has room for another query in flight (its wake-up is in this.waiting). */
+    let blocked = false;
+    // Idle means nothing in flight or waiting either: a slow upstream is not the client's idleness.
     c.setTimeout(this.idleMs, () => {
-      if (pending === 0) c.destroy();
+      if (pending === 0 && !blocked) c.destroy();
     });
-    c.on('error', () => c.destroy());
-    c.on('close', () => this.conns.delete(c));
+    c.on('close', () => {
+      this.conns.delete(c);
+      this.waiting.delete(wake);
+    });
     c.on('end', () => {
       ended = true;
-      if (pending === 0) c.end();
+      if (pending === 0 && !blocked) c.end();
     });
-    /** An answer went out (or failed): take more queries; after the client's FIN, close once all are answered. */
-    const settled = (): void => {
-      pending--;
+    /** Take more queries; after the client's FIN, close once all are answered. */
+    const next = (): void => {
       pump();
-      if (ended && pending === 0) c.end();
-      else if (pending < this.maxPipelined && c.isPaused()) c.resume();
+      if (ended && pending === 0 && !blocked) c.end();
+    };
+    const wake = (): void => {
+      blocked = false;
+      next();
     };
     const send = (b: Buffer): void => {
       if (c.destroyed) return;
@@ -249,10 +284,24 @@ export class DnsServer {
       // A client that never reads its answers does not get to fill our memory.
       if (c.writableLength > this.maxUnread) c.destroy();
     };
+    const settled = (): void => {
+      this.release();
+      pending--;
+      next();
+    };
     const pump = (): void => {
-      while (buf.length >= 2 && pending < this.maxPipelined) {
+      while (!blocked && buf.length >= 2 && pending < this.maxPipelined) {
         const n = buf.readUInt16BE(0);
         if (buf.length < 2 + n) break;
+        if (this.inflight >= this.maxInflight) {
+          // The server has all the queries in flight it takes: this
+          // connection waits, unread, until one settles (a TCP client does
+          // not retry a dropped query as a UDP client does).
+          blocked = true;
+          this.stats.tcpWaits++;
+          this.waiting.add(wake);
+          break;
+        }
         const msg = Buffer.from(buf.subarray(2, 2 + n));
         buf = buf.subarray(2 + n);
         this.stats.tcpQueries++;
@@ -263,6 +312,7 @@ export class DnsServer {
           continue;
         }
         pending++;
+        this.inflight++;
         void out.then(
           (b) => {
             if (b !== null) send(b);
@@ -274,19 +324,13 @@ export class DnsServer {
           },
         );
       }
-      // Pipelining beyond the limit: stop reading until answers go out.
-      if (pending >= this.maxPipelined) c.pause();
+      // Pipelining at its limit, or no room in flight: stop reading until answers go out.
+      if (blocked || pending >= this.maxPipelined) c.pause();
+      else if (c.isPaused()) c.resume();
     };
     c.on('data', (d: Buffer) => {
       buf = buf.length === 0 ? d : Buffer.concat([buf, d]);
       pump();
     });
   }
-}
-
-/** REFUSED with the question echoed when it parses, else the bare header. */
-function refused(msg: Buffer): Buffer {
-  const q = parseQuery(msg);
-  if ('error' in q) return buildError({ id: msg.readUInt16BE(0), rd: (msg[2]! & 1) !== 0 }, RCODE.REFUSED);
-  return buildError({ id: q.id, rd: q.rd, question: questionBytes(msg, q) }, RCODE.REFUSED, q.edns ? { do: q.edns.do } : null);
 }

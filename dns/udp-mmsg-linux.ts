@@ -35,11 +35,12 @@
 //   (28 B, enough for sockaddr_in6), 64 × 4096 B receive slots; then
 //   64 × mmsghdr, 64 × iovec and 64 × 2048 B send slots. Replies over UDP are
 //   at most 1232 B (EDNS_UDP_SIZE); a bigger one goes by sendto.
-import koffi from 'koffi';
+import { koffi } from '../sys/koffi-linux.js'; // loaded by loadLibc(), before any use
 import { loadLibc } from '../sys/libc-linux.js';
 import { sockaddr } from '../sys/sockaddr.js';
 import { errnoName } from '../sys/errno.js';
-import { READABLE, fdWatchAvailable, watchFd, type FdWatch } from '../sys/fd-watch-linux.js';
+import { READABLE, fdWatchProblem, watchFd, type FdWatch } from '../sys/fd-watch-linux.js';
+import { fastPathOr, type FallbackReport } from '../sys/native-fallback.js';
 import { formatIp } from '../lib/ip.js';
 import { dgramTransport, type DatagramListener, type UdpListenOptions, type UdpPeer, type UdpTransport } from './udp.js';
 import { AF_INET, AF_INET6, IPV6_V6ONLY, MSG_DONTWAIT, MSG_TRUNC, SOCK_CLOEXEC, SOCK_DGRAM, SOCK_NONBLOCK, SOL_IPV6, SOL_SOCKET, SO_RCVBUF, SO_RCVBUFFORCE, SO_SNDBUF, SO_SNDBUFFORCE } from '../sys/linux-abi.js';
@@ -357,15 +358,18 @@ export class MmsgTransport implements UdpTransport {
 /**
  * The transport the resolver uses: batched on Linux, dgram elsewhere, where
  * libc cannot be loaded, or with SPLITWAN_DNS_UDP=dgram (a way out should a
- * kernel or libc misbehave).
+ * kernel or libc misbehave). When it is dgram, `report` hears why, once.
  */
-export function defaultUdpTransport(env: NodeJS.ProcessEnv = process.env): UdpTransport {
-  if (env.SPLITWAN_DNS_UDP === 'dgram' || process.platform !== 'linux') return dgramTransport;
-  try {
-    lib();
-    if (!fdWatchAvailable()) return dgramTransport;
-    return new MmsgTransport();
-  } catch {
-    return dgramTransport;
-  }
+export function defaultUdpTransport(env: NodeJS.ProcessEnv = process.env, report: FallbackReport = {}): UdpTransport {
+  const turnedOff = env.SPLITWAN_DNS_UDP === 'dgram' ? 'SPLITWAN_DNS_UDP=dgram' : null;
+  return fastPathOr<UdpTransport>(
+    { what: 'resolver UDP: recvmmsg', instead: 'node:dgram', report, turnedOff },
+    () => {
+      lib();
+      const watch = fdWatchProblem();
+      if (watch !== null) throw new Error(watch);
+      return new MmsgTransport();
+    },
+    dgramTransport,
+  );
 }

@@ -53,9 +53,12 @@ export const EDNS_UDP_SIZE = 1232;
 export const CLASSIC_UDP_SIZE = 512;
 
 const F_QR = 0x8000;
+const F_AA = 0x0400;
 const F_TC = 0x0200;
 const F_RD = 0x0100;
 const F_RA = 0x0080;
+const F_Z = 0x0040;
+const F_AD = 0x0020;
 const F_CD = 0x0010;
 const DO_BIT = 0x8000;
 const MAX_NAME_WIRE = 255;
@@ -376,13 +379,16 @@ function writeOpt(out: Buffer, o: number, udpSize: number, extRcode: number, doB
 }
 
 /**
- * A response with no records: QR=1, RA=1, RD and the opcode (default QUERY)
- * copied, the question echoed when given. rcode 0 makes an empty NOERROR
- * (NODATA) answer. With `opt` (or when the rcode needs the extended bits, e.g.
+ * A response with no records: QR=1 and the opcode (default QUERY) copied, the
+ * question echoed when given. rcode 0 makes an empty NOERROR (NODATA) answer.
+ * To a QUERY: RA=1 (splitwan recurses), RD and CD copied (RFC 1035 §4.1.1,
+ * RFC 4035 §3.2.2). Those bits mean something for QUERY only (for UPDATE
+ * they are its Z field, RFC 2136 §2.2), so an answer to another opcode has
+ * none of them. With `opt` (or when the rcode needs the extended bits, e.g.
  * BADVERS), an OPT record is added.
  */
 export function buildError(
-  q: { id: number; rd: boolean; question?: Buffer | undefined; opcode?: number | undefined },
+  q: { id: number; rd: boolean; cd?: boolean | undefined; question?: Buffer | undefined; opcode?: number | undefined },
   rcode: number,
   opt?: { udpSize?: number; do?: boolean } | null,
 ): Buffer {
@@ -391,8 +397,10 @@ export function buildError(
   const ql = question !== null ? question.length : 0;
   const out = Buffer.alloc(12 + ql + (withOpt ? 11 : 0));
   out.writeUInt16BE(q.id & 0xffff, 0);
+  const opcode = (q.opcode ?? OPCODE_QUERY) & 0xf;
+  const queryBits = opcode === OPCODE_QUERY ? F_RA | (q.rd ? F_RD : 0) | (q.cd === true ? F_CD : 0) : 0;
   // RFC 1035 §4.1.1: the opcode is copied into the response (a client drops an answer whose opcode differs).
-  out.writeUInt16BE(F_QR | (((q.opcode ?? 0) & 0xf) << 11) | F_RA | (q.rd ? F_RD : 0) | (rcode & 0xf), 2);
+  out.writeUInt16BE(F_QR | (opcode << 11) | queryBits | (rcode & 0xf), 2);
   out.writeUInt16BE(question !== null ? 1 : 0, 4);
   if (question !== null) question.copy(out, 12);
   if (withOpt) {
@@ -408,7 +416,7 @@ export function buildError(
  * is null. AA is not set: splitwan is not the zone's authority.
  */
 export function buildRecordAnswer(
-  q: { id: number; rd: boolean; question: Buffer },
+  q: { id: number; rd: boolean; cd?: boolean | undefined; question: Buffer },
   type: number,
   rdata: Buffer | null,
   ttl: number,
@@ -420,7 +428,7 @@ export function buildRecordAnswer(
   const rr = 2 + 10 + rdata.length;
   const out = Buffer.alloc(12 + ql + rr + (withOpt ? 11 : 0));
   out.writeUInt16BE(q.id & 0xffff, 0);
-  out.writeUInt16BE(F_QR | F_RA | (q.rd ? F_RD : 0), 2);
+  out.writeUInt16BE(F_QR | F_RA | (q.rd ? F_RD : 0) | (q.cd === true ? F_CD : 0), 2);
   out.writeUInt16BE(1, 4);
   out.writeUInt16BE(1, 6);
   out.writeUInt16BE(withOpt ? 1 : 0, 10);
@@ -435,6 +443,43 @@ export function buildRecordAnswer(
   o += rr;
   if (withOpt) writeOpt(out, o, opt?.udpSize ?? EDNS_UDP_SIZE, 0, opt?.do ?? false);
   return out;
+}
+
+/**
+ * The EDNS of a message parseQuery refused (another opcode, several
+ * questions, two OPTs...): the first OPT of its additional section, found by
+ * walking the sections as far as they go; null when there is none or the
+ * walk fails before it.
+ */
+export function findOpt(buf: Buffer): EdnsInfo | null {
+  const s = scan(buf);
+  if (s === null || s.opt < 0) return null;
+  const f = s.rrs[s.opt]!.fixed;
+  return { udpSize: buf.readUInt16BE(f + 2), version: buf[f + 5]!, do: (buf[f + 6]! & 0x80) !== 0 };
+}
+
+/**
+ * An error answer with `rcode` to any message of 12 bytes or more (see
+ * buildError for its bits): the question echoed when it is one well-formed
+ * QUERY; an OPT of ours when the message has one (RFC 6891 §7: an EDNS
+ * requestor gets an OPT, errors included).
+ */
+export function errorAnswer(msg: Buffer, rcode: number): Buffer {
+  const opcode = (msg[2]! >>> 3) & 0xf;
+  const q = parseQuery(msg);
+  const parsed = 'error' in q ? null : q;
+  const edns = parsed !== null ? parsed.edns : findOpt(msg);
+  return buildError(
+    {
+      id: (msg[0]! << 8) | msg[1]!,
+      opcode,
+      rd: (msg[2]! & 0x01) !== 0,
+      cd: (msg[3]! & 0x10) !== 0,
+      question: parsed !== null ? questionBytes(msg, parsed) : undefined,
+    },
+    rcode,
+    edns === null ? null : { udpSize: EDNS_UDP_SIZE, do: edns.do },
+  );
 }
 
 // ---------------------------------------------------------------------------
@@ -454,11 +499,26 @@ export function ttlOffsets(resp: Buffer): number[] | null {
 }
 
 /**
- * A copy of a cached response for a hit: the ID set, the question replaced by
- * the client's bytes (its case; only when it is the cached question up to
- * ASCII case, which a cache hit guarantees, else the cached one is kept), and
- * the TTLs at `offsets` (from `ttlOffsets`) decreased by `ageSeconds`, floored
- * at 0. Plain byte operations only: no decoding, no encoding, one allocation.
+ * A cached answer's header bits that are the asking client's, written at
+ * out[at + 2], out[at + 3] from the query's flags bytes `b2`, `b3`: RD and
+ * CD copied from the query (RFC 1035 §4.1.1, RFC 4035 §3.2.2), whoever
+ * asked first; AD kept only for a client that asked with AD or DO
+ * (RFC 6840 §5.8). The rest (RA, rcode, TC) is the answer's.
+ */
+function setClientBits(out: Uint8Array, at: number, b2: number, b3: number, dnssecOk: boolean): void {
+  out[at + 2] = (out[at + 2]! & 0xfe) | (b2 & 0x01);
+  const keep = dnssecOk || (b3 & 0x20) !== 0 ? 0xef : 0xcf; // AD (0x20) and CD (0x10) cleared unless kept
+  out[at + 3] = (out[at + 3]! & keep) | (b3 & 0x10);
+}
+
+/**
+ * A copy of a cached response for a hit: the ID set, the client's header bits
+ * (`queryFlags`: the query's flags word; `dnssecOk`: its DO bit; see
+ * setClientBits), the question replaced by the client's bytes (its case; only
+ * when it is the cached question up to ASCII case, which a cache hit
+ * guarantees, else the cached one is kept), and the TTLs at `offsets` (from
+ * `ttlOffsets`) decreased by `ageSeconds`, floored at 0. Plain byte
+ * operations only: no decoding, no encoding, one allocation.
  */
 export function patchResponseAt(
   cached: Buffer,
@@ -466,6 +526,8 @@ export function patchResponseAt(
   id: number,
   questionRaw: Buffer,
   ageSeconds: number,
+  queryFlags: number,
+  dnssecOk: boolean,
 ): Buffer {
   const n = cached.length;
   const out = Buffer.allocUnsafe(n);
@@ -474,6 +536,7 @@ export function patchResponseAt(
     out[0] = (id >>> 8) & 0xff;
     out[1] = id & 0xff;
   }
+  if (n >= 4) setClientBits(out, 0, queryFlags >>> 8, queryFlags & 0xff, dnssecOk);
   // the client's question, byte by byte (cheaper than a copy call for ~30 bytes),
   // as long as it equals the cached one up to ASCII case; else undo
   const ql = questionRaw.length;
@@ -527,8 +590,8 @@ export function clampTtlsAt(buf: Buffer, offsets: readonly number[], min: number
 }
 
 /** `patchResponseAt` computing the offsets now; with a malformed `cached`, no TTL is changed. */
-export function patchResponse(cached: Buffer, id: number, questionRaw: Buffer, ageSeconds: number): Buffer {
-  return patchResponseAt(cached, ttlOffsets(cached) ?? [], id, questionRaw, ageSeconds);
+export function patchResponse(cached: Buffer, id: number, questionRaw: Buffer, ageSeconds: number, queryFlags: number, dnssecOk: boolean): Buffer {
+  return patchResponseAt(cached, ttlOffsets(cached) ?? [], id, questionRaw, ageSeconds, queryFlags, dnssecOk);
 }
 
 // ---------------------------------------------------------------------------
@@ -697,22 +760,60 @@ export function responseInfo(resp: Buffer): ResponseInfo | null {
  * otherwise a bare OPT is appended. A malformed query is returned as a copy.
  */
 export function addEdns(query: Buffer, udpSize: number = EDNS_UDP_SIZE, doBit = false): Buffer {
-  const s = scan(query);
-  if (s === null) return Buffer.from(query);
+  return withOpt(query, udpSize, doBit).out;
+}
+
+/** addEdns, and where the OPT's TYPE field is in the copy (-1: no OPT, `buf` was malformed). */
+function withOpt(buf: Buffer, udpSize: number, doBit: boolean): { out: Buffer; fixed: number } {
+  const s = scan(buf);
+  if (s === null) return { out: Buffer.from(buf), fixed: -1 };
   if (s.opt >= 0) {
-    const out = Buffer.from(query);
+    const out = Buffer.from(buf);
     const fixed = s.rrs[s.opt]!.fixed;
     out.writeUInt16BE(udpSize & 0xffff, fixed + 2);
     if (doBit) out[fixed + 6] = out[fixed + 6]! | 0x80;
-    return out;
+    return { out, fixed };
   }
-  const arcount = query.readUInt16BE(10);
-  if (arcount === 0xffff) return Buffer.from(query);
+  const arcount = buf.readUInt16BE(10);
+  if (arcount === 0xffff) return { out: Buffer.from(buf), fixed: -1 };
   const last = s.rrs.length > 0 ? s.rrs[s.rrs.length - 1]!.rdEnd : s.questionEnd;
   const out = Buffer.alloc(last + 11);
-  query.copy(out, 0, 0, last); // trailing bytes after the last record are dropped
+  buf.copy(out, 0, 0, last); // trailing bytes after the last record are dropped
   out.writeUInt16BE(arcount + 1, 10);
   writeOpt(out, last, udpSize, 0, doBit);
+  return { out, fixed: last + 1 };
+}
+
+/**
+ * The query splitwan sends upstream for a client's `query`: the client's EDNS
+ * options dropped (they are hop by hop: a forwarded COOKIE would come back in
+ * the cached answer to every other client), a bare OPT of ours (`udpSize`,
+ * the client's DO), RD and AD set (a forwarder wants recursion, and AD from a
+ * validating upstream, whatever the first asker sent: the answer is cached
+ * for everyone), the reserved Z bit clear, the client's CD kept.
+ */
+export function upstreamQuery(query: Buffer, udpSize: number, doBit: boolean): Buffer {
+  const out = addEdns(removeOpt(query), udpSize, doBit);
+  if (out.length >= 12) out.writeUInt16BE((out.readUInt16BE(2) & ~F_Z) | F_RD | F_AD, 2);
+  return out;
+}
+
+/**
+ * The copy of an upstream's answer that splitwan keeps and serves: AA
+ * cleared (splitwan is no authority), RA set (it recurses), the reserved Z
+ * bit clear; an OPT advertising EDNS_UDP_SIZE, version 0, with no flag but
+ * DO (a bare one appended when the upstream sent none: an EDNS client must
+ * get one, RFC 6891 §7; appended last, it moves no TTL offset). Header bits
+ * that are the client's are set per answer (patchResponseAt).
+ */
+export function ourAnswer(resp: Buffer): Buffer {
+  const { out, fixed } = withOpt(resp, EDNS_UDP_SIZE, false);
+  if (out.length < 12) return out;
+  out.writeUInt16BE((out.readUInt16BE(2) & ~(F_AA | F_Z)) | F_RA, 2);
+  if (fixed >= 0) {
+    out[fixed + 5] = 0; // version
+    out.writeUInt16BE(out.readUInt16BE(fixed + 6) & DO_BIT, fixed + 6); // flags: only DO is defined
+  }
   return out;
 }
 
@@ -855,15 +956,17 @@ export function scanHitQuery(buf: Uint8Array, off: number, len: number, s: HitSc
 
 /**
  * patchResponseAt writing into `out` at `at` instead of a new Buffer: the
- * cached answer with the ID and the question bytes of the query at
- * buf[msg, questionEnd) (the same name up to case and the same length: the
- * cache key says so) and the TTLs aged. Returns the answer's length.
+ * cached answer with the ID, the client's header bits (`dnssecOk`: its DO
+ * bit) and the question bytes of the query at buf[msg, questionEnd) (the
+ * same name up to case and the same length: the cache key says so) and the
+ * TTLs aged. Returns the answer's length.
  */
-export function writeHitAnswer(out: Uint8Array, at: number, cached: Uint8Array, offsets: readonly number[], buf: Uint8Array, msg: number, questionEnd: number, ageSeconds: number): number {
+export function writeHitAnswer(out: Uint8Array, at: number, cached: Uint8Array, offsets: readonly number[], buf: Uint8Array, msg: number, questionEnd: number, ageSeconds: number, dnssecOk: boolean): number {
   const n = cached.length;
   out.set(cached, at);
   out[at] = buf[msg]!;
   out[at + 1] = buf[msg + 1]!;
+  setClientBits(out, at, buf[msg + 2]!, buf[msg + 3]!, dnssecOk);
   for (let i = msg + 12, j = at + 12; i < questionEnd; i++, j++) out[j] = buf[i]!;
   const age = ageSeconds >= 1 ? Math.floor(ageSeconds) : 0;
   if (age > 0) {

@@ -36,12 +36,13 @@
 // copies the listener's options into each child), so it is set once there.
 import net from 'node:net';
 import { constants } from 'node:os';
-import koffi from 'koffi';
+import { koffi } from '../sys/koffi-linux.js'; // loaded by loadLibc(), before any use
 import { loadLibc } from '../sys/libc-linux.js';
 import { readSockaddr, writeSockaddr } from '../sys/sockaddr.js';
 import { READABLE, watchFd, type FdWatch } from '../sys/fd-watch-linux.js';
 import { EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, epollSet, errnoName, type EpollSet, type FdHandler } from './epoll-linux.js';
 import { peek, PEEK_LIMIT, type PeekResult } from './peek.js';
+import { reasonOf } from '../sys/native-fallback.js';
 import type { Splice, Splicer } from './splice.js';
 import { AF_INET, AF_INET6, IPV6_V6ONLY, MSG_DONTWAIT, MSG_PEEK, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_STREAM, SOL_IP, SOL_IPV6, SOL_SOCKET, SO_ERROR, SO_LINGER, SO_MARK, SO_ORIGINAL_DST, SO_REUSEADDR } from '../sys/linux-abi.js';
 
@@ -105,14 +106,21 @@ export interface RawAddress {
 
 /** What server.ts does for the raw path: every decision, count and log line is its own. */
 export interface RawHooks<R extends { mark: number }> {
-  /** A connection was accepted (counted); false: reset it now (closing, or over maxConnections: counted as refused). */
-  admit(inFlight: number): boolean;
+  /**
+   * A connection of `client` was accepted (counted); false: reset it now
+   * (closing, over maxConnections or its client's cap: counted as refused).
+   * true takes a place for the client: dropped() gives it back unless the
+   * connection is spliced (then the splice's end does).
+   */
+  admit(inFlight: number, client: RawAddress): boolean;
+  /** An admitted connection ended before its splice (refused, blocked, reset, failed dial, close()). */
+  dropped(client: RawAddress): void;
   /** Where the client was going; default SO_ORIGINAL_DST on the fd. null: not redirected. */
   originalDst?(fd: number, v6: boolean): RawAddress | null;
   /** A connection straight to the proxy's own port (not redirected: a loop). */
   isSelf(dst: RawAddress): boolean;
   /** Counts and logs a refusal; the connection is reset after. */
-  refuse(client: RawAddress, why: string): void;
+  refuse(client: RawAddress, reason: 'not-redirected' | 'loop', why: string): void;
   /**
    * The policy's answer for what the peek saw (`bytes` is valid during the
    * call only), with the path's mark; null: reset the client (blocked, kill
@@ -307,7 +315,8 @@ export class RawConnections<R extends { mark: number }> {
   }
 
   private accepted(fd: number, v6: boolean, client: RawAddress, now: number): void {
-    if (!this.hooks.admit(this.pending.size)) return this.resetFd(fd);
+    if (!this.hooks.admit(this.pending.size, client)) return this.resetFd(fd);
+    // Admitted: from here every way out that is not a splice gives the client's place back.
     let dst: RawAddress | null;
     try {
       dst = this.hooks.originalDst ? this.hooks.originalDst(fd, v6) : this.originalDst(fd, v6, client);
@@ -316,15 +325,20 @@ export class RawConnections<R extends { mark: number }> {
       dst = null;
     }
     if (dst === null) {
-      this.hooks.refuse(client, 'not redirected (no original destination)');
+      this.hooks.refuse(client, 'not-redirected', 'not redirected (no original destination)');
+      this.hooks.dropped(client);
       return this.resetFd(fd);
     }
     if (this.hooks.isSelf(dst)) {
-      this.hooks.refuse(client, 'addressed to the proxy itself');
+      this.hooks.refuse(client, 'loop', 'addressed to the proxy itself');
+      this.hooks.dropped(client);
       return this.resetFd(fd);
     }
     const p = new Pending<R>(this, fd, client, dst, now);
-    if (!this.ep.set(fd, p)) return this.resetFd(fd);
+    if (!this.ep.set(fd, p)) {
+      this.hooks.dropped(client);
+      return this.resetFd(fd);
+    }
     this.pending.add(p);
     // Its first bytes often came with the connection: no need to wait for a readiness.
     this.tryPeek(p, 0, false);
@@ -429,6 +443,7 @@ export class RawConnections<R extends { mark: number }> {
   /** Drops a connection before the splice: its dial is closed, the client reset (`reset`) or just closed. */
   private abort(p: Pending<R>, reset: boolean): void {
     if (!this.pending.delete(p)) return;
+    this.hooks.dropped(p.client);
     if (p.sfd >= 0) this.ep.close(p.sfd);
     if (reset) this.setLingerReset(p.cfd);
     this.ep.close(p.cfd);
@@ -462,12 +477,18 @@ export class RawConnections<R extends { mark: number }> {
 
 /** Whether the raw path can run here with this splicer (it needs one that takes fds). */
 export function rawAvailable(splicer: Splicer): splicer is Splicer & Required<Pick<Splicer, 'startFds'>> {
-  if (process.platform !== 'linux' || typeof splicer.startFds !== 'function') return false;
+  return rawProblem(splicer) === null;
+}
+
+/** Why the raw path cannot run here with this splicer, or null when it can. */
+export function rawProblem(splicer: Splicer): string | null {
+  if (process.platform !== 'linux') return `not Linux (${process.platform})`;
+  if (typeof splicer.startFds !== 'function') return `the ${splicer.name} splicer takes no fds`;
   try {
     load();
     epollSet();
-    return true;
-  } catch {
-    return false;
+    return null;
+  } catch (e) {
+    return reasonOf(e);
   }
 }

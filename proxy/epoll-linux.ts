@@ -16,7 +16,7 @@
 // Memory layout: struct epoll_event is packed on x86-64 (12 bytes: events,
 // then data at offset 4) and naturally aligned elsewhere (16 bytes, data at 8).
 import { errnoName } from '../sys/errno.js';
-import koffi from 'koffi';
+import { koffi } from '../sys/koffi-linux.js'; // loaded by loadLibc(), before any use
 import { loadLibc } from '../sys/libc-linux.js';
 import { READABLE, watchFd, type FdWatch } from '../sys/fd-watch-linux.js';
 

@@ -30,7 +30,9 @@
 import net from 'node:net';
 import type { Policy } from '../config/policy.js';
 import type { PathName, Target } from '../config/types.js';
-import { RawConnections, rawAvailable, type RawAddress, type RawHooks } from './accept-linux.js';
+import { RawConnections, rawAvailable, rawProblem, type RawAddress, type RawHooks } from './accept-linux.js';
+import { processNotes, type FallbackNotes } from '../sys/native-fallback.js';
+import { ClientConnections, LogWindow } from './client-cap.js';
 import { peek, PEEK_LIMIT, type PeekResult } from './peek.js';
 import { defaultSplicer } from './splice-linux.js';
 import { resetSocket, type Splice, type SpliceEnd, type Splicer } from './splice.js';
@@ -72,6 +74,10 @@ export interface ProxyDeps {
   originalDstFd?(fd: number, v6: boolean): { address: string; port: number } | null;
   /** `raw` or `node` (see the header); default acceptMode(): raw where it can run. */
   accept?: AcceptMode;
+  /** A monotonic clock in ms, for the refusal log's window; default performance.now. */
+  now?: () => number;
+  /** Where a fast path that is off (splice, raw accept) is said, once; default the process's. */
+  notes?: FallbackNotes;
 }
 
 export type AcceptMode = 'raw' | 'node';
@@ -81,11 +87,12 @@ export function acceptMode(env: NodeJS.ProcessEnv = process.env): AcceptMode {
   return env.SPLITWAN_PROXY_ACCEPT === 'node' ? 'node' : 'raw';
 }
 
-/** A raw connection's decision: the path, its mark, and the log record. */
+/** A raw connection's decision: the path, its mark, the log record, and the client address whose place it holds. */
 interface RawRoute {
   path: PathName;
   mark: number;
   decision: () => ProxyDecision;
+  client: string;
 }
 
 export interface ProxyOptions {
@@ -95,6 +102,8 @@ export interface ProxyOptions {
   connectTimeoutMs?: number;
   /** Connections beyond this are reset at accept. Default 16 384. */
   maxConnections?: number;
+  /** Connections one client address may have open at once; one more is reset at accept. Default 1024. */
+  maxConnectionsPerClient?: number;
 }
 
 export class ProxyListenError extends Error {
@@ -129,10 +138,15 @@ export interface PathTraffic {
   bytesDown: number;
 }
 
+/** Why a connection was reset at accept, before anything was read. */
+export type RefuseReason = 'not-redirected' | 'loop' | 'cap' | 'client-cap';
+
 export interface ProxyStats {
   accepted: number;
-  /** Refused before dialling: not redirected, a loop, or over maxConnections. */
+  /** Refused before dialling: not redirected, a loop, over maxConnections or maxConnectionsPerClient. */
   refused: number;
+  /** The same, by reason (`splitwan_proxy_refused_total`). */
+  refusedBy: Record<RefuseReason, number>;
   blocked: number;
   /** Dials that failed, including the kill switch. */
   dialFailed: number;
@@ -143,6 +157,9 @@ export interface ProxyStats {
 }
 
 const DEFAULT_MAX_CONNECTIONS = 16_384;
+const DEFAULT_MAX_CONNECTIONS_PER_CLIENT = 1024;
+/** One line per this long about clients over their cap, however many are refused. */
+const CLIENT_CAP_LOG_MS = 10_000;
 /** A burst of new connections (a page opening dozens) must not overflow Node's default backlog of 511. */
 const LISTEN_BACKLOG = 4096;
 
@@ -168,6 +185,7 @@ export class TransparentProxy {
   readonly stats: ProxyStats = {
     accepted: 0,
     refused: 0,
+    refusedBy: { 'not-redirected': 0, loop: 0, cap: 0, 'client-cap': 0 },
     blocked: 0,
     dialFailed: 0,
     peekTimeouts: 0,
@@ -176,12 +194,35 @@ export class TransparentProxy {
   };
   /** Live connections' splices by path, so stats() can include bytes of connections still open. */
   private readonly live = new Map<Splice, string>();
+  /** Open connections per client address, against maxConnectionsPerClient. */
+  private readonly perClient = new ClientConnections();
+  private readonly clientCapLog: LogWindow;
 
   constructor(
     private readonly deps: ProxyDeps,
     private options: ProxyOptions,
   ) {
-    this.splicer = deps.splicer ?? defaultSplicer();
+    this.splicer = deps.splicer ?? defaultSplicer(process.env, { logger: deps.logger, ...(deps.notes && { notes: deps.notes }) });
+    this.clientCapLog = new LogWindow(CLIENT_CAP_LOG_MS, deps.now ?? (() => performance.now()));
+  }
+
+  /**
+   * Takes a place for a new connection of `client` (an address); false, counted
+   * and logged at most once per window, when it has its cap open already.
+   */
+  private admitClient(client: string): boolean {
+    const limit = this.options.maxConnectionsPerClient ?? DEFAULT_MAX_CONNECTIONS_PER_CLIENT;
+    if (this.perClient.acquire(client, limit)) return true;
+    this.stats.refused++;
+    this.stats.refusedBy['client-cap']++;
+    const line = this.clientCapLog.take();
+    if (line !== null) {
+      this.deps.logger.warn(
+        { client, open: this.perClient.count(client), limit, suppressed: line.suppressed },
+        `proxy: client ${client} has ${limit} connections open (proxy.maxConnectionsPerClient): resetting its new ones${line.suppressed > 0 ? ` (${line.suppressed} more refusals since the last line)` : ''}`,
+      );
+    }
+    return false;
   }
 
   /** Which splicer moves the bytes (`splice` or `pipe`), for the log line at start. */
@@ -219,6 +260,16 @@ export class TransparentProxy {
       return;
     }
     if (this.deps.accept === 'raw') throw new Error('proxy: the raw accept path cannot run here (it needs Linux, the splice splicer, a dialer with markOf and IP listen addresses)');
+    const why =
+      want === 'node'
+        ? { reason: this.deps.accept === 'node' ? 'asked for' : 'SPLITWAN_PROXY_ACCEPT=node', chosen: true }
+        : markOf === undefined
+          ? { reason: 'the dialer gives no socket marks', chosen: true }
+          : !addresses.every((a) => net.isIP(a.host) !== 0)
+            ? { reason: 'a listen address is a name', chosen: true }
+            : // Without splice(2) there is no raw path: that choice (or failure) was noted by the splicer.
+              { reason: rawProblem(splicer) ?? 'unknown', chosen: typeof splicer.startFds !== 'function' };
+    (this.deps.notes ?? processNotes).note(this.deps.logger, 'proxy accept: raw fds', why.reason, 'net.Server and net.Socket', why.chosen);
     for (const a of addresses) {
       const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (s) => this.accept(s));
       server.maxConnections = this.options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
@@ -264,10 +315,19 @@ export class TransparentProxy {
       return;
     }
     this.stats.accepted++;
-    this.sockets.add(client);
-    client.once('close', () => this.sockets.delete(client));
     // An error before the splice owns the socket (a reset while peeking) must not be unhandled.
     client.on('error', () => {});
+    const ip = unmapped(client.remoteAddress ?? '?');
+    if (!this.admitClient(ip)) {
+      resetSocket(client);
+      return;
+    }
+    this.sockets.add(client);
+    // Its place is given back when the socket closes, whichever way it ends (refused, blocked, spliced).
+    client.once('close', () => {
+      this.sockets.delete(client);
+      this.perClient.release(ip);
+    });
     let dst: { address: string; port: number } | null;
     try {
       dst = this.deps.originalDst(client);
@@ -275,10 +335,10 @@ export class TransparentProxy {
       this.deps.logger.warn({ client: peerOf(client), err: (e as Error).message }, 'proxy: no original destination');
       dst = null;
     }
-    if (dst === null) return this.refuse(client, 'not redirected (no original destination)');
+    if (dst === null) return this.refuse(client, 'not-redirected', 'not redirected (no original destination)');
     dst = { address: unmapped(dst.address), port: dst.port };
     // A connection addressed to the proxy itself was not redirected: it came straight at the port.
-    if (this.isSelf(dst)) return this.refuse(client, 'addressed to the proxy itself');
+    if (this.isSelf(dst)) return this.refuse(client, 'loop', 'addressed to the proxy itself');
     void this.peekThenDial(client, dst);
   }
 
@@ -289,8 +349,9 @@ export class TransparentProxy {
     return false;
   }
 
-  private refuse(client: net.Socket, why: string): void {
+  private refuse(client: net.Socket, reason: RefuseReason, why: string): void {
     this.stats.refused++;
+    this.stats.refusedBy[reason]++;
     this.deps.logger.info({ client: peerOf(client) }, `proxy refused a connection: ${why}`);
     resetSocket(client);
   }
@@ -372,14 +433,15 @@ export class TransparentProxy {
     return { target, decision: () => ({ client: client(), dst: hostPort(dst.address, dst.port), seen, name, rule, target }) };
   }
 
-  /** Counts a spliced connection on its path until it ends. */
-  private track(path: PathName, s: Splice): void {
+  /** Counts a spliced connection on its path until it ends; `client` (raw path): its place is given back then. */
+  private track(path: PathName, s: Splice, client?: string): void {
     const traffic = (this.stats.paths[path] ??= { connections: 0, active: 0, bytesUp: 0, bytesDown: 0 });
     traffic.connections++;
     traffic.active++;
     this.live.set(s, path);
     void s.done.then((r) => {
       this.live.delete(s);
+      if (client !== undefined) this.perClient.release(client);
       traffic.active--;
       traffic.bytesUp += r.up;
       traffic.bytesDown += r.down;
@@ -393,13 +455,17 @@ export class TransparentProxy {
     const fromFd = this.deps.originalDstFd;
     const desc = (a: RawAddress): string => hostPort(a.address, a.port);
     return {
-      admit: (inFlight) => {
+      admit: (inFlight, client) => {
         if (this.closed) return false;
         this.stats.accepted++;
-        if (inFlight + this.live.size < (this.options.maxConnections ?? DEFAULT_MAX_CONNECTIONS)) return true;
-        this.stats.refused++; // not logged: a flood would flood the log too
-        return false;
+        if (inFlight + this.live.size >= (this.options.maxConnections ?? DEFAULT_MAX_CONNECTIONS)) {
+          this.stats.refused++; // not logged: a flood would flood the log too
+          this.stats.refusedBy.cap++;
+          return false;
+        }
+        return this.admitClient(client.address);
       },
+      dropped: (client) => this.perClient.release(client.address),
       ...(fromFd && {
         originalDst: (fd: number, v6: boolean) => {
           const d = fromFd(fd, v6);
@@ -407,8 +473,9 @@ export class TransparentProxy {
         },
       }),
       isSelf: (dst) => this.isSelf(dst),
-      refuse: (client, why) => {
+      refuse: (client, reason, why) => {
         this.stats.refused++;
+        this.stats.refusedBy[reason]++;
         log.info({ client: desc(client) }, `proxy refused a connection: ${why}`);
       },
       decide: (client, dst, bytes, result, timedOut) => {
@@ -420,7 +487,7 @@ export class TransparentProxy {
           return null;
         }
         try {
-          return { path: target, mark: markOf(target), decision };
+          return { path: target, mark: markOf(target), decision, client: client.address };
         } catch (e) {
           this.stats.dialFailed++;
           log.info({ ...decision(), err: (e as Error).message }, 'proxy: dial failed');
@@ -433,7 +500,7 @@ export class TransparentProxy {
       },
       spliced: (r, s) => {
         if (log.isLevelEnabled?.('debug') ?? true) log.debug(r.decision(), 'proxy: connection');
-        this.track(r.path, s);
+        this.track(r.path, s, r.client);
       },
       timeouts: () => ({ peekMs: this.options.peekTimeoutMs, connectMs: this.options.connectTimeoutMs ?? 10_000, idleMs: this.options.idleTimeoutMs }),
       warn: (obj, msg) => log.warn(obj, msg),

@@ -66,11 +66,12 @@
 //   plus what splice moved.
 import { constants } from 'node:os';
 import type net from 'node:net';
-import koffi from 'koffi';
+import { koffi } from '../sys/koffi-linux.js'; // loaded by loadLibc(), before any use
 import { loadLibc } from '../sys/libc-linux.js';
 import { EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, epollSet, type EpollSet, type FdHandler } from './epoll-linux.js';
 import { pipeSplicer, resetSocket, type Splice, type SpliceEnd, type SpliceOptions, type SpliceResult, type Splicer } from './splice.js';
 import { MSG_DONTWAIT, MSG_NOSIGNAL, SOL_SOCKET, SO_ERROR, SO_LINGER } from '../sys/linux-abi.js';
+import { fastPathOr, type FallbackReport } from '../sys/native-fallback.js';
 
 const O_NONBLOCK = 0o4000;
 const O_CLOEXEC = 0o2000000;
@@ -583,13 +584,9 @@ export function spliceSplicer(): Splicer {
 /**
  * The splicer the proxy uses: splice(2) on Linux; Node's pipe() elsewhere,
  * where it cannot load, or with SPLITWAN_PROXY_SPLICE=pipe (a way out should a
- * kernel or a Node version misbehave).
+ * kernel or a Node version misbehave). When it is pipe(), `report` hears why, once.
  */
-export function defaultSplicer(env: NodeJS.ProcessEnv = process.env): Splicer {
-  if (env.SPLITWAN_PROXY_SPLICE === 'pipe' || process.platform !== 'linux') return pipeSplicer;
-  try {
-    return spliceSplicer();
-  } catch {
-    return pipeSplicer;
-  }
+export function defaultSplicer(env: NodeJS.ProcessEnv = process.env, report: FallbackReport = {}): Splicer {
+  const turnedOff = env.SPLITWAN_PROXY_SPLICE === 'pipe' ? 'SPLITWAN_PROXY_SPLICE=pipe' : null;
+  return fastPathOr({ what: 'proxy bytes: splice(2)', instead: "Node's streams (pipe())", report, turnedOff }, spliceSplicer, pipeSplicer);
 }

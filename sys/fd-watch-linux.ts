@@ -16,7 +16,7 @@
 // Rules libuv sets (uv_poll docs): one active handle per fd; the fd must stay
 // open until the handle is closed: `close()` resolves once libuv released
 // it, and only then may the caller close the fd.
-import koffi from 'koffi';
+import { koffi, loadKoffi } from './koffi-linux.js';
 
 export const READABLE = 1;
 export const WRITABLE = 2;
@@ -60,6 +60,7 @@ function load(): Uv {
   if (unavailable !== null) throw unavailable;
   try {
     if (process.platform !== 'linux') throw new Error(`needs Linux (this is ${process.platform})`);
+    loadKoffi();
     const self = koffi.load(null as unknown as string); // the running process: node and the libuv it exports
     // Handles are passed as integers (uintptr_t): memory of ours, never copied or pinned by koffi.
     const PollCb = koffi.proto('void splitwan_uv_poll_cb(uintptr_t handle, int status, int events)');
@@ -111,13 +112,13 @@ function settleSoon(): void {
   setImmediate(settled);
 }
 
-/** Whether watchFd works in this process (Linux, koffi loads, libuv's symbols are exported). */
-export function fdWatchAvailable(): boolean {
+/** Why watchFd cannot work in this process (not Linux, koffi does not load, libuv's symbols are not exported), or null when it can. */
+export function fdWatchProblem(): string | null {
   try {
     load();
-    return true;
-  } catch {
-    return false;
+    return null;
+  } catch (e) {
+    return (e as Error).message;
   }
 }
 

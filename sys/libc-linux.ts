@@ -3,7 +3,7 @@
 // libc.so.6; musl (OpenWrt, Alpine) has one file that is both the loader and
 // libc, under an architecture-specific name. Each module declares its own
 // functions on the library this returns.
-import koffi from 'koffi';
+import { loadKoffi, type KoffiLib } from './koffi-linux.js';
 import { arch } from 'node:process';
 
 /** musl's libc for the architectures koffi ships musl builds for, and the generic names. */
@@ -14,7 +14,7 @@ export function libcCandidates(a: string = arch): string[] {
   return ['libc.so.6', ...(musl ? [`libc.musl-${musl}.so.1`, `/lib/ld-musl-${musl}.so.1`] : []), 'libc.so'];
 }
 
-let loaded: koffi.IKoffiLib | null = null;
+let loaded: KoffiLib | null = null;
 let failure: Error | null = null;
 
 /**
@@ -22,9 +22,10 @@ let failure: Error | null = null;
  * of the candidates loads, naming what was tried, so a fast path can fall
  * back and say why.
  */
-export function loadLibc(): koffi.IKoffiLib {
+export function loadLibc(): KoffiLib {
   if (loaded) return loaded;
   if (failure) throw failure;
+  const koffi = loadKoffi(); // throws where koffi has no build: that is the reason then
   const tried: string[] = [];
   for (const name of libcCandidates()) {
     try {

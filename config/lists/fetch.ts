@@ -2,6 +2,12 @@
 // router that boots without internet still routes by yesterday's lists, and a
 // bad download (error page, truncated body, wrong file) never replaces a good
 // copy.
+//
+// A list decides where traffic goes, so whoever can rewrite it in transit can
+// reroute (or unblock) whatever it names. A list is therefore fetched over
+// https at every hop, redirects included, or its content is pinned
+// (`sha256:`): a pinned body that does not hash to the pin is refused like
+// any bad download, whatever the scheme it came over.
 
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
@@ -23,9 +29,11 @@ export interface ListCacheEntry {
 
 export interface ListFetchResult {
   status: 'updated' | 'not-modified' | 'failed';
-  /** The last good copy (new or old); null when there is none for this URL. */
+  /** The last good copy (new or old); null when there is none for this URL (and pin). */
   entry: ListCacheEntry | null;
   error?: string;
+  /** SPLITWAN_LIST_PIN: the body was not the pinned content (tampered with, or the list changed upstream). */
+  code?: 'SPLITWAN_LIST_PIN';
 }
 
 /** What `${name}.meta.json` holds. The hash ties it to the body written just before it. */
@@ -65,9 +73,26 @@ export function redactUrl(url: string): string {
   }
 }
 
-function sha256(text: string): string {
-  return createHash('sha256').update(text).digest('hex');
+function sha256(data: string | Buffer): string {
+  return createHash('sha256').update(data).digest('hex');
 }
+
+/** Whether a cached body is the pinned content (true when the list has no pin). */
+export function matchesPin(text: string, pin: string | undefined): boolean {
+  return pin === undefined || sha256(text) === pin;
+}
+
+/**
+ * Refuses every hop of a request that is not https, redirects included (the
+ * redirect interceptor dispatches each hop through what it wraps): an https
+ * list that redirects to http would hand the list to the network again.
+ */
+const httpsOnly: Dispatcher.DispatcherComposeInterceptor = (dispatch) => (opts, handler) => {
+  const origin = opts.origin === undefined ? null : new URL(String(opts.origin));
+  if (origin?.protocol === 'https:') return dispatch(opts, handler);
+  handler.onResponseError?.(null as unknown as Dispatcher.DispatchController, new Error(`refused a redirect to ${origin?.protocol ?? '?'}// (${origin?.host ?? ''}): an unpinned list is fetched over https only`));
+  return false;
+};
 
 function errorText(e: unknown): string {
   if (e instanceof Error) {
@@ -80,7 +105,8 @@ function errorText(e: unknown): string {
 export class ListFetcher {
   private readonly dir: string;
   private readonly now: () => number;
-  private dispatcher: Dispatcher | null = null;
+  /** Redirects followed; `https`: and every hop https (unpinned lists). */
+  private dispatchers: { any: Dispatcher; https: Dispatcher } | null = null;
   private readonly baseDispatcher: Dispatcher | undefined;
 
   constructor(opts: { cacheDir: string; now?: () => number; dispatcher?: Dispatcher }) {
@@ -90,10 +116,15 @@ export class ListFetcher {
   }
 
   /** undici's dispatcher with redirects followed (undici 7 dropped the per-request option); loaded on the first download. */
-  private async http(): Promise<{ dispatcher: Dispatcher; request: typeof import('undici').request }> {
+  private async http(httpsOnlyHops: boolean): Promise<{ dispatcher: Dispatcher; request: typeof import('undici').request }> {
     const { getGlobalDispatcher, interceptors, request } = await undici();
-    this.dispatcher ??= (this.baseDispatcher ?? getGlobalDispatcher()).compose(interceptors.redirect({ maxRedirections: MAX_REDIRECTIONS }));
-    return { dispatcher: this.dispatcher, request };
+    if (this.dispatchers === null) {
+      const base = this.baseDispatcher ?? getGlobalDispatcher();
+      const redirect = interceptors.redirect({ maxRedirections: MAX_REDIRECTIONS });
+      // The guard goes first, so the redirect interceptor dispatches every hop through it.
+      this.dispatchers = { any: base.compose(redirect), https: base.compose(httpsOnly, redirect) };
+    }
+    return { dispatcher: httpsOnlyHops ? this.dispatchers.https : this.dispatchers.any, request };
   }
 
   private paths(name: string): { body: string; meta: string } {
@@ -130,8 +161,11 @@ export class ListFetcher {
     if (nameError) return { status: 'failed', entry: null, error: `${shown}: ${nameError}` };
     if (!source.url) return { status: 'failed', entry: null, error: `list "${source.name}" has no url` };
     let cached = await this.readCache(source.name);
-    // A cache for another URL is another list: neither its validators nor its text apply.
-    if (cached && cached.url !== source.url) cached = null;
+    // A cache for another URL is another list: neither its validators nor its text apply;
+    // nor is a copy that is not the pinned content (the pin changed, or it predates the pin).
+    if (cached && (cached.url !== source.url || !matchesPin(cached.text, source.sha256))) cached = null;
+    // Pinned content cannot change: the copy that matches is the list, with nothing to ask.
+    if (cached && source.sha256 !== undefined) return { status: 'not-modified', entry: cached };
     try {
       return await this.download(source, source.url, cached);
     } catch (e) {
@@ -144,6 +178,7 @@ export class ListFetcher {
     const fail = (why: string): ListFetchResult => ({ status: 'failed', entry: cached, error: `${shown}: ${why}` });
     const target = new URL(url);
     if (target.protocol !== 'http:' && target.protocol !== 'https:') return fail('only http and https URLs are fetched');
+    if (target.protocol !== 'https:' && source.sha256 === undefined) return fail('a plain http:// list needs a sha256 pin (or an https:// URL): anyone on the way could rewrite it');
     const headers: Record<string, string> = { 'accept-encoding': 'gzip, deflate', 'user-agent': 'splitwan' };
     // Credentials in the URL become a header: undici does not send userinfo, and
     // its redirect handler drops authorization when the origin changes.
@@ -164,7 +199,7 @@ export class ListFetcher {
       ac.abort();
     }, source.timeoutMs);
     try {
-      const { dispatcher, request } = await this.http();
+      const { dispatcher, request } = await this.http(source.sha256 === undefined);
       const res = await request(target, { method: 'GET', headers, dispatcher, signal: ac.signal });
       const status = res.statusCode;
       if (status === 304) {
@@ -191,6 +226,10 @@ export class ListFetcher {
       }
       const body = await readLimited(res.body, header(res.headers, 'content-encoding'), source.maxBytes);
       if ('error' in body) return fail(body.error);
+      if (source.sha256 !== undefined) {
+        const got = sha256(body.bytes);
+        if (got !== source.sha256) return { ...fail(`the body does not match the list's sha256 pin (got ${got}, pinned ${source.sha256}): refused`), code: 'SPLITWAN_LIST_PIN' };
+      }
       const invalid = validate(body.text, source, url);
       if (invalid) return fail(invalid);
       const entry: ListCacheEntry = { text: body.text, fetchedAt: this.now(), url };
@@ -265,7 +304,7 @@ async function readLimited(
   body: Readable,
   encoding: string | undefined,
   max: number,
-): Promise<{ text: string } | { error: string }> {
+): Promise<{ text: string; bytes: Buffer } | { error: string }> {
   const enc = (encoding ?? 'identity').trim().toLowerCase();
   let stream: Readable;
   if (enc === 'identity' || enc === '') stream = body;
@@ -292,7 +331,8 @@ async function readLimited(
   } finally {
     if (stream !== body) body.destroy();
   }
-  return { text: Buffer.concat(chunks, total).toString('utf8') };
+  const bytes = Buffer.concat(chunks, total);
+  return { text: bytes.toString('utf8'), bytes };
 }
 
 /** Why a downloaded body is not a list of the expected format, or null when it is. */

@@ -82,7 +82,13 @@ export class ListRefresher {
     const result = await this.makeFetcher(config.stateDir).fetch(source);
     const log = this.logger.child({ list: name });
     if (result.status === 'failed') {
-      log.warn({ url: redactUrl(source.url), kept: result.entry !== null }, `list download failed: ${result.error ?? 'unknown error'}; ${result.entry ? 'keeping the last good copy' : 'no copy yet, its rules match nothing'}`);
+      // What routing keeps using is what the running policy holds, whatever the cache has.
+      const inUse = this.store.current.lists.get(name);
+      const kept = inUse !== undefined && inUse.origin !== 'none';
+      const msg = `list "${name}" download failed: ${result.error ?? 'unknown error'}; ${kept ? 'keeping the last good copy' : 'no copy yet, its rules match nothing'}`;
+      // Not the pinned content is no network hiccup: someone changed or tampered with the list.
+      if (result.code !== undefined) log.error({ url: redactUrl(source.url), kept, code: result.code }, msg);
+      else log.warn({ url: redactUrl(source.url), kept }, msg);
       return result;
     }
     // A copy downloaded before but never applied (the apply failed) is tried again even when the server says not modified.

@@ -23,29 +23,32 @@
 // time). That is ~110 us of CPU an `add element` of one address called
 // inline, ~150 us from libuv's pool, whatever the set holds; the same as a
 // batch costs 15-50 us (`bench nft-tag`).
-import koffi from 'koffi';
+import { koffi, loadKoffi, type KoffiFunction } from '../../sys/koffi-linux.js';
 import { loadLibc } from '../../sys/libc-linux.js';
 import { parseIp } from '../../lib/ip.js';
 import type { Logger } from '../../lib/logger.js';
+import { processNotes, reasonOf, type FallbackNotes } from '../../sys/native-fallback.js';
 import { NftError, NftSession, renderElementChanges, type ElementChanges, type NftExec } from './nft-session-linux.js';
 import { AF_NETLINK, MSG_DONTWAIT, SOCK_CLOEXEC, SOCK_RAW, SOL_SOCKET, SO_SNDBUF, SO_SNDBUFFORCE } from '../../sys/linux-abi.js';
 
 interface Lib {
-  ctxNew: koffi.KoffiFunction;
-  bufferError: koffi.KoffiFunction;
-  bufferOutput: koffi.KoffiFunction;
-  getError: koffi.KoffiFunction;
-  run: koffi.KoffiFunction;
-  free: koffi.KoffiFunction;
+  ctxNew: KoffiFunction;
+  bufferError: KoffiFunction;
+  bufferOutput: KoffiFunction;
+  getError: KoffiFunction;
+  run: KoffiFunction;
+  free: KoffiFunction;
 }
 
 let loaded: Lib | null | undefined;
+/** Why the library did not load (the loader's own words: not installed, a missing symbol...). */
+let loadFailure = '';
 
-/** The library's functions, or null when libnftables.so.1 is not installed. */
+/** The library's functions, or null when libnftables.so.1 cannot be loaded (loadFailure says why). */
 function lib(): Lib | null {
   if (loaded !== undefined) return loaded;
   try {
-    const l = koffi.load('libnftables.so.1');
+    const l = loadKoffi().load('libnftables.so.1');
     loaded = {
       ctxNew: l.func('void *nft_ctx_new(uint32_t flags)'),
       bufferError: l.func('int nft_ctx_buffer_error(void *ctx)'),
@@ -54,14 +57,20 @@ function lib(): Lib | null {
       run: l.func('int nft_run_cmd_from_buffer(void *ctx, const char *buf)'),
       free: l.func('void nft_ctx_free(void *ctx)'),
     };
-  } catch {
+  } catch (e) {
     loaded = null;
+    loadFailure = reasonOf(e);
   }
   return loaded;
 }
 
 export function libnftAvailable(): boolean {
   return lib() !== null;
+}
+
+/** Why libnftables cannot be used here, or null when it can. */
+export function libnftProblem(): string | null {
+  return lib() === null ? loadFailure : null;
 }
 
 /** `Error: …` lines of nft's error text, without the echoed command and caret lines. */
@@ -84,7 +93,7 @@ export class LibNft implements NftExec {
 
   constructor(
     private readonly logger: Logger,
-    o: { netlink?: boolean } = {},
+    o: { netlink?: boolean; notes?: FallbackNotes } = {},
   ) {
     const l = lib();
     if (l === null) throw new Error('libnftables.so.1 is not installed');
@@ -97,7 +106,9 @@ export class LibNft implements NftExec {
     // SPLITWAN_NFT_NETLINK=0: elements as nft lines too (to compare, or should a kernel refuse the
     // batches); =async: batches sent from libuv's pool (see NetlinkElements).
     const mode = process.env.SPLITWAN_NFT_NETLINK;
-    this.netlink = o.netlink === false || mode === '0' ? null : NetlinkElements.open(logger, { sync: mode !== 'async' });
+    const notes = o.notes ?? processNotes;
+    if (mode === '0') notes.note(logger, NETLINK_PATH, 'SPLITWAN_NFT_NETLINK=0', NETLINK_INSTEAD, true);
+    this.netlink = o.netlink === false || mode === '0' ? null : NetlinkElements.open(logger, { sync: mode !== 'async', notes });
   }
 
   exec(line: string): Promise<void> {
@@ -358,15 +369,16 @@ export function parseAcks(buf: Buffer): { seq: number; error: number; message?: 
 }
 
 interface Libc {
-  socket: koffi.KoffiFunction;
-  setsockopt: koffi.KoffiFunction;
-  send: koffi.KoffiFunction;
-  recv: koffi.KoffiFunction;
-  close: koffi.KoffiFunction;
-  strerror: koffi.KoffiFunction;
+  socket: KoffiFunction;
+  setsockopt: KoffiFunction;
+  send: KoffiFunction;
+  recv: KoffiFunction;
+  close: KoffiFunction;
+  strerror: KoffiFunction;
 }
 
 let libcLoaded: Libc | null | undefined;
+let libcFailure = '';
 
 function libc(): Libc | null {
   if (libcLoaded !== undefined) return libcLoaded;
@@ -380,11 +392,16 @@ function libc(): Libc | null {
       close: c.func('int close(int fd)'),
       strerror: c.func('const char *strerror(int errnum)'),
     };
-  } catch {
+  } catch (e) {
     libcLoaded = null;
+    libcFailure = reasonOf(e);
   }
   return libcLoaded;
 }
+
+/** The tagger's element fast path, as the log names it when it is off. */
+const NETLINK_PATH = 'nft set elements: netlink batches';
+const NETLINK_INSTEAD = 'add element commands through libnftables (~4x the CPU a tag)';
 
 /**
  * A NETLINK_NETFILTER socket that sends element batches. The kernel commits
@@ -415,13 +432,18 @@ export class NetlinkElements {
     private readonly sync: boolean,
   ) {}
 
-  /** The socket, in this process's network namespace; null (logged) if it cannot be had. */
-  static open(logger: Logger, o: { sync?: boolean } = {}): NetlinkElements | null {
+  /** The socket, in this process's network namespace; null (said once in the log) if it cannot be had. */
+  static open(logger: Logger, o: { sync?: boolean; notes?: FallbackNotes } = {}): NetlinkElements | null {
+    const notes = o.notes ?? processNotes;
     const c = libc();
-    if (c === null) return null;
+    if (c === null) {
+      notes.note(logger, NETLINK_PATH, libcFailure, NETLINK_INSTEAD);
+      return null;
+    }
     const fd = c.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER) as number;
     if (fd < 0) {
-      logger.warn({ errno: koffi.errno() }, 'netlink socket for set elements failed: tags go through libnftables');
+      const errno = koffi.errno();
+      notes.note(logger, NETLINK_PATH, `socket(AF_NETLINK, NETLINK_NETFILTER): ${String(c.strerror(errno) ?? `errno ${errno}`)}`, NETLINK_INSTEAD);
       return null;
     }
     // Acknowledgements without a copy of the request, with the kernel's message when it has one.
@@ -512,9 +534,10 @@ export class NetlinkElements {
   }
 }
 
-/** The daemon's nft: libnftables in-process, else a persistent `nft -i` (said in the log). */
-export function openNft(logger: Logger): NftExec & { close(): void } {
-  if (libnftAvailable()) return new LibNft(logger);
-  logger.warn({}, 'libnftables.so.1 not found: using nft -i (slower tagging); install libnftables1');
+/** The daemon's nft: libnftables in-process, else a persistent `nft -i` (said in the log, once). */
+export function openNft(logger: Logger, notes: FallbackNotes = processNotes): NftExec & { close(): void } {
+  const problem = libnftProblem();
+  if (problem === null) return new LibNft(logger, { notes });
+  notes.note(logger, 'nft: libnftables in-process', problem, 'nft -i (slower tagging; install libnftables1)');
   return new NftSession(logger);
 }

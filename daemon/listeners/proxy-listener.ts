@@ -12,7 +12,7 @@ export function proxyListenAddresses(c: Config): ListenAddress[] {
   return c.mode === 'host' ? [{ host: '127.0.0.1', port }, { host: '::1', port }] : [{ host: '0.0.0.0', port }, { host: '::', port }];
 }
 
-export const proxyOptions = (c: Config) => ({ peekTimeoutMs: c.proxy.peekTimeoutMs, idleTimeoutMs: c.proxy.idleTimeoutMs });
+export const proxyOptions = (c: Config) => ({ peekTimeoutMs: c.proxy.peekTimeoutMs, idleTimeoutMs: c.proxy.idleTimeoutMs, maxConnectionsPerClient: c.proxy.maxConnectionsPerClient });
 
 type ProxyLike = Pick<TransparentProxy, 'listen' | 'close' | 'configure' | 'acceptName' | 'splicerName'>;
 

@@ -1,12 +1,14 @@
 // Stateless crash recovery for tunnels: finds splitwan's links (`swg-` names)
 // in this network namespace and the wireguard-go processes serving them, and
-// removes both. wireguard-go's control sockets are shared by every namespace
+// removes both, and the key files a killed run left (key-dirs-linux.ts). wireguard-go's control sockets are shared by every namespace
 // (/var/run/wireguard), so a name alone is not proof: a process counts as ours
 // only when it runs in our namespace (the same /proc/PID/ns/net).
 import { promises as fsp } from 'node:fs';
+import { tmpdir } from 'node:os';
 import type { Logger } from '../../lib/logger.js';
 import type { Runner } from '../exec-linux.js';
 import { parseIpLinks } from '../os-parse.js';
+import { sweepKeyDirs } from './key-dirs-linux.js';
 
 export const IFNAME_PREFIX = 'swg-';
 
@@ -35,8 +37,12 @@ export async function findOrphanWireguardGo(): Promise<Map<number, string>> {
   return out;
 }
 
-/** Stops orphaned wireguard-go processes and deletes leftover `swg-` links. */
-export async function cleanupTunnels(run: Runner, logger: Logger): Promise<string[]> {
+/**
+ * Stops orphaned wireguard-go processes, deletes leftover `swg-` links, and
+ * removes key files a killed run left in `tmpParent` (the tunnels' temp directory).
+ */
+export async function cleanupTunnels(run: Runner, logger: Logger, tmpParent: string = tmpdir()): Promise<string[]> {
+  sweepKeyDirs(tmpParent, logger); // logs what it removed
   const done: string[] = [];
   for (const [pid, ifname] of await findOrphanWireguardGo()) {
     try {

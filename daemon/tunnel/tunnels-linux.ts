@@ -36,6 +36,7 @@ import {
   validateSpecs,
 } from './spec.js';
 import type { TunnelBackend, TunnelSpec, TunnelStatus } from './types.js';
+import { keyDirPrefix } from './key-dirs-linux.js';
 
 export const WG_SOCKET_DIR = '/var/run/wireguard';
 
@@ -61,7 +62,7 @@ export interface LinuxTunnelOptions {
   /** The wireguard-go binary. */
   wireguardGo?: string;
   socketDir?: string;
-  /** Where the 0700 temp dir for configs is made. Default os.tmpdir(). */
+  /** Where the 0700 temp dir for configs is made (and swept: key-dirs-linux.ts). Default os.tmpdir(). */
   tmpParent?: string;
   /** Supervisor: first restart delay, doubled up to max; reset after the process ran stableMs. */
   restartBackoffMs?: { initial: number; max: number };
@@ -422,8 +423,9 @@ export class LinuxTunnels implements TunnelBackend {
   }
 
   private async setconf(spec: TunnelSpec): Promise<void> {
-    // A 0700 directory per call, removed at once: a daemon killed with -9 leaves nothing behind.
-    const dir = mkdtempSync(join(this.tmpParent, 'splitwan-wg-'));
+    // A 0700 directory per call, removed at once. A daemon killed with -9 in between leaves it:
+    // the pid in its name tells the next start's sweep (key-dirs-linux.ts) its maker is gone.
+    const dir = mkdtempSync(join(this.tmpParent, keyDirPrefix()));
     const file = join(dir, `${spec.ifname}-${this.confSeq++}.conf`);
     try {
       writeFileSync(file, renderWgConfig(spec), { mode: 0o600, flag: 'wx' });

@@ -28,7 +28,17 @@ export async function startDaemon(ns: string, cfg: string): Promise<Daemon> {
   child.stderr!.setEncoding('utf8').on('data', (d: string) => output.push(...d.split('\n').filter(Boolean)));
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
   const d = { child, output, exited };
-  await until(() => output.some((l) => l.includes('splitwan running')) || child.exitCode !== null, 20_000, 'the daemon to start');
+  try {
+    await until(() => output.some((l) => l.includes('splitwan running')) || child.exitCode !== null, 20_000, 'the daemon to start');
+  } catch (e) {
+    // Not started in time (a loaded machine): the caller never gets `d` to
+    // stop, so it is stopped here, by pid, rather than left running.
+    child.kill('SIGTERM');
+    const killer = setTimeout(() => child.kill('SIGKILL'), 5000);
+    await exited;
+    clearTimeout(killer);
+    throw e;
+  }
   if (child.exitCode !== null) throw new Error(`daemon exited: ${output.join('\n')}`);
   return d;
 }

@@ -20,6 +20,8 @@ export interface TinyUpstreamOptions {
   records?: (qname: string, qtype: number) => dnsPacket.Answer[] | null | undefined;
   /** Milliseconds to wait before answering this name. */
   delayMs?: (qname: string) => number;
+  /** A promise to wait for before answering this name (the test releases it); undefined: answer now. */
+  hold?: (qname: string) => Promise<void> | undefined;
 }
 
 /** The question of `msg` as raw bytes and lower-cased text; null when it has none we can read. */
@@ -63,7 +65,9 @@ export async function startTinyUpstream(o: TinyUpstreamOptions = {}): Promise<Ti
     const out = respond(msg, o);
     if (out === null) return;
     const delay = q === null ? 0 : (o.delayMs?.(q.name) ?? 0);
-    if (delay > 0) setTimeout(() => send(out), delay).unref();
+    const held = q === null ? undefined : o.hold?.(q.name);
+    if (held !== undefined) void held.then(() => send(out));
+    else if (delay > 0) setTimeout(() => send(out), delay).unref();
     else send(out);
   };
   const conns = new Set<net.Socket>();

@@ -166,6 +166,35 @@ describe('Forwarder', () => {
     expect((err as UpstreamError).code).toBe('SPLITWAN_DNS_UPSTREAM');
   });
 
+  it('observe: each exchange with its time and result; SERVFAIL, REFUSED, FORMERR and NOTIMP answers are results of their own, not ok', async () => {
+    const rcodeServer = async (rcode: number): Promise<{ port: number; close(): void }> =>
+      udpServer((msg, reply) => {
+        const d = dnsPacket.decode(msg);
+        reply(dnsPacket.encode({ type: 'response', id: d.id ?? 0, flags: dnsPacket.RECURSION_AVAILABLE | rcode, questions: d.questions ?? [] }));
+      });
+    const servers = await Promise.all([rcodeServer(2), rcodeServer(5), udpServer(() => {}), rcodeServer(1)]);
+    const notimp = await rcodeServer(4);
+    const ok = await udpServer((msg, reply) => reply(answerFor(msg, '192.0.2.5')));
+    for (const s of [...servers, notimp, ok]) closers.push(s.close);
+    const seen: { upstream: string; path: string; result: string; seconds: number }[] = [];
+    const f = new Forwarder({ dialer: new LoopbackDialer(), logger: silentLogger, timeoutMs: 200, observe: (o) => seen.push(o) });
+    const q = query('e.test');
+    // SERVFAIL and REFUSED: the next is tried; silence: the next; FORMERR: an answer, passed on.
+    const resp = await f.forward(q, readQuestion(q)!, servers.map((s) => up(`127.0.0.1:${s.port}`)), 'gw:gw1');
+    expect(resp[3]! & 0xf).toBe(1);
+    await f.forward(q, readQuestion(q)!, [up(`127.0.0.1:${notimp.port}`)], 'breakout');
+    await f.forward(q, readQuestion(q)!, [up(`127.0.0.1:${ok.port}`)], 'breakout');
+    expect(seen.map((o) => [o.upstream, o.path, o.result])).toEqual([
+      [`127.0.0.1:${servers[0]!.port}`, 'gw:gw1', 'servfail'],
+      [`127.0.0.1:${servers[1]!.port}`, 'gw:gw1', 'refused'],
+      [`127.0.0.1:${servers[2]!.port}`, 'gw:gw1', 'failed'],
+      [`127.0.0.1:${servers[3]!.port}`, 'gw:gw1', 'formerr'],
+      [`127.0.0.1:${notimp.port}`, 'breakout', 'notimp'],
+      [`127.0.0.1:${ok.port}`, 'breakout', 'ok'],
+    ]);
+    expect(seen[2]!.seconds).toBeGreaterThanOrEqual(0.18); // the silent one: its timeout
+  });
+
   describe.skipIf(!haveOpenssl && !process.env.CI)('encrypted upstreams', () => {
     let key: Buffer;
     let cert: Buffer;

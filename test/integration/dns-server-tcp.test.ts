@@ -1,9 +1,11 @@
-// DnsServer's limits with real sockets on 127.0.0.1: TCP idle timeout,
+// DnsServer's limits with real sockets on loopback: TCP idle timeout,
 // pipelining, reassembly, the connection cap, the unread-bytes cap, runt
-// frames; UDP's in-flight cap (drop, not queue).
+// frames, the ACL at accept; the in-flight cap over UDP (drop, not queue) and
+// TCP (not read until there is room).
 //
-//   test clients ──tcp/udp──▶ DnsServer+Resolver (127.0.0.1:P, small limits) ──udp──▶ tiny upstream (127.0.0.1:U)
-//                                                                              (slow*.test answered late)
+//   test clients 127.0.0.1 ──tcp/udp──▶ DnsServer+Resolver (127.0.0.1:P, small limits) ──udp──▶ tiny upstream (127.0.0.1:U)
+//   outsiders    127.0.0.2 ──tcp──────▶   (ACL: all but 127.0.0.2)                              (slow*.test answered late,
+//                                                                                                 held*.test when released)
 import dgram from 'node:dgram';
 import net from 'node:net';
 import * as dnsPacket from 'dns-packet';
@@ -41,9 +43,10 @@ class Client {
     sock.on('error', (e) => (this.error = e));
     sock.on('close', () => (this.closedAt = Date.now()));
   }
-  static open(port: number): Promise<Client> {
+  /** Connects to 127.0.0.1:port from `from` (another loopback address: an outsider). */
+  static open(port: number, from?: string): Promise<Client> {
     return new Promise((resolve, reject) => {
-      const s = net.connect({ host: '127.0.0.1', port, noDelay: true }, () => resolve(new Client(s)));
+      const s = net.connect({ host: '127.0.0.1', port, noDelay: true, ...(from ? { localAddress: from } : {}) }, () => resolve(new Client(s)));
       s.once('error', reject);
     });
   }
@@ -84,19 +87,66 @@ async function udpAsk(port: number, msg: Buffer, ms: number): Promise<Buffer[]> 
   return got;
 }
 
+interface OutsiderEnd {
+  /** ms from connect() to the socket closing. */
+  lived: number;
+  /** Bytes the server sent. */
+  bytes: number;
+  /** The error that ended the connection (ECONNRESET: the server reset it). */
+  code: string | undefined;
+}
+
+/**
+ * An outsider: a connection from 127.0.0.2 that writes a query and would keep
+ * the socket open for as long as the server let it (given up after 6 s).
+ */
+function outsider(port: number): Promise<OutsiderEnd> {
+  return new Promise((resolve) => {
+    const t0 = Date.now();
+    let bytes = 0;
+    let code: string | undefined;
+    const s = net.connect({ host: '127.0.0.1', port, localAddress: '127.0.0.2' }, () => s.write(frame(query('outsider.test', 9)), () => {}));
+    const giveUp = setTimeout(() => s.destroy(), 6000);
+    s.on('data', (d: Buffer) => (bytes += d.length));
+    s.on('error', (e: NodeJS.ErrnoException) => (code = e.code));
+    s.on('close', () => {
+      clearTimeout(giveUp);
+      resolve({ lived: Date.now() - t0, bytes, code });
+    });
+  });
+}
+
+/** Waits until `cond` holds (or `ms` passed); returns whether it held. */
+async function until(cond: () => boolean, ms = 3000): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (!cond() && Date.now() < end) await sleep(5);
+  return cond();
+}
+
 describe('DnsServer limits', () => {
   let upstream: TinyUpstream | undefined;
   const servers: TestResolver[] = [];
   const clients: Client[] = [];
+  /** held*.test names are answered by the upstream only once this is released. */
+  let held = gate();
 
-  /** A resolver+server with these server limits, closed in afterAll. */
-  async function server(limits: NonNullable<Parameters<typeof startResolver>[0]['server']>): Promise<TestResolver> {
-    const r = await startResolver({ ...loopbackConfig(upstream!.port), timeoutMs: 2000, server: limits });
+  function gate(): { promise: Promise<void>; release: () => void } {
+    let release!: () => void;
+    const promise = new Promise<void>((r) => (release = r));
+    return { promise, release };
+  }
+
+  /** A resolver+server with these server limits (and ACL, forwarder timeout), closed in afterAll. */
+  async function server(
+    limits: NonNullable<Parameters<typeof startResolver>[0]['server']>,
+    o: { allows?: (address: string) => boolean; timeoutMs?: number } = {},
+  ): Promise<TestResolver> {
+    const r = await startResolver({ ...loopbackConfig(upstream!.port), timeoutMs: o.timeoutMs ?? 2000, server: limits, ...(o.allows ? { allows: o.allows } : {}) });
     servers.push(r);
     return r;
   }
-  async function client(port: number): Promise<Client> {
-    const c = await Client.open(port);
+  async function client(port: number, from?: string): Promise<Client> {
+    const c = await Client.open(port, from);
     clients.push(c);
     return c;
   }
@@ -111,10 +161,12 @@ describe('DnsServer limits', () => {
         return null;
       },
       delayMs: (name) => (name.startsWith('slow') ? SLOW_MS : 0),
+      hold: (name) => (name.startsWith('held') ? held.promise : undefined),
     });
   });
 
   afterAll(async () => {
+    held.release();
     for (const c of clients) c.close();
     for (const s of servers) await s.close();
     await upstream?.close();
@@ -269,6 +321,57 @@ describe('DnsServer limits', () => {
       expect(answers.map((a) => a.readUInt16BE(0))).toEqual([21, 22]);
       expect(r.server.stats.dropped - dropped).toBe(2);
       expect(c.closedAt).toBeNull();
+    });
+
+    it('the ACL is checked at accept: an outsider\'s connection is reset at once, unread, holding no slot; allowed clients are served', async () => {
+      // Two slots; outsiders (127.0.0.2) try to take more than all of them and to keep them.
+      const r = await server({ tcpMaxConnections: 2, tcpIdleMs: 5000 }, { allows: (a) => a !== '127.0.0.2' });
+      const asked = upstream!.asked.length;
+      const first = await Promise.all(Array.from({ length: 6 }, () => outsider(r.port)));
+      // At once (long before the 5 s idle timeout that would close a held
+      // connection), by a reset, with nothing read: not even REFUSED.
+      expect(Math.max(...first.map((o) => o.lived))).toBeLessThan(2500);
+      expect(first.map((o) => [o.bytes, o.code])).toEqual(first.map(() => [0, 'ECONNRESET']));
+      expect([r.server.stats.tcpRefused, r.server.stats.tcpConnections, r.server.stats.tcpQueries]).toEqual([6, 0, 0]);
+      // Both slots are free for allowed clients, while outsiders keep coming.
+      const more = Promise.all(Array.from({ length: 6 }, () => outsider(r.port)));
+      const c1 = await client(r.port);
+      const c2 = await client(r.port);
+      c1.send(query('normal.test', 1));
+      c2.send(query('normal.test', 2));
+      expect((await c1.waitAnswers(1)).map((a) => a.readUInt16BE(0))).toEqual([1]);
+      expect((await c2.waitAnswers(1)).map((a) => a.readUInt16BE(0))).toEqual([2]);
+      const later = await more;
+      expect(later.map((o) => [o.bytes, o.code])).toEqual(later.map(() => [0, 'ECONNRESET']));
+      expect([c1.closedAt, c2.closedAt, r.server.stats.tcpRefused, r.server.stats.tcpConnections]).toEqual([null, null, 12, 2]);
+      expect(upstream!.asked.slice(asked)).not.toContain('outsider.test');
+      const lived = [...first, ...later].map((o) => o.lived);
+      console.info(`ACL at accept: outsiders reset after ${Math.min(...lived)}-${Math.max(...lived)} ms (idle timeout 5000 ms)`);
+    });
+
+    it('maxInflight counts TCP queries: beyond it a connection is not read until one settles (nothing dropped); UDP meets the same bound', async () => {
+      held = gate();
+      const r = await server({ maxInflight: 2 }, { timeoutMs: 15_000 });
+      const heldAsked = (): string[] => upstream!.asked.filter((n) => n.startsWith('held'));
+      const c1 = await client(r.port);
+      const c2 = await client(r.port);
+      c1.send(query('held1.test', 301), query('held2.test', 302), query('held3.test', 303));
+      expect(await until(() => heldAsked().length >= 2)).toBe(true);
+      c2.send(query('held4.test', 304));
+      await sleep(300);
+      // Two in flight: the third and fourth wait, unread, instead of going upstream.
+      expect(heldAsked().sort()).toEqual(['held1.test', 'held2.test']);
+      expect(r.server.stats.tcpWaits).toBeGreaterThanOrEqual(2);
+      // The bound is the server's, not the connection's: a UDP query meanwhile is dropped.
+      expect(await udpAsk(r.port, query('held-udp.test', 305), 300)).toEqual([]);
+      expect(r.server.stats.overload).toBe(1);
+      expect([c1.answers, c2.answers, c1.closedAt, c2.closedAt]).toEqual([[], [], null, null]);
+      held.release();
+      expect((await c1.waitAnswers(3)).map((a) => a.readUInt16BE(0)).sort()).toEqual([301, 302, 303]);
+      expect((await c2.waitAnswers(1)).map((a) => a.readUInt16BE(0))).toEqual([304]);
+      expect(heldAsked().sort()).toEqual(['held1.test', 'held2.test', 'held3.test', 'held4.test']);
+      // And the bound is free again.
+      expect((await udpAsk(r.port, query('normal.test', 306), 500)).map((m) => m.readUInt16BE(0))).toEqual([306]);
     });
   });
 

@@ -1,11 +1,12 @@
-// ListFetcher against real HTTP(S) servers on 127.0.0.1:
+// ListFetcher against real HTTP(S) servers on 127.0.0.1, one handler for both:
 //
-//   ListFetcher ──undici──▶ http://127.0.0.1:<port>/<route>   (node:http, routes below)
-//        │      ──undici──▶ https://127.0.0.1:<port>/hosts    (self-signed, made by openssl)
-//        ▼
+//   ListFetcher ──undici──▶ https://127.0.0.1:<port>/<route>  (node:https, a throwaway cert made by
+//        │                                                     openssl, trusted by the test's Agent)
+//        │      ──undici──▶ http://127.0.0.1:<port>/<route>   (node:http: pinned lists, and what an
+//        ▼                                                     unpinned list must never reach)
 //   <tmp>/lists/<name>.txt + <name>.meta.json
 
-import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
@@ -18,6 +19,7 @@ import { gzipSync } from 'node:zlib';
 import { Agent } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ListFetcher } from '../../config/lists/fetch.js';
+import { haveOpenssl, makeCert } from '../helpers/tls.js';
 import type { ListFormat, ListSource } from '../../config/types.js';
 
 const HOSTS_V1 = '# blocklist v1\n0.0.0.0 ads.example.com\n0.0.0.0 tracker.example.net\n';
@@ -76,6 +78,11 @@ function handler(req: IncomingMessage, res: ServerResponse): void {
   list.push({ headers: req.headers, url: req.url ?? '' });
   seen.set(route, list);
 
+  if (route === '/to-plain') {
+    res.writeHead(302, { location: `${plainBase}/list/downgraded` });
+    res.end();
+    return;
+  }
   const redirect = /^\/redirect\/(\d+)$/.exec(route);
   if (redirect) {
     const n = Number(redirect[1]);
@@ -141,9 +148,11 @@ function handler(req: IncomingMessage, res: ServerResponse): void {
 let root: string;
 let http: Server;
 let https: Server | null = null;
-let base: string;
-let httpsBase = '';
-const insecure = new Agent({ connect: { rejectUnauthorized: false } });
+/** The https server (unpinned lists are fetched over https only). */
+let base = '';
+let plainBase = '';
+/** Trusts the throwaway certificate, and nothing else. */
+let trusted: Agent | null = null;
 let clock = 1_700_000_000_000;
 const now = (): number => clock;
 
@@ -169,23 +178,24 @@ function cacheDir(test: string): string {
   return join(root, test);
 }
 
+/** A fetcher as the daemon makes one, trusting the test's certificate. */
+function fetcher(dir: string): ListFetcher {
+  return new ListFetcher({ cacheDir: dir, now, dispatcher: trusted! });
+}
+
+const sha = (text: string): string => createHash('sha256').update(text).digest('hex');
+
+if (!haveOpenssl) console.log('SKIPPED list-fetch: no openssl to make the test certificate (apt-get install openssl)');
+
 beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), 'splitwan-list-fetch-'));
   http = createServer(handler);
-  base = `http://127.0.0.1:${await listen(http)}`;
-  try {
-    const key = join(root, 'key.pem');
-    const cert = join(root, 'cert.pem');
-    execFileSync('openssl', [
-      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-      '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1',
-      '-addext', 'subjectAltName=IP:127.0.0.1',
-    ], { stdio: 'ignore' });
-    https = createHttpsServer({ key: await readFile(key), cert: await readFile(cert) }, handler);
-    httpsBase = `https://127.0.0.1:${await listen(https)}`;
-  } catch {
-    https = null; // no openssl: the https test is skipped
-  }
+  plainBase = `http://127.0.0.1:${await listen(http)}`;
+  if (!haveOpenssl) return;
+  const { key, cert } = makeCert(['lists.test']);
+  https = createHttpsServer({ key, cert }, handler);
+  base = `https://127.0.0.1:${await listen(https)}`;
+  trusted = new Agent({ connect: { ca: cert } });
 });
 
 afterAll(async () => {
@@ -194,15 +204,15 @@ afterAll(async () => {
     s.closeAllConnections();
     await new Promise<void>((r) => s.close(() => r()));
   }
-  await insecure.close();
+  await trusted?.close();
   await rm(root, { recursive: true, force: true });
 });
 
-describe('ListFetcher', () => {
+describe.skipIf(!haveOpenssl)('ListFetcher', () => {
   it('writes the body and meta on the first fetch, in a 0700 directory', async () => {
     clock = 1_700_000_000_000;
     const dir = cacheDir('first');
-    const f = new ListFetcher({ cacheDir: dir, now });
+    const f = fetcher(dir);
     const r = await f.fetch(source('ads', `${base}/list/first`));
     expect(r).toEqual({
       status: 'updated',
@@ -224,7 +234,7 @@ describe('ListFetcher', () => {
     clock = 1_700_000_000_000;
     const dir = cacheDir('revalidate');
     const url = `${base}/list/revalidate`;
-    const f = new ListFetcher({ cacheDir: dir, now });
+    const f = fetcher(dir);
     expect((await f.fetch(source('ads', url))).status).toBe('updated');
     clock += 3_600_000;
     const r = await f.fetch(source('ads', url));
@@ -251,7 +261,7 @@ describe('ListFetcher', () => {
 
     beforeAll(async () => {
       modes.set(route, 'v1');
-      const r = await new ListFetcher({ cacheDir: dir(), now }).fetch(source('bad', url()));
+      const r = await fetcher(dir()).fetch(source('bad', url()));
       expect(r.status).toBe('updated');
       good = r.entry;
     });
@@ -266,13 +276,13 @@ describe('ListFetcher', () => {
 
     it('HTTP 500', async () => {
       modes.set(route, '500');
-      await expectKept(await new ListFetcher({ cacheDir: dir(), now }).fetch(source('bad', url())), /HTTP 500/);
+      await expectKept(await fetcher(dir()).fetch(source('bad', url())), /HTTP 500/);
     });
 
     it('an HTML error page with status 200', async () => {
       modes.set(route, 'html');
       await expectKept(
-        await new ListFetcher({ cacheDir: dir(), now }).fetch(source('bad', url())),
+        await fetcher(dir()).fetch(source('bad', url())),
         /no entries found: not a hosts list\? \(line 1: "<!DOCTYPE" is not an IP address/,
       );
     });
@@ -281,7 +291,7 @@ describe('ListFetcher', () => {
       modes.set(route, 'big-chunked');
       bigWritten = -1;
       const t0 = Date.now();
-      const r = await new ListFetcher({ cacheDir: dir(), now }).fetch(source('bad', url(), { maxBytes: 64 * 1024 }));
+      const r = await fetcher(dir()).fetch(source('bad', url(), { maxBytes: 64 * 1024 }));
       await expectKept(r, /body is over the 65536 byte limit/);
       expect(Date.now() - t0).toBeLessThan(3000);
       // The server sees the connection go away long before its 8 MiB are out.
@@ -293,7 +303,7 @@ describe('ListFetcher', () => {
     it('a declared Content-Length over maxBytes', async () => {
       modes.set(route, 'big-declared');
       await expectKept(
-        await new ListFetcher({ cacheDir: dir(), now }).fetch(source('bad', url(), { maxBytes: 64 * 1024 })),
+        await fetcher(dir()).fetch(source('bad', url(), { maxBytes: 64 * 1024 })),
         /body of 52428800 bytes is over the 65536 byte limit/,
       );
     });
@@ -301,7 +311,7 @@ describe('ListFetcher', () => {
     it.each<[Mode]>([['stall-body'], ['stall-headers']])('a server that stalls (%s) past timeoutMs', async (mode) => {
       modes.set(route, mode);
       const t0 = Date.now();
-      const r = await new ListFetcher({ cacheDir: dir(), now }).fetch(source('bad', url(), { timeoutMs: 300 }));
+      const r = await fetcher(dir()).fetch(source('bad', url(), { timeoutMs: 300 }));
       const took = Date.now() - t0;
       await expectKept(r, /timed out after 300 ms/);
       expect(took).toBeGreaterThanOrEqual(250);
@@ -309,7 +319,7 @@ describe('ListFetcher', () => {
     });
 
     it('more than 5 redirects', async () => {
-      const r = await new ListFetcher({ cacheDir: cacheDir('redirects'), now }).fetch(
+      const r = await fetcher(cacheDir('redirects')).fetch(
         source('r', `${base}/redirect/6`),
       );
       expect(r.status).toBe('failed');
@@ -324,7 +334,7 @@ describe('ListFetcher', () => {
   });
 
   it('follows up to 5 redirects', async () => {
-    const r = await new ListFetcher({ cacheDir: cacheDir('redirects-ok'), now }).fetch(
+    const r = await fetcher(cacheDir('redirects-ok')).fetch(
       source('r', `${base}/redirect/5`),
     );
     expect(r.status).toBe('updated');
@@ -334,7 +344,7 @@ describe('ListFetcher', () => {
 
   it('ignores a cache written for another URL', async () => {
     const dir = cacheDir('url-change');
-    const f = new ListFetcher({ cacheDir: dir, now });
+    const f = fetcher(dir);
     expect((await f.fetch(source('ads', `${base}/list/old-home`))).status).toBe('updated');
 
     // The new URL fails: the old URL's copy is not this list's copy.
@@ -352,23 +362,23 @@ describe('ListFetcher', () => {
   });
 
   it('sends URL credentials as Basic auth and never shows the password', async () => {
-    const f = new ListFetcher({ cacheDir: cacheDir('auth'), now });
+    const f = fetcher(cacheDir('auth'));
     const port = new URL(base).port;
-    const ok = await f.fetch(source('private', `http://reader:${PASSWORD}@127.0.0.1:${port}/auth`));
+    const ok = await f.fetch(source('private', `https://reader:${PASSWORD}@127.0.0.1:${port}/auth`));
     expect(ok.status).toBe('updated');
     expect(seen.get('/auth')!.at(-1)!.url).toBe('/auth');
 
-    const notFound = await f.fetch(source('private2', `http://reader:${PASSWORD}@127.0.0.1:${port}/missing`));
+    const notFound = await f.fetch(source('private2', `https://reader:${PASSWORD}@127.0.0.1:${port}/missing`));
     expect(notFound.status).toBe('failed');
-    expect(notFound.error).toBe(`http://127.0.0.1:${port}/missing: HTTP 404`);
+    expect(notFound.error).toBe(`https://127.0.0.1:${port}/missing: HTTP 404`);
 
     // A refused connection: the error comes from undici, not from us.
     const closed = createServer();
     const deadPort = await listen(closed);
     await new Promise<void>((r) => closed.close(() => r()));
-    const refused = await f.fetch(source('private3', `http://reader:${PASSWORD}@127.0.0.1:${deadPort}/x`));
+    const refused = await f.fetch(source('private3', `https://reader:${PASSWORD}@127.0.0.1:${deadPort}/x`));
     expect(refused.status).toBe('failed');
-    expect(refused.error).toMatch(new RegExp(`^http://127\\.0\\.0\\.1:${deadPort}/x: .*ECONNREFUSED`));
+    expect(refused.error).toMatch(new RegExp(`^https://127\\.0\\.0\\.1:${deadPort}/x: .*ECONNREFUSED`));
 
     for (const r of [ok, notFound, refused]) {
       expect(JSON.stringify({ error: r.error })).not.toContain(PASSWORD);
@@ -377,28 +387,28 @@ describe('ListFetcher', () => {
   });
 
   it('decompresses a gzip body', async () => {
-    const r = await new ListFetcher({ cacheDir: cacheDir('gzip'), now }).fetch(source('gz', `${base}/gzip`));
+    const r = await fetcher(cacheDir('gzip')).fetch(source('gz', `${base}/gzip`));
     expect(r.status).toBe('updated');
     expect(r.entry!.text).toBe(HOSTS_V2);
     expect(seen.get('/gzip')!.at(-1)!.headers['accept-encoding']).toContain('gzip');
   });
 
-  it('fetches over https with the dispatcher it is given', async (ctx) => {
-    if (!https) ctx.skip();
+  it('checks the server\'s certificate: one the system does not trust fails', async () => {
     const dir = cacheDir('https');
-    const strict = await new ListFetcher({ cacheDir: dir, now }).fetch(source('tls', `${httpsBase}/list/tls`));
+    const strict = await new ListFetcher({ cacheDir: dir, now }).fetch(source('tls', `${base}/list/tls`));
     expect(strict.status).toBe('failed');
-    expect(strict.error).toContain(`${httpsBase}/list/tls: `);
+    expect(strict.error).toContain(`${base}/list/tls: `);
+    expect(strict.error).toMatch(/certificate/i);
 
-    const f = new ListFetcher({ cacheDir: dir, now, dispatcher: insecure });
-    const r = await f.fetch(source('tls', `${httpsBase}/list/tls`));
+    const f = fetcher(dir);
+    const r = await f.fetch(source('tls', `${base}/list/tls`));
     expect(r.status).toBe('updated');
     expect(r.entry!.text).toBe(HOSTS_V1);
-    expect((await f.fetch(source('tls', `${httpsBase}/list/tls`))).status).toBe('not-modified');
+    expect((await f.fetch(source('tls', `${base}/list/tls`))).status).toBe('not-modified');
   });
 
   it('validates with the configured format, auto included', async () => {
-    const f = new ListFetcher({ cacheDir: cacheDir('formats'), now });
+    const f = fetcher(cacheDir('formats'));
     // A hosts body is no CIDR list.
     const wrong = await f.fetch(source('c', `${base}/list/formats`, { format: 'cidr' }));
     expect(wrong.status).toBe('failed');
@@ -408,7 +418,7 @@ describe('ListFetcher', () => {
 
   it('rejects a body where most lines are problems, even if some parse', async () => {
     modes.set('/list/mostly-bad', 'mostly-bad');
-    const f = new ListFetcher({ cacheDir: cacheDir('mostly-bad'), now });
+    const f = fetcher(cacheDir('mostly-bad'));
     const r = await f.fetch(source('m', `${base}/list/mostly-bad`, { format: 'plain' }));
     expect(r).toMatchObject({ status: 'failed', entry: null });
     expect(r.error).toMatch(/malformed: 3 of 4 lines are not plain entries \(line 2: "<html>" is not a domain name/);
@@ -416,7 +426,7 @@ describe('ListFetcher', () => {
 
   it('refuses list names that could leave the cache directory, without throwing', async () => {
     const dir = cacheDir('names');
-    const f = new ListFetcher({ cacheDir: dir, now });
+    const f = fetcher(dir);
     for (const name of ['../escape', 'a/b', '.hidden', 'a..b', '']) {
       const r = await f.fetch(source(name, `${base}/list/names`));
       expect(r.status).toBe('failed');
@@ -427,7 +437,7 @@ describe('ListFetcher', () => {
   });
 
   it('fails cleanly on URLs it cannot fetch', async () => {
-    const f = new ListFetcher({ cacheDir: cacheDir('bad-urls'), now });
+    const f = fetcher(cacheDir('bad-urls'));
     for (const url of ['not a url', 'ftp://127.0.0.1/list.txt', 'file:///etc/passwd']) {
       const r = await f.fetch(source('u', url));
       expect(r.status).toBe('failed');
@@ -439,7 +449,7 @@ describe('ListFetcher', () => {
 
   it('drops validators when the body on disk does not match its meta', async () => {
     const dir = cacheDir('torn');
-    const f = new ListFetcher({ cacheDir: dir, now });
+    const f = fetcher(dir);
     expect((await f.fetch(source('t', `${base}/list/torn`))).status).toBe('updated');
     // As if the daemon died between writing a new body and its meta.
     await writeFile(join(dir, 'lists', 't.txt'), HOSTS_V2);
@@ -450,6 +460,76 @@ describe('ListFetcher', () => {
     expect(r.status).toBe('updated');
     expect(seen.get('/list/torn')!.at(-1)!.headers['if-none-match']).toBeUndefined();
     expect((await f.readCache('t'))!.etag).toBe('"v1"');
+  });
+
+  describe('a list the network could rewrite is refused', () => {
+    it('plain http without a pin: refused before any request', async () => {
+      const r = await fetcher(cacheDir('plain')).fetch(source('plain', `${plainBase}/list/plain`));
+      expect(r).toEqual({ status: 'failed', entry: null, error: `${plainBase}/list/plain: a plain http:// list needs a sha256 pin (or an https:// URL): anyone on the way could rewrite it` });
+      expect(seen.get('/list/plain')).toBeUndefined();
+    });
+
+    it('an https list redirected to plain http: the http server never sees the request', async () => {
+      const r = await fetcher(cacheDir('downgrade')).fetch(source('down', `${base}/to-plain`));
+      expect(r.status).toBe('failed');
+      expect(r.entry).toBeNull();
+      expect(r.error).toBe(`${base}/to-plain: refused a redirect to http:// (127.0.0.1:${new URL(plainBase).port}): an unpinned list is fetched over https only`);
+      expect(seen.get('/to-plain')).toHaveLength(1);
+      expect(seen.get('/list/downgraded')).toBeUndefined();
+      // Pinned, the same redirect is fine: the content is checked, not the road.
+      const pinned = await fetcher(cacheDir('downgrade-pinned')).fetch(source('down', `${base}/to-plain`, { sha256: sha(HOSTS_V1) }));
+      expect(pinned.status).toBe('updated');
+      expect(pinned.entry!.text).toBe(HOSTS_V1);
+      expect(seen.get('/list/downgraded')).toHaveLength(1);
+    });
+  });
+
+  describe('a sha256 pin', () => {
+    it('takes the pinned body over plain http, then asks nothing while the copy matches', async () => {
+      const dir = cacheDir('pin-ok');
+      const url = `${plainBase}/list/pin-ok`;
+      const f = fetcher(dir);
+      const r = await f.fetch(source('p', url, { sha256: sha(HOSTS_V1) }));
+      expect(r.status).toBe('updated');
+      expect(r.entry!.text).toBe(HOSTS_V1);
+      expect(seen.get('/list/pin-ok')).toHaveLength(1);
+      // Pinned content cannot change: no request, not even a conditional one.
+      expect(await f.fetch(source('p', url, { sha256: sha(HOSTS_V1) }))).toMatchObject({ status: 'not-modified', entry: { text: HOSTS_V1 } });
+      expect(seen.get('/list/pin-ok')).toHaveLength(1);
+    });
+
+    it('refuses a body that does not match (tampered, or changed upstream) and keeps the copy that does', async () => {
+      const dir = cacheDir('pin-bad');
+      const route = '/list/pin-bad';
+      const url = `${plainBase}${route}`;
+      modes.set(route, 'v1');
+      const f = fetcher(dir);
+      expect((await f.fetch(source('p', url, { sha256: sha(HOSTS_V1) }))).status).toBe('updated');
+      // The server now serves v2, a well-formed list, and the pin moves to a third content nobody serves.
+      modes.set(route, 'v2');
+      const want = sha('0.0.0.0 other.example\n');
+      const r = await f.fetch(source('p', url, { sha256: want }));
+      expect(r).toEqual({
+        status: 'failed',
+        entry: null,
+        code: 'SPLITWAN_LIST_PIN',
+        error: `${url}: the body does not match the list's sha256 pin (got ${sha(HOSTS_V2)}, pinned ${want}): refused`,
+      });
+      // The request was unconditional: a copy that is not the pinned content has no validators to offer.
+      expect(seen.get(route)!.at(-1)!.headers['if-none-match']).toBeUndefined();
+      // Nothing was written: the cache still holds the v1 body that matched the old pin.
+      expect(await readFile(join(dir, 'lists', 'p.txt'), 'utf8')).toBe(HOSTS_V1);
+      // And with the old pin it is the list again, without a request.
+      const before = seen.get(route)!.length;
+      expect((await f.fetch(source('p', url, { sha256: sha(HOSTS_V1) }))).status).toBe('not-modified');
+      expect(seen.get(route)).toHaveLength(before);
+    });
+
+    it('hashes the content, not the transfer: a gzip body matches the pin of the file', async () => {
+      const r = await fetcher(cacheDir('pin-gzip')).fetch(source('gz', `${plainBase}/gzip`, { sha256: sha(HOSTS_V2) }));
+      expect(r.status).toBe('updated');
+      expect(r.entry!.text).toBe(HOSTS_V2);
+    });
   });
 
   it('returns null from readCache when nothing is cached', async () => {

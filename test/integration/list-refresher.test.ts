@@ -1,18 +1,24 @@
-import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Agent } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../config/load.js';
 import { silentLogger, type Logger } from '../../lib/logger.js';
 import { ListRefresher, type CronScheduler } from '../../config/lists/refresher.js';
 import { ConfigStore } from '../../config/store.js';
+import { ListFetcher } from '../../config/lists/fetch.js';
+import { haveOpenssl, makeCert } from '../helpers/tls.js';
 
-// A list served by a local HTTP server: the daemon's first download, a
-// scheduled refresh that changes the policy, a broken download that keeps the
-// last good copy, and a restart that starts offline from the cache.
+// A list served by a local HTTPS server (a throwaway certificate the fetcher
+// is told to trust): the daemon's first download, a scheduled refresh that
+// changes the policy, a broken download that keeps the last good copy, and a
+// restart that starts offline from the cache. Then a list pinned by sha256
+// over plain HTTP: a body that is not the pinned one changes nothing.
 
 class ManualScheduler implements CronScheduler {
   readonly jobs: { expression: string; fn: () => void; stopped: boolean }[] = [];
@@ -26,31 +32,46 @@ class ManualScheduler implements CronScheduler {
   }
 }
 
-function warnings(): Logger & { warns: string[] } {
+function warnings(): Logger & { warns: string[]; errors: { obj: object; msg: string }[] } {
   const warns: string[] = [];
-  const l: Logger & { warns: string[] } = { ...silentLogger, warns, warn: (_o, m) => void warns.push(m ?? ''), child: () => l };
+  const errors: { obj: object; msg: string }[] = [];
+  const l: Logger & { warns: string[]; errors: typeof errors } = {
+    ...silentLogger,
+    warns,
+    errors,
+    warn: (_o, m) => void warns.push(m ?? ''),
+    error: (obj, m) => void errors.push({ obj, msg: m ?? '' }),
+    child: (b) => ({ ...l, warn: (o, m) => l.warn({ ...b, ...o }, m), error: (o, m) => l.error({ ...b, ...o }, m) }),
+  };
   return l;
 }
 
-describe('ListRefresher', () => {
+const key = (): string => randomBytes(32).toString('base64');
+const GW_CONF = (): string => `[Interface]\nPrivateKey = ${key()}\nAddress = 10.64.0.2/32\nDNS = 10.64.0.1\n[Peer]\nPublicKey = ${key()}\nEndpoint = 192.0.2.1:51820\nAllowedIPs = 0.0.0.0/0\n`;
+
+if (!haveOpenssl) console.log('SKIPPED list-refresher over https: no openssl to make the test certificate (apt-get install openssl)');
+
+describe.skipIf(!haveOpenssl)('ListRefresher', () => {
   let server: Server;
   let body = 'netflix.test\nhulu.test\n';
   let status = 200;
   let requests = 0;
   let dir: string;
   let url: string;
+  let trusted: Agent;
 
   beforeAll(async () => {
-    server = createServer((req, res) => {
+    const { key: tlsKey, cert } = makeCert(['lists.test']);
+    trusted = new Agent({ connect: { ca: cert } });
+    server = createHttpsServer({ key: tlsKey, cert }, (req, res) => {
       requests++;
       res.writeHead(status, { 'content-type': 'text/plain' });
       res.end(body);
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/streaming.txt`;
+    url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/streaming.txt`;
     dir = mkdtempSync(join(tmpdir(), 'splitwan-refresh-'));
-    const k = (): string => randomBytes(32).toString('base64');
-    writeFileSync(join(dir, 'gw1.conf'), `[Interface]\nPrivateKey = ${k()}\nAddress = 10.64.0.2/32\nDNS = 10.64.0.1\n[Peer]\nPublicKey = ${k()}\nEndpoint = 192.0.2.1:51820\nAllowedIPs = 0.0.0.0/0\n`, { mode: 0o600 });
+    writeFileSync(join(dir, 'gw1.conf'), GW_CONF(), { mode: 0o600 });
     writeFileSync(
       join(dir, 'config.yaml'),
       ['mode: host', 'stateDir: state', 'tunnel: { gateways: [{ name: gw1, config: gw1.conf }] }', 'lists:', `  streaming: { url: "${url}", refresh: "0 4 * * *", timeout: 2s }`, 'rules:', '  - list: streaming', '    via: breakout', ''].join('\n'),
@@ -58,6 +79,7 @@ describe('ListRefresher', () => {
   });
   afterAll(async () => {
     await new Promise((r) => server.close(r));
+    await trusted.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -69,7 +91,7 @@ describe('ListRefresher', () => {
     expect(store.current.policy.matchName('netflix.test').rule).toBeNull();
 
     const sched = new ManualScheduler();
-    const refresher = new ListRefresher(store, log, sched);
+    const refresher = new ListRefresher(store, log, sched, (cacheDir) => new ListFetcher({ cacheDir, dispatcher: trusted }));
     await refresher.start();
     expect(sched.jobs.map((j) => j.expression)).toEqual(['0 4 * * *']);
     expect(store.current.policy.matchName('www.netflix.test').rule).toBe(0);
@@ -95,7 +117,7 @@ describe('ListRefresher', () => {
     expect(requests).toBeGreaterThan(before);
     expect(r.status).toBe('failed');
     expect(store.current.policy.matchName('disney.test').rule).toBe(0);
-    expect(log.warns.some((w) => w.includes('keeping the last good copy'))).toBe(true);
+    expect(log.warns).toContainEqual(expect.stringMatching(/^list "streaming" download failed: .*HTTP 500; keeping the last good copy$/));
     refresher.stop();
     expect(sched.jobs.every((j) => j.stopped)).toBe(true);
     store.close();
@@ -109,7 +131,7 @@ describe('ListRefresher', () => {
   it('a download the daemon could not apply is reported failed, and applied by the next refresh even when the server says not modified', async () => {
     const file = join(dir, 'config.yaml');
     // The server answers 304 to a matching If-None-Match, as real list hosts do.
-    let etagBody = 'apply1.test\n';
+    const etagBody = 'apply1.test\n';
     const etag = () => `"${Buffer.from(etagBody).toString('hex').slice(0, 16)}"`;
     const cond = createServer((req, res) => {
       if (req.headers['if-none-match'] === etag()) {
@@ -120,7 +142,9 @@ describe('ListRefresher', () => {
     });
     await new Promise<void>((r) => cond.listen(0, '127.0.0.1', r));
     const condUrl = `http://127.0.0.1:${(cond.address() as AddressInfo).port}/apply.txt`;
-    writeFileSync(file, ['mode: host', 'stateDir: state2', 'tunnel: { gateways: [{ name: gw1, config: gw1.conf }] }', 'lists:', `  streaming: { url: "${condUrl}", refresh: "0 4 * * *", timeout: 2s }`, 'rules:', '  - list: streaming', '    via: breakout', ''].join('\n'));
+    // Plain http is allowed with a sha256 pin of the body.
+    const pin = createHash('sha256').update(etagBody).digest('hex');
+    writeFileSync(file, ['mode: host', 'stateDir: state2', 'tunnel: { gateways: [{ name: gw1, config: gw1.conf }] }', 'lists:', `  streaming: { url: "${condUrl}", sha256: ${pin}, refresh: "0 4 * * *", timeout: 2s }`, 'rules:', '  - list: streaming', '    via: breakout', ''].join('\n'));
     const store = await ConfigStore.open({ file, logger: silentLogger });
     let failApply = true;
     store.subscribe(() => {
@@ -142,5 +166,73 @@ describe('ListRefresher', () => {
       store.close();
       await new Promise((r) => cond.close(r));
     }
+  });
+});
+
+describe('ListRefresher: a list pinned by sha256', () => {
+  const V1 = 'netflix.test\n';
+  const sha = (t: string): string => createHash('sha256').update(t).digest('hex');
+  let body = V1;
+  let requests = 0;
+  let server: Server;
+  let dir: string;
+  let url: string;
+
+  beforeAll(async () => {
+    server = createServer((_req: IncomingMessage, res: ServerResponse) => {
+      requests++;
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.end(body);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/pinned.txt`;
+    dir = mkdtempSync(join(tmpdir(), 'splitwan-refresh-pin-'));
+    writeFileSync(join(dir, 'gw1.conf'), GW_CONF(), { mode: 0o600 });
+  });
+  afterAll(async () => {
+    await new Promise((r) => server.close(r));
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const config = (pin: string): string =>
+    ['mode: host', 'stateDir: state', 'tunnel: { gateways: [{ name: gw1, config: gw1.conf }] }', 'lists:', `  pinned: { url: "${url}", sha256: ${pin} }`, 'rules:', '  - list: pinned', '    via: breakout', ''].join('\n');
+
+  it('takes the pinned content over plain http; a body that is not it changes nothing and is an error naming the list', async () => {
+    const file = join(dir, 'config.yaml');
+    writeFileSync(file, config(sha(V1).toUpperCase()));
+    const log = warnings();
+    const store = await ConfigStore.open({ file, logger: silentLogger });
+    const refresher = new ListRefresher(store, log, new ManualScheduler());
+    await refresher.start();
+    expect(store.current.policy.matchName('netflix.test').rule).toBe(0);
+    expect(requests).toBe(1);
+    // The copy is the pinned content: a refresh asks nothing.
+    expect((await refresher.refresh('pinned')).status).toBe('not-modified');
+    expect(requests).toBe(1);
+
+    // Someone on the way (or upstream) serves other content, and the cache is gone: the download is refused.
+    body = 'netflix.test\nbank.example\n';
+    unlinkSync(join(dir, 'state', 'lists', 'pinned.txt'));
+    const r = await refresher.refresh('pinned');
+    expect(requests).toBe(2);
+    expect(r).toMatchObject({ status: 'failed', code: 'SPLITWAN_LIST_PIN' });
+    expect(store.current.policy.matchName('bank.example').rule).toBeNull();
+    expect(store.current.policy.matchName('netflix.test').rule).toBe(0);
+    expect(log.errors).toHaveLength(1);
+    expect(log.errors[0]!.msg).toMatch(/^list "pinned" download failed: http:\/\/127\.0\.0\.1:\d+\/pinned\.txt: the body does not match the list's sha256 pin .*; keeping the last good copy$/);
+    expect(log.errors[0]!.obj).toMatchObject({ list: 'pinned', code: 'SPLITWAN_LIST_PIN', kept: true });
+    refresher.stop();
+    store.close();
+
+    // Started with a pin nothing serves: the list matches nothing, and says why.
+    writeFileSync(file, config(sha('other\n')));
+    const log2 = warnings();
+    const store2 = await ConfigStore.open({ file, logger: silentLogger });
+    const refresher2 = new ListRefresher(store2, log2, new ManualScheduler());
+    await refresher2.start();
+    expect(store2.current.policy.matchName('netflix.test').rule).toBeNull();
+    expect(log2.errors.map((e) => e.msg)).toEqual([expect.stringMatching(/^list "pinned" download failed: .*sha256 pin.*; no copy yet, its rules match nothing$/)]);
+    refresher2.stop();
+    store2.close();
   });
 });

@@ -3,13 +3,13 @@
 
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { existsSync, readFileSync } from 'node:fs';
+import { chmod, chown, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main, type Io } from '../../daemon/cli.js';
+import { COMMANDS, commandUsage, main, type Io } from '../../daemon/cli.js';
 import type { TagHit } from '../../daemon/tag-lookup-linux.js';
 import { ruleId } from '../../daemon/dataplane/plan.js';
 import { loadConfig } from '../../config/load.js';
@@ -206,6 +206,43 @@ describe('cli: check', () => {
   });
 });
 
+describe('cli: check refuses files another user could rewrite', () => {
+  async function writable(mode: number, owner: number | null): Promise<{ f: string; wg: string }> {
+    const d = await mkdtemp(join(dir, 'perm-'));
+    const f = join(d, 'config.yaml');
+    const wg = join(d, 'wg1.conf');
+    await writeFile(f, ['mode: host', 'tunnel:', '  gateways:', '    - name: gw1', '      config: wg1.conf', ''].join('\n'));
+    await writeFile(wg, wgQuick({ address: '10.64.0.2/32', dns: '10.64.0.1', endpoint: '192.0.2.10:51820' }));
+    await chmod(wg, mode);
+    if (owner !== null) await chown(wg, owner, owner);
+    return { f, wg };
+  }
+
+  it('a wg-quick file writable by its group: exit 1, FILE:LINE:COL: key: message', async () => {
+    const { f, wg } = await writable(0o660, null);
+    const r = await run('check', '--config', f);
+    expect(r).toEqual({
+      code: 1,
+      out: '',
+      err: `${f}:5:15: tunnel.gateways[0].config: ${wg} is writable by its group (mode 0660): they could rewrite it, and with it where your traffic goes; chmod go-w it (600: it holds a private key)\n1 error\n`,
+    });
+  });
+
+  it('a wg-quick file owned by another user: exit 1, even at mode 0600', async (ctx) => {
+    if (process.geteuid?.() !== 0) {
+      console.log('SKIPPED cli check ownership: chown to another user needs root');
+      ctx.skip();
+    }
+    const { f, wg } = await writable(0o600, 4243);
+    const r = await run('check', '--config', f);
+    expect(r.code).toBe(1);
+    expect(r.err).toBe(`${f}:5:15: tunnel.gateways[0].config: ${wg} belongs to uid 4243, not to root or the user splitwan runs as (uid 0): that user could rewrite it, and with it where your traffic goes; chown it to root\n1 error\n`);
+    // Given back to root, the same file passes.
+    await chown(wg, 0, 0);
+    expect((await run('check', '--config', f)).code).toBe(0);
+  });
+});
+
 describe('cli: explain IP: the resolver\'s tag in the running daemon', () => {
   it('says which rule\'s answer tagged the address, for how long, and which path wins', async () => {
     const rules = (await loadConfig(good)).config.rules;
@@ -380,7 +417,7 @@ describe('cli: explain text', () => {
 });
 
 describe('cli: usage', () => {
-  const HINT = 'Run "splitwan help" for usage.\n';
+  const hint = (cmd: string): string => `Run "splitwan ${cmd} --help" for usage.\n`;
 
   it('help exits 0 with the usage on stdout; no arguments exit 2 with it on stderr', async () => {
     for (const h of ['help', '--help', '-h']) {
@@ -388,7 +425,7 @@ describe('cli: usage', () => {
       expect(r.code).toBe(0);
       expect(r.err).toBe('');
       expect(r.out.startsWith('Usage: splitwan <command> [options]\n')).toBe(true);
-      expect(r.out).toContain('explain [--config PATH] NAME|IP [--source IP] [--json]');
+      expect(r.out).toContain('  explain [--config PATH] [--socket PATH] NAME|IP [--source IP] [--json] [--offline]\n');
     }
     const none = await run();
     expect(none.code).toBe(2);
@@ -401,31 +438,61 @@ describe('cli: usage', () => {
     expect(r).toEqual({ code: 0, err: '', out: 'splitwan 0.1.0\n' });
   });
 
-  it('an unknown command exits 2', async () => {
-    const r = await run('frobnicate');
-    expect(r.code).toBe(2);
-    expect(r.out).toBe('');
-    expect(r.err.startsWith('splitwan: unknown command "frobnicate"\n\nUsage: splitwan')).toBe(true);
+  it('COMMAND --help, COMMAND -h and help COMMAND print that command\'s usage, exit 0, and run nothing', async () => {
+    for (const name of Object.keys(COMMANDS)) {
+      const a = await run(name, '--help');
+      expect(a.code, name).toBe(0);
+      expect(a.err, name).toBe('');
+      expect(a.out.split('\n')[0], name).toBe(`Usage: splitwan ${name}${COMMANDS[name]!.synopsis ? ` ${COMMANDS[name]!.synopsis}` : ''}`);
+      expect(await run(name, '-h'), name).toEqual(a);
+      expect(await run('help', name), name).toEqual(a);
+    }
+    // Help wins over what the command would need or do: no NAME, no config read, no root check.
+    const ex = await run('explain', '--config', join(dir, 'nope.yaml'), '--help');
+    expect(ex.code).toBe(0);
+    expect(ex.out).toContain('  --offline ');
+    expect(ex.out).toContain('  --source IP ');
+    expect(ex.out).toContain('  -c, --config PATH ');
+    expect((await run('run', '--help')).out).toContain('Run the daemon (root)');
   });
 
-  it('an unknown option exits 2', async () => {
-    expect(await run('check', '--frob')).toEqual({ code: 2, out: '', err: `splitwan check: Unknown option '--frob'\n${HINT}` });
+  it('an unknown command exits 2 and suggests the nearest', async () => {
+    expect(await run('stauts')).toEqual({ code: 2, out: '', err: 'splitwan: unknown command "stauts" (did you mean "status"?)\nRun "splitwan help" for the commands.\n' });
+    expect((await run('explian', 'x.example')).err).toContain('(did you mean "explain"?)');
+    expect((await run('verison')).err).toContain('(did you mean "version"?)');
+    expect(await run('frobnicate')).toEqual({ code: 2, out: '', err: 'splitwan: unknown command "frobnicate"\nRun "splitwan help" for the commands.\n' });
+    expect(await run('help', 'relaod')).toEqual({ code: 2, out: '', err: 'splitwan: unknown command "relaod" (did you mean "reload"?)\nRun "splitwan help" for the commands.\n' });
+    // Names of Object.prototype are no commands.
+    expect((await run('constructor')).code).toBe(2);
+    expect((await run('help', 'toString')).code).toBe(2);
+  });
+
+  it('an unknown sub-command suggests the nearest', async () => {
+    expect(await run('lists', 'refrsh')).toEqual({ code: 2, out: '', err: 'splitwan lists: unknown lists command "refrsh" (did you mean "refresh"?)\n' });
+    expect(await run('dns', 'purge')).toEqual({ code: 2, out: '', err: 'splitwan dns: unknown dns command "purge" (try: splitwan dns flush)\n' });
+  });
+
+  it('an unknown option exits 2, suggesting the nearest option of that command', async () => {
+    expect(await run('check', '--frob')).toEqual({ code: 2, out: '', err: `splitwan check: Unknown option '--frob'\n${hint('check')}` });
     const ex = await run('explain', '--config', good, '--verbose', 'example.com');
-    expect(ex).toEqual({ code: 2, out: '', err: `splitwan explain: Unknown option '--verbose'\n${HINT}` });
+    expect(ex).toEqual({ code: 2, out: '', err: `splitwan explain: Unknown option '--verbose'\n${hint('explain')}` });
+    expect(await run('status', '--jsno')).toEqual({ code: 2, out: '', err: `splitwan status: Unknown option '--jsno' (did you mean --json?)\n${hint('status')}` });
+    expect((await run('explain', '--ofline', 'x.example')).err).toContain("Unknown option '--ofline' (did you mean --offline?)");
+    expect((await run('reload', '--dryrun')).err).toContain('(did you mean --dry-run?)');
   });
 
   it('an option without its value exits 2', async () => {
-    expect(await run('check', '--config')).toEqual({ code: 2, out: '', err: `splitwan check: Option '-c, --config <value>' argument missing\n${HINT}` });
+    expect(await run('check', '--config')).toEqual({ code: 2, out: '', err: `splitwan check: Option '-c, --config <value>' argument missing\n${hint('check')}` });
   });
 
   it('a missing NAME and an extra argument exit 2', async () => {
-    expect(await run('explain', '--config', good)).toEqual({ code: 2, out: '', err: `splitwan explain: missing NAME|IP\n${HINT}` });
+    expect(await run('explain', '--config', good)).toEqual({ code: 2, out: '', err: `splitwan explain: missing NAME|IP\n${hint('explain')}` });
     expect(await run('explain', '--config', good, 'a.example', 'b.example')).toEqual({
       code: 2,
       out: '',
-      err: `splitwan explain: unexpected argument "b.example"\n${HINT}`,
+      err: `splitwan explain: unexpected argument "b.example"\n${hint('explain')}`,
     });
-    expect(await run('check', '--config', good, 'extra')).toEqual({ code: 2, out: '', err: `splitwan check: unexpected argument "extra"\n${HINT}` });
+    expect(await run('check', '--config', good, 'extra')).toEqual({ code: 2, out: '', err: `splitwan check: unexpected argument "extra"\n${hint('check')}` });
   });
 
   it('a bad --source exits 2 before the config is read', async () => {
@@ -449,6 +516,37 @@ describe('cli: usage', () => {
     expect(r.code).toBe(2);
     expect(r.out).toBe('');
     expect(r.err).toMatch(/^splitwan explain: .*300\.1\.2\.3/);
+  });
+});
+
+describe('cli: every option is documented where users look', () => {
+  /** `--json`, `--dry-run`... in a line of text. */
+  const flagsIn = (text: string): string[] => [...text.matchAll(/--([a-z][a-z-]*)/g)].map((m) => m[1]!).sort();
+
+  it('each command\'s usage line lists exactly the options it accepts, and its --help explains each', () => {
+    for (const [name, c] of Object.entries(COMMANDS)) {
+      expect(flagsIn(c.synopsis), name).toEqual(Object.keys(c.options).sort());
+      const help = commandUsage(name);
+      for (const o of Object.keys(c.options)) expect(help, `${name} --${o}`).toMatch(new RegExp(`^  (-[a-z], )?--${o}\\b.*\\S`, 'm'));
+    }
+  });
+
+  it('the README\'s command list shows each command with the same options as its usage, and vice versa', () => {
+    const readme = readFileSync(fileURLToPath(new URL('../../README.md', import.meta.url)), 'utf8');
+    const block = /## Commands\n\n```\n([\s\S]*?)```/.exec(readme)?.[1];
+    expect(block).toBeDefined();
+    const listed = new Map<string, string>();
+    for (const line of block!.split('\n').filter((l) => l.startsWith('splitwan '))) {
+      // A description follows as a shell comment.
+      const [, name, rest] = /^splitwan (\S+)([^#]*)/.exec(line)!;
+      listed.set(name!, rest!.trim());
+    }
+    expect([...listed.keys()].sort()).toEqual([...Object.keys(COMMANDS), 'help'].sort());
+    expect(listed.get('help')).toBe('[COMMAND] | version');
+    for (const [name, c] of Object.entries(COMMANDS)) {
+      expect(listed.get(name), name).toBe(c.synopsis);
+      expect(flagsIn(listed.get(name)!), name).toEqual(Object.keys(c.options).sort());
+    }
   });
 });
 

@@ -4,13 +4,13 @@
 // Each case writes a config (and the files it includes) into its own directory
 // under one temp root, so positions are those of a real file on disk.
 
-import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { chmod, chown, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigCodes, ConfigError, formatIssue, type ConfigIssue } from '../../config/errors.js';
-import { loadConfig, type LoadedConfig } from '../../config/load.js';
+import { loadConfig, nodeLoadDeps, type LoadedConfig } from '../../config/load.js';
 import type { RuleConfig } from '../../config/types.js';
 
 const key = (): string => randomBytes(32).toString('base64');
@@ -454,6 +454,59 @@ describe('loadConfig: gateways', () => {
     );
   });
 
+  it('refuses a wg-quick file its group or other users can write (PERMISSIONS), whoever reads it', async () => {
+    for (const [mode, who] of [[0o620, 'its group'], [0o602, 'every user'], [0o666, 'every user']] as const) {
+      const { dir, errors, warnings } = await loadErr(y('mode: host', ...GW), { 'wg1.conf': { text: wgQuick(), mode } });
+      const e = single(errors);
+      expect(at(e)).toEqual({ code: ConfigCodes.PERMISSIONS, line: 5, col: 15, keyPath: 'tunnel.gateways[0].config' });
+      expect(e.message).toBe(
+        `${join(dir, 'wg1.conf')} is writable by ${who} (mode ${mode.toString(8).padStart(4, '0')}): they could rewrite it, and with it where your traffic goes; chmod go-w it (600: it holds a private key)`,
+      );
+      // Readable too, in two of them: the error's fix (600) covers that, so no second line.
+      expect(warnings).toEqual([]);
+    }
+  });
+
+  it('refuses a wg-quick file, key file, list file or the config itself owned by another user, but not by root or its own user', async (ctx) => {
+    if (process.geteuid?.() !== 0) {
+      console.log('SKIPPED config-load ownership: chown to another user needs root');
+      ctx.skip();
+    }
+    const other = 4242;
+    const dir = await setup({
+      'config.yaml': y('mode: host', 'lists:', '  l1:', '    file: l1.txt', ...GW),
+      'wg1.conf': wgQuick(),
+      'l1.txt': 'example.com\n',
+    });
+    const file = join(dir, 'config.yaml');
+    for (const f of ['wg1.conf', 'l1.txt', 'config.yaml']) await chown(join(dir, f), other, other);
+    const e = (await loadConfig(file).catch((x: unknown) => x)) as ConfigError;
+    expect(e).toBeInstanceOf(ConfigError);
+    expect(e.issues.filter((i) => i.severity === 'error').map(at).sort((a, b) => a.line - b.line)).toEqual([
+      { code: ConfigCodes.PERMISSIONS, line: 1, col: 1, keyPath: '' },
+      { code: ConfigCodes.PERMISSIONS, line: 4, col: 11, keyPath: 'lists.l1.file' },
+      { code: ConfigCodes.PERMISSIONS, line: 8, col: 15, keyPath: 'tunnel.gateways[0].config' },
+    ].sort((a, b) => a.line - b.line));
+    expect(e.issues.find((i) => i.keyPath === 'tunnel.gateways[0].config')!.message).toBe(
+      `${join(dir, 'wg1.conf')} belongs to uid ${other}, not to root or the user splitwan runs as (uid 0): that user could rewrite it, and with it where your traffic goes; chown it to root`,
+    );
+    // The same files are fine for that user itself (splitwan check run by them)...
+    await expect(loadConfig(file, { ...nodeLoadDeps, uid: other })).resolves.toBeDefined();
+    // ...and files of root are fine for anyone.
+    for (const f of ['wg1.conf', 'l1.txt', 'config.yaml']) await chown(join(dir, f), 0, 0);
+    await expect(loadConfig(file, { ...nodeLoadDeps, uid: other })).resolves.toBeDefined();
+  });
+
+  it('a key file others can write is refused; the config others can write is refused at its top', async () => {
+    const inlineGw = ['tunnel:', '  gateways:', '    - name: gw1', '      privateKeyFile: gw1.key', '      address: 10.64.0.2/32', '      dns: 10.64.0.1', '      peer:', `        publicKey: "${key()}"`, '        endpoint: 192.0.2.10:51820'];
+    const keyFile = await loadErr(y('mode: host', ...inlineGw), { 'gw1.key': { text: `${key()}\n`, mode: 0o660 } });
+    expect(single(keyFile.errors).keyPath).toBe('tunnel.gateways[0].privateKeyFile');
+    const conf = await loadErr(y('mode: host', ...GW), { 'config.yaml': { text: y('mode: host', ...GW), mode: 0o664 }, ...WG_DEFAULT() });
+    const e = single(conf.errors);
+    expect(at(e)).toEqual({ code: ConfigCodes.PERMISSIONS, line: 1, col: 1, keyPath: '' });
+    expect(e.message).toBe(`${conf.file} is writable by its group (mode 0664): they could rewrite it, and with it where your traffic goes; chmod go-w it`);
+  });
+
   it('fills a gateway from its wg-quick file', async () => {
     const priv = key();
     const pub = key();
@@ -698,6 +751,47 @@ describe('loadConfig: lists', () => {
     ]);
   });
 
+  it('refuses a plain http list without a sha256 pin (INSECURE): the network could rewrite routing', async () => {
+    const { errors } = await loadErr(y('mode: host', 'lists:', '  ads:', '    url: http://user:hunter2@lists.example/ads.txt', ...GW));
+    const e = single(errors);
+    expect(at(e)).toEqual({ code: ConfigCodes.INSECURE, line: 4, col: 10, keyPath: 'lists.ads.url' });
+    expect(e.message).toBe(
+      '"http://lists.example/ads.txt" is plain http: anyone on the network path could rewrite this list, and with it your routing; use an https:// URL, or pin the content with sha256: (the output of sha256sum on the file)',
+    );
+  });
+
+  it('takes a plain http list with a sha256 pin, and uses a cached copy only when it is the pinned content', async () => {
+    const text = 'ads.example\n';
+    const pin = createHash('sha256').update(text).digest('hex');
+    const url = 'http://lists.example/ads.txt';
+    const doc = (p: string): string => y('mode: host', 'stateDir: state', 'lists:', '  ads:', `    url: ${url}`, `    sha256: ${p}`, ...GW);
+    const cache = (body: string): Record<string, FileSpec> => ({
+      ...WG_DEFAULT(),
+      'state/lists/ads.txt': body,
+      'state/lists/ads.meta.json': JSON.stringify({ url, fetchedAt: 1, sha256: createHash('sha256').update(body).digest('hex') }),
+    });
+    // Upper-case hex is the same pin.
+    const ok = await loadOk(doc(pin.toUpperCase()), cache(text));
+    expect(ok.loaded.config.lists[0]).toMatchObject({ url, sha256: pin });
+    expect(ok.loaded.lists.get('ads')!.origin).toBe('cache');
+    expect(ok.loaded.lists.get('ads')!.domains.map((d) => d.pattern)).toEqual([{ kind: 'domain', value: 'ads.example' }]);
+    expect(ok.loaded.warnings).toEqual([]);
+    // A copy that is not the pinned content (downloaded before the pin, or tampered with) is not used.
+    const stale = await loadOk(doc(pin), cache('ads.example\nbank.example\n'));
+    expect(stale.loaded.lists.get('ads')!.origin).toBe('none');
+    expect(stale.loaded.lists.get('ads')!.domains).toEqual([]);
+    expect(stale.loaded.warnings.map(at)).toEqual([{ code: ConfigCodes.LIST, line: 6, col: 13, keyPath: 'lists.ads.sha256' }]);
+    expect(stale.loaded.warnings[0]!.message).toBe('the cached copy of list "ads" does not match its sha256 pin; the list matches nothing until a download does');
+  });
+
+  it('rejects a sha256 that is not 64 hex digits, and warns about one on a file list', async () => {
+    const { errors } = await loadErr(y('mode: host', 'lists:', '  ads:', '    url: http://lists.example/ads.txt', '    sha256: abc123', ...GW));
+    expect(errors.map(at)).toContainEqual({ code: ConfigCodes.VALUE, line: 5, col: 13, keyPath: 'lists.ads.sha256' });
+    const pin = 'a'.repeat(64);
+    const { loaded } = await loadOk(y('mode: host', 'lists:', '  l1:', '    file: l1.txt', `    sha256: ${pin}`, ...GW), { ...WG_DEFAULT(), 'l1.txt': 'example.com\n' });
+    expect(loaded.warnings.map(at)).toEqual([{ code: ConfigCodes.VALUE, line: 5, col: 13, keyPath: 'lists.l1.sha256' }]);
+  });
+
   it('warns about unparsable list lines at the list file position', async () => {
     const { dir, loaded } = await loadOk(y('mode: host', 'lists:', '  l1:', '    file: l1.txt', '    format: plain', ...GW), {
       ...WG_DEFAULT(),
@@ -880,7 +974,7 @@ describe('loadConfig: the result', () => {
       blockAnswer: 'null',
       cache: { size: 10000, minTtl: 0, maxTtl: 86400, negativeTtl: 900, serveStale: false, staleTtl: 86400 },
     });
-    expect(c.proxy).toEqual({ enabled: false, ports: [80, 443], listenPort: 15001, peekTimeoutMs: 5000, idleTimeoutMs: 300000, blockQuic: true });
+    expect(c.proxy).toEqual({ enabled: false, ports: [80, 443], listenPort: 15001, peekTimeoutMs: 5000, idleTimeoutMs: 300000, maxConnectionsPerClient: 1024, blockQuic: true });
     expect(c.control).toEqual({ socket: '/run/splitwan/control.sock' });
     expect(c.metrics).toEqual({ listen: null });
     expect(c.log).toEqual({ level: 'info' });

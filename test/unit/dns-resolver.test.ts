@@ -112,6 +112,8 @@ interface QueryOpts {
   id?: number;
   edns?: { udpSize?: number; do?: boolean; version?: number } | null;
   klass?: dnsPacket.RecordClass;
+  /** The header's flags (default RD only). */
+  flags?: number;
 }
 
 function query(name: string, type: dnsPacket.RecordType = 'A', o: QueryOpts = {}): Buffer {
@@ -121,7 +123,7 @@ function query(name: string, type: dnsPacket.RecordType = 'A', o: QueryOpts = {}
   return dnsPacket.encode({
     type: 'query',
     id: o.id ?? 0x1234,
-    flags: dnsPacket.RECURSION_DESIRED,
+    flags: o.flags ?? dnsPacket.RECURSION_DESIRED,
     questions: [{ name, type, class: o.klass ?? 'IN' }],
     additionals,
   });
@@ -136,16 +138,22 @@ interface ReplyOpts {
   opt?: boolean;
   /** Answer with the question lower-cased (as some upstreams do). */
   lowerQuestion?: boolean;
+  /** Header bits to set besides the ones a recursive server sets (AA, AD, Z: 0x40). */
+  extraFlags?: number;
+  /** Leave RA out (an authoritative-only server). */
+  noRa?: boolean;
 }
 
 /** An upstream's answer to `q` (the bytes the resolver forwarded). */
 function reply(q: Buffer, o: ReplyOpts = {}): Buffer {
   const d = dnsPacket.decode(q);
   const qq = d.questions![0]!;
+  // RD and CD are copied from the query, as real servers do (RFC 1035 §4.1.1, RFC 4035 §3.2.2).
+  const copied = (d.flags ?? 0) & (dnsPacket.RECURSION_DESIRED | dnsPacket.CHECKING_DISABLED);
   return dnsPacket.encode({
     type: 'response',
     id: d.id ?? 0,
-    flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE | (o.tc ? dnsPacket.TRUNCATED_RESPONSE : 0) | (o.rcode ?? 0),
+    flags: copied | (o.noRa ? 0 : dnsPacket.RECURSION_AVAILABLE) | (o.extraFlags ?? 0) | (o.tc ? dnsPacket.TRUNCATED_RESPONSE : 0) | (o.rcode ?? 0),
     questions: [{ ...qq, name: o.lowerQuestion ? qq.name.toLowerCase() : qq.name }],
     answers: o.answers ?? [],
     authorities: o.authorities ?? [],
@@ -164,6 +172,15 @@ const rcodeOf = (b: Buffer): number => b[3]! & 0xf;
 const idOf = (b: Buffer): number => b.readUInt16BE(0);
 const isTc = (b: Buffer): boolean => (b[2]! & 0x02) !== 0;
 const isQr = (b: Buffer): boolean => (b[2]! & 0x80) !== 0;
+const RD = dnsPacket.RECURSION_DESIRED;
+const CD = dnsPacket.CHECKING_DISABLED;
+const AD = dnsPacket.AUTHENTIC_DATA;
+/** The header bits a message carries, by dig's names (z: the reserved bit). */
+function bitsOf(b: Buffer): string[] {
+  const f = b.readUInt16BE(2);
+  const names: [number, string][] = [[0x0400, 'aa'], [0x0200, 'tc'], [0x0100, 'rd'], [0x0080, 'ra'], [0x0040, 'z'], [0x0020, 'ad'], [0x0010, 'cd']];
+  return names.filter(([bit]) => (f & bit) !== 0).map(([, n]) => n);
+}
 const decode = (b: Buffer): dnsPacket.DecodedPacket => dnsPacket.decode(b);
 const answersOf = (b: Buffer): dnsPacket.Answer[] => decode(b).answers ?? [];
 const dataOf = (b: Buffer, type = 'A'): string[] => answersOf(b).filter((a) => a.type === type).map((a) => String((a as { data: unknown }).data));
@@ -979,6 +996,99 @@ describe('Resolver: EDNS, size and case', () => {
   });
 });
 
+describe('Resolver: header bits of answers (RFC 1035 §4.1.1, RFC 4035 §3.2.2, RFC 6840 §5.8)', () => {
+  it('a cached answer carries the asking client\'s RD and CD bits, not the first asker\'s: handle() and answerHit', async () => {
+    const { resolver, up } = setup();
+    await ask(resolver, query('flags.example', 'A', { flags: RD })); // the first asker: RD, no CD
+    for (const flags of [0, CD, RD | CD, RD, 0]) {
+      const want = [...(flags & RD ? ['rd'] : []), 'ra', ...(flags & CD ? ['cd'] : [])];
+      const full = await ask(resolver, query('flags.example', 'A', { flags, id: flags + 1 }));
+      expect([flags, bitsOf(full)]).toEqual([flags, want]);
+      const fast = inPlace(resolver, query('flags.example', 'A', { flags, id: flags + 1 }));
+      expect(fast).not.toBeNull();
+      expect([flags, bitsOf(fast!)]).toEqual([flags, want]);
+      expect(fast!.equals(full)).toBe(true);
+    }
+    expect(up.asked).toHaveLength(1);
+  });
+
+  it('coalesced waiters each get their own RD', async () => {
+    const { resolver, up } = setup();
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    up.respond = async (q, qq) => {
+      await gate;
+      return reply(q, { answers: [A(qq.qname, '192.0.2.9')] });
+    };
+    const flags = [RD, 0, RD, 0];
+    const pending = flags.map((f, i) => resolver.handle(query('co.example', 'A', { id: i, flags: f }), LOCAL));
+    release();
+    const outs = (await Promise.all(pending)) as Buffer[];
+    expect(outs.map(bitsOf)).toEqual(flags.map((f) => [...(f & RD ? ['rd'] : []), 'ra']));
+    expect(up.asked).toHaveLength(1);
+  });
+
+  it('AD only to a client that asked with AD or DO, whoever asked first', async () => {
+    const { resolver, up } = setup();
+    // A validating upstream: AD on what it validated.
+    up.respond = (q, qq) => reply(q, { answers: [A(qq.qname, '192.0.2.5')], extraFlags: AD });
+    await ask(resolver, query('ad.example', 'A', { flags: RD | AD }));
+    expect(bitsOf(await ask(resolver, query('ad.example', 'A', { flags: RD })))).toEqual(['rd', 'ra']);
+    expect(bitsOf(inPlace(resolver, query('ad.example', 'A', { flags: RD }))!)).toEqual(['rd', 'ra']);
+    expect(bitsOf(await ask(resolver, query('ad.example', 'A', { flags: RD | AD })))).toEqual(['rd', 'ra', 'ad']);
+    expect(bitsOf(inPlace(resolver, query('ad.example', 'A', { flags: RD | AD }))!)).toEqual(['rd', 'ra', 'ad']);
+    await ask(resolver, query('ad.example', 'A', { flags: RD, edns: { do: true } }));
+    expect(bitsOf(await ask(resolver, query('ad.example', 'A', { flags: RD, edns: { do: true } })))).toEqual(['rd', 'ra', 'ad']);
+    expect(up.asked).toHaveLength(2); // DO is part of the cache key
+  });
+
+  it('the forwarded query asks for recursion (RD) and AD whatever the client sent; CD and DO are the client\'s', async () => {
+    const { resolver, up } = setup();
+    await ask(resolver, query('norec.example', 'A', { flags: 0x40 })); // no RD; the reserved Z bit
+    await ask(resolver, query('cd.example', 'A', { flags: CD, edns: { do: true } }));
+    const sent = up.asked.map((a) => a.query);
+    expect(sent.map(bitsOf)).toEqual([
+      ['rd', 'ad'],
+      ['rd', 'ad', 'cd'],
+    ]);
+    expect(sent.map((b) => optOf(b)?.flag_do)).toEqual([false, true]);
+    // The client that asked without RD got its answer without RD; the next one, with RD, from the cache.
+    expect(bitsOf(await ask(resolver, query('norec.example', 'A', { flags: RD })))).toEqual(['rd', 'ra']);
+    expect(up.asked).toHaveLength(2);
+  });
+
+  it('an answer fetched with CD (unchecked data) is not cached for clients without CD; a CD client may take a checked one', async () => {
+    const { resolver, up } = setup();
+    const pending = [resolver.handle(query('bogus.example', 'A', { flags: RD | CD, id: 1 }), LOCAL), resolver.handle(query('bogus.example', 'A', { flags: RD, id: 2 }), LOCAL)];
+    await Promise.all(pending);
+    await ask(resolver, query('bogus.example', 'A', { flags: RD }));
+    // Not coalesced with each other either.
+    expect(up.asked.map((a) => bitsOf(a.query).includes('cd'))).toEqual([true, false]);
+    // A checked answer is cached now: a CD client is answered from it, with its CD bit.
+    expect(bitsOf(await ask(resolver, query('bogus.example', 'A', { flags: RD | CD })))).toEqual(['rd', 'ra', 'cd']);
+    expect(up.asked).toHaveLength(2);
+  });
+
+  it('answers from an authoritative or odd upstream: AA and Z cleared, RA set (splitwan recurses; it is no authority)', async () => {
+    const { resolver, up } = setup();
+    up.respond = (q, qq) => reply(q, { answers: [A(qq.qname, '192.0.2.6')], extraFlags: dnsPacket.AUTHORITATIVE_ANSWER | 0x40, noRa: true });
+    expect(bitsOf(await ask(resolver, query('auth.example')))).toEqual(['rd', 'ra']);
+    expect(bitsOf(await ask(resolver, query('auth.example')))).toEqual(['rd', 'ra']);
+    expect(bitsOf(inPlace(resolver, query('auth.example'))!)).toEqual(['rd', 'ra']);
+  });
+
+  it('errors made here copy RD and CD for QUERY; an answer to another opcode carries neither, nor RA', async () => {
+    const { resolver } = setup();
+    const v1 = await ask(resolver, query('v1.example', 'A', { flags: RD | CD, edns: { version: 1 } }));
+    expect(bitsOf(v1)).toEqual(['rd', 'ra', 'cd']);
+    const notify = query('zone.example', 'SOA', { flags: RD | CD | AD | 0x40 | dnsPacket.AUTHORITATIVE_ANSWER });
+    notify[2] = (notify[2]! & 0x87) | (4 << 3); // NOTIFY
+    notify[3]! |= 0x80; // RA, which a query never has
+    const n = await ask(resolver, notify);
+    expect([rcodeOf(n), (n[2]! >> 3) & 0xf, bitsOf(n)]).toEqual([4, 4, []]);
+  });
+});
+
 // ---------------------------------------------------------------------------
 // answerHit: the UDP transport offers each datagram where it lies; cache hits
 // are written straight into the send slot. Whatever it answers must be the
@@ -1150,10 +1260,15 @@ describe('Resolver: answerHit (the UDP fast path)', () => {
     expect(tagger.calls).toBe(2);
   });
 
-  it('whatever it answers is what handle() answers (random names, types, IDs, EDNS shapes and clock steps)', async () => {
+  it('whatever it answers is what handle() answers (random names, types, IDs, header bits, EDNS shapes and clock steps)', async () => {
     const { resolver, up, clock } = setup();
+    // Some names validated (AD), as a validating upstream would mark them.
     up.respond = (q, qq) =>
-      reply(q, { answers: qq.qtype === 1 ? [A(qq.qname, '192.0.2.3', 60 + qq.qname.length)] : [], authorities: qq.qtype === 1 ? [] : [soa('example', 300, 120)] });
+      reply(q, {
+        answers: qq.qtype === 1 ? [A(qq.qname, '192.0.2.3', 60 + qq.qname.length)] : [],
+        authorities: qq.qtype === 1 ? [] : [soa('example', 300, 120)],
+        extraFlags: qq.qname.startsWith('a') ? AD : 0,
+      });
     const names = ['a.example', 'b.example', 'breakout.test', 'pinned.test', 'x.alias.test', 'Mixed.example'];
     let answered = 0;
     await fc.assert(
@@ -1161,11 +1276,12 @@ describe('Resolver: answerHit (the UDP fast path)', () => {
         fc.constantFrom(...names),
         fc.constantFrom<dnsPacket.RecordType>('A', 'AAAA', 'TXT'),
         fc.integer({ min: 0, max: 0xffff }),
+        fc.constantFrom(RD, 0, CD, RD | CD, RD | AD, AD | CD),
         fc.option(fc.record({ udpSize: fc.integer({ min: 0, max: 4096 }), do: fc.boolean() }), { nil: null }),
         fc.integer({ min: 0, max: 3_000 }),
-        async (name, type, id, edns, step) => {
+        async (name, type, id, flags, edns, step) => {
           clock.advance(step);
-          const q = query(name, type, { id, edns });
+          const q = query(name, type, { id, flags, edns });
           const fast = inPlace(resolver, q);
           const full = await ask(resolver, q);
           if (fast === null) return;

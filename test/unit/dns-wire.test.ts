@@ -6,12 +6,15 @@ import {
   addEdns,
   buildError,
   CLASS,
+  errorAnswer,
+  findOpt,
   isParsedQuery,
   matchesQuestion,
   parseQuery,
   patchResponse,
   patchResponseAt,
   type ParsedQuery,
+  ourAnswer,
   questionBytes,
   RCODE,
   removeOpt,
@@ -20,6 +23,8 @@ import {
   ttlOffsets,
   TYPE,
   udpLimit,
+  upstreamQuery,
+  writeHitAnswer,
 } from '../../dns/wire.js';
 
 // --- helpers ---------------------------------------------------------------
@@ -38,6 +43,8 @@ function query(name: string, type = 'A', opts: { id?: number; flags?: number; ad
     additionals: opts.additionals ?? [],
   });
 }
+
+const RD = dnsPacket.RECURSION_DESIRED;
 
 const OPT = (udpPayloadSize = 4096, doBit = false, options: object[] = []): object => ({
   type: 'OPT',
@@ -394,7 +401,7 @@ describe('ttlOffsets / patchResponseAt', () => {
     expect(offsets).toHaveLength(5); // 4 answers + SOA, not OPT
     const clientQuery = query('ALiaS.ExAmple.COM', 'A', { id: 0x0a0b });
     const q = ok(parseQuery(clientQuery));
-    const out = patchResponseAt(cached, offsets, q.id, questionBytes(clientQuery, q), 100);
+    const out = patchResponseAt(cached, offsets, q.id, questionBytes(clientQuery, q), 100, q.flags, true);
     expect(cached).toEqual(before); // the cached copy is untouched
     const d = dnsPacket.decode(out);
     expect(d.id).toBe(0x0a0b);
@@ -413,14 +420,14 @@ describe('ttlOffsets / patchResponseAt', () => {
   it('patchResponse equals patchResponseAt with ttlOffsets; age 0 and negative/NaN ages change no TTL', () => {
     const cached = chainResponse();
     const qb = cached.subarray(12, 12 + 19 + 4);
-    expect(patchResponse(cached, 7, qb, 30)).toEqual(patchResponseAt(cached, ttlOffsets(cached)!, 7, qb, 30));
+    expect(patchResponse(cached, 7, qb, 30, RD, true)).toEqual(patchResponseAt(cached, ttlOffsets(cached)!, 7, qb, 30, RD, true));
     for (const age of [0, -5, Number.NaN, 0.7]) {
-      const out = patchResponse(cached, cached.readUInt16BE(0), qb, age);
+      const out = patchResponse(cached, cached.readUInt16BE(0), qb, age, cached.readUInt16BE(2), true);
       expect(out).toEqual(cached);
       expect(out).not.toBe(cached);
     }
     // fractional ages round down
-    const d = dnsPacket.decode(patchResponse(cached, 1, qb, 10.9));
+    const d = dnsPacket.decode(patchResponse(cached, 1, qb, 10.9, RD, true));
     expect((d.answers![0] as { ttl: number }).ttl).toBe(290);
   });
 
@@ -430,7 +437,7 @@ describe('ttlOffsets / patchResponseAt', () => {
     const offsets = ttlOffsets(cached)!;
     expect(offsets).toHaveLength(4);
     const qb = questionOf(wireName('WWW', 'example', 'COM'));
-    const out = patchResponseAt(cached, offsets, 0x9999, qb, 45);
+    const out = patchResponseAt(cached, offsets, 0x9999, qb, 45, RD, true);
     const d = dnsPacket.decode(out);
     expect(d.id).toBe(0x9999);
     expect(d.questions![0]!.name).toBe('WWW.example.COM');
@@ -449,7 +456,7 @@ describe('ttlOffsets / patchResponseAt', () => {
       questionOf(wireName('a')),
       rr(Buffer.from([0xc0, 12]), TYPE.A, 0x80000005, Buffer.from([1, 2, 3, 4])),
     ]);
-    const out = patchResponse(buf, 1, questionOf(wireName('a')), 1);
+    const out = patchResponse(buf, 1, questionOf(wireName('a')), 1, RD, false);
     expect(out.readUInt32BE(out.length - 10)).toBe(0);
     expect(responseInfo(buf)!.minTtl).toBe(0);
   });
@@ -457,10 +464,10 @@ describe('ttlOffsets / patchResponseAt', () => {
   it('keeps the cached question when the given one is not the same question', () => {
     const cached = chainResponse('alias.example.com');
     const other = questionOf(wireName('alias', 'example', 'org')); // same length, other name
-    const out = patchResponse(cached, 2, other, 0);
+    const out = patchResponse(cached, 2, other, 0, cached.readUInt16BE(2), true);
     expect(out.subarray(12, 12 + other.length)).toEqual(cached.subarray(12, 12 + other.length));
     const otherType = questionOf(wireName('alias', 'example', 'com'), 28);
-    expect(patchResponse(cached, 2, otherType, 0).subarray(2)).toEqual(cached.subarray(2));
+    expect(patchResponse(cached, 2, otherType, 0, cached.readUInt16BE(2), true).subarray(2)).toEqual(cached.subarray(2));
   });
 
   it('returns null for malformed responses and ignores out-of-range offsets', () => {
@@ -472,7 +479,7 @@ describe('ttlOffsets / patchResponseAt', () => {
     expect(ttlOffsets(fwd)).toBeNull(); // forward pointer
     const intoHeader = Buffer.concat([header(1, 0x8180, 1, 1), questionOf(wireName('a')), rr(Buffer.from([0xc0, 2]), 1, 5, Buffer.alloc(4))]);
     expect(ttlOffsets(intoHeader)).toBeNull();
-    const out = patchResponseAt(good, [-4, 0, 5, good.length - 2, 1e9], 3, Buffer.alloc(0), 10);
+    const out = patchResponseAt(good, [-4, 0, 5, good.length - 2, 1e9], 3, Buffer.alloc(0), 10, good.readUInt16BE(2), true);
     expect(out.subarray(2)).toEqual(good.subarray(2));
   });
 
@@ -488,7 +495,7 @@ describe('ttlOffsets / patchResponseAt', () => {
     const offsets = ttlOffsets(cached)!;
     decode.mockClear();
     encode.mockClear();
-    for (let i = 0; i < 1000; i++) patchResponseAt(cached, offsets, i, cached.subarray(12, 35), i);
+    for (let i = 0; i < 1000; i++) patchResponseAt(cached, offsets, i, cached.subarray(12, 35), i, RD, false);
     expect(decode).not.toHaveBeenCalled();
     expect(encode).not.toHaveBeenCalled();
   });
@@ -694,6 +701,134 @@ describe('addEdns / removeOpt', () => {
   });
 });
 
+// --- header bits and error answers -------------------------------------------------
+
+/** The header bits a message carries, by dig's names (z: the reserved bit). */
+function bitsOf(b: Buffer): string[] {
+  const f = b.readUInt16BE(2);
+  const names: [number, string][] = [[0x0400, 'aa'], [0x0200, 'tc'], [0x0100, 'rd'], [0x0080, 'ra'], [0x0040, 'z'], [0x0020, 'ad'], [0x0010, 'cd']];
+  return names.filter(([bit]) => (f & bit) !== 0).map(([, n]) => n);
+}
+/** A message with another opcode (its question and records kept). */
+function withOpcode(b: Buffer, opcode: number): Buffer {
+  const out = Buffer.from(b);
+  out[2] = (out[2]! & 0x87) | (opcode << 3);
+  return out;
+}
+const ALL_QUERY_BITS = 0x0400 | 0x0200 | RD | 0x80 | 0x40 | 0x20 | 0x10;
+
+describe('errorAnswer / findOpt / buildError bits', () => {
+  it('to a QUERY: RA set, RD and CD copied, the question echoed, an OPT of ours (DO copied) when the query had one', () => {
+    const plain = query('Err.example', 'A', { id: 7, flags: RD | dnsPacket.CHECKING_DISABLED });
+    for (const rcode of [RCODE.SERVFAIL, RCODE.REFUSED, RCODE.NOTIMP]) {
+      const out = errorAnswer(plain, rcode);
+      expect(bitsOf(out)).toEqual(['rd', 'ra', 'cd']);
+      const d = dnsPacket.decode(out);
+      expect([d.id, d.flags! & 0xf, d.questions![0]!.name, d.additionals]).toEqual([7, rcode, 'Err.example', []]);
+    }
+    const edns = query('err.example', 'A', { flags: 0, additionals: [OPT(4096, true, [{ code: 100, data: Buffer.alloc(0) }])] });
+    const out = errorAnswer(edns, RCODE.REFUSED);
+    expect(bitsOf(out)).toEqual(['ra']);
+    const opt = dnsPacket.decode(out).additionals![0] as dnsPacket.OptAnswer;
+    expect([opt.type, opt.udpPayloadSize, opt.flag_do, opt.options]).toEqual(['OPT', 1232, true, []]);
+  });
+
+  it('FORMERR (RFC 6891 §7): an EDNS query gets an OPT even when it cannot be parsed: two questions, two OPTs, a compressed name', () => {
+    const two = enc({ type: 'query', id: 3, flags: RD, questions: [{ type: 'A', name: 'a.example' }, { type: 'A', name: 'b.example' }], additionals: [OPT(4096, true)] });
+    const twoOpts = query('a.example', 'A', { additionals: [OPT(4096, false), OPT(512, true)] });
+    const none = enc({ type: 'query', id: 3, flags: RD, questions: [], additionals: [OPT(1232, false)] });
+    for (const [msg, doBit] of [[two, true], [twoOpts, false], [none, false]] as const) {
+      expect(parseQuery(msg)).toMatchObject({ error: 'formerr' });
+      expect(findOpt(msg)).toMatchObject({ do: doBit, version: 0 });
+      const out = errorAnswer(msg, RCODE.FORMERR);
+      const d = dnsPacket.decode(out);
+      expect([d.flags! & 0xf, d.questions, d.additionals!.map((a) => [a.type, (a as dnsPacket.OptAnswer).udpPayloadSize, (a as dnsPacket.OptAnswer).flag_do])]).toEqual([RCODE.FORMERR, [], [['OPT', 1232, doBit]]]);
+    }
+    // No OPT in the query, or records that cannot be walked to it: none in the answer.
+    expect(findOpt(query('a.example'))).toBeNull();
+    expect(errorAnswer(enc({ type: 'query', id: 3, flags: RD, questions: [] }), RCODE.FORMERR).length).toBe(12);
+    const cut = twoOpts.subarray(0, twoOpts.length - 3);
+    expect(findOpt(cut)).toBeNull();
+    expect(errorAnswer(cut, RCODE.FORMERR).length).toBe(12);
+  });
+
+  it('to another opcode: the opcode echoed, no RA, RD, CD, AD, AA, Z or TC whatever the request had; no question; an OPT only for EDNS', () => {
+    for (const opcode of [1, 2, 4, 5, 15]) {
+      const msg = withOpcode(query('zone.example', 'SOA', { flags: ALL_QUERY_BITS }), opcode);
+      const out = errorAnswer(msg, RCODE.NOTIMP);
+      expect([(out[2]! >> 3) & 0xf, out[3]! & 0xf, bitsOf(out), out.length]).toEqual([opcode, RCODE.NOTIMP, [], 12]);
+      const e = errorAnswer(withOpcode(query('zone.example', 'SOA', { flags: RD, additionals: [OPT(4096, true)] }), opcode), RCODE.NOTIMP);
+      const d = dnsPacket.decode(e);
+      expect([bitsOf(e), d.questions, d.additionals!.map((a) => a.type)]).toEqual([[], [], ['OPT']]);
+    }
+    expect(bitsOf(buildError({ id: 1, rd: true, cd: true, opcode: 4 }, RCODE.NOTIMP))).toEqual([]);
+    expect(bitsOf(buildError({ id: 1, rd: true, cd: true }, RCODE.SERVFAIL))).toEqual(['rd', 'ra', 'cd']);
+  });
+});
+
+describe('upstreamQuery / ourAnswer', () => {
+  it('upstreamQuery: RD and AD set, Z clear, CD kept; the client\'s OPT options dropped, its DO kept', () => {
+    const cookie = { code: 10, data: Buffer.from('0102030405060708', 'hex') };
+    for (const [flags, want] of [
+      [0, ['rd', 'ad']],
+      [0x40 | dnsPacket.CHECKING_DISABLED, ['rd', 'ad', 'cd']],
+      [RD | 0x20, ['rd', 'ad']],
+    ] as const) {
+      const out = upstreamQuery(query('up.example', 'A', { flags, additionals: [OPT(4096, true, [cookie])] }), 1232, true);
+      expect(bitsOf(out)).toEqual(want);
+      const opt = dnsPacket.decode(out).additionals![0] as dnsPacket.OptAnswer;
+      expect([opt.udpPayloadSize, opt.flag_do, opt.options]).toEqual([1232, true, []]);
+    }
+  });
+
+  it('ourAnswer: AA and Z cleared, RA set; the OPT sized 1232, version 0, no flag but DO, options kept; one appended when missing', () => {
+    const ede = { code: 15, data: Buffer.from([0, 18]) };
+    const resp = enc({
+      type: 'response',
+      id: 1,
+      flags: dnsPacket.AUTHORITATIVE_ANSWER | 0x40 | RD,
+      questions: [{ type: 'A', name: 'a.example' }],
+      answers: [{ type: 'A', name: 'a.example', ttl: 60, data: '192.0.2.1' }],
+      additionals: [{ ...OPT(4096, true, [ede]), flags: dnsPacket.DNSSEC_OK | 0x0080 }],
+    });
+    const optAt = resp.length - 11 - 6; // the OPT record: 11 bytes and its 6-byte option, last
+    resp[optAt + 6] = 1; // version 1 (owner, type, class, then ext-rcode and version)
+    const sent = dnsPacket.decode(resp).additionals![0] as dnsPacket.OptAnswer;
+    expect([sent.ednsVersion, sent.flags]).toEqual([1, dnsPacket.DNSSEC_OK | 0x0080]);
+    const out = ourAnswer(resp);
+    expect(bitsOf(out)).toEqual(['rd', 'ra']);
+    const opt = dnsPacket.decode(out).additionals![0] as dnsPacket.OptAnswer;
+    expect([opt.udpPayloadSize, opt.ednsVersion, opt.flags, opt.options]).toEqual([1232, 0, dnsPacket.DNSSEC_OK, [{ code: 15, type: 'OPTION_15', data: ede.data }]]);
+    expect(ttlOffsets(out)).toEqual(ttlOffsets(resp));
+    const bare = ourAnswer(removeOpt(resp));
+    expect(dnsPacket.decode(bare).additionals!.map((a) => [(a as dnsPacket.OptAnswer).udpPayloadSize, (a as dnsPacket.OptAnswer).flags])).toEqual([[1232, 0]]);
+  });
+});
+
+describe('patchResponseAt / writeHitAnswer: the client\'s header bits', () => {
+  const AD = dnsPacket.AUTHENTIC_DATA;
+  const CD = dnsPacket.CHECKING_DISABLED;
+  it('RD and CD from the query, AD only with the query\'s AD or DO; the same bytes from both', () => {
+    const cached = ourAnswer(enc({ type: 'response', id: 1, flags: RESP | AD, questions: [{ type: 'A', name: 'a.example' }], answers: [{ type: 'A', name: 'a.example', ttl: 60, data: '192.0.2.1' }] }));
+    const offsets = ttlOffsets(cached)!;
+    for (const [flags, dnssecOk, want] of [
+      [0, false, ['ra']],
+      [RD, false, ['rd', 'ra']],
+      [CD, false, ['ra', 'cd']],
+      [AD, false, ['ra', 'ad']],
+      [RD | CD, true, ['rd', 'ra', 'ad', 'cd']],
+    ] as const) {
+      const q = query('A.example', 'A', { id: 0x4321, flags });
+      const qb = questionBytes(q, ok(parseQuery(q)));
+      const out = patchResponseAt(cached, offsets, 0x4321, qb, 5, flags, dnssecOk);
+      expect([flags, bitsOf(out)]).toEqual([flags, want]);
+      const slot = Buffer.alloc(cached.length + 4, 0xaa);
+      const n = writeHitAnswer(slot, 2, cached, offsets, q, 0, 12 + qb.length, 5, dnssecOk);
+      expect(slot.subarray(2, 2 + n)).toEqual(out);
+    }
+  });
+});
+
 describe('truncateForUdp', () => {
   const big = (withOpt: boolean): Buffer =>
     enc({
@@ -822,8 +957,8 @@ describe('properties', () => {
         expect(info === null || typeof info === 'object').toBe(true);
         const offs = ttlOffsets(buf);
         expect(offs === null || Array.isArray(offs)).toBe(true);
-        patchResponse(buf, 1, buf.subarray(12, 30), age);
-        patchResponseAt(buf, offs ?? [], 1, buf.subarray(12), age);
+        patchResponse(buf, 1, buf.subarray(12, 30), age, RD, true);
+        patchResponseAt(buf, offs ?? [], 1, buf.subarray(12), age, 0, false);
         addEdns(buf, 1232, true);
         removeOpt(buf);
         truncateForUdp(buf, 512);
@@ -844,7 +979,7 @@ describe('properties', () => {
         const qEnd = ok(parseQuery(Buffer.concat([header(1, 0x100, 1), resp.subarray(12)]).subarray(0, resp.length))).questionEnd;
         const qb = Buffer.from(resp.subarray(12, qEnd));
         for (let i = 0; i < qb.length; i++) if (qb[i]! >= 0x61 && qb[i]! <= 0x7a && i % 2 === 0) qb[i] = qb[i]! - 0x20;
-        const out = patchResponseAt(resp, offs!, id, qb, age);
+        const out = patchResponseAt(resp, offs!, id, qb, age, resp.readUInt16BE(2), true);
         const after = dnsPacket.decode(out);
         expect(after.id).toBe(id);
         expect(out.subarray(12, qEnd)).toEqual(qb);

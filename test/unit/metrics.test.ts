@@ -1,16 +1,20 @@
 // Prometheus metrics: families read at scrape time from a fake source, event
 // counters, the upstream histogram, and the /metrics HTTP endpoint.
 
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { Gauge } from 'prom-client';
 import { GATEWAY_STATES, Metrics, type MetricsSource } from '../../daemon/metrics.js';
+import { families, promLint } from '../helpers/prom-lint.js';
 
 type Gw = ReturnType<MetricsSource['gateways']>[number];
 
 interface FakeSource extends MetricsSource {
   gws: Gw[];
   proxyStats: ReturnType<MetricsSource['proxy']>;
+  refused: Record<string, number> | null;
   hits: ReturnType<MetricsSource['ruleHits']>;
   fail: Error | null;
 }
@@ -27,6 +31,7 @@ function fakeSource(): FakeSource {
       breakout: { connections: 2, active: 1, bytesUp: 100, bytesDown: 2000 },
       'gw:a': { connections: 7, active: 0, bytesUp: 5, bytesDown: 0 },
     },
+    refused: { 'not-redirected': 1, loop: 0, cap: 0, 'client-cap': 42 },
     hits: [
       { rule: 0, label: 'a.test', count: 5 },
       { rule: 3, label: 'list:stream', count: 2 },
@@ -46,6 +51,7 @@ function fakeSource(): FakeSource {
     gateways: () => s.gws,
     tagged: () => ({ breakout: 3, 'gw:b': 1 }),
     proxy: () => s.proxyStats,
+    proxyRefused: () => s.refused,
     ruleHits: () => s.hits,
   };
   return s;
@@ -111,6 +117,7 @@ const FAMILIES: [string, string][] = [
   ['splitwan_proxy_connections_total', 'counter'],
   ['splitwan_proxy_active_connections', 'gauge'],
   ['splitwan_proxy_bytes_total', 'counter'],
+  ['splitwan_proxy_refused_total', 'counter'],
   ['splitwan_config_reloads_total', 'counter'],
   ['splitwan_list_refreshes_total', 'counter'],
   ['splitwan_rule_hits_total', 'counter'],
@@ -233,12 +240,20 @@ describe('metrics: families read from the source at scrape time', () => {
     expect(value(all, 'splitwan_proxy_bytes_total', { path: 'gw:a', direction: 'down' })).toBe(0);
   });
 
+  it('connections the proxy reset at accept, by reason', async () => {
+    const { all } = await scrape(new Metrics(fakeSource()));
+    expect(value(all, 'splitwan_proxy_refused_total', { reason: 'client-cap' })).toBe(42);
+    expect(value(all, 'splitwan_proxy_refused_total', { reason: 'not-redirected' })).toBe(1);
+    expect(value(all, 'splitwan_proxy_refused_total', { reason: 'cap' })).toBe(0);
+  });
+
   it('no proxy (null): the families are there, with no samples', async () => {
     const src = fakeSource();
     src.proxyStats = null;
+    src.refused = null;
     const { text, all } = await scrape(new Metrics(src));
     expect(text).toContain('# TYPE splitwan_proxy_bytes_total counter');
-    for (const f of ['splitwan_proxy_connections_total', 'splitwan_proxy_active_connections', 'splitwan_proxy_bytes_total']) expect(samples(all, f)).toEqual([]);
+    for (const f of ['splitwan_proxy_connections_total', 'splitwan_proxy_active_connections', 'splitwan_proxy_bytes_total', 'splitwan_proxy_refused_total']) expect(samples(all, f)).toEqual([]);
   });
 
   it('each scrape reads the source anew: values follow it, a removed gateway disappears, nothing doubles', async () => {
@@ -266,6 +281,70 @@ describe('metrics: families read from the source at scrape time', () => {
     a.reload('applied');
     expect(value((await scrape(a)).all, 'splitwan_config_reloads_total', { result: 'applied' })).toBe(1);
     expect(samples((await scrape(b)).all, 'splitwan_config_reloads_total')).toEqual([]);
+  });
+});
+
+describe('metrics: Prometheus naming rules (what `promtool check metrics` checks; test/integration/metrics-promtool.test.ts runs promtool itself)', () => {
+  /** A scrape with a sample in every family: events and upstream results too. */
+  async function fullScrape(): Promise<string> {
+    const m = new Metrics(fakeSource());
+    m.failover('a', 'b');
+    m.reload('applied');
+    m.listRefresh('ads', 'updated');
+    for (const result of ['ok', 'servfail', 'refused', 'formerr', 'notimp', 'failed'] as const) m.upstream({ path: 'breakout', seconds: 0.02, result });
+    return m.registry.metrics();
+  }
+
+  it('every family, ours and prom-client\'s defaults: counters end in _total, nothing else does, help, snake_case, base units', async () => {
+    const text = await fullScrape();
+    expect(promLint(text)).toEqual([]);
+    const f = families(text);
+    expect(f.size).toBeGreaterThan(40);
+    // The per-type active handle/request/resource gauges stay; their *_total sums (gauges) are gone.
+    for (const name of ['handles', 'requests', 'resources']) {
+      expect(f.get(`splitwan_nodejs_active_${name}`)?.type).toBe('gauge');
+      expect(f.has(`splitwan_nodejs_active_${name}_total`)).toBe(false);
+    }
+  });
+
+  it('the rules catch what promtool rejects: a gauge named _total (prom-client\'s defaults before), a counter without it, others', async () => {
+    const m = new Metrics(fakeSource());
+    new Gauge({ name: 'splitwan_nodejs_active_handles_total', help: 'as prom-client names it', registers: [m.registry] });
+    const text = (await m.registry.metrics()) + ['# HELP splitwan_x_count x', '# TYPE splitwan_x_count gauge', 'splitwan_x_count 1', '# TYPE splitwan_y counter', 'splitwan_y 1', '# HELP splitwan_lagMs_milliseconds lag', '# TYPE splitwan_lagMs_milliseconds gauge', 'splitwan_lagMs_milliseconds{le="1"} 1', ''].join('\n');
+    expect(promLint(text)).toEqual([
+      'splitwan_nodejs_active_handles_total: non-counter metrics should not have "_total" suffix',
+      'splitwan_x_count: non-histogram and non-summary metrics should not have "_count" suffix',
+      'splitwan_y: no help text',
+      'splitwan_y: counter metrics should have "_total" suffix',
+      'splitwan_lagMs_milliseconds: non-histogram metrics should not have "le" label',
+      "splitwan_lagMs_milliseconds: metric names should be written in 'snake_case' not 'camelCase'",
+      'splitwan_lagMs_milliseconds: use base unit "seconds" instead of "milliseconds"',
+    ]);
+  });
+});
+
+describe('metrics: the Grafana dashboard (docs/grafana-dashboard.json)', () => {
+  interface Panel {
+    title?: string;
+    targets?: { expr?: string }[];
+    panels?: Panel[];
+  }
+  const dashboard = JSON.parse(readFileSync(new URL('../../docs/grafana-dashboard.json', import.meta.url), 'utf8')) as { panels: Panel[] };
+  const panels = (ps: Panel[]): Panel[] => ps.flatMap((p) => [p, ...panels(p.panels ?? [])]);
+  const exprs = panels(dashboard.panels).flatMap((p) => (p.targets ?? []).map((t) => ({ title: p.title ?? '', expr: t.expr ?? '' })));
+
+  it('every metric its queries name is in a scrape (a histogram\'s _bucket, _count, _sum included)', async () => {
+    const m = new Metrics(fakeSource());
+    m.upstream({ path: 'breakout', seconds: 0.01, result: 'ok' });
+    const names = new Set(families(await m.registry.metrics()).keys());
+    const used = [...new Set(exprs.flatMap((e) => e.expr.match(/splitwan_[a-z0-9_]+/g) ?? []))];
+    expect(used.length).toBeGreaterThan(10);
+    expect(used.filter((n) => !names.has(n) && !names.has(n.replace(/_(bucket|count|sum)$/, '')))).toEqual([]);
+  });
+
+  it('the upstream failures panel counts every result but ok: a SERVFAIL or REFUSED answer shows there', () => {
+    const failures = exprs.filter((e) => e.title === 'Upstream failures');
+    expect(failures.map((e) => e.expr)).toEqual([expect.stringContaining('result!="ok"')]);
   });
 });
 
@@ -301,10 +380,10 @@ describe('metrics: events', () => {
 
   it('upstream() fills the histogram: cumulative buckets, +Inf, sum and count, by path and result', async () => {
     const m = new Metrics(fakeSource());
-    m.upstream({ path: 'gw:a', seconds: 0.003, ok: true });
-    m.upstream({ path: 'gw:a', seconds: 0.04, ok: true });
-    m.upstream({ path: 'gw:a', seconds: 7, ok: true });
-    m.upstream({ path: 'breakout', seconds: 2, ok: false });
+    m.upstream({ path: 'gw:a', seconds: 0.003, result: 'ok' });
+    m.upstream({ path: 'gw:a', seconds: 0.04, result: 'ok' });
+    m.upstream({ path: 'gw:a', seconds: 7, result: 'ok' });
+    m.upstream({ path: 'breakout', seconds: 2, result: 'failed' });
     const { all } = await scrape(m);
     const buckets = (labels: Record<string, string>): [string, number][] => samples(all, 'splitwan_dns_upstream_seconds_bucket', labels).map((s) => [s.labels.le!, s.value]);
     expect(buckets({ path: 'gw:a', result: 'ok' })).toEqual([
@@ -328,6 +407,14 @@ describe('metrics: events', () => {
     expect(value(all, 'splitwan_dns_upstream_seconds_bucket', { path: 'breakout', result: 'failed', le: '1' })).toBe(0);
     expect(value(all, 'splitwan_dns_upstream_seconds_bucket', { path: 'breakout', result: 'failed', le: '2' })).toBe(1);
     expect(samples(all, 'splitwan_dns_upstream_seconds_count', { path: 'breakout', result: 'ok' })).toEqual([]);
+  });
+
+  it('upstream(): a SERVFAIL or REFUSED (and FORMERR, NOTIMP) answer is its own result, not ok', async () => {
+    const m = new Metrics(fakeSource());
+    for (const result of ['ok', 'servfail', 'servfail', 'refused', 'formerr', 'notimp', 'failed'] as const) m.upstream({ path: 'gw:a', seconds: 0.01, result });
+    const { all } = await scrape(m);
+    const counts = Object.fromEntries(samples(all, 'splitwan_dns_upstream_seconds_count', { path: 'gw:a' }).map((s) => [s.labels.result, s.value]));
+    expect(counts).toEqual({ ok: 1, servfail: 2, refused: 1, formerr: 1, notimp: 1, failed: 1 });
   });
 });
 

@@ -1,0 +1,88 @@
+// A native fast path that is off says why, once, through the logger it was
+// given: the notes themselves, and each fast path's choice where it can be
+// made to fall back here (an environment variable, a splicer without fds, a
+// Node without dgram's state symbol). That a fast path that cannot load at
+// all (no koffi) falls back and says so, and the proxy's accept path on a
+// real socket: test/integration/native-fallback.test.ts.
+import { describe, expect, it } from 'vitest';
+import { FallbackNotes, reasonOf } from '../../sys/native-fallback.js';
+import { defaultUdpTransport } from '../../dns/udp-mmsg-linux.js';
+import { defaultSplicer } from '../../proxy/splice-linux.js';
+import { dgramFd } from '../../daemon/sockets-linux.js';
+
+interface Line {
+  level: 'info' | 'warn';
+  obj: object;
+  msg: string;
+}
+function recorder(): { lines: Line[]; info(obj: object, msg?: string): void; warn(obj: object, msg?: string): void; debug(): void } {
+  const lines: Line[] = [];
+  return { lines, info: (obj, msg) => void lines.push({ level: 'info', obj, msg: msg ?? '' }), warn: (obj, msg) => void lines.push({ level: 'warn', obj, msg: msg ?? '' }), debug: () => {} };
+}
+
+describe('FallbackNotes', () => {
+  it('says each fast path once: info when asked for, warn when it could not run', () => {
+    const notes = new FallbackNotes();
+    const log = recorder();
+    notes.note(log, 'resolver UDP: recvmmsg', 'SPLITWAN_DNS_UDP=dgram', 'node:dgram', true);
+    notes.note(log, 'resolver UDP: recvmmsg', 'SPLITWAN_DNS_UDP=dgram', 'node:dgram', true);
+    notes.note(log, 'proxy bytes: splice(2)', 'no C library could be loaded (libc.so.6: nope)', "Node's streams (pipe())");
+    expect(log.lines).toEqual([
+      { level: 'info', obj: { fastPath: 'resolver UDP: recvmmsg', reason: 'SPLITWAN_DNS_UDP=dgram' }, msg: 'resolver UDP: recvmmsg fast path off (SPLITWAN_DNS_UDP=dgram): using node:dgram' },
+      {
+        level: 'warn',
+        obj: { fastPath: 'proxy bytes: splice(2)', reason: 'no C library could be loaded (libc.so.6: nope)' },
+        msg: "proxy bytes: splice(2) fast path off (no C library could be loaded (libc.so.6: nope)): using Node's streams (pipe())",
+      },
+    ]);
+  });
+
+  it('a note with no logger to hear it is kept for the first one that has one', () => {
+    const notes = new FallbackNotes();
+    const log = recorder();
+    notes.note(undefined, 'x', 'why', 'y');
+    notes.note(log, 'x', 'why', 'y');
+    expect(log.lines).toHaveLength(1);
+  });
+
+  it('a reason is the first line of what was thrown', () => {
+    expect(reasonOf(new Error('Cannot find the native Koffi module\n  at ...'))).toBe('Cannot find the native Koffi module');
+    expect(reasonOf('plain')).toBe('plain');
+  });
+});
+
+describe('each fast path says why it is off, once', () => {
+  it('resolver UDP: SPLITWAN_DNS_UDP=dgram', () => {
+    const notes = new FallbackNotes();
+    const log = recorder();
+    expect(defaultUdpTransport({ SPLITWAN_DNS_UDP: 'dgram' }, { logger: log, notes }).name).toBe('dgram');
+    expect(defaultUdpTransport({ SPLITWAN_DNS_UDP: 'dgram' }, { logger: log, notes }).name).toBe('dgram');
+    expect(log.lines.map((l) => [l.level, l.msg])).toEqual([['info', 'resolver UDP: recvmmsg fast path off (SPLITWAN_DNS_UDP=dgram): using node:dgram']]);
+    // On: nothing to say.
+    if (process.platform === 'linux') {
+      const quiet = recorder();
+      expect(defaultUdpTransport({}, { logger: quiet, notes: new FallbackNotes() }).name).toBe('recvmmsg');
+      expect(quiet.lines).toEqual([]);
+    }
+  });
+
+  it('proxy bytes: SPLITWAN_PROXY_SPLICE=pipe', () => {
+    const notes = new FallbackNotes();
+    const log = recorder();
+    expect(defaultSplicer({ SPLITWAN_PROXY_SPLICE: 'pipe' }, { logger: log, notes }).name).toBe('pipe');
+    expect(defaultSplicer({ SPLITWAN_PROXY_SPLICE: 'pipe' }, { logger: log, notes }).name).toBe('pipe');
+    expect(log.lines.map((l) => [l.level, l.msg])).toEqual([['info', "proxy bytes: splice(2) fast path off (SPLITWAN_PROXY_SPLICE=pipe): using Node's streams (pipe())"]]);
+  });
+
+  it('path sockets: a Node without dgram\'s state symbol is read through _handle, said once', () => {
+    const notes = new FallbackNotes();
+    const log = recorder();
+    const old = { _handle: { fd: 42 } } as unknown as Parameters<typeof dgramFd>[0];
+    expect(dgramFd(old, { logger: log, notes })).toBe(42);
+    expect(dgramFd(old, { logger: log, notes })).toBe(42);
+    expect(log.lines).toHaveLength(1);
+    expect(log.lines[0]!.msg).toBe(`path sockets: the dgram fd from its state fast path off (Node ${process.version} has no 'state symbol' on a dgram socket): using its deprecated _handle (DEP0112)`);
+    expect(log.lines[0]!.level).toBe('warn');
+  });
+});
+
