@@ -226,7 +226,7 @@ export async function runDaemon(o: RunOptions): Promise<void> {
   const failovers: FailoverRecord[] = [];
   /** The gateway the last carried-out switch went to (the failover history's "from"). */
   let lastSwitchedTo: string | null = null;
-  const startedAt = clock.now();
+  const startedAt = clock.wall(); // shown to people (status): wall time
   const healthy = (g: string): boolean => monitor?.healthy(g) ?? true;
 
   // The resolver: its sockets leave through the path they serve (SO_MARK).
@@ -390,7 +390,7 @@ export async function runDaemon(o: RunOptions): Promise<void> {
   let tunnelStatus: { at: number; list: Promise<TunnelStatus[]> } | null = null;
   const prober = new Prober({
     dialer,
-    forward: (q, qq, u, p) => healthForwarder.forward(q, qq, u, p),
+    exchange: (q, qq, u, p, x) => healthForwarder.exchange(q, qq, u, p, x),
     // One status read (ip link + wg show per tunnel) serves every gateway's handshake
     // probe within most of an interval: the rounds of different gateways are not aligned.
     tunnel: async (ifname) => {
@@ -429,7 +429,7 @@ export async function runDaemon(o: RunOptions): Promise<void> {
           const from = lastSwitchedTo;
           if (from !== to) {
             lastSwitchedTo = to;
-            failovers.unshift({ at: clock.now(), from, to, reason: s.reason });
+            failovers.unshift({ at: clock.wall(), from, to, reason: s.reason });
             failovers.length = Math.min(failovers.length, 20);
             metrics?.failover(from, to);
           }
@@ -736,7 +736,7 @@ export async function runDaemon(o: RunOptions): Promise<void> {
     const activeGone = activeBefore !== null && !n.tunnel.gateways.some((g) => g.name === activeBefore);
     if (activeBefore !== to) {
       lastSwitchedTo = to;
-      failovers.unshift({ at: clock.now(), from: activeBefore, to, reason: activeGone ? 'removed by a reload' : 'reload' });
+      failovers.unshift({ at: clock.wall(), from: activeBefore, to, reason: activeGone ? 'removed by a reload' : 'reload' });
       failovers.length = Math.min(failovers.length, 20);
       metrics?.failover(activeBefore, to);
       healthLog.warn({ from: activeBefore, to }, `active gateway: ${to ?? 'none'} (config reload)`);

@@ -31,3 +31,11 @@ export const MSG_PEEK = 0x2;
 export const MSG_TRUNC = 0x20;
 export const MSG_DONTWAIT = 0x40;
 export const MSG_NOSIGNAL = 0x4000;
+/**
+ * SIOCGSTAMPNS_NEW = _IOR(0x89, 0x07, long long[2]) with the asm-generic
+ * _IOC layout: the receive time of the last datagram read, as a 16-byte
+ * __kernel_timespec on every architecture (Linux 5.1+). MIPS, PowerPC and
+ * SPARC lay _IOC out otherwise (one edit here).
+ */
+export const SIOCGSTAMPNS_NEW = 0x80108907;
+export const CLOCK_REALTIME = 0;

@@ -5,7 +5,8 @@
 // data plane, flushes the tunnel path's DNS cache, drops the flows of a dead
 // gateway). Timers come from the injected clock: unit tests run it under fake
 // time with a fake prober.
-import type { Clock, Logger } from '../../lib/logger.js';
+import { wallOf, type Clock } from '../../lib/clock.js';
+import type { Logger } from '../../lib/logger.js';
 import { GatewayHealth, type HealthFigures, type HealthOptions } from './gateway-health.js';
 import type { ProbeResult, ProbeTarget } from './probes.js';
 import { selectGateway, type Candidate } from './select.js';
@@ -163,7 +164,12 @@ export class HealthMonitor {
   }
 
   status(): GatewayStatus[] {
-    return [...this.entries.values()].map((e) => ({ name: e.gw.name, priority: e.gw.priority, active: e.selectable && e.gw.name === this.current, ...e.health.figures() }));
+    const c = this.o.clock;
+    return [...this.entries.values()].map((e) => {
+      const f = e.health.figures();
+      // Times for people: wall clock (the state machine keeps monotonic ones).
+      return { name: e.gw.name, priority: e.gw.priority, active: e.selectable && e.gw.name === this.current, ...f, changedAt: wallOf(c, f.changedAt), upSince: f.upSince === null ? null : wallOf(c, f.upSince) };
+    });
   }
 
   /** Resolves when the switches decided so far have been carried out (tests, shutdown). */

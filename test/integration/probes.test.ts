@@ -26,7 +26,7 @@ describe('Prober', () => {
   const forwarder = new Forwarder({ dialer, logger: silentLogger, timeoutMs: 300 });
   const prober = new Prober({
     dialer,
-    forward: (q, qq, u, p) => forwarder.forward(q, qq, u, p),
+    exchange: (q, qq, u, p, x) => forwarder.exchange(q, qq, u, p, x),
     tunnel: async () => tunnel,
     ping: async () => 12.5,
     clock,
@@ -82,7 +82,7 @@ describe('Prober', () => {
     const hang = http.createServer(() => {}); // accepts, never answers
     await new Promise<void>((r) => hang.listen(0, '127.0.0.1', r));
     const port = (hang.address() as net.AddressInfo).port;
-    const p = new Prober({ dialer, forward: (q, qq, u, pa) => forwarder.forward(q, qq, u, pa), tunnel: async () => tunnel, ping: async () => 1, clock, timeoutMs: 5000 });
+    const p = new Prober({ dialer, exchange: (q, qq, u, pa, x) => forwarder.exchange(q, qq, u, pa, x), tunnel: async () => tunnel, ping: async () => 1, clock, timeoutMs: 5000 });
     try {
       p.setTimeoutMs(150);
       const t0 = Date.now();

@@ -9,6 +9,12 @@ class FakeClock implements Clock {
   now(): number {
     return this.t;
   }
+  wall(): number {
+    return this.t;
+  }
+  boot(): number {
+    return this.t;
+  }
   advance(ms: number): void {
     this.t += ms;
   }

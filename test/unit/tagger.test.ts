@@ -52,7 +52,7 @@ class FakeNft implements NftExec {
 }
 
 function clock(): Clock & { t: number } {
-  const c = { t: 1_000_000, now: () => c.t, setTimeout: () => 0, clearTimeout: () => {} };
+  const c = { t: 1_000_000, now: () => c.t, wall: () => c.t, boot: () => c.t, setTimeout: () => 0, clearTimeout: () => {} };
   return c;
 }
 
