@@ -28,8 +28,8 @@
 //  3. flood (the CPU burner stopped): BHL_FLOOD_COUNT (800,000) malformed
 //     and mutated queries at BHL_FLOOD_QPS (40,000/s) in rounds (5 s on, 2 s
 //     off) from the lab's client at ours: gateway state changes and
-//     switches (goal 0), log lines (rate-limited), RSS before, peak and 30 s
-//     after, and the queries gw1's dnsmasq saw meanwhile (what of the flood
+//     switches (goal 0), log lines (rate-limited), RSS before, peak, 30 s
+//     and 90 s after, and the queries gw1's dnsmasq saw meanwhile (what of the flood
 //     went upstream). With BHL_PEER_BIN=path/to/bin/splitwan (an older
 //     build), the same flood at that build in the other lab, after ours.
 // BHL_PARTS=load,fault,flood picks parts. The daemons run with the service
@@ -327,10 +327,12 @@ export async function run(): Promise<void> {
         const floodEnd = Date.now();
         const result = JSON.parse(child.tail.trim().split('\n').at(-1) ?? '{}') as { sent?: number; answered?: number; rcodes?: Record<string, number>; seconds?: number };
         await sleep(30_000);
-        clearInterval(sampler);
-        procs.delete(child);
         const rssAfter = rssMb(pid);
         const to = Date.now();
+        await sleep(60_000);
+        const rssLater = rssMb(pid);
+        clearInterval(sampler);
+        procs.delete(child);
         const lines = d.lines.filter((l) => l.time >= from && l.time < to);
         const gwLines = readFileSync(gwLog, 'utf8').split('\n').filter((l) => l.includes(' query[')).length - gwLinesBefore;
         const states = d.states.filter((s) => s.time >= from && s.time < to);
@@ -345,14 +347,14 @@ export async function run(): Promise<void> {
           log_lines: lines.length,
           log_lines_no_upstream: lines.filter((l) => l.msg.startsWith('no upstream answered')).length,
           lines_left_out_counted: lines.reduce((a, l) => a + l.suppressed, 0),
-          rss_mb: { before: round1(rssBefore), peak: round1(peak), after_30s: round1(rssAfter) },
+          rss_mb: { before: round1(rssBefore), peak: round1(peak), after_30s: round1(rssAfter), after_90s: round1(rssLater) },
           probe_rtt_ms: pct(d.rounds.filter((r) => r.time >= from && r.time < to && r.gateway !== 'breakout' && r.ok && r.rttMs !== null).map((r) => r.rttMs!)),
           gw1_resolver_queries: gwLines,
           daemon_alive: d.proc.running,
         };
       };
       const describe = (label: string, f: Awaited<ReturnType<typeof flood>>): string =>
-        `  ${label}: ${f.sent} sent in ${f.flood_seconds} s, ${f.answered} answered; ${f.gateway_state_changes} gateway state changes${f.states.length ? ` (${f.states.join(', ')})` : ''}, ${f.switches} switches; ${f.log_lines} log lines (${f.log_lines_no_upstream} "no upstream answered", ${f.lines_left_out_counted} more counted in summaries); RSS ${f.rss_mb.before} → peak ${f.rss_mb.peak} → ${f.rss_mb.after_30s} MB 30 s after; gw1's resolver saw ${f.gw1_resolver_queries} queries; probe RTT p50 ${f.probe_rtt_ms.p50} / p99 ${f.probe_rtt_ms.p99} / max ${f.probe_rtt_ms.max} ms${f.daemon_alive ? '' : '; THE DAEMON EXITED'}`;
+        `  ${label}: ${f.sent} sent in ${f.flood_seconds} s, ${f.answered} answered; ${f.gateway_state_changes} gateway state changes${f.states.length ? ` (${f.states.join(', ')})` : ''}, ${f.switches} switches; ${f.log_lines} log lines (${f.log_lines_no_upstream} "no upstream answered", ${f.lines_left_out_counted} more counted in summaries); RSS ${f.rss_mb.before} → peak ${f.rss_mb.peak} → ${f.rss_mb.after_30s} MB 30 s after, ${f.rss_mb.after_90s} MB 90 s after; gw1's resolver saw ${f.gw1_resolver_queries} queries; probe RTT p50 ${f.probe_rtt_ms.p50} / p99 ${f.probe_rtt_ms.p99} / max ${f.probe_rtt_ms.max} ms${f.daemon_alive ? '' : '; THE DAEMON EXITED'}`;
       const fo = await flood(ours);
       say(`3. a flood of ${FLOOD_COUNT} malformed and mutated queries at ${FLOOD_QPS}/s in rounds (${FLOOD_ON_MS / 1000} s on, ${FLOOD_OFF_MS / 1000} s off) from one LAN client:`);
       say(describe('ours', fo));

@@ -191,7 +191,7 @@ export async function runDaemon(o: RunOptions): Promise<void> {
   const session = openNft(log.child({ module: 'nft' }));
   const router = new LinuxRouter(run, session, log.child({ module: 'router' }));
   const tunnels = createLinuxTunnels({ runner: run, logger: log, clock });
-  const nftTagger = new NftTagger(session, clock);
+  const nftTagger = new NftTagger(session, clock, { logger: log.child({ module: 'dataplane' }) }); // health branch: logs a full tag set
   const dataplane = new Dataplane({ router, clock, logger: log.child({ module: 'dataplane' }), onTagsLost: () => nftTagger.reset() });
   const lists = new ListRefresher(store, log.child({ module: 'lists' }));
   const dnsLog = log.child({ module: 'dns' });
@@ -634,6 +634,7 @@ export async function runDaemon(o: RunOptions): Promise<void> {
     tagged: taggedByPath,
     proxy: () => proxy?.traffic() ?? null,
     ruleHits,
+    tagSetFull: () => nftTagger.refusedFull, // health branch
   });
   store.onReload = (r) => metrics?.reload(r.status);
   lists.onResult = (name, r) => metrics?.listRefresh(name, r.status);
