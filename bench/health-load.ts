@@ -25,14 +25,22 @@
 //     in both labs at once (WireGuard dropped in gw1's namespace): time to
 //     "gateway gw1 is down" (goal: within failAfter × interval + timeout =
 //     3.8 s), then the fault is lifted and traffic comes back to gw1.
-//  3. flood (the CPU burner stopped): BHL_FLOOD_COUNT (800,000) malformed
+//  3. stalls (the CPU burner stopped): the gateways' resolvers 150 ms away
+//     (bench/dns-delay-child.ts in each gateway's namespace, tunnel.dns
+//     pointed at it by a reload), then for BHL_STALL_SECONDS (60) each
+//     daemon gets 100 ms of every second (SIGSTOP for 900 ms, SIGCONT, by
+//     pid: a process throttled to a tenth of a CPU, as by a cgroup quota or
+//     a starved VM; its tunnels, other processes, go on), gateways healthy:
+//     gateways declared down (goal 0), rounds set aside. Every probe's
+//     answer then arrives while its daemon is stopped.
+//  4. flood (the CPU burner stopped): BHL_FLOOD_COUNT (800,000) malformed
 //     and mutated queries at BHL_FLOOD_QPS (40,000/s) in rounds (5 s on, 2 s
 //     off) from the lab's client at ours: gateway state changes and
 //     switches (goal 0), log lines (rate-limited), RSS before, peak, 30 s
 //     and 90 s after, and the queries gw1's dnsmasq saw meanwhile (what of the flood
 //     went upstream). With BHL_PEER_BIN=path/to/bin/splitwan (an older
 //     build), the same flood at that build in the other lab, after ours.
-// BHL_PARTS=load,fault,flood picks parts. The daemons run with the service
+// BHL_PARTS=load,fault,stall,flood picks parts. The daemons run with the service
 // files' memory settings (daemon/runtime-settings.ts); BHL_SERVICE_SETTINGS=0
 // starts them bare, as `splitwan demo` does. Everything started is stopped by
 // pid; the labs and the temp dir are removed in `finally`. About 14 minutes
@@ -55,7 +63,11 @@ const FLOOD_OFF_MS = 2000;
 const PEER_BIN = process.env.BHL_PEER_BIN ?? '';
 /** BHL_SERVICE_SETTINGS=0: daemons started bare, as `splitwan demo` starts one (no heap flags, glibc's arenas). */
 const SERVICE_SETTINGS = process.env.BHL_SERVICE_SETTINGS !== '0';
-const PARTS = new Set((process.env.BHL_PARTS ?? 'load,fault,flood').split(','));
+const STALL_S = Number(process.env.BHL_STALL_SECONDS ?? 60);
+const STALL_STOP_MS = 900;
+const STALL_RUN_MS = 100;
+const STALL_RTT_MS = 150;
+const PARTS = new Set((process.env.BHL_PARTS ?? 'load,fault,stall,flood').split(','));
 const HEALTH = { intervalMs: 1000, timeoutMs: 800, failAfter: 3 };
 const DETECT_BOUND_MS = HEALTH.failAfter * HEALTH.intervalMs + HEALTH.timeoutMs;
 const T = process.pid % 100000;
@@ -145,7 +157,7 @@ class Daemon {
   }
 }
 
-function config(dir: string, lab: Lab, names: readonly [string, string], level: string): string {
+function config(dir: string, lab: Lab, names: readonly [string, string], level: string, tunnelDns: string | null = null): string {
   writeFileSync(join(dir, 'gw1.conf'), lab.gateways[0].configText, { mode: 0o600 });
   writeFileSync(join(dir, 'gw2.conf'), lab.gateways[1].configText, { mode: 0o600 });
   const cfg = join(dir, 'config.yaml');
@@ -156,6 +168,7 @@ function config(dir: string, lab: Lab, names: readonly [string, string], level: 
       'lan: [lan0]',
       `breakout: { interface: wan0, dns: [${lab.addr.ispResolver.v4}] }`,
       'tunnel:',
+      ...(tunnelDns ? [`  dns: [${tunnelDns}]`] : []),
       '  gateways:',
       `    - { name: ${names[0]}, config: gw1.conf, priority: 1 }`,
       `    - { name: ${names[1]}, config: gw2.conf, priority: 2 }`,
@@ -265,6 +278,7 @@ export async function run(): Promise<void> {
     if (PARTS.has('fault')) {
       const trials: { ours: number | null; peer: number | null }[] = [];
       const gw2Down = { ours: 0, peer: 0 };
+      const setAside = { ours: 0, peer: 0 };
       const from = Date.now();
       for (let i = 0; i < FAULT_TRIALS; i++) {
         const t0s = await Promise.all(both.map(async (d) => {
@@ -286,7 +300,10 @@ export async function run(): Promise<void> {
         await Promise.all(both.map((d) => until(`traffic back on gw1 (${d.label})`, () => d.switches.some((s) => s.time >= lifted && s.to === d.names[0]), 60_000).catch(() => undefined)));
         await sleep(3000);
       }
-      for (const [k, d] of both.entries()) gw2Down[k === 0 ? 'ours' : 'peer'] = d.states.filter((s) => s.time >= from && s.gateway === d.names[1] && s.state === 'down').length;
+      for (const [k, d] of both.entries()) {
+        gw2Down[k === 0 ? 'ours' : 'peer'] = d.states.filter((s) => s.time >= from && s.gateway === d.names[1] && s.state === 'down').length;
+        setAside[k === 0 ? 'ours' : 'peer'] = d.rounds.filter((r) => r.time >= from && r.verdict === 'no evidence').length;
+      }
       const fig = (xs: (number | null)[]) => {
         const got = xs.filter((x): x is number => x !== null);
         return { ...pct(got), missed: xs.length - got.length, within_bound: got.filter((x) => x <= DETECT_BOUND_MS).length };
@@ -294,15 +311,68 @@ export async function run(): Promise<void> {
       const fo = fig(trials.map((t) => t.ours));
       const fp = fig(trials.map((t) => t.peer));
       say(`2. a real fault under the same load (${FAULT_TRIALS} trials, bound ${DETECT_BOUND_MS} ms):`);
-      say(`  ours: detected p50 ${fo.p50} / max ${fo.max} ms, ${fo.within_bound}/${FAULT_TRIALS} within the bound, ${fo.missed} missed; gw2 (healthy) declared down ${gw2Down.ours} times`);
+      say(`  ours: detected p50 ${fo.p50} / max ${fo.max} ms, ${fo.within_bound}/${FAULT_TRIALS} within the bound, ${fo.missed} missed; gw2 (healthy) declared down ${gw2Down.ours} times; ${setAside.ours} failed rounds set aside as no evidence`);
       say(`  peer: detected p50 ${fp.p50} / max ${fp.max} ms, ${fp.within_bound}/${FAULT_TRIALS} within the bound, ${fp.missed} missed; gw2 (healthy) declared down ${gw2Down.peer} times`);
-      out.fault = { trials: FAULT_TRIALS, ours: { detect_ms: fo, healthy_gw2_declared_down: gw2Down.ours }, peer_naive: { detect_ms: fp, healthy_gw2_declared_down: gw2Down.peer } };
+      out.fault = { trials: FAULT_TRIALS, ours: { detect_ms: fo, healthy_gw2_declared_down: gw2Down.ours, rounds_no_evidence: setAside.ours }, peer_naive: { detect_ms: fp, healthy_gw2_declared_down: gw2Down.peer } };
     }
 
     for (const l of loads) await l.stop();
     if (stress) {
       await stress.stop();
       stress = null;
+    }
+
+    if (PARTS.has('stall')) {
+      // Resolvers 150 ms away: a delay relay in each gateway's namespace, tunnel.dns pointed at it.
+      const relays: Proc[] = [];
+      for (const d of both) {
+        for (const g of d.lab.gateways) {
+          const r = new Proc(`dns delay (${g.ns})`, inNs(g.ns, [process.execPath, join(import.meta.dirname, 'dns-delay-child.js'), d.lab.addr.tunnelGateway.v4, '5353', d.lab.addr.tunnelGateway.v4, '53', String(STALL_RTT_MS)]));
+          relays.push(r);
+          await r.until('ready', () => r.tail.includes('ready'), 10_000);
+        }
+      }
+      const reloadedBefore = both.map((d) => d.lines.filter((l) => l.msg === 'config reloaded').length);
+      config(dirA, labA, namesA, 'debug', `${labA.addr.tunnelGateway.v4}:5353`);
+      config(dirB, labB, namesB, 'debug', `${labB.addr.tunnelGateway.v4}:5353`);
+      await Promise.all(both.map((d, k) => until(`the reload (${d.label})`, () => d.lines.filter((l) => l.msg === 'config reloaded').length > reloadedBefore[k]!, 30_000)));
+      await sleep(5000);
+      const from = Date.now();
+      const pids = both.map((d) => d.proc.pid);
+      const signal = (sig: NodeJS.Signals): void => {
+        for (const pid of pids) {
+          try {
+            process.kill(pid, sig);
+          } catch {
+            // exited: said below
+          }
+        }
+      };
+      try {
+        while (Date.now() - from < STALL_S * 1000) {
+          signal('SIGSTOP');
+          await sleep(STALL_STOP_MS);
+          signal('SIGCONT');
+          await sleep(STALL_RUN_MS);
+        }
+      } finally {
+        signal('SIGCONT');
+      }
+      await sleep(3000); // the rounds in flight at the last stop
+      const to = Date.now();
+      for (const r of relays) await r.stop();
+      const fo = loadFigures(ours, from, to);
+      const fp = loadFigures(peer, from, to);
+      // The lab's own resolvers again, for what follows.
+      const reloadedAfter = both.map((d) => d.lines.filter((l) => l.msg === 'config reloaded').length);
+      config(dirA, labA, namesA, 'debug');
+      config(dirB, labB, namesB, 'debug');
+      await Promise.all(both.map((d, k) => until(`the reload back (${d.label})`, () => d.lines.filter((l) => l.msg === 'config reloaded').length > reloadedAfter[k]!, 30_000)));
+      await Promise.all(both.map((d) => until(`both gateways up again (${d.label})`, () => d.names.every((n) => d.state(n)?.state === 'up'), 60_000)));
+      say(`3. ${STALL_S} s with the gateways' resolvers ${STALL_RTT_MS} ms away and each daemon running ${STALL_RUN_MS} ms of every ${STALL_STOP_MS + STALL_RUN_MS} ms (SIGSTOP ${STALL_STOP_MS} ms), gateways healthy:`);
+      say(describeLoad('ours', fo));
+      say(describeLoad('peer (naive timing)', fp));
+      out.stall = { seconds: STALL_S, stop_ms: STALL_STOP_MS, run_ms: STALL_RUN_MS, resolver_rtt_ms: STALL_RTT_MS, ours: fo, peer_naive: fp };
     }
 
     if (PARTS.has('flood')) {
@@ -356,7 +426,7 @@ export async function run(): Promise<void> {
       const describe = (label: string, f: Awaited<ReturnType<typeof flood>>): string =>
         `  ${label}: ${f.sent} sent in ${f.flood_seconds} s, ${f.answered} answered; ${f.gateway_state_changes} gateway state changes${f.states.length ? ` (${f.states.join(', ')})` : ''}, ${f.switches} switches; ${f.log_lines} log lines (${f.log_lines_no_upstream} "no upstream answered", ${f.lines_left_out_counted} more counted in summaries); RSS ${f.rss_mb.before} → peak ${f.rss_mb.peak} → ${f.rss_mb.after_30s} MB 30 s after, ${f.rss_mb.after_90s} MB 90 s after; gw1's resolver saw ${f.gw1_resolver_queries} queries; probe RTT p50 ${f.probe_rtt_ms.p50} / p99 ${f.probe_rtt_ms.p99} / max ${f.probe_rtt_ms.max} ms${f.daemon_alive ? '' : '; THE DAEMON EXITED'}`;
       const fo = await flood(ours);
-      say(`3. a flood of ${FLOOD_COUNT} malformed and mutated queries at ${FLOOD_QPS}/s in rounds (${FLOOD_ON_MS / 1000} s on, ${FLOOD_OFF_MS / 1000} s off) from one LAN client:`);
+      say(`4. a flood of ${FLOOD_COUNT} malformed and mutated queries at ${FLOOD_QPS}/s in rounds (${FLOOD_ON_MS / 1000} s on, ${FLOOD_OFF_MS / 1000} s off) from one LAN client:`);
       say(describe('ours', fo));
       const floodOut: Record<string, unknown> = { count: FLOOD_COUNT, qps: FLOOD_QPS, ours: fo };
       if (PEER_BIN) {

@@ -12,9 +12,9 @@
 //   - the machine slept (the boot clock ran ahead of the monotonic one)
 //     within `resumeGraceMs` before the round ended: the network and the
 //     tunnel's session come back a few seconds after a resume.
-// At most `maxInRow` rounds in a row are set aside; after that failures
-// count again, so a dead gateway on a machine that stays this busy is still
-// left (later, not never).
+// At most `maxInRow` failed rounds are set aside between two good rounds;
+// after that failures count again, so a dead gateway on a machine that stays
+// this busy is still left (later, not never).
 
 export interface EvidenceOptions {
   /** A timer later than this made the round no evidence (ms). */
@@ -43,7 +43,7 @@ export interface FailedRound {
   sinceResumeMs: number | null;
   /** How long that suspend was (ms). */
   sleptMs: number;
-  /** Rounds of this gateway set aside just before, in a row. */
+  /** Failed rounds of this gateway set aside since its last good round. */
   inRow: number;
 }
 

@@ -64,7 +64,7 @@ interface Entry {
   inFlight: boolean;
   /** When its next round is due (monotonic ms): how late its timer fired says how busy the loop is. */
   dueAt: number;
-  /** Failed rounds set aside in a row. */
+  /** Failed rounds set aside since its last good round. */
   noEvidenceRun: number;
 }
 
@@ -250,7 +250,8 @@ export class HealthMonitor {
       this.schedule(e, Math.max(0, this.nextDelay() - (this.o.clock.now() - startedAt)));
       return;
     }
-    e.noEvidenceRun = 0;
+    // Only a good round starts the count of set-aside rounds over: past the cap, late failures keep counting.
+    if (r.ok) e.noEvidenceRun = 0;
     const changed = e.health.record(end.mono, r.ok, r.rttMs, r.error);
     if (changed !== null) {
       const f = e.health.figures();

@@ -116,6 +116,22 @@ describe('Prober', () => {
     expect((await prober.round(target([{ kind: 'handshake' }]))).ok).toBe(true);
   });
 
+  it('handshake age: a wall-clock step (NTP\'s first sync) does not make a fresh handshake stale; monotonic time does', async () => {
+    const own = new ManualClock();
+    const p = new Prober({ dialer, exchange: (q, qq, u, pa, x) => forwarder.exchange(q, qq, u, pa, x), tunnel: async () => tunnel, ping: async () => 1, clock: own, timeoutMs: 300 });
+    const at = own.wall() - 5000;
+    tunnel = { ifname: 'swg-ntp', up: true, pid: 1, latestHandshake: at, rxBytes: 1, txBytes: 1, endpoint: null };
+    const t = { ...target([{ kind: 'handshake' }]), ifname: 'swg-ntp' };
+    expect((await p.round(t)).ok).toBe(true);
+    own.stepWall(3_600_000); // the same handshake now looks an hour old on the wall clock
+    tunnel = { ...tunnel, rxBytes: 2 };
+    expect((await p.round(t)).ok).toBe(true);
+    await own.advance(HANDSHAKE_STALE_MS);
+    tunnel = { ...tunnel, rxBytes: 3 };
+    expect((await p.round(t)).error).toMatch(/handshake: the latest is 185 s old/);
+    p.close();
+  });
+
   it('a round is good only when every probe is; its RTT is the smallest measured', async () => {
     tunnel = { ifname: 'swg-gw1', up: true, pid: 1, latestHandshake: clock.now(), rxBytes: 1000, txBytes: 1, endpoint: null };
     const r = await prober.round(target([{ kind: 'dns' }, { kind: 'handshake' }, { kind: 'icmp', target: '10.64.0.1' }]));
