@@ -9,10 +9,9 @@
 // A failed round the process or machine could not watch (a probe timer that
 // fired late, a suspend just before) is no evidence (evidence.ts): counted,
 // logged at a bounded rate, and not held against the gateway.
-import { wallOf, type Clock } from '../../lib/clock.js';
+import { mark, sleptBetween, wallOf, type Clock, type ClockMark } from '../../lib/clock.js';
 import type { Logger } from '../../lib/logger.js';
 import { LogThrottle } from '../../lib/log-throttle.js';
-import { mark, sleptBetween, type ClockMark } from '../../lib/clock.js';
 import { evidenceOptions, noEvidence } from './evidence.js';
 import { GatewayHealth, type HealthFigures, type HealthOptions } from './gateway-health.js';
 import { NAIVE_TIMING, type ProbeResult, type ProbeTarget } from './probes.js';
