@@ -90,7 +90,7 @@ async function until<V>(what: string, f: () => V | null | undefined | false, ms:
 // ---------------------------------------------------------------------------
 // A daemon and what its log says
 
-interface Round { time: number; gateway: string; ok: boolean; rttMs: number | null; startLateMs: number; lateMs: number; verdict: string }
+interface Round { time: number; gateway: string; ok: boolean; rttMs: number | null; startLateMs: number; lateMs: number; verdict: string; error: string | null }
 interface StateEvent { time: number; gateway: string; state: string; error: string | null }
 interface SwitchEvent { time: number; to: string | null; reason: string }
 interface Line { time: number; level: number; msg: string; suppressed: number }
@@ -131,7 +131,7 @@ class Daemon {
       const time = typeof j.time === 'number' ? j.time : Date.now();
       const msg = typeof j.msg === 'string' ? j.msg : '';
       if (msg === 'probe round') {
-        this.rounds.push({ time, gateway: String(j.gateway), ok: j.ok === true, rttMs: typeof j.rttMs === 'number' ? j.rttMs : null, startLateMs: Number(j.startLateMs ?? 0), lateMs: Number(j.lateMs ?? 0), verdict: String(j.verdict) });
+        this.rounds.push({ time, gateway: String(j.gateway), ok: j.ok === true, rttMs: typeof j.rttMs === 'number' ? j.rttMs : null, startLateMs: Number(j.startLateMs ?? 0), lateMs: Number(j.lateMs ?? 0), verdict: String(j.verdict), error: typeof j.error === 'string' ? j.error : null });
         continue;
       }
       const level = typeof j.level === 'number' ? j.level : 30;
@@ -207,11 +207,14 @@ function loadFigures(d: Daemon, from: number, to: number) {
     probe_rtt_ms: pct(rounds.filter((r) => r.ok && r.rttMs !== null).map((r) => r.rttMs!)),
     loop_lag_ms: pct(inWindow(d.rounds).map((r) => r.startLateMs)),
     failed_round_timer_late_ms: pct(rounds.filter((r) => !r.ok).map((r) => r.lateMs)),
+    /** Why rounds failed (each distinct error once, with how late its timer was), so a count can be read. */
+    failures: [...new Set(rounds.filter((r) => r.verdict !== 'ok').map((r) => `${r.gateway} ${r.verdict} (timer ${Math.round(r.lateMs)} ms late): ${r.error ?? ''}`.slice(0, 300)))].slice(0, 10),
   };
 }
 
 function describeLoad(label: string, f: ReturnType<typeof loadFigures>): string {
-  return `  ${label}: ${f.gateways_declared_down} gateways declared down, ${f.state_changes} state changes, ${f.switches} switches; ${f.rounds} rounds (${f.rounds_failed} failed, ${f.rounds_no_evidence} no evidence); probe RTT p50 ${f.probe_rtt_ms.p50} / p99 ${f.probe_rtt_ms.p99} / max ${f.probe_rtt_ms.max} ms; loop lag p50 ${f.loop_lag_ms.p50} / p99 ${f.loop_lag_ms.p99} / max ${f.loop_lag_ms.max} ms`;
+  const why = f.failures.length ? `\n      ${f.failures.slice(0, 3).join('\n      ')}` : '';
+  return `  ${label}: ${f.gateways_declared_down} gateways declared down, ${f.state_changes} state changes, ${f.switches} switches; ${f.rounds} rounds (${f.rounds_failed} failed, ${f.rounds_no_evidence} no evidence); probe RTT p50 ${f.probe_rtt_ms.p50} / p99 ${f.probe_rtt_ms.p99} / max ${f.probe_rtt_ms.max} ms; loop lag p50 ${f.loop_lag_ms.p50} / p99 ${f.loop_lag_ms.p99} / max ${f.loop_lag_ms.max} ms${why}`;
 }
 
 // ---------------------------------------------------------------------------

@@ -17,6 +17,9 @@ import { GatewayHealth, type HealthFigures, type HealthOptions } from './gateway
 import { NAIVE_TIMING, type ProbeResult, type ProbeTarget } from './probes.js';
 import { selectGateway, type Candidate } from './select.js';
 
+/** health.timeout's default, for a monitor not told the probes' timeout. */
+const DEFAULT_TIMEOUT_MS = 800;
+
 /** The name the breakout path's health is kept under (no gateway can have it: `breakout` is reserved). */
 export const BREAKOUT = 'breakout';
 
@@ -34,7 +37,7 @@ export interface Switch {
 
 export interface MonitorOptions extends HealthOptions {
   intervalMs: number;
-  /** The probes' timeout: a timer later than a share of it makes a failed round no evidence. Default 800. */
+  /** The probes' timeout: a timer later than a share of it makes a failed round no evidence; fast failures are confirmed this far apart. Default 800. */
   timeoutMs?: number;
   failbackHoldMs: number;
   prober: { round(t: ProbeTarget): Promise<ProbeResult> };
@@ -265,8 +268,13 @@ export class HealthMonitor {
     // right after it), so a dead gateway is down after failAfter timeouts rather
     // than failAfter intervals (`bench failover`: p95 3.9 s → under 3.5 s with
     // interval 1s, failAfter 3); a down one goes back to the steady cadence.
+    // A round that failed faster than a timeout (a local refusal: EACCES while
+    // a reload re-plans the routes under the probe) is confirmed a timeout
+    // after it started: failAfter rounds then span at least failAfter timeouts,
+    // not a few milliseconds of one passing condition.
     const confirming = !r.ok && e.health.current !== 'down';
-    this.schedule(e, confirming ? 0 : Math.max(0, this.nextDelay() - (this.o.clock.now() - startedAt)));
+    const took = this.o.clock.now() - startedAt;
+    this.schedule(e, confirming ? Math.max(0, (this.o.timeoutMs ?? DEFAULT_TIMEOUT_MS) - took) : Math.max(0, this.nextDelay() - took));
   }
 
   /** Marks the clocks; a suspend since the last mark is remembered (every gateway's rounds are affected). */
@@ -275,7 +283,7 @@ export class HealthMonitor {
     const slept = this.lastMark === null ? 0 : sleptBetween(this.lastMark, m);
     if (slept > 0) {
       this.resumed = { at: m.mono, sleptMs: slept };
-      this.o.logger.info({ sleptMs: Math.round(slept) }, `the machine slept ${Math.round(slept / 1000)} s: failed probe rounds of the next ${Math.round(evidenceOptions(this.o.timeoutMs ?? 800).resumeGraceMs / 1000)} s are no evidence`);
+      this.o.logger.info({ sleptMs: Math.round(slept) }, `the machine slept ${Math.round(slept / 1000)} s: failed probe rounds of the next ${Math.round(evidenceOptions(this.o.timeoutMs ?? DEFAULT_TIMEOUT_MS).resumeGraceMs / 1000)} s are no evidence`);
     }
     this.lastMark = m;
     return m;
@@ -285,7 +293,7 @@ export class HealthMonitor {
   private setAside(e: Entry, r: ProbeResult, now: number): string | null {
     return noEvidence(
       { lateMs: r.lateMs ?? 0, sinceResumeMs: this.resumed === null ? null : now - this.resumed.at, sleptMs: this.resumed?.sleptMs ?? 0, inRow: e.noEvidenceRun },
-      evidenceOptions(this.o.timeoutMs ?? 800),
+      evidenceOptions(this.o.timeoutMs ?? DEFAULT_TIMEOUT_MS),
     );
   }
 

@@ -89,8 +89,8 @@ describe('HealthMonitor on a busy machine', () => {
     const { clock, results, m, state } = setup();
     await clock.advance(2000);
     results.set('gw1', Array.from({ length: 10 }, () => late(150)));
-    await clock.advance(1000);
-    // The first failed round at 3 s, confirmed at once twice (no interval between).
+    await clock.advance(2600);
+    // The first failed round at 3 s, confirmed twice a timeout apart (this prober fails at once: 3.8 s, 4.6 s).
     expect(state('gw1').state).toBe('down');
     expect(m.active).toBe('gw2');
     m.stop();
@@ -100,9 +100,23 @@ describe('HealthMonitor on a busy machine', () => {
     const { clock, results, state, m } = setup();
     await clock.advance(2000);
     results.set('gw1', [late(0), late(0), late(900), late(0)]);
-    await clock.advance(2000); // 3 s: two failures, then the late one; 4 s: the third failure
+    await clock.advance(3600); // 3 s and 3.8 s: two failures; 4.6 s the late one; 5.6 s the third failure
     expect(state('gw1').state).toBe('down');
     expect(state('gw1').noEvidence).toBe(1);
+    m.stop();
+  });
+
+  it('failures at once (a reload re-planning the routes under the probe: EACCES for 600 ms) are confirmed a timeout apart: no gateway down', async () => {
+    const { clock, results, state, m, log } = setup();
+    await clock.advance(2000);
+    const refused: ProbeResult = { ok: false, rttMs: null, error: 'dns: 10.64.0.1: send EACCES 10.64.0.1:53', lateMs: 0 };
+    results.set('gw2', Array.from({ length: 5 }, () => refused)); // the rounds from 3 s on are refused at once...
+    await clock.advance(1600);
+    results.set('gw2', []); // ...until 3.6 s; the confirmation at 3.8 s gets through
+    await clock.advance(3000);
+    expect(log.msgs.filter((x) => x.startsWith('gateway gw2 is'))).toEqual(['gateway gw2 is up']); // never down
+    expect(state('gw2').state).toBe('up');
+    expect(state('gw2').loss).toBeGreaterThan(0); // the refused round was counted, once
     m.stop();
   });
 
