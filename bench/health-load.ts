@@ -43,7 +43,7 @@
 // BHL_PARTS=load,fault,stall,flood picks parts. The daemons run with the service
 // files' memory settings (daemon/runtime-settings.ts); BHL_SERVICE_SETTINGS=0
 // starts them bare, as `splitwan demo` does. Everything started is stopped by
-// pid; the labs and the temp dir are removed in `finally`. About 14 minutes
+// pid; the labs and the temp dir are removed in `finally`. About 25 minutes
 // with the defaults.
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
