@@ -8,6 +8,7 @@ const benches: Record<string, () => Promise<unknown>> = {
   dns: async () => (await import('./dns.js')).run(),
   failover: async () => (await import('./failover.js')).run(),
   proxy: async () => (await import('./proxy.js')).run(),
+  'health-load': async () => (await import('./health-load.js')).run(),
 };
 
 const name = process.argv[2];

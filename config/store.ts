@@ -85,7 +85,7 @@ export class ConfigStore {
     this.loaded = initial;
     this.clock = opts.clock ?? systemClock;
     this.deps = opts.deps ?? nodeLoadDeps;
-    this.loadedAt = this.clock.now();
+    this.loadedAt = this.clock.wall();
   }
 
   /** Loads the file; throws ConfigError when it cannot be used (nothing to fall back to yet). */
@@ -130,7 +130,7 @@ export class ConfigStore {
     this.running = this.doReload(reason)
       .then((r) => {
         const firstError = r.error ?? (r.issues.find((i) => i.severity === 'error') ? formatIssue(r.issues.find((i) => i.severity === 'error')!) : undefined);
-        this.lastReload = { at: this.clock.now(), status: r.status, ...(firstError ? { error: firstError } : {}) };
+        this.lastReload = { at: this.clock.wall(), status: r.status, ...(firstError ? { error: firstError } : {}) };
         this.onReload?.(r);
         return r;
       })
@@ -231,7 +231,7 @@ export class ConfigStore {
     }
     this.loaded = next;
     this.version++;
-    this.loadedAt = this.clock.now();
+    this.loadedAt = this.clock.wall();
     if (this.watchers.size > 0 || this.watchedNames.size > 0) this.rewatch();
   }
 

@@ -21,6 +21,7 @@ import { DnsCache } from '../dns/cache.js';
 import { Forwarder } from '../dns/forwarder.js';
 import { newResolverStats, Resolver as DnsResolver } from '../dns/resolver.js';
 import { DnsServer } from '../dns/server.js';
+import { ClientLimiter } from '../dns/client-limit.js';
 import { TransparentProxy } from '../proxy/server.js';
 import { ControlServer, type ControlHandlers } from './control/server.js';
 import type { StatusReport } from './control/protocol.js';
@@ -123,7 +124,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
   const log = deps.logger;
   const dnsLog = log.child({ module: 'dns' });
   const healthLog = log.child({ module: 'health' });
-  const s: DaemonState = { phase: 'new', stopReason: null, store: null, applied: null, policy: null, plan: null, specs: [], wan: null, doh: null, cache: null, resolver: null, failovers: null, startedAt: clock.now() };
+  const s: DaemonState = { phase: 'new', stopReason: null, store: null, applied: null, policy: null, plan: null, specs: [], wan: null, doh: null, cache: null, resolver: null, failovers: null, startedAt: clock.wall() };
   const teardown = new TeardownStack(log);
   /** Work started by events (switches, re-plans, address changes, reloads) that a stop waits for. */
   const inFlight = new Set<Promise<unknown>>();
@@ -159,6 +160,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
   const dialer = new MarkedDialer(deps.pathSockets, () => ({ gateways: s.plan?.gateways ?? [], active: s.plan?.active ?? null }));
   // Counters outlive a reload's new resolver: metrics are monotonic, status counts since start.
   const dnsStats = newResolverStats();
+  const limiter = new ClientLimiter(clock);
   let metrics: Metrics | null = null;
   let forwarder: Forwarder | null = null;
   let healthForwarder: Forwarder | null = null;
@@ -186,6 +188,8 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
       clock,
       logger: dnsLog,
       stats: dnsStats,
+      // One limiter for every resolver a reload makes: a client's limits do not start over.
+      limiter,
       options: {
         tagTtlMs: c.dns.tagTtlMs,
         blockAnswer: c.dns.blockAnswer,
@@ -397,7 +401,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
     teardown.push('removing the routing state', () => router.cleanup());
     tunnels = deps.tunnels();
     teardown.push('stopping the tunnels', () => tunnels!.close());
-    tagger = new NftTagger(nft, clock);
+    tagger = new NftTagger(nft, clock, { logger: log.child({ module: 'dataplane' }) });
     dataplane = new Dataplane({ router, clock, logger: log.child({ module: 'dataplane' }), onTagsLost: () => tagger!.reset() });
     teardown.push('stopping the data plane repair', () => dataplane!.stop());
     lists = new ListRefresher(store(), log.child({ module: 'lists' }));
@@ -415,7 +419,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
     let tunnelStatus: { at: number; list: Promise<TunnelStatus[]> } | null = null;
     prober = new Prober({
       dialer,
-      forward: (q, qq, u, p) => healthForwarder!.forward(q, qq, u, p),
+      exchange: (q, qq, u, p, x) => healthForwarder!.exchange(q, qq, u, p, x),
       // One status read (ip link + wg show per tunnel) serves every gateway's handshake
       // probe within most of an interval: the rounds of different gateways are not aligned.
       tunnel: async (ifname) => {
@@ -483,6 +487,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
       tagged: () => taggedByPath(s.plan, tagger!.countsBySet()),
       proxy: () => proxies.proxy?.traffic() ?? null,
       proxyRefused: () => proxies.proxy?.stats.refusedBy ?? null,
+      tagSetFull: () => tagger!.refusedFull,
       ruleHits: () => ruleHits(dnsStats, applied().config),
     });
     metricsListener = new MetricsListener(metrics, log);

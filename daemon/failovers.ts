@@ -32,7 +32,8 @@ export class FailoverLog {
     const from = this.last;
     if (from === to) return false;
     this.last = to;
-    this.records.unshift({ at: this.clock.now(), from, to, reason });
+    // Wall time: people read it (status shows when).
+    this.records.unshift({ at: this.clock.wall(), from, to, reason });
     this.records.length = Math.min(this.records.length, FAILOVER_HISTORY);
     this.onRecord(from, to);
     return true;

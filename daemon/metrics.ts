@@ -23,6 +23,10 @@ export interface MetricsSource {
     formerr: number;
     hits: number;
     misses: number;
+    /** Questions answered locally because no resolver is asked them. */
+    refusedLocally?: number;
+    /** Misses dropped by the per-client limit. */
+    clientLimited?: number;
   };
   gateways(): { name: string; state: string; active: boolean; rttMs: number | null; loss: number }[];
   /** Tagged addresses per path now. */
@@ -32,6 +36,8 @@ export interface MetricsSource {
   proxyRefused?(): Record<string, number> | null;
   /** Hits per rule: index (-1: default), a short label, count. */
   ruleHits(): { rule: number; label: string; count: number }[];
+  /** Answers refused because a tag set was full (NftTagger.refusedFull). */
+  tagSetFull?(): number;
 }
 
 export const GATEWAY_STATES = ['unknown', 'up', 'degraded', 'down'] as const;
@@ -72,6 +78,27 @@ export class Metrics {
         const d = src.dns();
         this.inc({ rcode: 'servfail' }, d.servfail);
         this.inc({ rcode: 'formerr' }, d.formerr);
+      },
+    });
+    new Counter({
+      name: 'splitwan_dns_limited_total',
+      help: 'DNS queries not forwarded: refused locally (meta types, unknown classes) or dropped by the per-client limit on upstream queries.',
+      labelNames: ['reason'],
+      registers: [r],
+      collect: function () {
+        this.reset();
+        const d = src.dns();
+        this.inc({ reason: 'refused-locally' }, d.refusedLocally ?? 0);
+        this.inc({ reason: 'client-limit' }, d.clientLimited ?? 0);
+      },
+    });
+    new Counter({
+      name: 'splitwan_tag_set_full_total',
+      help: 'Answers refused (SERVFAIL) because a tag set they would add to was full: never left untagged.',
+      registers: [r],
+      collect: function () {
+        this.reset();
+        this.inc(src.tagSetFull?.() ?? 0);
       },
     });
     new Gauge({

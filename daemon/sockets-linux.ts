@@ -3,11 +3,8 @@
 // (setting SO_MARK); the daemon's own ip rules send each mark to its path's table.
 //
 // - UDP: Node's dgram binds (port 0), then the bound fd is marked before the
-//   socket is handed out, so the first datagram already carries the mark.
-//   The fd is read through dgram's internal `state symbol` (`sock[kStateSymbol].handle.fd`),
-//   because the public-looking `sock._handle` getter is deprecated (DEP0112) and
-//   prints a warning. Should a future Node rename that symbol, we fall back to
-//   `_handle` (Node's deprecation warning, and one line in our log) rather than failing.
+//   socket is handed out, so the first datagram already carries the mark
+//   (sys/socket-fd.ts finds the fd).
 // - TCP: libc socket(AF_INET|AF_INET6, SOCK_STREAM|SOCK_NONBLOCK|SOCK_CLOEXEC) makes the fd,
 //   it is marked, wrapped in `new net.Socket({ fd })`, and connected on that very
 //   handle (libuv connects an existing fd), so the SYN is marked. On an error or the
@@ -22,8 +19,9 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import { koffi } from '../sys/koffi-linux.js'; // loaded by loadLibc(), before any use
 import { loadLibc } from '../sys/libc-linux.js';
-import { processNotes, type FallbackReport } from '../sys/native-fallback.js';
+import type { FallbackReport } from '../sys/native-fallback.js';
 import { readSockaddr } from '../sys/sockaddr.js';
+import { dgramFd, netFd } from '../sys/socket-fd.js';
 import {
   checkMark,
   checkTcp,
@@ -62,27 +60,6 @@ function setMark(fd: number, mark: number): number {
   const v = Buffer.alloc(4);
   v.writeUInt32LE(mark >>> 0); // the kernel reads a native int; x86-64 and arm64 are little-endian
   return lib().setsockopt(fd, SOL_SOCKET, SO_MARK, v, 4) === 0 ? 0 : koffi.errno();
-}
-
-/**
- * The OS fd of a bound dgram socket (see the header for why the state
- * symbol). Should this Node have no such symbol, `_handle` is read instead
- * (Node prints a deprecation warning), and `report` hears it once.
- */
-export function dgramFd(sock: dgram.Socket, report: FallbackReport = {}): number {
-  const sym = Object.getOwnPropertySymbols(sock).find((s) => s.description === 'state symbol');
-  const state = sym ? (sock as unknown as Record<symbol, { handle?: { fd?: number } } | undefined>)[sym] : undefined;
-  let fd = state?.handle?.fd;
-  if (fd === undefined) {
-    (report.notes ?? processNotes).note(report.logger, 'path sockets: the dgram fd from its state', `Node ${process.version} has no 'state symbol' on a dgram socket`, "its deprecated _handle (DEP0112)");
-    fd = (sock as unknown as { _handle?: { fd?: number } })._handle?.fd;
-  }
-  return typeof fd === 'number' ? fd : -1;
-}
-
-function netFd(sock: net.Socket): number {
-  const fd = (sock as unknown as { _handle?: { fd?: number } })._handle?.fd;
-  return typeof fd === 'number' ? fd : -1;
 }
 
 export class LinuxPathSockets implements PathSockets {

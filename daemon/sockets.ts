@@ -11,6 +11,7 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { errnoName } from '../sys/errno.js';
+import { deadline } from '../lib/deadline.js';
 
 export interface TcpConnectOptions {
   /** An IP address literal (never a name: resolving it would not follow the path). */
@@ -162,7 +163,7 @@ export function connectWithTimeout(sock: net.Socket, opts: TcpConnectOptions, fa
     const finish = (err: SocketError | null) => {
       if (done) return;
       done = true;
-      clearTimeout(timer);
+      timer.cancel();
       sock.removeListener('error', onError);
       sock.removeListener('connect', onConnect);
       if (err) {
@@ -173,7 +174,8 @@ export function connectWithTimeout(sock: net.Socket, opts: TcpConnectOptions, fa
     };
     const onError = (e: unknown) => finish(fromNodeError(e, base));
     const onConnect = () => finish(null);
-    const timer = setTimeout(() => finish(new SocketError({ ...base, op: 'connect', errno: 'ETIMEDOUT', timeoutMs })), timeoutMs);
+    // Judged after the I/O ready when the timer fired (lib/deadline.ts): a busy loop does not fail a connect that succeeded.
+    const timer = deadline(timeoutMs, (e) => finish(Object.assign(new SocketError({ ...base, op: 'connect', errno: 'ETIMEDOUT', timeoutMs }), { lateMs: e.lateMs })));
     sock.once('error', onError);
     sock.once('connect', onConnect);
     try {

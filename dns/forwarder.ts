@@ -5,12 +5,19 @@
 // upstreams: DoH (RFC 8484, POST, undici) and DoT (RFC 7858). The sockets
 // come from a PathDialer, so every query leaves through the path it belongs
 // to (the daemon marks them; tests pass plain loopback sockets).
+//
+// Timeouts judge the upstream, not this process (lib/deadline.ts): an
+// answer that arrived in time is taken even when a busy event loop reads
+// it after the timer fired. exchange() (health probes) also measures the
+// round trip to the answer's kernel receive time.
 import { randomInt } from 'node:crypto';
 import type dgram from 'node:dgram';
 import { isIP, type default as net } from 'node:net';
 import tls from 'node:tls';
 import type { Agent } from 'undici';
 import { undici } from '../lib/undici-lazy.js';
+import { deadline, TimeoutError } from '../lib/deadline.js';
+import { enableRxStamps, queuedMs } from '../sys/rx-stamp-linux.js';
 import type { Logger } from '../lib/logger.js';
 import type { PathName, Upstream } from '../config/types.js';
 import { matchesQuestion, parseQuery } from './wire.js';
@@ -91,6 +98,22 @@ export interface ForwarderOptions {
   observe?: (o: { upstream: string; path: PathName; seconds: number; result: UpstreamResult }) => void;
 }
 
+/** A probe's exchange with one resolver: the answer and its round trip. */
+export interface Exchange {
+  resp: Buffer;
+  /** ms from the query leaving to the answer arriving (the kernel's receive time over plain UDP). */
+  rttMs: number;
+}
+
+export interface ExchangeOptions {
+  /**
+   * The timing every query had before: the timer's own callback fails the
+   * query, the round trip ends when the answer is read. Only for the
+   * benchmark that compares the two.
+   */
+  naive?: boolean;
+}
+
 export class Forwarder {
   private readonly agents = new Map<PathName, Agent>();
   private timeoutMs: number;
@@ -137,6 +160,31 @@ export class Forwarder {
     throw new UpstreamError(`no upstream answered ${q.qname} via ${path}: ${problems.join('; ') || 'no upstreams'}`);
   }
 
+  /**
+   * One exchange with one resolver through `path`, for a health probe: the
+   * answer as it came (any rcode: the caller judges it), and its round
+   * trip. Rejects on no answer in time (a TimeoutError, with how late its
+   * timer fired) or a socket error.
+   */
+  async exchange(query: Buffer, q: Question, u: Upstream, path: PathName, o: ExchangeOptions = {}): Promise<Exchange> {
+    const id = randomInt(0, 0x10000);
+    const started = performance.now();
+    const timed = async (p: Promise<Buffer>): Promise<Exchange> => {
+      const resp = await p;
+      return { resp, rttMs: performance.now() - started };
+    };
+    switch (u.kind) {
+      case 'plain': {
+        const r = await this.udp(withId(query, id), id, q, u.host, u.port, path, o.naive ? 'naive' : 'kernel');
+        return isTruncated(r.resp) ? timed(this.tcp(withId(query, id), id, q, u.host, u.port, path, undefined, o.naive)) : r;
+      }
+      case 'tls':
+        return timed(this.tcp(withId(query, id), id, q, u.host, u.port, path, u.servername, o.naive));
+      case 'doh':
+        return timed(this.doh(query, q, u.url, path));
+    }
+  }
+
   close(): void {
     for (const a of this.agents.values()) void a.close();
     this.agents.clear();
@@ -146,7 +194,7 @@ export class Forwarder {
     switch (u.kind) {
       case 'plain': {
         const id = randomInt(0, 0x10000);
-        const resp = await this.udp(withId(query, id), id, q, u.host, u.port, path);
+        const { resp } = await this.udp(withId(query, id), id, q, u.host, u.port, path, 'event');
         return isTruncated(resp) ? this.tcp(withId(query, id), id, q, u.host, u.port, path) : resp;
       }
       case 'tls': {
@@ -158,35 +206,64 @@ export class Forwarder {
     }
   }
 
-  private async udp(msg: Buffer, id: number, q: Question, host: string, port: number, path: PathName): Promise<Buffer> {
+  /**
+   * One UDP exchange. `timing`: 'event' (client queries: the round trip is
+   * not needed), 'kernel' (probes: to the kernel's receive time of the
+   * answer), 'naive' (the old timing, for the benchmark's comparison).
+   */
+  private async udp(msg: Buffer, id: number, q: Question, host: string, port: number, path: PathName, timing: 'event' | 'kernel' | 'naive'): Promise<Exchange> {
     const sock = await this.o.dialer.udp(path, host.includes(':') ? 6 : 4);
-    return new Promise<Buffer>((resolve, reject) => {
-      const timer = setTimeout(() => done(new Error(`no answer in ${this.timeoutMs} ms`)), this.timeoutMs);
-      const done = (err: Error | null, resp?: Buffer): void => {
-        clearTimeout(timer);
+    const stamped = timing === 'kernel' && enableRxStamps(sock);
+    return new Promise<Exchange>((resolve, reject) => {
+      let sentAt = 0;
+      const timer = deadline(this.timeoutMs, (e) => done(new TimeoutError(`no answer in ${this.timeoutMs} ms`, e.lateMs)), { naive: timing === 'naive' });
+      const done = (err: Error | null, resp?: Buffer, rttMs = 0): void => {
+        timer.cancel();
         sock.removeAllListeners('message');
         sock.close();
         if (err) reject(err);
-        else resolve(resp!);
+        else resolve({ resp: resp!, rttMs });
       };
       // Only the answer from that server, with that ID and question, counts;
       // anything else on the socket is ignored (anti-spoofing).
       sock.on('message', (resp, rinfo) => {
-        if (rinfo.port === port && rinfo.address.replace(/^::ffff:/, '') === host && answers(resp, id, q)) done(null, resp);
+        if (!(rinfo.port === port && rinfo.address.replace(/^::ffff:/, '') === host && answers(resp, id, q))) return;
+        // Arrival: now, less the time the answer waited in the kernel for a busy loop to read it.
+        const arrivedAt = performance.now() - ((stamped ? queuedMs(sock) : null) ?? 0);
+        done(null, resp, Math.max(0, arrivedAt - sentAt));
       });
       sock.on('error', (e) => done(e));
-      sock.send(msg, port, host, (e) => e && done(e));
+      let resent = false;
+      const send = (): void => {
+        // Node sends an address literal's datagram a tick later, before the loop can be held up.
+        sentAt = performance.now();
+        sock.send(msg, port, host, (e) => {
+          if (!e) return;
+          // Gateways may share their addresses (the tunnel's and the resolver's):
+          // conntrack can still hold this very 5-tuple from another path's socket
+          // that had the same port (up to 120 s after it closed), masqueraded
+          // out of that tunnel. The kernel drops our first packet for the
+          // changed interface and forgets that entry (nf_nat_oif_changed:
+          // EPERM); the next one goes through. A rule that refuses the packet
+          // (the kill switch) refuses it twice.
+          if ((e as NodeJS.ErrnoException).code === 'EPERM' && !resent) {
+            resent = true;
+            send();
+          } else done(e);
+        });
+      };
+      send();
     });
   }
 
-  private async tcp(msg: Buffer, id: number, q: Question, host: string, port: number, path: PathName, servername?: string): Promise<Buffer> {
+  private async tcp(msg: Buffer, id: number, q: Question, host: string, port: number, path: PathName, servername?: string, naive = false): Promise<Buffer> {
     let sock: net.Socket = await this.o.dialer.tcp(path, host, port, this.timeoutMs);
     if (servername !== undefined) sock = await this.tlsOver(sock, servername);
     return new Promise<Buffer>((resolve, reject) => {
       let buf = Buffer.alloc(0);
-      const timer = setTimeout(() => done(new Error(`no answer in ${this.timeoutMs} ms`)), this.timeoutMs);
+      const timer = deadline(this.timeoutMs, (e) => done(new TimeoutError(`no answer in ${this.timeoutMs} ms`, e.lateMs)), { naive });
       const done = (err: Error | null, resp?: Buffer): void => {
-        clearTimeout(timer);
+        timer.cancel();
         sock.destroy();
         if (err) reject(err);
         else resolve(resp!);

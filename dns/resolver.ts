@@ -9,7 +9,14 @@
 // The hit path is synchronous when nothing needs tagging: `handle` returns a
 // Buffer, not a Promise, so a cache hit costs a parse, a Map lookup and one
 // patched copy.
+//
+// What a flood of made-up queries must not do: questions no resolver should
+// be asked (meta types, unknown classes) are answered here, never forwarded;
+// a client's misses are limited (client-limit.ts); lines a flood repeats are
+// rate-limited with a count (lib/log-throttle.ts).
 import type { Clock, Logger } from '../lib/logger.js';
+import { LogThrottle } from '../lib/log-throttle.js';
+import { ClientLimiter } from './client-limit.js';
 import type { Policy } from '../config/policy.js';
 import type { PathName, Target, Upstream } from '../config/types.js';
 import { formatIp, parseIp } from '../lib/ip.js';
@@ -92,6 +99,8 @@ export interface ResolverDeps {
   options: ResolverOptions;
   /** Counters that outlive this resolver (a reload makes a new one); default: its own. */
   stats?: ResolverStats;
+  /** Each client's share of upstream work; default: DEFAULT_CLIENT_LIMIT; null: none (benchmarks of the resolver alone). */
+  limiter?: ClientLimiter | null;
 }
 
 export interface Client {
@@ -110,6 +119,10 @@ export interface ResolverStats {
   staleServed: number;
   tagFailures: number;
   upstreamFailures: number;
+  /** Questions answered here because no resolver should be asked them (meta types, unknown classes). */
+  refusedLocally: number;
+  /** Misses dropped: the client had too many in flight, or asked too fast (client-limit.ts). */
+  clientLimited: number;
   /** Per path: answers from the cache, forwarded, blocked. */
   byPath: Record<string, { hits: number; misses: number; blocked: number }>;
   /** Queries decided by each rule, at index rule + 1 (0: the default); an array, since it counts every query. */
@@ -117,7 +130,7 @@ export interface ResolverStats {
 }
 
 export function newResolverStats(): ResolverStats {
-  return { queries: 0, hits: 0, misses: 0, coalesced: 0, formerr: 0, servfail: 0, blocked: 0, staleServed: 0, tagFailures: 0, upstreamFailures: 0, byPath: {}, byRule: [] };
+  return { queries: 0, hits: 0, misses: 0, coalesced: 0, formerr: 0, servfail: 0, blocked: 0, staleServed: 0, tagFailures: 0, upstreamFailures: 0, refusedLocally: 0, clientLimited: 0, byPath: {}, byRule: [] };
 }
 
 /**
@@ -166,6 +179,19 @@ interface Outcome {
   stale: boolean;
 }
 
+/**
+ * Questions no resolver is asked: the meta types (TKEY, TSIG, IXFR, AXFR,
+ * MAILB, MAILA), 0, 65535 and OPT; and classes other than IN, CH, HS and
+ * ANY. A fuzzer or a broken client sends them; they are answered NOTIMP (OPT:
+ * FORMERR, RFC 6891 §6.1.1) here rather than forwarded.
+ */
+export function localRcode(qtype: number, qclass: number): number | null {
+  if (qtype === TYPE.OPT) return RCODE.FORMERR;
+  if (qtype === 0 || qtype === 65535 || (qtype >= 249 && qtype <= 254)) return RCODE.NOTIMP;
+  if (qclass !== CLASS.IN && qclass !== 3 && qclass !== 4 && qclass !== 255) return RCODE.NOTIMP;
+  return null;
+}
+
 const CANARY = 'use-application-dns.net';
 /** RFC 8767 §4: the TTL of a stale answer. */
 const STALE_TTL = 30;
@@ -208,9 +234,13 @@ export class Resolver {
   /** answerHit's memory, by the question's wire bytes, one map per DO bit. */
   private readonly fast: [Map<string, FastHit>, Map<string, FastHit>] = [new Map(), new Map()];
   private readonly scan = newHitScan();
+  private readonly limiter: ClientLimiter | null;
+  private readonly throttled: LogThrottle;
 
   constructor(private readonly d: ResolverDeps) {
     this.stats = d.stats ?? newResolverStats();
+    this.limiter = d.limiter === undefined ? new ClientLimiter(d.clock) : d.limiter;
+    this.throttled = new LogThrottle(d.logger, d.clock);
   }
 
   private pathStats(path: string): { hits: number; misses: number; blocked: number } {
@@ -335,9 +365,14 @@ export class Resolver {
     return this.d.cache.flushPath(path);
   }
 
-  private resolve(msg: Buffer, q: ParsedQuery, client: Client): Buffer | Promise<Buffer | null> {
+  private resolve(msg: Buffer, q: ParsedQuery, client: Client): Buffer | null | Promise<Buffer | null> {
     const opt = q.edns ? { udpSize: EDNS_UDP_SIZE, do: q.edns.do } : null;
     if (q.edns && q.edns.version > 0) return buildError(this.header(msg, q), RCODE.BADVERS, opt);
+    const local = localRcode(q.qtype, q.qclass);
+    if (local !== null) {
+      this.stats.refusedLocally++;
+      return this.synth(msg, q, local, client);
+    }
     const name = q.qname;
     if ((this.d.options.dohCanary ?? true) && name === CANARY) return this.synth(msg, q, RCODE.NXDOMAIN, client);
     if (this.d.options.refuseName?.(name)) {
@@ -389,9 +424,23 @@ export class Resolver {
       }
       return pending.then((ok) => (ok ? out : this.servfail(msg, q)));
     }
+    const refused = this.limiter?.admit(client.address) ?? null;
+    if (refused !== null) {
+      this.stats.clientLimited++;
+      this.throttled.warn(
+        'client limit',
+        { client: client.address, why: refused, name },
+        refused === 'inflight' ? 'a client has too many queries waiting for upstream answers: more are dropped' : 'a client asks for uncached names too fast: more are dropped',
+      );
+      // UDP: dropped (the client retries); TCP: refused (a dropped TCP query would hang its connection).
+      return client.tcp ? this.synth(msg, q, RCODE.REFUSED, client) : null;
+    }
     this.stats.misses++;
     this.pathStats(path).misses++;
-    return this.miss(msg, q, client, path, rule, key);
+    const p = this.miss(msg, q, client, path, rule, key);
+    if (this.limiter === null) return p;
+    const limiter = this.limiter;
+    return p.finally(() => limiter.release(client.address));
   }
 
   private async miss(msg: Buffer, q: ParsedQuery, client: Client, path: PathName, rule: number, key: string): Promise<Buffer | null> {
@@ -405,7 +454,7 @@ export class Resolver {
       if (this.inflight.size === before) this.stats.coalesced++;
       outcome = await p;
     } catch (e) {
-      this.d.logger.error({ err: e, name: q.qname, path }, 'resolving failed');
+      this.throttled.error('resolving failed', { err: e, name: q.qname, path }, 'resolving failed');
       outcome = null;
     }
     if (outcome === null) return this.servfail(msg, q);
@@ -426,7 +475,7 @@ export class Resolver {
       resp = await this.d.upstreams.forward(upstreamQuery(msg, EDNS_UDP_SIZE, q.edns?.do ?? false), q, upstreams, path);
     } catch (e) {
       this.stats.upstreamFailures++;
-      this.d.logger.warn({ name: q.qname, path, err: (e as Error).message }, 'no upstream answered');
+      this.throttled.warn(`no upstream ${path}`, { name: q.qname, path, err: (e as Error).message }, 'no upstream answered');
       return this.serveStale(path, key, rule);
     }
     // The forwarder returns a SERVFAIL/REFUSED answer (rather than throwing)
@@ -441,7 +490,7 @@ export class Resolver {
     const info = responseInfo(resp);
     const offsets = info === null ? null : ttlOffsets(resp);
     if (info === null || offsets === null) {
-      this.d.logger.warn({ name: q.qname, path }, 'upstream answer malformed');
+      this.throttled.warn(`malformed ${path}`, { name: q.qname, path }, 'upstream answer malformed');
       return null;
     }
     // Our copy (ourAnswer: our OPT, AA and Z cleared, RA set), TTLs bounded:
@@ -504,7 +553,7 @@ export class Resolver {
       () => true,
       (e: unknown) => {
         this.stats.tagFailures++;
-        this.d.logger.error({ err: e, rule, addresses }, 'tagging failed: answering SERVFAIL rather than routing the name the wrong way');
+        this.throttled.error('tagging failed', { err: e, rule, addresses }, 'tagging failed: answering SERVFAIL rather than routing the name the wrong way');
         return false;
       },
     );

@@ -21,19 +21,5 @@ export const silentLogger: Logger = {
   child: () => silentLogger,
 };
 
-/** Timers, injected so debounces, probes and TTLs run under fake clocks in tests. */
-export interface Clock {
-  now(): number;
-  setTimeout(fn: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
-
-export const systemClock: Clock = {
-  now: () => Date.now(),
-  setTimeout: (fn, ms) => {
-    const t = setTimeout(fn, ms);
-    t.unref?.();
-    return t;
-  },
-  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
-};
+// The clock lives in clock.ts; modules that take a logger usually take a clock too.
+export { systemClock, type Clock } from './clock.js';

@@ -45,3 +45,11 @@ export const IFF_NO_PI = 0x1000;
 export const IFNAMSIZ = 16;
 export const IFREQ_SIZE = 40;
 export const IFF_UP = 0x1;
+/**
+ * SIOCGSTAMPNS_NEW = _IOR(0x89, 0x07, long long[2]) with the asm-generic
+ * _IOC layout: the receive time of the last datagram read, as a 16-byte
+ * __kernel_timespec on every architecture (Linux 5.1+). MIPS, PowerPC and
+ * SPARC lay _IOC out otherwise (one edit here).
+ */
+export const SIOCGSTAMPNS_NEW = 0x80108907;
+export const CLOCK_REALTIME = 0;

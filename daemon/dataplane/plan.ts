@@ -15,6 +15,7 @@
 import { createHash } from 'node:crypto';
 import { parseCidr, type ParsedCidr } from '../../lib/ip.js';
 import type { Config, RuleConfig, Target } from '../../config/types.js';
+import { TAG_SET_SIZE } from './tag-bounds.js';
 
 export const TABLE_NAME = 'splitwan';
 export const MARK_MASK = 0xff00;
@@ -253,8 +254,8 @@ export function renderRuleset(plan: DataplanePlan, current: { chains: readonly s
   for (const r of plan.rules) {
     if (!r.tagged) continue;
     const n = tagSetNames(r);
-    L.push(`\tset ${n.v4} { type ipv4_addr; flags timeout; }`);
-    L.push(`\tset ${n.v6} { type ipv6_addr; flags timeout; }`);
+    L.push(`\tset ${n.v4} { type ipv4_addr; flags timeout; size ${TAG_SET_SIZE}; }`);
+    L.push(`\tset ${n.v6} { type ipv6_addr; flags timeout; size ${TAG_SET_SIZE}; }`);
   }
   L.push(`\tmap active { type mark : mark; }`);
   if (plan.encryptedDns) {

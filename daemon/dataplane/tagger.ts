@@ -8,9 +8,23 @@
 // with as many cached names): per set, address → expiry, a number. An object
 // per address (set, expiry) with its own copy of the set's name cost ~70
 // bytes more an address (`bench dns`, heap snapshot), and a map per set
-// makes forgetting a set one delete.
-import type { Clock } from '../../lib/logger.js';
+// makes forgetting a set one delete. Expiries are monotonic (a wall-clock
+// step back must not make the shadow think a tag lives that the kernel,
+// whose timeouts are monotonic too, has dropped).
+//
+// A set holds at most TAG_SET_LIMIT addresses (tag-bounds.ts). At the bound
+// the expired ones are swept out; if it is still full, an answer that would
+// add to it is refused (its waiter rejects with TagSetFullError, so the
+// resolver answers SERVFAIL), counted and logged at a bounded rate. Why not
+// evict the tag that expires soonest instead: a client may hold that answer
+// for its TTL, which the tag was promised to outlive; its next connection
+// would leave untagged, by the default path, which for a tunnel rule under
+// `default: breakout` is a leak. A refused answer gives the client no
+// address to connect to at all: it fails closed.
+import { silentLogger, type Clock, type Logger } from '../../lib/logger.js';
+import { LogThrottle } from '../../lib/log-throttle.js';
 import { TABLE_NAME } from './plan.js';
+import { TAG_SET_LIMIT } from './tag-bounds.js';
 import { renderElementChanges, type ElementAdd, type ElementChanges, type NftExec } from './nft-session-linux.js';
 
 /** A rule's two sets (IPv4, IPv6), from tagSetNames(). */
@@ -43,6 +57,27 @@ function setFor(sets: TagSets, address: string): string {
   return address.includes(':') ? sets.v6 : sets.v4;
 }
 
+/** A tag set is full: the answer is refused rather than left untagged. */
+export class TagSetFullError extends Error {
+  readonly code = 'SPLITWAN_TAG_SET_FULL';
+  constructor(
+    readonly set: string,
+    readonly limit: number,
+  ) {
+    super(`tag set ${set} is full (${limit} addresses): the answer is refused rather than routed untagged`);
+    this.name = 'TagSetFullError';
+  }
+}
+
+export interface TaggerOptions {
+  /** Addresses a set may hold; default TAG_SET_LIMIT. */
+  maxPerSet?: number;
+  logger?: Logger;
+}
+
+/** A full set is swept for expired entries at most this often (a sweep of a full set reads every entry). */
+const FULL_SWEEP_EVERY_MS = 1000;
+
 /** Seconds nft is told; whole seconds, at least one. */
 function seconds(ms: number): number {
   return Math.max(1, Math.ceil(ms / 1000));
@@ -59,6 +94,12 @@ export class NftTagger {
   private inFlight = 0;
   /** Transactions run, for status and benchmarks. */
   transactions = 0;
+  /** Answers refused because a set they would add to was full (a metric). */
+  refusedFull = 0;
+  private readonly maxPerSet: number;
+  private readonly throttled: LogThrottle;
+  /** When each full set was last swept whole. */
+  private readonly fullSweptAt = new Map<string, number>();
 
   /**
    * nft runs lines in order, so several can be in flight at once (a pipeline:
@@ -70,7 +111,11 @@ export class NftTagger {
   constructor(
     private readonly nft: NftExec,
     private readonly clock: Clock,
-  ) {}
+    o: TaggerOptions = {},
+  ) {
+    this.maxPerSet = o.maxPerSet ?? TAG_SET_LIMIT;
+    this.throttled = new LogThrottle(o.logger ?? silentLogger, clock, { windowMs: 60_000 });
+  }
 
   /** Where an address is tagged now, if anywhere (for explain). */
   lookup(address: string): Installed | undefined {
@@ -156,12 +201,14 @@ export class NftTagger {
   /** Forgets a set (its rule was removed; the ruleset deleted the set). */
   forgetSet(set: string): void {
     this.shadow.delete(set);
+    this.fullSweptAt.delete(set);
     if (this.sweepAt?.set === set) this.sweepAt = null;
   }
 
   /** Forgets everything (the table was re-created empty, e.g. after a repair). */
   reset(): void {
     this.shadow.clear();
+    this.fullSweptAt.clear();
     this.sweepAt = null;
   }
 
@@ -213,7 +260,54 @@ export class NftTagger {
     });
   }
 
-  private async run(batch: Request[]): Promise<void> {
+  /**
+   * The requests whose new addresses fit their sets (room reserved in
+   * order); the others are rejected with TagSetFullError. Addresses already
+   * in the set (refreshes) always fit.
+   */
+  private admit(batch: Request[]): Request[] {
+    const now = this.clock.now();
+    const growth = new Map<string, Set<string>>();
+    const room = (set: string): number => this.maxPerSet - (this.shadow.get(set)?.size ?? 0) - (growth.get(set)?.size ?? 0);
+    const out: Request[] = [];
+    for (const r of batch) {
+      const add = new Map<string, string[]>();
+      for (const a of r.addresses) {
+        const set = setFor(r.sets, a);
+        if (this.shadow.get(set)?.has(a) || growth.get(set)?.has(a)) continue;
+        (add.get(set) ?? add.set(set, []).get(set)!).push(a);
+      }
+      let full: string | null = null;
+      for (const [set, as] of add) {
+        if (room(set) < as.length) this.sweepFull(set, now);
+        if (room(set) < as.length) {
+          full = set;
+          break;
+        }
+      }
+      if (full !== null) {
+        this.refusedFull++;
+        this.throttled.warn(`full ${full}`, { set: full, limit: this.maxPerSet }, `tag set ${full} is full (${this.maxPerSet} addresses): answers that would add to it get SERVFAIL rather than an untagged address`);
+        r.reject(new TagSetFullError(full, this.maxPerSet));
+        continue;
+      }
+      for (const [set, as] of add) for (const a of as) (growth.get(set) ?? growth.set(set, new Set()).get(set)!).add(a);
+      out.push(r);
+    }
+    return out;
+  }
+
+  /** Drops every expired entry of one set (at most once a FULL_SWEEP_EVERY_MS). */
+  private sweepFull(set: string, now: number): void {
+    const m = this.shadow.get(set);
+    if (m === undefined || now - (this.fullSweptAt.get(set) ?? -Infinity) < FULL_SWEEP_EVERY_MS) return;
+    this.fullSweptAt.set(set, now);
+    for (const [a, expiresAt] of m) if (expiresAt <= now) m.delete(a);
+  }
+
+  private async run(all: Request[]): Promise<void> {
+    const batch = this.admit(all);
+    if (batch.length === 0) return;
     try {
       await this.apply(batch);
       for (const r of batch) r.resolve();

@@ -6,11 +6,19 @@
 // RTT is more than degradeFactor × its baseline, and 50 ms more), `down`. Hysteresis:
 // `failAfter` failed rounds in a row to go down, `recoverAfter` good rounds
 // in a row to come back; from `unknown` one good round is enough (there is no
-// flapping to damp yet) and `failAfter` bad ones mean down.
+// flapping to damp yet) and `failAfter` bad ones mean down. Degradation is
+// damped the same way: `failAfter` rounds in a row over the threshold to be
+// degraded, `recoverAfter` under its clearing level to be up again (a burst
+// of slow rounds while the machine is busy is not worth moving traffic for).
 //
 // Figures over a sliding window of `window` rounds: loss (failed rounds),
 // RTT smoothed as an EWMA, jitter as the mean difference between successive
 // RTTs, and the baseline: the median RTT of the first good rounds.
+//
+// A round can also be no evidence (noEvidence()): it failed while this
+// process or machine could not watch (a timer that fired late, a suspend).
+// It is counted, and changes nothing else: not the runs, not the window.
+// Times are the monotonic clock's.
 
 export type GatewayState = 'unknown' | 'up' | 'degraded' | 'down';
 
@@ -26,7 +34,7 @@ export interface HealthOptions {
 
 export interface HealthFigures {
   state: GatewayState;
-  /** ms since the state last changed to up/degraded from down/unknown; null when not usable. */
+  /** When the state last changed to up/degraded from down/unknown (ms); null when not usable. */
   upSince: number | null;
   /** When the state last changed (ms). */
   changedAt: number;
@@ -40,6 +48,8 @@ export interface HealthFigures {
   consecutiveFailures: number;
   consecutiveSuccesses: number;
   lastError: string | null;
+  /** Rounds taken as no evidence since start (see noEvidence()). */
+  noEvidence: number;
 }
 
 /** EWMA weight of a new RTT sample. */
@@ -58,6 +68,9 @@ export class GatewayHealth {
   private changedAt: number;
   private okRun = 0;
   private failRun = 0;
+  /** RTT samples in a row whose smoothed RTT was over the degraded threshold / under its clearing level. */
+  private slowRun = 0;
+  private fastRun = 0;
   private readonly results: boolean[] = [];
   private readonly rtts: number[] = [];
   private readonly firstRtts: number[] = [];
@@ -65,6 +78,7 @@ export class GatewayHealth {
   private smoothed: number | null = null;
   private lastError: string | null = null;
   private rounds = 0;
+  private noEvidenceRounds = 0;
 
   constructor(
     private readonly o: HealthOptions,
@@ -105,6 +119,15 @@ export class GatewayHealth {
     return this.transition(now);
   }
 
+  /**
+   * A round that failed while nobody could watch (the process stalled, the
+   * machine slept): counted, and nothing else changes.
+   */
+  noEvidence(): void {
+    this.rounds++;
+    this.noEvidenceRounds++;
+  }
+
   private sample(rtt: number): void {
     this.rtts.push(rtt);
     while (this.rtts.length > this.o.window) this.rtts.shift();
@@ -114,6 +137,16 @@ export class GatewayHealth {
       this.firstRtts.push(rtt);
       if (this.firstRtts.length >= n) this.baseline = median(this.firstRtts);
     }
+    const th = this.threshold();
+    if (th === null) return;
+    this.slowRun = this.smoothed > th ? this.slowRun + 1 : 0;
+    this.fastRun = this.smoothed < th * DEGRADE_CLEAR ? this.fastRun + 1 : 0;
+  }
+
+  /** The smoothed RTT above which the gateway is slow; null before a baseline. */
+  private threshold(): number | null {
+    if (this.baseline === null || this.smoothed === null || this.baseline <= 0) return null;
+    return Math.max(this.o.degradeFactor * this.baseline, this.baseline + DEGRADE_FLOOR_MS);
   }
 
   private transition(now: number): GatewayState | null {
@@ -135,12 +168,11 @@ export class GatewayHealth {
     return next;
   }
 
-  /** Up or degraded by the smoothed RTT against the baseline, with hysteresis. */
+  /** Up or degraded by the smoothed RTT against the baseline, with hysteresis and damping. */
   private degradedOrUp(wasDegraded: boolean): GatewayState {
-    if (this.baseline === null || this.smoothed === null || this.baseline <= 0) return wasDegraded ? 'degraded' : 'up';
-    const threshold = Math.max(this.o.degradeFactor * this.baseline, this.baseline + DEGRADE_FLOOR_MS);
-    if (wasDegraded) return this.smoothed < threshold * DEGRADE_CLEAR ? 'up' : 'degraded';
-    return this.smoothed > threshold ? 'degraded' : 'up';
+    if (this.threshold() === null) return wasDegraded ? 'degraded' : 'up';
+    if (wasDegraded) return this.fastRun >= this.o.recoverAfter ? 'up' : 'degraded';
+    return this.slowRun >= this.o.failAfter ? 'degraded' : 'up';
   }
 
   figures(): HealthFigures {
@@ -163,6 +195,7 @@ export class GatewayHealth {
       consecutiveFailures: this.failRun,
       consecutiveSuccesses: this.okRun,
       lastError: this.lastError,
+      noEvidence: this.noEvidenceRounds,
     };
   }
 }

@@ -5,10 +5,20 @@
 // data plane, flushes the tunnel path's DNS cache, drops the flows of a dead
 // gateway). Timers come from the injected clock: unit tests run it under fake
 // time with a fake prober.
-import type { Clock, Logger } from '../../lib/logger.js';
+//
+// A failed round the process or machine could not watch (a probe timer that
+// fired late, a suspend just before) is no evidence (evidence.ts): counted,
+// logged at a bounded rate, and not held against the gateway.
+import { mark, sleptBetween, wallOf, type Clock, type ClockMark } from '../../lib/clock.js';
+import type { Logger } from '../../lib/logger.js';
+import { LogThrottle } from '../../lib/log-throttle.js';
+import { evidenceOptions, noEvidence } from './evidence.js';
 import { GatewayHealth, type HealthFigures, type HealthOptions } from './gateway-health.js';
-import type { ProbeResult, ProbeTarget } from './probes.js';
+import { NAIVE_TIMING, type ProbeResult, type ProbeTarget } from './probes.js';
 import { selectGateway, type Candidate } from './select.js';
+
+/** health.timeout's default, for a monitor not told the probes' timeout. */
+const DEFAULT_TIMEOUT_MS = 800;
 
 /** The name the breakout path's health is kept under (no gateway can have it: `breakout` is reserved). */
 export const BREAKOUT = 'breakout';
@@ -27,6 +37,8 @@ export interface Switch {
 
 export interface MonitorOptions extends HealthOptions {
   intervalMs: number;
+  /** The probes' timeout: a timer later than a share of it makes a failed round no evidence; fast failures are confirmed this far apart. Default 800. */
+  timeoutMs?: number;
   failbackHoldMs: number;
   prober: { round(t: ProbeTarget): Promise<ProbeResult> };
   clock: Clock;
@@ -52,6 +64,23 @@ interface Entry {
   health: GatewayHealth;
   timer: unknown;
   inFlight: boolean;
+  /** When its next round is due (monotonic ms): how late its timer fired says how busy the loop is. */
+  dueAt: number;
+  /** Failed rounds set aside since its last good round. */
+  noEvidenceRun: number;
+}
+
+/** A probe round as it went, for the debug log (benchmarks read it). */
+export interface RoundRecord {
+  gateway: string;
+  ok: boolean;
+  rttMs: number | null;
+  /** How late the round's own timer fired (ms): the event loop's lag then. */
+  startLateMs: number;
+  /** A failed round: how late the timer that failed it fired. */
+  lateMs: number;
+  verdict: 'ok' | 'failed' | 'no evidence';
+  error: string | null;
 }
 
 export class HealthMonitor {
@@ -62,13 +91,19 @@ export class HealthMonitor {
   private switching: Promise<void> = Promise.resolve();
   /** The tunables, shared with every GatewayHealth: a reload changes them in place. */
   private readonly o: MonitorOptions;
+  /** Where the clocks stood when a round last ended: a suspend since shows as the boot clock running ahead. */
+  private lastMark: ClockMark | null = null;
+  /** The last suspend seen: when it was noticed (monotonic ms) and how long it was. */
+  private resumed: { at: number; sleptMs: number } | null = null;
+  private readonly throttled: LogThrottle;
 
   constructor(o: MonitorOptions) {
     this.o = { ...o };
+    this.throttled = new LogThrottle(o.logger, o.clock, { windowMs: 60_000 });
   }
 
   /** A reload's new health settings; they apply from the next round (states and windows are kept). */
-  configure(t: Pick<MonitorOptions, 'failAfter' | 'recoverAfter' | 'window' | 'degradeFactor' | 'intervalMs' | 'failbackHoldMs'>): void {
+  configure(t: Pick<MonitorOptions, 'failAfter' | 'recoverAfter' | 'window' | 'degradeFactor' | 'intervalMs' | 'failbackHoldMs'> & { timeoutMs?: number }): void {
     Object.assign(this.o, t);
     this.reselect();
   }
@@ -102,7 +137,7 @@ export class HealthMonitor {
         e.gw = gw;
         e.order = order;
       } else {
-        const entry: Entry = { gw, selectable: true, order, health: new GatewayHealth(this.o, now), timer: null, inFlight: false };
+        const entry: Entry = { gw, selectable: true, order, health: new GatewayHealth(this.o, now), timer: null, inFlight: false, dueAt: now, noEvidenceRun: 0 };
         this.entries.set(gw.name, entry);
         if (this.running) this.schedule(entry, 0);
       }
@@ -129,7 +164,7 @@ export class HealthMonitor {
     const gw: MonitoredGateway = { ...target, name: BREAKOUT, priority: 0 };
     if (e) e.gw = gw;
     else {
-      const entry: Entry = { gw, selectable: false, order: -1, health: new GatewayHealth(this.o, this.o.clock.now()), timer: null, inFlight: false };
+      const entry: Entry = { gw, selectable: false, order: -1, health: new GatewayHealth(this.o, this.o.clock.now()), timer: null, inFlight: false, dueAt: this.o.clock.now(), noEvidenceRun: 0 };
       this.entries.set(BREAKOUT, entry);
       if (this.running) this.schedule(entry, 0);
     }
@@ -144,6 +179,7 @@ export class HealthMonitor {
 
   stop(): void {
     this.running = false;
+    this.throttled.flush();
     for (const e of this.entries.values()) {
       this.o.clock.clearTimeout(e.timer);
       e.timer = null;
@@ -163,7 +199,12 @@ export class HealthMonitor {
   }
 
   status(): GatewayStatus[] {
-    return [...this.entries.values()].map((e) => ({ name: e.gw.name, priority: e.gw.priority, active: e.selectable && e.gw.name === this.current, ...e.health.figures() }));
+    const c = this.o.clock;
+    return [...this.entries.values()].map((e) => {
+      const f = e.health.figures();
+      // Times for people: wall clock (the state machine keeps monotonic ones).
+      return { name: e.gw.name, priority: e.gw.priority, active: e.selectable && e.gw.name === this.current, ...f, changedAt: wallOf(c, f.changedAt), upSince: f.upSince === null ? null : wallOf(c, f.upSince) };
+    });
   }
 
   /** Resolves when the switches decided so far have been carried out (tests, shutdown). */
@@ -172,6 +213,7 @@ export class HealthMonitor {
   }
 
   private schedule(e: Entry, delayMs: number): void {
+    e.dueAt = this.o.clock.now() + delayMs;
     e.timer = this.o.clock.setTimeout(() => void this.probe(e), delayMs);
   }
 
@@ -187,6 +229,7 @@ export class HealthMonitor {
     e.inFlight = true;
     // Rounds start at a steady cadence: a slow round (a dead gateway's timeout) does not stretch it.
     const startedAt = this.o.clock.now();
+    const startLateMs = Math.max(0, startedAt - e.dueAt);
     let r: ProbeResult;
     try {
       r = await this.o.prober.round(e.gw);
@@ -196,7 +239,22 @@ export class HealthMonitor {
       e.inFlight = false;
     }
     if (!this.running || this.entries.get(e.gw.name) !== e) return;
-    const changed = e.health.record(this.o.clock.now(), r.ok, r.rttMs, r.error);
+    const end = this.noteSuspend();
+    const setAside = r.ok || NAIVE_TIMING ? null : this.setAside(e, r, end.mono);
+    const verdict = r.ok ? 'ok' : setAside === null ? 'failed' : 'no evidence';
+    const record: RoundRecord = { gateway: e.gw.name, ok: r.ok, rttMs: r.rttMs, startLateMs, lateMs: r.lateMs ?? 0, verdict, error: r.error };
+    this.o.logger.debug(record, 'probe round');
+    if (setAside !== null) {
+      e.noEvidenceRun++;
+      e.health.noEvidence();
+      this.throttled.info(`no-evidence ${e.gw.name}`, { gateway: e.gw.name, why: setAside, error: r.error }, `gateway ${e.gw.name}: a failed probe round taken as no evidence (${setAside})`);
+      // The next round at the usual cadence: it may well see the gateway, and says so.
+      this.schedule(e, Math.max(0, this.nextDelay() - (this.o.clock.now() - startedAt)));
+      return;
+    }
+    // Only a good round starts the count of set-aside rounds over: past the cap, late failures keep counting.
+    if (r.ok) e.noEvidenceRun = 0;
+    const changed = e.health.record(end.mono, r.ok, r.rttMs, r.error);
     if (changed !== null) {
       const f = e.health.figures();
       const what = e.selectable ? `gateway ${e.gw.name}` : 'the breakout (WAN)';
@@ -210,8 +268,33 @@ export class HealthMonitor {
     // right after it), so a dead gateway is down after failAfter timeouts rather
     // than failAfter intervals (`bench failover`: p95 3.9 s → under 3.5 s with
     // interval 1s, failAfter 3); a down one goes back to the steady cadence.
+    // A round that failed faster than a timeout (a local refusal: EACCES while
+    // a reload re-plans the routes under the probe) is confirmed a timeout
+    // after it started: failAfter rounds then span at least failAfter timeouts,
+    // not a few milliseconds of one passing condition.
     const confirming = !r.ok && e.health.current !== 'down';
-    this.schedule(e, confirming ? 0 : Math.max(0, this.nextDelay() - (this.o.clock.now() - startedAt)));
+    const took = this.o.clock.now() - startedAt;
+    this.schedule(e, confirming ? Math.max(0, (this.o.timeoutMs ?? DEFAULT_TIMEOUT_MS) - took) : Math.max(0, this.nextDelay() - took));
+  }
+
+  /** Marks the clocks; a suspend since the last mark is remembered (every gateway's rounds are affected). */
+  private noteSuspend(): ClockMark {
+    const m = mark(this.o.clock);
+    const slept = this.lastMark === null ? 0 : sleptBetween(this.lastMark, m);
+    if (slept > 0) {
+      this.resumed = { at: m.mono, sleptMs: slept };
+      this.o.logger.info({ sleptMs: Math.round(slept) }, `the machine slept ${Math.round(slept / 1000)} s: failed probe rounds of the next ${Math.round(evidenceOptions(this.o.timeoutMs ?? DEFAULT_TIMEOUT_MS).resumeGraceMs / 1000)} s are no evidence`);
+    }
+    this.lastMark = m;
+    return m;
+  }
+
+  /** Why a failed round is no evidence, or null: it counts. */
+  private setAside(e: Entry, r: ProbeResult, now: number): string | null {
+    return noEvidence(
+      { lateMs: r.lateMs ?? 0, sinceResumeMs: this.resumed === null ? null : now - this.resumed.at, sleptMs: this.resumed?.sleptMs ?? 0, inRow: e.noEvidenceRun },
+      evidenceOptions(this.o.timeoutMs ?? DEFAULT_TIMEOUT_MS),
+    );
   }
 
   private candidates(): Candidate[] {

@@ -6,6 +6,14 @@
 // free), dns (a query to the gateway's resolvers), http (a GET, e.g. a
 // generate_204 URL), tcp (a connect), icmp (an echo, by `ping -m MARK`). A
 // round is good when every probe is; its RTT is the smallest a probe measured.
+//
+// Timing judges the gateway, not this process: a dns probe's round trip
+// ends at its answer's kernel receive time, and a timeout is reported with
+// how late its timer fired (lib/deadline.ts), so the monitor can take a
+// round the process was too busy to watch as no evidence.
+// SPLITWAN_PROBE_TIMING=naive brings back the old timing (timers decide
+// alone, round trips end when an answer is read): for `bench health-load`
+// only, which runs it beside the new one.
 import { randomInt } from 'node:crypto';
 import { isIP } from 'node:net';
 import tls from 'node:tls';
@@ -14,8 +22,9 @@ import type { Agent } from 'undici';
 import { undici } from '../../lib/undici-lazy.js';
 import type { PathName, ProbeSpec, Upstream } from '../../config/types.js';
 import { parseHostPort } from '../../lib/ip.js';
-import type { Clock } from '../../lib/logger.js';
-import { readQuestion, type PathDialer } from '../../dns/forwarder.js';
+import type { Clock } from '../../lib/clock.js';
+import { latenessOf, withDeadline } from '../../lib/deadline.js';
+import { readQuestion, type Exchange, type ExchangeOptions, type PathDialer, type Question } from '../../dns/forwarder.js';
 import { responseInfo } from '../../dns/wire.js';
 import type { TunnelStatus } from '../tunnel/types.js';
 
@@ -23,7 +32,16 @@ export interface ProbeResult {
   ok: boolean;
   rttMs: number | null;
   error: string | null;
+  /**
+   * A failed round: how much later than due the timer that failed it fired
+   * (ms; 0 when no timer failed it, e.g. a refused connection). Large: the
+   * process was not running to see an answer.
+   */
+  lateMs?: number;
 }
+
+/** The old probe timing, for `bench health-load`'s comparison only. */
+export const NAIVE_TIMING = process.env.SPLITWAN_PROBE_TIMING === 'naive';
 
 export interface ProbeTarget {
   name: string;
@@ -38,8 +56,8 @@ export interface ProbeTarget {
 
 export interface ProbeDeps {
   dialer: PathDialer;
-  /** Forwards a query through a path (a Forwarder fits). */
-  forward(query: Buffer, q: { qname: string; qtype: number; qclass: number }, upstreams: readonly Upstream[], path: PathName): Promise<Buffer>;
+  /** One exchange with one resolver through a path, timed (Forwarder.exchange fits). */
+  exchange(query: Buffer, q: Question, upstream: Upstream, path: PathName, o?: ExchangeOptions): Promise<Exchange>;
   /** The tunnel's state now (handshake probes). */
   tunnel(ifname: string): Promise<TunnelStatus | null>;
   /** `ping` through a mark; resolves with the RTT in ms, rejects on loss. */
@@ -58,16 +76,13 @@ export const HANDSHAKE_STALE_MS = 180_000;
 export const RX_STALL_MS = 35_000;
 
 const ok = (rttMs: number | null): ProbeResult => ({ ok: true, rttMs, error: null });
-const fail = (error: string): ProbeResult => ({ ok: false, rttMs: null, error });
-
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let t: NodeJS.Timeout;
-  return Promise.race([p, new Promise<T>((_, reject) => (t = setTimeout(() => reject(new Error(`${what}: no answer in ${ms} ms`)), ms)))]).finally(() => clearTimeout(t));
-}
+const fail = (error: string, lateMs = 0): ProbeResult => ({ ok: false, rttMs: null, error, lateMs });
 
 export class Prober {
   /** rx bytes at the previous handshake probe and when they last grew, per interface. */
   private readonly lastRx = new Map<string, { bytes: number; since: number }>();
+  /** The latest handshake seen per interface (wg's wall-clock value), when it was first seen (monotonic) and how old it was then. */
+  private readonly handshakes = new Map<string, { value: number; seenAt: number; ageThen: number }>();
   private readonly agents = new Map<string, Agent>();
   private timeoutMs: number;
 
@@ -84,9 +99,9 @@ export class Prober {
 
   /** Runs every probe of the target at once; a round is good when all are. */
   async round(t: ProbeTarget): Promise<ProbeResult> {
-    const results = await Promise.all(t.probes.map((p) => this.one(t, p).catch((e: unknown) => fail((e as Error).message))));
+    const results = await Promise.all(t.probes.map((p) => this.one(t, p).catch((e: unknown) => fail((e as Error).message, latenessOf(e)))));
     const bad = results.filter((r) => !r.ok);
-    if (bad.length) return fail(bad.map((r) => r.error).join('; '));
+    if (bad.length) return fail(bad.map((r) => r.error).join('; '), Math.max(...bad.map((r) => r.lateMs ?? 0)));
     const rtts = results.map((r) => r.rttMs).filter((x): x is number => x !== null);
     return ok(rtts.length ? Math.min(...rtts) : null);
   }
@@ -115,9 +130,18 @@ export class Prober {
     const s = await this.d.tunnel(t.ifname);
     if (!s || !s.up) return fail('handshake: the tunnel is not up');
     if (s.latestHandshake === null) return fail('handshake: none yet');
-    const age = this.d.clock.now() - s.latestHandshake;
-    if (age > HANDSHAKE_STALE_MS) return fail(`handshake: the latest is ${Math.round(age / 1000)} s old`);
     const now = this.d.clock.now();
+    // WireGuard reports a handshake in wall time. Its age is taken from the
+    // wall clock once, when a new handshake is first seen, and from the
+    // monotonic clock after that: a wall-clock step (NTP's first sync) does
+    // not make a fresh handshake look hours old.
+    let hs = this.handshakes.get(t.ifname);
+    if (hs === undefined || hs.value !== s.latestHandshake) {
+      hs = { value: s.latestHandshake, seenAt: now, ageThen: Math.max(0, this.d.clock.wall() - s.latestHandshake) };
+      this.handshakes.set(t.ifname, hs);
+    }
+    const age = hs.ageThen + (now - hs.seenAt);
+    if (age > HANDSHAKE_STALE_MS) return fail(`handshake: the latest is ${Math.round(age / 1000)} s old`);
     const before = this.lastRx.get(t.ifname);
     if (before === undefined || s.rxBytes !== before.bytes) this.lastRx.set(t.ifname, { bytes: s.rxBytes, since: now });
     else if (now - before.since > RX_STALL_MS) return fail(`handshake: nothing received for ${Math.round((now - before.since) / 1000)} s`);
@@ -130,18 +154,16 @@ export class Prober {
     const query = dnsPacket.encode({ type: 'query', id: randomInt(0, 0x10000), flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: qname === '' ? 'NS' : 'A', name: qname === '' ? '.' : qname, class: 'IN' }] });
     const q = readQuestion(query);
     if (q === null) return fail(`dns: cannot ask for ${name}`);
-    const start = performance.now();
     // Every resolver at once, the first answer wins: a round takes one timeout, not one per resolver.
-    const resp = await Promise.any(t.dns.map((u) => this.d.forward(query, q, [u], t.path))).catch((e: AggregateError) => {
-      throw new Error(`dns: ${e.errors.map((x: Error) => x.message).join('; ')}`);
+    const { resp, rttMs } = await Promise.any(t.dns.map((u) => this.d.exchange(query, q, u, t.path, { naive: NAIVE_TIMING }))).catch((e: AggregateError) => {
+      throw Object.assign(new Error(`dns: ${e.errors.map((x: Error, i) => `${t.dns[i]!.text}: ${x.message}`).join('; ')}`), { lateMs: latenessOf(e) });
     });
-    const rtt = performance.now() - start;
     const info = responseInfo(resp);
     // Any well-formed answer, whatever its rcode, proves the tunnel and the
     // resolver behind it work: a forwarding resolver may well refuse the root
     // NS question it is asked by default.
     if (info === null) return fail('dns: malformed answer');
-    return ok(rtt);
+    return ok(rttMs);
   }
 
   private async tcp(t: ProbeTarget, target: string): Promise<ProbeResult> {
@@ -184,7 +206,14 @@ export class Prober {
       this.agents.set(t.path, agent);
     }
     const start = performance.now();
-    const res = await withTimeout(request(url, { method: 'GET', dispatcher: agent, headersTimeout: this.timeoutMs, bodyTimeout: this.timeoutMs }), this.timeoutMs, 'http');
+    // undici's own timeouts are a backstop (twice as long); ours is judged after the I/O that was ready.
+    const res = await withDeadline(
+      request(url, { method: 'GET', dispatcher: agent, headersTimeout: 2 * this.timeoutMs, bodyTimeout: 2 * this.timeoutMs }),
+      this.timeoutMs,
+      'http',
+      (late) => void late.body.dump().catch(() => undefined),
+      { naive: NAIVE_TIMING },
+    );
     await res.body.dump();
     const rtt = performance.now() - start;
     const good = expect !== undefined ? res.statusCode === expect : res.statusCode >= 200 && res.statusCode < 400;

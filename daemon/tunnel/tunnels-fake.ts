@@ -212,7 +212,7 @@ export class FakeTunnels implements TunnelBackend {
   handshake(ifname: string): boolean {
     const m = this.must(ifname);
     if (!m.link || !m.link.up || !m.reachable) return false;
-    m.link.latestHandshake = this.clock.now();
+    m.link.latestHandshake = this.clock.wall(); // unix ms, as `wg show` reports it
     return true;
   }
 

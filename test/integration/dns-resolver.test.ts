@@ -150,6 +150,12 @@ class FakeClock implements Clock {
   now(): number {
     return this.t;
   }
+  wall(): number {
+    return this.t;
+  }
+  boot(): number {
+    return this.t;
+  }
   setTimeout(fn: () => void, ms: number): unknown {
     return setTimeout(fn, ms);
   }

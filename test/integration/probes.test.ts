@@ -26,7 +26,7 @@ describe('Prober', () => {
   const forwarder = new Forwarder({ dialer, logger: silentLogger, timeoutMs: 300 });
   const prober = new Prober({
     dialer,
-    forward: (q, qq, u, p) => forwarder.forward(q, qq, u, p),
+    exchange: (q, qq, u, p, x) => forwarder.exchange(q, qq, u, p, x),
     tunnel: async () => tunnel,
     ping: async () => 12.5,
     clock,
@@ -82,7 +82,7 @@ describe('Prober', () => {
     const hang = http.createServer(() => {}); // accepts, never answers
     await new Promise<void>((r) => hang.listen(0, '127.0.0.1', r));
     const port = (hang.address() as net.AddressInfo).port;
-    const p = new Prober({ dialer, forward: (q, qq, u, pa) => forwarder.forward(q, qq, u, pa), tunnel: async () => tunnel, ping: async () => 1, clock, timeoutMs: 5000 });
+    const p = new Prober({ dialer, exchange: (q, qq, u, pa, x) => forwarder.exchange(q, qq, u, pa, x), tunnel: async () => tunnel, ping: async () => 1, clock, timeoutMs: 5000 });
     try {
       p.setTimeoutMs(150);
       const t0 = Date.now();
@@ -114,6 +114,22 @@ describe('Prober', () => {
     expect((await prober.round(target([{ kind: 'handshake' }]))).error).toMatch(/nothing received for 36 s/);
     tunnel = hs({ rxBytes: 900 });
     expect((await prober.round(target([{ kind: 'handshake' }]))).ok).toBe(true);
+  });
+
+  it('handshake age: a wall-clock step (NTP\'s first sync) does not make a fresh handshake stale; monotonic time does', async () => {
+    const own = new ManualClock();
+    const p = new Prober({ dialer, exchange: (q, qq, u, pa, x) => forwarder.exchange(q, qq, u, pa, x), tunnel: async () => tunnel, ping: async () => 1, clock: own, timeoutMs: 300 });
+    const at = own.wall() - 5000;
+    tunnel = { ifname: 'swg-ntp', up: true, pid: 1, latestHandshake: at, rxBytes: 1, txBytes: 1, endpoint: null };
+    const t = { ...target([{ kind: 'handshake' }]), ifname: 'swg-ntp' };
+    expect((await p.round(t)).ok).toBe(true);
+    own.stepWall(3_600_000); // the same handshake now looks an hour old on the wall clock
+    tunnel = { ...tunnel, rxBytes: 2 };
+    expect((await p.round(t)).ok).toBe(true);
+    await own.advance(HANDSHAKE_STALE_MS);
+    tunnel = { ...tunnel, rxBytes: 3 };
+    expect((await p.round(t)).error).toMatch(/handshake: the latest is 185 s old/);
+    p.close();
   });
 
   it('a round is good only when every probe is; its RTT is the smallest measured', async () => {

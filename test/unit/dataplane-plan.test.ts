@@ -20,6 +20,7 @@ import {
   type DataplanePlan,
 } from '../../daemon/dataplane/plan.js';
 import { localDnsTargets } from '../../daemon/resolver-paths.js';
+import { TAG_SET_LIMIT, TAG_SET_SIZE } from '../../daemon/dataplane/tag-bounds.js';
 
 const key = (): string => randomBytes(32).toString('base64');
 const wg = (): string => `[Interface]\nPrivateKey = ${key()}\nAddress = 10.64.0.2/32\nDNS = 10.64.0.1\n[Peer]\nPublicKey = ${key()}\nEndpoint = 192.0.2.1:51820\nAllowedIPs = 0.0.0.0/0, ::/0\n`;
@@ -252,6 +253,15 @@ describe('renderRuleset', () => {
     expect(text).toContain('delete set inet splitwan tag6_deadbeef\n');
     expect(text).not.toContain(`delete set inet splitwan ${tagSetNames(p.rules[0]!).v4}`);
     expect(text.indexOf('delete chain')).toBeLessThan(text.indexOf('delete set'));
+  });
+
+  it('tag sets are bounded: the kernel set a little larger than the tagger\'s own bound (timed-out elements count until its GC)', async () => {
+    const p = plan(await load(ROUTER));
+    const n = tagSetNames(p.rules.find((r) => r.tagged)!);
+    const text = renderRuleset(p);
+    expect(text).toContain(`\tset ${n.v4} { type ipv4_addr; flags timeout; size ${TAG_SET_SIZE}; }`);
+    expect(text).toContain(`\tset ${n.v6} { type ipv6_addr; flags timeout; size ${TAG_SET_SIZE}; }`);
+    expect(TAG_SET_SIZE).toBeGreaterThan(TAG_SET_LIMIT);
   });
 
   it('is deterministic: the same plan renders the same text', async () => {

@@ -12,6 +12,8 @@ function fakeClock(): Clock & { advance(ms: number): Promise<void> } {
   let nextId = 1;
   return {
     now: () => now,
+    wall: () => now,
+    boot: () => now,
     setTimeout: (fn, ms) => {
       const id = nextId++;
       timers.push({ at: now + ms, fn, id });

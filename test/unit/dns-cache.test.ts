@@ -2,11 +2,18 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { Clock } from '../../lib/logger.js';
 import { type CacheEntryInput, DnsCache, type DnsCacheOptions, InFlight } from '../../dns/cache.js';
+import { ManualClock } from '../helpers/clock.js';
 
 /** A clock that moves only when told to. Timers are not used by the cache. */
 class FakeClock implements Clock {
   t = 1_000_000;
   now(): number {
+    return this.t;
+  }
+  wall(): number {
+    return this.t;
+  }
+  boot(): number {
     return this.t;
   }
   advance(ms: number): void {
@@ -598,5 +605,22 @@ describe('DnsCache: model test', () => {
       }),
       { numRuns: 500 },
     );
+  });
+});
+
+describe('DnsCache: TTLs on the monotonic clock', () => {
+  it('a wall-clock step back an hour neither revives an expired answer nor stretches a live one', async () => {
+    const clock = new ManualClock();
+    const cache = new DnsCache({ ...defaults }, clock);
+    cache.set('tunnel', 'a', entry(60));
+    cache.set('tunnel', 'b', entry(120));
+    await clock.advance(61_000);
+    clock.stepWall(-3_600_000);
+    expect(cache.get('tunnel', 'a')).toBeNull();
+    expect(cache.get('tunnel', 'b')?.ageSeconds).toBe(61);
+    clock.stepWall(7_200_000); // and forward: nothing expires early
+    expect(cache.get('tunnel', 'b')).not.toBeNull();
+    await clock.advance(60_000);
+    expect(cache.get('tunnel', 'b')).toBeNull();
   });
 });

@@ -29,6 +29,12 @@ class FakeClock implements Clock {
   now(): number {
     return this.t;
   }
+  wall(): number {
+    return this.t;
+  }
+  boot(): number {
+    return this.t;
+  }
   advance(ms: number): void {
     this.t += ms;
     const due = this.timers.filter((x) => x.at <= this.t).sort((a, b) => a.at - b.at);

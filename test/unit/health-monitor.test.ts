@@ -17,7 +17,10 @@ function setup(o: { failbackHoldMs?: number } = {}) {
   const prober = {
     round: async (t: ProbeTarget): Promise<ProbeResult> => {
       rounds.push(t.name);
-      return alive.get(t.name) ? { ok: true, rttMs: 20, error: null } : { ok: false, rttMs: null, error: 'no answer in 1000 ms' };
+      if (alive.get(t.name)) return { ok: true, rttMs: 20, error: null };
+      // A dead gateway answers nothing: its round ends at the timeout.
+      await new Promise<void>((r) => clock.setTimeout(r, 800));
+      return { ok: false, rttMs: null, error: 'no answer in 800 ms' };
     },
   };
   const m = new HealthMonitor({
@@ -27,6 +30,7 @@ function setup(o: { failbackHoldMs?: number } = {}) {
     degradeFactor: 3,
     intervalMs: 1000,
     failbackHoldMs: o.failbackHoldMs ?? 30_000,
+    timeoutMs: 800,
     prober,
     clock,
     logger: silentLogger,
@@ -61,7 +65,8 @@ describe('HealthMonitor', () => {
     await clock.advance(2000);
     events.length = 0;
     alive = false;
-    await clock.advance(1000);
+    // Fails at once at 3 s, confirmed a timeout apart (800 ms: 3.8 s, 4.6 s).
+    await clock.advance(2600);
     expect(events).toEqual(['gw1 down, active gw2', 'switch gw1 -> gw2']);
     m.stop();
   });
@@ -84,17 +89,17 @@ describe('HealthMonitor', () => {
     m.start();
     await clock.advance(5000);
     alive.set('gw1', false);
-    // The next round (within an interval) fails; it is confirmed by the rounds right after it
-    // (this fake prober fails at once; a real one after its timeout).
-    await clock.advance(999);
+    // The next round (at 6 s) fails at its timeout; it is confirmed by the rounds right after it:
+    // 6.8 s, 7.6 s, down at 8.4 s.
+    await clock.advance(3399);
     expect(m.active).toBe('gw1');
     await clock.advance(1);
-    expect(m.active).toBe('gw2'); // 3 failed rounds at the same instant here
+    expect(m.active).toBe('gw2');
     expect(switches.at(-1)).toMatchObject({ from: 'gw1', to: 'gw2', fromDown: true, reason: 'gw1 is down' });
     expect(m.healthy('gw1')).toBe(false);
 
     alive.set('gw2', false);
-    await clock.advance(3000);
+    await clock.advance(4000);
     expect(m.active).toBeNull();
     expect(switches.at(-1)).toMatchObject({ from: 'gw2', to: null, fromDown: true });
 
@@ -123,7 +128,7 @@ describe('HealthMonitor', () => {
     expect(m.active).toBe('gw2');
     expect(() => m.pin('nope')).toThrow(/no gateway named nope/);
     alive.set('gw2', false);
-    await clock.advance(3000);
+    await clock.advance(3500);
     expect(m.active).toBe('gw1');
     // Reload: gw2 removed, gw3 added; gw1 keeps its rounds.
     const before = m.status().find((s) => s.name === 'gw1')!.rounds;
@@ -145,10 +150,10 @@ describe('HealthMonitor', () => {
     await clock.advance(2000);
     expect(m.status().map((s) => [s.name, s.state, s.active])).toEqual([['gw1', 'up', true], ['breakout', 'up', false]]);
     alive.set('gw1', false);
-    await clock.advance(2000);
+    await clock.advance(3500);
     expect(m.active).toBeNull(); // the breakout is not a gateway: the kill switch holds
     alive.set('breakout', false);
-    await clock.advance(2000);
+    await clock.advance(3500);
     expect(m.status().find((s) => s.name === 'breakout')!.state).toBe('down');
     expect(switches.map((s) => s.to)).toEqual([null]);
     m.setBreakout(null);
@@ -164,7 +169,7 @@ describe('HealthMonitor', () => {
     m.configure({ failAfter: 1, recoverAfter: 5, window: 10, degradeFactor: 3, intervalMs: 500, failbackHoldMs: 30_000 });
     expect(m.active).toBe('gw1');
     alive.set('gw1', false);
-    await clock.advance(1000); // one failed round is enough now, and rounds come every 500 ms
+    await clock.advance(2000); // the round due at 4 s fails at its timeout (4.8 s): one is enough now
     expect(m.active).toBe('gw2');
     m.stop();
   });
@@ -179,8 +184,9 @@ describe('HealthMonitor', () => {
     mm.setGateways([gw('gw1', 1)]);
     mm.start();
     await clock.advance(3000);
-    // 0 ms and its confirmation right after (down), then one a second: 1000, 2000, 3000
-    expect(mm.status()[0]).toMatchObject({ state: 'down', lastError: 'boom', rounds: 5 });
+    // 0 ms and its confirmation a timeout later (800 ms: a failure at once is confirmed no sooner
+    // than a timeout would have been; down), then one a second: 1800, 2800
+    expect(mm.status()[0]).toMatchObject({ state: 'down', lastError: 'boom', rounds: 4 });
     mm.stop();
     m.stop();
   });

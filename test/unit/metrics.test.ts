@@ -106,6 +106,8 @@ const FAMILIES: [string, string][] = [
   ['splitwan_dns_queries_total', 'counter'],
   ['splitwan_dns_errors_total', 'counter'],
   ['splitwan_dns_cache_hit_ratio', 'gauge'],
+  ['splitwan_dns_limited_total', 'counter'],
+  ['splitwan_tag_set_full_total', 'counter'],
   ['splitwan_dns_upstream_seconds', 'histogram'],
   ['splitwan_gateway_up', 'gauge'],
   ['splitwan_gateway_state', 'gauge'],
@@ -198,6 +200,21 @@ describe('metrics: families read from the source at scrape time', () => {
     expect(value(all, 'splitwan_dns_errors_total', { rcode: 'servfail' })).toBe(1);
     expect(value(all, 'splitwan_dns_errors_total', { rcode: 'formerr' })).toBe(0);
     expect(value(all, 'splitwan_dns_cache_hit_ratio')).toBeCloseTo(1 / 3, 10);
+  });
+
+  it('queries not forwarded (refused locally, over a client\'s limit) and answers refused for a full tag set', async () => {
+    const src = fakeSource();
+    const dns = src.dns;
+    src.dns = () => ({ ...dns(), refusedLocally: 4, clientLimited: 17 });
+    const full = { n: 2 };
+    const { all } = await scrape(new Metrics({ ...src, dns: src.dns, tagSetFull: () => full.n }));
+    expect(value(all, 'splitwan_dns_limited_total', { reason: 'refused-locally' })).toBe(4);
+    expect(value(all, 'splitwan_dns_limited_total', { reason: 'client-limit' })).toBe(17);
+    expect(value(all, 'splitwan_tag_set_full_total')).toBe(2);
+    // Sources without the figures (an older composition root) read as 0.
+    const { all: none } = await scrape(new Metrics(fakeSource()));
+    expect(value(none, 'splitwan_tag_set_full_total')).toBe(0);
+    expect(value(none, 'splitwan_dns_limited_total', { reason: 'client-limit' })).toBe(0);
   });
 
   it('the hit ratio is 0 before any query', async () => {

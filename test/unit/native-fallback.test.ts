@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { FallbackNotes, reasonOf } from '../../sys/native-fallback.js';
 import { defaultUdpTransport } from '../../dns/udp-mmsg-linux.js';
 import { defaultSplicer } from '../../proxy/splice-linux.js';
-import { dgramFd } from '../../daemon/sockets-linux.js';
+import { dgramFd } from '../../sys/socket-fd.js';
 
 interface Line {
   level: 'info' | 'warn';

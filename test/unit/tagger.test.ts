@@ -2,14 +2,15 @@ import { describe, expect, it } from 'vitest';
 import type { Clock } from '../../lib/logger.js';
 import { renderElementChanges, type ElementChanges } from '../../daemon/dataplane/nft-session-linux.js';
 import { FakeNft } from '../../daemon/dataplane/nft-fake.js';
-import { NftTagger } from '../../daemon/dataplane/tagger.js';
+import { NftTagger, TagSetFullError } from '../../daemon/dataplane/tagger.js';
+import { ManualClock } from '../helpers/clock.js';
 import { removeStaleHomes } from '../../daemon/dataplane/nft-session-linux.js';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 function clock(): Clock & { t: number } {
-  const c = { t: 1_000_000, now: () => c.t, setTimeout: () => 0, clearTimeout: () => {} };
+  const c = { t: 1_000_000, now: () => c.t, wall: () => c.t, boot: () => c.t, setTimeout: () => 0, clearTimeout: () => {} };
   return c;
 }
 
@@ -273,5 +274,66 @@ describe('removeStaleHomes (the nft -i fallback\'s private HOMEs)', () => {
       'add element inet splitwan tag4_a { 198.51.100.8 timeout 600s expires 600s }',
     ]);
     expect(nft.has('tag4_a', '198.51.100.8')).toBe(true);
+  });
+});
+
+describe('NftTagger: a bounded shadow', () => {
+  it('a full set refuses an answer that would add to it (TagSetFullError: the resolver answers SERVFAIL), counts it; refreshes still fit', async () => {
+    const c = clock();
+    const nft = new FakeNft(c);
+    const t = new NftTagger(nft, c, { maxPerSet: 3 });
+    await t.tag(A, ['198.51.100.1', '198.51.100.2', '198.51.100.3'], 600_000);
+    await expect(t.tag(A, ['198.51.100.4'], 600_000)).rejects.toBeInstanceOf(TagSetFullError);
+    await expect(t.tag(A, ['198.51.100.4'], 600_000)).rejects.toThrow(/tag set tag4_a is full \(3 addresses\)/);
+    expect(t.refusedFull).toBe(2);
+    expect(nft.has('tag4_a', '198.51.100.4')).toBe(false);
+    // Another set, or the other family, has its own room; a refresh of a tagged address fits.
+    await t.tag(A, ['2001:db8::4'], 600_000);
+    await t.tag(B, ['198.51.100.4'], 600_000);
+    c.t += 400_000;
+    await t.tag(A, ['198.51.100.1'], 600_000);
+    expect(nft.has('tag4_a', '198.51.100.1')).toBe(true);
+    expect(t.shadowEntries).toBe(5);
+  });
+
+  it('at the bound, expired tags are swept out first: a new answer then fits', async () => {
+    const c = clock();
+    const nft = new FakeNft(c);
+    const t = new NftTagger(nft, c, { maxPerSet: 2 });
+    await t.tag(A, ['198.51.100.1'], 10_000);
+    await t.tag(A, ['198.51.100.2'], 600_000);
+    c.t += 11_000;
+    await t.tag(A, ['198.51.100.3'], 600_000);
+    expect(nft.has('tag4_a', '198.51.100.3')).toBe(true);
+    expect(t.refusedFull).toBe(0);
+  });
+
+  it('in one batch, the answers that fit are tagged and only the one past the bound is refused', async () => {
+    const c = clock();
+    const nft = new FakeNft(c);
+    const t = new NftTagger(nft, c, { maxPerSet: 2 });
+    nft.hold = true;
+    const first = t.tag(A, ['198.51.100.1'], 600_000); // in flight
+    await new Promise((r) => setTimeout(r, 1));
+    const rs = [t.tag(A, ['198.51.100.2'], 600_000), t.tag(A, ['198.51.100.3'], 600_000), t.tag(A, ['198.51.100.2'], 600_000)].map((p) => p.then(() => 'ok', (e: Error) => e.name));
+    nft.hold = false;
+    nft.release();
+    await first;
+    await new Promise((r) => setTimeout(r, 5));
+    nft.release();
+    expect(await Promise.all(rs)).toEqual(['ok', 'TagSetFullError', 'ok']);
+  });
+
+  it('expiries are the monotonic clock\'s: a wall-clock step back an hour does not keep a tag alive that the kernel dropped', async () => {
+    const mc = new ManualClock();
+    const nft = new FakeNft(mc); // the kernel's timeouts are monotonic too
+    const t = new NftTagger(nft, mc);
+    await t.tag(A, ['198.51.100.1'], 60_000);
+    await mc.advance(61_000);
+    mc.stepWall(-3_600_000);
+    expect(nft.has('tag4_a', '198.51.100.1')).toBe(false);
+    // A cache hit asks: the address must be sent again, not skipped as "tagged".
+    expect(t.pending(A, ['198.51.100.1'], 60_000)).toEqual(['198.51.100.1']);
+    expect(t.lookup('198.51.100.1')).toBeUndefined();
   });
 });

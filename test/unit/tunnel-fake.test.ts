@@ -18,6 +18,8 @@ function manualClock() {
   let seq = 0;
   const clock: Clock & { tick(ms: number): void } = {
     now: () => now,
+    wall: () => now,
+    boot: () => now,
     setTimeout(fn, ms) {
       timers.set(++seq, { at: now + ms, fn });
       return seq;
