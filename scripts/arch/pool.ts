@@ -1,0 +1,102 @@
+// A vitest pool whose workers are another architecture's Node under
+// qemu-user: vitest itself (its vite server, the TypeScript transform,
+// rolldown's native binding, the reporters) stays on this machine's Node,
+// and only the worker that imports and runs a test file is emulated. So the
+// test code, the project's modules and their dependencies (koffi's prebuilt
+// binary for that architecture) run there, at emulation speed, while the
+// transform does not; and vitest's own Node requirement (vite 8: >= 20.19)
+// holds for the host alone, the worker runtime runs on Node 20.11.
+//
+// It is vitest's `forks` pool (child_process.fork, advanced serialization
+// over IPC; both Nodes are 20.x, V8 11.3, one serializer format) with
+// another executable: the foreign Node itself where binfmt_misc runs it, or
+// qemu-<arch>-static with that Node as its first argument where it does not.
+import { fork, type ChildProcess } from 'node:child_process';
+import type { PoolOptions, PoolWorker, WorkerRequest } from 'vitest/node';
+
+export interface EmulatedNode {
+  /** The foreign Node binary. */
+  node: string;
+  /** qemu-<arch>-static to run it with, or null when binfmt_misc does. */
+  qemu: string | null;
+}
+
+const SIGKILL_AFTER_MS = 2000;
+
+class EmulatedForksWorker implements PoolWorker {
+  readonly name: string;
+  readonly cacheFs = true;
+  private child: ChildProcess | null = null;
+  private readonly entrypoint: string;
+
+  constructor(
+    private readonly o: PoolOptions,
+    private readonly emu: EmulatedNode,
+    name: string,
+  ) {
+    this.name = name;
+    // The same worker script vitest's own forks pool starts (vitest/dist/workers/forks.js).
+    this.entrypoint = new URL('workers/forks.js', `file://${o.distPath.replace(/\/?$/, '/')}`).pathname;
+  }
+
+  // vitest's PoolWorker interface types these callbacks' argument as any.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  on(event: string, cb: (arg: any) => void): void {
+    this.proc().on(event, cb);
+  }
+
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  off(event: string, cb: (arg: any) => void): void {
+    this.proc().off(event, cb);
+  }
+
+  send(message: WorkerRequest): void {
+    this.proc().send(message);
+  }
+
+  deserialize(data: unknown): unknown {
+    return data;
+  }
+
+  async start(): Promise<void> {
+    if (this.child !== null) return;
+    const { node, qemu } = this.emu;
+    // fork() runs `execPath ...execArgv entrypoint`: with qemu, the foreign Node goes first in execArgv.
+    this.child = fork(this.entrypoint, [], {
+      env: this.o.env as NodeJS.ProcessEnv,
+      execPath: qemu ?? node,
+      execArgv: [...(qemu !== null ? [node] : []), ...this.o.execArgv],
+      stdio: 'pipe',
+      serialization: 'advanced',
+    });
+    this.child.stdout?.pipe(process.stdout, { end: false });
+    this.child.stderr?.pipe(process.stderr, { end: false });
+  }
+
+  async stop(): Promise<void> {
+    const child = this.child;
+    if (child === null) return;
+    const exited = new Promise<void>((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) resolve();
+      else child.once('exit', () => resolve());
+    });
+    // Our own child, by its handle: SIGTERM, then SIGKILL if an emulated worker is slow to go.
+    const kill = setTimeout(() => child.kill('SIGKILL'), SIGKILL_AFTER_MS);
+    child.kill();
+    await exited;
+    clearTimeout(kill);
+    child.stdout?.unpipe(process.stdout);
+    child.stderr?.unpipe(process.stderr);
+    this.child = null;
+  }
+
+  private proc(): ChildProcess {
+    if (this.child === null) throw new Error('emulated worker not started');
+    return this.child;
+  }
+}
+
+/** The pool for `test.pool` in a vitest config. */
+export function emulatedPool(emu: EmulatedNode, name = 'emulated'): { name: string; createPoolWorker: (o: PoolOptions) => PoolWorker } {
+  return { name, createPoolWorker: (o) => new EmulatedForksWorker(o, emu, name) };
+}
