@@ -20,21 +20,35 @@ export async function until(cond: () => boolean | Promise<boolean>, ms = 8000, w
   }
 }
 
+/**
+ * The Node that runs the daemon: this test's own, or another architecture's
+ * (`npm run test:arch` sets SPLITWAN_TEST_NODE to it, and SPLITWAN_TEST_QEMU
+ * to qemu-<arch>-static where binfmt_misc cannot start it), so the lab e2e
+ * tests drive a daemon running under emulation.
+ */
+export function daemonNode(env: NodeJS.ProcessEnv = process.env): string[] {
+  const node = env.SPLITWAN_TEST_NODE || process.execPath;
+  return env.SPLITWAN_TEST_QEMU ? [env.SPLITWAN_TEST_QEMU, node] : [node];
+}
+
+/** Emulated, the daemon starts and stops several times slower: its waits stretch, the tests' own do not. */
+const SLOW = process.env.SPLITWAN_TEST_NODE ? 6 : 1;
+
 /** Starts `splitwan run --config CFG` in namespace `ns`; resolves once it logged "splitwan running". */
 export async function startDaemon(ns: string, cfg: string): Promise<Daemon> {
   const output: string[] = [];
-  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, join(root, 'bin', 'splitwan'), 'run', '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('ip', ['netns', 'exec', ns, ...daemonNode(), join(root, 'bin', 'splitwan'), 'run', '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout!.setEncoding('utf8').on('data', (d: string) => output.push(...d.split('\n').filter(Boolean)));
   child.stderr!.setEncoding('utf8').on('data', (d: string) => output.push(...d.split('\n').filter(Boolean)));
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
   const d = { child, output, exited };
-  await until(() => output.some((l) => l.includes('splitwan running')) || child.exitCode !== null, 20_000, 'the daemon to start');
+  await until(() => output.some((l) => l.includes('splitwan running')) || child.exitCode !== null, 20_000 * SLOW, 'the daemon to start');
   if (child.exitCode !== null) throw new Error(`daemon exited: ${output.join('\n')}`);
   return d;
 }
 
 /** Signals the daemon (our own child, by pid) and resolves with its exit code. */
-export async function stopDaemon(d: Daemon, signal: NodeJS.Signals = 'SIGTERM', graceMs = 20_000): Promise<number | null> {
+export async function stopDaemon(d: Daemon, signal: NodeJS.Signals = 'SIGTERM', graceMs = 20_000 * SLOW): Promise<number | null> {
   if (d.child.exitCode === null) d.child.kill(signal);
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<'late'>((r) => (timer = setTimeout(() => r('late'), graceMs)));
