@@ -85,12 +85,15 @@ function vitest(filters: string[], env: NodeJS.ProcessEnv): Promise<{ files: Fil
   });
 }
 
-function knownFailures(arch: string): string[] {
+/**
+ * What is known to fail on `arch`, with why: scripts/arch/known-failures.json
+ * maps each architecture to { "file > describe > test": "reason" }.
+ */
+function knownFailures(arch: string): Record<string, string> {
   const p = join(repo, 'scripts', 'arch', 'known-failures.json');
-  if (!existsSync(p)) return [];
-  const all = JSON.parse(readFileSync(p, 'utf8')) as Record<string, string[] | string>;
-  const k = all[arch];
-  return Array.isArray(k) ? k : [];
+  if (!existsSync(p)) return {};
+  const all = JSON.parse(readFileSync(p, 'utf8')) as Record<string, Record<string, string>>;
+  return all[arch] ?? {};
 }
 
 async function main(): Promise<number> {
@@ -134,11 +137,12 @@ async function main(): Promise<number> {
     exits.e2e = r.code;
   }
 
-  const v = judge(files, knownFailures(arch.name));
+  const known = knownFailures(arch.name);
+  const v = judge(files, Object.keys(known));
   const sum = (k: 'passed' | 'failed' | 'skipped'): number => files.reduce((n, f) => n + f[k], 0);
   process.stdout.write(`\ntest:arch ${arch.name} (${emu.probe.arch}, Node ${emu.probe.version}, ${emu.probe.endianness}, koffi ${emu.koffi ? 'prebuilt' : 'none'}${emu.qemu ? ', qemu explicit: no binfmt' : ', binfmt'}):\n`);
   process.stdout.write(`${table(files).join('\n')}\n`);
-  if (v.expected.length) process.stdout.write(`known failures on ${arch.name} (scripts/arch/known-failures.json), failed as known:\n${v.expected.map((x) => `  ${x}`).join('\n')}\n`);
+  if (v.expected.length) process.stdout.write(`known failures on ${arch.name} (scripts/arch/known-failures.json), failed as known:\n${v.expected.map((x) => `  ${x}\n      why: ${known[x]}`).join('\n')}\n`);
   if (v.fixed.length) process.stdout.write(`known failures that PASSED now (remove them from scripts/arch/known-failures.json):\n${v.fixed.map((x) => `  ${x}`).join('\n')}\n`);
   if (v.unexpected.length) process.stdout.write(`FAILED, not known to fail on ${arch.name}:\n${v.unexpected.map((x) => `  ${x}`).join('\n')}\n`);
   // A vitest that failed without a failing test in its report (a crash, a config error) is a failure too.
