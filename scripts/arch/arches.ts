@@ -32,9 +32,16 @@ export const ARCHES: Readonly<Record<string, Arch>> = {
   s390x: { name: 's390x', deb: 's390x', qemu: 's390x', nodePackage: 'node-linux-s390x', nodeVersion: '20.11.0', nodeArch: 's390x', koffi: null, littleEndian: false, bits: 64 },
 };
 
-/** The Debian packages of the foreign C libraries Node (and libnftables, for the lab tests) need. */
+/**
+ * The Debian packages of the foreign C libraries Node needs. Not the foreign
+ * libnftables: qemu-user refuses NETLINK_NETFILTER sockets
+ * (EPROTONOSUPPORT), and libnftables exit()s the process when it cannot open
+ * its socket, so with it an emulated daemon dies at its first nft command;
+ * without it the daemon uses `nft -i` (native) as it does where
+ * libnftables1 is not installed.
+ */
 export function foreignPackages(a: Arch): string[] {
-  return ['libc6', 'libstdc++6', 'libatomic1', 'libnftables1'].map((p) => `${p}:${a.deb}`);
+  return ['libc6', 'libstdc++6', 'libatomic1'].map((p) => `${p}:${a.deb}`);
 }
 
 /**

