@@ -11,6 +11,14 @@
 // over IPC; both Nodes are 20.x, V8 11.3, one serializer format) with
 // another executable: the foreign Node itself where binfmt_misc runs it, or
 // qemu-<arch>-static with that Node as its first argument where it does not.
+//
+// Big-endian workers (s390x): V8's serializer writes doubles and two-byte
+// strings in the writer's byte order and the reader does not swap them, so
+// a test's duration reads as garbage (-3.97e38 ms) and text outside Latin-1
+// (test names with an arrow, error messages) comes out garbled; which tests
+// passed, failed or were skipped (one-byte strings, small integers) comes
+// through intact. `json` serialization cannot carry vitest's messages (they
+// are cyclic), so this stays.
 import { fork, type ChildProcess } from 'node:child_process';
 import type { PoolOptions, PoolWorker, WorkerRequest } from 'vitest/node';
 
