@@ -30,6 +30,9 @@ export interface EmulatedNode {
 }
 
 const SIGKILL_AFTER_MS = 2000;
+/** How long an emulated worker may take to load vitest's worker (worker-entry.mjs). */
+const READY_WITHIN_MS = 10 * 60_000;
+const bootstrap = new URL('worker-entry.mjs', import.meta.url).pathname;
 
 class EmulatedForksWorker implements PoolWorker {
   readonly name: string;
@@ -69,16 +72,34 @@ class EmulatedForksWorker implements PoolWorker {
   async start(): Promise<void> {
     if (this.child !== null) return;
     const { node, qemu } = this.emu;
-    // fork() runs `execPath ...execArgv entrypoint`: with qemu, the foreign Node goes first in execArgv.
-    this.child = fork(this.entrypoint, [], {
+    // fork() runs `execPath ...execArgv module args`: with qemu, the foreign Node goes first in execArgv.
+    const child = fork(bootstrap, [this.entrypoint], {
       env: this.o.env as NodeJS.ProcessEnv,
       execPath: qemu ?? node,
       execArgv: [...(qemu !== null ? [node] : []), ...this.o.execArgv],
       stdio: 'pipe',
       serialization: 'advanced',
     });
-    this.child.stdout?.pipe(process.stdout, { end: false });
-    this.child.stderr?.pipe(process.stderr, { end: false });
+    this.child = child;
+    child.stdout?.pipe(process.stdout, { end: false });
+    child.stderr?.pipe(process.stderr, { end: false });
+    // Loaded: only then does vitest's 60 s for the start handshake begin (see worker-entry.mjs).
+    await new Promise<void>((resolve, reject) => {
+      const done = (e?: Error): void => {
+        clearTimeout(timer);
+        child.off('message', onMessage);
+        child.off('exit', onExit);
+        if (e) reject(e);
+        else resolve();
+      };
+      const onMessage = (m: unknown): void => {
+        if ((m as { type?: string } | null)?.type === 'splitwan-arch-ready') done();
+      };
+      const onExit = (code: number | null, signal: string | null): void => done(new Error(`the emulated worker exited (${code ?? signal}) before it loaded vitest`));
+      const timer = setTimeout(() => done(new Error(`the emulated worker did not load vitest within ${READY_WITHIN_MS / 1000} s`)), READY_WITHIN_MS);
+      child.on('message', onMessage);
+      child.on('exit', onExit);
+    });
   }
 
   async stop(): Promise<void> {
