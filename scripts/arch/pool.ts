@@ -20,6 +20,7 @@
 // through intact. `json` serialization cannot carry vitest's messages (they
 // are cyclic), so this stays.
 import { fork, type ChildProcess } from 'node:child_process';
+import { dirname } from 'node:path';
 import type { PoolOptions, PoolWorker, WorkerRequest } from 'vitest/node';
 
 export interface EmulatedNode {
@@ -73,8 +74,12 @@ class EmulatedForksWorker implements PoolWorker {
     if (this.child !== null) return;
     const { node, qemu } = this.emu;
     // fork() runs `execPath ...execArgv module args`: with qemu, the foreign Node goes first in execArgv.
+    // `node` on PATH is the foreign one too: what a test starts by name (install.sh's `command -v node`,
+    // bin/splitwan's `#!/usr/bin/env node`) runs emulated like the test itself.
+    const env = { ...(this.o.env as NodeJS.ProcessEnv) };
+    env.PATH = `${dirname(node)}${env.PATH ? `:${env.PATH}` : ''}`;
     const child = fork(bootstrap, [this.entrypoint], {
-      env: this.o.env as NodeJS.ProcessEnv,
+      env,
       execPath: qemu ?? node,
       execArgv: [...(qemu !== null ? [node] : []), ...this.o.execArgv],
       stdio: 'pipe',
