@@ -24,7 +24,7 @@ usage() {
   cat <<EOF
 Usage: sudo ./install.sh [options]
 
-Installs splitwan: missing system packages (Node.js >= 20.18, wireguard-tools,
+Installs splitwan: missing system packages (Node.js >= 20.11, wireguard-tools,
 wireguard-go when the kernel has no WireGuard, nftables, iproute2, conntrack),
 a build of this checkout in PREFIX, the command in BINDIR, ETC/config.yaml
 (from docs/examples/config.yaml, only when there is none) and the service
@@ -170,23 +170,23 @@ guard_prefix
 node_version() { local v; v="$(node --version 2>/dev/null)" || v=none; printf '%s' "${v:-none}"; }
 node_ok() {
   command -v node >/dev/null 2>&1 &&
-    node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=18)?0:1)' 2>/dev/null
+    node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=11)?0:1)' 2>/dev/null
 }
-# "20.19.2+dfsg-1", "1:22.1.0-1nodesource1" >= 20.18?
+# "20.19.2+dfsg-1", "1:22.1.0-1nodesource1" >= 20.11?
 version_ok() {
   local v="${1#*:}" major minor
   major="${v%%.*}"; minor="${v#*.}"; minor="${minor%%[!0-9]*}"
   [[ "$major" =~ ^[0-9]+$ ]] && [[ "$minor" =~ ^[0-9]+$ ]] || return 1
-  [ "$major" -gt 20 ] || { [ "$major" -eq 20 ] && [ "$minor" -ge 18 ]; }
+  [ "$major" -gt 20 ] || { [ "$major" -eq 20 ] && [ "$minor" -ge 11 ]; }
 }
 node_help() {
   cat >&2 <<EOF
-install.sh: splitwan needs Node.js >= 20.18 and npm (found: $(node_version)).
+install.sh: splitwan needs Node.js >= 20.11 and npm (found: $(node_version)).
   Debian 13 / Ubuntu 25.04 and later:  apt install nodejs npm
   Older Debian/Ubuntu: Node.js 22 LTS from NodeSource's apt repository
     (https://github.com/nodesource/distributions: add the repository, then apt install nodejs)
     or the official binaries from https://nodejs.org/en/download (put node and npm in PATH).
-  OpenWrt: opkg install node node-npm (a release whose node is 20.18 or later).
+  OpenWrt: opkg install node node-npm (a release whose node is 20.11 or later).
 Then run ./install.sh again.
 EOF
   exit 1
