@@ -54,6 +54,13 @@ describe('judge', () => {
     expect(v.fixed).toEqual([]);
   });
 
+  it('a flaky one is expected when it fails and not fixed when it passes', () => {
+    const v = judge(files, [], ['test/integration/b.test.ts > UDP > recvmmsg > answers', 'test/integration/b.test.ts > UDP > binds']);
+    expect(v.expected).toEqual(['test/integration/b.test.ts > UDP > recvmmsg > answers']);
+    expect(v.fixed).toEqual([]);
+    expect(v.unexpected).toEqual(['test/lab/c.test.ts > (file)']);
+  });
+
   it('a known failure that ran and passed is reported fixed; one whose file did not run is neither', () => {
     const v = judge(files, ['test/integration/b.test.ts > UDP > binds', 'test/e2e/d.test.ts > x']);
     expect(v.fixed).toEqual(['test/integration/b.test.ts > UDP > binds']);
