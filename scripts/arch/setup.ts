@@ -148,12 +148,17 @@ export function setup(a: Arch, repo: string, log: Log): Emulation {
   const node = ensureNode(a, log);
   const qemu = noBinfmt === null ? null : `/usr/bin/qemu-${a.qemu}-static`;
   if (noBinfmt !== null) log(`WARNING: ${noBinfmt}; the foreign Node runs as \`${qemu} ${node}\`, and tests that spawn process.execPath will fail`);
-  const script = "const k=(()=>{try{return require('koffi').version}catch(e){return 'none: '+e.message.split('\\n')[0]}})();console.log(JSON.stringify({arch:process.arch,version:process.version,endianness:require('os').endianness(),koffi:k}))";
+  // Which koffi.node the foreign Node mapped (/proc/self/maps, as qemu shows it to the guest): it must be that architecture's.
+  const script = [
+    "let k; try { k = require('koffi').version } catch (e) { k = 'none: ' + e.message.split('\\n')[0] }",
+    "const maps = require('fs').readFileSync('/proc/self/maps', 'utf8').split('\\n').find((l) => l.endsWith('koffi.node'));",
+    "console.log(JSON.stringify({ arch: process.arch, version: process.version, endianness: require('os').endianness(), koffi: k, koffiFile: maps ? maps.slice(maps.indexOf('/')) : null }))",
+  ].join('\n');
   const out = must([...(qemu ? [qemu] : []), node, '-e', script], 'the foreign Node', { cwd: repo, timeoutMs: 120_000 });
-  const p = JSON.parse(out.trim().split('\n').pop()!) as { arch: string; version: string; endianness: string; koffi: string };
+  const p = JSON.parse(out.trim().split('\n').pop()!) as { arch: string; version: string; endianness: string; koffi: string; koffiFile: string | null };
   if (p.arch !== a.nodeArch) throw new Error(`${node} says process.arch=${p.arch}, expected ${a.nodeArch}`);
   const koffi = a.koffi === null ? null : join(repo, 'node_modules', 'koffi', 'build', 'koffi', a.koffi, 'koffi.node');
-  if (koffi !== null && !existsSync(koffi)) throw new Error(`${koffi} is missing: koffi ships no ${a.koffi} build in this version`);
-  log(`foreign Node: ${p.arch} ${p.version} ${p.endianness}; koffi ${p.koffi}${koffi ? ` (${koffi.slice(repo.length + 1)})` : ''}`);
+  if (koffi !== null && p.koffiFile !== koffi) throw new Error(`the foreign Node loaded koffi from ${p.koffiFile ?? 'nowhere'} (${p.koffi}), expected ${koffi}`);
+  log(`foreign Node: ${p.arch} ${p.version} ${p.endianness}; koffi ${p.koffi}${p.koffiFile ? ` (${p.koffiFile.slice(repo.length + 1)}, mapped)` : ''}`);
   return { node, qemu, noBinfmt, koffi, probe: p };
 }
