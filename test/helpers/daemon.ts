@@ -5,6 +5,19 @@ import { join } from 'node:path';
 
 const root = join(import.meta.dirname, '..', '..');
 
+/**
+ * With the daemon emulated (SPLITWAN_TEST_NODE: `npm run test:arch`), it
+ * starts, reacts and stops ~10x slower: every wait for it stretches by this
+ * much (until(), the start and stop waits, and the e2e tests' own timeouts
+ * through slow()). Natively 1: nothing changes.
+ */
+export const SLOW = process.env.SPLITWAN_TEST_NODE ? 10 : 1;
+
+/** A test's or hook's timeout, stretched when the daemon is emulated. */
+export function slow(ms: number): number {
+  return ms * SLOW;
+}
+
 export interface Daemon {
   child: ChildProcess;
   /** Every line it printed (pino JSON), stdout and stderr. */
@@ -13,23 +26,35 @@ export interface Daemon {
 }
 
 export async function until(cond: () => boolean | Promise<boolean>, ms = 8000, what = 'condition'): Promise<void> {
-  const end = Date.now() + ms;
+  const end = Date.now() + ms * SLOW;
   while (!(await cond())) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }
 
+/**
+ * The Node that runs the daemon: this test's own, or another architecture's
+ * (`npm run test:arch` sets SPLITWAN_TEST_NODE to it, and SPLITWAN_TEST_QEMU
+ * to qemu-<arch>-static where binfmt_misc cannot start it), so the lab e2e
+ * tests drive a daemon running under emulation.
+ */
+export function daemonNode(env: NodeJS.ProcessEnv = process.env): string[] {
+  const node = env.SPLITWAN_TEST_NODE || process.execPath;
+  return env.SPLITWAN_TEST_QEMU ? [env.SPLITWAN_TEST_QEMU, node] : [node];
+}
+
+
 /** Starts `splitwan run --config CFG` in namespace `ns`; resolves once it logged "splitwan running". */
 export async function startDaemon(ns: string, cfg: string): Promise<Daemon> {
   const output: string[] = [];
-  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, join(root, 'bin', 'splitwan'), 'run', '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('ip', ['netns', 'exec', ns, ...daemonNode(), join(root, 'bin', 'splitwan'), 'run', '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout!.setEncoding('utf8').on('data', (d: string) => output.push(...d.split('\n').filter(Boolean)));
   child.stderr!.setEncoding('utf8').on('data', (d: string) => output.push(...d.split('\n').filter(Boolean)));
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
   const d = { child, output, exited };
   try {
-    await until(() => output.some((l) => l.includes('splitwan running')) || child.exitCode !== null, 20_000, 'the daemon to start');
+    await until(() => output.some((l) => l.includes('splitwan running')) || child.exitCode !== null, 20_000, 'the daemon to start'); // until() stretches it under emulation
   } catch (e) {
     // Not started in time (a loaded machine): the caller never gets `d` to
     // stop, so it is stopped here, by pid, rather than left running.
@@ -44,7 +69,7 @@ export async function startDaemon(ns: string, cfg: string): Promise<Daemon> {
 }
 
 /** Signals the daemon (our own child, by pid) and resolves with its exit code. */
-export async function stopDaemon(d: Daemon, signal: NodeJS.Signals = 'SIGTERM', graceMs = 20_000): Promise<number | null> {
+export async function stopDaemon(d: Daemon, signal: NodeJS.Signals = 'SIGTERM', graceMs = 20_000 * SLOW): Promise<number | null> {
   if (d.child.exitCode === null) d.child.kill(signal);
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<'late'>((r) => (timer = setTimeout(() => r('late'), graceMs)));

@@ -320,7 +320,7 @@ describe.skipIf(why !== null && !inCi)('packaging in a pristine Debian 12 root',
     });
 
     it('a later run that finds a new enough system Node.js switches to it and drops its own', async () => {
-      // A system Node.js >= 20.18 (here: a copy of splitwan's own in /usr/local).
+      // A system Node.js >= 20.11 (here: a copy of splitwan's own in /usr/local).
       const sys = join(rootA, 'usr/local/lib/nodejs');
       const cp = await run(['cp', '-a', join(rootA, 'opt/splitwan/node'), sys]);
       expect(cp.code, show(cp)).toBe(0);

