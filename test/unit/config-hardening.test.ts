@@ -58,6 +58,13 @@ describe('regexps run in linear time', () => {
     expect(i[0]!.message).toContain('linear time');
   });
 
+  it('lookbehind is refused with a reason, whatever the Node.js (Node 22 and later could run it)', async () => {
+    const i = await issues([...HEAD, 'rules:', '  - domains: ["regexp:(?<=^ads)\\\\.example$"]', '    via: breakout']);
+    expect(i.filter((x) => x.severity === 'error')).toEqual([
+      expect.objectContaining({ code: 'SPLITWAN_CONFIG_DOMAIN', keyPath: 'rules[0].domains[0]', message: expect.stringContaining('uses lookaround, which splitwan refuses') }),
+    ]);
+  });
+
   it('warns when upper-case letters in a regexp can never match', async () => {
     const i = await issues([...HEAD, 'rules:', '  - domains: ["regexp:^IMG[0-9]+"]', '    via: breakout']);
     expect(i).toEqual([expect.objectContaining({ severity: 'warning', code: 'SPLITWAN_CONFIG_REGEXP', keyPath: 'rules[0].domains[0]' })]);
