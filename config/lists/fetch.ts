@@ -94,6 +94,20 @@ const httpsOnly: Dispatcher.DispatcherComposeInterceptor = (dispatch) => (opts, 
   return false;
 };
 
+/**
+ * The connection pool of every list download (one ListFetcher is made per
+ * refresh; the pool outlives them, and undici closes idle sockets itself).
+ * Never undici's getGlobalDispatcher(): that returns whatever sits in the
+ * process-wide slot (Symbol.for('undici.globalDispatcher.1')), and Node's own
+ * bundled undici fills it as soon as it loads: on Node 22 and 24 when ESM code
+ * imports node:http (the namespace reads http.WebSocket, a lazy getter that
+ * loads it), on Node 20 at the first global fetch(). Node 20 and 22 bundle
+ * undici 6, whose Agent refuses the undici 7 handlers our interceptors pass
+ * on: every download failed with "invalid onError method". Our own Agent
+ * speaks the API of the undici that made the interceptors, on every Node.
+ */
+let listsAgent: Dispatcher | null = null;
+
 function errorText(e: unknown): string {
   if (e instanceof Error) {
     const cause = (e as { cause?: unknown }).cause;
@@ -117,9 +131,9 @@ export class ListFetcher {
 
   /** undici's dispatcher with redirects followed (undici 7 dropped the per-request option); loaded on the first download. */
   private async http(httpsOnlyHops: boolean): Promise<{ dispatcher: Dispatcher; request: typeof import('undici').request }> {
-    const { getGlobalDispatcher, interceptors, request } = await undici();
+    const { Agent, interceptors, request } = await undici();
     if (this.dispatchers === null) {
-      const base = this.baseDispatcher ?? getGlobalDispatcher();
+      const base = this.baseDispatcher ?? (listsAgent ??= new Agent());
       const redirect = interceptors.redirect({ maxRedirections: MAX_REDIRECTIONS });
       // The guard goes first, so the redirect interceptor dispatches every hop through it.
       this.dispatchers = { any: base.compose(redirect), https: base.compose(httpsOnly, redirect) };

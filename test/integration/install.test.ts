@@ -12,7 +12,7 @@
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DAEMON_ENV, DAEMON_NODE_FLAGS } from '../../daemon/runtime-settings.js';
@@ -28,7 +28,14 @@ const etc = join(tmp, 'etc');
 const link = join(bindir, 'splitwan');
 const config = join(etc, 'config.yaml');
 // npm (prune) writes its cache and logs here, not into the user's home.
-const env = { ...process.env, npm_config_cache: join(tmp, 'npm-cache'), npm_config_update_notifier: 'false' };
+// install.sh takes the node in PATH: the one running this test comes first
+// (CI runs the suites under the packaged Node too, not only the system's).
+const env = {
+  ...process.env,
+  PATH: [dirname(process.execPath), process.env.PATH].filter(Boolean).join(':'),
+  npm_config_cache: join(tmp, 'npm-cache'),
+  npm_config_update_notifier: 'false',
+};
 const pathArgs = ['--prefix', prefix, '--bindir', bindir, '--etc', etc];
 const testArgs = [...pathArgs, '--no-service', '--no-deps', '--no-build'];
 

@@ -6,15 +6,19 @@
 //        ▼                                                     unpinned list must never reach)
 //   <tmp>/lists/<name>.txt + <name>.meta.json
 
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { Agent } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -22,6 +26,9 @@ import { ListFetcher } from '../../config/lists/fetch.js';
 import { haveOpenssl, makeCert } from '../helpers/tls.js';
 import type { ListFormat, ListSource } from '../../config/types.js';
 
+const REPO = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+/** The built fetcher, for a fresh process that runs it without vitest. */
+const DIST_FETCH = join(REPO, 'dist', 'config', 'lists', 'fetch.js');
 const HOSTS_V1 = '# blocklist v1\n0.0.0.0 ads.example.com\n0.0.0.0 tracker.example.net\n';
 const HOSTS_V2 = '# blocklist v2\n0.0.0.0 ads.example.com\n0.0.0.0 pixel.example.org\n';
 const HTML_ERROR =
@@ -530,6 +537,44 @@ describe.skipIf(!haveOpenssl)('ListFetcher', () => {
       expect(r.status).toBe('updated');
       expect(r.entry!.text).toBe(HOSTS_V2);
     });
+  });
+
+  it("downloads with splitwan's own undici after Node's bundled one filled the global dispatcher slot", async () => {
+    // As in the daemon: Node's own undici (6.x on Node 20 and 22) is loaded
+    // before ours, which is loaded on the first download. It puts its Agent in
+    // the process-wide slot undici's getGlobalDispatcher() reads (on Node 22
+    // and 24 an ESM import of node:http does it; here fetch() does, on every
+    // Node). Downloads went through that Agent, which refused our undici 7
+    // handlers: "invalid onError method". A fresh process, so Node's undici
+    // really is first (this file imported ours at the top).
+    expect(existsSync(DIST_FETCH), 'build first: npm run build (npm test does)').toBe(true);
+    const script = `
+      const slot = Symbol.for('undici.globalDispatcher.1');
+      await (await fetch(process.argv[1] + '/list/global-fetch')).text();
+      const { Agent } = await import('undici');
+      const { ListFetcher } = await import(process.argv[3]);
+      const bundled = globalThis[slot] !== undefined && !(globalThis[slot] instanceof Agent);
+      // As the daemon makes one: no dispatcher given.
+      const f = new ListFetcher({ cacheDir: process.argv[4] });
+      const base = { format: 'hosts', maxBytes: 1 << 20, timeoutMs: 5000, pos: { file: 'c.yaml', line: 1, col: 1 } };
+      // Pinned, over plain http, through two redirects (the interceptors).
+      const pinned = await f.fetch({ ...base, name: 'own', url: process.argv[1] + '/redirect/2', sha256: process.argv[5] });
+      // Unpinned: the https-only guard, then TLS answers (the system does not trust the test's certificate).
+      const strict = await f.fetch({ ...base, name: 'own-https', url: process.argv[2] + '/list/own-https' });
+      console.log(JSON.stringify({ bundled, undici: process.versions.undici, pinned, strict }));`;
+    // Asynchronously: the servers answering it run in this process.
+    const child = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script, plainBase, base, pathToFileURL(DIST_FETCH).href, cacheDir('own-undici'), sha(HOSTS_V1)], {
+      cwd: REPO,
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    const out = JSON.parse(child.stdout) as { bundled: boolean; undici: string; pinned: { status: string; error?: string; entry: { text: string } | null }; strict: { status: string; error?: string } };
+    expect(out.bundled, `Node ${process.version}'s own undici ${out.undici} in the slot`).toBe(true);
+    expect(out.pinned.error).toBeUndefined();
+    expect(out.pinned.status).toBe('updated');
+    expect(out.pinned.entry!.text).toBe(HOSTS_V1);
+    expect(out.strict.status).toBe('failed');
+    expect(out.strict.error).toMatch(/certificate/i);
   });
 
   it('returns null from readCache when nothing is cached', async () => {

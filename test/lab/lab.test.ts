@@ -8,7 +8,8 @@
 // Each test adds what it needs (a masquerade, a route) inside the ROUTER namespace and
 // removes it in `finally`. Needs root; CI must have it (the test fails there otherwise).
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync } from 'node:fs';
+import { basename } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLab, labSupported, type GatewayIndex, type Lab } from '../../lab/lab.js';
 
@@ -81,12 +82,16 @@ describe('namespace lab', () => {
     const list = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
     for (const n of Object.values(l.ns)) expect(list).toContain(n);
     expect(l.pids()).toHaveLength(4 + 3 + 1); // 4 wireguard-go, 3 dnsmasq, echo server
+    const programs: string[] = [];
     for (const pid of l.pids()) {
       // Every process runs inside one of the lab's namespaces, never the root one.
       expect(Object.values(l.ns)).toContain(execFileSync('ip', ['netns', 'identify', String(pid)], { encoding: 'utf8' }).trim());
-      const name = readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
-      expect(['wireguard-go', 'dnsmasq', 'node']).toContain(name);
+      // What it runs, by its executable and arguments (comm is a thread name: Node 24 calls its main thread MainThread).
+      const exe = realpathSync(`/proc/${pid}/exe`);
+      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      programs.push(exe === realpathSync(process.execPath) ? `node ${basename(argv[1] ?? '')}` : basename(exe));
     }
+    expect(programs.sort()).toEqual(['dnsmasq', 'dnsmasq', 'dnsmasq', 'node echo-server.mjs', 'wireguard-go', 'wireguard-go', 'wireguard-go', 'wireguard-go']);
     for (const [i, g] of l.gateways.entries()) {
       expect(await l.latestHandshake(i as GatewayIndex)).toBeGreaterThan(0);
       expect((await r(l, ['wg', 'show', g.routerIf, 'fwmark'])).trim()).toBe('off');

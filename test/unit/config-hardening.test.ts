@@ -58,6 +58,13 @@ describe('regexps run in linear time', () => {
     expect(i[0]!.message).toContain('linear time');
   });
 
+  it('lookbehind is refused with a reason, whatever the Node.js (Node 22 and later could run it)', async () => {
+    const i = await issues([...HEAD, 'rules:', '  - domains: ["regexp:(?<=^ads)\\\\.example$"]', '    via: breakout']);
+    expect(i.filter((x) => x.severity === 'error')).toEqual([
+      expect.objectContaining({ code: 'SPLITWAN_CONFIG_DOMAIN', keyPath: 'rules[0].domains[0]', message: expect.stringContaining('uses lookaround, which splitwan refuses') }),
+    ]);
+  });
+
   it('warns when upper-case letters in a regexp can never match', async () => {
     const i = await issues([...HEAD, 'rules:', '  - domains: ["regexp:^IMG[0-9]+"]', '    via: breakout']);
     expect(i).toEqual([expect.objectContaining({ severity: 'warning', code: 'SPLITWAN_CONFIG_REGEXP', keyPath: 'rules[0].domains[0]' })]);
@@ -190,7 +197,33 @@ describe('regexp engines', () => {
     expect(engine('^(a|aa)+$')).toBe('linear');
     expect(engine('a*b*c')).toBe('linear');
     expect(engine('(a)\\1')).toBe('error');
-    expect(engine('(?<=x)y')).toBe('error');
+    expect(engine('(?<n>a)\\k<n>')).toBe('error');
+  });
+
+  // The same patterns are valid on every Node.js splitwan runs on: Node 22's
+  // linear engine runs lookbehind and Node 24 parses (?i:...) and duplicate
+  // group names, Node 20 does neither. CI runs this file under both.
+  it('refuses lookaround, modifier groups and duplicate group names on every Node.js, saying why', async () => {
+    const { compileNameRegexp } = await import('../../config/safe-regexp.js');
+    const error = (s: string): string | undefined => {
+      const c = compileNameRegexp(s);
+      return 'error' in c ? c.error : undefined;
+    };
+    for (const p of ['(?<=x)y', '(?<!x)y', 'x(?=y)', 'x(?!y)', '^(?<=a+)b$']) {
+      expect(error(p)).toBe(`regular expression "${p}" uses lookaround, which splitwan refuses (Node.js 20 cannot run it in linear time)`);
+    }
+    // Only where the engine would see a group: escaped or in a class, it is text.
+    for (const p of ['\\(?=', '[(?<=]x', '\\\\(?:a)', 'a(?:b|c)', '(?<name>a)b']) expect(error(p), p).toBeUndefined();
+    expect(error('\\\\(?=a)')).toMatch(/lookaround/);
+    const modifier = error('(?-i:a)b');
+    // Node 20 and 22 fail it as syntax; Node 24 parses it, and splitwan refuses it.
+    expect(modifier).toMatch(/^bad regular expression: |modifier group/);
+    if (Number(process.versions.node.split('.')[0]) >= 24) {
+      expect(modifier).toBe('regular expression "(?-i:a)b" uses a modifier group such as (?i:...), which Node.js before 24 does not know (names are matched in lower case anyway)');
+      expect(error('(?<x>a)|(?<x>b)')).toBe('regular expression "(?<x>a)|(?<x>b)" names two groups alike, which Node.js before 24 does not allow');
+    } else {
+      expect(error('(?<x>a)|(?<x>b)')).toMatch(/^bad regular expression: /);
+    }
   });
 });
 
