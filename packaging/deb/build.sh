@@ -116,6 +116,12 @@ fi
 
 # Modes: everything root's and readable, the config private.
 chmod -R u+rwX,go+rX,go-w "$ROOT"
+# npm keeps the modes packages were published with (some ship plain .js
+# files as 0755): in node_modules only scripts (#!) and ELF objects stay executable.
+find "$NM" -type f -perm /111 -print0 | while IFS= read -r -d '' f; do
+  magic="$(head -c 4 "$f" | od -An -tx1 | tr -d ' \n')"
+  case "$magic" in 2321*|7f454c46) ;; *) chmod a-x "$f" ;; esac
+done
 chmod 0700 "$ROOT/etc/splitwan"
 chmod 0600 "$ROOT/etc/splitwan/config.yaml"
 
