@@ -28,6 +28,7 @@ import type { GatewayConfig } from '../config/types.js';
 import { ListRefresher } from '../config/lists/refresher.js';
 import { linuxRunner, type Runner } from './exec-linux.js';
 import { Dataplane } from './dataplane/dataplane.js';
+import { LinuxDamageWatch } from './dataplane/damage-watch-linux.js';
 import { openNft } from './dataplane/libnft-linux.js';
 import { removeStaleHomes } from './dataplane/nft-session-linux.js';
 import { gatewayMark, MARK_BLOCK, MARK_BREAKOUT, MARK_MASK, MARK_PROXIED, MARK_TUNNEL, pickTarget, planDataplane, tagSetNames, type DataplanePlan } from './dataplane/plan.js';
@@ -192,7 +193,9 @@ export async function runDaemon(o: RunOptions): Promise<void> {
   const router = new LinuxRouter(run, session, log.child({ module: 'router' }));
   const tunnels = createLinuxTunnels({ runner: run, logger: log, clock });
   const nftTagger = new NftTagger(session, clock);
-  const dataplane = new Dataplane({ router, clock, logger: log.child({ module: 'dataplane' }), onTagsLost: () => nftTagger.reset() });
+  // Repairs follow nft/ip monitor events (another program flushing the ruleset), not only a timer.
+  const dataplaneLog = log.child({ module: 'dataplane' });
+  const dataplane = new Dataplane({ router, clock, logger: dataplaneLog, watch: new LinuxDamageWatch(dataplaneLog, clock), onTagsLost: () => nftTagger.reset() });
   const lists = new ListRefresher(store, log.child({ module: 'lists' }));
   const dnsLog = log.child({ module: 'dns' });
   let specs: TunnelSpec[] = [];

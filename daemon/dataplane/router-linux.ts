@@ -10,6 +10,7 @@ import { parseIpRoutes, parseIpRules, parseNftTable, type IpRoute, type IpRule }
 import type { NftExec } from './nft-session-linux.js';
 import {
   activeElements,
+  ipRuleSelector,
   renderActiveFlip,
   renderIpRules,
   renderRoutes,
@@ -19,6 +20,7 @@ import {
   TABLE_NAME,
   TABLE_TUNNEL,
   MAX_GATEWAYS,
+  tunnelPathDevice,
   type DataplanePlan,
   type IpRuleSpec,
   type RouteSpec,
@@ -38,8 +40,8 @@ export interface Router {
 
 const OUR_TABLES = Array.from({ length: MAX_GATEWAYS + 1 }, (_, i) => String(TABLE_TUNNEL + i));
 
-function ruleKey(r: { priority: number; fwmark?: number; fwmask?: number; table?: string; action: string; suppressPrefixLength?: number }): string {
-  return [r.priority, r.fwmark ?? '', r.fwmask ?? '', r.action === 'lookup' ? (r.table ?? '') : r.action, r.suppressPrefixLength ?? ''].join('/');
+function ruleKey(r: { priority: number; fwmark?: number; fwmask?: number; src?: string; iif?: string; table?: string; action: string; suppressPrefixLength?: number }): string {
+  return [r.priority, r.fwmark ?? '', r.fwmask ?? '', r.src ?? '', r.iif ?? '', r.action === 'lookup' ? (r.table ?? '') : r.action, r.suppressPrefixLength ?? ''].join('/');
 }
 
 function routeKey(r: { table: number | string; type: string; dev?: string; metric?: number }): string {
@@ -47,12 +49,7 @@ function routeKey(r: { table: number | string; type: string; dev?: string; metri
 }
 
 function ruleArgs(r: IpRuleSpec): string[] {
-  const a = ['rule', 'add', 'pref', String(r.priority)];
-  if (r.fwmark !== undefined) a.push('fwmark', `0x${r.fwmark.toString(16)}/0x${(r.fwmask ?? 0xffffffff).toString(16)}`);
-  if (r.action === 'prohibit') a.push('prohibit');
-  else a.push('lookup', r.table!);
-  if (r.suppressPrefixLength !== undefined) a.push('suppress_prefixlength', String(r.suppressPrefixLength));
-  return a;
+  return ['rule', 'add', 'pref', String(r.priority), ...ipRuleSelector(r)];
 }
 
 function routeArgs(r: RouteSpec): string[] {
@@ -102,9 +99,18 @@ export class LinuxRouter implements Router {
   async setActive(active: string | null): Promise<void> {
     if (!this.applied) throw new Error('setActive before set');
     const plan = { ...this.applied.plan, active };
+    const before = tunnelPathDevice(this.applied.plan);
+    // nftables first: it steers every marked packet, so the flip is done here.
     await this.nft.exec(renderActiveFlip(plan));
     this.applied = { plan, ruleset: this.applied.ruleset };
     this.active = active;
+    // Then the tunnel path's table (unmarked traffic, the kernel's own packets from a tunnel address).
+    const dev = tunnelPathDevice(plan);
+    if (dev !== null && dev !== before) {
+      const batch = [4, 6].map((f) => routeArgs({ family: f as 4 | 6, table: TABLE_TUNNEL, type: 'unicast', dev }).join(' '));
+      // -force: a missing link must not stop the other family; the repair puts it back with the link.
+      await this.run.run(['ip', '-force', '-batch', '-'], { input: batch.join('\n') + '\n', allowFail: true });
+    }
   }
 
   async reconcile(): Promise<string[]> {
@@ -192,7 +198,8 @@ export class LinuxRouter implements Router {
       const batch: string[] = [];
       for (const r of have) {
         const k = routeKey({ table: r.table, type: r.type, dev: r.type === 'unicast' ? r.dev : undefined, metric: r.type === 'prohibit' ? r.metric : undefined });
-        if (!wantKeys.has(k)) batch.push(`route del ${r.type === 'prohibit' ? 'prohibit ' : ''}${family === 4 ? '0.0.0.0/0' : '::/0'} table ${r.table}${r.metric !== undefined ? ` metric ${r.metric}` : ''}`);
+        // Named by type, device and metric: a bare `route del` may take the prohibit backstop instead.
+        if (!wantKeys.has(k)) batch.push(`route del ${r.type === 'prohibit' ? 'prohibit ' : ''}${family === 4 ? '0.0.0.0/0' : '::/0'}${r.type === 'unicast' && r.dev ? ` dev ${r.dev}` : ''} table ${r.table}${r.metric !== undefined ? ` metric ${r.metric}` : ''}`);
       }
       for (const r of want) if (!haveKeys.has(routeKey(r))) batch.push(routeArgs(r).join(' '));
       if (batch.length) {

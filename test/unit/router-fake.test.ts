@@ -6,7 +6,7 @@ const plan = (over: Partial<DataplanePlan> = {}): DataplanePlan => ({
   mode: 'host',
   lan: [],
   wan: 'wan0',
-  gateways: [{ name: 'gw1', ifname: 'swg-gw1', mark: 0x1100, table: 1101 }],
+  gateways: [{ name: 'gw1', ifname: 'swg-gw1', mark: 0x1100, table: 1101, addrs4: ['10.64.0.2'], addrs6: [], ipv6: false }],
   active: 'gw1',
   killSwitch: true,
   rules: [],
