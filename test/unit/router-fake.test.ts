@@ -34,7 +34,7 @@ describe('FakeRouter', () => {
     expect(r.state).toMatchObject({ ruleset: null, rules: [], routes: [] });
   });
 
-  it('a flip points the tunnel path\'s table at the new gateway; with none (kill switch: nftables rejects) the first gateway's', async () => {
+  it('a flip points the tunnel path\'s table at the new gateway; with none (kill switch: nftables rejects) the first gateway\'s', async () => {
     const r = new FakeRouter();
     const gw2 = { name: 'gw2', ifname: 'swg-gw2', mark: 0x1200, table: 1102, addrs4: ['10.64.0.2'], addrs6: [], ipv6: false };
     await r.set(plan({ gateways: [...plan().gateways, gw2] }));
