@@ -73,14 +73,21 @@ describe.skipIf(!supported && !process.env.CI)('LinuxRouter in a namespace', () 
     expect(sh(['nft', 'list', 'map', 'inet', 'splitwan', 'active'])).toContain('0x00001f00 : 0x00001100');
   });
 
-  it('failover and the kill switch flip only the active map', async () => {
+  it('failover and the kill switch flip the active map; the tunnel path\'s table follows the gateway', async () => {
     runner.writes.length = 0;
+    expect(sh(['ip', 'route', 'show', 'table', '1100'])).toContain('default dev swg-gw1');
     await router.setActive('gw2');
     expect(sh(['nft', 'list', 'map', 'inet', 'splitwan', 'active'])).toContain('0x00001f00 : 0x00001200');
+    expect(sh(['ip', 'route', 'show', 'table', '1100'])).toContain('default dev swg-gw2');
+    expect(sh(['ip', '-6', 'route', 'show', 'table', '1100'])).toContain('default dev swg-gw2');
     await router.setActive(null);
     expect(sh(['nft', 'list', 'map', 'inet', 'splitwan', 'active'])).not.toContain('0x00001f00 :');
+    // No gateway: the first one's tunnel (nftables rejects; without nftables a dead tunnel leaks nothing).
+    expect(sh(['ip', 'route', 'show', 'table', '1100'])).toContain('default dev swg-gw1');
     await router.setActive('gw1');
-    expect(runner.writes).toEqual([]); // through the nft session, not a command per flip
+    // The map through the nft session; the route (both families) in one `ip -batch` when the tunnel changed.
+    expect(runner.writes.map((w) => w.join(' '))).toEqual(['ip -force -batch -', 'ip -force -batch -']);
+    expect(sh(['ip', 'route', 'show', 'table', '1100']).match(/^default dev/gm)).toHaveLength(1);
     expect(await router.set(plan())).toBe(false);
   });
 
