@@ -231,6 +231,12 @@ export function planDataplane(input: {
 }
 
 const hex = (n: number): string => `0x${n.toString(16)}`;
+/**
+ * What is not routed to a path: this machine's own addresses, and broadcast
+ * and multicast (DHCP, neighbour solicitations, mDNS), which a path mark
+ * would only get rejected (the kill switch, a tunnel without IPv6).
+ */
+const NOT_ROUTED = '\t\tfib daddr type { local, broadcast, multicast } return';
 const quoteList = (xs: readonly string[]): string => `{ ${xs.map((x) => `"${x}"`).join(', ')} }`;
 const setOf = (xs: readonly string[]): string => `{ ${xs.join(', ')} }`;
 
@@ -415,7 +421,7 @@ export function renderRuleset(plan: DataplanePlan, current: { chains: readonly s
     L.push(`\t\tct direction reply return`);
     L.push(`\t\tiifname != ${quoteList(plan.lan)} ct state new jump inbound`);
     L.push(`\t\tiifname != ${quoteList(plan.lan)} return`);
-    L.push(...fastBeforeFib, `\t\tfib daddr type local return`);
+    L.push(...fastBeforeFib, NOT_ROUTED);
     L.push(...encrypted, ...fastAfterEncrypted, ...mark, `\t}`);
     // The router's own packets are not steered (they take main), except what
     // belongs to a LAN flow: replies (the proxy's, the resolver's) and the
@@ -433,7 +439,10 @@ export function renderRuleset(plan: DataplanePlan, current: { chains: readonly s
     // Sockets splitwan marked itself (SO_MARK: resolver, probes, proxy dials) and WireGuard's own UDP.
     L.push(`\t\tmeta mark != 0 return`);
     L.push(`\t\tct direction reply goto reply_path`);
-    L.push(...fastBeforeFib, `\t\tfib daddr type local return`);
+    // Neighbour discovery of this machine's own links (unicast NS/NA to a
+    // neighbour): never steered, or a tunnel without IPv6 (refused) or the
+    // kill switch would cut IPv6 on the LAN and the WAN too.
+    L.push(...fastBeforeFib, `\t\ticmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, nd-redirect } return`, NOT_ROUTED);
     if (plan.localDns) {
       // DNS to another server is not steered: the nat hook below sends it to
       // splitwan's resolver (a path mark here would also make the kill switch

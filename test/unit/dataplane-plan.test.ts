@@ -205,13 +205,13 @@ describe('renderRuleset', () => {
     const router = renderRuleset(plan(await load(ROUTER)));
     const pre = router.slice(router.indexOf('chain pre'), router.indexOf('\n\t}', router.indexOf('chain pre')));
     expect(pre).toContain('ct mark != 0 meta mark set ct mark goto resolve');
-    expect(pre.indexOf('goto resolve')).toBeLessThan(pre.indexOf('fib daddr type local'));
+    expect(pre.indexOf('goto resolve')).toBeLessThan(pre.indexOf('fib daddr type { local, broadcast, multicast } return'));
     expect(pre.indexOf('iifname')).toBeLessThan(pre.indexOf('goto resolve'));
     const host = renderRuleset(plan(await load(['mode: host', ...ROUTER.slice(2)])));
     const out = host.slice(host.indexOf('chain out'), host.indexOf('\n\t}', host.indexOf('chain out')));
     // splitwan's own marked sockets are never steered, fast path or not.
     expect(out.indexOf('meta mark != 0 return')).toBeLessThan(out.indexOf('goto resolve'));
-    expect(out.indexOf('goto resolve')).toBeLessThan(out.indexOf('fib daddr type local'));
+    expect(out.indexOf('goto resolve')).toBeLessThan(out.indexOf('fib daddr type { local, broadcast, multicast } return'));
     const withProxy = renderRuleset({ ...plan(await load(ROUTER)), proxy: { port: 15001, ports: [80, 443], blockQuic: true } });
     // Flows the proxy took (0x2) keep out of the fast path.
     expect(withProxy).toContain('ct mark and 0xff00 != 0 ct mark and 0x2 == 0 meta mark set ct mark goto resolve');
@@ -394,6 +394,14 @@ describe('no leak by the WAN, fail closed without nftables (issue 15)', () => {
     expect(resolve.at(-1)).toBe('meta nfproto ipv6 meta mark { 0x1200 } jump reject_flow');
     expect(resolve.indexOf('meta mark 0x1f00 meta mark set meta mark map @active')).toBeLessThan(resolve.length - 1);
     expect(chain(renderRuleset(samplePlan()), 'resolve').join('\n')).not.toContain('nfproto ipv6');
+    // Neighbour discovery, DHCP and other broadcast/multicast never get a path (it would be refused with it).
+    const router = chain(renderRuleset(samplePlan({ gateways: own({}) })), 'pre');
+    expect(router.indexOf('fib daddr type { local, broadcast, multicast } return')).toBeLessThan(router.indexOf('meta mark 0 jump classify'));
+    const host = chain(renderRuleset(samplePlan({ mode: 'host', lan: [], gateways: own({}) })), 'out');
+    const nd = host.indexOf('icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, nd-redirect } return');
+    expect(nd).toBeGreaterThan(0);
+    expect(nd).toBeLessThan(host.indexOf('meta mark 0 jump classify'));
+    expect(host.indexOf('fib daddr type { local, broadcast, multicast } return')).toBeLessThan(host.indexOf('meta mark 0 jump classify'));
   });
 
   it('planDataplane: a gateway has IPv6 when it has an IPv6 address and an IPv6 AllowedIPs', async () => {
