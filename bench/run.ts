@@ -8,6 +8,7 @@ const benches: Record<string, () => Promise<unknown>> = {
   dns: async () => (await import('./dns.js')).run(),
   failover: async () => (await import('./failover.js')).run(),
   proxy: async () => (await import('./proxy.js')).run(),
+  firewall: async () => (await import('./firewall.js')).run(),
 };
 
 const name = process.argv[2];

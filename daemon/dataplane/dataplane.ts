@@ -12,6 +12,8 @@ import type { Router } from './router-linux.js';
 
 /** Repairs in a row that each found something to put back before they are spaced out (a fight with another program). */
 const REPAIR_STREAK_FREE = 3;
+/** A repair counts toward that streak when it comes this soon after the previous one ended: a program fighting us undoes our state at once. */
+const REPAIR_STREAK_WINDOW_MS = 500;
 
 export interface DataplaneOptions {
   router: Router;
@@ -40,7 +42,7 @@ export class Dataplane {
   private readonly others: Array<() => Promise<void>> = [];
   private busy = false;
   /** Event-driven repairs: one waits at most, one runs at most; `again`: an event came while it ran. */
-  private repair: { queued: boolean; running: boolean; again: boolean; streak: number; timer: unknown } = { queued: false, running: false, again: false, streak: 0, timer: null };
+  private repair: { queued: boolean; running: boolean; again: boolean; streak: number; lastAt: number; timer: unknown } = { queued: false, running: false, again: false, streak: 0, lastAt: -Infinity, timer: null };
   /** Requests are numbered as asked; activeAsked: the request whose choice of gateway holds now. */
   private asked = 0;
   private activeAsked = 0;
@@ -118,9 +120,12 @@ export class Dataplane {
       r.queued = false;
       if (this.stopped) return;
       r.running = true;
+      const startedAt = this.o.clock.now();
       this.reconcile()
         .then((repaired) => {
-          r.streak = repaired.length ? r.streak + 1 : 0;
+          const soon = startedAt - r.lastAt <= REPAIR_STREAK_WINDOW_MS + (r.streak > REPAIR_STREAK_FREE ? this.delayFor(r.streak) : 0);
+          r.streak = repaired.length ? (soon ? r.streak + 1 : 1) : 0;
+          r.lastAt = this.o.clock.now();
           if (r.streak === REPAIR_STREAK_FREE + 1) this.o.logger.error({ repaired }, 'our routing state keeps being removed (another program is fighting it?): repairs are spaced out');
         })
         .catch((e: unknown) => this.o.logger.error({ err: e }, 'repairing the data plane failed'))
@@ -132,9 +137,13 @@ export class Dataplane {
           }
         });
     };
-    const delay = r.streak > REPAIR_STREAK_FREE ? Math.min(this.backstopMs(), 250 * 2 ** (r.streak - REPAIR_STREAK_FREE)) : 0;
+    const delay = r.streak > REPAIR_STREAK_FREE ? this.delayFor(r.streak) : 0;
     if (delay > 0) r.timer = this.o.clock.setTimeout(go, delay);
     else go();
+  }
+
+  private delayFor(streak: number): number {
+    return Math.min(this.backstopMs(), 250 * 2 ** (streak - REPAIR_STREAK_FREE));
   }
 
   private backstopMs(): number {

@@ -221,6 +221,25 @@ describe('Dataplane', () => {
     dp.stop();
     dp3.stop();
   });
+
+  it('damage that comes back now and then (seconds apart) is repaired at once every time', async () => {
+    const router = new FakeRouter();
+    const clock = fakeClock();
+    const watch = new FakeDamageWatch();
+    const errors: string[] = [];
+    const logger = { ...silentLogger, error: (_o: object, msg: string) => void errors.push(msg), child: () => logger };
+    const dp = new Dataplane({ router, clock, logger, watch });
+    await dp.apply(plan);
+    dp.start();
+    for (let i = 0; i < 8; i++) {
+      router.deleteTable();
+      watch.emit();
+      await until(() => router.state.ruleset !== null);
+      await clock.advance(2000);
+    }
+    expect(errors).toEqual([]);
+    dp.stop();
+  });
 });
 
 /** Waits (real time, bounded) for a condition reached through promises and setImmediate. */
