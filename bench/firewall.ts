@@ -33,7 +33,7 @@ import { createLab, type Lab } from '../lab/lab.js';
 import { buildBaseline, type Baseline } from './baseline.js';
 import { Proc, procs, sleep } from './proc.js';
 import { percentile } from './rng.js';
-import { describeLeaks, installWanLeakCounter, leakDelta, readWanLeaks, type LeakCounts } from './wan-leak.js';
+import { describeLeaks, installWanLeakCounter, leakDelta, quiesce, readWanLeaks, type LeakCounts } from './wan-leak.js';
 
 const QUICK = process.env.BENCH_QUICK === '1';
 const N = Number(process.env.BFW_N ?? (QUICK ? 3 : 20));
@@ -200,18 +200,6 @@ export async function run(): Promise<Record<string, unknown>> {
     if (lab) await lab.destroy().catch((e: unknown) => process.stderr.write(`lab destroy: ${(e as Error).message}\n`));
     if (baseline && !('skipped' in baseline)) baseline.remove();
     rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-/** Kills what TCP sockets to the web server `ns` still has (ss -K) and waits until only TIME-WAIT ones are left (at most 5 s). */
-export async function quiesce(L: Lab, ns: string): Promise<void> {
-  const dst = `dst ${L.addr.web.v4}`;
-  await L.exec(ns, ['ss', '-K', '-t', dst]);
-  const end = Date.now() + 5000;
-  while (Date.now() < end) {
-    const r = await L.exec(ns, ['ss', '-H', '-t', '-n', 'state', 'connected', 'exclude', 'time-wait', dst]);
-    if (r.stdout.trim() === '') return;
-    await sleep(100);
   }
 }
 

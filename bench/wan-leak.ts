@@ -4,6 +4,7 @@
 // anything else the isp does with it. Counted by kind, so a leak says what it
 // was (a client's new connection, or a reset the router made).
 import type { Lab } from '../lab/lab.js';
+import { sleep } from './proc.js';
 
 const TABLE = 'bench_wan_leak';
 const KINDS = ['all', 'tcp_syn', 'tcp_rst', 'tcp_other', 'udp', 'icmp', 'other'] as const;
@@ -57,4 +58,16 @@ export function describeLeaks(c: LeakCounts): string {
     [c.other, 'other'],
   ].filter(([n]) => (n as number) > 0).map(([n, w]) => `${n} ${w}${n === 1 ? '' : 's'}`);
   return `${c.all} (${parts.join(', ')})`;
+}
+
+/** Kills what TCP sockets to the web server `ns` still has (ss -K) and waits until only TIME-WAIT ones are left (at most 5 s). */
+export async function quiesce(L: Lab, ns: string): Promise<void> {
+  const dst = `dst ${L.addr.web.v4}`;
+  await L.exec(ns, ['ss', '-K', '-t', dst]);
+  const end = Date.now() + 5000;
+  while (Date.now() < end) {
+    const r = await L.exec(ns, ['ss', '-H', '-t', '-n', 'state', 'connected', 'exclude', 'time-wait', dst]);
+    if (r.stdout.trim() === '') return;
+    await sleep(100);
+  }
 }
