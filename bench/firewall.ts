@@ -58,36 +58,32 @@ const STATE = [
   "$(ip -6 route show table all | grep -c ' table 11[01][0-9] ')",
 ].join(' ');
 /**
- * Prints `damaged <ns>` when the state first differs from $1, then `whole <ns>`
- * when it equals $1 again (epoch ns), or `timeout <state>`. A fixed script, its
- * only input the expected counts.
+ * Runs the damage inside the router's namespace and polls the state until it
+ * equals $1 again: prints `whole <damage ns> <whole ns> <checks>` (epoch ns),
+ * or `timeout <state>` after the limit. The time from the damage to the first
+ * check that sees the state whole is an upper bound of the repair time (by at
+ * most one check: the checks' pace is printed). A fixed script: its only
+ * inputs are the expected counts and the damage lines below.
  */
-const WATCH = `want="$1"; seen=0; i=0
-while [ $i -lt 3000 ]; do
+function watchScript(kind: Kind): string {
+  const pref = Array.from({ length: 100 }, (_, i) => `rule del pref ${5000 + i}`).join('\\n');
+  const tables = Array.from({ length: 14 }, (_, i) => `route flush table ${1100 + i}`).join('\\n');
+  const both = (lines: string) => ['-4', '-6'].map((f) => `printf '${lines}\\n' | ip ${f} -force -batch - >/dev/null 2>&1`).join('; ');
+  const damage = { flush: 'nft flush ruleset', table: 'nft delete table inet splitwan', rules: both(pref), routes: both(tables) }[kind];
+  return `want="$1"; n=0
+t0=$(date +%s%N)
+${damage}
+while :; do
   got="${STATE}"
-  if [ "$got" != "$want" ] && [ $seen = 0 ]; then seen=1; echo "damaged $(date +%s%N)"; fi
-  if [ "$got" = "$want" ] && [ $seen = 1 ]; then echo "whole $(date +%s%N)"; exit 0; fi
-  i=$((i+1)); sleep 0.005
-done
-echo "timeout $got"; exit 1`;
-
-function damage(kind: Kind): { argv: string[]; input?: string }[] {
-  const pref = Array.from({ length: 100 }, (_, i) => `rule del pref ${5000 + i}`).join('\n') + '\n';
-  const tables = Array.from({ length: 14 }, (_, i) => `route flush table ${1100 + i}`).join('\n') + '\n';
-  switch (kind) {
-    case 'flush':
-      return [{ argv: ['nft', 'flush', 'ruleset'] }];
-    case 'table':
-      return [{ argv: ['nft', 'delete', 'table', 'inet', 'splitwan'] }];
-    case 'rules':
-      return ['-4', '-6'].map((f) => ({ argv: ['ip', f, '-force', '-batch', '-'], input: pref }));
-    case 'routes':
-      return ['-4', '-6'].map((f) => ({ argv: ['ip', f, '-force', '-batch', '-'], input: tables }));
-  }
+  n=$((n+1))
+  if [ "$got" = "$want" ]; then echo "whole $t0 $(date +%s%N) $n"; exit 0; fi
+  if [ $(( ($(date +%s%N) - t0) / 1000000 )) -gt ${REPAIR_LIMIT_MS} ]; then echo "timeout $got"; exit 1; fi
+  sleep 0.005
+done`;
 }
 
 interface Sample { kind: Kind; repairMs: number | null; leaks: LeakCounts; requestsFailed: number; requests: number }
-interface RunResult { impl: string; mode: Mode; samples: Sample[]; startError?: string }
+interface RunResult { impl: string; mode: Mode; samples: Sample[]; startError?: string; /** Each repair's time and how many state checks it took (the measurement's pace). */ checks: { ms: number; n: number }[] }
 
 function summary(xs: readonly number[]): { p50: number; p95: number; max: number; n: number } {
   const s = [...xs].sort((a, b) => a - b);
@@ -101,6 +97,16 @@ export async function run(): Promise<Record<string, unknown>> {
   const dir = mkdtempSync(join(tmpdir(), 'splitwan-bench-firewall-'));
   let lab: Lab | null = null;
   let baseline: Baseline | { skipped: string } | null = null;
+  let cleaning: Promise<void> | null = null;
+  const cleanup = () =>
+    (cleaning ??= (async () => {
+      await Promise.all([...procs].map((p) => p.stop(10_000)));
+      if (lab) await lab.destroy().catch((e: unknown) => process.stderr.write(`lab destroy: ${(e as Error).message}\n`));
+      if (baseline && !('skipped' in baseline)) baseline.remove();
+      rmSync(dir, { recursive: true, force: true });
+    })());
+  const onSignal = (sig: NodeJS.Signals) => void cleanup().finally(() => process.exit(sig === 'SIGINT' ? 130 : 143));
+  process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
   try {
     const [L, b] = await Promise.all([createLab({ routerTunnels: false }), buildBaseline()]);
     lab = L;
@@ -176,12 +182,16 @@ export async function run(): Promise<Record<string, unknown>> {
       }
     }
     const ratio = (a: number, c: number) => (c > 0 ? +(a / c).toFixed(3) : null);
+    // How often the state was checked while it was being repaired: the repair times' resolution.
+    const allChecks = results.flatMap((r) => r.checks);
+    const checkPaceMs = Math.round(allChecks.reduce((a, c) => a + c.ms, 0) / Math.max(1, allChecks.reduce((a, c) => a + c.n, 0)));
     const out = {
       damages_per_kind_per_mode: N,
       kinds: KINDS,
       wan_leak_packets: oursLeaks,
       repair_ms: oursRepair,
       not_repaired: oursUnrepaired,
+      state_check_pace_ms: checkPaceMs,
       ours: figures(ours),
       peer: 'skipped' in b ? { skipped: b.skipped } : { ref: b.ref, approach: 'repair on a 3 s timer; no fail-closed routing', wan_leak_packets: peerLeaks, repair_ms: peerRepair, not_repaired: peerSamples.filter((s) => s.repairMs === null).length, ...figures(peer) },
       ratio_repair_p50: ratio(oursRepair.p50, peerRepair.p50),
@@ -192,14 +202,13 @@ export async function run(): Promise<Record<string, unknown>> {
     };
     say(`this build: ${describeLeaks(oursSamples.reduce((a, s) => addLeaks(a, s.leaks), zeroLeaks()))} packet(s) for tunnel destinations on the WAN in ${oursSamples.length} damages (goal 0); repair p50 ${oursRepair.p50} ms, p95 ${oursRepair.p95} ms, max ${oursRepair.max} ms (goal p95 <= ${GOAL_P95_MS} ms)${oursUnrepaired ? `; ${oursUnrepaired} NOT repaired` : ''}`);
     if (!('skipped' in b)) say(`peer ${b.ref}: ${describeLeaks(peerSamples.reduce((a, s) => addLeaks(a, s.leaks), zeroLeaks()))} packet(s) in ${peerSamples.length} damages; repair p50 ${peerRepair.p50} ms, p95 ${peerRepair.p95} ms; ratio ours/peer p50 ${out.ratio_repair_p50}, p95 ${out.ratio_repair_p95}`);
+    say(`repair times are upper bounds: the state was checked every ${checkPaceMs} ms on average while it was repaired (one check: nft and ip, 5 commands)`);
     say(`goal: ${goalMet ? 'MET' : 'NOT MET'}; ${out.total_s} s in all`);
     say(JSON.stringify(out));
     return out;
   } finally {
-    await Promise.all([...procs].map((p) => p.stop(10_000)));
-    if (lab) await lab.destroy().catch((e: unknown) => process.stderr.write(`lab destroy: ${(e as Error).message}\n`));
-    if (baseline && !('skipped' in baseline)) baseline.remove();
-    rmSync(dir, { recursive: true, force: true });
+    await cleanup();
+    process.removeListener('SIGINT', onSignal).removeListener('SIGTERM', onSignal);
   }
 }
 
@@ -232,7 +241,8 @@ async function runOne(L: Lab, dir: string, impl: { name: string; bin: string }, 
     ].join('\n'),
     { mode: 0o600 },
   );
-  const result: RunResult = { impl: impl.name, mode, samples: [] };
+  const result: RunResult = { impl: impl.name, mode, samples: [], checks: [] };
+  const checks = result.checks;
   const from = mode === 'router' ? L.ns.client : L.ns.router;
   const daemon = new Proc(`splitwan (${impl.name}, ${mode})`, inNs(L.ns.router, [process.execPath, impl.bin, 'run', '--config', cfg]));
   const traffic: Proc[] = [];
@@ -271,24 +281,16 @@ async function runOne(L: Lab, dir: string, impl: { name: string; bin: string }, 
       for (const kind of KINDS) {
         if (performance.now() - t00 > BUDGET_MS) return result;
         const leaks0 = await readWanLeaks(L);
-        const watch = new Proc('state watch', inNs(L.ns.router, ['sh', '-c', WATCH, 'watch', want]));
-        await sleep(30); // its first check sees the whole state
         const t0 = now();
-        for (const d of damage(kind)) {
-          const r = await L.exec(L.ns.router, d.argv, d.input !== undefined ? { input: d.input } : {});
-          // `ip -force -batch` exits 1 for the priorities and tables that held nothing.
-          if (r.code !== 0 && d.input === undefined) throw new Error(`${d.argv.join(' ')}: ${r.stderr.trim()}`);
-        }
+        const watch = new Proc('damage and watch', inNs(L.ns.router, ['sh', '-c', watchScript(kind), 'watch', want]));
         let repairMs: number | null = null;
-        try {
-          await watch.until('the repair', () => /whole \d+|timeout/.test(watch.tail), REPAIR_LIMIT_MS);
-          const m = /whole (\d+)/.exec(watch.tail);
-          if (m) repairMs = Math.max(0, Math.round(Number(BigInt(m[1]!) / 1_000_000n) - t0));
-        } catch {
-          /* not repaired in time: counted as such */
-        } finally {
-          await watch.stop(1000);
+        await watch.until('the repair', () => /whole \d+ \d+ \d+|timeout/.test(watch.tail), REPAIR_LIMIT_MS + 5000).catch(() => undefined);
+        const m = /whole (\d+) (\d+) (\d+)/.exec(watch.tail);
+        if (m) {
+          repairMs = Number((BigInt(m[2]!) - BigInt(m[1]!)) / 1_000_000n);
+          checks.push({ ms: repairMs, n: Number(m[3]) });
         }
+        await watch.stop(1000);
         await sleep(500); // traffic through the repaired state
         const leaks = leakDelta(leaks0, await readWanLeaks(L));
         const window = reqs.filter((q) => q.end > t0 && q.start < now());

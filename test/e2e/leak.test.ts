@@ -73,6 +73,21 @@ describe.skipIf(!support.ok && !process.env.CI).each(MODES)('no leak by the WAN 
   const wanCapture = (): Capture => new Capture(lab.ns.isp, lab.ifaces.isp.router, `host ${lab.addr.web.v4} or host ${lab.addr.web.v6}`);
   const tunnelCapture = (): Capture => new Capture(lab.ns.router, `swg-${GW[0]}`, `host ${lab.addr.web.v4}`);
   const tableBack = async (): Promise<boolean> => (await lab.exec(lab.ns.router, ['nft', 'list', 'chain', 'inet', 'splitwan', 'pre'])).code === 0;
+  /** Runs `body` with captures on the ISP side of the WAN and on gw1's tunnel; after it, nothing may have reached the ISP. */
+  const watched = async (body: (c: { wan: Capture; tun: Capture }) => Promise<void>): Promise<void> => {
+    const before = await leaked();
+    const wan = wanCapture();
+    const tun = tunnelCapture();
+    try {
+      await Promise.all([wan.ready(), tun.ready()]);
+      await body({ wan, tun });
+      expect(wan.text, 'packets for the web server on the ISP side of the WAN').toBe('');
+      expect((await leaked()) - before).toBe(0);
+    } finally {
+      wan.stop();
+      tun.stop();
+    }
+  };
 
   beforeAll(async () => {
     if (!support.ok) throw new Error(`lab test cannot run: ${support.why}`);
@@ -108,11 +123,7 @@ describe.skipIf(!support.ok && !process.env.CI).each(MODES)('no leak by the WAN 
   }, 60_000);
 
   it('a tunnel flow whose conntrack entry is dropped while the server keeps sending: nothing leaves by the WAN', async () => {
-    const before = await leaked();
-    const wan = wanCapture();
-    const tun = tunnelCapture();
-    try {
-      await Promise.all([wan.ready(), tun.ready()]);
+    await watched(async ({ tun }) => {
       const client = spawn('ip', ['netns', 'exec', lab.ns[from], process.execPath, '-e', `const s=require('net').connect(8000,'${lab.addr.web.v4}');let n=0;s.on('data',(d)=>{n+=d.length;console.log(n)});s.on('error',()=>{})`], { stdio: ['ignore', 'pipe', 'ignore'] });
       children.push(client);
       let got = 0;
@@ -133,20 +144,11 @@ describe.skipIf(!support.ok && !process.env.CI).each(MODES)('no leak by the WAN 
         expect(got).toBeGreaterThan(gotAtDelete + 20);
         expect(tun.text).toMatch(/10\.99\.9\.9\.8000 > 10\.64\.0\.2\.\d+/);
       }
-      expect(wan.text).toBe('');
-      expect((await leaked()) - before).toBe(0);
-    } finally {
-      wan.stop();
-      tun.stop();
-    }
+    });
   }, 30_000);
 
   it.skipIf(!havePython)('a SYN-ACK for no connection and a datagram for no socket arrive through the tunnel: the reset and the ICMP error stay in it', async () => {
-    const before = await leaked();
-    const wan = wanCapture();
-    const tun = tunnelCapture();
-    try {
-      await Promise.all([wan.ready(), tun.ready()]);
+    await watched(async ({ wan, tun }) => {
       const gw = lab.gateways[0].ns;
       for (const argv of [
         ['tcp', lab.addr.web.v4, '8000', lab.addr.tunnelRouter.v4, '40001', 'SA'],
@@ -159,20 +161,12 @@ describe.skipIf(!support.ok && !process.env.CI).each(MODES)('no leak by the WAN 
         throw new Error(`${(e as Error).message}; tunnel saw:\n${tun.text}\nWAN saw:\n${wan.text}`);
       });
       await sleep(500);
-      expect(wan.text).toBe('');
-      expect((await leaked()) - before).toBe(0);
-    } finally {
-      wan.stop();
-      tun.stop();
-    }
+    });
   }, 30_000);
 
   for (const damage of ['nft flush ruleset', 'our ip rules deleted'] as const) {
     it(`${damage} while connections are made: nothing reaches the ISP, and splitwan repairs it`, async () => {
-      const before = await leaked();
-      const wan = wanCapture();
-      try {
-        await wan.ready();
+      await watched(async () => {
         const conns = spawn('ip', ['netns', 'exec', lab.ns[from], process.execPath, '-e', `const net=require('net');setInterval(()=>{const s=net.connect(80,'${lab.addr.web.v4}');s.setTimeout(500,()=>s.destroy());s.on('connect',()=>{console.log('ok');s.destroy()});s.on('error',()=>{})},20)`], { stdio: ['ignore', 'pipe', 'ignore'] });
         children.push(conns);
         let ok = 0;
@@ -192,12 +186,8 @@ describe.skipIf(!support.ok && !process.env.CI).each(MODES)('no leak by the WAN 
         await until(() => ok > okAtRepair + 5, 5000, 'connections after the repair');
         conns.kill('SIGTERM');
         await sleep(500);
-        expect(wan.text).toBe('');
-        expect((await leaked()) - before).toBe(0);
         expect(daemon!.output.join('\n')).toMatch(/repaired routing state someone removed/);
-      } finally {
-        wan.stop();
-      }
+      });
     }, 40_000);
   }
 
@@ -213,10 +203,7 @@ describe.skipIf(!support.ok && !process.env.CI).each(MODES)('no leak by the WAN 
     writeFileSync(cfg, readFileSync(cfg, 'utf8') + '# v4-only tunnels\n', { mode: 0o600 });
     await until(async () => !(await lab.exec(lab.ns.router, ['ip', '-6', 'addr', 'show', 'dev', `swg-${GW[0]}`])).stdout.includes('fd64::2'), 15_000, 'the reload to drop the tunnels\' IPv6');
     await until(async () => (await lab.exec(lab.ns.router, ['nft', 'list', 'chain', 'inet', 'splitwan', 'resolve'])).stdout.includes('meta nfproto ipv6'), 15_000, 'the IPv6 refusal');
-    const before = await leaked();
-    const wan = wanCapture();
-    try {
-      await wan.ready();
+    await watched(async () => {
       const t = Date.now();
       const r = await lab.curlEcho(lab.ns[from], `http://[${lab.addr.web.v6}]/`, { timeoutMs: 5000 });
       const took = Date.now() - t;
@@ -226,11 +213,7 @@ describe.skipIf(!support.ok && !process.env.CI).each(MODES)('no leak by the WAN 
       const v4 = await lab.curlEcho(lab.ns[from], `http://${lab.addr.web.v4}/`, { timeoutMs: 3000 });
       expect('error' in v4 ? v4.error : v4.remote).toBe(lab.gateways[0].uplink.v4);
       await sleep(300);
-      expect(wan.text).toBe('');
-      expect((await leaked()) - before).toBe(0);
-    } finally {
-      wan.stop();
-    }
+    });
   }, 60_000);
 });
 

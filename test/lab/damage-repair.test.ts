@@ -17,6 +17,7 @@ import { LinuxRouter } from '../../daemon/dataplane/router-linux.js';
 import { LinuxDamageWatch } from '../../daemon/dataplane/damage-watch-linux.js';
 import { Dataplane } from '../../daemon/dataplane/dataplane.js';
 import { rule, samplePlan } from '../helpers/plans.js';
+import { addLinks } from '../helpers/netns.js';
 
 const NS = `sw-dr-${process.pid}`;
 const supported = process.getuid?.() === 0 && spawnSync('nft', ['--version']).status === 0;
@@ -40,11 +41,7 @@ describe.skipIf(!supported && !process.env.CI)('Dataplane repairs on nft/ip moni
   beforeAll(async () => {
     if (!supported) throw new Error(`lab test cannot run: ${why}`);
     execFileSync('ip', ['netns', 'add', NS]);
-    for (const d of ['lan0', 'wan0', 'swg-gw1', 'swg-gw2']) {
-      execFileSync('ip', ['-n', NS, 'link', 'add', d, 'type', 'veth', 'peer', 'name', `${d}-p`]);
-      execFileSync('ip', ['-n', NS, 'link', 'set', d, 'up']);
-      execFileSync('ip', ['-n', NS, 'link', 'set', `${d}-p`, 'up']);
-    }
+    addLinks(NS, ['lan0', 'wan0', 'swg-gw1', 'swg-gw2']);
     session = new NftSession(silentLogger, ['ip', 'netns', 'exec', NS, 'nft', '-i']);
     const router = new LinuxRouter(netnsRunner(NS, linuxRunner), session, silentLogger);
     const watch = new LinuxDamageWatch(silentLogger, systemClock, ['ip', 'netns', 'exec', NS]);
@@ -79,9 +76,7 @@ describe.skipIf(!supported && !process.env.CI)('Dataplane repairs on nft/ip moni
     sh(['ip', 'link', 'del', 'swg-gw2']);
     await new Promise((r) => setTimeout(r, 200));
     expect(sh(['ip', 'route', 'show', 'table', '1102'])).not.toContain('default dev swg-gw2');
-    sh(['ip', 'link', 'add', 'swg-gw2', 'type', 'veth', 'peer', 'name', 'swg-gw2-p']);
-    sh(['ip', 'link', 'set', 'swg-gw2', 'up']);
-    sh(['ip', 'link', 'set', 'swg-gw2-p', 'up']);
+    addLinks(NS, ['swg-gw2']);
     await until('the route through the new link', () => sh(['ip', 'route', 'show', 'table', '1102']).includes('default dev swg-gw2'));
   });
 });

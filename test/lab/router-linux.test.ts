@@ -14,6 +14,7 @@ import { NftSession } from '../../daemon/dataplane/nft-session-linux.js';
 import { LinuxRouter } from '../../daemon/dataplane/router-linux.js';
 import type { DataplanePlan } from '../../daemon/dataplane/plan.js';
 import { GW1, rule, samplePlan } from '../helpers/plans.js';
+import { addLinks } from '../helpers/netns.js';
 
 const NS = `sw-rt-${process.pid}`;
 const supported = process.getuid?.() === 0 && spawnSync('nft', ['--version']).status === 0;
@@ -45,11 +46,7 @@ describe.skipIf(!supported && !process.env.CI)('LinuxRouter in a namespace', () 
   beforeAll(() => {
     if (!supported) throw new Error(`lab test cannot run: ${why}`);
     execFileSync('ip', ['netns', 'add', NS]);
-    for (const d of ['lan0', 'wan0', 'swg-gw1', 'swg-gw2']) {
-      execFileSync('ip', ['-n', NS, 'link', 'add', d, 'type', 'veth', 'peer', 'name', `${d}-p`]);
-      execFileSync('ip', ['-n', NS, 'link', 'set', d, 'up']);
-      execFileSync('ip', ['-n', NS, 'link', 'set', `${d}-p`, 'up']);
-    }
+    addLinks(NS, ['lan0', 'wan0', 'swg-gw1', 'swg-gw2']);
     runner = counting(netnsRunner(NS, linuxRunner));
     session = new NftSession(silentLogger, ['ip', 'netns', 'exec', NS, 'nft', '-i']);
     router = new LinuxRouter(runner, session, silentLogger);
