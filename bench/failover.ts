@@ -387,6 +387,8 @@ export async function run(): Promise<Record<string, unknown>> {
 
   try {
     const building = PEER_LEAK_CYCLES > 0 ? buildBaseline() : Promise.resolve({ skipped: 'BFO_PEER_LEAK_CYCLES=0' });
+    // Removed in `finally` however the run ends.
+    void building.then((b) => void (!('skipped' in b) && (baselineDir = b)));
     lab = await createLab({ routerTunnels: false });
     const L = lab;
     const uplinks = [L.gateways[0].uplink.v4, L.gateways[1].uplink.v4];
@@ -538,7 +540,6 @@ export async function run(): Promise<Record<string, unknown>> {
     let leakPeer: LeakCycles | null = null;
     if ('skipped' in base) say(`peer leak cycles SKIPPED: ${base.skipped}`);
     else {
-      baselineDir = base;
       const plog = new DaemonLog();
       const pd = new Proc('splitwan (baseline)', inNs(L.ns.router, [process.execPath, base.bin, 'run', '--config', cfg]));
       pd.child.stdout!.on('data', (d: string) => plog.feed(d));

@@ -108,9 +108,10 @@ export async function run(): Promise<Record<string, unknown>> {
   const onSignal = (sig: NodeJS.Signals) => void cleanup().finally(() => process.exit(sig === 'SIGINT' ? 130 : 143));
   process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
   try {
-    const [L, b] = await Promise.all([createLab({ routerTunnels: false }), buildBaseline()]);
-    lab = L;
-    baseline = b;
+    // Kept as soon as built, so `finally` removes it however the run ends.
+    const building = buildBaseline().then((x) => (baseline = x));
+    const L = (lab = await createLab({ routerTunnels: false }));
+    const b = await building;
     say(`lab ${L.id} up in ${L.timings.total} ms; ${N} of each damage (${KINDS.join(', ')}) per mode${QUICK ? ' (BENCH_QUICK)' : ''}`);
     if ('skipped' in b) say(`peer SKIPPED: the previous code path could not be built (${b.skipped}); only this build is measured`);
     else say(`peer: splitwan at ${b.ref} (repair on a 3 s timer, routing falls back to main without its table), built in ${b.bin}`);
