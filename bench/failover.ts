@@ -364,9 +364,11 @@ export async function run(): Promise<Record<string, unknown>> {
   let lab: Lab | null = null;
   let controller: SeedController | null = null;
   let baselineDir: Baseline | null = null;
+  let baselineBuild: Promise<unknown> | null = null;
   let cleaning: Promise<void> | null = null;
   const cleanup = () =>
     (cleaning ??= (async () => {
+      await baselineBuild?.catch(() => undefined); // a build still running would leave its dir behind
       await controller?.stop().catch(() => undefined);
       await Promise.all([...procs].map((p) => p.stop(10_000)));
       // The daemon's wireguard-go, if the daemon had to be killed: our names only (they carry our pid).
@@ -388,7 +390,7 @@ export async function run(): Promise<Record<string, unknown>> {
   try {
     const building = PEER_LEAK_CYCLES > 0 ? buildBaseline() : Promise.resolve({ skipped: 'BFO_PEER_LEAK_CYCLES=0' });
     // Removed in `finally` however the run ends.
-    void building.then((b) => void (!('skipped' in b) && (baselineDir = b)));
+    baselineBuild = building.then((b) => void (!('skipped' in b) && (baselineDir = b)));
     lab = await createLab({ routerTunnels: false });
     const L = lab;
     const uplinks = [L.gateways[0].uplink.v4, L.gateways[1].uplink.v4];

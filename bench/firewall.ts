@@ -97,9 +97,11 @@ export async function run(): Promise<Record<string, unknown>> {
   const dir = mkdtempSync(join(tmpdir(), 'splitwan-bench-firewall-'));
   let lab: Lab | null = null;
   let baseline: Baseline | { skipped: string } | null = null;
+  let building: Promise<unknown> | null = null;
   let cleaning: Promise<void> | null = null;
   const cleanup = () =>
     (cleaning ??= (async () => {
+      await building?.catch(() => undefined); // a build still running would leave its dir behind
       await Promise.all([...procs].map((p) => p.stop(10_000)));
       if (lab) await lab.destroy().catch((e: unknown) => process.stderr.write(`lab destroy: ${(e as Error).message}\n`));
       if (baseline && !('skipped' in baseline)) baseline.remove();
@@ -109,9 +111,10 @@ export async function run(): Promise<Record<string, unknown>> {
   process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
   try {
     // Kept as soon as built, so `finally` removes it however the run ends.
-    const building = buildBaseline().then((x) => (baseline = x));
+    const built = buildBaseline().then((x) => (baseline = x));
+    building = built;
     const L = (lab = await createLab({ routerTunnels: false }));
-    const b = await building;
+    const b = await built;
     say(`lab ${L.id} up in ${L.timings.total} ms; ${N} of each damage (${KINDS.join(', ')}) per mode${QUICK ? ' (BENCH_QUICK)' : ''}`);
     if ('skipped' in b) say(`peer SKIPPED: the previous code path could not be built (${b.skipped}); only this build is measured`);
     else say(`peer: splitwan at ${b.ref} (repair on a 3 s timer, routing falls back to main without its table), built in ${b.bin}`);
