@@ -10,7 +10,10 @@
 //     heard in the last 3 s (a game or QUIC server: replies after the entry
 //     is gone).
 //   client ADDR TCP_PORT UDP_PORT STREAMS
-//     TCP: keeps STREAMS connections open (reconnects 200 ms after one ends).
+//     TCP: keeps STREAMS connections open, each writing a byte every 500 ms
+//     (an app's keepalive: after a failover it meets the server's reset and
+//     learns its flow is gone) and giving up after 2 s without data (an app's
+//     read timeout); it reconnects 200 ms after one ends.
 //     UDP: one long-lived socket sending every 50 ms, and a new socket every
 //     500 ms that sends 3 datagrams and closes after a second.
 // stdout: `ready` once listening/started, then every second
@@ -33,6 +36,7 @@ let stopping = false;
 if (mode === 'server') {
   const tcp = net.createServer((s) => {
     s.on('error', () => undefined);
+    s.resume(); // the client's keepalive bytes
     const t = setInterval(() => s.write('x\n'), 100);
     s.on('close', () => clearInterval(t));
   });
@@ -61,10 +65,13 @@ if (mode === 'server') {
   const open = (): void => {
     if (stopping) return;
     const s = net.connect(tcpPort, addr);
+    const keepalive = setInterval(() => s.writable && s.write('k'), 500);
+    s.setTimeout(2000, () => s.destroy());
     s.on('connect', () => stats.connects++);
     s.on('data', (d) => (stats.tcpBytes += d.length));
     s.on('error', () => undefined);
     s.on('close', () => {
+      clearInterval(keepalive);
       stats.ends++;
       if (!stopping) setTimeout(open, 200);
     });
