@@ -9,8 +9,9 @@
 // Each kind BFW_N times (20) per mode. Measured: packets for tunnel
 // destinations that arrive at the ISP from the router's WAN (nft counter in
 // the isp namespace, by kind; goal 0), and the time from the damage to the
-// kernel state being whole again (goal: p95 <= 1 s), polled in the router's
-// namespace every ~10 ms plus the time one check takes (printed).
+// kernel state being whole again (goal: p95 <= 1 s): a script in the router's
+// namespace does the damage and checks the state every 5 ms plus the time a
+// check takes (the pace is printed: the repair times are upper bounds).
 //
 //  [client] ── lan0 [router: splitwan run] wan0 ──▶ r0 [isp]  web 10.99.9.9 :80 (echo), :8000 (stream), :9000/udp
 //    traffic from the client (router mode) or the router itself (host mode):
