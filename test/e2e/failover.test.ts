@@ -143,7 +143,11 @@ describe.skipIf(!support.ok && !process.env.CI).each(MODES)('failover in the lab
     writeFileSync(cfg, text.split('\n').filter((l) => !l.includes(`name: ${GW[0]},`)).join('\n'), { mode: 0o600 });
     await until(async () => (await via(700)) === gw2(), 15_000, 'traffic through gw2 after the reload');
     console.log(`reload removing the active gateway: traffic on gw2 after ${Date.now() - t0} ms`);
-    expect(daemon!.output.join('\n')).toMatch(new RegExp(`active gateway: ${GW[1]} \\(config reload\\)`));
+    // The daemon logs the switch once the reload is carried out, which is after the default path
+    // flipped: on a busy machine a request can get through in between (d8f7371 failed 4 of 10
+    // runs with stress-ng --cpu 2 asserting at once).
+    const logged = new RegExp(`active gateway: ${GW[1]} \\(config reload\\)`);
+    await until(() => daemon!.output.some((l) => logged.test(l)), 10_000, 'the switch in the log');
   }, 30_000);
 });
 
