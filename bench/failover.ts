@@ -38,18 +38,41 @@
 //     wg-quick down/up). The fault lands at a uniformly random point of its
 //     10 s cycle (its probe loop starts at a seeded random phase after each
 //     connect). BFO_PEER_TRIALS trials (3), same figures. Ratios: ours/peer.
+//  1c. Leak cycles (issue 15): BFO_LEAK_CYCLES (100) fault/failover/kill-
+//     switch/recovery cycles (gateway A dark → failover to B; B dark → the
+//     kill switch holds 1 s; both lifted → recovery, both up again), health
+//     made faster by a reload (interval 500ms, timeout 400ms, failAfter 2,
+//     recoverAfter 2, failbackHold 1s), with traffic running through them:
+//     the GETs above (new TCP connections), 4 long-lived TCP streams whose
+//     server writes every 100 ms, a long-lived UDP flow and new UDP flows
+//     (bench/flows-child.ts). Counted: every packet for a tunnel destination
+//     arriving at the ISP from the router's WAN, by kind (nft in the isp
+//     namespace; bench/wan-leak.ts). Goal: 0. Also the daemon's WAN guard
+//     counters (did the defence in depth ever have to act?).
+//  1d. The same cycles, BFO_PEER_LEAK_CYCLES (20) of them, with splitwan at
+//     the commit before this work as the peer (bench/baseline.ts): its leaks.
 // Everything started is stopped by pid; the lab's namespaces and our temp
-// dir are removed in `finally`. About 5.5 minutes.
+// dir are removed in `finally`. About 35 minutes (BENCH_QUICK=1: ~4; the
+// leak cycles stop starting after BFO_LEAK_BUDGET_S, 2400 s).
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLab, type GatewayIndex, type Lab } from '../lab/lab.js';
+import { buildBaseline, type Baseline } from './baseline.js';
 import { Proc, procs, sleep } from './proc.js';
 import { percentile, rng } from './rng.js';
+import { describeLeaks, installWanLeakCounter, leakDelta, quiesce, readWanLeaks, type LeakCounts } from './wan-leak.js';
 
-const TRIALS = Number(process.env.BFO_TRIALS ?? 20);
-const PEER_TRIALS = Number(process.env.BFO_PEER_TRIALS ?? 3);
-const OVERHEAD_S = Number(process.env.BFO_OVERHEAD_S ?? 60);
+const QUICK = process.env.BENCH_QUICK === '1';
+const TRIALS = Number(process.env.BFO_TRIALS ?? (QUICK ? 2 : 20));
+const PEER_TRIALS = Number(process.env.BFO_PEER_TRIALS ?? (QUICK ? 1 : 3));
+const OVERHEAD_S = Number(process.env.BFO_OVERHEAD_S ?? (QUICK ? 5 : 60));
+const LEAK_CYCLES = Number(process.env.BFO_LEAK_CYCLES ?? (QUICK ? 3 : 100));
+const PEER_LEAK_CYCLES = Number(process.env.BFO_PEER_LEAK_CYCLES ?? (QUICK ? 2 : 20));
+const LEAK_BUDGET_MS = Number(process.env.BFO_LEAK_BUDGET_S ?? 2400) * 1000;
+const PEER_LEAK_BUDGET_MS = Number(process.env.BFO_PEER_LEAK_BUDGET_S ?? 600) * 1000;
+/** Health for the leak cycles: faster, so 100 cycles fit in the budget. */
+const LEAK_HEALTH = { interval: '500ms', timeout: '400ms', failAfter: 2, recoverAfter: 2, failbackHold: '1s' };
 const REQ_INTERVAL_MS = 100;
 const REQ_TIMEOUT_MS = 300;
 const GOAL_P95_MS = 3500;
@@ -215,6 +238,123 @@ function summary(xs: readonly number[]): { p50: number; p95: number; max: number
   return { p50: Math.round(percentile(s, 50)), p95: Math.round(percentile(s, 95)), max: Math.round(s[s.length - 1] ?? NaN) };
 }
 
+/** Up, or degraded (an RTT jump on a loaded machine): carrying traffic either way. */
+const usable = (state: string | undefined): boolean => state === 'up' || state === 'degraded';
+
+// ---------------------------------------------------------------------------
+// Leak cycles (1c, 1d)
+
+interface LeakCycles {
+  cycles: number;
+  /** Cycles where every step (failover, kill switch, both up again) was seen in time. */
+  complete: number;
+  leaks: LeakCounts;
+  byPhase: { failover: LeakCounts; kill_switch: LeakCounts; recovery: LeakCounts };
+  /** Cycles that leaked: which, in which phase, what. */
+  leaky: string[];
+  cycle_s: { p50: number; max: number };
+  flows: { tcp_stream_bytes: number; tcp_stream_connects: number; udp_sent: number; udp_received: number };
+  requests: number;
+  requests_ok: number;
+}
+
+function zeroLeaks(): LeakCounts {
+  return { all: 0, tcp_syn: 0, tcp_rst: 0, tcp_other: 0, udp: 0, icmp: 0, other: 0 };
+}
+function addLeaks(a: LeakCounts, b: LeakCounts): LeakCounts {
+  return Object.fromEntries(Object.keys(a).map((k) => [k, a[k as keyof LeakCounts] + b[k as keyof LeakCounts]])) as LeakCounts;
+}
+
+/**
+ * `n` fault → failover → kill switch → recovery cycles against the running
+ * daemon (its log in `log`), with `client`'s GETs and the flows client
+ * running; the WAN leak counter read around each phase.
+ */
+async function leakCycles(L: Lab, log: DaemonLog, client: Client, flows: Proc, n: number, budgetMs: number, say: (s: string) => void, label: string): Promise<LeakCycles> {
+  const uplinks = [L.gateways[0].uplink.v4, L.gateways[1].uplink.v4];
+  const out: LeakCycles = { cycles: 0, complete: 0, leaks: zeroLeaks(), byPhase: { failover: zeroLeaks(), kill_switch: zeroLeaks(), recovery: zeroLeaks() }, leaky: [], cycle_s: { p50: NaN, max: NaN }, flows: { tcp_stream_bytes: 0, tcp_stream_connects: 0, udp_sent: 0, udp_received: 0 }, requests: 0, requests_ok: 0 };
+  const durations: number[] = [];
+  const start = performance.now();
+  const tStart = now();
+  const soft = <V>(p: Promise<V>): Promise<V | null> => p.catch(() => null);
+  for (let c = 1; c <= n && performance.now() - start < budgetMs; c++) {
+    const tc = performance.now();
+    let complete = true;
+    // Both up, traffic on one of them.
+    complete = (await soft(until('both gateways up', () => GW_NAMES.every((g) => usable(log.state(g)?.state)), 45_000))) !== null && complete;
+    const stable = await soft(until('traffic stable on a gateway', () => client.stableOn(3, uplinks), 20_000));
+    const a = (stable ? uplinks.indexOf(stable) : 0) as GatewayIndex;
+    const b = (1 - a) as GatewayIndex;
+    const phase = async (name: keyof LeakCycles['byPhase'], from: LeakCounts): Promise<LeakCounts> => {
+      const to = await readWanLeaks(L);
+      const d = leakDelta(from, to);
+      out.byPhase[name] = addLeaks(out.byPhase[name], d);
+      out.leaks = addLeaks(out.leaks, d);
+      if (d.all) out.leaky.push(`cycle ${c} ${name}: ${describeLeaks(d)}`);
+      return to;
+    };
+    let mark = await readWanLeaks(L);
+    // 1. A dark: failover to B (its flows are dropped: the moment stray packets of them come back).
+    const t0 = now();
+    await L.blackholeGateway(a, true);
+    complete = (await soft(until('the failover', () => log.switches.some((e) => e.time >= t0 - 1 && e.to === GW_NAMES[b]), 20_000))) !== null && complete;
+    await sleep(300);
+    mark = await phase('failover', mark);
+    // 2. B dark too: the kill switch, held for a second with traffic hitting it.
+    const t1 = now();
+    await L.blackholeGateway(b, true);
+    complete = (await soft(until('the kill switch', () => log.switches.some((e) => e.time >= t1 - 1 && e.to === null), 20_000))) !== null && complete;
+    await sleep(1000);
+    mark = await phase('kill_switch', mark);
+    // 3. Both back: recovery (stray packets of the flows dropped at each switch arrive now).
+    const t2 = now();
+    await Promise.all([L.blackholeGateway(a, false), L.blackholeGateway(b, false)]);
+    complete = (await soft(until('both gateways up again', () => GW_NAMES.every((g) => { const st = log.state(g); return usable(st?.state) && st!.time >= t2 - 1; }), 45_000))) !== null && complete;
+    complete = (await soft(until('a request through a gateway', () => client.reqs.some((q) => q.start > t2 && q.ok && uplinks.includes(q.remote!)), 20_000))) !== null && complete;
+    await sleep(300);
+    await phase('recovery', mark);
+    out.cycles = c;
+    if (complete) out.complete++;
+    durations.push((performance.now() - tc) / 1000);
+    if (c % 10 === 0 || c === n || out.leaky.length) {
+      if (c % 10 === 0 || c === n) say(`  ${label}: ${c}/${n} cycles (${out.complete} complete), WAN leak so far ${describeLeaks(out.leaks)}`);
+    }
+  }
+  const d = [...durations].sort((x, y) => x - y);
+  out.cycle_s = { p50: +percentile(d, 50).toFixed(1), max: +(d[d.length - 1] ?? NaN).toFixed(1) };
+  const st = /stats (\d+) (\d+) (\d+) (\d+) (\d+)\s*$/.exec(flows.tail.trimEnd().split('\n').filter((l) => l.startsWith('stats')).at(-1) ?? '');
+  if (st) out.flows = { tcp_stream_bytes: Number(st[1]), tcp_stream_connects: Number(st[2]), udp_sent: Number(st[4]), udp_received: Number(st[5]) };
+  const reqs = client.between(tStart, now());
+  out.requests = reqs.length;
+  out.requests_ok = reqs.filter((q) => q.ok).length;
+  return out;
+}
+
+/** The daemon's WAN guard counters (packets it dropped on their way out of the WAN), or null when it has none (the peer). */
+async function guardDrops(L: Lab): Promise<number | null> {
+  const r = await L.exec(L.ns.router, ['nft', 'list', 'chain', 'inet', 'splitwan', 'wan_guard']);
+  if (r.code !== 0) return null;
+  return [...r.stdout.matchAll(/counter packets (\d+)/g)].reduce((a, m) => a + Number(m[1]), 0);
+}
+
+function leakConfig(L: Lab, dir: string, health: typeof LEAK_HEALTH | typeof HEALTH): string {
+  return [
+    'mode: router',
+    'lan: [lan0]',
+    `breakout: { interface: wan0, dns: [${L.addr.ispResolver.v4}] }`,
+    'tunnel:',
+    '  gateways:',
+    `    - { name: ${GW_NAMES[0]}, config: gw1.conf, priority: 1 }`,
+    `    - { name: ${GW_NAMES[1]}, config: gw2.conf, priority: 1 }`,
+    `health: { interval: ${health.interval}, timeout: ${health.timeout}, failAfter: ${health.failAfter}, recoverAfter: ${health.recoverAfter}, failbackHold: ${health.failbackHold} }`,
+    `stateDir: ${join(dir, 'state')}`,
+    `control: { socket: ${join(dir, 'control.sock')} }`,
+    'rules: []',
+    'default: tunnel',
+    '',
+  ].join('\n');
+}
+
 export async function run(): Promise<Record<string, unknown>> {
   if (process.getuid?.() !== 0) throw new Error('the failover benchmark needs root (it creates network namespaces)');
   const t00 = performance.now();
@@ -223,9 +363,12 @@ export async function run(): Promise<Record<string, unknown>> {
   const peerIfs: string[] = [];
   let lab: Lab | null = null;
   let controller: SeedController | null = null;
+  let baselineDir: Baseline | null = null;
+  let baselineBuild: Promise<unknown> | null = null;
   let cleaning: Promise<void> | null = null;
   const cleanup = () =>
     (cleaning ??= (async () => {
+      await baselineBuild?.catch(() => undefined); // a build still running would leave its dir behind
       await controller?.stop().catch(() => undefined);
       await Promise.all([...procs].map((p) => p.stop(10_000)));
       // The daemon's wireguard-go, if the daemon had to be killed: our names only (they carry our pid).
@@ -239,11 +382,15 @@ export async function run(): Promise<Record<string, unknown>> {
       if (lab) await lab.destroy().catch((e: unknown) => process.stderr.write(`lab destroy: ${(e as Error).message}\n`));
       for (const i of [...daemonIfs, ...peerIfs]) if (existsSync(`${WG_SOCKET_DIR}/${i}.sock`)) try { unlinkSync(`${WG_SOCKET_DIR}/${i}.sock`); } catch { /* gone */ }
       rmSync(dir, { recursive: true, force: true });
+      baselineDir?.remove();
     })());
   const onSignal = (sig: NodeJS.Signals) => void cleanup().finally(() => process.exit(sig === 'SIGINT' ? 130 : 143));
   process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
 
   try {
+    const building = PEER_LEAK_CYCLES > 0 ? buildBaseline() : Promise.resolve({ skipped: 'BFO_PEER_LEAK_CYCLES=0' });
+    // Removed in `finally` however the run ends.
+    baselineBuild = building.then((b) => void (!('skipped' in b) && (baselineDir = b)));
     lab = await createLab({ routerTunnels: false });
     const L = lab;
     const uplinks = [L.gateways[0].uplink.v4, L.gateways[1].uplink.v4];
@@ -255,21 +402,7 @@ export async function run(): Promise<Record<string, unknown>> {
     writeFileSync(join(dir, 'gw1.conf'), L.gateways[0].configText, { mode: 0o600 });
     writeFileSync(join(dir, 'gw2.conf'), L.gateways[1].configText, { mode: 0o600 });
     const cfg = join(dir, 'config.yaml');
-    writeFileSync(cfg, [
-      'mode: router',
-      'lan: [lan0]',
-      `breakout: { interface: wan0, dns: [${L.addr.ispResolver.v4}] }`,
-      'tunnel:',
-      '  gateways:',
-      `    - { name: ${GW_NAMES[0]}, config: gw1.conf, priority: 1 }`,
-      `    - { name: ${GW_NAMES[1]}, config: gw2.conf, priority: 1 }`,
-      `health: { interval: ${HEALTH.interval}, timeout: ${HEALTH.timeout}, failAfter: ${HEALTH.failAfter}, recoverAfter: ${HEALTH.recoverAfter}, failbackHold: ${HEALTH.failbackHold} }`,
-      `stateDir: ${join(dir, 'state')}`,
-      `control: { socket: ${join(dir, 'control.sock')} }`,
-      'rules: []',
-      'default: tunnel',
-      '',
-    ].join('\n'), { mode: 0o600 });
+    writeFileSync(cfg, leakConfig(L, dir, HEALTH), { mode: 0o600 });
     const log = new DaemonLog();
     const daemon = new Proc('splitwan', inNs(L.ns.router, [process.execPath, join(import.meta.dirname, '..', '..', 'bin', 'splitwan'), 'run', '--config', cfg]));
     daemon.child.stdout!.on('data', (d: string) => log.feed(d));
@@ -347,7 +480,7 @@ export async function run(): Promise<Record<string, unknown>> {
       const activeRemote = await until('traffic stable on one gateway', () => client.stableOn(5, uplinks), 20_000);
       const a = uplinks.indexOf(activeRemote) as GatewayIndex;
       const b = (1 - a) as GatewayIndex;
-      await until(`both gateways up before trial ${t + 1}`, () => GW_NAMES.every((n) => log.state(n)?.state === 'up'), 20_000);
+      await until(`both gateways up before trial ${t + 1}`, () => GW_NAMES.every((n) => usable(log.state(n)?.state)), 20_000);
       await lab.blackholeGateway(a, true);
       const t0 = now();
       const first = await until('the first request via the other gateway', () => client.reqs.find((q) => q.end > t0 && q.ok && q.remote === uplinks[b]) ?? null, OURS_FAILOVER_LIMIT_MS).catch(() => null);
@@ -381,11 +514,52 @@ export async function run(): Promise<Record<string, unknown>> {
     const partEnd = now();
     const oursAll = client.between(partStart, partEnd);
     const oursLeaks = oursAll.filter((q) => q.remote === breakoutSeen).length;
+
+    // c. leak cycles, with long-lived and new TCP and UDP flows running through them
+    const flowsServer = new Proc('flows server', inNs(L.ns.isp, [process.execPath, join(import.meta.dirname, 'flows-child.js'), 'server', L.addr.web.v4, '8000', '9000']));
+    await flowsServer.until('the flows server', () => flowsServer.tail.includes('ready'), 10_000);
+    await installWanLeakCounter(L, [L.addr.web.v4, L.addr.web.v6]);
+    const reloadsBefore = log.lines.filter((l) => l.includes('"config reloaded"')).length;
+    writeFileSync(cfg, leakConfig(L, dir, LEAK_HEALTH), { mode: 0o600 });
+    await until('the faster health (a reload)', () => log.lines.filter((l) => l.includes('"config reloaded"')).length > reloadsBefore, 15_000);
+    const startFlows = () => new Proc('flows client', inNs(L.ns.client, [process.execPath, join(import.meta.dirname, 'flows-child.js'), 'client', L.addr.web.v4, '8000', '9000', '4']));
+    let flows = startFlows();
+    await flows.until('the flows client', () => flows.tail.includes('ready'), 10_000);
+    say(`leak cycles: ${LEAK_CYCLES} × (a gateway dark → failover; the other dark → kill switch 1 s; both back → recovery), health interval ${LEAK_HEALTH.interval}, timeout ${LEAK_HEALTH.timeout}, failAfter ${LEAK_HEALTH.failAfter}, recoverAfter ${LEAK_HEALTH.recoverAfter}; GETs every ${REQ_INTERVAL_MS} ms, 4 TCP streams, UDP flows`);
+    const leakOurs = await leakCycles(L, log, client, flows, LEAK_CYCLES, LEAK_BUDGET_MS, say, 'splitwan');
+    const guard = await guardDrops(L);
+    await flows.stop();
     await client.proc.stop();
+    await quiesce(L, L.ns.client);
+    say(`splitwan, ${leakOurs.cycles} cycles (${leakOurs.complete} complete, ${leakOurs.cycle_s.p50} s each): WAN leak ${describeLeaks(leakOurs.leaks)} (failover ${leakOurs.byPhase.failover.all}, kill switch ${leakOurs.byPhase.kill_switch.all}, recovery ${leakOurs.byPhase.recovery.all}); the WAN guard dropped ${guard ?? '?'}${leakOurs.leaky.length ? `\n    ${leakOurs.leaky.slice(0, 20).join('\n    ')}` : ''}`);
     const code = await daemon.stop(15_000);
     const leftLinks = (await L.exec(L.ns.router, ['ip', '-o', 'link', 'show'])).stdout.includes('swg-');
     const leftTable = (await L.exec(L.ns.router, ['nft', 'list', 'table', 'inet', 'splitwan'])).code === 0;
     say(`splitwan stopped: exit ${code}${leftLinks || leftTable ? ' — LEFT STATE BEHIND' : ', nothing left behind'}`);
+
+    // d. the same cycles with the previous code path
+    const base: Baseline | { skipped: string } = await building;
+    let leakPeer: LeakCycles | null = null;
+    if ('skipped' in base) say(`peer leak cycles SKIPPED: ${base.skipped}`);
+    else {
+      const plog = new DaemonLog();
+      const pd = new Proc('splitwan (baseline)', inNs(L.ns.router, [process.execPath, base.bin, 'run', '--config', cfg]));
+      pd.child.stdout!.on('data', (d: string) => plog.feed(d));
+      await pd.until('"splitwan running"', () => pd.tail.includes('splitwan running'), 30_000);
+      await until('both gateways up (baseline)', () => GW_NAMES.every((n) => usable(plog.state(n)?.state)), 30_000);
+      const bclient = new Client(L);
+      await bclient.ready();
+      flows = startFlows();
+      await flows.until('the flows client', () => flows.tail.includes('ready'), 10_000);
+      say(`peer: splitwan at ${base.ref}, ${PEER_LEAK_CYCLES} of the same cycles`);
+      leakPeer = await leakCycles(L, plog, bclient, flows, PEER_LEAK_CYCLES, PEER_LEAK_BUDGET_MS, say, `baseline ${base.ref}`);
+      await flows.stop();
+      await bclient.proc.stop();
+      await quiesce(L, L.ns.client);
+      await pd.stop(15_000);
+      say(`baseline ${base.ref}, ${leakPeer.cycles} cycles (${leakPeer.complete} complete): WAN leak ${describeLeaks(leakPeer.leaks)} (failover ${leakPeer.byPhase.failover.all}, kill switch ${leakPeer.byPhase.kill_switch.all}, recovery ${leakPeer.byPhase.recovery.all})`);
+    }
+    await flowsServer.stop();
 
     // ------------------------------------------------------- 2. the seed, simulated
     await L.exec(L.ns.router, ['nft', '-f', '-'], {
@@ -451,7 +625,7 @@ export async function run(): Promise<Record<string, unknown>> {
     const ratio = (x: number, y: number) => +(x / y).toFixed(3);
     const kill = log.switches.filter((s) => s.to === null).length;
     const degraded = log.states.filter((s) => s.state === 'degraded').length;
-    const goalMet = ok.length === ours.length && ours.length > 0 && fo.p95 <= GOAL_P95_MS && oursLeaks === 0;
+    const goalMet = ok.length === ours.length && ours.length > 0 && fo.p95 <= GOAL_P95_MS && oursLeaks === 0 && leakOurs.leaks.all === 0 && leakOurs.cycles >= LEAK_CYCLES;
     const out = {
       lab_gateways: 2,
       health: HEALTH,
@@ -490,8 +664,12 @@ export async function run(): Promise<Record<string, unknown>> {
       ratio_lost_p50: plost.p50 ? ratio(lost.p50, plost.p50) : null,
       goal_p95_ms: GOAL_P95_MS,
       goal_leaks: 0,
+      leak_cycles: { ...leakOurs, health: LEAK_HEALTH, asked: LEAK_CYCLES, wan_guard_drops: guard },
+      peer_leak_cycles: leakPeer && !('skipped' in base) ? { ref: base.ref, asked: PEER_LEAK_CYCLES, ...leakPeer } : { skipped: 'skipped' in base ? base.skipped : 'not run' },
       goal_met: goalMet,
       total_s: Math.round((performance.now() - t00) / 1000),
+      cycles: leakOurs.cycles,
+      wan_leak_packets: leakOurs.leaks.all,
     };
     say(`splitwan, ${ours.length} trials (${out.faulted.gw1} × gw1 dark, ${out.faulted.gw2} × gw2 dark)${out.trials_no_failover ? `, ${out.trials_no_failover} WITHOUT failover in ${OURS_FAILOVER_LIMIT_MS} ms` : ''}:`);
     say(`  fault → first request via the other gateway: p50 ${fo.p50} ms, p95 ${fo.p95} ms, max ${fo.max} ms (goal: p95 <= ${GOAL_P95_MS} ms) ${fo.p95 <= GOAL_P95_MS ? 'MET' : 'MISSED'}`);
@@ -502,7 +680,8 @@ export async function run(): Promise<Record<string, unknown>> {
     say(`  daemon: ${out.daemon.switches} switches logged, ${kill} kill-switch events, ${degraded} degraded events, ${out.daemon.errors} error lines`);
     say(`seed (simulated), ${peer.length} trials${out.peer.trials_no_failover ? `, ${out.peer.trials_no_failover} WITHOUT failover in ${PEER_FAILOVER_LIMIT_MS} ms` : ''}: p50 ${pfo.p50} ms, p95 ${pfo.p95} ms, max ${pfo.max} ms (with ${peer.length} samples p95 is the max); lost p50 ${plost.p50}, max ${plost.max}; via the breakout ${peerLeaks} of ${peerAll.length}; tunnel down→up ${out.peer.teardown_to_up_ms.join(', ')} ms`);
     say(`ratio ours/seed: p50 ${out.ratio_p50}, p95 ${out.ratio_p95}; requests lost p50 ${out.ratio_lost_p50 ?? 'n/a'}`);
-    say(`goal (p95 <= ${GOAL_P95_MS} ms, never a request via the breakout): ${goalMet ? 'MET' : 'NOT MET'}; ${out.total_s} s in all`);
+    say(`leak cycles: splitwan ${describeLeaks(leakOurs.leaks)} packet(s) for tunnel destinations on the WAN in ${leakOurs.cycles} cycles (goal 0)${leakPeer ? `; the previous code ${describeLeaks(leakPeer.leaks)} in ${leakPeer.cycles} cycles` : ''}`);
+    say(`goal (p95 <= ${GOAL_P95_MS} ms, never a request via the breakout, no packet for a tunnel destination on the WAN in ${LEAK_CYCLES} cycles): ${goalMet ? 'MET' : 'NOT MET'}; ${out.total_s} s in all`);
     say(JSON.stringify(out));
     return out;
   } finally {

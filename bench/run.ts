@@ -9,6 +9,7 @@ const benches: Record<string, () => Promise<unknown>> = {
   failover: async () => (await import('./failover.js')).run(),
   proxy: async () => (await import('./proxy.js')).run(),
   'health-load': async () => (await import('./health-load.js')).run(),
+  firewall: async () => (await import('./firewall.js')).run(),
 };
 
 const name = process.argv[2];

@@ -402,7 +402,8 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
     tunnels = deps.tunnels();
     teardown.push('stopping the tunnels', () => tunnels!.close());
     tagger = new NftTagger(nft, clock, { logger: log.child({ module: 'dataplane' }) });
-    dataplane = new Dataplane({ router, clock, logger: log.child({ module: 'dataplane' }), onTagsLost: () => tagger!.reset() });
+    // Repairs follow nft/ip monitor events (another program flushing the ruleset), not only a timer.
+    dataplane = new Dataplane({ router, clock, logger: log.child({ module: 'dataplane' }), watch: deps.damageWatch(), onTagsLost: () => tagger!.reset() });
     teardown.push('stopping the data plane repair', () => dataplane!.stop());
     lists = new ListRefresher(store(), log.child({ module: 'lists' }));
     teardown.push('stopping list refreshes', () => lists!.stop());

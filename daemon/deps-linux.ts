@@ -6,6 +6,7 @@ import type { Clock, Logger } from '../lib/logger.js';
 import { assertNoOtherDaemon } from './control/server.js';
 import type { DaemonDeps } from './deps.js';
 import { linuxRunner, type Runner } from './exec-linux.js';
+import { LinuxDamageWatch } from './dataplane/damage-watch-linux.js';
 import { IpMonitor } from './dataplane/ip-monitor-linux.js';
 import { openNft } from './dataplane/libnft-linux.js';
 import { removeStaleHomes } from './dataplane/nft-session-linux.js';
@@ -44,6 +45,7 @@ export function linuxDeps(o: { logger: Logger; clock: Clock; runner?: Runner; se
     cleanup: () => cleanupAll(run, log.child({ module: 'cleanup' })),
     openNft: () => openNft(log.child({ module: 'nft' })),
     router: (nft) => new LinuxRouter(run, nft, log.child({ module: 'router' })),
+    damageWatch: () => new LinuxDamageWatch(log.child({ module: 'dataplane' }), o.clock),
     tunnels: () => createLinuxTunnels({ runner: run, logger: log, clock: o.clock }),
     // The path sockets say once (through this logger) when they read the dgram fd the deprecated way.
     pathSockets: new LinuxPathSockets({ logger: log.child({ module: 'sockets' }) }),

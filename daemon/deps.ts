@@ -5,6 +5,7 @@
 import type net from 'node:net';
 import type { LoadDeps } from '../config/load.js';
 import type { Clock, Logger } from '../lib/logger.js';
+import type { DamageWatch } from './dataplane/damage-watch.js';
 import type { NftExec } from './dataplane/nft-session-linux.js';
 import type { Router } from './dataplane/router-linux.js';
 import type { IpAddrLink } from './os-parse.js';
@@ -37,6 +38,8 @@ export interface DaemonDeps {
   /** The nftables session (ruleset, map flips, tag elements); closed at stop. */
   openNft(): NftExec & { close(): void };
   router(nft: NftExec): Router;
+  /** Tells the data plane when another program changed its kernel state (nft/ip monitor), so the repair follows at once. */
+  damageWatch(): DamageWatch;
   tunnels(): TunnelBackend;
   /** Sockets on a path (SO_MARK). */
   pathSockets: PathSockets;

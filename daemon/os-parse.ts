@@ -21,6 +21,7 @@ export type OsTool =
   | 'ip link'
   | 'ip addr'
   | 'nft list table'
+  | 'nft list set'
   | 'ip monitor route';
 
 export class ParseError extends Error {
@@ -521,6 +522,23 @@ export function parseNftTable(json: string): NftTableState | null {
   if (!table) return null;
   for (const c of chains) c.rules = ruleCounts.get(c.name) ?? 0;
   return { family: table.family, name: table.name, chains, sets };
+}
+
+/** The sets and maps of `nft -j list set|map ...` (no table item: the listing is one object's). */
+export function parseNftSets(json: string): NftSet[] {
+  const tool = 'nft list set';
+  const doc = parseJson(tool, json);
+  const items = isObject(doc) ? get(doc, 'nftables') : undefined;
+  if (!Array.isArray(items)) throw new ParseError(tool, 'no "nftables" list');
+  const sets: NftSet[] = [];
+  items.forEach((item, i) => {
+    if (!isObject(item)) throw new ParseError(tool, `item #${i} is not an object`);
+    for (const kind of ['set', 'map'] as const) {
+      const s = get(item, kind);
+      if (s !== undefined) sets.push(nftSet(tool, `item #${i} (${kind})`, s));
+    }
+  });
+  return sets;
 }
 
 function nftChain(tool: OsTool, where: string, c: unknown): NftChain {

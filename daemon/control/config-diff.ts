@@ -4,7 +4,7 @@
 import type { LoadedConfig } from '../../config/load.js';
 import { targetLabel } from '../../config/policy.js';
 import type { Config, GatewayConfig, RuleConfig } from '../../config/types.js';
-import { planDataplane, renderIpRules, renderRoutes, ruleId } from '../dataplane/plan.js';
+import { ipRuleSelector, planDataplane, renderIpRules, renderRoutes, ruleId } from '../dataplane/plan.js';
 
 const SECTIONS = ['mode', 'lan', 'breakout', 'dns', 'health', 'proxy', 'control', 'metrics', 'log', 'stateDir', 'default'] as const;
 
@@ -116,11 +116,7 @@ export function diffConfigs(prev: LoadedConfig, next: LoadedConfig): string[] {
   const pp = planOf(prev);
   const np = planOf(next);
   const rules = (x: ReturnType<typeof planOf>) =>
-    renderIpRules(x).map((r) => {
-      const mark = r.fwmark !== undefined ? ` fwmark 0x${r.fwmark.toString(16)}${r.fwmask !== undefined ? `/0x${r.fwmask.toString(16)}` : ''}` : '';
-      const suppress = r.suppressPrefixLength !== undefined ? ` suppress_prefixlength ${r.suppressPrefixLength}` : '';
-      return `ip${r.family === 6 ? ' -6' : ''} rule pref ${r.priority}${mark} ${r.action === 'prohibit' ? 'prohibit' : `lookup ${r.table}`}${suppress}`;
-    });
+    renderIpRules(x).map((r) => `ip${r.family === 6 ? ' -6' : ''} rule pref ${r.priority} ${ipRuleSelector(r).join(' ')}`);
   const routes = (x: ReturnType<typeof planOf>) => renderRoutes(x).map((r) => `ip${r.family === 6 ? ' -6' : ''} route table ${r.table} ${r.type === 'prohibit' ? 'prohibit default' : `default dev ${r.dev}`}`);
   for (const [what, a, b] of [['ip rule', rules(pp), rules(np)], ['route', routes(pp), routes(np)]] as const) {
     for (const x of b) if (!a.includes(x)) out.push(`${what} added: ${x}`);

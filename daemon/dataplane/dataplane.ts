@@ -1,17 +1,27 @@
 // The data plane as the daemon drives it: apply a plan (at start and on
 // reload), flip the default path (failover, kill switch, recovery) as one
-// small nft transaction, and repair what someone removed on a schedule.
-// OS effects come in through the Router and NftExec interfaces, so this runs
-// against fakes in unit tests.
+// small nft transaction, and repair what someone removed as soon as the
+// kernel says so (a DamageWatch: `nft monitor`, `ip monitor`), with a slow
+// timer as a backstop for what no event reports.
+// OS effects come in through the Router and DamageWatch interfaces, so this
+// runs against fakes in unit tests.
 import type { Clock, Logger } from '../../lib/logger.js';
+import type { DamageWatch } from './damage-watch.js';
 import type { DataplanePlan } from './plan.js';
 import type { Router } from './router-linux.js';
+
+/** Repairs in a row that each found something to put back before they are spaced out (a fight with another program). */
+const REPAIR_STREAK_FREE = 3;
+/** A repair counts toward that streak when it comes this soon after the previous one ended: a program fighting us undoes our state at once. */
+const REPAIR_STREAK_WINDOW_MS = 500;
 
 export interface DataplaneOptions {
   router: Router;
   clock: Clock;
   logger: Logger;
-  /** How often the kernel state is checked against the plan. */
+  /** Events that may mean our kernel state was changed; each starts a repair. */
+  watch?: DamageWatch;
+  /** How often the kernel state is checked against the plan anyway (default 30 s with a watch, 3 s without). */
   reconcileEveryMs?: number;
   /** Called after a repair that re-created the table (its tag sets came back empty). */
   onTagsLost?: () => void;
@@ -31,6 +41,8 @@ export class Dataplane {
   private readonly flips: Array<() => Promise<void>> = [];
   private readonly others: Array<() => Promise<void>> = [];
   private busy = false;
+  /** Event-driven repairs: one waits at most, one runs at most; `again`: an event came while it ran. */
+  private repair: { queued: boolean; running: boolean; again: boolean; streak: number; lastAt: number; timer: unknown } = { queued: false, running: false, again: false, streak: 0, lastAt: -Infinity, timer: null };
   /** Requests are numbered as asked; activeAsked: the request whose choice of gateway holds now. */
   private asked = 0;
   private activeAsked = 0;
@@ -70,16 +82,72 @@ export class Dataplane {
     }, true);
   }
 
-  /** Starts the periodic repair. */
+  /** Starts repairing: on every event of the watch, and on the backstop timer. */
   start(): void {
     this.stopped = false;
+    this.o.watch?.start(() => this.repairSoon());
     this.arm();
   }
 
   stop(): void {
     this.stopped = true;
+    this.o.watch?.stop();
     if (this.timer !== null) this.o.clock.clearTimeout(this.timer);
     this.timer = null;
+    if (this.repair.timer !== null) this.o.clock.clearTimeout(this.repair.timer);
+    this.repair.timer = null;
+  }
+
+  /**
+   * An event said our state may have changed: one repair pass, now. Events
+   * during a pass make one more pass after it (the pass may have read the
+   * state before the change). Our own changes are events too, and their pass
+   * finds nothing to do; a program that keeps undoing our state would make
+   * every pass repair something: after a few such passes in a row they are
+   * spaced out (up to the backstop's period) and it is logged.
+   */
+  private repairSoon(): void {
+    const r = this.repair;
+    if (this.stopped) return;
+    if (r.running) {
+      r.again = true;
+      return;
+    }
+    if (r.queued) return;
+    r.queued = true;
+    const go = (): void => {
+      r.timer = null;
+      r.queued = false;
+      if (this.stopped) return;
+      r.running = true;
+      const startedAt = this.o.clock.now();
+      this.reconcile()
+        .then((repaired) => {
+          const soon = startedAt - r.lastAt <= REPAIR_STREAK_WINDOW_MS + (r.streak > REPAIR_STREAK_FREE ? this.delayFor(r.streak) : 0);
+          r.streak = repaired.length ? (soon ? r.streak + 1 : 1) : 0;
+          r.lastAt = this.o.clock.now();
+          if (r.streak === REPAIR_STREAK_FREE + 1) this.o.logger.error({ repaired }, 'our routing state keeps being removed (another program is fighting it?): repairs are spaced out');
+        })
+        .catch((e: unknown) => this.o.logger.error({ err: e }, 'repairing the data plane failed'))
+        .finally(() => {
+          r.running = false;
+          if (r.again) {
+            r.again = false;
+            this.repairSoon();
+          }
+        });
+    };
+    const delay = r.streak > REPAIR_STREAK_FREE ? this.delayFor(r.streak) : 0;
+    if (delay > 0) r.timer = this.o.clock.setTimeout(go, delay);
+    else go();
+  }
+
+  private delayFor(streak: number): number {
+    return Math.min(this.backstopMs(), 250 * 2 ** (streak - REPAIR_STREAK_FREE));
+  }
+
+  private backstopMs(): number {
+    return this.o.reconcileEveryMs ?? (this.o.watch ? 30_000 : 3000);
   }
 
   /** One repair pass now (also what the timer runs). */
@@ -97,7 +165,7 @@ export class Dataplane {
       this.reconcile()
         .catch((e: unknown) => this.o.logger.error({ err: e }, 'reconciling the data plane failed'))
         .finally(() => this.arm());
-    }, this.o.reconcileEveryMs ?? 3000);
+    }, this.backstopMs());
   }
 
   private serial<T>(fn: () => Promise<T>, flip = false): Promise<T> {

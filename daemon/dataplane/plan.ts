@@ -12,8 +12,15 @@
 //   keeps its path and a failover moves tunnel flows as a whole.
 // - Static per-gateway routing tables with a prohibit backstop; ip rules at
 //   fixed priorities 5000-5099 that only splitwan uses.
+// - Fail closed without nftables: traffic nobody marked (this machine's own
+//   in host mode, the LAN's in router mode) and anything sent from a tunnel
+//   address is routed into the tunnel path's table (1100: the active
+//   gateway's tunnel), never by main; only marked traffic reaches main. So a
+//   flushed ruleset, or a packet the kernel makes itself (a reset, an ICMP
+//   error), cannot leave by the WAN. Replies to inbound connections get the
+//   path they came in on (a ct mark set on the way in).
 import { createHash } from 'node:crypto';
-import { parseCidr, type ParsedCidr } from '../../lib/ip.js';
+import { formatIp, parseCidr, parseIp, type ParsedCidr } from '../../lib/ip.js';
 import type { Config, RuleConfig, Target } from '../../config/types.js';
 import { TAG_SET_SIZE } from './tag-bounds.js';
 
@@ -35,6 +42,12 @@ export const MAX_GATEWAYS = 13;
 export const TABLE_TUNNEL = 1100;
 export const RULE_PRIORITY_FIRST = 5000;
 export const RULE_PRIORITY_LAST = 5099;
+/** `from <tunnel address>` rules, one per distinct address and family. */
+const PRIORITY_FROM_TUNNEL = RULE_PRIORITY_FIRST + 50;
+const MAX_TUNNEL_ADDRESSES = 30;
+/** Unmarked traffic → the tunnel path: host mode one rule (iif lo), router mode one per LAN interface. */
+const PRIORITY_UNMARKED = RULE_PRIORITY_FIRST + 80;
+export const MAX_LAN_INTERFACES = 19;
 
 export function gatewayMark(index: number): number {
   if (index < 0 || index >= MAX_GATEWAYS) throw new RangeError(`at most ${MAX_GATEWAYS} gateways`);
@@ -49,6 +62,15 @@ export interface PlannedGateway {
   ifname: string;
   mark: number;
   table: number;
+  /** The tunnel's own addresses (its wg-quick Address=, without prefix length): what the kernel answers from. */
+  addrs4: string[];
+  addrs6: string[];
+  /**
+   * Whether IPv6 can go through it: an IPv6 address and an IPv6 AllowedIPs.
+   * Without, IPv6 routed into it would be black-holed (masquerade has no
+   * source, WireGuard no peer): the ruleset refuses it at once instead.
+   */
+  ipv6: boolean;
 }
 
 /** One config rule as the kernel sees it. */
@@ -135,6 +157,17 @@ export function ruleId(rule: RuleConfig): string {
   return h.digest('hex').slice(0, 8);
 }
 
+/** The addresses of interface CIDRs (10.64.0.2/32 → 10.64.0.2), per family, in canonical form. */
+function hostAddresses(cidrs: readonly string[]): { v4: string[]; v6: string[] } {
+  const v4: string[] = [];
+  const v6: string[] = [];
+  for (const c of cidrs) {
+    const ip = parseIp(c.split('/')[0]!.trim());
+    if (ip) (ip.family === 4 ? v4 : v6).push(formatIp(ip));
+  }
+  return { v4, v6 };
+}
+
 function split(cidrs: readonly string[]): { v4: string[]; v6: string[] } {
   const v4: string[] = [];
   const v6: string[] = [];
@@ -161,7 +194,12 @@ export function planDataplane(input: {
 }): DataplanePlan {
   const { config } = input;
   if (config.tunnel.gateways.length > MAX_GATEWAYS) throw new RangeError(`at most ${MAX_GATEWAYS} gateways`);
-  const gateways = config.tunnel.gateways.map((g, i) => ({ name: g.name, ifname: g.ifname, mark: gatewayMark(i), table: gatewayTable(i) }));
+  const gateways = config.tunnel.gateways.map((g, i): PlannedGateway => {
+    const addrs = hostAddresses(g.wireguard.addresses);
+    const v6Allowed = g.wireguard.peers.some((p) => p.allowedIPs.some((a) => (parseCidr(a) as ParsedCidr).family === 6));
+    return { name: g.name, ifname: g.ifname, mark: gatewayMark(i), table: gatewayTable(i), addrs4: addrs.v4, addrs6: addrs.v6, ipv6: addrs.v6.length > 0 && v6Allowed };
+  });
+  if (config.mode === 'router' && config.lan.length > MAX_LAN_INTERFACES) throw new RangeError(`at most ${MAX_LAN_INTERFACES} LAN interfaces`);
   const rules = config.rules.map((r): PlannedRule => {
     const dst = split([...r.cidrs.map((c) => c.cidr), ...r.lists.flatMap((l) => input.listCidrs.get(l) ?? [])]);
     const src = split(r.sources.map((s) => s.cidr));
@@ -194,12 +232,28 @@ export function planDataplane(input: {
 }
 
 const hex = (n: number): string => `0x${n.toString(16)}`;
+/**
+ * What is not routed to a path: this machine's own addresses, and broadcast
+ * and multicast (DHCP, neighbour solicitations, mDNS), which a path mark
+ * would only get rejected (the kill switch, a tunnel without IPv6).
+ */
+const NOT_ROUTED = '\t\tfib daddr type { local, broadcast, multicast } return';
 const quoteList = (xs: readonly string[]): string => `{ ${xs.map((x) => `"${x}"`).join(', ')} }`;
 const setOf = (xs: readonly string[]): string => `{ ${xs.join(', ')} }`;
 
 /** Names of a rule's tag sets (the resolver adds addresses to them). */
 export function tagSetNames(rule: Pick<PlannedRule, 'id'>): { v4: string; v6: string } {
   return { v4: `tag4_${rule.id}`, v6: `tag6_${rule.id}` };
+}
+
+/** Every gateway's tunnel addresses, each once (gateways of one provider often share one). */
+export function tunnelAddresses(plan: Pick<DataplanePlan, 'gateways'>): { v4: string[]; v6: string[] } {
+  return { v4: [...new Set(plan.gateways.flatMap((g) => g.addrs4))], v6: [...new Set(plan.gateways.flatMap((g) => g.addrs6))] };
+}
+
+/** The tunnel the tunnel path's table (1100) routes into: the active gateway's, else the first's; null without gateways. */
+export function tunnelPathDevice(plan: Pick<DataplanePlan, 'gateways' | 'active'>): string | null {
+  return (plan.gateways.find((g) => g.name === plan.active) ?? plan.gateways[0])?.ifname ?? null;
 }
 
 /**
@@ -223,8 +277,10 @@ export function rulesetObjects(plan: DataplanePlan): { chains: string[]; sets: s
   const sets = ['active'];
   for (const r of plan.rules) if (r.tagged) sets.push(tagSetNames(r).v4, tagSetNames(r).v6);
   if (plan.encryptedDns) sets.push('doh4', 'doh6');
-  const chains = ['classify', 'resolve', 'reject_flow', plan.mode === 'router' ? 'pre' : 'out', 'post'];
+  // Both modes hook prerouting (inbound flows get their path) and output (replies and the kernel's own packets).
+  const chains = ['classify', 'resolve', 'reject_flow', 'inbound', 'reply_path', 'pre', 'out', 'post'];
   if (plan.gateways.length) chains.push('mss');
+  if (plan.wan !== 'lo') chains.push('wan_guard');
   if (plan.mode === 'router' && plan.dnsPort !== null) chains.push('dns_redirect');
   if (plan.localDns) chains.push('dns_out');
   // A base chain cannot change its hook: the redirect chain is named after it, as pre/out are.
@@ -303,6 +359,10 @@ export function renderRuleset(plan: DataplanePlan, current: { chains: readonly s
   L.push(`\t\tmeta mark ${hex(MARK_BLOCK)} jump reject_flow`);
   L.push(`\t\tmeta mark ${hex(MARK_TUNNEL)} meta mark set meta mark map @active`);
   L.push(`\t\tmeta mark ${hex(MARK_TUNNEL)} jump reject_flow`);
+  // A gateway without IPv6 would black-hole it (the client waits for its own
+  // timeout): refused at once, as the kill switch refuses.
+  const v4only = plan.gateways.filter((g) => !g.ipv6).map((g) => hex(g.mark));
+  if (v4only.length) L.push(`\t\tmeta nfproto ipv6 meta mark ${setOf(v4only)} jump reject_flow`);
   L.push(`\t}`);
   L.push(`\tchain reject_flow {`, `\t\tmeta l4proto tcp reject with tcp reset`, `\t\treject with icmpx admin-prohibited`, `\t}`);
 
@@ -337,19 +397,53 @@ export function renderRuleset(plan: DataplanePlan, current: { chains: readonly s
     : `\t\tct mark != 0 meta mark set ct mark goto resolve`;
   const fastBeforeFib = encrypted.length ? [] : [fast];
   const fastAfterEncrypted = encrypted.length ? [fast] : [];
+  const addrs = tunnelAddresses(plan);
+  // inbound: a connection that comes in (not from the LAN) keeps the path it
+  // came in on, so its replies leave by it: the ip rules send unmarked
+  // traffic into the tunnel, and a reply to an ssh session or a port forward
+  // from the WAN belongs on the WAN; one that came through a tunnel (a
+  // stray packet of a flow whose entry was dropped, picked up mid-stream)
+  // goes back into it, never out of the WAN with the tunnel's address.
+  L.push(`\tchain inbound {`, `\t\tiifname "lo" return`);
+  for (const g of plan.gateways) L.push(`\t\tiifname "${g.ifname}" ct mark set ${hex(g.mark)} return`);
+  L.push(`\t\tct mark set ${hex(MARK_BREAKOUT)}`, `\t}`);
+  // reply_path: a reply takes its flow's path (not resolved: the kill switch
+  // must not reject the resets and errors the kernel sends back). A flow older
+  // than the table has none: from a tunnel address it is the ip rules'
+  // business (into the tunnel), from any other address the breakout's.
+  L.push(`\tchain reply_path {`, `\t\tct mark and ${hex(MARK_MASK)} != 0 meta mark set ct mark and ${hex(MARK_MASK)} return`);
+  if (addrs.v4.length) L.push(`\t\tip saddr ${setOf(addrs.v4)} return`);
+  if (addrs.v6.length) L.push(`\t\tip6 saddr ${setOf(addrs.v6)} return`);
+  L.push(`\t\tmeta mark set ${hex(MARK_BREAKOUT)}`, `\t}`);
   if (plan.mode === 'router') {
     L.push(`\tchain pre {`, `\t\ttype filter hook prerouting priority mangle; policy accept;`);
+    // A LAN host answering a connection from outside (a port forward).
+    L.push(`\t\tct direction reply iifname ${quoteList(plan.lan)} goto reply_path`);
     L.push(`\t\tct direction reply return`);
+    L.push(`\t\tiifname != ${quoteList(plan.lan)} ct state new jump inbound`);
     L.push(`\t\tiifname != ${quoteList(plan.lan)} return`);
-    L.push(...fastBeforeFib, `\t\tfib daddr type local return`);
+    L.push(...fastBeforeFib, NOT_ROUTED);
     L.push(...encrypted, ...fastAfterEncrypted, ...mark, `\t}`);
-  } else {
+    // The router's own packets are not steered (they take main), except what
+    // belongs to a LAN flow: replies (the proxy's, the resolver's) and the
+    // ICMP errors the router sends about a forwarded flow, which must take the
+    // flow's path: main would send an error about a tunnel flow out of the
+    // WAN, with the tunnel's address once NAT has rewritten it.
     L.push(`\tchain out {`, `\t\ttype route hook output priority mangle; policy accept;`);
-    L.push(`\t\tct direction reply return`);
+    L.push(`\t\tmeta mark != 0 return`, `\t\toifname "lo" return`, `\t\tct direction reply goto reply_path`);
+    L.push(`\t\tct state related ct mark and ${hex(MARK_MASK)} != 0 meta mark set ct mark and ${hex(MARK_MASK)} goto resolve`, `\t}`);
+  } else {
+    L.push(`\tchain pre {`, `\t\ttype filter hook prerouting priority mangle; policy accept;`);
+    L.push(`\t\tct state new jump inbound`, `\t}`);
+    L.push(`\tchain out {`, `\t\ttype route hook output priority mangle; policy accept;`);
     L.push(`\t\toifname "lo" return`);
     // Sockets splitwan marked itself (SO_MARK: resolver, probes, proxy dials) and WireGuard's own UDP.
     L.push(`\t\tmeta mark != 0 return`);
-    L.push(...fastBeforeFib, `\t\tfib daddr type local return`);
+    L.push(`\t\tct direction reply goto reply_path`);
+    // Neighbour discovery of this machine's own links (unicast NS/NA to a
+    // neighbour): never steered, or a tunnel without IPv6 (refused) or the
+    // kill switch would cut IPv6 on the LAN and the WAN too.
+    L.push(...fastBeforeFib, `\t\ticmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, nd-redirect } return`, NOT_ROUTED);
     if (plan.localDns) {
       // DNS to another server is not steered: the nat hook below sends it to
       // splitwan's resolver (a path mark here would also make the kill switch
@@ -398,6 +492,20 @@ export function renderRuleset(plan: DataplanePlan, current: { chains: readonly s
     L.push(`\t\ttcp dport ${plan.proxy.port} ct status dnat accept`, `\t\ttcp dport ${plan.proxy.port} reject with tcp reset`, `\t}`);
   }
 
+  if (plan.wan !== 'lo') {
+    // Defence in depth, not the fix: nothing on a tunnel path (by its mark) and
+    // nothing from a tunnel address that is not breakout traffic (host mode's
+    // breakout flows start from the tunnel address and are masqueraded below)
+    // leaves by the WAN, even when our ip rules are gone. Before NAT, so the
+    // source is the one the kernel chose. Counted: the counters say whether
+    // it ever had to act.
+    L.push(`\tchain wan_guard {`, `\t\ttype filter hook postrouting priority filter; policy accept;`);
+    L.push(`\t\toifname "${plan.wan}" meta mark and 0xf000 == ${hex(MARK_BREAKOUT)} meta mark and ${hex(MARK_MASK)} != ${hex(MARK_BREAKOUT)} counter drop`);
+    if (addrs.v4.length) L.push(`\t\toifname "${plan.wan}" meta mark and ${hex(MARK_MASK)} != ${hex(MARK_BREAKOUT)} ip saddr ${setOf(addrs.v4)} counter drop`);
+    if (addrs.v6.length) L.push(`\t\toifname "${plan.wan}" meta mark and ${hex(MARK_MASK)} != ${hex(MARK_BREAKOUT)} ip6 saddr ${setOf(addrs.v6)} counter drop`);
+    L.push(`\t}`);
+  }
+
   L.push(`\tchain post {`, `\t\ttype nat hook postrouting priority srcnat; policy accept;`);
   if (plan.localDns) {
     // DNS that dns_out sent to the resolver still carries this machine's
@@ -419,6 +527,10 @@ export interface IpRuleSpec {
   priority: number;
   fwmark?: number;
   fwmask?: number;
+  /** `from ADDR` (a single address). */
+  src?: string;
+  /** `iif IF` (`lo`: this machine's own packets). */
+  iif?: string;
   table?: string;
   action: 'lookup' | 'prohibit';
   suppressPrefixLength?: number;
@@ -433,24 +545,61 @@ export interface RouteSpec {
 }
 
 /** The ip rules, per family, at splitwan's fixed priorities. */
-export function renderIpRules(plan: Pick<DataplanePlan, 'gateways'>): IpRuleSpec[] {
+export function renderIpRules(plan: Pick<DataplanePlan, 'gateways' | 'mode' | 'lan'>): IpRuleSpec[] {
   const out: IpRuleSpec[] = [];
+  const addrs = tunnelAddresses(plan);
   for (const family of [4, 6] as const) {
     // LAN and connected routes always win, so per-path tables need only a default route.
     out.push({ family, priority: RULE_PRIORITY_FIRST, table: 'main', action: 'lookup', suppressPrefixLength: 0 });
     out.push({ family, priority: RULE_PRIORITY_FIRST + 10, fwmark: MARK_BREAKOUT, fwmask: MARK_MASK, table: 'main', action: 'lookup' });
     plan.gateways.forEach((g, i) => out.push({ family, priority: RULE_PRIORITY_FIRST + 20 + i, fwmark: g.mark, fwmask: MARK_MASK, table: String(g.table), action: 'lookup' }));
     out.push({ family, priority: RULE_PRIORITY_FIRST + 40, fwmark: MARK_TUNNEL, fwmask: MARK_MASK, table: String(TABLE_TUNNEL), action: 'lookup' });
+    if (plan.gateways.length) {
+      // What the kernel sends from a tunnel address on its own (a reset for a
+      // flow whose conntrack entry is gone, an ICMP error) goes back into a
+      // tunnel, whatever nftables says: into its gateway's, or the active
+      // one's when gateways share the address (Mullvad-style).
+      const list = family === 4 ? addrs.v4 : addrs.v6;
+      if (list.length > MAX_TUNNEL_ADDRESSES) throw new RangeError(`at most ${MAX_TUNNEL_ADDRESSES} tunnel addresses per family`);
+      list.forEach((a, i) => {
+        const owners = plan.gateways.filter((g) => (family === 4 ? g.addrs4 : g.addrs6).includes(a));
+        const table = owners.length === 1 ? String(owners[0]!.table) : String(TABLE_TUNNEL);
+        out.push({ family, priority: PRIORITY_FROM_TUNNEL + i, src: a, table, action: 'lookup' });
+      });
+      // Traffic nobody marked takes the tunnel path, not main: with the table
+      // gone (another program flushed the ruleset) it fails closed.
+      const iifs = plan.mode === 'host' ? ['lo'] : plan.lan;
+      iifs.forEach((iif, i) => out.push({ family, priority: PRIORITY_UNMARKED + i, iif, fwmark: 0, fwmask: 0xffffffff, table: String(TABLE_TUNNEL), action: 'lookup' }));
+    }
     // Anything carrying one of our marks never falls through to main (a leak).
     out.push({ family, priority: RULE_PRIORITY_LAST, fwmark: 0x1000, fwmask: 0xf000, action: 'prohibit' });
   }
   return out;
 }
 
-/** Routes in splitwan's tables: each gateway's default via its tunnel, prohibit backstops. */
-export function renderRoutes(plan: Pick<DataplanePlan, 'gateways'>): RouteSpec[] {
+/** One rule as `ip rule add` arguments after `pref N` (also how `config diff` shows it). */
+export function ipRuleSelector(r: IpRuleSpec): string[] {
+  const a: string[] = [];
+  if (r.src !== undefined) a.push('from', r.src);
+  if (r.iif !== undefined) a.push('iif', r.iif);
+  if (r.fwmark !== undefined) a.push('fwmark', `0x${r.fwmark.toString(16)}/0x${(r.fwmask ?? 0xffffffff).toString(16)}`);
+  if (r.action === 'prohibit') a.push('prohibit');
+  else a.push('lookup', r.table!);
+  if (r.suppressPrefixLength !== undefined) a.push('suppress_prefixlength', String(r.suppressPrefixLength));
+  return a;
+}
+
+/**
+ * Routes in splitwan's tables: each gateway's default via its tunnel, the
+ * tunnel path's (1100) via the active gateway's (the first's when none is:
+ * the kill switch is nftables' reject, and without nftables a dead tunnel
+ * still leaks nothing), prohibit backstops under all.
+ */
+export function renderRoutes(plan: Pick<DataplanePlan, 'gateways' | 'active'>): RouteSpec[] {
   const out: RouteSpec[] = [];
+  const dev = tunnelPathDevice(plan);
   for (const family of [4, 6] as const) {
+    if (dev !== null) out.push({ family, table: TABLE_TUNNEL, type: 'unicast', dev });
     out.push({ family, table: TABLE_TUNNEL, type: 'prohibit', metric: 4_000_000_000 });
     for (const g of plan.gateways) {
       out.push({ family, table: g.table, type: 'unicast', dev: g.ifname });

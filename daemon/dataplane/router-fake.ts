@@ -34,6 +34,8 @@ export class FakeRouter implements Router {
     if (!this.plan) throw new Error('setActive before set');
     this.plan = { ...this.plan, active };
     this.state.active = activeElements(this.plan);
+    // The tunnel path's table follows the active gateway (as LinuxRouter's route replace does).
+    this.state.routes = renderRoutes(this.plan);
   }
 
   async reconcile(): Promise<string[]> {

@@ -6,10 +6,11 @@
 // numbers, so it also works after a crash.
 import type { Logger } from '../../lib/logger.js';
 import type { Runner } from '../exec-linux.js';
-import { parseIpRoutes, parseIpRules, parseNftTable, type IpRoute, type IpRule } from '../os-parse.js';
+import { parseIpRoutes, parseIpRules, parseNftSets, parseNftTable, type IpRoute, type IpRule, type NftTableState } from '../os-parse.js';
 import type { NftExec } from './nft-session-linux.js';
 import {
   activeElements,
+  ipRuleSelector,
   renderActiveFlip,
   renderIpRules,
   renderRoutes,
@@ -19,6 +20,7 @@ import {
   TABLE_NAME,
   TABLE_TUNNEL,
   MAX_GATEWAYS,
+  tunnelPathDevice,
   type DataplanePlan,
   type IpRuleSpec,
   type RouteSpec,
@@ -38,8 +40,17 @@ export interface Router {
 
 const OUR_TABLES = Array.from({ length: MAX_GATEWAYS + 1 }, (_, i) => String(TABLE_TUNNEL + i));
 
-function ruleKey(r: { priority: number; fwmark?: number; fwmask?: number; table?: string; action: string; suppressPrefixLength?: number }): string {
-  return [r.priority, r.fwmark ?? '', r.fwmask ?? '', r.action === 'lookup' ? (r.table ?? '') : r.action, r.suppressPrefixLength ?? ''].join('/');
+interface KernelState {
+  table: NftTableState | null;
+  /** Elements of the `active` map; null when not read (or no table). */
+  activeElements: number | null;
+  /** Our ip rules (priorities 5000-5099) and the default routes of our tables, per family. */
+  rules: Record<4 | 6, IpRule[]>;
+  routes: Record<4 | 6, IpRoute[]>;
+}
+
+function ruleKey(r: { priority: number; fwmark?: number; fwmask?: number; src?: string; iif?: string; table?: string; action: string; suppressPrefixLength?: number }): string {
+  return [r.priority, r.fwmark ?? '', r.fwmask ?? '', r.src ?? '', r.iif ?? '', r.action === 'lookup' ? (r.table ?? '') : r.action, r.suppressPrefixLength ?? ''].join('/');
 }
 
 function routeKey(r: { table: number | string; type: string; dev?: string; metric?: number }): string {
@@ -47,12 +58,7 @@ function routeKey(r: { table: number | string; type: string; dev?: string; metri
 }
 
 function ruleArgs(r: IpRuleSpec): string[] {
-  const a = ['rule', 'add', 'pref', String(r.priority)];
-  if (r.fwmark !== undefined) a.push('fwmark', `0x${r.fwmark.toString(16)}/0x${(r.fwmask ?? 0xffffffff).toString(16)}`);
-  if (r.action === 'prohibit') a.push('prohibit');
-  else a.push('lookup', r.table!);
-  if (r.suppressPrefixLength !== undefined) a.push('suppress_prefixlength', String(r.suppressPrefixLength));
-  return a;
+  return ['rule', 'add', 'pref', String(r.priority), ...ipRuleSelector(r)];
 }
 
 function routeArgs(r: RouteSpec): string[] {
@@ -78,22 +84,28 @@ export class LinuxRouter implements Router {
   ) {}
 
   async set(plan: DataplanePlan): Promise<boolean> {
-    const current = await this.readTable();
+    const k = await this.readKernel();
+    const current = k.table;
     const ruleset = renderRuleset(plan, current ? { chains: current.chains.map((c) => c.name), sets: current.sets.map((s) => s.name) } : undefined);
-    let ran = false;
-    if (!current || !this.applied || this.applied.ruleset !== ruleset || this.missingObjects(plan, current).length > 0) {
-      await this.run.run(['nft', '-f', '-'], { input: ruleset });
-      ran = true;
-      if (!current) this.active = undefined;
-    }
-    if (this.active !== plan.active) {
-      await this.nft.exec(renderActiveFlip(plan));
-      this.active = plan.active;
-      ran = true;
-    }
-    ran = (await this.syncRules(plan)) || ran;
-    ran = (await this.syncRoutes(plan)) || ran;
-    if (plan.mode === 'router') ran = (await this.sysctls()) || ran;
+    const rules = this.ruleChanges(plan, k);
+    const routes = this.routeChanges(plan, k);
+    const nftWork = async (): Promise<boolean> => {
+      let ran = false;
+      if (!current || !this.applied || this.applied.ruleset !== ruleset || this.missingObjects(plan, current).length > 0) {
+        await this.run.run(['nft', '-f', '-'], { input: ruleset });
+        ran = true;
+        if (!current) this.active = undefined;
+      }
+      if (this.active !== plan.active) {
+        await this.nft.exec(renderActiveFlip(plan));
+        this.active = plan.active;
+        ran = true;
+      }
+      return ran;
+    };
+    // nftables, ip rules and routes are independent: one after the other only within each.
+    const done = await Promise.all([nftWork(), this.writeRules(rules), this.writeRoutes(routes), plan.mode === 'router' ? this.sysctls() : Promise.resolve(false)]);
+    const ran = done.some(Boolean);
     this.applied = { plan, ruleset };
     if (ran) this.logger.debug({ rules: plan.rules.length, active: plan.active }, 'data plane applied');
     return ran;
@@ -102,29 +114,44 @@ export class LinuxRouter implements Router {
   async setActive(active: string | null): Promise<void> {
     if (!this.applied) throw new Error('setActive before set');
     const plan = { ...this.applied.plan, active };
+    const before = tunnelPathDevice(this.applied.plan);
+    // nftables first: it steers every marked packet, so the flip is done here.
     await this.nft.exec(renderActiveFlip(plan));
     this.applied = { plan, ruleset: this.applied.ruleset };
     this.active = active;
+    // Then the tunnel path's table (unmarked traffic, the kernel's own packets from a tunnel address).
+    const dev = tunnelPathDevice(plan);
+    if (dev !== null && dev !== before) {
+      const batch = [4, 6].map((f) => routeArgs({ family: f as 4 | 6, table: TABLE_TUNNEL, type: 'unicast', dev }).join(' '));
+      // -force: a missing link must not stop the other family; the repair puts it back with the link.
+      await this.run.run(['ip', '-force', '-batch', '-'], { input: batch.join('\n') + '\n', allowFail: true });
+    }
   }
 
   async reconcile(): Promise<string[]> {
     if (!this.applied) return [];
-    const repaired: string[] = [];
-    const current = await this.readTable();
-    const missing = current ? this.missingObjects(this.applied.plan, current) : ['table'];
-    if (missing.length) {
-      await this.run.run(['nft', '-f', '-'], { input: renderRuleset(this.applied.plan, current ? { chains: current.chains.map((c) => c.name), sets: current.sets.map((s) => s.name) } : undefined) });
-      repaired.push(...missing.map((m) => `nft ${m}`));
-    }
-    // A re-created table has an empty `active` map: put the default path back.
-    const activeNow = current?.sets.find((s) => s.name === 'active')?.elements.length ?? 0;
-    if (!current || (activeNow === 0) !== (activeElements(this.applied.plan) === '')) {
-      await this.nft.exec(renderActiveFlip(this.applied.plan));
-      this.active = this.applied.plan.active;
-      if (current) repaired.push('nft active');
-    }
-    if (await this.syncRules(this.applied.plan)) repaired.push('ip rules');
-    if (await this.syncRoutes(this.applied.plan)) repaired.push('routes');
+    const plan = this.applied.plan;
+    // Every read at once: a repair's time is the time the kernel runs without our state.
+    const k = await this.readKernel(true);
+    const current = k.table;
+    const missing = current ? this.missingObjects(plan, current) : ['table'];
+    const nftWork = async (): Promise<string[]> => {
+      const done: string[] = [];
+      if (missing.length) {
+        await this.run.run(['nft', '-f', '-'], { input: renderRuleset(plan, current ? { chains: current.chains.map((c) => c.name), sets: current.sets.map((s) => s.name) } : undefined) });
+        done.push(...missing.map((m) => `nft ${m}`));
+      }
+      // A re-created table has an empty `active` map: put the default path back.
+      const activeNow = k.activeElements ?? 0;
+      if (!current || (activeNow === 0) !== (activeElements(plan) === '')) {
+        await this.nft.exec(renderActiveFlip(plan));
+        this.active = plan.active;
+        if (current) done.push('nft active');
+      }
+      return done;
+    };
+    const [nftDone, rules, routes] = await Promise.all([nftWork(), this.writeRules(this.ruleChanges(plan, k)), this.writeRoutes(this.routeChanges(plan, k))]);
+    const repaired = [...nftDone, ...(rules ? ['ip rules'] : []), ...(routes ? ['routes'] : [])];
     if (repaired.length) this.logger.warn({ repaired }, 'repaired routing state someone removed');
     return repaired;
   }
@@ -144,13 +171,34 @@ export class LinuxRouter implements Router {
     this.active = undefined;
   }
 
-  private async readTable(): Promise<ReturnType<typeof parseNftTable>> {
-    const r = await this.run.run(['nft', '-j', 'list', 'table', 'inet', TABLE_NAME], { allowFail: true });
-    return r.code === 0 ? parseNftTable(r.stdout) : null;
+  /**
+   * What the kernel holds of ours, read all at once: the table (terse: a
+   * tag set may hold 100k addresses, not needed here), with `activeMap` the
+   * `active` map's element count, our ip rules and the default routes of our
+   * tables, per family.
+   */
+  private async readKernel(activeMap = false): Promise<KernelState> {
+    const ok = { allowFail: true } as const;
+    const [t, m, r4, r6, rt4, rt6] = await Promise.all([
+      this.run.run(['nft', '-j', '-t', 'list', 'table', 'inet', TABLE_NAME], ok),
+      activeMap ? this.run.run(['nft', '-j', 'list', 'map', 'inet', TABLE_NAME, 'active'], ok) : null,
+      this.run.run(['ip', '-j', '-4', 'rule', 'show']),
+      this.run.run(['ip', '-j', '-6', 'rule', 'show']),
+      this.run.run(['ip', '-j', '-4', 'route', 'show', 'table', 'all']),
+      this.run.run(['ip', '-j', '-6', 'route', 'show', 'table', 'all']),
+    ]);
+    const ours = (r: IpRule) => r.priority >= RULE_PRIORITY_FIRST && r.priority <= RULE_PRIORITY_LAST;
+    const defaults = (routes: IpRoute[]) => routes.filter((r) => OUR_TABLES.includes(r.table) && r.dst === 'default');
+    return {
+      table: t.code === 0 ? parseNftTable(t.stdout) : null,
+      activeElements: m && m.code === 0 ? (parseNftSets(m.stdout).find((x) => x.name === 'active')?.elements.length ?? 0) : null,
+      rules: { 4: parseIpRules(r4.stdout, 4).filter(ours), 6: parseIpRules(r6.stdout, 6).filter(ours) },
+      routes: { 4: defaults(parseIpRoutes(rt4.stdout)), 6: defaults(parseIpRoutes(rt6.stdout)) },
+    };
   }
 
   /** Chains and sets the plan needs that the kernel's table lacks. */
-  private missingObjects(plan: DataplanePlan, current: NonNullable<ReturnType<typeof parseNftTable>>): string[] {
+  private missingObjects(plan: DataplanePlan, current: NftTableState): string[] {
     const have = new Set([...current.chains.map((c) => `chain ${c.name}`), ...current.sets.map((s) => `set ${s.name}`)]);
     const want: string[] = [];
     const text = renderRuleset(plan);
@@ -161,47 +209,49 @@ export class LinuxRouter implements Router {
     return missing;
   }
 
-  private async syncRules(plan: DataplanePlan): Promise<boolean> {
-    let ran = false;
+  /** `ip -batch` lines per family that make our rules the plan's. */
+  private ruleChanges(plan: DataplanePlan, k: KernelState): Record<4 | 6, string[]> {
+    const out: Record<4 | 6, string[]> = { 4: [], 6: [] };
     for (const family of [4, 6] as const) {
       const want = renderIpRules(plan).filter((r) => r.family === family);
-      const have: IpRule[] = parseIpRules((await this.run.run(['ip', '-j', `-${family}`, 'rule', 'show'])).stdout, family).filter(
-        (r) => r.priority >= RULE_PRIORITY_FIRST && r.priority <= RULE_PRIORITY_LAST,
-      );
+      const have = k.rules[family];
       const wantKeys = new Set(want.map(ruleKey));
       const haveKeys = new Set(have.map(ruleKey));
-      const batch: string[] = [];
-      for (const r of have) if (!wantKeys.has(ruleKey(r))) batch.push(`rule del pref ${r.priority}`);
-      for (const r of want) if (!haveKeys.has(ruleKey(r))) batch.push(ruleArgs(r).join(' '));
-      if (batch.length) {
-        await this.run.run(['ip', `-${family}`, '-batch', '-'], { input: batch.join('\n') + '\n' });
-        ran = true;
-      }
+      for (const r of have) if (!wantKeys.has(ruleKey(r))) out[family].push(`rule del pref ${r.priority}`);
+      for (const r of want) if (!haveKeys.has(ruleKey(r))) out[family].push(ruleArgs(r).join(' '));
     }
-    return ran;
+    return out;
   }
 
-  private async syncRoutes(plan: DataplanePlan): Promise<boolean> {
-    let ran = false;
+  private async writeRules(batches: Record<4 | 6, string[]>): Promise<boolean> {
+    const runs = ([4, 6] as const).filter((f) => batches[f].length).map((f) => this.run.run(['ip', `-${f}`, '-batch', '-'], { input: batches[f].join('\n') + '\n' }));
+    await Promise.all(runs);
+    return runs.length > 0;
+  }
+
+  /** `ip -batch` lines per family that make the default routes of our tables the plan's. */
+  private routeChanges(plan: DataplanePlan, k: KernelState): Record<4 | 6, string[]> {
+    const out: Record<4 | 6, string[]> = { 4: [], 6: [] };
+    const keyOf = (r: IpRoute) => routeKey({ table: r.table, type: r.type, dev: r.type === 'unicast' ? r.dev : undefined, metric: r.type === 'prohibit' ? r.metric : undefined });
     for (const family of [4, 6] as const) {
       const want = renderRoutes(plan).filter((r) => r.family === family);
-      const all: IpRoute[] = parseIpRoutes((await this.run.run(['ip', '-j', `-${family}`, 'route', 'show', 'table', 'all'])).stdout);
-      const have = all.filter((r) => OUR_TABLES.includes(r.table) && r.dst === 'default');
-      const haveKeys = new Set(have.map((r) => routeKey({ table: r.table, type: r.type, dev: r.type === 'unicast' ? r.dev : undefined, metric: r.type === 'prohibit' ? r.metric : undefined })));
+      const have = k.routes[family];
+      const haveKeys = new Set(have.map(keyOf));
       const wantKeys = new Set(want.map(routeKey));
-      const batch: string[] = [];
       for (const r of have) {
-        const k = routeKey({ table: r.table, type: r.type, dev: r.type === 'unicast' ? r.dev : undefined, metric: r.type === 'prohibit' ? r.metric : undefined });
-        if (!wantKeys.has(k)) batch.push(`route del ${r.type === 'prohibit' ? 'prohibit ' : ''}${family === 4 ? '0.0.0.0/0' : '::/0'} table ${r.table}${r.metric !== undefined ? ` metric ${r.metric}` : ''}`);
+        // Named by type, device and metric: a bare `route del` may take the prohibit backstop instead.
+        if (!wantKeys.has(keyOf(r))) out[family].push(`route del ${r.type === 'prohibit' ? 'prohibit ' : ''}${family === 4 ? '0.0.0.0/0' : '::/0'}${r.type === 'unicast' && r.dev ? ` dev ${r.dev}` : ''} table ${r.table}${r.metric !== undefined ? ` metric ${r.metric}` : ''}`);
       }
-      for (const r of want) if (!haveKeys.has(routeKey(r))) batch.push(routeArgs(r).join(' '));
-      if (batch.length) {
-        // -force: a route whose device is gone must not stop the others.
-        await this.run.run(['ip', `-${family}`, '-force', '-batch', '-'], { input: batch.join('\n') + '\n', allowFail: true });
-        ran = true;
-      }
+      for (const r of want) if (!haveKeys.has(routeKey(r))) out[family].push(routeArgs(r).join(' '));
     }
-    return ran;
+    return out;
+  }
+
+  private async writeRoutes(batches: Record<4 | 6, string[]>): Promise<boolean> {
+    // -force: a route whose device is gone must not stop the others.
+    const runs = ([4, 6] as const).filter((f) => batches[f].length).map((f) => this.run.run(['ip', `-${f}`, '-force', '-batch', '-'], { input: batches[f].join('\n') + '\n', allowFail: true }));
+    await Promise.all(runs);
+    return runs.length > 0;
   }
 
   /** Router mode forwards; src_valid_mark lets rp_filter see our marks (as wg-quick does). */

@@ -13,6 +13,7 @@ import { systemClock } from '../../lib/logger.js';
 import type { DaemonDeps, WanState } from '../../daemon/deps.js';
 import { FakeRouter } from '../../daemon/dataplane/router-fake.js';
 import { FakeNftSession } from '../../daemon/dataplane/nft-fake.js';
+import { FakeDamageWatch } from '../../daemon/dataplane/damage-watch.js';
 import type { DataplanePlan } from '../../daemon/dataplane/plan.js';
 import { FakePathSockets } from '../../daemon/sockets.js';
 import { FakeTunnels } from '../../daemon/tunnel/tunnels-fake.js';
@@ -58,6 +59,7 @@ export interface FakeOs {
   router: FakeRouter | null;
   tunnels: FakeTunnels | null;
   nft: FakeNftSession | null;
+  damage: FakeDamageWatch;
   logger: ReturnType<typeof recordingLogger>;
   /** Gates for the OS calls of each step. */
   gates: Record<Step, Gate>;
@@ -83,6 +85,7 @@ export function fakeOs(o: { clock?: Clock; logger?: ReturnType<typeof recordingL
     router: null,
     tunnels: null,
     nft: null,
+    damage: new FakeDamageWatch(),
     logger,
     gates,
     dark: new Set(),
@@ -128,6 +131,7 @@ export function fakeOs(o: { clock?: Clock; logger?: ReturnType<typeof recordingL
       };
       return r;
     },
+    damageWatch: () => os.damage,
     tunnels: () => {
       const t = new FakeTunnels({ clock });
       os.tunnels = t;

@@ -14,6 +14,7 @@ import { NftSession } from '../../daemon/dataplane/nft-session-linux.js';
 import { LinuxRouter } from '../../daemon/dataplane/router-linux.js';
 import type { DataplanePlan } from '../../daemon/dataplane/plan.js';
 import { GW1, rule, samplePlan } from '../helpers/plans.js';
+import { addLinks } from '../helpers/netns.js';
 
 const NS = `sw-rt-${process.pid}`;
 const supported = process.getuid?.() === 0 && spawnSync('nft', ['--version']).status === 0;
@@ -45,11 +46,7 @@ describe.skipIf(!supported && !process.env.CI)('LinuxRouter in a namespace', () 
   beforeAll(() => {
     if (!supported) throw new Error(`lab test cannot run: ${why}`);
     execFileSync('ip', ['netns', 'add', NS]);
-    for (const d of ['lan0', 'wan0', 'swg-gw1', 'swg-gw2']) {
-      execFileSync('ip', ['-n', NS, 'link', 'add', d, 'type', 'veth', 'peer', 'name', `${d}-p`]);
-      execFileSync('ip', ['-n', NS, 'link', 'set', d, 'up']);
-      execFileSync('ip', ['-n', NS, 'link', 'set', `${d}-p`, 'up']);
-    }
+    addLinks(NS, ['lan0', 'wan0', 'swg-gw1', 'swg-gw2']);
     runner = counting(netnsRunner(NS, linuxRunner));
     session = new NftSession(silentLogger, ['ip', 'netns', 'exec', NS, 'nft', '-i']);
     router = new LinuxRouter(runner, session, silentLogger);
@@ -73,14 +70,21 @@ describe.skipIf(!supported && !process.env.CI)('LinuxRouter in a namespace', () 
     expect(sh(['nft', 'list', 'map', 'inet', 'splitwan', 'active'])).toContain('0x00001f00 : 0x00001100');
   });
 
-  it('failover and the kill switch flip only the active map', async () => {
+  it('failover and the kill switch flip the active map; the tunnel path\'s table follows the gateway', async () => {
     runner.writes.length = 0;
+    expect(sh(['ip', 'route', 'show', 'table', '1100'])).toContain('default dev swg-gw1');
     await router.setActive('gw2');
     expect(sh(['nft', 'list', 'map', 'inet', 'splitwan', 'active'])).toContain('0x00001f00 : 0x00001200');
+    expect(sh(['ip', 'route', 'show', 'table', '1100'])).toContain('default dev swg-gw2');
+    expect(sh(['ip', '-6', 'route', 'show', 'table', '1100'])).toContain('default dev swg-gw2');
     await router.setActive(null);
     expect(sh(['nft', 'list', 'map', 'inet', 'splitwan', 'active'])).not.toContain('0x00001f00 :');
+    // No gateway: the first one's tunnel (nftables rejects; without nftables a dead tunnel leaks nothing).
+    expect(sh(['ip', 'route', 'show', 'table', '1100'])).toContain('default dev swg-gw1');
     await router.setActive('gw1');
-    expect(runner.writes).toEqual([]); // through the nft session, not a command per flip
+    // The map through the nft session; the route (both families) in one `ip -batch` when the tunnel changed.
+    expect(runner.writes.map((w) => w.join(' '))).toEqual(['ip -force -batch -', 'ip -force -batch -']);
+    expect(sh(['ip', 'route', 'show', 'table', '1100']).match(/^default dev/gm)).toHaveLength(1);
     expect(await router.set(plan())).toBe(false);
   });
 

@@ -73,7 +73,7 @@ describe.skipIf(!supported && !process.env.CI)('rendered rulesets in a real nft'
     nft(['-f', '-'], renderRuleset(p, state()));
     const s = state();
     expect(JSON.stringify(s.elements[t.v4])).toContain('198.51.100.7');
-    expect(s.chains.sort()).toEqual(['classify', 'dns_redirect', 'mss', 'post', 'pre', 'reject_flow', 'resolve']);
+    expect(s.chains.sort()).toEqual(['classify', 'dns_redirect', 'inbound', 'mss', 'out', 'post', 'pre', 'reject_flow', 'reply_path', 'resolve', 'wan_guard']);
     expect(s.elements.active).toEqual([]); // the default path is set by a flip, not by the ruleset
   });
 
@@ -82,9 +82,10 @@ describe.skipIf(!supported && !process.env.CI)('rendered rulesets in a real nft'
     p.rules = p.rules.filter((r) => r.id !== 'dddd0000');
     nft(['-f', '-'], renderRuleset(p, state()));
     const s = state();
-    expect(s.chains).not.toContain('pre');
     expect(s.chains).not.toContain('dns_redirect');
     expect(s.chains).toContain('out');
+    // Both modes hook prerouting (inbound flows) and output: same chains, same hooks, other rules.
+    expect(nft(['list', 'chain', 'inet', 'splitwan', 'pre'])).not.toContain('classify');
     expect(s.sets).not.toContain('tag4_dddd0000');
     expect(s.sets).toContain('tag4_aaaa0000');
   });

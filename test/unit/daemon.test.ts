@@ -79,6 +79,21 @@ describe('createDaemon: start and stop', () => {
   });
 });
 
+describe('createDaemon: another program damages the state', () => {
+  it('its table deleted: the repair follows the kernel\'s event, with the default path as it was; after stop the watch is off', async () => {
+    await d.start();
+    const ruleset = os.router!.state.ruleset;
+    const active = os.router!.state.active;
+    expect(os.damage.watching).toBe(true);
+    os.router!.deleteTable(); // nft flush ruleset, as Debian's nftables.service reload does
+    os.damage.emit();
+    await until(() => os.router!.state.ruleset === ruleset && os.router!.state.active === active, 5000, 'the repair');
+    await d.stop('SIGTERM');
+    expect(os.damage.watching).toBe(false);
+    expectNothingInstalled();
+  });
+});
+
 describe('createDaemon: SIGTERM during start', () => {
   const steps: Step[] = ['cleanup', 'tunnels', 'router'];
   for (const step of steps) {

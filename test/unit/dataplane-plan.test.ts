@@ -18,9 +18,11 @@ import {
   rulesetObjects,
   tagSetNames,
   type DataplanePlan,
+  type PlannedGateway,
 } from '../../daemon/dataplane/plan.js';
 import { localDnsTargets } from '../../daemon/resolver-paths.js';
 import { TAG_SET_LIMIT, TAG_SET_SIZE } from '../../daemon/dataplane/tag-bounds.js';
+import { GW1, GW2, samplePlan } from '../helpers/plans.js';
 
 const key = (): string => randomBytes(32).toString('base64');
 const wg = (): string => `[Interface]\nPrivateKey = ${key()}\nAddress = 10.64.0.2/32\nDNS = 10.64.0.1\n[Peer]\nPublicKey = ${key()}\nEndpoint = 192.0.2.1:51820\nAllowedIPs = 0.0.0.0/0, ::/0\n`;
@@ -74,9 +76,10 @@ function plan(loaded: LoadedConfig, over: Partial<{ active: string | null; healt
 describe('planDataplane', () => {
   it('gives each gateway a mark and a table, and each rule the mark of its first healthy via', async () => {
     const p = plan(await load(ROUTER));
+    // The test's wg-quick files: Address = 10.64.0.2/32 only, so no IPv6 through them.
     expect(p.gateways).toEqual([
-      { name: 'gw1', ifname: 'swg-gw1', mark: 0x1100, table: 1101 },
-      { name: 'gw2', ifname: 'swg-gw2', mark: 0x1200, table: 1102 },
+      { name: 'gw1', ifname: 'swg-gw1', mark: 0x1100, table: 1101, addrs4: ['10.64.0.2'], addrs6: [], ipv6: false },
+      { name: 'gw2', ifname: 'swg-gw2', mark: 0x1200, table: 1102, addrs4: ['10.64.0.2'], addrs6: [], ipv6: false },
     ]);
     expect(p.rules.map((r) => r.mark)).toEqual([MARK_BREAKOUT, MARK_BREAKOUT, MARK_BREAKOUT, 0x1200, 0x1100, MARK_BLOCK]);
     expect(p.rules.map((r) => r.tagged)).toEqual([true, false, false, true, true, true]);
@@ -131,7 +134,10 @@ describe('renderRuleset', () => {
     ]);
     expect(text).toContain('type filter hook prerouting priority mangle');
     expect(text).toContain('iifname != { "lan0" } return');
-    expect(text).not.toContain('hook output');
+    // The router's own packets are not classified: its output chain only gives replies and ICMP errors their flow's path.
+    const out = text.slice(text.indexOf('chain out'), text.indexOf('\n\t}', text.indexOf('chain out')));
+    expect(out).toContain('type route hook output priority mangle');
+    expect(out).not.toContain('classify');
     expect(text).toContain('iifname { "lan0" } meta l4proto { tcp, udp } th dport 53 redirect to :53');
     expect(text).toContain('oifname { "wan0", "swg-gw1", "swg-gw2" } masquerade');
     expect(text).toContain('oifname { "swg-gw1", "swg-gw2" } tcp flags syn tcp option maxseg size set rt mtu');
@@ -146,7 +152,9 @@ describe('renderRuleset', () => {
     const p = plan(await load(['mode: host', ...ROUTER.slice(2)]));
     const text = renderRuleset(p);
     expect(text).toContain('type route hook output priority mangle');
-    expect(text).not.toContain('hook prerouting priority mangle');
+    // Prerouting only gives inbound flows their path (replies follow it); nothing is classified there.
+    const pre = text.slice(text.indexOf('chain pre'), text.indexOf('\n\t}', text.indexOf('chain pre')));
+    expect(pre.split('\n').map((l) => l.trim()).slice(1)).toEqual(['type filter hook prerouting priority mangle; policy accept;', 'ct state new jump inbound']);
     expect(text).not.toContain('dns_redirect');
     const out = text.slice(text.indexOf('chain out'));
     expect(out.indexOf('meta mark != 0 return')).toBeLessThan(out.indexOf('jump classify'));
@@ -198,13 +206,13 @@ describe('renderRuleset', () => {
     const router = renderRuleset(plan(await load(ROUTER)));
     const pre = router.slice(router.indexOf('chain pre'), router.indexOf('\n\t}', router.indexOf('chain pre')));
     expect(pre).toContain('ct mark != 0 meta mark set ct mark goto resolve');
-    expect(pre.indexOf('goto resolve')).toBeLessThan(pre.indexOf('fib daddr type local'));
+    expect(pre.indexOf('goto resolve')).toBeLessThan(pre.indexOf('fib daddr type { local, broadcast, multicast } return'));
     expect(pre.indexOf('iifname')).toBeLessThan(pre.indexOf('goto resolve'));
     const host = renderRuleset(plan(await load(['mode: host', ...ROUTER.slice(2)])));
     const out = host.slice(host.indexOf('chain out'), host.indexOf('\n\t}', host.indexOf('chain out')));
     // splitwan's own marked sockets are never steered, fast path or not.
     expect(out.indexOf('meta mark != 0 return')).toBeLessThan(out.indexOf('goto resolve'));
-    expect(out.indexOf('goto resolve')).toBeLessThan(out.indexOf('fib daddr type local'));
+    expect(out.indexOf('goto resolve')).toBeLessThan(out.indexOf('fib daddr type { local, broadcast, multicast } return'));
     const withProxy = renderRuleset({ ...plan(await load(ROUTER)), proxy: { port: 15001, ports: [80, 443], blockQuic: true } });
     // Flows the proxy took (0x2) keep out of the fast path.
     expect(withProxy).toContain('ct mark and 0xff00 != 0 ct mark and 0x2 == 0 meta mark set ct mark goto resolve');
@@ -246,9 +254,10 @@ describe('renderRuleset', () => {
 
   it('deletes chains and sets the new plan no longer has, in the same transaction', async () => {
     const p = plan(await load(ROUTER));
-    const text = renderRuleset(p, { chains: ['pre', 'out', 'classify'], sets: ['tag4_deadbeef', 'tag6_deadbeef', 'active', tagSetNames(p.rules[0]!).v4] });
-    expect(text).toContain('delete chain inet splitwan out\n');
+    const text = renderRuleset(p, { chains: ['pre', 'out', 'classify', 'proxy_out'], sets: ['tag4_deadbeef', 'tag6_deadbeef', 'active', tagSetNames(p.rules[0]!).v4] });
+    expect(text).toContain('delete chain inet splitwan proxy_out\n');
     expect(text).not.toContain('delete chain inet splitwan pre');
+    expect(text).not.toContain('delete chain inet splitwan out');
     expect(text).toContain('delete set inet splitwan tag4_deadbeef\n');
     expect(text).toContain('delete set inet splitwan tag6_deadbeef\n');
     expect(text).not.toContain(`delete set inet splitwan ${tagSetNames(p.rules[0]!).v4}`);
@@ -281,17 +290,140 @@ describe('ip rules and routes', () => {
       { family: 4, priority: 5020, fwmark: 0x1100, fwmask: 0xff00, table: '1101', action: 'lookup' },
       { family: 4, priority: 5021, fwmark: 0x1200, fwmask: 0xff00, table: '1102', action: 'lookup' },
       { family: 4, priority: 5040, fwmark: 0x1f00, fwmask: 0xff00, table: '1100', action: 'lookup' },
+      // The gateways share 10.64.0.2: what the kernel sends from it takes the active one's tunnel.
+      { family: 4, priority: 5050, src: '10.64.0.2', table: '1100', action: 'lookup' },
+      // Unmarked LAN traffic (the ruleset is gone) takes the tunnel path, not main.
+      { family: 4, priority: 5080, iif: 'lan0', fwmark: 0, fwmask: 0xffffffff, table: '1100', action: 'lookup' },
       { family: 4, priority: 5099, fwmark: 0x1000, fwmask: 0xf000, action: 'prohibit' },
     ]);
-    expect(rules.filter((r) => r.family === 6)).toHaveLength(6);
+    // No IPv6 tunnel address here: no `from` rule for IPv6.
+    expect(rules.filter((r) => r.family === 6)).toHaveLength(7);
     expect(rules.every((r) => r.priority >= 5000 && r.priority <= 5099)).toBe(true);
     const routes = renderRoutes(p).filter((r) => r.family === 4);
     expect(routes).toEqual([
+      { family: 4, table: 1100, type: 'unicast', dev: 'swg-gw1' },
       { family: 4, table: 1100, type: 'prohibit', metric: 4_000_000_000 },
       { family: 4, table: 1101, type: 'unicast', dev: 'swg-gw1' },
       { family: 4, table: 1101, type: 'prohibit', metric: 4_000_000_000 },
       { family: 4, table: 1102, type: 'unicast', dev: 'swg-gw2' },
       { family: 4, table: 1102, type: 'prohibit', metric: 4_000_000_000 },
+    ]);
+  });
+});
+
+describe('no leak by the WAN, fail closed without nftables (issue 15)', () => {
+  const chain = (text: string, name: string): string[] => {
+    const from = text.indexOf(`\tchain ${name} {`);
+    expect(from, `chain ${name}`).toBeGreaterThanOrEqual(0);
+    return text.slice(from, text.indexOf('\n\t}', from)).split('\n').slice(1).map((l) => l.trim());
+  };
+  const own = (over: Partial<PlannedGateway>): PlannedGateway[] => [
+    { ...GW1, addrs4: ['10.64.0.2'], addrs6: ['fd64::2'], ...over },
+    { ...GW2, addrs4: ['10.65.0.7'], addrs6: [], ipv6: false },
+  ];
+
+  it('the kernel\'s own packets from a tunnel address go into a tunnel: its gateway\'s when it owns it, the active one\'s when shared', () => {
+    const shared = renderIpRules(samplePlan()).filter((r) => r.src !== undefined);
+    expect(shared).toEqual([
+      { family: 4, priority: 5050, src: '10.64.0.2', table: '1100', action: 'lookup' },
+      { family: 6, priority: 5050, src: 'fd64::2', table: '1100', action: 'lookup' },
+    ]);
+    const distinct = renderIpRules(samplePlan({ gateways: own({}) })).filter((r) => r.src !== undefined);
+    expect(distinct).toEqual([
+      { family: 4, priority: 5050, src: '10.64.0.2', table: '1101', action: 'lookup' },
+      { family: 4, priority: 5051, src: '10.65.0.7', table: '1102', action: 'lookup' },
+      { family: 6, priority: 5050, src: 'fd64::2', table: '1101', action: 'lookup' },
+    ]);
+    // After every mark rule: marked traffic (breakout from a tunnel address in host mode) keeps its path.
+    const all = renderIpRules(samplePlan());
+    const from = all.find((r) => r.src)!.priority;
+    expect(all.filter((r) => r.fwmark !== undefined && r.fwmark !== 0 && r.action === 'lookup').every((r) => r.priority < from)).toBe(true);
+  });
+
+  it('traffic nobody marked takes the tunnel path, not main: this machine\'s own (host), the LAN\'s (router); nothing to do without gateways', () => {
+    const unmarked = (p: DataplanePlan) => renderIpRules(p).filter((r) => r.fwmark === 0).map((r) => `${r.family} ${r.priority} iif ${r.iif} → ${r.table}`);
+    expect(unmarked(samplePlan({ mode: 'host', lan: [] }))).toEqual(['4 5080 iif lo → 1100', '6 5080 iif lo → 1100']);
+    expect(unmarked(samplePlan({ lan: ['lan0', 'br-guest'] }))).toEqual(['4 5080 iif lan0 → 1100', '4 5081 iif br-guest → 1100', '6 5080 iif lan0 → 1100', '6 5081 iif br-guest → 1100']);
+    // Only fully unmarked packets: another program's marked traffic (Tailscale's 0x80000) is not ours to take.
+    expect(renderIpRules(samplePlan()).find((r) => r.fwmark === 0)!.fwmask).toBe(0xffffffff);
+    const none = samplePlan({ gateways: [], active: null });
+    expect(renderIpRules(none).filter((r) => r.fwmark === 0 || r.src)).toEqual([]);
+    expect(renderRoutes(none).filter((r) => r.type === 'unicast')).toEqual([]);
+  });
+
+  it('the tunnel path\'s table routes into the active gateway\'s tunnel, the first\'s when none is (kill switch), with the prohibit backstop under it', () => {
+    const t1100 = (p: DataplanePlan) => renderRoutes(p).filter((r) => r.table === 1100 && r.family === 4);
+    expect(t1100(samplePlan({ active: 'gw2' }))).toEqual([
+      { family: 4, table: 1100, type: 'unicast', dev: 'swg-gw2' },
+      { family: 4, table: 1100, type: 'prohibit', metric: 4_000_000_000 },
+    ]);
+    expect(t1100(samplePlan({ active: null }))[0]).toEqual({ family: 4, table: 1100, type: 'unicast', dev: 'swg-gw1' });
+  });
+
+  it('inbound flows keep the path they came in on; replies take it, never resolved (the kill switch must not reject them)', () => {
+    for (const mode of ['router', 'host'] as const) {
+      const text = renderRuleset(samplePlan({ mode, lan: mode === 'router' ? ['lan0'] : [] }));
+      expect(chain(text, 'inbound')).toEqual(['iifname "lo" return', 'iifname "swg-gw1" ct mark set 0x1100 return', 'iifname "swg-gw2" ct mark set 0x1200 return', 'ct mark set 0x1000']);
+      // A flow older than the table: from the tunnel address the ip rules take it, from any other the breakout.
+      expect(chain(text, 'reply_path')).toEqual(['ct mark and 0xff00 != 0 meta mark set ct mark and 0xff00 return', 'ip saddr { 10.64.0.2 } return', 'ip6 saddr { fd64::2 } return', 'meta mark set 0x1000']);
+      const out = chain(text, 'out');
+      expect(out).toContain('ct direction reply goto reply_path');
+      expect(out.indexOf('meta mark != 0 return')).toBeLessThan(out.indexOf('ct direction reply goto reply_path'));
+      expect(text).not.toContain('ct direction reply return\n\t\toifname');
+    }
+    const router = renderRuleset(samplePlan());
+    const pre = chain(router, 'pre');
+    expect(pre.slice(1, 5)).toEqual([
+      'ct direction reply iifname { "lan0" } goto reply_path',
+      'ct direction reply return',
+      'iifname != { "lan0" } ct state new jump inbound',
+      'iifname != { "lan0" } return',
+    ]);
+    // The router's ICMP errors about a forwarded flow take the flow's path (resolved: dead tunnel → dropped).
+    expect(chain(router, 'out')).toContain('ct state related ct mark and 0xff00 != 0 meta mark set ct mark and 0xff00 goto resolve');
+    const host = chain(renderRuleset(samplePlan({ mode: 'host', lan: [] })), 'out');
+    expect(host.indexOf('ct direction reply goto reply_path')).toBeLessThan(host.findIndex((l) => l.includes('goto resolve')));
+  });
+
+  it('a WAN guard drops what carries a tunnel path or a tunnel address out of the WAN, counted, before NAT; breakout from a tunnel address passes', () => {
+    const text = renderRuleset(samplePlan({ gateways: own({}) }));
+    expect(chain(text, 'wan_guard')).toEqual([
+      'type filter hook postrouting priority filter; policy accept;',
+      'oifname "wan0" meta mark and 0xf000 == 0x1000 meta mark and 0xff00 != 0x1000 counter drop',
+      'oifname "wan0" meta mark and 0xff00 != 0x1000 ip saddr { 10.64.0.2, 10.65.0.7 } counter drop',
+      'oifname "wan0" meta mark and 0xff00 != 0x1000 ip6 saddr { fd64::2 } counter drop',
+    ]);
+    expect(rulesetObjects(samplePlan()).chains).toContain('wan_guard');
+    // No WAN yet (auto, no default route): nothing to guard.
+    expect(rulesetObjects(samplePlan({ wan: 'lo' })).chains).not.toContain('wan_guard');
+    expect(renderRuleset(samplePlan({ wan: 'lo' }))).not.toContain('wan_guard');
+  });
+
+  it('IPv6 to a gateway without IPv6 is rejected at once, after the default path is resolved; gateways with IPv6 are not touched', () => {
+    const resolve = chain(renderRuleset(samplePlan({ gateways: own({}) })), 'resolve');
+    expect(resolve.at(-1)).toBe('meta nfproto ipv6 meta mark { 0x1200 } jump reject_flow');
+    expect(resolve.indexOf('meta mark 0x1f00 meta mark set meta mark map @active')).toBeLessThan(resolve.length - 1);
+    expect(chain(renderRuleset(samplePlan()), 'resolve').join('\n')).not.toContain('nfproto ipv6');
+    // Neighbour discovery, DHCP and other broadcast/multicast never get a path (it would be refused with it).
+    const router = chain(renderRuleset(samplePlan({ gateways: own({}) })), 'pre');
+    expect(router.indexOf('fib daddr type { local, broadcast, multicast } return')).toBeLessThan(router.indexOf('meta mark 0 jump classify'));
+    const host = chain(renderRuleset(samplePlan({ mode: 'host', lan: [], gateways: own({}) })), 'out');
+    const nd = host.indexOf('icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, nd-redirect } return');
+    expect(nd).toBeGreaterThan(0);
+    expect(nd).toBeLessThan(host.indexOf('meta mark 0 jump classify'));
+    expect(host.indexOf('fib daddr type { local, broadcast, multicast } return')).toBeLessThan(host.indexOf('meta mark 0 jump classify'));
+  });
+
+  it('planDataplane: a gateway has IPv6 when it has an IPv6 address and an IPv6 AllowedIPs', async () => {
+    const v6 = `[Interface]\nPrivateKey = ${key()}\nAddress = 10.64.0.2/32, fd64::2/128\nDNS = 10.64.0.1\n[Peer]\nPublicKey = ${key()}\nEndpoint = 192.0.2.1:51820\nAllowedIPs = 0.0.0.0/0, ::/0\n`;
+    const v6NotAllowed = `[Interface]\nPrivateKey = ${key()}\nAddress = 10.64.0.2/32, fd64::2/128\nDNS = 10.64.0.1\n[Peer]\nPublicKey = ${key()}\nEndpoint = 192.0.2.1:51820\nAllowedIPs = 0.0.0.0/0\n`;
+    writeFileSync(join(dir, 'v6.conf'), v6, { mode: 0o600 });
+    writeFileSync(join(dir, 'v6na.conf'), v6NotAllowed, { mode: 0o600 });
+    const p = plan(await load(['mode: host', 'tunnel:', '  gateways:', '    - { name: a, config: v6.conf }', '    - { name: b, config: v6na.conf }', '    - { name: c, config: gw1.conf }', 'default: tunnel']));
+    expect(p.gateways.map((g) => [g.name, g.addrs6, g.ipv6])).toEqual([
+      ['a', ['fd64::2'], true],
+      ['b', ['fd64::2'], false],
+      ['c', [], false],
     ]);
   });
 });

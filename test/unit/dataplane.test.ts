@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { silentLogger, type Clock } from '../../lib/logger.js';
 import { Dataplane } from '../../daemon/dataplane/dataplane.js';
 import type { DataplanePlan } from '../../daemon/dataplane/plan.js';
+import { FakeDamageWatch } from '../../daemon/dataplane/damage-watch.js';
 import { FakeRouter } from '../../daemon/dataplane/router-fake.js';
 import { samplePlan } from '../helpers/plans.js';
 
@@ -141,4 +142,113 @@ describe('Dataplane', () => {
     expect(order).toEqual(['active:gw2', 'set:gw2']);
     expect(router.state.active).toBe('0x1f00 : 0x1200');
   });
+
+  it('repairs on a damage event at once, not on the timer; stop() stops watching', async () => {
+    const router = new FakeRouter();
+    const clock = fakeClock();
+    const watch = new FakeDamageWatch();
+    let lost = 0;
+    const dp = new Dataplane({ router, clock, logger: silentLogger, watch, onTagsLost: () => void lost++ });
+    await dp.apply(plan);
+    await dp.setActive('gw2');
+    dp.start();
+    expect(watch.watching).toBe(true);
+    router.deleteTable(); // another program: `nft flush ruleset`
+    watch.emit();
+    await until(() => router.state.ruleset !== null);
+    expect(router.state.active).toBe('0x1f00 : 0x1200');
+    expect(lost).toBe(1);
+    // The backstop timer is slow with a watch (30 s), and still there.
+    router.deleteTable();
+    await clock.advance(29_999);
+    expect(router.state.ruleset).toBeNull();
+    await clock.advance(1);
+    await until(() => router.state.ruleset !== null);
+    dp.stop();
+    expect(watch.watching).toBe(false);
+    expect(watch.stopped).toBe(1);
+  });
+
+  it('events during a repair make exactly one more pass after it; a repair that keeps finding damage is spaced out', async () => {
+    const router = new FakeRouter();
+    const clock = fakeClock();
+    const watch = new FakeDamageWatch();
+    let passes = 0;
+    let release: (() => void) | null = null;
+    const counted = {
+      set: (p: DataplanePlan) => router.set(p),
+      setActive: (a: string | null) => router.setActive(a),
+      reconcile: async () => {
+        passes++;
+        if (release === null) await new Promise<void>((r) => (release = r));
+        return router.reconcile();
+      },
+      cleanup: () => router.cleanup(),
+    };
+    const dp = new Dataplane({ router: counted, clock, logger: silentLogger, watch });
+    await dp.apply(plan);
+    dp.start();
+    watch.emit();
+    await until(() => passes === 1);
+    for (let i = 0; i < 5; i++) watch.emit(); // while the first pass waits
+    release!();
+    await until(() => passes === 2);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(passes).toBe(2);
+
+    // Another program undoes our state after every pass: the first passes run at once, later ones wait.
+    const times: number[] = [];
+    const fighting = {
+      ...counted,
+      reconcile: async () => {
+        times.push(clock.now());
+        router.deleteTable();
+        return router.reconcile();
+      },
+    };
+    const w2 = new FakeDamageWatch();
+    const dp3 = new Dataplane({ router: fighting, clock, logger: silentLogger, watch: w2 });
+    await dp3.apply(plan);
+    dp3.start();
+    for (let i = 0; i < 6; i++) {
+      const n = times.length;
+      w2.emit();
+      await clock.advance(i < 4 ? 0 : 10_000);
+      await until(() => times.length === n + 1);
+    }
+    const gaps = times.slice(1).map((t, i) => t - times[i]!);
+    expect(gaps.slice(0, 3)).toEqual([0, 0, 0]);
+    expect(gaps[3]).toBeGreaterThanOrEqual(250);
+    expect(gaps[4]).toBeGreaterThan(gaps[3]!);
+    dp.stop();
+    dp3.stop();
+  });
+
+  it('damage that comes back now and then (seconds apart) is repaired at once every time', async () => {
+    const router = new FakeRouter();
+    const clock = fakeClock();
+    const watch = new FakeDamageWatch();
+    const errors: string[] = [];
+    const logger = { ...silentLogger, error: (_o: object, msg: string) => void errors.push(msg), child: () => logger };
+    const dp = new Dataplane({ router, clock, logger, watch });
+    await dp.apply(plan);
+    dp.start();
+    for (let i = 0; i < 8; i++) {
+      router.deleteTable();
+      watch.emit();
+      await until(() => router.state.ruleset !== null);
+      await clock.advance(2000);
+    }
+    expect(errors).toEqual([]);
+    dp.stop();
+  });
 });
+
+/** Waits (real time, bounded) for a condition reached through promises and setImmediate. */
+async function until(cond: () => boolean, ms = 2000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('condition not reached');
+    await new Promise((r) => setTimeout(r, 1));
+  }
+}

@@ -7,6 +7,7 @@ import {
   parseIpLinks,
   parseIpRoutes,
   parseIpRules,
+  parseNftSets,
   parseNftTable,
   parseWgDump,
   type IpRoute,
@@ -521,6 +522,15 @@ describe('parseNftTable', () => {
     ]);
   });
 
+  it('nft -j -t (terse) lists the chains, rules and sets without their elements (nft-table-terse.json)', () => {
+    const t = parseNftTable(fixture('nft-table-terse.json'));
+    expect(t?.chains).toEqual([{ name: 'c', hook: 'output', priority: 0, type: 'filter', policy: 'accept', rules: 1 }]);
+    expect(t?.sets.map((x) => [x.name, x.elements.length])).toEqual([
+      ['tag4_x', 0],
+      ['active', 0],
+    ]);
+  });
+
   it('an absent table (nothing on stdout) is null', () => {
     expect(parseNftTable('')).toBeNull();
     expect(parseNftTable('  \n')).toBeNull();
@@ -753,4 +763,16 @@ describe('no parser throws anything but ParseError', () => {
       );
     });
   }
+});
+
+describe('parseNftSets', () => {
+  it('reads nft -j list map inet splitwan active: one element, or none (the kill switch)', () => {
+    expect(parseNftSets(fixture('nft-map-active.json'))).toEqual([{ name: 'active', type: 'mark', map: 'mark', flags: [], elements: [{ key: String(0x1f00), value: 0x1100 }] }]);
+    expect(parseNftSets(fixture('nft-map-active-empty.json'))).toEqual([{ name: 'active', type: 'mark', map: 'mark', flags: [], elements: [] }]);
+  });
+
+  it('refuses what is not a listing', () => {
+    expect(() => parseNftSets('{"x": 1}')).toThrow(/no "nftables" list/);
+    expect(() => parseNftSets('[')).toThrow();
+  });
 });

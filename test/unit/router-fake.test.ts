@@ -6,7 +6,7 @@ const plan = (over: Partial<DataplanePlan> = {}): DataplanePlan => ({
   mode: 'host',
   lan: [],
   wan: 'wan0',
-  gateways: [{ name: 'gw1', ifname: 'swg-gw1', mark: 0x1100, table: 1101 }],
+  gateways: [{ name: 'gw1', ifname: 'swg-gw1', mark: 0x1100, table: 1101, addrs4: ['10.64.0.2'], addrs6: [], ipv6: false }],
   active: 'gw1',
   killSwitch: true,
   rules: [],
@@ -32,5 +32,18 @@ describe('FakeRouter', () => {
     expect(r.state.ruleset).toContain('table inet splitwan');
     await r.cleanup();
     expect(r.state).toMatchObject({ ruleset: null, rules: [], routes: [] });
+  });
+
+  it('a flip points the tunnel path\'s table at the new gateway; with none (kill switch: nftables rejects) the first gateway\'s', async () => {
+    const r = new FakeRouter();
+    const gw2 = { name: 'gw2', ifname: 'swg-gw2', mark: 0x1200, table: 1102, addrs4: ['10.64.0.2'], addrs6: [], ipv6: false };
+    await r.set(plan({ gateways: [...plan().gateways, gw2] }));
+    const dev = () => r.state.routes.find((x) => x.table === 1100 && x.type === 'unicast' && x.family === 4)?.dev;
+    expect(dev()).toBe('swg-gw1');
+    await r.setActive('gw2');
+    expect(dev()).toBe('swg-gw2');
+    expect(await r.reconcile()).toEqual([]);
+    await r.setActive(null);
+    expect(dev()).toBe('swg-gw1');
   });
 });
