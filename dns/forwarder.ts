@@ -233,26 +233,11 @@ export class Forwarder {
         done(null, resp, Math.max(0, arrivedAt - sentAt));
       });
       sock.on('error', (e) => done(e));
-      let resent = false;
-      const send = (): void => {
-        // Node sends an address literal's datagram a tick later, before the loop can be held up.
-        sentAt = performance.now();
-        sock.send(msg, port, host, (e) => {
-          if (!e) return;
-          // Gateways may share their addresses (the tunnel's and the resolver's):
-          // conntrack can still hold this very 5-tuple from another path's socket
-          // that had the same port (up to 120 s after it closed), masqueraded
-          // out of that tunnel. The kernel drops our first packet for the
-          // changed interface and forgets that entry (nf_nat_oif_changed:
-          // EPERM); the next one goes through. A rule that refuses the packet
-          // (the kill switch) refuses it twice.
-          if ((e as NodeJS.ErrnoException).code === 'EPERM' && !resent) {
-            resent = true;
-            send();
-          } else done(e);
-        });
-      };
-      send();
+      // Node sends an address literal's datagram a tick later, before the loop can be held up.
+      sentAt = performance.now();
+      sock.send(msg, port, host, (e) => {
+        if (e) done(e);
+      });
     });
   }
 

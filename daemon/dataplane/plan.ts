@@ -515,6 +515,16 @@ export function renderRuleset(plan: DataplanePlan, current: { chains: readonly s
     if (v4) L.push(`\t\toifname "lo" ip saddr != 127.0.0.0/8 ip daddr ${v4.host} meta l4proto { tcp, udp } th dport ${v4.port} ct status dnat snat ip to 127.0.0.1`);
     if (v6) L.push(`\t\toifname "lo" ip6 saddr != ::1 ip6 daddr ${v6.host} meta l4proto { tcp, udp } th dport ${v6.port} ct status dnat snat ip6 to ::1`);
   }
+  // What leaves a tunnel from that tunnel's own address needs no NAT: its
+  // source is already right. Masqueraded, splitwan's own queries to gateways
+  // that share their addresses (10.64.0.2 → 10.64.0.1:53 on every Mullvad
+  // tunnel) collide in conntrack: a query through gw2 from a source port a
+  // query through gw1 used a moment before met gw1's NAT binding, and the
+  // kernel refused the send (EPERM), which health took for gw2 failing.
+  for (const g of plan.gateways) {
+    if (g.addrs4.length) L.push(`\t\toifname "${g.ifname}" ip saddr ${setOf(g.addrs4)} return`);
+    if (g.addrs6.length) L.push(`\t\toifname "${g.ifname}" ip6 saddr ${setOf(g.addrs6)} return`);
+  }
   L.push(`\t\toifname ${quoteList([plan.wan, ...tunnels])} masquerade`, `\t}`);
   L.push(`}`);
   // The `active` map's content is not part of the ruleset: a re-apply keeps

@@ -14,13 +14,18 @@
 // asked, and their query logs tell who was NOT asked. The web server
 // (10.99.9.9) echoes the source it sees: 10.99.2.2 = breakout, 10.99.3.2 = gw1.
 // Needs root: CI runs it as root.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLab, labSupported, type Lab } from '../../lab/lab.js';
 import { labConfig, startDaemon, stopDaemon, teardown, until, type Daemon } from '../helpers/daemon.js';
+import { gatewayMark } from '../../daemon/dataplane/plan.js';
+
+const havePython = spawnSync('python3', ['-c', 'import socket'], { stdio: 'ignore' }).status === 0;
+if (!havePython) console.warn('[test/e2e/dns] SKIPPED one case (shared resolver address from one source port): needs python3 for SO_MARK on a fixed port. CI has it.');
+const UDP_MARK = join(import.meta.dirname, '..', 'helpers', 'udp-mark.py');
 
 const support = labSupported();
 const root = join(import.meta.dirname, '..', '..');
@@ -183,6 +188,16 @@ describe.skipIf(!support.ok && !process.env.CI).each(MODES)('the resolver in the
       expect(ispAsked()).not.toContain('bypass6.where.lab.test');
     }, 20_000);
   }
+
+  it.skipIf(!havePython)('splitwan\'s own queries to the gateways\' shared resolver address from one source port, through each gateway in turn: each answered by its gateway (no conntrack collision)', async () => {
+    // Both tunnels carry 10.64.0.2 and both resolvers are 10.64.0.1: the same
+    // 4-tuple through two gateways. Masqueraded, the second send met the
+    // first's NAT binding and failed with EPERM (health read it as a dead gateway).
+    const marks = [gatewayMark(0), gatewayMark(1), gatewayMark(0), gatewayMark(1)].map((m) => `0x${m.toString(16)}`);
+    const r = await lab.exec(lab.ns.router, ['python3', UDP_MARK, lab.addr.tunnelGateway.v4, String(41000 + (process.pid % 1000)), 'in.where.lab.test', ...marks]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual(marks.map((mark, i) => ({ mark, answer: i % 2 === 0 ? '192.0.2.11' : '192.0.2.12' })));
+  });
 
   it('tunnel names never reached the ISP resolver', () => {
     const isp = ispAsked();

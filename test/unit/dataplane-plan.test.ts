@@ -399,6 +399,19 @@ describe('no leak by the WAN, fail closed without nftables (issue 15)', () => {
     expect(renderRuleset(samplePlan({ wan: 'lo' }))).not.toContain('wan_guard');
   });
 
+  it('no NAT for what leaves a tunnel from that tunnel\'s own address (shared addresses would collide in conntrack); the rest is masqueraded', () => {
+    const post = renderRuleset(samplePlan({ gateways: [GW1, { ...GW2, addrs4: ['10.65.0.5'], addrs6: [] }] })).split('chain post {')[1]!;
+    const lines = post.split('\n').map((l) => l.trim());
+    const masq = lines.findIndex((l) => l.endsWith('masquerade'));
+    expect(lines.indexOf('oifname "swg-gw1" ip saddr { 10.64.0.2 } return')).toBeGreaterThan(-1);
+    expect(lines.indexOf('oifname "swg-gw1" ip saddr { 10.64.0.2 } return')).toBeLessThan(masq);
+    expect(lines.indexOf('oifname "swg-gw1" ip6 saddr { fd64::2 } return')).toBeLessThan(masq);
+    expect(lines.indexOf('oifname "swg-gw2" ip saddr { 10.65.0.5 } return')).toBeLessThan(masq);
+    // gw2's own address only on gw2: a flow that started from gw1's address and now leaves by gw2 is masqueraded.
+    expect(lines.some((l) => l.startsWith('oifname "swg-gw2"') && l.includes('10.64.0.2'))).toBe(false);
+    expect(lines[masq]).toBe('oifname { "wan0", "swg-gw1", "swg-gw2" } masquerade');
+  });
+
   it('IPv6 to a gateway without IPv6 is rejected at once, after the default path is resolved; gateways with IPv6 are not touched', () => {
     const resolve = chain(renderRuleset(samplePlan({ gateways: own({}) })), 'resolve');
     expect(resolve.at(-1)).toBe('meta nfproto ipv6 meta mark { 0x1200 } jump reject_flow');
