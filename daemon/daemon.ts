@@ -27,7 +27,7 @@ import { ControlServer, type ControlHandlers } from './control/server.js';
 import type { StatusReport } from './control/protocol.js';
 import { controlHandlers } from './control-handlers.js';
 import { Dataplane } from './dataplane/dataplane.js';
-import { gatewayMark, MARK_BREAKOUT, MARK_MASK, MARK_PROXIED, MARK_TUNNEL, pickTarget, planDataplane, tagSetNames, type DataplanePlan } from './dataplane/plan.js';
+import { assignGatewaySlots, gatewayMark, MARK_BREAKOUT, MARK_MASK, MARK_PROXIED, MARK_TUNNEL, pickTarget, planDataplane, tagSetNames, type DataplanePlan } from './dataplane/plan.js';
 import { NftTagger } from './dataplane/tagger.js';
 import type { DaemonDeps, Watcher } from './deps.js';
 import { FailoverLog } from './failovers.js';
@@ -110,6 +110,8 @@ interface DaemonState {
   /** The breakout's interface: configured, or the default route's (auto). */
   wan: string | null;
   doh: { names: Policy; cidrs: string[] } | null;
+  /** Each gateway's slot (mark, table): kept across reloads (assignGatewaySlots). */
+  slots: Map<string, number>;
   cache: DnsCache | null;
   resolver: DnsResolver | null;
   failovers: FailoverLog | null;
@@ -124,7 +126,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
   const log = deps.logger;
   const dnsLog = log.child({ module: 'dns' });
   const healthLog = log.child({ module: 'health' });
-  const s: DaemonState = { phase: 'new', stopReason: null, store: null, applied: null, policy: null, plan: null, specs: [], wan: null, doh: null, cache: null, resolver: null, failovers: null, startedAt: clock.wall() };
+  const s: DaemonState = { phase: 'new', stopReason: null, store: null, applied: null, policy: null, plan: null, specs: [], wan: null, doh: null, slots: new Map(), cache: null, resolver: null, failovers: null, startedAt: clock.wall() };
   const teardown = new TeardownStack(log);
   /** Work started by events (switches, re-plans, address changes, reloads) that a stop waits for. */
   const inFlight = new Set<Promise<unknown>>();
@@ -213,6 +215,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
       dnsPort: dns.dnsPort,
       localDns: dns.localDns,
       ...(s.doh ? { dohCidrs: s.doh.cidrs } : {}),
+      slots: s.slots,
     });
 
   const applyPlan = async (p: DataplanePlan): Promise<void> => {
@@ -228,13 +231,15 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
     void track(applyPlan(plan(applied()))).catch((e: unknown) => log.error({ err: e }, `${why} failed`));
   };
 
+  const slotMark = (name: string): number => gatewayMark(s.slots.get(name)!);
   const monitored = (c: Config): MonitoredGateway[] =>
-    c.tunnel.gateways.map((g, i) => ({ name: g.name, priority: g.priority, path: g.path, ifname: g.ifname, dns: g.dns, mark: gatewayMark(i), probes: g.probe ?? c.health.probe }));
+    c.tunnel.gateways.map((g) => ({ name: g.name, priority: g.priority, path: g.path, ifname: g.ifname, dns: g.dns, mark: slotMark(g.name), probes: g.probe ?? c.health.probe }));
   const lookup = breakoutLookup({ forward: (...a) => forwarder!.forward(...a) }, () => dns.breakoutDns);
 
   /** Makes everything match `loaded`; throws when a part could not take it (a reload then puts the previous one back). */
   const applyAll = async (loaded: LoadedConfig): Promise<void> => {
     const c = loaded.config;
+    s.slots = assignGatewaySlots(c.tunnel.gateways.map((g) => g.name), s.slots);
     if (c.breakout.interface !== 'auto') s.wan = c.breakout.interface;
     // DNS first: the breakout resolvers are needed to find the gateways.
     await dns.serve(c);
@@ -290,20 +295,20 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
   };
   /** Flows of a dead gateway are dropped so clients reconnect at once instead of hanging. */
   const dropGatewayFlows = async (gateway: string): Promise<void> => {
-    const i = config().tunnel.gateways.findIndex((g) => g.name === gateway);
-    await dropMarks([MARK_TUNNEL, ...(i >= 0 ? [gatewayMark(i)] : [])], ['tunnel', `gw:${gateway}`]);
+    const slot = s.slots.get(gateway);
+    await dropMarks([MARK_TUNNEL, ...(slot !== undefined ? [gatewayMark(slot)] : [])], ['tunnel', `gw:${gateway}`]);
   };
 
   /**
-   * After a reload changed the gateways. A gateway's mark is its index, so a
-   * removed or reordered gateway leaves flows whose saved mark now means
-   * another gateway, or none (no ip rule: the main table, the WAN). Those
-   * flows are dropped so their next packet is classified afresh. A change of
-   * the active gateway is recorded like a failover, and when the old one is
-   * gone its tunnel flows are dropped as after a failure.
+   * After a reload changed the gateways. A removed gateway leaves flows whose
+   * saved mark names no path now (its ip rule is gone: they would meet the
+   * fail-closed rules), so they are dropped and their next packet is
+   * classified afresh; a gateway that stays keeps its slot, so its flows go
+   * on. A change of the active gateway is recorded like a failover, and when
+   * the old one is gone its tunnel flows are dropped as after a failure.
    */
-  const followGatewayChanges = async (p: Config, n: Config, activeBefore: string | null): Promise<void> => {
-    const stale = p.tunnel.gateways.flatMap((g, i) => (n.tunnel.gateways[i]?.name === g.name ? [] : [{ mark: gatewayMark(i), path: `gw:${g.name}` }]));
+  const followGatewayChanges = async (p: Config, n: Config, activeBefore: string | null, slotsBefore: ReadonlyMap<string, number>): Promise<void> => {
+    const stale = p.tunnel.gateways.flatMap((g) => (n.tunnel.gateways.some((x) => x.name === g.name) ? [] : [{ mark: gatewayMark(slotsBefore.get(g.name)!), path: `gw:${g.name}` }]));
     const to = monitor!.active;
     const activeGone = activeBefore !== null && !n.tunnel.gateways.some((g) => g.name === activeBefore);
     if (activeBefore !== to && s.failovers!.record(to, activeGone ? 'removed by a reload' : 'reload')) {
@@ -336,9 +341,10 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
       log.info({ level: n.log.level }, 'log level changed');
     }
     const activeBefore = monitor!.active;
+    const slotsBefore = new Map(s.slots);
     await applyAll(next);
     watchAddresses(n);
-    await followGatewayChanges(p, n, activeBefore);
+    await followGatewayChanges(p, n, activeBefore, slotsBefore);
   };
 
   let prober: Prober | null = null;

@@ -57,6 +57,33 @@ export function gatewayTable(index: number): number {
   return TABLE_TUNNEL + 1 + index;
 }
 
+/**
+ * Which slot (mark and table) each gateway has: a gateway keeps its slot for
+ * as long as the daemon runs, whatever reloads add, remove or reorder, so a
+ * reload never moves a running gateway's flows, sockets and routes to another
+ * mark mid-flight. New names take the lowest free slot; a name no longer
+ * configured keeps its slot (a reload put back after a failed apply finds it
+ * again) until that slot is needed. Pure: `previous` is not changed.
+ */
+export function assignGatewaySlots(names: readonly string[], previous: ReadonlyMap<string, number> = new Map()): Map<string, number> {
+  if (names.length > MAX_GATEWAYS) throw new RangeError(`at most ${MAX_GATEWAYS} gateways`);
+  const out = new Map(previous);
+  const wanted = new Set(names);
+  const used = (): Set<number> => new Set(out.values());
+  for (const n of names) {
+    if (out.has(n)) continue;
+    let free = Array.from({ length: MAX_GATEWAYS }, (_, i) => i).find((i) => !used().has(i));
+    if (free === undefined) {
+      // Every slot is remembered: the lowest one of a gateway that is gone is reused.
+      const gone = [...out].filter(([name]) => !wanted.has(name)).sort((a, b) => a[1] - b[1])[0]!;
+      out.delete(gone[0]);
+      free = gone[1];
+    }
+    out.set(n, free);
+  }
+  return out;
+}
+
 export interface PlannedGateway {
   name: string;
   ifname: string;
@@ -191,13 +218,18 @@ export function planDataplane(input: {
   localDns?: DataplanePlan['localDns'];
   /** blockEncryptedDns: the DoH endpoints' CIDRs; default: those of `dns.dohLists`. */
   dohCidrs?: readonly string[];
+  /** Each gateway's slot (assignGatewaySlots); default: config order. */
+  slots?: ReadonlyMap<string, number>;
 }): DataplanePlan {
   const { config } = input;
   if (config.tunnel.gateways.length > MAX_GATEWAYS) throw new RangeError(`at most ${MAX_GATEWAYS} gateways`);
-  const gateways = config.tunnel.gateways.map((g, i): PlannedGateway => {
+  const slots = input.slots ?? assignGatewaySlots(config.tunnel.gateways.map((g) => g.name));
+  const gateways = config.tunnel.gateways.map((g): PlannedGateway => {
     const addrs = hostAddresses(g.wireguard.addresses);
     const v6Allowed = g.wireguard.peers.some((p) => p.allowedIPs.some((a) => (parseCidr(a) as ParsedCidr).family === 6));
-    return { name: g.name, ifname: g.ifname, mark: gatewayMark(i), table: gatewayTable(i), addrs4: addrs.v4, addrs6: addrs.v6, ipv6: addrs.v6.length > 0 && v6Allowed };
+    const slot = slots.get(g.name);
+    if (slot === undefined) throw new Error(`no slot for gateway ${g.name}`);
+    return { name: g.name, ifname: g.ifname, mark: gatewayMark(slot), table: gatewayTable(slot), addrs4: addrs.v4, addrs6: addrs.v6, ipv6: addrs.v6.length > 0 && v6Allowed };
   });
   if (config.mode === 'router' && config.lan.length > MAX_LAN_INTERFACES) throw new RangeError(`at most ${MAX_LAN_INTERFACES} LAN interfaces`);
   const rules = config.rules.map((r): PlannedRule => {

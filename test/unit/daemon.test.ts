@@ -190,6 +190,19 @@ describe('createDaemon: reload', () => {
     expect(s.active).toBe('gw2');
     expect(s.failovers[0]).toMatchObject({ from: 'gw1', to: 'gw2', reason: 'removed by a reload' });
     expect(os.dropped).toContain(`0x${MARK_TUNNEL.toString(16)}/0xff02`);
+    // gw2 keeps its mark and table: its flows, sockets and routes are not moved under it.
+    expect(d.plan!.gateways).toMatchObject([{ name: 'gw2', mark: gatewayMark(1) }]);
+    expect(os.router!.state.active).toBe(`0x${MARK_TUNNEL.toString(16)} : 0x${gatewayMark(1).toString(16)}`);
+    expect(os.dropped).toContain(`0x${gatewayMark(0).toString(16)}/0xff02`);
+    expect(os.dropped).not.toContain(`0x${gatewayMark(1).toString(16)}/0xff02`);
+  });
+
+  it('a reload that reorders gateways moves no gateway to another mark and drops no flow; a new one takes a free slot', async () => {
+    await d.start();
+    cd.write({ gateways: ['gw3', 'gw2', 'gw1'] });
+    expect((await d.handlers.reload(false)).status).toBe('applied');
+    expect(Object.fromEntries(d.plan!.gateways.map((g) => [g.name, g.mark]))).toEqual({ gw1: gatewayMark(0), gw2: gatewayMark(1), gw3: gatewayMark(2) });
+    expect(os.dropped).toEqual([]);
   });
 
   it('SIGTERM during a reload: the stop waits for it, then removes everything; nothing is re-installed after', async () => {

@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig, type LoadedConfig } from '../../config/load.js';
 import {
+  assignGatewaySlots,
+  MAX_GATEWAYS,
   MARK_BLOCK,
   MARK_BREAKOUT,
   MARK_TUNNEL,
@@ -106,6 +108,28 @@ describe('planDataplane', () => {
     const b = await load(moved);
     expect(ruleId(b.config.rules[1]!)).toBe(ruleId(a.config.rules[0]!));
     expect(ruleId(b.config.rules[0]!)).not.toBe(ruleId(a.config.rules[0]!));
+  });
+});
+
+describe('assignGatewaySlots', () => {
+  it('config order at first; then a gateway keeps its slot whatever reloads add, remove or reorder; new names take the lowest free slot', () => {
+    const a = assignGatewaySlots(['gw1', 'gw2']);
+    expect([...a]).toEqual([['gw1', 0], ['gw2', 1]]);
+    const b = assignGatewaySlots(['gw2'], a); // gw1 removed: gw2 stays in slot 1
+    expect(b.get('gw2')).toBe(1);
+    const c = assignGatewaySlots(['gw3', 'gw2', 'gw1'], b); // gw1 back (a failed reload put back): its old slot
+    expect(Object.fromEntries(c)).toEqual({ gw1: 0, gw2: 1, gw3: 2 });
+    expect([...a]).toEqual([['gw1', 0], ['gw2', 1]]); // pure
+  });
+
+  it('when every slot is remembered, the lowest slot of a gateway that is gone is reused', () => {
+    const names = Array.from({ length: MAX_GATEWAYS }, (_, i) => `g${i}`);
+    const full = assignGatewaySlots(names);
+    const next = assignGatewaySlots([...names.filter((n) => n !== 'g3' && n !== 'g5'), 'new'], full);
+    expect(next.get('new')).toBe(3);
+    expect(next.has('g3')).toBe(false);
+    expect(next.get('g5')).toBe(5);
+    expect(() => assignGatewaySlots([...names, 'one-too-many'])).toThrow(RangeError);
   });
 });
 
