@@ -594,7 +594,8 @@ export function renderIpRules(plan: Pick<DataplanePlan, 'gateways' | 'mode' | 'l
     // LAN and connected routes always win, so per-path tables need only a default route.
     out.push({ family, priority: RULE_PRIORITY_FIRST, table: 'main', action: 'lookup', suppressPrefixLength: 0 });
     out.push({ family, priority: RULE_PRIORITY_FIRST + 10, fwmark: MARK_BREAKOUT, fwmask: MARK_MASK, table: 'main', action: 'lookup' });
-    plan.gateways.forEach((g, i) => out.push({ family, priority: RULE_PRIORITY_FIRST + 20 + i, fwmark: g.mark, fwmask: MARK_MASK, table: String(g.table), action: 'lookup' }));
+    // At its slot's priority (table - 1101), so a reload that reorders gateways changes no rule.
+    for (const g of plan.gateways) out.push({ family, priority: RULE_PRIORITY_FIRST + 20 + (g.table - TABLE_TUNNEL - 1), fwmark: g.mark, fwmask: MARK_MASK, table: String(g.table), action: 'lookup' });
     out.push({ family, priority: RULE_PRIORITY_FIRST + 40, fwmark: MARK_TUNNEL, fwmask: MARK_MASK, table: String(TABLE_TUNNEL), action: 'lookup' });
     if (plan.gateways.length) {
       // What the kernel sends from a tunnel address on its own (a reset for a
