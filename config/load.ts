@@ -15,12 +15,14 @@ import type {
   Config,
   DomainPattern,
   GatewayConfig,
+  LinkConfig,
   ListFormat,
   ListSource,
   ProbeSpec,
   RuleConfig,
   SourcePos,
   Target,
+  UnmanagedGatewayConfig,
   Upstream,
   WireGuardInterface,
 } from './types.js';
@@ -179,6 +181,8 @@ class Builder {
     return [...this.files];
   }
   private readonly texts: string[] = [];
+  /** Gateways with interface or table, collected while tunnel.gateways is read. */
+  private readonly unmanagedGateways: UnmanagedGatewayConfig[] = [];
 
   constructor(
     private readonly file: string,
@@ -249,10 +253,20 @@ class Builder {
     if (mode === 'host' && lan.length > 0) this.warn(ConfigCodes.VALUE, ['lan'], 'lan is ignored in host mode');
 
     const bdns = this.get(['breakout', 'dns']);
+    const links = this.links(mode, lan);
     const breakout: Config['breakout'] = {
       interface: (this.get(['breakout', 'interface']) as string | undefined) ?? 'auto',
       dns: bdns === undefined || bdns === 'auto' ? 'auto' : this.upstreams(['breakout', 'dns'], bdns),
+      ...(links.length > 0 ? { links, balance: (this.get(['breakout', 'balance']) as boolean | undefined) ?? false } : {}),
     };
+    if (links.length > 0) {
+      // The single-WAN keys, as the rest of the daemon reads them: the preferred link, every link's resolvers.
+      breakout.interface = [...links].sort((a, b) => a.priority - b.priority)[0]!.interface;
+      const listed = links.flatMap((l) => (l.dns === 'auto' ? [] : l.dns));
+      breakout.dns = listed.length === 0 ? 'auto' : listed.filter((u, i) => listed.findIndex((x) => x.text === u.text) === i);
+    } else if (this.get(['breakout', 'balance']) !== undefined) {
+      this.warn(ConfigCodes.VALUE, ['breakout', 'balance'], 'balance applies to breakout.links only; with one WAN it does nothing');
+    }
     const tdnsRaw = this.get(['tunnel', 'dns']);
     const tunnelDns = tdnsRaw === undefined ? null : this.upstreams(['tunnel', 'dns'], tdnsRaw);
 
@@ -306,7 +320,7 @@ class Builder {
       mode,
       lan,
       breakout,
-      tunnel: { killSwitch: (this.get(['tunnel', 'killSwitch']) as boolean | undefined) ?? true, dns: tunnelDns, gateways },
+      tunnel: { killSwitch: (this.get(['tunnel', 'killSwitch']) as boolean | undefined) ?? true, dns: tunnelDns, gateways, ...(this.unmanagedGateways.length ? { unmanaged: this.unmanagedGateways } : {}) },
       health,
       dns,
       proxy,
@@ -320,6 +334,56 @@ class Builder {
       files: [...this.files],
     };
     return { config: deepFreeze(config), lists };
+  }
+
+  /** breakout.links: several WAN links (empty for the single-WAN form). */
+  private links(mode: Config['mode'], lan: readonly string[]): LinkConfig[] {
+    const raw = this.get(['breakout', 'links']) as Raw[] | undefined;
+    if (raw === undefined) return [];
+    for (const k of ['interface', 'dns'] as const) {
+      if (this.get(['breakout', k]) !== undefined) this.err(ConfigCodes.VALUE, ['breakout', k], `use either breakout.${k} (one WAN) or breakout.links, not both: each link has its own interface and dns`);
+    }
+    const out: LinkConfig[] = [];
+    const names = new Map<string, number>();
+    const ifaces = new Map<string, number>();
+    raw.forEach((l, i) => {
+      const path: KeySeg[] = ['breakout', 'links', i];
+      if (l === null || typeof l !== 'object') return;
+      const name = String(l.name);
+      if (RESERVED_NAMES.has(name.toLowerCase())) this.err(ConfigCodes.VALUE, [...path, 'name'], `"${name}" is reserved (breakout, tunnel, block, auto, default); choose another link name`);
+      const prev = names.get(name.toLowerCase());
+      if (prev !== undefined) this.err(ConfigCodes.DUPLICATE, [...path, 'name'], `link "${name}" is already defined at breakout.links[${prev}]`);
+      names.set(name.toLowerCase(), i);
+      const iface = String(l.interface);
+      const prevIf = ifaces.get(iface);
+      if (prevIf !== undefined) this.err(ConfigCodes.DUPLICATE, [...path, 'interface'], `interface ${iface} is already link breakout.links[${prevIf}]; one link per interface`);
+      ifaces.set(iface, i);
+      if (mode === 'router' && lan.includes(iface)) this.err(ConfigCodes.VALUE, [...path, 'interface'], `${iface} is a LAN interface (lan); a WAN link must be another one`);
+      const gateway: string[] = [];
+      const gws = asList(l.gateway);
+      gws.forEach((g, j) => {
+        const at: KeySeg[] = Array.isArray(l.gateway) ? [...path, 'gateway', j] : [...path, 'gateway'];
+        const fam = isIP(g.trim());
+        if (fam === 0) this.err(ConfigCodes.ADDRESS, at, `"${g}" is not an IP address (the link's next hop)`);
+        else if (gateway.some((x) => isIP(x) === fam)) this.err(ConfigCodes.VALUE, at, `one next hop per family: ${gateway.find((x) => isIP(x) === fam)} is already this link's IPv${fam} gateway`);
+        else gateway.push(g.trim());
+      });
+      const dnsRaw = l.dns;
+      out.push({
+        name,
+        path: `link:${name}`,
+        interface: iface,
+        gateway,
+        dns: dnsRaw === undefined || dnsRaw === 'auto' ? 'auto' : this.upstreams([...path, 'dns'], dnsRaw),
+        priority: (l.priority as number | undefined) ?? 100,
+        weight: (l.weight as number | undefined) ?? 1,
+        metered: (l.metered as boolean | undefined) ?? false,
+        pos: this.pos(path),
+      });
+      if (l.weight !== undefined && this.get(['breakout', 'balance']) !== true) this.warn(ConfigCodes.VALUE, [...path, 'weight'], 'weight applies with breakout.balance: true only');
+    });
+    if (out.length > 0 && out.every((l) => l.metered)) this.warn(ConfigCodes.VALUE, ['breakout', 'links'], 'every link is metered: unpinned breakout traffic uses them anyway (there is no other)');
+    return out;
   }
 
   private stateDir(): string {
@@ -372,6 +436,13 @@ class Builder {
         this.err(ConfigCodes.DUPLICATE, [...path, 'name'], `gateway "${name}" is already defined at tunnel.gateways[${prev}]`);
       }
       seen.set(name.toLowerCase(), i);
+      const link = this.linkNamed(name);
+      if (link !== null) this.err(ConfigCodes.DUPLICATE, [...path, 'name'], `"${name}" is already a WAN link at breakout.links[${link}]; a rule's via must name one path`);
+      if (g.interface !== undefined || g.table !== undefined) {
+        const un = this.unmanaged(g, path, name, tunnelDns, i);
+        if (un) this.unmanagedGateways.push(un);
+        continue;
+      }
       const wg = await this.wireguard(g, path);
       if (!wg) continue;
       // Problems with a wg-quick file's content point into that file, at its [Interface].
@@ -400,6 +471,61 @@ class Builder {
       });
     }
     return out;
+  }
+
+  /** The index of the link named `name` (any case) in breakout.links, or null. */
+  private linkNamed(name: string): number | null {
+    const raw = this.get(['breakout', 'links']);
+    if (!Array.isArray(raw)) return null;
+    const i = raw.findIndex((l: unknown) => l !== null && typeof l === 'object' && String((l as Raw).name).toLowerCase() === name.toLowerCase());
+    return i < 0 ? null : i;
+  }
+
+  /**
+   * A gateway another program made: an interface (AmneziaWG, OpenVPN...) or
+   * a routing table (Tailscale's 52). splitwan never creates, configures or
+   * removes it, so nothing of WireGuard's may be set here.
+   */
+  private unmanaged(g: Raw, path: KeySeg[], name: string, tunnelDns: Upstream[] | null, index: number): UnmanagedGatewayConfig | null {
+    const errorsBefore = this.sink.issues.filter((i) => i.severity === 'error').length;
+    if (g.interface !== undefined && g.table !== undefined) this.err(ConfigCodes.VALUE, [...path, 'table'], 'use either interface or table, not both');
+    const managedKeys = ['config', 'privateKey', 'privateKeyFile', 'address', 'mtu', 'peer'].filter((k) => g[k] !== undefined);
+    if (managedKeys.length > 0) {
+      this.err(ConfigCodes.VALUE, [...path, managedKeys[0]!], `${managedKeys[0]} configures a WireGuard tunnel splitwan runs; a gateway with ${g.interface !== undefined ? 'interface' : 'table'} is made by another program (drop one of them)`);
+    }
+    const kind: UnmanagedGatewayConfig['kind'] = g.interface !== undefined ? 'interface' : 'table';
+    const ifname = kind === 'interface' ? String(g.interface) : '';
+    if (kind === 'interface') {
+      if (/^swg/.test(ifname)) this.err(ConfigCodes.VALUE, [...path, 'interface'], `${ifname}: names starting with swg are splitwan's own tunnels (removed at start); rename the interface`);
+      const lan = asList(this.get(['lan']));
+      if (lan.includes(ifname)) this.err(ConfigCodes.VALUE, [...path, 'interface'], `${ifname} is a LAN interface (lan)`);
+      const links = (this.get(['breakout', 'links']) as Raw[] | undefined) ?? [];
+      const wan = [this.get(['breakout', 'interface']), ...(Array.isArray(links) ? links.map((l) => l?.interface) : [])];
+      if (wan.includes(ifname)) this.err(ConfigCodes.VALUE, [...path, 'interface'], `${ifname} is a WAN interface (breakout); a gateway is a tunnel`);
+    }
+    let table: number | null = null;
+    if (kind === 'table') {
+      table = Number(g.table);
+      // main/default/local, and the tables splitwan fills itself.
+      if ([253, 254, 255].includes(table) || (table >= 1100 && table <= 1113) || (table >= 1200 && table <= 1208)) {
+        this.err(ConfigCodes.VALUE, [...path, 'table'], `table ${table} is ${table >= 253 && table <= 255 ? "the kernel's own (default, main, local)" : "one of splitwan's (1100-1113, 1200-1208)"}; name the table the other program fills`);
+      }
+    }
+    const dns = g.dns !== undefined ? this.upstreams(Array.isArray(g.dns) ? [...path, 'dns'] : [...path, 'dns'], g.dns) : (tunnelDns ?? []);
+    if (dns.length === 0 && g.dns === undefined) this.err(ConfigCodes.MISSING_KEY, path, `gateway "${name}" has no resolver: set dns (the resolvers reached through ${kind === 'interface' ? ifname : `table ${String(g.table)}`}) or tunnel.dns`);
+    if (this.sink.issues.filter((i) => i.severity === 'error').length > errorsBefore) return null;
+    return {
+      name,
+      path: `gw:${name}`,
+      kind,
+      ifname,
+      table,
+      priority: (g.priority as number | undefined) ?? 100,
+      dns,
+      probe: this.probes([...path, 'probe']),
+      index,
+      pos: this.pos(path),
+    };
   }
 
   private gatewayDns(wg: WireGuardInterface, path: KeySeg[]): Upstream[] {
@@ -662,15 +788,18 @@ class Builder {
     // Names as declared, so a gateway whose file failed to load is not also "unknown" here.
     const declared = ((this.get(['tunnel', 'gateways']) as Raw[] | undefined) ?? []).map((g) => String(g?.name));
     const names = new Map(declared.map((n) => [n.toLowerCase(), n]));
+    const linksRaw = this.get(['breakout', 'links']);
+    const links = new Map((Array.isArray(linksRaw) ? linksRaw : []).map((l: unknown) => String((l as Raw | null)?.name)).map((n) => [n.toLowerCase(), n]));
     items.forEach((t, i) => {
       const p = Array.isArray(v) ? [...path, i] : path;
       const lower = t.toLowerCase();
       let target: Target | null = null;
       if (lower === 'breakout' || lower === 'tunnel' || lower === 'block') target = lower;
       else if (names.has(lower)) target = `gw:${names.get(lower)!}`;
+      else if (links.has(lower)) target = `link:${links.get(lower)!}`;
       if (!target) {
-        const hint = didYouMean(t, ['breakout', 'tunnel', 'block', ...names.values()]);
-        this.err(ConfigCodes.REFERENCE, p, `"${t}" is not breakout, tunnel, block or a gateway name${hint ? ` (did you mean "${hint}"?)` : ''}`);
+        const hint = didYouMean(t, ['breakout', 'tunnel', 'block', ...names.values(), ...links.values()]);
+        this.err(ConfigCodes.REFERENCE, p, `"${t}" is not breakout, tunnel, block${links.size ? ', a gateway or a link' : ' or a gateway'} name${hint ? ` (did you mean "${hint}"?)` : ''}`);
         return;
       }
       if (out.includes(target)) this.warn(ConfigCodes.DUPLICATE, p, `"${t}" is listed twice`);

@@ -355,7 +355,7 @@ export function compilePolicy(config: Pick<Config, 'rules' | 'default'> & Partia
   return Policy.compile(config, lists);
 }
 
-/** How a target reads to a user: gw:gw1 → gw1. */
+/** How a target reads to a user: gw:gw1 → gw1, link:lte → lte. */
 export function targetLabel(t: Target): string {
-  return t.startsWith('gw:') ? t.slice(3) : t;
+  return t.startsWith('gw:') ? t.slice(3) : t.startsWith('link:') ? t.slice(5) : t;
 }

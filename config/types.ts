@@ -9,8 +9,8 @@ export interface SourcePos {
   col: number; // 1-based
 }
 
-/** A named path traffic can take. `gw:<name>` pins one gateway. */
-export type PathName = 'breakout' | 'tunnel' | `gw:${string}`;
+/** A named path traffic can take. `gw:<name>` pins one gateway, `link:<name>` one WAN link (breakout.links). */
+export type PathName = 'breakout' | 'tunnel' | `gw:${string}` | `link:${string}`;
 /** What a rule sends traffic to: a path or `block`. */
 export type Target = PathName | 'block';
 
@@ -70,6 +70,47 @@ export interface GatewayConfig {
   dns: Upstream[];
   /** Probes override for this gateway; null: use health.probe. */
   probe: ProbeSpec[] | null;
+  pos: SourcePos;
+}
+
+/** One WAN link of `breakout.links` (the SD-WAN underlay). */
+export interface LinkConfig {
+  name: string;
+  /** The path that pins this link: `link:<name>`. */
+  path: `link:${string}`;
+  interface: string;
+  /** Next hops (one per family at most) where the link has no default route of its own; empty: its own (main table). */
+  gateway: string[];
+  /** This link's resolvers; auto: the system's (probed through the link). */
+  dns: Upstream[] | 'auto';
+  /** Lower is preferred. */
+  priority: number;
+  /** With breakout.balance: the share of new flows. */
+  weight: number;
+  /** Only rules that name it use it, or failover when no other link is up. */
+  metered: boolean;
+  pos: SourcePos;
+}
+
+/**
+ * A gateway another program made (tunnel.gateways with `interface` or
+ * `table`): splitwan routes into it, probes through it and fails over to and
+ * from it, but never creates, configures or removes it.
+ */
+export interface UnmanagedGatewayConfig {
+  name: string;
+  path: `gw:${string}`;
+  /** interface: a tunnel interface (AmneziaWG, OpenVPN...); table: a routing table another program fills (Tailscale's 52). */
+  kind: 'interface' | 'table';
+  /** kind interface: its name; kind table: ''. */
+  ifname: string;
+  /** kind table: the table; null for interface. */
+  table: number | null;
+  priority: number;
+  dns: Upstream[];
+  probe: ProbeSpec[] | null;
+  /** Its position in tunnel.gateways (config order, for ties). */
+  index: number;
   pos: SourcePos;
 }
 
@@ -170,13 +211,21 @@ export interface Config {
   mode: Mode;
   lan: string[];
   breakout: {
+    /** With links: the preferred link's interface. */
     interface: string | 'auto';
+    /** With links: every link's resolvers (each link's own are in its entry). */
     dns: Upstream[] | 'auto';
+    /** Several WAN links (unset or empty: the single-WAN form, `interface` and `dns`). */
+    links?: LinkConfig[];
+    /** Spread new breakout flows over the usable links by weight (false: the best usable link). */
+    balance?: boolean;
   };
   tunnel: {
     killSwitch: boolean;
     dns: Upstream[] | null;
     gateways: GatewayConfig[];
+    /** Gateways another program made (tunnel.gateways with interface or table); unset: none. */
+    unmanaged?: UnmanagedGatewayConfig[];
   };
   health: HealthConfig;
   dns: DnsConfig;
