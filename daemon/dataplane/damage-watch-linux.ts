@@ -3,11 +3,13 @@
 // children (restarted with backoff if they die: the data plane then re-reads
 // everything); lines are filtered by damage-watch.ts and debounced.
 import type { Clock, Logger } from '../../lib/logger.js';
-import { isOurIpEvent, isOurNftEvent, type DamageWatch } from './damage-watch.js';
+import { isOurIpEventWith, isOurNftEvent, type DamageWatch } from './damage-watch.js';
 import { CommandMonitor } from './ip-monitor-linux.js';
 
 export class LinuxDamageWatch implements DamageWatch {
   private monitors: CommandMonitor[] = [];
+  /** Unmanaged gateways' interfaces: read by the filter at each line, so a reload needs no restart. */
+  private links: ReadonlySet<string> = new Set();
 
   constructor(
     private readonly logger: Logger,
@@ -21,9 +23,13 @@ export class LinuxDamageWatch implements DamageWatch {
     this.stop();
     this.monitors = [
       new CommandMonitor([...this.prefix, 'nft', 'monitor'], this.logger, this.clock, onChange, { filter: isOurNftEvent, debounceMs: this.debounceMs }),
-      new CommandMonitor([...this.prefix, 'ip', 'monitor', 'rule', 'route', 'link'], this.logger, this.clock, onChange, { filter: isOurIpEvent, debounceMs: this.debounceMs }),
+      new CommandMonitor([...this.prefix, 'ip', 'monitor', 'rule', 'route', 'link'], this.logger, this.clock, onChange, { filter: (l) => isOurIpEventWith(l, this.links), debounceMs: this.debounceMs }),
     ];
     for (const m of this.monitors) m.start();
+  }
+
+  watchLinks(names: readonly string[]): void {
+    this.links = new Set(names);
   }
 
   stop(): void {

@@ -9,12 +9,18 @@
 // rule route link` (fixtures in test/fixtures/os/). A line is only a trigger:
 // the repair reads the authoritative state itself, and our own changes
 // (applies, flips) trigger a repair that finds nothing to do.
-import { MAX_GATEWAYS, RULE_PRIORITY_FIRST, RULE_PRIORITY_LAST, TABLE_NAME, TABLE_TUNNEL } from './plan.js';
+import { MAX_GATEWAYS, MAX_LINKS, RULE_PRIORITY_FIRST, RULE_PRIORITY_LAST, TABLE_BREAKOUT, TABLE_NAME, TABLE_TUNNEL } from './plan.js';
 
 export interface DamageWatch {
   /** Starts watching; `onChange` is called (debounced) when our state may have been changed, and after a watcher restart. */
   start(onChange: () => void): void;
   stop(): void;
+  /**
+   * Other programs' interfaces our routes go through (unmanaged gateways,
+   * WAN links): their coming and going is an event too (a tunnel interface
+   * made again needs its route back).
+   */
+  watchLinks?(names: readonly string[]): void;
 }
 
 const NFT_OBJECT = new RegExp(`^delete (table|chain|rule|set|map) inet ${TABLE_NAME}(?: |$)`);
@@ -35,6 +41,7 @@ const IP_RULE = /^(?:Deleted )?(\d+):\t/;
 const IP_TABLE = /\btable (\d+)\b/;
 /** A link line: `3: swg-gw1: <...>` or `Deleted 3: swg-gw1@NONE: <...>`. */
 const IP_LINK = /^(?:Deleted )?\d+: (swg-[^:@\s]+)[:@]/;
+const ANY_LINK = /^(?:Deleted )?\d+: ([^:@\s]+)[:@]/;
 
 /**
  * An `ip monitor rule route link` line about our state: a rule at our
@@ -52,8 +59,16 @@ export function isOurIpEvent(line: string): boolean {
   if (table) {
     const t = Number(table[1]);
     if (t >= TABLE_TUNNEL && t <= TABLE_TUNNEL + MAX_GATEWAYS) return true;
+    if (t >= TABLE_BREAKOUT && t <= TABLE_BREAKOUT + MAX_LINKS) return true;
   }
   return IP_LINK.test(line);
+}
+
+/** Our events, and a line about one of `links` (other programs' interfaces our routes go through). */
+export function isOurIpEventWith(line: string, links: ReadonlySet<string>): boolean {
+  if (isOurIpEvent(line)) return true;
+  const other = links.size ? ANY_LINK.exec(line) : null;
+  return other !== null && links.has(other[1]!);
 }
 
 /** A DamageWatch for unit tests: `emit()` is an event. */

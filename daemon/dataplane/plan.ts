@@ -21,7 +21,7 @@
 //   path they came in on (a ct mark set on the way in).
 import { createHash } from 'node:crypto';
 import { formatIp, parseCidr, parseIp, type ParsedCidr } from '../../lib/ip.js';
-import type { Config, RuleConfig, Target } from '../../config/types.js';
+import type { Config, LinkConfig, RuleConfig, Target } from '../../config/types.js';
 import { TAG_SET_SIZE } from './tag-bounds.js';
 
 export const TABLE_NAME = 'splitwan';
@@ -48,6 +48,25 @@ const MAX_TUNNEL_ADDRESSES = 30;
 /** Unmarked traffic → the tunnel path: host mode one rule (iif lo), router mode one per LAN interface. */
 const PRIORITY_UNMARKED = RULE_PRIORITY_FIRST + 80;
 export const MAX_LAN_INTERFACES = 19;
+/**
+ * WAN links (breakout.links): link i (its slot) gets mark 0x2000 + i * 0x100
+ * and table 1201 + i; table 1200 is the breakout's (the best link's route),
+ * which the breakout mark looks up instead of main. Their ip rules sit at
+ * 5011 + i, and 5019 keeps any 0x2000 mark from reaching main.
+ */
+export const MAX_LINKS = 8;
+export const MARK_LINKS = 0x2000;
+export const TABLE_BREAKOUT = 1200;
+const PRIORITY_LINKS = RULE_PRIORITY_FIRST + 11;
+const PRIORITY_LINKS_PROHIBIT = RULE_PRIORITY_FIRST + 19;
+
+export function linkMark(index: number): number {
+  if (index < 0 || index >= MAX_LINKS) throw new RangeError(`at most ${MAX_LINKS} links`);
+  return MARK_LINKS + index * 0x100;
+}
+export function linkTable(index: number): number {
+  return TABLE_BREAKOUT + 1 + index;
+}
 
 export function gatewayMark(index: number): number {
   if (index < 0 || index >= MAX_GATEWAYS) throw new RangeError(`at most ${MAX_GATEWAYS} gateways`);
@@ -66,13 +85,22 @@ export function gatewayTable(index: number): number {
  * again) until that slot is needed. Pure: `previous` is not changed.
  */
 export function assignGatewaySlots(names: readonly string[], previous: ReadonlyMap<string, number> = new Map()): Map<string, number> {
-  if (names.length > MAX_GATEWAYS) throw new RangeError(`at most ${MAX_GATEWAYS} gateways`);
+  return assignSlots(names, previous, MAX_GATEWAYS, 'gateways');
+}
+
+/** The same for WAN links (their marks and tables): a link keeps its slot across reloads. */
+export function assignLinkSlots(names: readonly string[], previous: ReadonlyMap<string, number> = new Map()): Map<string, number> {
+  return assignSlots(names, previous, MAX_LINKS, 'links');
+}
+
+function assignSlots(names: readonly string[], previous: ReadonlyMap<string, number>, max: number, what: string): Map<string, number> {
+  if (names.length > max) throw new RangeError(`at most ${max} ${what}`);
   const out = new Map(previous);
   const wanted = new Set(names);
   const used = (): Set<number> => new Set(out.values());
   for (const n of names) {
     if (out.has(n)) continue;
-    let free = Array.from({ length: MAX_GATEWAYS }, (_, i) => i).find((i) => !used().has(i));
+    let free = Array.from({ length: max }, (_, i) => i).find((i) => !used().has(i));
     if (free === undefined) {
       // Every slot is remembered: the lowest one of a gateway that is gone is reused.
       const gone = [...out].filter(([name]) => !wanted.has(name)).sort((a, b) => a[1] - b[1])[0]!;
@@ -98,6 +126,27 @@ export interface PlannedGateway {
    * source, WireGuard no peer): the ruleset refuses it at once instead.
    */
   ipv6: boolean;
+  /**
+   * A gateway another program made: `interface` (routed into, like ours) or
+   * `table` (its own routing table, `lookup`: our ip rule points there and
+   * its ifname is ''). Unset: one of splitwan's WireGuard tunnels.
+   */
+  unmanaged?: 'interface' | 'table';
+  /** kind table: the table its mark looks up. */
+  lookup?: number;
+}
+
+/** One WAN link (breakout.links) as the kernel sees it. */
+export interface PlannedLink {
+  name: string;
+  ifname: string;
+  mark: number;
+  table: number;
+  /** Next hop per family (configured, else the link's default route in main); null: straight out of the interface. */
+  via4: string | null;
+  via6: string | null;
+  weight: number;
+  metered: boolean;
 }
 
 /** One config rule as the kernel sees it. */
@@ -122,6 +171,12 @@ export interface DataplanePlan {
   gateways: PlannedGateway[];
   /** The gateway the `tunnel` path uses now; null: none healthy. */
   active: string | null;
+  /** WAN links (breakout.links); unset or empty: one WAN (`wan`), breakout by main. */
+  links?: PlannedLink[];
+  /** The link `breakout` uses now (table 1200: splitwan's own sockets, WireGuard's UDP; new flows without balance). */
+  activeLink?: string | null;
+  /** With balance: the links new breakout flows are spread over, by weight (each flow keeps its link); null: all by activeLink. */
+  balance?: { name: string; weight: number }[] | null;
   killSwitch: boolean;
   rules: PlannedRule[];
   /** The mark for traffic no rule matches. */
@@ -156,10 +211,15 @@ export interface LocalDns {
 }
 
 /** The path marks a Target can resolve to, given which paths are healthy. */
-export function targetMark(t: Target, gateways: readonly PlannedGateway[]): number {
+export function targetMark(t: Target, gateways: readonly PlannedGateway[], links: readonly PlannedLink[] = []): number {
   if (t === 'breakout') return MARK_BREAKOUT;
   if (t === 'tunnel') return MARK_TUNNEL;
   if (t === 'block') return MARK_BLOCK;
+  if (t.startsWith('link:')) {
+    const l = links.find((x) => `link:${x.name}` === t);
+    if (!l) throw new Error(`unknown link in ${t}`);
+    return l.mark;
+  }
   const g = gateways.find((x) => `gw:${x.name}` === t);
   if (!g) throw new Error(`unknown gateway in ${t}`);
   return g.mark;
@@ -168,12 +228,13 @@ export function targetMark(t: Target, gateways: readonly PlannedGateway[]): numb
 /**
  * The first candidate of a via list that is usable now: breakout, block and
  * tunnel always are (tunnel's own health is the `active` map's business); a
- * pinned gateway is when `healthy` says so. Falls back to the last candidate,
- * so a rule pinned to a dead gateway fails closed rather than leaking.
+ * pinned gateway or link is when `healthy` says so (gateway and link names
+ * never collide). Falls back to the last candidate, so a rule pinned to a
+ * dead gateway fails closed rather than leaking.
  */
 export function pickTarget(via: readonly Target[], healthy: (gateway: string) => boolean): Target {
   for (const t of via) {
-    if (!t.startsWith('gw:') || healthy(t.slice(3))) return t;
+    if (t.startsWith('gw:') ? healthy(t.slice(3)) : t.startsWith('link:') ? healthy(t.slice(5)) : true) return t;
   }
   return via[via.length - 1]!;
 }
@@ -220,17 +281,49 @@ export function planDataplane(input: {
   dohCidrs?: readonly string[];
   /** Each gateway's slot (assignGatewaySlots); default: config order. */
   slots?: ReadonlyMap<string, number>;
+  /** breakout.links: each link's slot (assignLinkSlots; default: config order), the best link now, next hops found in main. */
+  links?: {
+    slots?: ReadonlyMap<string, number>;
+    /** The link breakout uses (the link monitor's choice); default: the preferred one. */
+    active: string | null;
+    /** Default routes in main by interface (a link without `gateway:` uses its own). */
+    nextHops?: ReadonlyMap<string, { v4?: string; v6?: string }>;
+  };
 }): DataplanePlan {
   const { config } = input;
-  if (config.tunnel.gateways.length > MAX_GATEWAYS) throw new RangeError(`at most ${MAX_GATEWAYS} gateways`);
-  const slots = input.slots ?? assignGatewaySlots(config.tunnel.gateways.map((g) => g.name));
+  const unmanaged = config.tunnel.unmanaged ?? [];
+  if (config.tunnel.gateways.length + unmanaged.length > MAX_GATEWAYS) throw new RangeError(`at most ${MAX_GATEWAYS} gateways`);
+  const slots = input.slots ?? assignGatewaySlots([...config.tunnel.gateways, ...unmanaged].map((g) => g.name));
+  const slotOf = (name: string): number => {
+    const slot = slots.get(name);
+    if (slot === undefined) throw new Error(`no slot for gateway ${name}`);
+    return slot;
+  };
   const gateways = config.tunnel.gateways.map((g): PlannedGateway => {
     const addrs = hostAddresses(g.wireguard.addresses);
     const v6Allowed = g.wireguard.peers.some((p) => p.allowedIPs.some((a) => (parseCidr(a) as ParsedCidr).family === 6));
-    const slot = slots.get(g.name);
-    if (slot === undefined) throw new Error(`no slot for gateway ${g.name}`);
+    const slot = slotOf(g.name);
     return { name: g.name, ifname: g.ifname, mark: gatewayMark(slot), table: gatewayTable(slot), addrs4: addrs.v4, addrs6: addrs.v6, ipv6: addrs.v6.length > 0 && v6Allowed };
   });
+  // Another program's tunnels: their addresses are theirs to change (none
+  // known here), and whether IPv6 goes through them too; what they refuse
+  // they refuse themselves.
+  for (const g of [...unmanaged].sort((a, b) => a.index - b.index)) {
+    const slot = slotOf(g.name);
+    gateways.push({
+      name: g.name,
+      ifname: g.ifname,
+      mark: gatewayMark(slot),
+      table: gatewayTable(slot),
+      addrs4: [],
+      addrs6: [],
+      ipv6: true,
+      unmanaged: g.kind,
+      ...(g.kind === 'table' ? { lookup: g.table! } : {}),
+    });
+  }
+  const links = planLinks(config.breakout.links ?? [], input.links?.slots, input.links?.nextHops);
+  const linkPart = links.length ? linkState(links, config.breakout.links!, input.links?.active ?? null, config.breakout.balance === true, input.healthy) : null;
   if (config.mode === 'router' && config.lan.length > MAX_LAN_INTERFACES) throw new RangeError(`at most ${MAX_LAN_INTERFACES} LAN interfaces`);
   const rules = config.rules.map((r): PlannedRule => {
     const dst = split([...r.cidrs.map((c) => c.cidr), ...r.lists.flatMap((l) => input.listCidrs.get(l) ?? [])]);
@@ -239,7 +332,7 @@ export function planDataplane(input: {
     return {
       index: r.index,
       id: ruleId(r),
-      mark: targetMark(pickTarget(r.via, input.healthy), gateways),
+      mark: targetMark(pickTarget(r.via, input.healthy), gateways, links),
       dst4: dst.v4,
       dst6: dst.v6,
       src4: src.v4,
@@ -253,14 +346,44 @@ export function planDataplane(input: {
     wan: input.wan,
     gateways,
     active: input.active,
+    ...(linkPart ? { links, activeLink: linkPart.active, balance: linkPart.balance } : {}),
     killSwitch: config.tunnel.killSwitch,
     rules,
-    defaultMark: targetMark(pickTarget(config.default, input.healthy), gateways),
+    defaultMark: targetMark(pickTarget(config.default, input.healthy), gateways, links),
     dnsPort: input.dnsPort,
     localDns: config.mode === 'host' ? (input.localDns ?? null) : null,
     encryptedDns: config.dns.blockEncryptedDns ? split(input.dohCidrs ?? config.dns.dohLists.flatMap((l) => input.listCidrs.get(l) ?? [])) : null,
     proxy: config.proxy.enabled ? { port: config.proxy.listenPort, ports: [...config.proxy.ports], blockQuic: config.proxy.blockQuic } : null,
   };
+}
+
+function planLinks(config: readonly LinkConfig[], slotsIn: ReadonlyMap<string, number> | undefined, nextHops: ReadonlyMap<string, { v4?: string; v6?: string }> | undefined): PlannedLink[] {
+  if (config.length > MAX_LINKS) throw new RangeError(`at most ${MAX_LINKS} links`);
+  const slots = slotsIn ?? assignLinkSlots(config.map((l) => l.name));
+  return config.map((l): PlannedLink => {
+    const slot = slots.get(l.name);
+    if (slot === undefined) throw new Error(`no slot for link ${l.name}`);
+    const own = nextHops?.get(l.interface);
+    const configured = (f: 4 | 6): string | undefined => l.gateway.find((g) => (parseIp(g)?.family ?? 0) === f);
+    return { name: l.name, ifname: l.interface, mark: linkMark(slot), table: linkTable(slot), via4: configured(4) ?? own?.v4 ?? null, via6: configured(6) ?? own?.v6 ?? null, weight: l.weight, metered: l.metered };
+  });
+}
+
+/**
+ * Which link breakout takes: the monitor's choice, else the preferred one
+ * (lowest priority, not metered); with balance, every usable link that is not
+ * metered by weight (the metered ones only when no other is usable, the
+ * active one alone when none is).
+ */
+function linkState(links: readonly PlannedLink[], config: readonly LinkConfig[], asked: string | null, balance: boolean, healthy: (name: string) => boolean): { active: string; balance: { name: string; weight: number }[] | null } {
+  const prio = (l: PlannedLink): number => (l.metered ? 1e9 : 0) + (config.find((c) => c.name === l.name)?.priority ?? 0);
+  const preferred = [...links].sort((a, b) => prio(a) - prio(b))[0]!;
+  const active = links.find((l) => l.name === asked) ?? preferred;
+  if (!balance) return { active: active.name, balance: null };
+  const usable = links.filter((l) => healthy(l.name));
+  const unmetered = usable.filter((l) => !l.metered);
+  const spread = unmetered.length ? unmetered : usable.length ? usable : [active];
+  return { active: active.name, balance: spread.map((l) => ({ name: l.name, weight: l.weight })) };
 }
 
 const hex = (n: number): string => `0x${n.toString(16)}`;
@@ -285,7 +408,14 @@ export function tunnelAddresses(plan: Pick<DataplanePlan, 'gateways'>): { v4: st
 
 /** The tunnel the tunnel path's table (1100) routes into: the active gateway's, else the first's; null without gateways. */
 export function tunnelPathDevice(plan: Pick<DataplanePlan, 'gateways' | 'active'>): string | null {
-  return (plan.gateways.find((g) => g.name === plan.active) ?? plan.gateways[0])?.ifname ?? null;
+  // A table gateway has no device to route into: the first gateway that has one stands in.
+  const withDev = plan.gateways.filter((g) => g.ifname !== '');
+  return (withDev.find((g) => g.name === plan.active) ?? withDev[0])?.ifname ?? null;
+}
+
+/** The interfaces traffic leaves by to the internet: every link's, or the one WAN. */
+export function wanInterfaces(plan: Pick<DataplanePlan, 'wan' | 'links'>): string[] {
+  return plan.links?.length ? plan.links.map((l) => l.ifname) : [plan.wan];
 }
 
 /**
@@ -312,6 +442,7 @@ export function rulesetObjects(plan: DataplanePlan): { chains: string[]; sets: s
   // Both modes hook prerouting (inbound flows get their path) and output (replies and the kernel's own packets).
   const chains = ['classify', 'resolve', 'reject_flow', 'inbound', 'reply_path', 'pre', 'out', 'post'];
   if (plan.gateways.length) chains.push('mss');
+  if (plan.links?.length) chains.push('pick_link');
   if (plan.wan !== 'lo') chains.push('wan_guard');
   if (plan.mode === 'router' && plan.dnsPort !== null) chains.push('dns_redirect');
   if (plan.localDns) chains.push('dns_out');
@@ -397,6 +528,7 @@ export function renderRuleset(plan: DataplanePlan, current: { chains: readonly s
   if (v4only.length) L.push(`\t\tmeta nfproto ipv6 meta mark ${setOf(v4only)} jump reject_flow`);
   L.push(`\t}`);
   L.push(`\tchain reject_flow {`, `\t\tmeta l4proto tcp reject with tcp reset`, `\t\treject with icmpx admin-prohibited`, `\t}`);
+  if (plan.links?.length) L.push(...renderPickLink(plan));
 
   // mark: save the logical mark in conntrack on the first packet, restore it after.
   // Encrypted DNS that would bypass the resolver (and its policy) is refused; clients fall back to port 53.
@@ -407,7 +539,10 @@ export function renderRuleset(plan: DataplanePlan, current: { chains: readonly s
   // A flow redirected to the proxy keeps the mark it came with (0): the nat hook
   // sends it to a local port, and a path mark would route it into a tunnel table.
   if (plan.proxy) mark.push(`\t\tct mark and ${hex(MARK_PROXIED)} == ${hex(MARK_PROXIED)} return`);
-  mark.push(`\t\tct mark != 0 meta mark set ct mark`, `\t\tmeta mark 0 jump classify`, `\t\tct mark 0 ct mark set meta mark`);
+  mark.push(`\t\tct mark != 0 meta mark set ct mark`, `\t\tmeta mark 0 jump classify`);
+  // Several links: a new breakout flow takes a link now, and its ct mark keeps it there for its life.
+  if (plan.links?.length) mark.push(`\t\tct mark 0 meta mark and ${hex(MARK_MASK)} == ${hex(MARK_BREAKOUT)} jump pick_link`);
+  mark.push(`\t\tct mark 0 ct mark set meta mark`);
   if (plan.proxy) {
     // Flows the proxy takes are not resolved here: the nat hook redirects them to
     // the proxy, which picks the path by SNI/Host (and refuses a dead tunnel itself).
@@ -437,7 +572,9 @@ export function renderRuleset(plan: DataplanePlan, current: { chains: readonly s
   // stray packet of a flow whose entry was dropped, picked up mid-stream)
   // goes back into it, never out of the WAN with the tunnel's address.
   L.push(`\tchain inbound {`, `\t\tiifname "lo" return`);
-  for (const g of plan.gateways) L.push(`\t\tiifname "${g.ifname}" ct mark set ${hex(g.mark)} return`);
+  for (const g of plan.gateways) if (g.ifname !== '') L.push(`\t\tiifname "${g.ifname}" ct mark set ${hex(g.mark)} return`);
+  // Replies to a connection that came in on a link leave by that link.
+  for (const l of plan.links ?? []) L.push(`\t\tiifname "${l.ifname}" ct mark set ${hex(l.mark)} return`);
   L.push(`\t\tct mark set ${hex(MARK_BREAKOUT)}`, `\t}`);
   // reply_path: a reply takes its flow's path (not resolved: the kill switch
   // must not reject the resets and errors the kernel sends back). A flow older
@@ -488,11 +625,15 @@ export function renderRuleset(plan: DataplanePlan, current: { chains: readonly s
     L.push(...encrypted, ...fastAfterEncrypted, ...mark, `\t}`);
   }
 
-  const tunnels = plan.gateways.map((g) => g.ifname);
-  if (tunnels.length) {
+  const tunnels = plan.gateways.map((g) => g.ifname).filter((i) => i !== '');
+  // A table gateway's interface is another program's choice: its traffic is known by its mark.
+  const tableMarks = plan.gateways.filter((g) => g.unmanaged === 'table').map((g) => hex(g.mark));
+  if (plan.gateways.length) {
     // Postrouting sees forwarded and local traffic with its final interface.
     L.push(`\tchain mss {`, `\t\ttype filter hook postrouting priority mangle; policy accept;`);
-    L.push(`\t\toifname ${quoteList(tunnels)} tcp flags syn tcp option maxseg size set rt mtu`, `\t}`);
+    if (tunnels.length) L.push(`\t\toifname ${quoteList(tunnels)} tcp flags syn tcp option maxseg size set rt mtu`);
+    if (tableMarks.length) L.push(`\t\tmeta mark and ${hex(MARK_MASK)} ${setOf(tableMarks)} tcp flags syn tcp option maxseg size set rt mtu`);
+    L.push(`\t}`);
   }
 
   if (plan.mode === 'router' && plan.dnsPort !== null) {
@@ -531,10 +672,14 @@ export function renderRuleset(plan: DataplanePlan, current: { chains: readonly s
     // leaves by the WAN, even when our ip rules are gone. Before NAT, so the
     // source is the one the kernel chose. Counted: the counters say whether
     // it ever had to act.
+    // With several links, every link is a WAN, and a link's mark is breakout traffic.
+    const wans = wanInterfaces(plan);
+    const oif = wans.length === 1 ? `"${wans[0]}"` : quoteList(wans);
+    const notBreakout = `meta mark and ${hex(MARK_MASK)} != ${hex(MARK_BREAKOUT)}${plan.links?.length ? ` meta mark and 0xf000 != ${hex(MARK_LINKS)}` : ''}`;
     L.push(`\tchain wan_guard {`, `\t\ttype filter hook postrouting priority filter; policy accept;`);
-    L.push(`\t\toifname "${plan.wan}" meta mark and 0xf000 == ${hex(MARK_BREAKOUT)} meta mark and ${hex(MARK_MASK)} != ${hex(MARK_BREAKOUT)} counter drop`);
-    if (addrs.v4.length) L.push(`\t\toifname "${plan.wan}" meta mark and ${hex(MARK_MASK)} != ${hex(MARK_BREAKOUT)} ip saddr ${setOf(addrs.v4)} counter drop`);
-    if (addrs.v6.length) L.push(`\t\toifname "${plan.wan}" meta mark and ${hex(MARK_MASK)} != ${hex(MARK_BREAKOUT)} ip6 saddr ${setOf(addrs.v6)} counter drop`);
+    L.push(`\t\toifname ${oif} meta mark and 0xf000 == ${hex(MARK_BREAKOUT)} meta mark and ${hex(MARK_MASK)} != ${hex(MARK_BREAKOUT)} counter drop`);
+    if (addrs.v4.length) L.push(`\t\toifname ${oif} ${notBreakout} ip saddr ${setOf(addrs.v4)} counter drop`);
+    if (addrs.v6.length) L.push(`\t\toifname ${oif} ${notBreakout} ip6 saddr ${setOf(addrs.v6)} counter drop`);
     L.push(`\t}`);
   }
 
@@ -557,11 +702,42 @@ export function renderRuleset(plan: DataplanePlan, current: { chains: readonly s
     if (g.addrs4.length) L.push(`\t\toifname "${g.ifname}" ip saddr ${setOf(g.addrs4)} return`);
     if (g.addrs6.length) L.push(`\t\toifname "${g.ifname}" ip6 saddr ${setOf(g.addrs6)} return`);
   }
-  L.push(`\t\toifname ${quoteList([plan.wan, ...tunnels])} masquerade`, `\t}`);
+  L.push(`\t\toifname ${quoteList([...wanInterfaces(plan), ...tunnels])} masquerade`);
+  if (tableMarks.length) L.push(`\t\tmeta mark and ${hex(MARK_MASK)} ${setOf(tableMarks)} masquerade`);
+  L.push(`\t}`);
   L.push(`}`);
   // The `active` map's content is not part of the ruleset: a re-apply keeps
   // map elements, and the default path changes only through renderActiveFlip.
   return L.join('\n') + '\n';
+}
+
+/**
+ * pick_link: a new breakout flow's link. Without balance, the active link;
+ * with it, a random draw weighted by the links' weights (numgen: no state, so
+ * nothing to keep in step; the draw is saved in the flow's ct mark). With the
+ * proxy on, the default path's flows carry the unmatched bit, kept here.
+ */
+function renderPickLink(plan: DataplanePlan): string[] {
+  const links = plan.links ?? [];
+  const markOf = (name: string): number => links.find((l) => l.name === name)!.mark;
+  const L = [`\tchain pick_link {`];
+  const to = (low: number): string => {
+    const spread = plan.balance ?? null;
+    if (spread && spread.length > 1) {
+      let at = 0;
+      const els = spread.map((b) => {
+        const range = b.weight === 1 ? `${at}` : `${at}-${at + b.weight - 1}`;
+        at += b.weight;
+        return `${range} : ${hex(markOf(b.name) | low)}`;
+      });
+      return `meta mark set numgen random mod ${at} map { ${els.join(', ')} }`;
+    }
+    const name = spread?.[0]?.name ?? plan.activeLink ?? links[0]!.name;
+    return `meta mark set ${hex(markOf(name) | low)}`;
+  };
+  if (plan.proxy) L.push(`\t\tmeta mark ${hex(MARK_BREAKOUT | MARK_UNMATCHED)} ${to(MARK_UNMATCHED)} return`);
+  L.push(`\t\t${to(0)}`, `\t}`);
+  return L;
 }
 
 export interface IpRuleSpec {
@@ -583,19 +759,26 @@ export interface RouteSpec {
   table: number;
   type: 'unicast' | 'prohibit';
   dev?: string;
+  /** A next hop (a WAN link's gateway). */
+  via?: string;
   metric?: number;
 }
 
 /** The ip rules, per family, at splitwan's fixed priorities. */
-export function renderIpRules(plan: Pick<DataplanePlan, 'gateways' | 'mode' | 'lan'>): IpRuleSpec[] {
+export function renderIpRules(plan: Pick<DataplanePlan, 'gateways' | 'mode' | 'lan' | 'links'>): IpRuleSpec[] {
   const out: IpRuleSpec[] = [];
   const addrs = tunnelAddresses(plan);
   for (const family of [4, 6] as const) {
     // LAN and connected routes always win, so per-path tables need only a default route.
     out.push({ family, priority: RULE_PRIORITY_FIRST, table: 'main', action: 'lookup', suppressPrefixLength: 0 });
-    out.push({ family, priority: RULE_PRIORITY_FIRST + 10, fwmark: MARK_BREAKOUT, fwmask: MARK_MASK, table: 'main', action: 'lookup' });
+    // Several links: breakout follows the best link's table (1200), not main; each link has its own.
+    const links = plan.links ?? [];
+    out.push({ family, priority: RULE_PRIORITY_FIRST + 10, fwmark: MARK_BREAKOUT, fwmask: MARK_MASK, table: links.length ? String(TABLE_BREAKOUT) : 'main', action: 'lookup' });
+    for (const l of links) out.push({ family, priority: PRIORITY_LINKS + (l.table - TABLE_BREAKOUT - 1), fwmark: l.mark, fwmask: MARK_MASK, table: String(l.table), action: 'lookup' });
+    if (links.length) out.push({ family, priority: PRIORITY_LINKS_PROHIBIT, fwmark: MARK_LINKS, fwmask: 0xf000, action: 'prohibit' });
     // At its slot's priority (table - 1101), so a reload that reorders gateways changes no rule.
-    for (const g of plan.gateways) out.push({ family, priority: RULE_PRIORITY_FIRST + 20 + (g.table - TABLE_TUNNEL - 1), fwmark: g.mark, fwmask: MARK_MASK, table: String(g.table), action: 'lookup' });
+    // A table gateway's mark looks up the table its program fills.
+    for (const g of plan.gateways) out.push({ family, priority: RULE_PRIORITY_FIRST + 20 + (g.table - TABLE_TUNNEL - 1), fwmark: g.mark, fwmask: MARK_MASK, table: String(g.lookup ?? g.table), action: 'lookup' });
     out.push({ family, priority: RULE_PRIORITY_FIRST + 40, fwmark: MARK_TUNNEL, fwmask: MARK_MASK, table: String(TABLE_TUNNEL), action: 'lookup' });
     if (plan.gateways.length) {
       // What the kernel sends from a tunnel address on its own (a reset for a
@@ -638,15 +821,32 @@ export function ipRuleSelector(r: IpRuleSpec): string[] {
  * the kill switch is nftables' reject, and without nftables a dead tunnel
  * still leaks nothing), prohibit backstops under all.
  */
-export function renderRoutes(plan: Pick<DataplanePlan, 'gateways' | 'active'>): RouteSpec[] {
+export function renderRoutes(plan: Pick<DataplanePlan, 'gateways' | 'active' | 'links' | 'activeLink'>): RouteSpec[] {
   const out: RouteSpec[] = [];
   const dev = tunnelPathDevice(plan);
+  const links = plan.links ?? [];
+  const active = links.find((l) => l.name === plan.activeLink) ?? links[0];
+  const linkRoute = (l: PlannedLink, family: 4 | 6, table: number): RouteSpec => {
+    const via = family === 4 ? l.via4 : l.via6;
+    return { family, table, type: 'unicast', dev: l.ifname, ...(via !== null ? { via } : {}) };
+  };
   for (const family of [4, 6] as const) {
     if (dev !== null) out.push({ family, table: TABLE_TUNNEL, type: 'unicast', dev });
     out.push({ family, table: TABLE_TUNNEL, type: 'prohibit', metric: 4_000_000_000 });
     for (const g of plan.gateways) {
+      // A table gateway's routes are its program's: we only point its mark there.
+      if (g.unmanaged === 'table') continue;
       out.push({ family, table: g.table, type: 'unicast', dev: g.ifname });
       out.push({ family, table: g.table, type: 'prohibit', metric: 4_000_000_000 });
+    }
+    if (active) {
+      // The breakout's table follows the best link, as 1100 follows the active gateway.
+      out.push(linkRoute(active, family, TABLE_BREAKOUT));
+      out.push({ family, table: TABLE_BREAKOUT, type: 'prohibit', metric: 4_000_000_000 });
+    }
+    for (const l of links) {
+      out.push(linkRoute(l, family, l.table));
+      out.push({ family, table: l.table, type: 'prohibit', metric: 4_000_000_000 });
     }
   }
   return out;
