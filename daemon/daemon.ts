@@ -27,7 +27,8 @@ import { ControlServer, type ControlHandlers } from './control/server.js';
 import type { StatusReport } from './control/protocol.js';
 import { controlHandlers } from './control-handlers.js';
 import { Dataplane } from './dataplane/dataplane.js';
-import { assignGatewaySlots, gatewayMark, MARK_BREAKOUT, MARK_MASK, MARK_PROXIED, MARK_TUNNEL, pickTarget, planDataplane, tagSetNames, type DataplanePlan } from './dataplane/plan.js';
+import { assignGatewaySlots, assignLinkSlots, gatewayMark, linkMark, MARK_BREAKOUT, MARK_MASK, MARK_PROXIED, MARK_TUNNEL, pickTarget, planDataplane, tagSetNames, type DataplanePlan } from './dataplane/plan.js';
+import { monitoredLinks, monitoredUnmanaged, nextHopsByInterface } from './links.js';
 import { NftTagger } from './dataplane/tagger.js';
 import type { DaemonDeps, Watcher } from './deps.js';
 import { FailoverLog } from './failovers.js';
@@ -112,6 +113,9 @@ interface DaemonState {
   doh: { names: Policy; cidrs: string[] } | null;
   /** Each gateway's slot (mark, table): kept across reloads (assignGatewaySlots). */
   slots: Map<string, number>;
+  /** breakout.links: each link's slot (assignLinkSlots), and main's default routes by interface (a link's own next hop). */
+  linkSlots: Map<string, number>;
+  nextHops: Map<string, { v4?: string; v6?: string }>;
   cache: DnsCache | null;
   resolver: DnsResolver | null;
   failovers: FailoverLog | null;
@@ -126,7 +130,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
   const log = deps.logger;
   const dnsLog = log.child({ module: 'dns' });
   const healthLog = log.child({ module: 'health' });
-  const s: DaemonState = { phase: 'new', stopReason: null, store: null, applied: null, policy: null, plan: null, specs: [], wan: null, doh: null, slots: new Map(), cache: null, resolver: null, failovers: null, startedAt: clock.wall() };
+  const s: DaemonState = { phase: 'new', stopReason: null, store: null, applied: null, policy: null, plan: null, specs: [], wan: null, doh: null, slots: new Map(), linkSlots: new Map(), nextHops: new Map(), cache: null, resolver: null, failovers: null, startedAt: clock.wall() };
   const teardown = new TeardownStack(log);
   /** Work started by events (switches, re-plans, address changes, reloads) that a stop waits for. */
   const inFlight = new Set<Promise<unknown>>();
@@ -145,7 +149,9 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
   const applied = (): LoadedConfig => s.applied ?? store().current;
 
   let monitor: HealthMonitor | null = null;
-  const healthy = (g: string): boolean => monitor?.healthy(g) ?? true;
+  /** WAN links (breakout.links): probed like gateways; its choice is the link breakout takes. */
+  let linkMonitor: HealthMonitor | null = null;
+  const healthy = (g: string): boolean => (linkMonitor?.has(g) ? linkMonitor.healthy(g) : (monitor?.healthy(g) ?? true));
 
   // ---- parts that live as long as the process; created in start, undone by the teardown stack
   let nft: ReturnType<DaemonDeps['openNft']> | null = null;
@@ -155,11 +161,12 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
   let lists: ListRefresher | null = null;
   let endpoints: EndpointRefresher | null = null;
   let wanWatcher: Watcher | null = null;
+  let damage: ReturnType<DaemonDeps['damageWatch']> | null = null;
   /** `ip monitor address`: the resolver follows the LAN's addresses (router mode, or dns.listen auto). */
   let addrWatcher: Watcher | null = null;
 
   // The resolver: its sockets leave through the path they serve (SO_MARK).
-  const dialer = new MarkedDialer(deps.pathSockets, () => ({ gateways: s.plan?.gateways ?? [], active: s.plan?.active ?? null }));
+  const dialer = new MarkedDialer(deps.pathSockets, () => ({ gateways: s.plan?.gateways ?? [], active: s.plan?.active ?? null, links: s.plan?.links ?? [] }));
   // Counters outlive a reload's new resolver: metrics are monotonic, status counts since start.
   const dnsStats = newResolverStats();
   const limiter = new ClientLimiter(clock);
@@ -216,6 +223,8 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
       localDns: dns.localDns,
       ...(s.doh ? { dohCidrs: s.doh.cidrs } : {}),
       slots: s.slots,
+      // Links: the link monitor's choice (before any probe: the preferred link).
+      links: { slots: s.linkSlots, active: linkMonitor?.active ?? null, nextHops: s.nextHops },
     });
 
   const applyPlan = async (p: DataplanePlan): Promise<void> => {
@@ -232,14 +241,25 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
   };
 
   const slotMark = (name: string): number => gatewayMark(s.slots.get(name)!);
-  const monitored = (c: Config): MonitoredGateway[] =>
-    c.tunnel.gateways.map((g) => ({ name: g.name, priority: g.priority, path: g.path, ifname: g.ifname, dns: g.dns, mark: slotMark(g.name), probes: g.probe ?? c.health.probe }));
+  const monitored = (c: Config): MonitoredGateway[] => [
+    ...c.tunnel.gateways.map((g) => ({ name: g.name, priority: g.priority, path: g.path, ifname: g.ifname, dns: g.dns, mark: slotMark(g.name), probes: g.probe ?? c.health.probe })),
+    // Gateways another program made: probed through their mark like ours.
+    ...monitoredUnmanaged(c, slotMark),
+  ];
+  /** Every gateway's name: ours and other programs'. */
+  const gatewayNames = (c: Config): string[] => [...c.tunnel.gateways, ...(c.tunnel.unmanaged ?? [])].map((g) => g.name);
+  /** breakout.links: a link without a configured next hop uses its own default route in main. */
+  const readNextHops = async (c: Config): Promise<void> => {
+    if (!c.breakout.links?.length || !deps.defaultRoutes) return;
+    s.nextHops = nextHopsByInterface(await deps.defaultRoutes().catch(() => []));
+  };
   const lookup = breakoutLookup({ forward: (...a) => forwarder!.forward(...a) }, () => dns.breakoutDns);
 
   /** Makes everything match `loaded`; throws when a part could not take it (a reload then puts the previous one back). */
   const applyAll = async (loaded: LoadedConfig): Promise<void> => {
     const c = loaded.config;
-    s.slots = assignGatewaySlots(c.tunnel.gateways.map((g) => g.name), s.slots);
+    s.slots = assignGatewaySlots(gatewayNames(c), s.slots);
+    s.linkSlots = assignLinkSlots((c.breakout.links ?? []).map((l) => l.name), s.linkSlots);
     if (c.breakout.interface !== 'auto') s.wan = c.breakout.interface;
     // DNS first: the breakout resolvers are needed to find the gateways.
     await dns.serve(c);
@@ -248,7 +268,14 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
     monitor!.configure(c.health);
     monitor!.setGateways(monitored(c));
     // The WAN is watched too (its resolvers through the breakout), so a dead WAN shows in the log.
-    monitor!.setBreakout(dns.breakoutDns.length ? { name: 'breakout', path: 'breakout', ifname: s.wan ?? 'lo', dns: dns.breakoutDns, mark: MARK_BREAKOUT, probes: [{ kind: 'dns' }] } : null);
+    // With several links each is watched on its own (the link monitor), not the breakout as a whole.
+    const links = c.breakout.links ?? [];
+    monitor!.setBreakout(dns.breakoutDns.length && links.length === 0 ? { name: 'breakout', path: 'breakout', ifname: s.wan ?? 'lo', dns: dns.breakoutDns, mark: MARK_BREAKOUT, probes: [{ kind: 'dns' }] } : null);
+    linkMonitor!.configure(c.health);
+    linkMonitor!.setGateways(monitoredLinks(c, s.linkSlots, dns.breakoutDns));
+    await readNextHops(c);
+    // A route through another program's interface comes back with the interface: its events start a repair.
+    damage!.watchLinks?.([...(c.tunnel.unmanaged ?? []).map((g) => g.ifname).filter((i) => i !== ''), ...links.map((l) => l.interface)]);
     s.doh = dohEndpoints(loaded);
     s.resolver!.forgetFastHits(); // refuseName changed under it
     // Listening before the redirect is installed, so no redirected flow meets a closed port.
@@ -308,9 +335,9 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
    * the old one is gone its tunnel flows are dropped as after a failure.
    */
   const followGatewayChanges = async (p: Config, n: Config, activeBefore: string | null, slotsBefore: ReadonlyMap<string, number>): Promise<void> => {
-    const stale = p.tunnel.gateways.flatMap((g) => (n.tunnel.gateways.some((x) => x.name === g.name) ? [] : [{ mark: gatewayMark(slotsBefore.get(g.name)!), path: `gw:${g.name}` }]));
+    const stale = gatewayNames(p).flatMap((g) => (gatewayNames(n).includes(g) ? [] : [{ mark: gatewayMark(slotsBefore.get(g)!), path: `gw:${g}` }]));
     const to = monitor!.active;
-    const activeGone = activeBefore !== null && !n.tunnel.gateways.some((g) => g.name === activeBefore);
+    const activeGone = activeBefore !== null && !gatewayNames(n).includes(activeBefore);
     if (activeBefore !== to && s.failovers!.record(to, activeGone ? 'removed by a reload' : 'reload')) {
       healthLog.warn({ from: activeBefore, to }, `active gateway: ${to ?? 'none'} (config reload)`);
     }
@@ -409,7 +436,8 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
     teardown.push('stopping the tunnels', () => tunnels!.close());
     tagger = new NftTagger(nft, clock, { logger: log.child({ module: 'dataplane' }) });
     // Repairs follow nft/ip monitor events (another program flushing the ruleset), not only a timer.
-    dataplane = new Dataplane({ router, clock, logger: log.child({ module: 'dataplane' }), watch: deps.damageWatch(), onTagsLost: () => tagger!.reset() });
+    damage = deps.damageWatch();
+    dataplane = new Dataplane({ router, clock, logger: log.child({ module: 'dataplane' }), watch: damage, onTagsLost: () => tagger!.reset() });
     teardown.push('stopping the data plane repair', () => dataplane!.stop());
     lists = new ListRefresher(store(), log.child({ module: 'lists' }));
     teardown.push('stopping list refreshes', () => lists!.stop());
@@ -473,6 +501,39 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
       monitor!.stop();
       await monitor!.settled();
     });
+    // breakout.links: each link probed through itself; a change of the best link re-plans (table 1200,
+    // new flows' pick); a dead link's flows are dropped so their next packet takes the new one.
+    linkMonitor = new HealthMonitor({
+      ...c0.health,
+      kind: 'link',
+      prober,
+      clock,
+      logger: healthLog,
+      onSwitch: (sw) =>
+        track(
+          (async () => {
+            if (stopping()) return;
+            await applyPlan(plan(applied()));
+            // The proxy's breakout dials went by the dead link (its flows are dropped on the state change).
+            if (sw.fromDown) proxies.proxy?.resetPaths(['breakout']);
+          })(),
+        ),
+      onHealthChange: (link, state) => {
+        // Rules pinned to a link, and the balance, follow its health; a dead link's flows move.
+        void track(
+          (async () => {
+            await readNextHops(config());
+            await applyPlan(plan(applied()));
+            const slot = s.linkSlots.get(link);
+            if (state === 'down' && slot !== undefined) await dropMarks([linkMark(slot)], [`link:${link}`]);
+          })(),
+        ).catch((e: unknown) => log.error({ err: e }, 'following a link state failed'));
+      },
+    });
+    teardown.push('stopping the link monitor', async () => {
+      linkMonitor!.stop();
+      await linkMonitor!.settled();
+    });
     endpoints = new EndpointRefresher({
       gateways: () => config().tunnel.gateways,
       isDown: (n) => !healthy(n),
@@ -529,6 +590,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
     store().start();
     dataplane.start();
     monitor.start();
+    linkMonitor.start();
     endpoints.start();
     void lists.start().catch((e: unknown) => log.warn({ err: e }, 'list refresh failed'));
     // Tunnels repair what status() sees broken (a deleted link, a roamed endpoint).
@@ -607,10 +669,11 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
         s.store?.close();
         addrWatcher?.stop();
         monitor?.stop();
+        linkMonitor?.stop();
         dataplane?.stop();
         // Switches, re-plans and a reload already under way finish before the cleanup (they install nothing new now).
         await s.store?.idle();
-        await Promise.allSettled([monitor?.settled(), ...inFlight]);
+        await Promise.allSettled([monitor?.settled(), linkMonitor?.settled(), ...inFlight]);
         await teardown.unwind();
         s.phase = 'stopped';
         log.info({}, 'stopped; routing is as it was before splitwan');

@@ -13,7 +13,7 @@ import { removeStaleHomes } from './dataplane/nft-session-linux.js';
 import { LinuxRouter } from './dataplane/router-linux.js';
 import { WanWatcher } from './dataplane/wan-watch-linux.js';
 import { linuxPing } from './health/ping-linux.js';
-import { parseIpAddrs } from './os-parse.js';
+import { parseIpAddrs, parseIpRoutes } from './os-parse.js';
 import { RESOLV_CONF_FILES } from './resolv-conf.js';
 import { LinuxPathSockets, originalDst } from './sockets-linux.js';
 import { linuxTagLookup } from './tag-lookup-linux.js';
@@ -53,6 +53,13 @@ export function linuxDeps(o: { logger: Logger; clock: Clock; runner?: Runner; se
     ping: linuxPing(run),
     links: async () => parseIpAddrs((await run.run(['ip', '-j', 'addr', 'show'])).stdout),
     resolvConfTexts: () => Promise.all(RESOLV_CONF_FILES.map((f) => readFile(f, 'utf8').catch(() => null))),
+    defaultRoutes: async () => {
+      const [r4, r6] = await Promise.all([4, 6].map((f) => run.run(['ip', '-j', `-${f}`, 'route', 'show', 'table', 'main', 'default'], { allowFail: true })));
+      return [
+        ...parseIpRoutes(r4!.stdout || '[]').map((r) => ({ ...r, family: 4 as const })),
+        ...parseIpRoutes(r6!.stdout || '[]').map((r) => ({ ...r, family: 6 as const })),
+      ];
+    },
     dropFlows: async (mark, mask) => {
       await run.run(['conntrack', '-D', '--mark', `0x${mark.toString(16)}/0x${mask.toString(16)}`], { allowFail: true }).catch(() => undefined);
     },

@@ -51,6 +51,8 @@ export interface DaemonDeps {
   links(): Promise<IpAddrLink[]>;
   /** The system's resolv.conf files (null: missing), for `breakout.dns: auto`. */
   resolvConfTexts(): Promise<(string | null)[]>;
+  /** main's default routes (both families): a WAN link's own next hop (breakout.links without gateway:). Unset: none known. */
+  defaultRoutes?(): Promise<{ family: 4 | 6; dev?: string; gateway?: string }[]>;
   /** Drops the conntrack entries whose mark & mask is `mark` (flows of a path that went away). */
   dropFlows(mark: number, mask: number): Promise<void>;
   /** The kernel's tag on an address (explain). */

@@ -5,20 +5,25 @@ import type dgram from 'node:dgram';
 import type net from 'node:net';
 import type { PathName } from '../config/types.js';
 import type { PathDialer } from '../dns/forwarder.js';
-import { MARK_BREAKOUT, type PlannedGateway } from './dataplane/plan.js';
+import { MARK_BREAKOUT, type PlannedGateway, type PlannedLink } from './dataplane/plan.js';
 import type { PathSockets } from './sockets.js';
 
 export class MarkedDialer implements PathDialer {
   constructor(
     private readonly sockets: PathSockets,
     /** The gateways and the active one, as the data plane has them now. */
-    private readonly state: () => { gateways: readonly PlannedGateway[]; active: string | null },
+    private readonly state: () => { gateways: readonly PlannedGateway[]; active: string | null; links?: readonly PlannedLink[] },
   ) {}
 
   /** The mark for a path; throws when the tunnel has no active gateway (the kill switch holds). */
   markOf(path: PathName): number {
     if (path === 'breakout') return MARK_BREAKOUT;
     const s = this.state();
+    if (path.startsWith('link:')) {
+      const l = s.links?.find((x) => x.name === path.slice(5));
+      if (!l) throw new Error(`unknown link ${path.slice(5)}`);
+      return l.mark;
+    }
     const name = path === 'tunnel' ? s.active : path.slice(3);
     const g = s.gateways.find((x) => x.name === name);
     if (!g) throw new Error(path === 'tunnel' ? 'no healthy gateway: tunnel traffic is blocked (kill switch)' : `unknown gateway ${path.slice(3)}`);

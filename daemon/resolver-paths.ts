@@ -2,7 +2,7 @@
 // the plan in force: which resolvers a path has now, whether it carries
 // IPv6, where it listens and whom it answers, and the tagger keyed by rule.
 // Pure apart from the NftTagger it is given; daemon.ts (createDaemon) wires it.
-import type { Config, GatewayConfig, PathName, Target, Upstream } from '../config/types.js';
+import type { Config, GatewayConfig, PathName, Target, UnmanagedGatewayConfig, Upstream } from '../config/types.js';
 import { parseCidr } from '../lib/ip.js';
 import type { PathState, RouteTagger } from '../dns/resolver.js';
 import type { ListenAddress } from '../dns/server.js';
@@ -18,6 +18,18 @@ function gatewayOf(config: Config, plan: Pick<DataplanePlan, 'active'>, path: Pa
   return config.tunnel.gateways.find((g) => g.name === name);
 }
 
+/** A gateway another program made (interface or table), by path. */
+function unmanagedOf(config: Config, plan: Pick<DataplanePlan, 'active'>, path: PathName): UnmanagedGatewayConfig | undefined {
+  const name = path === 'tunnel' ? plan.active : path.slice(3);
+  return config.tunnel.unmanaged?.find((g) => g.name === name);
+}
+
+/** A WAN link's resolvers: its own, or the breakout's (dns: auto). */
+function linkUpstreams(config: Config, path: PathName, breakout: readonly Upstream[]): readonly Upstream[] {
+  const l = config.breakout.links?.find((x) => x.path === path);
+  return l === undefined || l.dns === 'auto' ? breakout : l.dns;
+}
+
 /**
  * The paths as the resolver sees them. `plan()` is read at every call, so a
  * failover or reload is seen by the next query. Tunnel names never get the
@@ -31,10 +43,13 @@ export function pathState(o: {
 }): PathState {
   return {
     pick: (via: readonly Target[]) => pickTarget(via, o.healthy),
-    upstreams: (path: PathName) => (path === 'breakout' ? o.breakout() : (gatewayOf(o.config(), o.plan(), path)?.dns ?? [])),
+    upstreams: (path: PathName) =>
+      path === 'breakout' ? o.breakout() : path.startsWith('link:') ? linkUpstreams(o.config(), path, o.breakout()) : (gatewayOf(o.config(), o.plan(), path)?.dns ?? unmanagedOf(o.config(), o.plan(), path)?.dns ?? []),
     ipv6: (path: PathName) => {
-      // The breakout's IPv6 is the ISP's business: AAAA answers go through as they are.
-      if (path === 'breakout') return true;
+      // The breakout's IPv6 is the ISP's business (a link's too): AAAA answers go through as they are.
+      if (path === 'breakout' || path.startsWith('link:')) return true;
+      // Another program's tunnel: whether it carries IPv6 is its business.
+      if (unmanagedOf(o.config(), o.plan(), path) !== undefined) return true;
       const g = gatewayOf(o.config(), o.plan(), path);
       return g !== undefined && g.wireguard.addresses.some((a) => a.includes(':'));
     },

@@ -19,7 +19,9 @@ import {
   RULE_PRIORITY_LAST,
   TABLE_NAME,
   TABLE_TUNNEL,
+  TABLE_BREAKOUT,
   MAX_GATEWAYS,
+  MAX_LINKS,
   tunnelPathDevice,
   type DataplanePlan,
   type IpRuleSpec,
@@ -38,7 +40,7 @@ export interface Router {
   cleanup(): Promise<void>;
 }
 
-const OUR_TABLES = Array.from({ length: MAX_GATEWAYS + 1 }, (_, i) => String(TABLE_TUNNEL + i));
+const OUR_TABLES = [...Array.from({ length: MAX_GATEWAYS + 1 }, (_, i) => String(TABLE_TUNNEL + i)), ...Array.from({ length: MAX_LINKS + 1 }, (_, i) => String(TABLE_BREAKOUT + i))];
 
 interface KernelState {
   table: NftTableState | null;
@@ -53,8 +55,8 @@ function ruleKey(r: { priority: number; fwmark?: number; fwmask?: number; src?: 
   return [r.priority, r.fwmark ?? '', r.fwmask ?? '', r.src ?? '', r.iif ?? '', r.action === 'lookup' ? (r.table ?? '') : r.action, r.suppressPrefixLength ?? ''].join('/');
 }
 
-function routeKey(r: { table: number | string; type: string; dev?: string; metric?: number }): string {
-  return [String(r.table), r.type, r.dev ?? '', r.metric ?? ''].join('/');
+function routeKey(r: { table: number | string; type: string; dev?: string; via?: string; metric?: number }): string {
+  return [String(r.table), r.type, r.dev ?? '', r.metric ?? '', r.via ?? ''].join('/');
 }
 
 function ruleArgs(r: IpRuleSpec): string[] {
@@ -65,7 +67,7 @@ function routeArgs(r: RouteSpec): string[] {
   const dst = r.family === 4 ? '0.0.0.0/0' : '::/0';
   const a = ['route', 'replace'];
   if (r.type === 'prohibit') a.push('prohibit', dst);
-  else a.push(dst, 'dev', r.dev!);
+  else a.push(dst, ...(r.via !== undefined ? ['via', r.via] : []), 'dev', r.dev!);
   a.push('table', String(r.table));
   if (r.metric !== undefined) a.push('metric', String(r.metric));
   return a;
@@ -76,6 +78,9 @@ export class LinuxRouter implements Router {
 
   /** What the `active` map holds now, as far as we know; null: unknown (table new or re-created). */
   private active: string | null | undefined = undefined;
+
+  /** rp_filter of WAN links as it was before we made it loose (restored by cleanup). */
+  private readonly rpFilter = new Map<string, string>();
 
   constructor(
     private readonly run: Runner,
@@ -104,7 +109,7 @@ export class LinuxRouter implements Router {
       return ran;
     };
     // nftables, ip rules and routes are independent: one after the other only within each.
-    const done = await Promise.all([nftWork(), this.writeRules(rules), this.writeRoutes(routes), plan.mode === 'router' ? this.sysctls() : Promise.resolve(false)]);
+    const done = await Promise.all([nftWork(), this.writeRules(rules), this.writeRoutes(routes), plan.mode === 'router' ? this.sysctls() : Promise.resolve(false), this.looseLinks(plan)]);
     const ran = done.some(Boolean);
     this.applied = { plan, ruleset };
     if (ran) this.logger.debug({ rules: plan.rules.length, active: plan.active }, 'data plane applied');
@@ -167,6 +172,9 @@ export class LinuxRouter implements Router {
       }
       for (const t of OUR_TABLES) await this.run.run(['ip', `-${family}`, 'route', 'flush', 'table', t], { allowFail: true });
     }
+    // What we changed of the links' reverse-path filter goes back (after a crash the value is lost: loose stays).
+    for (const [ifname, value] of this.rpFilter) await this.run.run(['sysctl', '-q', '-w', `${rpFilterKey(ifname)}=${value}`], { allowFail: true });
+    this.rpFilter.clear();
     this.applied = null;
     this.active = undefined;
   }
@@ -232,7 +240,7 @@ export class LinuxRouter implements Router {
   /** `ip -batch` lines per family that make the default routes of our tables the plan's. */
   private routeChanges(plan: DataplanePlan, k: KernelState): Record<4 | 6, string[]> {
     const out: Record<4 | 6, string[]> = { 4: [], 6: [] };
-    const keyOf = (r: IpRoute) => routeKey({ table: r.table, type: r.type, dev: r.type === 'unicast' ? r.dev : undefined, metric: r.type === 'prohibit' ? r.metric : undefined });
+    const keyOf = (r: IpRoute) => routeKey({ table: r.table, type: r.type, dev: r.type === 'unicast' ? r.dev : undefined, via: r.type === 'unicast' ? r.gateway : undefined, metric: r.type === 'prohibit' ? r.metric : undefined });
     for (const family of [4, 6] as const) {
       const want = renderRoutes(plan).filter((r) => r.family === family);
       const have = k.routes[family];
@@ -240,7 +248,7 @@ export class LinuxRouter implements Router {
       const wantKeys = new Set(want.map(routeKey));
       for (const r of have) {
         // Named by type, device and metric: a bare `route del` may take the prohibit backstop instead.
-        if (!wantKeys.has(keyOf(r))) out[family].push(`route del ${r.type === 'prohibit' ? 'prohibit ' : ''}${family === 4 ? '0.0.0.0/0' : '::/0'}${r.type === 'unicast' && r.dev ? ` dev ${r.dev}` : ''} table ${r.table}${r.metric !== undefined ? ` metric ${r.metric}` : ''}`);
+        if (!wantKeys.has(keyOf(r))) out[family].push(`route del ${r.type === 'prohibit' ? 'prohibit ' : ''}${family === 4 ? '0.0.0.0/0' : '::/0'}${r.type === 'unicast' && r.gateway ? ` via ${r.gateway}` : ''}${r.type === 'unicast' && r.dev ? ` dev ${r.dev}` : ''} table ${r.table}${r.metric !== undefined ? ` metric ${r.metric}` : ''}`);
       }
       for (const r of want) if (!haveKeys.has(routeKey(r))) out[family].push(routeArgs(r).join(' '));
     }
@@ -252,6 +260,27 @@ export class LinuxRouter implements Router {
     const runs = ([4, 6] as const).filter((f) => batches[f].length).map((f) => this.run.run(['ip', `-${f}`, '-force', '-batch', '-'], { input: batches[f].join('\n') + '\n', allowFail: true }));
     await Promise.all(runs);
     return runs.length > 0;
+  }
+
+  /**
+   * Several links: reverse-path filtering loose on each (2), so a reply that
+   * comes in on a link other than main's default route is not dropped (strict
+   * checks the source against main). The value before is kept for cleanup.
+   */
+  private async looseLinks(plan: DataplanePlan): Promise<boolean> {
+    let ran = false;
+    for (const l of plan.links ?? []) {
+      const key = rpFilterKey(l.ifname);
+      const r = await this.run.run(['sysctl', '-n', key], { allowFail: true });
+      // A link that does not exist (yet): the next apply or repair sets it.
+      if (r.code !== 0) continue;
+      const cur = r.stdout.trim();
+      if (cur === '2') continue;
+      if (!this.rpFilter.has(l.ifname)) this.rpFilter.set(l.ifname, cur);
+      await this.run.run(['sysctl', '-q', '-w', `${key}=2`], { allowFail: true });
+      ran = true;
+    }
+    return ran;
   }
 
   /** Router mode forwards; src_valid_mark lets rp_filter see our marks (as wg-quick does). */
@@ -270,4 +299,9 @@ export class LinuxRouter implements Router {
     }
     return ran;
   }
+}
+
+/** An interface's IPv4 rp_filter, by path (a VLAN's name has a dot: wan0.10). */
+function rpFilterKey(ifname: string): string {
+  return `net/ipv4/conf/${ifname}/rp_filter`;
 }

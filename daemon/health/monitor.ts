@@ -48,6 +48,8 @@ export interface MonitorOptions extends HealthOptions {
   onHealthChange?: (gateway: string, state: string) => void;
   /** 0..1; jitter is ±10% of the interval. */
   random?: () => number;
+  /** What it watches, for the log: gateways (default: the `tunnel` path) or WAN links (the `breakout` path). */
+  kind?: 'gateway' | 'link';
 }
 
 export interface GatewayStatus extends HealthFigures {
@@ -111,6 +113,11 @@ export class HealthMonitor {
   /** The gateway carrying the tunnel path now; null: none usable. */
   get active(): string | null {
     return this.current;
+  }
+
+  /** Whether it watches `name` (a gateway or link of its own). */
+  has(name: string): boolean {
+    return this.entries.get(name)?.selectable ?? false;
   }
 
   /** Usable for traffic (rules pinned to a gateway use it only while this holds). */
@@ -257,7 +264,7 @@ export class HealthMonitor {
     const changed = e.health.record(end.mono, r.ok, r.rttMs, r.error);
     if (changed !== null) {
       const f = e.health.figures();
-      const what = e.selectable ? `gateway ${e.gw.name}` : 'the breakout (WAN)';
+      const what = e.selectable ? `${this.o.kind ?? 'gateway'} ${e.gw.name}` : 'the breakout (WAN)';
       this.o.logger[changed === 'down' && !e.selectable ? 'warn' : 'info']({ gateway: e.gw.name, state: changed, rttMs: f.rttMs === null ? null : Math.round(f.rttMs * 10) / 10, loss: f.loss, error: r.error }, `${what} is ${changed}`);
     }
     // The switch first: it is what moves traffic, and the data plane carries out
@@ -311,7 +318,15 @@ export class HealthMonitor {
     const fromDown = from !== null && !(this.entries.get(from)?.health.usable ?? false);
     this.current = s.active;
     const sw: Switch = { from, to: s.active, reason: s.reason, fromDown };
-    this.o.logger.warn({ from, to: s.active, reason: s.reason }, s.active === null ? 'no gateway is up: tunnel traffic is blocked (kill switch)' : `active gateway: ${s.active} (${s.reason})`);
+    const message =
+      this.o.kind === 'link'
+        ? s.active === null
+          ? 'no WAN link is up: breakout traffic stays on the preferred one'
+          : `breakout link: ${s.active} (${s.reason})`
+        : s.active === null
+          ? 'no gateway is up: tunnel traffic is blocked (kill switch)'
+          : `active gateway: ${s.active} (${s.reason})`;
+    this.o.logger.warn({ from, to: s.active, reason: s.reason }, message);
     // Switches are carried out in order, one at a time.
     this.switching = this.switching.then(() => this.o.onSwitch(sw)).catch((err: unknown) => this.o.logger.error({ err, ...sw }, 'carrying out a gateway switch failed'));
   }
