@@ -496,7 +496,7 @@ class Builder {
     const kind: UnmanagedGatewayConfig['kind'] = g.interface !== undefined ? 'interface' : 'table';
     const ifname = kind === 'interface' ? String(g.interface) : '';
     if (kind === 'interface') {
-      if (/^swg/.test(ifname)) this.err(ConfigCodes.VALUE, [...path, 'interface'], `${ifname}: names starting with swg are splitwan's own tunnels (removed at start); rename the interface`);
+      if (ifname.startsWith('swg-')) this.err(ConfigCodes.VALUE, [...path, 'interface'], `${ifname}: names starting with swg- are splitwan's own tunnels (removed at start); rename the interface`);
       const lan = asList(this.get(['lan']));
       if (lan.includes(ifname)) this.err(ConfigCodes.VALUE, [...path, 'interface'], `${ifname} is a LAN interface (lan)`);
       const links = (this.get(['breakout', 'links']) as Raw[] | undefined) ?? [];

@@ -17,6 +17,11 @@
 //
 // - Namespaces: `<id>-client`, `<id>-router`, `<id>-isp`, `<id>-gw1`, `<id>-gw2`, where
 //   id = `sw<pid % 10000>` (plus a letter for a second lab in the same process).
+// - Optional (off by default): a second ISP link (`secondWan`), router wan1 10.99.5.2
+//   fd99:5::2 ── isp r1 10.99.5.1 fd99:5::1 (no default route of its own: splitwan's
+//   config names its next hop); the web server sees 10.99.5.2 for traffic by it.
+//   `handTunnel: i`: the router side of gateway i made by hand (not by splitwan) as
+//   `awg<tag>`, with wg-quick's fwmark 51820 on its own UDP, for unmanaged gateways.
 // - Both router tunnels carry the SAME address (10.64.0.2, fd64::2) and both gateways
 //   run their resolver at the SAME address (10.64.0.1, fd64::1), as with Mullvad.
 // - The web server echoes the source address it sees: 10.99.2.2 = breakout (after the
@@ -97,6 +102,9 @@ export interface LabAddresses {
   routerWan: Pair;
   /** The isp's side of the router link: the router's default gateway. */
   ispToRouter: Pair;
+  /** secondWan: the router's second link (wan1) and the isp's side of it (its next hop). */
+  routerWan2: Pair;
+  ispToRouter2: Pair;
   ispToGw1: Pair;
   ispToGw2: Pair;
   /** gw1's uplink: the source the web server sees for traffic through gw1. */
@@ -169,6 +177,10 @@ export interface LabOptions {
   handshakeTimeoutMs?: number;
   /** TTL of the resolvers' answers, seconds (dnsmasq --local-ttl); default 0: never cached. */
   resolverTtl?: number;
+  /** A second ISP link: router wan1 ── isp r1 (default false: the lab is as it always was). */
+  secondWan?: boolean;
+  /** Make the router side of this gateway by hand as `awg<tag>` (another program's tunnel); use with routerTunnels: false. */
+  handTunnel?: GatewayIndex;
 }
 
 export interface Lab {
@@ -196,6 +208,12 @@ export interface Lab {
   curlEcho(fromNs: string, url: string, opts?: CurlOptions): Promise<EchoReply | { error: string }>;
   /** Drops WireGuard UDP (port 51820, both ways) inside that gateway's namespace, or lifts the drop. Idempotent. */
   blackholeGateway(i: GatewayIndex, on: boolean): Promise<void>;
+  /** Drops everything on the isp's side of WAN link i (0: r0, 1: r1 with secondWan), or lifts the drop: a dead uplink whose interface stays up. Idempotent. */
+  blackholeWan(i: 0 | 1, on: boolean): Promise<void>;
+  /** With handTunnel: its interface name (`awg<tag>`), else null. */
+  handTunnelIf: string | null;
+  /** With handTunnel: deletes the hand-made interface (false) or makes it again (true), as the other program would. */
+  handTunnel(up: boolean): Promise<void>;
   /** The router side's latest handshake with gateway i, unix seconds (0 = none yet). */
   latestHandshake(i: GatewayIndex): Promise<number>;
   /** Waits until the router side has a handshake with gateway i newer than `after` (unix s, default 0). */
@@ -225,6 +243,8 @@ const ADDR = {
   routerLan: { v4: '10.99.1.1', v6: 'fd99:1::1' },
   routerWan: { v4: '10.99.2.2', v6: 'fd99:2::2' },
   ispToRouter: { v4: '10.99.2.1', v6: 'fd99:2::1' },
+  routerWan2: { v4: '10.99.5.2', v6: 'fd99:5::2' },
+  ispToRouter2: { v4: '10.99.5.1', v6: 'fd99:5::1' },
   ispToGw1: { v4: '10.99.3.1', v6: 'fd99:3::1' },
   ispToGw2: { v4: '10.99.4.1', v6: 'fd99:4::1' },
   gw1Uplink: { v4: '10.99.3.2', v6: 'fd99:3::2' },
@@ -237,6 +257,7 @@ const ADDR = {
 
 const WG_SOCKET_DIR = '/var/run/wireguard';
 const BLACKHOLE_TABLE = 'swlab_blackhole';
+const WAN_BLACKHOLE_TABLE = 'swlab_wan';
 const TOOLS = ['ip', 'wg', 'wireguard-go', 'nft', 'dnsmasq', 'curl', 'dig'] as const;
 
 // ---------------------------------------------------------------------------
@@ -515,6 +536,8 @@ export async function createLab(opts: LabOptions = {}): Promise<Lab> {
 
   const ipv6 = opts.withIpv6 ?? true;
   const routerTunnels = opts.routerTunnels ?? true;
+  const secondWan = opts.secondWan ?? false;
+  if (opts.handTunnel !== undefined && routerTunnels) throw new Error('lab: handTunnel needs routerTunnels: false');
   const names = resolveNames(opts.names, ipv6);
   const cnames = opts.cnames ?? {};
   for (const [alias, target] of Object.entries(cnames)) {
@@ -538,6 +561,7 @@ export async function createLab(opts: LabOptions = {}): Promise<Lab> {
     gw2: { uplink: 'up0', tunnel: `gwg${tag}g2` },
   };
   for (const n of [ifaces.router.gw1, ifaces.gw2.tunnel]) if (n.length > 15) throw new Error(`lab: interface name ${n} too long`);
+  const handIf = opts.handTunnel !== undefined ? `awg${tag}` : null;
 
   const tmpDir = mkdtempSync(join(tmpdir(), `splitwan-lab-${id}-`)); // mode 0700
   const ispResolverLog = join(tmpDir, 'dns-isp.log');
@@ -643,6 +667,9 @@ export async function createLab(opts: LabOptions = {}): Promise<Lab> {
     return destroying;
   };
 
+  /** Makes the hand-made tunnel (handTunnel), as another program would: set in step 4. */
+  let makeHandTunnel: (() => Promise<void>) | null = null;
+
   const checkNs = (n: string) => {
     if (!ourNs.has(n)) throw new Error(`lab ${id}: ${JSON.stringify(n)} is not one of this lab's namespaces`);
   };
@@ -707,7 +734,7 @@ export async function createLab(opts: LabOptions = {}): Promise<Lab> {
     const fwd = ['sysctl', '-qw', 'net.ipv4.ip_forward=1', ...(ipv6 ? ['net.ipv6.conf.all.forwarding=1'] : [])];
     await settleAll([
       batch(ns.client, ['link set lo up', `link add c0 type veth peer name lan0 netns ${ns.router}`]),
-      batch(ns.router, ['link set lo up', `link add wan0 type veth peer name r0 netns ${ns.isp}`]),
+      batch(ns.router, ['link set lo up', `link add wan0 type veth peer name r0 netns ${ns.isp}`, ...(secondWan ? [`link add wan1 type veth peer name r1 netns ${ns.isp}`] : [])]),
       batch(ns.gw1, ['link set lo up', `link add up0 type veth peer name gw1 netns ${ns.isp}`]),
       batch(ns.gw2, ['link set lo up', `link add up0 type veth peer name gw2 netns ${ns.isp}`]),
       ...[ns.router, ns.isp, ns.gw1, ns.gw2].map((n) => x(n, fwd)),
@@ -744,9 +771,12 @@ export async function createLab(opts: LabOptions = {}): Promise<Lab> {
         ...a(ADDR.routerWan.v6, 'wan0', 64, true),
         `route add default via ${ADDR.ispToRouter.v4}`,
         ...v6only([`route add ::/0 via ${ADDR.ispToRouter.v6}`]),
+        // The second link has no default route of its own (splitwan's config names its next hop).
+        ...(secondWan ? ['link set wan1 up', ...a(ADDR.routerWan2.v4, 'wan1', 24), ...a(ADDR.routerWan2.v6, 'wan1', 64, true)] : []),
       ]),
       batch(ns.isp, [
         ...['r0', 'gw1', 'gw2'].map((d) => `link set ${d} up`),
+        ...(secondWan ? ['link set r1 up', ...a(ADDR.ispToRouter2.v4, 'r1', 24), ...a(ADDR.ispToRouter2.v6, 'r1', 64, true)] : []),
         ...a(ADDR.ispToRouter.v4, 'r0', 24),
         ...a(ADDR.ispToRouter.v6, 'r0', 64, true),
         ...a(ADDR.ispToGw1.v4, 'gw1', 24),
@@ -776,6 +806,18 @@ export async function createLab(opts: LabOptions = {}): Promise<Lab> {
       }),
     ]);
     mark('addresses+wg config');
+
+    if (handIf !== null) {
+      const g = gwSpec[opts.handTunnel!]!;
+      makeHandTunnel = async () => {
+        if (!wgIfs.includes(handIf)) wgIfs.push(handIf);
+        const p = start(`wireguard-go ${handIf}`, 'wireguard-go', ns.router, ['wireguard-go', '-f', handIf], { ...process.env, WG_PROCESS_FOREGROUND: '1' });
+        await p.waitUntil(`${WG_SOCKET_DIR}/${handIf}.sock`, () => existsSync(`${WG_SOCKET_DIR}/${handIf}.sock`), 5000);
+        // wg-quick's way: the tunnel's own UDP carries a mark of its own, so it is nobody else's traffic.
+        await wgSetconf(ns.router, handIf, routerConf(g).replace('[Interface]\n', '[Interface]\nFwMark = 51820\n'));
+        await batch(ns.router, [`link set ${handIf} mtu ${TUNNEL_MTU} up`, ...a(ADDR.tunnelRouter.v4, handIf, 32), ...a(ADDR.tunnelRouter.v6, handIf, 128, true)]);
+      };
+    }
 
     // 4. servers; router tunnels configured and up (after the gateways listen)
     const v = (p: Pair) => (ipv6 ? [p.v4, p.v6] : [p.v4]);
@@ -810,6 +852,7 @@ export async function createLab(opts: LabOptions = {}): Promise<Lab> {
             })(),
           ]
         : []),
+      ...(makeHandTunnel ? [makeHandTunnel()] : []),
     ]);
     mark('servers+tunnels up');
   } catch (err) {
@@ -925,6 +968,41 @@ export async function createLab(opts: LabOptions = {}): Promise<Lab> {
         : // create-then-delete in one transaction: idempotent without a "does it exist" check
           `table inet ${BLACKHOLE_TABLE}\ndelete table inet ${BLACKHOLE_TABLE}\n`;
       await x(g.ns, ['nft', '-f', '-'], { input: text });
+    },
+    async blackholeWan(i, on) {
+      if (destroying) throw new Error(`lab ${id} is destroyed`);
+      if (i === 1 && !secondWan) throw new Error('lab: created without secondWan');
+      const dev = i === 0 ? 'r0' : 'r1';
+      const table = `${WAN_BLACKHOLE_TABLE}${i}`;
+      const text = on
+        ? [
+            `table inet ${table}`,
+            `flush table inet ${table}`,
+            `table inet ${table} {`,
+            '\tchain pre {',
+            '\t\ttype filter hook prerouting priority -300; policy accept;',
+            `\t\tiifname "${dev}" drop`,
+            '\t}',
+            '\tchain post {',
+            '\t\ttype filter hook postrouting priority -300; policy accept;',
+            `\t\toifname "${dev}" drop`,
+            '\t}',
+            '}',
+            '',
+          ].join('\n')
+        : `table inet ${table}\ndelete table inet ${table}\n`;
+      await x(ns.isp, ['nft', '-f', '-'], { input: text });
+    },
+    handTunnelIf: handIf,
+    async handTunnel(up) {
+      if (destroying) throw new Error(`lab ${id} is destroyed`);
+      if (handIf === null || makeHandTunnel === null) throw new Error('lab: created without handTunnel');
+      if (up) await makeHandTunnel();
+      else {
+        await x(ns.router, ['ip', 'link', 'del', handIf]);
+        // wireguard-go exits when its link goes.
+        await Promise.all(procs.filter((p) => p.name === `wireguard-go ${handIf}` && p.running).map((p) => p.stop(2000)));
+      }
     },
     latestHandshake,
     waitHandshake,
