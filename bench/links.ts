@@ -1,0 +1,277 @@
+// `npm run bench -- links`: several WAN links (issue 19), in the namespace lab
+// with a second ISP link:
+//
+//   [client] ── lan0 [router] wan0 10.99.2.2 ── r0 [isp] web 10.99.9.9 / fd99:9::9
+//     GET every 100 ms          wan1 10.99.5.2 ── r1 [isp]   (echoes the source it sees)
+//     (v4: breakout,            swg-<n>a ══ WireGuard ══ [gw1] ── isp   (fd99:3::2)
+//      v6: the tunnel)          swg-<n>b ══ WireGuard ══ [gw2] ── isp   (fd99:4::2)
+//
+//  1. splitwan (breakout.links fiber/lte, health interval 1s, timeout 800ms,
+//     failAfter 3, recoverAfter 3, failbackHold 2s): TRIALS faults of the
+//     preferred link (everything dropped on the isp's side of r0, the
+//     interface stays up). WAN failover: fault → the first IPv4 request served
+//     by lte. Tunnel recovery: fault → the first IPv6 request through the
+//     tunnel that succeeded with none failing after it. Then the fault is
+//     lifted and the failback waited for.
+//  2. Balance, splitwan: balance: true, weights 2:1, FLOWS TCP flows (3 round
+//     trips each, 100 at a time) that each report the source the server saw:
+//     the split, and flows whose answers named two sources (changed link).
+//  3. The peer, mwan3's way, simulated in the same lab (splitwan stopped, its
+//     state gone): plain NAT on both links, a tracker that probes the preferred
+//     link (its own table, by source, as mwan3's interfaces have) every 5 s and
+//     takes it down after 3 failures (up after 3 good), moving main's default
+//     route and flushing conntrack. The probe is a DNS query to the ISP's
+//     resolver (1 s timeout): there is no ping(8) in the lab's image. Faults at
+//     a random phase of its cycle; PEER_TRIALS of them.
+// stdout: readable lines, then the LAST line one JSON object.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createLab, type Lab } from '../lab/lab.js';
+import { Proc, procs, sleep } from './proc.js';
+import { percentile, rng } from './rng.js';
+
+const TRIALS = Number(process.env.BLINKS_TRIALS ?? 20);
+const PEER_TRIALS = Number(process.env.BLINKS_PEER_TRIALS ?? 5);
+const FLOWS = Number(process.env.BLINKS_FLOWS ?? 10_000);
+const REQ_INTERVAL_MS = 100;
+const REQ_TIMEOUT_MS = 300;
+const MWAN3 = { periodMs: 5000, timeoutS: 1, down: 3, up: 3 };
+const inNs = (n: string, argv: readonly string[]): string[] => ['ip', 'netns', 'exec', n, ...argv];
+
+async function until<V>(what: string, f: () => V | null | undefined | false | Promise<V | null | undefined | false>, ms: number, stepMs = 20): Promise<V> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (v !== null && v !== undefined && v !== false) return v;
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await sleep(stepMs);
+  }
+}
+
+function summary(xs: readonly number[]): { p50: number; p95: number; max: number } {
+  const s = [...xs].sort((a, b) => a - b);
+  return { p50: Math.round(percentile(s, 50)), p95: Math.round(percentile(s, 95)), max: Math.round(s[s.length - 1] ?? NaN) };
+}
+
+interface Req { start: number; end: number; ok: boolean; remote: string | null }
+
+/** bench/failover-client-child.js in a namespace: a GET every 100 ms on a new connection. */
+class Client {
+  readonly reqs: Req[] = [];
+  readonly proc: Proc;
+  private buf = '';
+  constructor(ns: string, url: string) {
+    this.proc = new Proc(`client ${url}`, inNs(ns, [process.execPath, join(import.meta.dirname, 'failover-client-child.js'), url, String(REQ_INTERVAL_MS), String(REQ_TIMEOUT_MS)]));
+    this.proc.child.stdout!.on('data', (d: string) => {
+      this.buf += d;
+      for (let i = this.buf.indexOf('\n'); i >= 0; i = this.buf.indexOf('\n')) {
+        const m = /^([\d.]+) ([\d.]+) (ok|err) (\S+)$/.exec(this.buf.slice(0, i));
+        this.buf = this.buf.slice(i + 1);
+        if (m) this.reqs.push({ start: Number(m[1]), end: Number(m[2]), ok: m[3] === 'ok', remote: m[3] === 'ok' ? m[4]! : null });
+      }
+    });
+  }
+  /** The last n requests all succeeded through `remote`. */
+  stableOn(n: number, remote: string): boolean {
+    const last = this.reqs.slice(-n);
+    return last.length === n && last.every((q) => q.ok && q.remote === remote);
+  }
+  /** Fault at t0 → the end of the first good request started after the last failed one (none failed: the first good one after t0). */
+  recoveredAt(t0: number, remote: string): number | null {
+    const after = this.reqs.filter((q) => q.start >= t0);
+    const lastFail = Math.max(t0, ...after.filter((q) => !q.ok || q.remote !== remote).map((q) => q.start));
+    const ok = after.find((q) => q.start > lastFail && q.ok && q.remote === remote);
+    return ok ? ok.end : null;
+  }
+}
+
+const now = (): number => performance.timeOrigin + performance.now();
+
+export async function run(): Promise<Record<string, unknown>> {
+  if (process.getuid?.() !== 0) throw new Error('the links benchmark needs root (it creates network namespaces)');
+  const say = (s: string) => process.stdout.write(s + '\n');
+  const dir = mkdtempSync(join(tmpdir(), 'splitwan-bench-links-')); // 0700
+  const names = [`bl${process.pid % 10000}a`, `bl${process.pid % 10000}b`];
+  let lab: Lab | null = null;
+  let tracker: { stop: boolean; done: Promise<void> } | null = null;
+  const cleanup = async (): Promise<void> => {
+    if (tracker) {
+      tracker.stop = true;
+      await tracker.done.catch(() => undefined);
+    }
+    await Promise.all([...procs].map((p) => p.stop(10_000)));
+    if (lab) await lab.destroy().catch((e: unknown) => process.stderr.write(`lab destroy: ${(e as Error).message}\n`));
+    rmSync(dir, { recursive: true, force: true });
+  };
+  const onSignal = (sig: NodeJS.Signals) => void cleanup().finally(() => process.exit(sig === 'SIGINT' ? 130 : 143));
+  process.once('SIGINT', onSignal).once('SIGTERM', onSignal);
+  const random = rng(19);
+  try {
+    lab = await createLab({ routerTunnels: false, secondWan: true });
+    const L = lab;
+    const FIBER = L.addr.routerWan.v4;
+    const LTE = L.addr.routerWan2.v4;
+    const GW1 = L.gateways[0].uplink.v6;
+    say(`lab ${L.id} up in ${L.timings.total} ms; breakout seen as ${FIBER} (fiber) or ${LTE} (lte); tunnel IPv6 through gw1 seen as ${GW1}`);
+    writeFileSync(join(dir, 'gw1.conf'), L.gateways[0].configText, { mode: 0o600 });
+    writeFileSync(join(dir, 'gw2.conf'), L.gateways[1].configText, { mode: 0o600 });
+    const config = (balance: boolean): string =>
+      [
+        'mode: router',
+        'lan: [lan0]',
+        'breakout:',
+        `  balance: ${balance}`,
+        '  links:',
+        `    - { name: fiber, interface: wan0, gateway: [${L.addr.ispToRouter.v4}, "${L.addr.ispToRouter.v6}"], dns: [${L.addr.ispResolver.v4}], priority: 1, weight: 2 }`,
+        `    - { name: lte, interface: wan1, gateway: [${L.addr.ispToRouter2.v4}, "${L.addr.ispToRouter2.v6}"], dns: [${L.addr.ispResolver.v4}], priority: 2, weight: 1 }`,
+        'tunnel:',
+        '  gateways:',
+        `    - { name: ${names[0]}, config: gw1.conf, priority: 1 }`,
+        `    - { name: ${names[1]}, config: gw2.conf, priority: 2 }`,
+        'health: { interval: 1s, timeout: 800ms, failAfter: 3, recoverAfter: 3, failbackHold: 2s }',
+        `stateDir: ${join(dir, 'state')}`,
+        `control: { socket: ${join(dir, 'control.sock')} }`,
+        'rules:',
+        `  - cidrs: [${L.addr.web.v4}/32]`,
+        '    via: breakout',
+        'default: tunnel',
+        '',
+      ].join('\n');
+    const cfg = join(dir, 'config.yaml');
+    writeFileSync(cfg, config(false), { mode: 0o600 });
+    const daemon = new Proc('splitwan', inNs(L.ns.router, [process.execPath, join(import.meta.dirname, '..', '..', 'bin', 'splitwan'), 'run', '--config', cfg]));
+    await daemon.until('"splitwan running"', () => daemon.tail.includes('splitwan running'), 30_000);
+    const c4 = new Client(L.ns.client, `http://${L.addr.web.v4}/`);
+    const c6 = new Client(L.ns.client, `http://[${L.addr.web.v6}]/`);
+    await until('breakout by fiber, the tunnel by gw1', () => c4.stableOn(5, FIBER) && c6.stableOn(5, GW1), 30_000);
+    say(`splitwan running (pid ${daemon.pid}); health interval 1s, timeout 800ms, failAfter 3, recoverAfter 3, failbackHold 2s`);
+
+    // ------------------------------------------------------------ 1. splitwan's WAN failover
+    const failover: number[] = [];
+    const recovery: number[] = [];
+    const failback: number[] = [];
+    for (let t = 0; t < TRIALS; t++) {
+      await sleep(500 + random() * 1000); // a random phase of the probe rounds
+      const t0 = now();
+      await L.blackholeWan(0, true);
+      const first = await until('a request by lte', () => c4.reqs.find((q) => q.end > t0 && q.ok && q.remote === LTE) ?? null, 30_000);
+      failover.push(first.end - t0);
+      await until('the tunnel stable again', () => c6.stableOn(10, GW1), 30_000);
+      const rec = c6.recoveredAt(t0, GW1)!;
+      recovery.push(rec - t0);
+      const t1 = now();
+      await L.blackholeWan(0, false);
+      const back = await until('breakout back on fiber', () => c4.reqs.find((q) => q.end > t1 && q.ok && q.remote === FIBER) ?? null, 30_000);
+      failback.push(back.end - t1);
+      await until('stable again', () => c4.stableOn(5, FIBER) && c6.stableOn(5, GW1), 30_000);
+      say(`  trial ${t + 1}: breakout on lte after ${Math.round(first.end - t0)} ms, tunnel traffic again after ${Math.round(rec - t0)} ms; failback ${Math.round(back.end - t1)} ms after the fault was lifted`);
+    }
+
+    // ------------------------------------------------------------ 2. balance
+    writeFileSync(cfg, config(true), { mode: 0o600 });
+    await until('the balance reload', () => (daemon.tail.match(/config reloaded/g) ?? []).length >= 1, 15_000);
+    await sleep(1000);
+    const child = join(import.meta.dirname, 'balance-child.js');
+    const server = new Proc('flow server', inNs(L.ns.isp, [process.execPath, child, 'server', L.addr.web.v4, '8100']));
+    await server.until('the flow server', () => server.tail.includes('ready'), 10_000);
+    const client = new Proc('flow client', inNs(L.ns.client, [process.execPath, child, 'client', L.addr.web.v4, '8100', String(FLOWS), '3', '100']));
+    await client.until('the flows', () => client.tail.includes('"flows"'), 600_000);
+    const bal = JSON.parse(client.tail.trim().split('\n').pop()!) as { flows: number; bySource: Record<string, number>; changed: number; failed: number; ms: number };
+    const fiberShare = (bal.bySource[FIBER] ?? 0) / Math.max(1, bal.flows - bal.failed);
+    say(`balance, ${bal.flows} flows (weights 2:1) in ${bal.ms} ms: fiber ${bal.bySource[FIBER] ?? 0}, lte ${bal.bySource[LTE] ?? 0} (fiber share ${(fiberShare * 100).toFixed(2)} %, weight ${(200 / 3).toFixed(2)} %), changed link mid-life ${bal.changed}, failed ${bal.failed}`);
+    await server.stop();
+
+    // ------------------------------------------------------------ 3. the peer: mwan3's way, simulated
+    await daemon.stop(20_000);
+    const leftover = await L.exec(L.ns.router, ['nft', 'list', 'tables']);
+    if (leftover.stdout.includes('splitwan')) throw new Error('splitwan left its table behind');
+    const x = async (argv: string[]): Promise<void> => {
+      const r = await L.exec(L.ns.router, argv);
+      if (r.code !== 0) throw new Error(`${argv.join(' ')}: ${r.stderr}`);
+    };
+    await L.exec(L.ns.router, ['nft', '-f', '-'], { input: 'table ip bench_mwan3 {\n\tchain post {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\t\toifname { "wan0", "wan1" } masquerade\n\t}\n}\n' });
+    // mwan3's per-interface tables: its tracker's probes leave by their own link (by their source, as `ping -I` does).
+    for (const [src, table, via, dev] of [[L.addr.routerWan.v4, '110', L.addr.ispToRouter.v4, 'wan0'], [L.addr.routerWan2.v4, '120', L.addr.ispToRouter2.v4, 'wan1']] as const) {
+      await x(['ip', 'route', 'replace', 'default', 'via', via, 'dev', dev, 'table', table]);
+      await x(['ip', 'rule', 'add', 'pref', '1000', 'from', src, 'lookup', table]);
+    }
+    await x(['ip', 'route', 'replace', 'default', 'via', L.addr.ispToRouter.v4, 'dev', 'wan0']);
+    // Replies to the tracker's pings on a link that is not main's default: loose reverse-path filtering, as on OpenWrt.
+    await x(['sysctl', '-q', '-w', 'net.ipv4.conf.all.rp_filter=2', 'net.ipv4.conf.wan0.rp_filter=2', 'net.ipv4.conf.wan1.rp_filter=2']);
+    await until('the peer: traffic by fiber', () => c4.stableOn(5, FIBER), 15_000);
+    const state = { fiberUp: true, fails: 0, goods: 0 };
+    const switches: { at: number; to: string }[] = [];
+    tracker = { stop: false, done: Promise.resolve() };
+    const tr = tracker;
+    tr.done = (async () => {
+      while (!tr.stop) {
+        const started = Date.now();
+        // No ping(8) here: a DNS query to the ISP's resolver is the echo (mwan3track has other methods too).
+        const d = await L.exec(L.ns.router, ['dig', '+tries=1', `+time=${MWAN3.timeoutS}`, '-b', L.addr.routerWan.v4, `@${L.addr.ispResolver.v4}`, 'web.lab.test']).catch((e: unknown) => ({ code: 1, stdout: '', stderr: String(e) }));
+        const r = { code: d.code === 0 && d.stdout.includes('status: NOERROR') ? 0 : 1 };
+        if (r.code !== 0 && process.env.BLINKS_DEBUG) say(`  tracker: probe failed (${d.stderr.trim() || d.stdout.trim().split('\n').pop()})`);
+        if (r.code === 0) {
+          state.fails = 0;
+          state.goods++;
+          if (!state.fiberUp && state.goods >= MWAN3.up) {
+            state.fiberUp = true;
+            await x(['ip', 'route', 'replace', 'default', 'via', L.addr.ispToRouter.v4, 'dev', 'wan0']);
+            switches.push({ at: now(), to: 'fiber' });
+          }
+        } else {
+          state.goods = 0;
+          state.fails++;
+          if (state.fiberUp && state.fails >= MWAN3.down) {
+            state.fiberUp = false;
+            await x(['ip', 'route', 'replace', 'default', 'via', L.addr.ispToRouter2.v4, 'dev', 'wan1']);
+            // mwan3 flushes the conntrack entries of a link that went down.
+            await L.exec(L.ns.router, ['conntrack', '-F']).catch(() => undefined);
+            switches.push({ at: now(), to: 'lte' });
+          }
+        }
+        await sleep(Math.max(0, MWAN3.periodMs - (Date.now() - started)));
+      }
+    })();
+    const peer: number[] = [];
+    for (let t = 0; t < PEER_TRIALS; t++) {
+      await sleep(random() * MWAN3.periodMs);
+      const t0 = now();
+      await L.blackholeWan(0, true);
+      const first = await until('the peer: a request by lte', () => c4.reqs.find((q) => q.end > t0 && q.ok && q.remote === LTE) ?? null, 60_000);
+      peer.push(first.end - t0);
+      await L.blackholeWan(0, false);
+      await until('the peer: back on fiber', () => switches.length > 0 && switches[switches.length - 1]!.to === 'fiber' && c4.stableOn(5, FIBER), 60_000);
+      say(`  peer trial ${t + 1}: breakout on lte after ${Math.round(first.end - t0)} ms`);
+    }
+    tr.stop = true;
+    await tr.done;
+
+    const fo = summary(failover);
+    const rc = summary(recovery);
+    const fb = summary(failback);
+    const pf = summary(peer);
+    say(`WAN failover (splitwan), ${failover.length} faults: p50 ${fo.p50} ms, p95 ${fo.p95} ms, max ${fo.max} ms (goal p95 <= 3500)`);
+    say(`tunnel recovery after a WAN failover: p50 ${rc.p50} ms, p95 ${rc.p95} ms, max ${rc.max} ms (goal p95 <= 8000)`);
+    say(`failback after the fault is lifted: p50 ${fb.p50} ms, p95 ${fb.p95} ms (recoverAfter 3 + hold 2 s)`);
+    say(`peer (mwan3's way simulated: ping every ${MWAN3.periodMs / 1000} s, down after ${MWAN3.down}), ${peer.length} faults: p50 ${pf.p50} ms, p95 ${pf.p95} ms, max ${pf.max} ms (with ${peer.length} samples p95 is near the max)`);
+    say(`ratio splitwan/peer: p50 ${(fo.p50 / pf.p50).toFixed(3)}, p95 ${(fo.p95 / pf.p95).toFixed(3)}`);
+    const out = {
+      bench: 'links',
+      trials: failover.length,
+      wan_failover_ms: fo,
+      tunnel_recovery_ms: rc,
+      failback_ms: fb,
+      peer: { approach: 'mwan3 simulated: ping tracker every 5 s, down after 3, up after 3', trials: peer.length, wan_failover_ms: pf },
+      ratio_p50: Number((fo.p50 / pf.p50).toFixed(3)),
+      ratio_p95: Number((fo.p95 / pf.p95).toFixed(3)),
+      balance: { flows: bal.flows, weights: '2:1', by_link: { fiber: bal.bySource[FIBER] ?? 0, lte: bal.bySource[LTE] ?? 0 }, fiber_share: Number(fiberShare.toFixed(4)), off_by: Number(Math.abs(fiberShare - 2 / 3).toFixed(4)), changed_link: bal.changed, failed: bal.failed, ms: bal.ms },
+      goals: { failover_p95_le_3500: fo.p95 <= 3500, recovery_p95_le_8000: rc.p95 <= 8000, balance_within_2pct: Math.abs(fiberShare - 2 / 3) <= 0.02, no_flow_changed_link: bal.changed === 0 },
+    };
+    say(JSON.stringify(out));
+    return out;
+  } finally {
+    await cleanup();
+    process.removeListener('SIGINT', onSignal).removeListener('SIGTERM', onSignal);
+  }
+}
