@@ -388,6 +388,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
       active: monitor!.active,
       pinned: monitor!.pinnedGateway,
       health: monitor!.status(),
+      links: { health: linkMonitor!.status(), active: s.plan?.activeLink ?? null },
       tunnels: await tunnels!.status().catch(() => []),
       wan: s.wan,
       breakoutDns: dns.breakoutDns.map((u) => u.text),
@@ -551,7 +552,8 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
     metrics = new Metrics({
       dns: () => dnsStats,
       // The breakout's own health shows as gateway="breakout" (watched for status, never selected).
-      gateways: () => monitor!.status(),
+      // WAN links show as gateways too (gateway="fiber"); `active` there is the tunnel's, never a link's.
+      gateways: () => [...monitor!.status(), ...(linkMonitor?.status() ?? []).map((l) => ({ ...l, active: false }))],
       tagged: () => taggedByPath(s.plan, tagger!.countsBySet()),
       proxy: () => proxies.proxy?.traffic() ?? null,
       proxyRefused: () => proxies.proxy?.stats.refusedBy ?? null,

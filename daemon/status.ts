@@ -3,18 +3,19 @@
 import type { LoadedConfig } from '../config/load.js';
 import type { ResolverStats } from '../dns/resolver.js';
 import type { GatewayStatus } from './health/monitor.js';
-import type { StatusReport } from './control/protocol.js';
+import type { LinkReport, StatusReport } from './control/protocol.js';
 import { MARK_BLOCK, MARK_BREAKOUT, MARK_TUNNEL, tagSetNames, type DataplanePlan } from './dataplane/plan.js';
 import type { TunnelStatus } from './tunnel/types.js';
 import type { ReloadResult } from '../config/store.js';
 
 /** A path's name from its mark, as status shows it. */
-export function pathOfMark(plan: Pick<DataplanePlan, 'gateways'> | null, mark: number): string {
+export function pathOfMark(plan: (Pick<DataplanePlan, 'gateways'> & Partial<Pick<DataplanePlan, 'links'>>) | null, mark: number): string {
   if (mark === MARK_BREAKOUT) return 'breakout';
   if (mark === MARK_TUNNEL) return 'tunnel';
   if (mark === MARK_BLOCK) return 'block';
   const g = plan?.gateways.find((x) => x.mark === mark);
-  return g ? `gw:${g.name}` : `mark 0x${mark.toString(16)}`;
+  const l = plan?.links?.find((x) => x.mark === mark);
+  return g ? `gw:${g.name}` : l ? `link:${l.name}` : `mark 0x${mark.toString(16)}`;
 }
 
 /** Tagged addresses per path: the tagger's count per set, summed over the rules that go there. */
@@ -47,6 +48,8 @@ export interface StatusInputs {
   active: string | null;
   pinned: string | null;
   health: readonly GatewayStatus[];
+  /** breakout.links: the link monitor's figures and its choice. */
+  links?: { health: readonly GatewayStatus[]; active: string | null };
   tunnels: readonly TunnelStatus[];
   wan: string | null;
   breakoutDns: readonly string[];
@@ -56,6 +59,25 @@ export interface StatusInputs {
   cacheEntries: number;
   proxy: StatusReport['proxy'];
   failovers: StatusReport['failovers'];
+}
+
+function linkReports(c: LoadedConfig['config'], i: StatusInputs): LinkReport[] {
+  return (c.breakout.links ?? []).map((l) => {
+    const h = i.links?.health.find((x) => x.name === l.name);
+    return {
+      name: l.name,
+      ifname: l.interface,
+      priority: l.priority,
+      weight: l.weight,
+      metered: l.metered,
+      state: h?.state ?? 'unknown',
+      active: i.links?.active === l.name,
+      rttMs: h?.rttMs === null || h?.rttMs === undefined ? null : Math.round(h.rttMs * 10) / 10,
+      loss: h?.loss ?? 0,
+      lastError: h?.lastError ?? null,
+      changedAt: h?.changedAt ?? i.startedAt,
+    };
+  });
 }
 
 export function statusReport(i: StatusInputs): StatusReport {
@@ -90,8 +112,29 @@ export function statusReport(i: StatusInputs): StatusReport {
         lastError: h?.lastError ?? null,
         changedAt: h?.changedAt ?? i.startedAt,
       };
-    }),
+    }).concat(
+      // Gateways another program made: no WireGuard figures of ours to show.
+      (c.tunnel.unmanaged ?? []).map((g) => {
+        const h = gw(g.name);
+        return {
+          name: g.name,
+          ifname: g.kind === 'table' ? `table ${g.table}` : g.ifname,
+          priority: g.priority,
+          state: h?.state ?? 'unknown',
+          active: i.active === g.name,
+          rttMs: h?.rttMs === null || h?.rttMs === undefined ? null : Math.round(h.rttMs * 10) / 10,
+          loss: h?.loss ?? 0,
+          lastHandshake: null,
+          rxBytes: 0,
+          txBytes: 0,
+          endpoint: null,
+          lastError: h?.lastError ?? null,
+          changedAt: h?.changedAt ?? i.startedAt,
+        };
+      }),
+    ),
     breakout: { interface: i.wan, state: br?.state ?? 'unknown', rttMs: br?.rttMs ?? null, dns: [...i.breakoutDns] },
+    ...(c.breakout.links?.length ? { links: linkReports(c, i) } : {}),
     tagged: i.tagged,
     dns: {
       listen: [...i.dnsListen],

@@ -100,7 +100,13 @@ export function formatStatus(s: StatusReport, now: number): string {
   L.push(...table(rows));
   for (const g of s.gateways) if (g.lastError && g.state !== 'up') L.push(`  ${g.name}: ${g.lastError}`);
   L.push('');
-  L.push(`breakout: ${s.breakout.interface ?? 'no default route'}, ${s.breakout.state}${s.breakout.rttMs === null ? '' : `, rtt ${Math.round(s.breakout.rttMs)} ms`}, resolvers ${s.breakout.dns.join(' ') || 'none'}`);
+  if (s.links?.length) {
+    // Several WAN links: each like a gateway; `*` marks the one breakout takes now.
+    L.push(`breakout: by ${s.links.find((l) => l.active)?.name ?? 'none'}, resolvers ${s.breakout.dns.join(' ') || 'auto'}`);
+    const rows = [['', 'link', 'interface', 'prio', 'weight', 'state', 'rtt', 'loss'], ...s.links.map((l) => [l.active ? '*' : '', l.name, l.ifname, String(l.priority), String(l.weight), `${l.state}${l.metered ? ' (metered)' : ''}`, l.rttMs === null ? '-' : `${Math.round(l.rttMs)} ms`, `${Math.round(l.loss * 100)}%`])];
+    L.push(...table(rows));
+    for (const l of s.links) if (l.lastError && l.state !== 'up') L.push(`  ${l.name}: ${l.lastError}`);
+  } else L.push(`breakout: ${s.breakout.interface ?? 'no default route'}, ${s.breakout.state}${s.breakout.rttMs === null ? '' : `, rtt ${Math.round(s.breakout.rttMs)} ms`}, resolvers ${s.breakout.dns.join(' ') || 'none'}`);
   const tagged = Object.entries(s.tagged);
   L.push(`tagged addresses: ${tagged.length ? tagged.map(([p, n]) => `${p} ${n}`).join(', ') : 'none'}`);
   const d = s.dns;

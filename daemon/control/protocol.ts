@@ -42,6 +42,21 @@ export interface GatewayReport {
   changedAt: number;
 }
 
+export interface LinkReport {
+  name: string;
+  ifname: string;
+  priority: number;
+  weight: number;
+  metered: boolean;
+  state: string;
+  /** Carries breakout now (the best usable link). */
+  active: boolean;
+  rttMs: number | null;
+  loss: number;
+  lastError: string | null;
+  changedAt: number;
+}
+
 export interface FailoverRecord {
   at: number;
   from: string | null;
@@ -62,6 +77,8 @@ export interface StatusReport {
   killSwitch: { enabled: boolean; engaged: boolean };
   gateways: GatewayReport[];
   breakout: { interface: string | null; state: string; rttMs: number | null; dns: string[] };
+  /** breakout.links: each WAN link's health; `active`: the link breakout takes now (unset: one WAN). */
+  links?: LinkReport[];
   /** Addresses the resolver has routed now, per path (breakout, gw:NAME, tunnel, block). */
   tagged: Record<string, number>;
   dns: { listen: string[]; queries: number; hits: number; misses: number; hitRatio: number | null; servfail: number; blocked: number; cacheEntries: number };

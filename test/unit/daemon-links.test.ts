@@ -11,6 +11,7 @@ import { createDaemon, type Daemon } from '../../daemon/daemon.js';
 import { gatewayMark, linkMark, MARK_MASK, TABLE_BREAKOUT } from '../../daemon/dataplane/plan.js';
 import { configDir, fakeOs, type ConfigDir, type FakeOs } from '../helpers/fake-deps.js';
 import { until } from '../helpers/daemon.js';
+import { formatStatus } from '../../daemon/commands/control.js';
 
 let cd: ConfigDir;
 let os: FakeOs;
@@ -74,9 +75,20 @@ describe('createDaemon with breakout.links', () => {
     await until(() => table1200()[0] === 'wan1 10.99.5.1', 5000);
     expect(os.router!.state.ruleset).toContain('\tchain pick_link {\n\t\tmeta mark set 0x2100\n\t}');
     await until(() => os.dropped.includes(`0x${linkMark(0).toString(16)}/0x${(MARK_MASK | 0x2).toString(16)}`), 5000);
-    // The link's state shows in status as a gateway's does.
+    // Links show in status as gateways do: state, and which one breakout takes.
     const st = await d.handlers.status();
-    expect(st.gateways.find((g) => g.name === 'gw1')?.state).not.toBe('down');
+    await until(async () => (await d.handlers.status()).links?.find((l) => l.name === 'fiber')?.state === 'down', 5000);
+    const st2 = await d.handlers.status();
+    expect(st2.links!.map((l) => [l.name, l.ifname, l.active])).toEqual([
+      ['fiber', 'wan0', false],
+      ['lte', 'wan1', true],
+    ]);
+    expect(formatStatus(st2, Date.now())).toMatch(/breakout: by lte/);
+    expect(formatStatus(st2, Date.now())).toMatch(/\* +lte +wan1/);
+    expect(st.gateways.map((g) => [g.name, g.ifname])).toEqual([
+      ['gw1', 'swg-gw1'],
+      ['awg', 'awg0'],
+    ]);
     os.dark.delete(linkMark(0));
     const back = Date.now();
     await until(() => d.plan?.activeLink === 'fiber', 5000);
