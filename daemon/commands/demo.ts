@@ -281,13 +281,14 @@ export async function demoCommand(opts: DemoOptions): Promise<number> {
   let code: number = Exit.OK;
   const t00 = Date.now();
   try {
-    say('splitwan demo: a LAN client, a router running splitwan, an ISP and two WireGuard gateways, each in its own network namespace; all of it is removed at the end.\n\n');
+    say('splitwan demo: a LAN client, a router running splitwan with two WAN links, an ISP and two WireGuard gateways, each in its own network namespace; all of it is removed at the end.\n\n');
 
     // -------------------------------------------------------------- the lab
     say('Building the lab (namespaces, veths, WireGuard gateways, resolvers, web server) ... ');
     const tLab = Date.now();
     labPromise = labMod.createLab({
       routerTunnels: false, // splitwan brings the router's tunnels up itself
+      secondWan: true, // a second uplink: the WAN failover of step 6
       names: {
         'out.lab.test': WEB.out,
         'edge.cdn.lab.test': WEB.video,
@@ -311,6 +312,7 @@ export async function demoCommand(opts: DemoOptions): Promise<number> {
       indent(
         [
           `[client] ${L.addr.client.v4} ── lan0 ${routerDns} [router: splitwan] wan0 ${wanSeen} ── [isp] web server ${web}, resolver ${L.addr.ispResolver.v4}`,
+          `                                                     wan1 ${L.addr.routerWan2.v4} ── [isp]   (a second uplink, "lte")`,
           `                                  ╠══ WireGuard ══ [gw1] ── isp   (the web server sees ${up[0]})`,
           `                                  ╚══ WireGuard ══ [gw2] ── isp   (the web server sees ${up[1]})`,
           `namespaces: ${Object.values(L.ns).join(', ')}`,
@@ -327,9 +329,9 @@ export async function demoCommand(opts: DemoOptions): Promise<number> {
           'table ip splitwan_demo {',
           '\tchain watch {',
           '\t\ttype filter hook prerouting priority -300; policy accept;',
-          `\t\tiifname "${L.ifaces.isp.router}" ip daddr { ${tunnelDsts.join(', ')} } counter`,
-          `\t\tiifname "${L.ifaces.isp.router}" ip daddr { ${tunnelDsts.join(', ')} } tcp flags & rst == rst counter`,
-          `\t\tiifname "${L.ifaces.isp.router}" ip daddr { ${tunnelDsts.join(', ')} } tcp flags & (syn|ack) == syn counter`,
+          `\t\tiifname { "${L.ifaces.isp.router}", "r1" } ip daddr { ${tunnelDsts.join(', ')} } counter`,
+          `\t\tiifname { "${L.ifaces.isp.router}", "r1" } ip daddr { ${tunnelDsts.join(', ')} } tcp flags & rst == rst counter`,
+          `\t\tiifname { "${L.ifaces.isp.router}", "r1" } ip daddr { ${tunnelDsts.join(', ')} } tcp flags & (syn|ack) == syn counter`,
           '\t}',
           '\tchain pre {',
           '\t\ttype nat hook prerouting priority dstnat; policy accept;',
@@ -367,7 +369,10 @@ export async function demoCommand(opts: DemoOptions): Promise<number> {
       `# splitwan demo, lab ${L.id}: the router's config. ${GW[0]} and ${GW[1]} are the lab's gateways gw1 and gw2.`,
       'mode: router',
       `lan: [${L.ifaces.router.lan}]`,
-      `breakout: { interface: ${L.ifaces.router.wan}, dns: [${L.addr.ispResolver.v4}] }`,
+      'breakout:',
+      '  links:',
+      `    - { name: fiber, interface: ${L.ifaces.router.wan}, gateway: ${L.addr.ispToRouter.v4}, dns: [${L.addr.ispResolver.v4}], priority: 1 }`,
+      `    - { name: lte, interface: wan1, gateway: ${L.addr.ispToRouter2.v4}, dns: [${L.addr.ispResolver.v4}], priority: 2 }`,
       'tunnel:',
       '  gateways:',
       `    - { name: ${GW[0]}, config: gw1.conf, priority: 1 }`,
@@ -566,11 +571,46 @@ export async function demoCommand(opts: DemoOptions): Promise<number> {
     } else say(`   ${check(false, 'traffic did not come back to gw1 within 45 s')}\n`);
     const leaksEnd = await guard(leaks());
     say(`   packets for tunnel destinations that left by the WAN during the recovery: ${await guard(leakVerdict(leaksEnd - leaksRec0, 'during the recovery'))}\n`);
+
+    // -------------------------------------------------------------- 6. WAN failover
+    say(`\n6. WAN failover: the ISP stops answering on fiber (wan0; its link stays up); breakout (out.lab.test) and tunnel (${web}) requests every 100 ms ...\n`);
+    const lteSeen = L.addr.routerWan2.v4;
+    const leaksWan0 = await guard(leaks());
+    const t3 = Date.now();
+    await guard(L.blackholeWan(0, true));
+    let onLte: number | null = null;
+    let tunnelBack: number | null = null;
+    let tunnelFailed = 0;
+    {
+      const deadline = t3 + 30_000;
+      while ((onLte === null || tunnelBack === null) && Date.now() < deadline && !ac.signal.aborted) {
+        const [b, t] = await guard(Promise.all([fetchFrom(WEB.out, 700, 'out.lab.test'), fetchFrom(probe, 700)]));
+        if (onLte === null && b.remote === lteSeen) onLte = Date.now();
+        if (t.remote === up[0]) {
+          if (tunnelFailed > 0 && tunnelBack === null) tunnelBack = Date.now();
+          if (tunnelFailed === 0 && onLte !== null) tunnelBack = Date.now();
+        } else tunnelFailed++;
+        await pause(100);
+      }
+    }
+    say(`   breakout traffic left by lte (the web server saw ${lteSeen}) after ${onLte === null ? '-' : secs(onLte - t3)} ${check(onLte !== null, 'breakout did not move to lte within 30 s')}\n`);
+    say(`   tunnel traffic through gw1 again after ${tunnelBack === null ? '-' : secs(tunnelBack - t3)} (its WireGuard follows the best link) ${check(tunnelBack !== null, 'tunnel traffic did not come back within 30 s')}\n`);
+    await guard(L.blackholeWan(0, false));
+    const t4 = Date.now();
+    const onFiber = await until('breakout back on fiber', async () => ((await fetchFrom(WEB.out, 700, 'out.lab.test')).remote === wanSeen ? Date.now() : null), 30_000, 200).catch((e: unknown) => {
+      if (e instanceof Interrupted) throw e;
+      return null;
+    });
+    say(`   fiber answers again: breakout back on it after ${onFiber === null ? '-' : secs(onFiber - t4)} (up ${HEALTH.recoverAfter} rounds, then the ${HEALTH.failbackHold} hold) ${check(onFiber !== null, 'breakout did not come back to fiber within 30 s')}\n`);
+    const leaksWan1 = await guard(leaks());
+    say(`   packets for tunnel destinations that left by either WAN during the WAN failover: ${await guard(leakVerdict(leaksWan1 - leaksWan0, 'during the WAN failover'))}\n`);
+    const leaksAll = leaksWan1;
+
     const flagged = problems.some((p) => p.includes('left by the WAN'));
-    say(`   ... and in the whole demo: ${leaksEnd} ${leaksEnd === 0 ? 'ok' : flagged ? '(see above)' : check(false, `${leaksEnd} packet(s) for tunnel destinations left by the WAN${await guard(leakDetail())}`)}\n\n`);
+    say(`   ... and in the whole demo: ${leaksAll} ${leaksAll === 0 ? 'ok' : flagged ? '(see above)' : check(false, `${leaksAll} packet(s) for tunnel destinations left by the WAN${await guard(leakDetail())}`)}\n\n`);
 
     // -------------------------------------------------------------- the end
-    if (problems.length === 0) say(`All 5 steps showed the expected behaviour (${secs(Date.now() - t00)}).\n`);
+    if (problems.length === 0) say(`All 6 steps showed the expected behaviour (${secs(Date.now() - t00)}).\n`);
     else {
       say(`${problems.length} step result(s) were not as expected:\n${problems.map((p) => `   - ${p}`).join('\n')}\nThe daemon's log: ${join(dir, 'daemon.log')}${opts.keep ? '' : ' (removed with the lab)'}\n${daemon.describe()}\n`);
       code = 1;

@@ -138,8 +138,12 @@ describe.skipIf(!support.ok && !process.env.CI)('splitwan demo', () => {
     // 5. recovery
     expect(text).toMatch(/traffic is back on gw1, the preferred gateway \(priority 1\), after \d+\.\d s/);
     expect(text).toMatch(/left by the WAN during the recovery: 0 ok/);
+    expect(text).toMatch(/breakout traffic left by lte \(the web server saw 10\.99\.5\.2\) after \d+\.\d s ok/);
+    expect(text).toMatch(/tunnel traffic through gw1 again after \d+\.\d s \(its WireGuard follows the best link\) ok/);
+    expect(text).toMatch(/fiber answers again: breakout back on it after \d+\.\d s .* ok/);
+    expect(text).toMatch(/left by either WAN during the WAN failover: 0 ok/);
     expect(text).toMatch(/and in the whole demo: 0 ok/);
-    expect(text).toContain('All 5 steps showed the expected behaviour');
+    expect(text).toContain('All 6 steps showed the expected behaviour');
     expect(text).toMatch(/removing the lab \.\.\. done \(lab sw\d+[a-z]? removed\)/);
 
     expectNothingLeft(text, before);
@@ -160,7 +164,7 @@ describe.skipIf(!support.ok && !process.env.CI)('splitwan demo', () => {
     console.log(`splitwan demo, interrupted: exit ${code}\n${text}`);
     expect(code).toBe(130);
     expect(text).toContain('SIGINT: stopping the demo and removing the lab');
-    expect(text).not.toContain('All 5 steps');
+    expect(text).not.toContain('All 6 steps');
     expect(text).toMatch(/removing the lab \.\.\. done \(lab sw\d+[a-z]? removed\)/);
     expect(signals.listenerCount('SIGINT') + signals.listenerCount('SIGTERM')).toBe(0);
     expectNothingLeft(text, before);
