@@ -72,16 +72,20 @@ class Client {
       }
     });
   }
-  /** The last n requests all succeeded through `remote`. */
-  stableOn(n: number, remote: string): boolean {
+  /** The last n requests all succeeded through one of `remotes`. */
+  stableOn(n: number, ...remotes: string[]): boolean {
     const last = this.reqs.slice(-n);
-    return last.length === n && last.every((q) => q.ok && q.remote === remote);
+    return last.length === n && last.every((q) => q.ok && remotes.includes(q.remote!));
+  }
+  /** The last requests, for a timeout's message. */
+  recent(): string {
+    return this.reqs.slice(-8).map((q) => (q.ok ? q.remote : 'err')).join(' ');
   }
   /** Fault at t0 → the end of the first good request started after the last failed one (none failed: the first good one after t0). */
-  recoveredAt(t0: number, remote: string): number | null {
+  recoveredAt(t0: number): number | null {
     const after = this.reqs.filter((q) => q.start >= t0);
-    const lastFail = Math.max(t0, ...after.filter((q) => !q.ok || q.remote !== remote).map((q) => q.start));
-    const ok = after.find((q) => q.start > lastFail && q.ok && q.remote === remote);
+    const lastFail = Math.max(t0, ...after.filter((q) => !q.ok).map((q) => q.start));
+    const ok = after.find((q) => q.start > lastFail && q.ok);
     return ok ? ok.end : null;
   }
 }
@@ -113,6 +117,7 @@ export async function run(): Promise<Record<string, unknown>> {
     const FIBER = L.addr.routerWan.v4;
     const LTE = L.addr.routerWan2.v4;
     const GW1 = L.gateways[0].uplink.v6;
+    const GW2 = L.gateways[1].uplink.v6;
     say(`lab ${L.id} up in ${L.timings.total} ms; breakout seen as ${FIBER} (fiber) or ${LTE} (lte); tunnel IPv6 through gw1 seen as ${GW1}`);
     writeFileSync(join(dir, 'gw1.conf'), L.gateways[0].configText, { mode: 0o600 });
     writeFileSync(join(dir, 'gw2.conf'), L.gateways[1].configText, { mode: 0o600 });
@@ -157,14 +162,19 @@ export async function run(): Promise<Record<string, unknown>> {
       await L.blackholeWan(0, true);
       const first = await until('a request by lte', () => c4.reqs.find((q) => q.end > t0 && q.ok && q.remote === LTE) ?? null, 30_000);
       failover.push(first.end - t0);
-      await until('the tunnel stable again', () => c6.stableOn(10, GW1), 30_000);
-      const rec = c6.recoveredAt(t0, GW1)!;
+      // Through either gateway: both reach their endpoints by the same (now other) link.
+      await until('the tunnel stable again', () => c6.stableOn(10, GW1, GW2), 60_000).catch((e: unknown) => {
+        throw new Error(`${(e as Error).message}; last tunnel requests: ${c6.recent()}`);
+      });
+      const rec = c6.recoveredAt(t0)!;
       recovery.push(rec - t0);
       const t1 = now();
       await L.blackholeWan(0, false);
       const back = await until('breakout back on fiber', () => c4.reqs.find((q) => q.end > t1 && q.ok && q.remote === FIBER) ?? null, 30_000);
       failback.push(back.end - t1);
-      await until('stable again', () => c4.stableOn(5, FIBER) && c6.stableOn(5, GW1), 30_000);
+      await until('stable again', () => c4.stableOn(5, FIBER) && c6.stableOn(5, GW1), 60_000).catch((e: unknown) => {
+        throw new Error(`${(e as Error).message}; last breakout requests: ${c4.recent()}; tunnel: ${c6.recent()}`);
+      });
       say(`  trial ${t + 1}: breakout on lte after ${Math.round(first.end - t0)} ms, tunnel traffic again after ${Math.round(rec - t0)} ms; failback ${Math.round(back.end - t1)} ms after the fault was lifted`);
     }
 
