@@ -515,8 +515,12 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
           (async () => {
             if (stopping()) return;
             await applyPlan(plan(applied()));
-            // The proxy's breakout dials went by the dead link (its flows are dropped on the state change).
-            if (sw.fromDown) proxies.proxy?.resetPaths(['breakout']);
+            if (sw.fromDown) {
+              // The proxy's breakout dials went by the dead link (its flows are dropped on the state change).
+              proxies.proxy?.resetPaths(['breakout']);
+              // The gateways' endpoints are reached by the new link now: what failed did so on the old one.
+              monitor!.recheckGateways();
+            }
           })(),
         ),
       onHealthChange: (link, state) => {

@@ -79,6 +79,13 @@ export class GatewayHealth {
   private lastError: string | null = null;
   private rounds = 0;
   private noEvidenceRounds = 0;
+  /**
+   * The path under this gateway changed (the WAN link its endpoint is reached
+   * by failed, and another took over): the failures were the old link's, so
+   * one good round brings it back instead of recoverAfter. A failed round once
+   * it is down cancels that: it is dead through the new link too.
+   */
+  private fastRecover = false;
 
   constructor(
     private readonly o: HealthOptions,
@@ -112,11 +119,17 @@ export class GatewayHealth {
       this.lastError = null;
       if (rttMs !== null && Number.isFinite(rttMs) && rttMs >= 0) this.sample(rttMs);
     } else {
+      if (this.state === 'down') this.fastRecover = false;
       this.failRun++;
       this.okRun = 0;
       this.lastError = error;
     }
     return this.transition(now);
+  }
+
+  /** The underlay changed (see fastRecover). */
+  recheck(): void {
+    this.fastRecover = true;
   }
 
   /**
@@ -153,13 +166,15 @@ export class GatewayHealth {
     const before = this.state;
     let next = before;
     if (before === 'down') {
-      if (this.okRun >= this.o.recoverAfter) next = 'up';
+      if (this.okRun >= this.o.recoverAfter || (this.fastRecover && this.okRun >= 1)) next = 'up';
     } else if (this.failRun >= this.o.failAfter) {
       next = 'down';
     } else if (before === 'unknown') {
       if (this.okRun >= 1) next = 'up';
     }
     if (next === 'up' || next === 'degraded') next = this.degradedOrUp(next === 'degraded' || before === 'degraded');
+    // Usable again (or never down): the next failures are evidence as usual.
+    if (this.okRun >= 1 && next !== 'down') this.fastRecover = false;
     if (next === before) return null;
     this.state = next;
     this.changedAt = now;

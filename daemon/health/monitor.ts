@@ -115,6 +115,29 @@ export class HealthMonitor {
     return this.current;
   }
 
+  /**
+   * The WAN link under the gateways changed because the one they were reached
+   * by went down: a gateway that is down (or failing) now comes back after
+   * one good round rather than recoverAfter, and is probed at once, so tunnel
+   * traffic is back a round after the link failover instead of recoverAfter
+   * rounds after it.
+   */
+  recheckGateways(): void {
+    const names: string[] = [];
+    for (const e of this.entries.values()) {
+      if (!e.selectable) continue;
+      const f = e.health.figures();
+      if (f.state !== 'down' && f.consecutiveFailures === 0) continue;
+      e.health.recheck();
+      names.push(e.gw.name);
+      if (this.running && !e.inFlight) {
+        this.o.clock.clearTimeout(e.timer);
+        this.schedule(e, 0);
+      }
+    }
+    if (names.length) this.o.logger.info({ gateways: names }, 'the WAN link changed: gateways that failed are probed again at once');
+  }
+
   /** Whether it watches `name` (a gateway or link of its own). */
   has(name: string): boolean {
     return this.entries.get(name)?.selectable ?? false;

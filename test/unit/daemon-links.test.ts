@@ -97,6 +97,17 @@ describe('createDaemon with breakout.links', () => {
     expect(table1200()).toEqual(['wan0 10.99.2.1']);
   });
 
+  it('gateways that failed with the link are rechecked at once when breakout moves', async () => {
+    await d.start();
+    // The link dies, and the gateway reached through it with it.
+    os.dark.add(linkMark(0));
+    os.dark.add(gatewayMark(0));
+    await until(() => d.plan?.activeLink === 'lte', 5000);
+    await until(() => os.logger.lines.some((l) => l.msg.startsWith('the WAN link changed') && (l.obj.gateways as string[]).includes('gw1')), 5000);
+    os.dark.delete(gatewayMark(0));
+    await until(() => d.plan?.active === 'gw1', 5000);
+  });
+
   it('a rule pinned to a dead link takes its next candidate until the link is back', async () => {
     await d.start();
     os.dark.add(linkMark(1));
