@@ -22,6 +22,14 @@ export async function checkCommand(opts: { config: string }, io: Io): Promise<nu
     const ep = peer?.endpoint ? `${peer.endpoint.host}:${peer.endpoint.port}` : 'no endpoint';
     lines.push(`  gateway ${g.name}: priority ${g.priority}, ${g.wireguard.addresses.join(' ')} → ${ep}, dns ${g.dns.map((u) => u.text).join(', ')}`);
   }
+  // Several WAN links, and gateways another program made.
+  for (const l of c.breakout.links ?? []) {
+    lines.push(`  link ${l.name}: ${l.interface}${l.gateway.length ? ` via ${l.gateway.join(', ')}` : ''}, priority ${l.priority}${c.breakout.balance ? `, weight ${l.weight}` : ''}${l.metered ? ', metered' : ''}, dns ${l.dns === 'auto' ? 'auto' : l.dns.map((u) => u.text).join(', ')}`);
+  }
+  if (c.breakout.links?.length) lines.push(`  breakout: ${c.breakout.balance ? 'new flows spread over the links by weight' : 'the best healthy link'}`);
+  for (const g of c.tunnel.unmanaged ?? []) {
+    lines.push(`  gateway ${g.name}: priority ${g.priority}, ${g.kind === 'table' ? `routing table ${g.table}` : `interface ${g.ifname}`} (not managed by splitwan), dns ${g.dns.map((u) => u.text).join(', ')}`);
+  }
   lines.push(`  health: every ${formatDuration(c.health.intervalMs)}, down after ${c.health.failAfter} failures, up after ${c.health.recoverAfter}; probes ${c.health.probe.map((p) => p.kind).join('+')}`);
   for (const l of lists.values()) {
     const n = l.domains.length + l.cidrs.length;

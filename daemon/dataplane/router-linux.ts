@@ -270,13 +270,15 @@ export class LinuxRouter implements Router {
   private async looseLinks(plan: DataplanePlan): Promise<boolean> {
     let ran = false;
     for (const l of plan.links ?? []) {
+      // Set once per run (every re-plan would read it again otherwise); the value before is kept.
+      if (this.rpFilter.has(l.ifname)) continue;
       const key = rpFilterKey(l.ifname);
       const r = await this.run.run(['sysctl', '-n', key], { allowFail: true });
       // A link that does not exist (yet): the next apply or repair sets it.
       if (r.code !== 0) continue;
       const cur = r.stdout.trim();
+      this.rpFilter.set(l.ifname, cur);
       if (cur === '2') continue;
-      if (!this.rpFilter.has(l.ifname)) this.rpFilter.set(l.ifname, cur);
       await this.run.run(['sysctl', '-q', '-w', `${key}=2`], { allowFail: true });
       ran = true;
     }
