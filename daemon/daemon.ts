@@ -514,7 +514,10 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
         track(
           (async () => {
             if (stopping()) return;
-            await applyPlan(plan(applied()));
+            // The flip first (pick_link, table 1200: one nft line, one ip batch), then the whole plan.
+            const next = plan(applied());
+            await dataplane!.setLinks(next).catch((e: unknown) => healthLog.error({ err: e }, 'moving breakout to another link failed'));
+            await applyPlan(next);
             if (sw.fromDown) {
               // The proxy's breakout dials went by the dead link (its flows are dropped on the state change).
               proxies.proxy?.resetPaths(['breakout']);

@@ -82,6 +82,18 @@ export class Dataplane {
     }, true);
   }
 
+  /**
+   * Moves breakout to `plan`'s links at once (a link failover): one nft line
+   * and table 1200's route, ahead of waiting re-plans; the re-plan that
+   * follows applies the rest.
+   */
+  setLinks(plan: DataplanePlan): Promise<void> {
+    return this.serial(async () => {
+      if (!this.plan || !this.o.router.setLinks) return;
+      await this.o.router.setLinks(plan);
+    }, true);
+  }
+
   /** Starts repairing: on every event of the watch, and on the backstop timer. */
   start(): void {
     this.stopped = false;

@@ -740,6 +740,16 @@ function renderPickLink(plan: DataplanePlan): string[] {
   return L;
 }
 
+/**
+ * The one-line transaction that moves new breakout flows to other links (a
+ * link failover, failback, a change of the balance): pick_link's rules
+ * replaced, nothing else; the whole ruleset follows in the re-plan.
+ */
+export function renderLinkFlip(plan: DataplanePlan): string {
+  const rules = renderPickLink(plan).slice(1, -1).map((l) => `add rule inet ${TABLE_NAME} pick_link ${l.trim()}`);
+  return [`flush chain inet ${TABLE_NAME} pick_link`, ...rules].join('; ');
+}
+
 export interface IpRuleSpec {
   family: 4 | 6;
   priority: number;

@@ -13,6 +13,7 @@ import {
   ipRuleSelector,
   renderActiveFlip,
   renderIpRules,
+  renderLinkFlip,
   renderRoutes,
   renderRuleset,
   RULE_PRIORITY_FIRST,
@@ -34,6 +35,8 @@ export interface Router {
   set(plan: DataplanePlan): Promise<boolean>;
   /** Points the tunnel path at `active` (failover, kill switch, recovery): one small transaction. */
   setActive(active: string | null): Promise<void>;
+  /** Moves breakout to the plan's links at once (pick_link, table 1200): a link failover before the re-plan. */
+  setLinks?(plan: DataplanePlan): Promise<void>;
   /** Re-checks the kernel against the last plan and repairs what was removed; returns what it repaired. */
   reconcile(): Promise<string[]>;
   /** Removes everything splitwan installed (table, rules, routes). */
@@ -131,6 +134,21 @@ export class LinuxRouter implements Router {
       // -force: a missing link must not stop the other family; the repair puts it back with the link.
       await this.run.run(['ip', '-force', '-batch', '-'], { input: batch.join('\n') + '\n', allowFail: true });
     }
+  }
+
+  async setLinks(plan: DataplanePlan): Promise<void> {
+    if (!this.applied || !plan.links?.length || !this.applied.plan.links?.length) return;
+    // nftables first, on the session: new flows take the new link from here on.
+    await this.nft.exec(renderLinkFlip(plan));
+    // Then table 1200 (splitwan's own breakout sockets, WireGuard's UDP).
+    const routes = renderRoutes(plan).filter((r) => r.table === TABLE_BREAKOUT && r.type === 'unicast');
+    await Promise.all(
+      ([4, 6] as const).map((f) => {
+        const lines = routes.filter((r) => r.family === f).map((r) => routeArgs(r).join(' '));
+        // -force: a link that is gone must not stop the other family; the re-plan follows anyway.
+        return lines.length ? this.run.run(['ip', `-${f}`, '-force', '-batch', '-'], { input: lines.join('\n') + '\n', allowFail: true }) : null;
+      }),
+    );
   }
 
   async reconcile(): Promise<string[]> {

@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../config/load.js';
-import { ipRuleSelector, planDataplane, renderIpRules, renderRoutes, renderRuleset, type DataplanePlan } from '../../daemon/dataplane/plan.js';
+import { ipRuleSelector, planDataplane, renderIpRules, renderLinkFlip, renderRoutes, renderRuleset, type DataplanePlan } from '../../daemon/dataplane/plan.js';
 
 const NS = `sw-la-${process.pid}`;
 const isRoot = process.getuid?.() === 0;
@@ -80,6 +80,9 @@ describe.skipIf(!supported && !process.env.CI)('links and unmanaged gateways in 
       const listed = inNs(['nft', 'list', 'chain', 'inet', 'splitwan', 'pick_link']);
       if (balance) expect(listed).toMatch(/numgen random mod 3 map \{ 0-1 : 0x0000200\d, 2 : 0x0000220\d \}/);
       else expect(listed).toContain('meta mark set 0x00002000');
+      // A link failover's flip: one line, pick_link's rules replaced.
+      inNs(['nft', '-f', '-'], renderLinkFlip({ ...p, activeLink: 'dsl', balance: null }) + '\n');
+      expect(inNs(['nft', 'list', 'chain', 'inet', 'splitwan', 'pick_link'])).toMatch(/meta mark set 0x0000220\d/);
       inNs(['nft', 'delete', 'table', 'inet', 'splitwan']);
     });
   }

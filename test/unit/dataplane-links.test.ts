@@ -16,6 +16,7 @@ import {
   MAX_LINKS,
   planDataplane,
   renderIpRules,
+  renderLinkFlip,
   renderRoutes,
   renderRuleset,
   rulesetObjects,
@@ -146,6 +147,11 @@ describe('links in the plan', () => {
     expect(renderRuleset(oneLeft)).toContain('\tchain pick_link {\n\t\tmeta mark set 0x2200\n\t}');
     const meteredOnly = plan(l, { healthy: (n) => n === 'lte' || n === 'gw1' });
     expect(meteredOnly.balance).toEqual([{ name: 'lte', weight: 1 }]);
+  });
+
+  it('a link failover is one line: pick_link flushed and refilled', async () => {
+    const p = plan(await load(LINKS(false)), { active: 'dsl' });
+    expect(renderLinkFlip(p)).toBe('flush chain inet splitwan pick_link; add rule inet splitwan pick_link meta mark set 0x2200');
   });
 
   it('with the proxy on, the default path keeps its unmatched bit through the pick', async () => {
