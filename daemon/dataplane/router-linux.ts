@@ -173,7 +173,7 @@ export class LinuxRouter implements Router {
       }
       return done;
     };
-    const [nftDone, rules, routes] = await Promise.all([nftWork(), this.writeRules(this.ruleChanges(plan, k)), this.writeRoutes(this.routeChanges(plan, k))]);
+    const [nftDone, rules, routes] = await Promise.all([nftWork(), this.writeRules(this.ruleChanges(plan, k)), this.writeRoutes(this.routeChanges(plan, k)), this.looseLinks(plan)]);
     const repaired = [...nftDone, ...(rules ? ['ip rules'] : []), ...(routes ? ['routes'] : [])];
     if (repaired.length) this.logger.warn({ repaired }, 'repaired routing state someone removed');
     return repaired;
@@ -287,15 +287,17 @@ export class LinuxRouter implements Router {
    */
   private async looseLinks(plan: DataplanePlan): Promise<boolean> {
     let ran = false;
-    for (const l of plan.links ?? []) {
-      // Set once per run (every re-plan would read it again otherwise); the value before is kept.
-      if (this.rpFilter.has(l.ifname)) continue;
-      const key = rpFilterKey(l.ifname);
+    // Links, and other programs' tunnel interfaces: their addresses are not in our `from` rules, so
+    // under strict filtering their answers would be dropped. An interface made again starts strict:
+    // read each time (the value before is kept from the first read).
+    const ifnames = [...(plan.links ?? []).map((l) => l.ifname), ...plan.gateways.filter((g) => g.unmanaged === 'interface').map((g) => g.ifname)];
+    for (const ifname of ifnames) {
+      const key = rpFilterKey(ifname);
       const r = await this.run.run(['sysctl', '-n', key], { allowFail: true });
-      // A link that does not exist (yet): the next apply or repair sets it.
+      // An interface that does not exist (yet): the next apply or repair sets it.
       if (r.code !== 0) continue;
       const cur = r.stdout.trim();
-      this.rpFilter.set(l.ifname, cur);
+      if (!this.rpFilter.has(ifname)) this.rpFilter.set(ifname, cur);
       if (cur === '2') continue;
       await this.run.run(['sysctl', '-q', '-w', `${key}=2`], { allowFail: true });
       ran = true;

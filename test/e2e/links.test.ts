@@ -19,7 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLab, labSupported, type Lab } from '../../lab/lab.js';
-import { startDaemon, teardown, until, type Daemon } from '../helpers/daemon.js';
+import { startDaemon, stopDaemon, teardown, until, type Daemon } from '../helpers/daemon.js';
 
 const support = labSupported();
 const root = join(import.meta.dirname, '..', '..');
@@ -87,6 +87,9 @@ describe.skipIf(!support.ok && !process.env.CI).each(MODES)('WAN links and an un
       proc.stdout!.setEncoding('utf8').on('data', (d: string) => (c.seen += d));
       caps.push(c);
     }
+    // Strict reverse-path filtering, as many distributions set it: a reply that comes in on a link
+    // other than main's default route is dropped unless splitwan makes it loose on its links.
+    await lab.exec(lab.ns.router, ['sysctl', '-q', '-w', 'net.ipv4.conf.all.rp_filter=1', 'net.ipv4.conf.wan0.rp_filter=1', 'net.ipv4.conf.wan1.rp_filter=1']);
     daemon = await startDaemon(lab.ns.router, join(dir, 'config.yaml'));
   }, 90_000);
 
@@ -201,10 +204,42 @@ describe.skipIf(!support.ok && !process.env.CI).each(MODES)('WAN links and an un
     await lab.blackholeGateway(0, false);
   }, 150_000);
 
+  it('a connection from outside that comes in on lte is answered by lte (strict rp_filter made loose)', async () => {
+    // A server on the router's lte address; the isp connects from the web server's address (not on the link).
+    const child = join(root, 'dist', 'bench', 'balance-child.js');
+    const server = spawn('ip', ['netns', 'exec', lab.ns.router, process.execPath, child, 'server', lab.addr.routerWan2.v4, '8200'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      let out = '';
+      server.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+      await until(() => out.includes('ready'), 5000, 'the server on the router');
+      const script = `const s=require('net').connect({host:'${lab.addr.routerWan2.v4}',port:8200,localAddress:'${lab.addr.web.v4}'});s.on('connect',()=>s.write('x\\n'));s.setEncoding('utf8').on('data',(d)=>{process.stdout.write(d);s.end()});s.on('error',(e)=>{console.error(e.message);process.exit(1)});setTimeout(()=>{console.error('timeout');process.exit(1)},3000).unref()`;
+      const r = await lab.exec(lab.ns.isp, [process.execPath, '-e', script], { timeoutMs: 6000 });
+      if (r.stderr.trim() && process.env.SPLITWAN_LINKS_DEBUG) {
+        for (const argv of [['conntrack', '-L', '-p', 'tcp', '--dport', '8200'], ['ip', 'route', 'get', lab.addr.web.v4, 'mark', '0x2100'], ['ip', 'route', 'get', lab.addr.web.v4, 'from', lab.addr.routerWan2.v4, 'iif', 'wan1'], ['nft', 'list', 'chain', 'inet', 'splitwan', 'wan_guard'], ['sysctl', 'net.ipv4.conf.all.rp_filter', 'net.ipv4.conf.wan1.rp_filter']]) {
+          const d = await lab.exec(lab.ns.router, argv);
+          console.log(`$ ${argv.join(' ')}\n${d.stdout}${d.stderr}`);
+        }
+      }
+      expect(r.stderr.trim()).toBe('');
+      expect(r.stdout.trim()).toBe(lab.addr.web.v4);
+      const rp = await lab.exec(lab.ns.router, ['sysctl', '-n', 'net.ipv4.conf.wan1.rp_filter']);
+      expect(rp.stdout.trim()).toBe('2');
+    } finally {
+      server.kill();
+    }
+  }, 20_000);
+
   it('nothing bound for the tunnel destination left by either WAN', async () => {
     await new Promise((r) => setTimeout(r, 500));
     expect(caps.map((c) => c.seen.trim())).toEqual(['', '']);
   });
+
+  it('at stop the links\' reverse-path filtering is as it was', async () => {
+    await stopDaemon(daemon!);
+    daemon = null;
+    const rp = await lab.exec(lab.ns.router, ['sysctl', '-n', 'net.ipv4.conf.wan0.rp_filter', 'net.ipv4.conf.wan1.rp_filter']);
+    expect(rp.stdout.trim().split('\n')).toEqual(['1', '1']);
+  }, 30_000);
 });
 
 it.skipIf(support.ok || !!process.env.CI)('WAN links in the lab: SKIPPED', () => {
