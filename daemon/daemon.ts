@@ -32,6 +32,7 @@ import { NftTagger } from './dataplane/tagger.js';
 import type { DaemonDeps, Watcher } from './deps.js';
 import { FailoverLog } from './failovers.js';
 import { HealthMonitor, type MonitoredGateway } from './health/monitor.js';
+import { HostResolved } from './host-resolved.js';
 import { Prober } from './health/probes.js';
 import { DnsListener, formatListen } from './listeners/dns-listener.js';
 import { MetricsListener } from './listeners/metrics-listener.js';
@@ -173,6 +174,15 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
     logger: dnsLog,
   });
   const dns = new DnsListener({ server, links: () => deps.links(), resolvConfTexts: () => deps.resolvConfTexts(), logger: dnsLog });
+  // Host mode beside systemd-resolved (issue 16): where host mode listens, the breakout's servers from
+  // resolved, and the takeover that sends resolved's queries to splitwan (daemon/host-resolved.ts).
+  const hostResolved = new HostResolved({
+    make: deps.resolved,
+    clock,
+    logger: log.child({ module: 'resolved' }),
+    wanIfname: () => s.wan,
+    onBreakoutChange: () => void track(followBreakoutDns()).catch((e: unknown) => dnsLog.error({ err: e }, 'following the network\'s resolvers failed')),
+  });
   const proxyLog = log.child({ module: 'proxy' });
   const proxies = new ProxyListener(
     (c) => new TransparentProxy({ policy: () => s.policy!, pick: (via) => pickTarget(via, healthy), dialer, originalDst: deps.originalDst, logger: proxyLog }, proxyOptions(c)),
@@ -242,13 +252,14 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
     s.slots = assignGatewaySlots(c.tunnel.gateways.map((g) => g.name), s.slots);
     if (c.breakout.interface !== 'auto') s.wan = c.breakout.interface;
     // DNS first: the breakout resolvers are needed to find the gateways.
+    await hostResolved.beforeServe(c, dns);
     await dns.serve(c);
     s.specs = await Promise.all(c.tunnel.gateways.map((g) => tunnelSpec(g, lookup)));
     await tunnels!.set(s.specs);
     monitor!.configure(c.health);
     monitor!.setGateways(monitored(c));
     // The WAN is watched too (its resolvers through the breakout), so a dead WAN shows in the log.
-    monitor!.setBreakout(dns.breakoutDns.length ? { name: 'breakout', path: 'breakout', ifname: s.wan ?? 'lo', dns: dns.breakoutDns, mark: MARK_BREAKOUT, probes: [{ kind: 'dns' }] } : null);
+    monitor!.setBreakout(breakoutWatch());
     s.doh = dohEndpoints(loaded);
     s.resolver!.forgetFastHits(); // refuseName changed under it
     // Listening before the redirect is installed, so no redirected flow meets a closed port.
@@ -257,6 +268,19 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
     await applyPlan(plan(loaded));
     s.policy = loaded.policy;
     s.applied = loaded;
+    // The resolver is bound and the data plane in place: systemd-resolved may send it every query now.
+    await hostResolved.afterServe(c, dns.listen);
+  };
+
+  const breakoutWatch = () => (dns.breakoutDns.length ? { name: 'breakout', path: 'breakout' as const, ifname: s.wan ?? 'lo', dns: dns.breakoutDns, mark: MARK_BREAKOUT, probes: [{ kind: 'dns' as const }] } : null);
+
+  /** A new network's resolvers (systemd-resolved's per-link DNS): the breakout asks them, and answers from the old network are not served. */
+  const followBreakoutDns = async (): Promise<void> => {
+    if (stopping()) return;
+    await dns.serve(config());
+    s.resolver!.flushPath('breakout');
+    monitor!.setBreakout(breakoutWatch());
+    dnsLog.info({ breakoutDns: dns.breakoutDns.map((u) => u.text) }, 'the network changed: breakout names go to its resolvers');
   };
 
   /** Runs `ip monitor address` while the config's resolver addresses come from the interfaces (router mode, dns.listen auto). */
@@ -418,6 +442,8 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
     s.cache = new DnsCache(c0.dns.cache, clock);
     s.resolver = makeResolver(c0);
     teardown.push('closing the resolver', () => dns.close());
+    // Unwound before the resolver closes: resolved never points at a closed port.
+    teardown.push('undoing the systemd-resolved takeover', () => hostResolved.stop());
     teardown.push('closing the proxy', () => proxies.close());
 
     // Health: every gateway probed through its own tunnel; the monitor picks the active one.
@@ -508,6 +534,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
       const w = await deps.watchWan((st) => {
         s.wan = st.ifname;
         replan('following the default route');
+        hostResolved.ensure(); // the new network's resolvers at once
       });
       wanWatcher = w.watcher;
       teardown.push('stopping the default-route watcher', () => wanWatcher?.stop());
