@@ -181,7 +181,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
     clock,
     logger: log.child({ module: 'resolved' }),
     wanIfname: () => s.wan,
-    onBreakoutChange: () => void track(followBreakoutDns()).catch((e: unknown) => dnsLog.error({ err: e }, 'following the network\'s resolvers failed')),
+    onBreakoutChange: () => track(followBreakoutDns()).catch((e: unknown) => dnsLog.error({ err: e }, 'following the network\'s resolvers failed')),
   });
   const proxyLog = log.child({ module: 'proxy' });
   const proxies = new ProxyListener(

@@ -48,8 +48,13 @@ export interface HostResolvedOptions {
   logger: Logger;
   /** The breakout's interface now (the WAN link whose servers the breakout uses). */
   wanIfname: () => string | null;
-  /** The breakout's servers changed (a network change): the listener's breakoutOverride is already set. */
-  onBreakoutChange: () => void;
+  /**
+   * The breakout's servers changed (a network change): the listener's
+   * breakoutOverride is already set. When it resolves (splitwan's own cache
+   * flushed), resolved's cache is flushed too: it sits in front of splitwan
+   * and holds the old network's answers as well.
+   */
+  onBreakoutChange: () => Promise<void>;
   /** The periodic check of the takeover (default 10 s). */
   guardIntervalMs?: number;
 }
@@ -164,7 +169,11 @@ export class HostResolved {
     if (!this.knobs || this.config?.breakout.dns !== 'auto' || this.stopped) return;
     if (JSON.stringify(servers) === JSON.stringify(this.knobs.breakoutOverride)) return;
     this.knobs.breakoutOverride = servers;
-    this.o.onBreakoutChange();
+    const api = this.parts?.api;
+    void this.o
+      .onBreakoutChange()
+      .then(() => (servers !== null && !this.stopped ? api?.flushCaches() : undefined))
+      .catch((e: unknown) => this.o.logger.warn({ err: (e as Error).message }, 'systemd-resolved: FlushCaches failed; its cached answers of the old network expire by their TTL'));
   }
 }
 

@@ -118,11 +118,12 @@ describe.skipIf((!support.ok || !rsupport.ok) && !inCi)('splitwan run (host mode
     } catch (e) {
       console.warn(`[test/e2e/laptop-resolved] SKIPPED: the NetworkManager case: its packages could not be had: ${(e as Error).message}`);
     }
-    lab = await createLab({ routerTunnels: false });
+    // Answers that may be cached (300 s): a network change must not leave the old network's in splitwan's or resolved's cache.
+    lab = await createLab({ routerTunnels: false, resolverTtl: 300 });
     dir = mkdtempSync(join(tmpdir(), `splitwan-e2e-laptop-${process.pid}-`));
     // "The next network's" resolver, beside the ISP's.
     await must(['ip', '-n', lab.ns.isp, 'addr', 'add', `${NEXT_RESOLVER}/32`, 'dev', 'lo']);
-    const next = new Supervised('dnsmasq next', 'dnsmasq', ['ip', 'netns', 'exec', lab.ns.isp, 'dnsmasq', '--no-daemon', '--conf-file=/dev/null', '--no-resolv', '--no-hosts', '--bind-interfaces', `--listen-address=${NEXT_RESOLVER}`, '--port=53', '--log-queries', `--log-facility=${join(dir, 'next.log')}`, '--address=/where.lab.test/192.0.2.54'], process.env);
+    const next = new Supervised('dnsmasq next', 'dnsmasq', ['ip', 'netns', 'exec', lab.ns.isp, 'dnsmasq', '--no-daemon', '--conf-file=/dev/null', '--no-resolv', '--no-hosts', '--bind-interfaces', `--listen-address=${NEXT_RESOLVER}`, '--port=53', '--log-queries', '--local-ttl=300', `--log-facility=${join(dir, 'next.log')}`, '--address=/where.lab.test/192.0.2.54'], process.env);
     extra.push(next);
     await next.waitUntil('dnsmasq next', () => /started, version/.test(next.tail), 10_000);
     if (nm) {
@@ -209,8 +210,10 @@ describe.skipIf((!support.ok || !rsupport.ok) && !inCi)('splitwan run (host mode
     expect(await othersView()).toBe(before);
   }, 120_000);
 
-  it('a DNS change pushed for a network (NetworkManager, DHCP) does not undo it; the breakout follows the WAN\'s new server', async (ctx) => {
+  it('a DNS change pushed for a network (NetworkManager, DHCP) does not undo it; the breakout follows the WAN\'s new server, nothing cached of the old one is served', async (ctx) => {
     if (!daemon?.running) ctx.skip();
+    const cached = unique('out.where.lab.test');
+    expect(await dig(cached)).toEqual(['192.0.2.1']);
     if (nm) {
       await dhcp!.stop(2000);
       await startDhcp('10.97.0.2');
@@ -232,6 +235,8 @@ describe.skipIf((!support.ok || !rsupport.ok) && !inCi)('splitwan run (host mode
     expect(await dig(outName)).toEqual(['192.0.2.54']);
     expect(asked(join(dir, 'next.log'))).toContain(outName);
     expect(asked(lab!.ispResolverLog)).not.toContain(outName);
+    // Asked before the change with a 300 s TTL: neither splitwan nor resolved serves the old network's answer.
+    expect(await dig(cached)).toEqual(['192.0.2.54']);
     expect(await dig(unique('in.where.lab.test'))).toEqual(['192.0.2.11']);
   }, 120_000);
 

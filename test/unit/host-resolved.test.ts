@@ -150,7 +150,7 @@ describe('HostResolved: where host mode listens and the breakout\'s servers', ()
   let wan: number;
   const knobs = (): ListenerKnobs => ({ hostListen: [HOST_LISTEN], breakoutOverride: null });
   const host = (onChange: () => void = () => undefined) =>
-    new HostResolved({ make: () => ({ api: r, link: new FakeDnsLink(r) }), clock: systemClock, logger: recordingLogger(), wanIfname: () => 'wan0', onBreakoutChange: onChange, guardIntervalMs: 60_000 });
+    new HostResolved({ make: () => ({ api: r, link: new FakeDnsLink(r) }), clock: systemClock, logger: recordingLogger(), wanIfname: () => 'wan0', onBreakoutChange: async () => onChange(), guardIntervalMs: 60_000 });
   beforeEach(() => {
     r = new FakeResolved();
     wan = r.addLink('wan0', { dns: [{ family: 4, address: '10.97.0.1', port: 0, serverName: '', ifindex: 2 }], defaultRoute: true }).ifindex;
@@ -167,7 +167,7 @@ describe('HostResolved: where host mode listens and the breakout\'s servers', ()
 
   it('no resolved, router mode, or no resolved API: 127.0.0.53 and resolv.conf, as before', async () => {
     r.isRunning = false;
-    for (const [h, c] of [[host(), await config('auto')], [host(), await config('auto', 'router')], [new HostResolved({ make: undefined, clock: systemClock, logger: recordingLogger(), wanIfname: () => null, onBreakoutChange: () => undefined }), await config('auto')]] as const) {
+    for (const [h, c] of [[host(), await config('auto')], [host(), await config('auto', 'router')], [new HostResolved({ make: undefined, clock: systemClock, logger: recordingLogger(), wanIfname: () => null, onBreakoutChange: async () => undefined }), await config('auto')]] as const) {
       const k = knobs();
       k.breakoutOverride = ['stale'];
       await h.beforeServe(c, k);
@@ -183,7 +183,7 @@ describe('HostResolved: where host mode listens and the breakout\'s servers', ()
     expect(k.breakoutOverride).toBeNull();
   });
 
-  it('a network change (NetworkManager pushes the new network\'s server): the breakout follows at the next check', async () => {
+  it('a network change (NetworkManager pushes the new network\'s server): the breakout follows at the next check, and resolved\'s cache is flushed after splitwan\'s', async () => {
     const k = knobs();
     let changes = 0;
     const h = host(() => changes++);
@@ -192,9 +192,11 @@ describe('HostResolved: where host mode listens and the breakout\'s servers', ()
     await h.afterServe(c, [{ host: '127.0.0.153', port: 53 }]);
     expect(changes).toBe(0); // the first read is what beforeServe found
     r.push(wan, { dns: ['10.97.0.77'] });
+    expect(r.calls).not.toContain('flushCaches');
     h.ensure(); // the WAN watcher's nudge; the periodic check does the same
     await until(() => changes === 1, 5000, 'the change');
     expect(k.breakoutOverride).toEqual(['10.97.0.77']);
+    await until(() => r.calls.includes('flushCaches'), 5000, 'resolved\'s cache flushed');
     await h.stop();
     expect(r.byName('splitwan-dns')).toBeUndefined();
   });
