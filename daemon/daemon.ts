@@ -33,6 +33,8 @@ import type { DaemonDeps, Watcher } from './deps.js';
 import { FailoverLog } from './failovers.js';
 import { HealthMonitor, type MonitoredGateway } from './health/monitor.js';
 import { HostResolved } from './host-resolved.js';
+import { localNets, type LocalNets } from './local-nets.js';
+import { DNS_LINK_NAME } from './resolved.js';
 import { Prober } from './health/probes.js';
 import { DnsListener, formatListen } from './listeners/dns-listener.js';
 import { MetricsListener } from './listeners/metrics-listener.js';
@@ -117,6 +119,8 @@ interface DaemonState {
   resolver: DnsResolver | null;
   failovers: FailoverLog | null;
   startedAt: number;
+  /** Allow-LAN (host mode): the networks this machine is on; null when off. */
+  localNets: LocalNets | null;
 }
 
 const TUNNEL_REPAIR_MS = 3000;
@@ -127,7 +131,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
   const log = deps.logger;
   const dnsLog = log.child({ module: 'dns' });
   const healthLog = log.child({ module: 'health' });
-  const s: DaemonState = { phase: 'new', stopReason: null, store: null, applied: null, policy: null, plan: null, specs: [], wan: null, doh: null, slots: new Map(), cache: null, resolver: null, failovers: null, startedAt: clock.wall() };
+  const s: DaemonState = { phase: 'new', stopReason: null, store: null, applied: null, policy: null, plan: null, specs: [], wan: null, doh: null, slots: new Map(), cache: null, resolver: null, failovers: null, startedAt: clock.wall(), localNets: null };
   const teardown = new TeardownStack(log);
   /** Work started by events (switches, re-plans, address changes, reloads) that a stop waits for. */
   const inFlight = new Set<Promise<unknown>>();
@@ -226,6 +230,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
       localDns: dns.localDns,
       ...(s.doh ? { dohCidrs: s.doh.cidrs } : {}),
       slots: s.slots,
+      ...(s.localNets ? { localNets: s.localNets } : {}),
     });
 
   const applyPlan = async (p: DataplanePlan): Promise<void> => {
@@ -265,6 +270,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
     // Listening before the redirect is installed, so no redirected flow meets a closed port.
     await proxies.serve(c);
     await metricsListener!.serve(c);
+    await refreshLocalNets(c);
     await applyPlan(plan(loaded));
     s.policy = loaded.policy;
     s.applied = loaded;
@@ -283,9 +289,18 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
     dnsLog.info({ breakoutDns: dns.breakoutDns.map((u) => u.text) }, 'the network changed: breakout names go to its resolvers');
   };
 
-  /** Runs `ip monitor address` while the config's resolver addresses come from the interfaces (router mode, dns.listen auto). */
+  /** Allow-LAN (host mode): reads the networks this machine is on; true when they changed. */
+  const refreshLocalNets = async (c: Config): Promise<boolean> => {
+    const before = JSON.stringify(s.localNets);
+    s.localNets = c.mode === 'host' && c.tunnel.allowLan ? localNets(await deps.links(), [...c.tunnel.gateways.map((g) => g.ifname), DNS_LINK_NAME]) : null;
+    return JSON.stringify(s.localNets) !== before;
+  };
+  /** Whether something follows the interfaces' addresses: the resolver's (router mode, dns.listen auto), allow-LAN's networks. */
+  const followsAddresses = (c: Config): boolean => c.mode === 'router' || c.dns.listen === 'auto' || (c.mode === 'host' && c.tunnel.allowLan);
+
+  /** Runs `ip monitor address` while the config's resolver addresses or allow-LAN's networks come from the interfaces. */
   const watchAddresses = (c: Config): void => {
-    const wanted = c.mode === 'router' || c.dns.listen === 'auto';
+    const wanted = followsAddresses(c);
     if (!wanted) {
       addrWatcher?.stop();
       addrWatcher = null;
@@ -303,11 +318,12 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
    */
   const followAddresses = async (): Promise<void> => {
     const c = config();
-    if (stopping() || !(c.mode === 'router' || c.dns.listen === 'auto')) return;
+    if (stopping() || !followsAddresses(c)) return;
     const before = dns.key();
     await dns.serve(c);
-    if (dns.key() === before) return;
-    dnsLog.info({ listen: dns.listen.map(formatListen), answers: dns.acl.subnets }, 'addresses changed: the resolver follows');
+    const lanChanged = await refreshLocalNets(c);
+    if (dns.key() === before && !lanChanged) return;
+    dnsLog.info({ listen: dns.listen.map(formatListen), answers: dns.acl.subnets, allowLan: s.localNets }, 'addresses changed: the resolver and allow-LAN follow');
     await applyPlan(plan(applied()));
   };
 
