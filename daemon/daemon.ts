@@ -572,6 +572,15 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
     store().start();
     dataplane.start();
     monitor.start();
+    // logind's resume (issue 16): every gateway probed at once, failures while the network comes back set aside; resolved read again.
+    const sleepWatch = deps.watchSleep?.((sleeping) => {
+      healthLog.info({}, sleeping ? 'the machine is going to sleep' : 'the machine resumed');
+      if (!sleeping) {
+        monitor!.noteResume();
+        hostResolved.ensure();
+      }
+    });
+    if (sleepWatch) teardown.push('stopping the sleep watch', () => sleepWatch.stop());
     endpoints.start();
     void lists.start().catch((e: unknown) => log.warn({ err: e }, 'list refresh failed'));
     // Tunnels repair what status() sees broken (a deleted link, a roamed endpoint).

@@ -17,6 +17,7 @@ import { cleanupResolved, type ResolvedParts } from './host-resolved.js';
 import { parseIpAddrs } from './os-parse.js';
 import { RESOLV_CONF_FILES } from './resolv-conf.js';
 import { LinuxResolvedApi, TunDnsLink } from './resolved-linux.js';
+import { watchSleep } from './sleep-watch-linux.js';
 import { LinuxPathSockets, originalDst } from './sockets-linux.js';
 import { linuxTagLookup } from './tag-lookup-linux.js';
 import { cleanupTunnels } from './tunnel/orphans-linux.js';
@@ -77,5 +78,6 @@ export function linuxDeps(o: { logger: Logger; clock: Clock; runner?: Runner; se
       return m;
     },
     resolved: () => resolvedParts(run, log),
+    watchSleep: (onChange) => watchSleep({ logger: log.child({ module: 'sleep' }), clock: o.clock }, onChange),
   };
 }

@@ -66,4 +66,6 @@ export interface DaemonDeps {
    * Absent: nothing to take over (host mode listens on 127.0.0.53).
    */
   resolved?: () => ResolvedParts;
+  /** logind's PrepareForSleep: `true` before a suspend, `false` after the resume. Absent: no bus to listen on. */
+  watchSleep?: (onChange: (sleeping: boolean) => void) => Watcher;
 }

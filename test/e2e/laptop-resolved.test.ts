@@ -19,6 +19,7 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Message, sessionBus, type MessageBus } from '@jellybrick/dbus-next';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLab, labSupported, must, run, Supervised, type Lab } from '../../lab/lab.js';
 import { ensurePackages, resolvedLabSupported, startResolvedLab, type ResolvedLab } from '../../lab/resolved-lab.js';
@@ -138,6 +139,8 @@ describe.skipIf((!support.ok || !rsupport.ok) && !inCi)('splitwan run (host mode
       netns: lab.ns.router,
       networkManager: nm ? { connections: { 'labnm.nmconnection': NM_CONNECTION }, conf: { keyfile: { 'unmanaged-devices': 'except:interface-name:nmwan' } } } : false,
       timeoutMs: 30_000,
+      // The test stands in for logind (its PrepareForSleep signal).
+      busOwners: ['org.freedesktop.login1'],
     });
     // The WAN as DHCP and NetworkManager would leave it in resolved.
     for (const a of [['dns', 'wan0', lab.addr.ispResolver.v4], ['default-route', 'wan0', 'yes']]) expect((await rl.resolvectl(...a)).code).toBe(0);
@@ -239,6 +242,33 @@ describe.skipIf((!support.ok || !rsupport.ok) && !inCi)('splitwan run (host mode
     expect(await dig(cached)).toEqual(['192.0.2.54']);
     expect(await dig(unique('in.where.lab.test'))).toEqual(['192.0.2.11']);
   }, 120_000);
+
+  it('logind\'s resume signal reaches the daemon (probes at once); the same signal from any other sender is ignored', async (ctx) => {
+    if (!daemon?.running) ctx.skip();
+    const resumed = () => (daemon!.tail.match(/the machine resumed \(logind\)/g) ?? []).length;
+    const signal = (b: MessageBus) => b.send(Message.newSignal('/org/freedesktop/login1', 'org.freedesktop.login1.Manager', 'PrepareForSleep', 'b', [false]));
+    const connect = () => {
+      const b = sessionBus({ busAddress: R().busAddress });
+      (b as unknown as NodeJS.EventEmitter).on('error', () => undefined);
+      return b;
+    };
+    const impostor = connect();
+    const logind = connect();
+    try {
+      const n = resumed();
+      // Not logind: an ordinary client's signal of that name (the daemon's match rule names the sender).
+      await impostor.call(new Message({ destination: 'org.freedesktop.DBus', path: '/org/freedesktop/DBus', interface: 'org.freedesktop.DBus', member: 'GetId' }));
+      signal(impostor);
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(resumed()).toBe(n);
+      expect(await logind.requestName('org.freedesktop.login1', 0)).toBe(1); // primary owner
+      signal(logind);
+      await until(() => resumed() > n, 5000, 'the daemon to note the resume');
+    } finally {
+      impostor.disconnect();
+      logind.disconnect();
+    }
+  }, 30_000);
 
   it('stop undoes exactly the takeover: splitwan\'s link and settings are gone, every other link is as it was, the stub answers from the network', async (ctx) => {
     if (!daemon?.running) ctx.skip();

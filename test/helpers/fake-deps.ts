@@ -80,6 +80,8 @@ export interface FakeOs {
   resolved: FakeResolved | null;
   /** Each DNS link the daemon was handed (deps.resolved()), in order. */
   dnsLinks: FakeDnsLink[];
+  /** logind's PrepareForSleep, as the daemon would get it; `watching` while it listens. */
+  sleep: { emit(sleeping: boolean): void; watching: boolean };
 }
 
 export function fakeOs(o: { clock?: Clock; logger?: ReturnType<typeof recordingLogger>; resolved?: FakeResolved } = {}): FakeOs {
@@ -87,6 +89,7 @@ export function fakeOs(o: { clock?: Clock; logger?: ReturnType<typeof recordingL
   const logger = o.logger ?? recordingLogger();
   const gates: Record<Step, Gate> = { cleanup: new Gate(), tunnels: new Gate(), router: new Gate(), links: new Gate() };
   let wanCb: ((s: WanState) => void) | null = null;
+  let sleepCb: ((sleeping: boolean) => void) | null = null;
   const os: FakeOs = {
     router: null,
     tunnels: null,
@@ -103,6 +106,7 @@ export function fakeOs(o: { clock?: Clock; logger?: ReturnType<typeof recordingL
     wan: { set: (s) => wanCb?.(s) },
     resolved: o.resolved ?? null,
     dnsLinks: [],
+    sleep: { emit: (b) => sleepCb?.(b), watching: false },
     deps: undefined as unknown as DaemonDeps, // set below
   };
   os.deps = {
@@ -180,6 +184,16 @@ export function fakeOs(o: { clock?: Clock; logger?: ReturnType<typeof recordingL
       return { state: { ifname: 'wan0', gateway: null, ifname6: null }, watcher: { stop: () => (wanCb = null) } };
     },
     watchAddresses: () => ({ stop: () => undefined }),
+    watchSleep: (onChange) => {
+      sleepCb = onChange;
+      os.sleep.watching = true;
+      return {
+        stop: () => {
+          sleepCb = null;
+          os.sleep.watching = false;
+        },
+      };
+    },
     ...(o.resolved
       ? {
           resolved: () => {
