@@ -551,6 +551,8 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
         s.wan = st.ifname;
         replan('following the default route');
         hostResolved.ensure(); // the new network's resolvers at once
+        // Roaming: the tunnels send from the new network's address at once (wireguard-go would wait for its 15 s timeout).
+        void tunnels!.rebind?.().catch((e: unknown) => log.warn({ err: e }, 'rebinding the tunnels after a network change failed'));
       });
       wanWatcher = w.watcher;
       teardown.push('stopping the default-route watcher', () => wanWatcher?.stop());

@@ -11,7 +11,8 @@
 //
 // A change: the current link goes down, the other comes up with its address
 // and the default route. Measured: from the change to the first request the
-// web server sees from gw1's address. Captures on r0 and r1 count packets to
+// web server sees from a gateway's address (wireguard-go alone: ~15 s, its
+// handshake timeout; splitwan sets each peer's endpoint again on the change). Captures on r0 and r1 count packets to
 // the web server: any one is a leak (all of its traffic takes the tunnel).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -43,9 +44,10 @@ describe.skipIf(!support.ok && !process.env.CI)('roaming between networks (host 
     const n = NETS[to];
     await must(['ip', '-n', lab.ns.router, '-batch', '-'], { input: [`link set ${from.link} down`, `addr flush dev ${from.link}`, `addr add ${n.me} dev ${n.link}`, `link set ${n.link} up`, `route replace default via ${n.gw} dev ${n.link}`].join('\n') + '\n' });
   };
-  const viaGw1 = async (): Promise<boolean> => {
+  /** A request the web server saw come from a gateway (gw1, or gw2 after a failover meanwhile). */
+  const viaTunnel = async (): Promise<boolean> => {
     const r = await lab.curlEcho(lab.ns.router, `http://${lab.addr.web.v4}/`, { timeoutMs: 1000, extraArgs: ['-4'] });
-    return !('error' in r) && r.remote === lab.gateways[0].uplink.v4;
+    return !('error' in r) && (r.remote === lab.gateways[0].uplink.v4 || r.remote === lab.gateways[1].uplink.v4);
   };
 
   beforeAll(async () => {
@@ -76,13 +78,13 @@ describe.skipIf(!support.ok && !process.env.CI)('roaming between networks (host 
   }, 60_000);
 
   it(`${CHANGES} changes of network: tunnel traffic again within seconds each time, nothing for the tunnel leaves bare`, async () => {
-    await until(viaGw1, 15_000, 'traffic through gw1');
+    await until(viaTunnel, 15_000, 'tunnel traffic');
     const times: number[] = [];
     for (let i = 0; i < CHANGES; i++) {
       const to = ((i + 1) % 2) as 0 | 1;
       const t0 = Date.now();
       await roam(to);
-      await until(viaGw1, 20_000, `traffic through gw1 after change ${i + 1} (to ${NETS[to].link})`).catch(async (e: Error) => {
+      await until(viaTunnel, 20_000, `tunnel traffic after change ${i + 1} (to ${NETS[to].link})`).catch(async (e: Error) => {
         const r = lab.ns.router;
         const out = await Promise.all([['wg', 'show'], ['ip', 'route'], ['ip', 'addr'], ['conntrack', '-L', '-p', 'udp'], ['nft', 'list', 'chain', 'inet', 'splitwan', 'post'], ['nft', 'list', 'chain', 'inet', 'splitwan', 'wan_guard']].map(async (a) => `$ ${a.join(' ')}\n${(await lab.exec(r, a)).stdout}`));
         const g = await lab.exec(lab.gateways[0].ns, ['wg', 'show']);
@@ -91,7 +93,7 @@ describe.skipIf(!support.ok && !process.env.CI)('roaming between networks (host 
       times.push(Date.now() - t0);
     }
     console.log(`[laptop-roam] change → tunnel traffic (ms): ${times.join(', ')}`);
-    for (const t of times) expect(t).toBeLessThan(10_000);
+    for (const t of times) expect(t).toBeLessThan(5_000);
     expect(captures.map((c) => c.text)).toEqual(['', '']);
   }, 180_000);
 });

@@ -1,6 +1,7 @@
-// logind's PrepareForSleep wired into the composition root (issue 16): after
-// the resume signal every gateway is probed at once (not at its next turn),
-// and the watch ends with the daemon. Over fake OS adapters (test/helpers/fake-deps.ts).
+// The laptop parts of the composition root (issue 16), over fake OS adapters
+// (test/helpers/fake-deps.ts): logind's PrepareForSleep (after the resume
+// every gateway is probed at once, not at its next turn; the watch ends with
+// the daemon) and a change of network (the tunnels are rebound).
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createDaemon, type Daemon } from '../../daemon/daemon.js';
 import { gatewayMark } from '../../daemon/dataplane/plan.js';
@@ -15,7 +16,8 @@ let d: Daemon;
 beforeEach(async () => {
   cd = await configDir();
   // Rounds a minute apart: a round soon after the signal can only be the signal's doing.
-  writeFileSync(cd.file, readFileSync(cd.file, 'utf8').replace('  interval: 100ms', '  interval: 60s'));
+  // The breakout follows the default route (a laptop's setting).
+  writeFileSync(cd.file, readFileSync(cd.file, 'utf8').replace('  interval: 100ms', '  interval: 60s').replace('  interface: wan0', '  interface: auto'));
   os = fakeOs();
   d = createDaemon(os.deps, { configPath: cd.file });
 });
@@ -39,5 +41,15 @@ describe('createDaemon: logind sleep signals', () => {
     expect((await d.handlers.status()).active).toBe('gw1');
     await d.stop('SIGTERM');
     expect(os.sleep.watching).toBe(false);
+  });
+});
+
+describe('createDaemon: a change of network', () => {
+  it('the default route moves to another link: the tunnels are rebound (their peers\' endpoints set again), once per change', async () => {
+    await d.start();
+    expect(os.tunnels!.rebinds).toBe(0);
+    os.wan.set({ ifname: 'wlan1', gateway: '192.168.7.1', ifname6: null });
+    await until(() => os.tunnels!.rebinds === 1, 5000, 'the rebind');
+    expect((await d.handlers.status()).breakout.interface).toBe('wlan1');
   });
 });
