@@ -552,7 +552,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
         replan('following the default route');
         hostResolved.ensure(); // the new network's resolvers at once
         // Roaming: the tunnels send from the new network's address at once (wireguard-go would wait for its 15 s timeout).
-        void tunnels!.rebind?.().catch((e: unknown) => log.warn({ err: e }, 'rebinding the tunnels after a network change failed'));
+        if (!stopping()) void track(tunnels!.rebind?.() ?? Promise.resolve()).catch((e: unknown) => log.warn({ err: e }, 'rebinding the tunnels after a network change failed'));
       });
       wanWatcher = w.watcher;
       teardown.push('stopping the default-route watcher', () => wanWatcher?.stop());
@@ -576,11 +576,9 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
     monitor.start();
     // logind's resume (issue 16): every gateway probed at once, failures while the network comes back set aside; resolved read again.
     const sleepWatch = deps.watchSleep?.((sleeping) => {
-      healthLog.info({}, sleeping ? 'the machine is going to sleep' : 'the machine resumed');
-      if (!sleeping) {
-        monitor!.noteResume();
-        hostResolved.ensure();
-      }
+      if (sleeping) return healthLog.info({}, 'the machine is going to sleep (logind)');
+      monitor!.noteResume();
+      hostResolved.ensure();
     });
     if (sleepWatch) teardown.push('stopping the sleep watch', () => sleepWatch.stop());
     endpoints.start();
