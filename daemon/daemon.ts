@@ -410,6 +410,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
       cacheEntries: s.cache!.size,
       proxy: proxies.proxy ? { listen: proxies.proxy.addresses().map(formatListen), paths: proxies.proxy.traffic() } : null,
       failovers: s.failovers!.list(),
+      resolved: hostResolved.status(), // issue 16: the systemd-resolved takeover
     });
 
   const handlers = controlHandlers({

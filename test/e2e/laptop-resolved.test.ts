@@ -93,10 +93,10 @@ describe.skipIf((!support.ok || !rsupport.ok) && !inCi)('splitwan run (host mode
       .filter((s) => /^Link \d+ /.test(s) && !/^Link \d+ \((splitwan-dns|swg-[^)]*)\)/.test(s))
       .map((s) => s.replace(/^\s*Current DNS Server:.*\n/gm, ''))
       .join('\n');
-  const status = async (): Promise<{ dns: { listen: string[] }; breakout: { dns: string[] } }> => {
+  const status = async (): Promise<{ dns: { listen: string[] }; breakout: { dns: string[] }; resolved: { active: boolean } | null }> => {
     const r = await run([...daemonNode(), join(root, 'bin', 'splitwan'), 'status', '--json', '--config', cfg], { timeoutMs: 15_000 });
     if (r.code !== 0) throw new Error(`splitwan status: ${r.stderr}`);
-    return JSON.parse(r.stdout) as { dns: { listen: string[] }; breakout: { dns: string[] } };
+    return JSON.parse(r.stdout) as { dns: { listen: string[] }; breakout: { dns: string[] }; resolved: { active: boolean } | null };
   };
   const curlRemote = async (url: string): Promise<string> => {
     const r = await R().exec(['curl', '-4', '-sS', '--noproxy', '*', '--max-time', '5', url], { timeoutMs: 10_000 });
@@ -193,6 +193,7 @@ describe.skipIf((!support.ok || !rsupport.ok) && !inCi)('splitwan run (host mode
     expect(await linkView('splitwan-dns')).toEqual({ scopes: 'DNS', dns: ['127.0.0.153'], domains: ['~.'], defaultRoute: true });
     const s = await status();
     expect(s.dns.listen).toEqual(['127.0.0.153:53']);
+    expect(s.resolved).toMatchObject({ active: true, ifname: 'splitwan-dns' });
     // breakout.dns auto: resolved's server for wan0, never its stub 127.0.0.53.
     expect(s.breakout.dns).toEqual([lab!.addr.ispResolver.v4]);
     // A tunnel name: only splitwan sends it to gw1's resolver.

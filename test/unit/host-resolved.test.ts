@@ -68,6 +68,7 @@ describe('createDaemon beside systemd-resolved', () => {
     expect(await portHeld('127.0.0.153', cd.dnsPort)).toBe(true);
     expect(r.describe('wan0')).toEqual(wanBefore);
     expect(os.resolved!.links.size).toBe(2);
+    expect((await d.handlers.status()).resolved).toMatchObject({ active: true, resolvedRunning: true, ifname: 'splitwan-dns', reapplied: 0, lastError: null });
   });
 
   it('stop: the takeover is undone while the resolver still listens, then the link goes; every other link as it was', async () => {
@@ -94,6 +95,7 @@ describe('createDaemon beside systemd-resolved', () => {
     expect(r.calls.filter((c) => c.startsWith('apply'))).toEqual([]);
     expect(r.byName('splitwan-dns')).toBeUndefined();
     expect(os.dnsLinks.every((l) => l.opened === 0)).toBe(true);
+    expect((await d.handlers.status()).resolved).toBeNull();
     expect((await d.handlers.status()).dns.listen).toEqual([`127.0.0.153:${cd.dnsPort}`]);
   });
 
