@@ -433,6 +433,27 @@ export async function startResolvedLab(opts: ResolvedLabOptions): Promise<Resolv
   };
 }
 
+/** One link as `resolvectl status IF` shows it, the lines that matter. */
+export interface ResolvectlLink {
+  scopes: string;
+  dns: string[];
+  domains: string[];
+  defaultRoute: boolean;
+}
+
+/** `resolvectl status IF` inside the lab; null when resolved does not know the link. */
+export async function resolvectlLink(lab: Pick<ResolvedLab, 'resolvectl'>, ifname: string): Promise<ResolvectlLink | null> {
+  const r = await lab.resolvectl('status', ifname);
+  if (r.code !== 0) return null;
+  const field = (k: string) => new RegExp(`^\\s*${k}:\\s*(.*)$`, 'm').exec(r.stdout)?.[1]?.trim() ?? '';
+  return {
+    scopes: field('Current Scopes'),
+    dns: field('DNS Servers').split(/\s+/).filter(Boolean),
+    domains: field('DNS Domain').split(/\s+/).filter(Boolean),
+    defaultRoute: /\+DefaultRoute/.test(field('Protocols')),
+  };
+}
+
 /** A system bus like Debian's system.conf (default deny, the services' own policies included), on the lab's /run. */
 function busConfig(includeDir: string, owners: readonly string[]): string {
   const own = owners.filter((n) => /^[A-Za-z0-9_.-]+$/.test(n)).map((n) => `\n  <policy user="root"><allow own="${n}"/><allow send_destination="${n}"/></policy>`).join('');

@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import { Message, sessionBus, type MessageBus } from '@jellybrick/dbus-next';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLab, labSupported, must, run, Supervised, type Lab } from '../../lab/lab.js';
-import { ensurePackages, resolvedLabSupported, startResolvedLab, type ResolvedLab } from '../../lab/resolved-lab.js';
+import { ensurePackages, resolvectlLink, resolvedLabSupported, startResolvedLab, type ResolvedLab } from '../../lab/resolved-lab.js';
 import { daemonNode, until } from '../helpers/daemon.js';
 
 const support = labSupported();
@@ -76,12 +76,7 @@ describe.skipIf((!support.ok || !rsupport.ok) && !inCi)('splitwan run (host mode
       return [];
     }
   };
-  const linkView = async (ifname: string) => {
-    const r = await R().resolvectl('status', ifname);
-    if (r.code !== 0) return null;
-    const field = (k: string) => new RegExp(`^\\s*${k}:\\s*(.*)$`, 'm').exec(r.stdout)?.[1]?.trim() ?? '';
-    return { scopes: field('Current Scopes'), dns: field('DNS Servers').split(/\s+/).filter(Boolean), domains: field('DNS Domain').split(/\s+/).filter(Boolean), defaultRoute: /\+DefaultRoute/.test(field('Protocols')) };
-  };
+  const linkView = (ifname: string) => resolvectlLink(R(), ifname);
   /**
    * Every link's section of `resolvectl status` but splitwan's own (its DNS
    * link, its tunnels swg-*, which come and go with it); the Global section
