@@ -548,9 +548,14 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
     checkpoint();
 
     if (c0.breakout.interface === 'auto') {
+      let network = '';
       const w = await deps.watchWan((st) => {
         s.wan = st.ifname;
         replan('following the default route');
+        // Another network (link or router): breakout answers of the old one (a portal's, a CDN's for there) are not served.
+        const now = `${st.ifname} ${st.gateway}`;
+        if (now !== network) s.resolver?.flushPath('breakout');
+        network = now;
         hostResolved.ensure(); // the new network's resolvers at once
         // Roaming: the tunnels send from the new network's address at once (wireguard-go would wait for its 15 s timeout).
         if (!stopping()) void track(tunnels!.rebind?.() ?? Promise.resolve()).catch((e: unknown) => log.warn({ err: e }, 'rebinding the tunnels after a network change failed'));
@@ -558,6 +563,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
       wanWatcher = w.watcher;
       teardown.push('stopping the default-route watcher', () => wanWatcher?.stop());
       s.wan = w.state.ifname;
+      network = `${w.state.ifname} ${w.state.gateway}`;
       checkpoint();
     }
     await applyAll(store().current);

@@ -7,6 +7,8 @@ import { createDaemon, type Daemon } from '../../daemon/daemon.js';
 import { gatewayMark } from '../../daemon/dataplane/plan.js';
 import { configDir, fakeOs, type ConfigDir, type FakeOs } from '../helpers/fake-deps.js';
 import { until } from '../helpers/daemon.js';
+import { dig } from '../helpers/dig.js';
+import { startTinyUpstream } from '../helpers/dns-upstream.js';
 import { readFileSync, writeFileSync } from 'node:fs';
 
 let cd: ConfigDir;
@@ -51,5 +53,30 @@ describe('createDaemon: a change of network', () => {
     os.wan.set({ ifname: 'wlan1', gateway: '192.168.7.1', ifname6: null });
     await until(() => os.tunnels!.rebinds === 1, 5000, 'the rebind');
     expect((await d.handlers.status()).breakout.interface).toBe('wlan1');
+  });
+});
+
+describe('createDaemon: breakout answers after a change of network', () => {
+  it('a name cached from the old network is asked again on the new one (a portal\'s or a CDN\'s answer for there is not served)', async () => {
+    const up = await startTinyUpstream({ records: (n) => (n === 'stream.test' ? [{ name: n, type: 'A', ttl: 3600, data: '198.51.100.7' }] : null) });
+    try {
+      writeFileSync(cd.file, readFileSync(cd.file, 'utf8').replace(/^ {2}dns: \[127\.0\.0\.1:\d+\]$/m, `  dns: [127.0.0.1:${up.port}]`));
+      await d.start();
+      const ask = async () => (await dig(cd.dnsPort, ['@127.0.0.1', 'stream.test', 'A'])).answer.map((a) => a.data);
+      expect(await ask()).toEqual(['198.51.100.7']);
+      expect(await ask()).toEqual(['198.51.100.7']);
+      const asked = () => up.asked.filter((n) => n === 'stream.test').length;
+      expect(asked()).toBe(1); // the second from the cache
+      os.wan.set({ ifname: 'wan0', gateway: null, ifname6: null }); // the same network again: nothing forgotten
+      await new Promise((r) => setTimeout(r, 100));
+      expect(await ask()).toEqual(['198.51.100.7']);
+      expect(asked()).toBe(1);
+      os.wan.set({ ifname: 'wlan1', gateway: '192.168.7.1', ifname6: null });
+      await until(() => os.tunnels!.rebinds >= 1, 5000, 'the change seen');
+      expect(await ask()).toEqual(['198.51.100.7']);
+      expect(asked()).toBe(2);
+    } finally {
+      await up.close();
+    }
   });
 });
