@@ -44,6 +44,7 @@ import { ruleHits, statusReport, taggedByPath } from './status.js';
 import { TeardownStack } from './teardown.js';
 import { QueryLogService } from './query-log-service.js'; // issue 20: the query log
 import { rulesReport } from './rules-report.js'; // issue 20: the dashboard's rules page
+import { WebListener } from './web/web-listener.js'; // issue 20: the dashboard
 import { breakoutLookup, tunnelSpec } from './tunnel/gateway-spec.js';
 import { EndpointRefresher } from './tunnel/endpoint-refresh.js';
 import type { TunnelSpec, TunnelStatus } from './tunnel/types.js';
@@ -260,6 +261,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
     // Listening before the redirect is installed, so no redirected flow meets a closed port.
     await proxies.serve(c);
     await metricsListener!.serve(c);
+    await web.serve(c); // issue 20: the dashboard (refuses an address of the breakout interface)
     await applyPlan(plan(loaded));
     s.policy = loaded.policy;
     s.applied = loaded;
@@ -399,6 +401,9 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
     logger: log,
   });
 
+  // issue 20: the dashboard, over the same handlers as the control socket.
+  const web = new WebListener({ handlers, status, links: () => deps.links(), wan: () => s.wan, clock, logger: log.child({ module: 'web' }) });
+
   async function startSteps(): Promise<void> {
     s.phase = 'starting';
     s.store = await ConfigStore.open({ file: o.configPath, logger: log.child({ module: 'config' }), ...(deps.loadDeps ? { deps: deps.loadDeps } : {}) });
@@ -510,6 +515,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
     });
     metricsListener = new MetricsListener(metrics, log);
     teardown.push('closing the metrics endpoint', () => metricsListener!.close());
+    teardown.push('closing the dashboard', () => web.close()); // issue 20
     store().onReload = (r) => metrics?.reload(r.status);
     lists.onResult = (name, r) => {
       metrics?.listRefresh(name, r.status);
