@@ -37,7 +37,6 @@ export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
   'x-frame-options': 'DENY',
   'x-content-type-options': 'nosniff',
   'referrer-policy': 'no-referrer',
-  'cross-origin-opener-policy': 'same-origin',
   'cross-origin-resource-policy': 'same-origin',
   'permissions-policy': 'camera=(), microphone=(), geolocation=()',
 };
@@ -210,7 +209,8 @@ export class WebServer {
 
   private sendAsset(req: http.IncomingMessage, res: http.ServerResponse, a: Asset): void {
     const headers: Record<string, string> = { ...SECURITY_HEADERS, 'content-type': a.type, 'cache-control': 'no-cache', etag: a.etag, vary: 'accept-encoding' };
-    if (this.d.tls) headers['strict-transport-security'] = 'max-age=31536000';
+    // Browsers honour these only from a trustworthy origin (HTTPS), and complain otherwise.
+    if (this.d.tls) Object.assign(headers, { 'strict-transport-security': 'max-age=31536000', 'cross-origin-opener-policy': 'same-origin' });
     if (req.headers['if-none-match'] === a.etag) {
       res.writeHead(304, headers);
       return void res.end();

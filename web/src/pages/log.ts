@@ -34,7 +34,8 @@ export function QueryLogPage(p: { initial: URLSearchParams }) {
       <thead><tr><th>time</th><th>client</th><th>type</th><th>name</th><th>rule</th><th>path</th><th>answers</th><th>cache</th><th>result</th></tr></thead>
       <tbody>
         ${rows.map(
-          (e) => html`<tr data-testid="log-row" data-name=${e.name}>
+          // Keyed by seq: new rows come in on top, and a row must stay the record it shows (a click lands where it was aimed).
+          (e) => html`<tr key=${e.seq} data-testid="log-row" data-name=${e.name}>
             <td>${clock(e.at)}</td><td>${e.client}${e.clientName ? html` <small>${e.clientName}</small>` : ''}</td><td>${e.type}</td>
             <td><a href=${`#/explain?q=${encodeURIComponent(e.name)}${e.client.includes('.') || e.client.includes(':') ? `&source=${encodeURIComponent(e.client)}` : ''}`}>${e.name}</a></td>
             <td class="rule">${e.rule !== null ? `#${e.rule} ${e.ruleLabel ?? ''}` : (e.ruleLabel ?? '-')}</td><td class="path">${e.path ?? '-'}</td>
