@@ -22,6 +22,10 @@ import { hashPassword } from '../../daemon/web/password.js';
 import { labConfig, startDaemon, teardown, until, type Daemon } from '../helpers/daemon.js';
 import type { StatusReport } from '../../daemon/control/protocol.js';
 
+// The callbacks given to page.evaluate & co run in the page; this project's TypeScript has no DOM library, so what they touch is typed here.
+declare const document: { querySelector(selector: string): { textContent: string | null } | null };
+type PageElement = { innerText: string };
+
 const support = labSupported();
 const chromium = which('chromium');
 const ready = support.ok && chromium !== null;
@@ -63,7 +67,7 @@ describe.skipIf(!ready && !process.env.CI)('the dashboard in Chromium, against t
   const shot = async (name: string): Promise<void> => {
     await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
   };
-  const textOf = (sel: string): Promise<string> => page.$eval(sel, (e) => (e as HTMLElement).innerText);
+  const textOf = (sel: string): Promise<string> => page.$eval(sel, (e) => (e as unknown as PageElement).innerText);
 
   beforeAll(async () => {
     if (!support.ok) throw new Error(`lab test cannot run: ${support.why}`);
@@ -133,7 +137,7 @@ describe.skipIf(!ready && !process.env.CI)('the dashboard in Chromium, against t
     await page.type('input[type=password]', PASSWORD);
     await page.click('form[data-testid=login] button[type=submit]');
     await page.waitForSelector(`[data-testid=path-gw-${GW[1]}]`);
-    const rows = await page.$$eval('[data-testid=paths] tbody tr', (trs) => trs.map((t) => (t as HTMLElement).innerText));
+    const rows = await page.$$eval('[data-testid=paths] tbody tr', (trs) => trs.map((t) => (t as unknown as PageElement).innerText));
     expect(rows).toHaveLength(3);
     expect(rows[1]).toMatch(new RegExp(`★ gw:${GW[0]} .*\\bup\\b`));
     expect(rows[2]).toMatch(new RegExp(`gw:${GW[1]} .*\\bup\\b`));
@@ -150,7 +154,7 @@ describe.skipIf(!ready && !process.env.CI)('the dashboard in Chromium, against t
     const d = await lab.exec(lab.ns.client, ['dig', '+short', '+tries=2', '+time=3', `@${lab.addr.routerLan.v4}`, 'video.lab.test']);
     expect(d.stdout.trim()).toBe('10.99.9.20');
     const row = await page.waitForSelector('[data-testid=log-row][data-name="video.lab.test"]', { timeout: 10_000 });
-    const text = await row!.evaluate((e) => (e as HTMLElement).innerText);
+    const text = await row!.evaluate((e) => (e as unknown as PageElement).innerText);
     expect(text).toContain(lab.addr.client.v4);
     expect(text).toContain('#0 video');
     expect(text).toContain(`gw:${GW[1]}`);
@@ -178,7 +182,7 @@ describe.skipIf(!ready && !process.env.CI)('the dashboard in Chromium, against t
     const other = await browser!.newPage();
     try {
       await other.goto(`data:text/html,<form method=post action="${url}api/select"><input name=gateway value="${GW[1]}"></form>`);
-      const [resp] = await Promise.all([other.waitForNavigation(), other.$eval('form', (f) => (f as HTMLFormElement).submit())]);
+      const [resp] = await Promise.all([other.waitForNavigation(), other.$eval('form', (f) => (f as unknown as { submit(): void }).submit())]);
       expect([401, 403]).toContain(resp!.status());
     } finally {
       await other.close();
@@ -186,7 +190,7 @@ describe.skipIf(!ready && !process.env.CI)('the dashboard in Chromium, against t
     expect((await status()).pinned).toBe(before);
   }, 30_000);
 
-  it('select pins a gateway and back to automatic; reload shows the dry run's diff first and applies only when asked', async () => {
+  it("select pins a gateway and back to automatic; reload shows the dry run's diff first and applies only when asked", async () => {
     await page.goto(`${url}#/actions`);
     await page.waitForSelector(`[data-testid=select-${GW[1]}]`);
     await page.click(`[data-testid=select-${GW[1]}]`);
