@@ -13,6 +13,8 @@ import type { IpAddrLink } from '../os-parse.js';
 import { HealthHistory } from './history.js';
 import { assetsDir, loadAssets, WebServer, type WebSettings } from './server.js';
 
+const STATUS_REUSE_MS = 1000;
+
 export interface WebListenerDeps {
   handlers: ControlHandlers;
   status: () => Promise<StatusReport>;
@@ -33,8 +35,18 @@ export class WebListener {
   /** Where it listens now (the port the kernel chose for port 0). */
   address: { host: string; port: number } | null = null;
 
+  private readonly handlers: ControlHandlers;
+
   constructor(private readonly d: WebListenerDeps) {
-    this.history = new HealthHistory({ status: d.status, clock: d.clock, logger: d.logger });
+    // A status report reads the tunnels (ip, wg): one read a second serves every open page and the charts' sampler.
+    let last: { at: number; report: Promise<StatusReport> } | null = null;
+    const status = (): Promise<StatusReport> => {
+      const now = d.clock.now();
+      if (last === null || now - last.at >= STATUS_REUSE_MS) last = { at: now, report: d.status() };
+      return last.report;
+    };
+    this.handlers = { ...d.handlers, status };
+    this.history = new HealthHistory({ status, clock: d.clock, logger: d.logger });
   }
 
   /** Throws (SPLITWAN_WEB_LISTEN) for an address of the breakout interface, or when it cannot listen. */
@@ -48,7 +60,7 @@ export class WebListener {
     if (w.listen === null) return;
     const tls = w.tls === null ? null : { cert: await readFile(w.tls.cert, 'utf8'), key: await readFile(w.tls.key, 'utf8') };
     const server = new WebServer({
-      handlers: this.d.handlers,
+      handlers: this.handlers,
       history: this.history,
       settings: () => this.settings,
       assets: await loadAssets(this.d.assets ?? assetsDir()),
