@@ -45,7 +45,22 @@ export class WebListener {
       if (last === null || now - last.at >= STATUS_REUSE_MS) last = { at: now, report: d.status() };
       return last.report;
     };
-    this.handlers = { ...d.handlers, status };
+    // A change is seen at once: the page reads the status back right after it.
+    const changes = async <T>(fn: () => Promise<T> | T): Promise<T> => {
+      try {
+        return await fn();
+      } finally {
+        last = null;
+      }
+    };
+    const h = d.handlers;
+    this.handlers = {
+      ...h,
+      status,
+      select: (g) => changes(() => h.select(g)),
+      reload: (dryRun, file) => changes(() => h.reload(dryRun, file)),
+      refreshLists: () => changes(() => h.refreshLists()),
+    };
     this.history = new HealthHistory({ status, clock: d.clock, logger: d.logger });
   }
 

@@ -196,6 +196,8 @@ describe.skipIf(!ready && !process.env.CI)('the dashboard in Chromium, against t
     await page.click(`[data-testid=select-${GW[1]}]`);
     await page.waitForFunction((gw) => document.querySelector('[data-testid=actions-msg]')?.textContent?.includes(`pinned to ${gw}`), {}, GW[1]);
     expect((await status())).toMatchObject({ pinned: GW[1], active: GW[1] });
+    // Enabled once the page has read the pin back (a click on a disabled button does nothing).
+    await page.waitForSelector('[data-testid=select-auto]:not([disabled])');
     await page.click('[data-testid=select-auto]');
     await page.waitForFunction(() => document.querySelector('[data-testid=actions-msg]')?.textContent?.startsWith('automatic'));
     expect((await status()).pinned).toBeNull();
@@ -221,12 +223,15 @@ describe.skipIf(!ready && !process.env.CI)('the dashboard in Chromium, against t
   }, 60_000);
 
   it('a failover in the lab appears on the overview live, without reloading the page', async () => {
+    // From gw1 carrying the tunnel (automatic, after the failback hold), shown as such.
+    await until(async () => (await status()).active === GW[0], 20_000, `${GW[0]} active again`);
     await page.goto(`${url}#/overview`);
-    await page.waitForSelector(`[data-testid=path-gw-${GW[0]}]`);
+    await page.waitForFunction((gw) => document.querySelector('[data-testid=active]')?.textContent?.includes(`Tunnel path: ${gw} (automatic)`), { timeout: 10_000 }, GW[0]);
     await lab.blackholeGateway(0, true);
     try {
       await page.waitForFunction((gw) => document.querySelector('[data-testid=active]')?.textContent?.includes(`Tunnel path: ${gw}`), { timeout: 30_000 }, GW[1]);
-      await page.waitForFunction((gw) => document.querySelector('[data-testid=failovers]')?.textContent?.includes(`→ ${gw}`), { timeout: 10_000 }, GW[1]);
+      // The failover this blackhole caused, with its reason, among the recent ones.
+      await page.waitForFunction((from, to) => document.querySelector('[data-testid=failovers]')?.textContent?.includes(`${from} → ${to} (${from} is down)`), { timeout: 10_000 }, GW[0], GW[1]);
       const row = await textOf(`[data-testid=path-gw-${GW[0]}]`);
       expect(row).toMatch(/\b(down|degraded)\b/);
       await shot('failover');
