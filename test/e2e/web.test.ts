@@ -161,12 +161,25 @@ describe.skipIf(!ready && !process.env.CI)('the dashboard in Chromium, against t
     expect(text).toContain('10.99.9.20');
     await shot('query-log');
 
+    // `splitwan log` on the router says the same, through the control socket.
+    const cli = await lab.exec(lab.ns.router, [process.execPath, join(root, 'bin', 'splitwan'), 'log', '--json', '--name', 'video.lab.test', '--client', lab.addr.client.v4, '--socket', join(dir, 'control.sock')]);
+    const records = cli.stdout.trim().split('\n').map((l) => JSON.parse(l) as { name: string; client: string; rule: number; ruleLabel: string; path: string; answers: string[] });
+    expect(records.at(-1)).toMatchObject({ name: 'video.lab.test', client: lab.addr.client.v4, rule: 0, ruleLabel: 'video', path: `gw:${GW[1]}`, answers: ['10.99.9.20'] });
+    const lines = await lab.exec(lab.ns.router, [process.execPath, join(root, 'bin', 'splitwan'), 'log', '--path', `gw:${GW[1]}`, '--socket', join(dir, 'control.sock')]);
+    expect(lines.stdout).toMatch(new RegExp(`${lab.addr.client.v4.replace(/\./g, '\\.')}  A video\\.lab\\.test  → gw:${GW[1]} \\(rule 0 "video"\\)  10\\.99\\.9\\.20`));
+
     await page.click('[data-testid=log-row][data-name="video.lab.test"] a');
     await page.waitForSelector('[data-testid=explain-result]', { timeout: 10_000 });
     expect(await textOf('[data-testid=explain-via]')).toBe(GW[1]); // as `splitwan explain` names it
     expect(await textOf('[data-testid=explain-rule]')).toBe('#0 video');
     expect(await textOf('[data-testid=explain-result] pre')).toContain('10.99.9.20');
     await shot('explain');
+
+    // The rules page counts the query under its rule.
+    await page.goto(`${url}#/rules`);
+    await page.waitForSelector('[data-testid=rules] tbody tr');
+    const first = await textOf('[data-testid=rules] tbody tr');
+    expect(first).toMatch(new RegExp(`^0\\s+video\\s+gw:${GW[1]}\\s+[1-9]`));
     expect(pageErrors).toEqual([]);
   }, 60_000);
 
