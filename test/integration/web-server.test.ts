@@ -2,7 +2,12 @@
 // 127.0.0.1, with the built bundle (dist/web-assets), a real query log and
 // control handlers that record what they were asked: what a browser (or an
 // attacker's page) gets back — headers, cookies, refusals.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { existsSync } from 'node:fs';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger, systemClock } from '../../lib/logger.js';
@@ -49,7 +54,7 @@ afterEach(async () => {
   for (const s of servers.splice(0)) await s.close();
 });
 
-async function start(settings: Partial<WebSettings> = {}) {
+async function start(settings: Partial<WebSettings> = {}, tls: { cert: string; key: string } | null = null) {
   const log = new QueryLog(systemClock, { privacy: 'full', size: 100 });
   const asked: string[] = [];
   const handlers = {
@@ -64,7 +69,7 @@ async function start(settings: Partial<WebSettings> = {}) {
     // A partial fake: the server only passes these through (unknown: the shapes are the handlers', not tested here).
   } as unknown as ControlHandlers;
   const st: WebSettings = { passwordHash: hash, publicRead: false, ...settings };
-  const server = new WebServer({ handlers, history: { list: () => [] }, settings: () => st, assets: await loadAssets(assetsDir()), clock: systemClock, logger: silentLogger });
+  const server = new WebServer({ handlers, history: { list: () => [] }, settings: () => st, assets: await loadAssets(assetsDir()), clock: systemClock, logger: silentLogger, tls });
   servers.push(server);
   const { port } = await server.listen('127.0.0.1', 0);
   const login = async (password = PASSWORD): Promise<{ cookie: string; csrf: string; res: Res }> => {
@@ -180,5 +185,36 @@ describe('dashboard server', () => {
     await done;
     req.destroy();
     expect(events.map((e) => e.entries.map((x) => x.name))).toEqual([['old.video.test'], ['new.video.test']]);
+  });
+});
+
+describe('dashboard server over TLS (web.tls)', () => {
+  it('serves HTTPS with HSTS, and its session cookie is __Host- and Secure', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'splitwan-web-tls-'));
+    try {
+      // A self-signed certificate for 127.0.0.1, made by openssl as a user would.
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')], { stdio: 'ignore' });
+      const cert = readFileSync(join(dir, 'cert.pem'), 'utf8');
+      const { port } = await start({}, { cert, key: readFileSync(join(dir, 'key.pem'), 'utf8') });
+      const ask = (method: string, path: string, body?: unknown): Promise<{ status: number; headers: http.IncomingHttpHeaders }> =>
+        new Promise((resolve, reject) => {
+          const payload = body === undefined ? undefined : JSON.stringify(body);
+          const req = https.request({ host: '127.0.0.1', port, method, path, ca: cert, headers: { host: `127.0.0.1:${port}`, ...(payload ? { 'content-type': 'application/json' } : {}) } }, (res) => {
+            res.resume();
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers }));
+          });
+          req.on('error', reject);
+          req.end(payload);
+        });
+      const index = await ask('GET', '/');
+      expect([index.status, index.headers['strict-transport-security']]).toEqual([200, 'max-age=31536000']);
+      const login = await ask('POST', '/api/login', { password: PASSWORD });
+      expect(login.status).toBe(200);
+      expect(login.headers['set-cookie']![0]).toMatch(/^__Host-splitwan=[A-Za-z0-9_-]{43}; Path=\/; HttpOnly; SameSite=Strict; Secure$/);
+      // Plain HTTP to the TLS port gets nothing readable.
+      await expect(request(port, 'GET', '/')).rejects.toBeDefined();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
