@@ -7,9 +7,11 @@
 // allocated in advance: no allocation, no formatting, no I/O. The cache-hit
 // fast path hands over the question's wire bytes as the latin1 string it
 // already made for its own lookup (at most 259 characters); the name and type
-// are decoded from it only when someone reads the record. Rule labels come
-// from the policy the record keeps a reference to, so a reload that renumbers
-// rules does not relabel old records.
+// are decoded from it only when someone reads the record. A record keeps its
+// rule's label (a reference to the policy's own string), so a reload that
+// renumbers rules does not relabel old records; it keeps no reference to the
+// policy itself, which would hold a replaced policy (and its lists) in
+// memory until the ring came round.
 //
 // Privacy (`queryLog.privacy`): `off` records nothing (the resolver checks
 // one boolean); `anonymize` keeps clients as their network (IPv4 /24, IPv6
@@ -72,7 +74,8 @@ interface Slot {
   wireQ: string | null;
   name: string;
   qtype: number;
-  policy: RuleSource | null;
+  /** The rule's label when it was decided (the policy's own string, not a copy). */
+  label: string | null;
   rule: number;
   path: string;
   answers: string | readonly string[] | null;
@@ -82,7 +85,7 @@ interface Slot {
   result: QueryResult;
 }
 
-const newSlot = (): Slot => ({ mono: 0, client: '', wireQ: null, name: '', qtype: 0, policy: null, rule: NO_RULE, path: '', answers: null, hit: false, rcode: 0, upstreamMs: -1, result: 'answered' });
+const newSlot = (): Slot => ({ mono: 0, client: '', wireQ: null, name: '', qtype: 0, label: null, rule: NO_RULE, path: '', answers: null, hit: false, rcode: 0, upstreamMs: -1, result: 'answered' });
 
 const TYPE_NAMES = new Map<number, string>(Object.entries(TYPE).map(([k, v]) => [v, k]));
 const RCODE_NAMES = new Map<number, string>(Object.entries(RCODE).map(([k, v]) => [v, k]));
@@ -187,7 +190,7 @@ export class QueryLog {
     s.client = this.clientOf(client);
     s.wireQ = wireQ;
     s.qtype = 0;
-    s.policy = policy;
+    s.label = rule >= 0 ? (policy?.rules[rule]?.label ?? null) : null;
     s.rule = rule;
     s.path = path;
     s.answers = answers;
@@ -219,7 +222,7 @@ export class QueryLog {
     s.wireQ = null;
     s.name = name;
     s.qtype = qtype;
-    s.policy = policy;
+    s.label = rule >= 0 ? (policy?.rules[rule]?.label ?? null) : null;
     s.rule = rule;
     s.path = path;
     s.answers = answers;
@@ -251,7 +254,7 @@ export class QueryLog {
       name,
       type: typeName(qtype),
       rule,
-      ruleLabel: rule === null ? (s.rule === -1 ? 'default' : null) : (s.policy?.rules[rule]?.label ?? `rule ${rule}`),
+      ruleLabel: rule === null ? (s.rule === -1 ? 'default' : null) : (s.label ?? `rule ${rule}`),
       path: s.path === '' ? null : s.path,
       answers,
       cached: s.hit,
