@@ -2,7 +2,7 @@
 // so it is guarded like root: a session is a random 256-bit token in an
 // HttpOnly SameSite=Strict cookie, every change carries the session's CSRF
 // token in a header, and password guesses are limited per client address and
-// overall (scrypt makes each guess cost ~0.1 s and 32 MiB here; the limits
+// overall (scrypt makes each guess cost 32 MiB and a fraction of a second of a core; the limits
 // keep a guesser from making the daemon spend that all day).
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Clock } from '../../lib/logger.js';

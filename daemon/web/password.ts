@@ -3,7 +3,7 @@
 // pool (a login does not stall the resolver), compared in constant time.
 import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 
-/** 2^15 × 8 × 128 bytes = 32 MiB and ~0.1 s per guess: costly to brute-force offline, fine for one login. */
+/** 2^15 × 8 × 128 bytes = 32 MiB and a fraction of a second per guess: costly to brute-force offline, fine for one login. */
 const DEFAULT = { N: 1 << 15, r: 8, p: 1 };
 const KEY_BYTES = 32;
 export const MIN_PASSWORD_LENGTH = 8;
