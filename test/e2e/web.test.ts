@@ -10,7 +10,8 @@
 // (gw1 blackholed) shows there live; a query the lab client makes shows in
 // the live query log with its rule and path, and its link explains it;
 // select and reload's dry run work from the actions page; a change without
-// the CSRF token is refused. Screenshots go to test/artifacts/web/.
+// the CSRF token is refused; web.listen on the router's WAN address is
+// refused when applied. Screenshots go to test/artifacts/web/.
 // Needs root and chromium (CI installs it: .ci/run); otherwise SKIPPED, loudly.
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -235,6 +236,26 @@ describe.skipIf(!ready && !process.env.CI)('the dashboard in Chromium, against t
     await until(async () => (await status()).config.version > version, 10_000, 'the new config running');
     expect(readFileSync(cfg, 'utf8')).toContain('new.lab.test');
     expect(pageErrors).toEqual([]);
+  }, 60_000);
+
+  it('web.listen on the router\'s WAN address is refused when the daemon applies it (a private address check time lets through); the dashboard stays where it was', async () => {
+    const good = readFileSync(cfg, 'utf8');
+    const reload = () => lab.exec(lab.ns.router, [process.execPath, join(root, 'bin', 'splitwan'), 'reload', '--json', '--socket', join(dir, 'control.sock')]);
+    try {
+      writeFileSync(cfg, good.replace(`listen: ${lab.addr.routerLan.v4}:${PORT}`, `listen: ${lab.addr.routerWan.v4}:${PORT}`), { mode: 0o600 });
+      const r = await reload();
+      const report = JSON.parse(r.stdout) as { status: string; error?: string };
+      expect(report.status, r.stdout + r.stderr).toBe('failed');
+      expect(report.error).toContain(`is an address of the breakout interface ${lab.ifaces.router.wan}`);
+      // Nothing listens on the WAN address; the LAN one still serves.
+      const wan = await lab.exec(lab.ns.isp, ['curl', '-sS', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '3', `http://${lab.addr.routerWan.v4}:${PORT}/`]);
+      expect(wan.stdout).toBe('000');
+      const lan = await lab.exec(lab.ns.client, ['curl', '-sS', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '3', url]);
+      expect(lan.stdout).toBe('200');
+    } finally {
+      writeFileSync(cfg, good, { mode: 0o600 });
+      await reload();
+    }
   }, 60_000);
 
   it('a failover in the lab appears on the overview live, without reloading the page', async () => {
