@@ -59,6 +59,7 @@ export interface StatusInputs {
   cacheEntries: number;
   proxy: StatusReport['proxy'];
   failovers: StatusReport['failovers'];
+  resolved?: StatusReport['resolved'];
 }
 
 function linkReports(c: LoadedConfig['config'], i: StatusInputs): LinkReport[] {
@@ -148,5 +149,6 @@ export function statusReport(i: StatusInputs): StatusReport {
     },
     proxy: i.proxy,
     failovers: i.failovers,
+    resolved: i.resolved ?? null,
   };
 }
