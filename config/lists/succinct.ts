@@ -81,7 +81,7 @@ export function succinctKeys(leaves: Bitmap, labelBitmap: Bitmap, labels: Uint8A
     if (total > MAX_TOTAL_KEY_BYTES) throw new SuccinctError(`keys add up to more than ${MAX_TOTAL_KEY_BYTES} bytes`);
   }
   const keys: string[] = [];
-  const buf = new Uint8Array(MAX_KEY_BYTES);
+  const buf = Buffer.alloc(MAX_KEY_BYTES);
   for (let n = 0; n < nodes; n++) {
     if (bit(leaves, n) === 0) continue;
     // Walking up yields the stored key backwards, which is the domain forwards.
@@ -92,7 +92,7 @@ export function succinctKeys(leaves: Bitmap, labelBitmap: Bitmap, labels: Uint8A
       if (c >= 0x80) ascii = false;
       buf[len++] = c;
     }
-    keys.push(ascii ? String.fromCharCode(...buf.subarray(0, len)) : unreverseUtf8(buf.subarray(0, len)));
+    keys.push(ascii ? buf.toString('latin1', 0, len) : unreverseUtf8(buf.subarray(0, len)));
   }
   return keys;
 }
