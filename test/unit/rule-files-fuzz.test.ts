@@ -94,6 +94,8 @@ function survives(decode: Decode, b: Uint8Array): void {
 }
 
 const RUNS = Number(process.env.SPLITWAN_FUZZ_RUNS ?? 150);
+/** A whole property (RUNS decodes) may take this long; a single decode only TIME_LIMIT_MS. */
+const PROPERTY_TIMEOUT_MS = Math.max(20_000, RUNS * 100);
 
 describe.each(CASES)('$name under fuzzing', ({ bytes, decode, wrap }) => {
   const w = wrap ?? ((b: Uint8Array): Uint8Array => b);
@@ -104,11 +106,11 @@ describe.each(CASES)('$name under fuzzing', ({ bytes, decode, wrap }) => {
 
   it('random bytes', () => {
     fc.assert(fc.property(fc.uint8Array({ maxLength: 4096 }), (b) => survives(decode, w(b))), { numRuns: RUNS });
-  });
+  }, PROPERTY_TIMEOUT_MS);
 
   it('truncations', () => {
     fc.assert(fc.property(fc.nat({ max: bytes.length }), (n) => survives(decode, w(bytes.subarray(0, n)))), { numRuns: RUNS });
-  });
+  }, PROPERTY_TIMEOUT_MS);
 
   it('bit flips', () => {
     const flips = fc.array(fc.tuple(fc.nat({ max: bytes.length - 1 }), fc.nat({ max: 7 })), { minLength: 1, maxLength: 8 });
@@ -120,7 +122,7 @@ describe.each(CASES)('$name under fuzzing', ({ bytes, decode, wrap }) => {
       }),
       { numRuns: RUNS },
     );
-  });
+  }, PROPERTY_TIMEOUT_MS);
 
   it('detection never throws', () => {
     fc.assert(fc.property(fc.uint8Array({ maxLength: 2048 }), (b) => void detectRuleFileFormat(b)), { numRuns: RUNS });
