@@ -1,6 +1,7 @@
 import { CidrIndex, type CidrHit } from './cidr-index.js';
 import { DomainIndex, KIND_DOMAIN, KIND_FULL, KIND_SUBDOMAIN, type IndexHit } from './domain-index.js';
 import { compileNameRegexp } from './safe-regexp.js';
+import { ruleListNames } from './lists/geodata.js';
 import { cidrContains, parseCidr, parseIp, unmapIp, type ParsedCidr, type ParsedIp } from '../lib/ip.js';
 import type { Config, DomainPattern, RuleConfig, SourcePos, Target } from './types.js';
 
@@ -11,6 +12,8 @@ export interface ListContent {
   file: string;
   domains: readonly { pattern: DomainPattern; line: number }[];
   cidrs: readonly { cidr: string; line: number }[];
+  /** Rule files: where each selected part (a geosite category) starts, in entry numbers. */
+  sections?: readonly { from: number; label: string }[];
 }
 
 export type EntryKind = DomainPattern['kind'] | 'cidr' | 'source';
@@ -23,6 +26,8 @@ export interface MatchEntry {
   keyPath?: string;
   /** List entries: the list's name. */
   list?: string;
+  /** Rule-file entries: the part of the file it came from (a geosite category with its filters, a country code). */
+  section?: string;
   pos: SourcePos;
 }
 
@@ -195,6 +200,7 @@ export class Policy {
   private readonly ruleOrigins: RuleEntryOrigin[] = [];
   private readonly listNames: string[] = [];
   private readonly listFiles: string[] = [];
+  private readonly listSections: (readonly { from: number; label: string }[] | undefined)[] = [];
 
   private constructor(
     readonly rules: readonly RuleConfig[],
@@ -208,6 +214,7 @@ export class Policy {
       listIdx.set(name, p.listNames.length);
       p.listNames.push(name);
       p.listFiles.push(l.file);
+      p.listSections.push(l.sections);
     }
     for (const rule of config.rules) {
       const r = rule.index;
@@ -222,7 +229,7 @@ export class Policy {
         const cond: ConditionalRule = {
           rule: r,
           sources: rule.sources.map((s) => parseCidr(s.cidr) as ParsedCidr),
-          hasDestination: rule.domains.length + rule.cidrs.length + rule.lists.length > 0,
+          hasDestination: rule.domains.length + rule.cidrs.length + ruleListNames(rule).length > 0,
           names: new NameMatcher(),
           cidrs: new CidrIndex(),
         };
@@ -237,7 +244,7 @@ export class Policy {
         const parsed = parseCidr(c.cidr) as ParsedCidr;
         cidrs.add(parsed, r, p.ruleOrigin('cidr', parsed.text, c.origin.keyPath ?? '', c.origin.pos));
       }
-      for (const name of rule.lists) {
+      for (const name of ruleListNames(rule)) {
         const l = lists.get(name);
         const li = listIdx.get(name);
         if (!l || li === undefined) continue; // not loaded yet (a URL list before its first download)
@@ -347,7 +354,14 @@ export class Policy {
     }
     const li = Math.floor(origin / LINE_SPAN);
     const line = origin % LINE_SPAN;
-    return { kind, value, list: this.listNames[li]!, pos: { file: this.listFiles[li]!, line, col: 1 } };
+    const entry: MatchEntry = { kind, value, list: this.listNames[li]!, pos: { file: this.listFiles[li]!, line, col: 1 } };
+    const sections = this.listSections[li];
+    if (sections) {
+      let label: string | undefined;
+      for (const s of sections) if (s.from <= line) label = s.label;
+      if (label !== undefined) entry.section = label;
+    }
+    return entry;
   }
 }
 

@@ -51,6 +51,11 @@ export interface DecodedList {
   problems: ListProblem[];
   /** Entries understood but not applicable to routing by name or address. */
   ignored: number;
+  /**
+   * Where each selected part starts (geosite: a category with its filters),
+   * in entry numbers, ascending: `explain` names the part an entry came from.
+   */
+  sections?: { from: number; label: string }[];
 }
 
 /**
@@ -78,6 +83,7 @@ export class Acc {
   ignored = 0;
   private n = 0;
   private dropped = 0;
+  private readonly sections: { from: number; label: string }[] = [];
 
   constructor(
     private readonly list: string,
@@ -89,6 +95,11 @@ export class Acc {
     this.n++;
     if (this.n > LIMITS.maxEntries) fail(this.list, this.format, `more than ${LIMITS.maxEntries} entries`);
     return this.n;
+  }
+
+  /** Entries from the next one on belong to `label` (e.g. a geosite category). */
+  section(label: string): void {
+    this.sections.push({ from: this.n + 1, label });
   }
 
   problem(line: number, message: string): void {
@@ -123,7 +134,9 @@ export class Acc {
     if (this.dropped > 0) {
       this.problems.push({ line: 0, col: 1, message: `${this.dropped} more entries skipped (not shown)` });
     }
-    return { format: this.format, domains: this.domains, cidrs: this.cidrs, problems: this.problems, ignored: this.ignored };
+    const out: DecodedList = { format: this.format, domains: this.domains, cidrs: this.cidrs, problems: this.problems, ignored: this.ignored };
+    if (this.sections.length > 0) out.sections = this.sections;
+    return out;
   }
 }
 
