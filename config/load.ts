@@ -337,6 +337,7 @@ class Builder {
       stateDir: this.stateDir(),
       lists: [...lists.values()].map((l) => l.source),
       geodata: geodata.config,
+      ...(this.get(['devices', 'files']) !== undefined ? { deviceFiles: asList(this.get(['devices', 'files'])).map((f) => this.rel(f)) } : {}),
       rules,
       default: def,
       files: [...this.files],

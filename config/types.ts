@@ -229,6 +229,8 @@ export interface Config {
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' };
   stateDir: string;
   lists: ListSource[];
+  /** Files that name LAN devices (DHCP leases, /etc/ethers) for rules' `devices:`; absent: the usual places. */
+  deviceFiles?: string[];
   /** Databases (list names) rules' `geoip:` and `asn:` select from; null: none. */
   geodata?: { country: string | null; asn: string | null };
   rules: RuleConfig[];

@@ -72,6 +72,8 @@ export interface FakeOs {
   failTunnels: ((specs: TunnelSpec[]) => Error | null) | null;
   /** Calls in the order they happened (what ran, not how: for orderings). */
   events: string[];
+  /** Device-name files (leases, ethers) by path, for rules' devices:. */
+  deviceFiles: Map<string, string>;
   cleanups: number;
   wan: { set(s: WanState): void };
 }
@@ -82,6 +84,7 @@ export function fakeOs(o: { clock?: Clock; logger?: ReturnType<typeof recordingL
   const gates: Record<Step, Gate> = { cleanup: new Gate(), tunnels: new Gate(), router: new Gate(), links: new Gate() };
   let wanCb: ((s: WanState) => void) | null = null;
   const os: FakeOs = {
+    deviceFiles: new Map(),
     router: null,
     tunnels: null,
     nft: null,
@@ -161,6 +164,7 @@ export function fakeOs(o: { clock?: Clock; logger?: ReturnType<typeof recordingL
       return [];
     },
     resolvConfTexts: async () => [null, null],
+    readDeviceFiles: async (paths) => paths.map((p) => os.deviceFiles.get(p) ?? null),
     dropFlows: async (mark, mask) => {
       os.dropped.push(`0x${mark.toString(16)}/0x${mask.toString(16)}`);
     },
