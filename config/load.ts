@@ -606,7 +606,9 @@ class Builder {
           return make();
         } catch (e) {
           if (!(e instanceof ListFormatError)) throw e;
-          this.err(ConfigCodes.LIST, at, e.message);
+          // A selection the file does not have is reported at the selection (category:, country:, asn:).
+          const key = /category/.test(e.detail) ? 'category' : /country/.test(e.detail) ? 'country' : /\bASN\b/.test(e.detail) ? 'asn' : null;
+          this.err(ConfigCodes.LIST, key !== null && l[key] !== undefined ? [...path, key] : at, e.message);
           return null;
         }
       };

@@ -52,7 +52,7 @@ export interface DecodedList {
   /** Entries understood but not applicable to routing by name or address. */
   ignored: number;
   /**
-   * Where each selected part starts (geosite: a category with its filters),
+   * Where each selected part starts ("category netflix@!cn", "country jp"),
    * in entry numbers, ascending: `explain` names the part an entry came from.
    */
   sections?: { from: number; label: string }[];

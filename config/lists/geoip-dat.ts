@@ -90,7 +90,7 @@ export function decodeGeoipDat(bytes: Uint8Array, selection: GeoipSelection, lis
         const hint = didYouMean(code, byCode.keys());
         fail(list, 'geoip', `unknown country code '${code}'${hint ? ` (did you mean '${hint}'?)` : ''}; the file has ${byCode.size} entries`);
       }
-      acc.section(`${negate ? '!' : ''}${code}`);
+      acc.section(`country ${negate ? '!' : ''}${code}`);
       const { cidrs, reverse } = readEntry(entry.body);
       const add = (text: string): void => {
         if (seen.has(text)) return;

@@ -132,7 +132,7 @@ export function decodeGeosite(bytes: Uint8Array, selection: GeositeSelection, li
         const hint = didYouMean(s.category, byName.keys());
         fail(list, 'geosite', `unknown category '${s.category}'${hint ? ` (did you mean '${hint}'?)` : ''}; the file has ${byName.size} categories`);
       }
-      acc.section(`${cat.name.toLowerCase()}${s.text.includes('@') ? s.text.slice(s.text.indexOf('@')) : ''}`);
+      acc.section(`category ${cat.name.toLowerCase()}${s.text.includes('@') ? s.text.slice(s.text.indexOf('@')) : ''}`);
       let kept = 0;
       const attrsSeen = new Set<string>();
       forEachDomain(cat.body, (d) => {

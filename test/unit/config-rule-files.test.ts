@@ -60,7 +60,7 @@ describe('lists: rule files', () => {
     expect(l.lists.get('nf')!.domains.length).toBeGreaterThan(10);
     expect(l.policy.matchName('www.netflix.com').rule).toBe(0);
     const m = l.policy.matchName('nflxvideo.net');
-    expect(m.entry).toMatchObject({ list: 'nf', kind: 'domain', value: 'nflxvideo.net', section: 'netflix' });
+    expect(m.entry).toMatchObject({ list: 'nf', kind: 'domain', value: 'nflxvideo.net', section: 'category netflix' });
     // @cn and @!cn partition google.
     const g = l.lists.get('gcn')!.domains.length + l.lists.get('gnocn')!.domains.length;
     expect(l.lists.get('gcn')!.domains.length).toBeGreaterThan(0);
@@ -93,7 +93,7 @@ describe('lists: rule files', () => {
 
   it('refuses an unknown category with FILE:LINE:COL and a suggestion', async () => {
     const errs = await errorsOf(y('lists:', '  nf:', '    file: dlc-cut.dat', '    category: netflx'), ['dlc-cut.dat']);
-    expect(errs.map(where)).toEqual(['9:11 lists.nf.file']);
+    expect(errs.map(where)).toEqual(['10:15 lists.nf.category']);
     expect(errs[0]!.message).toMatch(/^nf: unknown category 'netflx' \(did you mean 'netflix'\?\)/);
     expect(errs[0]!.code).toBe(ConfigCodes.LIST);
   });
@@ -103,7 +103,7 @@ describe('lists: rule files', () => {
       y('lists:', '  a:', '    file: sing-geosite-netflix.srs', '    format: geosite', '  b:', '    file: geoip-lite.dat', '    country: xx'),
       ['sing-geosite-netflix.srs', 'geoip-lite.dat'],
     );
-    expect(errs.map(where)).toEqual(['9:11 lists.a.file', '12:11 lists.b.file']);
+    expect(errs.map(where)).toEqual(['9:11 lists.a.file', '13:14 lists.b.country']);
     expect(errs[0]!.message).toMatch(/^a: not a geosite\.dat: it looks like a sing-box binary rule-set/);
     expect(errs[1]!.message).toMatch(/^b: unknown country code 'xx'/);
   });
@@ -178,5 +178,70 @@ describe('rules: ports, protocol, devices, when', () => {
     expect(r.reroute).toBe(true);
     const errs = await errorsOf(y('rules:', '  - ports: [0, "9-3"]', '    protocol: icmp', '    devices: ["not a mac!"]', '    when: { days: funday, time: "8-17", timezone: Mars/Olympus }', '    via: breakout'));
     expect(errs.map(where).sort()).toEqual(['10:15 rules[0].devices[0]', '11:19 rules[0].when.days', '8:13 rules[0].ports[0]', '8:16 rules[0].ports[1]', '9:15 rules[0].protocol']);
+  });
+});
+
+describe('explain and check name what matched', () => {
+  const capture = (): { io: { out(t: string): void; err(t: string): void }; text: () => string } => {
+    let out = '';
+    return { io: { out: (t) => void (out += t), err: (t) => void (out += t) }, text: () => out };
+  };
+
+  it('explain names the geosite category and entry, the country, the AS, the ports, the device and the schedule', async () => {
+    const { explain, formatExplain } = await import('../../daemon/explain.js');
+    const l = await load(
+      y(
+        'lists:',
+        '  nf: { file: dlc-cut.dat, category: ["google@cn", netflix] }',
+        '  country: { file: GeoIP2-Country-Test.mmdb }',
+        '  asndb: { file: GeoLite2-ASN-Test.mmdb }',
+        'geodata: { country: country, asn: asndb }',
+        'rules:',
+        '  - list: nf',
+        '    ports: [443, "8000-8100"]',
+        '    protocol: tcp',
+        '    devices: [kids-tablet]',
+        '    when: { days: mon-fri, time: "08:00-17:00", timezone: UTC }',
+        '    via: breakout',
+        '  - geoip: GB',
+        '    via: breakout',
+        '  - asn: AS1221',
+        '    via: gw1',
+      ),
+      ['dlc-cut.dat', 'GeoIP2-Country-Test.mmdb', 'GeoLite2-ASN-Test.mmdb'],
+    );
+    const monday10 = Date.parse('2026-12-07T10:00:00Z');
+    const nf = formatExplain(explain(l.policy, 'www.netflix.com', undefined, monday10));
+    expect(nf).toMatch(/matched by list "nf", category netflix, entry \d+ of \S+dlc-cut\.dat: "netflix\.com" matches the name and its subdomains/);
+    expect(nf).toContain('only for tcp ports 443,8000-8100');
+    expect(nf).toContain('only from device kids-tablet (by MAC address, in the kernel)');
+    expect(nf).toContain('only when mon,tue,wed,thu,fri 08:00-17:00 (UTC): on now');
+    expect(formatExplain(explain(l.policy, 'www.netflix.com', undefined, Date.parse('2026-12-06T10:00:00Z')))).toContain(': off now');
+    expect(formatExplain(explain(l.policy, '81.2.69.161'))).toMatch(/matched by country GB in the database \S+GeoIP2-Country-Test\.mmdb: 81\.2\.69\.160\/27 contains the address/);
+    expect(formatExplain(explain(l.policy, '1.128.0.1'))).toMatch(/rule #2 \(asn 1221\)[\s\S]*matched by AS1221 in the database \S+GeoLite2-ASN-Test\.mmdb: 1\.128\.0\.0\/11/);
+  });
+
+  it('check says each rule file\'s format and selection, and the rules\' conditions', async () => {
+    const { checkCommand } = await import('../../daemon/commands/check.js');
+    const dir = await dirWith(
+      y('lists:', '  nf: { file: dlc-cut.dat, category: netflix }', '  tg: { file: sing-geoip-telegram.srs }', '  country: { file: GeoIP2-Country-Test.mmdb }', 'geodata: { country: country }', 'rules:', '  - list: [nf, tg]', '    ports: 443', '    via: breakout', '  - geoip: [GB]', '    via: gw1'),
+      ['dlc-cut.dat', 'sing-geoip-telegram.srs', 'GeoIP2-Country-Test.mmdb'],
+    );
+    const c = capture();
+    expect(await checkCommand({ config: join(dir, 'config.yaml') }, c.io)).toBe(0);
+    expect(c.text()).toMatch(/list nf: \d+ entries \(geosite: category netflix\) from /);
+    expect(c.text()).toMatch(/list tg: \d+ entries \(srs\) from /);
+    expect(c.text()).toMatch(/list country: 0 entries \(a geodata database\)/);
+    expect(c.text()).toMatch(/geoip:GB: \d+ cidrs from \S+GeoIP2-Country-Test\.mmdb/);
+    expect(c.text()).toMatch(/rule #0 \(list nf,tg tcp\/udp 443\): only for tcp and udp port 443/);
+  });
+
+  it('check refuses an unknown category, country or missing ASN database at FILE:LINE:COL', async () => {
+    const { checkCommand } = await import('../../daemon/commands/check.js');
+    const dir = await dirWith(y('lists:', '  nf: { file: dlc-cut.dat, category: netflx }', 'rules:', '  - list: nf', '    via: breakout', '  - asn: 13335', '    via: gw1'), ['dlc-cut.dat']);
+    const c = capture();
+    expect(await checkCommand({ config: join(dir, 'config.yaml') }, c.io)).not.toBe(0);
+    expect(c.text()).toMatch(/config\.yaml:8:38: lists\.nf\.category: nf: unknown category 'netflx' \(did you mean 'netflix'\?\)/);
+    expect(c.text()).toMatch(/config\.yaml:12:10: rules\[1\]\.asn: asn: needs an ASN database/);
   });
 });
