@@ -222,7 +222,7 @@ export class Policy {
       // (its resolver's and proxy's clients are local), whose own addresses a
       // source CIDR may well cover: such a rule matches nothing there, as the
       // data plane renders nothing for it (config/load.ts warns).
-      if (config.mode === 'host' && rule.sources.length > 0) continue;
+      if (config.mode === 'host' && (rule.sources.length > 0 || (rule.devices?.length ?? 0) > 0)) continue;
       let names = p.names;
       let cidrs = p.cidrs;
       if (rule.sources.length > 0) {
