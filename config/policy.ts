@@ -2,6 +2,8 @@ import { CidrIndex, type CidrHit } from './cidr-index.js';
 import { DomainIndex, KIND_DOMAIN, KIND_FULL, KIND_SUBDOMAIN, type IndexHit } from './domain-index.js';
 import { compileNameRegexp } from './safe-regexp.js';
 import { ruleListNames } from './lists/geodata.js';
+import { requiredLiteral } from './regexp-literal.js';
+import { literalScanner, type LiteralScanner } from './literal-scan.js';
 import { cidrContains, parseCidr, parseIp, unmapIp, type ParsedCidr, type ParsedIp } from '../lib/ip.js';
 import type { Config, DomainPattern, RuleConfig, SourcePos, Target } from './types.js';
 
@@ -51,6 +53,8 @@ interface PatternEntry {
   re?: RegExp;
   /** Runs on the linear engine: too slow for the shared prefilter, tried on its own. */
   linear?: boolean;
+  /** Tried only when the prefilter matched (it stands there as itself or by its required literal). */
+  gated?: boolean;
   origin: number;
 }
 
@@ -109,12 +113,88 @@ class NameMatcher {
     // Sorted by rule so a scan stops at the first entry that cannot beat the index.
     this.keywords.sort((a, b) => a.rule - b.rule);
     this.regexps.sort((a, b) => a.rule - b.rule);
-    const parts = [
-      ...this.keywords.map((k) => k.value.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')),
-      ...this.regexps.filter((r) => !r.linear).map((r) => `(?:${r.value})`),
-    ];
+    const literal = (v: string): string => v.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    // A regexp stands in the prefilter by a literal each of its matches holds, when it has one (regexp-literal.ts).
+    // A linear-engine regexp with such a literal is gated by it too; one without is tried on every name.
+    const parts = new Set(this.keywords.map((k) => literal(k.value)));
+    for (const r of this.regexps) {
+      const lit = requiredLiteral(r.value);
+      if (lit !== null) parts.add(literal(lit));
+      else if (!r.linear) parts.add(`(?:${r.value})`);
+      r.gated = lit !== null || !r.linear;
+    }
     // Each alternative is a literal or a simple pattern, so the alternation is safe too.
-    if (parts.length > 1) this.anyPattern = new RegExp(parts.join('|'));
+    if (parts.size > 1) this.anyPattern = new RegExp([...parts].join('|'));
+    this.buildScanner();
+  }
+
+  /**
+   * With every keyword and regexp gated by a literal (geosite files: ~200
+   * regexps, some needing the slow linear engine), one Aho-Corasick pass
+   * names the entries worth trying, so a name pays for the patterns that
+   * could match it, not for all of them (literal-scan.ts).
+   */
+  private scanner: LiteralScanner | null = null;
+  /** Per literal of the scanner: the entries it gates (keywords match by it alone). */
+  private byLiteral: PatternEntry[][] = [];
+  /** Regexps without a literal: tried on every name that gets this far. */
+  private ungated: PatternEntry[] = [];
+
+  private buildScanner(): void {
+    if (this.keywords.length + this.regexps.length < 2) return;
+    const ids = new Map<string, number>();
+    const byLiteral: PatternEntry[][] = [];
+    const gate = (lit: string, e: PatternEntry): void => {
+      let id = ids.get(lit);
+      if (id === undefined) ids.set(lit, (id = byLiteral.push([]) - 1));
+      byLiteral[id]!.push(e);
+    };
+    for (const k of this.keywords) gate(k.value, k);
+    const ungated: PatternEntry[] = [];
+    for (const r of this.regexps) {
+      const lit = requiredLiteral(r.value);
+      if (lit === null) ungated.push(r);
+      else gate(lit, r);
+    }
+    const scanner = literalScanner([...ids.keys()]);
+    if (scanner === null) return; // too many keywords for a table: the alternation stays
+    this.scanner = scanner;
+    this.byLiteral = byLiteral;
+    this.ungated = ungated;
+  }
+
+  /** The lowest rule among the gated entries the scan found, and the ungated that match; -1: none below `best`. */
+  private matchScanned(lower: string, best: number, detail?: { kind: EntryKind; value: string; origin: number }): number {
+    const sc = this.scanner!;
+    const n = sc.scan(lower);
+    if (n === 0 && this.ungated.length === 0) return best;
+    // The rule to beat: the index's answer, then the best pattern found so far.
+    let limit = best < 0 ? Infinity : best;
+    let won: PatternEntry | null = null;
+    for (let i = 0; i < n; i++) {
+      const gated = this.byLiteral[sc.hits[i]!]!;
+      for (let j = 0; j < gated.length; j++) {
+        const e = gated[j]!;
+        if (e.rule < limit && (e.re === undefined || e.re.test(lower))) {
+          won = e;
+          limit = e.rule;
+        }
+      }
+    }
+    for (let j = 0; j < this.ungated.length; j++) {
+      const e = this.ungated[j]!;
+      if (e.rule < limit && e.re!.test(lower)) {
+        won = e;
+        limit = e.rule;
+      }
+    }
+    if (won === null) return best;
+    if (detail) {
+      detail.kind = won.re === undefined ? 'keyword' : 'regexp';
+      detail.value = won.value;
+      detail.origin = won.origin;
+    }
+    return won.rule;
   }
 
   get empty(): boolean {
@@ -136,6 +216,7 @@ class NameMatcher {
     }
     // Names from the wire are nearly always lower case already: copy only when not.
     const lower = isCanonical(name) ? name : canonical(name);
+    if (this.scanner !== null) return this.matchScanned(lower, best, detail);
     const maybe = this.anyPattern === null || this.anyPattern.test(lower);
     for (const k of maybe ? this.keywords : []) {
       if (k.rule >= (best < 0 ? Infinity : best)) break;
@@ -147,7 +228,7 @@ class NameMatcher {
     }
     for (const r of this.regexps) {
       if (r.rule >= (best < 0 ? Infinity : best)) break;
-      if (!maybe && !r.linear) continue;
+      if (!maybe && r.gated) continue;
       if (r.re!.test(lower)) {
         best = r.rule;
         if (detail) Object.assign(detail, { kind: 'regexp', value: r.value, origin: r.origin });
