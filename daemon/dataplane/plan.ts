@@ -366,6 +366,8 @@ export function renderRuleset(plan: DataplanePlan, current: { chains: readonly s
   // matches sets the logical mark and returns.
   L.push(`\tchain classify {`);
   const reroute: string[] = [];
+  /** Lines of the rules so far: in the reroute chain they come first (returning), so a later rule never takes an earlier one's flows. */
+  const prior: string[] = [];
   for (const r of plan.rules) {
     if (plan.mode === 'host' && (r.src4.length || r.src6.length || r.match?.macs)) {
       // Sources name LAN clients, and host mode has none (config warns): this
@@ -386,9 +388,10 @@ export function renderRuleset(plan: DataplanePlan, current: { chains: readonly s
     L.push(`\t\t# rule ${r.index}`);
     // Sources and destinations together: "these destinations from these clients"; ports, devices, schedule: rule-match.ts.
     const lines = ruleConditionLines(srcConds, dstConds, r.match);
-    if (r.match?.reroute) reroute.push(...rerouteLines(ruleConditionLines(srcConds, dstConds, { ...r.match, off: null }) ?? [], r.match.active, hex(r.mark)));
+    if (r.match?.reroute) reroute.push(...prior.splice(0).map((c) => `${c} return`), ...rerouteLines(ruleConditionLines(srcConds, dstConds, { ...r.match, off: null }) ?? [], r.match.active, hex(r.mark)));
     if (lines === null) L.push(`\t\t# rule ${r.index}: ${r.match?.off ?? 'no device it names is known now'}`);
     else for (const c of lines) L.push(`\t\t${c} ${m}`);
+    prior.push(...(lines ?? []));
   }
   // With the proxy on, the default is told apart from a rule that chose the same path.
   L.push(`\t\tmeta mark set ${hex(plan.defaultMark | (plan.proxy ? MARK_UNMATCHED : 0))}`, `\t}`);

@@ -66,6 +66,9 @@ describe.skipIf(!supported && !process.env.CI)('rule matchers in a real nft', ()
     expect(classify).not.toMatch(/ip saddr 192\.168\.77\.0\/24 ip6 daddr/);
     const reroute = nft(['list', 'chain', 'inet', 'splitwan', 'reroute']);
     expect(reroute).toMatch(/ip daddr 198\.51\.100\.0\/24 meta mark set 0x00001000 ct mark set meta mark goto resolve/);
+    // The rules before it come first and return: a reroute rule never takes an earlier rule's flows.
+    expect(reroute.indexOf('udp dport { 3478, 27000-27050 } return')).toBeGreaterThan(0);
+    expect(reroute.indexOf('udp dport { 3478, 27000-27050 } return')).toBeLessThan(reroute.indexOf('198.51.100.0/24'));
     expect(nft(['list', 'chain', 'inet', 'splitwan', 'pre'])).toMatch(/jump reroute[\s\S]*ct mark != 0x00000000 meta mark set ct mark goto resolve/);
   });
 

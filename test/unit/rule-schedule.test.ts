@@ -121,3 +121,32 @@ describe('ports and protocol as conditions', () => {
     expect(off.off).toMatch(/^off now \(when: /);
   });
 });
+
+describe('the ruleset with matchers (pure rendering)', () => {
+  it('renders ports, devices and a reroute rule after the rules before it', async () => {
+    const { renderRuleset } = await import('../../daemon/dataplane/plan.js');
+    const { rule: planned, samplePlan } = await import('../helpers/plans.js');
+    const m = (o: object) => ({ protocol: null, ports: [], macs: null, active: true, reroute: false, off: null, ...o });
+    const text = renderRuleset(
+      samplePlan({
+        rules: [
+          planned(0, 'r0000000', { dst4: ['192.0.2.0/24'], match: m({ protocol: 'tcp', ports: ['443'] }) }),
+          planned(1, 'r0000001', { match: m({ macs: ['02:00:00:00:00:01'] }) }),
+          planned(2, 'r0000002', { dst4: ['198.51.100.0/24'], match: m({ reroute: true, active: false, off: 'off now' }) }),
+        ],
+      }),
+    );
+    expect(text).toContain('\t\tip daddr { 192.0.2.0/24 } meta l4proto tcp th dport 443 meta mark set 0x1000 return');
+    expect(text).toContain('\t\tether saddr 02:00:00:00:00:01 meta mark set 0x1000 return');
+    expect(text).toContain('\t\t# rule 2: off now');
+    const chain = text.slice(text.indexOf('chain reroute {'), text.indexOf('\n\t}', text.indexOf('chain reroute {')));
+    expect(chain.split('\n').map((l) => l.trim()).filter(Boolean)).toEqual([
+      'chain reroute {',
+      'ip daddr { 192.0.2.0/24 } meta l4proto tcp th dport 443 return',
+      'ether saddr 02:00:00:00:00:01 return',
+      'ip daddr { 198.51.100.0/24 } ct mark set 0',
+    ]);
+    // Without the feature's lines (a plan with no matchers) there is no reroute chain and no jump.
+    expect(renderRuleset(samplePlan({ rules: [planned(0, 'r0000000', { dst4: ['192.0.2.0/24'] })] }))).not.toContain('reroute');
+  });
+});
