@@ -13,7 +13,8 @@
 // - a device rule by MAC, then by the host name a DHCP lease gives, sends
 //   the client via gw2, and keeps doing so after the client's address changes;
 // - a schedule whose window opens a minute ahead: new connections move at
-//   the boundary (no reload), a connection open across it keeps its path.
+//   the boundary (no reload), a connection open across it keeps its path,
+//   and one under a `reroute: true` rule does not.
 // Needs root: CI runs as root.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -29,6 +30,8 @@ const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const ALT_PORT = 8080;
 
 const STREAM_PORT = 8081;
+/** A second stream server, for a rule with reroute: true. */
+const REROUTE_PORT = 8082;
 /** A TCP server that answers every line with the source address it sees (one connection = one flow). */
 const STREAM_SERVER = `
 import net from 'node:net';
@@ -71,6 +74,7 @@ describe.skipIf(!support.ok && !process.env.CI)('rules by port, device and sched
   let daemon: Daemon | null = null;
   let altEcho: ChildProcess | null = null;
   let stream: ChildProcess | null = null;
+  let stream2: ChildProcess | null = null;
   let clientMac = '';
   let reloads = 0;
 
@@ -109,6 +113,10 @@ describe.skipIf(!support.ok && !process.env.CI)('rules by port, device and sched
     let streamReady = false;
     stream.stdout!.on('data', (d: Buffer) => (streamReady ||= d.toString().includes('ready')));
     await until(() => streamReady, 10_000, 'the stream server');
+    stream2 = spawn('ip', ['netns', 'exec', lab.ns.isp, process.execPath, join(dir, 'stream-server.mjs'), lab.addr.web.v4, String(REROUTE_PORT)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stream2Ready = false;
+    stream2.stdout!.on('data', (d: Buffer) => (stream2Ready ||= d.toString().includes('ready')));
+    await until(() => stream2Ready, 10_000, 'the second stream server');
     const link = await lab.exec(lab.ns.client, ['ip', '-j', 'link', 'show', 'c0']);
     clientMac = (JSON.parse(link.stdout) as { address: string }[])[0]!.address;
     writeConfig(['  - cidrs: [198.51.100.0/24]', '    via: breakout']);
@@ -122,7 +130,7 @@ describe.skipIf(!support.ok && !process.env.CI)('rules by port, device and sched
       lab,
       dir,
       beforeDestroy: async () => {
-        for (const p of [altEcho, stream]) {
+        for (const p of [altEcho, stream, stream2]) {
           if (p && p.exitCode === null) {
             p.kill('SIGTERM');
             await new Promise((r) => p.once('exit', r));
@@ -171,13 +179,25 @@ describe.skipIf(!support.ok && !process.env.CI)('rules by port, device and sched
     let start = Math.ceil(now / 60_000) * 60_000;
     if (start - now < 25_000) start += 60_000;
     const hhmm = (t: number): string => new Date(t).toISOString().slice(11, 16);
-    await apply([`  - cidrs: ["${lab.addr.web.v4}/32"]`, `    when: { time: "${hhmm(start)}-${hhmm(start + 120_000)}", timezone: UTC }`, '    via: breakout']);
+    const when = `    when: { time: "${hhmm(start)}-${hhmm(start + 120_000)}", timezone: UTC }`;
+    await apply([
+      `  - cidrs: ["${lab.addr.web.v4}/32"]`,
+      `    ports: [${REROUTE_PORT}]`,
+      when,
+      '    reroute: true',
+      '    via: breakout',
+      `  - cidrs: ["${lab.addr.web.v4}/32"]`,
+      when,
+      '    via: breakout',
+    ]);
     const reloadsBefore = daemon!.output.filter((l) => l.includes('config reloaded')).length;
     expect(await seen(web())).toBe(lab.gateways[0].uplink.v4);
     // One connection kept open across the boundary.
     const script = join(dir, 'stream-client.mjs');
     writeFileSync(script, STREAM_CLIENT);
     const ka = lab.exec(lab.ns.client, [process.execPath, script, lab.addr.web.v4, String(STREAM_PORT), String(start + 6_000)], { timeoutMs: start + 20_000 - Date.now() });
+    // And one under the reroute rule.
+    const kr = lab.exec(lab.ns.client, [process.execPath, script, lab.addr.web.v4, String(REROUTE_PORT), String(start + 6_000)], { timeoutMs: start + 20_000 - Date.now() });
     await new Promise((r) => setTimeout(r, Math.max(0, start - 3_000 - Date.now())));
     expect(await seen(web())).toBe(lab.gateways[0].uplink.v4); // just before: still the tunnel
     await until(async () => Date.now() >= start && (await seen(web())) === lab.addr.routerWan.v4, 10_000, 'new connections via the breakout after the boundary');
@@ -190,6 +210,15 @@ describe.skipIf(!support.ok && !process.env.CI)('rules by port, device and sched
     // Same connection (one local port) before and after the boundary, and the same path: gw1.
     expect(new Set(answers.map((a) => a.port)).size).toBe(1);
     expect(new Set(answers.map((a) => a.remote))).toEqual(new Set([lab.gateways[0].uplink.v4]));
+    // reroute: true: the open connection does not stay on its path. It was on gw1 before the
+    // boundary; after it its packets take the breakout, where the tunnel's NAT binding does not
+    // hold (the kernel drops them), so it gets no answer there: the application reconnects.
+    const rerouted = JSON.parse((await kr).stdout) as { remote?: string; port?: number; at: number; error?: string }[];
+    expect(rerouted.filter((a) => a.at < start - 1_000).map((a) => a.remote)).toContain(lab.gateways[0].uplink.v4);
+    expect(rerouted.filter((a) => a.at > start + 1_500 && a.remote === lab.gateways[0].uplink.v4)).toEqual([]);
+    // A new connection to that port takes the breakout.
+    const fresh = await lab.exec(lab.ns.client, [process.execPath, script, lab.addr.web.v4, String(REROUTE_PORT), String(Date.now() + 800)], { timeoutMs: 10_000 });
+    expect((JSON.parse(fresh.stdout) as { remote?: string }[])[0]?.remote).toBe(lab.addr.routerWan.v4);
     // No reload happened: the kernel's rule was switched by the scheduler.
     expect(daemon!.output.filter((l) => l.includes('config reloaded')).length).toBe(reloadsBefore);
     expect(reloads).toBeGreaterThan(0);
