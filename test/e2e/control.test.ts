@@ -147,13 +147,17 @@ describe.skipIf(!support.ok && !process.env.CI)('control API, CLI and metrics in
     expect(now.stdout).toContain('unchanged');
 
     writeFileSync(cfg, 'mode: router\nrules: [\n', { mode: 0o600 });
-    await until(async () => (await status()).config.lastReload?.status === 'rejected', 8000, 'the watcher to reject the bad edit');
-    const bad = await cli(['reload'], { socket: true });
-    expect(bad.code).toBe(1);
-    expect(bad.stdout).toContain('rejected: the running configuration is kept');
-    expect(bad.stdout).toMatch(/config\.yaml:\d+:\d+/);
-    expect(await via()).toBe(lab.gateways[0].uplink.v4); // still running the old config
-    writeFileSync(cfg, labConfig({ dir, ispResolver: lab.addr.ispResolver.v4, names: GW, lines: RULES }), { mode: 0o600 });
+    try {
+      await until(async () => (await status()).config.lastReload?.status === 'rejected', 8000, 'the watcher to reject the bad edit');
+      const bad = await cli(['reload'], { socket: true });
+      expect(bad.code).toBe(1);
+      expect(bad.stdout).toContain('rejected: the running configuration is kept');
+      expect(bad.stdout).toMatch(/config\.yaml:\d+:\d+/);
+      expect(await via()).toBe(lab.gateways[0].uplink.v4); // still running the old config
+    } finally {
+      // The later cases need the good file whatever happened here.
+      writeFileSync(cfg, labConfig({ dir, ispResolver: lab.addr.ispResolver.v4, names: GW, lines: RULES }), { mode: 0o600 });
+    }
     await until(async () => (await status()).config.lastReload?.status !== 'rejected', 8000, 'the good file back');
   }, 40_000);
 
@@ -214,7 +218,8 @@ describe.skipIf(!support.ok && !process.env.CI)('control API, CLI and metrics in
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('another splitwan is running');
     expect(await via()).toBe(lab.gateways[0].uplink.v4);
-    expect((await status()).gateways.map((g) => g.state)).toEqual(['up', 'up']);
+    // Usable, both: on a loaded machine a gateway may be judged degraded (slow against its own baseline).
+    for (const g of (await status()).gateways) expect(['up', 'degraded'], g.name).toContain(g.state);
   }, 30_000);
 
   it('not root: a clear message and exit 4; daemon not running: exit 3', async () => {

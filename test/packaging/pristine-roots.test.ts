@@ -173,6 +173,14 @@ function completeExample(etc: string): void {
   mkdirSync(join(etc, 'lists'), { recursive: true });
   writeFileSync(join(etc, 'lists', 'mine.txt'), 'netflix.test\n');
 }
+/** `splitwan version` answers in root, and the config sits 0600 in a 0700 /etc/splitwan. */
+async function expectInstalled(root: string): Promise<void> {
+  const v = await inRoot(root, ['splitwan', 'version']);
+  expect(v.code, show(v)).toBe(0);
+  expect(v.stdout).toBe(`splitwan ${VERSION}\n`);
+  expect(statSync(join(root, 'etc/splitwan')).mode & 0o777).toBe(0o700);
+  expect(statSync(join(root, 'etc/splitwan/config.yaml')).mode & 0o777).toBe(0o600);
+}
 function expectExampleErrors(r: Result): void {
   // The example config names two wg-quick files and a list that no installer invents.
   expect(r.code, show(r)).toBe(1);
@@ -349,11 +357,7 @@ function rootTests(d: Distro, root: Roots): void {
     }, 900_000);
 
     it('splitwan version, and check on the example config', async () => {
-      const v = await inRoot(root.a, ['splitwan', 'version']);
-      expect(v.code, show(v)).toBe(0);
-      expect(v.stdout).toBe(`splitwan ${VERSION}\n`);
-      expect(statSync(join(root.a, 'etc/splitwan')).mode & 0o777).toBe(0o700);
-      expect(statSync(join(root.a, 'etc/splitwan/config.yaml')).mode & 0o777).toBe(0o600);
+      await expectInstalled(root.a);
       expectExampleErrors(await inRoot(root.a, ['splitwan', 'check']));
       completeExample(join(root.a, 'etc/splitwan'));
       const ok = await inRoot(root.a, ['splitwan', 'check']);
@@ -421,11 +425,7 @@ function rootTests(d: Distro, root: Roots): void {
     }, 330_000);
 
     it('splitwan version, and check on the example config (a conffile, 0600 in a 0700 directory)', async () => {
-      const v = await inRoot(root.b, ['splitwan', 'version']);
-      expect(v.code, show(v)).toBe(0);
-      expect(v.stdout).toBe(`splitwan ${VERSION}\n`);
-      expect(statSync(join(root.b, 'etc/splitwan')).mode & 0o777).toBe(0o700);
-      expect(statSync(join(root.b, 'etc/splitwan/config.yaml')).mode & 0o777).toBe(0o600);
+      await expectInstalled(root.b);
       const q = await inRoot(root.b, ['dpkg-query', '-W', '-f', '${Conffiles}', 'splitwan']);
       expect(q.stdout).toMatch(/^ \/etc\/splitwan\/config\.yaml [0-9a-f]{32}$/m);
       expectExampleErrors(await inRoot(root.b, ['splitwan', 'check']));
