@@ -19,6 +19,7 @@ import { undici } from '../../lib/undici-lazy.js';
 import type { ListSource } from '../types.js';
 import { ListFormatError } from './decoded.js';
 import { readListContent } from './list-content.js';
+import { detectRuleFileFormat } from './detect.js';
 
 export interface ListCacheEntry {
   /** The body as downloaded: rule files are binary, so this, not `text`, is the list. */
@@ -371,6 +372,9 @@ const TEXT_FORMATS: readonly string[] = ['plain', 'hosts', 'dnsmasq', 'clash', '
 
 /** Why a downloaded body is not a list of the expected format, or null when it is. */
 function validate(bytes: Buffer, source: ListSource): string | null {
+  // A geoip.dat or .mmdb with no selection is a geodata database: rules select from it later.
+  const kind = detectRuleFileFormat(bytes);
+  if (source.select === undefined && (kind === 'geoip' || kind === 'mmdb') && (source.format === 'auto' || source.format === kind)) return null;
   let parsed;
   try {
     parsed = readListContent(bytes, source);

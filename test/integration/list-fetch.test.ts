@@ -52,6 +52,7 @@ const RULE_FILES = new Map<string, Buffer>([
   ['netflix.srs', srs],
   ['truncated.srs', srs.subarray(0, srs.length - 40)],
   ['dlc.dat', readFileSync(join(RULE_FIXTURES, 'dlc-cut.dat'))],
+  ['asn.mmdb', readFileSync(join(RULE_FIXTURES, 'GeoLite2-ASN-Test.mmdb'))],
 ]);
 const seen = new Map<string, Seen[]>();
 /** Set when the big-chunked route's response closes: how far it got. */
@@ -626,6 +627,8 @@ describe.skipIf(!haveOpenssl)('ListFetcher: rule files', () => {
     const typo = await f.fetch(source('nf2', `${base}/rule-file/dlc.dat`, { format: 'auto', select: { categories: ['netflx'] } }));
     expect(typo.status).toBe('failed');
     expect(typo.error).toMatch(/unknown category 'netflx' \(did you mean 'netflix'\?\)/);
+    // A database for geodata (no selection) is taken as it is; rules select from it.
+    expect((await f.fetch(source('asndb', `${base}/rule-file/asn.mmdb`, { format: 'auto' }))).status).toBe('updated');
     const asText = await f.fetch(source('nf3', `${base}/rule-file/dlc.dat`, { format: 'hosts' }));
     expect(asText.error).toMatch(/format: hosts was given, but the file is a geosite rule file/);
   });
