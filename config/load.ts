@@ -11,7 +11,7 @@ import { listCacheFile, ListFetcher, matchesPin, redactUrl } from './lists/fetch
 import type { ParsedList } from './lists/formats.js';
 import { ListFormatError, type DecodedList } from './lists/decoded.js';
 import { detectRuleFileFormat } from './lists/detect.js';
-import { readListContent } from './lists/list-content.js';
+import { isTextContent, readListContent } from './lists/list-content.js';
 import { buildGeodataLists, geodataLists, GEODATA_KINDS } from './lists/geodata.js';
 import { matcherLabelParts, parseRuleMatchers } from './rule-matchers.js';
 import { compilePolicy, type ListContent, type Policy } from './policy.js';
@@ -688,7 +688,7 @@ class Builder {
       await this.checkFile(file, [...path, 'file'], null);
       const loaded = content(() => toLoadedList(source, bytes, file, 'file', isDatabase), [...path, 'file']);
       if (!loaded) continue;
-      const binary = loaded.parsed !== null && !isTextList(loaded.parsed);
+      const binary = loaded.parsed !== null && !isTextContent(loaded.parsed);
       for (const p of loaded.parsed?.problems ?? []) {
         // A binary file has no lines: its problems are at the list, numbered by entry.
         if (binary) this.warn(ConfigCodes.LIST, [...path, 'file'], `list "${name}": ${p.line > 0 ? `entry ${p.line}: ` : ''}${p.message} (skipped)`);
@@ -863,10 +863,6 @@ export function parseAsn(v: string): number | null {
   if (!m) return null;
   const n = Number(m[1]);
   return n >= 1 && n <= 4294967295 ? n : null;
-}
-
-function isTextList(p: ParsedList | DecodedList): p is ParsedList {
-  return ['plain', 'hosts', 'dnsmasq', 'clash', 'v2fly', 'cidr'].includes(p.format);
 }
 
 const MATCHER_KEYS = ['domains', 'cidrs', 'sources', 'list', 'ports', 'protocol', 'geoip', 'asn', 'devices'] as const;

@@ -18,7 +18,7 @@ import type { Dispatcher } from 'undici';
 import { undici } from '../../lib/undici-lazy.js';
 import type { ListSource } from '../types.js';
 import { ListFormatError } from './decoded.js';
-import { readListContent } from './list-content.js';
+import { isTextContent, readListContent } from './list-content.js';
 import { detectRuleFileFormat } from './detect.js';
 
 export interface ListCacheEntry {
@@ -368,8 +368,6 @@ async function readLimited(
   return { bytes: Buffer.concat(chunks, total) };
 }
 
-const TEXT_FORMATS: readonly string[] = ['plain', 'hosts', 'dnsmasq', 'clash', 'v2fly', 'cidr'];
-
 /** Why a downloaded body is not a list of the expected format, or null when it is. */
 function validate(bytes: Buffer, source: ListSource): string | null {
   // A geoip.dat or .mmdb with no selection is a geodata database: rules select from it later.
@@ -383,7 +381,7 @@ function validate(bytes: Buffer, source: ListSource): string | null {
     throw e;
   }
   // Rule files are refused whole or not at all; a text list is malformed when most of its lines are.
-  if (!TEXT_FORMATS.includes(parsed.format)) return null;
+  if (!isTextContent(parsed)) return null;
   const first = parsed.problems[0];
   const firstText = first ? ` (line ${first.line}: ${first.message})` : '';
   let nonBlank = 0;

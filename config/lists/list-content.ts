@@ -20,6 +20,13 @@ export function isRuleFileFormat(f: string): f is RuleFileFormat {
   return RULE_FILE_FORMATS.includes(f);
 }
 
+const TEXT_FORMATS: readonly string[] = ['plain', 'hosts', 'dnsmasq', 'clash', 'v2fly', 'cidr'];
+
+/** Whether list content came from the text parsers (lines) rather than a rule-file decoder (entries). */
+export function isTextContent(p: ParsedList | DecodedList): p is ParsedList {
+  return TEXT_FORMATS.includes(p.format);
+}
+
 /** Formats whose files are databases a selection is taken from (no selection: `geodata` databases). */
 export function needsSelection(f: BinaryListFormat): boolean {
   return f === 'geosite' || f === 'geoip' || f === 'mmdb';

@@ -6,8 +6,8 @@ import { Exit, type Io } from '../cli-io.js';
 import { loadOrReport } from './load-or-report.js';
 import { ruleConditions } from '../rule-conditions.js';
 import type { ListSelection } from '../../config/types.js';
+import { isTextContent } from '../../config/lists/list-content.js';
 
-const TEXT_FORMATS = new Set(['plain', 'hosts', 'dnsmasq', 'clash', 'v2fly', 'cidr']);
 
 function selectionText(s: ListSelection | undefined): string {
   if (!s) return '';
@@ -38,7 +38,7 @@ export async function checkCommand(opts: { config: string }, io: Io): Promise<nu
     const url = redactUrl(l.source.url ?? '');
     const from = l.origin === 'file' ? l.file : l.origin === 'cache' ? `cached download of ${url}` : `${url} (not downloaded yet)`;
     // Rule files: their format and what was selected (geosite categories, countries, ASes); geodata databases.
-    const kind = l.database ? ' (a geodata database)' : l.parsed && !TEXT_FORMATS.has(l.parsed.format) ? ` (${l.parsed.format}${selectionText(l.source.select)})` : '';
+    const kind = l.database ? ' (a geodata database)' : l.parsed && !isTextContent(l.parsed) ? ` (${l.parsed.format}${selectionText(l.source.select)})` : '';
     if (l.name.startsWith('geoip:') || l.name.startsWith('asn:')) lines.push(`  ${l.name}: ${n} cidr${n === 1 ? '' : 's'} from ${l.file}`);
     else lines.push(`  list ${l.name}: ${n} entr${n === 1 ? 'y' : 'ies'}${kind} from ${from}`);
   }
