@@ -327,7 +327,7 @@ class Builder {
       mode,
       lan,
       breakout,
-      tunnel: { killSwitch: (this.get(['tunnel', 'killSwitch']) as boolean | undefined) ?? true, dns: tunnelDns, gateways },
+      tunnel: { killSwitch: (this.get(['tunnel', 'killSwitch']) as boolean | undefined) ?? true, allowLan: (this.get(['tunnel', 'allowLan']) as boolean | undefined) ?? true, dns: tunnelDns, gateways },
       health,
       dns,
       proxy,

@@ -218,6 +218,8 @@ export interface Config {
   };
   tunnel: {
     killSwitch: boolean;
+    /** Host mode: this machine's own networks take the breakout (daemon/local-nets.ts). */
+    allowLan: boolean;
     dns: Upstream[] | null;
     gateways: GatewayConfig[];
   };

@@ -68,6 +68,8 @@ export interface StatusReport {
   proxy: { listen: string[]; paths: Record<string, { connections: number; active: number; bytesUp: number; bytesDown: number }> } | null;
   /** Most recent first, at most 20. */
   failovers: FailoverRecord[];
+  /** Host mode beside systemd-resolved: the takeover (absent or null: none made). */
+  resolved?: { active: boolean; resolvedRunning: boolean; ifname: string; reapplied: number; lastError: string | null } | null;
 }
 
 export interface ReloadReport {

@@ -23,6 +23,7 @@ import { createHash } from 'node:crypto';
 import { formatIp, parseCidr, parseIp, type ParsedCidr } from '../../lib/ip.js';
 import type { Config, RuleConfig, Target } from '../../config/types.js';
 import { TAG_SET_SIZE } from './tag-bounds.js';
+import { LINK_LOCAL } from '../local-nets.js';
 import { matchIdentity, planRuleMatch, rerouteLines, ruleConditionLines, type RuleMatch, type RuleMatchContext } from './rule-match.js';
 import { ruleListNames } from '../../config/lists/geodata.js';
 
@@ -152,6 +153,12 @@ export interface DataplanePlan {
    * fall back to splitwan's resolver. null: off.
    */
   encryptedDns: { v4: string[]; v6: string[] } | null;
+  /**
+   * Allow-LAN (host mode, `tunnel.allowLan`): this machine's own networks
+   * (daemon/local-nets.ts) take the breakout when no rule claimed them, so
+   * the kill switch never cuts the printer or a portal's gateway. null: off.
+   */
+  allowLan?: { v4: string[]; v6: string[] } | null;
 }
 
 export interface LocalDns {
@@ -225,6 +232,8 @@ export function planDataplane(input: {
   dohCidrs?: readonly string[];
   /** Each gateway's slot (assignGatewaySlots); default: config order. */
   slots?: ReadonlyMap<string, number>;
+  /** Host mode, allow-LAN: this machine's own networks (localNets); default: link-local only. */
+  localNets?: { v4: readonly string[]; v6: readonly string[] };
   /** Schedules and device MACs now (rule-match.ts); default: schedules on, device names unknown. */
   match?: RuleMatchContext;
 }): DataplanePlan {
@@ -269,6 +278,7 @@ export function planDataplane(input: {
     localDns: config.mode === 'host' ? (input.localDns ?? null) : null,
     encryptedDns: config.dns.blockEncryptedDns ? split(input.dohCidrs ?? config.dns.dohLists.flatMap((l) => input.listCidrs.get(l) ?? [])) : null,
     proxy: config.proxy.enabled ? { port: config.proxy.listenPort, ports: [...config.proxy.ports], blockQuic: config.proxy.blockQuic } : null,
+    allowLan: config.mode === 'host' && config.tunnel.allowLan ? { v4: [...(input.localNets ?? LINK_LOCAL).v4], v6: [...(input.localNets ?? LINK_LOCAL).v6] } : null,
   };
 }
 
@@ -392,6 +402,12 @@ export function renderRuleset(plan: DataplanePlan, current: { chains: readonly s
     if (lines === null) L.push(`\t\t# rule ${r.index}: ${r.match?.off ?? 'no device it names is known now'}`);
     else for (const c of lines) L.push(`\t\t${c} ${m}`);
     prior.push(...(lines ?? []));
+  }
+  if (plan.allowLan) {
+    // Allow-LAN: this machine's own networks, when no rule above claimed them,
+    // take the breakout (not resolved: the kill switch does not cut them).
+    if (plan.allowLan.v4.length) L.push(`\t\tip daddr ${setOf(plan.allowLan.v4)} meta mark set ${hex(MARK_BREAKOUT)} return`);
+    if (plan.allowLan.v6.length) L.push(`\t\tip6 daddr ${setOf(plan.allowLan.v6)} meta mark set ${hex(MARK_BREAKOUT)} return`);
   }
   // With the proxy on, the default is told apart from a rule that chose the same path.
   L.push(`\t\tmeta mark set ${hex(plan.defaultMark | (plan.proxy ? MARK_UNMATCHED : 0))}`, `\t}`);
