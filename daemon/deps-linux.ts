@@ -71,6 +71,7 @@ export function linuxDeps(o: { logger: Logger; clock: Clock; runner?: Runner; se
         ...parseIpRoutes(r6!.stdout || '[]').map((r) => ({ ...r, family: 6 as const })),
       ];
     },
+    readDeviceFiles: (paths) => Promise.all(paths.map((f) => readFile(f, 'utf8').catch(() => null))),
     dropFlows: async (mark, mask) => {
       await run.run(['conntrack', '-D', '--mark', `0x${mark.toString(16)}/0x${mask.toString(16)}`], { allowFail: true }).catch(() => undefined);
     },

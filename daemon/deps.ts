@@ -54,6 +54,8 @@ export interface DaemonDeps {
   resolvConfTexts(): Promise<(string | null)[]>;
   /** main's default routes (both families): a WAN link's own next hop (breakout.links without gateway:). Unset: none known. */
   defaultRoutes?(): Promise<{ family: 4 | 6; dev?: string; gateway?: string }[]>;
+  /** Device-name files (DHCP leases, /etc/ethers) for rules' devices:; null for a file that cannot be read. */
+  readDeviceFiles(paths: readonly string[]): Promise<(string | null)[]>;
   /** Drops the conntrack entries whose mark & mask is `mark` (flows of a path that went away). */
   dropFlows(mark: number, mask: number): Promise<void>;
   /** The kernel's tag on an address (explain). */
