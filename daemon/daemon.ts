@@ -45,6 +45,9 @@ import { pathState, RuleTagger } from './resolver-paths.js';
 import { missingRuntimeSettings } from './runtime-settings.js';
 import { ruleHits, statusReport, taggedByPath } from './status.js';
 import { TeardownStack } from './teardown.js';
+import { QueryLogService } from './query-log-service.js'; // issue 20: the query log
+import { rulesReport } from './rules-report.js'; // issue 20: the dashboard's rules page
+import { WebListener } from './web/web-listener.js'; // issue 20: the dashboard
 import { breakoutLookup, tunnelSpec } from './tunnel/gateway-spec.js';
 import { EndpointRefresher } from './tunnel/endpoint-refresh.js';
 import type { TunnelSpec, TunnelStatus } from './tunnel/types.js';
@@ -168,12 +171,14 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
   // Counters outlive a reload's new resolver: metrics are monotonic, status counts since start.
   const dnsStats = newResolverStats();
   const limiter = new ClientLimiter(clock);
+  // Query log (issue 20): one ring for every resolver a reload makes, configured by applyAll.
+  const qlog = new QueryLogService({ clock, logger: dnsLog });
   let metrics: Metrics | null = null;
   let forwarder: Forwarder | null = null;
   let healthForwarder: Forwarder | null = null;
   const server: DnsServer = new DnsServer({
     // The server asks each time, so a reload can swap the resolver under it.
-    handler: { handle: (m, c) => s.resolver!.handle(m, c), answerHit: (b, off, len, out, at, room) => s.resolver!.answerHit(b, off, len, out, at, room) },
+    handler: { handle: (m, c) => s.resolver!.handle(m, c), answerHit: (b, off, len, out, at, room, client) => s.resolver!.answerHit(b, off, len, out, at, room, client) },
     allows: (a): boolean => dns.acl.allows(a),
     logger: dnsLog,
   });
@@ -206,6 +211,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
       stats: dnsStats,
       // One limiter for every resolver a reload makes: a client's limits do not start over.
       limiter,
+      queryLog: qlog.log, // issue 20
       options: {
         tagTtlMs: c.dns.tagTtlMs,
         blockAnswer: c.dns.blockAnswer,
@@ -256,6 +262,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
     const c = loaded.config;
     s.slots = assignGatewaySlots(c.tunnel.gateways.map((g) => g.name), s.slots);
     if (c.breakout.interface !== 'auto') s.wan = c.breakout.interface;
+    qlog.configure(c); // issue 20: privacy, ring size, file
     // DNS first: the breakout resolvers are needed to find the gateways.
     await hostResolved.beforeServe(c, dns);
     await dns.serve(c);
@@ -271,6 +278,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
     await proxies.serve(c);
     await metricsListener!.serve(c);
     await refreshLocalNets(c);
+    await web.serve(c); // issue 20: the dashboard (refuses an address of the breakout interface)
     await applyPlan(plan(loaded));
     s.policy = loaded.policy;
     s.applied = loaded;
@@ -427,8 +435,15 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
     tagLookup: deps.tagLookup,
     lists: { refreshAll: () => lists!.refreshAll() },
     flushCache: () => s.cache!.flush(),
+    // issue 20: the query log and the rules page
+    queryLog: qlog.log,
+    clientName: qlog.clientName,
+    rules: () => rulesReport(applied(), dnsStats, qlog.refreshes),
     logger: log,
   });
+
+  // issue 20: the dashboard, over the same handlers as the control socket.
+  const web = new WebListener({ handlers, status, links: () => deps.links(), wan: () => s.wan, clock, logger: log.child({ module: 'web' }) });
 
   async function startSteps(): Promise<void> {
     s.phase = 'starting';
@@ -461,6 +476,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
     teardown.push('closing the resolver', () => dns.close());
     // Unwound before the resolver closes: resolved never points at a closed port.
     teardown.push('undoing the systemd-resolved takeover', () => hostResolved.stop());
+    teardown.push('closing the query log file', () => qlog.close()); // issue 20
     teardown.push('closing the proxy', () => proxies.close());
 
     // Health: every gateway probed through its own tunnel; the monitor picks the active one.
@@ -542,8 +558,12 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
     });
     metricsListener = new MetricsListener(metrics, log);
     teardown.push('closing the metrics endpoint', () => metricsListener!.close());
+    teardown.push('closing the dashboard', () => web.close()); // issue 20
     store().onReload = (r) => metrics?.reload(r.status);
-    lists.onResult = (name, r) => metrics?.listRefresh(name, r.status);
+    lists.onResult = (name, r) => {
+      metrics?.listRefresh(name, r.status);
+      qlog.refreshes.note(name, clock.wall(), r); // issue 20: the rules page's last refresh
+    };
     s.failovers = new FailoverLog(clock, null, (from, to) => metrics?.failover(from, to));
     checkpoint();
 
