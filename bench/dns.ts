@@ -408,7 +408,7 @@ export async function run(): Promise<Record<string, unknown>> {
     if (afterFill0.tagSetFull > 0 || afterFill0.resolver.servfail > 0 || fill.splitwan.servfail > 0 || fill.dnsmasq.servfail > 0) {
       throw new Error(`bench dns FAILED while filling: splitwan's tagger refused ${afterFill0.tagSetFull} answers for a full tag set (splitwan_tag_set_full_total), ` +
         `splitwan answered SERVFAIL ${afterFill0.resolver.servfail} times, dnsperf saw SERVFAIL ${fill.splitwan.servfail} (splitwan) / ${fill.dnsmasq.servfail} (dnsmasq): ` +
-        `the bench's names must stay well under TAG_SET_LIMIT ${TAG_SET_LIMIT} per set (TAG_LISTS)`);
+        `the bench's names must stay well under TAG_SET_LIMIT ${TAG_SET_LIMIT} per set (raise TAG_LISTS, BD_TAG_LISTS)`);
     }
     const rss100k = { splitwan: rssMb(sw.pid), dnsmasq: rssMb(peer.pid) };
     const nftRss = childPids(sw.pid).reduce((n, k) => n + rssMb(k), 0);
