@@ -32,6 +32,7 @@ interface Session {
 }
 
 const token = (): string => randomBytes(32).toString('base64url');
+const expired = (s: Session, now: number): boolean => now - s.seen > IDLE_MS || now - s.created > MAX_AGE_MS;
 
 /** Equal strings, compared in constant time (a token's bytes do not leak through timing). */
 export function sameToken(a: string, b: string): boolean {
@@ -60,15 +61,9 @@ export class Sessions {
 
   /** The live session of a cookie token (its use keeps it alive), or null. */
   get(t: string | null): { csrf: string } | null {
-    if (t === null) return null;
-    const s = this.byToken.get(t);
-    if (s === undefined) return null;
-    const now = this.clock.now();
-    if (now - s.seen > IDLE_MS || now - s.created > MAX_AGE_MS) {
-      this.finish(t, 'expired');
-      return null;
-    }
-    s.seen = now;
+    if (t === null || !this.alive(t)) return null;
+    const s = this.byToken.get(t)!;
+    s.seen = this.clock.now();
     return s;
   }
 
@@ -77,12 +72,9 @@ export class Sessions {
     if (t === null) return false;
     const s = this.byToken.get(t);
     if (s === undefined) return false;
-    const now = this.clock.now();
-    if (now - s.seen > IDLE_MS || now - s.created > MAX_AGE_MS) {
-      this.finish(t, 'expired');
-      return false;
-    }
-    return true;
+    if (!expired(s, this.clock.now())) return true;
+    this.finish(t, 'expired');
+    return false;
   }
 
   /** Why a token opens no session (null: it does, or no token was sent). */
@@ -105,7 +97,7 @@ export class Sessions {
   }
 
   private sweep(now: number): void {
-    for (const [t, s] of this.byToken) if (now - s.seen > IDLE_MS || now - s.created > MAX_AGE_MS) this.finish(t, 'expired');
+    for (const [t, s] of this.byToken) if (expired(s, now)) this.finish(t, 'expired');
   }
 
   private finish(t: string, why: SessionEnd): void {
