@@ -65,7 +65,14 @@ function App() {
       // The login form at once, even with publicRead (the user was logged in and meant to stay so), and even when the daemon cannot be asked now.
       setEnded(why);
       setLoggingIn(true);
-      void api.session().then(setS, () => undefined);
+      void api.session().then((x) => {
+        setS(x);
+        // A late 401 (a request sent before the login that just happened): nothing to ask for.
+        if (x.authenticated) {
+          setLoggingIn(false);
+          setEnded(null);
+        }
+      }, () => undefined);
     });
     void api.session().then(setS, (e: unknown) => setErr((e as Error).message));
     return () => removeEventListener('hashchange', on);
