@@ -17,8 +17,10 @@
 // libc is loaded lazily, so importing this module on another OS does not fail.
 import dgram from 'node:dgram';
 import net from 'node:net';
+import { constants } from 'node:os';
 import { koffi } from '../sys/koffi-linux.js'; // loaded by loadLibc(), before any use
 import { loadLibc } from '../sys/libc-linux.js';
+import { writeU32 } from '../sys/c-abi.js';
 import type { FallbackReport } from '../sys/native-fallback.js';
 import { readSockaddr } from '../sys/sockaddr.js';
 import { dgramFd, netFd } from '../sys/socket-fd.js';
@@ -58,7 +60,7 @@ function lib(): Libc {
 /** setsockopt(SO_MARK); returns 0 or the errno. */
 function setMark(fd: number, mark: number): number {
   const v = Buffer.alloc(4);
-  v.writeUInt32LE(mark >>> 0); // the kernel reads a native int; x86-64 and arm64 are little-endian
+  writeU32(v, mark, 0); // the kernel reads a native int
   return lib().setsockopt(fd, SOL_SOCKET, SO_MARK, v, 4) === 0 ? 0 : koffi.errno();
 }
 
@@ -141,7 +143,7 @@ export function originalDst(socket: net.Socket): { address: string; port: number
   const len = [buf.length];
   if (lib().getsockopt(fd, v6 ? SOL_IPV6 : SOL_IP, SO_ORIGINAL_DST, buf, len) !== 0) {
     const errno = koffi.errno();
-    if (errno === 2 /* ENOENT */) return null;
+    if (errno === constants.errno.ENOENT) return null;
     throw new SocketError({ op: 'getsockopt(SO_ORIGINAL_DST)', errno, kind: 'tcp', family: v6 ? 6 : 4, address: remote, port: socket.remotePort });
   }
   return readSockaddr(buf, 0);
