@@ -23,6 +23,10 @@ let failure: Error | null = null;
 export function loadKoffi(): Koffi {
   if (koffi !== undefined) return koffi;
   if (failure !== null) throw failure;
+  if (process.env.SPLITWAN_NATIVE === 'off') {
+    failure = Object.assign(new Error('native code is off (SPLITWAN_NATIVE=off)'), { code: 'SPLITWAN_NATIVE_KOFFI' });
+    throw failure;
+  }
   try {
     koffi = createRequire(import.meta.url)('koffi') as Koffi;
     return koffi;
