@@ -41,7 +41,10 @@ describe.skipIf(!support.ok && !process.env.CI)('control API, CLI and metrics in
   let cfg: string;
   let daemon: Daemon | null = null;
 
-  /** The CLI finds the socket through --config (control.socket); `socket` names it directly (for when the file is broken). */
+  /**
+   * The CLI finds the socket through --config (control.socket); `socket` names it directly (for when the file is broken).
+   * Each call starts a Node process: 2-3 s at a load of 12 on two cores, so a case's budget is 30 s, not a figure.
+   */
   const cli = async (args: string[], o: { socket?: boolean } = {}): Promise<{ code: number; stdout: string; stderr: string }> => {
     const r = await lab.exec(lab.ns.router, [process.execPath, join(root, 'bin', 'splitwan'), ...args, ...(o.socket ? ['--socket', join(dir, 'control.sock')] : ['--config', cfg])]);
     return { code: r.code ?? -1, stdout: r.stdout, stderr: r.stderr };
@@ -97,7 +100,7 @@ describe.skipIf(!support.ok && !process.env.CI)('control API, CLI and metrics in
     expect(r.stdout).toMatch(new RegExp(`^\\s+${GW[1]} \\(`, 'm'));
     expect(r.stdout).toContain('router mode');
     expect(r.stdout).toContain(`tunnel path: ${GW[0]}`);
-  }, 10_000);
+  }, 30_000);
 
   it('explain asks the running daemon: a name\'s cached addresses and their kernel tags', async () => {
     const d = await lab.exec(lab.ns.client, ['dig', '+short', `@${lab.addr.routerLan.v4}`, 'out.lab.test']);
@@ -108,7 +111,7 @@ describe.skipIf(!support.ok && !process.env.CI)('control API, CLI and metrics in
     const ip = await cli(['explain', '10.99.9.10', '--json']);
     expect(JSON.parse(ip.stdout)).toMatchObject({ kind: 'ip', tagged: { rule: 0, via: 'breakout' }, effectiveVia: 'breakout' });
     expect((await status()).tagged.breakout).toBeGreaterThanOrEqual(1);
-  }, 10_000);
+  }, 30_000);
 
   it('select moves the tunnel path to a gateway and back to automatic; an unknown name is refused', async () => {
     let r = await cli(['select', GW[1]]);
@@ -144,13 +147,17 @@ describe.skipIf(!support.ok && !process.env.CI)('control API, CLI and metrics in
     expect(now.stdout).toContain('unchanged');
 
     writeFileSync(cfg, 'mode: router\nrules: [\n', { mode: 0o600 });
-    await until(async () => (await status()).config.lastReload?.status === 'rejected', 8000, 'the watcher to reject the bad edit');
-    const bad = await cli(['reload'], { socket: true });
-    expect(bad.code).toBe(1);
-    expect(bad.stdout).toContain('rejected: the running configuration is kept');
-    expect(bad.stdout).toMatch(/config\.yaml:\d+:\d+/);
-    expect(await via()).toBe(lab.gateways[0].uplink.v4); // still running the old config
-    writeFileSync(cfg, labConfig({ dir, ispResolver: lab.addr.ispResolver.v4, names: GW, lines: RULES }), { mode: 0o600 });
+    try {
+      await until(async () => (await status()).config.lastReload?.status === 'rejected', 8000, 'the watcher to reject the bad edit');
+      const bad = await cli(['reload'], { socket: true });
+      expect(bad.code).toBe(1);
+      expect(bad.stdout).toContain('rejected: the running configuration is kept');
+      expect(bad.stdout).toMatch(/config\.yaml:\d+:\d+/);
+      expect(await via()).toBe(lab.gateways[0].uplink.v4); // still running the old config
+    } finally {
+      // The later cases need the good file whatever happened here.
+      writeFileSync(cfg, labConfig({ dir, ispResolver: lab.addr.ispResolver.v4, names: GW, lines: RULES }), { mode: 0o600 });
+    }
     await until(async () => (await status()).config.lastReload?.status !== 'rejected', 8000, 'the good file back');
   }, 40_000);
 
@@ -160,13 +167,13 @@ describe.skipIf(!support.ok && !process.env.CI)('control API, CLI and metrics in
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/flushed [1-9]\d* cached answers/);
     expect((await status()).dns.cacheEntries).toBe(0);
-  }, 10_000);
+  }, 30_000);
 
   it('lists refresh with no URL lists says so', async () => {
     const r = await cli(['lists', 'refresh']);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('no URL lists');
-  }, 10_000);
+  }, 30_000);
 
   it('metrics: every family is exported, with per-gateway health and per-rule hits', async () => {
     // One proxied connection, so the proxy families have samples.
@@ -204,14 +211,15 @@ describe.skipIf(!support.ok && !process.env.CI)('control API, CLI and metrics in
     expect(m).toMatch(/splitwan_config_reloads_total\{result="rejected"\} [1-9]/);
     expect(m).toMatch(/splitwan_proxy_connections_total\{path="breakout"\} [1-9]/);
     expect(m).toMatch(/splitwan_tagged_addresses\{path="breakout"\} [1-9]/);
-  }, 15_000);
+  }, 30_000);
 
   it('a second daemon is refused before it touches anything; the first keeps routing', async () => {
     const r = await lab.exec(lab.ns.router, [process.execPath, join(root, 'bin', 'splitwan'), 'run', '--config', cfg], { timeoutMs: 20_000 });
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('another splitwan is running');
     expect(await via()).toBe(lab.gateways[0].uplink.v4);
-    expect((await status()).gateways.map((g) => g.state)).toEqual(['up', 'up']);
+    // Usable, both: on a loaded machine a gateway may be judged degraded (slow against its own baseline).
+    for (const g of (await status()).gateways) expect(['up', 'degraded'], g.name).toContain(g.state);
   }, 30_000);
 
   it('not root: a clear message and exit 4; daemon not running: exit 3', async () => {

@@ -195,7 +195,7 @@ describe('install.sh', () => {
     expect(changed).toEqual([]);
     expect(readFileSync(config, 'utf8').endsWith(marker)).toBe(true);
     expect(statSync(config).mode & 0o777).toBe(0o600);
-  });
+  }, 120_000); // install.sh stages and compares the whole tree: 28 s at a load of 14 (not a figure)
 
   it('--destdir stages a package tree: paths rendered as installed, files under DIR, no link, no service', () => {
     const dest = join(tmp, 'destdir');

