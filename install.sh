@@ -447,8 +447,9 @@ if [ "$DO_BUILD" = 1 ]; then
   if [ ! -f "$SRC/node_modules/.package-lock.json" ] || [ "$SRC/package-lock.json" -nt "$SRC/node_modules/.package-lock.json" ]; then
     say "npm ci in $SRC (installs and builds)"
     as_owner npm ci --no-audit --no-fund --update-notifier=false
-  elif [ ! -f "$SRC/dist/daemon/cli.js" ] ||
-    [ -n "$(cd "$SRC" && find config dns proxy daemon sys lib lab -name '*.ts' -newer dist/daemon/cli.js 2>/dev/null | head -n 1 || true)" ]; then
+  elif [ ! -f "$SRC/dist/daemon/cli.js" ] || [ ! -f "$SRC/dist/web-assets/index.html" ] ||
+    [ -n "$(cd "$SRC" && find config dns proxy daemon sys lib lab -name '*.ts' -newer dist/daemon/cli.js 2>/dev/null | head -n 1 || true)" ] ||
+    [ -n "$(cd "$SRC" && find web -newer dist/web-assets/index.html -type f 2>/dev/null | head -n 1 || true)" ]; then
     say "npm run build in $SRC"
     as_owner npm run build
   else

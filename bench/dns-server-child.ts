@@ -7,7 +7,7 @@
 // in (the driver creates the namespace and the `splitwan` table).
 //
 // argv[2]: JSON { config: string, port: number, tagged: boolean, profileDir?: string }
-// IPC in:  { cmd: 'stats' | 'gc' | 'pauses-reset' | 'pauses' | 'profile-start' | 'profile-stop' (label) | 'heap-snapshot' (label) | 'stop' }
+// IPC in:  { cmd: 'stats' | 'gc' | 'qlog' (on: the query log on or off) | 'pauses-reset' | 'pauses' | 'profile-start' | 'profile-stop' (label) | 'heap-snapshot' (label) | 'stop' }
 // IPC out: { type: 'ready', port } and { type: 'stats', ... } / { type: 'pauses', ... } / { type: 'profile', file } replies
 import dgram from 'node:dgram';
 import { writeFileSync } from 'node:fs';
@@ -24,6 +24,7 @@ import { DnsCache } from '../dns/cache.js';
 import { Forwarder, type PathDialer } from '../dns/forwarder.js';
 import { Resolver, type PathState, type RouteTagger } from '../dns/resolver.js';
 import { DnsServer } from '../dns/server.js';
+import { QueryLog } from '../dns/query-log.js';
 import { openNft } from '../daemon/dataplane/libnft-linux.js';
 import { planDataplane } from '../daemon/dataplane/plan.js';
 import { NftTagger } from '../daemon/dataplane/tagger.js';
@@ -76,7 +77,10 @@ if (args.tagged) {
 
 const forwarder = new Forwarder({ dialer: new LoopbackDialer(), logger: silentLogger, timeoutMs: c.dns.timeoutMs });
 const cache = new DnsCache(c.dns.cache, systemClock);
+// The query log as the daemon has it by default (queryLog: of the config); 'qlog' turns it off and on between rounds.
+const queryLog = new QueryLog(systemClock, { privacy: c.queryLog.privacy, size: c.queryLog.size });
 const resolver = new Resolver({
+  queryLog,
   policy: () => loaded.policy,
   paths,
   upstreams: forwarder,
@@ -173,6 +177,11 @@ process.on('message', (m: { cmd?: string; label?: string }) => {
       }
       case 'heap-snapshot':
         return send({ type: 'heap-snapshot', file: writeHeapSnapshot(join(args.profileDir ?? '.', `dns-${m.label ?? 'heap'}-${process.pid}.heapsnapshot`)) });
+      case 'qlog': {
+        const on = (m as { on?: boolean }).on === true;
+        queryLog.configure({ privacy: on ? 'full' : 'off', size: c.queryLog.size });
+        return send({ type: 'qlog', on: queryLog.on, written: queryLog.nextSeq });
+      }
       case 'stop':
         return stop();
     }

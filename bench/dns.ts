@@ -204,7 +204,8 @@ const r1 = (x: number) => +x.toFixed(1);
 const r3 = (x: number) => +x.toFixed(3);
 
 type Target = 'upstream' | 'splitwan' | 'dnsmasq' | 'dnsmasq-nftset';
-type Side = 'splitwan' | 'dnsmasq' | 'echo';
+/** splitwan-nolog: the same splitwan process with its query log turned off for that run (IPC 'qlog'). */
+type Side = 'splitwan' | 'splitwan-nolog' | 'dnsmasq' | 'echo';
 interface ChildStats {
   rss: number;
   heapUsed: number;
@@ -329,8 +330,10 @@ export async function run(): Promise<Record<string, unknown>> {
     const echo = new Proc('node-echo', inNs(onServerCpu([process.execPath, join(import.meta.dirname, 'dns-echo-child.js'), String(ports.echo)])), { ipc: true });
     await Promise.all([ipcReady(sw), ipcReady(echo)]);
     await Promise.all([ready(peer, ports.peer), ready(sw, ports.splitwan), ...(nftPeer ? [ready(nftPeer, ports.nftset)] : [])]);
-    const portOf: Record<Target | Side, number> = { upstream: ports.up, splitwan: ports.splitwan, dnsmasq: ports.peer, 'dnsmasq-nftset': ports.nftset, echo: ports.echo };
-    const pidOf: Record<Target | Side, number> = { upstream: up.pid, splitwan: sw.pid, dnsmasq: peer.pid, 'dnsmasq-nftset': nftPeer?.pid ?? 0, echo: echo.pid };
+    const portOf: Record<Target | Side, number> = { upstream: ports.up, splitwan: ports.splitwan, 'splitwan-nolog': ports.splitwan, dnsmasq: ports.peer, 'dnsmasq-nftset': ports.nftset, echo: ports.echo };
+    const pidOf: Record<Target | Side, number> = { upstream: up.pid, splitwan: sw.pid, 'splitwan-nolog': sw.pid, dnsmasq: peer.pid, 'dnsmasq-nftset': nftPeer?.pid ?? 0, echo: echo.pid };
+    /** The query log on for every side but splitwan-nolog (the daemon's default is on). */
+    const qlog = (on: boolean) => sw.ask<{ on: boolean; written: number }>('qlog', 'qlog', 15_000, { on });
     say(`servers on 127.0.0.1${ns ? ` in netns ${ns}` : ''}: upstream :${ports.up}, splitwan :${ports.splitwan}, dnsmasq :${ports.peer}` +
       `${nftPeer ? `, dnsmasq --nftset :${ports.nftset}` : ''}, node-echo :${ports.echo}; ` + (pin ? `servers pinned to CPU ${serverCpu}, dnsperf to CPU ${clientCpus}` : 'nothing pinned'));
 
@@ -385,16 +388,23 @@ export async function run(): Promise<Record<string, unknown>> {
     say(`  CPU per miss while filling: splitwan ${r1(cpuUs([fill.splitwan]))} µs${tagged ? ` (of which its nft -i ${r1(cpuUs([fill.splitwan], 'childCpu'))} µs)` : ''}, dnsmasq ${r1(cpuUs([fill.dnsmasq]))} µs`);
 
     // 1: cache hits.
-    const hitSides: Side[] = ['splitwan', 'dnsmasq', 'echo'];
+    const hitSides: Side[] = ['splitwan', 'splitwan-nolog', 'dnsmasq', 'echo'];
     for (const side of hitSides) await dnsperf(portOf[side], hitFile, { runs: 1, qps: 5000 }); // warm the caches
     for (const side of hitSides) await dnsperf(portOf[side], hitFile, { seconds: 2, clients: HIT_CLIENTS, outstanding: HIT_OUTSTANDING }); // warm the JIT
     const beforeHits = await stats();
     if (profileDir) await sw.ask('profile-start', 'profile-started');
-    const hits: Record<Side, Perf[]> = { splitwan: [], dnsmasq: [], echo: [] };
+    const hits: Record<Side, Perf[]> = { splitwan: [], 'splitwan-nolog': [], dnsmasq: [], echo: [] };
+    /** Records the query log took during the log-on runs (the proof that it was on). */
+    let logged = 0;
     for (let i = 0; i < ROUNDS; i++) {
-      const order = [...hitSides.slice(i % hitSides.length), ...hitSides.slice(0, i % hitSides.length)]; // each side goes first once in 3 rounds
-      for (const side of order) hits[side].push(await dnsperf(portOf[side], hitFile, { pid: pidOf[side], seconds: HIT_SECONDS, clients: HIT_CLIENTS, outstanding: HIT_OUTSTANDING }));
+      const order = [...hitSides.slice(i % hitSides.length), ...hitSides.slice(0, i % hitSides.length)]; // a different side goes first in each round
+      for (const side of order) {
+        const before = side === 'splitwan' ? await qlog(true) : side === 'splitwan-nolog' ? await qlog(false) : null;
+        hits[side].push(await dnsperf(portOf[side], hitFile, { pid: pidOf[side], seconds: HIT_SECONDS, clients: HIT_CLIENTS, outstanding: HIT_OUTSTANDING }));
+        if (side === 'splitwan') logged += (await qlog(true)).written - before!.written;
+      }
     }
+    await qlog(true);
     const hitProfile = profileDir ? (await sw.ask<{ file: string }>('profile-stop', 'profile', 60_000, { label: 'hit' })).file : null;
     const afterHits = await stats();
     const hitQps = Object.fromEntries(hitSides.map((s) => [s, median(hits[s].map((p) => p.qps))])) as Record<Side, number>;
@@ -406,6 +416,8 @@ export async function run(): Promise<Record<string, unknown>> {
     const pct = (x: number) => `${Math.round(100 * x)} %`;
     say(`cache hits: ${HIT_NAMES} names, dnsperf -T 1 -c ${HIT_CLIENTS} -q ${HIT_OUTSTANDING} -l ${HIT_SECONDS}, median of ${ROUNDS} rounds in rotating order` + (hitProfile ? ' (PROFILED: throughput distorted)' : '') + ':');
     say(`  splitwan  ${String(r0(hitQps.splitwan)).padStart(7)} q/s [${samples('splitwan')}], CPU ${r1(hitCpu.splitwan)} µs/answer, lost ${lost('splitwan')}, misses during the rounds ${afterHits.resolver.misses - beforeHits.resolver.misses}`);
+    say(`  splitwan, query log off ${String(r0(hitQps['splitwan-nolog'])).padStart(7)} q/s [${samples('splitwan-nolog')}], CPU ${r1(hitCpu['splitwan-nolog'])} µs/answer: ` +
+      `the query log (on, ${logged} records in the log-on runs) costs ${r1(hitCpu.splitwan - hitCpu['splitwan-nolog'])} µs/answer, q/s on/off ${(hitQps.splitwan / hitQps['splitwan-nolog']).toFixed(3)}x`);
     say(`  dnsmasq   ${String(r0(hitQps.dnsmasq)).padStart(7)} q/s [${samples('dnsmasq')}], CPU ${r1(hitCpu.dnsmasq)} µs/answer, lost ${lost('dnsmasq')}`);
     say(`  node-echo ${String(r0(hitQps.echo)).padStart(7)} q/s [${samples('echo')}], CPU ${r1(hitCpu.echo)} µs/answer, lost ${lost('echo')} (a Node dgram responder with no DNS logic: dgram's own cost per datagram; splitwan batches with recvmmsg instead)`);
     say(`  ratio splitwan/dnsmasq ${(hitQps.splitwan / hitQps.dnsmasq).toFixed(2)}x (goal >= ${GOAL_RATIO}); splitwan/node-echo ${(hitQps.splitwan / hitQps.echo).toFixed(2)}x; node-echo/dnsmasq ${(hitQps.echo / hitQps.dnsmasq).toFixed(2)}x`);
@@ -492,6 +504,10 @@ export async function run(): Promise<Record<string, unknown>> {
       node_echo_hit_qps: r0(hitQps.echo),
       ratio_hit_vs_node_echo: +(hitQps.splitwan / hitQps.echo).toFixed(3),
       hit_qps_samples: hits.splitwan.map((p) => r0(p.qps)),
+      hit_qps_query_log_off: r0(hitQps['splitwan-nolog']),
+      hit_cpu_us_query_log_off: r1(hitCpu['splitwan-nolog']),
+      ratio_hit_query_log_on_vs_off: +(hitQps.splitwan / hitQps['splitwan-nolog']).toFixed(3),
+      query_log_records_in_hit_runs: logged,
       dnsmasq_hit_qps_samples: hits.dnsmasq.map((p) => r0(p.qps)),
       hit_cpu_us: r1(hitCpu.splitwan),
       ratio_hit_cpu_dnsmasq_vs_splitwan: +(hitCpu.dnsmasq / hitCpu.splitwan).toFixed(3),

@@ -11,6 +11,7 @@ const benches: Record<string, () => Promise<unknown>> = {
   'health-load': async () => (await import('./health-load.js')).run(),
   firewall: async () => (await import('./firewall.js')).run(),
   footprint: async () => (await import('./footprint.js')).run(),
+  roam: async () => (await import('./roam.js')).run(),
 };
 
 const name = process.argv[2];

@@ -6,7 +6,7 @@ import cron from 'node-cron';
 import { normalizeDomain, parseDomainPattern } from './domain.js';
 import { parseDuration } from './duration.js';
 import { ConfigCodes, ConfigError, didYouMean, IssueSink, type ConfigIssue } from './errors.js';
-import { parseCidr, parseHostPort } from '../lib/ip.js';
+import { cidrContains, parseCidr, parseHostPort, parseIp, type ParsedCidr } from '../lib/ip.js';
 import { listCacheFile, ListFetcher, matchesPin, redactUrl } from './lists/fetch.js';
 import { parseList, type ParsedList } from './lists/formats.js';
 import { compilePolicy, type ListContent, type Policy } from './policy.js';
@@ -31,6 +31,24 @@ import { fileTrustProblems, type FileOwnership } from './file-trust.js';
 import { keyPathString, YamlSource, type KeySeg } from './yaml-source.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/splitwan/config.yaml';
+/** Where LAN clients' names are usually found (queryLog.clientNames): hosts, dnsmasq, OpenWrt odhcpd/dnsmasq, ISC dhcpd. */
+export const DEFAULT_CLIENT_NAME_FILES = ['/etc/hosts', '/var/lib/misc/dnsmasq.leases', '/tmp/dhcp.leases', '/var/lib/dhcp/dhcpd.leases'];
+
+/**
+ * Why the dashboard must not listen on `host`, or null. Only loopback and
+ * private LAN ranges (RFC 1918, IPv6 ULA) are allowed: a wildcard includes
+ * the WAN, and a public address (or 100.64/10, the ISP's CGNAT side) is one a
+ * WAN can reach. The daemon also refuses an address of the breakout interface.
+ */
+export function webListenProblem(host: string): string | null {
+  const ip = parseIp(host);
+  if (ip === null) return `"${host}" is not an IP address`;
+  const v4 = ip.family === 4 ? ip.w[3]! : null;
+  if (v4 === 0 || (ip.family === 6 && ip.w.every((w) => w === 0))) return `${host} listens on every address, the WAN's too: use a LAN address (router) or 127.0.0.1 (laptop)`;
+  const inNet = (net: string): boolean => cidrContains(parseCidr(net) as ParsedCidr, ip);
+  const ok = ['127.0.0.0/8', '10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '::1/128', 'fc00::/7'].some(inNet);
+  return ok ? null : `${host} is not a loopback or private LAN address (RFC 1918, fc00::/7): a WAN could reach it; the dashboard changes routing, so it only listens on the LAN or loopback`;
+}
 const RESERVED_NAMES = new Set(['breakout', 'tunnel', 'block', 'auto', 'default']);
 
 /** What the loader needs from the outside world; tests pass fakes. */
@@ -283,6 +301,8 @@ class Builder {
       if ('error' in hp || !isIP(hp.host)) this.err(ConfigCodes.ADDRESS, ['metrics', 'listen'], 'error' in hp ? hp.error : `"${metricsListen}": use an IP address and port, e.g. 127.0.0.1:9464`);
       else metrics = { listen: hp };
     }
+    const queryLog = this.queryLog();
+    const web = this.web();
     const socket = (this.get(['control', 'socket']) as string | undefined) ?? '/run/splitwan/control.sock';
     if (!isAbsolute(socket)) this.err(ConfigCodes.VALUE, ['control', 'socket'], 'the control socket must be an absolute path');
 
@@ -306,12 +326,14 @@ class Builder {
       mode,
       lan,
       breakout,
-      tunnel: { killSwitch: (this.get(['tunnel', 'killSwitch']) as boolean | undefined) ?? true, dns: tunnelDns, gateways },
+      tunnel: { killSwitch: (this.get(['tunnel', 'killSwitch']) as boolean | undefined) ?? true, allowLan: (this.get(['tunnel', 'allowLan']) as boolean | undefined) ?? true, dns: tunnelDns, gateways },
       health,
       dns,
       proxy,
       control: { socket },
       metrics,
+      queryLog,
+      web,
       log: { level: (this.get(['log', 'level']) as Config['log']['level'] | undefined) ?? 'info' },
       stateDir: this.stateDir(),
       lists: [...lists.values()].map((l) => l.source),
@@ -320,6 +342,46 @@ class Builder {
       files: [...this.files],
     };
     return { config: deepFreeze(config), lists };
+  }
+
+  /** queryLog: (the query log, dns/query-log.ts). */
+  private queryLog(): Config['queryLog'] {
+    const r = (this.get(['queryLog']) ?? {}) as Raw;
+    const file = r.file as string | undefined;
+    const names = r.clientNames === undefined ? DEFAULT_CLIENT_NAME_FILES : asList(r.clientNames).map((f) => this.rel(f));
+    return {
+      privacy: (r.privacy as Config['queryLog']['privacy'] | undefined) ?? 'full',
+      size: (r.size as number | undefined) ?? 10_000,
+      file: file === undefined ? null : { path: this.rel(file), maxBytes: (r.fileMaxSize as number | undefined) ?? 10 << 20, keep: (r.fileKeep as number | undefined) ?? 3 },
+      clientNames: names,
+    };
+  }
+
+  /** web: (the dashboard, daemon/web/). Refuses addresses a WAN could reach: checked here, before anything listens. */
+  private web(): Config['web'] {
+    const r = (this.get(['web']) ?? {}) as Raw;
+    let listen: Config['web']['listen'] = null;
+    if (typeof r.listen === 'string') {
+      const hp = parseHostPort(r.listen);
+      if ('error' in hp || !isIP(hp.host)) this.err(ConfigCodes.ADDRESS, ['web', 'listen'], 'error' in hp ? hp.error : `"${r.listen}": use an IP address and port, e.g. 192.168.1.1:8080 or 127.0.0.1:8080`);
+      else {
+        const problem = webListenProblem(hp.host);
+        if (problem !== null) this.err(ConfigCodes.ADDRESS, ['web', 'listen'], problem);
+        else listen = hp;
+      }
+    }
+    const hash = r.passwordHash as string | undefined;
+    if (hash !== undefined && !/^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$/.test(hash)) {
+      this.err(ConfigCodes.VALUE, ['web', 'passwordHash'], 'not a hash made by `splitwan web passwd` (scrypt$N$r$p$salt$hash)');
+    }
+    if (listen !== null && hash === undefined) this.warn(ConfigCodes.VALUE, ['web'], 'web.listen is set but no web.passwordHash: nobody can log in (set one with: splitwan web passwd)');
+    const tls = r.tls as { cert?: string; key?: string } | undefined;
+    return {
+      listen,
+      passwordHash: hash ?? null,
+      publicRead: (r.publicRead as boolean | undefined) ?? false,
+      tls: tls?.cert !== undefined && tls.key !== undefined ? { cert: this.rel(tls.cert), key: this.rel(tls.key) } : null,
+    };
   }
 
   private stateDir(): string {

@@ -162,6 +162,30 @@ export interface ProxyConfig {
   blockQuic: boolean;
 }
 
+/** The query log (dns/query-log.ts): every DNS decision, for `splitwan log` and the dashboard. */
+export interface QueryLogConfig {
+  /** off: nothing recorded; anonymize: clients as their /24 or /48, never named; full: addresses and names. */
+  privacy: 'off' | 'anonymize' | 'full';
+  /** Records kept in memory (the oldest are overwritten). */
+  size: number;
+  /** Also appended to this file as JSON lines, rotated at maxBytes, `keep` old files; null: memory only. */
+  file: { path: string; maxBytes: number; keep: number } | null;
+  /** Files that name LAN clients (dnsmasq/odhcpd/ISC leases, hosts files); missing ones are skipped. */
+  clientNames: string[];
+}
+
+/** The web dashboard (daemon/web/). */
+export interface WebConfig {
+  /** null: off. */
+  listen: { host: string; port: number } | null;
+  /** scrypt hash from `splitwan web passwd`; null: nobody can log in. */
+  passwordHash: string | null;
+  /** Read-only pages without login (changes still need it). */
+  publicRead: boolean;
+  /** HTTPS with this certificate and key (PEM files); null: plain HTTP. */
+  tls: { cert: string; key: string } | null;
+}
+
 export interface Config {
   /** Absolute path of the main file. */
   file: string;
@@ -175,6 +199,8 @@ export interface Config {
   };
   tunnel: {
     killSwitch: boolean;
+    /** Host mode: this machine's own networks take the breakout (daemon/local-nets.ts). */
+    allowLan: boolean;
     dns: Upstream[] | null;
     gateways: GatewayConfig[];
   };
@@ -183,6 +209,8 @@ export interface Config {
   proxy: ProxyConfig;
   control: { socket: string };
   metrics: { listen: { host: string; port: number } | null };
+  queryLog: QueryLogConfig;
+  web: WebConfig;
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' };
   stateDir: string;
   lists: ListSource[];

@@ -165,6 +165,46 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
       return (await import('./commands/control.js')).dnsFlushCommand({ socket: await socketOf(values) }, io);
     },
   },
+  log: {
+    synopsis: '[--config PATH] [--socket PATH] [--follow] [--client IP] [--name PATTERN] [--path P] [--limit N] [--json]',
+    summary: 'the query log: which rule and path each DNS question took',
+    options: {
+      ...CONTROL,
+      follow: { type: 'boolean', short: 'f', help: 'keep printing new records (Ctrl-C ends)' },
+      client: { type: 'string', arg: 'IP', help: "only this client (an address, or part of the client's name)" },
+      name: { type: 'string', arg: 'PATTERN', help: 'only names matching PATTERN (*.example.com; without * any part of the name)' },
+      path: { type: 'string', arg: 'P', help: 'only questions sent to path P (breakout, tunnel, gw:NAME, block)' },
+      limit: { type: 'string', arg: 'N', help: 'how many of the newest records to print first (default 50)' },
+      ...JSON_OUT,
+    },
+    positionals: { min: 0, max: 0, names: '' },
+    run: async ({ values }, io) => {
+      const limit = values.limit === undefined ? 50 : Number(values.limit);
+      if (!Number.isInteger(limit) || limit < 1 || limit > 5000) throw new UsageError('--limit takes a whole number from 1 to 5000');
+      let stop = false;
+      const onInt = (): void => void (stop = true);
+      process.once('SIGINT', onInt);
+      try {
+        return await (await import('./commands/control.js')).logCommand(
+          { socket: await socketOf(values), follow: values.follow === true, json: values.json === true, client: values.client as string | undefined, name: values.name as string | undefined, path: values.path as string | undefined, limit, stopped: () => stop },
+          io,
+        );
+      } finally {
+        process.off('SIGINT', onInt);
+      }
+    },
+  },
+  web: {
+    synopsis: 'passwd [--config PATH]',
+    summary: "set the dashboard's password (read from stdin) in the config file",
+    options: { ...CONFIG },
+    positionals: { min: 1, max: 1, names: 'passwd' },
+    run: async ({ values, positionals }, io) => {
+      if (positionals[0] !== 'passwd') throw new UsageError(unknownSub('web', positionals[0]!, ['passwd']));
+      const { webPasswdCommand } = await import('./commands/web-passwd.js');
+      return webPasswdCommand({ config: (values.config as string | undefined) ?? DEFAULT_CONFIG_PATH }, io);
+    },
+  },
   demo: {
     synopsis: '[--keep]',
     summary: 'build a lab of namespaces and show splitwan at work (root)',

@@ -10,7 +10,9 @@ import { normalizeDomain } from '../config/domain.js';
 import { formatIp, parseIp } from '../lib/ip.js';
 import type { Logger } from '../lib/logger.js';
 import { diffConfigs } from './control/config-diff.js';
-import type { ExplainReport, StatusReport } from './control/protocol.js';
+import type { ExplainReport, RulesReport, StatusReport } from './control/protocol.js';
+import type { QueryLog } from '../dns/query-log.js';
+import { readLog, type ClientNamer } from './query-log-view.js';
 import type { ControlHandlers } from './control/server.js';
 import { explain, withTag } from './explain.js';
 import type { TagLookup } from './tag-lookup-linux.js';
@@ -29,6 +31,10 @@ export interface ControlContext {
   tagLookup: TagLookup;
   lists: Pick<ListRefresher, 'refreshAll'>;
   flushCache(): number;
+  /** The query log and who the clients are (daemon/client-names.ts). */
+  queryLog: QueryLog;
+  clientName: ClientNamer | null;
+  rules(): RulesReport;
   logger: Logger;
 }
 
@@ -94,6 +100,8 @@ export function controlHandlers(x: ControlContext): ControlHandlers {
         }),
       };
     },
+    queryLog: (q) => readLog(x.queryLog, x.clientName, q),
+    rules: () => x.rules(),
     flushDns: () => {
       const flushed = x.flushCache();
       x.logger.info({ flushed }, 'DNS cache flushed (control)');

@@ -32,6 +32,9 @@ import { NftTagger } from './dataplane/tagger.js';
 import type { DaemonDeps, Watcher } from './deps.js';
 import { FailoverLog } from './failovers.js';
 import { HealthMonitor, type MonitoredGateway } from './health/monitor.js';
+import { HostResolved } from './host-resolved.js';
+import { localNets, type LocalNets } from './local-nets.js';
+import { DNS_LINK_NAME } from './resolved.js';
 import { Prober } from './health/probes.js';
 import { DnsListener, formatListen } from './listeners/dns-listener.js';
 import { MetricsListener } from './listeners/metrics-listener.js';
@@ -42,6 +45,9 @@ import { pathState, RuleTagger } from './resolver-paths.js';
 import { missingRuntimeSettings } from './runtime-settings.js';
 import { ruleHits, statusReport, taggedByPath } from './status.js';
 import { TeardownStack } from './teardown.js';
+import { QueryLogService } from './query-log-service.js'; // issue 20: the query log
+import { rulesReport } from './rules-report.js'; // issue 20: the dashboard's rules page
+import { WebListener } from './web/web-listener.js'; // issue 20: the dashboard
 import { breakoutLookup, tunnelSpec } from './tunnel/gateway-spec.js';
 import { EndpointRefresher } from './tunnel/endpoint-refresh.js';
 import type { TunnelSpec, TunnelStatus } from './tunnel/types.js';
@@ -116,6 +122,8 @@ interface DaemonState {
   resolver: DnsResolver | null;
   failovers: FailoverLog | null;
   startedAt: number;
+  /** Allow-LAN (host mode): the networks this machine is on; null when off. */
+  localNets: LocalNets | null;
 }
 
 const TUNNEL_REPAIR_MS = 3000;
@@ -126,7 +134,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
   const log = deps.logger;
   const dnsLog = log.child({ module: 'dns' });
   const healthLog = log.child({ module: 'health' });
-  const s: DaemonState = { phase: 'new', stopReason: null, store: null, applied: null, policy: null, plan: null, specs: [], wan: null, doh: null, slots: new Map(), cache: null, resolver: null, failovers: null, startedAt: clock.wall() };
+  const s: DaemonState = { phase: 'new', stopReason: null, store: null, applied: null, policy: null, plan: null, specs: [], wan: null, doh: null, slots: new Map(), cache: null, resolver: null, failovers: null, startedAt: clock.wall(), localNets: null };
   const teardown = new TeardownStack(log);
   /** Work started by events (switches, re-plans, address changes, reloads) that a stop waits for. */
   const inFlight = new Set<Promise<unknown>>();
@@ -163,16 +171,27 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
   // Counters outlive a reload's new resolver: metrics are monotonic, status counts since start.
   const dnsStats = newResolverStats();
   const limiter = new ClientLimiter(clock);
+  // Query log (issue 20): one ring for every resolver a reload makes, configured by applyAll.
+  const qlog = new QueryLogService({ clock, logger: dnsLog });
   let metrics: Metrics | null = null;
   let forwarder: Forwarder | null = null;
   let healthForwarder: Forwarder | null = null;
   const server: DnsServer = new DnsServer({
     // The server asks each time, so a reload can swap the resolver under it.
-    handler: { handle: (m, c) => s.resolver!.handle(m, c), answerHit: (b, off, len, out, at, room) => s.resolver!.answerHit(b, off, len, out, at, room) },
+    handler: { handle: (m, c) => s.resolver!.handle(m, c), answerHit: (b, off, len, out, at, room, client) => s.resolver!.answerHit(b, off, len, out, at, room, client) },
     allows: (a): boolean => dns.acl.allows(a),
     logger: dnsLog,
   });
   const dns = new DnsListener({ server, links: () => deps.links(), resolvConfTexts: () => deps.resolvConfTexts(), logger: dnsLog });
+  // Host mode beside systemd-resolved (issue 16): where host mode listens, the breakout's servers from
+  // resolved, and the takeover that sends resolved's queries to splitwan (daemon/host-resolved.ts).
+  const hostResolved = new HostResolved({
+    make: deps.resolved,
+    clock,
+    logger: log.child({ module: 'resolved' }),
+    wanIfname: () => s.wan,
+    onBreakoutChange: () => track(followBreakoutDns()).catch((e: unknown) => dnsLog.error({ err: e }, 'following the network\'s resolvers failed')),
+  });
   const proxyLog = log.child({ module: 'proxy' });
   const proxies = new ProxyListener(
     (c) => new TransparentProxy({ policy: () => s.policy!, pick: (via) => pickTarget(via, healthy), dialer, originalDst: deps.originalDst, logger: proxyLog }, proxyOptions(c)),
@@ -192,6 +211,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
       stats: dnsStats,
       // One limiter for every resolver a reload makes: a client's limits do not start over.
       limiter,
+      queryLog: qlog.log, // issue 20
       options: {
         tagTtlMs: c.dns.tagTtlMs,
         blockAnswer: c.dns.blockAnswer,
@@ -218,6 +238,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
       slots: s.slots,
       // Own sockets routed by source port where they cannot be marked (issue 17: daemon/port-sockets.ts).
       portPaths: deps.pathSockets.byPort === true,
+      ...(s.localNets ? { localNets: s.localNets } : {}),
     });
 
   const applyPlan = async (p: DataplanePlan): Promise<void> => {
@@ -243,27 +264,53 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
     const c = loaded.config;
     s.slots = assignGatewaySlots(c.tunnel.gateways.map((g) => g.name), s.slots);
     if (c.breakout.interface !== 'auto') s.wan = c.breakout.interface;
+    qlog.configure(c); // issue 20: privacy, ring size, file
     // DNS first: the breakout resolvers are needed to find the gateways.
+    await hostResolved.beforeServe(c, dns);
     await dns.serve(c);
     s.specs = await Promise.all(c.tunnel.gateways.map((g) => tunnelSpec(g, lookup)));
     await tunnels!.set(s.specs);
     monitor!.configure(c.health);
     monitor!.setGateways(monitored(c));
     // The WAN is watched too (its resolvers through the breakout), so a dead WAN shows in the log.
-    monitor!.setBreakout(dns.breakoutDns.length ? { name: 'breakout', path: 'breakout', ifname: s.wan ?? 'lo', dns: dns.breakoutDns, mark: MARK_BREAKOUT, probes: [{ kind: 'dns' }] } : null);
+    monitor!.setBreakout(breakoutWatch());
     s.doh = dohEndpoints(loaded);
     s.resolver!.forgetFastHits(); // refuseName changed under it
     // Listening before the redirect is installed, so no redirected flow meets a closed port.
     await proxies.serve(c);
     await metricsListener!.serve(c);
+    await refreshLocalNets(c);
+    await web.serve(c); // issue 20: the dashboard (refuses an address of the breakout interface)
     await applyPlan(plan(loaded));
     s.policy = loaded.policy;
     s.applied = loaded;
+    // The resolver is bound and the data plane in place: systemd-resolved may send it every query now.
+    await hostResolved.afterServe(c, dns.listen);
   };
 
-  /** Runs `ip monitor address` while the config's resolver addresses come from the interfaces (router mode, dns.listen auto). */
+  const breakoutWatch = () => (dns.breakoutDns.length ? { name: 'breakout', path: 'breakout' as const, ifname: s.wan ?? 'lo', dns: dns.breakoutDns, mark: MARK_BREAKOUT, probes: [{ kind: 'dns' as const }] } : null);
+
+  /** A new network's resolvers (systemd-resolved's per-link DNS): the breakout asks them, and answers from the old network are not served. */
+  const followBreakoutDns = async (): Promise<void> => {
+    if (stopping()) return;
+    await dns.serve(config());
+    s.resolver!.flushPath('breakout');
+    monitor!.setBreakout(breakoutWatch());
+    dnsLog.info({ breakoutDns: dns.breakoutDns.map((u) => u.text) }, 'the network changed: breakout names go to its resolvers');
+  };
+
+  /** Allow-LAN (host mode): reads the networks this machine is on; true when they changed. */
+  const refreshLocalNets = async (c: Config): Promise<boolean> => {
+    const before = JSON.stringify(s.localNets);
+    s.localNets = c.mode === 'host' && c.tunnel.allowLan ? localNets(await deps.links(), [...c.tunnel.gateways.map((g) => g.ifname), DNS_LINK_NAME]) : null;
+    return JSON.stringify(s.localNets) !== before;
+  };
+  /** Whether something follows the interfaces' addresses: the resolver's (router mode, dns.listen auto), allow-LAN's networks. */
+  const followsAddresses = (c: Config): boolean => c.mode === 'router' || c.dns.listen === 'auto' || (c.mode === 'host' && c.tunnel.allowLan);
+
+  /** Runs `ip monitor address` while the config's resolver addresses or allow-LAN's networks come from the interfaces. */
   const watchAddresses = (c: Config): void => {
-    const wanted = c.mode === 'router' || c.dns.listen === 'auto';
+    const wanted = followsAddresses(c);
     if (!wanted) {
       addrWatcher?.stop();
       addrWatcher = null;
@@ -281,11 +328,12 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
    */
   const followAddresses = async (): Promise<void> => {
     const c = config();
-    if (stopping() || !(c.mode === 'router' || c.dns.listen === 'auto')) return;
+    if (stopping() || !followsAddresses(c)) return;
     const before = dns.key();
     await dns.serve(c);
-    if (dns.key() === before) return;
-    dnsLog.info({ listen: dns.listen.map(formatListen), answers: dns.acl.subnets }, 'addresses changed: the resolver follows');
+    const lanChanged = await refreshLocalNets(c);
+    if (dns.key() === before && !lanChanged) return;
+    dnsLog.info({ listen: dns.listen.map(formatListen), answers: dns.acl.subnets, allowLan: s.localNets }, 'addresses changed: the resolver and allow-LAN follow');
     await applyPlan(plan(applied()));
   };
 
@@ -372,6 +420,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
       cacheEntries: s.cache!.size,
       proxy: proxies.proxy ? { listen: proxies.proxy.addresses().map(formatListen), paths: proxies.proxy.traffic() } : null,
       failovers: s.failovers!.list(),
+      resolved: hostResolved.status(), // issue 16: the systemd-resolved takeover
     });
 
   const handlers = controlHandlers({
@@ -388,8 +437,15 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
     tagLookup: deps.tagLookup,
     lists: { refreshAll: () => lists!.refreshAll() },
     flushCache: () => s.cache!.flush(),
+    // issue 20: the query log and the rules page
+    queryLog: qlog.log,
+    clientName: qlog.clientName,
+    rules: () => rulesReport(applied(), dnsStats, qlog.refreshes),
     logger: log,
   });
+
+  // issue 20: the dashboard, over the same handlers as the control socket.
+  const web = new WebListener({ handlers, status, links: () => deps.links(), wan: () => s.wan, clock, logger: log.child({ module: 'web' }) });
 
   async function startSteps(): Promise<void> {
     s.phase = 'starting';
@@ -420,6 +476,9 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
     s.cache = new DnsCache(c0.dns.cache, clock);
     s.resolver = makeResolver(c0);
     teardown.push('closing the resolver', () => dns.close());
+    // Unwound before the resolver closes: resolved never points at a closed port.
+    teardown.push('undoing the systemd-resolved takeover', () => hostResolved.stop());
+    teardown.push('closing the query log file', () => qlog.close()); // issue 20
     teardown.push('closing the proxy', () => proxies.close());
 
     // Health: every gateway probed through its own tunnel; the monitor picks the active one.
@@ -501,19 +560,32 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
     });
     metricsListener = new MetricsListener(metrics, log);
     teardown.push('closing the metrics endpoint', () => metricsListener!.close());
+    teardown.push('closing the dashboard', () => web.close()); // issue 20
     store().onReload = (r) => metrics?.reload(r.status);
-    lists.onResult = (name, r) => metrics?.listRefresh(name, r.status);
+    lists.onResult = (name, r) => {
+      metrics?.listRefresh(name, r.status);
+      qlog.refreshes.note(name, clock.wall(), r); // issue 20: the rules page's last refresh
+    };
     s.failovers = new FailoverLog(clock, null, (from, to) => metrics?.failover(from, to));
     checkpoint();
 
     if (c0.breakout.interface === 'auto') {
+      let network = '';
       const w = await deps.watchWan((st) => {
         s.wan = st.ifname;
         replan('following the default route');
+        // Another network (link or router): breakout answers of the old one (a portal's, a CDN's for there) are not served.
+        const now = `${st.ifname} ${st.gateway}`;
+        if (now !== network) s.resolver?.flushPath('breakout');
+        network = now;
+        hostResolved.ensure(); // the new network's resolvers at once
+        // Roaming: the tunnels send from the new network's address at once (wireguard-go would wait for its 15 s timeout).
+        if (!stopping()) void track(tunnels!.rebind?.() ?? Promise.resolve()).catch((e: unknown) => log.warn({ err: e }, 'rebinding the tunnels after a network change failed'));
       });
       wanWatcher = w.watcher;
       teardown.push('stopping the default-route watcher', () => wanWatcher?.stop());
       s.wan = w.state.ifname;
+      network = `${w.state.ifname} ${w.state.gateway}`;
       checkpoint();
     }
     await applyAll(store().current);
@@ -531,6 +603,13 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
     store().start();
     dataplane.start();
     monitor.start();
+    // logind's resume (issue 16): every gateway probed at once, failures while the network comes back set aside; resolved read again.
+    const sleepWatch = deps.watchSleep?.((sleeping) => {
+      if (sleeping) return healthLog.info({}, 'the machine is going to sleep (logind)');
+      monitor!.noteResume();
+      hostResolved.ensure();
+    });
+    if (sleepWatch) teardown.push('stopping the sleep watch', () => sleepWatch.stop());
     endpoints.start();
     void lists.start().catch((e: unknown) => log.warn({ err: e }, 'list refresh failed'));
     // Tunnels repair what status() sees broken (a deleted link, a roamed endpoint).

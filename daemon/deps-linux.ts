@@ -13,8 +13,11 @@ import { removeStaleHomes } from './dataplane/nft-session-linux.js';
 import { LinuxRouter } from './dataplane/router-linux.js';
 import { WanWatcher } from './dataplane/wan-watch-linux.js';
 import { linuxPing } from './health/ping-linux.js';
+import { cleanupResolved, type ResolvedParts } from './host-resolved.js';
 import { parseIpAddrs } from './os-parse.js';
 import { RESOLV_CONF_FILES } from './resolv-conf.js';
+import { LinuxResolvedApi, TunDnsLink } from './resolved-linux.js';
+import { watchSleep } from './sleep-watch-linux.js';
 import { originalDstFor, pathSocketsFor } from './sockets-linux.js';
 import { linuxTagLookup } from './tag-lookup-linux.js';
 import { cleanupTunnels } from './tunnel/orphans-linux.js';
@@ -31,6 +34,14 @@ export async function cleanupAll(run: Runner, logger: Logger): Promise<void> {
   await cleanupTunnels(run, logger);
   // The nft -i fallback's private HOMEs left by a crashed run hold tagged destinations in their history.
   removeStaleHomes();
+  // A systemd-resolved takeover a killed run left (its own link goes with the process; one an older layout put on another link does not).
+  await cleanupResolved(resolvedParts(run, logger), logger);
+}
+
+/** The D-Bus client of systemd-resolved (and NetworkManager) and splitwan's DNS link. */
+function resolvedParts(run: Runner, logger: Logger): ResolvedParts {
+  const log = logger.child({ module: 'resolved' });
+  return { api: new LinuxResolvedApi({ logger: log }), link: new TunDnsLink({ runner: run, logger: log }) };
 }
 
 export function linuxDeps(o: { logger: Logger; clock: Clock; runner?: Runner; setLogLevel?: (level: string) => void; version?: string }): DaemonDeps {
@@ -67,5 +78,7 @@ export function linuxDeps(o: { logger: Logger; clock: Clock; runner?: Runner; se
       m.start();
       return m;
     },
+    resolved: () => resolvedParts(run, log),
+    watchSleep: (onChange) => watchSleep({ logger: log.child({ module: 'sleep' }), clock: o.clock }, onChange),
   };
 }

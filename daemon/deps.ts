@@ -8,6 +8,7 @@ import type { Clock, Logger } from '../lib/logger.js';
 import type { DamageWatch } from './dataplane/damage-watch.js';
 import type { NftExec } from './dataplane/nft-session-linux.js';
 import type { Router } from './dataplane/router-linux.js';
+import type { ResolvedParts } from './host-resolved.js';
 import type { IpAddrLink } from './os-parse.js';
 import type { PathSockets } from './sockets.js';
 import type { TagLookup } from './tag-lookup-linux.js';
@@ -59,4 +60,12 @@ export interface DaemonDeps {
   watchWan(onChange: (s: WanState) => void): Promise<{ state: WanState; watcher: Watcher }>;
   /** Calls `onChange` when any interface's addresses change. */
   watchAddresses(onChange: () => void): Watcher;
+  /**
+   * systemd-resolved's D-Bus API and the link splitwan owns for the takeover
+   * (host mode on a laptop, daemon/host-resolved.ts): a new pair each call.
+   * Absent: nothing to take over (host mode listens on 127.0.0.53).
+   */
+  resolved?: () => ResolvedParts;
+  /** logind's PrepareForSleep: `true` before a suspend, `false` after the resume. Absent: no bus to listen on. */
+  watchSleep?: (onChange: (sleeping: boolean) => void) => Watcher;
 }

@@ -148,6 +148,11 @@ export class FakeResolved implements ResolvedApi {
     Object.assign(l, { dns: [], domains: [], defaultRoute: null, llmnr: 'yes', mdns: 'no' });
   }
 
+  async flushCaches(): Promise<void> {
+    this.calls.push('flushCaches');
+    this.mustRun();
+  }
+
   watchResolved(onChange: (running: boolean) => void): Watcher {
     this.resolvedWatchers.add(onChange);
     return { stop: () => this.resolvedWatchers.delete(onChange) };

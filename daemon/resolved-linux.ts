@@ -265,6 +265,10 @@ export class LinuxResolvedApi implements ResolvedApi {
     await this.call('RevertLink', RESOLVE1, RESOLVE1_PATH, MANAGER, 'RevertLink', 'i', [ifindex]);
   }
 
+  async flushCaches(): Promise<void> {
+    await this.call('FlushCaches', RESOLVE1, RESOLVE1_PATH, MANAGER, 'FlushCaches', '', []);
+  }
+
   watchResolved(onChange: (running: boolean) => void): Watcher {
     return this.watchName(RESOLVE1, onChange);
   }

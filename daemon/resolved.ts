@@ -187,6 +187,8 @@ export interface ResolvedApi {
   apply(ifindex: number, s: TakeoverSettings): Promise<void>;
   /** RevertLink: the link's bus-set configuration is dropped, as if never set. */
   revert(ifindex: number): Promise<void>;
+  /** FlushCaches: resolved forgets every answer it cached (those of the network the laptop left). */
+  flushCaches(): Promise<void>;
   /** Calls back when resolved appears on or leaves the bus (NameOwnerChanged). */
   watchResolved(onChange: (running: boolean) => void): Watcher;
   /**

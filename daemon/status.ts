@@ -56,6 +56,7 @@ export interface StatusInputs {
   cacheEntries: number;
   proxy: StatusReport['proxy'];
   failovers: StatusReport['failovers'];
+  resolved?: StatusReport['resolved'];
 }
 
 export function statusReport(i: StatusInputs): StatusReport {
@@ -105,5 +106,6 @@ export function statusReport(i: StatusInputs): StatusReport {
     },
     proxy: i.proxy,
     failovers: i.failovers,
+    resolved: i.resolved ?? null,
   };
 }

@@ -21,6 +21,7 @@ import type { Policy } from '../config/policy.js';
 import type { PathName, Target, Upstream } from '../config/types.js';
 import { formatIp, parseIp } from '../lib/ip.js';
 import { DnsCache, InFlight, ageSeconds, type CachedAnswer } from './cache.js';
+import { NO_RULE, type QueryLog, type QueryResult } from './query-log.js';
 import type { Question } from './forwarder.js';
 import {
   CLASS,
@@ -101,6 +102,8 @@ export interface ResolverDeps {
   stats?: ResolverStats;
   /** Each client's share of upstream work; default: DEFAULT_CLIENT_LIMIT; null: none (benchmarks of the resolver alone). */
   limiter?: ClientLimiter | null;
+  /** Where every decision is recorded (query-log.ts); none: nothing is. */
+  queryLog?: QueryLog | null;
 }
 
 export interface Client {
@@ -177,6 +180,9 @@ interface Outcome {
   offsets: readonly number[];
   /** Answered from stale cache data: TTLs already capped. */
   stale: boolean;
+  /** For the query log: the answer's addresses, and ms the upstream took (-1: none answered). */
+  addresses: readonly string[];
+  upstreamMs: number;
 }
 
 /**
@@ -236,11 +242,19 @@ export class Resolver {
   private readonly scan = newHitScan();
   private readonly limiter: ClientLimiter | null;
   private readonly throttled: LogThrottle;
+  private readonly qlog: QueryLog | null;
 
   constructor(private readonly d: ResolverDeps) {
     this.stats = d.stats ?? newResolverStats();
+    this.qlog = d.queryLog ?? null;
     this.limiter = d.limiter === undefined ? new ClientLimiter(d.clock) : d.limiter;
     this.throttled = new LogThrottle(d.logger, d.clock);
+  }
+
+  /** One decision into the query log (when it is on). `rule` NO_RULE: none decided; `path` '': none. */
+  private note(client: Client, q: ParsedQuery, policy: Policy | null, rule: number, path: string, hit: boolean, answers: string | readonly string[] | null, rcode: number, upstreamMs: number, result: QueryResult): void {
+    const l = this.qlog;
+    if (l !== null && l.on) l.record(this.d.clock.now(), client.address, q.qname, q.qtype, policy, rule, path, hit, answers, rcode, upstreamMs, result);
   }
 
   private pathStats(path: string): { hits: number; misses: number; blocked: number } {
@@ -269,6 +283,7 @@ export class Resolver {
       return this.resolve(msg, q, client);
     } catch (e) {
       this.d.logger.error({ err: e, name: q.qname }, 'resolving failed');
+      this.note(client, q, null, NO_RULE, '', false, null, RCODE.SERVFAIL, -1, 'servfail');
       return this.servfail(msg, q);
     }
   }
@@ -308,10 +323,11 @@ export class Resolver {
    * tag to look at (FAST_TAG_CHECK_MS), no truncation needed. Names whose
    * rules look at the client's address never come here (see remember).
    */
-  answerHit(buf: Uint8Array, off: number, len: number, out: Uint8Array, at: number, room: number): number {
+  answerHit(buf: Uint8Array, off: number, len: number, out: Uint8Array, at: number, room: number, client = ''): number {
     const s = this.scan;
     if (!scanHitQuery(buf, off, len, s)) return -1;
-    const f = this.fast[s.do ? 1 : 0].get(latin1Slice.call(buf, off + 12, s.questionEnd));
+    const question = latin1Slice.call(buf, off + 12, s.questionEnd);
+    const f = this.fast[s.do ? 1 : 0].get(question);
     if (f === undefined || this.d.policy() !== f.policy || this.d.paths.pick(f.via) !== f.path) return -1;
     const now = this.d.clock.now();
     if (now >= f.tagQuietUntil) return -1;
@@ -328,6 +344,9 @@ export class Resolver {
     st.hits++;
     f.pathStats.hits++;
     st.byRule[f.rule + 1] = (st.byRule[f.rule + 1] ?? 0) + 1;
+    // The query log's cost here: references and numbers into a preallocated slot; the question is decoded when read.
+    const l = this.qlog;
+    if (l !== null && l.on) l.hit(now, client, question, f.policy, f.rule, f.path, e.addressList, e.rcode);
     return n;
   }
 
@@ -371,12 +390,17 @@ export class Resolver {
     const local = localRcode(q.qtype, q.qclass);
     if (local !== null) {
       this.stats.refusedLocally++;
+      this.note(client, q, null, NO_RULE, '', false, null, local, -1, 'local');
       return this.synth(msg, q, local, client);
     }
     const name = q.qname;
-    if ((this.d.options.dohCanary ?? true) && name === CANARY) return this.synth(msg, q, RCODE.NXDOMAIN, client);
+    if ((this.d.options.dohCanary ?? true) && name === CANARY) {
+      this.note(client, q, null, NO_RULE, '', false, null, RCODE.NXDOMAIN, -1, 'local');
+      return this.synth(msg, q, RCODE.NXDOMAIN, client);
+    }
     if (this.d.options.refuseName?.(name)) {
       this.stats.blocked++;
+      this.note(client, q, null, NO_RULE, 'block', false, null, RCODE.NXDOMAIN, -1, 'blocked');
       return this.synth(msg, q, RCODE.NXDOMAIN, client);
     }
 
@@ -396,11 +420,13 @@ export class Resolver {
     this.stats.byRule[rule + 1] = (this.stats.byRule[rule + 1] ?? 0) + 1;
     if (target === 'block') {
       this.pathStats('block').blocked++;
+      this.note(client, q, policy, rule, 'block', false, null, this.d.options.blockAnswer === 'nxdomain' ? RCODE.NXDOMAIN : RCODE.NOERROR, -1, 'blocked');
       return this.block(msg, q, client);
     }
     const path: PathName = target;
     if (q.qtype === TYPE.AAAA && q.qclass === CLASS.IN && !this.d.paths.ipv6(path)) {
       // The path has no IPv6: an empty answer makes clients use IPv4 rather than fail or leak.
+      this.note(client, q, policy, rule, path, false, null, RCODE.NOERROR, -1, 'local');
       return this.synth(msg, q, RCODE.NOERROR, client);
     }
 
@@ -413,20 +439,26 @@ export class Resolver {
       const out = this.finish(msg, q, answer, hit.ageSeconds, client);
       const list = answer.addressList;
       if (rule < 0 || (typeof list !== 'string' && list.length === 0) || this.d.tagger === null) {
+        this.note(client, q, policy, rule, path, true, list, answer.rcode, -1, 'answered');
         this.remember(msg, q, policy, via, path, rule, key, false);
         return out;
       }
       // Every answer refreshes the tags; the tagger returns null when nothing needs doing: no Promise.
       const pending = this.tagLater(rule, typeof list === 'string' ? [list] : list, answer.tagTtlMs);
       if (pending === null) {
+        this.note(client, q, policy, rule, path, true, list, answer.rcode, -1, 'answered');
         this.remember(msg, q, policy, via, path, rule, key, true);
         return out;
       }
-      return pending.then((ok) => (ok ? out : this.servfail(msg, q)));
+      return pending.then((ok) => {
+        this.note(client, q, policy, rule, path, true, list, ok ? answer.rcode : RCODE.SERVFAIL, -1, ok ? 'answered' : 'servfail');
+        return ok ? out : this.servfail(msg, q);
+      });
     }
     const refused = this.limiter?.admit(client.address) ?? null;
     if (refused !== null) {
       this.stats.clientLimited++;
+      this.note(client, q, policy, rule, path, false, null, client.tcp ? RCODE.REFUSED : -1, -1, 'limited');
       this.throttled.warn(
         'client limit',
         { client: client.address, why: refused, name },
@@ -437,13 +469,13 @@ export class Resolver {
     }
     this.stats.misses++;
     this.pathStats(path).misses++;
-    const p = this.miss(msg, q, client, path, rule, key);
+    const p = this.miss(msg, q, client, path, rule, key, policy);
     if (this.limiter === null) return p;
     const limiter = this.limiter;
     return p.finally(() => limiter.release(client.address));
   }
 
-  private async miss(msg: Buffer, q: ParsedQuery, client: Client, path: PathName, rule: number, key: string): Promise<Buffer | null> {
+  private async miss(msg: Buffer, q: ParsedQuery, client: Client, path: PathName, rule: number, key: string, policy: Policy): Promise<Buffer | null> {
     // A CD query's answer is unchecked data (a validating upstream did not
     // validate it): it is not shared with queries without CD (see fetch).
     const flightKey = q.cd ? `${path}|${key}|cd` : `${path}|${key}`;
@@ -457,7 +489,11 @@ export class Resolver {
       this.throttled.error('resolving failed', { err: e, name: q.qname, path }, 'resolving failed');
       outcome = null;
     }
-    if (outcome === null) return this.servfail(msg, q);
+    if (outcome === null) {
+      this.note(client, q, policy, rule, path, false, null, RCODE.SERVFAIL, -1, 'servfail');
+      return this.servfail(msg, q);
+    }
+    this.note(client, q, policy, rule, path, false, outcome.addresses, outcome.wire[3]! & 0xf, outcome.upstreamMs, outcome.stale ? 'stale' : 'answered');
     const out = patchResponseAt(outcome.wire, outcome.offsets, q.id, questionBytes(msg, q), 0, q.flags, q.edns !== null && q.edns.do);
     return this.shape(out, q, client);
   }
@@ -466,6 +502,7 @@ export class Resolver {
   private async fetch(msg: Buffer, q: ParsedQuery, path: PathName, rule: number, key: string): Promise<Outcome | null> {
     const upstreams = this.d.paths.upstreams(path);
     let resp: Buffer;
+    const asked = this.d.clock.now();
     try {
       if (upstreams.length === 0) throw new Error(`no resolver for ${path} now`);
       // The client's EDNS options (COOKIE, NSID, padding...) are not
@@ -487,6 +524,7 @@ export class Resolver {
       this.stats.upstreamFailures++;
       return this.serveStale(path, key, rule);
     }
+    const upstreamMs = this.d.clock.now() - asked;
     const info = responseInfo(resp);
     const offsets = info === null ? null : ttlOffsets(resp);
     if (info === null || offsets === null) {
@@ -529,7 +567,7 @@ export class Resolver {
         tagTtlMs: rule >= 0 ? tagTtlMs : 0,
       });
     }
-    return { wire, offsets, stale: false };
+    return { wire, offsets, stale: false, addresses: info.addresses, upstreamMs };
   }
 
   /** RFC 8767: the expired entry of `key` with TTLs capped at 30 s (tagged again), or null. */
@@ -542,7 +580,7 @@ export class Resolver {
     if (rule >= 0 && stale.answer.addresses.length > 0 && this.d.tagger !== null) {
       if (!(await (this.tagLater(rule, stale.answer.addresses, STALE_TTL * 1000) ?? true))) return null;
     }
-    return { wire, offsets: stale.answer.ttlOffsets, stale: true };
+    return { wire, offsets: stale.answer.ttlOffsets, stale: true, addresses: stale.answer.addresses, upstreamMs: -1 };
   }
 
   /** Tags, turning failure into `false` (logged); null when nothing is pending. */

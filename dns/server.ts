@@ -24,9 +24,9 @@ export interface DnsHandler {
   /**
    * Optional: a UDP query answered where it lies (the resolver's cache hits,
    * Resolver.answerHit): the answer's length written at out[at], or -1 for
-   * handle(). Only for clients the ACL admits.
+   * handle(). Only for clients the ACL admits; `client` is its address (for the query log).
    */
-  answerHit?(buf: Uint8Array, off: number, len: number, out: Uint8Array, at: number, room: number): number;
+  answerHit?(buf: Uint8Array, off: number, len: number, out: Uint8Array, at: number, room: number, client: string): number;
 }
 
 export interface DnsServerOptions {
@@ -209,7 +209,7 @@ export class DnsServer {
     const h = this.o.handler;
     // Outsiders, responses and the rest get their answer (or none) from the full path.
     if (h.answerHit === undefined || !this.o.allows(address)) return -1;
-    const n = h.answerHit(buf, off, len, out, at, room);
+    const n = h.answerHit(buf, off, len, out, at, room, address);
     if (n >= 0) this.stats.udpQueries++;
     return n;
   }

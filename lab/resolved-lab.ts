@@ -49,6 +49,8 @@ export interface ResolvedLabOptions {
   resolvedConf?: Record<string, string>;
   /** Readiness timeouts (default 15 s each). */
   timeoutMs?: number;
+  /** Bus names root may own on the lab's bus besides the services' (a test's stand-in for logind: org.freedesktop.login1). */
+  busOwners?: string[];
 }
 
 export interface NetworkManagerOptions {
@@ -353,7 +355,7 @@ export async function startResolvedLab(opts: ResolvedLabOptions): Promise<Resolv
     writeFileSync(join(tmpDir, 'resolv.conf'), '# splitwan resolved lab: the stub, as /run/systemd/resolve/stub-resolv.conf has it\nnameserver 127.0.0.53\noptions edns0 trust-ad\n', { mode: 0o644 });
     mkdirSync(join(tmpDir, 'bus.d'), { mode: 0o755 });
     for (const p of pk.busPolicies) writeFileSync(join(tmpDir, 'bus.d', p.split('/').pop()!), readFileSync(p));
-    writeFileSync(join(tmpDir, 'bus.conf'), busConfig(join(tmpDir, 'bus.d')), { mode: 0o644 });
+    writeFileSync(join(tmpDir, 'bus.conf'), busConfig(join(tmpDir, 'bus.d'), opts.busOwners ?? []), { mode: 0o644 });
 
     // 3. Mounts, inside only.
     await mustIn(['mount', '-t', 'tmpfs', '-o', 'mode=0755,size=32m', 'splitwan-lab-run', '/run']);
@@ -431,8 +433,30 @@ export async function startResolvedLab(opts: ResolvedLabOptions): Promise<Resolv
   };
 }
 
+/** One link as `resolvectl status IF` shows it, the lines that matter. */
+export interface ResolvectlLink {
+  scopes: string;
+  dns: string[];
+  domains: string[];
+  defaultRoute: boolean;
+}
+
+/** `resolvectl status IF` inside the lab; null when resolved does not know the link. */
+export async function resolvectlLink(lab: Pick<ResolvedLab, 'resolvectl'>, ifname: string): Promise<ResolvectlLink | null> {
+  const r = await lab.resolvectl('status', ifname);
+  if (r.code !== 0) return null;
+  const field = (k: string) => new RegExp(`^\\s*${k}:\\s*(.*)$`, 'm').exec(r.stdout)?.[1]?.trim() ?? '';
+  return {
+    scopes: field('Current Scopes'),
+    dns: field('DNS Servers').split(/\s+/).filter(Boolean),
+    domains: field('DNS Domain').split(/\s+/).filter(Boolean),
+    defaultRoute: /\+DefaultRoute/.test(field('Protocols')),
+  };
+}
+
 /** A system bus like Debian's system.conf (default deny, the services' own policies included), on the lab's /run. */
-function busConfig(includeDir: string): string {
+function busConfig(includeDir: string, owners: readonly string[]): string {
+  const own = owners.filter((n) => /^[A-Za-z0-9_.-]+$/.test(n)).map((n) => `\n  <policy user="root"><allow own="${n}"/><allow send_destination="${n}"/></policy>`).join('');
   return `<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN" "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig>
   <type>system</type>
@@ -454,7 +478,7 @@ function busConfig(includeDir: string): string {
     <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Properties"/>
     <deny send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus" send_member="UpdateActivationEnvironment"/>
   </policy>
-  <includedir>${includeDir}</includedir>
+  <includedir>${includeDir}</includedir>${own}
 </busconfig>
 `;
 }

@@ -5,7 +5,8 @@ import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
 import { DEFAULT_CONFIG_PATH } from '../../config/load.js';
 import { ControlAccessError, controlRequest, ControlRequestError, NotRunningError } from '../control/client.js';
-import { ROUTES, type ExplainReport, type ListsReport, type ReloadReport, type SelectReport, type StatusReport } from '../control/protocol.js';
+import { ROUTES, type ExplainReport, type ListsReport, type LogReport, type ReloadReport, type SelectReport, type StatusReport } from '../control/protocol.js';
+import type { QueryLogEntry } from '../../dns/query-log.js';
 import { Exit, type Io } from '../cli-io.js';
 import { formatExplain } from '../explain.js';
 
@@ -104,6 +105,7 @@ export function formatStatus(s: StatusReport, now: number): string {
   const tagged = Object.entries(s.tagged);
   L.push(`tagged addresses: ${tagged.length ? tagged.map(([p, n]) => `${p} ${n}`).join(', ') : 'none'}`);
   const d = s.dns;
+  if (s.resolved) L.push(`systemd-resolved: ${s.resolved.active ? `every query sent to splitwan (link ${s.resolved.ifname})` : s.resolved.resolvedRunning ? `NOT taken over: ${s.resolved.lastError ?? 'retrying'}` : 'not running (taken over again when it is back)'}${s.resolved.reapplied ? `, applied again ${s.resolved.reapplied}x` : ''}`);
   L.push(`dns: ${d.listen.join(' ')}; ${d.queries} queries, hit ratio ${d.hitRatio === null ? '-' : `${Math.round(d.hitRatio * 100)}%`}, ${d.cacheEntries} cached, ${d.servfail} servfail, ${d.blocked} blocked`);
   if (s.proxy) {
     const paths = Object.entries(s.proxy.paths);
@@ -193,4 +195,60 @@ export async function explainViaDaemon(o: { socket: string; target: string; sour
     }
     throw e;
   }
+}
+
+// ---------------------------------------------------------------------------
+// splitwan log (issue 20): the query log, through the control socket.
+
+function clockTime(ms: number): string {
+  const d = new Date(ms);
+  const p = (n: number, w = 2): string => String(n).padStart(w, '0');
+  return `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}.${p(d.getMilliseconds(), 3)}`;
+}
+
+/** One record as a line: time, client, type, name, path and rule, answers, cache/latency, result. */
+export function formatLogEntry(e: QueryLogEntry): string {
+  const client = e.clientName ? `${e.client} (${e.clientName})` : e.client;
+  const rule = e.rule !== null ? `rule ${e.rule}${e.ruleLabel && e.ruleLabel !== `rule ${e.rule}` ? ` "${e.ruleLabel}"` : ''}` : (e.ruleLabel ?? '-');
+  const how = e.cached ? 'cached' : e.upstreamMs !== null ? `${e.upstreamMs} ms` : '-';
+  const answers = e.answers.length === 0 ? '-' : e.answers.length > 3 ? `${e.answers.slice(0, 3).join(' ')} +${e.answers.length - 3}` : e.answers.join(' ');
+  const result = e.result === 'answered' ? e.rcode : `${e.result} ${e.rcode}`;
+  return `${clockTime(e.at)}  ${client}  ${e.type} ${e.name}  → ${e.path ?? '-'} (${rule})  ${answers}  ${how}  ${result}`;
+}
+
+export interface LogOptions {
+  socket: string;
+  follow: boolean;
+  json: boolean;
+  client?: string | undefined;
+  name?: string | undefined;
+  path?: string | undefined;
+  limit: number;
+  /** follow: polls until this says stop (Ctrl-C in the CLI). */
+  stopped?: () => boolean;
+  pollMs?: number;
+}
+
+export async function logCommand(o: LogOptions, io: Io): Promise<number> {
+  return withDaemon(io, 'log', async () => {
+    const filter: Record<string, string> = {};
+    if (o.client) filter.client = o.client;
+    if (o.name) filter.name = o.name;
+    if (o.path) filter.path = o.path;
+    const print = (r: LogReport): void => {
+      if (r.missed > 0 && !o.json) io.out(`… ${r.missed} records were overwritten before they were read\n`);
+      for (const e of r.entries) io.out(o.json ? JSON.stringify(e) + '\n' : formatLogEntry(e) + '\n');
+    };
+    let r = await controlRequest<LogReport>(o.socket, ROUTES.log, undefined, { query: new URLSearchParams({ ...filter, limit: String(o.limit) }) });
+    if (r.privacy === 'off' && !o.json) io.err('splitwan log: the query log is off (queryLog.privacy: off)\n');
+    print(r);
+    const stopped = o.stopped ?? (() => false);
+    while (o.follow && !stopped()) {
+      await new Promise((res) => setTimeout(res, o.pollMs ?? 1000));
+      if (stopped()) break;
+      r = await controlRequest<LogReport>(o.socket, ROUTES.log, undefined, { query: new URLSearchParams({ ...filter, limit: '5000', since: String(r.next) }) });
+      print(r);
+    }
+    return Exit.OK;
+  });
 }

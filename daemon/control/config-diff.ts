@@ -111,6 +111,7 @@ export function diffConfigs(prev: LoadedConfig, next: LoadedConfig): string[] {
   }
   for (const g of p.tunnel.gateways) if (!n.tunnel.gateways.some((x) => x.name === g.name)) out.push(`gateway ${g.name} removed (its tunnel goes down)`);
   if (p.tunnel.killSwitch !== n.tunnel.killSwitch) out.push(`tunnel.killSwitch: ${p.tunnel.killSwitch} → ${n.tunnel.killSwitch}`);
+  if (p.tunnel.allowLan !== n.tunnel.allowLan) out.push(`tunnel.allowLan: ${p.tunnel.allowLan} → ${n.tunnel.allowLan}`);
 
   // Routing the kernel would get: ip rules and per-gateway tables.
   const pp = planOf(prev);

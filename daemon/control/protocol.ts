@@ -3,6 +3,7 @@
 // (daemon/control/client.ts). Fields are added, never renamed: scripts read
 // `splitwan status --json`.
 import type { ExplainResult } from '../explain.js';
+import type { QueryLogEntry } from '../../dns/query-log.js';
 
 export interface ControlRoute {
   method: 'GET' | 'POST';
@@ -17,6 +18,10 @@ export const ROUTES = {
   explain: { method: 'GET', path: '/v1/explain' },
   listsRefresh: { method: 'POST', path: '/v1/lists/refresh' },
   dnsFlush: { method: 'POST', path: '/v1/dns/flush' },
+  // The query log (`splitwan log`, the dashboard): ?since=SEQ&limit=N&client=&name=&path=
+  log: { method: 'GET', path: '/v1/log' },
+  // Rules with their hits, lists with their size, source and last refresh (the dashboard).
+  rules: { method: 'GET', path: '/v1/rules' },
 } as const satisfies Record<string, ControlRoute>;
 
 /** "GET /v1/status": how the server matches a request. */
@@ -68,6 +73,8 @@ export interface StatusReport {
   proxy: { listen: string[]; paths: Record<string, { connections: number; active: number; bytesUp: number; bytesDown: number }> } | null;
   /** Most recent first, at most 20. */
   failovers: FailoverRecord[];
+  /** Host mode beside systemd-resolved: the takeover (absent or null: none made). */
+  resolved?: { active: boolean; resolvedRunning: boolean; ifname: string; reapplied: number; lastError: string | null } | null;
 }
 
 export interface ReloadReport {
@@ -95,4 +102,57 @@ export type ExplainReport = ExplainResult;
 export interface ControlError {
   error: string;
   code: string;
+}
+
+/** What `GET /v1/log` selects: records after `since` (oldest first: follow), else the newest `limit` (oldest first). */
+export interface LogQuery {
+  since?: number;
+  limit: number;
+  /** An address, or part of a client's name. */
+  client?: string;
+  /** A glob (`*.example.com`; `*` is any run of characters) or, without `*`, any part of the name. */
+  name?: string;
+  /** breakout, tunnel, gw:NAME, block. */
+  path?: string;
+}
+
+export interface LogReport {
+  privacy: 'off' | 'anonymize' | 'full';
+  /** Records the ring holds at most. */
+  size: number;
+  entries: QueryLogEntry[];
+  /** Ask `since=next` for what comes after. */
+  next: number;
+  /** Records that were overwritten before they were read (since only). */
+  missed: number;
+}
+
+export interface RulesReport {
+  rules: {
+    index: number;
+    label: string;
+    via: string[];
+    /** Queries it decided since start (or since the rules last changed). */
+    hits: number;
+    domains: number;
+    cidrs: number;
+    sources: number;
+    lists: string[];
+    /** file:line of the rule. */
+    at: string;
+  }[];
+  default: { via: string[]; hits: number };
+  lists: {
+    name: string;
+    source: string;
+    format: string;
+    /** Entries in force (domains + CIDRs). */
+    entries: number;
+    /** file: a list file; cache: the last good download; none: never downloaded. */
+    origin: 'file' | 'cache' | 'none';
+    /** Lines that could not be read. */
+    problems: number;
+    /** Unix ms and outcome of the last download (URL lists, since start); null: none yet. */
+    lastRefresh: { at: number; status: string; error?: string } | null;
+  }[];
 }

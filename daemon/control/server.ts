@@ -9,7 +9,7 @@ import { chmod, mkdir, rm, stat } from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
 import { dirname } from 'node:path';
-import { ROUTES, routeKey, type ExplainReport, type ListsReport, type ReloadReport, type SelectReport, type StatusReport } from './protocol.js';
+import { ROUTES, routeKey, type ExplainReport, type ListsReport, type LogQuery, type LogReport, type ReloadReport, type RulesReport, type SelectReport, type StatusReport } from './protocol.js';
 
 export interface ControlHandlers {
   status(): Promise<StatusReport> | StatusReport;
@@ -19,6 +19,29 @@ export interface ControlHandlers {
   explain(target: string, source: string | undefined): Promise<ExplainReport> | ExplainReport;
   refreshLists(): Promise<ListsReport>;
   flushDns(): { flushed: number };
+  queryLog(q: LogQuery): LogReport;
+  rules(): RulesReport;
+}
+
+/** A LogQuery from a request's search parameters (shared with the dashboard); throws a 400 for bad numbers. */
+export function logQueryOf(p: URLSearchParams): LogQuery {
+  const int = (k: string, def: number | undefined, max: number): number | undefined => {
+    const v = p.get(k);
+    if (v === null || v === '') return def;
+    if (!/^\d{1,15}$/.test(v)) throw new ControlError(400, 'SPLITWAN_CONTROL_REQUEST', `${k} must be a whole number`);
+    return Math.min(Number(v), max);
+  };
+  const text = (k: string): string | undefined => {
+    const v = p.get(k);
+    if (v === null || v === '') return undefined;
+    if (v.length > 255) throw new ControlError(400, 'SPLITWAN_CONTROL_REQUEST', `${k} is longer than 255 characters`);
+    return v;
+  };
+  const since = int('since', undefined, Number.MAX_SAFE_INTEGER);
+  const client = text('client');
+  const name = text('name');
+  const path = text('path');
+  return { limit: int('limit', 100, 5000)!, ...(since !== undefined ? { since } : {}), ...(client ? { client } : {}), ...(name ? { name } : {}), ...(path ? { path } : {}) };
 }
 
 export class ControlError extends Error {
@@ -157,6 +180,10 @@ export class ControlServer {
           return send(200, await this.handlers.refreshLists());
         case routeKey(ROUTES.dnsFlush):
           return send(200, this.handlers.flushDns());
+        case routeKey(ROUTES.log):
+          return send(200, this.handlers.queryLog(logQueryOf(url.searchParams)));
+        case routeKey(ROUTES.rules):
+          return send(200, this.handlers.rules());
         default:
           throw new ControlError(404, 'SPLITWAN_CONTROL_REQUEST', `no such request: ${route}`);
       }

@@ -24,6 +24,7 @@ import { formatIp, parseCidr, parseIp, type ParsedCidr } from '../../lib/ip.js';
 import type { Config, RuleConfig, Target } from '../../config/types.js';
 import { TAG_SET_SIZE } from './tag-bounds.js';
 import { portPathMarkLines, portPathRules } from './port-paths.js';
+import { LINK_LOCAL } from '../local-nets.js';
 
 export const TABLE_NAME = 'splitwan';
 export const MARK_MASK = 0xff00;
@@ -151,6 +152,12 @@ export interface DataplanePlan {
   encryptedDns: { v4: string[]; v6: string[] } | null;
   /** splitwan's own sockets choose their path by source port, not SO_MARK (no native code): port-paths.ts. */
   portPaths?: boolean;
+  /**
+   * Allow-LAN (host mode, `tunnel.allowLan`): this machine's own networks
+   * (daemon/local-nets.ts) take the breakout when no rule claimed them, so
+   * the kill switch never cuts the printer or a portal's gateway. null: off.
+   */
+  allowLan?: { v4: string[]; v6: string[] } | null;
 }
 
 export interface LocalDns {
@@ -224,6 +231,8 @@ export function planDataplane(input: {
   /** Each gateway's slot (assignGatewaySlots); default: config order. */
   slots?: ReadonlyMap<string, number>;
   portPaths?: boolean;
+  /** Host mode, allow-LAN: this machine's own networks (localNets); default: link-local only. */
+  localNets?: { v4: readonly string[]; v6: readonly string[] };
 }): DataplanePlan {
   const { config } = input;
   if (config.tunnel.gateways.length > MAX_GATEWAYS) throw new RangeError(`at most ${MAX_GATEWAYS} gateways`);
@@ -265,6 +274,7 @@ export function planDataplane(input: {
     encryptedDns: config.dns.blockEncryptedDns ? split(input.dohCidrs ?? config.dns.dohLists.flatMap((l) => input.listCidrs.get(l) ?? [])) : null,
     proxy: config.proxy.enabled ? { port: config.proxy.listenPort, ports: [...config.proxy.ports], blockQuic: config.proxy.blockQuic } : null,
     ...(input.portPaths ? { portPaths: true } : {}),
+    allowLan: config.mode === 'host' && config.tunnel.allowLan ? { v4: [...(input.localNets ?? LINK_LOCAL).v4], v6: [...(input.localNets ?? LINK_LOCAL).v6] } : null,
   };
 }
 
@@ -386,6 +396,12 @@ export function renderRuleset(plan: DataplanePlan, current: { chains: readonly s
       // Sources and destinations together: "these destinations from these clients".
       for (const s of srcConds) for (const d of dstConds) if (s.startsWith('ip6') === d.startsWith('ip6')) L.push(`\t\t${s} ${d} ${m}`);
     }
+  }
+  if (plan.allowLan) {
+    // Allow-LAN: this machine's own networks, when no rule above claimed them,
+    // take the breakout (not resolved: the kill switch does not cut them).
+    if (plan.allowLan.v4.length) L.push(`\t\tip daddr ${setOf(plan.allowLan.v4)} meta mark set ${hex(MARK_BREAKOUT)} return`);
+    if (plan.allowLan.v6.length) L.push(`\t\tip6 daddr ${setOf(plan.allowLan.v6)} meta mark set ${hex(MARK_BREAKOUT)} return`);
   }
   // With the proxy on, the default is told apart from a rule that chose the same path.
   L.push(`\t\tmeta mark set ${hex(plan.defaultMark | (plan.proxy ? MARK_UNMATCHED : 0))}`, `\t}`);

@@ -12,6 +12,10 @@
 //   - the machine slept (the boot clock ran ahead of the monotonic one)
 //     within `resumeGraceMs` before the round ended: the network and the
 //     tunnel's session come back a few seconds after a resume.
+// A round that starts more than FROZEN_LATE_MS after it was due means this
+// process did not run meanwhile (SIGSTOP, a cgroup freezer around a
+// suspend, a VM paused): no clock jumps then, and the network may be coming
+// back as after a resume, so it counts as a resume.
 // At most `maxInRow` failed rounds are set aside between two good rounds;
 // after that failures count again, so a dead gateway on a machine that stays
 // this busy is still left (later, not never).
@@ -31,6 +35,8 @@ export const LATE_FLOOR_MS = 100;
 /** WireGuard retries a handshake after 5 s; wifi takes a few seconds to come back. */
 export const RESUME_GRACE_MS = 10_000;
 export const MAX_NO_EVIDENCE_IN_ROW = 10;
+/** A round that started this late: the process was frozen (treated as a resume). */
+export const FROZEN_LATE_MS = 2_000;
 
 export function evidenceOptions(timeoutMs: number): EvidenceOptions {
   return { lateLimitMs: Math.max(LATE_FLOOR_MS, timeoutMs * LATE_FRACTION), resumeGraceMs: RESUME_GRACE_MS, maxInRow: MAX_NO_EVIDENCE_IN_ROW };

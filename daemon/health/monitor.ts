@@ -12,7 +12,7 @@
 import { mark, sleptBetween, wallOf, type Clock, type ClockMark } from '../../lib/clock.js';
 import type { Logger } from '../../lib/logger.js';
 import { LogThrottle } from '../../lib/log-throttle.js';
-import { evidenceOptions, noEvidence } from './evidence.js';
+import { evidenceOptions, FROZEN_LATE_MS, noEvidence } from './evidence.js';
 import { GatewayHealth, type HealthFigures, type HealthOptions } from './gateway-health.js';
 import { NAIVE_TIMING, type ProbeResult, type ProbeTarget } from './probes.js';
 import { selectGateway, type Candidate } from './select.js';
@@ -230,6 +230,8 @@ export class HealthMonitor {
     // Rounds start at a steady cadence: a slow round (a dead gateway's timeout) does not stretch it.
     const startedAt = this.o.clock.now();
     const startLateMs = Math.max(0, startedAt - e.dueAt);
+    // Not run for seconds (stopped, frozen for a suspend): as after a sleep, before this round can fail.
+    if (startLateMs > FROZEN_LATE_MS) this.markResume(startedAt, startLateMs, `this process did not run for ${Math.round(startLateMs / 1000)} s (stopped, or frozen around a suspend)`);
     let r: ProbeResult;
     try {
       r = await this.o.prober.round(e.gw);
@@ -277,16 +279,35 @@ export class HealthMonitor {
     this.schedule(e, confirming ? Math.max(0, (this.o.timeoutMs ?? DEFAULT_TIMEOUT_MS) - took) : Math.max(0, this.nextDelay() - took));
   }
 
+  /**
+   * The machine resumed (logind's PrepareForSleep(false)): failed rounds of
+   * the next seconds are no evidence, and every gateway is probed at once
+   * rather than at its next turn.
+   */
+  noteResume(): void {
+    if (!this.running) return;
+    this.markResume(this.o.clock.now(), 0, 'the machine resumed (logind)');
+    for (const e of this.entries.values()) {
+      if (e.inFlight) continue; // its end schedules the next
+      if (e.timer !== null) this.o.clock.clearTimeout(e.timer);
+      this.schedule(e, 0);
+    }
+  }
+
   /** Marks the clocks; a suspend since the last mark is remembered (every gateway's rounds are affected). */
   private noteSuspend(): ClockMark {
     const m = mark(this.o.clock);
     const slept = this.lastMark === null ? 0 : sleptBetween(this.lastMark, m);
-    if (slept > 0) {
-      this.resumed = { at: m.mono, sleptMs: slept };
-      this.o.logger.info({ sleptMs: Math.round(slept) }, `the machine slept ${Math.round(slept / 1000)} s: failed probe rounds of the next ${Math.round(evidenceOptions(this.o.timeoutMs ?? DEFAULT_TIMEOUT_MS).resumeGraceMs / 1000)} s are no evidence`);
-    }
+    if (slept > 0) this.markResume(m.mono, slept, `the machine slept ${Math.round(slept / 1000)} s`);
     this.lastMark = m;
     return m;
+  }
+
+  private markResume(at: number, sleptMs: number, what: string): void {
+    // Once per resume: every gateway's late round would say it again.
+    if (this.resumed !== null && at - this.resumed.at < 1000) return;
+    this.resumed = { at, sleptMs };
+    this.o.logger.info({ sleptMs: Math.round(sleptMs) }, `${what}: failed probe rounds of the next ${Math.round(evidenceOptions(this.o.timeoutMs ?? DEFAULT_TIMEOUT_MS).resumeGraceMs / 1000)} s are no evidence`);
   }
 
   /** Why a failed round is no evidence, or null: it counts. */

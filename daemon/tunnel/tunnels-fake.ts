@@ -91,6 +91,13 @@ export class FakeTunnels implements TunnelBackend {
 
   // ------------------------------------------------------------------ TunnelBackend
 
+  /** How many times rebind() ran (a network change). */
+  rebinds = 0;
+
+  async rebind(): Promise<void> {
+    this.rebinds++;
+  }
+
   async set(specs: TunnelSpec[]): Promise<void> {
     if (this.closed) throw new Error('tunnels: set() after close()');
     validateSpecs(specs);

@@ -360,6 +360,19 @@ export class LinuxTunnels implements TunnelBackend {
     });
   }
 
+  rebind(): Promise<void> {
+    return this.locked(async () => {
+      if (this.closed) return;
+      await Promise.all(
+        [...this.tunnels.values()].map(async (t) => {
+          const spec = t.applied;
+          if (spec === null) return; // being (re)built: it starts from no remembered address anyway
+          await this.exec(['wg', 'set', spec.ifname, 'peer', spec.peer.publicKey, 'endpoint', formatEndpoint(spec.peer.endpoint)], { allowFail: true });
+        }),
+      );
+    });
+  }
+
   close(): Promise<void> {
     return this.locked(async () => {
       this.closed = true;

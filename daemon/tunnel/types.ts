@@ -59,4 +59,11 @@ export interface TunnelBackend {
   status(): Promise<TunnelStatus[]>;
   /** Stops every wireguard-go it started and deletes its links. Idempotent. */
   close(): Promise<void>;
+  /**
+   * The network changed (another link, another address): each tunnel's peer
+   * endpoint is set again as it is. wireguard-go remembers the local address
+   * it last sent from and keeps sending from it, into nowhere, until its 15 s
+   * handshake timeout clears it; setting the endpoint clears it now.
+   */
+  rebind?(): Promise<void>;
 }

@@ -17,6 +17,8 @@ import { FakeDamageWatch } from '../../daemon/dataplane/damage-watch.js';
 import type { DataplanePlan } from '../../daemon/dataplane/plan.js';
 import { FakePathSockets } from '../../daemon/sockets.js';
 import { FakeTunnels } from '../../daemon/tunnel/tunnels-fake.js';
+import { cleanupResolved } from '../../daemon/host-resolved.js';
+import { FakeDnsLink, type FakeResolved } from '../../daemon/resolved-fake.js';
 import type { TunnelSpec } from '../../daemon/tunnel/types.js';
 import { freePort } from './dns.js';
 
@@ -74,13 +76,20 @@ export interface FakeOs {
   events: string[];
   cleanups: number;
   wan: { set(s: WanState): void };
+  /** The resolved model given to fakeOs (null: deps.resolved is absent, as without resolved). */
+  resolved: FakeResolved | null;
+  /** Each DNS link the daemon was handed (deps.resolved()), in order. */
+  dnsLinks: FakeDnsLink[];
+  /** logind's PrepareForSleep, as the daemon would get it; `watching` while it listens. */
+  sleep: { emit(sleeping: boolean): void; watching: boolean };
 }
 
-export function fakeOs(o: { clock?: Clock; logger?: ReturnType<typeof recordingLogger> } = {}): FakeOs {
+export function fakeOs(o: { clock?: Clock; logger?: ReturnType<typeof recordingLogger>; resolved?: FakeResolved } = {}): FakeOs {
   const clock = o.clock ?? systemClock;
   const logger = o.logger ?? recordingLogger();
   const gates: Record<Step, Gate> = { cleanup: new Gate(), tunnels: new Gate(), router: new Gate(), links: new Gate() };
   let wanCb: ((s: WanState) => void) | null = null;
+  let sleepCb: ((sleeping: boolean) => void) | null = null;
   const os: FakeOs = {
     router: null,
     tunnels: null,
@@ -95,6 +104,9 @@ export function fakeOs(o: { clock?: Clock; logger?: ReturnType<typeof recordingL
     events: [],
     cleanups: 0,
     wan: { set: (s) => wanCb?.(s) },
+    resolved: o.resolved ?? null,
+    dnsLinks: [],
+    sleep: { emit: (b) => sleepCb?.(b), watching: false },
     deps: undefined as unknown as DaemonDeps, // set below
   };
   os.deps = {
@@ -107,6 +119,8 @@ export function fakeOs(o: { clock?: Clock; logger?: ReturnType<typeof recordingL
     cleanup: async () => {
       os.events.push('cleanup');
       await gates.cleanup.pass();
+      // As cleanupAll does: a stale takeover of systemd-resolved is reverted.
+      if (o.resolved) await cleanupResolved({ api: o.resolved, link: new FakeDnsLink(o.resolved) }, logger);
       os.cleanups++;
     },
     openNft: () => {
@@ -170,6 +184,25 @@ export function fakeOs(o: { clock?: Clock; logger?: ReturnType<typeof recordingL
       return { state: { ifname: 'wan0', gateway: null, ifname6: null }, watcher: { stop: () => (wanCb = null) } };
     },
     watchAddresses: () => ({ stop: () => undefined }),
+    watchSleep: (onChange) => {
+      sleepCb = onChange;
+      os.sleep.watching = true;
+      return {
+        stop: () => {
+          sleepCb = null;
+          os.sleep.watching = false;
+        },
+      };
+    },
+    ...(o.resolved
+      ? {
+          resolved: () => {
+            const link = new FakeDnsLink(o.resolved!);
+            os.dnsLinks.push(link);
+            return { api: o.resolved!, link };
+          },
+        }
+      : {}),
   };
   return os;
 }

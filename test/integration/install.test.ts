@@ -119,7 +119,7 @@ describe('install.sh', () => {
   it('installs into the prefix, links the command and writes the config 0600 in a 0700 dir', () => {
     expect(first.status, show(first)).toBe(0);
     console.info(`install.sh (first run, --no-build): ${firstMs} ms`);
-    for (const f of ['package.json', 'package-lock.json', 'bin/splitwan', 'dist/daemon/cli.js', 'config/schema.json', 'docs/errors.md', 'docs/examples/config.yaml', 'node_modules/yaml/package.json', 'packaging/splitwan.service', '.splitwan-install', 'dist/lab/lab.js', 'dist/lab/echo-server.mjs']) {
+    for (const f of ['package.json', 'package-lock.json', 'bin/splitwan', 'dist/daemon/cli.js', 'config/schema.json', 'docs/errors.md', 'docs/examples/config.yaml', 'node_modules/yaml/package.json', 'packaging/splitwan.service', '.splitwan-install', 'dist/lab/lab.js', 'dist/lab/echo-server.mjs', 'dist/web-assets/index.html', 'dist/web-assets/app.js']) {
       expect(existsSync(join(prefix, f)), f).toBe(true);
     }
     // Production dependencies only, no tests, no tool caches.

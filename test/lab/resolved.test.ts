@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { must, run, Supervised } from '../../lab/lab.js';
-import { ensurePackages, resolvedLabSupported, startResolvedLab, type ResolvedLab } from '../../lab/resolved-lab.js';
+import { ensurePackages, resolvectlLink, resolvedLabSupported, startResolvedLab, type ResolvedLab } from '../../lab/resolved-lab.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const agentPath = join(root, 'test', 'lab', 'fixtures', 'resolved-agent.mjs');
@@ -78,25 +78,8 @@ async function viaStub(name: string): Promise<string[]> {
   return r.stdout.split('\n').map((s) => s.trim()).filter((s) => /^\d+\.\d+\.\d+\.\d+$/.test(s));
 }
 
-interface LinkView {
-  scopes: string;
-  dns: string[];
-  domains: string[];
-  defaultRoute: boolean;
-}
-
 /** `resolvectl status IF`, the lines that matter. */
-async function linkView(ifname: string): Promise<LinkView | null> {
-  const r = await need().resolvectl('status', ifname);
-  if (r.code !== 0) return null;
-  const field = (k: string) => new RegExp(`^\\s*${k}:\\s*(.*)$`, 'm').exec(r.stdout)?.[1]?.trim() ?? '';
-  return {
-    scopes: field('Current Scopes'),
-    dns: field('DNS Servers').split(/\s+/).filter(Boolean),
-    domains: field('DNS Domain').split(/\s+/).filter(Boolean),
-    defaultRoute: /\+DefaultRoute/.test(field('Protocols')),
-  };
-}
+const linkView = (ifname: string) => resolvectlLink(need(), ifname);
 
 /**
  * Every link's section of `resolvectl status` but splitwan's: what the

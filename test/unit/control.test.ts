@@ -105,6 +105,8 @@ function fakeHandlers(): Fake {
     },
     refreshLists: async () => ({ lists: [{ name: 'stream', ok: true, entries: 3, changed: true }] }),
     flushDns: () => ({ flushed: 7 }),
+    queryLog: () => ({ privacy: 'full', size: 0, entries: [], next: 0, missed: 0 }),
+    rules: () => ({ rules: [], default: { via: ['tunnel'], hits: 0 }, lists: [] }),
   };
   return f;
 }

@@ -17,6 +17,7 @@ import { DnsCache, type DnsCacheOptions } from '../../dns/cache.js';
 import type { Question } from '../../dns/forwarder.js';
 import { Resolver, reverseAddress, type Client, type PathState, type ResolverOptions, type RouteTagger, type Upstreams } from '../../dns/resolver.js';
 import { FakeTagger, upstream } from '../helpers/dns.js';
+import { QueryLog } from '../../dns/query-log.js';
 
 // ---------------------------------------------------------------------------
 // Fakes
@@ -277,6 +278,7 @@ interface SetupOpts {
   options?: Partial<ResolverOptions>;
   cache?: Partial<DnsCacheOptions>;
   tagger?: RouteTagger | null;
+  queryLog?: QueryLog;
 }
 
 function setup(o: SetupOpts = {}) {
@@ -296,6 +298,7 @@ function setup(o: SetupOpts = {}) {
     cache,
     clock,
     logger: silentLogger,
+    ...(o.queryLog ? { queryLog: o.queryLog } : {}),
     options: {
       tagTtlMs: 600_000,
       blockAnswer: 'null',
@@ -1298,5 +1301,62 @@ describe('Resolver: answerHit (the UDP fast path)', () => {
       { numRuns: 400 },
     );
     expect(answered).toBeGreaterThan(50); // the property was exercised
+  });
+});
+
+// ---------------------------------------------------------------------------
+// The query log: each decision as the record `splitwan log` shows.
+
+describe('Resolver: the query log', () => {
+  const logged = (log: QueryLog) => log.latest(100).reverse().map((e) => ({ client: e.client, name: e.name, type: e.type, rule: e.rule, ruleLabel: e.ruleLabel, path: e.path, answers: e.answers, cached: e.cached, rcode: e.rcode, result: e.result }));
+
+  it('records a miss with its upstream latency, the hit after it, and the fast-path hit with the client that asked', async () => {
+    const clock0 = { now: () => 0, wall: () => 0 };
+    const log = new QueryLog(clock0, { privacy: 'full', size: 100 });
+    const { resolver, up, clock } = setup({ queryLog: log });
+    up.respond = async (query, q) => {
+      clock.advance(42); // the upstream takes 42 ms
+      return reply(query, { answers: [A(q.qname, '192.0.2.7')] });
+    };
+    await ask(resolver, query('breakout.test', 'A', { id: 1, edns: {} }), lan('192.168.1.20'));
+    await ask(resolver, query('breakout.test', 'A', { id: 2, edns: {} }), lan('192.168.1.21'));
+    const msg = query('breakout.test', 'A', { id: 3, edns: {} });
+    const buf = Buffer.from(msg);
+    const out = Buffer.alloc(2048);
+    expect(resolver.answerHit(buf, 0, buf.length, out, 0, 2048, '192.168.1.22')).toBeGreaterThan(0);
+    const rec = { name: 'breakout.test', type: 'A', rule: R.breakout, ruleLabel: 'rule 0', path: 'breakout', answers: ['192.0.2.7'], rcode: 'NOERROR', result: 'answered' };
+    expect(logged(log)).toEqual([
+      { ...rec, client: '192.168.1.20', cached: false },
+      { ...rec, client: '192.168.1.21', cached: true },
+      { ...rec, client: '192.168.1.22', cached: true },
+    ]);
+    const [miss, hit] = log.latest(3).reverse();
+    expect(miss!.upstreamMs).toBe(42);
+    expect(hit!.upstreamMs).toBeNull();
+  });
+
+  it('records blocked, default-path, servfail and locally answered questions with what decided them', async () => {
+    const log = new QueryLog({ now: () => 0, wall: () => 0 }, { privacy: 'full', size: 100 });
+    const { resolver, up, paths } = setup({ queryLog: log });
+    await ask(resolver, query('ads.test'));
+    await ask(resolver, query('other.test'));
+    paths.down.add('tunnel');
+    up.respond = () => Promise.reject(new Error('timeout'));
+    await ask(resolver, query('dead.test'));
+    await ask(resolver, query('x.test', 'AXFR'));
+    expect(logged(log).map((e) => [e.name, e.rule, e.ruleLabel, e.path, e.rcode, e.result])).toEqual([
+      ['ads.test', R.ads, 'rule 2', 'block', 'NOERROR', 'blocked'],
+      ['other.test', null, 'default', 'tunnel', 'NOERROR', 'answered'],
+      ['dead.test', null, 'default', 'tunnel', 'SERVFAIL', 'servfail'],
+      ['x.test', null, null, null, 'NOTIMP', 'local'],
+    ]);
+  });
+
+  it('records nothing when privacy is off', async () => {
+    const log = new QueryLog({ now: () => 0, wall: () => 0 }, { privacy: 'off', size: 100 });
+    const { resolver } = setup({ queryLog: log });
+    await ask(resolver, query('breakout.test'));
+    expect(log.count).toBe(0);
+    expect(log.latest(10)).toEqual([]);
   });
 });

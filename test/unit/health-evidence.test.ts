@@ -46,6 +46,7 @@ function setup() {
   const results = new Map<string, ProbeResult[]>([['gw1', []], ['gw2', []]]);
   const good: ProbeResult = { ok: true, rttMs: 20, error: null };
   const log = logRecorder();
+  const rounds: string[] = [];
   const m = new HealthMonitor({
     failAfter: 3,
     recoverAfter: 3,
@@ -54,7 +55,12 @@ function setup() {
     intervalMs: 1000,
     timeoutMs: 800,
     failbackHoldMs: 2000,
-    prober: { round: async (t) => results.get(t.name)!.shift() ?? good },
+    prober: {
+      round: async (t) => {
+        rounds.push(t.name);
+        return results.get(t.name)!.shift() ?? good;
+      },
+    },
     clock,
     logger: log,
     onSwitch: () => undefined,
@@ -63,7 +69,7 @@ function setup() {
   m.setGateways([gw('gw1', 1), gw('gw2', 2)]);
   m.start();
   const state = (name: string) => m.status().find((s) => s.name === name)!;
-  return { clock, results, m, state, log };
+  return { clock, results, m, state, log, rounds };
 }
 
 const late = (ms: number): ProbeResult => ({ ok: false, rttMs: null, error: 'dns: 10.64.0.1: no answer in 800 ms', lateMs: ms });
@@ -141,6 +147,42 @@ describe('HealthMonitor on a busy machine', () => {
     expect(log.msgs.some((x) => /^the machine slept 3600 s/.test(x))).toBe(true);
     await clock.advance(5000);
     expect(state('gw1').state).toBe('down');
+    m.stop();
+  });
+
+  it('a stopped process (SIGSTOP, a freezer around a suspend: no clock jumps) counts as a resume: failures while the network comes back are set aside, later ones count', async () => {
+    const { clock, results, state, m, log } = setup();
+    await clock.advance(2000);
+    await clock.stall(6000); // every timer fires 6 s late
+    results.set('gw1', Array.from({ length: 30 }, () => late(0))); // the network is not back yet: failures on time
+    await clock.advance(RESUME_GRACE_MS - 2000);
+    expect(state('gw1').state).toBe('up');
+    expect(log.msgs.some((x) => /^this process did not run for \d+ s/.test(x))).toBe(true);
+    await clock.advance(6000);
+    expect(state('gw1').state).toBe('down');
+    m.stop();
+  });
+
+  it('without the stop the same failures take it down at once (the case above is the stop\'s doing)', async () => {
+    const { clock, results, state, m } = setup();
+    await clock.advance(2000);
+    results.set('gw1', Array.from({ length: 30 }, () => late(0)));
+    await clock.advance(4000);
+    expect(state('gw1').state).toBe('down');
+    m.stop();
+  });
+
+  it('logind says the machine resumed: every gateway is probed at once, and failures within the grace are set aside', async () => {
+    const { clock, results, state, m, log, rounds } = setup();
+    await clock.advance(2300); // rounds at 0, 1 s, 2 s: the next due at 3 s
+    const before = rounds.length;
+    results.set('gw1', Array.from({ length: 30 }, () => late(0)));
+    m.noteResume();
+    await clock.advance(1);
+    expect(rounds.length - before).toBe(2); // both gateways, 700 ms before their turn
+    expect(log.msgs.some((x) => /^the machine resumed \(logind\)/.test(x))).toBe(true);
+    await clock.advance(RESUME_GRACE_MS - 1500);
+    expect(state('gw1').state).toBe('up');
     m.stop();
   });
 });

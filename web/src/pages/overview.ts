@@ -1,0 +1,90 @@
+// Overview: every path with its state, RTT and loss over the last hour, the
+// active gateway, recent failovers, tagged addresses per path, DNS queries
+// per second and hit ratio, proxy connections. Status every 2 s (a failover
+// shows within that), the charts' history every 10 s.
+import { useEffect, useState } from 'preact/hooks';
+import * as api from '../api.js';
+import { Chart } from '../chart.js';
+import { ago, clock, html } from '../html.js';
+
+const pct = (x: number | null): string => (x === null ? '-' : `${Math.round(x * 100)}%`);
+const ms = (x: number | null): string => (x === null ? '-' : `${Math.round(x * 10) / 10} ms`);
+
+export function Overview() {
+  const [s, setS] = useState<api.StatusReport | null>(null);
+  const [h, setH] = useState<api.HistorySample[]>([]);
+  const [err, setErr] = useState<string | null>(null);
+  useEffect(() => {
+    let stop = false;
+    const poll = async (): Promise<void> => {
+      try {
+        setS(await api.status());
+        setErr(null);
+      } catch (e) {
+        setErr((e as Error).message);
+      }
+    };
+    const pollHistory = async (): Promise<void> => setH((await api.history().catch(() => ({ samples: [] }))).samples);
+    void poll();
+    void pollHistory();
+    const a = setInterval(() => !stop && void poll(), 2000);
+    const b = setInterval(() => !stop && void pollHistory(), 10_000);
+    return () => {
+      stop = true;
+      clearInterval(a);
+      clearInterval(b);
+    };
+  }, []);
+  if (s === null) return html`<p>${err ?? 'loading…'}</p>`;
+  const times = h.map((x) => x.at);
+  const names = ['breakout', ...s.gateways.map((g) => g.name)];
+  const rtt = names.map((n) => ({ label: n, values: h.map((x) => x.paths[n]?.rttMs ?? null) }));
+  const loss = s.gateways.map((g) => ({ label: g.name, values: h.map((x) => (x.paths[g.name] ? x.paths[g.name]!.loss * 100 : null)) }));
+  const qps = [{ label: 'queries/s', values: h.map((x) => x.qps) }];
+  const lastQps = h.length ? h[h.length - 1]!.qps : null;
+  return html`
+    ${err && html`<p class="error">${err}</p>`}
+    <section>
+      <h2>Paths</h2>
+      <p data-testid="active">Tunnel path: <b>${s.active ?? 'none'}</b>${s.pinned ? html` (pinned to ${s.pinned})` : ' (automatic)'}${s.active === null && s.killSwitch.engaged ? ' — kill switch engaged' : ''}</p>
+      <table data-testid="paths">
+        <thead><tr><th>path</th><th>state</th><th>RTT</th><th>loss</th><th>handshake</th><th>endpoint</th></tr></thead>
+        <tbody>
+          <tr data-testid="path-breakout"><td>breakout (${s.breakout.interface ?? 'no route'})</td><td class=${`state-${s.breakout.state}`}>${s.breakout.state}</td><td>${ms(s.breakout.rttMs)}</td><td>-</td><td>-</td><td>${s.breakout.dns.join(' ')}</td></tr>
+          ${s.gateways.map(
+            (g) => html`<tr data-testid=${`path-gw-${g.name}`} class=${g.active ? 'active' : ''}>
+              <td>${g.active ? '★ ' : ''}gw:${g.name} (${g.ifname}, prio ${g.priority})</td>
+              <td class=${`state-${g.state}`}>${g.state}</td><td>${ms(g.rttMs)}</td><td>${pct(g.loss)}</td>
+              <td>${g.lastHandshake === null ? 'never' : ago(g.lastHandshake)}</td><td>${g.endpoint ?? '-'}</td></tr>`,
+          )}
+        </tbody>
+      </table>
+      <div class="charts">
+        <${Chart} title="RTT, last hour" unit="ms" times=${times} series=${rtt} testid="chart-rtt" />
+        <${Chart} title="Loss, last hour" unit="%" times=${times} series=${loss} testid="chart-loss" />
+      </div>
+    </section>
+    <section>
+      <h2>Recent failovers</h2>
+      ${s.failovers.length === 0
+        ? html`<p data-testid="failovers">none since start</p>`
+        : html`<ul data-testid="failovers">${s.failovers.slice(0, 10).map((f) => html`<li><time>${clock(f.at)}</time> ${f.from ?? 'none'} → ${f.to ?? 'none'} (${f.reason})</li>`)}</ul>`}
+    </section>
+    <section class="cols">
+      <div>
+        <h2>Tagged addresses</h2>
+        <table data-testid="tagged"><tbody>${Object.entries(s.tagged).map(([p, n]) => html`<tr><td>${p}</td><td>${n}</td></tr>`)}</tbody></table>
+      </div>
+      <div>
+        <h2>DNS</h2>
+        <p data-testid="dns">${lastQps === null ? '-' : lastQps.toFixed(1)} queries/s, hit ratio ${pct(s.dns.hitRatio)}; ${s.dns.queries} queries, ${s.dns.cacheEntries} cached, ${s.dns.servfail} servfail, ${s.dns.blocked} blocked</p>
+        <${Chart} title="DNS queries/s" unit="q/s" times=${times} series=${qps} testid="chart-qps" />
+      </div>
+      <div>
+        <h2>Proxy</h2>
+        ${s.proxy === null
+          ? html`<p data-testid="proxy">off</p>`
+          : html`<table data-testid="proxy"><tbody>${Object.entries(s.proxy.paths).map(([p, t]) => html`<tr><td>${p}</td><td>${t.active} open</td><td>${t.connections} in all</td></tr>`)}</tbody></table>`}
+      </div>
+    </section>`;
+}
