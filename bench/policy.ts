@@ -1,13 +1,22 @@
 // Policy benchmark: 100k domains + 10k CIDRs through the real loader, then
 // name lookups per second against a straightforward baseline (a Map probed
 // with every suffix slice), compile time and the compiled policy's heap.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+// Then rule files (issue 21) through the same loader, beside that text-list
+// figure in the same run: a real geosite.dat whole (every category) and two
+// 50-category selections, and a 100k-name sing-box .srs: load+compile time,
+// heap, and lookups/s. The geosite.dat is the committed cut of v2fly's dlc
+// unless SPLITWAN_FULL_DLC names the whole file (its sha256 is checked
+// against the cut's manifest).
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { loadConfig, type LoadedConfig } from '../config/load.js';
 import { compilePolicy, type Policy } from '../config/policy.js';
 import { rng } from './rng.js';
+import { geositeCategories } from '../config/lists/geosite.js';
+import { writeSrs } from './srs-write.js';
 
 const DOMAINS = 100_000;
 const CIDRS = 10_000;
@@ -225,6 +234,7 @@ export async function run(): Promise<Record<string, number>> {
     const plainRate = med(plainRuns);
     const ipRate = rate((q) => policy.matchIp(q).rule ?? -1, w.ips, 500).perSec;
 
+    const files = await ruleFiles(w, lookups);
     const stats = policy.stats;
     const out = {
       domains: stats.domains,
@@ -242,6 +252,7 @@ export async function run(): Promise<Record<string, number>> {
       goal_compile_ms: 300,
       goal_lookups_per_s: 3_000_000,
       goal_heap_mb: 40,
+      ...files.figures,
     };
     process.stdout.write(
       [
@@ -252,6 +263,7 @@ export async function run(): Promise<Record<string, number>> {
         `name lookups, all rules (2 keywords + 1 regexp in rule 1): ${(lookups / 1e6).toFixed(2)} M/s (goal >= 3 M/s; hits ${(hits * 100).toFixed(0)}%)`,
         `name lookups, suffix rules only: ${(plainRate / 1e6).toFixed(2)} M/s vs baseline suffix-Map ${(baseline / 1e6).toFixed(2)} M/s: ratio ${out.ratio_vs_baseline}x`,
         `ip lookups: ${(ipRate / 1e6).toFixed(2)} M/s`,
+        ...files.lines,
         JSON.stringify(out),
       ].join('\n') + '\n',
     );
@@ -259,4 +271,129 @@ export async function run(): Promise<Record<string, number>> {
   } finally {
     rmSync(w.dir, { recursive: true, force: true });
   }
+}
+
+const REPO = join(import.meta.dirname, '..', '..');
+const CUT = join(REPO, 'test', 'fixtures', 'lists', 'rule-files', 'dlc-cut.dat');
+
+interface Measured {
+  loaded: LoadedConfig;
+  ms: number;
+  /** Heap growth right after the load, before any GC: live data plus the garbage decoding left (an upper bound of the peak). */
+  duringMb: number;
+  /** What the loaded lists and compiled policy keep, after GC. */
+  keptMb: number;
+}
+
+/** Loads a config that uses one list (the rule file), timing it and measuring the heap. */
+async function measureLoad(dir: string, name: string, listLine: string): Promise<Measured> {
+  const k = Buffer.alloc(32, 7).toString('base64');
+  writeFileSync(join(dir, 'gw.conf'), `[Interface]\nPrivateKey = ${k}\nAddress = 10.64.0.2/32\nDNS = 10.64.0.1\n[Peer]\nPublicKey = ${k}\nEndpoint = 192.0.2.1:51820\nAllowedIPs = 0.0.0.0/0\n`, { mode: 0o600 });
+  const file = join(dir, `${name}.yaml`);
+  writeFileSync(file, ['mode: host', 'tunnel: { gateways: [{ name: gw1, config: gw.conf }] }', 'lists:', `  rf: ${listLine}`, 'rules:', '  - list: rf', '    via: breakout'].join('\n'));
+  const used = (): number => {
+    const m = process.memoryUsage();
+    return m.heapUsed + m.arrayBuffers;
+  };
+  gc();
+  const before = used();
+  const t0 = performance.now();
+  const loaded = await loadConfig(file);
+  const ms = performance.now() - t0;
+  const during = used() - before;
+  gc();
+  const kept = used() - before;
+  return { loaded, ms, duringMb: during / 2 ** 20, keptMb: kept / 2 ** 20 };
+}
+
+/** Half names from the list (some as subdomains), half random: the text workload's mix. */
+function queriesFor(l: LoadedConfig, r: () => number, n = 200_000): string[] {
+  const names = l.lists.get('rf')!.domains.filter((d) => d.pattern.kind === 'domain' || d.pattern.kind === 'full' || d.pattern.kind === 'subdomain').map((d) => d.pattern.value);
+  const out: string[] = [];
+  for (let i = 0; i < n; i++) {
+    if (r() < 0.5 && names.length) {
+      const d = names[Math.floor(r() * names.length)]!;
+      out.push(r() < 0.5 ? d : `${SUBS[Math.floor(r() * SUBS.length)]}.${d}`);
+    } else out.push(`${word(r)}${r() < 0.5 ? '-x' : ''}.${pickTld(r)}`);
+  }
+  for (let i = 0; i < out.length; i++) out[i] = Buffer.from(out[i]!, 'latin1').toString('latin1');
+  return out;
+}
+
+function lookupRate(l: LoadedConfig, queries: string[]): number {
+  const p = l.policy;
+  rate((q) => p.ruleForName(q), queries, 300);
+  const runs: number[] = [];
+  for (let i = 0; i < 3; i++) runs.push(rate((q) => p.ruleForName(q), queries, 700).perSec);
+  return [...runs].sort((a, b) => a - b)[1]!;
+}
+
+async function ruleFiles(w: Workload, textLookups: number): Promise<{ lines: string[]; figures: Record<string, number | string> }> {
+  const full = process.env.SPLITWAN_FULL_DLC;
+  const dlcPath = full ?? CUT;
+  const dlc = readFileSync(dlcPath);
+  if (full) {
+    const manifest = JSON.parse(readFileSync(join(REPO, 'test', 'fixtures', 'lists', 'rule-files', 'dlc-cut.manifest.json'), 'utf8')) as { source: { sha256: string } };
+    const got = createHash('sha256').update(dlc).digest('hex');
+    if (got !== manifest.source.sha256) throw new Error(`SPLITWAN_FULL_DLC is not the dlc.dat the cut was made from (sha256 ${got}, want ${manifest.source.sha256})`);
+  }
+  const cats = geositeCategories(dlc, 'dlc');
+  const names = cats.map((c) => c.name);
+  const which = full ? `dlc.dat whole (${(dlc.length / 2 ** 20).toFixed(1)} MB, ${names.length} categories)` : `dlc-cut.dat (the committed cut, ${names.length} categories; SPLITWAN_FULL_DLC=path for the whole file)`;
+  const yamlList = (xs: string[]): string => `[${xs.map((x) => JSON.stringify(x)).join(', ')}]`;
+  const spread = names.filter((_, i) => i % Math.max(1, Math.floor(names.length / 50)) === 0).slice(0, 50);
+  const largest = [...cats].sort((a, b) => b.body.length - a.body.length).slice(0, 50).map((c) => c.name);
+  const r = rng(7);
+
+  const whole = await measureLoad(w.dir, 'geosite-all', `{ file: ${JSON.stringify(dlcPath)}, category: ${yamlList(names)} }`);
+  const wholeEntries = whole.loaded.lists.get('rf')!.domains.length;
+  const wholeRate = lookupRate(whole.loaded, queriesFor(whole.loaded, r));
+  whole.loaded = undefined as unknown as LoadedConfig;
+  const big = await measureLoad(w.dir, 'geosite-50-largest', `{ file: ${JSON.stringify(dlcPath)}, category: ${yamlList(largest)} }`);
+  const bigEntries = big.loaded.lists.get('rf')!.domains.length;
+  big.loaded = undefined as unknown as LoadedConfig;
+  const sp = await measureLoad(w.dir, 'geosite-50-spread', `{ file: ${JSON.stringify(dlcPath)}, category: ${yamlList(spread)} }`);
+  const spEntries = sp.loaded.lists.get('rf')!.domains.length;
+  sp.loaded = undefined as unknown as LoadedConfig;
+
+  // 100k names as one sing-box rule-set; decoding it must give every name back.
+  writeFileSync(join(w.dir, 'big.srs'), writeSrs(w.domains));
+  const srs = await measureLoad(w.dir, 'srs-100k', `{ file: big.srs }`);
+  const got = srs.loaded.lists.get('rf')!.domains;
+  if (got.length !== w.domains.length || got.some((d) => d.pattern.kind !== 'domain')) throw new Error(`the .srs decoded to ${got.length} names, not the ${w.domains.length} written`);
+  const srsRate = lookupRate(srs.loaded, queriesFor(srs.loaded, r));
+
+  const f = (m: Measured): string => `${m.ms.toFixed(0)} ms, heap +${m.duringMb.toFixed(1)} MB during, +${m.keptMb.toFixed(1)} MB kept`;
+  const lines = [
+    `rule files (load + compile through the config loader; goal < 1000 ms, < 60 MB heap; lookups >= 2 M/s):`,
+    `  geosite ${which}: all categories, ${wholeEntries} entries: ${f(whole)}; lookups ${(wholeRate / 1e6).toFixed(2)} M/s`,
+    `  geosite, the 50 largest categories (${bigEntries} entries): ${f(big)}`,
+    `  geosite, 50 categories spread over the file (${spEntries} entries): ${f(sp)}`,
+    `  sing-box .srs, ${got.length} names: ${f(srs)}; lookups ${(srsRate / 1e6).toFixed(2)} M/s`,
+    `  beside the text lists' figure in this run: ${(textLookups / 1e6).toFixed(2)} M/s (100k names + patterns)`,
+  ];
+  const figures = {
+    geosite_file: full ? 'dlc.dat' : 'dlc-cut.dat',
+    geosite_categories: names.length,
+    geosite_all_entries: wholeEntries,
+    geosite_all_ms: +whole.ms.toFixed(1),
+    geosite_all_heap_during_mb: +whole.duringMb.toFixed(1),
+    geosite_all_heap_kept_mb: +whole.keptMb.toFixed(1),
+    geosite_all_lookups_per_s: Math.round(wholeRate),
+    geosite_50_largest_entries: bigEntries,
+    geosite_50_largest_ms: +big.ms.toFixed(1),
+    geosite_50_largest_heap_during_mb: +big.duringMb.toFixed(1),
+    geosite_50_spread_entries: spEntries,
+    geosite_50_spread_ms: +sp.ms.toFixed(1),
+    geosite_50_spread_heap_during_mb: +sp.duringMb.toFixed(1),
+    srs_entries: got.length,
+    srs_ms: +srs.ms.toFixed(1),
+    srs_heap_during_mb: +srs.duringMb.toFixed(1),
+    srs_heap_kept_mb: +srs.keptMb.toFixed(1),
+    srs_lookups_per_s: Math.round(srsRate),
+    goal_rule_file_ms: 1000,
+    goal_rule_file_heap_mb: 60,
+    goal_rule_file_lookups_per_s: 2_000_000,
+  };
+  return { lines, figures };
 }

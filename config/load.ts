@@ -8,7 +8,12 @@ import { parseDuration } from './duration.js';
 import { ConfigCodes, ConfigError, didYouMean, IssueSink, type ConfigIssue } from './errors.js';
 import { cidrContains, parseCidr, parseHostPort, parseIp, type ParsedCidr } from '../lib/ip.js';
 import { listCacheFile, ListFetcher, matchesPin, redactUrl } from './lists/fetch.js';
-import { parseList, type ParsedList } from './lists/formats.js';
+import type { ParsedList } from './lists/formats.js';
+import { ListFormatError, type DecodedList } from './lists/decoded.js';
+import { detectRuleFileFormat } from './lists/detect.js';
+import { isTextContent, readListContent } from './lists/list-content.js';
+import { buildGeodataLists, geodataLists, GEODATA_KINDS } from './lists/geodata.js';
+import { matcherLabelParts, parseRuleMatchers } from './rule-matchers.js';
 import { compilePolicy, type ListContent, type Policy } from './policy.js';
 import { validateAgainstSchema } from './schema-validate.js';
 import type {
@@ -16,6 +21,7 @@ import type {
   DomainPattern,
   GatewayConfig,
   ListFormat,
+  ListSelection,
   ListSource,
   ProbeSpec,
   RuleConfig,
@@ -54,16 +60,19 @@ const RESERVED_NAMES = new Set(['breakout', 'tunnel', 'block', 'auto', 'default'
 /** What the loader needs from the outside world; tests pass fakes. */
 export interface LoadDeps {
   readFile(path: string): Promise<string>;
+  /** A list file as bytes: rule files are binary and never read as text. */
+  readBytes(path: string): Promise<Uint8Array>;
   /** Mode bits and owner, or null when unknown: files others could rewrite are refused (config/file-trust.ts). */
   fileStat(path: string): Promise<FileOwnership | null>;
   /** The user splitwan runs as (the owner a file may have besides root). */
   uid: number;
   /** The last good download of a URL list, or null. */
-  readListCache(source: ListSource, stateDir: string): Promise<{ text: string; file: string } | null>;
+  readListCache(source: ListSource, stateDir: string): Promise<{ bytes: Buffer; file: string } | null>;
 }
 
 export const nodeLoadDeps: LoadDeps = {
   readFile: (p) => fsp.readFile(p, 'utf8'),
+  readBytes: (p) => fsp.readFile(p),
   fileStat: async (p) => {
     try {
       const st = await fsp.stat(p);
@@ -77,7 +86,7 @@ export const nodeLoadDeps: LoadDeps = {
     const entry = await new ListFetcher({ cacheDir: stateDir }).readCache(source.name);
     // A copy of another URL (the config changed) is not this list.
     if (!entry || entry.url !== source.url) return null;
-    return { text: entry.text, file: listCacheFile(stateDir, source.name) };
+    return { bytes: entry.bytes, file: listCacheFile(stateDir, source.name) };
   },
 };
 
@@ -86,7 +95,9 @@ export interface LoadedList extends ListContent {
   source: ListSource;
   /** file: a list file; cache: the last good download; none: a URL list never downloaded. */
   origin: 'file' | 'cache' | 'none';
-  parsed: ParsedList | null;
+  parsed: ParsedList | DecodedList | null;
+  /** A `geodata` database (a geoip.dat or .mmdb without a selection): its bytes, which rules' geoip:/asn: select from. */
+  database?: Uint8Array;
 }
 
 export interface LoadedConfig {
@@ -148,23 +159,32 @@ export async function loadConfig(file: string, deps: LoadDeps = nodeLoadDeps): P
   return { ...result, policy, warnings: sink.issues.filter((i) => i.severity === 'warning') };
 }
 
-/** Recompiles the policy with fresh list contents (after a list download). */
+/**
+ * Recompiles the policy with fresh list contents (after a list download).
+ * Throws ListFormatError when a new `geodata` database lacks what rules select.
+ */
 export function recompile(loaded: LoadedConfig, lists: ReadonlyMap<string, LoadedList>): LoadedConfig {
-  return { ...loaded, lists, policy: compilePolicy(loaded.config, lists) };
+  const all = geodataLists(loaded.config, lists);
+  return { ...loaded, lists: all, policy: compilePolicy(loaded.config, all) };
 }
 
-/** Parses list text for the policy; shared by the loader and the list refresher. */
-export function toLoadedList(source: ListSource, text: string | null, file: string, origin: LoadedList['origin']): LoadedList {
-  const parsed = text === null ? null : parseList(text, source.format, source.file ?? source.url);
-  return {
-    name: source.name,
-    file,
-    source,
-    origin,
-    parsed,
-    domains: parsed?.domains ?? [],
-    cidrs: parsed?.cidrs ?? [],
-  };
+/**
+ * Reads a list's content for the policy (rule files through their decoders,
+ * text lists by their format); shared by the loader and the list refresher.
+ * Throws ListFormatError (naming the list) when the content cannot be used.
+ * A `geodata` database (`database`) keeps its bytes; rules select from them.
+ */
+export function toLoadedList(source: ListSource, body: Uint8Array | string | null, file: string, origin: LoadedList['origin'], database = false): LoadedList {
+  const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
+  const base = { name: source.name, file, source, origin };
+  if (bytes !== null && database) {
+    const f = detectRuleFileFormat(bytes);
+    if (f !== 'geoip' && f !== 'mmdb') throw new ListFormatError(source.name, f ?? 'unknown', `geodata names this list as a database, but it is ${f === null ? 'not a geoip.dat or .mmdb file' : `a ${f} file, not a geoip.dat or .mmdb`}`);
+    return { ...base, parsed: null, database: bytes, domains: [], cidrs: [] };
+  }
+  const parsed = bytes === null ? null : readListContent(bytes, source);
+  const sections = parsed !== null && 'sections' in parsed ? parsed.sections : undefined;
+  return { ...base, parsed, domains: parsed?.domains ?? [], cidrs: parsed?.cidrs ?? [], ...(sections ? { sections } : {}) };
 }
 
 type Raw = Record<string, unknown>;
@@ -196,7 +216,7 @@ class Builder {
   get referencedFiles(): string[] {
     return [...this.files];
   }
-  private readonly texts: string[] = [];
+  private readonly texts: (string | Uint8Array)[] = [];
 
   constructor(
     private readonly file: string,
@@ -292,6 +312,7 @@ class Builder {
     const lists = await this.lists();
     const dns = this.dns();
     const rules = this.rules(mode);
+    const geodata = this.geodata(lists, rules);
     const def = this.via(['default'], this.get(['default']) ?? 'tunnel');
 
     const metricsListen = this.get(['metrics', 'listen']);
@@ -337,11 +358,47 @@ class Builder {
       log: { level: (this.get(['log', 'level']) as Config['log']['level'] | undefined) ?? 'info' },
       stateDir: this.stateDir(),
       lists: [...lists.values()].map((l) => l.source),
+      geodata: geodata.config,
+      ...(this.get(['devices', 'files']) !== undefined ? { deviceFiles: asList(this.get(['devices', 'files'])).map((f) => this.rel(f)) } : {}),
       rules,
       default: def,
       files: [...this.files],
     };
-    return { config: deepFreeze(config), lists };
+    return { config: deepFreeze(config), lists: geodata.lists };
+  }
+
+  /**
+   * `geodata:` (the databases rules' geoip:/asn: select from) and the lists
+   * of the countries and ASes the rules name; an unknown country or AS, or a
+   * rule whose database is missing, is an error at the rule's entry.
+   */
+  private geodata(lists: Map<string, LoadedList>, rules: RuleConfig[]): { config: NonNullable<Config['geodata']>; lists: Map<string, LoadedList> } {
+    const config = { country: null as string | null, asn: null as string | null };
+    for (const kind of GEODATA_KINDS) {
+      const v = this.get(['geodata', kind]);
+      if (v === undefined) continue;
+      const name = String(v);
+      if (!lists.has(name)) {
+        // A list that failed to load is reported there; only a name under no list is reported here.
+        const declared = Object.keys((this.get(['lists']) as Raw | undefined) ?? {});
+        if (!declared.includes(name)) {
+          const hint = didYouMean(name, declared);
+          this.err(ConfigCodes.REFERENCE, ['geodata', kind], `no list named "${name}" under lists${hint ? ` (did you mean "${hint}"?)` : ''}`);
+        }
+        continue;
+      }
+      config[kind] = name;
+    }
+    const declared = (kind: 'country' | 'asn'): boolean => this.get(['geodata', kind]) !== undefined;
+    const raw = (this.get(['rules']) as Raw[] | undefined) ?? [];
+    const at = (rule: number, key: 'geoip' | 'asn', item: number): KeySeg[] => (Array.isArray(raw[rule]?.[key]) ? ['rules', rule, key, item] : ['rules', rule, key]);
+    for (const r of rules) {
+      if ((r.geoip?.length ?? 0) > 0 && !declared('country')) this.err(ConfigCodes.REFERENCE, ['rules', r.index, 'geoip'], 'geoip: needs a country database: name a list (a geoip.dat or a country .mmdb) in geodata.country');
+      if ((r.asns?.length ?? 0) > 0 && !declared('asn')) this.err(ConfigCodes.REFERENCE, ['rules', r.index, 'asn'], 'asn: needs an ASN database: name a list (an ASN .mmdb, e.g. GeoLite2-ASN) in geodata.asn');
+    }
+    const built = buildGeodataLists({ rules, geodata: config }, lists);
+    for (const p of built.problems) this.err(ConfigCodes.LIST, at(p.rule, p.key === 'asns' ? 'asn' : 'geoip', p.item), p.error.message);
+    return { config, lists: built.lists };
   }
 
   /** queryLog: (the query log, dns/query-log.ts). */
@@ -600,8 +657,23 @@ class Builder {
   private async lists(): Promise<Map<string, LoadedList>> {
     const raw = (this.get(['lists']) as Record<string, Raw> | undefined) ?? {};
     const out = new Map<string, LoadedList>();
+    // Lists `geodata` names are databases: rules' geoip:/asn: select from them.
+    const databases = new Set(GEODATA_KINDS.map((k) => this.get(['geodata', k])).filter((v): v is string => typeof v === 'string'));
     for (const [name, l] of Object.entries(raw)) {
       const path: KeySeg[] = ['lists', name];
+      const isDatabase = databases.has(name);
+      // A rule file that cannot be used (corrupt, another format, an unknown category) is an error at the list.
+      const content = (make: () => LoadedList, at: KeySeg[]): LoadedList | null => {
+        try {
+          return make();
+        } catch (e) {
+          if (!(e instanceof ListFormatError)) throw e;
+          // A selection the file does not have is reported at the selection (category:, country:, asn:).
+          const key = /category/.test(e.detail) ? 'category' : /country/.test(e.detail) ? 'country' : /\bASN\b/.test(e.detail) ? 'asn' : null;
+          this.err(ConfigCodes.LIST, key !== null && l[key] !== undefined ? [...path, key] : at, e.message);
+          return null;
+        }
+      };
       const hasFile = l.file !== undefined;
       const hasUrl = l.url !== undefined;
       if (hasFile === hasUrl) {
@@ -615,6 +687,15 @@ class Builder {
         timeoutMs: this.duration([...path, 'timeout'], '30s', '1s', '1h'),
         pos: this.pos(path),
       };
+      const select = this.listSelection(l, path);
+      if (select === false) continue;
+      if (select) {
+        if (isDatabase) {
+          this.err(ConfigCodes.VALUE, path, `list "${name}" is a geodata database: rules select from it with geoip:/asn:, so it takes no category, country or asn`);
+          continue;
+        }
+        source.select = select;
+      }
       if (hasUrl) {
         const url = String(l.url);
         let ok = false;
@@ -645,8 +726,10 @@ class Builder {
         }
         const found = await this.deps.readListCache(source, this.stateDir());
         // A copy that is not the pinned content (downloaded before the pin, or for another pin) is not this list.
-        const cached = found && matchesPin(found.text, pin) ? found : null;
-        out.set(name, cached ? toLoadedList(source, cached.text, cached.file, 'cache') : toLoadedList(source, null, url, 'none'));
+        const cached = found && matchesPin(found.bytes, pin) ? found : null;
+        const loaded = content(() => (cached ? toLoadedList(source, cached.bytes, cached.file, 'cache', isDatabase) : toLoadedList(source, null, url, 'none', isDatabase)), path);
+        if (!loaded) continue;
+        out.set(name, loaded);
         if (found && !cached) this.warn(ConfigCodes.LIST, [...path, 'sha256'], `the cached copy of list "${name}" does not match its sha256 pin; the list matches nothing until a download does`);
         else if (!cached) this.warn(ConfigCodes.LIST, path, `list "${name}" has not been downloaded yet; its rules match nothing until the daemon fetches it`);
         continue;
@@ -656,25 +739,63 @@ class Builder {
       const file = this.rel(String(l.file));
       source.file = file;
       this.files.add(file);
-      let text: string;
+      let bytes: Uint8Array;
       try {
-        text = await this.deps.readFile(file);
+        bytes = await this.deps.readBytes(file);
       } catch (e) {
         this.err(ConfigCodes.FILE, [...path, 'file'], `cannot read ${file}: ${fsMessage(e)}`);
         continue;
       }
-      this.texts.push(text);
+      this.texts.push(bytes);
       await this.checkFile(file, [...path, 'file'], null);
-      const loaded = toLoadedList(source, text, file, 'file');
-      for (const p of loaded.parsed!.problems) {
-        this.sink.warn(ConfigCodes.LIST, { file, line: p.line, col: p.col }, `lists.${name}`, `${p.message} (line skipped)`);
-      }
-      if (loaded.domains.length === 0 && loaded.cidrs.length === 0) {
-        this.warn(ConfigCodes.LIST, [...path, 'file'], `list "${name}" has no entries`);
+      const loaded = content(() => toLoadedList(source, bytes, file, 'file', isDatabase), [...path, 'file']);
+      if (!loaded) continue;
+      const binary = loaded.parsed !== null && !isTextContent(loaded.parsed);
+      for (const p of loaded.parsed?.problems ?? []) {
+        // A binary file has no lines: its problems are at the list, numbered by entry.
+        if (binary) this.warn(ConfigCodes.LIST, [...path, 'file'], `list "${name}": ${p.line > 0 ? `entry ${p.line}: ` : ''}${p.message} (skipped)`);
+        else this.sink.warn(ConfigCodes.LIST, { file, line: p.line, col: p.col }, `lists.${name}`, `${p.message} (line skipped)`);
       }
       out.set(name, loaded);
     }
     return out;
+  }
+
+  /**
+   * `category:` (geosite.dat), `country:` (geoip.dat, country .mmdb) and
+   * `asn:` (ASN .mmdb): undefined when none is given, false after an error.
+   */
+  private listSelection(l: Raw, path: KeySeg[]): ListSelection | undefined | false {
+    const out: ListSelection = {};
+    let ok = true;
+    const items = (key: string): { v: string; at: KeySeg[] }[] =>
+      asList(l[key]).map((v, j) => ({ v: v.trim(), at: Array.isArray(l[key]) ? [...path, key, j] : [...path, key] }));
+    const categories = items('category');
+    for (const c of categories) {
+      if (c.v === '' || c.v.startsWith('@')) {
+        this.err(ConfigCodes.VALUE, c.at, `"${c.v}" names no category (e.g. "netflix", "google@cn", "netflix@!cn")`);
+        ok = false;
+      }
+    }
+    if (categories.length) out.categories = categories.map((c) => c.v);
+    const countries = items('country');
+    for (const c of countries) {
+      if (!/^!?[A-Za-z][A-Za-z0-9_-]{1,31}$/.test(c.v)) {
+        this.err(ConfigCodes.VALUE, c.at, `"${c.v}" is not a country code (e.g. RU, cn, "!cn", private)`);
+        ok = false;
+      }
+    }
+    if (countries.length) out.countries = countries.map((c) => c.v);
+    const asns = items('asn').map((a) => ({ ...a, n: parseAsn(a.v) }));
+    for (const a of asns) {
+      if (a.n === null) {
+        this.err(ConfigCodes.VALUE, a.at, `"${a.v}" is not an AS number (e.g. 13335 or AS13335)`);
+        ok = false;
+      }
+    }
+    if (asns.length) out.asns = asns.map((a) => a.n!);
+    if (!ok) return false;
+    return categories.length + countries.length + asns.length > 0 ? out : undefined;
   }
 
   private dns(): Config['dns'] {
@@ -757,8 +878,8 @@ class Builder {
         label: '',
         pos: this.pos(path),
       };
-      if (r.domains === undefined && r.cidrs === undefined && r.sources === undefined && r.list === undefined) {
-        this.err(ConfigCodes.MISSING_KEY, path, 'a rule needs domains, cidrs, sources or list');
+      if (MATCHER_KEYS.every((k) => r[k] === undefined)) {
+        this.err(ConfigCodes.MISSING_KEY, path, 'a rule needs domains, cidrs, sources, list, ports, protocol, geoip, asn or devices');
       }
       asList(r.domains).forEach((d, j) => {
         const kp: KeySeg[] = [...path, 'domains', j];
@@ -790,11 +911,23 @@ class Builder {
           this.err(ConfigCodes.REFERENCE, listPathOf(j), `no list named "${n}" under lists${hint ? ` (did you mean "${hint}"?)` : ''}`);
         } else rule.lists.push(n);
       });
+      // Matchers of issue 21 (config/rule-matchers.ts).
+      Object.assign(rule, parseRuleMatchers(r, path, mode, { err: (code, at, m) => this.err(code, at, m), warn: (code, at, m) => this.warn(code, at, m), pos: (at) => this.pos(at) }));
       rule.label = typeof r.name === 'string' ? r.name : ruleLabel(rule);
       return rule;
     });
   }
 }
+
+/** 13335 or AS13335 → 13335; null when it is not an AS number. */
+export function parseAsn(v: string): number | null {
+  const m = /^(?:AS)?(\d{1,10})$/i.exec(v.trim());
+  if (!m) return null;
+  const n = Number(m[1]);
+  return n >= 1 && n <= 4294967295 ? n : null;
+}
+
+const MATCHER_KEYS = ['domains', 'cidrs', 'sources', 'list', 'ports', 'protocol', 'geoip', 'asn', 'devices'] as const;
 
 function ruleLabel(r: RuleConfig): string {
   const parts: string[] = [];
@@ -802,6 +935,7 @@ function ruleLabel(r: RuleConfig): string {
   const sample = [...r.domains.map((d) => patternText(d.pattern)), ...r.cidrs.map((c) => c.cidr)];
   if (sample.length) parts.push(sample.slice(0, 2).join(',') + (sample.length > 2 ? `+${sample.length - 2}` : ''));
   if (r.sources.length) parts.push(`from ${r.sources[0]!.cidr}${r.sources.length > 1 ? `+${r.sources.length - 1}` : ''}`);
+  parts.push(...matcherLabelParts(r));
   return parts.join(' ').slice(0, 60) || `rule ${r.index}`;
 }
 

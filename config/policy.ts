@@ -1,6 +1,9 @@
 import { CidrIndex, type CidrHit } from './cidr-index.js';
 import { DomainIndex, KIND_DOMAIN, KIND_FULL, KIND_SUBDOMAIN, type IndexHit } from './domain-index.js';
 import { compileNameRegexp } from './safe-regexp.js';
+import { ruleListNames } from './lists/geodata.js';
+import { requiredLiteral } from './regexp-literal.js';
+import { literalScanner, type LiteralScanner } from './literal-scan.js';
 import { cidrContains, parseCidr, parseIp, unmapIp, type ParsedCidr, type ParsedIp } from '../lib/ip.js';
 import type { Config, DomainPattern, RuleConfig, SourcePos, Target } from './types.js';
 
@@ -11,6 +14,8 @@ export interface ListContent {
   file: string;
   domains: readonly { pattern: DomainPattern; line: number }[];
   cidrs: readonly { cidr: string; line: number }[];
+  /** Rule files: where each selected part (a geosite category) starts, in entry numbers. */
+  sections?: readonly { from: number; label: string }[];
 }
 
 export type EntryKind = DomainPattern['kind'] | 'cidr' | 'source';
@@ -23,6 +28,8 @@ export interface MatchEntry {
   keyPath?: string;
   /** List entries: the list's name. */
   list?: string;
+  /** Rule-file entries: the part of the file it came from (a geosite category with its filters, a country code). */
+  section?: string;
   pos: SourcePos;
 }
 
@@ -46,6 +53,8 @@ interface PatternEntry {
   re?: RegExp;
   /** Runs on the linear engine: too slow for the shared prefilter, tried on its own. */
   linear?: boolean;
+  /** Tried only when the prefilter matched (it stands there as itself or by its required literal). */
+  gated?: boolean;
   origin: number;
 }
 
@@ -104,12 +113,88 @@ class NameMatcher {
     // Sorted by rule so a scan stops at the first entry that cannot beat the index.
     this.keywords.sort((a, b) => a.rule - b.rule);
     this.regexps.sort((a, b) => a.rule - b.rule);
-    const parts = [
-      ...this.keywords.map((k) => k.value.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')),
-      ...this.regexps.filter((r) => !r.linear).map((r) => `(?:${r.value})`),
-    ];
+    const literal = (v: string): string => v.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    // A regexp stands in the prefilter by a literal each of its matches holds, when it has one (regexp-literal.ts).
+    // A linear-engine regexp with such a literal is gated by it too; one without is tried on every name.
+    const parts = new Set(this.keywords.map((k) => literal(k.value)));
+    for (const r of this.regexps) {
+      const lit = requiredLiteral(r.value);
+      if (lit !== null) parts.add(literal(lit));
+      else if (!r.linear) parts.add(`(?:${r.value})`);
+      r.gated = lit !== null || !r.linear;
+    }
     // Each alternative is a literal or a simple pattern, so the alternation is safe too.
-    if (parts.length > 1) this.anyPattern = new RegExp(parts.join('|'));
+    if (parts.size > 1) this.anyPattern = new RegExp([...parts].join('|'));
+    this.buildScanner();
+  }
+
+  /**
+   * With every keyword and regexp gated by a literal (geosite files: ~200
+   * regexps, some needing the slow linear engine), one Aho-Corasick pass
+   * names the entries worth trying, so a name pays for the patterns that
+   * could match it, not for all of them (literal-scan.ts).
+   */
+  private scanner: LiteralScanner | null = null;
+  /** Per literal of the scanner: the entries it gates (keywords match by it alone). */
+  private byLiteral: PatternEntry[][] = [];
+  /** Regexps without a literal: tried on every name that gets this far. */
+  private ungated: PatternEntry[] = [];
+
+  private buildScanner(): void {
+    if (this.keywords.length + this.regexps.length < 2) return;
+    const ids = new Map<string, number>();
+    const byLiteral: PatternEntry[][] = [];
+    const gate = (lit: string, e: PatternEntry): void => {
+      let id = ids.get(lit);
+      if (id === undefined) ids.set(lit, (id = byLiteral.push([]) - 1));
+      byLiteral[id]!.push(e);
+    };
+    for (const k of this.keywords) gate(k.value, k);
+    const ungated: PatternEntry[] = [];
+    for (const r of this.regexps) {
+      const lit = requiredLiteral(r.value);
+      if (lit === null) ungated.push(r);
+      else gate(lit, r);
+    }
+    const scanner = literalScanner([...ids.keys()]);
+    if (scanner === null) return; // too many keywords for a table: the alternation stays
+    this.scanner = scanner;
+    this.byLiteral = byLiteral;
+    this.ungated = ungated;
+  }
+
+  /** The lowest rule among the gated entries the scan found, and the ungated that match; -1: none below `best`. */
+  private matchScanned(lower: string, best: number, detail?: { kind: EntryKind; value: string; origin: number }): number {
+    const sc = this.scanner!;
+    const n = sc.scan(lower);
+    if (n === 0 && this.ungated.length === 0) return best;
+    // The rule to beat: the index's answer, then the best pattern found so far.
+    let limit = best < 0 ? Infinity : best;
+    let won: PatternEntry | null = null;
+    for (let i = 0; i < n; i++) {
+      const gated = this.byLiteral[sc.hits[i]!]!;
+      for (let j = 0; j < gated.length; j++) {
+        const e = gated[j]!;
+        if (e.rule < limit && (e.re === undefined || e.re.test(lower))) {
+          won = e;
+          limit = e.rule;
+        }
+      }
+    }
+    for (let j = 0; j < this.ungated.length; j++) {
+      const e = this.ungated[j]!;
+      if (e.rule < limit && e.re!.test(lower)) {
+        won = e;
+        limit = e.rule;
+      }
+    }
+    if (won === null) return best;
+    if (detail) {
+      detail.kind = won.re === undefined ? 'keyword' : 'regexp';
+      detail.value = won.value;
+      detail.origin = won.origin;
+    }
+    return won.rule;
   }
 
   get empty(): boolean {
@@ -131,6 +216,7 @@ class NameMatcher {
     }
     // Names from the wire are nearly always lower case already: copy only when not.
     const lower = isCanonical(name) ? name : canonical(name);
+    if (this.scanner !== null) return this.matchScanned(lower, best, detail);
     const maybe = this.anyPattern === null || this.anyPattern.test(lower);
     for (const k of maybe ? this.keywords : []) {
       if (k.rule >= (best < 0 ? Infinity : best)) break;
@@ -142,7 +228,7 @@ class NameMatcher {
     }
     for (const r of this.regexps) {
       if (r.rule >= (best < 0 ? Infinity : best)) break;
-      if (!maybe && !r.linear) continue;
+      if (!maybe && r.gated) continue;
       if (r.re!.test(lower)) {
         best = r.rule;
         if (detail) Object.assign(detail, { kind: 'regexp', value: r.value, origin: r.origin });
@@ -195,6 +281,7 @@ export class Policy {
   private readonly ruleOrigins: RuleEntryOrigin[] = [];
   private readonly listNames: string[] = [];
   private readonly listFiles: string[] = [];
+  private readonly listSections: (readonly { from: number; label: string }[] | undefined)[] = [];
 
   private constructor(
     readonly rules: readonly RuleConfig[],
@@ -208,6 +295,7 @@ export class Policy {
       listIdx.set(name, p.listNames.length);
       p.listNames.push(name);
       p.listFiles.push(l.file);
+      p.listSections.push(l.sections);
     }
     for (const rule of config.rules) {
       const r = rule.index;
@@ -215,14 +303,14 @@ export class Policy {
       // (its resolver's and proxy's clients are local), whose own addresses a
       // source CIDR may well cover: such a rule matches nothing there, as the
       // data plane renders nothing for it (config/load.ts warns).
-      if (config.mode === 'host' && rule.sources.length > 0) continue;
+      if (config.mode === 'host' && (rule.sources.length > 0 || (rule.devices?.length ?? 0) > 0)) continue;
       let names = p.names;
       let cidrs = p.cidrs;
       if (rule.sources.length > 0) {
         const cond: ConditionalRule = {
           rule: r,
           sources: rule.sources.map((s) => parseCidr(s.cidr) as ParsedCidr),
-          hasDestination: rule.domains.length + rule.cidrs.length + rule.lists.length > 0,
+          hasDestination: rule.domains.length + rule.cidrs.length + ruleListNames(rule).length > 0,
           names: new NameMatcher(),
           cidrs: new CidrIndex(),
         };
@@ -237,7 +325,7 @@ export class Policy {
         const parsed = parseCidr(c.cidr) as ParsedCidr;
         cidrs.add(parsed, r, p.ruleOrigin('cidr', parsed.text, c.origin.keyPath ?? '', c.origin.pos));
       }
-      for (const name of rule.lists) {
+      for (const name of ruleListNames(rule)) {
         const l = lists.get(name);
         const li = listIdx.get(name);
         if (!l || li === undefined) continue; // not loaded yet (a URL list before its first download)
@@ -347,7 +435,14 @@ export class Policy {
     }
     const li = Math.floor(origin / LINE_SPAN);
     const line = origin % LINE_SPAN;
-    return { kind, value, list: this.listNames[li]!, pos: { file: this.listFiles[li]!, line, col: 1 } };
+    const entry: MatchEntry = { kind, value, list: this.listNames[li]!, pos: { file: this.listFiles[li]!, line, col: 1 } };
+    const sections = this.listSections[li];
+    if (sections) {
+      let label: string | undefined;
+      for (const s of sections) if (s.from <= line) label = s.label;
+      if (label !== undefined) entry.section = label;
+    }
+    return entry;
   }
 }
 

@@ -85,10 +85,26 @@ export interface ListSource {
   sha256?: string;
   maxBytes: number;
   timeoutMs: number;
+  /**
+   * Rule files (geosite.dat, geoip.dat, .mmdb): what to take from them.
+   * Absent: the whole file (.srs, .mrs, sing-box JSON), or a database that
+   * `geodata` names for rules' `geoip:` / `asn:`.
+   */
+  select?: ListSelection;
   pos: SourcePos;
 }
 
-export type ListFormat = 'auto' | 'plain' | 'hosts' | 'dnsmasq' | 'clash' | 'v2fly' | 'cidr';
+/** `category:` (geosite, with @attr / @!attr), `country:` (geoip.dat, country .mmdb), `asn:` (ASN .mmdb). */
+export interface ListSelection {
+  categories?: string[];
+  countries?: string[];
+  asns?: number[];
+}
+
+export type ListFormat = TextListFormat | RuleFileFormat;
+export type TextListFormat = 'auto' | 'plain' | 'hosts' | 'dnsmasq' | 'clash' | 'v2fly' | 'cidr';
+/** Binary and JSON rule files (config/lists/rule-files.ts); `srs` takes sing-box's source JSON too. */
+export type RuleFileFormat = 'geosite' | 'geoip' | 'srs' | 'mrs' | 'mmdb';
 
 /** One domain pattern, as the user meant it. */
 export type DomainPattern =
@@ -113,10 +129,37 @@ export interface RuleConfig {
   cidrs: { cidr: string; origin: EntryOrigin }[];
   sources: { cidr: string; origin: EntryOrigin }[];
   lists: string[];
+  // Matchers of issue 21. Optional so rules built by hand (tests, the DoH
+  // rule) need not name them; the loader always fills them in.
+  /** Destination ports and ranges ({from, to}); they need `protocol` or match tcp and udp. */
+  ports?: { from: number; to: number; origin: EntryOrigin }[];
+  /** tcp or udp; null: both (or any, without ports). */
+  protocol?: 'tcp' | 'udp' | null;
+  /** Destination countries, from the `geodata.country` database (upper case, or `!CN`). */
+  geoip?: { code: string; origin: EntryOrigin }[];
+  /** Destination autonomous systems, from the `geodata.asn` database. */
+  asns?: { asn: number; origin: EntryOrigin }[];
+  /** router mode: LAN devices by MAC address, or by a host name from DHCP leases or /etc/ethers. */
+  devices?: { device: string; mac: string | null; origin: EntryOrigin }[];
+  /** When the rule applies; null: always. */
+  when?: Schedule | null;
+  /** At a schedule boundary, flows the rule starts or stops matching move too (else they keep their path until they end). */
+  reroute?: boolean;
   /** Candidates in order; the first healthy one wins. */
   via: Target[];
   /** A short human label, for logs and metrics. */
   label: string;
+  pos: SourcePos;
+}
+
+/** `when:` of a rule: on these days, in these time ranges, in this time zone. */
+export interface Schedule {
+  /** 0 = Sunday ... 6 = Saturday. */
+  days: number[];
+  /** Minutes since midnight, [from, to); to < from: the range runs past midnight (into the next day). */
+  ranges: { from: number; to: number }[];
+  /** IANA time zone, e.g. Europe/Berlin; 'local': the machine's. */
+  timeZone: string;
   pos: SourcePos;
 }
 
@@ -214,6 +257,10 @@ export interface Config {
   log: { level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' };
   stateDir: string;
   lists: ListSource[];
+  /** Files that name LAN devices (DHCP leases, /etc/ethers) for rules' `devices:`; absent: the usual places. */
+  deviceFiles?: string[];
+  /** Databases (list names) rules' `geoip:` and `asn:` select from; null: none. */
+  geodata?: { country: string | null; asn: string | null };
   rules: RuleConfig[];
   default: Target[];
   /** Files the config depends on (itself, wg-quick files, list files): the store watches them. */

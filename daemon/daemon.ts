@@ -17,6 +17,8 @@ import type { Config } from '../config/types.js';
 import type { LoadedConfig } from '../config/load.js';
 import { ConfigStore } from '../config/store.js';
 import { ListRefresher } from '../config/lists/refresher.js';
+import { RuleScheduler } from './rule-scheduler.js';
+import { DEFAULT_DEVICE_FILES, DeviceDirectory } from './devices.js';
 import { DnsCache } from '../dns/cache.js';
 import { Forwarder } from '../dns/forwarder.js';
 import { newResolverStats, Resolver as DnsResolver } from '../dns/resolver.js';
@@ -165,6 +167,9 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
   let wanWatcher: Watcher | null = null;
   /** `ip monitor address`: the resolver follows the LAN's addresses (router mode, or dns.listen auto). */
   let addrWatcher: Watcher | null = null;
+  // Rules' when: and devices: (issue 21): a boundary or a device's new MAC re-renders the ruleset.
+  const scheduler = new RuleScheduler(clock, () => replan('following a rule schedule'));
+  const devices = new DeviceDirectory((p) => deps.readDeviceFiles(p), clock, log.child({ module: 'devices' }), () => replan('following device names'));
 
   // The resolver: its sockets leave through the path they serve (SO_MARK).
   const dialer = new MarkedDialer(deps.pathSockets, () => ({ gateways: s.plan?.gateways ?? [], active: s.plan?.active ?? null }));
@@ -239,6 +244,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
       // Own sockets routed by source port where they cannot be marked (issue 17: daemon/port-sockets.ts).
       portPaths: deps.pathSockets.byPort === true,
       ...(s.localNets ? { localNets: s.localNets } : {}),
+      match: { active: (r) => scheduler.active(r), macsOf: (n) => devices.macsOf(n) }, // when: and devices: (issue 21)
     });
 
   const applyPlan = async (p: DataplanePlan): Promise<void> => {
@@ -281,6 +287,9 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
     await metricsListener!.serve(c);
     await refreshLocalNets(c);
     await web.serve(c); // issue 20: the dashboard (refuses an address of the breakout interface)
+    // Schedules and device names of the rules about to be planned (issue 21).
+    scheduler.configure(c.rules);
+    await devices.configure(c.deviceFiles ?? DEFAULT_DEVICE_FILES, c.rules.some((r) => r.devices?.some((d) => d.mac === null)));
     await applyPlan(plan(loaded));
     s.policy = loaded.policy;
     s.applied = loaded;
@@ -471,6 +480,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
     teardown.push('stopping the data plane repair', () => dataplane!.stop());
     lists = new ListRefresher(store(), log.child({ module: 'lists' }));
     teardown.push('stopping list refreshes', () => lists!.stop());
+    teardown.push('stopping rule schedules and device names', () => (scheduler.stop(), devices.stop()));
     forwarder = new Forwarder({ dialer, logger: dnsLog, timeoutMs: c0.dns.timeoutMs, observe: (x) => metrics?.upstream(x) });
     teardown.push('closing the upstream sockets', () => forwarder!.close());
     s.cache = new DnsCache(c0.dns.cache, clock);

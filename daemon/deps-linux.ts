@@ -65,6 +65,7 @@ export function linuxDeps(o: { logger: Logger; clock: Clock; runner?: Runner; se
     ping: linuxPing(run),
     links: async () => parseIpAddrs((await run.run(['ip', '-j', 'addr', 'show'])).stdout),
     resolvConfTexts: () => Promise.all(RESOLV_CONF_FILES.map((f) => readFile(f, 'utf8').catch(() => null))),
+    readDeviceFiles: (paths) => Promise.all(paths.map((f) => readFile(f, 'utf8').catch(() => null))),
     dropFlows: async (mark, mask) => {
       await run.run(['conntrack', '-D', '--mark', `0x${mark.toString(16)}/0x${mask.toString(16)}`], { allowFail: true }).catch(() => undefined);
     },

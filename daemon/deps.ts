@@ -52,6 +52,8 @@ export interface DaemonDeps {
   links(): Promise<IpAddrLink[]>;
   /** The system's resolv.conf files (null: missing), for `breakout.dns: auto`. */
   resolvConfTexts(): Promise<(string | null)[]>;
+  /** Device-name files (DHCP leases, /etc/ethers) for rules' devices:; null for a file that cannot be read. */
+  readDeviceFiles(paths: readonly string[]): Promise<(string | null)[]>;
   /** Drops the conntrack entries whose mark & mask is `mark` (flows of a path that went away). */
   dropFlows(mark: number, mask: number): Promise<void>;
   /** The kernel's tag on an address (explain). */

@@ -8,6 +8,7 @@ import type { TagHit } from './tag-lookup-linux.js';
 import { describePattern, normalizeDomain } from '../config/domain.js';
 import { targetLabel, type MatchEntry, type PolicyMatch } from '../config/policy.js';
 import type { Policy } from '../config/policy.js';
+import { ruleConditions } from './rule-conditions.js';
 
 export interface ExplainResult {
   input: string;
@@ -21,6 +22,11 @@ export interface ExplainResult {
   match: MatchEntry | null;
   /** Where the rule itself is written. */
   rulePos: { file: string; line: number; col: number } | null;
+  /**
+   * What else the rule needs, matched in the kernel per flow (protocol and
+   * ports, devices, a schedule and whether it is on now); absent: nothing.
+   */
+  conditions?: string[];
   /**
    * IP inputs: the resolver's tag on this address in the running daemon (the
    * rule of the most recent name answered with it); null: none; a string:
@@ -36,8 +42,8 @@ export interface ExplainResult {
   addresses?: { address: string; tagged: { rule: number; via: string; expiresInSeconds: number | null } | null | string }[];
 }
 
-/** Pure: what the policy says about one destination. */
-export function explain(policy: Policy, input: string, source?: string): ExplainResult {
+/** Pure: what the policy says about one destination (`wallMs`: the time a schedule is judged at; absent: not judged). */
+export function explain(policy: Policy, input: string, source?: string, wallMs?: number): ExplainResult {
   const trimmed = input.trim();
   const ip = parseIp(trimmed);
   let m: PolicyMatch;
@@ -61,6 +67,7 @@ export function explain(policy: Policy, input: string, source?: string): Explain
     ruleLabel: rule?.label ?? null,
     match: m.entry,
     rulePos: rule?.pos ?? null,
+    ...(rule && ruleConditions(rule, wallMs).length ? { conditions: ruleConditions(rule, wallMs) } : {}),
   };
 }
 
@@ -72,6 +79,11 @@ function entryText(e: MatchEntry): string {
         ? `the client is in ${e.value}`
         : describePattern({ kind: e.kind, value: e.value } as Parameters<typeof describePattern>[0]);
   const where = `${e.pos.file}:${e.pos.line}:${e.pos.col}`;
+  // Countries and ASes of rules' geoip:/asn: are lists named geoip:XX / asn:N, from the geodata database.
+  const geo = e.list?.startsWith('geoip:') ? `country ${e.list.slice(6)}` : e.list?.startsWith('asn:') ? `AS${e.list.slice(4)}` : null;
+  if (geo) return `${geo} in the database ${e.pos.file}: ${what}`;
+  // A rule file has no lines: its entries are numbered; the section is the geosite category (or country) it came from.
+  if (e.list && e.section !== undefined) return `list "${e.list}", ${e.section}, entry ${e.pos.line} of ${e.pos.file}: ${what}`;
   return e.list ? `list "${e.list}" entry at ${where}: ${what}` : `${e.keyPath} at ${where}: ${what}`;
 }
 
@@ -82,6 +94,7 @@ export function formatExplain(r: ExplainResult): string {
   } else {
     lines.push(`  rule #${r.rule} (${r.ruleLabel}) at ${r.rulePos!.file}:${r.rulePos!.line}:${r.rulePos!.col}`);
     if (r.match) lines.push(`  matched by ${entryText(r.match)}`);
+    for (const c of r.conditions ?? []) lines.push(`  only ${c}`);
   }
   if (r.candidates.length > 1) lines.push(`  the first healthy of ${r.candidates.join(', ')} is used`);
   if (r.tagged !== undefined) {

@@ -17,10 +17,15 @@ import { createGunzip, createInflate } from 'node:zlib';
 import type { Dispatcher } from 'undici';
 import { undici } from '../../lib/undici-lazy.js';
 import type { ListSource } from '../types.js';
-import { parseList } from './formats.js';
+import { ListFormatError } from './decoded.js';
+import { isTextContent, readListContent } from './list-content.js';
+import { detectRuleFileFormat } from './detect.js';
 
 export interface ListCacheEntry {
-  text: string;
+  /** The body as downloaded: rule files are binary, so this, not `text`, is the list. */
+  bytes: Buffer;
+  /** The body as UTF-8 text (text lists), decoded when read. */
+  readonly text: string;
   fetchedAt: number; // ms epoch
   etag?: string;
   lastModified?: string;
@@ -78,8 +83,21 @@ function sha256(data: string | Buffer): string {
 }
 
 /** Whether a cached body is the pinned content (true when the list has no pin). */
-export function matchesPin(text: string, pin: string | undefined): boolean {
-  return pin === undefined || sha256(text) === pin;
+export function matchesPin(body: string | Buffer, pin: string | undefined): boolean {
+  return pin === undefined || sha256(body) === pin;
+}
+
+/** A cache entry whose `text` is decoded from its bytes only when asked for (a rule file never is). */
+export function cacheEntry(bytes: Buffer, fields: Omit<ListCacheEntry, 'bytes' | 'text'>): ListCacheEntry {
+  const entry = {
+    ...fields,
+    get text() {
+      return bytes.toString('utf8');
+    },
+  } as ListCacheEntry;
+  // Not enumerable: an entry logs and compares as its text, not as a byte dump.
+  Object.defineProperty(entry, 'bytes', { value: bytes, enumerable: false });
+  return entry;
 }
 
 /**
@@ -149,19 +167,19 @@ export class ListFetcher {
   async readCache(name: string): Promise<ListCacheEntry | null> {
     if (checkName(name)) return null;
     const p = this.paths(name);
-    let text: string;
+    let bytes: Buffer;
     let meta: unknown;
     try {
-      text = await readFile(p.body, 'utf8');
+      bytes = await readFile(p.body);
       meta = JSON.parse(await readFile(p.meta, 'utf8'));
     } catch {
       return null;
     }
     if (!isMeta(meta)) return null;
-    const entry: ListCacheEntry = { text, fetchedAt: meta.fetchedAt, url: meta.url };
+    const entry = cacheEntry(bytes, { fetchedAt: meta.fetchedAt, url: meta.url });
     // A crash between writing the body and its meta leaves validators for another body:
     // keep the text but drop them, so the next fetch is unconditional.
-    if (meta.sha256 === sha256(text)) {
+    if (meta.sha256 === sha256(bytes)) {
       if (meta.etag !== undefined) entry.etag = meta.etag;
       if (meta.lastModified !== undefined) entry.lastModified = meta.lastModified;
     }
@@ -177,7 +195,7 @@ export class ListFetcher {
     let cached = await this.readCache(source.name);
     // A cache for another URL is another list: neither its validators nor its text apply;
     // nor is a copy that is not the pinned content (the pin changed, or it predates the pin).
-    if (cached && (cached.url !== source.url || !matchesPin(cached.text, source.sha256))) cached = null;
+    if (cached && (cached.url !== source.url || !matchesPin(cached.bytes, source.sha256))) cached = null;
     // Pinned content cannot change: the copy that matches is the list, with nothing to ask.
     if (cached && source.sha256 !== undefined) return { status: 'not-modified', entry: cached };
     try {
@@ -219,7 +237,9 @@ export class ListFetcher {
       if (status === 304) {
         await res.body.dump();
         if (!cached) return fail('server answered 304 Not Modified to an unconditional request');
-        const entry: ListCacheEntry = { ...cached, fetchedAt: this.now() };
+        const entry = cacheEntry(cached.bytes, { url: cached.url, fetchedAt: this.now() });
+        if (cached.etag !== undefined) entry.etag = cached.etag;
+        if (cached.lastModified !== undefined) entry.lastModified = cached.lastModified;
         const writeError = await this.writeMeta(source.name, entry).then(
           () => null,
           (e: unknown) => errorText(e),
@@ -244,9 +264,9 @@ export class ListFetcher {
         const got = sha256(body.bytes);
         if (got !== source.sha256) return { ...fail(`the body does not match the list's sha256 pin (got ${got}, pinned ${source.sha256}): refused`), code: 'SPLITWAN_LIST_PIN' };
       }
-      const invalid = validate(body.text, source, url);
+      const invalid = validate(body.bytes, source);
       if (invalid) return fail(invalid);
-      const entry: ListCacheEntry = { text: body.text, fetchedAt: this.now(), url };
+      const entry = cacheEntry(body.bytes, { fetchedAt: this.now(), url });
       const etag = header(res.headers, 'etag');
       const lastModified = header(res.headers, 'last-modified');
       if (etag) entry.etag = etag;
@@ -267,12 +287,12 @@ export class ListFetcher {
 
   private async write(name: string, entry: ListCacheEntry): Promise<void> {
     // Body first: readCache notices a body without its meta by the hash.
-    await atomicWrite(this.dir, this.paths(name).body, entry.text);
+    await atomicWrite(this.dir, this.paths(name).body, entry.bytes);
     await this.writeMeta(name, entry);
   }
 
   private async writeMeta(name: string, entry: ListCacheEntry): Promise<void> {
-    const meta: CacheMeta = { url: entry.url, fetchedAt: entry.fetchedAt, sha256: sha256(entry.text) };
+    const meta: CacheMeta = { url: entry.url, fetchedAt: entry.fetchedAt, sha256: sha256(entry.bytes) };
     if (entry.etag !== undefined) meta.etag = entry.etag;
     if (entry.lastModified !== undefined) meta.lastModified = entry.lastModified;
     await atomicWrite(this.dir, this.paths(name).meta, `${JSON.stringify(meta, null, 2)}\n`);
@@ -318,7 +338,7 @@ async function readLimited(
   body: Readable,
   encoding: string | undefined,
   max: number,
-): Promise<{ text: string; bytes: Buffer } | { error: string }> {
+): Promise<{ bytes: Buffer } | { error: string }> {
   const enc = (encoding ?? 'identity').trim().toLowerCase();
   let stream: Readable;
   if (enc === 'identity' || enc === '') stream = body;
@@ -345,20 +365,27 @@ async function readLimited(
   } finally {
     if (stream !== body) body.destroy();
   }
-  const bytes = Buffer.concat(chunks, total);
-  return { text: bytes.toString('utf8'), bytes };
+  return { bytes: Buffer.concat(chunks, total) };
 }
 
 /** Why a downloaded body is not a list of the expected format, or null when it is. */
-function validate(text: string, source: ListSource, url: string): string | null {
-  const parsed = parseList(text, source.format, url);
+function validate(bytes: Buffer, source: ListSource): string | null {
+  // A geoip.dat or .mmdb with no selection is a geodata database: rules select from it later.
+  const kind = detectRuleFileFormat(bytes);
+  if (source.select === undefined && (kind === 'geoip' || kind === 'mmdb') && (source.format === 'auto' || source.format === kind)) return null;
+  let parsed;
+  try {
+    parsed = readListContent(bytes, source);
+  } catch (e) {
+    if (e instanceof ListFormatError) return e.detail;
+    throw e;
+  }
+  // Rule files are refused whole or not at all; a text list is malformed when most of its lines are.
+  if (!isTextContent(parsed)) return null;
   const first = parsed.problems[0];
   const firstText = first ? ` (line ${first.line}: ${first.message})` : '';
-  if (parsed.domains.length === 0 && parsed.cidrs.length === 0) {
-    return `no entries found: not a ${parsed.format} list?${firstText}`;
-  }
   let nonBlank = 0;
-  for (const l of text.split('\n')) if (l.trim() !== '') nonBlank++;
+  for (const l of bytes.toString('utf8').split('\n')) if (l.trim() !== '') nonBlank++;
   const badLines = new Set(parsed.problems.map((p) => p.line)).size;
   if (badLines * 2 > nonBlank) {
     return `malformed: ${badLines} of ${nonBlank} lines are not ${parsed.format} entries${firstText}`;
@@ -367,7 +394,7 @@ function validate(text: string, source: ListSource, url: string): string | null 
 }
 
 /** Writes via a temp file in the same directory and a rename, so readers never see half a file. */
-async function atomicWrite(dir: string, path: string, data: string): Promise<void> {
+async function atomicWrite(dir: string, path: string, data: string | Buffer): Promise<void> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const tmp = join(dir, `.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
   try {

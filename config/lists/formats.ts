@@ -11,9 +11,9 @@ import { isIP } from 'node:net';
 import { LineCounter, isMap, isScalar, isSeq, parseDocument } from 'yaml';
 import { normalizeDomain, parseDomainPattern } from '../domain.js';
 import { parseCidr } from '../../lib/ip.js';
-import type { DomainPattern, ListFormat } from '../types.js';
+import type { DomainPattern, TextListFormat } from '../types.js';
 
-export type ConcreteListFormat = Exclude<ListFormat, 'auto'>;
+export type ConcreteListFormat = Exclude<TextListFormat, 'auto'>;
 
 export interface ListProblem {
   line: number; // 1-based
@@ -620,7 +620,7 @@ export function detectListFormat(text: string, fileNameOrUrl?: string): Concrete
 // ---------------------------------------------------------------------------
 
 /** Parses a list; 'auto' detects the format first (see detectListFormat). */
-export function parseList(text: string, format: ListFormat, fileNameOrUrl?: string): ParsedList {
+export function parseList(text: string, format: TextListFormat, fileNameOrUrl?: string): ParsedList {
   const f = format === 'auto' ? detectListFormat(text, fileNameOrUrl) : format;
   const lines = splitLines(text);
   switch (f) {

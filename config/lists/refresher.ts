@@ -93,8 +93,9 @@ export class ListRefresher {
     }
     // A copy downloaded before but never applied (the apply failed) is tried again even when the server says not modified.
     if ((result.status === 'updated' || (result.status === 'not-modified' && this.unapplied.has(name))) && result.entry) {
-      const loaded = toLoadedList(source, result.entry.text, listCacheFile(config.stateDir, name), 'cache');
       try {
+        const isDatabase = config.geodata?.country === name || config.geodata?.asn === name;
+        const loaded = toLoadedList(source, result.entry.bytes, listCacheFile(config.stateDir, name), 'cache', isDatabase);
         if (await this.store.replaceList(loaded)) log.info({ domains: loaded.domains.length, cidrs: loaded.cidrs.length }, 'list updated');
         this.unapplied.delete(name);
       } catch (e) {

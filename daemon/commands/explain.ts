@@ -13,7 +13,7 @@ export async function explainCommand(
   if (opts.source !== undefined && !parseIp(opts.source)) throw new UsageError(`--source "${opts.source}" is not an IP address`);
   const loaded = await loadOrReport(opts.config, io);
   if (!loaded) return Exit.CONFIG;
-  let r = explain(loaded.policy, opts.target, opts.source);
+  let r = explain(loaded.policy, opts.target, opts.source, Date.now());
   if (r.kind === 'ip') r = withTag(r, loaded.config.rules, await tags(formatIp(parseIp(r.input)!)));
   io.out(opts.json ? JSON.stringify(r) + '\n' : formatExplain(r));
   return Exit.OK;

@@ -25,6 +25,8 @@ import type { Config, RuleConfig, Target } from '../../config/types.js';
 import { TAG_SET_SIZE } from './tag-bounds.js';
 import { portPathMarkLines, portPathRules } from './port-paths.js';
 import { LINK_LOCAL } from '../local-nets.js';
+import { matchIdentity, planRuleMatch, rerouteLines, ruleConditionLines, type RuleMatch, type RuleMatchContext } from './rule-match.js';
+import { ruleListNames } from '../../config/lists/geodata.js';
 
 export const TABLE_NAME = 'splitwan';
 export const MARK_MASK = 0xff00;
@@ -115,6 +117,8 @@ export interface PlannedRule {
   src6: string[];
   /** Domain or list-name rules: the resolver tags addresses into this rule's sets. */
   tagged: boolean;
+  /** Ports, protocol, devices, schedule (rule-match.ts); absent for rules without them. */
+  match?: RuleMatch;
 }
 
 export interface DataplanePlan {
@@ -190,7 +194,8 @@ export function pickTarget(via: readonly Target[], healthy: (gateway: string) =>
 
 export function ruleId(rule: RuleConfig): string {
   const h = createHash('sha256');
-  h.update(JSON.stringify([rule.domains.map((d) => d.pattern), rule.cidrs.map((c) => c.cidr), rule.sources.map((s) => s.cidr), rule.lists]));
+  const extra = matchIdentity(rule);
+  h.update(JSON.stringify([rule.domains.map((d) => d.pattern), rule.cidrs.map((c) => c.cidr), rule.sources.map((s) => s.cidr), rule.lists, ...(extra ? [extra] : [])]));
   return h.digest('hex').slice(0, 8);
 }
 
@@ -233,6 +238,8 @@ export function planDataplane(input: {
   portPaths?: boolean;
   /** Host mode, allow-LAN: this machine's own networks (localNets); default: link-local only. */
   localNets?: { v4: readonly string[]; v6: readonly string[] };
+  /** Schedules and device MACs now (rule-match.ts); default: schedules on, device names unknown. */
+  match?: RuleMatchContext;
 }): DataplanePlan {
   const { config } = input;
   if (config.tunnel.gateways.length > MAX_GATEWAYS) throw new RangeError(`at most ${MAX_GATEWAYS} gateways`);
@@ -246,7 +253,8 @@ export function planDataplane(input: {
   });
   if (config.mode === 'router' && config.lan.length > MAX_LAN_INTERFACES) throw new RangeError(`at most ${MAX_LAN_INTERFACES} LAN interfaces`);
   const rules = config.rules.map((r): PlannedRule => {
-    const dst = split([...r.cidrs.map((c) => c.cidr), ...r.lists.flatMap((l) => input.listCidrs.get(l) ?? [])]);
+    const dst = split([...r.cidrs.map((c) => c.cidr), ...ruleListNames(r).flatMap((l) => input.listCidrs.get(l) ?? [])]);
+    const match = planRuleMatch(r, input.match);
     const src = split(r.sources.map((s) => s.cidr));
     const hasNames = r.domains.length > 0 || r.lists.length > 0;
     return {
@@ -258,6 +266,7 @@ export function planDataplane(input: {
       src4: src.v4,
       src6: src.v6,
       tagged: hasNames,
+      ...(match ? { match } : {}),
     };
   });
   return {
@@ -327,6 +336,7 @@ export function rulesetObjects(plan: DataplanePlan): { chains: string[]; sets: s
   // Both modes hook prerouting (inbound flows get their path) and output (replies and the kernel's own packets).
   const chains = ['classify', 'resolve', 'reject_flow', 'inbound', 'reply_path', 'pre', 'out', 'post'];
   if (plan.gateways.length) chains.push('mss');
+  if (plan.rules.some((r) => r.match?.reroute)) chains.push('reroute');
   if (plan.wan !== 'lo') chains.push('wan_guard');
   if (plan.mode === 'router' && plan.dnsPort !== null) chains.push('dns_redirect');
   if (plan.localDns) chains.push('dns_out');
@@ -370,8 +380,11 @@ export function renderRuleset(plan: DataplanePlan, current: { chains: readonly s
   // classify: the first packet of a flow, by the rules in order; the first that
   // matches sets the logical mark and returns.
   L.push(`\tchain classify {`);
+  const reroute: string[] = [];
+  /** Lines of the rules so far: in the reroute chain they come first (returning), so a later rule never takes an earlier one's flows. */
+  const prior: string[] = [];
   for (const r of plan.rules) {
-    if (plan.mode === 'host' && (r.src4.length || r.src6.length)) {
+    if (plan.mode === 'host' && (r.src4.length || r.src6.length || r.match?.macs)) {
       // Sources name LAN clients, and host mode has none (config warns): this
       // machine's own packets carry its own addresses, which a source CIDR
       // may well cover, so the rule is left out rather than matching them.
@@ -388,14 +401,12 @@ export function renderRuleset(plan: DataplanePlan, current: { chains: readonly s
     if (r.dst6.length) dstConds.push(`ip6 daddr ${setOf(r.dst6)}`);
     if (r.tagged) dstConds.push(`ip daddr @${n.v4}`, `ip6 daddr @${n.v6}`);
     L.push(`\t\t# rule ${r.index}`);
-    if (dstConds.length === 0) {
-      for (const s of srcConds) L.push(`\t\t${s} ${m}`);
-    } else if (srcConds.length === 0) {
-      for (const d of dstConds) L.push(`\t\t${d} ${m}`);
-    } else {
-      // Sources and destinations together: "these destinations from these clients".
-      for (const s of srcConds) for (const d of dstConds) if (s.startsWith('ip6') === d.startsWith('ip6')) L.push(`\t\t${s} ${d} ${m}`);
-    }
+    // Sources and destinations together: "these destinations from these clients"; ports, devices, schedule: rule-match.ts.
+    const lines = ruleConditionLines(srcConds, dstConds, r.match);
+    if (r.match?.reroute) reroute.push(...prior.splice(0).map((c) => `${c} return`), ...rerouteLines(ruleConditionLines(srcConds, dstConds, { ...r.match, off: null }) ?? [], r.match.active, hex(r.mark)));
+    if (lines === null) L.push(`\t\t# rule ${r.index}: ${r.match?.off ?? 'no device it names is known now'}`);
+    else for (const c of lines) L.push(`\t\t${c} ${m}`);
+    prior.push(...(lines ?? []));
   }
   if (plan.allowLan) {
     // Allow-LAN: this machine's own networks, when no rule above claimed them,
@@ -418,6 +429,10 @@ export function renderRuleset(plan: DataplanePlan, current: { chains: readonly s
   if (v4only.length) L.push(`\t\tmeta nfproto ipv6 meta mark ${setOf(v4only)} jump reject_flow`);
   L.push(`\t}`);
   L.push(`\tchain reject_flow {`, `\t\tmeta l4proto tcp reject with tcp reset`, `\t\treject with icmpx admin-prohibited`, `\t}`);
+  // reroute (rule-match.ts): scheduled rules with reroute: true, tried on every packet before the fast path.
+  const hasReroute = plan.rules.some((r) => r.match?.reroute);
+  if (hasReroute) L.push(`\tchain reroute {`, ...reroute.map((l) => `\t\t${l}`), `\t}`);
+  const rerouteJump = hasReroute ? [`\t\tjump reroute`] : [];
 
   // mark: save the logical mark in conntrack on the first packet, restore it after.
   // Encrypted DNS that would bypass the resolver (and its policy) is refused; clients fall back to port 53.
@@ -475,7 +490,7 @@ export function renderRuleset(plan: DataplanePlan, current: { chains: readonly s
     L.push(`\t\tct direction reply return`);
     L.push(`\t\tiifname != ${quoteList(plan.lan)} ct state new jump inbound`);
     L.push(`\t\tiifname != ${quoteList(plan.lan)} return`);
-    L.push(...fastBeforeFib, NOT_ROUTED);
+    L.push(...rerouteJump, ...fastBeforeFib, NOT_ROUTED);
     L.push(...encrypted, ...fastAfterEncrypted, ...mark, `\t}`);
     // The router's own packets are not steered (they take main), except what
     // belongs to a LAN flow: replies (the proxy's, the resolver's) and the
@@ -498,7 +513,7 @@ export function renderRuleset(plan: DataplanePlan, current: { chains: readonly s
     // Neighbour discovery of this machine's own links (unicast NS/NA to a
     // neighbour): never steered, or a tunnel without IPv6 (refused) or the
     // kill switch would cut IPv6 on the LAN and the WAN too.
-    L.push(...fastBeforeFib, `\t\ticmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, nd-redirect } return`, NOT_ROUTED);
+    L.push(...rerouteJump, ...fastBeforeFib, `\t\ticmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, nd-redirect } return`, NOT_ROUTED);
     if (plan.localDns) {
       // DNS to another server is not steered: the nat hook below sends it to
       // splitwan's resolver (a path mark here would also make the kill switch

@@ -74,6 +74,8 @@ export interface FakeOs {
   failTunnels: ((specs: TunnelSpec[]) => Error | null) | null;
   /** Calls in the order they happened (what ran, not how: for orderings). */
   events: string[];
+  /** Device-name files (leases, ethers) by path, for rules' devices:. */
+  deviceFiles: Map<string, string>;
   cleanups: number;
   wan: { set(s: WanState): void };
   /** The resolved model given to fakeOs (null: deps.resolved is absent, as without resolved). */
@@ -91,6 +93,7 @@ export function fakeOs(o: { clock?: Clock; logger?: ReturnType<typeof recordingL
   let wanCb: ((s: WanState) => void) | null = null;
   let sleepCb: ((sleeping: boolean) => void) | null = null;
   const os: FakeOs = {
+    deviceFiles: new Map(),
     router: null,
     tunnels: null,
     nft: null,
@@ -175,6 +178,7 @@ export function fakeOs(o: { clock?: Clock; logger?: ReturnType<typeof recordingL
       return [];
     },
     resolvConfTexts: async () => [null, null],
+    readDeviceFiles: async (paths) => paths.map((p) => os.deviceFiles.get(p) ?? null),
     dropFlows: async (mark, mask) => {
       os.dropped.push(`0x${mark.toString(16)}/0x${mask.toString(16)}`);
     },

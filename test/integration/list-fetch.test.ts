@@ -9,7 +9,7 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
@@ -45,6 +45,15 @@ interface Seen {
 }
 
 const modes = new Map<string, Mode>();
+const RULE_FIXTURES = join(REPO, 'test', 'fixtures', 'lists', 'rule-files');
+const srs = readFileSync(join(RULE_FIXTURES, 'sing-geosite-netflix.srs'));
+/** Real published rule files, and a truncated one. */
+const RULE_FILES = new Map<string, Buffer>([
+  ['netflix.srs', srs],
+  ['truncated.srs', srs.subarray(0, srs.length - 40)],
+  ['dlc.dat', readFileSync(join(RULE_FIXTURES, 'dlc-cut.dat'))],
+  ['asn.mmdb', readFileSync(join(RULE_FIXTURES, 'GeoLite2-ASN-Test.mmdb'))],
+]);
 const seen = new Map<string, Seen[]>();
 /** Set when the big-chunked route's response closes: how far it got. */
 let bigWritten = -1;
@@ -115,6 +124,19 @@ function handler(req: IncomingMessage, res: ServerResponse): void {
   if (route === '/missing') {
     res.writeHead(404);
     res.end('not found');
+    return;
+  }
+  // Rule files (issue 21): served as the bytes they are.
+  const ruleFile = /^\/rule-file\/(.+)$/.exec(route);
+  if (ruleFile) {
+    const bytes = RULE_FILES.get(ruleFile[1]!);
+    if (!bytes) {
+      res.writeHead(404);
+      res.end();
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'application/octet-stream' });
+    res.end(bytes);
     return;
   }
   switch (modes.get(route) ?? 'v1') {
@@ -579,5 +601,35 @@ describe.skipIf(!haveOpenssl)('ListFetcher', () => {
 
   it('returns null from readCache when nothing is cached', async () => {
     expect(await new ListFetcher({ cacheDir: cacheDir('empty') }).readCache('nothing')).toBeNull();
+  });
+});
+
+describe.skipIf(!haveOpenssl)('ListFetcher: rule files', () => {
+  it('downloads a binary rule file and caches it byte for byte; a corrupt one is refused and the copy kept', async () => {
+    const dir = cacheDir('rule-files');
+    const f = fetcher(dir);
+    const r = await f.fetch(source('nf', `${base}/rule-file/netflix.srs`, { format: 'auto' }));
+    expect(r.status).toBe('updated');
+    expect(Buffer.compare(r.entry!.bytes, srs)).toBe(0);
+    expect(Buffer.compare(await readFile(join(dir, 'lists', 'nf.txt')), srs)).toBe(0);
+    expect(Buffer.compare((await f.readCache('nf'))!.bytes, srs)).toBe(0);
+    const bad = await f.fetch(source('nf', `${base}/rule-file/truncated.srs`, { format: 'srs' }));
+    expect(bad.status).toBe('failed');
+    expect(bad.error).toMatch(/truncated\.srs: /);
+    // The good copy stays, for its URL.
+    expect(Buffer.compare((await f.readCache('nf'))!.bytes, srs)).toBe(0);
+  });
+
+  it('checks a geosite.dat download against the list\'s category', async () => {
+    const f = fetcher(cacheDir('rule-files-geosite'));
+    const ok = await f.fetch(source('nf', `${base}/rule-file/dlc.dat`, { format: 'geosite', select: { categories: ['netflix'] } }));
+    expect(ok.status).toBe('updated');
+    const typo = await f.fetch(source('nf2', `${base}/rule-file/dlc.dat`, { format: 'auto', select: { categories: ['netflx'] } }));
+    expect(typo.status).toBe('failed');
+    expect(typo.error).toMatch(/unknown category 'netflx' \(did you mean 'netflix'\?\)/);
+    // A database for geodata (no selection) is taken as it is; rules select from it.
+    expect((await f.fetch(source('asndb', `${base}/rule-file/asn.mmdb`, { format: 'auto' }))).status).toBe('updated');
+    const asText = await f.fetch(source('nf3', `${base}/rule-file/dlc.dat`, { format: 'hosts' }));
+    expect(asText.error).toMatch(/format: hosts was given, but the file is a geosite rule file/);
   });
 });

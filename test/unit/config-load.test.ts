@@ -838,7 +838,7 @@ describe('loadConfig: rules', () => {
     const { errors } = await loadErr(rulesDoc('  - via: breakout'));
     const e = single(errors);
     expect(at(e)).toEqual({ code: ConfigCodes.MISSING_KEY, line: 7, col: 5, keyPath: 'rules[0]' });
-    expect(e.message).toBe('a rule needs domains, cidrs, sources or list');
+    expect(e.message).toBe('a rule needs domains, cidrs, sources, list, ports, protocol, geoip, asn or devices');
   });
 
   it('reports a rule without via (MISSING_KEY)', async () => {
@@ -895,6 +895,14 @@ describe('loadConfig: rules', () => {
         cidrs: [{ cidr: '10.0.0.0/8', origin: { keyPath: 'rules[0].cidrs[0]', pos: { file, line: 9, col: 13 } } }],
         sources: [],
         lists: [],
+        // The matchers of issue 21, empty.
+        ports: [],
+        protocol: null,
+        geoip: [],
+        asns: [],
+        devices: [],
+        when: null,
+        reroute: false,
         via: ['gw:gw1', 'breakout'],
         label: 'streaming',
         pos: { file, line: 7, col: 5 },
