@@ -10,6 +10,7 @@ const benches: Record<string, () => Promise<unknown>> = {
   proxy: async () => (await import('./proxy.js')).run(),
   'health-load': async () => (await import('./health-load.js')).run(),
   firewall: async () => (await import('./firewall.js')).run(),
+  footprint: async () => (await import('./footprint.js')).run(),
   roam: async () => (await import('./roam.js')).run(),
 };
 

@@ -241,6 +241,8 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
       localDns: dns.localDns,
       ...(s.doh ? { dohCidrs: s.doh.cidrs } : {}),
       slots: s.slots,
+      // Own sockets routed by source port where they cannot be marked (issue 17: daemon/port-sockets.ts).
+      portPaths: deps.pathSockets.byPort === true,
       ...(s.localNets ? { localNets: s.localNets } : {}),
       match: { active: (r) => scheduler.active(r), macsOf: (n) => devices.macsOf(n) }, // when: and devices: (issue 21)
     });
