@@ -135,6 +135,7 @@ function stats(): object {
     resolver: resolver.stats,
     server: server.stats,
     tagTransactions: nftTagger?.transactions ?? 0,
+    tagSetFull: nftTagger?.refusedFull ?? 0,
   };
 }
 

@@ -15,6 +15,16 @@
 // Without root nothing is tagged, and the output says so loudly (BD_TAG=0
 // forces that as root, to see the tagger's share).
 //
+// The bench zone is split into TAG_LISTS sub-zones (l0.bench.test, ...), one
+// rule each, so splitwan's ~115k names land in TAG_LISTS sets of ~29k: the
+// daemon bounds a tag set at TAG_SET_LIMIT (daemon/dataplane/tag-bounds.ts)
+// and answers SERVFAIL past it, which would turn this bench's figures into
+// ones about refusals. dnsmasq --nftset gets the same split (one set per
+// sub-zone, the same names in each). The bench FAILS (throws: non-zero exit)
+// if any set filled up (splitwan's tagger refused an answer), any answer of
+// any side was SERVFAIL, or a check failed; the figures and the JSON line are
+// printed first, with `ok: false`.
+//
 // Figures, in this order:
 //  3. memory: VmRSS of splitwan and dnsmasq with 100k names cached (filled
 //     first at FILL_QPS, so the other figures run against a full cache);
@@ -32,7 +42,7 @@
 // so the client never steals the server's core. BD_PROF=DIR writes CPU
 // profiles of splitwan's hit and miss rounds and a heap snapshot at 100k names
 // into DIR (the profiler costs throughput: that run's figures do not count).
-// Other knobs: BD_ROUNDS (3), BD_HIT_SECONDS (5), BD_CLIENTS (8), BD_OUTSTANDING (100),
+// Other knobs: BD_TAG_LISTS (4: rules, tag sets, the names are spread over), BD_ROUNDS (3), BD_HIT_SECONDS (5), BD_CLIENTS (8), BD_OUTSTANDING (100),
 // BD_NODE_FLAGS (more Node flags for splitwan's process, e.g. GC settings to try).
 // About 2 minutes; everything it starts is stopped by pid, the namespace and
 // the temporary directory are removed in `finally`.
@@ -46,6 +56,7 @@ import { join } from 'node:path';
 import { loadConfig } from '../config/load.js';
 import { DAEMON_ENV, DAEMON_NODE_FLAGS } from '../daemon/runtime-settings.js';
 import { planDataplane, renderRuleset, tagSetNames } from '../daemon/dataplane/plan.js';
+import { TAG_SET_LIMIT } from '../daemon/dataplane/tag-bounds.js';
 import { percentile } from './rng.js';
 
 /** GC pauses by kind and the event loop's lateness in splitwan's process (bench/dns-server-child.ts). */
@@ -91,6 +102,10 @@ const CACHE_SIZE = 150_000;
 const GOAL_RATIO = 1.5;
 const GOAL_RSS_MB = 150;
 const ZONE = 'bench.test';
+/** Rules (sub-zones, each its own tag set) the names are spread over: ~29k names a set, well under TAG_SET_LIMIT. */
+const TAG_LISTS = Number(process.env.BD_TAG_LISTS ?? 4);
+/** The most names one set may be given: a set near the bound would make the figures about refusals. */
+const MAX_NAMES_PER_SET = Math.floor(TAG_SET_LIMIT * 0.75);
 const PEER_TABLE = 'sw_bench_peer';
 
 interface Result { code: number; stdout: string; stderr: string }
@@ -153,6 +168,8 @@ interface Perf {
   lost: number;
   qps: number;
   noerror: number;
+  /** Answers with rcode SERVFAIL: any is a failure of the bench (a full tag set, a lost upstream). */
+  servfail: number;
   /** Per query, ms (verbose runs only), sorted. */
   latencies: number[];
   /** CPU the server (and its children) used meanwhile, ms. */
@@ -186,6 +203,7 @@ function parsePerf(out: string): Perf {
     lost: num(/Queries lost:\s+(\d+)/),
     qps: num(/Queries per second:\s+([\d.]+)/),
     noerror: Number(/Response codes:.*?NOERROR (\d+)/.exec(out)?.[1] ?? 0),
+    servfail: Number(/Response codes:.*?SERVFAIL (\d+)/.exec(out)?.[1] ?? 0),
     latencies: latencies.sort((a, b) => a - b),
     cpu: 0,
     childCpu: 0,
@@ -213,6 +231,8 @@ interface ChildStats {
   arrayBuffers: number;
   cacheEntries: number;
   tagTransactions: number;
+  /** Answers the tagger refused because their set was full (the daemon's splitwan_tag_set_full_total). */
+  tagSetFull: number;
   resolver: { hits: number; misses: number; servfail: number };
 }
 interface MissFigure { p50: number; p99: number; added50: number; added99: number; cpuUs: number; childCpuUs: number; lost: number; notNoerror: number }
@@ -250,11 +270,15 @@ export async function run(): Promise<Record<string, unknown>> {
     if (!tagged) say(`!!! UNTAGGED: ${ns ? 'BD_TAG=0' : 'not root (or no ip netns / nft)'}: splitwan runs without its kernel tagger; its miss figures leave tagging out !!!`);
 
     // Names: the k-th name has the k-th address. Hit names, fill names, then miss names per rate, round and target.
+    // The i-th name of each kind goes to sub-zone (rule, tag set) i % TAG_LISTS: every kind spread evenly,
+    // each side's miss names split alike.
     const all: string[] = [];
     const add = (names: string[]) => (all.push(...names), names);
-    const range = (n: number, f: (i: number) => string) => add(Array.from({ length: n }, (_, i) => f(i)));
-    const hitNames = range(HIT_NAMES, (i) => `h${i}.${ZONE}`);
-    const fillNames = range(FILL, (i) => `f${i}.${ZONE}`);
+    const subZone = (l: number) => `l${l}.${ZONE}`;
+    const range = (n: number, label: (i: number) => string) => add(Array.from({ length: n }, (_, i) => `${label(i)}.${subZone(i % TAG_LISTS)}`));
+    const listOf = (name: string): number => Number(/\.l(\d+)\.[^.]+\.[^.]+$/.exec(name)![1]);
+    const hitNames = range(HIT_NAMES, (i) => `h${i}`);
+    const fillNames = range(FILL, (i) => `f${i}`);
     const targets: Target[] = ['upstream', 'splitwan', 'dnsmasq', ...(ns ? (['dnsmasq-nftset'] as const) : [])];
     const rates = [
       { label: 'loaded', qps: MISS_QPS, seconds: MISS_SECONDS },
@@ -262,9 +286,15 @@ export async function run(): Promise<Record<string, unknown>> {
     ].map((r) => ({
       ...r,
       names: Array.from({ length: MISS_ROUNDS }, (_, k) =>
-        Object.fromEntries(targets.map((t) => [t, range(r.qps * r.seconds, (i) => `m${r.qps}-${k}-${t.replace('-', '')}-${i}.${ZONE}`)])) as Record<Target, string[]>),
+        Object.fromEntries(targets.map((t) => [t, range(r.qps * r.seconds, (i) => `m${r.qps}-${k}-${t.replace('-', '')}-${i}`)])) as Record<Target, string[]>),
     }));
-    const readyName = range(1, () => `ready.${ZONE}`)[0]!;
+    const readyName = range(1, () => 'ready')[0]!;
+    // Before anything starts: no set may be given near TAG_SET_LIMIT names (every name has its own address).
+    const perList = new Array<number>(TAG_LISTS).fill(0);
+    for (const n of [...hitNames, ...fillNames, ...rates.flatMap((r) => r.names.flatMap((byTarget) => byTarget.splitwan)), readyName]) perList[listOf(n)]!++;
+    if (Math.max(...perList) > MAX_NAMES_PER_SET) {
+      throw new Error(`bench dns: ${Math.max(...perList)} names would go to one tag set (per set: ${perList.join(', ')}), over ${MAX_NAMES_PER_SET} (3/4 of TAG_SET_LIMIT ${TAG_SET_LIMIT}): raise TAG_LISTS (BD_TAG_LISTS)`);
+    }
     const addressOfName = new Map(all.map((n, k) => [n, addressOf(k + 1)]));
     writeFileSync(join(dir, 'hosts'), all.map((n, k) => `${addressOf(k + 1)} ${n}\n`).join(''));
     const fileOf = (name: string, names: readonly string[]) => {
@@ -283,10 +313,13 @@ export async function run(): Promise<Record<string, unknown>> {
       : { up: await freePort(), peer: await freePort(), splitwan: await freePort(), nftset: 0, echo: await freePort() };
     const cfg = join(dir, 'config.yaml');
     writeFileSync(cfg, ['mode: host', `breakout: { interface: wan0, dns: ["127.0.0.1:${ports.up}"] }`, 'tunnel:', '  gateways:', '    - { name: gw1, config: gw.conf }', 'default: tunnel',
-      `dns: { cache: { size: ${CACHE_SIZE} } }`, 'rules:', `  - domains: [${ZONE}]`, '    via: breakout', ''].join('\n'), { mode: 0o600 });
+      `dns: { cache: { size: ${CACHE_SIZE} } }`, 'rules:', ...Array.from({ length: TAG_LISTS }, (_, l) => [`  - domains: [${subZone(l)}]`, '    via: breakout']).flat(), ''].join('\n'), { mode: 0o600 });
     const loaded = await loadConfig(cfg);
     const plan = planDataplane({ config: loaded.config, listCidrs: new Map(), wan: 'wan0', active: 'gw1', healthy: () => true, dnsPort: null });
-    const sets = tagSetNames(plan.rules[0]!);
+    if (plan.rules.length !== TAG_LISTS || !plan.rules.every((r) => r.tagged)) throw new Error(`bench dns: expected ${TAG_LISTS} tagged rules, the plan has ${plan.rules.length}`);
+    /** Sub-zone l's set: its rule's (rules in config order), and the peer's own. */
+    const sets = plan.rules.map((r) => tagSetNames(r).v4);
+    const peerSets = Array.from({ length: TAG_LISTS }, (_, l) => `tag4_${l}`);
 
     if (ns) {
       await must(['ip', 'netns', 'add', ns]);
@@ -295,7 +328,7 @@ export async function run(): Promise<Record<string, unknown>> {
       await must(['ip', 'link', 'add', 'wan0', 'netns', ns, 'type', 'veth', 'peer', 'name', 'wan0-p', 'netns', ns]);
       // splitwan's table in both cases (the daemon has it whether or not it tags), the peer's set beside it.
       await must(inNs(['nft', '-f', '-']), { input: renderRuleset(plan) });
-      await must(inNs(['nft', '-f', '-']), { input: `table inet ${PEER_TABLE} {\n\tset tag4 { type ipv4_addr; flags timeout; }\n}\n` });
+      await must(inNs(['nft', '-f', '-']), { input: `table inet ${PEER_TABLE} {\n${peerSets.map((n) => `\tset ${n} { type ipv4_addr; flags timeout; }\n`).join('')}}\n` });
     }
 
     const dig = (port: number, name: string) => sh(inNs(['dig', '+short', '+time=1', '+tries=1', '-p', String(port), '@127.0.0.1', name]), { timeoutMs: 3000 });
@@ -323,7 +356,7 @@ export async function run(): Promise<Record<string, unknown>> {
     await ready(up, ports.up);
     const forwarding = [`--server=127.0.0.1#${ports.up}`, `--cache-size=${CACHE_SIZE}`, '--dns-forward-max=1000'];
     const peer = dnsmasq('dnsmasq', ports.peer, forwarding, true);
-    const nftPeer = ns ? dnsmasq('dnsmasq --nftset', ports.nftset, [...forwarding, `--nftset=/${ZONE}/4#inet#${PEER_TABLE}#tag4`], true) : null;
+    const nftPeer = ns ? dnsmasq('dnsmasq --nftset', ports.nftset, [...forwarding, ...peerSets.map((n, l) => `--nftset=/${subZone(l)}/4#inet#${PEER_TABLE}#${n}`)], true) : null;
     // Started as the service files start the daemon (daemon/runtime-settings.ts: its memory settings).
     const sw = new Proc('splitwan', inNs(onServerCpu([process.execPath, ...DAEMON_NODE_FLAGS, ...EXTRA_NODE_FLAGS, '--expose-gc', join(import.meta.dirname, 'dns-server-child.js'),
       JSON.stringify({ config: cfg, port: ports.splitwan, tagged, profileDir })])), { ipc: true, env: { ...process.env, ...DAEMON_ENV } });
@@ -337,6 +370,8 @@ export async function run(): Promise<Record<string, unknown>> {
     say(`servers on 127.0.0.1${ns ? ` in netns ${ns}` : ''}: upstream :${ports.up}, splitwan :${ports.splitwan}, dnsmasq :${ports.peer}` +
       `${nftPeer ? `, dnsmasq --nftset :${ports.nftset}` : ''}, node-echo :${ports.echo}; ` + (pin ? `servers pinned to CPU ${serverCpu}, dnsperf to CPU ${clientCpus}` : 'nothing pinned'));
 
+    /** SERVFAIL answers dnsperf saw, by the side's port. */
+    const servfailByPort = new Map<number, number>();
     const dnsperf = async (port: number, file: string, o: { pid?: number; seconds?: number; runs?: number; qps?: number; clients?: number; outstanding?: number; verbose?: boolean }) => {
       const argv = ['dnsperf', '-s', '127.0.0.1', '-p', String(port), '-d', file, '-T', '1', '-c', String(o.clients ?? 1), '-q', String(o.outstanding ?? 100), '-t', '2',
         ...(o.seconds ? ['-l', String(o.seconds)] : []), ...(o.runs ? ['-n', String(o.runs)] : []), ...(o.qps ? ['-Q', String(o.qps)] : []), ...(o.verbose ? ['-v'] : [])];
@@ -350,6 +385,7 @@ export async function run(): Promise<Record<string, unknown>> {
       p.clientCpu = reapedChildrenCpuMs() - client0;
       p.childCpu = o.pid ? childrenCpuMs(o.pid) - kids0 : 0;
       p.cpu = o.pid ? ownCpuMs(o.pid) - own0 + p.childCpu : 0;
+      if (p.servfail > 0) servfailByPort.set(port, (servfailByPort.get(port) ?? 0) + p.servfail);
       return p;
     };
     /** CPU µs per answered query over some dnsperf runs. */
@@ -367,6 +403,13 @@ export async function run(): Promise<Record<string, unknown>> {
     peer.child.kill('SIGUSR1');
     await sleep(1000);
     const insertions = [...peer.tail.matchAll(/cache size \d+, \d+\/(\d+) cache insertions/g)].pop()?.[1];
+    // A full set (or any SERVFAIL) already while filling: every figure after would be about refusals. Stop now.
+    const afterFill0 = await stats();
+    if (afterFill0.tagSetFull > 0 || afterFill0.resolver.servfail > 0 || fill.splitwan.servfail > 0 || fill.dnsmasq.servfail > 0) {
+      throw new Error(`bench dns FAILED while filling: splitwan's tagger refused ${afterFill0.tagSetFull} answers for a full tag set (splitwan_tag_set_full_total), ` +
+        `splitwan answered SERVFAIL ${afterFill0.resolver.servfail} times, dnsperf saw SERVFAIL ${fill.splitwan.servfail} (splitwan) / ${fill.dnsmasq.servfail} (dnsmasq): ` +
+        `the bench's names must stay well under TAG_SET_LIMIT ${TAG_SET_LIMIT} per set (raise TAG_LISTS, BD_TAG_LISTS)`);
+    }
     const rss100k = { splitwan: rssMb(sw.pid), dnsmasq: rssMb(peer.pid) };
     const nftRss = childPids(sw.pid).reduce((n, k) => n + rssMb(k), 0);
     const echoRss = rssMb(echo.pid);
@@ -479,20 +522,46 @@ export async function run(): Promise<Record<string, unknown>> {
       }
     }
     const final0 = await stats();
-    let tagElements: number | null = null;
+    const countElements = async (table: string, set: string) =>
+      // dnsmasq adds its elements without a timeout: count addresses, not `timeout`s.
+      (await must(inNs(['nft', 'list', 'set', 'inet', table, set]), { timeoutMs: 30_000 })).stdout.match(/\b10\.\d+\.\d+\.\d+\b/g)?.length ?? 0;
+    let tagElements: number[] | null = null;
+    let peerElements: number[] | null = null;
     if (tagged) {
-      const listed = (await must(inNs(['nft', 'list', 'set', 'inet', 'splitwan', sets.v4]), { timeoutMs: 30_000 })).stdout;
-      tagElements = listed.match(/\b10\.\d+\.\d+\.\d+ timeout/g)?.length ?? 0;
+      tagElements = [];
+      for (const set of sets) tagElements.push(await countElements('splitwan', set));
+      const held = tagElements.reduce((a, b) => a + b, 0);
       const answered = final0.resolver.misses; // every name splitwan resolved has one address
-      if (tagElements < answered) checks.push(`the kernel's ${sets.v4} holds ${tagElements} addresses, splitwan resolved ${answered} names`);
-      for (const name of [fillNames[7]!, rates[0]!.names[0]!.splitwan[3]!, rates[1]!.names[1]!.splitwan[9]!]) {
+      if (held < answered) checks.push(`the kernel's ${sets.join(', ')} hold ${held} addresses (${tagElements.join(', ')}), splitwan resolved ${answered} names`);
+      for (const name of [fillNames[7]!, fillNames[FILL - 2]!, rates[0]!.names[0]!.splitwan[3]!, rates[1]!.names[1]!.splitwan[9]!]) {
         const a = addressOfName.get(name)!;
-        if ((await sh(inNs(['nft', 'get', 'element', 'inet', 'splitwan', sets.v4, `{ ${a} }`]))).code !== 0) checks.push(`${name} → ${a} is not in ${sets.v4}`);
+        const set = sets[listOf(name)]!;
+        if ((await sh(inNs(['nft', 'get', 'element', 'inet', 'splitwan', set, `{ ${a} }`]))).code !== 0) checks.push(`${name} → ${a} is not in ${set}`);
       }
     }
+    if (ns) {
+      // The peer got the same split: each of its sets holds (at least) its miss names of that sub-zone.
+      peerElements = [];
+      for (const set of peerSets) peerElements.push(await countElements(PEER_TABLE, set));
+      const want = new Array<number>(TAG_LISTS).fill(0);
+      for (const n of rates.flatMap((r) => r.names.flatMap((byTarget) => byTarget['dnsmasq-nftset']))) want[listOf(n)]!++;
+      peerElements.forEach((got, l) => got < want[l]! && checks.push(`dnsmasq --nftset's ${peerSets[l]} holds ${got} addresses, it resolved ${want[l]} names of ${subZone(l)}`));
+    }
     const final = await stats();
-    say(`checks: ${checks.length === 0 ? 'answers match the upstream' + (tagged ? `; ${tagElements} addresses in the kernel's ${sets.v4}` : '') : 'FAILED: ' + checks.join('; ')}; ` +
-      `splitwan: ${final.resolver.hits} hits, ${final.resolver.misses} misses, ${final.resolver.servfail} SERVFAIL, ${final.tagTransactions} nft transactions; ${r0((Date.now() - t0) / 1000)} s`);
+    say(`checks: ${checks.length === 0 ? 'answers match the upstream' + (tagElements ? `; addresses in the kernel's ${sets.join(', ')}: ${tagElements.join(', ')}` : '') +
+      (peerElements ? `; in dnsmasq --nftset's ${peerSets.join(', ')}: ${peerElements.join(', ')}` : '') : 'FAILED: ' + checks.join('; ')}; ` +
+      `splitwan: ${final.resolver.hits} hits, ${final.resolver.misses} misses, ${final.resolver.servfail} SERVFAIL, ${final.tagSetFull} refused for a full tag set, ${final.tagTransactions} nft transactions; ${r0((Date.now() - t0) / 1000)} s`);
+
+    // The bench's own validity: a full set or a SERVFAIL anywhere makes the hit/miss figures about refusals, not resolving.
+    // By server: splitwan-nolog is splitwan's own process and port (its SERVFAILs are counted under splitwan).
+    const servfailBySide = Object.fromEntries((Object.keys(portOf) as (Target | Side)[]).filter((k) => k !== 'splitwan-nolog' && (k !== 'dnsmasq-nftset' || ns))
+      .map((k) => [k, servfailByPort.get(portOf[k]) ?? 0]));
+    const failures = [...checks];
+    if (final.tagSetFull > 0) failures.push(`splitwan's tagger refused ${final.tagSetFull} answers for a full tag set (splitwan_tag_set_full_total; TAG_SET_LIMIT ${TAG_SET_LIMIT} a set)`);
+    if (final.resolver.servfail > 0) failures.push(`splitwan answered SERVFAIL ${final.resolver.servfail} times`);
+    const sfSides = Object.entries(servfailBySide).filter(([, n]) => n > 0);
+    if (sfSides.length) failures.push(`dnsperf saw SERVFAIL answers: ${sfSides.map(([k, n]) => `${k} ${n}`).join(', ')}`);
+    if (failures.length) say(`!!! FAILED: ${failures.join('; ')}: the figures above are NOT valid !!!`);
 
     const out = {
       bench: 'dns',
@@ -558,14 +627,20 @@ export async function run(): Promise<Record<string, unknown>> {
       cache_entries_100k: afterFill.cacheEntries,
       dnsmasq_cache_insertions_100k: insertions === undefined ? null : Number(insertions),
       fill_lost: { splitwan: fill.splitwan.lost, dnsmasq: fill.dnsmasq.lost },
+      tag_lists: TAG_LISTS,
       tag_elements: tagElements,
+      dnsmasq_nftset_elements: peerElements,
+      tag_set_full: final.tagSetFull,
+      servfail: { splitwan_resolver: final.resolver.servfail, ...servfailBySide },
       checks_ok: checks.length === 0,
+      ok: failures.length === 0,
       goal_ratio_hit: GOAL_RATIO,
       goal_rss_mb: GOAL_RSS_MB,
       seconds: r0((Date.now() - t0) / 1000),
       ...(profileDir ? { hit_profile: hitProfile, miss_profile: missProfile, heap_snapshot: heapSnapshot } : {}),
     };
     say(JSON.stringify(out));
+    if (failures.length) throw new Error(`bench dns FAILED: ${failures.join('; ')}`);
     return out;
   } finally {
     await cleanup();

@@ -11,6 +11,7 @@ const benches: Record<string, () => Promise<unknown>> = {
   'health-load': async () => (await import('./health-load.js')).run(),
   firewall: async () => (await import('./firewall.js')).run(),
   links: async () => (await import('./links.js')).run(),
+  footprint: async () => (await import('./footprint.js')).run(),
   roam: async () => (await import('./roam.js')).run(),
 };
 

@@ -250,6 +250,8 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
       slots: s.slots,
       // Links: the link monitor's choice (before any probe: the preferred link).
       links: { slots: s.linkSlots, active: linkMonitor?.active ?? null, nextHops: s.nextHops },
+      // Own sockets routed by source port where they cannot be marked (issue 17: daemon/port-sockets.ts).
+      portPaths: deps.pathSockets.byPort === true,
       ...(s.localNets ? { localNets: s.localNets } : {}),
       match: { active: (r) => scheduler.active(r), macsOf: (n) => devices.macsOf(n) }, // when: and devices: (issue 21)
     });

@@ -18,7 +18,7 @@ import { parseIpAddrs, parseIpRoutes } from './os-parse.js';
 import { RESOLV_CONF_FILES } from './resolv-conf.js';
 import { LinuxResolvedApi, TunDnsLink } from './resolved-linux.js';
 import { watchSleep } from './sleep-watch-linux.js';
-import { LinuxPathSockets, originalDst } from './sockets-linux.js';
+import { originalDstFor, pathSocketsFor } from './sockets-linux.js';
 import { linuxTagLookup } from './tag-lookup-linux.js';
 import { cleanupTunnels } from './tunnel/orphans-linux.js';
 import { createLinuxTunnels } from './tunnel/tunnels-linux.js';
@@ -58,9 +58,10 @@ export function linuxDeps(o: { logger: Logger; clock: Clock; runner?: Runner; se
     router: (nft) => new LinuxRouter(run, nft, log.child({ module: 'router' })),
     damageWatch: () => new LinuxDamageWatch(log.child({ module: 'dataplane' }), o.clock),
     tunnels: () => createLinuxTunnels({ runner: run, logger: log, clock: o.clock }),
-    // The path sockets say once (through this logger) when they read the dgram fd the deprecated way.
-    pathSockets: new LinuxPathSockets({ logger: log.child({ module: 'sockets' }) }),
-    originalDst,
+    // The path sockets say once (through this logger) when they read the dgram fd the deprecated way,
+    // or that they are source-port paths (no native code: SPLITWAN_NATIVE=off, no koffi build).
+    pathSockets: pathSocketsFor({ logger: log.child({ module: 'sockets' }) }),
+    originalDst: originalDstFor(run, { logger: log.child({ module: 'proxy' }) }),
     ping: linuxPing(run),
     links: async () => parseIpAddrs((await run.run(['ip', '-j', 'addr', 'show'])).stdout),
     resolvConfTexts: () => Promise.all(RESOLV_CONF_FILES.map((f) => readFile(f, 'utf8').catch(() => null))),

@@ -45,7 +45,7 @@ export interface DaemonDeps {
   /** Sockets on a path (SO_MARK). */
   pathSockets: PathSockets;
   /** The destination a redirected connection was meant for (the proxy). */
-  originalDst(socket: net.Socket): { address: string; port: number } | null;
+  originalDst(socket: net.Socket): { address: string; port: number } | null | Promise<{ address: string; port: number } | null>;
   /** One ICMP echo through a path's mark: the RTT in ms, or throws. */
   ping(target: string, mark: number, timeoutMs: number): Promise<number>;
   /** `ip -j addr`: the interfaces and their addresses. */

@@ -208,6 +208,8 @@ export interface IpRule {
   /** Absent when the rule has no destination selector. */
   dst?: string;
   iif?: string;
+  /** `sport A-B` (ip -j: sport_start, sport_end). */
+  sport?: string;
 }
 
 /**
@@ -248,6 +250,8 @@ export function parseIpRules(json: string, family?: 4 | 6): IpRule[] {
     if (dst !== undefined && dst !== 'all') rule.dst = dst;
     const iif = optString(tool, where, r, 'iif');
     if (iif !== undefined) rule.iif = iif;
+    const sport = [get(r, 'sport_start'), get(r, 'sport_end')];
+    if (isUint(sport[0]) && isUint(sport[1])) rule.sport = sport[0] === sport[1] ? String(sport[0]) : `${sport[0]}-${sport[1]}`;
     return rule;
   });
 }
@@ -745,4 +749,18 @@ function u32(s: string): number | undefined {
   if (/^0x[0-9a-f]{1,8}$/i.test(s)) n = parseInt(s.slice(2), 16);
   else n = decimal(s);
   return n !== undefined && n <= 0xffffffff ? n : undefined;
+}
+
+/**
+ * The original destination of the first entry `conntrack -L` printed (its
+ * first `dst=` and `dport=`: the original direction comes first), e.g.
+ * `tcp 6 431999 ESTABLISHED src=10.9.0.2 dst=198.51.100.7 sport=40000 dport=443 src=10.9.0.1 dst=10.9.0.2 sport=3129 dport=40000 [ASSURED] mark=0 use=1`.
+ * null when there is none.
+ */
+export function parseConntrackOriginalDst(stdout: string): { address: string; port: number } | null {
+  const line = stdout.split('\n').find((l) => /\bdst=\S+/.test(l) && /\bdport=\d+/.test(l));
+  if (line === undefined) return null;
+  const address = /\bdst=(\S+)/.exec(line)![1]!;
+  const port = Number(/\bdport=(\d+)/.exec(line)![1]);
+  return isIP(address) !== 0 && port > 0 && port < 65536 ? { address, port } : null;
 }

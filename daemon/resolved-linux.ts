@@ -13,7 +13,7 @@
 //   included. Its address and state go through `ip` (argv, the Runner).
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { endianness } from 'node:os';
-import koffi from 'koffi';
+import { koffi } from '../sys/koffi-linux.js'; // loaded by loadLibc(), before any use
 import { DBusError, Message, MessageBus, sessionBus, Variant } from '@jellybrick/dbus-next';
 import type { Logger } from '../lib/logger.js';
 import { errnoName } from '../sys/errno.js';

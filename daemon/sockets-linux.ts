@@ -17,9 +17,15 @@
 // libc is loaded lazily, so importing this module on another OS does not fail.
 import dgram from 'node:dgram';
 import net from 'node:net';
+import { constants } from 'node:os';
 import { koffi } from '../sys/koffi-linux.js'; // loaded by loadLibc(), before any use
 import { loadLibc } from '../sys/libc-linux.js';
-import type { FallbackReport } from '../sys/native-fallback.js';
+import { writeU32 } from '../sys/c-abi.js';
+import { fastPathOr, type FallbackReport } from '../sys/native-fallback.js';
+import { errnoName } from '../sys/errno.js';
+import { PortPathSockets } from './port-sockets.js';
+import { parseConntrackOriginalDst } from './os-parse.js';
+import type { Runner } from './exec-linux.js';
 import { readSockaddr } from '../sys/sockaddr.js';
 import { dgramFd, netFd } from '../sys/socket-fd.js';
 import {
@@ -30,7 +36,7 @@ import {
   type PathSockets,
   type TcpConnectOptions,
 } from './sockets.js';
-import { AF_INET, AF_INET6, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_STREAM, SOL_IP, SOL_IPV6, SOL_SOCKET, SO_MARK, SO_ORIGINAL_DST } from '../sys/linux-abi.js';
+import { AF_INET, AF_INET6, SOCK_DGRAM, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_STREAM, SOL_IP, SOL_IPV6, SOL_SOCKET, SO_MARK, SO_ORIGINAL_DST } from '../sys/linux-abi.js';
 
 
 interface Libc {
@@ -58,7 +64,7 @@ function lib(): Libc {
 /** setsockopt(SO_MARK); returns 0 or the errno. */
 function setMark(fd: number, mark: number): number {
   const v = Buffer.alloc(4);
-  v.writeUInt32LE(mark >>> 0); // the kernel reads a native int; x86-64 and arm64 are little-endian
+  writeU32(v, mark, 0); // the kernel reads a native int
   return lib().setsockopt(fd, SOL_SOCKET, SO_MARK, v, 4) === 0 ? 0 : koffi.errno();
 }
 
@@ -141,10 +147,65 @@ export function originalDst(socket: net.Socket): { address: string; port: number
   const len = [buf.length];
   if (lib().getsockopt(fd, v6 ? SOL_IPV6 : SOL_IP, SO_ORIGINAL_DST, buf, len) !== 0) {
     const errno = koffi.errno();
-    if (errno === 2 /* ENOENT */) return null;
+    if (errno === constants.errno.ENOENT) return null;
     throw new SocketError({ op: 'getsockopt(SO_ORIGINAL_DST)', errno, kind: 'tcp', family: v6 ? 6 : 4, address: remote, port: socket.remotePort });
   }
   return readSockaddr(buf, 0);
 }
 
 export const linuxPathSockets: PathSockets = new LinuxPathSockets();
+
+/**
+ * Path sockets for this platform: SO_MARK (LinuxPathSockets) where the C
+ * library loads and the kernel takes the option; else source-port paths
+ * (port-sockets.ts), said once. qemu-user refuses SO_MARK (ENOPROTOOPT): a
+ * probe socket finds out at start, not the first query. EPERM (no
+ * CAP_NET_ADMIN) keeps SO_MARK: its error says what to grant.
+ */
+export function pathSocketsFor(report: FallbackReport = {}): PathSockets {
+  return fastPathOr<PathSockets>(
+    { what: 'path sockets: SO_MARK', instead: 'source-port paths (ip rule sport)', report, turnedOff: null },
+    () => {
+      const c = lib();
+      const fd = c.socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+      if (fd < 0) throw new Error(`socket: ${errnoName(koffi.errno())}`);
+      const errno = setMark(fd, 0);
+      c.close(fd);
+      if (errno !== 0 && errnoName(errno) !== 'EPERM') throw new Error(`setsockopt(SO_MARK): ${errnoName(errno)}`);
+      return new LinuxPathSockets(report);
+    },
+    new PortPathSockets(),
+  );
+}
+
+/**
+ * originalDst without native code: asks conntrack for the entry whose reply
+ * comes from this socket's local end to its peer (a spawn per proxied
+ * connection: the fallback's price).
+ */
+export function conntrackOriginalDst(run: Runner): (socket: net.Socket) => Promise<{ address: string; port: number } | null> {
+  return async (socket) => {
+    const local = (socket.localAddress ?? '').replace(/^::ffff:/i, '');
+    const remote = (socket.remoteAddress ?? '').replace(/^::ffff:/i, '');
+    if (!local || !remote || socket.localPort === undefined || socket.remotePort === undefined) return null;
+    const family = net.isIPv6(remote) ? 'ipv6' : 'ipv4';
+    const r = await run.run(
+      ['conntrack', '-L', '-f', family, '-p', 'tcp', '--reply-src', local, '--reply-port-src', String(socket.localPort), '--reply-dst', remote, '--reply-port-dst', String(socket.remotePort)],
+      { allowFail: true },
+    );
+    return parseConntrackOriginalDst(r.stdout);
+  };
+}
+
+/** SO_ORIGINAL_DST where libc loads, else conntrack (SPLITWAN_NATIVE=off and platforms without koffi). */
+type OriginalDstOf = (socket: net.Socket) => { address: string; port: number } | null | Promise<{ address: string; port: number } | null>;
+export function originalDstFor(run: Runner, report: FallbackReport = {}): OriginalDstOf {
+  return fastPathOr<OriginalDstOf>(
+    { what: 'proxy original destination: SO_ORIGINAL_DST', instead: 'conntrack -L per connection', report, turnedOff: null },
+    () => {
+      lib();
+      return originalDst;
+    },
+    conntrackOriginalDst(run),
+  );
+}

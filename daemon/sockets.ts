@@ -28,6 +28,8 @@ export interface PathSockets {
   udp(family: 4 | 6, mark: number): Promise<dgram.Socket>;
   /** A connected TCP socket, marked before the SYN. Rejects with a SocketError. */
   tcpConnect(opts: TcpConnectOptions): Promise<net.Socket>;
+  /** true: the path is the source port, not SO_MARK (port-sockets.ts); the data plane must add its rules. */
+  readonly byPort?: boolean;
 }
 
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
@@ -151,11 +153,12 @@ export function checkTcp(opts: TcpConnectOptions): 4 | 6 {
 }
 
 /**
- * Connects an (already created, maybe pre-marked) net.Socket; on error or after
+ * Connects an (already created, maybe pre-marked) net.Socket, from `localPort`
+ * when given (daemon/port-sockets.ts); on error or after
  * timeoutMs it destroys the socket, so its fd is closed, and rejects with a
  * SocketError naming the peer.
  */
-export function connectWithTimeout(sock: net.Socket, opts: TcpConnectOptions, family: 4 | 6): Promise<net.Socket> {
+export function connectWithTimeout(sock: net.Socket, opts: TcpConnectOptions, family: 4 | 6, localPort?: number): Promise<net.Socket> {
   const timeoutMs = opts.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
   const base = { kind: 'tcp' as const, family, address: opts.host, port: opts.port, mark: opts.mark };
   return new Promise((resolve, reject) => {
@@ -179,7 +182,7 @@ export function connectWithTimeout(sock: net.Socket, opts: TcpConnectOptions, fa
     sock.once('error', onError);
     sock.once('connect', onConnect);
     try {
-      sock.connect({ host: opts.host, port: opts.port, family });
+      sock.connect({ host: opts.host, port: opts.port, family, ...(localPort !== undefined ? { localPort } : {}) });
     } catch (e) {
       finish(fromNodeError(e, base));
     }

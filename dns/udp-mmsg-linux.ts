@@ -30,14 +30,19 @@
 // - Closing closes the poll handle; the fd is closed once libuv has let go
 //   of it, and `close()` resolves then (the port is free).
 //
-// Memory layout of a listener's native block (x86-64 and arm64, LP64):
-//   64 × mmsghdr (64 B) for receiving, 64 × iovec (16 B), 64 × sockaddr
-//   (28 B, enough for sockaddr_in6), 64 × 4096 B receive slots; then
+// Memory layout of a listener's native block (struct sizes and offsets for
+// the running ABI from sys/c-abi.ts, checked against koffi's at load; LP64
+// sizes shown, ILP32 (armhf, mips) in brackets):
+//   64 × mmsghdr (64 B [32]) for receiving, 64 × iovec (16 B [8]), 64 ×
+//   sockaddr (28 B, enough for sockaddr_in6), 64 × 4096 B receive slots; then
 //   64 × mmsghdr, 64 × iovec and 64 × 2048 B send slots. Replies over UDP are
-//   at most 1232 B (EDNS_UDP_SIZE); a bigger one goes by sendto.
+//   at most 1232 B (EDNS_UDP_SIZE); a bigger one goes by sendto. Integers
+//   the kernel reads are in the machine's byte order.
 import { koffi } from '../sys/koffi-linux.js'; // loaded by loadLibc(), before any use
 import { loadLibc } from '../sys/libc-linux.js';
 import { sockaddr } from '../sys/sockaddr.js';
+import { cAbi, cInt, iovecLayout, mmsghdrLayout, msghdrLayout, wordWriter, IOVEC, MMSGHDR, MSGHDR, type CAbi } from '../sys/c-abi.js';
+import { koffiLayoutProblem } from '../sys/koffi-linux.js';
 import { errnoName } from '../sys/errno.js';
 import { READABLE, fdWatchProblem, watchFd, type FdWatch } from '../sys/fd-watch-linux.js';
 import { fastPathOr, type FallbackReport } from '../sys/native-fallback.js';
@@ -48,27 +53,68 @@ import { AF_INET, AF_INET6, IPV6_V6ONLY, MSG_DONTWAIT, MSG_TRUNC, SOCK_CLOEXEC, 
 
 const BATCH = 64;
 const BATCHES_PER_WAKEUP = 4;
-const HDR = 64; // struct mmsghdr: msghdr (56) + msg_len (4) + padding
-const IOV = 16;
 const NAME = 28; // sockaddr_in6
 const RECV_SLOT = 4096;
 const SEND_SLOT = 2048;
-// Offsets inside struct msghdr / mmsghdr.
-const H_NAME = 0;
-const H_NAMELEN = 8;
-const H_IOV = 16;
-const H_IOVLEN = 24;
-const H_FLAGS = 48;
-const H_LEN = 56;
 
-const RECV_HDRS = 0;
-const RECV_IOVS = RECV_HDRS + BATCH * HDR;
-const NAMES = RECV_IOVS + BATCH * IOV;
-const RECV_BUFS = NAMES + BATCH * NAME;
-const SEND_HDRS = RECV_BUFS + BATCH * RECV_SLOT;
-const SEND_IOVS = SEND_HDRS + BATCH * HDR;
-const SEND_BUFS = SEND_IOVS + BATCH * IOV;
-const BLOCK = SEND_BUFS + BATCH * SEND_SLOT;
+/** Where everything lies in a listener's block, for one ABI (pure: tested for every ABI on any machine). */
+export function mmsgBlockLayout(abi: CAbi) {
+  const h = msghdrLayout(abi);
+  const m = mmsghdrLayout(abi);
+  const iov = iovecLayout(abi);
+  const HDR = m.size;
+  const IOV = iov.size;
+  const RECV_HDRS = 0;
+  const RECV_IOVS = RECV_HDRS + BATCH * HDR;
+  const NAMES = RECV_IOVS + BATCH * IOV;
+  const RECV_BUFS = NAMES + BATCH * NAME;
+  const SEND_HDRS = RECV_BUFS + BATCH * RECV_SLOT;
+  const SEND_IOVS = SEND_HDRS + BATCH * HDR;
+  const SEND_BUFS = SEND_IOVS + BATCH * IOV;
+  const hdr = m.offset.hdr;
+  return {
+    HDR,
+    IOV,
+    H_NAME: hdr + h.offset.name,
+    H_NAMELEN: hdr + h.offset.namelen,
+    H_IOV: hdr + h.offset.iov,
+    H_IOVLEN: hdr + h.offset.iovlen,
+    H_FLAGS: hdr + h.offset.flags,
+    H_LEN: m.offset.len,
+    IOV_BASE: iov.offset.base,
+    IOV_LEN: iov.offset.len,
+    RECV_HDRS,
+    RECV_IOVS,
+    NAMES,
+    RECV_BUFS,
+    SEND_HDRS,
+    SEND_IOVS,
+    SEND_BUFS,
+    BLOCK: SEND_BUFS + BATCH * SEND_SLOT,
+  };
+}
+
+/** The layout in use: set by lib() for this process's ABI, before any listener exists. */
+let L: ReturnType<typeof mmsgBlockLayout>;
+/** Writes a pointer or size_t of this ABI. */
+let setWord: (dv: DataView, at: number, value: number) => void;
+let LE = true;
+
+/** This process's layout, or throws why the fast path cannot run (an unknown ABI, koffi disagreeing). */
+function useLayout(): void {
+  const abi = cAbi();
+  for (const [name, members, computed] of [
+    ['msghdr', MSGHDR, msghdrLayout(abi)],
+    ['mmsghdr', MMSGHDR, mmsghdrLayout(abi)],
+    ['iovec', IOVEC, iovecLayout(abi)],
+  ] as const) {
+    const problem = koffiLayoutProblem(name, members, computed);
+    if (problem !== null) throw Object.assign(new Error(problem), { code: 'SPLITWAN_NATIVE_ABI' });
+  }
+  L = mmsgBlockLayout(abi);
+  setWord = wordWriter(abi);
+  LE = abi.littleEndian;
+}
 
 interface Libc {
   socket(domain: number, type: number, protocol: number): number;
@@ -87,6 +133,7 @@ function lib(): Libc {
   if (libc) return libc;
   if (process.platform !== 'linux') throw new Error(`udp-mmsg-linux: needs Linux (this is ${process.platform})`);
   const l = loadLibc();
+  useLayout();
   // Pointers into our own native blocks are passed as integers (uintptr_t):
   // koffi then neither copies nor pins anything.
   libc = {
@@ -127,15 +174,15 @@ class MmsgListener implements DatagramListener {
   private readonly v4Names = new Map<number, string>();
   private lastV6Key = '';
   private lastV6Name = '';
-  /** The address of receive slot i's sockaddr, in 32-bit halves. */
-  private readonly nameLo: number[] = [];
-  private readonly nameHi: number[] = [];
+  /** The address of receive slot i's sockaddr. */
+  private readonly nameAddr: number[] = [];
 
   constructor(
     private readonly fd: number,
     readonly port: number,
     private readonly o: UdpListenOptions,
   ) {
+    const { BLOCK, RECV_HDRS, HDR, H_NAME, H_NAMELEN, H_IOV, H_IOVLEN, RECV_IOVS, IOV, IOV_BASE, IOV_LEN, NAMES, RECV_BUFS, SEND_HDRS, SEND_IOVS, SEND_BUFS } = L;
     this.mem = koffi.alloc('uint8', BLOCK);
     this.base = Number(koffi.address(this.mem));
     const ab = koffi.view(this.mem, BLOCK);
@@ -143,22 +190,20 @@ class MmsgListener implements DatagramListener {
     this.dv = new DataView(ab);
     this.u8.fill(0);
     const dv = this.dv;
-    const ptr = (off: number): bigint => BigInt(this.base + off);
+    const ptr = (off: number): number => this.base + off;
     for (let i = 0; i < BATCH; i++) {
       const h = RECV_HDRS + i * HDR;
-      dv.setBigUint64(h + H_NAME, ptr(NAMES + i * NAME), true);
-      dv.setUint32(h + H_NAMELEN, NAME, true);
-      dv.setBigUint64(h + H_IOV, ptr(RECV_IOVS + i * IOV), true);
-      dv.setBigUint64(h + H_IOVLEN, 1n, true);
-      dv.setBigUint64(RECV_IOVS + i * IOV, ptr(RECV_BUFS + i * RECV_SLOT), true);
-      dv.setBigUint64(RECV_IOVS + i * IOV + 8, BigInt(RECV_SLOT), true);
+      setWord(dv, h + H_NAME, ptr(NAMES + i * NAME));
+      dv.setUint32(h + H_NAMELEN, NAME, LE);
+      setWord(dv, h + H_IOV, ptr(RECV_IOVS + i * IOV));
+      setWord(dv, h + H_IOVLEN, 1);
+      setWord(dv, RECV_IOVS + i * IOV + IOV_BASE, ptr(RECV_BUFS + i * RECV_SLOT));
+      setWord(dv, RECV_IOVS + i * IOV + IOV_LEN, RECV_SLOT);
       const s = SEND_HDRS + i * HDR;
-      dv.setBigUint64(s + H_IOV, ptr(SEND_IOVS + i * IOV), true);
-      dv.setBigUint64(s + H_IOVLEN, 1n, true);
-      dv.setBigUint64(SEND_IOVS + i * IOV, ptr(SEND_BUFS + i * SEND_SLOT), true);
-      const name = this.base + NAMES + i * NAME;
-      this.nameLo.push(name % 2 ** 32);
-      this.nameHi.push(Math.floor(name / 2 ** 32));
+      setWord(dv, s + H_IOV, ptr(SEND_IOVS + i * IOV));
+      setWord(dv, s + H_IOVLEN, 1);
+      setWord(dv, SEND_IOVS + i * IOV + IOV_BASE, ptr(SEND_BUFS + i * SEND_SLOT));
+      this.nameAddr.push(ptr(NAMES + i * NAME));
     }
   }
 
@@ -166,7 +211,7 @@ class MmsgListener implements DatagramListener {
   drain(): void {
     const c = lib();
     for (let round = 0; round < BATCHES_PER_WAKEUP && this.open; round++) {
-      const n = c.recvmmsg(this.fd, this.base + RECV_HDRS, BATCH, MSG_DONTWAIT, 0);
+      const n = c.recvmmsg(this.fd, this.base + L.RECV_HDRS, BATCH, MSG_DONTWAIT, 0);
       if (n < 0) {
         const code = lastErrno();
         if (code !== 'EAGAIN' && code !== 'EWOULDBLOCK' && code !== 'EINTR') this.o.onError(Object.assign(new Error(`recvmmsg: ${code}`), { code }));
@@ -179,13 +224,14 @@ class MmsgListener implements DatagramListener {
 
   private answer(n: number): void {
     const { u8, dv } = this;
+    const { RECV_HDRS, HDR, H_LEN, H_FLAGS, H_NAMELEN, RECV_BUFS, NAMES, SEND_BUFS } = L;
     let replies = 0;
     for (let i = 0; i < n && this.open; i++) {
       const h = RECV_HDRS + i * HDR;
-      const len = dv.getUint32(h + H_LEN, true);
-      const flags = dv.getInt32(h + H_FLAGS, true);
-      const nameLen = dv.getUint32(h + H_NAMELEN, true);
-      dv.setUint32(h + H_NAMELEN, NAME, true); // recvmmsg wrote the sender's length: room for the next
+      const len = dv.getUint32(h + H_LEN, LE);
+      const flags = dv.getInt32(h + H_FLAGS, LE);
+      const nameLen = dv.getUint32(h + H_NAMELEN, LE);
+      dv.setUint32(h + H_NAMELEN, NAME, LE); // recvmmsg wrote the sender's length: room for the next
       if ((flags & MSG_TRUNC) !== 0) continue; // over 4 KB: no DNS query is; dropped like other garbage
       const start = RECV_BUFS + i * RECV_SLOT;
       const nameAt = NAMES + i * NAME;
@@ -237,14 +283,10 @@ class MmsgListener implements DatagramListener {
   /** Send slot `slot` holds `length` bytes for the sender of receive slot `from`. */
   private queue(slot: number, from: number, nameLen: number, length: number): void {
     const dv = this.dv;
-    const s = SEND_HDRS + slot * HDR;
-    // Plain 32-bit stores: a BigInt per reply costs more than the rest of
-    // the loop. The iov length's high half is 0 from the start; the
-    // pointer's halves were computed once.
-    dv.setUint32(SEND_IOVS + slot * IOV + 8, length, true);
-    dv.setUint32(s + H_NAME, this.nameLo[from]!, true);
-    dv.setUint32(s + H_NAME + 4, this.nameHi[from]!, true);
-    dv.setUint32(s + H_NAMELEN, nameLen, true);
+    const s = L.SEND_HDRS + slot * L.HDR;
+    setWord(dv, L.SEND_IOVS + slot * L.IOV + L.IOV_LEN, length);
+    setWord(dv, s + L.H_NAME, this.nameAddr[from]!);
+    dv.setUint32(s + L.H_NAMELEN, nameLen, LE);
   }
 
   /** Sends the batch's replies; one that fails (EPERM from a firewall, ENETUNREACH...) is reported and skipped. */
@@ -252,7 +294,7 @@ class MmsgListener implements DatagramListener {
     const c = lib();
     let sent = 0;
     while (sent < count) {
-      const r = c.sendmmsg(this.fd, this.base + SEND_HDRS + sent * HDR, count - sent, MSG_DONTWAIT);
+      const r = c.sendmmsg(this.fd, this.base + L.SEND_HDRS + sent * L.HDR, count - sent, MSG_DONTWAIT);
       if (r > 0) {
         sent += r;
         continue;
@@ -277,7 +319,7 @@ class MmsgListener implements DatagramListener {
   /** The sender's address as text, from the sockaddr at `at`; null for a family we do not serve. */
   private addressAt(at: number): string | null {
     const dv = this.dv;
-    const family = dv.getUint16(at, true);
+    const family = dv.getUint16(at, LE);
     if (family === AF_INET) {
       const a = dv.getUint32(at + 4, false);
       let name = this.v4Names.get(a);
@@ -290,7 +332,7 @@ class MmsgListener implements DatagramListener {
     }
     if (family !== AF_INET6) return null;
     const w: [number, number, number, number] = [dv.getUint32(at + 8, false), dv.getUint32(at + 12, false), dv.getUint32(at + 16, false), dv.getUint32(at + 20, false)];
-    const scope = dv.getUint32(at + 24, true);
+    const scope = dv.getUint32(at + 24, LE);
     const key = `${w[0]},${w[1]},${w[2]},${w[3]},${scope}`;
     if (key !== this.lastV6Key) {
       this.lastV6Key = key;
@@ -309,8 +351,7 @@ class MmsgListener implements DatagramListener {
 }
 
 function setBuffer(fd: number, force: number, plain: number, bytes: number): void {
-  const v = Buffer.alloc(4);
-  v.writeInt32LE(bytes);
+  const v = cInt(bytes);
   // Best effort, as dgram's recvBufferSize: the kernel's default still works.
   if (lib().setsockopt(fd, SOL_SOCKET, force, v, 4) !== 0) lib().setsockopt(fd, SOL_SOCKET, plain, v, 4);
 }
@@ -327,8 +368,7 @@ export class MmsgTransport implements UdpTransport {
     if (fd < 0) throw sysError('socket');
     try {
       if (v6) {
-        const one = Buffer.alloc(4);
-        one.writeInt32LE(1);
+        const one = cInt(1);
         if (c.setsockopt(fd, SOL_IPV6, IPV6_V6ONLY, one, 4) !== 0) throw sysError('setsockopt(IPV6_V6ONLY)');
       }
       setBuffer(fd, SO_RCVBUFFORCE, SO_RCVBUF, o.bufferBytes);

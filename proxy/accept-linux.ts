@@ -38,6 +38,7 @@ import net from 'node:net';
 import { constants } from 'node:os';
 import { koffi } from '../sys/koffi-linux.js'; // loaded by loadLibc(), before any use
 import { loadLibc } from '../sys/libc-linux.js';
+import { readI32, writeI32, writeU32 } from '../sys/c-abi.js';
 import { readSockaddr, writeSockaddr } from '../sys/sockaddr.js';
 import { READABLE, watchFd, type FdWatch } from '../sys/fd-watch-linux.js';
 import { EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, epollSet, errnoName, type EpollSet, type FdHandler } from './epoll-linux.js';
@@ -226,7 +227,7 @@ export class RawConnections<R extends { mark: number }> {
       const len = this.writeSockaddr(host, port, v6);
       if (c.bind(fd, this.base + ADDR, len) !== 0) throw osError('bind', koffi.errno(), host, port);
       if (c.listen(fd, backlog) !== 0) throw osError('listen', koffi.errno(), host, port);
-      this.buf.writeUInt32LE(128, ADDR_LEN);
+      writeU32(this.buf, 128, ADDR_LEN);
       if (c.getsockname(fd, this.base + ADDR, this.base + ADDR_LEN) !== 0) throw osError('getsockname', koffi.errno(), host, port);
       const bound = readSockaddr(this.buf, ADDR)!;
       const l: Listener = { fd, v6, address: bound.address, port: bound.port, watch: null as unknown as FdWatch, paused: false }; // watch: set just below
@@ -274,7 +275,7 @@ export class RawConnections<R extends { mark: number }> {
   }
 
   private setInt(fd: number, level: number, name: number, v: number): number {
-    this.buf.writeInt32LE(v, OPT);
+    writeI32(this.buf, v, OPT);
     return this.c.setsockopt(fd, level, name, this.base + OPT, 4);
   }
 
@@ -289,7 +290,7 @@ export class RawConnections<R extends { mark: number }> {
     // The time for everything this batch starts (peeks, dials, splices), which read it from the set.
     const now = (this.ep.now = Date.now());
     for (let i = 0; i < ACCEPT_BATCH; i++) {
-      this.buf.writeUInt32LE(128, ADDR_LEN);
+      writeU32(this.buf, 128, ADDR_LEN);
       const fd = c.accept4(l.fd, this.base + ADDR, this.base + ADDR_LEN, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) {
         const e = koffi.errno();
@@ -346,7 +347,7 @@ export class RawConnections<R extends { mark: number }> {
 
   /** SO_ORIGINAL_DST of an accepted fd; null when the kernel has no record (ENOENT: not redirected). */
   private originalDst(fd: number, v6: boolean, client: RawAddress): RawAddress | null {
-    this.buf.writeUInt32LE(28, ADDR_LEN);
+    writeU32(this.buf, 28, ADDR_LEN);
     if (this.c.getsockopt(fd, v6 ? SOL_IPV6 : SOL_IP, SO_ORIGINAL_DST, this.base + ADDR, this.base + ADDR_LEN) !== 0) {
       const e = koffi.errno();
       if (e === E.ENOENT) return null;
@@ -368,10 +369,10 @@ export class RawConnections<R extends { mark: number }> {
     if (p.state === DIALLING && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) !== 0) {
       // Writable and nothing wrong: connected (no SO_ERROR to read). Otherwise SO_ERROR says why not.
       if ((events & (EPOLLERR | EPOLLHUP)) === 0) return this.connected(p, false);
-      this.buf.writeInt32LE(0, OPT);
-      this.buf.writeUInt32LE(4, ADDR_LEN);
+      writeI32(this.buf, 0, OPT);
+      writeU32(this.buf, 4, ADDR_LEN);
       const r = this.c.getsockopt(p.sfd, SOL_SOCKET, SO_ERROR, this.base + OPT, this.base + ADDR_LEN);
-      const err = r !== 0 ? koffi.errno() : this.buf.readInt32LE(OPT);
+      const err = r !== 0 ? koffi.errno() : readI32(this.buf, OPT);
       this.dialFailed(p, 'connect', err !== 0 ? err : E.ECONNRESET);
     }
   }
@@ -450,8 +451,8 @@ export class RawConnections<R extends { mark: number }> {
   }
 
   private setLingerReset(fd: number): void {
-    this.buf.writeInt32LE(1, OPT); // struct linger { l_onoff = 1, l_linger = 0 }: close() sends a RST
-    this.buf.writeInt32LE(0, OPT + 4);
+    writeI32(this.buf, 1, OPT); // struct linger { l_onoff = 1, l_linger = 0 }: close() sends a RST
+    writeI32(this.buf, 0, OPT + 4);
     this.c.setsockopt(fd, SOL_SOCKET, SO_LINGER, this.base + OPT, 8);
   }
 

@@ -14,9 +14,14 @@
 // empty set does not keep the process alive.
 //
 // Memory layout: struct epoll_event is packed on x86-64 (12 bytes: events,
-// then data at offset 4) and naturally aligned elsewhere (16 bytes, data at 8).
+// then data at offset 4) and naturally aligned elsewhere (16 bytes, data at
+// 8; i386: 12, 4): sys/c-abi.ts computes it for the running ABI, checked
+// against koffi's at load. `events` is in the machine's byte order; `data`
+// (the fd) is opaque to the kernel, a round trip.
 import { errnoName } from '../sys/errno.js';
-import { koffi } from '../sys/koffi-linux.js'; // loaded by loadLibc(), before any use
+import { koffi, koffiLayoutProblem } from '../sys/koffi-linux.js'; // loaded by loadLibc(), before any use
+import { cAbi, epollEventLayout, EPOLL_EVENT } from '../sys/c-abi.js';
+import { EPOLL_CLOEXEC } from '../sys/linux-abi.js';
 import { loadLibc } from '../sys/libc-linux.js';
 import { READABLE, watchFd, type FdWatch } from '../sys/fd-watch-linux.js';
 
@@ -28,10 +33,7 @@ export const EPOLLRDHUP = 0x2000;
 const EPOLLET = 0x80000000;
 const EPOLL_CTL_ADD = 1;
 const EPOLL_CTL_MOD = 3;
-const EPOLL_CLOEXEC = 0o2000000;
 
-const EV_SIZE = process.arch === 'x64' ? 12 : 16;
-const EV_DATA = process.arch === 'x64' ? 4 : 8;
 const MAX_EVENTS = 256;
 
 /** Who owns an fd now: called with the fd and its epoll events. Must not throw. */
@@ -53,6 +55,10 @@ export class EpollSet {
   private readonly epfd: number;
   private readonly evAddr: number;
   private readonly evView: DataView;
+  /** sizeof(struct epoll_event), offsetof(data), the byte order: this ABI's. */
+  private readonly evSize: number;
+  private readonly evData: number;
+  private readonly le: boolean;
   private readonly ctlAddr: number;
   private readonly ctlView: DataView;
   private readonly byFd: (FdHandler | undefined)[] = [];
@@ -69,6 +75,14 @@ export class EpollSet {
 
   constructor() {
     const l = loadLibc();
+    const abi = cAbi();
+    const ev = epollEventLayout(abi);
+    const problem = koffiLayoutProblem('epoll_event', EPOLL_EVENT, ev, abi.epollPacked);
+    if (problem !== null) throw Object.assign(new Error(problem), { code: 'SPLITWAN_NATIVE_ABI' });
+    const EV_SIZE = ev.size;
+    this.evSize = ev.size;
+    this.evData = ev.offset.data;
+    this.le = abi.littleEndian;
     // Pointers into our own native memory go as integers (uintptr_t): koffi neither copies nor pins.
     this.c = {
       epoll_create1: l.func('int epoll_create1(int)') as EpollLibc['epoll_create1'],
@@ -107,9 +121,9 @@ export class EpollSet {
       this.byFd[fd] = h;
       return true;
     }
-    this.ctlView.setUint32(0, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, true);
-    this.ctlView.setUint32(EV_DATA, fd, true);
-    this.ctlView.setUint32(EV_DATA + 4, 0, true);
+    this.ctlView.setUint32(0, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, this.le);
+    this.ctlView.setUint32(this.evData, fd, this.le);
+    this.ctlView.setUint32(this.evData + 4, 0, this.le);
     // EEXIST: an fd number registered by a socket whose handler forgot it without closing it (should not happen): take it over.
     if (this.c.epoll_ctl(this.epfd, EPOLL_CTL_ADD, fd, this.ctlAddr) !== 0 && this.c.epoll_ctl(this.epfd, EPOLL_CTL_MOD, fd, this.ctlAddr) !== 0) return false;
     this.byFd[fd] = h;
@@ -168,10 +182,10 @@ export class EpollSet {
     this.inBatch = true;
     try {
       for (let i = 0; i < n; i++) {
-        const at = i * EV_SIZE;
-        const fd = v.getUint32(at + EV_DATA, true);
+        const at = i * this.evSize;
+        const fd = v.getUint32(at + this.evData, this.le);
         // Looked up per event: an earlier handler of this batch may have let the fd go or handed it on.
-        this.byFd[fd]?.ready(fd, v.getUint32(at, true));
+        this.byFd[fd]?.ready(fd, v.getUint32(at, this.le));
       }
     } finally {
       this.inBatch = false;

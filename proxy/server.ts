@@ -56,13 +56,15 @@ export interface ProxyDialer {
   markOf?(path: PathName): number;
 }
 
+export type OriginalDst = { address: string; port: number } | null;
+
 export interface ProxyDeps {
   policy(): Policy;
   /** The candidate of a via list that carries traffic now (the resolver's PathState.pick). */
   pick(via: readonly Target[]): Target;
   dialer: ProxyDialer;
   /** Where the client was going before the redirect; null when the kernel has no record (not redirected). */
-  originalDst(socket: net.Socket): { address: string; port: number } | null;
+  originalDst(socket: net.Socket): OriginalDst | Promise<OriginalDst>;
   logger: ProxyLogger;
   /** What moves the bytes once a connection is decided; default defaultSplicer() (splice(2) on Linux). */
   splicer?: Splicer;
@@ -328,15 +330,24 @@ export class TransparentProxy {
       this.sockets.delete(client);
       this.perClient.release(ip);
     });
-    let dst: { address: string; port: number } | null;
+    const failed = (e: unknown): null => {
+      this.deps.logger.warn({ client: peerOf(client), err: (e as Error).message }, 'proxy: no original destination');
+      return null;
+    };
+    let dst: OriginalDst | Promise<OriginalDst>;
     try {
       dst = this.deps.originalDst(client);
     } catch (e) {
-      this.deps.logger.warn({ client: peerOf(client), err: (e as Error).message }, 'proxy: no original destination');
-      dst = null;
+      dst = failed(e);
     }
-    if (dst === null) return this.refuse(client, 'not-redirected', 'not redirected (no original destination)');
-    dst = { address: unmapped(dst.address), port: dst.port };
+    // A Promise where no native code runs (conntrack asked: daemon/sockets-linux.ts).
+    if (dst instanceof Promise) void dst.catch(failed).then((d) => this.routeTo(client, d));
+    else this.routeTo(client, dst);
+  }
+
+  private routeTo(client: net.Socket, found: OriginalDst): void {
+    if (found === null) return this.refuse(client, 'not-redirected', 'not redirected (no original destination)');
+    const dst = { address: unmapped(found.address), port: found.port };
     // A connection addressed to the proxy itself was not redirected: it came straight at the port.
     if (this.isSelf(dst)) return this.refuse(client, 'loop', 'addressed to the proxy itself');
     void this.peekThenDial(client, dst);

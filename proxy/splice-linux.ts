@@ -70,11 +70,9 @@ import { koffi } from '../sys/koffi-linux.js'; // loaded by loadLibc(), before a
 import { loadLibc } from '../sys/libc-linux.js';
 import { EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, epollSet, type EpollSet, type FdHandler } from './epoll-linux.js';
 import { pipeSplicer, resetSocket, type Splice, type SpliceEnd, type SpliceOptions, type SpliceResult, type Splicer } from './splice.js';
-import { MSG_DONTWAIT, MSG_NOSIGNAL, SOL_SOCKET, SO_ERROR, SO_LINGER } from '../sys/linux-abi.js';
+import { MSG_DONTWAIT, MSG_NOSIGNAL, O_CLOEXEC, O_NONBLOCK, SOL_SOCKET, SO_ERROR, SO_LINGER } from '../sys/linux-abi.js';
 import { fastPathOr, type FallbackReport } from '../sys/native-fallback.js';
 
-const O_NONBLOCK = 0o4000;
-const O_CLOEXEC = 0o2000000;
 const SPLICE_F_MOVE = 1;
 const SPLICE_F_NONBLOCK = 2;
 const SPLICE_FLAGS = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;

@@ -23,6 +23,10 @@ let failure: Error | null = null;
 export function loadKoffi(): Koffi {
   if (koffi !== undefined) return koffi;
   if (failure !== null) throw failure;
+  if (process.env.SPLITWAN_NATIVE === 'off') {
+    failure = Object.assign(new Error('native code is off (SPLITWAN_NATIVE=off)'), { code: 'SPLITWAN_NATIVE_KOFFI' });
+    throw failure;
+  }
   try {
     koffi = createRequire(import.meta.url)('koffi') as Koffi;
     return koffi;
@@ -31,4 +35,33 @@ export function loadKoffi(): Koffi {
     failure = Object.assign(new Error(`koffi does not load on ${process.platform}-${process.arch}: ${why}`), { code: 'SPLITWAN_NATIVE_KOFFI' });
     throw failure;
   }
+}
+
+/** The C types of sys/c-abi.ts as koffi names them. */
+const KOFFI_TYPE: Readonly<Record<string, string>> = { ptr: 'void *', size_t: 'size_t', int: 'int', uint32: 'uint32', uint64: 'uint64', uint16: 'uint16' };
+
+type KoffiType = ReturnType<Koffi['struct']>;
+
+/** A struct's members for koffi: a C type name (sys/c-abi.ts) or a nested struct's members. */
+export type KoffiMembers = readonly (readonly [string, string | KoffiMembers])[];
+
+function koffiType(k: Koffi, members: KoffiMembers, packed: boolean): KoffiType {
+  const def: Record<string, string | KoffiType> = {};
+  for (const [m, t] of members) def[m] = typeof t === 'string' ? (KOFFI_TYPE[t] ?? t) : koffiType(k, t, false);
+  return packed ? k.pack(def) : k.struct(def);
+}
+
+/**
+ * Where koffi's own layout of a struct (koffi.struct, or koffi.pack when
+ * `packed`) disagrees with the one computed in sys/c-abi.ts: null when size
+ * and every offset agree, else what differs. A second opinion, from the C
+ * compiler's rules as koffi implements them for this platform.
+ */
+export function koffiLayoutProblem(name: string, members: KoffiMembers, computed: { size: number; offset: Readonly<Record<string, number>> }, packed = false): string | null {
+  const k = loadKoffi();
+  const type = koffiType(k, members, packed);
+  const diffs: string[] = [];
+  if (k.sizeof(type) !== computed.size) diffs.push(`size ${k.sizeof(type)} (computed ${computed.size})`);
+  for (const [m] of members) if (k.offsetof(type, m) !== computed.offset[m]) diffs.push(`${m} at ${k.offsetof(type, m)} (computed ${computed.offset[m]})`);
+  return diffs.length ? `struct ${name} on ${process.arch}: koffi says ${diffs.join(', ')}` : null;
 }

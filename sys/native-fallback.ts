@@ -49,13 +49,23 @@ export function fastPathOr<T>(o: { what: string; instead: string; report: Fallba
     (o.report.notes ?? processNotes).note(o.report.logger, o.what, reason, o.instead, chosen);
     return fallback;
   };
-  if (o.turnedOff !== null) return off(o.turnedOff, true);
+  const turnedOff = o.turnedOff ?? nativeTurnedOff();
+  if (turnedOff !== null) return off(turnedOff, true);
   if (process.platform !== 'linux') return off(`not Linux (${process.platform})`, true);
   try {
     return make();
   } catch (e) {
     return off(reasonOf(e), false);
   }
+}
+
+/**
+ * `SPLITWAN_NATIVE=off`: no native code at all (no koffi, no libc); every
+ * fast path takes its Node fallback, marked sockets become source-port paths.
+ * The safety net for a platform koffi does not cover, and how it is tested.
+ */
+export function nativeTurnedOff(env: NodeJS.ProcessEnv = process.env): string | null {
+  return env.SPLITWAN_NATIVE === 'off' ? 'SPLITWAN_NATIVE=off' : null;
 }
 
 /** A thrown value's first line, for a reason in parentheses. */

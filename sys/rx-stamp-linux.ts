@@ -13,8 +13,8 @@
 //
 // Not on Linux, or where the call fails: null, and callers time the event.
 import type dgram from 'node:dgram';
-import { endianness } from 'node:os';
-import koffi from 'koffi';
+import { constants, endianness } from 'node:os';
+import { koffi } from './koffi-linux.js'; // loaded by loadLibc(), before any use
 import { loadLibc } from './libc-linux.js';
 import { CLOCK_REALTIME, SIOCGSTAMPNS_NEW } from './linux-abi.js';
 import { dgramFd } from './socket-fd.js';
@@ -40,7 +40,7 @@ function lib(): Calls | null {
   return calls;
 }
 
-const ENOENT = 2;
+const ENOENT = constants.errno.ENOENT;
 const stampBuf = Buffer.alloc(16);
 const nowBuf = Buffer.alloc(16);
 /** A datagram is not kept waiting this long; a larger figure is a wall-clock step, not a measurement. */

@@ -24,7 +24,9 @@
 // inline, ~150 us from libuv's pool, whatever the set holds; the same as a
 // batch costs 15-50 us (`bench nft-tag`).
 import { koffi, loadKoffi, type KoffiFunction } from '../../sys/koffi-linux.js';
+import { constants } from 'node:os';
 import { loadLibc } from '../../sys/libc-linux.js';
+import { HOST_LE } from '../../sys/c-abi.js';
 import { parseIp } from '../../lib/ip.js';
 import type { Logger } from '../../lib/logger.js';
 import { processNotes, reasonOf, type FallbackNotes } from '../../sys/native-fallback.js';
@@ -168,8 +170,7 @@ const NETLINK_NETFILTER = 12;
 const SOL_NETLINK = 270;
 const NETLINK_CAP_ACK = 10;
 const NETLINK_EXT_ACK = 11;
-const EAGAIN = 11;
-const EINTR = 4;
+const { EAGAIN, EINTR } = constants.errno;
 const NLM_F_REQUEST = 0x1;
 const NLM_F_ACK = 0x4;
 const NLM_F_CREATE = 0x400;
@@ -211,10 +212,24 @@ export function addressBytes(s: string): Buffer | null {
   return b;
 }
 
-/** A growing buffer of netlink messages and attributes (little-endian host, as the kernel expects). */
-class NlWriter {
+/**
+ * A growing buffer of netlink messages and attributes. Headers and attribute
+ * headers are in the machine's byte order (the kernel reads them so);
+ * nfnetlink's own payloads (res_id, timeouts, addresses) are big-endian.
+ * `le`: the byte order written (tests write both).
+ */
+export class NlWriter {
   buf = Buffer.alloc(4096);
   len = 0;
+  constructor(readonly le: boolean = HOST_LE) {}
+  private u32(v: number, at: number): void {
+    if (this.le) this.buf.writeUInt32LE(v, at);
+    else this.buf.writeUInt32BE(v, at);
+  }
+  private u16(v: number, at: number): void {
+    if (this.le) this.buf.writeUInt16LE(v, at);
+    else this.buf.writeUInt16BE(v, at);
+  }
   private ensure(n: number): void {
     if (this.len + n <= this.buf.length) return;
     const b = Buffer.alloc(Math.max(this.buf.length * 2, this.len + n));
@@ -232,11 +247,11 @@ class NlWriter {
     this.ensure(20);
     const at = this.len;
     const b = this.buf;
-    b.writeUInt32LE(0, at);
-    b.writeUInt16LE(type, at + 4);
-    b.writeUInt16LE(flags, at + 6);
-    b.writeUInt32LE(seq, at + 8);
-    b.writeUInt32LE(0, at + 12);
+    this.u32(0, at);
+    this.u16(type, at + 4);
+    this.u16(flags, at + 6);
+    this.u32(seq, at + 8);
+    this.u32(0, at + 12);
     b.writeUInt8(family, at + 16);
     b.writeUInt8(0, at + 17); // NFNETLINK_V0
     b.writeUInt16BE(resId, at + 18);
@@ -244,12 +259,12 @@ class NlWriter {
     return at;
   }
   end(at: number): void {
-    this.buf.writeUInt32LE(this.len - at, at);
+    this.u32(this.len - at, at);
   }
   attr(type: number, data: Buffer): void {
     this.ensure(4 + data.length + 3);
-    this.buf.writeUInt16LE(4 + data.length, this.len);
-    this.buf.writeUInt16LE(type, this.len + 2);
+    this.u16(4 + data.length, this.len);
+    this.u16(type, this.len + 2);
     data.copy(this.buf, this.len + 4);
     this.len += 4 + data.length;
     this.pad();
@@ -259,20 +274,20 @@ class NlWriter {
   }
   be64(type: number, n: number): void {
     this.ensure(12);
-    this.buf.writeUInt16LE(12, this.len);
-    this.buf.writeUInt16LE(type, this.len + 2);
+    this.u16(12, this.len);
+    this.u16(type, this.len + 2);
     this.buf.writeBigUInt64BE(BigInt(n), this.len + 4);
     this.len += 12;
   }
   nest(type: number): number {
     this.ensure(4);
     const at = this.len;
-    this.buf.writeUInt16LE(type | NLA_F_NESTED, at + 2);
+    this.u16(type | NLA_F_NESTED, at + 2);
     this.len += 4;
     return at;
   }
   nestEnd(at: number): void {
-    this.buf.writeUInt16LE(this.len - at, at);
+    this.u16(this.len - at, at);
   }
 }
 
@@ -337,25 +352,27 @@ export function encodeElementBatch(changes: ElementChanges, firstSeq: number, w:
   return { bytes: w.buf.subarray(0, w.len), acked, what };
 }
 
-/** The acknowledgements in `buf` (NLMSG_ERROR messages): sequence number, error (0 or -errno) and the kernel's message, if any. */
-export function parseAcks(buf: Buffer): { seq: number; error: number; message?: string }[] {
+/** The acknowledgements in `buf` (NLMSG_ERROR messages, in byte order `le`): sequence number, error (0 or -errno) and the kernel's message, if any. */
+export function parseAcks(buf: Buffer, le: boolean = HOST_LE): { seq: number; error: number; message?: string }[] {
   const out: { seq: number; error: number; message?: string }[] = [];
   let at = 0;
+  const u32 = (o: number): number => (le ? buf.readUInt32LE(o) : buf.readUInt32BE(o));
+  const u16 = (o: number): number => (le ? buf.readUInt16LE(o) : buf.readUInt16BE(o));
   while (at + 16 <= buf.length) {
-    const len = buf.readUInt32LE(at);
+    const len = u32(at);
     if (len < 16 || at + len > buf.length) break;
-    const type = buf.readUInt16LE(at + 4);
-    const flags = buf.readUInt16LE(at + 6);
+    const type = u16(at + 4);
+    const flags = u16(at + 6);
     if (type === NLMSG_ERROR && len >= 36) {
-      const error = buf.readInt32LE(at + 16);
+      const error = u32(at + 16) | 0;
       // The request's own header follows the error code (its payload is left out: NETLINK_CAP_ACK).
-      const seq = buf.readUInt32LE(at + 20 + 8);
+      const seq = u32(at + 20 + 8);
       const ack: { seq: number; error: number; message?: string } = { seq, error };
       if (flags & NLM_F_ACK_TLVS) {
         let t = at + 36;
         while (t + 4 <= at + len) {
-          const alen = buf.readUInt16LE(t);
-          const atype = buf.readUInt16LE(t + 2) & 0x3fff;
+          const alen = u16(t);
+          const atype = u16(t + 2) & 0x3fff;
           if (alen < 4) break;
           if (atype === NLMSGERR_ATTR_MSG) ack.message = buf.toString('utf8', t + 4, t + alen).replace(/\0.*$/s, '');
           t += (alen + 3) & ~3;

@@ -23,6 +23,7 @@ import { createHash } from 'node:crypto';
 import { formatIp, parseCidr, parseIp, type ParsedCidr } from '../../lib/ip.js';
 import type { Config, LinkConfig, RuleConfig, Target } from '../../config/types.js';
 import { TAG_SET_SIZE } from './tag-bounds.js';
+import { portPathMarkLines, portPathRules } from './port-paths.js';
 import { LINK_LOCAL } from '../local-nets.js';
 import { matchIdentity, planRuleMatch, rerouteLines, ruleConditionLines, type RuleMatch, type RuleMatchContext } from './rule-match.js';
 import { ruleListNames } from '../../config/lists/geodata.js';
@@ -208,6 +209,8 @@ export interface DataplanePlan {
    * fall back to splitwan's resolver. null: off.
    */
   encryptedDns: { v4: string[]; v6: string[] } | null;
+  /** splitwan's own sockets choose their path by source port, not SO_MARK (no native code): port-paths.ts. */
+  portPaths?: boolean;
   /**
    * Allow-LAN (host mode, `tunnel.allowLan`): this machine's own networks
    * (daemon/local-nets.ts) take the breakout when no rule claimed them, so
@@ -301,6 +304,7 @@ export function planDataplane(input: {
     /** Default routes in main by interface (a link without `gateway:` uses its own). */
     nextHops?: ReadonlyMap<string, { v4?: string; v6?: string }>;
   };
+  portPaths?: boolean;
   /** Host mode, allow-LAN: this machine's own networks (localNets); default: link-local only. */
   localNets?: { v4: readonly string[]; v6: readonly string[] };
   /** Schedules and device MACs now (rule-match.ts); default: schedules on, device names unknown. */
@@ -372,6 +376,7 @@ export function planDataplane(input: {
     localDns: config.mode === 'host' ? (input.localDns ?? null) : null,
     encryptedDns: config.dns.blockEncryptedDns ? split(input.dohCidrs ?? config.dns.dohLists.flatMap((l) => input.listCidrs.get(l) ?? [])) : null,
     proxy: config.proxy.enabled ? { port: config.proxy.listenPort, ports: [...config.proxy.ports], blockQuic: config.proxy.blockQuic } : null,
+    ...(input.portPaths ? { portPaths: true } : {}),
     allowLan: config.mode === 'host' && config.tunnel.allowLan ? { v4: [...(input.localNets ?? LINK_LOCAL).v4], v6: [...(input.localNets ?? LINK_LOCAL).v6] } : null,
   };
 }
@@ -630,12 +635,14 @@ export function renderRuleset(plan: DataplanePlan, current: { chains: readonly s
     // flow's path: main would send an error about a tunnel flow out of the
     // WAN, with the tunnel's address once NAT has rewritten it.
     L.push(`\tchain out {`, `\t\ttype route hook output priority mangle; policy accept;`);
+    if (plan.portPaths) L.push(...portPathMarkLines([MARK_BREAKOUT, ...plan.gateways.map((g) => g.mark)])); // port-paths.ts
     L.push(`\t\tmeta mark != 0 return`, `\t\toifname "lo" return`, `\t\tct direction reply goto reply_path`);
     L.push(`\t\tct state related ct mark and ${hex(MARK_MASK)} != 0 meta mark set ct mark and ${hex(MARK_MASK)} goto resolve`, `\t}`);
   } else {
     L.push(`\tchain pre {`, `\t\ttype filter hook prerouting priority mangle; policy accept;`);
     L.push(`\t\tct state new jump inbound`, `\t}`);
     L.push(`\tchain out {`, `\t\ttype route hook output priority mangle; policy accept;`);
+    if (plan.portPaths) L.push(...portPathMarkLines([MARK_BREAKOUT, ...plan.gateways.map((g) => g.mark)])); // port-paths.ts
     L.push(`\t\toifname "lo" return`);
     // Sockets splitwan marked itself (SO_MARK: resolver, probes, proxy dials) and WireGuard's own UDP.
     L.push(`\t\tmeta mark != 0 return`);
@@ -793,6 +800,8 @@ export interface IpRuleSpec {
   table?: string;
   action: 'lookup' | 'prohibit';
   suppressPrefixLength?: number;
+  /** `sport A-B` (port-paths.ts). */
+  sport?: string;
 }
 
 export interface RouteSpec {
@@ -806,7 +815,7 @@ export interface RouteSpec {
 }
 
 /** The ip rules, per family, at splitwan's fixed priorities. */
-export function renderIpRules(plan: Pick<DataplanePlan, 'gateways' | 'mode' | 'lan' | 'links'>): IpRuleSpec[] {
+export function renderIpRules(plan: Pick<DataplanePlan, 'gateways' | 'mode' | 'lan' | 'links' | 'portPaths'>): IpRuleSpec[] {
   const out: IpRuleSpec[] = [];
   const addrs = tunnelAddresses(plan);
   for (const family of [4, 6] as const) {
@@ -841,6 +850,7 @@ export function renderIpRules(plan: Pick<DataplanePlan, 'gateways' | 'mode' | 'l
     // Anything carrying one of our marks never falls through to main (a leak).
     out.push({ family, priority: RULE_PRIORITY_LAST, fwmark: 0x1000, fwmask: 0xf000, action: 'prohibit' });
   }
+  if (plan.portPaths) out.push(...portPathRules(out));
   return out;
 }
 
@@ -849,6 +859,7 @@ export function ipRuleSelector(r: IpRuleSpec): string[] {
   const a: string[] = [];
   if (r.src !== undefined) a.push('from', r.src);
   if (r.iif !== undefined) a.push('iif', r.iif);
+  if (r.sport !== undefined) a.push('sport', r.sport);
   if (r.fwmark !== undefined) a.push('fwmark', `0x${r.fwmark.toString(16)}/0x${(r.fwmask ?? 0xffffffff).toString(16)}`);
   if (r.action === 'prohibit') a.push('prohibit');
   else a.push('lookup', r.table!);

@@ -54,8 +54,8 @@ interface KernelState {
   routes: Record<4 | 6, IpRoute[]>;
 }
 
-function ruleKey(r: { priority: number; fwmark?: number; fwmask?: number; src?: string; iif?: string; table?: string; action: string; suppressPrefixLength?: number }): string {
-  return [r.priority, r.fwmark ?? '', r.fwmask ?? '', r.src ?? '', r.iif ?? '', r.action === 'lookup' ? (r.table ?? '') : r.action, r.suppressPrefixLength ?? ''].join('/');
+function ruleKey(r: { priority: number; fwmark?: number; fwmask?: number; src?: string; iif?: string; table?: string; action: string; suppressPrefixLength?: number; sport?: string }): string {
+  return [r.priority, r.fwmark ?? '', r.fwmask ?? '', r.src ?? '', r.iif ?? '', r.action === 'lookup' ? (r.table ?? '') : r.action, r.suppressPrefixLength ?? '', r.sport ?? ''].join('/');
 }
 
 function routeKey(r: { table: number | string; type: string; dev?: string; via?: string; metric?: number }): string {
@@ -243,7 +243,8 @@ export class LinuxRouter implements Router {
       const have = k.rules[family];
       const wantKeys = new Set(want.map(ruleKey));
       const haveKeys = new Set(have.map(ruleKey));
-      for (const r of have) if (!wantKeys.has(ruleKey(r))) out[family].push(`rule del pref ${r.priority}`);
+      // By priority and selector: a port-path rule shares its mark rule's priority (port-paths.ts).
+      for (const r of have) if (!wantKeys.has(ruleKey(r))) out[family].push(`rule del pref ${r.priority}${r.action === 'lookup' || r.action === 'prohibit' ? ` ${ipRuleSelector(r as IpRuleSpec).join(' ')}` : ''}`);
       for (const r of want) if (!haveKeys.has(ruleKey(r))) out[family].push(ruleArgs(r).join(' '));
     }
     return out;

@@ -15,8 +15,13 @@
 //
 // Liveness without commands: set() with unchanged specs runs nothing. A
 // wireguard-go whose link is deleted exits (~20 ms), which the supervisor sees;
-// status() runs `ip -j link show` and `wg show IF dump`, and what it sees (a
-// missing or down link, a roamed endpoint) is repaired by the next set().
+// status() reads each link's flags from sysfs and, for wireguard-go, asks its
+// UAPI socket (`get=1`, uapi.ts): no process spawned, although the handshake
+// probe asks every second (issue 17: `ip` and `wg` spawned each second were a
+// third of the daemon's CPU on a router). A kernel link is still read with
+// `wg show IF dump` (its state is behind generic netlink, which Node cannot
+// open without native code). What status() sees (a missing or down link, a
+// roamed endpoint) is repaired by the next set().
 import { spawn as nodeSpawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
@@ -24,7 +29,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { systemClock, silentLogger, type Clock, type Logger } from '../../lib/logger.js';
 import { CommandError, linuxRunner, type CommandResult, type RunOptions, type Runner } from '../exec-linux.js';
-import { parseIpLinks, parseWgDump, type IpLink } from '../os-parse.js';
+import { readFile } from 'node:fs/promises';
+import { parseIpLinks, parseWgDump, type IpLink, type WgPeerInfo } from '../os-parse.js';
+import { parseUapiGet } from './uapi.js';
 import {
   cloneSpec,
   diffSpec,
@@ -57,6 +64,14 @@ export interface LinuxTunnelOptions {
   spawn?: SpawnFn;
   logger?: Logger;
   clock?: Clock;
+  /**
+   * Where status() reads link flags: sysfs (default: /sys/class/net is this
+   * process's namespace), or `ip -j link show` through the runner (the
+   * default when spawnPrefix is set: tests drive a namespace from outside).
+   */
+  linkState?: 'sysfs' | 'ip';
+  /** How long a UAPI `get` may take before status() says the tunnel unreadable. Default 2000 ms. */
+  uapiTimeoutMs?: number;
   /** auto (default): the kernel link type when `ip link add IF type wireguard` works, else wireguard-go. */
   mode?: 'auto' | 'kernel' | 'userspace';
   /** The wireguard-go binary. */
@@ -163,6 +178,8 @@ export class LinuxTunnels implements TunnelBackend {
   private readonly stableMs: number;
   private readonly startTimeoutMs: number;
   private readonly stopGraceMs: number;
+  private readonly linkState: 'sysfs' | 'ip';
+  private readonly uapiTimeoutMs: number;
 
   private readonly tunnels = new Map<string, Tunnel>();
   private order: string[] = [];
@@ -188,6 +205,8 @@ export class LinuxTunnels implements TunnelBackend {
     this.stableMs = opts.stableMs ?? 10_000;
     this.startTimeoutMs = opts.startTimeoutMs ?? 5000;
     this.stopGraceMs = opts.stopGraceMs ?? 2000;
+    this.linkState = opts.linkState ?? (this.spawnPrefix.length ? 'ip' : 'sysfs');
+    this.uapiTimeoutMs = opts.uapiTimeoutMs ?? 2000;
   }
 
   /** The pids of the wireguard-go processes running now (ours only). */
@@ -255,42 +274,89 @@ export class LinuxTunnels implements TunnelBackend {
     const list = this.order.map((n) => this.tunnels.get(n)).filter((t): t is Tunnel => t !== undefined);
     if (list.length === 0) return [];
     const gens = new Map(list.map((t) => [t, t.generation]));
-    const linksP = this.exec(['ip', '-j', 'link', 'show'], { allowFail: true });
-    const dumps = await Promise.all(list.map((t) => this.exec(['wg', 'show', t.ifname, 'dump'], { allowFail: true })));
-    const linksR = await linksP;
-    let links: IpLink[] = [];
-    if (linksR.code === 0) links = parseIpLinks(linksR.stdout);
-    const byName = new Map(links.map((l) => [l.ifname, l]));
+    const linksP = this.links(list);
+    const peersP = Promise.all(list.map((t) => this.peers(t)));
+    const links = await linksP;
+    const peers = await peersP;
     return list.map((t, i): TunnelStatus => {
-      const link = byName.get(t.ifname);
-      const r = dumps[i]!;
+      const link = links?.get(t.ifname);
+      const got = peers[i]!;
       let latestHandshake: number | null = null;
       let rxBytes = 0;
       let txBytes = 0;
       let endpoint: string | null = null;
-      let dumpOk = false;
-      if (r.code === 0) {
-        try {
-          const d = parseWgDump(r.stdout);
-          const peer = d.peers.find((p) => p.publicKey === t.desired.peer.publicKey) ?? d.peers[0];
-          dumpOk = true;
-          if (peer) {
-            latestHandshake = peer.latestHandshake;
-            rxBytes = peer.rxBytes;
-            txBytes = peer.txBytes;
-            endpoint = peer.endpoint ? formatEndpoint(peer.endpoint) : null;
-          }
-        } catch (e) {
-          this.log.warn({ ifname: t.ifname, err: (e as Error).message }, 'wg show dump unreadable');
+      if (got !== null) {
+        const peer = got.find((p) => p.publicKey === t.desired.peer.publicKey) ?? got[0];
+        if (peer) {
+          latestHandshake = peer.latestHandshake;
+          rxBytes = peer.rxBytes;
+          txBytes = peer.txBytes;
+          endpoint = peer.endpoint ? formatEndpoint(peer.endpoint) : null;
         }
       }
       const procOk = t.kind !== 'userspace' || (t.proc?.running ?? false);
       const up = link !== undefined && link.up && procOk;
-      if (linksR.code === 0 && gens.get(t) === t.generation && t.applied !== null) {
+      if (links !== null && gens.get(t) === t.generation && t.applied !== null) {
         t.observed = { linkPresent: link !== undefined, up: link?.up ?? false };
-        if (dumpOk) t.observed.endpoint = endpoint;
+        if (got !== null) t.observed.endpoint = endpoint;
       }
       return { ifname: t.ifname, up, pid: t.proc?.running ? t.proc.pid : null, latestHandshake, rxBytes, txBytes, endpoint };
+    });
+  }
+
+  /** Each tunnel's link (absent: no such link); null when they could not be read. */
+  private async links(list: readonly Tunnel[]): Promise<Map<string, { up: boolean }> | null> {
+    if (this.linkState === 'ip') {
+      const r = await this.exec(['ip', '-j', 'link', 'show'], { allowFail: true });
+      if (r.code !== 0) return null;
+      return new Map(parseIpLinks(r.stdout).map((l: IpLink) => [l.ifname, { up: l.up }]));
+    }
+    const out = new Map<string, { up: boolean }>();
+    await Promise.all(
+      list.map(async (t) => {
+        // IFF_UP (0x1), as `ip link` shows UP; ENOENT: no such link.
+        const flags = await readFile(`/sys/class/net/${t.ifname}/flags`, 'utf8').catch(() => null);
+        if (flags !== null) out.set(t.ifname, { up: (parseInt(flags, 16) & 0x1) !== 0 });
+      }),
+    );
+    return out;
+  }
+
+  /** The tunnel's peers as WireGuard reports them; null when it could not be read (logged). */
+  private async peers(t: Tunnel): Promise<WgPeerInfo[] | null> {
+    try {
+      if (t.kind === 'userspace') return parseUapiGet(await this.uapiGet(t.ifname));
+      const r = await this.exec(['wg', 'show', t.ifname, 'dump'], { allowFail: true });
+      return r.code === 0 ? parseWgDump(r.stdout).peers : null;
+    } catch (e) {
+      this.log.warn({ ifname: t.ifname, err: (e as Error).message }, 'wireguard state unreadable');
+      return null;
+    }
+  }
+
+  /** `get=1` on wireguard-go's UAPI socket: the answer up to its blank line. It holds the private key: never logged. */
+  private uapiGet(ifname: string): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const sock = connect(this.socketPath(ifname));
+      const chunks: Buffer[] = [];
+      let size = 0;
+      const done = (err: Error | null, text?: string): void => {
+        clearTimeout(timer);
+        sock.destroy();
+        if (err) reject(err);
+        else resolve(text!);
+      };
+      const timer = setTimeout(() => done(new Error(`no answer on ${this.socketPath(ifname)} within ${this.uapiTimeoutMs} ms`)), this.uapiTimeoutMs);
+      sock.on('error', (e: NodeJS.ErrnoException) => done(new Error(`${this.socketPath(ifname)}: ${e.code ?? e.message}`)));
+      sock.on('data', (b: Buffer) => {
+        chunks.push(b);
+        size += b.length;
+        const text = Buffer.concat(chunks, size).toString('utf8');
+        if (text.includes('\n\n')) done(null, text);
+        else if (size > 1 << 20) done(new Error(`${this.socketPath(ifname)}: answer over 1 MiB`));
+      });
+      sock.on('end', () => done(new Error(`${this.socketPath(ifname)}: closed before the end of the answer`)));
+      sock.write('get=1\n\n');
     });
   }
 

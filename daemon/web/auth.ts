@@ -11,6 +11,19 @@ import type { Clock } from '../../lib/logger.js';
 export const IDLE_MS = 8 * 3600_000;
 export const MAX_AGE_MS = 7 * 24 * 3600_000;
 const MAX_SESSIONS = 64;
+/** Why sessions ended, remembered for this many tokens: enough to tell each open page why it has to log in again. */
+const MAX_ENDED = 2 * MAX_SESSIONS;
+
+/** Why a cookie no longer opens a session. `unknown`: never made here, or forgotten (the daemon restarted). */
+export type SessionEnd = 'logout' | 'password' | 'expired' | 'unknown';
+
+/** What a page shows on its login form when its session is gone. */
+export const SESSION_END_TEXT: Readonly<Record<SessionEnd, string>> = {
+  logout: 'your session ended: it was logged out (here or in another window)',
+  password: "your session ended: the dashboard's password was changed",
+  expired: 'your session expired (8 hours unused, or a week old)',
+  unknown: 'your session is no longer valid (the daemon restarted, or it was ended)',
+};
 
 interface Session {
   csrf: string;
@@ -19,6 +32,7 @@ interface Session {
 }
 
 const token = (): string => randomBytes(32).toString('base64url');
+const expired = (s: Session, now: number): boolean => now - s.seen > IDLE_MS || now - s.created > MAX_AGE_MS;
 
 /** Equal strings, compared in constant time (a token's bytes do not leak through timing). */
 export function sameToken(a: string, b: string): boolean {
@@ -29,6 +43,8 @@ export function sameToken(a: string, b: string): boolean {
 
 export class Sessions {
   private readonly byToken = new Map<string, Session>();
+  /** Tokens of ended sessions and why they ended (bounded: the oldest are forgotten first). */
+  private readonly ended = new Map<string, SessionEnd>();
 
   constructor(private readonly clock: Pick<Clock, 'now'>) {}
 
@@ -45,25 +61,35 @@ export class Sessions {
 
   /** The live session of a cookie token (its use keeps it alive), or null. */
   get(t: string | null): { csrf: string } | null {
-    if (t === null) return null;
-    const s = this.byToken.get(t);
-    if (s === undefined) return null;
-    const now = this.clock.now();
-    if (now - s.seen > IDLE_MS || now - s.created > MAX_AGE_MS) {
-      this.byToken.delete(t);
-      return null;
-    }
-    s.seen = now;
+    if (t === null || !this.alive(t)) return null;
+    const s = this.byToken.get(t)!;
+    s.seen = this.clock.now();
     return s;
   }
 
+  /** Whether a token's session is still live, without counting as a use (an open live view is not activity). */
+  alive(t: string | null): boolean {
+    if (t === null) return false;
+    const s = this.byToken.get(t);
+    if (s === undefined) return false;
+    if (!expired(s, this.clock.now())) return true;
+    this.finish(t, 'expired');
+    return false;
+  }
+
+  /** Why a token opens no session (null: it does, or no token was sent). */
+  why(t: string | null): SessionEnd | null {
+    if (t === null || this.alive(t)) return null;
+    return this.ended.get(t) ?? 'unknown';
+  }
+
   end(t: string | null): void {
-    if (t !== null) this.byToken.delete(t);
+    if (t !== null && this.byToken.has(t)) this.finish(t, 'logout');
   }
 
   /** Every session ends (the password changed). */
   clear(): void {
-    this.byToken.clear();
+    for (const t of [...this.byToken.keys()]) this.finish(t, 'password');
   }
 
   get size(): number {
@@ -71,7 +97,14 @@ export class Sessions {
   }
 
   private sweep(now: number): void {
-    for (const [t, s] of this.byToken) if (now - s.seen > IDLE_MS || now - s.created > MAX_AGE_MS) this.byToken.delete(t);
+    for (const [t, s] of this.byToken) if (expired(s, now)) this.finish(t, 'expired');
+  }
+
+  private finish(t: string, why: SessionEnd): void {
+    this.byToken.delete(t);
+    this.ended.delete(t);
+    this.ended.set(t, why);
+    if (this.ended.size > MAX_ENDED) this.ended.delete(this.ended.keys().next().value!);
   }
 }
 

@@ -15,6 +15,11 @@
 //
 // The live query log is server-sent events: new records every half second,
 // filtered here (client, name, path) so a browser gets only what it shows.
+// A stream lives no longer than its session: when that ends (logout,
+// password change, expiry) it gets a `session-ended` event and is closed.
+//
+// A 401 says why in `session` (logout, password, expired, unknown) and its
+// error text, so the page can tell the user why it asks for the password again.
 import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import http from 'node:http';
@@ -27,7 +32,7 @@ import type { Clock, Logger } from '../../lib/logger.js';
 import { isIP } from 'node:net';
 import { logQueryOf, type ControlHandlers } from '../control/server.js';
 import type { LogQuery } from '../control/protocol.js';
-import { LoginLimiter, sameToken, Sessions } from './auth.js';
+import { LoginLimiter, sameToken, SESSION_END_TEXT, Sessions, type SessionEnd } from './auth.js';
 import type { HealthHistory } from './history.js';
 import { verifyPassword } from './password.js';
 import { formatExplain } from '../explain.js';
@@ -108,9 +113,21 @@ class HttpError extends Error {
     readonly status: number,
     message: string,
     readonly headers: Record<string, string> = {},
+    /** More fields of the JSON answer besides `error`. */
+    readonly extra: Record<string, unknown> = {},
   ) {
     super(message);
   }
+}
+
+/** Why a request without a live session is refused: `session` null when no cookie was sent. */
+function sessionGone(why: SessionEnd | null): { error: string; session: SessionEnd | null } {
+  return { error: why === null ? 'log in first' : SESSION_END_TEXT[why], session: why };
+}
+
+function unauthorized(why: SessionEnd | null): HttpError {
+  const { error, session } = sessionGone(why);
+  return new HttpError(401, error, {}, { session });
 }
 
 function readBody(req: http.IncomingMessage): Promise<Record<string, unknown>> {
@@ -234,7 +251,7 @@ export class WebServer {
       }
       await this.api(req, res, url, method);
     } catch (e) {
-      if (e instanceof HttpError) return this.send(res, e.status, { error: e.message }, e.headers);
+      if (e instanceof HttpError) return this.send(res, e.status, { error: e.message, ...e.extra }, e.headers);
       const err = e as Error & { code?: unknown };
       const code = typeof err.code === 'string' && err.code.startsWith('SPLITWAN_') ? err.code : null;
       if (code === null) this.d.logger.warn({ err: e }, 'dashboard request failed');
@@ -253,7 +270,7 @@ export class WebServer {
     if (route === 'POST /api/login') return this.login(req, res, st);
 
     if (method === 'POST') {
-      if (session === null) throw new HttpError(401, 'log in first');
+      if (session === null) throw unauthorized(this.sessions.why(token));
       const sent = req.headers['x-csrf-token'];
       if (typeof sent !== 'string' || !sameToken(sent, session.csrf)) throw new HttpError(403, 'missing or wrong CSRF token');
       const body = await readBody(req);
@@ -280,7 +297,7 @@ export class WebServer {
       }
     }
     if (method !== 'GET') throw new HttpError(405, 'method not allowed');
-    if (session === null && !st.publicRead) throw new HttpError(401, 'log in first');
+    if (session === null && !st.publicRead) throw unauthorized(this.sessions.why(token));
     const h = this.d.handlers;
     switch (url.pathname) {
       case '/api/status':
@@ -292,7 +309,7 @@ export class WebServer {
       case '/api/log':
         return this.send(res, 200, h.queryLog(this.logQuery(url)));
       case '/api/log/stream':
-        return this.stream(req, res, this.logQuery(url));
+        return this.stream(req, res, this.logQuery(url), token);
       case '/api/explain': {
         const q = url.searchParams.get('q');
         if (!q || q.length > 255) throw new HttpError(400, 'explain needs ?q=NAME|IP');
@@ -358,7 +375,7 @@ export class WebServer {
   }
 
   /** Server-sent events: the newest matching records at once, then what arrives, every STREAM_POLL_MS. */
-  private stream(req: http.IncomingMessage, res: http.ServerResponse, q: LogQuery): void {
+  private stream(req: http.IncomingMessage, res: http.ServerResponse, q: LogQuery, token: string | null): void {
     if (this.streams.size >= MAX_STREAMS) throw new HttpError(503, 'too many live views open');
     res.writeHead(200, { ...SECURITY_HEADERS, 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', connection: 'keep-alive' });
     this.streams.add(res);
@@ -370,6 +387,13 @@ export class WebServer {
     let timer: unknown = null;
     const tick = (): void => {
       if (!this.streams.has(res)) return;
+      // The session may have ended since the last tick (a logout elsewhere, a new password, expiry): then
+      // no more records, and the page is told why. EventSource cannot read a 401, so it is said in the stream.
+      if (!this.settings().publicRead && !this.sessions.alive(token)) {
+        res.end(`event: session-ended\ndata: ${JSON.stringify(sessionGone(this.sessions.why(token)))}\n\n`);
+        this.streams.delete(res);
+        return;
+      }
       const r = h.queryLog({ ...q, since: next, limit: 500 });
       next = r.next;
       if (r.entries.length > 0 || r.missed > 0) {

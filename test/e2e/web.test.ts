@@ -11,7 +11,10 @@
 // the live query log with its rule and path, and its link explains it;
 // select and reload's dry run work from the actions page; a change without
 // the CSRF token is refused; web.listen on the router's WAN address is
-// refused when applied. Screenshots go to test/artifacts/web/.
+// refused when applied; when the session ends under the live query log (a
+// new password set with `splitwan web passwd`, a daemon restart) the login
+// form takes its place saying why, and logging in brings the log back.
+// Screenshots go to test/artifacts/web/.
 // Needs root and chromium (CI installs it: .ci/run); otherwise SKIPPED, loudly.
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,11 +23,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import puppeteer, { type Browser, type Page } from 'puppeteer-core';
 import { createLab, labSupported, which, type Lab } from '../../lab/lab.js';
 import { hashPassword } from '../../daemon/web/password.js';
-import { labConfig, startDaemon, teardown, until, type Daemon } from '../helpers/daemon.js';
+import { labConfig, startDaemon, stopDaemon, teardown, until, type Daemon } from '../helpers/daemon.js';
 import type { StatusReport } from '../../daemon/control/protocol.js';
 
 // The callbacks given to page.evaluate & co run in the page; this project's TypeScript has no DOM library, so what they touch is typed here.
 declare const document: { querySelector(selector: string): { textContent: string | null } | null };
+declare const location: { hash: string };
 type PageElement = { innerText: string };
 
 const support = labSupported();
@@ -276,4 +280,43 @@ describe.skipIf(!ready && !process.env.CI)('the dashboard in Chromium, against t
     }
     expect(pageErrors).toEqual([]);
   }, 60_000);
+  it('when the session ends under the live query log (a new password, a daemon restart), the login form says why; logging in brings the log back', async () => {
+    const NEW_PASSWORD = 'a new lab dashboard password';
+    const logPage = `#/log?name=video.lab.test`;
+    const live = (): Promise<unknown> => page.waitForFunction(() => document.querySelector('[data-testid=log-note]')?.textContent?.startsWith('live'), { timeout: 15_000 });
+    const logIn = async (password: string): Promise<void> => {
+      await page.type('form[data-testid=login] input[type=password]', password);
+      await page.click('form[data-testid=login] button[type=submit]');
+      await live();
+      // The same page as before, its filter too.
+      expect(await page.evaluate(() => location.hash)).toBe(logPage);
+      expect(await page.$eval('input[name=name]', (e) => (e as unknown as { value: string }).value)).toBe('video.lab.test');
+    };
+    await page.goto(`${url}${logPage}`, { waitUntil: 'networkidle2' }).catch(() => undefined); // the event stream never idles
+    await live();
+
+    // A new password, set as the README says, on the router: the daemon reloads the file, the open stream's session ends.
+    const passwd = await lab.exec(lab.ns.router, [process.execPath, join(root, 'bin', 'splitwan'), 'web', 'passwd', '--config', cfg], { input: `${NEW_PASSWORD}\n` });
+    expect(passwd.stdout + passwd.stderr).toContain('web.passwordHash set');
+    await page.waitForSelector('[data-testid=login-why]', { timeout: 15_000 });
+    expect(await textOf('[data-testid=login-why]')).toContain("the dashboard's password was changed");
+    expect(await page.evaluate(() => location.hash)).toBe(logPage);
+    await shot('session-ended');
+    await logIn(NEW_PASSWORD);
+    await page.waitForSelector('[data-testid=log-row][data-name="video.lab.test"]', { timeout: 10_000 }); // the earlier query, still in the ring
+
+    // A restart forgets every session: the stream reconnects, is refused, and the page says so instead of retrying for ever.
+    await stopDaemon(daemon!);
+    daemon = null;
+    daemon = await startDaemon(lab.ns.router, cfg);
+    await page.waitForSelector('[data-testid=login-why]', { timeout: 30_000 });
+    expect(await textOf('[data-testid=login-why]')).toContain('no longer valid');
+    await logIn(NEW_PASSWORD);
+    // Live again: a query the lab client makes now shows (the restart emptied the ring).
+    const d = await lab.exec(lab.ns.client, ['dig', '+short', '+tries=2', '+time=3', `@${lab.addr.routerLan.v4}`, 'video.lab.test']);
+    expect(d.stdout.trim()).toBe('10.99.9.20');
+    await page.waitForSelector('[data-testid=log-row][data-name="video.lab.test"]', { timeout: 10_000 });
+    // Refused connections while the daemon was down are what a restart looks like; nothing else went wrong on the page.
+    expect(pageErrors.filter((e) => !/ERR_CONNECTION_REFUSED|ERR_EMPTY_RESPONSE|ERR_CONNECTION_RESET/.test(e))).toEqual([]);
+  }, 120_000);
 });

@@ -65,6 +65,11 @@ export async function startDaemon(ns: string, cfg: string): Promise<Daemon> {
     throw e;
   }
   if (child.exitCode !== null) throw new Error(`daemon exited: ${output.join('\n')}`);
+  // `npm run test:e2e:nonative`: the daemon must really run without native code (source-port paths).
+  if (process.env.SPLITWAN_NATIVE === 'off' && !output.some((l) => l.includes('path sockets: SO_MARK fast path off (SPLITWAN_NATIVE=off)'))) {
+    await stopDaemon(d);
+    throw new Error(`SPLITWAN_NATIVE=off, but the daemon did not say its path sockets are source-port paths:\n${output.join('\n')}`);
+  }
   return d;
 }
 

@@ -18,7 +18,8 @@ import type { LogQuery } from '../../daemon/control/protocol.js';
 import { readLog } from '../../daemon/query-log-view.js';
 import { hashPassword } from '../../daemon/web/password.js';
 import { allowedHost, assetsDir, loadAssets, WebServer, type WebSettings } from '../../daemon/web/server.js';
-import { PER_CLIENT_FAILURES } from '../../daemon/web/auth.js';
+import { IDLE_MS, PER_CLIENT_FAILURES } from '../../daemon/web/auth.js';
+import type { Clock } from '../../lib/logger.js';
 
 const PASSWORD = 'correct horse battery';
 let hash: string;
@@ -54,7 +55,7 @@ afterEach(async () => {
   for (const s of servers.splice(0)) await s.close();
 });
 
-async function start(settings: Partial<WebSettings> = {}, tls: { cert: string; key: string } | null = null) {
+async function start(settings: Partial<WebSettings> = {}, tls: { cert: string; key: string } | null = null, clock: Clock = systemClock) {
   const log = new QueryLog(systemClock, { privacy: 'full', size: 100 });
   const asked: string[] = [];
   const handlers = {
@@ -69,7 +70,7 @@ async function start(settings: Partial<WebSettings> = {}, tls: { cert: string; k
     // A partial fake: the server only passes these through (unknown: the shapes are the handlers', not tested here).
   } as unknown as ControlHandlers;
   const st: WebSettings = { passwordHash: hash, publicRead: false, ...settings };
-  const server = new WebServer({ handlers, history: { list: () => [] }, settings: () => st, assets: await loadAssets(assetsDir()), clock: systemClock, logger: silentLogger, tls });
+  const server = new WebServer({ handlers, history: { list: () => [] }, settings: () => st, assets: await loadAssets(assetsDir()), clock, logger: silentLogger, tls });
   servers.push(server);
   const { port } = await server.listen('127.0.0.1', 0);
   const login = async (password = PASSWORD): Promise<{ cookie: string; csrf: string; res: Res }> => {
@@ -187,6 +188,84 @@ describe('dashboard server', () => {
     expect(events.map((e) => e.entries.map((x) => x.name))).toEqual([['old.video.test'], ['new.video.test']]);
   });
 });
+
+/** The live log's stream as a browser's EventSource reads it: the status, then each event until the server ends it. */
+function openStream(port: number, cookie: string) {
+  const events: { event: string; data: Record<string, unknown> }[] = [];
+  let status = 0;
+  let body = '';
+  const req = http.get({ host: '127.0.0.1', port, path: '/api/log/stream', headers: { host: `127.0.0.1:${port}`, cookie } });
+  const ended = new Promise<void>((resolve, reject) => {
+    req.on('error', reject);
+    req.on('response', (res) => {
+      status = res.statusCode ?? 0;
+      let buf = '';
+      res.on('data', (d: Buffer) => {
+        if (status !== 200) return void (body += d.toString());
+        buf += d.toString();
+        for (let i = buf.indexOf('\n\n'); i >= 0; i = buf.indexOf('\n\n')) {
+          const ev = buf.slice(0, i);
+          buf = buf.slice(i + 2);
+          const data = /^data: (.*)$/m.exec(ev)?.[1];
+          if (data) events.push({ event: /^event: (.*)$/m.exec(ev)?.[1] ?? 'message', data: JSON.parse(data) as Record<string, unknown> });
+        }
+      });
+      res.on('end', () => resolve());
+    });
+  });
+  return { events, ended, req, status: () => status, json: () => JSON.parse(body) as Record<string, unknown> };
+}
+
+describe("the live log's stream when the session is gone", () => {
+  it('answers 401 saying why, for a logged-out, an expired, an unknown session and none', async () => {
+    let skew = 0;
+    const clock: Clock = { ...systemClock, now: () => systemClock.now() + skew };
+    const { port, login } = await start({}, null, clock);
+    const out = await login();
+    expect((await request(port, 'POST', '/api/logout', { headers: { cookie: out.cookie, 'x-csrf-token': out.csrf } })).status).toBe(200);
+    const idle = await login();
+    skew = IDLE_MS + 1000;
+    const cases: [string, string, string | null, RegExp][] = [
+      ['logged out', out.cookie, 'logout', /logged out/],
+      ['expired', idle.cookie, 'expired', /expired/],
+      ['unknown (the daemon restarted)', 'splitwan_session=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA', 'unknown', /no longer valid/],
+      ['no cookie', '', null, /log in first/],
+    ];
+    for (const [what, cookie, session, text] of cases) {
+      const s = openStream(port, cookie);
+      await s.ended;
+      expect(s.status(), what).toBe(401);
+      expect(s.json(), what).toMatchObject({ session, error: expect.stringMatching(text) });
+      expect(s.events, what).toEqual([]);
+      // Every other call says the same.
+      expect((await request(port, 'GET', '/api/status', { headers: cookie ? { cookie } : {} })).json(), what).toMatchObject({ session });
+    }
+  });
+
+  it('an open stream whose session ends (a logout elsewhere, a new password) gets session-ended with the reason, then no records, and is closed', async () => {
+    const { port, log, login, st } = await start();
+    for (const [why, end] of [
+      ['logout', async (a: { cookie: string; csrf: string }) => void (await request(port, 'POST', '/api/logout', { headers: { cookie: a.cookie, 'x-csrf-token': a.csrf } }))],
+      ['password', async () => void (st.passwordHash = await hashPassword(`another password ${Math.random()}`, { N: 1024, r: 8, p: 1 }))],
+    ] as const) {
+      const a = await login(); // (the password changes last)
+      const s = openStream(port, a.cookie);
+      await until(() => s.events.length === 1, why); // the first batch, at once
+      await end(a);
+      log.record(systemClock.now(), '192.168.1.20', `after.${why}.test`, TYPE.A, null, 0, 'gw:gw2', false, ['198.51.100.3'], 0, 4, 'answered');
+      // The server closes it (before the fix it streamed on for good).
+      await Promise.race([s.ended, new Promise((_, reject) => setTimeout(() => reject(new Error(`the stream stayed open after the session ended (${why})`)), 5000))]);
+      expect(s.status()).toBe(200);
+      expect(s.events.map((e) => e.event)).toEqual(['entries', 'session-ended']);
+      expect(s.events[1]!.data).toMatchObject({ session: why });
+      expect(JSON.stringify(s.events)).not.toContain(`after.${why}.test`);
+    }
+  });
+});
+
+async function until(cond: () => boolean, what: string): Promise<void> {
+  for (const end = Date.now() + 5000; !cond(); await new Promise((r) => setTimeout(r, 20))) if (Date.now() > end) throw new Error(`timed out: ${what}`);
+}
 
 describe('dashboard server over TLS (web.tls)', () => {
   it('serves HTTPS with HSTS, and its session cookie is __Host- and Secure', async () => {

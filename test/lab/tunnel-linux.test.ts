@@ -204,6 +204,23 @@ describe.skipIf(!supported && !inCi)('tunnel manager with wireguard-go in the na
     expect(spawned.length).toBe(spawns);
   });
 
+  it('status() reads wireguard-go over its UAPI socket: no `wg` runs, and it agrees with `wg show dump`', async () => {
+    const { t } = need();
+    const before = calls.length;
+    const st = await t.status();
+    // The link flags: `ip` here, because this test drives the namespace from outside; the daemon, inside it, reads sysfs.
+    expect(calls.slice(before).map((c) => c.argv[0])).toEqual(['ip']);
+    for (const s of specs) {
+      const got = byName(st, s.ifname);
+      const dump = (await inRouter(['wg', 'show', s.ifname, 'dump'])).trim().split('\n')[1]!.split('\t');
+      expect(got.up).toBe(true);
+      expect(got.endpoint).toBe(dump[2]);
+      expect(Math.floor(got.latestHandshake! / 1000)).toBe(Number(dump[4]));
+      expect(got.rxBytes).toBeLessThanOrEqual(Number(dump[5]));
+      expect(got.rxBytes).toBeGreaterThan(0);
+    }
+  });
+
   it('a link deleted by hand is recreated by set() (the repair path)', async () => {
     const { t } = need();
     const s = specs[0];

@@ -255,7 +255,7 @@ describe.skipIf(why !== null && !inCi)('packaging in pristine Debian 12 and Ubun
       for (const d of ['nftables', 'iproute2', 'wireguard-tools', 'conntrack', 'libc6']) expect(deps).toContain(d);
       expect(deps).not.toMatch(/nodejs/);
       figures.push(`.deb: ${mb(statSync(DEB).size / 1024)} file, Installed-Size ${mb(Number(control('Installed-Size')))}`);
-    });
+    }, 120_000);
 
     it('holds the tree, its own node (no npm), the unit, and the config as a 0600 conffile', () => {
       const list = spawnSync('dpkg-deb', ['-c', DEB], { encoding: 'utf8', maxBuffer: 64 << 20 }).stdout;
@@ -279,7 +279,7 @@ describe.skipIf(why !== null && !inCi)('packaging in pristine Debian 12 and Ubun
         const r = spawnSync('sh', ['-n', join(REPO, 'packaging/deb', f)]);
         expect(r.status, f).toBe(0);
       }
-    });
+    }, 120_000); // dpkg-deb and chroot runs: tens of seconds on a busy machine (not a figure)
 
     it("starts the daemon with the package's node and the daemon's settings; the unit passes systemd-analyze verify", () => {
       const unit = readFileSync(join(x, 'lib/systemd/system/splitwan.service'), 'utf8');
@@ -301,7 +301,7 @@ describe.skipIf(why !== null && !inCi)('packaging in pristine Debian 12 and Ubun
       const r = spawnSync(analyze, ['verify', '--man=no', rebased], { encoding: 'utf8' });
       expect(r.status, r.stderr).toBe(0);
       expect(r.stderr + r.stdout).not.toMatch(/splitwan\.service/);
-    });
+    }, 120_000);
 
     it('is lintian clean (--pedantic, info and experimental tags too), each override explained in packaging/deb', async () => {
       const r = await lintian;
@@ -363,7 +363,7 @@ function rootTests(d: Distro, root: Roots): void {
       const ok = await inRoot(root.a, ['splitwan', 'check']);
       expect(ok.code, show(ok)).toBe(0);
       expect(ok.stdout).toContain('/etc/splitwan/config.yaml: OK');
-    });
+    }, 120_000);
 
     it('a later run that finds a new enough system Node.js switches to it and drops its own', async () => {
       // A system Node.js >= 20.11 (here: a copy of splitwan's own in /usr/local).
@@ -396,7 +396,7 @@ function rootTests(d: Distro, root: Roots): void {
       expect(existsSync(join(root.a, 'etc/splitwan/config.yaml'))).toBe(true);
       expect(u.stdout).toContain('kept /etc/splitwan');
       figures.push(`${d.title}: install.sh --uninstall: ${s(Date.now() - t0)}`);
-    });
+    }, 120_000);
   });
 
   describe(`apt install ./splitwan_VERSION_ARCH.deb in a pristine ${d.title}`, () => {

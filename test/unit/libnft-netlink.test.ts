@@ -1,8 +1,8 @@
 // The tagger's netlink batches (daemon/dataplane/libnft-linux.ts), byte by
 // byte: what is sent, and how acknowledgements are read. The lab test
 // (test/lab/libnft.test.ts) sends them to a real kernel.
-import { describe, expect, it } from 'vitest';
-import { addressBytes, encodeElementBatch, parseAcks } from '../../daemon/dataplane/libnft-linux.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { addressBytes, encodeElementBatch, NlWriter, parseAcks } from '../../daemon/dataplane/libnft-linux.js';
 import { NftError, renderElementChanges, type ElementChanges } from '../../daemon/dataplane/nft-session-linux.js';
 
 interface Attr {
@@ -11,12 +11,17 @@ interface Attr {
   data: Buffer;
 }
 
+/** The byte order the current describe block encodes and parses (both are tested: the kernel reads the machine's). */
+let LE = true;
+const u16 = (b: Buffer, at: number): number => (LE ? b.readUInt16LE(at) : b.readUInt16BE(at));
+const u32 = (b: Buffer, at: number): number => (LE ? b.readUInt32LE(at) : b.readUInt32BE(at));
+
 function attrs(b: Buffer): Attr[] {
   const out: Attr[] = [];
   let at = 0;
   while (at + 4 <= b.length) {
-    const len = b.readUInt16LE(at);
-    const t = b.readUInt16LE(at + 2);
+    const len = u16(b, at);
+    const t = u16(b, at + 2);
     out.push({ type: t & 0x3fff, nested: (t & 0x8000) !== 0, data: b.subarray(at + 4, at + len) });
     at += (len + 3) & ~3;
   }
@@ -36,11 +41,11 @@ function messages(b: Buffer): Msg[] {
   const out: Msg[] = [];
   let at = 0;
   while (at < b.length) {
-    const len = b.readUInt32LE(at);
+    const len = u32(b, at);
     out.push({
-      type: b.readUInt16LE(at + 4),
-      flags: b.readUInt16LE(at + 6),
-      seq: b.readUInt32LE(at + 8),
+      type: u16(b, at + 4),
+      flags: u16(b, at + 6),
+      seq: u32(b, at + 8),
       family: b.readUInt8(at + 16),
       resId: b.readUInt16BE(at + 18),
       attrs: attrs(b.subarray(at + 20, at + len)),
@@ -77,9 +82,12 @@ describe('addressBytes', () => {
   });
 });
 
-describe('encodeElementBatch', () => {
+describe.each(['little-endian', 'big-endian'])('encodeElementBatch (%s)', (order) => {
+  beforeAll(() => {
+    LE = order === 'little-endian';
+  });
   it('one batch: BEGIN, a DELSETELEM then NEWSETELEMs (one per set), END; element messages ask for an ack', () => {
-    const b = encodeElementBatch(changes, 100);
+    const b = encodeElementBatch(changes, 100, new NlWriter(LE));
     const ms = messages(b.bytes);
     expect(ms.map((m) => m.type.toString(16))).toEqual(['10', 'a0e', 'a0c', 'a0c', '11']);
     expect(ms.map((m) => m.seq)).toEqual([100, 101, 102, 103, 104]);
@@ -93,7 +101,7 @@ describe('encodeElementBatch', () => {
   });
 
   it('each element: its key, and a timeout and an expiry in ms (big-endian)', () => {
-    const ms = messages(encodeElementBatch(changes, 1).bytes);
+    const ms = messages(encodeElementBatch(changes, 1, new NlWriter(LE)).bytes);
     const add4 = ms[2]!;
     expect(add4.attrs[0]).toMatchObject({ type: 1, data: Buffer.from('splitwan\0') });
     expect(add4.attrs[1]).toMatchObject({ type: 2, data: Buffer.from('tag4_b\0') });
@@ -116,7 +124,7 @@ describe('encodeElementBatch', () => {
 
   it('splits a long list into messages of 1024 elements (an attribute\'s length is 16 bits)', () => {
     const many = Array.from({ length: 2500 }, (_, k) => ({ address: `10.0.${k >> 8}.${k & 255}`, timeoutS: 60 }));
-    const b = encodeElementBatch({ table: 'splitwan', deletes: new Map(), adds: new Map([['tag4_a', many]]) }, 1);
+    const b = encodeElementBatch({ table: 'splitwan', deletes: new Map(), adds: new Map([['tag4_a', many]]) }, 1, new NlWriter(LE));
     const ms = messages(b.bytes);
     expect(ms.map((m) => attrs(m.attrs[2]?.data ?? Buffer.alloc(0)).length)).toEqual([0, 1024, 1024, 452, 0]);
     expect(b.acked).toHaveLength(3);
@@ -129,30 +137,37 @@ describe('encodeElementBatch', () => {
   });
 });
 
-describe('parseAcks', () => {
+describe.each(['little-endian', 'big-endian'])('parseAcks (%s)', (order) => {
+  beforeAll(() => {
+    LE = order === 'little-endian';
+  });
   /** An NLMSG_ERROR as the kernel sends it with NETLINK_CAP_ACK (and, with a message, NLM_F_ACK_TLVS). */
   function ack(seq: number, error: number, message?: string): Buffer {
     const tlv = message === undefined ? Buffer.alloc(0) : (() => {
       const s = Buffer.from(`${message}\0`);
       const t = Buffer.alloc((4 + s.length + 3) & ~3);
-      t.writeUInt16LE(4 + s.length, 0);
-      t.writeUInt16LE(1, 2);
+      if (LE) t.writeUInt16LE(4 + s.length, 0);
+      else t.writeUInt16BE(4 + s.length, 0);
+      if (LE) t.writeUInt16LE(1, 2);
+      else t.writeUInt16BE(1, 2);
       s.copy(t, 4);
       return t;
     })();
     const b = Buffer.alloc(36 + tlv.length);
-    b.writeUInt32LE(b.length, 0);
-    b.writeUInt16LE(2, 4);
-    b.writeUInt16LE(message === undefined ? 0x100 : 0x300, 6);
-    b.writeInt32LE(error, 16);
-    b.writeUInt32LE(20, 20);
-    b.writeUInt32LE(seq, 28);
+    const w32 = (v: number, at: number) => (LE ? b.writeInt32LE(v, at) : b.writeInt32BE(v, at));
+    const w16 = (v: number, at: number) => (LE ? b.writeUInt16LE(v, at) : b.writeUInt16BE(v, at));
+    w32(b.length, 0);
+    w16(2, 4);
+    w16(message === undefined ? 0x100 : 0x300, 6);
+    w32(error, 16);
+    w32(20, 20);
+    w32(seq, 28);
     tlv.copy(b, 36);
     return b;
   }
 
   it('reads each acknowledgement: the request\'s sequence number, the error, the kernel\'s message', () => {
-    expect(parseAcks(Buffer.concat([ack(7, 0), ack(8, -2, 'element not found'), ack(9, -22)]))).toEqual([
+    expect(parseAcks(Buffer.concat([ack(7, 0), ack(8, -2, 'element not found'), ack(9, -22)]), LE)).toEqual([
       { seq: 7, error: 0 },
       { seq: 8, error: -2, message: 'element not found' },
       { seq: 9, error: -22 },
@@ -161,7 +176,7 @@ describe('parseAcks', () => {
 
   it('stops at a truncated message', () => {
     const b = Buffer.concat([ack(7, 0), ack(8, 0)]);
-    expect(parseAcks(b.subarray(0, b.length - 4))).toEqual([{ seq: 7, error: 0 }]);
+    expect(parseAcks(b.subarray(0, b.length - 4), LE)).toEqual([{ seq: 7, error: 0 }]);
   });
 });
 

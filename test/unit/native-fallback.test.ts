@@ -86,3 +86,31 @@ describe('each fast path says why it is off, once', () => {
   });
 });
 
+
+describe('SPLITWAN_NATIVE=off', () => {
+  it('every fast path takes its fallback, said as chosen (info); path sockets become source-port paths', async () => {
+    const { pathSocketsFor, originalDstFor } = await import('../../daemon/sockets-linux.js');
+    const { nativeTurnedOff } = await import('../../sys/native-fallback.js');
+    expect(nativeTurnedOff({ SPLITWAN_NATIVE: 'off' })).toBe('SPLITWAN_NATIVE=off');
+    expect(nativeTurnedOff({})).toBeNull();
+    const before = process.env.SPLITWAN_NATIVE;
+    process.env.SPLITWAN_NATIVE = 'off';
+    try {
+      const notes = new FallbackNotes();
+      const log = recorder();
+      const sockets = pathSocketsFor({ logger: log, notes });
+      expect(sockets.byPort).toBe(true);
+      const dst = originalDstFor({ run: () => Promise.reject(new Error('not run here')) }, { logger: log, notes });
+      expect(dst.name).not.toBe('originalDst');
+      expect(defaultUdpTransport(process.env, { logger: log, notes }).name).toBe('dgram');
+      expect(log.lines.map((l) => [l.level, l.msg])).toEqual([
+        ['info', 'path sockets: SO_MARK fast path off (SPLITWAN_NATIVE=off): using source-port paths (ip rule sport)'],
+        ['info', 'proxy original destination: SO_ORIGINAL_DST fast path off (SPLITWAN_NATIVE=off): using conntrack -L per connection'],
+        ['info', 'resolver UDP: recvmmsg fast path off (SPLITWAN_NATIVE=off): using node:dgram'],
+      ]);
+    } finally {
+      if (before === undefined) delete process.env.SPLITWAN_NATIVE;
+      else process.env.SPLITWAN_NATIVE = before;
+    }
+  });
+});

@@ -80,22 +80,28 @@ const CASES: { name: string; bytes: Uint8Array; decode: Decode; wrap?: (b: Uint8
 
 const TIME_LIMIT_MS = 2000;
 
-/** Runs a decode; only success or ListFormatError may come out, within the time limit. */
+/**
+ * Runs a decode; only success or ListFormatError may come out, within the time
+ * limit. The limit is on this process's CPU time, not the wall clock: on a
+ * machine whose two cores are busy with other work a 0.8 s decode took 2.9 s
+ * of wall time, and what the limit is for is a decoder that loops.
+ */
 function survives(decode: Decode, b: Uint8Array): void {
-  const t0 = performance.now();
+  const c0 = process.cpuUsage();
   try {
     decode(b);
   } catch (e) {
     if (!(e instanceof ListFormatError)) throw new Error(`threw ${(e as Error)?.name}: ${(e as Error)?.message}`);
     expect(e.code).toBe('SPLITWAN_LIST_FORMAT');
   }
-  const ms = performance.now() - t0;
-  if (ms > TIME_LIMIT_MS) throw new Error(`took ${ms.toFixed(0)} ms`);
+  const c = process.cpuUsage(c0);
+  const ms = (c.user + c.system) / 1000;
+  if (ms > TIME_LIMIT_MS) throw new Error(`took ${ms.toFixed(0)} ms of CPU`);
 }
 
 const RUNS = Number(process.env.SPLITWAN_FUZZ_RUNS ?? 150);
-/** A whole property (RUNS decodes) may take this long; a single decode only TIME_LIMIT_MS. */
-const PROPERTY_TIMEOUT_MS = Math.max(20_000, RUNS * 100);
+/** A whole property (RUNS decodes) may take this long on a busy machine (not a figure); a single decode only TIME_LIMIT_MS of CPU. */
+const PROPERTY_TIMEOUT_MS = Math.max(120_000, RUNS * 800);
 
 describe.each(CASES)('$name under fuzzing', ({ bytes, decode, wrap }) => {
   const w = wrap ?? ((b: Uint8Array): Uint8Array => b);

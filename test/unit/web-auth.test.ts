@@ -31,6 +31,25 @@ describe('Sessions', () => {
     expect(s.get(c.token)).toBeNull();
   });
 
+  it('says why a token opens no session (logout, password, expired, unknown); alive() does not keep a session alive', () => {
+    clock.t = 0;
+    const s = new Sessions(clock);
+    const out = s.create();
+    s.end(out.token);
+    const idle = s.create();
+    const watched = s.create();
+    clock.t = IDLE_MS / 2;
+    expect(s.alive(watched.token)).toBe(true);
+    const kept = s.create();
+    expect([s.why(out.token), s.why(kept.token), s.why('forged'), s.why(null)]).toEqual(['logout', null, 'unknown', null]);
+    clock.t = IDLE_MS + 1;
+    // alive() at IDLE_MS/2 was no use: the session idled out like the other one.
+    expect([s.alive(watched.token), s.why(watched.token), s.why(idle.token)]).toEqual([false, 'expired', 'expired']);
+    expect(s.get(kept.token)).not.toBeNull();
+    s.clear();
+    expect([s.get(kept.token), s.why(kept.token), s.why(out.token)]).toEqual([null, 'password', 'logout']);
+  });
+
   it('keeps at most 64 sessions: the oldest goes', () => {
     const s = new Sessions(clock);
     const first = s.create();

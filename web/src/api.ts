@@ -24,9 +24,13 @@ export class ApiError extends Error {
 }
 
 let csrf: string | null = null;
-/** Called when a request finds the session gone (401): the app shows the login form. */
-let onLoggedOut: () => void = () => {};
-export const whenLoggedOut = (fn: () => void): void => void (onLoggedOut = fn);
+/** Called when a request finds the session gone (401), with the server's word on why: the app shows the login form. */
+let onLoggedOut: (why: string) => void = () => {};
+export const whenLoggedOut = (fn: (why: string) => void): void => void (onLoggedOut = fn);
+const loggedOut = (why: string): void => {
+  csrf = null;
+  onLoggedOut(why);
+};
 
 async function call<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
   const headers: Record<string, string> = {};
@@ -37,7 +41,7 @@ async function call<T>(method: 'GET' | 'POST', path: string, body?: unknown): Pr
   const res = await fetch(path, { method, headers, credentials: 'same-origin', ...(method === 'POST' ? { body: JSON.stringify(body ?? {}) } : {}) });
   const j = (await res.json().catch(() => ({}))) as { error?: string };
   if (!res.ok) {
-    if (res.status === 401 && path !== '/api/login') onLoggedOut();
+    if (res.status === 401 && path !== '/api/login') loggedOut(j.error ?? 'your session ended');
     throw new ApiError(res.status, j.error ?? `HTTP ${res.status}`);
   }
   return j as T;
@@ -69,13 +73,50 @@ export const select = (gateway: string | null): Promise<SelectReport> => call('P
 export const reload = (dryRun: boolean): Promise<ReloadReport> => call('POST', '/api/reload', { dryRun });
 export const refreshLists = (): Promise<ListsReport> => call('POST', '/api/lists/refresh');
 
-/** The live query log: a server-sent event stream of records matching the filter. */
-export function logStream(filter: { client?: string; name?: string; path?: string }, onEntries: (r: LogReport) => void, onError: () => void): () => void {
+/** How long the live log waits before it opens a stream the server refused for another reason than the session. */
+const REOPEN_MS = 5000;
+
+/**
+ * The live query log: a server-sent event stream of records matching the
+ * filter. The browser reconnects by itself after a network error (a daemon
+ * restart); an HTTP error closes the stream for good, and EventSource does
+ * not say which: the same query asked once as a plain GET does, so a 401
+ * (the session ended: a restart forgets sessions) goes to the login form
+ * like any other call, and anything else is shown and retried later. A
+ * session that ends while the stream is open is told in the stream.
+ */
+export function logStream(filter: { client?: string; name?: string; path?: string }, onEntries: (r: LogReport) => void, onError: (why: string) => void): () => void {
   const p = new URLSearchParams();
   for (const [k, v] of Object.entries(filter)) if (v) p.set(k, v);
   p.set('limit', '200');
-  const es = new EventSource(`/api/log/stream?${p.toString()}`);
-  es.addEventListener('entries', (e) => onEntries(JSON.parse((e as MessageEvent<string>).data) as LogReport));
-  es.onerror = onError;
-  return () => es.close();
+  let es: EventSource | null = null;
+  let timer: ReturnType<typeof setTimeout> | null = null;
+  let closed = false;
+  const open = (): void => {
+    const s = new EventSource(`/api/log/stream?${p.toString()}`);
+    es = s;
+    s.addEventListener('entries', (e) => onEntries(JSON.parse((e as MessageEvent<string>).data) as LogReport));
+    s.addEventListener('session-ended', (e) => {
+      s.close();
+      loggedOut((JSON.parse((e as MessageEvent<string>).data) as { error: string }).error);
+    });
+    s.onerror = () => {
+      if (s.readyState !== EventSource.CLOSED) return onError('disconnected: retrying…');
+      s.close();
+      const q = new URLSearchParams(p);
+      q.set('limit', '0');
+      call<LogReport>('GET', `/api/log?${q.toString()}`).then(
+        () => onError('the live view was refused: trying again in a few seconds'),
+        (x: unknown) => onError(x instanceof ApiError && x.status === 401 ? 'your session ended' : `the live view failed: ${(x as Error).message}; trying again in a few seconds`),
+      ).finally(() => {
+        if (!closed) timer = setTimeout(open, REOPEN_MS);
+      });
+    };
+  };
+  open();
+  return () => {
+    closed = true;
+    if (timer !== null) clearTimeout(timer);
+    es?.close();
+  };
 }

@@ -1,7 +1,10 @@
 // The splitwan dashboard: a preact app (htm templates, uPlot charts) served
 // by the daemon itself. Hash routes: #/overview, #/log, #/explain, #/rules,
 // #/actions. Without a session it shows the login form (one password field),
-// unless the config allows the read-only pages without login.
+// unless the config allows the read-only pages without login. When a
+// session ends under an open page (any call answered 401, or the live log
+// told so), the login form takes its place with the server's reason, and
+// the same page (its hash route, with its query) comes back after login.
 import { render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import 'uplot/dist/uPlot.min.css';
@@ -14,7 +17,7 @@ import { QueryLogPage } from './pages/log.js';
 import { Overview } from './pages/overview.js';
 import { RulesPage } from './pages/rules.js';
 
-function Login(p: { onDone: (s: api.Session) => void; passwordSet: boolean }) {
+function Login(p: { onDone: (s: api.Session) => void; passwordSet: boolean; ended: string | null }) {
   const [err, setErr] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
   const submit = async (e: Event): Promise<void> => {
@@ -32,6 +35,7 @@ function Login(p: { onDone: (s: api.Session) => void; passwordSet: boolean }) {
   };
   return html`<form class="login" method="post" action="/api/login" onSubmit=${submit} data-testid="login">
     <h2>splitwan</h2>
+    ${p.ended && html`<p class="note" data-testid="login-why">${p.ended[0]!.toUpperCase() + p.ended.slice(1)}. Log in again to go back to the page.</p>`}
     ${!p.passwordSet && html`<p class="error">No password is set: run <code>splitwan web passwd</code> on the router.</p>`}
     <label>Password <input type="password" name="password" autocomplete="current-password" autofocus required /></label>
     <button type="submit" disabled=${busy}>Log in</button>
@@ -52,17 +56,34 @@ function App() {
   const [err, setErr] = useState<string | null>(null);
   const [[page, query], setRoute] = useState(route());
   const [loggingIn, setLoggingIn] = useState(false);
+  /** Why the session ended under an open page: said on the login form. */
+  const [ended, setEnded] = useState<string | null>(null);
   useEffect(() => {
     const on = (): void => setRoute(route());
     addEventListener('hashchange', on);
-    api.whenLoggedOut(() => void api.session().then(setS));
+    api.whenLoggedOut((why) => {
+      // The login form at once, even with publicRead (the user was logged in and meant to stay so), and even when the daemon cannot be asked now.
+      setEnded(why);
+      setLoggingIn(true);
+      void api.session().then((x) => {
+        setS(x);
+        // A late 401 (a request sent before the login that just happened): nothing to ask for.
+        if (x.authenticated) {
+          setLoggingIn(false);
+          setEnded(null);
+        }
+      }, () => undefined);
+    });
     void api.session().then(setS, (e: unknown) => setErr((e as Error).message));
     return () => removeEventListener('hashchange', on);
   }, []);
   if (s === null) return html`<p>${err ?? 'loading…'}</p>`;
   if ((!s.authenticated && !s.publicRead) || loggingIn)
-    return html`<${Login} passwordSet=${s.passwordSet} onDone=${(x: api.Session) => {
+    return html`<${Login} passwordSet=${s.passwordSet} ended=${ended} onDone=${(x: api.Session) => {
       setLoggingIn(false);
+      setEnded(null);
+      // Back to where the user was: the hash (a page may have put its filter there since the last hashchange).
+      setRoute(route());
       setS(x);
     }} />`;
   const canChange = s.authenticated;

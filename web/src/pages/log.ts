@@ -1,5 +1,6 @@
 // The live query log: server-sent events with the filter applied by the
-// daemon; each name links to explain.
+// daemon; each name links to explain. The filter is kept in the page's hash
+// (#/log?client=…), so a login in between or a reload brings it back.
 import { useEffect, useState } from 'preact/hooks';
 import * as api from '../api.js';
 import { clock, html } from '../html.js';
@@ -11,6 +12,9 @@ export function QueryLogPage(p: { initial: URLSearchParams }) {
   const [rows, setRows] = useState<api.QueryLogEntry[]>([]);
   const [note, setNote] = useState<string>('connecting…');
   useEffect(() => {
+    const q = new URLSearchParams(Object.entries(filter).filter(([, v]) => v !== ''));
+    // replaceState: no hashchange, so the page is not made anew for its own filter.
+    history.replaceState(null, '', `#/log${q.toString() ? `?${q.toString()}` : ''}`);
     setRows([]);
     const close = api.logStream(
       filter,
@@ -18,7 +22,7 @@ export function QueryLogPage(p: { initial: URLSearchParams }) {
         setNote(r.privacy === 'off' ? 'the query log is off (queryLog.privacy: off)' : `live · ${r.privacy === 'anonymize' ? 'clients anonymized' : 'clients shown'} · ring of ${r.size}`);
         if (r.entries.length) setRows((old) => [...r.entries.slice().reverse(), ...old].slice(0, KEEP));
       },
-      () => setNote('disconnected: retrying…'),
+      setNote,
     );
     return close;
   }, [filter.client, filter.name, filter.path]);
