@@ -161,6 +161,8 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
   let monitor: HealthMonitor | null = null;
   /** WAN links (breakout.links): probed like gateways; its choice is the link breakout takes. */
   let linkMonitor: HealthMonitor | null = null;
+  /** breakout.links: the link breakout takes, switch by switch (status, the dashboard). */
+  const linkFailovers = new FailoverLog(clock, null);
   const healthy = (g: string): boolean => (linkMonitor?.has(g) ? linkMonitor.healthy(g) : (monitor?.healthy(g) ?? true));
 
   // ---- parts that live as long as the process; created in start, undone by the teardown stack
@@ -457,6 +459,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
       cacheEntries: s.cache!.size,
       proxy: proxies.proxy ? { listen: proxies.proxy.addresses().map(formatListen), paths: proxies.proxy.traffic() } : null,
       failovers: s.failovers!.list(),
+      linkFailovers: linkFailovers.list(),
       resolved: hostResolved.status(), // issue 16: the systemd-resolved takeover
     });
 
@@ -585,6 +588,8 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
         track(
           (async () => {
             if (stopping()) return;
+            // The monitor's choice now (a queued switch may have been overtaken), as for gateways.
+            linkFailovers.record(linkMonitor!.active, sw.reason);
             // The flip first (pick_link, table 1200: one nft line, one ip batch), then the whole plan.
             const next = plan(applied());
             await dataplane!.setLinks(next).catch((e: unknown) => healthLog.error({ err: e }, 'moving breakout to another link failed'));
@@ -674,6 +679,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
     watchAddresses(c0);
     // Switches while starting are not history: it starts from the gateway the start ended on.
     s.failovers.baseline(monitor.active);
+    linkFailovers.baseline(linkMonitor.active);
     control = new ControlServer(handlers, (e) => log.warn({ err: e }, 'control socket error'));
     teardown.push('closing the control socket', () => control!.close());
     await control.listen(c0.control.socket);

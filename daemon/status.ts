@@ -59,6 +59,8 @@ export interface StatusInputs {
   cacheEntries: number;
   proxy: StatusReport['proxy'];
   failovers: StatusReport['failovers'];
+  /** breakout.links: switches of the breakout's link. */
+  linkFailovers?: StatusReport['failovers'];
   resolved?: StatusReport['resolved'];
 }
 
@@ -131,11 +133,12 @@ export function statusReport(i: StatusInputs): StatusReport {
           endpoint: null,
           lastError: h?.lastError ?? null,
           changedAt: h?.changedAt ?? i.startedAt,
+          unmanaged: g.kind,
         };
       }),
     ),
     breakout: { interface: i.wan, state: br?.state ?? 'unknown', rttMs: br?.rttMs ?? null, dns: [...i.breakoutDns] },
-    ...(c.breakout.links?.length ? { links: linkReports(c, i) } : {}),
+    ...(c.breakout.links?.length ? { links: linkReports(c, i), linkFailovers: i.linkFailovers ?? [] } : {}),
     tagged: i.tagged,
     dns: {
       listen: [...i.dnsListen],

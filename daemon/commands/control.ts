@@ -76,6 +76,8 @@ function table(rows: string[][]): string[] {
   return rows.map((r) => r.map((x, c) => (c === r.length - 1 ? x : x.padEnd(widths[c]!))).join('  ').trimEnd());
 }
 
+const failoverLine = (f: StatusReport['failovers'][number]): string => `  ${new Date(f.at).toISOString()}  ${f.from ?? 'none'} → ${f.to ?? 'none'}  (${f.reason})`;
+
 export function formatStatus(s: StatusReport, now: number): string {
   const L: string[] = [];
   L.push(`splitwan ${s.version} (pid ${s.pid}), ${s.mode} mode, up ${ago(s.startedAt, now).replace(' ago', '')}`);
@@ -121,7 +123,11 @@ export function formatStatus(s: StatusReport, now: number): string {
   if (s.failovers.length === 0) L.push('failovers: none since start');
   else {
     L.push('recent failovers:');
-    for (const f of s.failovers.slice(0, 5)) L.push(`  ${new Date(f.at).toISOString()}  ${f.from ?? 'none'} → ${f.to ?? 'none'}  (${f.reason})`);
+    for (const f of s.failovers.slice(0, 5)) L.push(failoverLine(f));
+  }
+  if (s.linkFailovers?.length) {
+    L.push('recent link failovers:');
+    for (const f of s.linkFailovers.slice(0, 5)) L.push(failoverLine(f));
   }
   return L.join('\n') + '\n';
 }

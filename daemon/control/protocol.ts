@@ -45,6 +45,8 @@ export interface GatewayReport {
   lastError: string | null;
   /** Unix ms of the last state change. */
   changedAt: number;
+  /** A gateway another program made (an interface or a routing table): no WireGuard figures. Absent: splitwan's own tunnel. */
+  unmanaged?: 'interface' | 'table';
 }
 
 export interface LinkReport {
@@ -90,6 +92,8 @@ export interface StatusReport {
   proxy: { listen: string[]; paths: Record<string, { connections: number; active: number; bytesUp: number; bytesDown: number }> } | null;
   /** Most recent first, at most 20. */
   failovers: FailoverRecord[];
+  /** breakout.links: switches of the link breakout takes (`to` null: none up), most recent first, at most 20. */
+  linkFailovers?: FailoverRecord[];
   /** Host mode beside systemd-resolved: the takeover (absent or null: none made). */
   resolved?: { active: boolean; resolvedRunning: boolean; ifname: string; reapplied: number; lastError: string | null } | null;
 }

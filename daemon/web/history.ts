@@ -11,7 +11,7 @@ const KEEP = 360; // one hour
 export interface HistorySample {
   /** Unix ms. */
   at: number;
-  /** Per path (gateway name, or `breakout`): RTT in ms (null: none measured) and loss 0..1. */
+  /** Per path (gateway name, `breakout`, or `link:NAME` for a WAN link): RTT in ms (null: none measured) and loss 0..1. */
   paths: Record<string, { rttMs: number | null; loss: number; state: string }>;
   /** DNS queries per second since the previous sample; null for the first. */
   qps: number | null;
@@ -19,11 +19,16 @@ export interface HistorySample {
   hitRatio: number | null;
 }
 
+/** A WAN link's key in a sample's paths. */
+export const linkKey = (name: string): string => `link:${name}`;
+
 /** One sample from two status reports (pure). */
 export function sampleOf(now: StatusReport, prev: StatusReport | null, at: number, prevAt: number | null): HistorySample {
   const paths: HistorySample['paths'] = {};
   for (const g of now.gateways) paths[g.name] = { rttMs: g.rttMs, loss: g.loss, state: g.state };
   paths.breakout = { rttMs: now.breakout.rttMs, loss: 0, state: now.breakout.state };
+  // `link:` keeps a link apart from a gateway of the same name (their names are separate namespaces in status).
+  for (const l of now.links ?? []) paths[linkKey(l.name)] = { rttMs: l.rttMs, loss: l.loss, state: l.state };
   let qps: number | null = null;
   let hitRatio: number | null = null;
   if (prev !== null && prevAt !== null && at > prevAt) {

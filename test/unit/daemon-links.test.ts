@@ -12,6 +12,7 @@ import { gatewayMark, linkMark, MARK_MASK, TABLE_BREAKOUT } from '../../daemon/d
 import { configDir, fakeOs, type ConfigDir, type FakeOs } from '../helpers/fake-deps.js';
 import { until } from '../helpers/daemon.js';
 import { formatStatus } from '../../daemon/commands/control.js';
+import { sampleOf } from '../../daemon/web/history.js';
 
 let cd: ConfigDir;
 let os: FakeOs;
@@ -85,16 +86,26 @@ describe('createDaemon with breakout.links', () => {
     ]);
     expect(formatStatus(st2, Date.now())).toMatch(/breakout: by lte/);
     expect(formatStatus(st2, Date.now())).toMatch(/\* +lte +wan1/);
-    expect(st.gateways.map((g) => [g.name, g.ifname])).toEqual([
-      ['gw1', 'swg-gw1'],
-      ['awg', 'awg0'],
+    expect(st.gateways.map((g) => [g.name, g.ifname, g.unmanaged])).toEqual([
+      ['gw1', 'swg-gw1', undefined],
+      ['awg', 'awg0', 'interface'],
     ]);
+    // The move is a link failover, apart from the gateways' (the dashboard and status show both).
+    expect(st2.linkFailovers).toEqual([{ at: expect.any(Number), from: 'fiber', to: 'lte', reason: 'fiber is down' }]);
+    expect(st2.failovers.filter((f) => f.to === 'lte' || f.from === 'fiber')).toEqual([]);
+    expect(formatStatus(st2, Date.now())).toMatch(/recent link failovers:\n.*fiber → lte {2}\(fiber is down\)/);
+    // The dashboard's charts sample each link beside the gateways.
+    expect(sampleOf(st2, null, 1, null).paths).toMatchObject({ 'link:fiber': { state: 'down', loss: expect.any(Number) }, 'link:lte': { state: 'up' }, gw1: { state: expect.any(String) } });
     os.dark.delete(linkMark(0));
     const back = Date.now();
     await until(() => d.plan?.activeLink === 'fiber', 5000);
     // Not before it has been up for the hold (300 ms) after recoverAfter good rounds.
     expect(Date.now() - back).toBeGreaterThanOrEqual(300);
     expect(table1200()).toEqual(['wan0 10.99.2.1']);
+    expect((await d.handlers.status()).linkFailovers!.map((f) => [f.from, f.to])).toEqual([
+      ['lte', 'fiber'],
+      ['fiber', 'lte'],
+    ]);
   });
 
   it('gateways that failed with the link are rechecked at once when breakout moves', async () => {
