@@ -16,11 +16,12 @@
 // form takes its place saying why, and logging in brings the log back.
 // Screenshots go to test/artifacts/web/.
 // Needs root and chromium (CI installs it: .ci/run); otherwise SKIPPED, loudly.
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import puppeteer, { type Browser, type Page } from 'puppeteer-core';
+import type { Browser, Page } from 'puppeteer-core';
+import { launchChromium } from '../helpers/chromium.js';
 import { createLab, labSupported, which, type Lab } from '../../lab/lab.js';
 import { hashPassword } from '../../daemon/web/password.js';
 import { labConfig, startDaemon, stopDaemon, teardown, until, type Daemon } from '../helpers/daemon.js';
@@ -60,6 +61,8 @@ describe.skipIf(!ready && !process.env.CI)('the dashboard in Chromium, against t
   let daemon: Daemon | null = null;
   let browser: Browser | null = null;
   let page: Page;
+  let pageErrors: string[] = [];
+  let closeBrowser = async (): Promise<void> => {};
   let url: string;
   let hash: string;
 
@@ -89,43 +92,20 @@ describe.skipIf(!ready && !process.env.CI)('the dashboard in Chromium, against t
     daemon = await startDaemon(lab.ns.router, cfg);
     await until(async () => (await status()).gateways.every((g) => g.state === 'up'), 20_000, 'both gateways up');
     url = `http://${lab.addr.routerLan.v4}:${PORT}/`;
-    // Chromium runs in the client's namespace: `ip netns exec` execs it in
-    // place (same pid), and puppeteer talks to it over fds 3/4 (pipe: true),
-    // which cross the namespace boundary where a debugging port would not.
-    const launcher = join(dir, 'chromium-in-client');
-    writeFileSync(launcher, `#!/bin/sh\nexec ip netns exec ${lab.ns.client} ${chromium} "$@"\n`);
-    chmodSync(launcher, 0o755);
-    browser = await puppeteer.launch({
-      executablePath: launcher,
-      pipe: true,
-      headless: true,
-      userDataDir: join(dir, 'profile'),
-      // --no-sandbox: Chromium's sandbox refuses to run as root (CI is root).
-      // The rest: no lookups of Google's services from the lab client (they would fill the query log with SERVFAILs).
-      args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run', '--window-size=1280,900', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-domain-reliability', '--disable-features=AutofillServerCommunication,OptimizationHints,MediaRouter,Translate,NetworkTimeServiceQuerying', '--dns-prefetch-disable',
-        // Whatever Chromium still looks up for itself (Google's services) fails inside the browser: the lab's query log holds the test's own questions.
-        `--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE ${lab.addr.routerLan.v4}`],
-      defaultViewport: { width: 1280, height: 900 },
-      timeout: 60_000,
-    });
-    page = await browser.newPage();
-    // A CSP violation or a script error on any page fails the test that caused it.
-    page.on('pageerror', (e) => pageErrors.push(String(e)));
-    page.on('console', (m) => {
-      if (m.type() === 'error' && !/status of 40[13]/.test(m.text())) pageErrors.push(m.text());
-    });
+    const b = await launchChromium({ chromium: chromium!, ns: lab.ns.client, dir, dashboard: lab.addr.routerLan.v4 });
+    browser = b.browser;
+    page = b.page;
+    pageErrors = b.errors;
+    closeBrowser = b.close;
   }, 120_000);
 
-  const pageErrors: string[] = [];
   afterAll(() => {
     if (pageErrors.length) console.log(`page errors:\n${pageErrors.join('\n')}`);
   });
 
   afterAll(async () => {
     try {
-      const p = browser?.process();
-      await browser?.close().catch(() => undefined);
-      if (p && p.exitCode === null) p.kill('SIGKILL');
+      await closeBrowser();
     } finally {
       await teardown({ daemon, lab, dir });
     }
