@@ -118,7 +118,7 @@ describe.skipIf(!ready && !process.env.CI)('the dashboard with two WAN links, in
     await page.waitForFunction(() => document.querySelector('[data-testid=path-link-lte] td.state-up') !== null && document.querySelector('[data-testid=active-link]')?.textContent === 'Breakout link: fiber', { timeout: 10_000 });
     const rows = await page.$$eval('[data-testid=paths] tbody tr', (trs) => trs.map((t) => (t as unknown as PageElement).innerText));
     expect(rows).toHaveLength(5);
-    expect(rows[0]).toMatch(/^breakout \(by link:fiber\)/);
+    expect(rows[0]).toMatch(/^breakout \(by link:fiber\)\s+up\b/);
     expect(rows[1]).toMatch(/^★ link:fiber \(wan0, prio 1, weight 2\)\s+up\b/);
     expect(rows[2]).toMatch(/^link:lte \(wan1, prio 2, metered\)\s+up\b/);
     expect(rows[3]).toMatch(new RegExp(`gw:${GW} \\(swg-[^,]+, prio 1\\)`));
@@ -145,6 +145,7 @@ describe.skipIf(!ready && !process.env.CI)('the dashboard with two WAN links, in
       await page.waitForFunction(() => document.querySelector('[data-testid=link-failovers]')?.textContent?.includes('fiber → lte (fiber is down)'), { timeout: 10_000 });
       expect(await textOf('[data-testid=path-link-fiber]')).toMatch(/\bdown\b/);
       expect(await textOf('[data-testid=path-link-lte]')).toMatch(/^★ link:lte/);
+      expect(await textOf('[data-testid=path-breakout]')).toMatch(/^breakout \(by link:lte\)\s+up\b/);
       // The gateways' failovers are their own list: a link's switch is not among them.
       expect(await textOf('[data-testid=failovers]')).not.toContain('fiber');
       // What the page shows is what the daemon says.

@@ -62,6 +62,10 @@ export function Overview() {
   const rtt = ['breakout', ...lossy].map((n) => ({ label: n, values: h.map((x) => x.paths[n]?.rttMs ?? null) }));
   const loss = lossy.map((n) => ({ label: n, values: h.map((x) => (x.paths[n] ? x.paths[n]!.loss * 100 : null)) }));
   const carrier = links.find((l) => l.active);
+  // With links, breakout is the link it takes now: that link's figures (breakout's own health is not measured apart).
+  const br = carrier
+    ? { via: `by link:${carrier.name}`, state: carrier.state, rttMs: carrier.rttMs, loss: pct(carrier.loss) }
+    : { via: s.breakout.interface ?? 'no route', state: s.breakout.state, rttMs: s.breakout.rttMs, loss: '-' };
   const qps = [{ label: 'queries/s', values: h.map((x) => x.qps) }];
   const lastQps = h.length ? h[h.length - 1]!.qps : null;
   return html`
@@ -73,7 +77,7 @@ export function Overview() {
       <table data-testid="paths">
         <thead><tr><th>path</th><th>state</th><th>RTT</th><th>loss</th><th>handshake</th><th>endpoint</th></tr></thead>
         <tbody>
-          <tr data-testid="path-breakout"><td>breakout (${carrier ? `by link:${carrier.name}` : (s.breakout.interface ?? 'no route')})</td><td class=${`state-${s.breakout.state}`}>${s.breakout.state}</td><td>${ms(s.breakout.rttMs)}</td><td>-</td><td>-</td><td>${s.breakout.dns.join(' ')}</td></tr>
+          <tr data-testid="path-breakout"><td>breakout (${br.via})</td><td class=${`state-${br.state}`}>${br.state}</td><td>${ms(br.rttMs)}</td><td>${br.loss}</td><td>-</td><td>${s.breakout.dns.join(' ')}</td></tr>
           ${links.map((l) => html`<${LinkRow} l=${l} />`)}
           ${s.gateways.map(
             (g) => html`<tr data-testid=${`path-gw-${g.name}`} class=${g.active ? 'active' : ''}>
