@@ -589,7 +589,8 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
           (async () => {
             if (stopping()) return;
             // The monitor's choice now (a queued switch may have been overtaken), as for gateways.
-            linkFailovers.record(linkMonitor!.active, sw.reason);
+            // (Its reason for none says the kill switch holds: that is the gateways' case, not breakout's.)
+            linkFailovers.record(linkMonitor!.active, linkMonitor!.active === null ? 'no WAN link is up' : sw.reason);
             // The flip first (pick_link, table 1200: one nft line, one ip batch), then the whole plan.
             const next = plan(applied());
             await dataplane!.setLinks(next).catch((e: unknown) => healthLog.error({ err: e }, 'moving breakout to another link failed'));
