@@ -59,7 +59,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLab, type GatewayIndex, type Lab } from '../lab/lab.js';
 import { buildBaseline, type Baseline } from './baseline.js';
-import { Proc, procs, sleep } from './proc.js';
+import { Proc, procs, sleep, until } from './proc.js';
 import { percentile, rng } from './rng.js';
 import { describeLeaks, installWanLeakCounter, leakDelta, quiesce, readWanLeaks, type LeakCounts } from './wan-leak.js';
 
@@ -92,16 +92,6 @@ const WG_SOCKET_DIR = '/var/run/wireguard';
 
 const now = (): number => performance.timeOrigin + performance.now();
 const inNs = (n: string, argv: readonly string[]): string[] => ['ip', 'netns', 'exec', n, ...argv];
-
-async function until<V>(what: string, f: () => V | null | undefined | false | Promise<V | null | undefined | false>, ms: number, stepMs = 20): Promise<V> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v !== null && v !== undefined && v !== false) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(stepMs);
-  }
-}
 
 // ---------------------------------------------------------------------------
 // The client loop's requests

@@ -50,7 +50,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLab, type Lab } from '../lab/lab.js';
 import { DAEMON_ENV, DAEMON_NODE_FLAGS } from '../daemon/runtime-settings.js';
-import { Proc, procs, rssMb, sleep } from './proc.js';
+import { Proc, procs, rssMb, sleep, until } from './proc.js';
 import { percentile } from './rng.js';
 
 const LOAD_S = Number(process.env.BHL_SECONDS ?? 600);
@@ -76,16 +76,6 @@ const BIN = join(import.meta.dirname, '..', '..', 'bin', 'splitwan');
 const say = (s: string): void => void process.stdout.write(s + '\n');
 const inNs = (n: string, argv: readonly string[]): string[] => ['ip', 'netns', 'exec', n, ...argv];
 const round1 = (x: number): number => Math.round(x * 10) / 10;
-
-async function until<V>(what: string, f: () => V | null | undefined | false, ms: number): Promise<V> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = f();
-    if (v !== null && v !== undefined && v !== false) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 // ---------------------------------------------------------------------------
 // A daemon and what its log says

@@ -28,7 +28,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLab, type Lab } from '../lab/lab.js';
-import { Proc, procs, sleep } from './proc.js';
+import { Proc, procs, sleep, until } from './proc.js';
 import { percentile, rng } from './rng.js';
 
 const TRIALS = Number(process.env.BLINKS_TRIALS ?? 20);
@@ -38,16 +38,6 @@ const REQ_INTERVAL_MS = 100;
 const REQ_TIMEOUT_MS = 300;
 const MWAN3 = { periodMs: 5000, timeoutS: 1, down: 3, up: 3 };
 const inNs = (n: string, argv: readonly string[]): string[] => ['ip', 'netns', 'exec', n, ...argv];
-
-async function until<V>(what: string, f: () => V | null | undefined | false | Promise<V | null | undefined | false>, ms: number, stepMs = 20): Promise<V> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v !== null && v !== undefined && v !== false) return v;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(stepMs);
-  }
-}
 
 function summary(xs: readonly number[]): { p50: number; p95: number; max: number } {
   const s = [...xs].sort((a, b) => a - b);

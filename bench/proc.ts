@@ -42,6 +42,17 @@ export function cpuMs(pid: number): number {
 
 export const sleep = (ms: number): Promise<void> => new Promise<void>((r) => setTimeout(r, ms));
 
+/** Polls f every stepMs until it gives a value (not null, undefined or false); throws after ms naming what it waited for. */
+export async function until<V>(what: string, f: () => V | null | undefined | false | Promise<V | null | undefined | false>, ms: number, stepMs = 20): Promise<V> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (v !== null && v !== undefined && v !== false) return v;
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await sleep(stepMs);
+  }
+}
+
 /** Every Proc not yet stopped. */
 export const procs = new Set<Proc>();
 
