@@ -32,6 +32,7 @@ import type {
   Upstream,
   WireGuardInterface,
 } from './types.js';
+import type { PortalConfig } from './types.js';
 import { hasUpperCaseLiteral } from './safe-regexp.js';
 import { parseUpstream } from './upstream.js';
 import { isWireGuardKey, keyProblem, parseWgQuick } from './wgquick.js';
@@ -39,6 +40,8 @@ import { fileTrustProblems, type FileOwnership } from './file-trust.js';
 import { keyPathString, YamlSource, type KeySeg } from './yaml-source.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/splitwan/config.yaml';
+/** Captive portals: the well-known endpoint that answers 204 when nothing is in the way (Android's). */
+export const DEFAULT_PORTAL_PROBE = 'http://connectivitycheck.gstatic.com/generate_204';
 /** Where LAN clients' names are usually found (queryLog.clientNames): hosts, dnsmasq, OpenWrt odhcpd/dnsmasq, ISC dhcpd. */
 export const DEFAULT_CLIENT_NAME_FILES = ['/etc/hosts', '/var/lib/misc/dnsmasq.leases', '/tmp/dhcp.leases', '/var/lib/dhcp/dhcpd.leases'];
 
@@ -341,6 +344,7 @@ class Builder {
     const socket = (this.get(['control', 'socket']) as string | undefined) ?? '/run/splitwan/control.sock';
     if (!isAbsolute(socket)) this.err(ConfigCodes.VALUE, ['control', 'socket'], 'the control socket must be an absolute path');
 
+    const portal = this.portal(); // issue 16: captive portals
     const proxyRaw = (this.get(['proxy']) ?? {}) as Raw;
     const proxy: Config['proxy'] = {
       enabled: (proxyRaw.enabled as boolean | undefined) ?? false,
@@ -366,6 +370,7 @@ class Builder {
       dns,
       proxy,
       control: { socket },
+      portal,
       metrics,
       queryLog,
       web,
@@ -475,6 +480,27 @@ class Builder {
       size: (r.size as number | undefined) ?? 10_000,
       file: file === undefined ? null : { path: this.rel(file), maxBytes: (r.fileMaxSize as number | undefined) ?? 10 << 20, keep: (r.fileKeep as number | undefined) ?? 3 },
       clientNames: names,
+    };
+  }
+
+  /** portal: (issue 16, daemon/portal/): the probe URL must be plain HTTP (a portal answers it; TLS would only fail). */
+  private portal(): PortalConfig {
+    const r = (this.get(['portal']) ?? {}) as Raw;
+    const probeUrl = (r.probeUrl as string | undefined) ?? DEFAULT_PORTAL_PROBE;
+    let url: URL | null = null;
+    try {
+      url = new URL(probeUrl);
+    } catch {
+      /* said below */
+    }
+    if (url === null || url.protocol !== 'http:' || url.username !== '' || url.password !== '') {
+      this.err(ConfigCodes.VALUE, ['portal', 'probeUrl'], `"${probeUrl}": use a plain http:// URL that answers 204 (e.g. ${DEFAULT_PORTAL_PROBE}): a portal intercepts plain HTTP, TLS would only fail`);
+    }
+    return {
+      enabled: (r.enabled as boolean | undefined) ?? true,
+      probeUrl,
+      openForMs: this.duration(['portal', 'openFor'], '5m', '5s', '1h'),
+      intervalMs: this.duration(['portal', 'interval'], '30s', '1s', '1h'),
     };
   }
 

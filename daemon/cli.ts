@@ -145,6 +145,16 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
     positionals: { min: 1, max: 1, names: 'NAME|auto' },
     run: async ({ values, positionals }, io) => (await import('./commands/control.js')).selectCommand({ socket: await socketOf(values), gateway: positionals[0]! }, io),
   },
+  portal: {
+    synopsis: '[--config PATH] [--socket PATH] [--close] [--json]',
+    summary: 'open a captive portal for a while (root): only what its login needs goes bare',
+    options: { ...CONTROL, close: { type: 'boolean', help: 'close the window now' }, ...JSON_OUT },
+    positionals: { min: 0, max: 0, names: '' },
+    run: async ({ values }, io) => {
+      if (needsRoot('portal', io)) return Exit.NEEDS_ROOT;
+      return (await import('./commands/control.js')).portalCommand({ socket: await socketOf(values), close: values.close === true, json: values.json === true }, io);
+    },
+  },
   lists: {
     synopsis: 'refresh [--config PATH] [--socket PATH] [--json]',
     summary: 'download the URL lists now',

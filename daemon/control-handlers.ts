@@ -10,7 +10,7 @@ import { normalizeDomain } from '../config/domain.js';
 import { formatIp, parseIp } from '../lib/ip.js';
 import type { Logger } from '../lib/logger.js';
 import { diffConfigs } from './control/config-diff.js';
-import type { ExplainReport, RulesReport, StatusReport } from './control/protocol.js';
+import type { ExplainReport, PortalReport, RulesReport, StatusReport } from './control/protocol.js';
 import type { QueryLog } from '../dns/query-log.js';
 import { readLog, type ClientNamer } from './query-log-view.js';
 import type { ControlHandlers } from './control/server.js';
@@ -35,6 +35,8 @@ export interface ControlContext {
   queryLog: QueryLog;
   clientName: ClientNamer | null;
   rules(): RulesReport;
+  /** Captive portals (issue 16): `splitwan portal` opens a window, --close ends it. */
+  portal?: { open(): Promise<PortalReport>; close(why: string): Promise<boolean>; status(): PortalReport };
   logger: Logger;
 }
 
@@ -102,10 +104,20 @@ export function controlHandlers(x: ControlContext): ControlHandlers {
     },
     queryLog: (q) => readLog(x.queryLog, x.clientName, q),
     rules: () => x.rules(),
+    ...(x.portal ? { portal: portalHandler(x.portal) } : {}),
     flushDns: () => {
       const flushed = x.flushCache();
       x.logger.info({ flushed }, 'DNS cache flushed (control)');
       return { flushed };
     },
+  };
+}
+
+/** `POST /v1/portal`: open a window ({}), or close it ({close: true}); the report says what it did. */
+function portalHandler(p: NonNullable<ControlContext['portal']>): (close: boolean) => Promise<PortalReport> {
+  return async (close) => {
+    if (!close) return p.open();
+    const closed = await p.close('closed by splitwan portal --close');
+    return { ...p.status(), message: closed ? 'closed' : 'no window was open' };
   };
 }

@@ -53,6 +53,9 @@ import { rulesReport } from './rules-report.js'; // issue 20: the dashboard's ru
 import { WebListener } from './web/web-listener.js'; // issue 20: the dashboard
 import { breakoutLookup, tunnelSpec } from './tunnel/gateway-spec.js';
 import { EndpointRefresher } from './tunnel/endpoint-refresh.js';
+import { CaptivePortal, DEFAULT_PORTAL } from './portal/portal.js'; // issue 16: captive portals
+import { breakoutAddresses } from './portal/lookup.js';
+import { probePortal } from './portal/probe.js';
 import type { TunnelSpec, TunnelStatus } from './tunnel/types.js';
 
 export type DaemonPhase = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
@@ -134,6 +137,7 @@ interface DaemonState {
 
 const TUNNEL_REPAIR_MS = 3000;
 const CACHE_SWEEP_MS = 60_000;
+const PORTAL_PROBE_TIMEOUT_MS = 5000;
 
 export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemon {
   const { clock } = deps;
@@ -206,6 +210,19 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
     wanIfname: () => s.wan,
     onBreakoutChange: () => track(followBreakoutDns()).catch((e: unknown) => dnsLog.error({ err: e }, 'following the network\'s resolvers failed')),
   });
+  // Captive portals (issue 16, daemon/portal/): probes through the breakout, and the window `splitwan portal` opens.
+  const portalLookup = breakoutAddresses(() => forwarder!, () => dns.breakoutDns);
+  const portal = new CaptivePortal({
+    clock,
+    logger: log.child({ module: 'portal' }),
+    config: () => (s.store ? (config().portal ?? DEFAULT_PORTAL) : DEFAULT_PORTAL),
+    probe: (url) => probePortal(url, { lookup: portalLookup, dial: (a, p, t) => dialer.tcp('breakout', a, p, t), timeoutMs: PORTAL_PROBE_TIMEOUT_MS, now: () => clock.now() }),
+    lookupAll: portalLookup,
+    breakoutDns: () => dns.breakoutDns,
+    nft: { exec: (line) => nft!.exec(line) },
+    tunnelUp: () => (monitor?.active ?? null) !== null,
+    onChange: () => s.resolver?.forgetFastHits(),
+  });
   const proxyLog = log.child({ module: 'proxy' });
   const proxies = new ProxyListener(
     (c) => new TransparentProxy({ policy: () => s.policy!, pick: (via) => pickTarget(via, healthy), dialer, originalDst: deps.originalDst, logger: proxyLog }, proxyOptions(c)),
@@ -226,6 +243,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
       // One limiter for every resolver a reload makes: a client's limits do not start over.
       limiter,
       queryLog: qlog.log, // issue 20
+      detour: portal, // issue 16: a captive portal's names, from the breakout while its window is open
       options: {
         tagTtlMs: c.dns.tagTtlMs,
         blockAnswer: c.dns.blockAnswer,
@@ -431,6 +449,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
     const activeBefore = monitor!.active;
     const slotsBefore = new Map(s.slots);
     await applyAll(next);
+    portal.reconfigure(); // issue 16: the probe URL or interval may have changed
     watchAddresses(n);
     await followGatewayChanges(p, n, activeBefore, slotsBefore);
   };
@@ -461,6 +480,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
       failovers: s.failovers!.list(),
       linkFailovers: linkFailovers.list(),
       resolved: hostResolved.status(), // issue 16: the systemd-resolved takeover
+      portal: portal.status(), // issue 16: captive portals
     });
 
   const handlers = controlHandlers({
@@ -481,6 +501,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
     queryLog: qlog.log,
     clientName: qlog.clientName,
     rules: () => rulesReport(applied(), dnsStats, qlog.refreshes),
+    portal, // issue 16: `splitwan portal`
     logger: log,
   });
 
@@ -506,6 +527,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
     tunnels = deps.tunnels();
     teardown.push('stopping the tunnels', () => tunnels!.close());
     tagger = new NftTagger(nft, clock, { logger: log.child({ module: 'dataplane' }) });
+    teardown.push('stopping the captive portal probes', () => portal.stop()); // issue 16
     // Repairs follow nft/ip monitor events (another program flushing the ruleset), not only a timer.
     damage = deps.damageWatch();
     dataplane = new Dataplane({ router, clock, logger: log.child({ module: 'dataplane' }), watch: damage, onTagsLost: () => tagger!.reset() });
@@ -553,6 +575,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
             // The monitor's choice now: a queued switch may have been overtaken by another.
             const to = monitor!.active;
             s.failovers!.record(to, sw.reason);
+            portal.tunnelChanged(); // issue 16: no gateway up is a portal's usual symptom
             try {
               await dataplane!.setActive(to);
               if (s.plan) s.plan = { ...s.plan, active: to };
@@ -643,6 +666,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
       proxyRefused: () => proxies.proxy?.stats.refusedBy ?? null,
       tagSetFull: () => tagger!.refusedFull,
       ruleHits: () => ruleHits(dnsStats, applied().config),
+      portal: () => ({ state: portal.status().state, ...portal.counts }), // issue 16
     });
     metricsListener = new MetricsListener(metrics, log);
     teardown.push('closing the metrics endpoint', () => metricsListener!.close());
@@ -662,7 +686,10 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
         replan('following the default route');
         // Another network (link or router): breakout answers of the old one (a portal's, a CDN's for there) are not served.
         const now = `${st.ifname} ${st.gateway}`;
-        if (now !== network) s.resolver?.flushPath('breakout');
+        if (now !== network) {
+          s.resolver?.flushPath('breakout');
+          portal.networkChanged(); // issue 16: the new network may have a portal; an open window was the old one's
+        }
         network = now;
         hostResolved.ensure(); // the new network's resolvers at once
         // Roaming: the tunnels send from the new network's address at once (wireguard-go would wait for its 15 s timeout).
@@ -699,6 +726,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
     });
     if (sleepWatch) teardown.push('stopping the sleep watch', () => sleepWatch.stop());
     endpoints.start();
+    portal.start(); // issue 16: the first captive portal probe
     void lists.start().catch((e: unknown) => log.warn({ err: e }, 'list refresh failed'));
     // Tunnels repair what status() sees broken (a deleted link, a roamed endpoint).
     const tick = clock.setTimeout(function repair() {

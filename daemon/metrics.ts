@@ -38,6 +38,8 @@ export interface MetricsSource {
   ruleHits(): { rule: number; label: string; count: number }[];
   /** Answers refused because a tag set was full (NftTagger.refusedFull). */
   tagSetFull?(): number;
+  /** Captive portals (issue 16): the state now, windows opened and probes by result since start. */
+  portal?(): { state: string; opens: number; probes: Record<string, number> };
 }
 
 export const GATEWAY_STATES = ['unknown', 'up', 'degraded', 'down'] as const;
@@ -168,6 +170,39 @@ export class Metrics {
         for (const g of src.gateways()) this.set({ gateway: g.name }, g.loss);
       },
     });
+    if (src.portal) {
+      const portal = src.portal;
+      new Gauge({
+        name: 'splitwan_portal_state',
+        help: 'Captive portal: 1 for the state now (open: a window lets it through; suspected: the probe saw one; none; unknown; off).',
+        labelNames: ['state'],
+        registers: [r],
+        collect: function () {
+          this.reset();
+          const now = portal().state;
+          for (const st of ['open', 'suspected', 'none', 'unknown', 'off']) this.set({ state: st }, st === now ? 1 : 0);
+        },
+      });
+      new Counter({
+        name: 'splitwan_portal_opens_total',
+        help: 'Captive portal windows opened (splitwan portal).',
+        registers: [r],
+        collect: function () {
+          this.reset();
+          this.inc(portal().opens);
+        },
+      });
+      new Counter({
+        name: 'splitwan_portal_probes_total',
+        help: 'Captive portal probes, by result (online: 204; portal; failed: no answer).',
+        labelNames: ['result'],
+        registers: [r],
+        collect: function () {
+          this.reset();
+          for (const [result, n] of Object.entries(portal().probes)) this.inc({ result }, n);
+        },
+      });
+    }
     this.failovers = new Counter({ name: 'splitwan_failovers_total', help: 'Switches of the tunnel path between gateways ("none": no healthy gateway).', labelNames: ['from', 'to'], registers: [r] });
     new Gauge({
       name: 'splitwan_tagged_addresses',

@@ -62,6 +62,8 @@ export interface StatusInputs {
   /** breakout.links: switches of the breakout's link. */
   linkFailovers?: StatusReport['failovers'];
   resolved?: StatusReport['resolved'];
+  /** Captive portals (issue 16). */
+  portal?: StatusReport['portal'];
 }
 
 function linkReports(c: LoadedConfig['config'], i: StatusInputs): LinkReport[] {
@@ -153,5 +155,6 @@ export function statusReport(i: StatusInputs): StatusReport {
     proxy: i.proxy,
     failovers: i.failovers,
     resolved: i.resolved ?? null,
+    ...(i.portal ? { portal: i.portal } : {}),
   };
 }

@@ -70,6 +70,17 @@ export interface PathState {
   ipv6(path: PathName): boolean;
 }
 
+/**
+ * Names answered from another path than their rule's, for a while (issue 16:
+ * a captive portal's names, from the breakout while its window is open).
+ */
+export interface NameDetour {
+  /** The path that answers `name` now, or null: its rule's. */
+  pathOf(name: string): PathName | null;
+  /** Lets an answer's addresses through before the answer goes out; null: nothing to wait for. */
+  admit(name: string, addresses: readonly string[]): Promise<void> | null;
+}
+
 /** The forwarder, as the resolver uses it (a Forwarder fits). */
 export interface Upstreams {
   forward(query: Buffer, q: Question, upstreams: readonly Upstream[], path: PathName): Promise<Buffer>;
@@ -104,6 +115,8 @@ export interface ResolverDeps {
   limiter?: ClientLimiter | null;
   /** Where every decision is recorded (query-log.ts); none: nothing is. */
   queryLog?: QueryLog | null;
+  /** Names answered from another path for a while (captive portals); none: every name by its rule. */
+  detour?: NameDetour | null;
 }
 
 export interface Client {
@@ -404,6 +417,9 @@ export class Resolver {
       return this.synth(msg, q, RCODE.NXDOMAIN, client);
     }
 
+    const detour = this.d.detour?.pathOf(name) ?? null;
+    if (detour !== null) return this.detoured(msg, q, client, detour);
+
     const policy = this.d.policy();
     let rule: number;
     if (q.qtype === TYPE.PTR && (name.endsWith('.arpa'))) {
@@ -496,6 +512,37 @@ export class Resolver {
     this.note(client, q, policy, rule, path, false, outcome.addresses, outcome.wire[3]! & 0xf, outcome.upstreamMs, outcome.stale ? 'stale' : 'answered');
     const out = patchResponseAt(outcome.wire, outcome.offsets, q.id, questionBytes(msg, q), 0, q.flags, q.edns !== null && q.edns.do);
     return this.shape(out, q, client);
+  }
+
+  /**
+   * A detoured name (NameDetour): forwarded on `path` whatever its rule says,
+   * its addresses let through (admit) before the answer goes out. Never from
+   * the cache, never remembered by the fast path: a window is short and its
+   * names few.
+   */
+  private async detoured(msg: Buffer, q: ParsedQuery, client: Client, path: PathName): Promise<Buffer | null> {
+    this.stats.misses++;
+    this.pathStats(path).misses++;
+    const outcome = await this.fetch(msg, q, path, -1, `detour|${q.cacheKey}`).catch(() => null);
+    let ok = outcome !== null;
+    if (outcome !== null) {
+      const admitting = this.d.detour!.admit(q.qname, outcome.addresses);
+      if (admitting !== null) {
+        ok = await admitting.then(
+          () => true,
+          (e: unknown) => {
+            this.throttled.error('detour admit failed', { err: e, name: q.qname }, 'letting a detoured name through failed: answering SERVFAIL');
+            return false;
+          },
+        );
+      }
+    }
+    if (outcome === null || !ok) {
+      this.note(client, q, null, NO_RULE, path, false, null, RCODE.SERVFAIL, -1, 'servfail');
+      return this.servfail(msg, q);
+    }
+    this.note(client, q, null, NO_RULE, path, false, outcome.addresses, outcome.wire[3]! & 0xf, outcome.upstreamMs, 'answered');
+    return this.shape(patchResponseAt(outcome.wire, outcome.offsets, q.id, questionBytes(msg, q), 0, q.flags, q.edns !== null && q.edns.do), q, client);
   }
 
   /** One upstream exchange for every waiter: forward, tag, cache. Null: SERVFAIL. */

@@ -5,7 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
 import { DEFAULT_CONFIG_PATH } from '../../config/load.js';
 import { ControlAccessError, controlRequest, ControlRequestError, NotRunningError } from '../control/client.js';
-import { ROUTES, type ExplainReport, type ListsReport, type LogReport, type ReloadReport, type SelectReport, type StatusReport } from '../control/protocol.js';
+import { ROUTES, type ExplainReport, type ListsReport, type LogReport, type PortalReport, type ReloadReport, type SelectReport, type StatusReport } from '../control/protocol.js';
 import type { QueryLogEntry } from '../../dns/query-log.js';
 import { Exit, type Io } from '../cli-io.js';
 import { formatExplain } from '../explain.js';
@@ -115,6 +115,7 @@ export function formatStatus(s: StatusReport, now: number): string {
   const d = s.dns;
   if (s.resolved) L.push(`systemd-resolved: ${s.resolved.active ? `every query sent to splitwan (link ${s.resolved.ifname})` : s.resolved.resolvedRunning ? `NOT taken over: ${s.resolved.lastError ?? 'retrying'}` : 'not running (taken over again when it is back)'}${s.resolved.reapplied ? `, applied again ${s.resolved.reapplied}x` : ''}`);
   L.push(`dns: ${d.listen.join(' ')}; ${d.queries} queries, hit ratio ${d.hitRatio === null ? '-' : `${Math.round(d.hitRatio * 100)}%`}, ${d.cacheEntries} cached, ${d.servfail} servfail, ${d.blocked} blocked`);
+  if (s.portal) L.push(`captive portal: ${portalLine(s.portal, now)}`); // issue 16
   if (s.proxy) {
     const paths = Object.entries(s.proxy.paths);
     L.push(`proxy: ${s.proxy.listen.join(' ')}; ${paths.length ? paths.map(([p, t]) => `${p} ${t.connections} conns (${t.active} open) ↑${bytes(t.bytesUp)} ↓${bytes(t.bytesDown)}`).join('; ') : 'no connections yet'}`);
@@ -130,6 +131,48 @@ export function formatStatus(s: StatusReport, now: number): string {
     for (const f of s.linkFailovers.slice(0, 5)) L.push(failoverLine(f));
   }
   return L.join('\n') + '\n';
+}
+
+const utcTime = (ms: number): string => `${new Date(ms).toISOString().slice(11, 19)} UTC`;
+const inTime = (ms: number, now: number): string => {
+  const sec = Math.max(0, Math.round((ms - now) / 1000));
+  return sec < 120 ? `${sec}s` : `${Math.floor(sec / 60)}m${String(sec % 60).padStart(2, '0')}s`;
+};
+
+/** The status line of a captive portal (issue 16). */
+export function portalLine(p: PortalReport, now: number): string {
+  if (p.state === 'open' && p.window) return `OPEN until ${utcTime(p.window.until)} (in ${inTime(p.window.until, now)}): ${p.window.hosts.map((h) => h.name).join(', ')} and the breakout's resolvers go bare${p.url ? `; login at ${p.url}` : ''}`;
+  if (p.state === 'suspected') return `suspected: ${p.probeUrl} led to ${p.url ?? '?'}; "sudo splitwan portal" opens it for a while`;
+  if (p.state === 'none') return 'none (the probe gets its 204)';
+  if (p.state === 'off') return 'not probed (portal.enabled: false)';
+  return `unknown${p.lastProbe?.error ? ` (the probe got no answer: ${p.lastProbe.error})` : ' (no probe answer yet)'}`;
+}
+
+/** What `splitwan portal` opened (or closed, or why nothing). */
+export function formatPortal(p: PortalReport, now: number): string {
+  const L: string[] = [];
+  if (p.state !== 'open' || !p.window) {
+    L.push(p.message ? `splitwan portal: ${p.message}` : 'splitwan portal: no window open');
+    L.push(`captive portal: ${portalLine(p, now)}`);
+    return L.join('\n') + '\n';
+  }
+  const w = p.window;
+  L.push(`captive portal window open until ${utcTime(w.until)} (in ${inTime(w.until, now)}); only this goes bare via the breakout, everything else keeps its path (the kill switch holds):`);
+  const rows = w.hosts.map((h) => [`  ${h.name}`, h.addresses.join(' ') || '(no address)', `TCP ${w.ports.join(', ')}`]);
+  if (w.dns.length) rows.push(['  DNS', w.dns.join(' '), "the breakout's resolvers (the portal's names are answered from them)"]);
+  L.push(...table(rows));
+  if (p.url) L.push(`log in at: ${p.url}`);
+  L.push(`it closes by itself at ${utcTime(w.until)}, as soon as you are logged in (the probe gets its 204), or with: sudo splitwan portal --close`);
+  return L.join('\n') + '\n';
+}
+
+export async function portalCommand(o: { socket: string; close: boolean; json: boolean }, io: Io, now = (): number => Date.now()): Promise<number> {
+  return withDaemon(io, 'portal', async () => {
+    // Opening probes first (up to a few seconds through a portal).
+    const r = await controlRequest<PortalReport>(o.socket, ROUTES.portal, { close: o.close }, { timeoutMs: 60_000 });
+    io.out(o.json ? JSON.stringify(r) + '\n' : formatPortal(r, now()));
+    return Exit.OK;
+  });
 }
 
 export function formatReload(r: ReloadReport): string {

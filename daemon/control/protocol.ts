@@ -22,6 +22,8 @@ export const ROUTES = {
   log: { method: 'GET', path: '/v1/log' },
   // Rules with their hits, lists with their size, source and last refresh (the dashboard).
   rules: { method: 'GET', path: '/v1/rules' },
+  // Captive portals (issue 16): open one for a while ({close: true}: close it now). Root only, as every route.
+  portal: { method: 'POST', path: '/v1/portal' },
 } as const satisfies Record<string, ControlRoute>;
 
 /** "GET /v1/status": how the server matches a request. */
@@ -96,6 +98,23 @@ export interface StatusReport {
   linkFailovers?: FailoverRecord[];
   /** Host mode beside systemd-resolved: the takeover (absent or null: none made). */
   resolved?: { active: boolean; resolvedRunning: boolean; ifname: string; reapplied: number; lastError: string | null } | null;
+  /** Captive portals (issue 16); absent: a daemon without them. */
+  portal?: PortalReport;
+}
+
+/** A captive portal as splitwan sees it (status, `splitwan portal`). */
+export interface PortalReport {
+  /** open: a window lets the portal through now; suspected: the probe saw one; none: the probe got its 204; unknown: no answer yet; off: not probed (portal.enabled false). */
+  state: 'open' | 'suspected' | 'none' | 'unknown' | 'off';
+  /** The portal's page as the probe followed it; null: none seen. */
+  url: string | null;
+  probeUrl: string;
+  /** Unix ms and outcome of the latest probe; null: none yet. */
+  lastProbe: { at: number; result: 'online' | 'portal' | 'failed'; error?: string } | null;
+  /** The open window: what goes through bare via the breakout, until when (unix ms). */
+  window: { openedAt: number; until: number; hosts: { name: string; addresses: string[] }[]; ports: number[]; dns: string[] } | null;
+  /** What a `splitwan portal` request did, in words. */
+  message?: string;
 }
 
 export interface ReloadReport {

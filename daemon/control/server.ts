@@ -9,7 +9,7 @@ import { chmod, mkdir, rm, stat } from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
 import { dirname } from 'node:path';
-import { ROUTES, routeKey, type ExplainReport, type ListsReport, type LogQuery, type LogReport, type ReloadReport, type RulesReport, type SelectReport, type StatusReport } from './protocol.js';
+import { ROUTES, routeKey, type ExplainReport, type ListsReport, type LogQuery, type LogReport, type PortalReport, type ReloadReport, type RulesReport, type SelectReport, type StatusReport } from './protocol.js';
 
 export interface ControlHandlers {
   status(): Promise<StatusReport> | StatusReport;
@@ -21,6 +21,8 @@ export interface ControlHandlers {
   flushDns(): { flushed: number };
   queryLog(q: LogQuery): LogReport;
   rules(): RulesReport;
+  /** Captive portals (issue 16): open a window, or close it; absent: 404. */
+  portal?(close: boolean): Promise<PortalReport>;
 }
 
 /** A LogQuery from a request's search parameters (shared with the dashboard); throws a 400 for bad numbers. */
@@ -184,6 +186,11 @@ export class ControlServer {
           return send(200, this.handlers.queryLog(logQueryOf(url.searchParams)));
         case routeKey(ROUTES.rules):
           return send(200, this.handlers.rules());
+        case routeKey(ROUTES.portal): {
+          if (!this.handlers.portal) throw new ControlError(404, 'SPLITWAN_CONTROL_REQUEST', 'this daemon has no captive portal support');
+          if (body.close !== undefined && typeof body.close !== 'boolean') throw new ControlError(400, 'SPLITWAN_CONTROL_REQUEST', 'close must be true or false');
+          return send(200, await this.handlers.portal(body.close === true));
+        }
         default:
           throw new ControlError(404, 'SPLITWAN_CONTROL_REQUEST', `no such request: ${route}`);
       }

@@ -24,6 +24,7 @@ import { formatIp, parseCidr, parseIp, type ParsedCidr } from '../../lib/ip.js';
 import type { Config, LinkConfig, RuleConfig, Target } from '../../config/types.js';
 import { TAG_SET_SIZE } from './tag-bounds.js';
 import { portPathMarkLines, portPathRules } from './port-paths.js';
+import { PORTAL_SETS, portalMatchLines, portalSetLines } from './portal-rules.js'; // issue 16: captive portals
 import { LINK_LOCAL } from '../local-nets.js';
 import { matchIdentity, planRuleMatch, rerouteLines, ruleConditionLines, type RuleMatch, type RuleMatchContext } from './rule-match.js';
 import { ruleListNames } from '../../config/lists/geodata.js';
@@ -460,7 +461,7 @@ export function renderActiveFlip(plan: Pick<DataplanePlan, 'active' | 'gateways'
 
 /** The chains and sets a plan's ruleset defines. */
 export function rulesetObjects(plan: DataplanePlan): { chains: string[]; sets: string[] } {
-  const sets = ['active'];
+  const sets = ['active', PORTAL_SETS.v4, PORTAL_SETS.v6];
   for (const r of plan.rules) if (r.tagged) sets.push(tagSetNames(r).v4, tagSetNames(r).v6);
   if (plan.encryptedDns) sets.push('doh4', 'doh6');
   // Both modes hook prerouting (inbound flows get their path) and output (replies and the kernel's own packets).
@@ -502,6 +503,7 @@ export function renderRuleset(plan: DataplanePlan, current: { chains: readonly s
     L.push(`\tset ${n.v6} { type ipv6_addr; flags timeout; size ${TAG_SET_SIZE}; }`);
   }
   L.push(`\tmap active { type mark : mark; }`);
+  L.push(...portalSetLines()); // issue 16: what `splitwan portal` opens (portal-rules.ts)
   if (plan.encryptedDns) {
     const els = (xs: string[]): string => (xs.length ? ` elements = ${setOf(xs)};` : '');
     L.push(`\tset doh4 { type ipv4_addr; flags interval; auto-merge;${els(plan.encryptedDns.v4)} }`);
@@ -628,7 +630,7 @@ export function renderRuleset(plan: DataplanePlan, current: { chains: readonly s
     L.push(`\t\tiifname != ${quoteList(plan.lan)} ct state new jump inbound`);
     L.push(`\t\tiifname != ${quoteList(plan.lan)} return`);
     L.push(...rerouteJump, ...fastBeforeFib, NOT_ROUTED);
-    L.push(...encrypted, ...fastAfterEncrypted, ...mark, `\t}`);
+    L.push(...portalMatchLines(), ...encrypted, ...fastAfterEncrypted, ...mark, `\t}`);
     // The router's own packets are not steered (they take main), except what
     // belongs to a LAN flow: replies (the proxy's, the resolver's) and the
     // ICMP errors the router sends about a forwarded flow, which must take the
@@ -660,7 +662,7 @@ export function renderRuleset(plan: DataplanePlan, current: { chains: readonly s
       if (!plan.localDns.v6) L.push(`\t\tmeta nfproto ipv6 meta l4proto { tcp, udp } th dport 53 jump reject_flow`);
       L.push(`\t\tmeta l4proto { tcp, udp } th dport 53 return`);
     }
-    L.push(...encrypted, ...fastAfterEncrypted, ...mark, `\t}`);
+    L.push(...portalMatchLines(), ...encrypted, ...fastAfterEncrypted, ...mark, `\t}`);
   }
 
   const tunnels = plan.gateways.map((g) => g.ifname).filter((i) => i !== '');
