@@ -92,8 +92,9 @@ export async function fetchOnce(url: string, io: ProbeIo): Promise<ProbeResponse
   const socket = await io.dial(address, port, io.timeoutMs);
   return new Promise<ProbeResponse>((resolve, reject) => {
     const timer = setTimeout(() => req.destroy(new Error(`no answer from ${u.host} within ${io.timeoutMs} ms`)), io.timeoutMs);
+    // No `agent`: with one (even `agent: false`) Node dials a socket of its own, unmarked, and ignores ours.
     const req = http.request(
-      { method: 'GET', host: address, port, path: `${u.pathname}${u.search}`, headers: { host: u.host, 'user-agent': 'splitwan-portal-probe', connection: 'close' }, createConnection: () => socket, agent: false },
+      { method: 'GET', host: address, port, path: `${u.pathname}${u.search}`, headers: { host: u.host, 'user-agent': 'splitwan-portal-probe', connection: 'close' }, createConnection: () => socket },
       (res) => {
         const chunks: Buffer[] = [];
         let size = 0;
