@@ -15,7 +15,7 @@ import { compilePolicy, type Policy } from '../../config/policy.js';
 import type { PathName, RuleConfig, Target, Upstream } from '../../config/types.js';
 import { DnsCache, type DnsCacheOptions } from '../../dns/cache.js';
 import type { Question } from '../../dns/forwarder.js';
-import { Resolver, reverseAddress, type Client, type PathState, type ResolverOptions, type RouteTagger, type Upstreams } from '../../dns/resolver.js';
+import { Resolver, reverseAddress, type Client, type NameDetour, type PathState, type ResolverOptions, type RouteTagger, type Upstreams } from '../../dns/resolver.js';
 import { FakeTagger, upstream } from '../helpers/dns.js';
 import { QueryLog } from '../../dns/query-log.js';
 
@@ -279,6 +279,7 @@ interface SetupOpts {
   cache?: Partial<DnsCacheOptions>;
   tagger?: RouteTagger | null;
   queryLog?: QueryLog;
+  detour?: NameDetour;
 }
 
 function setup(o: SetupOpts = {}) {
@@ -299,6 +300,7 @@ function setup(o: SetupOpts = {}) {
     clock,
     logger: silentLogger,
     ...(o.queryLog ? { queryLog: o.queryLog } : {}),
+    ...(o.detour ? { detour: o.detour } : {}),
     options: {
       tagTtlMs: 600_000,
       blockAnswer: 'null',
@@ -1358,5 +1360,48 @@ describe('Resolver: the query log', () => {
     await ask(resolver, query('breakout.test'));
     expect(log.count).toBe(0);
     expect(log.latest(10)).toEqual([]);
+  });
+});
+
+describe('detour (issue 16: a captive portal window)', () => {
+  /** The portal's names, from the breakout; admit() waits for the test as the kernel would. */
+  class PortalDetour implements NameDetour {
+    names = new Set(['portal.hotel']);
+    admitted: { name: string; addresses: readonly string[] }[] = [];
+    private gate: (() => void)[] = [];
+    pathOf(name: string): PathName | null {
+      return this.names.has(name) ? 'breakout' : null;
+    }
+    admit(name: string, addresses: readonly string[]): Promise<void> {
+      this.admitted.push({ name, addresses });
+      return new Promise((r) => this.gate.push(r));
+    }
+    open(): void {
+      for (const r of this.gate.splice(0)) r();
+    }
+  }
+
+  it("answers a portal name from the breakout's resolvers though its rule says tunnel (down: no resolver), once its addresses are let through", async () => {
+    const detour = new PortalDetour();
+    const { resolver, up, paths, tagger } = setup({ detour });
+    paths.down.add('tunnel');
+    up.respond = (q, qq) => reply(q, { answers: [{ type: 'A', name: qq.qname, ttl: 60, data: '192.0.2.80' }] });
+    let answered = false;
+    const pending = ask(resolver, query('portal.hotel')).then((b) => ((answered = true), b));
+    await new Promise((r) => setTimeout(r, 10));
+    expect(answered).toBe(false); // not before the window holds its addresses
+    expect(detour.admitted).toEqual([{ name: 'portal.hotel', addresses: ['192.0.2.80'] }]);
+    detour.open();
+    const out = await pending;
+    expect(dataOf(out)).toEqual(['192.0.2.80']);
+    expect(up.asked.map((a) => [a.name, a.path, a.upstreams])).toEqual([['portal.hotel', 'breakout', ['192.0.2.53', '192.0.2.54:5353']]]);
+    // Nothing tagged into a rule's set: the window is the portal's only way out.
+    expect(tagger.calls).toBe(0);
+    // Any other name keeps its path: a tunnel name with the tunnel down gets no answer.
+    expect(rcodeOf(await ask(resolver, query('web.example')))).toBe(RC.SERVFAIL);
+    expect(up.asked).toHaveLength(1);
+    // Once closed, the portal's name is a tunnel name again (no cached breakout answer served).
+    detour.names.clear();
+    expect(rcodeOf(await ask(resolver, query('portal.hotel')))).toBe(RC.SERVFAIL);
   });
 });
