@@ -2,6 +2,9 @@
 // opens, the nft lines) and the controller (daemon/portal/portal.ts) under a
 // manual clock, with a model of the kernel's portal sets (elements expire by
 // their own timeouts) and a probe whose answer the test sets.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { PortalConfig } from '../../config/types.js';
 import { PORTAL_SETS, portalMatchLines, renderPortalAdd, renderPortalFlush } from '../../daemon/dataplane/portal-rules.js';
@@ -9,6 +12,10 @@ import { renderRuleset, rulesetObjects } from '../../daemon/dataplane/plan.js';
 import { classifyResponse, metaRefresh, type ProbeResult } from '../../daemon/portal/probe.js';
 import { CaptivePortal, OPEN_PROBE_MS, SETTLE_MS } from '../../daemon/portal/portal.js';
 import { planPortalWindow, resolverElements } from '../../daemon/portal/window.js';
+import { formatPortal, portalLine } from '../../daemon/commands/control.js';
+import { controlRequest } from '../../daemon/control/client.js';
+import { ROUTES, type PortalReport, type StatusReport } from '../../daemon/control/protocol.js';
+import { ControlServer, type ControlHandlers } from '../../daemon/control/server.js';
 import { ManualClock } from '../helpers/clock.js';
 import { upstream } from '../helpers/dns.js';
 import { recordingLogger } from '../helpers/fake-deps.js';
@@ -121,6 +128,9 @@ class PortalSetsModel {
   }
 }
 
+/** What the probe answers next (its time is the clock's). */
+type Answer = { kind: 'portal'; url: string; hosts: string[]; status: number } | { kind: 'online' } | { kind: 'failed'; error: string };
+
 function harness(over: Partial<PortalConfig> = {}) {
   const clock = new ManualClock();
   const logger = recordingLogger();
@@ -132,7 +142,7 @@ function harness(over: Partial<PortalConfig> = {}) {
     logger,
     nft,
     tunnelUp: false,
-    answer: { kind: 'portal', url: 'http://portal.hotel/login', hosts: ['probe.test', 'portal.hotel'], status: 302 } as Omit<ProbeResult, 'at'> | { kind: 'online' } | { kind: 'failed'; error: string },
+    answer: { kind: 'portal', url: 'http://portal.hotel/login', hosts: ['probe.test', 'portal.hotel'], status: 302 } as Answer,
     probes: 0,
     changes: 0,
   };
@@ -278,5 +288,52 @@ describe('CaptivePortal', () => {
     expect(h.portal.status().state).toBe('off');
     expect((await h.portal.open()).state).toBe('open');
     h.portal.stop();
+  });
+});
+
+describe('what the user reads (splitwan portal, status) and the control route', () => {
+  const NOW = Date.UTC(2026, 0, 1, 12, 0, 0);
+  const open: PortalReport = {
+    state: 'open',
+    url: 'http://portal.hotel/login',
+    probeUrl: 'http://probe.test/generate_204',
+    lastProbe: { at: NOW, result: 'portal' },
+    window: { openedAt: NOW, until: NOW + 300_000, hosts: [{ name: 'portal.hotel', addresses: ['192.0.2.80'] }], ports: [80, 443], dns: ['192.0.2.53'] },
+    message: 'opened for 300 s',
+  };
+  it('an open window: until when, each host with its addresses and ports, the resolvers, where to log in, how it closes', () => {
+    const text = formatPortal(open, NOW);
+    expect(text).toContain('captive portal window open until 12:05:00 UTC (in 5m00s)');
+    expect(text).toMatch(/portal\.hotel\s+192\.0\.2\.80\s+TCP 80, 443/);
+    expect(text).toMatch(/DNS\s+192\.0\.2\.53/);
+    expect(text).toContain('log in at: http://portal.hotel/login');
+    expect(text).toContain('sudo splitwan portal --close');
+    expect(portalLine(open, NOW)).toBe("OPEN until 12:05:00 UTC (in 5m00s): portal.hotel and the breakout's resolvers go bare; login at http://portal.hotel/login");
+  });
+  it('no window: why, and the state', () => {
+    const none: PortalReport = { ...open, state: 'none', url: null, window: null, message: 'no captive portal on this network: … nothing opened' };
+    expect(formatPortal(none, NOW)).toBe('splitwan portal: no captive portal on this network: … nothing opened\ncaptive portal: none (the probe gets its 204)\n');
+    expect(portalLine({ ...none, state: 'suspected', url: 'http://portal.hotel/login' }, NOW)).toBe('suspected: http://probe.test/generate_204 led to http://portal.hotel/login; "sudo splitwan portal" opens it for a while');
+    expect(portalLine({ ...none, state: 'unknown', lastProbe: { at: NOW, result: 'failed', error: 'connect ETIMEDOUT' } }, NOW)).toBe('unknown (the probe got no answer: connect ETIMEDOUT)');
+  });
+  it('POST /v1/portal: open ({}), close ({close: true}), a bad body refused, absent on a daemon without it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'splitwan-portal-ctl-'));
+    const calls: boolean[] = [];
+    const base = { status: () => ({}) as StatusReport } as unknown as ControlHandlers;
+    const server = new ControlServer({ ...base, portal: (close) => (calls.push(close), Promise.resolve(open)) });
+    const bare = new ControlServer(base);
+    try {
+      await server.listen(join(dir, 'a.sock'));
+      await bare.listen(join(dir, 'b.sock'));
+      expect(await controlRequest<PortalReport>(join(dir, 'a.sock'), ROUTES.portal, {})).toEqual(open);
+      await controlRequest(join(dir, 'a.sock'), ROUTES.portal, { close: true });
+      expect(calls).toEqual([false, true]);
+      await expect(controlRequest(join(dir, 'a.sock'), ROUTES.portal, { close: 'yes' })).rejects.toMatchObject({ status: 400, code: 'SPLITWAN_CONTROL_REQUEST' });
+      await expect(controlRequest(join(dir, 'b.sock'), ROUTES.portal, {})).rejects.toMatchObject({ status: 404 });
+    } finally {
+      await server.close();
+      await bare.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
