@@ -4,6 +4,7 @@
 // the login page; `splitwan portal` lets through only what the portal needs,
 // for a bounded time. In the namespace lab (lab/lab.ts), host mode:
 //
+//  [client] c0 10.99.1.2 ── lan0 (the last test: router mode, the client's browser)
 //  [router: the laptop, splitwan run, host mode, kill switch on]
 //     wan0 10.99.2.2 ── r0 10.99.2.1 [isp]  web 10.99.9.9 (echo: a tunnel destination)
 //                                          portal 10.99.9.80 (portal.lab.test: /login, logs who asked)
@@ -17,7 +18,8 @@
 // logs the laptop's address); a capture on r0 sees nothing for the tunnel
 // destination while the window is open; after the login the window closes by
 // itself (the probe gets 204) and tunnel traffic flows; a window nobody logs
-// in through closes after portal.openFor.
+// in through closes after portal.openFor. Router mode: the same for a LAN
+// client, and `splitwan portal --close`.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -25,7 +27,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLab, labSupported, must, type Lab } from '../../lab/lab.js';
 import type { StatusReport } from '../../daemon/control/protocol.js';
-import { daemonNode, labConfig, startDaemon, teardown, until, type Daemon } from '../helpers/daemon.js';
+import { daemonNode, labConfig, startDaemon, stopDaemon, teardown, until, type Daemon } from '../helpers/daemon.js';
 
 const support = labSupported();
 if (!support.ok) console.warn(`[test/e2e/laptop-portal] SKIPPED: the lab cannot run here: ${support.why}`);
@@ -66,6 +68,8 @@ describe.skipIf(!support.ok && !process.env.CI)('captive portals (host mode, kil
   let daemon: Daemon | null = null;
   let server: ChildProcess | null = null;
   let capture: { child: ChildProcess; text: string } | null = null;
+  /** Where the user's curl runs: the laptop itself (host mode), a LAN client (router mode). */
+  let from = '';
   const serverLog = (): { remote: string; local: string; host: string; url: string; ua: string }[] => {
     const text = readFileSync(join(dir, 'portal.log'), 'utf8');
     return text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { remote: string; local: string; host: string; url: string; ua: string });
@@ -74,7 +78,7 @@ describe.skipIf(!support.ok && !process.env.CI)('captive portals (host mode, kil
   const status = async (): Promise<StatusReport> => JSON.parse((await splitwan('status', '--json')).stdout || '{}') as StatusReport;
   /** curl from the laptop itself: the body, or '' when it failed. */
   const curl = async (url: string, ...extra: string[]): Promise<{ ok: boolean; body: string; err: string }> => {
-    const r = await lab.exec(lab.ns.router, ['curl', '-4', '-sS', '--max-time', '3', ...extra, url], { timeoutMs: 8000 });
+    const r = await lab.exec(from, ['curl', '-4', '-sS', '--max-time', '3', ...extra, url], { timeoutMs: 8000 });
     return { ok: r.code === 0, body: r.stdout, err: r.stderr };
   };
   /** The portal drops the tunnel's UDP until login (on: blocked). */
@@ -93,12 +97,12 @@ describe.skipIf(!support.ok && !process.env.CI)('captive portals (host mode, kil
     const r = await lab.curlEcho(lab.ns.router, `http://${lab.addr.web.v4}/`, { timeoutMs: 1500, extraArgs: ['-4'] });
     return !('error' in r) && (r.remote === lab.gateways[0].uplink.v4 || r.remote === lab.gateways[1].uplink.v4);
   };
-  const config = (openFor: string): string =>
+  const config = (openFor: string, mode: 'host' | 'router' = 'host'): string =>
     labConfig({
       dir,
       ispResolver: lab.addr.ispResolver.v4,
       names: GW,
-      mode: 'host',
+      mode,
       lines: ['health: { interval: 1s, timeout: 800ms, failAfter: 2, recoverAfter: 2 }', `portal: { probeUrl: "http://probe.lab.test/generate_204", openFor: ${openFor}, interval: 2s }`, 'rules: []', 'default: tunnel'],
     });
 
@@ -121,8 +125,10 @@ describe.skipIf(!support.ok && !process.env.CI)('captive portals (host mode, kil
     cfg = join(dir, 'config.yaml');
     writeFileSync(cfg, config('60s'), { mode: 0o600 });
     daemon = await startDaemon(lab.ns.router, cfg);
-    // Everything to the tunnel destination (the echo server) on the hotel's side of the laptop: must stay empty.
-    const c = { child: spawn('ip', ['netns', 'exec', lab.ns.isp, 'tcpdump', '-l', '-n', '-i', 'r0', `host ${lab.addr.web.v4}`], { stdio: ['ignore', 'pipe', 'pipe'] }), text: '' };
+    from = lab.ns.router;
+    // On the hotel's side of the laptop, everything to the tunnel destination (the echo server) and
+    // anything to the portal's address but its web ports: must stay empty.
+    const c = { child: spawn('ip', ['netns', 'exec', lab.ns.isp, 'tcpdump', '-l', '-n', '-i', 'r0', `host ${lab.addr.web.v4} or (host ${PORTAL} and not port 80 and not port 443)`], { stdio: ['ignore', 'pipe', 'pipe'] }), text: '' };
     let err = '';
     c.child.stderr!.setEncoding('utf8').on('data', (d: string) => (err += d));
     c.child.stdout!.setEncoding('utf8').on('data', (d: string) => (c.text += d));
@@ -173,7 +179,7 @@ describe.skipIf(!support.ok && !process.env.CI)('captive portals (host mode, kil
     // Everything else keeps its path: a tunnel name gets no answer, a tunnel address is refused, a portal host's other port too.
     expect((await curl('http://web.lab.test/')).ok).toBe(false);
     expect((await curl(`http://${lab.addr.web.v4}/`)).ok).toBe(false);
-    expect((await curl(`http://${PORTAL}:8080/`)).err).not.toMatch(/refused/i); // not the portal's RST: it never left
+    expect((await curl(`http://${PORTAL}:8080/`)).ok).toBe(false); // the capture below shows it never left
     // The guest logs in; the portal lets the tunnel through.
     const login = await curl('http://portal.lab.test/login?accept=1');
     expect(login.body).toBe('welcome');
@@ -205,6 +211,40 @@ describe.skipIf(!support.ok && !process.env.CI)('captive portals (host mode, kil
     expect(daemon!.output.some((l) => l.includes('captive portal window closed') && l.includes('6 s are up'))).toBe(true);
     expect((await curl('http://portal.lab.test/login?user=after', '--resolve', `portal.lab.test:80:${PORTAL}`)).ok).toBe(false);
     expect(serverLog().filter((e) => e.url.includes('user=after'))).toEqual([]);
+    expect(capture!.text).toBe('');
+  }, 180_000);
+  it('router mode: a LAN client reaches the login page only while the window is open; --close ends it early', async () => {
+    await stopDaemon(daemon!);
+    daemon = null;
+    writeFileSync(cfg, config('60s', 'router'), { mode: 0o600 });
+    daemon = await startDaemon(lab.ns.router, cfg);
+    from = lab.ns.client;
+    // The client's browser: the name from the router's resolver (dig), then the page.
+    const curlName = async (name: string, path: string): Promise<{ ok: boolean; body: string; err: string }> => {
+      const ip = (await lab.exec(lab.ns.client, ['dig', '+short', '+time=2', '+tries=1', `@${lab.addr.routerLan.v4}`, name])).stdout.trim().split('\n')[0] ?? '';
+      return /^\d+\.\d+\.\d+\.\d+$/.test(ip) ? curl(`http://${name}${path}`, '--resolve', `${name}:80:${ip}`) : { ok: false, body: '', err: `no address for ${name} (${ip || 'no answer'})` };
+    };
+    await waitFor(async () => {
+      const s = await status();
+      return s.active === null && s.portal?.state === 'suspected';
+    }, 60_000, 'no gateway up and the portal suspected (router mode)');
+    expect((await curlName('portal.lab.test', '/login?user=lan-before')).ok).toBe(false);
+    expect((await curl(`http://${PORTAL}/login?user=lan-before2`)).ok).toBe(false);
+    const opened = await splitwan('portal');
+    expect(opened.stdout).toContain('captive portal window open');
+    const page = await curlName('portal.lab.test', '/login?user=lan-open');
+    expect(page.ok, page.err).toBe(true);
+    expect(page.body).toContain('hotel login');
+    // The router masquerades the client: the portal sees the router's WAN address.
+    expect(serverLog().filter((e) => e.url.includes('user=lan-')).map((e) => `${e.url} ${e.remote}`)).toEqual([`/login?user=lan-open ${lab.addr.routerWan.v4}`]);
+    expect((await curl(`http://${lab.addr.web.v4}/`)).ok).toBe(false);
+    expect((await curlName('web.lab.test', '/')).ok).toBe(false);
+    const closed = await splitwan('portal', '--close');
+    expect(closed.stdout).toContain('splitwan portal: closed');
+    expect((await status()).portal?.state).toBe('suspected');
+    expect((await curl(`http://${PORTAL}/login?user=lan-after`)).ok).toBe(false);
+    expect(serverLog().filter((e) => e.url.includes('user=lan-after'))).toEqual([]);
+    expect(daemon!.output.some((l) => l.includes('captive portal window closed: closed by splitwan portal --close'))).toBe(true);
     expect(capture!.text).toBe('');
   }, 180_000);
 });
