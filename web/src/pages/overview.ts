@@ -1,7 +1,7 @@
 // Overview: every path (WAN links, gateways) with its state, RTT and loss
 // over the last hour, the active gateway and the link breakout takes, recent
 // failovers of both, tagged addresses per path, DNS queries
-// per second and hit ratio, proxy connections. Status every 2 s (a failover
+// per second and hit ratio, proxy connections, a captive portal (suspected or open). Status every 2 s (a failover
 // shows within that), the charts' history every 10 s.
 import { useEffect, useState } from 'preact/hooks';
 import * as api from '../api.js';
@@ -73,6 +73,7 @@ export function Overview() {
     <section>
       <h2>Paths</h2>
       <p data-testid="active">Tunnel path: <b>${s.active ?? 'none'}</b>${s.pinned ? html` (pinned to ${s.pinned})` : ' (automatic)'}${s.active === null && s.killSwitch.engaged ? ' — kill switch engaged' : ''}</p>
+      ${s.portal && (s.portal.state === 'open' || s.portal.state === 'suspected') && html`<p data-testid="portal">Captive portal: ${s.portal.state === 'open' && s.portal.window ? html`<b>open</b> until ${clock(s.portal.window.until)} (${s.portal.window.hosts.map((x) => x.name).join(', ')})` : html`<b>suspected</b> (${s.portal.url ?? '?'}): <code>sudo splitwan portal</code> opens it`}</p>`}
       ${links.length > 0 && html`<p data-testid="active-link">Breakout link: <b>${carrier?.name ?? 'none'}</b>${carrier && carrier.state !== 'up' ? ` (${carrier.state})` : ''}</p>`}
       <table data-testid="paths">
         <thead><tr><th>path</th><th>state</th><th>RTT</th><th>loss</th><th>handshake</th><th>endpoint</th></tr></thead>
