@@ -32,16 +32,23 @@ export class FakeNft implements NftExec {
     if (this.hold) await new Promise<void>((r) => this.held.push(r));
     const next = new Map([...this.sets].map(([k, v]) => [k, new Map(v)]));
     for (const part of line.split('; ')) {
+      // `flush set` (a captive portal window closing: portal-rules.ts) empties a set.
+      const flush = /^flush set inet splitwan (\S+)$/.exec(part);
+      if (flush) {
+        next.set(flush[1]!, new Map());
+        continue;
+      }
       const m = /^(add|delete) element inet splitwan (\S+) \{ (.*) \}$/.exec(part);
       if (!m) throw new Error(`bad line ${part}`);
       const set = next.get(m[2]!) ?? next.set(m[2]!, new Map()).get(m[2]!)!;
       for (const e of m[3]!.split(', ')) {
-        const [addr, , t] = e.split(' ');
+        // An element is an address, or a concatenation (`192.0.2.80 . tcp . 80`: the portal sets).
+        const [addr, t] = e.split(' timeout ');
         if (addr === '300.0.0.1') throw new Error('Error: Could not process rule: invalid address');
         if (m[1] === 'delete') {
           if (!set.has(addr!) || set.get(addr!)! <= this.clock.now()) throw new Error('Error: Could not process rule: No such file or directory');
           set.delete(addr!);
-        } else if (!(this.keepExpiryOnReAdd && set.has(addr!) && set.get(addr!)! > this.clock.now())) set.set(addr!, this.clock.now() + parseInt(t!, 10) * 1000);
+        } else if (!(this.keepExpiryOnReAdd && set.has(addr!) && set.get(addr!)! > this.clock.now())) set.set(addr!, this.clock.now() + parseInt(t ?? '', 10) * 1000);
       }
     }
     this.sets.clear();
