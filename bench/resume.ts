@@ -3,18 +3,19 @@
 // window of 1 s probes, 3 failures), the network gone meanwhile (both
 // gateways' WireGuard black-holed) and back RESUME_NET_BACK_MS (3000) after
 // the resume, as Wi-Fi comes back (association and DHCP take seconds). Per
-// resume: the time from SIGCONT to the first request the web server saw from a gateway's address (curl every 100 ms
-// from the laptop, 1 s timeout), and the false downs (a gateway declared down:
-// every gateway was fine, the machine was asleep) and failovers that followed.
+// resume: the time from SIGCONT to the first request the web server saw from
+// a gateway's address (curl every 100 ms from the laptop, 1 s timeout), and
+// the false downs (a gateway declared down: every gateway was fine, the
+// machine was asleep) and failovers that followed.
 //
 // In the same run, the way a health checker without resume handling does it
 // (a ping tracker such as mwan3's, or splitwan before issue 16): the same
 // daemon with SPLITWAN_PROBE_TIMING=naive, where every failed round counts,
 // however late its timer fired.
 //
-// A capture on the ISP side of wan0 runs through every resume: everything to
-// the web server takes the tunnel (default: tunnel), so any packet to it there
-// is a leak; the count is printed per side.
+// A counter on the ISP side of wan0 (bench/wan-leak.ts) runs through every
+// resume: everything to the web server takes the tunnel (default: tunnel), so
+// any packet to it there is a leak; the count is printed per side.
 //
 //  [router: the laptop, splitwan run, host mode] wan0 ── [isp] web 10.99.9.9 ── [gw1] [gw2]
 //
@@ -22,13 +23,13 @@
 // max to traffic, false downs, failovers and leaked packets per side; the LAST
 // line is one JSON object. Processes are stopped by pid; the lab is destroyed
 // in `finally`. About 6 minutes.
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLab, type Lab } from '../lab/lab.js';
 import { Proc, procs, sleep, until } from './proc.js';
 import { percentile } from './rng.js';
+import { describeLeaks, installWanLeakCounter, leakDelta, readWanLeaks, type LeakCounts } from './wan-leak.js';
 
 const QUICK = process.env.BENCH_QUICK === '1';
 const CYCLES = Number(process.env.RESUME_CYCLES ?? (QUICK ? 3 : 10));
@@ -43,7 +44,7 @@ interface Side {
   ms: number[];
   falseDowns: number;
   failovers: number;
-  leaked: number;
+  leaked: LeakCounts;
 }
 
 function summary(xs: readonly number[]): { p50: number; p95: number; max: number } {
@@ -77,15 +78,10 @@ async function side(lab: Lab, dir: string, cfg: string, naive: boolean, say: (s:
     if (r.code !== 0) throw new Error(`${label}: status: ${r.stderr.trim()}`);
     return (JSON.parse(r.stdout) as { failovers: unknown[] }).failovers.length;
   };
-  const capture = spawn('ip', ['netns', 'exec', lab.ns.isp, 'tcpdump', '-l', '-n', '-i', lab.ifaces.isp.router, `host ${lab.addr.web.v4}`], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let leaked = 0;
-  let capErr = '';
-  capture.stdout!.setEncoding('utf8').on('data', (x: string) => (leaked += x.split('\n').filter((l) => l.trim() !== '').length));
-  capture.stderr!.setEncoding('utf8').on('data', (x: string) => (capErr += x));
   try {
     await daemon.until('splitwan running', () => daemon.tail.includes('splitwan running'), 30_000);
     await until(`${label}: tunnel traffic`, viaTunnel, 30_000, 100);
-    await until('tcpdump to listen', () => capErr.includes('listening on'), 5000);
+    const leaksBefore = await readWanLeaks(lab);
     const failoversBefore = await failovers();
     const downsBefore = downs;
     const ms: number[] = [];
@@ -111,10 +107,9 @@ async function side(lab: Lab, dir: string, cfg: string, naive: boolean, say: (s:
     }
     // Verdicts about the last sleep come within a few rounds.
     await sleep(5000);
-    return { ms, falseDowns: downs - downsBefore, failovers: (await failovers()) - failoversBefore, leaked };
+    return { ms, falseDowns: downs - downsBefore, failovers: (await failovers()) - failoversBefore, leaked: leakDelta(leaksBefore, await readWanLeaks(lab)) };
   } finally {
     if (daemon.running) daemon.child.kill('SIGCONT');
-    capture.kill('SIGTERM');
     await daemon.stop(20_000);
   }
 }
@@ -146,20 +141,21 @@ export async function run(): Promise<void> {
       ].join('\n'),
       { mode: 0o600 },
     );
+    await installWanLeakCounter(lab, [lab.addr.web.v4]);
     const ours = await side(lab, dir, cfg, false, say);
     const peer = await side(lab, dir, cfg, true, say);
     const o = summary(ours.ms);
     const p = summary(peer.ms);
     const ratio = (a: number, b: number) => Math.round((a / b) * 1000) / 1000;
-    say(`resume (stopped ${STOP_MS / 1000} s, network back after ${NET_BACK_MS} ms) → tunnel traffic, ${CYCLES} resumes: splitwan p50 ${o.p50} ms, p95 ${o.p95} ms, max ${o.max} ms, false downs ${ours.falseDowns}, failovers ${ours.failovers}, leaked ${ours.leaked}; naive tracker p50 ${p.p50} ms, p95 ${p.p95} ms, max ${p.max} ms, false downs ${peer.falseDowns}, failovers ${peer.failovers}, leaked ${peer.leaked}; ratio p50 ${ratio(o.p50, p.p50)}, p95 ${ratio(o.p95, p.p95)}`);
+    say(`resume (stopped ${STOP_MS / 1000} s, network back after ${NET_BACK_MS} ms) → tunnel traffic, ${CYCLES} resumes: splitwan p50 ${o.p50} ms, p95 ${o.p95} ms, max ${o.max} ms, false downs ${ours.falseDowns}, failovers ${ours.failovers}, leaked ${describeLeaks(ours.leaked)}; naive tracker p50 ${p.p50} ms, p95 ${p.p95} ms, max ${p.max} ms, false downs ${peer.falseDowns}, failovers ${peer.failovers}, leaked ${describeLeaks(peer.leaked)}; ratio p50 ${ratio(o.p50, p.p50)}, p95 ${ratio(o.p95, p.p95)}`);
     say(
       JSON.stringify({
         bench: 'resume',
         cycles: CYCLES,
         stop_ms: STOP_MS,
         net_back_ms: NET_BACK_MS,
-        ours: { ...o, false_downs: ours.falseDowns, failovers: ours.failovers, leaked_packets: ours.leaked, ms: ours.ms.map(Math.round) },
-        peer: { name: 'naive tracker (SPLITWAN_PROBE_TIMING=naive: every failed round counts)', ...p, false_downs: peer.falseDowns, failovers: peer.failovers, leaked_packets: peer.leaked, ms: peer.ms.map(Math.round) },
+        ours: { ...o, false_downs: ours.falseDowns, failovers: ours.failovers, leaked_packets: ours.leaked.all, ms: ours.ms.map(Math.round) },
+        peer: { name: 'naive tracker (SPLITWAN_PROBE_TIMING=naive: every failed round counts)', ...p, false_downs: peer.falseDowns, failovers: peer.failovers, leaked_packets: peer.leaked.all, ms: peer.ms.map(Math.round) },
         ratio_p50: ratio(o.p50, p.p50),
         ratio_p95: ratio(o.p95, p.p95),
       }),
