@@ -311,7 +311,8 @@ export interface Config {
   health: HealthConfig;
   dns: DnsConfig;
   proxy: ProxyConfig;
-  control: { socket: string };
+  /** group: members may read status/explain/rules through a second, read-only socket beside `socket`; null: none. */
+  control: { socket: string; group: string | null };
   /** Captive portals (issue 16); absent in configs made by hand in tests: the defaults (daemon/portal/). */
   portal?: PortalConfig;
   metrics: { listen: { host: string; port: number } | null };
