@@ -14,6 +14,7 @@ const benches: Record<string, () => Promise<unknown>> = {
   footprint: async () => (await import('./footprint.js')).run(),
   roam: async () => (await import('./roam.js')).run(),
   resume: async () => (await import('./resume.js')).run(),
+  portal: async () => (await import('./portal.js')).run(), // issue 16: captive portals
 };
 
 const name = process.argv[2];

@@ -35,29 +35,6 @@ const root = join(import.meta.dirname, '..', '..');
 const PORTAL = '10.99.9.80';
 const PROBE = '10.99.9.204';
 
-/** The hotel's portal: every request 302s to /login on portal.lab.test; /login?accept=1 logs in (until the logged-in file is removed); then /generate_204 answers 204. */
-const PORTAL_SERVER = `
-import http from 'node:http';
-import { appendFileSync, existsSync, writeFileSync } from 'node:fs';
-const [portalAddr, probeAddr, logFile, loggedInFile] = process.argv.slice(2);
-// Logged in while this file exists (the test checks the guest out by removing it).
-const loggedIn = () => existsSync(loggedInFile);
-const handler = (req, res) => {
-  const local = req.socket.localAddress.replace(/^::ffff:/, '');
-  appendFileSync(logFile, JSON.stringify({ remote: req.socket.remoteAddress.replace(/^::ffff:/, ''), local, host: req.headers.host, url: req.url, ua: req.headers['user-agent'] ?? '' }) + '\\n');
-  if (local === portalAddr && req.url.startsWith('/login')) {
-    if (req.url.includes('accept=1')) { writeFileSync(loggedInFile, ''); res.end('welcome'); return; }
-    res.writeHead(200, { 'content-type': 'text/html' });
-    res.end('<html><body>hotel login<form action="/login?accept=1"></form></body></html>');
-    return;
-  }
-  if (loggedIn() && req.url === '/generate_204') { res.writeHead(204); res.end(); return; }
-  res.writeHead(302, { location: 'http://portal.lab.test/login?from=' + encodeURIComponent(req.headers.host ?? '') });
-  res.end();
-};
-let up = 0;
-for (const a of [portalAddr, probeAddr]) http.createServer(handler).listen(80, a, () => { if (++up === 2) console.log('listening'); });
-`;
 
 describe.skipIf(!support.ok && !process.env.CI)('captive portals (host mode, kill switch on)', () => {
   const tag = `p${process.pid % 10000}`;
@@ -111,9 +88,8 @@ describe.skipIf(!support.ok && !process.env.CI)('captive portals (host mode, kil
     lab = await createLab({ routerTunnels: false, withIpv6: false, names: { 'portal.lab.test': PORTAL, 'probe.lab.test': PROBE } });
     await must(['ip', '-n', lab.ns.isp, '-batch', '-'], { input: `addr add ${PORTAL}/32 dev lo\naddr add ${PROBE}/32 dev lo\n` });
     dir = mkdtempSync(join(tmpdir(), `splitwan-e2e-portal-${process.pid}-`));
-    writeFileSync(join(dir, 'portal.mjs'), PORTAL_SERVER);
     writeFileSync(join(dir, 'portal.log'), '');
-    server = spawn('ip', ['netns', 'exec', lab.ns.isp, process.execPath, join(dir, 'portal.mjs'), PORTAL, PROBE, join(dir, 'portal.log'), join(dir, 'logged-in')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    server = spawn('ip', ['netns', 'exec', lab.ns.isp, process.execPath, join(root, 'lab', 'portal-server.mjs'), PORTAL, PROBE, join(dir, 'portal.log'), join(dir, 'logged-in')], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     server.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
     server.stderr!.setEncoding('utf8').on('data', (d: string) => (out += d));

@@ -1,0 +1,143 @@
+// Captive portal benchmark (issue 16): a hotel network (lab/portal-server.mjs
+// in the isp namespace: every request 302s to its login page; the tunnel's
+// UDP dropped until login), the laptop in host mode with no gateway up. Per
+// side: the time from the user's action to the login page loading (curl from
+// the laptop every 100 ms, 1 s timeout), then PORTAL_ATTEMPTS requests to a
+// tunnel destination (the echo server, by address and by name) while the
+// portal is reachable, counted on the ISP side of wan0 (bench/wan-leak.ts):
+// any packet to it there left bare.
+//
+// splitwan: kill switch on, `splitwan portal`. In the same run, the way a
+// user does it today: the kill switch turned off (`tunnel.killSwitch: false`,
+// as one turns off a VPN app's "lockdown" to log in), the daemon started
+// with it off.
+//
+//  [router: the laptop, splitwan run, host mode] wan0 ── [isp] portal 10.99.9.80, probe 10.99.9.204, web 10.99.9.9 ── [gw1] [gw2]
+//
+// PORTAL_ATTEMPTS (40; 10 with BENCH_QUICK=1). The LAST line is one JSON
+// object. Processes are stopped by pid; the lab is destroyed in `finally`.
+// About a minute.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createLab, must, type Lab } from '../lab/lab.js';
+import { Proc, procs, sleep, until } from './proc.js';
+import { describeLeaks, installWanLeakCounter, leakDelta, readWanLeaks, type LeakCounts } from './wan-leak.js';
+
+const QUICK = process.env.BENCH_QUICK === '1';
+const ATTEMPTS = Number(process.env.PORTAL_ATTEMPTS ?? (QUICK ? 10 : 40));
+const PORTAL = '10.99.9.80';
+const PROBE = '10.99.9.204';
+const T = process.pid % 100000;
+const GW = [`p${T}a`, `p${T}b`] as const;
+const root = join(import.meta.dirname, '..', '..');
+
+interface Side {
+  /** From the user's action to the login page loaded. */
+  toPageMs: number;
+  leaked: LeakCounts;
+  /** Requests to the tunnel destination that got an answer (bare: a leak the user sees). */
+  answered: number;
+}
+
+function config(dir: string, lab: Lab, killSwitch: boolean): string {
+  return [
+    'mode: host',
+    `breakout: { interface: wan0, dns: [${lab.addr.ispResolver.v4}] }`,
+    'tunnel:',
+    `  killSwitch: ${killSwitch}`,
+    '  gateways:',
+    `    - { name: ${GW[0]}, config: gw1.conf, priority: 1 }`,
+    `    - { name: ${GW[1]}, config: gw2.conf, priority: 2 }`,
+    `stateDir: ${join(dir, 'state')}`,
+    `control: { socket: ${join(dir, 'control.sock')} }`,
+    'health: { interval: 1s, timeout: 800ms, failAfter: 2, recoverAfter: 2 }',
+    'portal: { probeUrl: "http://probe.lab.test/generate_204", openFor: 2m, interval: 2s }',
+    'rules: []',
+    'default: tunnel',
+    '',
+  ].join('\n');
+}
+
+async function side(lab: Lab, dir: string, killSwitch: boolean, say: (s: string) => void): Promise<Side> {
+  const label = killSwitch ? 'splitwan portal' : 'kill switch off';
+  const cfg = join(dir, 'config.yaml');
+  writeFileSync(cfg, config(dir, lab, killSwitch), { mode: 0o600 });
+  const daemon = new Proc(label, ['ip', 'netns', 'exec', lab.ns.router, process.execPath, join(root, 'bin', 'splitwan'), 'run', '--config', cfg]);
+  const cli = (...args: string[]) => lab.exec(lab.ns.router, [process.execPath, join(root, 'bin', 'splitwan'), ...args, '--socket', join(dir, 'control.sock')], { timeoutMs: 70_000 });
+  const curl = async (url: string): Promise<string | null> => {
+    const r = await lab.exec(lab.ns.router, ['curl', '-4', '-sS', '--max-time', '1', url], { timeoutMs: 5000 });
+    return r.code === 0 ? r.stdout : null;
+  };
+  try {
+    await daemon.until('splitwan running', () => daemon.tail.includes('splitwan running'), 30_000);
+    await until(
+      `${label}: no gateway up`,
+      async () => {
+        const s = JSON.parse((await cli('status', '--json')).stdout || '{}') as { active?: string | null; portal?: { state: string } };
+        return s.active === null && (!killSwitch || s.portal?.state === 'suspected');
+      },
+      30_000,
+      200,
+    );
+    const t0 = performance.now();
+    if (killSwitch) {
+      const r = await cli('portal');
+      if (r.code !== 0) throw new Error(`splitwan portal: ${r.stderr}`);
+    }
+    await until(`${label}: the login page`, async () => (await curl('http://portal.lab.test/login'))?.includes('hotel login') ?? false, 30_000, 100);
+    const toPageMs = performance.now() - t0;
+    const before = await readWanLeaks(lab);
+    let answered = 0;
+    for (let i = 0; i < ATTEMPTS; i++) {
+      if ((await curl(i % 2 === 0 ? `http://${lab.addr.web.v4}/` : 'http://web.lab.test/')) !== null) answered++;
+    }
+    await sleep(500);
+    const leaked = leakDelta(before, await readWanLeaks(lab));
+    say(`${label}: login page after ${Math.round(toPageMs)} ms; ${ATTEMPTS} requests to a tunnel destination meanwhile: ${answered} answered bare, leaked ${describeLeaks(leaked)}`);
+    return { toPageMs, leaked, answered };
+  } finally {
+    await daemon.stop(20_000);
+  }
+}
+
+export async function run(): Promise<void> {
+  const say = (s: string) => process.stdout.write(`${s}\n`);
+  let lab: Lab | null = null;
+  const dir = mkdtempSync(join(tmpdir(), `splitwan-bench-portal-${process.pid}-`));
+  let server: ReturnType<typeof spawn> | null = null;
+  try {
+    lab = await createLab({ routerTunnels: false, withIpv6: false, names: { 'portal.lab.test': PORTAL, 'probe.lab.test': PROBE } });
+    await must(['ip', '-n', lab.ns.isp, '-batch', '-'], { input: `addr add ${PORTAL}/32 dev lo\naddr add ${PROBE}/32 dev lo\n` });
+    // The hotel drops the tunnel's UDP until login (nobody logs in here).
+    await must(['ip', 'netns', 'exec', lab.ns.isp, 'nft', '-f', '-'], { input: 'table inet hotel {\n chain gate {\n  type filter hook forward priority 0; policy accept;\n  iifname "r0" udp dport 51820 drop\n }\n}\n' });
+    writeFileSync(join(dir, 'portal.log'), '');
+    server = spawn('ip', ['netns', 'exec', lab.ns.isp, process.execPath, join(root, 'lab', 'portal-server.mjs'), PORTAL, PROBE, join(dir, 'portal.log'), join(dir, 'logged-in')], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    server.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
+    await until('the portal server', () => out.includes('listening'), 10_000, 50);
+    writeFileSync(join(dir, 'gw1.conf'), lab.gateways[0].configText, { mode: 0o600 });
+    writeFileSync(join(dir, 'gw2.conf'), lab.gateways[1].configText, { mode: 0o600 });
+    await installWanLeakCounter(lab, [lab.addr.web.v4]);
+    const ours = await side(lab, dir, true, say);
+    const peer = await side(lab, dir, false, say);
+    say(
+      `captive portal, ${ATTEMPTS} requests to a tunnel destination while the login page is reachable: splitwan portal ${Math.round(ours.toPageMs)} ms to the page, leaked ${ours.leaked.all} packets (${ours.answered} answered); kill switch off ${Math.round(peer.toPageMs)} ms to the page, leaked ${peer.leaked.all} packets (${peer.answered} answered)`,
+    );
+    say(
+      JSON.stringify({
+        bench: 'portal',
+        attempts: ATTEMPTS,
+        ours: { to_page_ms: Math.round(ours.toPageMs), leaked_packets: ours.leaked.all, answered_bare: ours.answered },
+        peer: { name: 'kill switch off to log in (tunnel.killSwitch: false)', to_page_ms: Math.round(peer.toPageMs), leaked_packets: peer.leaked.all, answered_bare: peer.answered },
+        ratio_to_page: Math.round((ours.toPageMs / peer.toPageMs) * 1000) / 1000,
+      }),
+    );
+  } finally {
+    for (const p of procs) await p.stop(3000);
+    if (server && server.exitCode === null) server.kill('SIGTERM');
+    await lab?.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
