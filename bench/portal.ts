@@ -8,9 +8,9 @@
 // any packet to it there left bare.
 //
 // splitwan: kill switch on, `splitwan portal`. In the same run, the way a
-// user does it today: the kill switch turned off (`tunnel.killSwitch: false`,
-// as one turns off a VPN app's "lockdown" to log in), the daemon started
-// with it off.
+// user does it today: the VPN disconnected to log in (splitwan stopped, as one
+// disconnects a VPN app), names then from the network's resolver (dig @isp,
+// as the system resolver would ask it).
 //
 //  [router: the laptop, splitwan run, host mode] wan0 ── [isp] portal 10.99.9.80, probe 10.99.9.204, web 10.99.9.9 ── [gw1] [gw2]
 //
@@ -41,12 +41,12 @@ interface Side {
   answered: number;
 }
 
-function config(dir: string, lab: Lab, killSwitch: boolean): string {
+function config(dir: string, lab: Lab): string {
   return [
     'mode: host',
     `breakout: { interface: wan0, dns: [${lab.addr.ispResolver.v4}] }`,
     'tunnel:',
-    `  killSwitch: ${killSwitch}`,
+    '  killSwitch: true',
     '  gateways:',
     `    - { name: ${GW[0]}, config: gw1.conf, priority: 1 }`,
     `    - { name: ${GW[1]}, config: gw2.conf, priority: 2 }`,
@@ -60,14 +60,22 @@ function config(dir: string, lab: Lab, killSwitch: boolean): string {
   ].join('\n');
 }
 
-async function side(lab: Lab, dir: string, killSwitch: boolean, say: (s: string) => void): Promise<Side> {
-  const label = killSwitch ? 'splitwan portal' : 'kill switch off';
+async function side(lab: Lab, dir: string, portal: boolean, say: (s: string) => void): Promise<Side> {
+  const label = portal ? 'splitwan portal' : 'VPN disconnected';
   const cfg = join(dir, 'config.yaml');
-  writeFileSync(cfg, config(dir, lab, killSwitch), { mode: 0o600 });
+  writeFileSync(cfg, config(dir, lab), { mode: 0o600 });
   const daemon = new Proc(label, ['ip', 'netns', 'exec', lab.ns.router, process.execPath, join(root, 'bin', 'splitwan'), 'run', '--config', cfg]);
   const cli = (...args: string[]) => lab.exec(lab.ns.router, [process.execPath, join(root, 'bin', 'splitwan'), ...args, '--socket', join(dir, 'control.sock')], { timeoutMs: 70_000 });
+  /** The browser: with splitwan, names from its resolver; disconnected, from the network's (dig @isp, then --resolve). */
   const curl = async (url: string): Promise<string | null> => {
-    const r = await lab.exec(lab.ns.router, ['curl', '-4', '-sS', '--max-time', '1', url], { timeoutMs: 5000 });
+    const host = new URL(url).hostname;
+    let extra: string[] = [];
+    if (!portal && !/^[\d.]+$/.test(host)) {
+      const ip = (await lab.exec(lab.ns.router, ['dig', '+short', '+time=1', '+tries=1', `@${lab.addr.ispResolver.v4}`, host])).stdout.trim().split('\n')[0] ?? '';
+      if (!/^[\d.]+$/.test(ip)) return null;
+      extra = ['--resolve', `${host}:80:${ip}`];
+    }
+    const r = await lab.exec(lab.ns.router, ['curl', '-4', '-sS', '--max-time', '1', ...extra, url], { timeoutMs: 5000 });
     return r.code === 0 ? r.stdout : null;
   };
   try {
@@ -76,16 +84,16 @@ async function side(lab: Lab, dir: string, killSwitch: boolean, say: (s: string)
       `${label}: no gateway up`,
       async () => {
         const s = JSON.parse((await cli('status', '--json')).stdout || '{}') as { active?: string | null; portal?: { state: string } };
-        return s.active === null && (!killSwitch || s.portal?.state === 'suspected');
+        return s.active === null && s.portal?.state === 'suspected';
       },
       30_000,
       200,
     );
     const t0 = performance.now();
-    if (killSwitch) {
+    if (portal) {
       const r = await cli('portal');
       if (r.code !== 0) throw new Error(`splitwan portal: ${r.stderr}`);
-    }
+    } else await daemon.stop(20_000); // disconnected: nothing of splitwan's is left
     await until(`${label}: the login page`, async () => (await curl('http://portal.lab.test/login'))?.includes('hotel login') ?? false, 30_000, 100);
     const toPageMs = performance.now() - t0;
     const before = await readWanLeaks(lab);
@@ -98,7 +106,7 @@ async function side(lab: Lab, dir: string, killSwitch: boolean, say: (s: string)
     say(`${label}: login page after ${Math.round(toPageMs)} ms; ${ATTEMPTS} requests to a tunnel destination meanwhile: ${answered} answered bare, leaked ${describeLeaks(leaked)}`);
     return { toPageMs, leaked, answered };
   } finally {
-    await daemon.stop(20_000);
+    if (daemon.running) await daemon.stop(20_000);
   }
 }
 
@@ -123,14 +131,14 @@ export async function run(): Promise<void> {
     const ours = await side(lab, dir, true, say);
     const peer = await side(lab, dir, false, say);
     say(
-      `captive portal, ${ATTEMPTS} requests to a tunnel destination while the login page is reachable: splitwan portal ${Math.round(ours.toPageMs)} ms to the page, leaked ${ours.leaked.all} packets (${ours.answered} answered); kill switch off ${Math.round(peer.toPageMs)} ms to the page, leaked ${peer.leaked.all} packets (${peer.answered} answered)`,
+      `captive portal, ${ATTEMPTS} requests to a tunnel destination while the login page is reachable: splitwan portal ${Math.round(ours.toPageMs)} ms to the page, leaked ${ours.leaked.all} packets (${ours.answered} answered); VPN disconnected ${Math.round(peer.toPageMs)} ms to the page, leaked ${peer.leaked.all} packets (${peer.answered} answered)`,
     );
     say(
       JSON.stringify({
         bench: 'portal',
         attempts: ATTEMPTS,
         ours: { to_page_ms: Math.round(ours.toPageMs), leaked_packets: ours.leaked.all, answered_bare: ours.answered },
-        peer: { name: 'kill switch off to log in (tunnel.killSwitch: false)', to_page_ms: Math.round(peer.toPageMs), leaked_packets: peer.leaked.all, answered_bare: peer.answered },
+        peer: { name: 'VPN disconnected to log in (splitwan stopped)', to_page_ms: Math.round(peer.toPageMs), leaked_packets: peer.leaked.all, answered_bare: peer.answered },
         ratio_to_page: Math.round((ours.toPageMs / peer.toPageMs) * 1000) / 1000,
       }),
     );
