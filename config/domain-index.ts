@@ -46,18 +46,19 @@ const STRIDE = 8;
 
 export class DomainIndex {
   private keys: string[] = [];
-  private hashes: number[] = [];
-  /** Per entry and kind: the lowest rule index, or NONE. */
-  private rules: number[] = [];
   /** Per entry and kind: an opaque origin reference supplied by the builder. */
   private origins: number[] = [];
-  private byKey = new Map<string, number>();
-  private table = new Int32Array(0);
+  /**
+   * The table is filled while entries are added (doubling as it fills), with
+   * each kind's lowest rule in its slot: adding deduplicates by probing it, so
+   * no Map of keys, and no per-entry arrays of hashes and rules, exist beside it.
+   */
+  private table = new Int32Array(8 * STRIDE);
   /** Every key's characters (ASCII after punycode), back to back. */
   private bytes = new Uint8Array(0);
-  private mask = 0;
+  private mask = 7;
   /** The table index is the hash's top bits: FNV's low bits mix poorly and cluster. */
-  private shift = 32;
+  private shift = 29;
   /** Bit n set: some key has n + 1 labels. Suffixes of other lengths are not probed. */
   private labelCounts = 0;
   /**
@@ -76,33 +77,51 @@ export class DomainIndex {
   /** Adds `key` (already normalised: lower case, ASCII, no trailing dot) for `rule`. */
   add(key: string, kind: number, rule: number, origin: number): void {
     if (this.built) throw new Error('DomainIndex: add after build');
-    let e = this.byKey.get(key);
-    if (e === undefined) {
-      e = this.keys.length;
-      this.byKey.set(key, e);
-      this.keys.push(key);
-      this.hashes.push(hashKey(key));
-      for (let k = 0; k < KINDS; k++) {
-        this.rules.push(NONE);
-        this.origins.push(-1);
-      }
+    const h = hashKey(key);
+    const table = this.table;
+    let b = (h >>> this.shift) * STRIDE;
+    for (;;) {
+      const e = table[b + S_ENTRY]!;
+      if (e === 0) break;
+      if (table[b + S_HASH] === h && this.keys[e - 1] === key) return this.keep(b, e - 1, kind, rule, origin);
+      b = (b + STRIDE) & (this.mask * STRIDE + STRIDE - 1);
     }
-    const slot = e * KINDS + kind;
-    // Keep the first rule that names it: later duplicates can never win.
-    if (rule < this.rules[slot]!) {
-      this.rules[slot] = rule;
-      this.origins[slot] = origin;
+    const e = this.keys.length;
+    this.keys.push(key);
+    this.origins.push(-1, -1, -1);
+    table[b + S_HASH] = h;
+    table[b + S_ENTRY] = e + 1;
+    for (let k = 0; k < KINDS; k++) table[b + S_RULES + k] = NONE;
+    this.keep(b, e, kind, rule, origin);
+    // At most half full, as lookups' probe lengths assume.
+    if ((e + 1) * 2 > this.mask + 1) this.grow();
+  }
+
+  /** Keeps the first rule that names the key with this kind: later duplicates can never win. */
+  private keep(b: number, e: number, kind: number, rule: number, origin: number): void {
+    if (rule < this.table[b + S_RULES + kind]!) {
+      this.table[b + S_RULES + kind] = rule;
+      this.origins[e * KINDS + kind] = origin;
     }
   }
 
-  /** Freezes the index into typed arrays; lookups work only after this. */
-  build(): this {
-    const n = this.keys.length;
-    let cap = 8;
-    while (cap < n * 2) cap <<= 1;
+  private grow(): void {
+    const old = this.table;
+    const cap = (this.mask + 1) * 2;
     this.table = new Int32Array(cap * STRIDE);
     this.mask = cap - 1;
     this.shift = 32 - Math.log2(cap);
+    for (let o = 0; o < old.length; o += STRIDE) {
+      if (old[o + S_ENTRY] === 0) continue;
+      let i = old[o + S_HASH]! >>> this.shift;
+      while (this.table[i * STRIDE + S_ENTRY] !== 0) i = (i + 1) & this.mask;
+      this.table.set(old.subarray(o, o + STRIDE), i * STRIDE);
+    }
+  }
+
+  /** Freezes the index (key bytes, the filter); lookups work only after this. */
+  build(): this {
+    const n = this.keys.length;
     let total = 0;
     for (const k of this.keys) total += k.length;
     this.bytes = new Uint8Array(total);
@@ -110,28 +129,26 @@ export class DomainIndex {
     while (1 << fbits < n * 20 && fbits < 24) fbits++;
     this.filter = new Int32Array(1 << (fbits - 5));
     this.filterShift = 32 - fbits;
+    const table = this.table;
     let off = 0;
-    for (let e = 0; e < n; e++) {
-      const key = this.keys[e]!;
-      for (let j = 0; j < key.length; j++) this.bytes[off + j] = key.charCodeAt(j);
-      const h = this.hashes[e]!;
+    for (let b = 0; b < table.length; b += STRIDE) {
+      const e = table[b + S_ENTRY]!;
+      if (e === 0) continue;
+      const key = this.keys[e - 1]!;
+      let labels = 1;
+      for (let j = 0; j < key.length; j++) {
+        const c = key.charCodeAt(j);
+        this.bytes[off + j] = c;
+        if (c === 46) labels++;
+      }
+      const h = table[b + S_HASH]!;
       const f = Math.imul(h, 0x9e3779b1) >>> this.filterShift;
       this.filter[f >>> 5]! |= 1 << (f & 31);
-      let i = h >>> this.shift;
-      while (this.table[i * STRIDE + S_ENTRY] !== 0) i = (i + 1) & this.mask;
-      const b = i * STRIDE;
-      this.table[b + S_HASH] = h;
-      this.table[b + S_ENTRY] = e + 1;
-      this.table[b + S_OFF] = off;
-      this.table[b + S_LEN] = key.length;
-      for (let k = 0; k < KINDS; k++) this.table[b + S_RULES + k] = this.rules[e * KINDS + k]!;
+      table[b + S_OFF] = off;
+      table[b + S_LEN] = key.length;
       off += key.length;
-      const labels = key.split('.').length;
       this.labelCounts |= labels > 31 ? 1 << 31 : 1 << (labels - 1);
     }
-    this.hashes = [];
-    this.rules = [];
-    this.byKey = new Map();
     this.built = true;
     return this;
   }
