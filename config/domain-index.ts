@@ -105,9 +105,19 @@ export class DomainIndex {
     }
   }
 
-  private grow(): void {
+  /**
+   * Makes room for `n` entries in all (an upper bound, e.g. a list's length)
+   * before adding them: the table grows once to its size instead of doubling
+   * its way there, leaving each smaller table as garbage.
+   */
+  reserve(n: number): void {
+    let cap = this.mask + 1;
+    while (cap < n * 2) cap <<= 1;
+    if (cap > this.mask + 1) this.grow(cap);
+  }
+
+  private grow(cap = (this.mask + 1) * 2): void {
     const old = this.table;
-    const cap = (this.mask + 1) * 2;
     this.table = new Int32Array(cap * STRIDE);
     this.mask = cap - 1;
     this.shift = 32 - Math.log2(cap);
