@@ -140,24 +140,30 @@ export class DomainIndex {
     this.filter = new Int32Array(1 << (fbits - 5));
     this.filterShift = 32 - fbits;
     const table = this.table;
+    // Keys' bytes in the order they were added (a list's order, which keeps
+    // related names together), each slot pointing at its key's.
+    const offs = new Int32Array(n);
     let off = 0;
-    for (let b = 0; b < table.length; b += STRIDE) {
-      const e = table[b + S_ENTRY]!;
-      if (e === 0) continue;
-      const key = this.keys[e - 1]!;
+    for (let e = 0; e < n; e++) {
+      const key = this.keys[e]!;
+      offs[e] = off;
       let labels = 1;
       for (let j = 0; j < key.length; j++) {
         const c = key.charCodeAt(j);
         this.bytes[off + j] = c;
         if (c === 46) labels++;
       }
+      off += key.length;
+      this.labelCounts |= labels > 31 ? 1 << 31 : 1 << (labels - 1);
+    }
+    for (let b = 0; b < table.length; b += STRIDE) {
+      const e = table[b + S_ENTRY]!;
+      if (e === 0) continue;
       const h = table[b + S_HASH]!;
       const f = Math.imul(h, 0x9e3779b1) >>> this.filterShift;
       this.filter[f >>> 5]! |= 1 << (f & 31);
-      table[b + S_OFF] = off;
-      table[b + S_LEN] = key.length;
-      off += key.length;
-      this.labelCounts |= labels > 31 ? 1 << 31 : 1 << (labels - 1);
+      table[b + S_OFF] = offs[e - 1]!;
+      table[b + S_LEN] = this.keys[e - 1]!.length;
     }
     this.built = true;
     return this;
