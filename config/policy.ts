@@ -403,10 +403,13 @@ export class Policy {
   ruleForName(name: string): number {
     const h = sampledHash(name);
     const slot = h & (RECENT - 1);
-    if (this.recentHashes[slot] !== h) {
-      this.recentHashes[slot] = h;
-      return this.names.match(name);
-    }
+    if (this.recentHashes[slot] === h) return this.seenAgain(name, slot);
+    this.recentHashes[slot] = h;
+    return this.names.match(name);
+  }
+
+  /** A name whose slot hash is there already: its kept answer, or it is kept now. */
+  private seenAgain(name: string, slot: number): number {
     if (this.recentNames[slot] === name) return this.recentRules[slot]!;
     const rule = this.names.match(name);
     this.recentNames[slot] = name;
