@@ -245,28 +245,6 @@ function toIp(v: ParsedIp | string | undefined): ParsedIp | undefined {
   return ip ? unmapIp(ip) : undefined;
 }
 
-/** Slots of Policy's cache of recent names (a power of two). */
-const RECENT = 4096;
-
-/**
- * A hash for that cache from a name's length, its first 8 characters (where
- * names made from a template, CDN and tracker hosts, differ) and a few more
- * at the middle and end, without a pass over the whole name. Names it
- * confuses only share a slot: the name itself is compared.
- */
-function sampledHash(name: string): number {
-  const n = name.length;
-  let h = Math.imul(n, 0x9e3779b1);
-  const head = n < 8 ? n : 8;
-  for (let i = 0; i < head; i++) h = Math.imul(h ^ name.charCodeAt(i), 16777619);
-  if (n > 8) {
-    h = Math.imul(h ^ name.charCodeAt(n >> 1), 16777619);
-    h = Math.imul(h ^ name.charCodeAt(n - 1 - (n >> 2)), 16777619);
-    h = Math.imul(h ^ name.charCodeAt(n - 1), 16777619);
-  }
-  return h ^ (h >>> 15);
-}
-
 function isCanonical(name: string): boolean {
   const n = name.length;
   if (n > 0 && name.charCodeAt(n - 1) === 46) return false;
@@ -384,37 +362,9 @@ export class Policy {
     return this.conditional.length > 0;
   }
 
-  /**
-   * Recent answers of ruleForName, direct-mapped (RECENT slots): DNS asks for
-   * the same few names over and over, and a slot's check costs a few
-   * character reads and one string compare, against a full suffix walk (a
-   * table probe per label) and a pattern scan. A name is kept on its second
-   * sighting only (its sampled hash already in the slot): keeping a string
-   * fresh from a packet in this long-lived table costs a write barrier's slow
-   * path, which names never asked again should not pay (bench policy measures
-   * both, cold and warm).
-   */
-  private readonly recentNames: (string | null)[] = new Array<string | null>(RECENT).fill(null);
-  private readonly recentRules = new Int32Array(RECENT);
-  /** The sampled hash last seen in each slot: most misses end here, without reading another name's characters. */
-  private readonly recentHashes = new Int32Array(RECENT);
-
   /** Hot path: the rule for a name, ignoring source-restricted rules; -1 = default. */
   ruleForName(name: string): number {
-    const h = sampledHash(name);
-    const slot = h & (RECENT - 1);
-    if (this.recentHashes[slot] === h) return this.seenAgain(name, slot);
-    this.recentHashes[slot] = h;
     return this.names.match(name);
-  }
-
-  /** A name whose slot hash is there already: its kept answer, or it is kept now. */
-  private seenAgain(name: string, slot: number): number {
-    if (this.recentNames[slot] === name) return this.recentRules[slot]!;
-    const rule = this.names.match(name);
-    this.recentNames[slot] = name;
-    this.recentRules[slot] = rule;
-    return rule;
   }
 
   /** The via of a rule index, or of the default for -1/null. */
