@@ -22,10 +22,14 @@
 // build `npm run test:arch` caches (~/.cache/splitwan-arch/armhf-node20.11.0/bin/node,
 // through binfmt): memory figures of 32-bit ARM; its times and CPU mean
 // nothing (emulated), and the output says so.
+// FP_NODE_FLAGS adds Node flags to the daemon's (e.g. `--cpu-prof
+// --cpu-prof-dir=/tmp/prof` for a profile of its whole run, written at its
+// stop); FP_LOG=FILE keeps the daemon's whole log there (its timestamps say
+// where start-up goes).
 // Everything started is stopped by pid; the lab, the peer's nft table and the
 // temp dir are removed in `finally`. Last line: one JSON object.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLab, type Lab } from '../lab/lab.js';
@@ -38,6 +42,8 @@ const QPS = Number(process.env.FP_QPS ?? 50);
 const DOMAINS = Number(process.env.FP_DOMAINS ?? 100_000);
 const NODE = process.env.FP_NODE ?? process.execPath;
 const EMULATED = NODE !== process.execPath;
+const EXTRA_FLAGS = (process.env.FP_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean);
+const LOG = process.env.FP_LOG;
 const SAMPLE_MS = 5000;
 const T = process.pid % 1000;
 const BIN = join(import.meta.dirname, '..', '..', 'bin', 'splitwan');
@@ -220,9 +226,13 @@ export async function run(): Promise<void> {
     writeFileSync(join(dir, 'dnsmasq.conf'), lines.join('\n') + '\n');
 
     // Start both; start-up to the first answer a client gets.
-    const flags = EMULATED ? [] : DAEMON_NODE_FLAGS;
+    const flags = [...(EMULATED ? [] : DAEMON_NODE_FLAGS), ...EXTRA_FLAGS];
     const t0 = Date.now();
     const daemon = new Proc('splitwan', inNs(lab.ns.router, [NODE, ...flags, BIN, 'run', '--config', cfg]), { env: { ...process.env, ...DAEMON_ENV } });
+    if (LOG) {
+      writeFileSync(LOG, '');
+      for (const st of [daemon.child.stdout!, daemon.child.stderr!]) st.on('data', (d: string) => appendFileSync(LOG, d));
+    }
     const ourStart = await firstAnswer(lab, lab.addr.routerLan.v4, 53, t0, EMULATED ? 600_000 : 60_000, daemon);
     await daemon.until('"splitwan running"', () => daemon.tail.includes('splitwan running'), EMULATED ? 600_000 : 60_000);
     const t1 = Date.now();
@@ -271,7 +281,8 @@ export async function run(): Promise<void> {
     for (const [phase, f] of [['idle', result.idle], ['load', result.load]] as const) {
       say(`${phase}: splitwan RSS ${f.splitwan.rssMb} MB (growth ${f.splitwan.growthMbPerHour} MB/h), CPU ${f.splitwan.cpuPctOfCore} % of a core, ${f.splitwan.wakeupsPerS} wake-ups/s | dnsmasq RSS ${f.dnsmasq.rssMb} MB (growth ${f.dnsmasq.growthMbPerHour} MB/h), CPU ${f.dnsmasq.cpuPctOfCore} %, ${f.dnsmasq.wakeupsPerS} wake-ups/s`);
     }
-    await daemon.stop();
+    // A profile (FP_NODE_FLAGS) is written at the stop: more than the default grace.
+    await daemon.stop(EXTRA_FLAGS.length > 0 ? 30_000 : undefined);
     await peer.stop();
     say(JSON.stringify(result));
   } finally {

@@ -135,7 +135,7 @@ interface DaemonState {
 const TUNNEL_REPAIR_MS = 3000;
 const CACHE_SWEEP_MS = 60_000;
 
-export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemon {
+export function createDaemon(deps: DaemonDeps, o: { configPath: string; /** The file as the CLI just loaded it: not loaded twice (issue 17). */ loaded?: LoadedConfig }): Daemon {
   const { clock } = deps;
   const log = deps.logger;
   const dnsLog = log.child({ module: 'dns' });
@@ -489,7 +489,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
 
   async function startSteps(): Promise<void> {
     s.phase = 'starting';
-    s.store = await ConfigStore.open({ file: o.configPath, logger: log.child({ module: 'config' }), ...(deps.loadDeps ? { deps: deps.loadDeps } : {}) });
+    s.store = await ConfigStore.open({ file: o.configPath, logger: log.child({ module: 'config' }), ...(deps.loadDeps ? { deps: deps.loadDeps } : {}), ...(o.loaded ? { initial: o.loaded } : {}) });
     teardown.push('watching the config', () => store().close());
     const c0 = config();
     checkpoint();
