@@ -43,17 +43,31 @@ export interface MetricsSource {
 export const GATEWAY_STATES = ['unknown', 'up', 'degraded', 'down'] as const;
 
 export class Metrics {
-  readonly registry = new Registry();
+  private readonly r = new Registry();
+  private defaults = false;
   private readonly failovers: Counter<'from' | 'to'>;
   private readonly reloads: Counter<'result'>;
   private readonly listRefreshes: Counter<'list' | 'result'>;
   private readonly upstreamLatency: Histogram<'path' | 'result'>;
   private server: http.Server | null = null;
 
+  /**
+   * The registry, with prom-client's process metrics from the first time it
+   * is read (a scrape): they run an event-loop delay monitor, a timer every
+   * 10 ms, and a GC observer, which woke an idle daemon without a metrics
+   * endpoint 100 times a second (issue 17: the footprint on a router).
+   */
+  get registry(): Registry {
+    if (!this.defaults) {
+      this.defaults = true;
+      collectDefaultMetrics({ register: this.r, prefix: PREFIX });
+      for (const name of DEFAULT_GAUGES_NAMED_LIKE_COUNTERS) this.r.removeSingleMetric(PREFIX + name);
+    }
+    return this.r;
+  }
+
   constructor(private readonly src: MetricsSource) {
-    const r = this.registry;
-    collectDefaultMetrics({ register: r, prefix: PREFIX });
-    for (const name of DEFAULT_GAUGES_NAMED_LIKE_COUNTERS) r.removeSingleMetric(PREFIX + name);
+    const r = this.r;
     new Counter({
       name: 'splitwan_dns_queries_total',
       help: 'DNS queries answered, by path and result (hit: from the cache, miss: forwarded, blocked).',
@@ -256,6 +270,7 @@ export class Metrics {
   /** Serves /metrics on host:port (0: any free port); resolves with the port. */
   async listen(host: string, port: number): Promise<number> {
     await this.close();
+    void this.registry; // the process metrics from now on, not from the first scrape
     const server = http.createServer((req, res) => {
       if (req.method !== 'GET' || (req.url ?? '/').split('?')[0] !== '/metrics') {
         res.writeHead(404, { 'content-type': 'text/plain' }).end('splitwan: metrics are at /metrics\n');
