@@ -633,7 +633,8 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string; /** The 
     });
     teardown.push('stopping endpoint lookups', () => endpoints!.stop());
 
-    metrics = new Metrics({
+    // Made when an endpoint is configured (issue 17: no prom-client on a router without one).
+    const makeMetrics = (): Metrics => (metrics ??= new Metrics({
       dns: () => dnsStats,
       // The breakout's own health shows as gateway="breakout" (watched for status, never selected).
       // WAN links show as gateways too (gateway="fiber"); `active` there is the tunnel's, never a link's.
@@ -643,8 +644,8 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string; /** The 
       proxyRefused: () => proxies.proxy?.stats.refusedBy ?? null,
       tagSetFull: () => tagger!.refusedFull,
       ruleHits: () => ruleHits(dnsStats, applied().config),
-    });
-    metricsListener = new MetricsListener(metrics, log);
+    }));
+    metricsListener = new MetricsListener(makeMetrics, log);
     teardown.push('closing the metrics endpoint', () => metricsListener!.close());
     teardown.push('closing the dashboard', () => web.close()); // issue 20
     store().onReload = (r) => metrics?.reload(r.status);

@@ -4,7 +4,8 @@
 // paths pay nothing for them; events (failovers, reloads, list refreshes,
 // upstream latencies) are counted as they happen.
 import http from 'node:http';
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { createRequire } from 'node:module';
+import type { Counter, Histogram, Registry } from 'prom-client';
 import type { UpstreamResult } from '../dns/forwarder.js';
 
 const PREFIX = 'splitwan_';
@@ -40,10 +41,19 @@ export interface MetricsSource {
   tagSetFull?(): number;
 }
 
+type PromClient = typeof import('prom-client');
+let prom: PromClient | null = null;
+/**
+ * prom-client, loaded by the first Metrics: the daemon makes one only when a
+ * metrics endpoint is configured, and a router without one does not carry
+ * the library (issue 17: the footprint on a router).
+ */
+const promClient = (): PromClient => (prom ??= createRequire(import.meta.url)('prom-client') as PromClient);
+
 export const GATEWAY_STATES = ['unknown', 'up', 'degraded', 'down'] as const;
 
 export class Metrics {
-  private readonly r = new Registry();
+  private readonly r: Registry;
   private defaults = false;
   private readonly failovers: Counter<'from' | 'to'>;
   private readonly reloads: Counter<'result'>;
@@ -60,13 +70,15 @@ export class Metrics {
   get registry(): Registry {
     if (!this.defaults) {
       this.defaults = true;
-      collectDefaultMetrics({ register: this.r, prefix: PREFIX });
+      promClient().collectDefaultMetrics({ register: this.r, prefix: PREFIX });
       for (const name of DEFAULT_GAUGES_NAMED_LIKE_COUNTERS) this.r.removeSingleMetric(PREFIX + name);
     }
     return this.r;
   }
 
   constructor(private readonly src: MetricsSource) {
+    const { Counter, Gauge, Histogram, Registry } = promClient();
+    this.r = new Registry();
     const r = this.r;
     new Counter({
       name: 'splitwan_dns_queries_total',
