@@ -135,7 +135,7 @@ interface DaemonState {
 const TUNNEL_REPAIR_MS = 3000;
 const CACHE_SWEEP_MS = 60_000;
 
-export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemon {
+export function createDaemon(deps: DaemonDeps, o: { configPath: string; /** The file as the CLI just loaded it: not loaded twice (issue 17). */ loaded?: LoadedConfig }): Daemon {
   const { clock } = deps;
   const log = deps.logger;
   const dnsLog = log.child({ module: 'dns' });
@@ -489,7 +489,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
 
   async function startSteps(): Promise<void> {
     s.phase = 'starting';
-    s.store = await ConfigStore.open({ file: o.configPath, logger: log.child({ module: 'config' }), ...(deps.loadDeps ? { deps: deps.loadDeps } : {}) });
+    s.store = await ConfigStore.open({ file: o.configPath, logger: log.child({ module: 'config' }), ...(deps.loadDeps ? { deps: deps.loadDeps } : {}), ...(o.loaded ? { initial: o.loaded } : {}) });
     teardown.push('watching the config', () => store().close());
     const c0 = config();
     checkpoint();
@@ -633,7 +633,8 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
     });
     teardown.push('stopping endpoint lookups', () => endpoints!.stop());
 
-    metrics = new Metrics({
+    // Made when an endpoint is configured (issue 17: no prom-client on a router without one).
+    const makeMetrics = (): Metrics => (metrics ??= new Metrics({
       dns: () => dnsStats,
       // The breakout's own health shows as gateway="breakout" (watched for status, never selected).
       // WAN links show as gateways too (gateway="fiber"); `active` there is the tunnel's, never a link's.
@@ -643,8 +644,8 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
       proxyRefused: () => proxies.proxy?.stats.refusedBy ?? null,
       tagSetFull: () => tagger!.refusedFull,
       ruleHits: () => ruleHits(dnsStats, applied().config),
-    });
-    metricsListener = new MetricsListener(metrics, log);
+    }));
+    metricsListener = new MetricsListener(makeMetrics, log);
     teardown.push('closing the metrics endpoint', () => metricsListener!.close());
     teardown.push('closing the dashboard', () => web.close()); // issue 20
     store().onReload = (r) => metrics?.reload(r.status);

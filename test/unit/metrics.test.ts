@@ -4,7 +4,8 @@
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import perfHooks from 'node:perf_hooks';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Gauge } from 'prom-client';
 import { GATEWAY_STATES, Metrics, type MetricsSource } from '../../daemon/metrics.js';
 import { families, promLint } from '../helpers/prom-lint.js';
@@ -124,6 +125,27 @@ const FAMILIES: [string, string][] = [
   ['splitwan_list_refreshes_total', 'counter'],
   ['splitwan_rule_hits_total', 'counter'],
 ];
+
+describe('metrics: an idle daemon without a metrics endpoint', () => {
+  it('starts no event-loop delay monitor (a timer every 10 ms) until the registry is read or served', async () => {
+    const spy = vi.spyOn(perfHooks, 'monitorEventLoopDelay');
+    try {
+      const m = new Metrics(fakeSource());
+      m.failover('a', 'b');
+      m.upstream({ path: 'breakout', seconds: 0.01, result: 'ok' });
+      expect(spy).not.toHaveBeenCalled();
+      const text = await m.registry.metrics();
+      expect(spy).toHaveBeenCalledTimes(1);
+      expect(text).toMatch(/^splitwan_nodejs_eventloop_lag_seconds /m);
+      // Counted before the process metrics came: still there.
+      expect(text).toMatch(/^splitwan_failovers_total\{from="a",to="b"\} 1$/m);
+      void m.registry;
+      expect(spy).toHaveBeenCalledTimes(1);
+    } finally {
+      spy.mockRestore();
+    }
+  });
+});
 
 describe('metrics: families read from the source at scrape time', () => {
   it('every family has its # HELP and # TYPE lines, and default process metrics carry the splitwan_ prefix', async () => {
