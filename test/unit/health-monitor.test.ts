@@ -89,9 +89,9 @@ describe('HealthMonitor', () => {
     m.start();
     await clock.advance(5000);
     alive.set('gw1', false);
-    // The next round (at 6 s) fails at its timeout; it is confirmed by the rounds right after it:
-    // 6.8 s, 7.6 s, down at 8.4 s.
-    await clock.advance(3399);
+    // The next round (at 6 s) goes unanswered: half a timeout on, the next starts beside it
+    // (6.4 s, 6.8 s); each fails at its own timeout (6.8 s, 7.2 s), down at the third: 7.6 s.
+    await clock.advance(2599);
     expect(m.active).toBe('gw1');
     await clock.advance(1);
     expect(m.active).toBe('gw2');
@@ -116,6 +116,68 @@ describe('HealthMonitor', () => {
     expect(switches.at(-1)).toMatchObject({ from: 'gw2', to: 'gw1', fromDown: false });
     await m.settled();
     expect(switches.map((s) => `${s.from}→${s.to}`)).toEqual(['gw1→gw2', 'gw2→null', 'null→gw2', 'gw2→gw1']);
+    m.stop();
+  });
+
+  it('a round unanswered for half a timeout gets the next beside it: down after (failAfter + 1) / 2 timeouts, each round waited a whole one', async () => {
+    const { clock, alive, rounds, m } = setup();
+    m.setGateways([gw('gw1', 1), gw('gw2', 2)]);
+    m.start();
+    await clock.advance(5000);
+    alive.set('gw1', false);
+    rounds.length = 0;
+    await clock.advance(1000); // the round at 6 s starts
+    await clock.advance(1599);
+    expect(m.healthy('gw1')).toBe(true);
+    // Started at 6.0, 6.4, 6.8 and 7.2 s: never more than two unanswered at once (rounds end at their 800 ms timeout).
+    expect(rounds.filter((r) => r === 'gw1')).toHaveLength(4);
+    await clock.advance(1);
+    expect(m.healthy('gw1')).toBe(false);
+    // Down: back to one round a second (its last hedge ends at 8.0 s; the next at 9.0 s).
+    const at = rounds.filter((r) => r === 'gw1').length;
+    await clock.advance(3000);
+    expect(rounds.filter((r) => r === 'gw1').length - at).toBeLessThanOrEqual(3);
+    m.stop();
+  });
+
+  it('a lost round whose hedge answered before its timeout is stale: not counted (failAfter 1: one counted loss would take it down)', async () => {
+    const clock = new ManualClock();
+    let inFlight = 0;
+    let most = 0;
+    let n = 0;
+    const m = new HealthMonitor({
+      failAfter: 1,
+      recoverAfter: 3,
+      window: 10,
+      degradeFactor: 100,
+      intervalMs: 1000,
+      failbackHoldMs: 0,
+      timeoutMs: 800,
+      prober: {
+        round: async (): Promise<ProbeResult> => {
+          const k = n++;
+          inFlight++;
+          most = Math.max(most, inFlight);
+          // Every third round is lost (it times out at 800 ms); the others answer in 300 ms,
+          // so a lost one's hedge (400 ms on) has answered by 700 ms.
+          const lost = k % 3 === 1;
+          await new Promise<void>((r) => clock.setTimeout(r, lost ? 800 : 300));
+          inFlight--;
+          return lost ? { ok: false, rttMs: null, error: 'no answer in 800 ms' } : { ok: true, rttMs: 300, error: null };
+        },
+      },
+      clock,
+      logger: silentLogger,
+      onSwitch: () => undefined,
+      random: () => 0.5,
+    });
+    m.setGateways([gw('gw1', 1)]);
+    m.start();
+    await clock.advance(20_000);
+    expect(n).toBeGreaterThan(20);
+    expect(m.healthy('gw1')).toBe(true);
+    expect(m.status()[0]!.consecutiveFailures).toBe(0);
+    expect(most).toBe(2);
     m.stop();
   });
 
