@@ -594,6 +594,10 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
             // The flip first (pick_link, table 1200: one nft line, one ip batch), then the whole plan.
             const next = plan(applied());
             await dataplane!.setLinks(next).catch((e: unknown) => healthLog.error({ err: e }, 'moving breakout to another link failed'));
+            // WireGuard's UDP follows table 1200, but wireguard-go keeps sending from the old link's
+            // address (its sticky source: the old masquerade entry drops the first packet, or the address
+            // is gone); its endpoint set again clears that, before the gateways are rechecked below.
+            if (sw.to !== null) await (tunnels!.rebind?.() ?? Promise.resolve()).catch((e: unknown) => healthLog.warn({ err: e }, 'rebinding the tunnels to the new link failed'));
             await applyPlan(next);
             if (sw.fromDown) {
               // The proxy's breakout dials went by the dead link (its flows are dropped on the state change).

@@ -79,6 +79,8 @@ interface Entry {
   /** The number of the latest round started, and of the latest one recorded (an older one ending after it is stale). */
   started: number;
   recorded: number;
+  /** Rounds numbered below this are stale: they were sent before the WAN link under the gateway changed (recheckGateways). */
+  freshFrom: number;
   /** When its next round is due (monotonic ms): how late its timer fired says how busy the loop is. */
   dueAt: number;
   /** Failed rounds set aside since its last good round. */
@@ -143,7 +145,10 @@ export class HealthMonitor {
       if (f.state !== 'down' && f.consecutiveFailures === 0) continue;
       e.health.recheck();
       names.push(e.gw.name);
-      if (this.running && e.inFlight === 0) {
+      // Rounds in flight went by the old link: a failure of theirs says nothing of
+      // the new one (and would cancel the one-round recovery).
+      e.freshFrom = e.started + 1;
+      if (this.running) {
         this.o.clock.clearTimeout(e.timer);
         this.schedule(e, 0);
       }
@@ -180,7 +185,7 @@ export class HealthMonitor {
         e.gw = gw;
         e.order = order;
       } else {
-        const entry: Entry = { gw, selectable: true, order, health: new GatewayHealth(this.o, now), timer: null, inFlight: 0, started: 0, recorded: 0, dueAt: now, noEvidenceRun: 0 };
+        const entry: Entry = { gw, selectable: true, order, health: new GatewayHealth(this.o, now), timer: null, inFlight: 0, started: 0, recorded: 0, freshFrom: 0, dueAt: now, noEvidenceRun: 0 };
         this.entries.set(gw.name, entry);
         if (this.running) this.schedule(entry, 0);
       }
@@ -207,7 +212,7 @@ export class HealthMonitor {
     const gw: MonitoredGateway = { ...target, name: BREAKOUT, priority: 0 };
     if (e) e.gw = gw;
     else {
-      const entry: Entry = { gw, selectable: false, order: -1, health: new GatewayHealth(this.o, this.o.clock.now()), timer: null, inFlight: 0, started: 0, recorded: 0, dueAt: this.o.clock.now(), noEvidenceRun: 0 };
+      const entry: Entry = { gw, selectable: false, order: -1, health: new GatewayHealth(this.o, this.o.clock.now()), timer: null, inFlight: 0, started: 0, recorded: 0, freshFrom: 0, dueAt: this.o.clock.now(), noEvidenceRun: 0 };
       this.entries.set(BREAKOUT, entry);
       if (this.running) this.schedule(entry, 0);
     }
@@ -296,8 +301,12 @@ export class HealthMonitor {
     if (!this.running || this.entries.get(e.gw.name) !== e) return;
     const newest = e.started === seq;
     if (newest) this.o.clock.clearTimeout(e.timer);
-    // A newer round already said how the gateway is (it answered first): this one's verdict is stale.
-    if (seq < e.recorded) return;
+    // A newer round already said how the gateway is (it answered first), or the
+    // link under it changed since this one was sent: its verdict is stale.
+    if (seq < e.recorded || seq < e.freshFrom) {
+      if (newest) this.schedule(e, Math.max(0, this.nextDelay() - (this.o.clock.now() - startedAt)));
+      return;
+    }
     e.recorded = seq;
     const end = this.noteSuspend();
     const setAside = r.ok || NAIVE_TIMING ? null : this.setAside(e, r, end.mono);

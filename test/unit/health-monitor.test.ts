@@ -181,6 +181,47 @@ describe('HealthMonitor', () => {
     m.stop();
   });
 
+  it('recheckGateways (the WAN link changed): a round at once; one in flight, sent by the old link, failing after it is stale and does not cancel the one-round recovery', async () => {
+    const clock = new ManualClock();
+    let alive = false;
+    let deadInFlightSince: number | null = null;
+    const m = new HealthMonitor({
+      failAfter: 3,
+      recoverAfter: 5,
+      window: 10,
+      degradeFactor: 3,
+      intervalMs: 1000,
+      failbackHoldMs: 0,
+      timeoutMs: 800,
+      prober: {
+        round: async (): Promise<ProbeResult> => {
+          const ok = alive;
+          if (!ok) deadInFlightSince = clock.now();
+          // A live answer takes 300 ms; a lost round times out at 800 ms.
+          await new Promise<void>((r) => clock.setTimeout(r, ok ? 300 : 800));
+          if (!ok) deadInFlightSince = null;
+          return ok ? { ok: true, rttMs: 300, error: null } : { ok: false, rttMs: null, error: 'no answer in 800 ms' };
+        },
+      },
+      clock,
+      logger: silentLogger,
+      onSwitch: () => undefined,
+      random: () => 0.5,
+    });
+    m.setGateways([gw('gw1', 1)]);
+    m.start();
+    await clock.advance(5000);
+    expect(m.healthy('gw1')).toBe(false);
+    // Just after a round of the dead path started: the new link comes, and the recheck with it.
+    while (deadInFlightSince === null || clock.now() - deadInFlightSince < 600) await clock.advance(10);
+    alive = true;
+    m.recheckGateways();
+    // The old round fails at 800 ms (200 ms on), the new one answers at 300 ms: up after one round, not five.
+    await clock.advance(310);
+    expect(m.healthy('gw1')).toBe(true);
+    m.stop();
+  });
+
   it('a pin holds while the pinned gateway is usable; a reload keeps health by name', async () => {
     const { clock, alive, m } = setup();
     m.setGateways([gw('gw1', 1), gw('gw2', 2)]);
