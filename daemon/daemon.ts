@@ -162,7 +162,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
   /** WAN links (breakout.links): probed like gateways; its choice is the link breakout takes. */
   let linkMonitor: HealthMonitor | null = null;
   /** breakout.links: the link breakout takes, switch by switch (status, the dashboard). */
-  const linkFailovers = new FailoverLog(clock, null);
+  const linkFailovers = new FailoverLog(clock, null, (from, to) => metrics?.linkFailover(from, to));
   const healthy = (g: string): boolean => (linkMonitor?.has(g) ? linkMonitor.healthy(g) : (monitor?.healthy(g) ?? true));
 
   // ---- parts that live as long as the process; created in start, undone by the teardown stack

@@ -135,25 +135,27 @@ export class HealthMonitor {
    * by went down: a gateway that is down (or failing) now comes back after
    * one good round rather than recoverAfter, and is probed at once, so tunnel
    * traffic is back a round after the link failover instead of recoverAfter
-   * rounds after it.
+   * rounds after it. Rounds still in flight went by the old link: their
+   * failures say nothing of the new one (they would cancel the one-round
+   * recovery, or take down a gateway the link's fault had not reached yet),
+   * so they are stale, and a gateway with one in flight is probed at once too.
    */
   recheckGateways(): void {
     const names: string[] = [];
     for (const e of this.entries.values()) {
       if (!e.selectable) continue;
       const f = e.health.figures();
-      if (f.state !== 'down' && f.consecutiveFailures === 0) continue;
-      e.health.recheck();
+      const failing = f.state === 'down' || f.consecutiveFailures > 0;
+      if (!failing && e.inFlight === 0) continue;
+      if (failing) e.health.recheck();
       names.push(e.gw.name);
-      // Rounds in flight went by the old link: a failure of theirs says nothing of
-      // the new one (and would cancel the one-round recovery).
       e.freshFrom = e.started + 1;
       if (this.running) {
         this.o.clock.clearTimeout(e.timer);
         this.schedule(e, 0);
       }
     }
-    if (names.length) this.o.logger.info({ gateways: names }, 'the WAN link changed: gateways that failed are probed again at once');
+    if (names.length) this.o.logger.info({ gateways: names }, 'the WAN link changed: gateways that failed or wait for an answer are probed again at once');
   }
 
   /** Whether it watches `name` (a gateway or link of its own). */

@@ -222,6 +222,49 @@ describe('HealthMonitor', () => {
     m.stop();
   });
 
+  it('recheckGateways: rounds of a gateway still up that wait for an answer (sent by the old link) are stale too: it is not taken down by them', async () => {
+    const clock = new ManualClock();
+    let alive = true;
+    let deadRounds = 0;
+    const states: string[] = [];
+    const m = new HealthMonitor({
+      failAfter: 1, // one counted failure would take it down
+      recoverAfter: 3,
+      window: 10,
+      degradeFactor: 3,
+      intervalMs: 1000,
+      failbackHoldMs: 0,
+      timeoutMs: 800,
+      prober: {
+        round: async (): Promise<ProbeResult> => {
+          const ok = alive;
+          if (!ok) deadRounds++;
+          await new Promise<void>((r) => clock.setTimeout(r, ok ? 20 : 800));
+          return ok ? { ok: true, rttMs: 20, error: null } : { ok: false, rttMs: null, error: 'no answer in 800 ms' };
+        },
+      },
+      clock,
+      logger: silentLogger,
+      onSwitch: () => undefined,
+      onHealthChange: (_g, st) => void states.push(st),
+      random: () => 0.5,
+    });
+    m.setGateways([gw('gw1', 1)]);
+    m.start();
+    await clock.advance(3000);
+    // The link dies: a round and its hedge go unanswered, no failure recorded yet.
+    alive = false;
+    while (deadRounds < 2) await clock.advance(10);
+    expect(m.status()[0]!.consecutiveFailures).toBe(0);
+    // The other link takes over before they time out.
+    alive = true;
+    m.recheckGateways();
+    await clock.advance(3000);
+    expect(states).toEqual(['up']);
+    expect(m.healthy('gw1')).toBe(true);
+    m.stop();
+  });
+
   it('a pin holds while the pinned gateway is usable; a reload keeps health by name', async () => {
     const { clock, alive, m } = setup();
     m.setGateways([gw('gw1', 1), gw('gw2', 2)]);
