@@ -158,6 +158,19 @@ export async function run(): Promise<Record<string, unknown>> {
         throw new Error(`${(e as Error).message}; last breakout requests: ${c4.recent()}; tunnel: ${c6.recent()}`);
       });
       say(`  trial ${t + 1}: breakout on lte after ${Math.round(first.end - t0)} ms, tunnel traffic again after ${Math.round(rec - t0)} ms; failback ${Math.round(back.end - t1)} ms after the fault was lifted`);
+      // BLINKS_DEBUG=1: the daemon's log lines of the trial, ms from the fault.
+      if (process.env.BLINKS_DEBUG) {
+        for (const line of daemon.tail.split('\n')) {
+          const j = ((): { time?: number; msg?: string } | null => {
+            try {
+              return JSON.parse(line) as { time?: number; msg?: string };
+            } catch {
+              return null;
+            }
+          })();
+          if (j?.time !== undefined && j.time >= t0 - 100 && j.time <= t1) say(`    +${Math.round(j.time - t0)} ms ${j.msg}`);
+        }
+      }
     }
 
     // ------------------------------------------------------------ 2. balance, splitwan
