@@ -33,6 +33,8 @@ export const BREAKOUT = 'breakout';
 
 export interface MonitoredGateway extends ProbeTarget {
   priority: number;
+  /** Reached through the breakout's WAN link (splitwan's WireGuard gateways): see MonitorOptions.underlay. */
+  ridesLink?: boolean;
 }
 
 export interface Switch {
@@ -58,6 +60,11 @@ export interface MonitorOptions extends HealthOptions {
   random?: () => number;
   /** What it watches, for the log: gateways (default: the `tunnel` path) or WAN links (the `breakout` path). */
   kind?: 'gateway' | 'link';
+  /**
+   * Why the WAN link under gateways that ride it is failing now, or null: a
+   * failed round of such a gateway is then no evidence (evidence.ts).
+   */
+  underlay?: () => string | null;
 }
 
 export interface GatewayStatus extends HealthFigures {
@@ -85,6 +92,8 @@ interface Entry {
   dueAt: number;
   /** Failed rounds set aside since its last good round. */
   noEvidenceRun: number;
+  /** When it last answered (monotonic ms; its start before any answer). */
+  lastOkAt: number;
 }
 
 /** A probe round as it went, for the debug log (benchmarks read it). */
@@ -158,6 +167,19 @@ export class HealthMonitor {
     if (names.length) this.o.logger.info({ gateways: names }, 'the WAN link changed: gateways that failed or wait for an answer are probed again at once');
   }
 
+  /**
+   * `name` is failing or may be: down, a failed round since its last good
+   * one, or no answer for longer than an interval and half a timeout (its
+   * latest round has gone unanswered that long). The gateway monitor asks
+   * the link monitor this about the link breakout takes.
+   */
+  suspect(name: string): boolean {
+    const e = this.entries.get(name);
+    if (!e) return false;
+    const f = e.health.figures();
+    return f.state === 'down' || f.consecutiveFailures > 0 || this.o.clock.now() - e.lastOkAt > this.o.intervalMs * 1.1 + this.timeoutMs() / 2;
+  }
+
   /** Whether it watches `name` (a gateway or link of its own). */
   has(name: string): boolean {
     return this.entries.get(name)?.selectable ?? false;
@@ -187,7 +209,7 @@ export class HealthMonitor {
         e.gw = gw;
         e.order = order;
       } else {
-        const entry: Entry = { gw, selectable: true, order, health: new GatewayHealth(this.o, now), timer: null, inFlight: 0, started: 0, recorded: 0, freshFrom: 0, dueAt: now, noEvidenceRun: 0 };
+        const entry: Entry = { gw, selectable: true, order, health: new GatewayHealth(this.o, now), timer: null, inFlight: 0, started: 0, recorded: 0, freshFrom: 0, dueAt: now, noEvidenceRun: 0, lastOkAt: now };
         this.entries.set(gw.name, entry);
         if (this.running) this.schedule(entry, 0);
       }
@@ -214,7 +236,7 @@ export class HealthMonitor {
     const gw: MonitoredGateway = { ...target, name: BREAKOUT, priority: 0 };
     if (e) e.gw = gw;
     else {
-      const entry: Entry = { gw, selectable: false, order: -1, health: new GatewayHealth(this.o, this.o.clock.now()), timer: null, inFlight: 0, started: 0, recorded: 0, freshFrom: 0, dueAt: this.o.clock.now(), noEvidenceRun: 0 };
+      const entry: Entry = { gw, selectable: false, order: -1, health: new GatewayHealth(this.o, this.o.clock.now()), timer: null, inFlight: 0, started: 0, recorded: 0, freshFrom: 0, dueAt: this.o.clock.now(), noEvidenceRun: 0, lastOkAt: this.o.clock.now() };
       this.entries.set(BREAKOUT, entry);
       if (this.running) this.schedule(entry, 0);
     }
@@ -324,7 +346,10 @@ export class HealthMonitor {
       return;
     }
     // Only a good round starts the count of set-aside rounds over: past the cap, late failures keep counting.
-    if (r.ok) e.noEvidenceRun = 0;
+    if (r.ok) {
+      e.noEvidenceRun = 0;
+      e.lastOkAt = end.mono;
+    }
     const changed = e.health.record(end.mono, r.ok, r.rttMs, r.error);
     if (changed !== null) {
       const f = e.health.figures();
@@ -388,7 +413,7 @@ export class HealthMonitor {
   /** Why a failed round is no evidence, or null: it counts. */
   private setAside(e: Entry, r: ProbeResult, now: number): string | null {
     return noEvidence(
-      { lateMs: r.lateMs ?? 0, sinceResumeMs: this.resumed === null ? null : now - this.resumed.at, sleptMs: this.resumed?.sleptMs ?? 0, inRow: e.noEvidenceRun },
+      { lateMs: r.lateMs ?? 0, sinceResumeMs: this.resumed === null ? null : now - this.resumed.at, sleptMs: this.resumed?.sleptMs ?? 0, inRow: e.noEvidenceRun, underlay: e.gw.ridesLink ? (this.o.underlay?.() ?? null) : null },
       evidenceOptions(this.o.timeoutMs ?? DEFAULT_TIMEOUT_MS),
     );
   }
