@@ -29,6 +29,7 @@
 //     1000` rules (mwan3BalanceRules), fwmark ip rules into the link tables;
 //     the same FLOWS flows.
 // stdout: readable lines, then the LAST line one JSON object.
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -76,6 +77,8 @@ const now = (): number => performance.timeOrigin + performance.now();
 
 export async function run(): Promise<Record<string, unknown>> {
   if (process.getuid?.() !== 0) throw new Error('the links benchmark needs root (it creates network namespaces)');
+  // The peer's tracker pings, as mwan3track does by default.
+  if (spawnSync('ping', ['-V']).status !== 0) throw new Error('the links benchmark needs ping(8) for the peer\'s tracker: apt-get install iputils-ping');
   const say = (s: string) => process.stdout.write(s + '\n');
   const dir = mkdtempSync(join(tmpdir(), 'splitwan-bench-links-')); // 0700
   const names = [`bl${process.pid % 10000}a`, `bl${process.pid % 10000}b`];
