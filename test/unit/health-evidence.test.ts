@@ -6,11 +6,16 @@ import { describe, expect, it } from 'vitest';
 import { silentLogger, type Logger } from '../../lib/logger.js';
 import { evidenceOptions, MAX_NO_EVIDENCE_IN_ROW, noEvidence, RESUME_GRACE_MS } from '../../daemon/health/evidence.js';
 import { GatewayHealth } from '../../daemon/health/gateway-health.js';
-import { HealthMonitor, type MonitoredGateway } from '../../daemon/health/monitor.js';
+import { HealthMonitor, type MonitorOptions, type MonitoredGateway } from '../../daemon/health/monitor.js';
 import type { ProbeResult } from '../../daemon/health/probes.js';
 import { ManualClock } from '../helpers/clock.js';
 
 const gw = (name: string, priority: number): MonitoredGateway => ({ name, priority, path: `gw:${name}`, ifname: `swg-${name}`, dns: [], mark: 0, probes: [{ kind: 'dns' }] });
+
+/** A monitor under `clock` with the usual settings here (1 s interval, 800 ms timeout, no jitter), `o` over them. */
+function monitorOf(clock: ManualClock, o: Partial<MonitorOptions> & Pick<MonitorOptions, 'prober' | 'failAfter' | 'recoverAfter' | 'failbackHoldMs'>): HealthMonitor {
+  return new HealthMonitor({ window: 10, degradeFactor: 3, intervalMs: 1000, timeoutMs: 800, clock, logger: silentLogger, onSwitch: () => undefined, random: () => 0.5, ...o });
+}
 
 describe('noEvidence', () => {
   const o = evidenceOptions(800);
@@ -85,19 +90,11 @@ describe('HealthMonitor: gateways that ride a failing WAN link', () => {
     const clock = new ManualClock();
     let linkFailing: string | null = null;
     const dead = new Set<string>();
-    const m = new HealthMonitor({
+    const m = monitorOf(clock, {
       failAfter: 3,
       recoverAfter: 3,
-      window: 10,
-      degradeFactor: 3,
-      intervalMs: 1000,
-      timeoutMs: 800,
       failbackHoldMs: 2000,
       prober: { round: async (t) => (dead.has(t.name) ? { ok: false, rttMs: null, error: 'dns: no answer in 800 ms', lateMs: 0 } : { ok: true, rttMs: 20, error: null }) },
-      clock,
-      logger: silentLogger,
-      onSwitch: () => undefined,
-      random: () => 0.5,
       underlay: () => linkFailing,
     });
     m.setGateways([{ ...gw('gw1', 1), ridesLink: true }, gw('awg', 2)]);
@@ -121,13 +118,9 @@ describe('HealthMonitor: gateways that ride a failing WAN link', () => {
   it('HealthMonitor.suspect: down, a failure since the last good round, or no answer for an interval and half a timeout', async () => {
     const clock = new ManualClock();
     let mode: 'ok' | 'fail' | 'silent' = 'ok';
-    const m = new HealthMonitor({
+    const m = monitorOf(clock, {
       failAfter: 3,
       recoverAfter: 3,
-      window: 10,
-      degradeFactor: 3,
-      intervalMs: 1000,
-      timeoutMs: 800,
       failbackHoldMs: 0,
       prober: {
         round: async () => {
@@ -137,10 +130,6 @@ describe('HealthMonitor: gateways that ride a failing WAN link', () => {
           return { ok: false, rttMs: null, error: 'no answer in 800 ms', lateMs: 0 };
         },
       },
-      clock,
-      logger: silentLogger,
-      onSwitch: () => undefined,
-      random: () => 0.5,
       kind: 'link',
     });
     m.setGateways([gw('fiber', 1)]);

@@ -3,11 +3,16 @@
 // daemon in order, kill switch and recovery.
 import { describe, expect, it } from 'vitest';
 import { silentLogger } from '../../lib/logger.js';
-import { HealthMonitor, type MonitoredGateway, type Switch } from '../../daemon/health/monitor.js';
+import { HealthMonitor, type MonitorOptions, type MonitoredGateway, type Switch } from '../../daemon/health/monitor.js';
 import type { ProbeResult, ProbeTarget } from '../../daemon/health/probes.js';
 import { ManualClock } from '../helpers/clock.js';
 
 const gw = (name: string, priority: number): MonitoredGateway => ({ name, priority, path: `gw:${name}`, ifname: `swg-${name}`, dns: [], mark: 0, probes: [{ kind: 'dns' }] });
+
+/** A monitor under `clock` with the usual settings here (1 s interval, 800 ms timeout, no jitter), `o` over them. */
+function monitorOf(clock: ManualClock, o: Partial<MonitorOptions> & Pick<MonitorOptions, 'prober' | 'failAfter' | 'recoverAfter' | 'failbackHoldMs'>): HealthMonitor {
+  return new HealthMonitor({ window: 10, degradeFactor: 3, intervalMs: 1000, timeoutMs: 800, clock, logger: silentLogger, onSwitch: () => undefined, random: () => 0.5, ...o });
+}
 
 function setup(o: { failbackHoldMs?: number } = {}) {
   const clock = new ManualClock();
@@ -23,17 +28,11 @@ function setup(o: { failbackHoldMs?: number } = {}) {
       return { ok: false, rttMs: null, error: 'no answer in 800 ms' };
     },
   };
-  const m = new HealthMonitor({
+  const m = monitorOf(clock, {
     failAfter: 3,
     recoverAfter: 5,
-    window: 10,
-    degradeFactor: 3,
-    intervalMs: 1000,
     failbackHoldMs: o.failbackHoldMs ?? 30_000,
-    timeoutMs: 800,
     prober,
-    clock,
-    logger: silentLogger,
     onSwitch: (s) => void switches.push(s),
     random: () => 0.5, // no jitter: rounds every 1000 ms
   });
@@ -145,14 +144,11 @@ describe('HealthMonitor', () => {
     let inFlight = 0;
     let most = 0;
     let n = 0;
-    const m = new HealthMonitor({
+    const m = monitorOf(clock, {
       failAfter: 1,
       recoverAfter: 3,
-      window: 10,
       degradeFactor: 100,
-      intervalMs: 1000,
       failbackHoldMs: 0,
-      timeoutMs: 800,
       prober: {
         round: async (): Promise<ProbeResult> => {
           const k = n++;
@@ -166,10 +162,6 @@ describe('HealthMonitor', () => {
           return lost ? { ok: false, rttMs: null, error: 'no answer in 800 ms' } : { ok: true, rttMs: 300, error: null };
         },
       },
-      clock,
-      logger: silentLogger,
-      onSwitch: () => undefined,
-      random: () => 0.5,
     });
     m.setGateways([gw('gw1', 1)]);
     m.start();
@@ -185,14 +177,10 @@ describe('HealthMonitor', () => {
     const clock = new ManualClock();
     let alive = false;
     let deadInFlightSince: number | null = null;
-    const m = new HealthMonitor({
+    const m = monitorOf(clock, {
       failAfter: 3,
       recoverAfter: 5,
-      window: 10,
-      degradeFactor: 3,
-      intervalMs: 1000,
       failbackHoldMs: 0,
-      timeoutMs: 800,
       prober: {
         round: async (): Promise<ProbeResult> => {
           const ok = alive;
@@ -203,10 +191,6 @@ describe('HealthMonitor', () => {
           return ok ? { ok: true, rttMs: 300, error: null } : { ok: false, rttMs: null, error: 'no answer in 800 ms' };
         },
       },
-      clock,
-      logger: silentLogger,
-      onSwitch: () => undefined,
-      random: () => 0.5,
     });
     m.setGateways([gw('gw1', 1)]);
     m.start();
@@ -227,14 +211,10 @@ describe('HealthMonitor', () => {
     let alive = true;
     let deadRounds = 0;
     const states: string[] = [];
-    const m = new HealthMonitor({
+    const m = monitorOf(clock, {
       failAfter: 1, // one counted failure would take it down
       recoverAfter: 3,
-      window: 10,
-      degradeFactor: 3,
-      intervalMs: 1000,
       failbackHoldMs: 0,
-      timeoutMs: 800,
       prober: {
         round: async (): Promise<ProbeResult> => {
           const ok = alive;
@@ -243,11 +223,7 @@ describe('HealthMonitor', () => {
           return ok ? { ok: true, rttMs: 20, error: null } : { ok: false, rttMs: null, error: 'no answer in 800 ms' };
         },
       },
-      clock,
-      logger: silentLogger,
-      onSwitch: () => undefined,
       onHealthChange: (_g, st) => void states.push(st),
-      random: () => 0.5,
     });
     m.setGateways([gw('gw1', 1)]);
     m.start();
