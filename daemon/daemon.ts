@@ -162,7 +162,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string; /** The 
   /** WAN links (breakout.links): probed like gateways; its choice is the link breakout takes. */
   let linkMonitor: HealthMonitor | null = null;
   /** breakout.links: the link breakout takes, switch by switch (status, the dashboard). */
-  const linkFailovers = new FailoverLog(clock, null);
+  const linkFailovers = new FailoverLog(clock, null, (from, to) => metrics?.linkFailover(from, to));
   const healthy = (g: string): boolean => (linkMonitor?.has(g) ? linkMonitor.healthy(g) : (monitor?.healthy(g) ?? true));
 
   // ---- parts that live as long as the process; created in start, undone by the teardown stack
@@ -273,7 +273,8 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string; /** The 
 
   const slotMark = (name: string): number => gatewayMark(s.slots.get(name)!);
   const monitored = (c: Config): MonitoredGateway[] => [
-    ...c.tunnel.gateways.map((g) => ({ name: g.name, priority: g.priority, path: g.path, ifname: g.ifname, dns: g.dns, mark: slotMark(g.name), probes: g.probe ?? c.health.probe })),
+    // Ours reach their endpoints by the breakout's link (ridesLink: its failure is not theirs).
+    ...c.tunnel.gateways.map((g) => ({ name: g.name, priority: g.priority, path: g.path, ifname: g.ifname, dns: g.dns, mark: slotMark(g.name), probes: g.probe ?? c.health.probe, ridesLink: true })),
     // Gateways another program made: probed through their mark like ours.
     ...monitoredUnmanaged(c, slotMark),
   ];
@@ -546,6 +547,11 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string; /** The 
       prober,
       clock,
       logger: healthLog,
+      // breakout.links: while the link our tunnels ride is failing, their failed rounds are the link's.
+      underlay: () => {
+        const l = linkMonitor?.active ?? null;
+        return l !== null && linkMonitor!.suspect(l) ? `the WAN link ${l} it is reached by is failing` : null;
+      },
       onSwitch: (sw) =>
         track(
           (async () => {
@@ -594,13 +600,16 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string; /** The 
             // The flip first (pick_link, table 1200: one nft line, one ip batch), then the whole plan.
             const next = plan(applied());
             await dataplane!.setLinks(next).catch((e: unknown) => healthLog.error({ err: e }, 'moving breakout to another link failed'));
+            // WireGuard's UDP follows table 1200, but wireguard-go keeps sending from the old link's
+            // address (its sticky source: the old masquerade entry drops the first packet, or the address
+            // is gone); its endpoint set again clears that, before the gateways are rechecked below.
+            if (sw.to !== null) await (tunnels!.rebind?.() ?? Promise.resolve()).catch((e: unknown) => healthLog.warn({ err: e }, 'rebinding the tunnels to the new link failed'));
+            // The gateways' endpoints are reached by the new link now: what failed did so on the old one
+            // (before the whole plan: a busy machine takes hundreds of ms over it).
+            if (sw.fromDown) monitor!.recheckGateways();
             await applyPlan(next);
-            if (sw.fromDown) {
-              // The proxy's breakout dials went by the dead link (its flows are dropped on the state change).
-              proxies.proxy?.resetPaths(['breakout']);
-              // The gateways' endpoints are reached by the new link now: what failed did so on the old one.
-              monitor!.recheckGateways();
-            }
+            // The proxy's breakout dials went by the dead link (its flows are dropped on the state change).
+            if (sw.fromDown) proxies.proxy?.resetPaths(['breakout']);
           })(),
         ),
       onHealthChange: (link, state) => {

@@ -56,6 +56,7 @@ export class Metrics {
   private readonly r: Registry;
   private defaults = false;
   private readonly failovers: Counter<'from' | 'to'>;
+  private readonly linkFailovers: Counter<'from' | 'to'>;
   private readonly reloads: Counter<'result'>;
   private readonly listRefreshes: Counter<'list' | 'result'>;
   private readonly upstreamLatency: Histogram<'path' | 'result'>;
@@ -195,6 +196,8 @@ export class Metrics {
       },
     });
     this.failovers = new Counter({ name: 'splitwan_failovers_total', help: 'Switches of the tunnel path between gateways ("none": no healthy gateway).', labelNames: ['from', 'to'], registers: [r] });
+    // The breakout's own switches (breakout.links): a family of its own, so a sum of the tunnel's failovers stays the tunnel's.
+    this.linkFailovers = new Counter({ name: 'splitwan_link_failovers_total', help: 'Switches of the breakout path between WAN links ("none": no link up).', labelNames: ['from', 'to'], registers: [r] });
     new Gauge({
       name: 'splitwan_tagged_addresses',
       help: 'Addresses the resolver has routed now, per path.',
@@ -264,6 +267,11 @@ export class Metrics {
 
   failover(from: string | null, to: string | null): void {
     this.failovers.inc({ from: from ?? 'none', to: to ?? 'none' });
+  }
+
+  /** breakout moved to another WAN link (null: none up). */
+  linkFailover(from: string | null, to: string | null): void {
+    this.linkFailovers.inc({ from: from ?? 'none', to: to ?? 'none' });
   }
 
   reload(result: string): void {

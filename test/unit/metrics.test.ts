@@ -116,6 +116,7 @@ const FAMILIES: [string, string][] = [
   ['splitwan_gateway_rtt_seconds', 'gauge'],
   ['splitwan_gateway_loss_ratio', 'gauge'],
   ['splitwan_failovers_total', 'counter'],
+  ['splitwan_link_failovers_total', 'counter'],
   ['splitwan_tagged_addresses', 'gauge'],
   ['splitwan_proxy_connections_total', 'counter'],
   ['splitwan_proxy_active_connections', 'gauge'],
@@ -399,6 +400,16 @@ describe('metrics: events', () => {
     expect(value(all, 'splitwan_failovers_total', { from: 'b', to: 'none' })).toBe(1);
     expect(value(all, 'splitwan_failovers_total', { from: 'none', to: 'a' })).toBe(1);
     expect(samples(all, 'splitwan_failovers_total')).toHaveLength(3);
+  });
+
+  it('linkFailover(from, to): WAN links in a family of their own, the tunnel\'s count untouched', async () => {
+    const m = new Metrics(fakeSource());
+    m.linkFailover('fiber', 'lte');
+    m.linkFailover('lte', null);
+    const { text, all } = await scrape(m);
+    expect(text).toContain('splitwan_link_failovers_total{from="fiber",to="lte"} 1\n');
+    expect(value(all, 'splitwan_link_failovers_total', { from: 'lte', to: 'none' })).toBe(1);
+    expect(samples(all, 'splitwan_failovers_total')).toHaveLength(0);
   });
 
   it('reload(result) and listRefresh(list, result)', async () => {
