@@ -54,6 +54,8 @@ import { WebListener } from './web/web-listener.js'; // issue 20: the dashboard
 import { breakoutLookup, tunnelSpec } from './tunnel/gateway-spec.js';
 import { EndpointRefresher } from './tunnel/endpoint-refresh.js';
 import type { TunnelSpec, TunnelStatus } from './tunnel/types.js';
+import { AppPins } from './apps/app-pins.js'; // issue 16: per-app split
+import { pathDown, startPathDns } from './apps/path-dns.js';
 
 export type DaemonPhase = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
 
@@ -212,6 +214,19 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
     proxyLog,
   );
 
+  // Per-app split (issue 16): cgroups pinned to one path, each path with its own resolver (daemon/apps/).
+  const appPins = deps.cgroups
+    ? new AppPins({
+        cgroups: deps.cgroups,
+        clock,
+        logger: log.child({ module: 'apps' }),
+        config: () => config(),
+        ...(deps.cgroupRoot ? { root: deps.cgroupRoot } : {}),
+        apply: () => applyPlan(plan(applied())),
+        dns: (path) => startPathDns({ path, config, paths: pathState({ config, plan: () => ({ active: s.plan?.active ?? null }), breakout: () => dns.breakoutDns, healthy }), healthy, upstreams: forwarder!, clock, logger: dnsLog, queryLog: qlog.log }),
+      })
+    : null;
+
   const makeResolver = (c: Config): DnsResolver =>
     new DnsResolver({
       // The policy in force is the one whose plan (rule numbers → tag sets) is applied.
@@ -256,6 +271,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
       portPaths: deps.pathSockets.byPort === true,
       ...(s.localNets ? { localNets: s.localNets } : {}),
       match: { active: (r) => scheduler.active(r), macsOf: (n) => devices.macsOf(n) }, // when: and devices: (issue 21)
+      ...(appPins ? { apps: appPins.inputs() } : {}), // issue 16: per-app split
     });
 
   const applyPlan = async (p: DataplanePlan): Promise<void> => {
@@ -462,9 +478,14 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
       linkFailovers: linkFailovers.list(),
       resolved: hostResolved.status(), // issue 16: the systemd-resolved takeover
     });
+  /** Status with per-app split's pins (issue 16). */
+  const statusWithApps = async (): Promise<StatusReport> => {
+    const r = await status();
+    return appPins && appPins.inputs().length ? { ...r, apps: appPins.status((p) => pathDown(p, healthy) || (p === 'tunnel' && monitor!.active === null && config().tunnel.killSwitch)) } : r;
+  };
 
   const handlers = controlHandlers({
-    status,
+    status: statusWithApps,
     store: { reload: (r) => store().reload(r), get current() { return store().current; } },
     ...(deps.loadDeps ? { loadDeps: deps.loadDeps } : {}),
     applied,
@@ -483,6 +504,8 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
     rules: () => rulesReport(applied(), dnsStats, qlog.refreshes),
     logger: log,
   });
+
+  if (appPins) handlers.appExec = (via, pid) => appPins.exec(via, pid); // issue 16: splitwan exec (the control socket only)
 
   // issue 20: the dashboard, over the same handlers as the control socket.
   const web = new WebListener({ handlers, status, links: () => deps.links(), wan: () => s.wan, clock, logger: log.child({ module: 'web' }) });
@@ -676,6 +699,13 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
     }
     await applyAll(store().current);
     checkpoint();
+    if (appPins) {
+      // issue 16: per-app split. Cgroups a crashed run left pinned (programs still in them) get their rules again.
+      teardown.push('stopping per-app split', () => appPins.stop());
+      await appPins.start();
+      if (appPins.inputs().length) await applyPlan(plan(applied()));
+      checkpoint();
+    }
     teardown.push('stopping the address watcher', () => addrWatcher?.stop());
     watchAddresses(c0);
     // Switches while starting are not history: it starts from the gateway the start ended on.

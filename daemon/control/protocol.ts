@@ -22,6 +22,8 @@ export const ROUTES = {
   log: { method: 'GET', path: '/v1/log' },
   // Rules with their hits, lists with their size, source and last refresh (the dashboard).
   rules: { method: 'GET', path: '/v1/rules' },
+  // Per-app split (issue 16): `splitwan exec` moves its own process into a path's cgroup (root only).
+  appExec: { method: 'POST', path: '/v1/apps/exec' },
 } as const satisfies Record<string, ControlRoute>;
 
 /** "GET /v1/status": how the server matches a request. */
@@ -96,6 +98,14 @@ export interface StatusReport {
   linkFailovers?: FailoverRecord[];
   /** Host mode beside systemd-resolved: the takeover (absent or null: none made). */
   resolved?: { active: boolean; resolvedRunning: boolean; ifname: string; reapplied: number; lastError: string | null } | null;
+  /** Per-app split (issue 16): cgroups pinned to a path (exec, apps: exe, apps: cgroup); absent: none. */
+  apps?: { path: string; cgroup: string; kind: string[]; refused?: boolean }[];
+}
+
+/** `POST /v1/apps/exec`: the process `pid` now takes `path` (its cgroup `cgroup`, under the cgroup2 root). */
+export interface AppExecReport {
+  path: string;
+  cgroup: string;
 }
 
 export interface ReloadReport {

@@ -9,7 +9,7 @@ import { chmod, mkdir, rm, stat } from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
 import { dirname } from 'node:path';
-import { ROUTES, routeKey, type ExplainReport, type ListsReport, type LogQuery, type LogReport, type ReloadReport, type RulesReport, type SelectReport, type StatusReport } from './protocol.js';
+import { ROUTES, routeKey, type ExplainReport, type ListsReport, type LogQuery, type LogReport, type ReloadReport, type RulesReport, type SelectReport, type StatusReport, type AppExecReport } from './protocol.js';
 
 export interface ControlHandlers {
   status(): Promise<StatusReport> | StatusReport;
@@ -21,6 +21,8 @@ export interface ControlHandlers {
   flushDns(): { flushed: number };
   queryLog(q: LogQuery): LogReport;
   rules(): RulesReport;
+  /** Per-app split (issue 16): moves `pid` into `via`'s cgroup once the rules for it are loaded. Absent: not supported. */
+  appExec?(via: string, pid: number): Promise<AppExecReport>;
 }
 
 /** A LogQuery from a request's search parameters (shared with the dashboard); throws a 400 for bad numbers. */
@@ -184,6 +186,13 @@ export class ControlServer {
           return send(200, this.handlers.queryLog(logQueryOf(url.searchParams)));
         case routeKey(ROUTES.rules):
           return send(200, this.handlers.rules());
+        case routeKey(ROUTES.appExec): {
+          // issue 16: splitwan exec. A change: root's socket only.
+          if (typeof body.via !== 'string' || body.via.length > 64) throw new ControlError(400, 'SPLITWAN_CONTROL_REQUEST', 'via must be a path name');
+          if (typeof body.pid !== 'number' || !Number.isSafeInteger(body.pid) || body.pid <= 1) throw new ControlError(400, 'SPLITWAN_CONTROL_REQUEST', 'pid must be a process id');
+          if (!this.handlers.appExec) throw new ControlError(404, 'SPLITWAN_APPS_NO_CGROUP2', 'this daemon has no per-app split');
+          return send(200, await this.handlers.appExec(body.via, body.pid));
+        }
         default:
           throw new ControlError(404, 'SPLITWAN_CONTROL_REQUEST', `no such request: ${route}`);
       }
