@@ -113,19 +113,23 @@ describe.skipIf((!support.ok || hostCgroup2 === null) && !process.env.CI).each([
   afterAll(async () => {
     if (capture?.exitCode === null) capture.kill('SIGTERM');
     for (const b of background) if (b.exitCode === null && b.signalCode === null) b.kill('SIGKILL');
-    await teardown({
-      daemon,
-      lab,
-      dir,
-      beforeDestroy: async () => {
-        // Every cgroup of this run (the daemon removes its own; a failure must not leave any).
-        const top = hostCgroup2 ? join(hostCgroup2, cgroupRoot) : '';
-        if (top && existsSync(top)) {
-          for (const d of readdirSync(top, { withFileTypes: true })) if (d.isDirectory()) rmdirSync(join(top, d.name));
-          rmdirSync(top);
+    try {
+      await teardown({ daemon, lab, dir });
+    } finally {
+      // Every cgroup of this run (the daemon removes its own; a failed test must not leave any). Programs a
+      // failed test left in them (a loop whose CLI was killed) are this test's: cgroup.kill ends them all.
+      const top = hostCgroup2 ? join(hostCgroup2, cgroupRoot) : '';
+      if (top && existsSync(top)) {
+        for (const d of readdirSync(top, { withFileTypes: true })) {
+          if (!d.isDirectory()) continue;
+          const cg = join(top, d.name);
+          writeFileSync(join(cg, 'cgroup.kill'), '1');
+          await until(() => readFileSync(join(cg, 'cgroup.events'), 'utf8').includes('populated 0'), 10_000, `${cg} to empty`);
+          rmdirSync(cg);
         }
-      },
-    });
+        rmdirSync(top);
+      }
+    }
   }, 60_000);
 
   it('exec --via breakout: a name the rules send through the tunnel reaches the server from the WAN address; the program\'s DNS went to the ISP\'s resolver', async () => {
