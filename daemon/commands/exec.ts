@@ -67,9 +67,8 @@ export async function execCommand(o: { socket: string; via: string; argv: readon
     io.err(`splitwan exec moves the program into a cgroup and needs root: sudo splitwan exec --via ${o.via} -- ${o.argv.join(' ')}\n`);
     return Exit.NEEDS_ROOT;
   }
-  let r: AppExecReport;
   try {
-    r = await controlRequest<AppExecReport>(o.socket, ROUTES.appExec, { via: o.via, pid: process.pid }, { timeoutMs: 30_000 });
+    await controlRequest<AppExecReport>(o.socket, ROUTES.appExec, { via: o.via, pid: process.pid }, { timeoutMs: 30_000 });
   } catch (e) {
     if (e instanceof NotRunningError) {
       io.err(`splitwan exec: ${e.message}\n`);
@@ -92,7 +91,6 @@ export async function execCommand(o: { socket: string; via: string; argv: readon
     io.err(`splitwan exec: cannot become uid ${id.uid} gid ${id.gid}: ${(e as Error).message}\n`);
     return Exit.SOFTWARE;
   }
-  if (process.env.SPLITWAN_EXEC_VERBOSE) io.err(`splitwan exec: ${o.argv[0]} takes ${r.path} (cgroup ${r.cgroup})\n`);
   return new Promise<number>((resolve) => {
     const child = spawn(o.argv[0]!, o.argv.slice(1), { stdio: 'inherit' });
     const forward = (sig: NodeJS.Signals): void => void child.kill(sig);
