@@ -505,7 +505,16 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
     logger: log,
   });
 
-  if (appPins) handlers.appExec = (via, pid) => appPins.exec(via, pid); // issue 16: splitwan exec (the control socket only)
+  if (appPins) {
+    // issue 16: splitwan exec (the control socket only); explain names the pinned cgroups, the exceptions to every rule.
+    handlers.appExec = (via, pid) => appPins.exec(via, pid);
+    const explainRules = handlers.explain.bind(handlers);
+    handlers.explain = async (target, source) => {
+      const r = await explainRules(target, source);
+      const apps = appPins.status(() => false).map((a) => ({ path: a.path, cgroup: a.cgroup }));
+      return apps.length ? { ...r, apps } : r;
+    };
+  }
 
   // issue 20: the dashboard, over the same handlers as the control socket.
   const web = new WebListener({ handlers, status, links: () => deps.links(), wan: () => s.wan, clock, logger: log.child({ module: 'web' }) });
