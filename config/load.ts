@@ -16,7 +16,9 @@ import { buildGeodataLists, geodataLists, GEODATA_KINDS } from './lists/geodata.
 import { matcherLabelParts, parseRuleMatchers } from './rule-matchers.js';
 import { compilePolicy, type ListContent, type Policy } from './policy.js';
 import { validateAgainstSchema } from './schema-validate.js';
+import { cgroupPatternProblem } from './app-patterns.js';
 import type {
+  AppConfig,
   Config,
   DomainPattern,
   GatewayConfig,
@@ -331,6 +333,7 @@ class Builder {
     const rules = this.rules(mode);
     const geodata = this.geodata(lists, rules);
     const def = this.via(['default'], this.get(['default']) ?? 'tunnel');
+    const apps = this.apps(); // issue 16: per-app split
 
     const metricsListen = this.get(['metrics', 'listen']);
     let metrics: Config['metrics'] = { listen: null };
@@ -384,6 +387,7 @@ class Builder {
       ...(this.get(['devices', 'files']) !== undefined ? { deviceFiles: asList(this.get(['devices', 'files'])).map((f) => this.rel(f)) } : {}),
       rules,
       default: def,
+      ...(apps.length ? { apps } : {}),
       files: [...this.files],
     };
     return { config: deepFreeze(config), lists: geodata.lists };
@@ -1017,6 +1021,32 @@ class Builder {
       if (out.includes(target)) this.warn(ConfigCodes.DUPLICATE, p, `"${t}" is listed twice`);
       else if (out.includes('block')) this.warn(ConfigCodes.VALUE, p, `"${t}" comes after block, which is always usable: it is never used`);
       else out.push(target);
+    });
+    return out;
+  }
+
+  /** `apps:` (issue 16): each entry an exe or a cgroup pattern, and one path that is not block. */
+  private apps(): AppConfig[] {
+    const raw = this.get(['apps']);
+    if (!Array.isArray(raw)) return [];
+    const out: AppConfig[] = [];
+    raw.forEach((a: Raw | null, i) => {
+      const path: KeySeg[] = ['apps', i];
+      if (a === null || typeof a !== 'object') return; // the schema said so
+      const exe = typeof a.exe === 'string' ? a.exe : null;
+      const cgroup = typeof a.cgroup === 'string' ? a.cgroup : null;
+      if ((exe === null) === (cgroup === null)) return this.err(ConfigCodes.VALUE, path, 'an app entry names either exe: (an executable) or cgroup: (a cgroup pattern), one of them');
+      if (exe !== null && (!isAbsolute(exe) || exe.includes('\0'))) return this.err(ConfigCodes.VALUE, [...path, 'exe'], `"${exe}" is not an absolute path (as /proc/PID/exe shows it, e.g. /usr/bin/firefox)`);
+      if (cgroup !== null) {
+        const problem = cgroupPatternProblem(cgroup);
+        if (problem) return this.err(ConfigCodes.VALUE, [...path, 'cgroup'], problem);
+      }
+      if (a.via === undefined) return;
+      if (Array.isArray(a.via)) return this.err(ConfigCodes.VALUE, [...path, 'via'], 'an app takes one path, not a list');
+      const via = this.via([...path, 'via'], a.via)[0];
+      if (via === undefined) return;
+      if (via === 'block') return this.err(ConfigCodes.VALUE, [...path, 'via'], 'an app takes breakout, tunnel, a gateway or a link (block is for rules)');
+      out.push({ index: i, exe, cgroup: cgroup === null ? null : cgroup.replace(/^\/+|\/+$/g, ''), via, pos: this.pos(path) });
     });
     return out;
   }

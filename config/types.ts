@@ -193,6 +193,17 @@ export interface RuleConfig {
   pos: SourcePos;
 }
 
+/** One `apps:` entry: an executable's processes, or cgroups by pattern, pinned to one path (daemon/apps/). */
+export interface AppConfig {
+  index: number;
+  /** An absolute executable path (as /proc/PID/exe shows it); null for a cgroup entry. */
+  exe: string | null;
+  /** A cgroup v2 path pattern relative to the cgroup2 root (`*`, `?` within a level); null for an exe entry. */
+  cgroup: string | null;
+  via: PathName;
+  pos: SourcePos;
+}
+
 /** `when:` of a rule: on these days, in these time ranges, in this time zone. */
 export interface Schedule {
   /** 0 = Sunday ... 6 = Saturday. */
@@ -327,6 +338,8 @@ export interface Config {
   geodata?: { country: string | null; asn: string | null };
   rules: RuleConfig[];
   default: Target[];
+  /** Per-app split (issue 16): programs pinned to one path by executable or cgroup; unset: none. */
+  apps?: AppConfig[];
   /** Files the config depends on (itself, wg-quick files, list files): the store watches them. */
   files: string[];
 }

@@ -26,6 +26,8 @@ interface Command {
   summary: string;
   options: Record<string, OptionSpec>;
   positionals: { min: number; max: number; names: string };
+  /** Positionals from the first one on are a command line of their own (exec): its options are not ours. */
+  commandTail?: boolean;
   run(args: { values: Record<string, string | boolean | undefined>; positionals: string[] }, io: Io, deps: CliDeps): Promise<number>;
 }
 
@@ -136,6 +138,17 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
     run: async ({ values }, io) => {
       if (values.file !== undefined && values['dry-run'] !== true) throw new UsageError('--file goes with --dry-run (to apply a file, put it in place: the daemon reloads it)');
       return (await import('./commands/control.js')).reloadCommand({ socket: await socketOf(values), dryRun: values['dry-run'] === true, json: values.json === true, file: values.file as string | undefined }, io);
+    },
+  },
+  exec: {
+    synopsis: '[--config PATH] [--socket PATH] --via PATH [--] COMMAND [ARGS...]',
+    summary: 'run a program whose every connection (and DNS) takes PATH, whatever the rules say (root; runs as the sudo user)',
+    options: { ...CONTROL, via: { type: 'string', arg: 'PATH', help: 'breakout, tunnel (follows failovers), a gateway or a link' } },
+    positionals: { min: 1, max: Number.MAX_SAFE_INTEGER, names: 'COMMAND' },
+    commandTail: true,
+    run: async ({ values, positionals }, io) => {
+      if (typeof values.via !== 'string' || values.via === '') throw new UsageError('--via PATH is needed (breakout, tunnel, a gateway or a link)');
+      return (await import('./commands/exec.js')).execCommand({ socket: await socketOf(values), via: values.via, argv: positionals }, io);
     },
   },
   select: {
@@ -347,7 +360,8 @@ export async function main(argv: string[], io: Io = processIo, deps: CliDeps = {
   for (const [long, o] of Object.entries(cmd.options)) options[long] = o.short ? { type: o.type, short: o.short } : { type: o.type };
   let parsed: ReturnType<typeof parseArgs>;
   try {
-    parsed = parseArgs({ args: rest, options, allowPositionals: true, strict: true });
+    const args = cmd.commandTail ? (await import('./commands/exec.js')).withTerminator(rest, Object.entries(cmd.options).flatMap(([l, o]) => (o.type === 'string' ? [`--${l}`, ...(o.short ? [`-${o.short}`] : [])] : []))) : rest;
+    parsed = parseArgs({ args, options, allowPositionals: true, strict: true });
   } catch (e) {
     io.err(`splitwan ${name}: ${optionError(e as Error, cmd)}\n${hint}`);
     return Exit.USAGE;

@@ -57,6 +57,8 @@ import { CaptivePortal, DEFAULT_PORTAL } from './portal/portal.js'; // issue 16:
 import { breakoutAddresses } from './portal/lookup.js';
 import { probePortal } from './portal/probe.js';
 import type { TunnelSpec, TunnelStatus } from './tunnel/types.js';
+import { AppPins } from './apps/app-pins.js'; // issue 16: per-app split
+import { pathDown, startPathDns } from './apps/path-dns.js';
 
 export type DaemonPhase = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
 
@@ -229,6 +231,19 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string; /** The 
     proxyLog,
   );
 
+  // Per-app split (issue 16): cgroups pinned to one path, each path with its own resolver (daemon/apps/).
+  const appPins = deps.cgroups
+    ? new AppPins({
+        cgroups: deps.cgroups,
+        clock,
+        logger: log.child({ module: 'apps' }),
+        config: () => config(),
+        ...(deps.cgroupRoot ? { root: deps.cgroupRoot } : {}),
+        apply: () => applyPlan(plan(applied())),
+        dns: (path) => startPathDns({ path, config, paths: pathState({ config, plan: () => ({ active: s.plan?.active ?? null }), breakout: () => dns.breakoutDns, healthy }), healthy, upstreams: forwarder!, clock, logger: dnsLog, queryLog: qlog.log }),
+      })
+    : null;
+
   const makeResolver = (c: Config): DnsResolver =>
     new DnsResolver({
       // The policy in force is the one whose plan (rule numbers → tag sets) is applied.
@@ -274,6 +289,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string; /** The 
       portPaths: deps.pathSockets.byPort === true,
       ...(s.localNets ? { localNets: s.localNets } : {}),
       match: { active: (r) => scheduler.active(r), macsOf: (n) => devices.macsOf(n) }, // when: and devices: (issue 21)
+      ...(appPins ? { apps: appPins.inputs() } : {}), // issue 16: per-app split
     });
 
   const applyPlan = async (p: DataplanePlan): Promise<void> => {
@@ -483,9 +499,14 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string; /** The 
       resolved: hostResolved.status(), // issue 16: the systemd-resolved takeover
       portal: portal.status(), // issue 16: captive portals
     });
+  /** Status with per-app split's pins (issue 16). */
+  const statusWithApps = async (): Promise<StatusReport> => {
+    const r = await status();
+    return appPins && appPins.inputs().length ? { ...r, apps: appPins.status((p) => pathDown(p, healthy) || (p === 'tunnel' && monitor!.active === null && config().tunnel.killSwitch)) } : r;
+  };
 
   const handlers = controlHandlers({
-    status,
+    status: statusWithApps,
     store: { reload: (r) => store().reload(r), get current() { return store().current; } },
     ...(deps.loadDeps ? { loadDeps: deps.loadDeps } : {}),
     applied,
@@ -505,6 +526,17 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string; /** The 
     portal, // issue 16: `splitwan portal`
     logger: log,
   });
+
+  if (appPins) {
+    // issue 16: splitwan exec (the control socket only); explain names the pinned cgroups, the exceptions to every rule.
+    handlers.appExec = (via, pid) => appPins.exec(via, pid);
+    const explainRules = handlers.explain.bind(handlers);
+    handlers.explain = async (target, source) => {
+      const r = await explainRules(target, source);
+      const apps = appPins.status(() => false).map((a) => ({ path: a.path, cgroup: a.cgroup }));
+      return apps.length ? { ...r, apps } : r;
+    };
+  }
 
   // issue 20: the dashboard, over the same handlers as the control socket.
   const web = new WebListener({ handlers, status, links: () => deps.links(), wan: () => s.wan, clock, logger: log.child({ module: 'web' }) });
@@ -713,6 +745,13 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string; /** The 
     }
     await applyAll(store().current);
     checkpoint();
+    if (appPins) {
+      // issue 16: per-app split. Cgroups a crashed run left pinned (programs still in them) get their rules again.
+      teardown.push('stopping per-app split', () => appPins.stop());
+      await appPins.start();
+      if (appPins.inputs().length) await applyPlan(plan(applied()));
+      checkpoint();
+    }
     teardown.push('stopping the address watcher', () => addrWatcher?.stop());
     watchAddresses(c0);
     // Switches while starting are not history: it starts from the gateway the start ended on.

@@ -19,6 +19,7 @@ import { parseIpAddrs, parseIpRoutes } from './os-parse.js';
 import { RESOLV_CONF_FILES } from './resolv-conf.js';
 import { LinuxResolvedApi, TunDnsLink } from './resolved-linux.js';
 import { watchSleep } from './sleep-watch-linux.js';
+import { LinuxCgroups } from './apps/cgroups-linux.js';
 import { originalDstFor, pathSocketsFor } from './sockets-linux.js';
 import { linuxTagLookup } from './tag-lookup-linux.js';
 import { cleanupTunnels } from './tunnel/orphans-linux.js';
@@ -90,5 +91,8 @@ export function linuxDeps(o: { logger: Logger; clock: Clock; runner?: Runner; se
     resolved: () => resolvedParts(run, log),
     groupId: async (group) => groupIdOf((await readFile('/etc/group', 'utf8').catch(() => '')), group),
     watchSleep: (onChange) => watchSleep({ logger: log.child({ module: 'sleep' }), clock: o.clock }, onChange),
+    // Per-app split (issue 16); SPLITWAN_CGROUP_ROOT: another parent for its cgroups (the tests' per-pid one).
+    cgroups: new LinuxCgroups(),
+    ...(process.env.SPLITWAN_CGROUP_ROOT ? { cgroupRoot: process.env.SPLITWAN_CGROUP_ROOT } : {}),
   };
 }

@@ -9,6 +9,7 @@ import type { DamageWatch } from './dataplane/damage-watch.js';
 import type { NftExec } from './dataplane/nft-session-linux.js';
 import type { Router } from './dataplane/router-linux.js';
 import type { ResolvedParts } from './host-resolved.js';
+import type { CgroupOps } from './apps/cgroups.js';
 import type { IpAddrLink } from './os-parse.js';
 import type { PathSockets } from './sockets.js';
 import type { TagLookup } from './tag-lookup-linux.js';
@@ -74,4 +75,8 @@ export interface DaemonDeps {
   groupId?: (group: string) => Promise<number | null>;
   /** logind's PrepareForSleep: `true` before a suspend, `false` after the resume. Absent: no bus to listen on. */
   watchSleep?: (onChange: (sleeping: boolean) => void) => Watcher;
+  /** cgroup v2 and /proc for per-app split (issue 16: daemon/apps/). Absent: no per-app split. */
+  cgroups?: CgroupOps;
+  /** Where per-app split makes its cgroups, under the cgroup2 root (default splitwan.slice). */
+  cgroupRoot?: string;
 }

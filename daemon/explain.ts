@@ -40,6 +40,8 @@ export interface ExplainResult {
    * for the name, each with the kernel's tag on it (null: none).
    */
   addresses?: { address: string; tagged: { rule: number; via: string; expiresInSeconds: number | null } | null | string }[];
+  /** Per-app split (issue 16), asked of the running daemon: programs in these cgroups take their own path, whatever the above says. */
+  apps?: { path: string; cgroup: string }[];
 }
 
 /** Pure: what the policy says about one destination (`wallMs`: the time a schedule is judged at; absent: not judged). */
@@ -117,6 +119,8 @@ export function formatExplain(r: ExplainResult): string {
   if (r.kind === 'name' && r.via !== 'block') {
     lines.push(`  addresses answered for this name are routed via ${r.via === 'tunnel' ? 'the active gateway' : r.via}`);
   }
+  // Per-app split: pinned programs are the exception to every rule.
+  for (const a of r.apps ?? []) lines.push(`  except for programs in cgroup ${a.cgroup}: they take ${a.path} (per-app split), and ask its resolvers`);
   return lines.join('\n') + '\n';
 }
 

@@ -138,6 +138,8 @@ export function formatStatus(s: StatusReport, now: number): string {
   L.push(`tagged addresses: ${tagged.length ? tagged.map(([p, n]) => `${p} ${n}`).join(', ') : 'none'}`);
   const d = s.dns;
   if (s.resolved) L.push(`systemd-resolved: ${s.resolved.active ? `every query sent to splitwan (link ${s.resolved.ifname})` : s.resolved.resolvedRunning ? `NOT taken over: ${s.resolved.lastError ?? 'retrying'}` : 'not running (taken over again when it is back)'}${s.resolved.reapplied ? `, applied again ${s.resolved.reapplied}x` : ''}`);
+  // Per-app split (issue 16): pinned cgroups and their path.
+  for (const a of s.apps ?? []) L.push(`app pin: ${a.cgroup} → ${a.path} (${a.kind.join(', ')})${a.refused ? ': REFUSED now (the path is down)' : ''}`);
   L.push(`dns: ${d.listen.join(' ')}; ${d.queries} queries, hit ratio ${d.hitRatio === null ? '-' : `${Math.round(d.hitRatio * 100)}%`}, ${d.cacheEntries} cached, ${d.servfail} servfail, ${d.blocked} blocked`);
   if (s.portal) L.push(`captive portal: ${portalLine(s.portal, now)}`); // issue 16
   if (s.proxy) {

@@ -24,6 +24,8 @@ export const ROUTES = {
   rules: { method: 'GET', path: '/v1/rules' },
   // Captive portals (issue 16): open one for a while ({close: true}: close it now). Root only, as every route.
   portal: { method: 'POST', path: '/v1/portal' },
+  // Per-app split (issue 16): `splitwan exec` moves its own process into a path's cgroup (root only).
+  appExec: { method: 'POST', path: '/v1/apps/exec' },
 } as const satisfies Record<string, ControlRoute>;
 
 /** "GET /v1/status": how the server matches a request. */
@@ -100,6 +102,8 @@ export interface StatusReport {
   resolved?: { active: boolean; resolvedRunning: boolean; ifname: string; reapplied: number; lastError: string | null } | null;
   /** Captive portals (issue 16); absent: a daemon without them. */
   portal?: PortalReport;
+  /** Per-app split (issue 16): cgroups pinned to a path (exec, apps: exe, apps: cgroup); absent: none. */
+  apps?: { path: string; cgroup: string; kind: string[]; refused?: boolean }[];
 }
 
 /** A captive portal as splitwan sees it (status, `splitwan portal`). */
@@ -115,6 +119,12 @@ export interface PortalReport {
   window: { openedAt: number; until: number; hosts: { name: string; addresses: string[] }[]; ports: number[]; dns: string[] } | null;
   /** What a `splitwan portal` request did, in words. */
   message?: string;
+}
+
+/** `POST /v1/apps/exec`: the process `pid` now takes `path` (its cgroup `cgroup`, under the cgroup2 root). */
+export interface AppExecReport {
+  path: string;
+  cgroup: string;
 }
 
 export interface ReloadReport {

@@ -15,7 +15,7 @@ import { chmod, chown, mkdir, rm, stat } from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
 import { dirname, join } from 'node:path';
-import { ROUTES, routeKey, type ExplainReport, type ListsReport, type LogQuery, type LogReport, type PortalReport, type ReloadReport, type RulesReport, type SelectReport, type StatusReport } from './protocol.js';
+import { ROUTES, routeKey, type ExplainReport, type ListsReport, type LogQuery, type LogReport, type PortalReport, type ReloadReport, type RulesReport, type SelectReport, type StatusReport, type AppExecReport } from './protocol.js';
 
 export interface ControlHandlers {
   status(): Promise<StatusReport> | StatusReport;
@@ -29,6 +29,8 @@ export interface ControlHandlers {
   rules(): RulesReport;
   /** Captive portals (issue 16): open a window, or close it; absent: 404. */
   portal?(close: boolean): Promise<PortalReport>;
+  /** Per-app split (issue 16): moves `pid` into `via`'s cgroup once the rules for it are loaded. Absent: not supported. */
+  appExec?(via: string, pid: number): Promise<AppExecReport>;
 }
 
 /** A LogQuery from a request's search parameters (shared with the dashboard); throws a 400 for bad numbers. */
@@ -230,6 +232,13 @@ export class ControlServer {
           if (!this.handlers.portal) throw new ControlError(404, 'SPLITWAN_CONTROL_REQUEST', 'this daemon has no captive portal support');
           if (body.close !== undefined && typeof body.close !== 'boolean') throw new ControlError(400, 'SPLITWAN_CONTROL_REQUEST', 'close must be true or false');
           return send(200, await this.handlers.portal(body.close === true));
+        }
+        case routeKey(ROUTES.appExec): {
+          // issue 16: splitwan exec. A change: root's socket only.
+          if (typeof body.via !== 'string' || body.via.length > 64) throw new ControlError(400, 'SPLITWAN_CONTROL_REQUEST', 'via must be a path name');
+          if (typeof body.pid !== 'number' || !Number.isSafeInteger(body.pid) || body.pid <= 1) throw new ControlError(400, 'SPLITWAN_CONTROL_REQUEST', 'pid must be a process id');
+          if (!this.handlers.appExec) throw new ControlError(404, 'SPLITWAN_APPS_NO_CGROUP2', 'this daemon has no per-app split');
+          return send(200, await this.handlers.appExec(body.via, body.pid));
         }
         default:
           throw new ControlError(404, 'SPLITWAN_CONTROL_REQUEST', `no such request: ${route}`);

@@ -28,6 +28,7 @@ import { PORTAL_SETS, portalMatchLines, portalSetLines } from './portal-rules.js
 import { LINK_LOCAL } from '../local-nets.js';
 import { matchIdentity, planRuleMatch, rerouteLines, ruleConditionLines, type RuleMatch, type RuleMatchContext } from './rule-match.js';
 import { ruleListNames } from '../../config/lists/geodata.js';
+import { appChains, appDnsChain, appDnsGuardLines, appMarkChain, planAppPins, type AppCgroupInput, type PlannedAppPin } from './app-rules.js'; // issue 16: per-app split
 
 export const TABLE_NAME = 'splitwan';
 export const MARK_MASK = 0xff00;
@@ -218,6 +219,8 @@ export interface DataplanePlan {
    * the kill switch never cuts the printer or a portal's gateway. null: off.
    */
   allowLan?: { v4: string[]; v6: string[] } | null;
+  /** Per-app split (app-rules.ts): pinned cgroups, ahead of the rules; unset: none. */
+  apps?: PlannedAppPin[];
 }
 
 export interface LocalDns {
@@ -310,6 +313,8 @@ export function planDataplane(input: {
   localNets?: { v4: readonly string[]; v6: readonly string[] };
   /** Schedules and device MACs now (rule-match.ts); default: schedules on, device names unknown. */
   match?: RuleMatchContext;
+  /** Per-app split: the pinned cgroups (daemon/apps/). */
+  apps?: readonly AppCgroupInput[];
 }): DataplanePlan {
   const { config } = input;
   const unmanaged = config.tunnel.unmanaged ?? [];
@@ -379,6 +384,7 @@ export function planDataplane(input: {
     proxy: config.proxy.enabled ? { port: config.proxy.listenPort, ports: [...config.proxy.ports], blockQuic: config.proxy.blockQuic } : null,
     ...(input.portPaths ? { portPaths: true } : {}),
     allowLan: config.mode === 'host' && config.tunnel.allowLan ? { v4: [...(input.localNets ?? LINK_LOCAL).v4], v6: [...(input.localNets ?? LINK_LOCAL).v6] } : null,
+    ...(input.apps?.length ? { apps: planAppPins(input.apps, { breakout: MARK_BREAKOUT, tunnel: MARK_TUNNEL, gateways, links }, input.healthy) } : {}),
   };
 }
 
@@ -474,6 +480,7 @@ export function rulesetObjects(plan: DataplanePlan): { chains: string[]; sets: s
   if (plan.localDns) chains.push('dns_out');
   // A base chain cannot change its hook: the redirect chain is named after it, as pre/out are.
   if (plan.proxy) chains.push(plan.mode === 'router' ? 'proxy_pre' : 'proxy_out', 'proxy_guard');
+  chains.push(...appChains(plan.apps));
   return { chains, sets };
 }
 
@@ -562,6 +569,8 @@ export function renderRuleset(plan: DataplanePlan, current: { chains: readonly s
   if (v4only.length) L.push(`\t\tmeta nfproto ipv6 meta mark ${setOf(v4only)} jump reject_flow`);
   L.push(`\t}`);
   L.push(`\tchain reject_flow {`, `\t\tmeta l4proto tcp reject with tcp reset`, `\t\treject with icmpx admin-prohibited`, `\t}`);
+  const apps = plan.apps ?? [];
+  if (apps.length) L.push(...appMarkChain(apps), ...appDnsChain(apps)); // issue 16: per-app split
   if (plan.links?.length) L.push(...renderPickLink(plan));
   // reroute (rule-match.ts): scheduled rules with reroute: true, tried on every packet before the fast path.
   const hasReroute = plan.rules.some((r) => r.match?.reroute);
@@ -638,13 +647,18 @@ export function renderRuleset(plan: DataplanePlan, current: { chains: readonly s
     // WAN, with the tunnel's address once NAT has rewritten it.
     L.push(`\tchain out {`, `\t\ttype route hook output priority mangle; policy accept;`);
     if (plan.portPaths) L.push(...portPathMarkLines([MARK_BREAKOUT, ...plan.gateways.map((g) => g.mark)])); // port-paths.ts
+    L.push(...appDnsGuardLines(apps));
     L.push(`\t\tmeta mark != 0 return`, `\t\toifname "lo" return`, `\t\tct direction reply goto reply_path`);
-    L.push(`\t\tct state related ct mark and ${hex(MARK_MASK)} != 0 meta mark set ct mark and ${hex(MARK_MASK)} goto resolve`, `\t}`);
+    L.push(`\t\tct state related ct mark and ${hex(MARK_MASK)} != 0 meta mark set ct mark and ${hex(MARK_MASK)} goto resolve`);
+    // Per-app split: the router's own pinned programs take their path (their flows' only ct marks), all else main.
+    if (apps.length) L.push(`\t\tct mark and ${hex(MARK_MASK)} != 0 meta mark set ct mark and ${hex(MARK_MASK)} goto resolve`, NOT_ROUTED, `\t\tjump apps`, `\t\tmeta mark != 0 ct mark set meta mark goto resolve`);
+    L.push(`\t}`);
   } else {
     L.push(`\tchain pre {`, `\t\ttype filter hook prerouting priority mangle; policy accept;`);
     L.push(`\t\tct state new jump inbound`, `\t}`);
     L.push(`\tchain out {`, `\t\ttype route hook output priority mangle; policy accept;`);
     if (plan.portPaths) L.push(...portPathMarkLines([MARK_BREAKOUT, ...plan.gateways.map((g) => g.mark)])); // port-paths.ts
+    L.push(...appDnsGuardLines(apps)); // issue 16: before loopback returns (the local stub)
     L.push(`\t\toifname "lo" return`);
     // Sockets splitwan marked itself (SO_MARK: resolver, probes, proxy dials) and WireGuard's own UDP.
     L.push(`\t\tmeta mark != 0 return`);
@@ -653,6 +667,7 @@ export function renderRuleset(plan: DataplanePlan, current: { chains: readonly s
     // neighbour): never steered, or a tunnel without IPv6 (refused) or the
     // kill switch would cut IPv6 on the LAN and the WAN too.
     L.push(...rerouteJump, ...fastBeforeFib, `\t\ticmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, nd-redirect } return`, NOT_ROUTED);
+    if (apps.length) L.push(`\t\tjump apps`); // issue 16: a pinned program's new flow takes its path, whatever the rules say
     if (plan.localDns) {
       // DNS to another server is not steered: the nat hook below sends it to
       // splitwan's resolver (a path mark here would also make the kill switch

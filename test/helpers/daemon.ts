@@ -46,9 +46,10 @@ export function daemonNode(env: NodeJS.ProcessEnv = process.env): string[] {
 
 
 /** Starts `splitwan run --config CFG` in namespace `ns`; resolves once it logged "splitwan running". */
-export async function startDaemon(ns: string, cfg: string): Promise<Daemon> {
+export async function startDaemon(ns: string, cfg: string, o: { wrap?: readonly string[]; env?: NodeJS.ProcessEnv } = {}): Promise<Daemon> {
   const output: string[] = [];
-  const child = spawn('ip', ['netns', 'exec', ns, ...daemonNode(), join(root, 'bin', 'splitwan'), 'run', '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // wrap: argv run inside the namespace that runs the rest (per-app split's tests mount cgroup2 first).
+  const child = spawn('ip', ['netns', 'exec', ns, ...(o.wrap ?? []), ...daemonNode(), join(root, 'bin', 'splitwan'), 'run', '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'], ...(o.env ? { env: o.env } : {}) });
   child.stdout!.setEncoding('utf8').on('data', (d: string) => output.push(...d.split('\n').filter(Boolean)));
   child.stderr!.setEncoding('utf8').on('data', (d: string) => output.push(...d.split('\n').filter(Boolean)));
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));

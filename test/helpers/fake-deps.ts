@@ -19,6 +19,7 @@ import { FakePathSockets } from '../../daemon/sockets.js';
 import { FakeTunnels } from '../../daemon/tunnel/tunnels-fake.js';
 import { cleanupResolved } from '../../daemon/host-resolved.js';
 import { FakeDnsLink, type FakeResolved } from '../../daemon/resolved-fake.js';
+import { FakeCgroups } from '../../daemon/apps/cgroups-fake.js';
 import type { TunnelSpec } from '../../daemon/tunnel/types.js';
 import { freePort } from './dns.js';
 
@@ -84,6 +85,8 @@ export interface FakeOs {
   dnsLinks: FakeDnsLink[];
   /** logind's PrepareForSleep, as the daemon would get it; `watching` while it listens. */
   sleep: { emit(sleeping: boolean): void; watching: boolean };
+  /** cgroup v2 and /proc as per-app split sees them. */
+  cgroups: FakeCgroups;
 }
 
 export function fakeOs(o: { clock?: Clock; logger?: ReturnType<typeof recordingLogger>; resolved?: FakeResolved } = {}): FakeOs {
@@ -110,6 +113,7 @@ export function fakeOs(o: { clock?: Clock; logger?: ReturnType<typeof recordingL
     resolved: o.resolved ?? null,
     dnsLinks: [],
     sleep: { emit: (b) => sleepCb?.(b), watching: false },
+    cgroups: new FakeCgroups(),
     deps: undefined as unknown as DaemonDeps, // set below
   };
   os.deps = {
@@ -188,6 +192,7 @@ export function fakeOs(o: { clock?: Clock; logger?: ReturnType<typeof recordingL
       return { state: { ifname: 'wan0', gateway: null, ifname6: null }, watcher: { stop: () => (wanCb = null) } };
     },
     watchAddresses: () => ({ stop: () => undefined }),
+    cgroups: undefined as unknown as FakeCgroups, // set below
     watchSleep: (onChange) => {
       sleepCb = onChange;
       os.sleep.watching = true;
@@ -208,6 +213,7 @@ export function fakeOs(o: { clock?: Clock; logger?: ReturnType<typeof recordingL
         }
       : {}),
   };
+  os.deps.cgroups = os.cgroups;
   return os;
 }
 

@@ -224,6 +224,7 @@ describe('control server', () => {
       [{ method: 'POST', path: '/v1/lists/refresh' }, {}],
       [{ method: 'POST', path: '/v1/dns/flush' }, {}],
       [{ method: 'GET', path: '/v1/log' }, undefined],
+      [{ method: 'POST', path: '/v1/apps/exec' }, { via: 'breakout', pid: 4242 }], // issue 16: splitwan exec moves a process
     ] as const) {
       const e = await requestError(controlRequest(ro, route, body));
       expect([route.path, e.status, e.code]).toEqual([route.path, 403, 'SPLITWAN_CONTROL_READONLY']);
