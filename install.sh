@@ -196,6 +196,8 @@ if [ "$UNINSTALL" = 1 ]; then
       rm -f "$UNIT"
       [ "$(service_kind)" = systemd ] && systemctl daemon-reload
       say "removed $UNIT"
+      # Its members may be listed in other places (sudoers, scripts): removing it is the admin's call.
+      if getent group splitwan >/dev/null 2>&1; then say "kept the group splitwan (sudo groupdel splitwan removes it)"; fi
     fi
     if [ -f "$INIT" ] && grep -q 'splitwan' "$INIT"; then
       "$INIT" stop || warn "could not stop splitwan"
@@ -603,6 +605,11 @@ else
       case "$NODE" in /home/*|/root/*|/run/user/*)
         die "node is at $NODE, under a home directory the service cannot see (ProtectHome=yes): install Node.js system-wide, or use --no-service" ;;
       esac
+      # The read-only control socket's group (status and explain without root); the unit needs it.
+      if ! getent group splitwan >/dev/null 2>&1; then
+        groupadd --system splitwan || die "could not create the group splitwan (the unit runs the daemon with it)"
+        say "created the group splitwan: its members may run 'splitwan status' and 'explain' (sudo usermod -aG splitwan USER)"
+      fi
       UNIT_CHANGED=0
       if install_file "$PREFIX/packaging/splitwan.service" "$UNIT" 0644; then
         UNIT_CHANGED=1

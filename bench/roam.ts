@@ -13,7 +13,9 @@
 // 1 s timeout) that the web server saw from a gateway's address. ROAM_CHANGES
 // changes (20) each, alternating links; a change that does not recover in
 // ROAM_LIMIT_S (40) counts as that limit. Printed: p50/p95/max per side and
-// the ratio ours/peer; the LAST line is one JSON object. Everything started
+// the ratio ours/peer, and for splitwan the packets for the web server (a
+// tunnel destination) that arrived from either WAN link (bench/wan-leak.ts;
+// goal 0); the LAST line is one JSON object. Everything started
 // is stopped by pid; the lab is destroyed in `finally`. About 3 minutes.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,6 +23,7 @@ import { join } from 'node:path';
 import { createLab, type Lab } from '../lab/lab.js';
 import { Proc, procs, sleep } from './proc.js';
 import { percentile } from './rng.js';
+import { describeLeaks, installWanLeakCounter, leakDelta, readWanLeaks } from './wan-leak.js';
 
 const QUICK = process.env.BENCH_QUICK === '1';
 const CHANGES = Number(process.env.ROAM_CHANGES ?? (QUICK ? 4 : 20));
@@ -122,7 +125,11 @@ export async function run(): Promise<void> {
     );
     const daemon = new Proc('splitwan', inNs(lab.ns.router, [process.execPath, join(root, 'bin', 'splitwan'), 'run', '--config', cfg]));
     await daemon.until('splitwan running', () => daemon.tail.includes('splitwan running'), 30_000);
+    // Every packet for the web server (a tunnel destination) that arrives from either WAN link is a leak.
+    await installWanLeakCounter(lab, [lab.addr.web.v4], [lab.ifaces.isp.router, 'r1']);
+    const leaks0 = await readWanLeaks(lab);
     const ours = await changes(lab, say, 'splitwan');
+    const leaked = leakDelta(leaks0, await readWanLeaks(lab));
     await daemon.stop(20_000);
 
     // 2. The peer: a static wg-quick-style tunnel to gw1 (wg-quick's Table = auto, by hand: no wg-quick for wireguard-go's naming here).
@@ -139,8 +146,8 @@ export async function run(): Promise<void> {
       const o = summary(ours);
       const p = summary(peer);
       const ratio = (a: number, b: number) => Math.round((a / b) * 1000) / 1000;
-      say(`network change → tunnel traffic, ${CHANGES} changes: splitwan p50 ${o.p50} ms, p95 ${o.p95} ms, max ${o.max} ms; wg-quick (static) p50 ${p.p50} ms, p95 ${p.p95} ms, max ${p.max} ms; ratio p50 ${ratio(o.p50, p.p50)}, p95 ${ratio(o.p95, p.p95)}`);
-      say(JSON.stringify({ bench: 'roam', changes: CHANGES, limit_ms: LIMIT_MS, ours: { ...o, ms: ours.map(Math.round) }, peer: { name: 'wg-quick static (wireguard-go)', ...p, ms: peer.map(Math.round) }, ratio_p50: ratio(o.p50, p.p50), ratio_p95: ratio(o.p95, p.p95) }));
+      say(`network change → tunnel traffic, ${CHANGES} changes: splitwan p50 ${o.p50} ms, p95 ${o.p95} ms, max ${o.max} ms, packets for a tunnel destination that left by a WAN ${describeLeaks(leaked)}; wg-quick (static) p50 ${p.p50} ms, p95 ${p.p95} ms, max ${p.max} ms; ratio p50 ${ratio(o.p50, p.p50)}, p95 ${ratio(o.p95, p.p95)}`);
+      say(JSON.stringify({ bench: 'roam', changes: CHANGES, limit_ms: LIMIT_MS, ours: { ...o, leaked_packets: leaked.all, ms: ours.map(Math.round) }, peer: { name: 'wg-quick static (wireguard-go)', ...p, ms: peer.map(Math.round) }, ratio_p50: ratio(o.p50, p.p50), ratio_p95: ratio(o.p95, p.p95) }));
     } finally {
       await wg.stop(3000);
       await lab.exec(lab.ns.router, ['ip', '-batch', '-'], { input: `rule del pref 1001\nrule del pref 1000\n` });

@@ -13,6 +13,7 @@ const benches: Record<string, () => Promise<unknown>> = {
   links: async () => (await import('./links.js')).run(),
   footprint: async () => (await import('./footprint.js')).run(),
   roam: async () => (await import('./roam.js')).run(),
+  resume: async () => (await import('./resume.js')).run(),
 };
 
 const name = process.argv[2];

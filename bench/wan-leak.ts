@@ -10,14 +10,14 @@ const TABLE = 'bench_wan_leak';
 const KINDS = ['all', 'tcp_syn', 'tcp_rst', 'tcp_other', 'udp', 'icmp', 'other'] as const;
 export type LeakCounts = Record<(typeof KINDS)[number], number>;
 
-/** Installs the counter for packets from the router's WAN to `dsts` (addresses of either family). */
-export async function installWanLeakCounter(lab: Lab, dsts: readonly string[]): Promise<void> {
+/** Installs the counter for packets from the router's WAN (`iifs`: the isp's ends of its links) to `dsts` (addresses of either family). */
+export async function installWanLeakCounter(lab: Lab, dsts: readonly string[], iifs: readonly string[] = [lab.ifaces.isp.router]): Promise<void> {
   const v4 = dsts.filter((d) => !d.includes(':'));
   const v6 = dsts.filter((d) => d.includes(':'));
   const match = [v4.length ? `ip daddr { ${v4.join(', ')} }` : null, v6.length ? `ip6 daddr { ${v6.join(', ')} }` : null].filter((x): x is string => x !== null);
   const rules: string[] = [];
   for (const m of match) {
-    const base = `iifname "${lab.ifaces.isp.router}" ${m}`;
+    const base = `iifname { ${iifs.map((i) => `"${i}"`).join(', ')} } ${m}`;
     rules.push(
       `${base} counter comment "all"`,
       `${base} tcp flags & (syn | ack) == syn counter comment "tcp_syn"`,

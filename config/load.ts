@@ -340,6 +340,9 @@ class Builder {
     const web = this.web();
     const socket = (this.get(['control', 'socket']) as string | undefined) ?? '/run/splitwan/control.sock';
     if (!isAbsolute(socket)) this.err(ConfigCodes.VALUE, ['control', 'socket'], 'the control socket must be an absolute path');
+    const group = this.get(['control', 'group']) === undefined ? 'splitwan' : (this.get(['control', 'group']) as string | null);
+    // A name as groupadd takes it, or a number: it is looked up in /etc/group at start.
+    if (group !== null && !/^([a-z_][a-z0-9_-]{0,31}\$?|\d{1,10})$/.test(group)) this.err(ConfigCodes.VALUE, ['control', 'group'], `"${group}" is not a group name (lower case letters, digits, _ and -) or a group id`);
 
     const proxyRaw = (this.get(['proxy']) ?? {}) as Raw;
     const proxy: Config['proxy'] = {
@@ -365,7 +368,7 @@ class Builder {
       health,
       dns,
       proxy,
-      control: { socket },
+      control: { socket, group },
       metrics,
       queryLog,
       web,

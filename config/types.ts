@@ -299,7 +299,8 @@ export interface Config {
   health: HealthConfig;
   dns: DnsConfig;
   proxy: ProxyConfig;
-  control: { socket: string };
+  /** group: members may read status/explain/rules through a second, read-only socket beside `socket`; null: none. */
+  control: { socket: string; group: string | null };
   metrics: { listen: { host: string; port: number } | null };
   queryLog: QueryLogConfig;
   web: WebConfig;

@@ -25,7 +25,7 @@ import { newResolverStats, Resolver as DnsResolver } from '../dns/resolver.js';
 import { DnsServer } from '../dns/server.js';
 import { ClientLimiter } from '../dns/client-limit.js';
 import { TransparentProxy } from '../proxy/server.js';
-import { ControlServer, type ControlHandlers } from './control/server.js';
+import { ControlServer, readSocketPath, type ControlHandlers } from './control/server.js';
 import type { StatusReport } from './control/protocol.js';
 import { controlHandlers } from './control-handlers.js';
 import { Dataplane } from './dataplane/dataplane.js';
@@ -685,6 +685,14 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
     teardown.push('closing the control socket', () => control!.close());
     await control.listen(c0.control.socket);
     checkpoint();
+    // Issue 16: status/explain/rules for control.group's members, on a socket that serves nothing else.
+    const readGid = c0.control.group === null ? null : ((await deps.groupId?.(c0.control.group)) ?? null);
+    if (readGid !== null) {
+      const reader = new ControlServer(handlers, (e) => log.warn({ err: e }, 'read-only control socket error'), { readOnly: true });
+      teardown.push('closing the read-only control socket', () => reader.close());
+      await reader.listen(readSocketPath(c0.control.socket), { group: readGid });
+      checkpoint();
+    } else if (c0.control.group !== null) log.info({ group: c0.control.group }, `no group ${c0.control.group}: status and explain are for root only`);
 
     store().subscribe((prev, next) => track(applyReload(prev, next)));
     store().start();

@@ -3,6 +3,7 @@
 // comes from here; createDaemon only calls these.
 import { readFile } from 'node:fs/promises';
 import type { Clock, Logger } from '../lib/logger.js';
+import { groupIdOf } from './control/group.js';
 import { assertNoOtherDaemon } from './control/server.js';
 import type { DaemonDeps } from './deps.js';
 import { linuxRunner, type Runner } from './exec-linux.js';
@@ -87,6 +88,7 @@ export function linuxDeps(o: { logger: Logger; clock: Clock; runner?: Runner; se
       return m;
     },
     resolved: () => resolvedParts(run, log),
+    groupId: async (group) => groupIdOf((await readFile('/etc/group', 'utf8').catch(() => '')), group),
     watchSleep: (onChange) => watchSleep({ logger: log.child({ module: 'sleep' }), clock: o.clock }, onChange),
   };
 }

@@ -70,6 +70,8 @@ export interface DaemonDeps {
    * Absent: nothing to take over (host mode listens on 127.0.0.53).
    */
   resolved?: () => ResolvedParts;
+  /** control.group's gid (/etc/group); null: no such group. Absent: no read-only control socket. */
+  groupId?: (group: string) => Promise<number | null>;
   /** logind's PrepareForSleep: `true` before a suspend, `false` after the resume. Absent: no bus to listen on. */
   watchSleep?: (onChange: (sleeping: boolean) => void) => Watcher;
 }

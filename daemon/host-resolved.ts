@@ -73,6 +73,13 @@ export class HostResolved {
   /** The config of the last beforeServe: a reload can turn `breakout.dns: auto` off. */
   private config: Config | null = null;
   private stopped = false;
+  /**
+   * Whether resolved ran at the first beforeServe. One that starts later finds
+   * 127.0.0.53 taken by splitwan and runs without its stub (it does not try
+   * again): splitwan keeps that address, which resolv.conf names, and does not
+   * take resolved over, on every reload until it is restarted.
+   */
+  private resolvedAtStart: boolean | null = null;
 
   constructor(private readonly o: HostResolvedOptions) {}
 
@@ -92,7 +99,8 @@ export class HostResolved {
     }
     this.parts ??= this.o.make();
     const running = await this.parts.api.running().catch(() => false);
-    knobs.hostListen = running || this.takeover ? RESOLVED_LISTEN_CANDIDATES : [HOST_LISTEN];
+    this.resolvedAtStart ??= running;
+    knobs.hostListen = (running && this.resolvedAtStart) || this.takeover ? RESOLVED_LISTEN_CANDIDATES : [HOST_LISTEN];
     knobs.breakoutOverride = null;
     if (running && c.breakout.dns === 'auto') {
       try {
@@ -117,8 +125,8 @@ export class HostResolved {
     await this.stopTakeover();
     if (targets.length === 0) return;
     this.parts ??= this.o.make!();
-    if (!this.takeover && !(await this.parts.api.running().catch(() => false))) {
-      // Not there at start: nothing changes (host mode as before); a later resolved is not followed (the unit orders splitwan after it).
+    if (!this.takeover && (this.resolvedAtStart === false || !(await this.parts.api.running().catch(() => false)))) {
+      // Not there at start: nothing changes (host mode as before); a later resolved is not followed (resolvedAtStart; the unit orders splitwan after it).
       this.parts.api.close();
       this.parts = null;
       return;

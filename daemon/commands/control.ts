@@ -5,7 +5,8 @@ import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
 import { DEFAULT_CONFIG_PATH } from '../../config/load.js';
 import { ControlAccessError, controlRequest, ControlRequestError, NotRunningError } from '../control/client.js';
-import { ROUTES, type ExplainReport, type ListsReport, type LogReport, type ReloadReport, type SelectReport, type StatusReport } from '../control/protocol.js';
+import { readSocketPath } from '../control/server.js';
+import { ROUTES, type ControlRoute, type ExplainReport, type ListsReport, type LogReport, type ReloadReport, type SelectReport, type StatusReport } from '../control/protocol.js';
 import type { QueryLogEntry } from '../../dns/query-log.js';
 import { Exit, type Io } from '../cli-io.js';
 import { formatExplain } from '../explain.js';
@@ -28,6 +29,25 @@ export async function controlSocket(values: { socket?: string | undefined; confi
   return DEFAULT_CONTROL_SOCKET;
 }
 
+/**
+ * A request that only reads (status, explain): the control socket, else, for
+ * a user who may not open it, the read-only socket beside it (control.group's
+ * members; daemon/control/server.ts).
+ */
+export async function readRequest<T>(socket: string, route: ControlRoute, o: { query?: URLSearchParams } = {}): Promise<T> {
+  try {
+    return await controlRequest<T>(socket, route, undefined, o);
+  } catch (e) {
+    if (!(e instanceof ControlAccessError)) throw e;
+    try {
+      return await controlRequest<T>(readSocketPath(socket), route, undefined, o);
+    } catch (e2) {
+      if (e2 instanceof ControlAccessError || e2 instanceof NotRunningError) throw new ControlAccessError(`${e.message} (or, to read status and explain, be a member of the daemon's control.group, by default splitwan)`);
+      throw e2;
+    }
+  }
+}
+
 /** Runs one request; maps "not running" to exit 3 and "not root" to exit 4 with a clear line. */
 export async function withDaemon(io: Io, what: string, fn: () => Promise<number>): Promise<number> {
   try {
@@ -38,6 +58,10 @@ export async function withDaemon(io: Io, what: string, fn: () => Promise<number>
       return Exit.NOT_RUNNING;
     }
     if (e instanceof ControlAccessError) {
+      io.err(`splitwan ${what}: ${e.message}\n`);
+      return Exit.NEEDS_ROOT;
+    }
+    if (e instanceof ControlRequestError && e.code === 'SPLITWAN_CONTROL_READONLY') {
       io.err(`splitwan ${what}: ${e.message}\n`);
       return Exit.NEEDS_ROOT;
     }
@@ -150,7 +174,7 @@ export function formatReload(r: ReloadReport): string {
 
 export async function statusCommand(o: { socket: string; json: boolean }, io: Io, now = Date.now()): Promise<number> {
   return withDaemon(io, 'status', async () => {
-    const s = await controlRequest<StatusReport>(o.socket, ROUTES.status);
+    const s = await readRequest<StatusReport>(o.socket, ROUTES.status);
     io.out(o.json ? JSON.stringify(s, null, 2) + '\n' : formatStatus(s, now));
     return Exit.OK;
   });
@@ -196,7 +220,7 @@ export async function dnsFlushCommand(o: { socket: string }, io: Io): Promise<nu
 export async function explainViaDaemon(o: { socket: string; target: string; source?: string | undefined; json: boolean }, io: Io): Promise<number | null> {
   const q = new URLSearchParams({ q: o.target, ...(o.source ? { source: o.source } : {}) });
   try {
-    const r = await controlRequest<ExplainReport>(o.socket, ROUTES.explain, undefined, { query: q });
+    const r = await readRequest<ExplainReport>(o.socket, ROUTES.explain, { query: q });
     io.out(o.json ? JSON.stringify(r) + '\n' : formatExplain(r));
     return Exit.OK;
   } catch (e) {

@@ -3,12 +3,18 @@
 // create it). A socket file left by a crashed run is replaced; one a running
 // daemon answers on is not (two daemons would fight over the kernel state).
 //
+// A second server on `read.sock` beside it (readOnly) serves only what reads:
+// status, explain and the rules, to the members of `control.group` (mode 0660,
+// that group; the directory is opened to the group for traversal, never for
+// writing). Nothing there can change routing, and the query log (who asked
+// for what) is not on it.
+//
 // Requests are small: bodies over 64 KiB, unknown routes and bad JSON get a
 // JSON error, never a crash. Handlers are the daemon's (daemon/control-handlers.ts, wired in createDaemon).
-import { chmod, mkdir, rm, stat } from 'node:fs/promises';
+import { chmod, chown, mkdir, rm, stat } from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { ROUTES, routeKey, type ExplainReport, type ListsReport, type LogQuery, type LogReport, type ReloadReport, type RulesReport, type SelectReport, type StatusReport } from './protocol.js';
 
 export interface ControlHandlers {
@@ -53,6 +59,14 @@ export class ControlError extends Error {
     super(message);
   }
 }
+
+/** The read-only socket beside the control socket. */
+export function readSocketPath(controlSocket: string): string {
+  return join(dirname(controlSocket), 'read.sock');
+}
+
+/** What the read-only socket serves: nothing here changes routing or shows who asked for what. */
+const READ_ONLY_ROUTES: ReadonlySet<string> = new Set([routeKey(ROUTES.status), routeKey(ROUTES.explain), routeKey(ROUTES.rules)]);
 
 export class ControlListenError extends Error {
   readonly code = 'SPLITWAN_CONTROL_LISTEN';
@@ -111,9 +125,11 @@ export class ControlServer {
   constructor(
     private readonly handlers: ControlHandlers,
     private readonly onError: (e: Error) => void = () => {},
+    private readonly o: { readOnly?: boolean } = {},
   ) {}
 
-  async listen(path: string): Promise<void> {
+  /** `group`: the socket is 0660 for that gid (the read-only socket), else 0600. */
+  async listen(path: string, o: { group?: number } = {}): Promise<void> {
     const dir = dirname(path);
     const existed = await stat(dir).then(() => true, () => false);
     if (!existed) await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -133,9 +149,29 @@ export class ControlServer {
         process.umask(old);
       }
     });
-    await chmod(path, 0o600);
+    if (o.group === undefined) await chmod(path, 0o600);
+    else await this.openToGroup(path, o.group);
     server.on('error', (e) => this.onError(e));
     this.server = server;
+  }
+
+  /**
+   * The socket 0660 in `gid`, and its directory traversable by that group when
+   * it is ours (/run/splitwan: systemd makes it 0750 root:root). chown to a
+   * group needs CAP_CHOWN or membership: the unit adds the group as a
+   * supplementary one rather than the capability.
+   */
+  private async openToGroup(path: string, gid: number): Promise<void> {
+    await chown(path, -1, gid);
+    await chmod(path, 0o660);
+    const dir = dirname(path);
+    const d = await stat(dir);
+    // Only a private directory of ours (no access for others): never /run or a shared one.
+    if (d.uid === process.getuid?.() && (d.mode & 0o007) === 0) {
+      if (d.gid !== gid) await chown(dir, -1, gid);
+      // Traverse only: group members cannot list, add or remove files in it.
+      await chmod(dir, (d.mode & 0o7700) | 0o010);
+    }
   }
 
   async close(): Promise<void> {
@@ -155,6 +191,10 @@ export class ControlServer {
     try {
       const url = new URL(req.url ?? '/', 'http://splitwan');
       const route = `${req.method ?? 'GET'} ${url.pathname}`;
+      if (this.o.readOnly && !READ_ONLY_ROUTES.has(route)) {
+        const known = Object.values(ROUTES).some((r) => routeKey(r) === route);
+        if (known) throw new ControlError(403, 'SPLITWAN_CONTROL_READONLY', `this is the read-only socket (status, explain, rules): ${route} needs root, use sudo`);
+      }
       const raw = req.method === 'POST' ? await readBody(req) : {};
       if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ControlError(400, 'SPLITWAN_CONTROL_REQUEST', 'the body must be a JSON object');
       const body = raw as Record<string, unknown>;

@@ -65,7 +65,8 @@ describe.skipIf(!support.ok && !process.env.CI)('control API, CLI and metrics in
     cfg = join(dir, 'config.yaml');
     writeFileSync(join(dir, 'gw1.conf'), lab.gateways[0].configText, { mode: 0o600 });
     writeFileSync(join(dir, 'gw2.conf'), lab.gateways[1].configText, { mode: 0o600 });
-    writeFileSync(cfg, labConfig({ dir, ispResolver: lab.addr.ispResolver.v4, names: GW, lines: RULES }), { mode: 0o600 });
+    // `users` (gid 100) stands in for the splitwan group install.sh creates: the machine's own /etc/group is not changed.
+    writeFileSync(cfg, labConfig({ dir, ispResolver: lab.addr.ispResolver.v4, names: GW, lines: RULES, controlGroup: 'users' }), { mode: 0o600 });
     daemon = await startDaemon(lab.ns.router, cfg);
     await until(async () => (await via()) === lab.gateways[0].uplink.v4, 15_000, 'traffic through gw1');
     await until(async () => (await status()).gateways.every((g) => g.state === 'up'), 15_000, 'both gateways up');
@@ -221,6 +222,34 @@ describe.skipIf(!support.ok && !process.env.CI)('control API, CLI and metrics in
     // Usable, both: on a loaded machine a gateway may be judged degraded (slow against its own baseline).
     for (const g of (await status()).gateways) expect(['up', 'degraded'], g.name).toContain(g.state);
   }, 30_000);
+
+  it("a member of control.group, not root: status and explain through the read-only socket; select refused (exit 4), nothing changed", async () => {
+    const nodeForNobody = spawnSync('runuser', ['-u', 'nobody', '--', process.execPath, '-e', '0'], { encoding: 'utf8' });
+    if (nodeForNobody.status !== 0) {
+      console.log(`SKIPPED the group member case: nobody cannot run ${process.execPath} (${nodeForNobody.stderr.trim()}); run this test under a Node.js outside /root`);
+      return;
+    }
+    // nobody, with the group `users` (the config's control.group) as its only supplementary group.
+    const asMember = (args: string[]) =>
+      spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--groups=100', '--', process.execPath, join(root, 'bin', 'splitwan'), ...args, '--socket', join(dir, 'control.sock')], { encoding: 'utf8', timeout: 20_000 });
+    const st = asMember(['status', '--json']);
+    expect(st.status, st.stderr).toBe(0);
+    const report = JSON.parse(st.stdout) as StatusReport;
+    expect(report.gateways.map((g) => g.name)).toEqual([...GW]);
+    expect(report.active).toBe(GW[0]);
+    const ex = asMember(['explain', 'out.lab.test']);
+    expect(ex.status, ex.stderr).toBe(0);
+    expect(ex.stdout).toContain('rule #0');
+    const sel = asMember(['select', GW[1]]);
+    expect(sel.status).toBe(4);
+    expect(sel.stderr).toMatch(/root only: use sudo/);
+    // Asked on the read-only socket itself, a change is refused by the daemon, not only by the file mode.
+    const selRo = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--groups=100', '--', process.execPath, join(root, 'bin', 'splitwan'), 'select', GW[1], '--socket', join(dir, 'read.sock')], { encoding: 'utf8', timeout: 20_000 });
+    expect(selRo.status).toBe(4);
+    expect(selRo.stderr).toContain('read-only socket');
+    expect((await status()).pinned).toBeNull();
+    expect(await via()).toBe(lab.gateways[0].uplink.v4);
+  }, 60_000);
 
   it('not root: a clear message and exit 4; daemon not running: exit 3', async () => {
     // A Node.js under /root (CI's packaged runtime in ~/.cache) is out of nobody's reach.

@@ -111,7 +111,7 @@ export async function stopDaemon(d: Daemon, signal: NodeJS.Signals = 'SIGTERM', 
  * breakout, state and control socket in `dir`; `lines` follow (rules,
  * health...). Names are the gateways' names in splitwan.
  */
-export function labConfig(o: { dir: string; ispResolver: string; names: readonly [string, string]; mode?: 'router' | 'host'; lines: readonly string[] }): string {
+export function labConfig(o: { dir: string; ispResolver: string; names: readonly [string, string]; mode?: 'router' | 'host'; lines: readonly string[]; controlGroup?: string }): string {
   const mode = o.mode ?? 'router';
   return [
     `mode: ${mode}`,
@@ -122,7 +122,7 @@ export function labConfig(o: { dir: string; ispResolver: string; names: readonly
     `    - { name: ${o.names[0]}, config: gw1.conf, priority: 1 }`,
     `    - { name: ${o.names[1]}, config: gw2.conf, priority: 2 }`,
     `stateDir: ${join(o.dir, 'state')}`,
-    `control: { socket: ${join(o.dir, 'control.sock')} }`,
+    `control: { socket: ${join(o.dir, 'control.sock')}${o.controlGroup ? `, group: ${o.controlGroup}` : ''} }`,
     ...o.lines,
     '',
   ].join('\n');

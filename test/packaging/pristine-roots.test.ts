@@ -240,7 +240,8 @@ describe.skipIf(why !== null && !inCi)('packaging in pristine Debian 12 and Ubun
       return;
     }
     spawnSync('rm', ['-rf', '--one-file-system', work]);
-  }, 120_000);
+    // Two distributions' roots, a few hundred MB: on a busy machine's disk removing them took over 2 min once.
+  }, 600_000);
 
   describe('the .deb', () => {
     const x = join(work, 'deb-x');

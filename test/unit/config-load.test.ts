@@ -587,6 +587,11 @@ describe('loadConfig: other settings', () => {
       '"localhost:9464": use an IP address and port, e.g. 127.0.0.1:9464',
       'the control socket must be an absolute path',
     ]);
+    const g = await loadErr(y('mode: host', 'control:', '  group: "Wheel Users"', ...GW));
+    expect(g.errors.map(at)).toEqual([{ code: ConfigCodes.VALUE, line: 3, col: 10, keyPath: 'control.group' }]);
+    expect(g.errors[0]!.message).toContain('"Wheel Users" is not a group name');
+    expect((await loadOk(y('mode: host', 'control:', '  group: null', ...GW))).loaded.config.control.group).toBeNull();
+    expect((await loadOk(y('mode: host', 'control:', '  group: "100"', ...GW))).loaded.config.control.group).toBe('100');
     const ok = await loadOk(y('mode: host', 'metrics:', '  listen: 127.0.0.1:9464', 'dns:', '  listen: [127.0.0.53, "[::1]:5353"]', ...GW));
     expect(ok.loaded.config.metrics).toEqual({ listen: { host: '127.0.0.1', port: 9464 } });
     expect(ok.loaded.config.dns.listen).toEqual([
@@ -983,7 +988,7 @@ describe('loadConfig: the result', () => {
       cache: { size: 10000, minTtl: 0, maxTtl: 86400, negativeTtl: 900, serveStale: false, staleTtl: 86400 },
     });
     expect(c.proxy).toEqual({ enabled: false, ports: [80, 443], listenPort: 15001, peekTimeoutMs: 5000, idleTimeoutMs: 300000, maxConnectionsPerClient: 1024, blockQuic: true });
-    expect(c.control).toEqual({ socket: '/run/splitwan/control.sock' });
+    expect(c.control).toEqual({ socket: '/run/splitwan/control.sock', group: 'splitwan' });
     expect(c.metrics).toEqual({ listen: null });
     expect(c.log).toEqual({ level: 'info' });
     expect(c.stateDir).toBe('/var/lib/splitwan');

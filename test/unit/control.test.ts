@@ -15,7 +15,8 @@ import type { Io } from '../../daemon/cli.js';
 import { controlRequest, ControlRequestError, NotRunningError } from '../../daemon/control/client.js';
 import { diffConfigs } from '../../daemon/control/config-diff.js';
 import type { ReloadReport, StatusReport } from '../../daemon/control/protocol.js';
-import { ControlListenError, ControlServer, type ControlHandlers } from '../../daemon/control/server.js';
+import { ControlListenError, ControlServer, readSocketPath, type ControlHandlers } from '../../daemon/control/server.js';
+import { groupIdOf } from '../../daemon/control/group.js';
 import { formatReload, formatStatus, selectCommand, statusCommand } from '../../daemon/commands/control.js';
 
 let dir: string;
@@ -179,6 +180,8 @@ async function staleSocket(path: string): Promise<void> {
 // ---------------------------------------------------------------------------
 
 describe('control server', () => {
+  // Root may give a file any group; anyone else only one of their own.
+  const otherGid = process.getuid?.() === 0 ? 4242 : process.getgid!();
   const servers: ControlServer[] = [];
   async function start(handlers: ControlHandlers = fakeHandlers(), path = sockPath()): Promise<{ server: ControlServer; path: string }> {
     const server = new ControlServer(handlers);
@@ -197,6 +200,56 @@ describe('control server', () => {
     expect(s.isSocket()).toBe(true);
     expect(s.mode & 0o777).toBe(0o600);
     expect((await stat(join(dir, 'newdir', 'nested'))).mode & 0o777).toBe(0o700);
+  });
+
+  it('the read-only socket: 0660 in its group, its private directory traversable by the group; status/explain/rules only', async () => {
+    const h = fakeHandlers();
+    const path = join(dir, 'ro', 'control.sock');
+    await start(h, path);
+    const reader = new ControlServer(h, () => {}, { readOnly: true });
+    servers.push(reader);
+    const gid = otherGid;
+    await reader.listen(readSocketPath(path), { group: gid });
+    const s = await stat(join(dir, 'ro', 'read.sock'));
+    expect([s.mode & 0o777, s.gid]).toEqual([0o660, gid]);
+    const d = await stat(join(dir, 'ro'));
+    expect([d.mode & 0o777, d.gid]).toEqual([0o710, gid]);
+    // The control socket beside it stays root only.
+    expect((await stat(path)).mode & 0o777).toBe(0o600);
+    const ro = readSocketPath(path);
+    expect(await controlRequest<StatusReport>(ro, { method: 'GET', path: '/v1/status' })).toEqual(report());
+    for (const [route, body] of [
+      [{ method: 'POST', path: '/v1/select' }, { gateway: 'x' }],
+      [{ method: 'POST', path: '/v1/reload' }, {}],
+      [{ method: 'POST', path: '/v1/lists/refresh' }, {}],
+      [{ method: 'POST', path: '/v1/dns/flush' }, {}],
+      [{ method: 'GET', path: '/v1/log' }, undefined],
+    ] as const) {
+      const e = await requestError(controlRequest(ro, route, body));
+      expect([route.path, e.status, e.code]).toEqual([route.path, 403, 'SPLITWAN_CONTROL_READONLY']);
+    }
+    expect(h.selected).toEqual([]);
+  });
+
+  it('the read-only socket never changes a shared directory (one others can enter)', async () => {
+    const shared = join(dir, 'shared');
+    await mkdir(shared);
+    await chmod(shared, 0o755);
+    const reader = new ControlServer(fakeHandlers(), () => {}, { readOnly: true });
+    servers.push(reader);
+    const before = await stat(shared);
+    await reader.listen(join(shared, 'read.sock'), { group: otherGid });
+    const d = await stat(shared);
+    expect([d.mode & 0o777, d.gid]).toEqual([0o755, before.gid]);
+  });
+
+  it('control.group → gid from /etc/group; a number as it is; unknown → null', () => {
+    const etc = 'root:x:0:\nusers:x:100:alice,bob\nsplitwan:x:998:alice\n#bad\n';
+    expect(groupIdOf(etc, 'splitwan')).toBe(998);
+    expect(groupIdOf(etc, 'users')).toBe(100);
+    expect(groupIdOf(etc, '1234')).toBe(1234);
+    expect(groupIdOf(etc, 'wheel')).toBeNull();
+    expect(groupIdOf(etc, 'split')).toBeNull();
   });
 
   it('GET /v1/status returns the handler report as JSON', async () => {

@@ -178,6 +178,22 @@ describe('HostResolved: where host mode listens and the breakout\'s servers', ()
     }
   });
 
+  it('resolved started after splitwan (its stub found 127.0.0.53 taken): a reload keeps 127.0.0.53 and takes nothing over', async () => {
+    r.isRunning = false;
+    const h = host();
+    const c = await config('auto');
+    const k = knobs();
+    await h.beforeServe(c, k);
+    await h.afterServe(c, [HOST_LISTEN]);
+    r.isRunning = true;
+    await h.beforeServe(c, k);
+    expect(k.hostListen).toEqual([HOST_LISTEN]);
+    await h.afterServe(c, [HOST_LISTEN]);
+    expect(h.status()).toBeNull();
+    expect(r.calls.filter((x) => x.startsWith('apply'))).toEqual([]);
+    await h.stop();
+  });
+
   it('breakout.dns given in the config: resolved\'s servers are not used', async () => {
     const k = knobs();
     await host().beforeServe(await config('[127.0.0.1:5353]'), k);
