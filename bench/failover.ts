@@ -59,8 +59,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLab, type GatewayIndex, type Lab } from '../lab/lab.js';
 import { buildBaseline, type Baseline } from './baseline.js';
-import { Proc, procs, sleep, until } from './proc.js';
-import { percentile, rng } from './rng.js';
+import { inNs, Proc, procs, sleep, until } from './proc.js';
+import { RequestLoop } from './request-loop.js';
+import { percentile, rng, summary } from './rng.js';
 import { describeLeaks, installWanLeakCounter, leakDelta, quiesce, readWanLeaks, type LeakCounts } from './wan-leak.js';
 
 const QUICK = process.env.BENCH_QUICK === '1';
@@ -91,51 +92,14 @@ const PEER_PREF = '1000';
 const WG_SOCKET_DIR = '/var/run/wireguard';
 
 const now = (): number => performance.timeOrigin + performance.now();
-const inNs = (n: string, argv: readonly string[]): string[] => ['ip', 'netns', 'exec', n, ...argv];
 
 // ---------------------------------------------------------------------------
 // The client loop's requests
 
-interface Req { start: number; end: number; ok: boolean; remote: string | null; code: string | null }
-
-class Client {
-  readonly reqs: Req[] = [];
-  readonly proc: Proc;
-  private buf = '';
+/** The client loop in the lab's client namespace, to the web server's IPv4 address. */
+class Client extends RequestLoop {
   constructor(lab: Lab) {
-    const script = join(import.meta.dirname, 'failover-client-child.js');
-    this.proc = new Proc('client loop', inNs(lab.ns.client, [process.execPath, script, `http://${lab.addr.web.v4}/`, String(REQ_INTERVAL_MS), String(REQ_TIMEOUT_MS)]));
-    this.proc.child.stdout!.on('data', (d: string) => {
-      this.buf += d;
-      let i: number;
-      while ((i = this.buf.indexOf('\n')) >= 0) {
-        const line = this.buf.slice(0, i);
-        this.buf = this.buf.slice(i + 1);
-        const m = /^([\d.]+) ([\d.]+) (ok|err) (\S+)$/.exec(line);
-        if (m) this.reqs.push({ start: Number(m[1]), end: Number(m[2]), ok: m[3] === 'ok', remote: m[3] === 'ok' ? m[4]! : null, code: m[3] === 'err' ? m[4]! : null });
-      }
-    });
-  }
-  ready(): Promise<void> {
-    return this.proc.until('the client loop', () => this.proc.tail.includes('ready'), 10_000);
-  }
-  /** The gateway remote the last `n` finished requests all went through, or null. */
-  stableOn(n: number, among: readonly string[]): string | null {
-    if (this.reqs.length < n) return null;
-    const last = this.reqs.slice(-n);
-    const r = last[0]!.remote;
-    return r !== null && among.includes(r) && last.every((q) => q.ok && q.remote === r) ? r : null;
-  }
-  between(from: number, to: number): Req[] {
-    return this.reqs.filter((q) => q.end > from && q.end <= to);
-  }
-  /** Requests hit by a fault at t0 that the switch at tB fixed: finished after t0, started before tB. */
-  hit(t0: number, tB: number): Req[] {
-    return this.reqs.filter((q) => q.end > t0 && q.start < tB);
-  }
-  /** Requests started in [from, to) (call once they have all finished). */
-  started(from: number, to: number): Req[] {
-    return this.reqs.filter((q) => q.start >= from && q.start < to);
+    super(lab.ns.client, `http://${lab.addr.web.v4}/`, REQ_INTERVAL_MS, REQ_TIMEOUT_MS, 'client loop');
   }
 }
 
@@ -221,11 +185,6 @@ interface Trial {
   detectMs: number | null;
   /** The switch (logged by the daemon / the seed's new tunnel up) → the first request served through it. */
   switchToServedMs: number | null;
-}
-
-function summary(xs: readonly number[]): { p50: number; p95: number; max: number } {
-  const s = [...xs].sort((a, b) => a - b);
-  return { p50: Math.round(percentile(s, 50)), p95: Math.round(percentile(s, 95)), max: Math.round(s[s.length - 1] ?? NaN) };
 }
 
 /** Up, or degraded (an RTT jump on a loaded machine): carrying traffic either way. */

@@ -40,6 +40,9 @@ export function cpuMs(pid: number): number {
   return (Number(f[11]) + Number(f[12])) * 10;
 }
 
+/** argv run inside network namespace `ns`. */
+export const inNs = (ns: string, argv: readonly string[]): string[] => ['ip', 'netns', 'exec', ns, ...argv];
+
 export const sleep = (ms: number): Promise<void> => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Polls f every stepMs until it gives a value (not null, undefined or false); throws after ms naming what it waited for. */

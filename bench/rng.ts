@@ -15,3 +15,9 @@ export function percentile(sorted: readonly number[], p: number): number {
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
   return sorted[i]!;
 }
+
+/** p50, p95 and the max of a sample, rounded (ms figures). */
+export function summary(xs: readonly number[]): { p50: number; p95: number; max: number } {
+  const s = [...xs].sort((a, b) => a - b);
+  return { p50: Math.round(percentile(s, 50)), p95: Math.round(percentile(s, 95)), max: Math.round(s[s.length - 1] ?? NaN) };
+}

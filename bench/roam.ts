@@ -21,8 +21,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLab, type Lab } from '../lab/lab.js';
-import { Proc, procs, sleep } from './proc.js';
-import { percentile } from './rng.js';
+import { inNs, Proc, procs, sleep } from './proc.js';
+import { summary } from './rng.js';
 import { describeLeaks, installWanLeakCounter, leakDelta, readWanLeaks } from './wan-leak.js';
 
 const QUICK = process.env.BENCH_QUICK === '1';
@@ -39,16 +39,9 @@ const NETS = [
 ] as const;
 const root = join(import.meta.dirname, '..', '..');
 
-const inNs = (n: string, argv: readonly string[]): string[] => ['ip', 'netns', 'exec', n, ...argv];
-
 async function must(lab: Lab, ns: string, argv: readonly string[], input?: string): Promise<void> {
   const r = await lab.exec(ns, argv, input === undefined ? {} : { input });
   if (r.code !== 0) throw new Error(`${argv.join(' ')}: ${r.stderr.trim()}`);
-}
-
-function summary(xs: readonly number[]): { p50: number; p95: number; max: number } {
-  const s = [...xs].sort((a, b) => a - b);
-  return { p50: Math.round(percentile(s, 50)), p95: Math.round(percentile(s, 95)), max: Math.round(s[s.length - 1] ?? NaN) };
 }
 
 /** The laptop leaves its network for the other one. */

@@ -10,6 +10,7 @@ const LABEL = /^(?!-)[a-z0-9_-]{1,63}(?<!-)$/;
  * Underscores are allowed because real names (_dmarc, SRV owners) have them.
  */
 export function normalizeDomain(input: string): { name: string } | { error: string } {
+  if (isNormalName(input)) return { name: input };
   let s = input.trim();
   if (s.endsWith('.')) s = s.slice(0, -1);
   if (s === '') return { error: 'empty domain name' };
@@ -33,6 +34,37 @@ export function normalizeDomain(input: string): { name: string } | { error: stri
     return { error: `"${input}" is not a domain name (an IP address belongs in cidrs, or it is mistyped)` };
   }
   return { name: s };
+}
+
+/**
+ * Whether `s` is already what normalizeDomain makes of a valid name (lower
+ * case ASCII labels of [a-z0-9_-], 1-63 long, no hyphen at either end, at most
+ * 253 characters, a last label not all digits, no trailing dot): the common
+ * case of list files, answered in one pass over the characters without the
+ * split and regular expressions below (100k-name rule-sets compile faster).
+ */
+function isNormalName(s: string): boolean {
+  const n = s.length;
+  if (n === 0 || n > 253) return false;
+  let labelStart = 0;
+  let digitsOnly = true;
+  for (let i = 0; i <= n; i++) {
+    const c = i < n ? s.charCodeAt(i) : 46;
+    if (c === 46) {
+      const len = i - labelStart;
+      if (len === 0 || len > 63) return false;
+      if (s.charCodeAt(labelStart) === 45 || s.charCodeAt(i - 1) === 45) return false;
+      if (i === n && digitsOnly) return false;
+      labelStart = i + 1;
+      digitsOnly = true;
+      continue;
+    }
+    if (c >= 48 && c <= 57) continue;
+    digitsOnly = false;
+    if ((c >= 97 && c <= 122) || c === 45 || c === 95) continue;
+    return false;
+  }
+  return true;
 }
 
 /** Normalises a name seen at run time (a DNS question): cheap, no validation. */

@@ -72,15 +72,14 @@ export class LiteralScanner {
     }
     for (let qi = 0; qi < queue.length; qi++) {
       const s = queue[qi]!;
+      const f = fail[s]! * ALPHABET;
       outs[s]!.push(...outs[fail[s]!]!);
-      for (let c = 0; c < ALPHABET; c++) {
-        const t = children[s]!.get(c);
-        if (t === undefined) this.next[s * ALPHABET + c] = this.next[fail[s]! * ALPHABET + c]!;
-        else {
-          fail[t] = this.next[fail[s]! * ALPHABET + c]!;
-          this.next[s * ALPHABET + c] = t;
-          queue.push(t);
-        }
+      // The failure state's row (complete: it is shallower), then this state's own edges over it.
+      this.next.copyWithin(s * ALPHABET, f, f + ALPHABET);
+      for (const [c, t] of children[s]!) {
+        fail[t] = this.next[f + c]!;
+        this.next[s * ALPHABET + c] = t;
+        queue.push(t);
       }
     }
     this.outStart = new Int32Array(n);

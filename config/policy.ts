@@ -329,6 +329,7 @@ export class Policy {
         const l = lists.get(name);
         const li = listIdx.get(name);
         if (!l || li === undefined) continue; // not loaded yet (a URL list before its first download)
+        names.index.reserve(names.index.size + l.domains.length);
         for (const d of l.domains) names.add(d.pattern, r, li * LINE_SPAN + d.line);
         for (const c of l.cidrs) {
           const parsed = parseCidr(c.cidr);

@@ -48,6 +48,13 @@ export interface ConfigStoreOptions {
   debounceMs?: number;
   /** Where SIGHUP comes from (process); omitted in tests that do not need it. */
   signals?: Pick<EventEmitter, 'on' | 'off'>;
+  /**
+   * `file` as the caller just loaded it (`splitwan run` checks the file
+   * before its logger exists): used as is, not read and compiled a second
+   * time (with a 100k-domain list that was half of the start-up's CPU).
+   * Its warnings were the caller's to report.
+   */
+  initial?: LoadedConfig;
 }
 
 /**
@@ -90,6 +97,7 @@ export class ConfigStore {
 
   /** Loads the file; throws ConfigError when it cannot be used (nothing to fall back to yet). */
   static async open(opts: ConfigStoreOptions): Promise<ConfigStore> {
+    if (opts.initial) return new ConfigStore(opts, opts.initial);
     const loaded = await loadConfig(opts.file, opts.deps ?? nodeLoadDeps);
     for (const w of loaded.warnings) opts.logger.warn({ code: w.code }, formatIssue(w));
     return new ConfigStore(opts, loaded);

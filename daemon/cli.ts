@@ -100,7 +100,7 @@ export const COMMANDS: Readonly<Record<string, Command>> = {
       const { runDaemon } = await import('./run.js');
       try {
         const { logger, setLevel } = createReloadableLogger(first.config.log.level);
-        await runDaemon({ configPath, logger, setLogLevel: setLevel, signals: process, version: await version() });
+        await runDaemon({ configPath, loaded: first, logger, setLogLevel: setLevel, signals: process, version: await version() });
         // Everything is cleaned up. Exit now rather than at the end of the event loop: Node's
         // teardown was seen spinning forever on a libuv request left by a native (koffi) call,
         // which kept a stopped daemon alive under systemd's TimeoutStopSec.

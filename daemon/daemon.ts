@@ -135,7 +135,7 @@ interface DaemonState {
 const TUNNEL_REPAIR_MS = 3000;
 const CACHE_SWEEP_MS = 60_000;
 
-export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemon {
+export function createDaemon(deps: DaemonDeps, o: { configPath: string; /** The file as the CLI just loaded it: not loaded twice (issue 17). */ loaded?: LoadedConfig }): Daemon {
   const { clock } = deps;
   const log = deps.logger;
   const dnsLog = log.child({ module: 'dns' });
@@ -162,7 +162,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
   /** WAN links (breakout.links): probed like gateways; its choice is the link breakout takes. */
   let linkMonitor: HealthMonitor | null = null;
   /** breakout.links: the link breakout takes, switch by switch (status, the dashboard). */
-  const linkFailovers = new FailoverLog(clock, null);
+  const linkFailovers = new FailoverLog(clock, null, (from, to) => metrics?.linkFailover(from, to));
   const healthy = (g: string): boolean => (linkMonitor?.has(g) ? linkMonitor.healthy(g) : (monitor?.healthy(g) ?? true));
 
   // ---- parts that live as long as the process; created in start, undone by the teardown stack
@@ -273,7 +273,8 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
 
   const slotMark = (name: string): number => gatewayMark(s.slots.get(name)!);
   const monitored = (c: Config): MonitoredGateway[] => [
-    ...c.tunnel.gateways.map((g) => ({ name: g.name, priority: g.priority, path: g.path, ifname: g.ifname, dns: g.dns, mark: slotMark(g.name), probes: g.probe ?? c.health.probe })),
+    // Ours reach their endpoints by the breakout's link (ridesLink: its failure is not theirs).
+    ...c.tunnel.gateways.map((g) => ({ name: g.name, priority: g.priority, path: g.path, ifname: g.ifname, dns: g.dns, mark: slotMark(g.name), probes: g.probe ?? c.health.probe, ridesLink: true })),
     // Gateways another program made: probed through their mark like ours.
     ...monitoredUnmanaged(c, slotMark),
   ];
@@ -489,7 +490,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
 
   async function startSteps(): Promise<void> {
     s.phase = 'starting';
-    s.store = await ConfigStore.open({ file: o.configPath, logger: log.child({ module: 'config' }), ...(deps.loadDeps ? { deps: deps.loadDeps } : {}) });
+    s.store = await ConfigStore.open({ file: o.configPath, logger: log.child({ module: 'config' }), ...(deps.loadDeps ? { deps: deps.loadDeps } : {}), ...(o.loaded ? { initial: o.loaded } : {}) });
     teardown.push('watching the config', () => store().close());
     const c0 = config();
     checkpoint();
@@ -546,6 +547,11 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
       prober,
       clock,
       logger: healthLog,
+      // breakout.links: while the link our tunnels ride is failing, their failed rounds are the link's.
+      underlay: () => {
+        const l = linkMonitor?.active ?? null;
+        return l !== null && linkMonitor!.suspect(l) ? `the WAN link ${l} it is reached by is failing` : null;
+      },
       onSwitch: (sw) =>
         track(
           (async () => {
@@ -594,13 +600,16 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
             // The flip first (pick_link, table 1200: one nft line, one ip batch), then the whole plan.
             const next = plan(applied());
             await dataplane!.setLinks(next).catch((e: unknown) => healthLog.error({ err: e }, 'moving breakout to another link failed'));
+            // WireGuard's UDP follows table 1200, but wireguard-go keeps sending from the old link's
+            // address (its sticky source: the old masquerade entry drops the first packet, or the address
+            // is gone); its endpoint set again clears that, before the gateways are rechecked below.
+            if (sw.to !== null) await (tunnels!.rebind?.() ?? Promise.resolve()).catch((e: unknown) => healthLog.warn({ err: e }, 'rebinding the tunnels to the new link failed'));
+            // The gateways' endpoints are reached by the new link now: what failed did so on the old one
+            // (before the whole plan: a busy machine takes hundreds of ms over it).
+            if (sw.fromDown) monitor!.recheckGateways();
             await applyPlan(next);
-            if (sw.fromDown) {
-              // The proxy's breakout dials went by the dead link (its flows are dropped on the state change).
-              proxies.proxy?.resetPaths(['breakout']);
-              // The gateways' endpoints are reached by the new link now: what failed did so on the old one.
-              monitor!.recheckGateways();
-            }
+            // The proxy's breakout dials went by the dead link (its flows are dropped on the state change).
+            if (sw.fromDown) proxies.proxy?.resetPaths(['breakout']);
           })(),
         ),
       onHealthChange: (link, state) => {
@@ -633,7 +642,8 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
     });
     teardown.push('stopping endpoint lookups', () => endpoints!.stop());
 
-    metrics = new Metrics({
+    // Made when an endpoint is configured (issue 17: no prom-client on a router without one).
+    const makeMetrics = (): Metrics => (metrics ??= new Metrics({
       dns: () => dnsStats,
       // The breakout's own health shows as gateway="breakout" (watched for status, never selected).
       // WAN links show as gateways too (gateway="fiber"); `active` there is the tunnel's, never a link's.
@@ -643,8 +653,8 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string }): Daemo
       proxyRefused: () => proxies.proxy?.stats.refusedBy ?? null,
       tagSetFull: () => tagger!.refusedFull,
       ruleHits: () => ruleHits(dnsStats, applied().config),
-    });
-    metricsListener = new MetricsListener(metrics, log);
+    }));
+    metricsListener = new MetricsListener(makeMetrics, log);
     teardown.push('closing the metrics endpoint', () => metricsListener!.close());
     teardown.push('closing the dashboard', () => web.close()); // issue 20
     store().onReload = (r) => metrics?.reload(r.status);

@@ -4,7 +4,8 @@
 // paths pay nothing for them; events (failovers, reloads, list refreshes,
 // upstream latencies) are counted as they happen.
 import http from 'node:http';
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { createRequire } from 'node:module';
+import type { Counter, Histogram, Registry } from 'prom-client';
 import type { UpstreamResult } from '../dns/forwarder.js';
 
 const PREFIX = 'splitwan_';
@@ -40,20 +41,46 @@ export interface MetricsSource {
   tagSetFull?(): number;
 }
 
+type PromClient = typeof import('prom-client');
+let prom: PromClient | null = null;
+/**
+ * prom-client, loaded by the first Metrics: the daemon makes one only when a
+ * metrics endpoint is configured, and a router without one does not carry
+ * the library (issue 17: the footprint on a router).
+ */
+const promClient = (): PromClient => (prom ??= createRequire(import.meta.url)('prom-client') as PromClient);
+
 export const GATEWAY_STATES = ['unknown', 'up', 'degraded', 'down'] as const;
 
 export class Metrics {
-  readonly registry = new Registry();
+  private readonly r: Registry;
+  private defaults = false;
   private readonly failovers: Counter<'from' | 'to'>;
+  private readonly linkFailovers: Counter<'from' | 'to'>;
   private readonly reloads: Counter<'result'>;
   private readonly listRefreshes: Counter<'list' | 'result'>;
   private readonly upstreamLatency: Histogram<'path' | 'result'>;
   private server: http.Server | null = null;
 
+  /**
+   * The registry, with prom-client's process metrics from the first time it
+   * is read (a scrape): they run an event-loop delay monitor, a timer every
+   * 10 ms, and a GC observer, which woke an idle daemon without a metrics
+   * endpoint 100 times a second (issue 17: the footprint on a router).
+   */
+  get registry(): Registry {
+    if (!this.defaults) {
+      this.defaults = true;
+      promClient().collectDefaultMetrics({ register: this.r, prefix: PREFIX });
+      for (const name of DEFAULT_GAUGES_NAMED_LIKE_COUNTERS) this.r.removeSingleMetric(PREFIX + name);
+    }
+    return this.r;
+  }
+
   constructor(private readonly src: MetricsSource) {
-    const r = this.registry;
-    collectDefaultMetrics({ register: r, prefix: PREFIX });
-    for (const name of DEFAULT_GAUGES_NAMED_LIKE_COUNTERS) r.removeSingleMetric(PREFIX + name);
+    const { Counter, Gauge, Histogram, Registry } = promClient();
+    this.r = new Registry();
+    const r = this.r;
     new Counter({
       name: 'splitwan_dns_queries_total',
       help: 'DNS queries answered, by path and result (hit: from the cache, miss: forwarded, blocked).',
@@ -169,6 +196,8 @@ export class Metrics {
       },
     });
     this.failovers = new Counter({ name: 'splitwan_failovers_total', help: 'Switches of the tunnel path between gateways ("none": no healthy gateway).', labelNames: ['from', 'to'], registers: [r] });
+    // The breakout's own switches (breakout.links): a family of its own, so a sum of the tunnel's failovers stays the tunnel's.
+    this.linkFailovers = new Counter({ name: 'splitwan_link_failovers_total', help: 'Switches of the breakout path between WAN links ("none": no link up).', labelNames: ['from', 'to'], registers: [r] });
     new Gauge({
       name: 'splitwan_tagged_addresses',
       help: 'Addresses the resolver has routed now, per path.',
@@ -240,6 +269,11 @@ export class Metrics {
     this.failovers.inc({ from: from ?? 'none', to: to ?? 'none' });
   }
 
+  /** breakout moved to another WAN link (null: none up). */
+  linkFailover(from: string | null, to: string | null): void {
+    this.linkFailovers.inc({ from: from ?? 'none', to: to ?? 'none' });
+  }
+
   reload(result: string): void {
     this.reloads.inc({ result });
   }
@@ -256,6 +290,7 @@ export class Metrics {
   /** Serves /metrics on host:port (0: any free port); resolves with the port. */
   async listen(host: string, port: number): Promise<number> {
     await this.close();
+    void this.registry; // the process metrics from now on, not from the first scrape
     const server = http.createServer((req, res) => {
       if (req.method !== 'GET' || (req.url ?? '/').split('?')[0] !== '/metrics') {
         res.writeHead(404, { 'content-type': 'text/plain' }).end('splitwan: metrics are at /metrics\n');

@@ -14,7 +14,8 @@
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { endianness } from 'node:os';
 import { koffi } from '../sys/koffi-linux.js'; // loaded by loadLibc(), before any use
-import { DBusError, Message, MessageBus, sessionBus, Variant } from '@jellybrick/dbus-next';
+import type { Message, MessageBus } from '@jellybrick/dbus-next';
+import { dbusNext, unwrapVariant } from './dbus-next-lazy.js';
 import type { Logger } from '../lib/logger.js';
 import { errnoName } from '../sys/errno.js';
 import { loadLibc } from '../sys/libc-linux.js';
@@ -142,7 +143,7 @@ function toBytes(v: unknown): Uint8Array {
 }
 
 function unwrap(v: unknown): unknown {
-  return v instanceof Variant ? v.value : v;
+  return unwrapVariant(v);
 }
 
 /** The kernel's interface names by index, from /sys/class/net (this process's network namespace). */
@@ -283,7 +284,7 @@ export class LinuxResolvedApi implements ResolvedApi {
       if (e instanceof ResolvedBusError && /UnknownDevice/i.test(e.dbusName)) return 'pending';
       throw e;
     }
-    await this.call('NM Device.Managed=false', NM, dev, PROPS, 'Set', 'ssv', ['org.freedesktop.NetworkManager.Device', 'Managed', new Variant('b', false)]);
+    await this.call('NM Device.Managed=false', NM, dev, PROPS, 'Set', 'ssv', ['org.freedesktop.NetworkManager.Device', 'Managed', new (dbusNext().Variant)('b', false)]);
     return 'unmanaged';
   }
 
@@ -302,7 +303,7 @@ export class LinuxResolvedApi implements ResolvedApi {
   private connect(): MessageBus {
     if (this.closed) throw new ResolvedBusError('connect', '', 'closed');
     if (this.bus) return this.bus;
-    const bus = sessionBus({ busAddress: this.address() });
+    const bus = dbusNext().sessionBus({ busAddress: this.address() });
     // 'error' is emitted but missing from the library's event map.
     (bus as unknown as NodeJS.EventEmitter).on('error', (err: Error) => {
       // An unhandled 'error' would throw; the calls waiting on this connection fail now; the next call dials again.
@@ -385,13 +386,13 @@ export class LinuxResolvedApi implements ResolvedApi {
       fail = (e) => reject(new ResolvedBusError(what, '', `the system bus connection failed: ${e.message}`));
     });
     waiters.add(fail!);
-    const call = bus.call(new Message({ destination, path, interface: iface, member, signature, body })).then(
+    const call = bus.call(new (dbusNext().Message)({ destination, path, interface: iface, member, signature, body })).then(
       (m) => {
         if (!m) throw new ResolvedBusError(what, '', 'no reply');
         return m;
       },
       (e: unknown) => {
-        if (e instanceof DBusError) throw new ResolvedBusError(what, e.type, e.text ?? e.message);
+        if (e instanceof dbusNext().DBusError) throw new ResolvedBusError(what, e.type, e.text ?? e.message);
         throw new ResolvedBusError(what, '', (e as Error).message);
       },
     );

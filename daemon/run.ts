@@ -6,11 +6,14 @@ import { systemClock, type Logger } from '../lib/logger.js';
 import { createDaemon, StoppedDuringStartError } from './daemon.js';
 import { linuxDeps } from './deps-linux.js';
 import type { Runner } from './exec-linux.js';
+import type { LoadedConfig } from '../config/load.js';
 
 export { cleanupAll } from './deps-linux.js';
 
 export interface RunOptions {
   configPath: string;
+  /** The config as the CLI loaded it (to check it): the daemon starts from it instead of loading it again. */
+  loaded?: LoadedConfig;
   /** For status: the package version. */
   version?: string;
   logger: Logger;
@@ -24,7 +27,7 @@ export interface RunOptions {
 export async function runDaemon(o: RunOptions): Promise<void> {
   const daemon = createDaemon(
     linuxDeps({ logger: o.logger, clock: systemClock, ...(o.runner ? { runner: o.runner } : {}), ...(o.setLogLevel ? { setLogLevel: o.setLogLevel } : {}), ...(o.version !== undefined ? { version: o.version } : {}) }),
-    { configPath: o.configPath },
+    { configPath: o.configPath, ...(o.loaded ? { loaded: o.loaded } : {}) },
   );
   let stopping: Promise<void> | null = null;
   let signalled!: () => void;

@@ -10,7 +10,8 @@
 // (any local user could send a signal of that name otherwise). Without a
 // system bus (a router, a container) it does nothing.
 import { existsSync } from 'node:fs';
-import { Message, sessionBus, type MessageBus } from '@jellybrick/dbus-next';
+import type { Message, MessageBus } from '@jellybrick/dbus-next';
+import { dbusNext } from './dbus-next-lazy.js';
 import type { Clock, Logger } from '../lib/logger.js';
 import type { Watcher } from './deps.js';
 import { socketPath } from './resolved-linux.js';
@@ -54,7 +55,7 @@ export function watchSleep(o: SleepWatchOptions, onChange: (sleeping: boolean) =
     if (stopped) return;
     const path = socketPath(address);
     if (path !== null && !existsSync(path)) return again();
-    const b = sessionBus({ busAddress: address });
+    const b = dbusNext().sessionBus({ busAddress: address });
     bus = b;
     // 'error' is emitted but missing from the library's event map; unhandled it would throw.
     (b as unknown as NodeJS.EventEmitter).on('error', (err: Error) => {
@@ -67,7 +68,7 @@ export function watchSleep(o: SleepWatchOptions, onChange: (sleeping: boolean) =
       const sleeping = (m.body as unknown[])[0];
       if (typeof sleeping === 'boolean') onChange(sleeping);
     });
-    b.call(new Message({ destination: 'org.freedesktop.DBus', path: '/org/freedesktop/DBus', interface: 'org.freedesktop.DBus', member: 'AddMatch', signature: 's', body: [PREPARE_FOR_SLEEP_MATCH] })).catch((e: unknown) => {
+    b.call(new (dbusNext().Message)({ destination: 'org.freedesktop.DBus', path: '/org/freedesktop/DBus', interface: 'org.freedesktop.DBus', member: 'AddMatch', signature: 's', body: [PREPARE_FOR_SLEEP_MATCH] })).catch((e: unknown) => {
       o.logger.warn({ err: (e as Error).message }, 'could not subscribe to logind\'s sleep signals; a resume is still found from the clocks');
     });
   };

@@ -17,7 +17,7 @@
 
 import { didYouMean } from '../errors.js';
 import { Acc, fail, guarded, type DecodedList } from './decoded.js';
-import { WireType, forEachField } from './protobuf.js';
+import { ProtoCursor, WireType } from './protobuf.js';
 
 export interface GeositeCategory {
   /** As the file spells it (usually upper case). */
@@ -53,57 +53,112 @@ export function parseGeositeSelector(text: string): ParsedSelector | { error: st
 export function geositeCategories(bytes: Uint8Array, list: string): GeositeCategory[] {
   return guarded(list, 'geosite', 'geosite.dat', () => {
     const out: GeositeCategory[] = [];
-    forEachField(bytes, (no, wt, r) => {
+    const c = new ProtoCursor(bytes);
+    const end = bytes.length;
+    while (c.pos < end) {
+      const no = c.tag(end);
+      const wt = c.wt;
       if (no !== 1 || wt !== WireType.LengthDelimited) throw new Error(`unexpected field ${no} (wire type ${wt}) in GeoSiteList`);
-      const body = r.bytes();
-      let name: string | null = null;
-      forEachField(body, (n, w, rr) => {
-        if (n === 1 && w === WireType.LengthDelimited) {
-          name = rr.string();
-          return 'stop';
-        }
-        return false;
-      });
+      const n = c.len(end);
+      const body = bytes.subarray(c.pos, c.pos + n);
+      c.pos += n;
+      const name = categoryName(body);
       if (name === null) throw new Error(`entry ${out.length + 1} has no country_code`);
       out.push({ name, body });
-      return true;
-    });
+    }
     if (out.length === 0) throw new Error('no categories (an empty file, or not a geosite.dat)');
     return out;
   });
 }
 
-interface RawDomain {
-  type: number;
-  value: string;
-  attrs: string[]; // lower case keys
+/** A GeoSite's country_code (its first field 1), read before anything else of the entry. */
+function categoryName(body: Uint8Array): string | null {
+  const c = new ProtoCursor(body);
+  const end = body.length;
+  while (c.pos < end) {
+    if (c.tag(end) === 1 && c.wt === WireType.LengthDelimited) {
+      const n = c.len(end);
+      return text(body, c.pos, n);
+    }
+    c.skip(end);
+  }
+  return null;
 }
 
-function readDomain(buf: Uint8Array): RawDomain {
-  const d: RawDomain = { type: 0, value: '', attrs: [] };
-  forEachField(buf, (no, wt, r) => {
-    if (no === 1 && wt === WireType.Varint) d.type = r.int32();
-    else if (no === 2 && wt === WireType.LengthDelimited) d.value = r.string();
-    else if (no === 3 && wt === WireType.LengthDelimited) {
-      forEachField(r.bytes(), (n, w, rr) => {
-        if (n === 1 && w === WireType.LengthDelimited) {
-          d.attrs.push(rr.string().toLowerCase());
-          return true;
+const utf8 = new TextDecoder('utf-8');
+
+/**
+ * A string field's text. Entries are ASCII: those are read straight from the
+ * bytes (latin1 is ASCII there); anything else through the same lenient UTF-8
+ * decoding protobuf's string() does.
+ */
+function text(buf: Uint8Array, at: number, len: number): string {
+  let ascii = true;
+  for (let i = at; i < at + len; i++) {
+    if (buf[i]! > 0x7f) {
+      ascii = false;
+      break;
+    }
+  }
+  if (!ascii) return utf8.decode(buf.subarray(at, at + len));
+  if (len <= 16) {
+    let s = '';
+    for (let i = at; i < at + len; i++) s += String.fromCharCode(buf[i]!);
+    return s;
+  }
+  return Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength).toString('latin1', at, at + len);
+}
+
+/**
+ * One pass over a GeoSite's Domain messages by offsets (ProtoCursor): per
+ * entry only its type, where its value is and its attribute keys (rare) are
+ * read; `fn` decodes the value only for the entries it keeps. `attrs` is
+ * reused from entry to entry (its first `nAttrs` hold this entry's keys).
+ */
+function forEachDomain(body: Uint8Array, fn: (type: number, valueAt: number, valueLen: number, attrs: string[], nAttrs: number) => void): void {
+  const c = new ProtoCursor(body);
+  const end = body.length;
+  const attrs: string[] = [];
+  while (c.pos < end) {
+    const no = c.tag(end);
+    const wt = c.wt;
+    if (no !== 2 || wt !== WireType.LengthDelimited) {
+      c.skip(end);
+      continue;
+    }
+    const dLen = c.len(end);
+    const dEnd = c.pos + dLen;
+    let type = 0;
+    let valueAt = -1;
+    let valueLen = 0;
+    let nAttrs = 0;
+    while (c.pos < dEnd) {
+      const no = c.tag(dEnd);
+      const wt = c.wt;
+      if (no === 1 && wt === WireType.Varint) type = c.uint32(dEnd) | 0;
+      else if (no === 2 && wt === WireType.LengthDelimited) {
+        valueLen = c.len(dEnd);
+        valueAt = c.pos;
+        c.pos += valueLen;
+      } else if (no === 3 && wt === WireType.LengthDelimited) {
+        const aLen = c.len(dEnd);
+        const aEnd = c.pos + aLen;
+        while (c.pos < aEnd) {
+          if (c.tag(aEnd) === 1 && c.wt === WireType.LengthDelimited) {
+            const n = c.len(aEnd);
+            attrs[nAttrs++] = text(body, c.pos, n).toLowerCase();
+            c.pos += n;
+          } else c.skip(aEnd);
         }
-        return false;
-      });
-    } else return false;
-    return true;
-  });
-  return d;
+      } else c.skip(dEnd);
+    }
+    fn(type, valueAt, valueLen, attrs, nAttrs);
+  }
 }
 
-function forEachDomain(body: Uint8Array, fn: (d: RawDomain) => void): void {
-  forEachField(body, (no, wt, r) => {
-    if (no !== 2 || wt !== WireType.LengthDelimited) return false;
-    fn(readDomain(r.bytes()));
-    return true;
-  });
+function has(attrs: string[], n: number, a: string): boolean {
+  for (let i = 0; i < n; i++) if (attrs[i] === a) return true;
+  return false;
 }
 
 export interface GeositeSelection {
@@ -125,7 +180,8 @@ export function decodeGeosite(bytes: Uint8Array, selection: GeositeSelection, li
   for (const c of cats) if (!byName.has(c.name.toLowerCase())) byName.set(c.name.toLowerCase(), c);
   return guarded(list, 'geosite', 'geosite.dat', () => {
     const acc = new Acc(list, 'geosite');
-    const seen = new Set<string>();
+    // One set of values per domain type: no "type:value" key string per entry.
+    const seen = new Map<number, Set<string>>();
     for (const s of selectors) {
       const cat = byName.get(s.category);
       if (!cat) {
@@ -135,14 +191,18 @@ export function decodeGeosite(bytes: Uint8Array, selection: GeositeSelection, li
       acc.section(`category ${cat.name.toLowerCase()}${s.text.includes('@') ? s.text.slice(s.text.indexOf('@')) : ''}`);
       let kept = 0;
       const attrsSeen = new Set<string>();
-      forEachDomain(cat.body, (d) => {
-        for (const a of d.attrs) attrsSeen.add(a);
-        if (!s.require.every((a) => d.attrs.includes(a)) || s.exclude.some((a) => d.attrs.includes(a))) return;
+      const body = cat.body;
+      forEachDomain(body, (type, at, len, attrs, nAttrs) => {
+        for (let i = 0; i < nAttrs; i++) attrsSeen.add(attrs[i]!);
+        for (const a of s.require) if (!has(attrs, nAttrs, a)) return;
+        for (const a of s.exclude) if (has(attrs, nAttrs, a)) return;
         kept++;
-        const key = `${d.type}:${d.value}`;
-        if (seen.has(key)) return;
-        seen.add(key);
-        addDomain(acc, d);
+        const value = at < 0 ? '' : text(body, at, len);
+        let set = seen.get(type);
+        if (set === undefined) seen.set(type, (set = new Set()));
+        if (set.has(value)) return;
+        set.add(value);
+        addDomain(acc, type, value);
       });
       if (kept === 0 && (s.require.length > 0 || s.exclude.length > 0)) {
         const known = attrsSeen.size > 0 ? `attributes in ${s.category}: ${[...attrsSeen].sort().join(', ')}` : `${s.category} has no attributes`;
@@ -153,17 +213,17 @@ export function decodeGeosite(bytes: Uint8Array, selection: GeositeSelection, li
   });
 }
 
-function addDomain(acc: Acc, d: RawDomain): void {
-  switch (d.type) {
+function addDomain(acc: Acc, type: number, value: string): void {
+  switch (type) {
     case 0:
-      return acc.pattern('keyword', d.value);
+      return acc.pattern('keyword', value);
     case 1:
-      return acc.pattern('regexp', d.value);
+      return acc.pattern('regexp', value);
     case 2:
-      return acc.name('domain', d.value);
+      return acc.name('domain', value);
     case 3:
-      return acc.name('full', d.value);
+      return acc.name('full', value);
     default:
-      acc.problem(acc.next(), `"${d.value}" has unknown domain type ${d.type}; entry skipped`);
+      acc.problem(acc.next(), `"${value}" has unknown domain type ${type}; entry skipped`);
   }
 }

@@ -83,6 +83,17 @@ export class LinuxRouter implements Router {
   /** What the `active` map holds now, as far as we know; null: unknown (table new or re-created). */
   private active: string | null | undefined = undefined;
 
+  /**
+   * The desired state (desiredKey) the last whole set() installed, while only
+   * set() has changed our state since (a flip, a link move, a repair in
+   * progress or a failed step clear it): the same plan again then reads
+   * nothing. Every gateway's change of health re-plans, mostly to the same
+   * plan, and each read was 6 processes (issue 17: a router's CPU). What
+   * someone else removes meanwhile is reconcile()'s to put back (the damage
+   * watch's events, its backstop timer).
+   */
+  private installed: string | null = null;
+
   /** rp_filter of WAN links as it was before we made it loose (restored by cleanup). */
   private readonly rpFilter = new Map<string, string>();
 
@@ -96,6 +107,12 @@ export class LinuxRouter implements Router {
   ) {}
 
   async set(plan: DataplanePlan): Promise<boolean> {
+    const key = desiredKey(plan);
+    if (this.applied && this.installed === key) {
+      this.applied = { plan, ruleset: this.applied.ruleset };
+      return false;
+    }
+    this.installed = null;
     const k = await this.readKernel();
     const current = k.table;
     const ruleset = renderRuleset(plan, current ? { chains: current.chains.map((c) => c.name), sets: current.sets.map((s) => s.name) } : undefined);
@@ -119,12 +136,14 @@ export class LinuxRouter implements Router {
     const done = await Promise.all([nftWork(), this.writeRules(rules), this.writeRoutes(routes), plan.mode === 'router' ? this.sysctls() : Promise.resolve(false), this.looseLinks(plan), plan.portPaths ? this.reservePortPaths() : Promise.resolve(false)]);
     const ran = done.some(Boolean);
     this.applied = { plan, ruleset };
+    this.installed = key;
     if (ran) this.logger.debug({ rules: plan.rules.length, active: plan.active }, 'data plane applied');
     return ran;
   }
 
   async setActive(active: string | null): Promise<void> {
     if (!this.applied) throw new Error('setActive before set');
+    this.installed = null;
     const plan = { ...this.applied.plan, active };
     const before = tunnelPathDevice(this.applied.plan);
     // nftables first: it steers every marked packet, so the flip is done here.
@@ -142,6 +161,7 @@ export class LinuxRouter implements Router {
 
   async setLinks(plan: DataplanePlan): Promise<void> {
     if (!this.applied || !plan.links?.length || !this.applied.plan.links?.length) return;
+    this.installed = null;
     // nftables first, on the session: new flows take the new link from here on.
     await this.nft.exec(renderLinkFlip(plan));
     // Then table 1200 (splitwan's own breakout sockets, WireGuard's UDP).
@@ -158,6 +178,9 @@ export class LinuxRouter implements Router {
   async reconcile(): Promise<string[]> {
     if (!this.applied) return [];
     const plan = this.applied.plan;
+    // Back to what it was only when the repair went through (then the kernel is `plan` again).
+    const installed = this.installed;
+    this.installed = null;
     // Every read at once: a repair's time is the time the kernel runs without our state.
     const k = await this.readKernel(true);
     const current = k.table;
@@ -180,20 +203,25 @@ export class LinuxRouter implements Router {
     const [nftDone, rules, routes] = await Promise.all([nftWork(), this.writeRules(this.ruleChanges(plan, k)), this.writeRoutes(this.routeChanges(plan, k)), this.looseLinks(plan)]);
     const repaired = [...nftDone, ...(rules ? ['ip rules'] : []), ...(routes ? ['routes'] : [])];
     if (repaired.length) this.logger.warn({ repaired }, 'repaired routing state someone removed');
+    this.installed = installed;
     return repaired;
   }
 
   async cleanup(): Promise<void> {
     await this.run.run(['nft', 'delete', 'table', 'inet', TABLE_NAME], { allowFail: true });
-    for (const family of [4, 6] as const) {
-      const rules = parseIpRules((await this.run.run(['ip', '-j', `-${family}`, 'rule', 'show'])).stdout, family);
-      for (const r of rules) {
-        if (r.priority >= RULE_PRIORITY_FIRST && r.priority <= RULE_PRIORITY_LAST) {
-          await this.run.run(['ip', `-${family}`, 'rule', 'del', 'pref', String(r.priority)], { allowFail: true });
-        }
-      }
-      for (const t of OUR_TABLES) await this.run.run(['ip', `-${family}`, 'route', 'flush', 'table', t], { allowFail: true });
-    }
+    // One `ip -batch` a family: a command each for every rule and table was ~50
+    // processes at every start and stop (issue 17: seconds on a router's core).
+    // -force: a line that fails (a table with nothing to flush) does not stop the rest.
+    await Promise.all(
+      ([4, 6] as const).map(async (family) => {
+        const rules = parseIpRules((await this.run.run(['ip', '-j', `-${family}`, 'rule', 'show'])).stdout, family);
+        const lines = [
+          ...rules.filter((r) => r.priority >= RULE_PRIORITY_FIRST && r.priority <= RULE_PRIORITY_LAST).map((r) => `rule del pref ${r.priority}`),
+          ...OUR_TABLES.map((t) => `route flush table ${t}`),
+        ];
+        await this.run.run(['ip', `-${family}`, '-force', '-batch', '-'], { input: lines.join('\n') + '\n', allowFail: true });
+      }),
+    );
     // What we changed of the links' reverse-path filter goes back (after a crash the value is lost: loose stays).
     for (const [ifname, value] of this.rpFilter) await this.run.run(['sysctl', '-q', '-w', `${rpFilterKey(ifname)}=${value}`], { allowFail: true });
     this.rpFilter.clear();
@@ -201,6 +229,7 @@ export class LinuxRouter implements Router {
     if (this.reservedBefore !== null) await this.run.run(['sysctl', '-q', '-w', `${RESERVED_PORTS}=${this.reservedBefore}`], { allowFail: true });
     this.reservedBefore = null;
     this.applied = null;
+    this.installed = null;
     this.active = undefined;
   }
 
@@ -335,23 +364,33 @@ export class LinuxRouter implements Router {
     return true;
   }
 
-  /** Router mode forwards; src_valid_mark lets rp_filter see our marks (as wg-quick does). */
+  /**
+   * Router mode forwards; src_valid_mark lets rp_filter see our marks (as
+   * wg-quick does). Read with one `sysctl` (every apply does: one process,
+   * not three) and written only when one differs.
+   */
   private async sysctls(): Promise<boolean> {
-    let ran = false;
-    for (const [key, value] of [
-      ['net.ipv4.ip_forward', '1'],
-      ['net.ipv6.conf.all.forwarding', '1'],
-      ['net.ipv4.conf.all.src_valid_mark', '1'],
-    ] as const) {
-      const cur = (await this.run.run(['sysctl', '-n', key], { allowFail: true })).stdout.trim();
-      if (cur !== value) {
-        await this.run.run(['sysctl', '-q', '-w', `${key}=${value}`]);
-        ran = true;
-      }
-    }
-    return ran;
+    const want = ROUTER_SYSCTLS;
+    const r = await this.run.run(['sysctl', '-n', ...want.map(([k]) => k)], { allowFail: true });
+    const cur = r.stdout.split('\n').map((l) => l.trim());
+    const wrong = want.filter(([, v], i) => r.code !== 0 || cur[i] !== v);
+    if (wrong.length === 0) return false;
+    await this.run.run(['sysctl', '-q', '-w', ...wrong.map(([k, v]) => `${k}=${v}`)]);
+    return true;
   }
 }
+
+/** Everything set() makes of a plan: equal keys, equal kernel state. */
+function desiredKey(plan: DataplanePlan): string {
+  const loose = [...(plan.links ?? []).map((l) => l.ifname), ...plan.gateways.filter((g) => g.unmanaged === 'interface').map((g) => g.ifname)];
+  return JSON.stringify([plan.mode, plan.active, renderRuleset(plan), renderIpRules(plan), renderRoutes(plan), loose]);
+}
+
+const ROUTER_SYSCTLS: readonly (readonly [string, string])[] = [
+  ['net.ipv4.ip_forward', '1'],
+  ['net.ipv6.conf.all.forwarding', '1'],
+  ['net.ipv4.conf.all.src_valid_mark', '1'],
+];
 
 /** IPv4's name, for both families. */
 const RESERVED_PORTS = 'net.ipv4.ip_local_reserved_ports';

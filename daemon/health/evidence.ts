@@ -16,6 +16,11 @@
 // process did not run meanwhile (SIGSTOP, a cgroup freezer around a
 // suspend, a VM paused): no clock jumps then, and the network may be coming
 // back as after a resume, so it counts as a resume.
+//   - the WAN link the gateway is reached by is failing itself (breakout.links:
+//     its probes go unanswered too): the failure is the link's, and the link
+//     monitor moves breakout (and the tunnels with it) to another link; the
+//     gateway stays up meanwhile instead of going down with the link and
+//     coming back a round after (its flows dropped in between).
 // At most `maxInRow` failed rounds are set aside between two good rounds;
 // after that failures count again, so a dead gateway on a machine that stays
 // this busy is still left (later, not never).
@@ -51,11 +56,14 @@ export interface FailedRound {
   sleptMs: number;
   /** Failed rounds of this gateway set aside since its last good round. */
   inRow: number;
+  /** Why the WAN link the gateway is reached by is failing now (its failure is the link's); null or absent: it is not. */
+  underlay?: string | null;
 }
 
 /** null: the failure counts; else why it is set aside. */
 export function noEvidence(r: FailedRound, o: EvidenceOptions): string | null {
   if (r.inRow >= o.maxInRow) return null;
+  if (r.underlay) return r.underlay;
   if (r.sinceResumeMs !== null && r.sinceResumeMs < o.resumeGraceMs) return `the machine slept ${Math.round(r.sleptMs / 1000)} s, ${Math.round(r.sinceResumeMs / 1000)} s ago`;
   if (r.lateMs > o.lateLimitMs) return `the probe's timer fired ${Math.round(r.lateMs)} ms late: this process was not running to see an answer`;
   return null;

@@ -20,11 +20,21 @@ import { selectGateway, type Candidate } from './select.js';
 /** health.timeout's default, for a monitor not told the probes' timeout. */
 const DEFAULT_TIMEOUT_MS = 800;
 
+/**
+ * Rounds of one gateway in flight at once at most: a round unanswered for
+ * half a timeout gets the next beside it (probe()); with rounds half a
+ * timeout apart, two are in flight and a third only at the instant the
+ * oldest times out.
+ */
+const MAX_IN_FLIGHT = 3;
+
 /** The name the breakout path's health is kept under (no gateway can have it: `breakout` is reserved). */
 export const BREAKOUT = 'breakout';
 
 export interface MonitoredGateway extends ProbeTarget {
   priority: number;
+  /** Reached through the breakout's WAN link (splitwan's WireGuard gateways): see MonitorOptions.underlay. */
+  ridesLink?: boolean;
 }
 
 export interface Switch {
@@ -50,6 +60,11 @@ export interface MonitorOptions extends HealthOptions {
   random?: () => number;
   /** What it watches, for the log: gateways (default: the `tunnel` path) or WAN links (the `breakout` path). */
   kind?: 'gateway' | 'link';
+  /**
+   * Why the WAN link under gateways that ride it is failing now, or null: a
+   * failed round of such a gateway is then no evidence (evidence.ts).
+   */
+  underlay?: () => string | null;
 }
 
 export interface GatewayStatus extends HealthFigures {
@@ -64,12 +79,21 @@ interface Entry {
   selectable: boolean;
   order: number;
   health: GatewayHealth;
+  /** The next round's timer: the steady cadence, or the hedge of a round in flight. */
   timer: unknown;
-  inFlight: boolean;
+  /** Rounds in flight (more than one only while they go unanswered). */
+  inFlight: number;
+  /** The number of the latest round started, and of the latest one recorded (an older one ending after it is stale). */
+  started: number;
+  recorded: number;
+  /** Rounds numbered below this are stale: they were sent before the WAN link under the gateway changed (recheckGateways). */
+  freshFrom: number;
   /** When its next round is due (monotonic ms): how late its timer fired says how busy the loop is. */
   dueAt: number;
   /** Failed rounds set aside since its last good round. */
   noEvidenceRun: number;
+  /** When it last answered (monotonic ms; its start before any answer). */
+  lastOkAt: number;
 }
 
 /** A probe round as it went, for the debug log (benchmarks read it). */
@@ -120,22 +144,40 @@ export class HealthMonitor {
    * by went down: a gateway that is down (or failing) now comes back after
    * one good round rather than recoverAfter, and is probed at once, so tunnel
    * traffic is back a round after the link failover instead of recoverAfter
-   * rounds after it.
+   * rounds after it. Rounds still in flight went by the old link: their
+   * failures say nothing of the new one (they would cancel the one-round
+   * recovery, or take down a gateway the link's fault had not reached yet),
+   * so they are stale, and a gateway with one in flight is probed at once too.
    */
   recheckGateways(): void {
     const names: string[] = [];
     for (const e of this.entries.values()) {
       if (!e.selectable) continue;
       const f = e.health.figures();
-      if (f.state !== 'down' && f.consecutiveFailures === 0) continue;
-      e.health.recheck();
+      const failing = f.state === 'down' || f.consecutiveFailures > 0;
+      if (!failing && e.inFlight === 0) continue;
+      if (failing) e.health.recheck();
       names.push(e.gw.name);
-      if (this.running && !e.inFlight) {
+      e.freshFrom = e.started + 1;
+      if (this.running) {
         this.o.clock.clearTimeout(e.timer);
         this.schedule(e, 0);
       }
     }
-    if (names.length) this.o.logger.info({ gateways: names }, 'the WAN link changed: gateways that failed are probed again at once');
+    if (names.length) this.o.logger.info({ gateways: names }, 'the WAN link changed: gateways that failed or wait for an answer are probed again at once');
+  }
+
+  /**
+   * `name` is failing or may be: down, a failed round since its last good
+   * one, or no answer for longer than an interval and half a timeout (its
+   * latest round has gone unanswered that long). The gateway monitor asks
+   * the link monitor this about the link breakout takes.
+   */
+  suspect(name: string): boolean {
+    const e = this.entries.get(name);
+    if (!e) return false;
+    const f = e.health.figures();
+    return f.state === 'down' || f.consecutiveFailures > 0 || this.o.clock.now() - e.lastOkAt > this.o.intervalMs * 1.1 + this.timeoutMs() / 2;
   }
 
   /** Whether it watches `name` (a gateway or link of its own). */
@@ -167,7 +209,7 @@ export class HealthMonitor {
         e.gw = gw;
         e.order = order;
       } else {
-        const entry: Entry = { gw, selectable: true, order, health: new GatewayHealth(this.o, now), timer: null, inFlight: false, dueAt: now, noEvidenceRun: 0 };
+        const entry: Entry = { gw, selectable: true, order, health: new GatewayHealth(this.o, now), timer: null, inFlight: 0, started: 0, recorded: 0, freshFrom: 0, dueAt: now, noEvidenceRun: 0, lastOkAt: now };
         this.entries.set(gw.name, entry);
         if (this.running) this.schedule(entry, 0);
       }
@@ -194,7 +236,7 @@ export class HealthMonitor {
     const gw: MonitoredGateway = { ...target, name: BREAKOUT, priority: 0 };
     if (e) e.gw = gw;
     else {
-      const entry: Entry = { gw, selectable: false, order: -1, health: new GatewayHealth(this.o, this.o.clock.now()), timer: null, inFlight: false, dueAt: this.o.clock.now(), noEvidenceRun: 0 };
+      const entry: Entry = { gw, selectable: false, order: -1, health: new GatewayHealth(this.o, this.o.clock.now()), timer: null, inFlight: 0, started: 0, recorded: 0, freshFrom: 0, dueAt: this.o.clock.now(), noEvidenceRun: 0, lastOkAt: this.o.clock.now() };
       this.entries.set(BREAKOUT, entry);
       if (this.running) this.schedule(entry, 0);
     }
@@ -254,23 +296,42 @@ export class HealthMonitor {
 
   private async probe(e: Entry): Promise<void> {
     if (!this.running || this.entries.get(e.gw.name) !== e) return;
-    // One round in flight per gateway: a slow round delays the next, never overlaps it.
-    if (e.inFlight) return;
-    e.inFlight = true;
+    if (e.inFlight >= MAX_IN_FLIGHT) return;
+    e.inFlight++;
+    const seq = ++e.started;
     // Rounds start at a steady cadence: a slow round (a dead gateway's timeout) does not stretch it.
     const startedAt = this.o.clock.now();
     const startLateMs = Math.max(0, startedAt - e.dueAt);
     // Not run for seconds (stopped, frozen for a suspend): as after a sleep, before this round can fail.
     if (startLateMs > FROZEN_LATE_MS) this.markResume(startedAt, startLateMs, `this process did not run for ${Math.round(startLateMs / 1000)} s (stopped, or frozen around a suspend)`);
+    // A round of a gateway not down that is still unanswered half a timeout
+    // on gets the next round beside it (mwan3's failure_interval, without
+    // waiting for the timeout): each round still waits a whole timeout before
+    // it counts as failed, but failAfter of them end (failAfter + 1) / 2
+    // timeouts after the first was sent, not failAfter timeouts (`bench
+    // links`: a dead link is left ~0.8 s sooner with timeout 800ms,
+    // failAfter 3). A live gateway answers well within half a timeout: no
+    // extra rounds. The hedge is the entry's timer; this round's end clears
+    // it when nothing newer started.
+    if (e.health.current !== 'down') this.schedule(e, this.timeoutMs() / 2);
     let r: ProbeResult;
     try {
       r = await this.o.prober.round(e.gw);
     } catch (err) {
       r = { ok: false, rttMs: null, error: (err as Error).message };
     } finally {
-      e.inFlight = false;
+      e.inFlight--;
     }
     if (!this.running || this.entries.get(e.gw.name) !== e) return;
+    const newest = e.started === seq;
+    if (newest) this.o.clock.clearTimeout(e.timer);
+    // A newer round already said how the gateway is (it answered first), or the
+    // link under it changed since this one was sent: its verdict is stale.
+    if (seq < e.recorded || seq < e.freshFrom) {
+      if (newest) this.schedule(e, Math.max(0, this.nextDelay() - (this.o.clock.now() - startedAt)));
+      return;
+    }
+    e.recorded = seq;
     const end = this.noteSuspend();
     const setAside = r.ok || NAIVE_TIMING ? null : this.setAside(e, r, end.mono);
     const verdict = r.ok ? 'ok' : setAside === null ? 'failed' : 'no evidence';
@@ -281,11 +342,14 @@ export class HealthMonitor {
       e.health.noEvidence();
       this.throttled.info(`no-evidence ${e.gw.name}`, { gateway: e.gw.name, why: setAside, error: r.error }, `gateway ${e.gw.name}: a failed probe round taken as no evidence (${setAside})`);
       // The next round at the usual cadence: it may well see the gateway, and says so.
-      this.schedule(e, Math.max(0, this.nextDelay() - (this.o.clock.now() - startedAt)));
+      if (newest) this.schedule(e, Math.max(0, this.nextDelay() - (this.o.clock.now() - startedAt)));
       return;
     }
     // Only a good round starts the count of set-aside rounds over: past the cap, late failures keep counting.
-    if (r.ok) e.noEvidenceRun = 0;
+    if (r.ok) {
+      e.noEvidenceRun = 0;
+      e.lastOkAt = end.mono;
+    }
     const changed = e.health.record(end.mono, r.ok, r.rttMs, r.error);
     if (changed !== null) {
       const f = e.health.figures();
@@ -296,6 +360,8 @@ export class HealthMonitor {
     // changes in the order they are asked for (a flip ahead of the re-plan below).
     this.reselect();
     if (changed !== null && e.selectable) this.o.onHealthChange?.(e.gw.name, changed);
+    // A newer round in flight schedules the next when it ends.
+    if (!newest) return;
     // A failed round of a gateway still up is confirmed at once (the next round
     // right after it), so a dead gateway is down after failAfter timeouts rather
     // than failAfter intervals (`bench failover`: p95 3.9 s → under 3.5 s with
@@ -306,7 +372,11 @@ export class HealthMonitor {
     // not a few milliseconds of one passing condition.
     const confirming = !r.ok && e.health.current !== 'down';
     const took = this.o.clock.now() - startedAt;
-    this.schedule(e, confirming ? Math.max(0, (this.o.timeoutMs ?? DEFAULT_TIMEOUT_MS) - took) : Math.max(0, this.nextDelay() - took));
+    this.schedule(e, confirming ? Math.max(0, this.timeoutMs() - took) : Math.max(0, this.nextDelay() - took));
+  }
+
+  private timeoutMs(): number {
+    return this.o.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   }
 
   /**
@@ -318,7 +388,7 @@ export class HealthMonitor {
     if (!this.running) return;
     this.markResume(this.o.clock.now(), 0, 'the machine resumed (logind)');
     for (const e of this.entries.values()) {
-      if (e.inFlight) continue; // its end schedules the next
+      if (e.inFlight > 0) continue; // its end schedules the next
       if (e.timer !== null) this.o.clock.clearTimeout(e.timer);
       this.schedule(e, 0);
     }
@@ -343,7 +413,7 @@ export class HealthMonitor {
   /** Why a failed round is no evidence, or null: it counts. */
   private setAside(e: Entry, r: ProbeResult, now: number): string | null {
     return noEvidence(
-      { lateMs: r.lateMs ?? 0, sinceResumeMs: this.resumed === null ? null : now - this.resumed.at, sleptMs: this.resumed?.sleptMs ?? 0, inRow: e.noEvidenceRun },
+      { lateMs: r.lateMs ?? 0, sinceResumeMs: this.resumed === null ? null : now - this.resumed.at, sleptMs: this.resumed?.sleptMs ?? 0, inRow: e.noEvidenceRun, underlay: e.gw.ridesLink ? (this.o.underlay?.() ?? null) : null },
       evidenceOptions(this.o.timeoutMs ?? DEFAULT_TIMEOUT_MS),
     );
   }

@@ -6,6 +6,7 @@
 //                                          wan1 10.99.5.2 ── r1 [isp]   (echoes the source it sees)
 //                    swg-<t>a ══ WireGuard (splitwan's) ══ [gw1] ── isp   (seen as 10.99.3.2, fd99:3::2)
 //                    awg<id>  ══ WireGuard (by hand)    ══ [gw2] ── isp   (seen as 10.99.4.2, fd99:4::2)
+//                    (table 52: `default dev awg<id>`, filled and emptied by hand for the table gateway)
 //
 // IPv4 to the web server is a breakout rule (the source says which link:
 // 10.99.2.2 fiber, 10.99.5.2 lte); IPv6 to it goes by the tunnel (the source
@@ -45,7 +46,7 @@ describe.skipIf(!support.ok && !process.env.CI).each(MODES)('WAN links and an un
   const FIBER = (): string => lab.addr.routerWan.v4;
   const LTE = (): string => lab.addr.routerWan2.v4;
 
-  const config = (o: { links?: string[]; balance?: boolean; rules?: string[] } = {}): string =>
+  const config = (o: { links?: string[]; balance?: boolean; rules?: string[]; second?: string } = {}): string =>
     [
       `mode: ${mode}`,
       ...(mode === 'router' ? ['lan: [lan0]'] : []),
@@ -59,8 +60,9 @@ describe.skipIf(!support.ok && !process.env.CI).each(MODES)('WAN links and an un
       'tunnel:',
       '  gateways:',
       `    - { name: ${GW}, config: gw1.conf, priority: 1 }`,
-      `    - { name: ${AWG}, interface: ${lab.handTunnelIf}, dns: [${lab.addr.tunnelGateway.v4}], priority: 2 }`,
+      `    - ${o.second ?? `{ name: ${AWG}, interface: ${lab.handTunnelIf}, dns: [${lab.addr.tunnelGateway.v4}], priority: 2 }`}`,
       'health: { interval: 1s, timeout: 800ms, failAfter: 3, recoverAfter: 3, failbackHold: 2s }',
+      'metrics: { listen: "127.0.0.1:9464" }',
       `stateDir: ${join(dir, 'state')}`,
       `control: { socket: ${join(dir, 'control.sock')} }`,
       'rules:',
@@ -166,14 +168,37 @@ describe.skipIf(!support.ok && !process.env.CI).each(MODES)('WAN links and an un
   it('the preferred link fails: breakout moves to the other, the tunnel recovers over it; failback after the hold', async () => {
     if (!readFileSync(join(dir, 'config.yaml'), 'utf8').includes('balance: false')) await reload(config());
     await until(async () => (await v4()) === FIBER(), 10_000, 'breakout by fiber');
-    const t0 = Date.now();
-    await lab.blackholeWan(0, true);
-    await until(async () => (await v4(700)) === LTE(), 15_000, 'breakout by lte');
-    const breakoutMs = Date.now() - t0;
-    await until(async () => (await v6(700)) === lab.gateways[0].uplink.v6, 20_000, 'tunnel through gw1 over lte');
-    const tunnelMs = Date.now() - t0;
-    console.log(`link failover: breakout on lte after ${breakoutMs} ms, tunnel traffic through gw1 again after ${tunnelMs} ms`);
+    // The managed tunnel's WireGuard UDP (to gw1's endpoint) on the other WAN: none before the fault, then its traffic.
+    const [epHost, epPort] = lab.gateways[0].endpoint.split(':') as [string, string];
+    const wg = spawn('ip', ['netns', 'exec', lab.ns.router, 'tcpdump', '-l', '-n', '-i', 'wan1', `udp and host ${epHost} and port ${epPort}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let wgSeen = '';
+    let wgErr = '';
+    wg.stdout!.setEncoding('utf8').on('data', (d: string) => (wgSeen += d));
+    wg.stderr!.setEncoding('utf8').on('data', (d: string) => (wgErr += d));
+    try {
+      await until(() => wgErr.includes('listening on'), 5000, 'tcpdump on wan1');
+      expect(await v6()).toBe(lab.gateways[0].uplink.v6);
+      expect(wgSeen).toBe('');
+      const t0 = Date.now();
+      await lab.blackholeWan(0, true);
+      await until(async () => (await v4(700)) === LTE(), 15_000, 'breakout by lte');
+      const breakoutMs = Date.now() - t0;
+      await until(async () => (await v6(700)) === lab.gateways[0].uplink.v6, 20_000, 'tunnel through gw1 over lte');
+      const tunnelMs = Date.now() - t0;
+      console.log(`link failover: breakout on lte after ${breakoutMs} ms, tunnel traffic through gw1 again after ${tunnelMs} ms`);
+      // Within the link failover's detection (failAfter 3: 1.6 s after the first unanswered probe, which
+      // comes within an interval) and one handshake (5 s), with room for a busy machine.
+      expect(tunnelMs).toBeLessThan(12_000);
+      // Its packets to gw1 left by wan1, from lte's address.
+      await until(() => wgSeen.includes(`${LTE()}.`) && wgSeen.includes(`> ${epHost}.${epPort}`), 5000, 'WireGuard UDP on wan1');
+    } finally {
+      wg.kill();
+    }
     expect(daemon!.output.join('\n')).toMatch(/breakout link: lte \(fiber is down\)/);
+    // The link failover is counted apart from the gateways'.
+    const m = await lab.exec(lab.ns.router, ['curl', '-s', '--max-time', '3', 'http://127.0.0.1:9464/metrics']);
+    expect(m.stdout).toMatch(/^splitwan_link_failovers_total\{from="fiber",to="lte"\} 1$/m);
+    expect(m.stdout).not.toMatch(/^splitwan_failovers_total\{[^}]*"(fiber|lte)"/m);
     const back = Date.now();
     await lab.blackholeWan(0, false);
     await until(async () => (await v4(700)) === FIBER(), 30_000, 'breakout back on fiber');
@@ -203,6 +228,50 @@ describe.skipIf(!support.ok && !process.env.CI).each(MODES)('WAN links and an un
     await until(async () => (await v6(700)) === lab.gateways[1].uplink.v6, 20_000, 'tunnel through the remade gateway');
     await lab.blackholeGateway(0, false);
   }, 150_000);
+
+  it('an unmanaged table gateway (a routing table another program fills): traffic through it, failover to and from it; its table emptied is down, filled again is probed up', async () => {
+    // As tailscale does with its table 52: a default route into the hand-made interface, made by "another program".
+    const TABLE = '52';
+    const TBL = `${tag}t`;
+    const fill = async (): Promise<void> => {
+      for (const f of ['-4', '-6']) {
+        const r = await lab.exec(lab.ns.router, ['ip', f, 'route', 'replace', 'default', 'dev', lab.handTunnelIf!, 'table', TABLE]);
+        expect(r.stderr).toBe('');
+      }
+    };
+    const empty = async (): Promise<void> => {
+      for (const f of ['-4', '-6']) await lab.exec(lab.ns.router, ['ip', f, 'route', 'flush', 'table', TABLE]);
+    };
+    const lines = (what: string): number => daemon!.output.filter((l) => l.includes(`gateway ${TBL} is ${what}`)).length;
+    await fill();
+    try {
+      await reload(config({ second: `{ name: ${TBL}, table: ${TABLE}, dns: [${lab.addr.tunnelGateway.v4}], priority: 2 }` }));
+      await until(() => lines('up') > 0, 15_000, 'the table gateway up');
+      await until(async () => (await v6(700)) === lab.gateways[0].uplink.v6, 15_000, 'tunnel through gw1');
+      // gw1 dead: the tunnel fails over into table 52 (seen as gw2, which the hand-made interface reaches).
+      await lab.blackholeGateway(0, true);
+      await until(async () => (await v6(700)) === lab.gateways[1].uplink.v6, 20_000, 'tunnel through the table gateway');
+      expect(daemon!.output.join('\n')).toMatch(new RegExp(`active gateway: ${TBL} \\(${GW} is down\\)`));
+      await lab.blackholeGateway(0, false);
+      await until(async () => (await v6(700)) === lab.gateways[0].uplink.v6, 40_000, 'tunnel back through gw1');
+      // The other program empties its table: the gateway is down (and nothing splitwan routes to it leaves by main).
+      const downs = lines('down');
+      await empty();
+      await until(() => lines('down') > downs, 15_000, 'the table gateway down');
+      // It fills it again: probed again, up.
+      const ups = lines('up');
+      await fill();
+      await until(() => lines('up') > ups, 30_000, 'the table gateway up again');
+      // And carries the tunnel again when gw1 fails.
+      await lab.blackholeGateway(0, true);
+      await until(async () => (await v6(700)) === lab.gateways[1].uplink.v6, 20_000, 'tunnel through the refilled table gateway');
+    } finally {
+      await lab.blackholeGateway(0, false);
+      await reload(config());
+      await empty();
+    }
+    await until(async () => (await v6(700)) === lab.gateways[0].uplink.v6, 40_000, 'tunnel back through gw1');
+  }, 180_000);
 
   it('a connection from outside that comes in on lte is answered by lte (strict rp_filter made loose)', async () => {
     // A server on the router's lte address; the isp connects from the web server's address (not on the link).

@@ -20,14 +20,17 @@ const NS = `sw-rt-${process.pid}`;
 const supported = process.getuid?.() === 0 && spawnSync('nft', ['--version']).status === 0;
 const why = process.getuid?.() !== 0 ? 'needs root (network namespaces)' : 'nft is not installed';
 
-/** Counts commands that change something (reads are free to repeat). */
-function counting(base: Runner): Runner & { writes: string[][] } {
+/** Counts commands that change something (`writes`), and every command (`all`: reads cost a process each too). */
+function counting(base: Runner): Runner & { writes: string[][]; all: string[][] } {
   const writes: string[][] = [];
+  const all: string[][] = [];
   return {
     writes,
+    all,
     run: (argv, opts) => {
       const inner = [...argv];
       const read = (inner[0] === 'nft' && inner[1] === '-j') || (inner[0] === 'ip' && inner[1] === '-j') || (inner[0] === 'sysctl' && inner[1] === '-n');
+      all.push(inner);
       if (!read) writes.push(inner);
       return base.run(argv, opts);
     },
@@ -92,6 +95,24 @@ describe.skipIf(!supported && !process.env.CI)('LinuxRouter in a namespace', () 
     runner.writes.length = 0;
     expect(await router.set(plan())).toBe(false);
     expect(runner.writes).toEqual([]);
+  });
+
+  it('the same plan as the last set() runs no process at all, not even a read; a flip or a repair in between makes it read again', async () => {
+    await router.set(plan());
+    runner.all.length = 0;
+    expect(await router.set(plan())).toBe(false);
+    expect(runner.all).toEqual([]);
+    // A flip changed part of the state behind set()'s back: the next set() reads the kernel.
+    await router.setActive('gw2');
+    runner.all.length = 0;
+    expect(await router.set(plan())).toBe(true);
+    expect(sh(['ip', 'route', 'show', 'table', '1100'])).toContain('default dev swg-gw1');
+    expect(runner.all.some((a) => a[0] === 'ip' && a[1] === '-j')).toBe(true);
+    // A different plan reads and applies.
+    runner.all.length = 0;
+    expect(await router.set(plan({ rules: [rule(0, 'aaaa0000', { tagged: true })] }))).toBe(true);
+    expect(runner.all.length).toBeGreaterThan(0);
+    expect(await router.set(plan())).toBe(true);
   });
 
   it('repairs a deleted table, a deleted rule and a deleted route', async () => {

@@ -113,8 +113,11 @@ describe('createDaemon with breakout.links', () => {
     // The link dies, and the gateway reached through it with it.
     os.dark.add(linkMark(0));
     os.dark.add(gatewayMark(0));
+    const rebinds = os.tunnels!.rebinds;
     await until(() => d.plan?.activeLink === 'lte', 5000);
     await until(() => os.logger.lines.some((l) => l.msg.startsWith('the WAN link changed') && (l.obj.gateways as string[]).includes('gw1')), 5000);
+    // The tunnels send from the new link's address (wireguard-go's remembered source cleared).
+    expect(os.tunnels!.rebinds).toBeGreaterThan(rebinds);
     os.dark.delete(gatewayMark(0));
     await until(() => d.plan?.active === 'gw1', 5000);
   });

@@ -6,11 +6,16 @@ import { describe, expect, it } from 'vitest';
 import { silentLogger, type Logger } from '../../lib/logger.js';
 import { evidenceOptions, MAX_NO_EVIDENCE_IN_ROW, noEvidence, RESUME_GRACE_MS } from '../../daemon/health/evidence.js';
 import { GatewayHealth } from '../../daemon/health/gateway-health.js';
-import { HealthMonitor, type MonitoredGateway } from '../../daemon/health/monitor.js';
+import { HealthMonitor, type MonitorOptions, type MonitoredGateway } from '../../daemon/health/monitor.js';
 import type { ProbeResult } from '../../daemon/health/probes.js';
 import { ManualClock } from '../helpers/clock.js';
 
 const gw = (name: string, priority: number): MonitoredGateway => ({ name, priority, path: `gw:${name}`, ifname: `swg-${name}`, dns: [], mark: 0, probes: [{ kind: 'dns' }] });
+
+/** A monitor under `clock` with the usual settings here (1 s interval, 800 ms timeout, no jitter), `o` over them. */
+function monitorOf(clock: ManualClock, o: Partial<MonitorOptions> & Pick<MonitorOptions, 'prober' | 'failAfter' | 'recoverAfter' | 'failbackHoldMs'>): HealthMonitor {
+  return new HealthMonitor({ window: 10, degradeFactor: 3, intervalMs: 1000, timeoutMs: 800, clock, logger: silentLogger, onSwitch: () => undefined, random: () => 0.5, ...o });
+}
 
 describe('noEvidence', () => {
   const o = evidenceOptions(800);
@@ -25,6 +30,12 @@ describe('noEvidence', () => {
   it('a failure within the grace after a suspend is set aside; after it, it counts', () => {
     expect(noEvidence({ lateMs: 0, sinceResumeMs: 3000, sleptMs: 3_600_000, inRow: 0 }, o)).toMatch(/slept 3600 s/);
     expect(noEvidence({ lateMs: 0, sinceResumeMs: RESUME_GRACE_MS + 1, sleptMs: 3_600_000, inRow: 0 }, o)).toBeNull();
+  });
+
+  it('a failure while the WAN link the gateway rides is failing is the link\'s; past the cap it counts', () => {
+    expect(noEvidence({ lateMs: 0, sinceResumeMs: null, sleptMs: 0, inRow: 0, underlay: 'the WAN link fiber it is reached by is failing' }, o)).toMatch(/fiber/);
+    expect(noEvidence({ lateMs: 0, sinceResumeMs: null, sleptMs: 0, inRow: 0, underlay: null }, o)).toBeNull();
+    expect(noEvidence({ lateMs: 0, sinceResumeMs: null, sleptMs: 0, inRow: MAX_NO_EVIDENCE_IN_ROW, underlay: 'the WAN link fiber it is reached by is failing' }, o)).toBeNull();
   });
 
   it('at most MAX_NO_EVIDENCE_IN_ROW in a row: then failures count, so a dead gateway on a machine that stays this busy is still left', () => {
@@ -73,6 +84,73 @@ function setup() {
 }
 
 const late = (ms: number): ProbeResult => ({ ok: false, rttMs: null, error: 'dns: 10.64.0.1: no answer in 800 ms', lateMs: ms });
+
+describe('HealthMonitor: gateways that ride a failing WAN link', () => {
+  it('their failures while the link is failing are set aside (they stay up); one that does not ride it, and failures once the link is fine, count', async () => {
+    const clock = new ManualClock();
+    let linkFailing: string | null = null;
+    const dead = new Set<string>();
+    const m = monitorOf(clock, {
+      failAfter: 3,
+      recoverAfter: 3,
+      failbackHoldMs: 2000,
+      prober: { round: async (t) => (dead.has(t.name) ? { ok: false, rttMs: null, error: 'dns: no answer in 800 ms', lateMs: 0 } : { ok: true, rttMs: 20, error: null }) },
+      underlay: () => linkFailing,
+    });
+    m.setGateways([{ ...gw('gw1', 1), ridesLink: true }, gw('awg', 2)]);
+    m.start();
+    await clock.advance(2000);
+    // The link under gw1 fails: gw1's rounds fail with it, and so do the hand-made awg's.
+    linkFailing = 'the WAN link fiber it is reached by is failing';
+    dead.add('gw1').add('awg');
+    await clock.advance(5000);
+    const st = (n: string) => m.status().find((s) => s.name === n)!;
+    expect(st('gw1').state).toBe('up');
+    expect(st('gw1').noEvidence).toBeGreaterThanOrEqual(3);
+    expect(st('awg').state).toBe('down');
+    // The link is fine again (breakout moved) and gw1 is still dead: it is its own failure now.
+    linkFailing = null;
+    await clock.advance(4000);
+    expect(st('gw1').state).toBe('down');
+    m.stop();
+  });
+
+  it('HealthMonitor.suspect: down, a failure since the last good round, or no answer for an interval and half a timeout', async () => {
+    const clock = new ManualClock();
+    let mode: 'ok' | 'fail' | 'silent' = 'ok';
+    const m = monitorOf(clock, {
+      failAfter: 3,
+      recoverAfter: 3,
+      failbackHoldMs: 0,
+      prober: {
+        round: async () => {
+          if (mode === 'ok') return { ok: true, rttMs: 5, error: null };
+          if (mode === 'fail') return { ok: false, rttMs: null, error: 'no answer', lateMs: 0 };
+          await new Promise<void>((r) => clock.setTimeout(r, 800));
+          return { ok: false, rttMs: null, error: 'no answer in 800 ms', lateMs: 0 };
+        },
+      },
+      kind: 'link',
+    });
+    m.setGateways([gw('fiber', 1)]);
+    m.start();
+    await clock.advance(3000);
+    expect(m.suspect('fiber')).toBe(false);
+    expect(m.suspect('nosuch')).toBe(false);
+    // Unanswered rounds: suspect before any of them has failed.
+    mode = 'silent';
+    await clock.advance(1550); // the last answer at 3 s, the silent round started at 4 s: 1.55 s without one (over 1.1 + 0.4)
+    expect(m.status()[0]!.consecutiveFailures).toBe(0);
+    expect(m.suspect('fiber')).toBe(true);
+    mode = 'ok';
+    await clock.advance(3000);
+    expect(m.suspect('fiber')).toBe(false);
+    mode = 'fail';
+    await clock.advance(1000);
+    expect(m.suspect('fiber')).toBe(true);
+    m.stop();
+  });
+});
 
 describe('HealthMonitor on a busy machine', () => {
   it('rounds whose timers fired ~1 s late (an event loop held, a stopped process) take no gateway down', async () => {

@@ -3,11 +3,16 @@
 // daemon in order, kill switch and recovery.
 import { describe, expect, it } from 'vitest';
 import { silentLogger } from '../../lib/logger.js';
-import { HealthMonitor, type MonitoredGateway, type Switch } from '../../daemon/health/monitor.js';
+import { HealthMonitor, type MonitorOptions, type MonitoredGateway, type Switch } from '../../daemon/health/monitor.js';
 import type { ProbeResult, ProbeTarget } from '../../daemon/health/probes.js';
 import { ManualClock } from '../helpers/clock.js';
 
 const gw = (name: string, priority: number): MonitoredGateway => ({ name, priority, path: `gw:${name}`, ifname: `swg-${name}`, dns: [], mark: 0, probes: [{ kind: 'dns' }] });
+
+/** A monitor under `clock` with the usual settings here (1 s interval, 800 ms timeout, no jitter), `o` over them. */
+function monitorOf(clock: ManualClock, o: Partial<MonitorOptions> & Pick<MonitorOptions, 'prober' | 'failAfter' | 'recoverAfter' | 'failbackHoldMs'>): HealthMonitor {
+  return new HealthMonitor({ window: 10, degradeFactor: 3, intervalMs: 1000, timeoutMs: 800, clock, logger: silentLogger, onSwitch: () => undefined, random: () => 0.5, ...o });
+}
 
 function setup(o: { failbackHoldMs?: number } = {}) {
   const clock = new ManualClock();
@@ -23,17 +28,11 @@ function setup(o: { failbackHoldMs?: number } = {}) {
       return { ok: false, rttMs: null, error: 'no answer in 800 ms' };
     },
   };
-  const m = new HealthMonitor({
+  const m = monitorOf(clock, {
     failAfter: 3,
     recoverAfter: 5,
-    window: 10,
-    degradeFactor: 3,
-    intervalMs: 1000,
     failbackHoldMs: o.failbackHoldMs ?? 30_000,
-    timeoutMs: 800,
     prober,
-    clock,
-    logger: silentLogger,
     onSwitch: (s) => void switches.push(s),
     random: () => 0.5, // no jitter: rounds every 1000 ms
   });
@@ -89,9 +88,9 @@ describe('HealthMonitor', () => {
     m.start();
     await clock.advance(5000);
     alive.set('gw1', false);
-    // The next round (at 6 s) fails at its timeout; it is confirmed by the rounds right after it:
-    // 6.8 s, 7.6 s, down at 8.4 s.
-    await clock.advance(3399);
+    // The next round (at 6 s) goes unanswered: half a timeout on, the next starts beside it
+    // (6.4 s, 6.8 s); each fails at its own timeout (6.8 s, 7.2 s), down at the third: 7.6 s.
+    await clock.advance(2599);
     expect(m.active).toBe('gw1');
     await clock.advance(1);
     expect(m.active).toBe('gw2');
@@ -116,6 +115,129 @@ describe('HealthMonitor', () => {
     expect(switches.at(-1)).toMatchObject({ from: 'gw2', to: 'gw1', fromDown: false });
     await m.settled();
     expect(switches.map((s) => `${s.from}→${s.to}`)).toEqual(['gw1→gw2', 'gw2→null', 'null→gw2', 'gw2→gw1']);
+    m.stop();
+  });
+
+  it('a round unanswered for half a timeout gets the next beside it: down after (failAfter + 1) / 2 timeouts, each round waited a whole one', async () => {
+    const { clock, alive, rounds, m } = setup();
+    m.setGateways([gw('gw1', 1), gw('gw2', 2)]);
+    m.start();
+    await clock.advance(5000);
+    alive.set('gw1', false);
+    rounds.length = 0;
+    await clock.advance(1000); // the round at 6 s starts
+    await clock.advance(1599);
+    expect(m.healthy('gw1')).toBe(true);
+    // Started at 6.0, 6.4, 6.8 and 7.2 s: never more than two unanswered at once (rounds end at their 800 ms timeout).
+    expect(rounds.filter((r) => r === 'gw1')).toHaveLength(4);
+    await clock.advance(1);
+    expect(m.healthy('gw1')).toBe(false);
+    // Down: back to one round a second (its last hedge ends at 8.0 s; the next at 9.0 s).
+    const at = rounds.filter((r) => r === 'gw1').length;
+    await clock.advance(3000);
+    expect(rounds.filter((r) => r === 'gw1').length - at).toBeLessThanOrEqual(3);
+    m.stop();
+  });
+
+  it('a lost round whose hedge answered before its timeout is stale: not counted (failAfter 1: one counted loss would take it down)', async () => {
+    const clock = new ManualClock();
+    let inFlight = 0;
+    let most = 0;
+    let n = 0;
+    const m = monitorOf(clock, {
+      failAfter: 1,
+      recoverAfter: 3,
+      degradeFactor: 100,
+      failbackHoldMs: 0,
+      prober: {
+        round: async (): Promise<ProbeResult> => {
+          const k = n++;
+          inFlight++;
+          most = Math.max(most, inFlight);
+          // Every third round is lost (it times out at 800 ms); the others answer in 300 ms,
+          // so a lost one's hedge (400 ms on) has answered by 700 ms.
+          const lost = k % 3 === 1;
+          await new Promise<void>((r) => clock.setTimeout(r, lost ? 800 : 300));
+          inFlight--;
+          return lost ? { ok: false, rttMs: null, error: 'no answer in 800 ms' } : { ok: true, rttMs: 300, error: null };
+        },
+      },
+    });
+    m.setGateways([gw('gw1', 1)]);
+    m.start();
+    await clock.advance(20_000);
+    expect(n).toBeGreaterThan(20);
+    expect(m.healthy('gw1')).toBe(true);
+    expect(m.status()[0]!.consecutiveFailures).toBe(0);
+    expect(most).toBe(2);
+    m.stop();
+  });
+
+  it('recheckGateways (the WAN link changed): a round at once; one in flight, sent by the old link, failing after it is stale and does not cancel the one-round recovery', async () => {
+    const clock = new ManualClock();
+    let alive = false;
+    let deadInFlightSince: number | null = null;
+    const m = monitorOf(clock, {
+      failAfter: 3,
+      recoverAfter: 5,
+      failbackHoldMs: 0,
+      prober: {
+        round: async (): Promise<ProbeResult> => {
+          const ok = alive;
+          if (!ok) deadInFlightSince = clock.now();
+          // A live answer takes 300 ms; a lost round times out at 800 ms.
+          await new Promise<void>((r) => clock.setTimeout(r, ok ? 300 : 800));
+          if (!ok) deadInFlightSince = null;
+          return ok ? { ok: true, rttMs: 300, error: null } : { ok: false, rttMs: null, error: 'no answer in 800 ms' };
+        },
+      },
+    });
+    m.setGateways([gw('gw1', 1)]);
+    m.start();
+    await clock.advance(5000);
+    expect(m.healthy('gw1')).toBe(false);
+    // Just after a round of the dead path started: the new link comes, and the recheck with it.
+    while (deadInFlightSince === null || clock.now() - deadInFlightSince < 600) await clock.advance(10);
+    alive = true;
+    m.recheckGateways();
+    // The old round fails at 800 ms (200 ms on), the new one answers at 300 ms: up after one round, not five.
+    await clock.advance(310);
+    expect(m.healthy('gw1')).toBe(true);
+    m.stop();
+  });
+
+  it('recheckGateways: rounds of a gateway still up that wait for an answer (sent by the old link) are stale too: it is not taken down by them', async () => {
+    const clock = new ManualClock();
+    let alive = true;
+    let deadRounds = 0;
+    const states: string[] = [];
+    const m = monitorOf(clock, {
+      failAfter: 1, // one counted failure would take it down
+      recoverAfter: 3,
+      failbackHoldMs: 0,
+      prober: {
+        round: async (): Promise<ProbeResult> => {
+          const ok = alive;
+          if (!ok) deadRounds++;
+          await new Promise<void>((r) => clock.setTimeout(r, ok ? 20 : 800));
+          return ok ? { ok: true, rttMs: 20, error: null } : { ok: false, rttMs: null, error: 'no answer in 800 ms' };
+        },
+      },
+      onHealthChange: (_g, st) => void states.push(st),
+    });
+    m.setGateways([gw('gw1', 1)]);
+    m.start();
+    await clock.advance(3000);
+    // The link dies: a round and its hedge go unanswered, no failure recorded yet.
+    alive = false;
+    while (deadRounds < 2) await clock.advance(10);
+    expect(m.status()[0]!.consecutiveFailures).toBe(0);
+    // The other link takes over before they time out.
+    alive = true;
+    m.recheckGateways();
+    await clock.advance(3000);
+    expect(states).toEqual(['up']);
+    expect(m.healthy('gw1')).toBe(true);
     m.stop();
   });
 

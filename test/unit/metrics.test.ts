@@ -4,7 +4,8 @@
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import perfHooks from 'node:perf_hooks';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Gauge } from 'prom-client';
 import { GATEWAY_STATES, Metrics, type MetricsSource } from '../../daemon/metrics.js';
 import { families, promLint } from '../helpers/prom-lint.js';
@@ -115,6 +116,7 @@ const FAMILIES: [string, string][] = [
   ['splitwan_gateway_rtt_seconds', 'gauge'],
   ['splitwan_gateway_loss_ratio', 'gauge'],
   ['splitwan_failovers_total', 'counter'],
+  ['splitwan_link_failovers_total', 'counter'],
   ['splitwan_tagged_addresses', 'gauge'],
   ['splitwan_proxy_connections_total', 'counter'],
   ['splitwan_proxy_active_connections', 'gauge'],
@@ -124,6 +126,27 @@ const FAMILIES: [string, string][] = [
   ['splitwan_list_refreshes_total', 'counter'],
   ['splitwan_rule_hits_total', 'counter'],
 ];
+
+describe('metrics: an idle daemon without a metrics endpoint', () => {
+  it('starts no event-loop delay monitor (a timer every 10 ms) until the registry is read or served', async () => {
+    const spy = vi.spyOn(perfHooks, 'monitorEventLoopDelay');
+    try {
+      const m = new Metrics(fakeSource());
+      m.failover('a', 'b');
+      m.upstream({ path: 'breakout', seconds: 0.01, result: 'ok' });
+      expect(spy).not.toHaveBeenCalled();
+      const text = await m.registry.metrics();
+      expect(spy).toHaveBeenCalledTimes(1);
+      expect(text).toMatch(/^splitwan_nodejs_eventloop_lag_seconds /m);
+      // Counted before the process metrics came: still there.
+      expect(text).toMatch(/^splitwan_failovers_total\{from="a",to="b"\} 1$/m);
+      void m.registry;
+      expect(spy).toHaveBeenCalledTimes(1);
+    } finally {
+      spy.mockRestore();
+    }
+  });
+});
 
 describe('metrics: families read from the source at scrape time', () => {
   it('every family has its # HELP and # TYPE lines, and default process metrics carry the splitwan_ prefix', async () => {
@@ -377,6 +400,16 @@ describe('metrics: events', () => {
     expect(value(all, 'splitwan_failovers_total', { from: 'b', to: 'none' })).toBe(1);
     expect(value(all, 'splitwan_failovers_total', { from: 'none', to: 'a' })).toBe(1);
     expect(samples(all, 'splitwan_failovers_total')).toHaveLength(3);
+  });
+
+  it('linkFailover(from, to): WAN links in a family of their own, the tunnel\'s count untouched', async () => {
+    const m = new Metrics(fakeSource());
+    m.linkFailover('fiber', 'lte');
+    m.linkFailover('lte', null);
+    const { text, all } = await scrape(m);
+    expect(text).toContain('splitwan_link_failovers_total{from="fiber",to="lte"} 1\n');
+    expect(value(all, 'splitwan_link_failovers_total', { from: 'lte', to: 'none' })).toBe(1);
+    expect(samples(all, 'splitwan_failovers_total')).toHaveLength(0);
   });
 
   it('reload(result) and listRefresh(list, result)', async () => {
