@@ -28,7 +28,7 @@
 // network namespace; an explicit bind, ours, still gets them).
 // 200 ports: a UDP socket per upstream query holds its port until the answer
 // or the timeout, so a path has room for 200 queries in flight.
-import type { IpRuleSpec } from './plan.js';
+import { RULE_PRIORITY_FIRST, type IpRuleSpec } from './plan.js';
 
 export const PORT_PATH_FIRST = 61000;
 export const PORTS_PER_PATH = 200;
@@ -80,17 +80,33 @@ export function markOfPort(port: number): number | null {
 const range = (r: PortRange): string => `${r.first}-${r.last}`;
 
 /**
+ * After every path's rule (breakout 5010, links 5011-5018, gateways
+ * 5020-5032), before the rules that send unmarked traffic into the tunnel
+ * (5050, 5080): a path port whose table has no route (a table gateway whose
+ * program emptied it, a link that is gone) is refused here, as its mark is
+ * at 5099, instead of falling through to the active gateway's tunnel (its
+ * probes would then pass through another path and it would never be down).
+ */
+export function portPathProhibitPriority(): number {
+  return RULE_PRIORITY_FIRST + 41;
+}
+
+/**
  * For each rule that sends a path mark to a table, a twin at the same
- * priority that sends the mark's source ports (from this machine) there.
+ * priority that sends the mark's source ports (from this machine) there;
+ * then, per family, the whole window refused (portPathProhibitPriority).
  */
 export function portPathRules(rules: readonly IpRuleSpec[]): IpRuleSpec[] {
   const out: IpRuleSpec[] = [];
+  const families = new Set<4 | 6>();
   for (const r of rules) {
     if (r.action !== 'lookup' || r.fwmark === undefined || r.fwmark === 0 || r.iif !== undefined || r.src !== undefined) continue;
     const ports = portRangeOfMark(r.fwmark);
     if (ports === null) continue;
     out.push({ family: r.family, priority: r.priority, iif: 'lo', sport: range(ports), table: r.table!, action: 'lookup' });
+    families.add(r.family);
   }
+  for (const family of families) out.push({ family, priority: portPathProhibitPriority(), iif: 'lo', sport: range(PORT_PATH_WINDOW), action: 'prohibit' });
   return out;
 }
 

@@ -14,6 +14,7 @@ import {
   PORT_PATH_LAST,
   PORT_PATH_WINDOW,
   portPathMarkLines,
+  portPathProhibitPriority,
   portPathRules,
   portRangeOfMark,
   PORTS_PER_PATH,
@@ -121,8 +122,14 @@ describe('the plan with port paths', () => {
       '5010 iif lo sport 61000-61199 lookup main',
       '5020 iif lo sport 61200-61399 lookup 1101',
       '5021 iif lo sport 61400-61599 lookup 1102',
+      '5041 iif lo sport 61000-65399 prohibit',
     ]);
     expect(portPathRules(without)).toEqual(added);
+    // Refused after every path's rule, before the rules that send unmarked traffic into the tunnel (5050 from a tunnel address, 5080 unmarked).
+    const last = Math.max(...without.filter((r) => r.action === 'lookup' && r.fwmark !== undefined && portRangeOfMark(r.fwmark) !== null).map((r) => r.priority));
+    const firstUnmarked = Math.min(...without.filter((r) => r.src !== undefined || r.fwmark === 0).map((r) => r.priority));
+    expect(portPathProhibitPriority()).toBeGreaterThan(last);
+    expect(portPathProhibitPriority()).toBeLessThan(firstUnmarked);
   });
 
   it('with WAN links: each link\'s ports look up its own table at its rule\'s priority, breakout\'s the best link\'s (1200)', () => {
@@ -136,10 +143,11 @@ describe('the plan with port paths', () => {
         '5014 iif lo sport 64400-64599 lookup 1204',
         '5020 iif lo sport 61200-61399 lookup 1101',
         '5021 iif lo sport 61400-61599 lookup 1102',
+        '5041 iif lo sport 61000-65399 prohibit',
       ]);
     }
     // Each twin at the priority of the rule for its mark, to the same table.
-    for (const r of added) {
+    for (const r of added.filter((x) => x.action === 'lookup')) {
       const twin = without.find((w) => w.family === r.family && w.priority === r.priority && w.fwmark !== undefined)!;
       expect(r.table).toBe(twin.table);
       expect(portRangeOfMark(twin.fwmark!)).toEqual({ first: Number(r.sport!.split('-')[0]), last: Number(r.sport!.split('-')[1]) });
