@@ -1,13 +1,17 @@
 // Zstandard decompression with a hard cap on the output, for mihomo .mrs
 // files. fzstd does the decoding (pure JS, no native build, works on Node 20,
-// which has no zstd in node:zlib). It allocates what a frame header declares
+// which has no zstd in node:zlib), vendored with its little-endian tables
+// fixed (fzstd-portable.ts: big-endian machines decoded garbage). It allocates what a frame header declares
 // (content size or window size, up to 2 GB) and has no output limit, so we
 // first walk the frame and block headers ourselves: every frame's window and
 // content size must be under the cap, and so must the most the blocks could
 // produce (a raw block its size, an RLE block its run, a compressed block at
 // most 128 KiB). A "zstd bomb" is refused before any of it is decoded.
 
-import { decompress } from 'fzstd';
+import * as fzstd from './fzstd-portable.js';
+
+/** fzstd's one-shot decoder (the vendored file is untyped: its published signature). */
+const decompress: (dat: Uint8Array, buf?: Uint8Array) => Uint8Array = fzstd.decompress;
 
 export class ZstdError extends Error {
   override name = 'ZstdError';

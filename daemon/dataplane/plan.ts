@@ -631,6 +631,8 @@ export function renderRuleset(plan: DataplanePlan, current: { chains: readonly s
   if (addrs.v4.length) L.push(`\t\tip saddr ${setOf(addrs.v4)} return`);
   if (addrs.v6.length) L.push(`\t\tip6 saddr ${setOf(addrs.v6)} return`);
   L.push(`\t\tmeta mark set ${hex(MARK_BREAKOUT)}`, `\t}`);
+  // Without SO_MARK, splitwan's own sockets are known by source port (port-paths.ts): links' too.
+  const portLines = plan.portPaths ? portPathMarkLines([MARK_BREAKOUT, ...plan.gateways.map((g) => g.mark), ...(plan.links ?? []).map((l) => l.mark)]) : [];
   if (plan.mode === 'router') {
     L.push(`\tchain pre {`, `\t\ttype filter hook prerouting priority mangle; policy accept;`);
     // A LAN host answering a connection from outside (a port forward).
@@ -646,7 +648,7 @@ export function renderRuleset(plan: DataplanePlan, current: { chains: readonly s
     // flow's path: main would send an error about a tunnel flow out of the
     // WAN, with the tunnel's address once NAT has rewritten it.
     L.push(`\tchain out {`, `\t\ttype route hook output priority mangle; policy accept;`);
-    if (plan.portPaths) L.push(...portPathMarkLines([MARK_BREAKOUT, ...plan.gateways.map((g) => g.mark)])); // port-paths.ts
+    L.push(...portLines);
     L.push(...appDnsGuardLines(apps));
     L.push(`\t\tmeta mark != 0 return`, `\t\toifname "lo" return`, `\t\tct direction reply goto reply_path`);
     L.push(`\t\tct state related ct mark and ${hex(MARK_MASK)} != 0 meta mark set ct mark and ${hex(MARK_MASK)} goto resolve`);
@@ -657,7 +659,7 @@ export function renderRuleset(plan: DataplanePlan, current: { chains: readonly s
     L.push(`\tchain pre {`, `\t\ttype filter hook prerouting priority mangle; policy accept;`);
     L.push(`\t\tct state new jump inbound`, `\t}`);
     L.push(`\tchain out {`, `\t\ttype route hook output priority mangle; policy accept;`);
-    if (plan.portPaths) L.push(...portPathMarkLines([MARK_BREAKOUT, ...plan.gateways.map((g) => g.mark)])); // port-paths.ts
+    L.push(...portLines);
     L.push(...appDnsGuardLines(apps)); // issue 16: before loopback returns (the local stub)
     L.push(`\t\toifname "lo" return`);
     // Sockets splitwan marked itself (SO_MARK: resolver, probes, proxy dials) and WireGuard's own UDP.

@@ -8,6 +8,7 @@ import type { Logger } from '../../lib/logger.js';
 import type { Runner } from '../exec-linux.js';
 import { parseIpRoutes, parseIpRules, parseNftSets, parseNftTable, type IpRoute, type IpRule, type NftTableState } from '../os-parse.js';
 import type { NftExec } from './nft-session-linux.js';
+import { PORT_PATH_WINDOW, reservedPortsWith } from './port-paths.js';
 import {
   activeElements,
   ipRuleSelector,
@@ -96,6 +97,9 @@ export class LinuxRouter implements Router {
   /** rp_filter of WAN links as it was before we made it loose (restored by cleanup). */
   private readonly rpFilter = new Map<string, string>();
 
+  /** ip_local_reserved_ports before we reserved the port paths' window (restored by cleanup); null: not changed. */
+  private reservedBefore: string | null = null;
+
   constructor(
     private readonly run: Runner,
     private readonly nft: NftExec,
@@ -129,7 +133,7 @@ export class LinuxRouter implements Router {
       return ran;
     };
     // nftables, ip rules and routes are independent: one after the other only within each.
-    const done = await Promise.all([nftWork(), this.writeRules(rules), this.writeRoutes(routes), plan.mode === 'router' ? this.sysctls() : Promise.resolve(false), this.looseLinks(plan)]);
+    const done = await Promise.all([nftWork(), this.writeRules(rules), this.writeRoutes(routes), plan.mode === 'router' ? this.sysctls() : Promise.resolve(false), this.looseLinks(plan), plan.portPaths ? this.reservePortPaths() : Promise.resolve(false)]);
     const ran = done.some(Boolean);
     this.applied = { plan, ruleset };
     this.installed = key;
@@ -221,6 +225,9 @@ export class LinuxRouter implements Router {
     // What we changed of the links' reverse-path filter goes back (after a crash the value is lost: loose stays).
     for (const [ifname, value] of this.rpFilter) await this.run.run(['sysctl', '-q', '-w', `${rpFilterKey(ifname)}=${value}`], { allowFail: true });
     this.rpFilter.clear();
+    // After a crash the value before is lost: the reservation stays (it only keeps the kernel's own port picks out of the window).
+    if (this.reservedBefore !== null) await this.run.run(['sysctl', '-q', '-w', `${RESERVED_PORTS}=${this.reservedBefore}`], { allowFail: true });
+    this.reservedBefore = null;
     this.applied = null;
     this.installed = null;
     this.active = undefined;
@@ -336,6 +343,28 @@ export class LinuxRouter implements Router {
   }
 
   /**
+   * Source-port paths (port-paths.ts): the kernel must never pick one of
+   * their ports for another socket (an unmarked socket from such a port
+   * would take that path: a tunnel-bound flow out of the WAN). Above the
+   * default ephemeral range already; reserved too, for a machine whose range
+   * was widened. Per network namespace.
+   */
+  private async reservePortPaths(): Promise<boolean> {
+    const r = await this.run.run(['sysctl', '-n', RESERVED_PORTS], { allowFail: true });
+    const cur = r.stdout.trim();
+    const next = r.code === 0 ? reservedPortsWith(cur, PORT_PATH_WINDOW) : cur;
+    if (next === null) return false;
+    const w = r.code === 0 ? await this.run.run(['sysctl', '-q', '-w', `${RESERVED_PORTS}=${next}`], { allowFail: true }) : r;
+    // Not fatal (a container may forbid it): the window is outside the default ephemeral range.
+    if (w.code !== 0) {
+      this.logger.warn({ sysctl: RESERVED_PORTS, ports: `${PORT_PATH_WINDOW.first}-${PORT_PATH_WINDOW.last}`, error: w.stderr.trim() }, 'cannot reserve the source-port paths\' ports: a socket the kernel gives one of them takes that path');
+      return false;
+    }
+    this.reservedBefore ??= cur;
+    return true;
+  }
+
+  /**
    * Router mode forwards; src_valid_mark lets rp_filter see our marks (as
    * wg-quick does). Read with one `sysctl` (every apply does: one process,
    * not three) and written only when one differs.
@@ -362,6 +391,9 @@ const ROUTER_SYSCTLS: readonly (readonly [string, string])[] = [
   ['net.ipv6.conf.all.forwarding', '1'],
   ['net.ipv4.conf.all.src_valid_mark', '1'],
 ];
+
+/** IPv4's name, for both families. */
+const RESERVED_PORTS = 'net.ipv4.ip_local_reserved_ports';
 
 /** An interface's IPv4 rp_filter, by path (a VLAN's name has a dot: wan0.10). */
 function rpFilterKey(ifname: string): string {

@@ -15,10 +15,13 @@
 // Big-endian workers (s390x): V8's serializer writes doubles and two-byte
 // strings in the writer's byte order and the reader does not swap them, so
 // a test's duration reads as garbage (-3.97e38 ms) and text outside Latin-1
-// (test names with an arrow, error messages) comes out garbled; which tests
+// (test names with an arrow, error messages) came out garbled; which tests
 // passed, failed or were skipped (one-byte strings, small integers) comes
 // through intact. `json` serialization cannot carry vitest's messages (they
-// are cyclic), so this stays.
+// are cyclic), so this stays, and the strings are mended on arrival
+// (unswapStrings): a two-byte string is the only kind that can hold a code
+// unit over 0xff, so a received string with one is a swapped one. Doubles
+// cannot be told from integers: durations stay garbage.
 import { fork, type ChildProcess } from 'node:child_process';
 import { dirname } from 'node:path';
 import type { PoolOptions, PoolWorker, WorkerRequest } from 'vitest/node';
@@ -28,6 +31,38 @@ export interface EmulatedNode {
   node: string;
   /** qemu-<arch>-static to run it with, or null when binfmt_misc does. */
   qemu: string | null;
+  /** The worker's byte order differs from this machine's (s390x here): its strings are mended (unswapStrings). */
+  swapped?: boolean;
+}
+
+/** A two-byte string written in the other byte order, put back: each UTF-16 code unit's bytes swapped. */
+export function unswapString(s: string): string {
+  if (!/[^\u0000-\u00ff]/.test(s)) return s;
+  let out = '';
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    out += String.fromCharCode(((c & 0xff) << 8) | (c >> 8));
+  }
+  return out;
+}
+
+/** Every string in a message from a worker of the other byte order mended in place (objects, arrays, errors' message and stack); returns the message. */
+export function unswapStrings(v: unknown, seen: WeakSet<object> = new WeakSet()): unknown {
+  if (typeof v === 'string') return unswapString(v);
+  if (typeof v !== 'object' || v === null || seen.has(v) || ArrayBuffer.isView(v) || v instanceof ArrayBuffer) return v;
+  seen.add(v);
+  if (v instanceof Map) {
+    for (const [k, x] of v) v.set(k, unswapStrings(x, seen));
+    return v;
+  }
+  // Own names, not only enumerable ones: an Error's message and stack are not enumerable.
+  for (const k of Object.getOwnPropertyNames(v)) {
+    const d = Object.getOwnPropertyDescriptor(v, k);
+    if (d === undefined || !('value' in d) || !d.writable) continue;
+    const fixed = unswapStrings(d.value, seen);
+    if (fixed !== d.value) (v as Record<string, unknown>)[k] = fixed;
+  }
+  return v;
 }
 
 const SIGKILL_AFTER_MS = 2000;
@@ -67,7 +102,7 @@ class EmulatedForksWorker implements PoolWorker {
   }
 
   deserialize(data: unknown): unknown {
-    return data;
+    return this.emu.swapped ? unswapStrings(data) : data;
   }
 
   async start(): Promise<void> {

@@ -7,6 +7,7 @@
 //                       SPLITWAN_TEST_NODE, test/helpers/daemon.ts)
 // Timeouts are the project's times ten: emulated JS runs ~5-20x slower, and a
 // test that fails only for that says nothing about the architecture.
+import { endianness } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { defineConfig, mergeConfig } from 'vitest/config';
 import base from '../../vitest.config.js';
@@ -16,6 +17,8 @@ const root = fileURLToPath(new URL('../..', import.meta.url));
 const node = process.env.SPLITWAN_ARCH_NODE ?? '';
 const qemu = process.env.SPLITWAN_ARCH_QEMU || null;
 const host = process.env.SPLITWAN_ARCH_POOL === 'host';
+/** The foreign Node's byte order (BE, LE): a worker of the other one has its strings mended (pool.ts). */
+const swapped = (process.env.SPLITWAN_ARCH_ENDIAN ?? endianness()) !== endianness();
 if (!host && node === '') throw new Error('SPLITWAN_ARCH_NODE is not set: run this config through `npm run test:arch -- ARCH`');
 
 export default mergeConfig(
@@ -26,7 +29,7 @@ export default mergeConfig(
       testTimeout: 200_000,
       hookTimeout: 600_000,
       teardownTimeout: 60_000,
-      ...(host ? {} : { pool: emulatedPool({ node, qemu }) }),
+      ...(host ? {} : { pool: emulatedPool({ node, qemu, swapped }) }),
     },
   }),
 );

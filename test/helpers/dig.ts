@@ -3,6 +3,7 @@
 // needs (header bits, counts, the OPT pseudosection and its options, records,
 // size). dig prints what it received; nothing here re-encodes it.
 import { spawn, spawnSync } from 'node:child_process';
+import { budget } from './emulation.js';
 
 export const haveDig = spawnSync('dig', ['-v']).status === 0;
 
@@ -90,9 +91,9 @@ export function parseDig(out: string): DigAnswer {
   };
 }
 
-/** Runs dig against 127.0.0.1:port (one try, 2 s; from `bind` when given); resolves with what it printed, answered or not. */
+/** Runs dig against 127.0.0.1:port (one try, 2 s, stretched in an emulated Node; from `bind` when given); resolves with what it printed, answered or not. */
 export function digRun(port: number, args: readonly string[], o: { bind?: string } = {}): Promise<{ out: string; code: number | null; argv: string[] }> {
-  const argv = ['@127.0.0.1', '-p', String(port), '+tries=1', '+time=2', ...(o.bind ? ['-b', o.bind] : []), ...args];
+  const argv = ['@127.0.0.1', '-p', String(port), '+tries=1', `+time=${budget(2000) / 1000}`, ...(o.bind ? ['-b', o.bind] : []), ...args];
   return new Promise((resolve, reject) => {
     const child = spawn('dig', argv, { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';

@@ -18,6 +18,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startResolver, type TestResolver } from '../helpers/dns.js';
 import { loopbackConfig, startTinyUpstream, type TinyUpstream } from '../helpers/dns-upstream.js';
+import { budget } from '../helpers/emulation.js';
 
 /** How long to wait for answers that must come, and then for ones that must not. */
 const DEADLINE_MS = 3000;
@@ -298,7 +299,7 @@ describe('DnsServer fuzz: random and mutated packets over UDP and TCP', () => {
         sent += msgs.length;
         check(msgs, await overUdp(r!.port, msgs));
       }),
-      { numRuns: RUNS, interruptAfterTimeLimit: 8000, markInterruptAsFailure: false },
+      { numRuns: RUNS, interruptAfterTimeLimit: budget(8000), markInterruptAsFailure: false },
     );
     expect(crashes).toEqual([]);
   });
@@ -311,7 +312,7 @@ describe('DnsServer fuzz: random and mutated packets over UDP and TCP', () => {
         const msgs = items.map(([m]) => m);
         check(msgs, await overTcp(r!.port, msgs, items.map(([, c]) => c)));
       }),
-      { numRuns: RUNS, interruptAfterTimeLimit: 8000, markInterruptAsFailure: false },
+      { numRuns: RUNS, interruptAfterTimeLimit: budget(8000), markInterruptAsFailure: false },
     );
     expect(crashes).toEqual([]);
   });

@@ -22,6 +22,7 @@ import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { Agent } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { budget } from '../helpers/emulation.js';
 import { ListFetcher } from '../../config/lists/fetch.js';
 import { haveOpenssl, makeCert } from '../helpers/tls.js';
 import type { ListFormat, ListSource } from '../../config/types.js';
@@ -322,7 +323,7 @@ describe.skipIf(!haveOpenssl)('ListFetcher', () => {
       const t0 = Date.now();
       const r = await fetcher(dir()).fetch(source('bad', url(), { maxBytes: 64 * 1024 }));
       await expectKept(r, /body is over the 65536 byte limit/);
-      expect(Date.now() - t0).toBeLessThan(3000);
+      expect(Date.now() - t0).toBeLessThan(budget(3000));
       // The server sees the connection go away long before its 8 MiB are out.
       for (let i = 0; i < 100 && bigWritten < 0; i++) await sleep(20);
       expect(bigFinished).toBe(false);
@@ -578,7 +579,7 @@ describe.skipIf(!haveOpenssl)('ListFetcher', () => {
       const bundled = globalThis[slot] !== undefined && !(globalThis[slot] instanceof Agent);
       // As the daemon makes one: no dispatcher given.
       const f = new ListFetcher({ cacheDir: process.argv[4] });
-      const base = { format: 'hosts', maxBytes: 1 << 20, timeoutMs: 5000, pos: { file: 'c.yaml', line: 1, col: 1 } };
+      const base = { format: 'hosts', maxBytes: 1 << 20, timeoutMs: ${budget(5000)}, pos: { file: 'c.yaml', line: 1, col: 1 } };
       // Pinned, over plain http, through two redirects (the interceptors).
       const pinned = await f.fetch({ ...base, name: 'own', url: process.argv[1] + '/redirect/2', sha256: process.argv[5] });
       // Unpinned: the https-only guard, then TLS answers (the system does not trust the test's certificate).
@@ -588,7 +589,7 @@ describe.skipIf(!haveOpenssl)('ListFetcher', () => {
     const child = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script, plainBase, base, pathToFileURL(DIST_FETCH).href, cacheDir('own-undici'), sha(HOSTS_V1)], {
       cwd: REPO,
       encoding: 'utf8',
-      timeout: 30_000,
+      timeout: budget(30_000),
     });
     const out = JSON.parse(child.stdout) as { bundled: boolean; undici: string; pinned: { status: string; error?: string; entry: { text: string } | null }; strict: { status: string; error?: string } };
     expect(out.bundled, `Node ${process.version}'s own undici ${out.undici} in the slot`).toBe(true);

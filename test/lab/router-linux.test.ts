@@ -145,12 +145,29 @@ describe.skipIf(!supported && !process.env.CI)('LinuxRouter in a namespace', () 
     expect(sh(['nft', 'list', 'set', 'inet', 'splitwan', 'tag4_aaaa0000'])).toContain('198.51.100.7');
   });
 
+  it('source-port paths: their ports are reserved, so the kernel picks none of them even where the ephemeral range was widened', async () => {
+    sh(['sysctl', '-q', '-w', 'net.ipv4.ip_local_port_range=60000 65500', 'net.ipv4.ip_local_reserved_ports=5000-5001']);
+    await router.set(plan({ gateways: [GW1], portPaths: true }));
+    expect(sh(['sysctl', '-n', 'net.ipv4.ip_local_reserved_ports']).trim()).toBe('5000-5001,61000-65399');
+    expect(sh(['ip', 'rule', 'show'])).toContain('5020:\tfrom all iif lo sport 61200-61399 lookup 1101');
+    runner.writes.length = 0;
+    expect(await router.set(plan({ gateways: [GW1], portPaths: true }))).toBe(false);
+    expect(runner.writes).toEqual([]);
+    // 300 sockets bound to port 0, both families: 1101 ports of 60000-65500 lie outside the window.
+    const script = `const d=require('dgram');let n=0;const ports=[];for(let i=0;i<300;i++){const s=d.createSocket(i%2?'udp6':'udp4');s.bind(0,()=>{ports.push(s.address().port);if(++n===300){console.log(JSON.stringify(ports));process.exit(0)}})}`;
+    const ports = JSON.parse(sh([process.execPath, '-e', script])) as number[];
+    expect(ports).toHaveLength(300);
+    expect(ports.filter((p) => p >= 61000 && p <= 65399)).toEqual([]);
+  });
+
   it('cleanup leaves no table, no rule in 5000-5099, no route in our tables', async () => {
     await router.cleanup();
     expect(spawnSync('ip', ['netns', 'exec', NS, 'nft', 'list', 'table', 'inet', 'splitwan']).status).not.toBe(0);
     expect(sh(['ip', 'rule', 'show'])).not.toMatch(/^50\d\d:/m);
     expect(sh(['ip', '-6', 'rule', 'show'])).not.toMatch(/^50\d\d:/m);
     for (const t of ['1100', '1101', '1102']) expect(sh(['ip', 'route', 'show', 'table', t])).toBe('');
+    // What was reserved before the port paths' window is reserved again, no more.
+    expect(sh(['sysctl', '-n', 'net.ipv4.ip_local_reserved_ports']).trim()).toBe('5000-5001');
   });
 });
 
