@@ -22,6 +22,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLab, must, type Lab } from '../lab/lab.js';
+import { writeHostConfig } from './host-config.js';
 import { Proc, procs, sleep, until } from './proc.js';
 import { describeLeaks, installWanLeakCounter, leakDelta, readWanLeaks, type LeakCounts } from './wan-leak.js';
 
@@ -41,29 +42,14 @@ interface Side {
   answered: number;
 }
 
-function config(dir: string, lab: Lab): string {
-  return [
-    'mode: host',
-    `breakout: { interface: wan0, dns: [${lab.addr.ispResolver.v4}] }`,
-    'tunnel:',
-    '  killSwitch: true',
-    '  gateways:',
-    `    - { name: ${GW[0]}, config: gw1.conf, priority: 1 }`,
-    `    - { name: ${GW[1]}, config: gw2.conf, priority: 2 }`,
-    `stateDir: ${join(dir, 'state')}`,
-    `control: { socket: ${join(dir, 'control.sock')} }`,
-    'health: { interval: 1s, timeout: 800ms, failAfter: 2, recoverAfter: 2 }',
-    'portal: { probeUrl: "http://probe.lab.test/generate_204", openFor: 2m, interval: 2s }',
-    'rules: []',
-    'default: tunnel',
-    '',
-  ].join('\n');
-}
-
 async function side(lab: Lab, dir: string, portal: boolean, say: (s: string) => void): Promise<Side> {
   const label = portal ? 'splitwan portal' : 'VPN disconnected';
-  const cfg = join(dir, 'config.yaml');
-  writeFileSync(cfg, config(dir, lab), { mode: 0o600 });
+  const cfg = writeHostConfig(lab, dir, {
+    gateways: GW,
+    breakoutInterface: 'wan0',
+    health: '{ interval: 1s, timeout: 800ms, failAfter: 2, recoverAfter: 2 }',
+    extra: ['portal: { probeUrl: "http://probe.lab.test/generate_204", openFor: 2m, interval: 2s }'],
+  });
   const daemon = new Proc(label, ['ip', 'netns', 'exec', lab.ns.router, process.execPath, join(root, 'bin', 'splitwan'), 'run', '--config', cfg]);
   const cli = (...args: string[]) => lab.exec(lab.ns.router, [process.execPath, join(root, 'bin', 'splitwan'), ...args, '--socket', join(dir, 'control.sock')], { timeoutMs: 70_000 });
   /** The browser: with splitwan, names from its resolver; disconnected, from the network's (dig @isp, then --resolve). */
@@ -125,8 +111,6 @@ export async function run(): Promise<void> {
     let out = '';
     server.stdout!.setEncoding('utf8').on('data', (d: string) => (out += d));
     await until('the portal server', () => out.includes('listening'), 10_000, 50);
-    writeFileSync(join(dir, 'gw1.conf'), lab.gateways[0].configText, { mode: 0o600 });
-    writeFileSync(join(dir, 'gw2.conf'), lab.gateways[1].configText, { mode: 0o600 });
     await installWanLeakCounter(lab, [lab.addr.web.v4]);
     const ours = await side(lab, dir, true, say);
     const peer = await side(lab, dir, false, say);

@@ -23,12 +23,13 @@
 // max to traffic, false downs, failovers and leaked packets per side; the LAST
 // line is one JSON object. Processes are stopped by pid; the lab is destroyed
 // in `finally`. About 6 minutes.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLab, type Lab } from '../lab/lab.js';
 import { Proc, procs, sleep, until } from './proc.js';
-import { percentile } from './rng.js';
+import { writeHostConfig } from './host-config.js';
+import { summary } from './rng.js';
 import { describeLeaks, installWanLeakCounter, leakDelta, readWanLeaks, type LeakCounts } from './wan-leak.js';
 
 const QUICK = process.env.BENCH_QUICK === '1';
@@ -45,11 +46,6 @@ interface Side {
   falseDowns: number;
   failovers: number;
   leaked: LeakCounts;
-}
-
-function summary(xs: readonly number[]): { p50: number; p95: number; max: number } {
-  const s = [...xs].sort((a, b) => a - b);
-  return { p50: Math.round(percentile(s, 50)), p95: Math.round(percentile(s, 95)), max: Math.round(s[s.length - 1] ?? NaN) };
 }
 
 async function side(lab: Lab, dir: string, cfg: string, naive: boolean, say: (s: string) => void): Promise<Side> {
@@ -120,27 +116,7 @@ export async function run(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), `splitwan-bench-resume-${process.pid}-`));
   try {
     lab = await createLab({ routerTunnels: false, withIpv6: false });
-    writeFileSync(join(dir, 'gw1.conf'), lab.gateways[0].configText, { mode: 0o600 });
-    writeFileSync(join(dir, 'gw2.conf'), lab.gateways[1].configText, { mode: 0o600 });
-    const cfg = join(dir, 'config.yaml');
-    writeFileSync(
-      cfg,
-      [
-        'mode: host',
-        `breakout: { interface: wan0, dns: [${lab.addr.ispResolver.v4}] }`,
-        'tunnel:',
-        '  gateways:',
-        `    - { name: ${GW[0]}, config: gw1.conf, priority: 1 }`,
-        `    - { name: ${GW[1]}, config: gw2.conf, priority: 2 }`,
-        `stateDir: ${join(dir, 'state')}`,
-        `control: { socket: ${join(dir, 'control.sock')} }`,
-        'health: { interval: 1s, timeout: 800ms, failAfter: 3, recoverAfter: 2 }',
-        'rules: []',
-        'default: tunnel',
-        '',
-      ].join('\n'),
-      { mode: 0o600 },
-    );
+    const cfg = writeHostConfig(lab, dir, { gateways: GW, breakoutInterface: 'wan0', health: '{ interval: 1s, timeout: 800ms, failAfter: 3, recoverAfter: 2 }' });
     await installWanLeakCounter(lab, [lab.addr.web.v4]);
     const ours = await side(lab, dir, cfg, false, say);
     const peer = await side(lab, dir, cfg, true, say);

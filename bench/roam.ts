@@ -22,6 +22,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLab, type Lab } from '../lab/lab.js';
 import { inNs, Proc, procs, sleep } from './proc.js';
+import { writeHostConfig } from './host-config.js';
 import { summary } from './rng.js';
 import { describeLeaks, installWanLeakCounter, leakDelta, readWanLeaks } from './wan-leak.js';
 
@@ -95,27 +96,7 @@ export async function run(): Promise<void> {
     await must(lab, lab.ns.isp, ['ip', '-batch', '-'], 'addr add 10.99.5.1/24 dev r1\nlink set r1 up\n');
 
     // 1. splitwan.
-    writeFileSync(join(dir, 'gw1.conf'), lab.gateways[0].configText, { mode: 0o600 });
-    writeFileSync(join(dir, 'gw2.conf'), lab.gateways[1].configText, { mode: 0o600 });
-    const cfg = join(dir, 'config.yaml');
-    writeFileSync(
-      cfg,
-      [
-        'mode: host',
-        `breakout: { interface: auto, dns: [${lab.addr.ispResolver.v4}] }`,
-        'tunnel:',
-        '  gateways:',
-        `    - { name: ${GW[0]}, config: gw1.conf, priority: 1 }`,
-        `    - { name: ${GW[1]}, config: gw2.conf, priority: 2 }`,
-        `stateDir: ${join(dir, 'state')}`,
-        `control: { socket: ${join(dir, 'control.sock')} }`,
-        'health: { interval: 1s, timeout: 800ms, failAfter: 3, recoverAfter: 2 }',
-        'rules: []',
-        'default: tunnel',
-        '',
-      ].join('\n'),
-      { mode: 0o600 },
-    );
+    const cfg = writeHostConfig(lab, dir, { gateways: GW, breakoutInterface: 'auto', health: '{ interval: 1s, timeout: 800ms, failAfter: 3, recoverAfter: 2 }' });
     const daemon = new Proc('splitwan', inNs(lab.ns.router, [process.execPath, join(root, 'bin', 'splitwan'), 'run', '--config', cfg]));
     await daemon.until('splitwan running', () => daemon.tail.includes('splitwan running'), 30_000);
     // Every packet for the web server (a tunnel destination) that arrives from either WAN link is a leak.
