@@ -55,8 +55,14 @@ export function unswapStrings(v: unknown, seen: WeakSet<object> = new WeakSet())
     for (const [k, x] of v) v.set(k, unswapStrings(x, seen));
     return v;
   }
+  // An Error's stack is an accessor on newer V8 (Node 24), not a value: set through it.
+  if (v instanceof Error && typeof v.stack === 'string') {
+    const fixed = unswapString(v.stack);
+    if (fixed !== v.stack) v.stack = fixed;
+  }
   // Own names, not only enumerable ones: an Error's message and stack are not enumerable.
   for (const k of Object.getOwnPropertyNames(v)) {
+    if (k === 'stack' && v instanceof Error) continue; // mended above, once (a second pass would garble it again)
     const d = Object.getOwnPropertyDescriptor(v, k);
     if (d === undefined || !('value' in d) || !d.writable) continue;
     const fixed = unswapStrings(d.value, seen);
