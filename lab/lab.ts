@@ -493,6 +493,17 @@ function resolveNames(extra: Record<string, NameAnswer | NameAnswers> | undefine
   return out;
 }
 
+/**
+ * The Node that runs the lab's own helper servers (the echo server): test
+ * infrastructure, not the code under test. `npm run test:arch` runs the test
+ * files in an emulated Node and sets SPLITWAN_HELPER_NODE to this machine's
+ * own, so the web server the tests talk to starts in a second, not in the
+ * ~20 s an emulated Node takes (which outlasted the 5 s wait for it to listen).
+ */
+export function helperNode(): string {
+  return process.env.SPLITWAN_HELPER_NODE || process.execPath;
+}
+
 function echoServerPath(): string {
   // Beside this file when run from source; from dist/lab, back at the source tree.
   const candidates = [new URL('./echo-server.mjs', import.meta.url), new URL('../../lab/echo-server.mjs', import.meta.url)];
@@ -829,7 +840,7 @@ export async function createLab(opts: LabOptions = {}): Promise<Lab> {
       execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2', '-subj', '/CN=web.lab.test', '-addext', 'subjectAltName=DNS:web.lab.test,DNS:*.lab.test,DNS:*.where.lab.test', '-keyout', join(tlsDir, 'key.pem'), '-out', join(tlsDir, 'cert.pem')], { stdio: 'ignore' });
       echoEnv.ECHO_TLS_DIR = tlsDir;
     }
-    const echo = start('echo-server', 'echo', ns.isp, [process.execPath, echoServerPath(), ...v(ADDR.web)], echoEnv);
+    const echo = start('echo-server', 'echo', ns.isp, [helperNode(), echoServerPath(), ...v(ADDR.web)], echoEnv);
     await settleAll([
       echo.waitUntil('echo-server to listen', () => /^ready/m.test(echo.tail), 5000),
       dnsmasq('dnsmasq isp', ns.isp, v(ADDR.ispResolver), ispResolverLog, 'isp'),

@@ -118,6 +118,19 @@ const SETS = {
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/**
+ * The multiarch directory of the unpacked packages: `apt-get download` fetched
+ * them for this machine's own architecture, which is not process.arch when
+ * the test runs in an emulated Node (`npm run test:arch`: process.arch is
+ * `arm`, the packages are x86-64, and NetworkManager did not find libndp.so.0
+ * under arm-linux-gnueabihf). process.arch's triplet only when none is there.
+ */
+function unpackedTriplet(root: string): string {
+  const dir = join(root, 'usr', 'lib');
+  const found = existsSync(dir) ? readdirSync(dir).filter((d) => /^[a-z0-9_]+-linux-gnu[a-z]*$/.test(d)) : [];
+  return found[0] ?? TRIPLETS[process.arch] ?? `${process.arch}-linux-gnu`;
+}
+
 /** Root, Linux, the tools; apt-get and dpkg when the cache is empty. */
 export function resolvedLabSupported(cacheDir = defaultCacheDir()): { ok: true } | { ok: false; why: string } {
   if (process.platform !== 'linux') return { ok: false, why: `needs Linux (this is ${process.platform})` };
@@ -148,8 +161,8 @@ export async function ensurePackages(o: { cacheDir?: string; networkManager?: bo
     Object.assign(versions, JSON.parse(readFileSync(join(dir, 'ok'), 'utf8')) as Record<string, string>);
     return join(dir, 'root');
   };
-  const triplet = TRIPLETS[process.arch] ?? `${process.arch}-linux-gnu`;
   const r = await rootOf('resolved');
+  const triplet = unpackedTriplet(r);
   const firstOf = (...paths: string[]) => paths.find((p) => existsSync(p)) ?? paths[0]!;
   const libs = [join(r, 'usr', 'lib', triplet, 'systemd'), join(r, 'usr', 'lib', triplet)];
   const out: UnpackedPackages = {

@@ -119,7 +119,8 @@ async function main(): Promise<number> {
   for (const g of args.groups) for (const f of GROUPS[g]!) (f.startsWith('test/e2e') ? e2e : emulated).add(f);
   for (const f of args.files) (f.startsWith('test/e2e') ? e2e : emulated).add(f);
 
-  const base = { ...process.env, SPLITWAN_ARCH_NODE: emu.node, SPLITWAN_ARCH_QEMU: emu.qemu ?? '', SPLITWAN_ARCH_ENDIAN: emu.probe.endianness };
+  // SPLITWAN_HELPER_NODE: the lab's helper servers (lab/lab.ts helperNode()) run on this machine's Node.
+  const base = { ...process.env, SPLITWAN_HELPER_NODE: process.execPath, SPLITWAN_ARCH_NODE: emu.node, SPLITWAN_ARCH_QEMU: emu.qemu ?? '', SPLITWAN_ARCH_ENDIAN: emu.probe.endianness };
   const files: FileCounts[] = [];
   const seconds: Record<string, number> = { setup: setupSeconds };
   const exits: Record<string, number | null> = {};

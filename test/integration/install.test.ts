@@ -16,6 +16,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DAEMON_ENV, DAEMON_NODE_FLAGS } from '../../daemon/runtime-settings.js';
+import { budget } from '../helpers/emulation.js';
 
 const REPO = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const INSTALL = join(REPO, 'install.sh');
@@ -40,7 +41,7 @@ const pathArgs = ['--prefix', prefix, '--bindir', bindir, '--etc', etc];
 const testArgs = [...pathArgs, '--no-service', '--no-deps', '--no-build'];
 
 function run(cmd: string, args: string[], opts: { cwd?: string } = {}): SpawnSyncReturns<string> {
-  return spawnSync(cmd, args, { cwd: opts.cwd ?? '/', env, encoding: 'utf8', timeout: 120_000 });
+  return spawnSync(cmd, args, { cwd: opts.cwd ?? '/', env, encoding: 'utf8', timeout: budget(120_000) }); // budget(): npm and the CLI run emulated under test:arch
 }
 function install(...extra: string[]): SpawnSyncReturns<string> {
   return run(INSTALL, [...testArgs, ...extra]);
@@ -195,7 +196,7 @@ describe('install.sh', () => {
     expect(changed).toEqual([]);
     expect(readFileSync(config, 'utf8').endsWith(marker)).toBe(true);
     expect(statSync(config).mode & 0o777).toBe(0o600);
-  }, 120_000); // install.sh stages and compares the whole tree: 28 s at a load of 14 (not a figure)
+  }, budget(120_000)); // install.sh stages and compares the whole tree: 28 s at a load of 14 (not a figure)
 
   it('--destdir stages a package tree: paths rendered as installed, files under DIR, no link, no service', () => {
     const dest = join(tmp, 'destdir');

@@ -11,7 +11,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { basename } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLab, labSupported, type GatewayIndex, type Lab } from '../../lab/lab.js';
+import { createLab, helperNode, labSupported, type GatewayIndex, type Lab } from '../../lab/lab.js';
 
 const support = labSupported();
 const supported = support.ok;
@@ -89,7 +89,7 @@ describe('namespace lab', () => {
       // What it runs, by its executable and arguments (comm is a thread name: Node 24 calls its main thread MainThread).
       const exe = realpathSync(`/proc/${pid}/exe`);
       const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-      programs.push(exe === realpathSync(process.execPath) ? `node ${basename(argv[1] ?? '')}` : basename(exe));
+      programs.push(exe === realpathSync(helperNode()) ? `node ${basename(argv[1] ?? '')}` : basename(exe));
     }
     expect(programs.sort()).toEqual(['dnsmasq', 'dnsmasq', 'dnsmasq', 'node echo-server.mjs', 'wireguard-go', 'wireguard-go', 'wireguard-go', 'wireguard-go']);
     for (const [i, g] of l.gateways.entries()) {

@@ -13,6 +13,7 @@ import { COMMANDS, commandUsage, main, type Io } from '../../daemon/cli.js';
 import type { TagHit } from '../../daemon/tag-lookup-linux.js';
 import { ruleId } from '../../daemon/dataplane/plan.js';
 import { loadConfig } from '../../config/load.js';
+import { budget } from '../helpers/emulation.js';
 
 const key = (): string => randomBytes(32).toString('base64');
 
@@ -557,7 +558,7 @@ describe('cli: the launcher', () => {
     if (!existsSync(built)) throw new Error(`${built} is missing: run \`npm run build\` first`);
     const exec = (args: string[]): Promise<Run> =>
       new Promise((resolve) => {
-        execFile(process.execPath, [bin, ...args], { timeout: 15_000 }, (error, stdout, stderr) => {
+        execFile(process.execPath, [bin, ...args], { timeout: budget(15_000) }, (error, stdout, stderr) => {
           const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
           resolve({ code, out: String(stdout), err: String(stderr) });
         });

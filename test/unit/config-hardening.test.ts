@@ -1,6 +1,6 @@
 // Hostile and careless inputs: each case here was a real defect once.
 import { randomBytes } from 'node:crypto';
-import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -171,12 +171,15 @@ describe('lists', () => {
 describe('the shipped example', () => {
   it('docs/examples/config.yaml passes check once its wg-quick files and list exist', async () => {
     const d = join(dir, 'example');
-    mkdirSync(join(d, 'lists'), { recursive: true });
+    mkdirSync(join(d, 'lists'), { recursive: true, mode: 0o755 });
+    // Modes set, not left to the umask and the checkout's modes (check refuses a group-writable config:
+    // an emulated worker under test:arch wrote 0664 here).
     cpSync(join(import.meta.dirname, '..', '..', 'docs', 'examples', 'config.yaml'), join(d, 'config.yaml'));
+    chmodSync(join(d, 'config.yaml'), 0o644);
     for (const g of ['gw1', 'gw2']) {
       writeFileSync(join(d, `${g}.conf`), `[Interface]\nPrivateKey = ${key()}\nAddress = 10.64.0.2/32\nDNS = 10.64.0.1\n[Peer]\nPublicKey = ${key()}\nEndpoint = 192.0.2.1:51820\nAllowedIPs = 0.0.0.0/0, ::/0\n`, { mode: 0o600 });
     }
-    writeFileSync(join(d, 'lists', 'mine.txt'), 'netflix.test\n');
+    writeFileSync(join(d, 'lists', 'mine.txt'), 'netflix.test\n', { mode: 0o644 });
     let out = '';
     const code = await main(['check', '--config', join(d, 'config.yaml')], { out: (t) => void (out += t), err: (t) => void (out += t) });
     expect(out).toContain(': OK');
