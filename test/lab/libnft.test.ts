@@ -14,6 +14,7 @@ import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { renderRuleset, tagSetNames } from '../../daemon/dataplane/plan.js';
 import { samplePlan, rule } from '../helpers/plans.js';
+import { skipNative } from '../helpers/native.js';
 
 const NS = `sw-ln-${process.pid}`;
 /** The netlink tests' own namespace. */
@@ -22,6 +23,8 @@ const root = join(import.meta.dirname, '..', '..');
 const built = join(root, 'dist', 'daemon', 'dataplane', 'libnft-linux.js');
 const supported = process.getuid?.() === 0 && spawnSync('nft', ['--version']).status === 0;
 const why = process.getuid?.() !== 0 ? 'needs root (network namespaces)' : 'nft is not installed';
+// libnftables and the netlink batches are native calls (koffi): where koffi has no build (s390x) the daemon runs `nft -i`.
+const noNative = skipNative('test/lab/libnft (libnftables and netlink through koffi)') !== null;
 const plan = samplePlan({ mode: 'host', lan: [], gateways: [], active: null, rules: [rule(0, 'aaaa0000', { tagged: true })] });
 const A = tagSetNames(plan.rules[0]!);
 
@@ -72,7 +75,7 @@ function elements(set: string, ns: string = NS): string {
   return execFileSync('ip', ['netns', 'exec', ns, 'nft', 'list', 'set', 'inet', 'splitwan', set], { encoding: 'utf8' });
 }
 
-describe.skipIf(!supported && !process.env.CI)('libnftables in-process (real nft)', () => {
+describe.skipIf((!supported && !process.env.CI) || noNative)('libnftables in-process (real nft)', () => {
   beforeAll(() => {
     if (!supported) throw new Error(`lab test cannot run: ${why}`);
     if (!existsSync(built)) throw new Error(`${built} is missing: run npm run build (npm test does)`);
@@ -105,7 +108,7 @@ describe.skipIf(!supported && !process.env.CI)('libnftables in-process (real nft
   });
 });
 
-describe.skipIf(!supported && !process.env.CI)('element batches over netlink (the tagger\'s path; real kernel)', () => {
+describe.skipIf((!supported && !process.env.CI) || noNative)('element batches over netlink (the tagger\'s path; real kernel)', () => {
   beforeAll(() => {
     if (!supported) throw new Error(`lab test cannot run: ${why}`);
     if (!existsSync(built)) throw new Error(`${built} is missing: run npm run build (npm test does)`);
