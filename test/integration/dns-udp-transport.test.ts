@@ -9,6 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { FallbackNotes } from '../../sys/native-fallback.js';
 import { dgramTransport, type DatagramHandler, type DatagramListener, type UdpTransport } from '../../dns/udp.js';
 import { MmsgTransport, defaultUdpTransport, sockaddr } from '../../dns/udp-mmsg-linux.js';
+import { budget } from '../helpers/emulation.js';
 import { skipNative } from '../helpers/native.js';
 
 /** Why recvmmsg cannot run here by design (no koffi build, SPLITWAN_NATIVE=off): said once; dgram's tests run anyway. */
@@ -35,8 +36,8 @@ async function client(family: 4 | 6 = 4): Promise<dgram.Socket> {
   return c;
 }
 
-/** Collects what a client receives until `count` arrived or `ms` passed. */
-function collect(c: dgram.Socket, count: number, ms = 3000): Promise<Buffer[]> {
+/** Collects what a client receives until `count` arrived or `ms` passed (stretched in an emulated Node: 900 echoes there outlasted 3 s). */
+function collect(c: dgram.Socket, count: number, ms = budget(3000)): Promise<Buffer[]> {
   const got: Buffer[] = [];
   return new Promise((resolve) => {
     const timer = setTimeout(() => done(), ms);

@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readdirSync, readlinkSync } from 'node:fs';
 import { defaultSplicer, spliceSplicer } from '../../proxy/splice-linux.js';
 import { pipeSplicer, type Splice, type SpliceOptions, type Splicer } from '../../proxy/splice.js';
+import { budget } from '../helpers/emulation.js';
 import { skipNative } from '../helpers/native.js';
 
 /** Why splice(2) cannot run here by design (no koffi build, SPLITWAN_NATIVE=off), said once; pipe()'s tests run anyway. */
@@ -176,11 +177,12 @@ for (const splicer of splicers) {
     });
 
     it('idle: a one-way trickle keeps the connection open past the timeout', async () => {
-      const { app, b, sp } = await pair(300);
+      // Stretched in an emulated Node (test:arch), where a busy machine held the loop past 300 ms between two writes.
+      const { app, b, sp } = await pair(budget(300));
       const atB = collect(b);
       for (let i = 0; i < 8; i++) {
         app.write(`${i}`);
-        await sleep(100);
+        await sleep(budget(100));
       }
       app.end();
       expect((await atB).toString()).toBe('01234567');
@@ -194,12 +196,12 @@ for (const splicer of splicers) {
       const data = randomBytes(64 << 20);
       let finished = false;
       const sending = sendAll(app, data).then(() => (finished = true));
-      await sleep(800);
+      await sleep(budget(800)); // the buffers fill (stretched emulated: pipe() there filled them more slowly than 800 ms)
       // Bounded by socket buffers and one pipe (or Node's highWaterMark), never the whole 64 MiB.
       const moved = sp.bytes().up;
       expect(finished).toBe(false);
       expect(moved).toBeLessThan(32 << 20);
-      await sleep(300);
+      await sleep(budget(300));
       expect(sp.bytes().up - moved).toBeLessThan(1 << 20); // stalled, not trickling into memory
       const atB = collect(b);
       b.resume();

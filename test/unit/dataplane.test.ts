@@ -95,7 +95,9 @@ describe('Dataplane', () => {
     // An apply already running: the flip waits for it, even though flips go first.
     order.length = 0;
     const running = dp.apply({ ...plan, active: 'gw2' });
-    await new Promise((r) => setTimeout(r, 5));
+    // Running means its set() has started: waited for, not guessed with a 5 ms sleep (an emulated Node
+    // under load had not reached set() by then, so the flip rightly went first).
+    while (!order.includes('set:start')) await new Promise((r) => setTimeout(r, 1));
     await Promise.all([running, dp.setActive('gw1')]);
     expect(order).toEqual(['set:start', 'set:end', 'active:gw1']);
     expect(router.state.active).toBe('0x1f00 : 0x1100');
