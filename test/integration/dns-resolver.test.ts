@@ -31,6 +31,7 @@ import type { Clock } from '../../lib/logger.js';
 import type { PathName } from '../../config/types.js';
 import { FakeTagger, haveDnsmasq, startDnsmasq, startResolver, type Dnsmasq, type TestResolver } from '../helpers/dns.js';
 import { dig, digOutput, digRun, haveDig, parseDig, type DigAnswer as Dig } from '../helpers/dig.js';
+import { budget } from '../helpers/emulation.js';
 
 const haveOpenssl = spawnSync('openssl', ['version']).status === 0;
 const missing = [haveDig ? null : 'dig (dnsutils)', haveDnsmasq ? null : 'dnsmasq'].filter((m): m is string => m !== null);
@@ -743,7 +744,7 @@ describe.skipIf(!runs)('resolver end to end: dig / dns-packet → splitwan → o
       expect(silent.queries).toHaveLength(1);
       expect(count(B, 'fo1.breakout.test')).toBe(1);
       expect(took).toBeGreaterThanOrEqual(290);
-      expect(took).toBeLessThan(300 + 1000);
+      expect(took).toBeLessThan(300 + budget(1000)); // the margin stretched in an emulated Node (4.6 s there)
     });
 
     it('a SERVFAIL or REFUSED first upstream: the next one\'s answer', async () => {
