@@ -76,7 +76,7 @@ for (const splicer of splicers) {
       const app = net.connect({ host: '127.0.0.1', port: (front.address() as net.AddressInfo).port, allowHalfOpen: true });
       app.on('error', () => {});
       await once(app, 'connect');
-      for (let i = 0; i < 200 && accepted.length === 0; i++) await sleep(5);
+      for (let i = 0; i < budget(200) && accepted.length === 0; i++) await sleep(5);
       const c = accepted.shift()!;
       const gotB = new Promise<net.Socket>((r) => waiting.push(r));
       const s = net.connect({ host: '127.0.0.1', port: (back.address() as net.AddressInfo).port, allowHalfOpen: true });
@@ -100,7 +100,7 @@ for (const splicer of splicers) {
       expect(sha(gotDown)).toBe(sha(down));
       const r = await sp.done;
       expect(r).toEqual({ end: 'closed', up: up.length, down: down.length });
-    }, 60_000);
+    }, budget(60_000)); // 40 MiB through an emulated loop on a loaded machine took over 60 s
 
     it('half-close: the client ends its side and still reads the whole answer; both close once both ways ended', async () => {
       const { app, b, c, s, sp } = await pair();
@@ -171,7 +171,7 @@ for (const splicer of splicers) {
       const r = await sp.done;
       expect(r.end).toBe('idle');
       expect(Date.now() - t0).toBeGreaterThanOrEqual(290);
-      expect(Date.now() - t0).toBeLessThan(1000);
+      expect(Date.now() - t0).toBeLessThan(300 + budget(700)); // the sweep's lateness: stretched in an emulated Node
       expect((await appErr).code).toBe('ECONNRESET');
       expect((await bErr).code).toBe('ECONNRESET');
     });
