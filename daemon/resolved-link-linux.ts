@@ -117,8 +117,8 @@ function tunLib(): TunLibc {
 
 /**
  * Throws why a TUN link cannot be had here: koffi or the C library does not
- * load (their own errors, SPLITWAN_NATIVE_*), or the kernel offers no TUN
- * device. Makes nothing.
+ * load (their own errors: SPLITWAN_NATIVE_KOFFI, SPLITWAN_NATIVE_LIBC), or
+ * the kernel offers no TUN device. Makes nothing.
  */
 export function tunUsable(): void {
   tunLib();
