@@ -159,6 +159,7 @@ export class TunDnsLink implements DnsLink {
     }
     try {
       this.ifindex = ifindexOf(this.ifname);
+      if (this.ifindex === 0) throw new Error(`no /sys/class/net/${this.ifname}`);
       await configureLink(this.o.runner, this.ifname, this.address);
     } catch (e) {
       await this.close();
@@ -209,7 +210,9 @@ export class IpDnsLink implements DnsLink {
   readonly ifname: string;
   private readonly address: string;
   private readonly kinds: readonly string[];
-  /** The ifindex of the link this process made (0: none). */
+  /** Between an open() that worked and close(): the link is this process's to keep (and to make again). */
+  private held = false;
+  /** The ifindex of the link this process made last (0: none). */
   private ifindex = 0;
   /** The kind `ip link add` made ('' before the first open). */
   kind = '';
@@ -222,7 +225,7 @@ export class IpDnsLink implements DnsLink {
   }
 
   async open(): Promise<{ ifindex: number }> {
-    if (this.ifindex !== 0 && ifindexOf(this.ifname) === this.ifindex) return { ifindex: this.ifindex };
+    if (this.held && this.ifindex !== 0 && ifindexOf(this.ifname) === this.ifindex) return { ifindex: this.ifindex };
     this.ifindex = 0;
     this.kind = await this.create();
     try {
@@ -230,6 +233,7 @@ export class IpDnsLink implements DnsLink {
       if (ifindex === 0) throw new Error('gone right after it was made');
       await configureLink(this.o.runner, this.ifname, this.address, ['alias', IP_DNS_LINK_ALIAS]);
       this.ifindex = ifindex;
+      this.held = true;
     } catch (e) {
       await this.delete();
       throw e instanceof DnsLinkError ? e : new DnsLinkError(this.ifname, 'configure', (e as Error).message);
@@ -244,10 +248,10 @@ export class IpDnsLink implements DnsLink {
    * which the takeover reads from open().
    */
   async repair(): Promise<boolean> {
-    if (this.ifindex === 0) return false;
-    if (ifindexOf(this.ifname) !== this.ifindex) {
-      this.o.logger.warn({ ifname: this.ifname, ifindex: this.ifindex }, 'splitwan-dns link was deleted: made again');
-      this.ifindex = 0;
+    if (!this.held) return false;
+    if (this.ifindex === 0 || ifindexOf(this.ifname) !== this.ifindex) {
+      // (ifindex 0: the last try to make it again failed; this one tries again)
+      if (this.ifindex !== 0) this.o.logger.warn({ ifname: this.ifname, ifindex: this.ifindex }, 'splitwan-dns link was deleted: made again');
       await this.open();
       return true;
     }
@@ -257,14 +261,15 @@ export class IpDnsLink implements DnsLink {
   }
 
   async close(): Promise<void> {
-    if (this.ifindex === 0) return;
-    const mine = ifindexOf(this.ifname) === this.ifindex;
+    if (!this.held) return;
+    const mine = this.ifindex !== 0 && ifindexOf(this.ifname) === this.ifindex;
+    this.held = false;
     this.ifindex = 0;
     if (mine) await this.delete();
   }
 
   async removeStale(): Promise<void> {
-    if (this.ifindex !== 0) return;
+    if (this.held) return;
     await removeLeftover(this.o.runner, this.o.logger, this.ifname);
   }
 

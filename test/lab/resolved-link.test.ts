@@ -81,6 +81,15 @@ describe.skipIf(!root_ && !inCi)('the takeover\'s link made with ip (no native c
     expect(closed!.link).toBeNull();
   });
 
+  it('made again while another link holds the name: repair fails (File exists) and keeps trying; once the name is free it makes it', async () => {
+    const [, , , failed, , again, closed] = await probeSteps(['open', 'delete', 'foreign', 'repair', 'delete', 'repair', 'close']);
+    expect(failed).toMatchObject({ code: 'SPLITWAN_RESOLVED_LINK', link: { alias: null } });
+    expect(failed!.error).toMatch(/File exists/);
+    expect(again!.result).toBe(true);
+    expect(again!.link).toMatchObject(UP);
+    expect(closed!.link).toBeNull();
+  });
+
   it('a leftover (a killed run\'s) is not taken over blindly: open fails naming cleanup; cleanup (removeStale) deletes it; then open works', async () => {
     const [first] = await probeSteps(['open']); // the process exits holding nothing: the link stays, as after kill -9
     expect(first!.link).toMatchObject(UP);

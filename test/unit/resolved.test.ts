@@ -166,6 +166,22 @@ describe('takeover of systemd-resolved', () => {
     await t.stop();
   });
 
+  it('a link made with ip that someone deleted while the daemon runs is made again by the periodic check: settings on the new ifindex, NetworkManager told again', async () => {
+    const { r, link, clock, t } = setup({ kind: 'ip', nm: true });
+    await t.start();
+    const first = link.held!.ifindex;
+    r.removeLink(first); // `ip link delete splitwan-dns` (splitwan cleanup while it runs)
+    r.unmanaged.clear(); // NetworkManager's setting went with the device
+    expect(r.describe('splitwan-dns')).toBeNull();
+    await clock.advance(10_000);
+    expect(link.held!.ifindex).not.toBe(first);
+    expect(r.describe('splitwan-dns')).toEqual(TAKEN);
+    expect(r.unmanaged.has('splitwan-dns')).toBe(true);
+    expect(t.status()).toMatchObject({ active: true, ifindex: link.held!.ifindex });
+    await t.stop();
+    expect(r.describe('splitwan-dns')).toBeNull();
+  });
+
   it('a failed apply is logged, leaves start false and is retried soon', async () => {
     const { r, clock, t } = setup();
     r.failNext.set('apply', 'org.freedesktop.resolve1.NoSuchLink: a resolved that just started');
@@ -289,22 +305,6 @@ describe('cleanup after a crash (stateless)', () => {
     expect(await next.start()).toBe(true);
     expect(r.describe('splitwan-dns')).toEqual(TAKEN);
     await next.stop();
-    expect(r.describe('splitwan-dns')).toBeNull();
-  });
-
-  it('a link made with ip that someone deleted while the daemon runs is made again by the periodic check: settings on the new ifindex, NetworkManager told again', async () => {
-    const { r, link, clock, t } = setup({ kind: 'ip', nm: true });
-    await t.start();
-    const first = link.held!.ifindex;
-    r.removeLink(first); // `ip link delete splitwan-dns` (splitwan cleanup while it runs)
-    r.unmanaged.clear(); // NetworkManager's setting went with the device
-    expect(r.describe('splitwan-dns')).toBeNull();
-    await clock.advance(10_000);
-    expect(link.held!.ifindex).not.toBe(first);
-    expect(r.describe('splitwan-dns')).toEqual(TAKEN);
-    expect(r.unmanaged.has('splitwan-dns')).toBe(true);
-    expect(t.status()).toMatchObject({ active: true, ifindex: link.held!.ifindex });
-    await t.stop();
     expect(r.describe('splitwan-dns')).toBeNull();
   });
 
