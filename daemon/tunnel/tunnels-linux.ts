@@ -23,13 +23,12 @@
 // open without native code). What status() sees (a missing or down link, a
 // roamed endpoint) is repaired by the next set().
 import { spawn as nodeSpawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { systemClock, silentLogger, type Clock, type Logger } from '../../lib/logger.js';
 import { CommandError, linuxRunner, type CommandResult, type RunOptions, type Runner } from '../exec-linux.js';
-import { readFile } from 'node:fs/promises';
 import { parseIpLinks, parseWgDump, type IpLink, type WgPeerInfo } from '../os-parse.js';
 import { parseUapiGet } from './uapi.js';
 import {
@@ -312,13 +311,18 @@ export class LinuxTunnels implements TunnelBackend {
       return new Map(parseIpLinks(r.stdout).map((l: IpLink) => [l.ifname, { up: l.up }]));
     }
     const out = new Map<string, { up: boolean }>();
-    await Promise.all(
-      list.map(async (t) => {
-        // IFF_UP (0x1), as `ip link` shows UP; ENOENT: no such link.
-        const flags = await readFile(`/sys/class/net/${t.ifname}/flags`, 'utf8').catch(() => null);
-        if (flags !== null) out.set(t.ifname, { up: (parseInt(flags, 16) & 0x1) !== 0 });
-      }),
-    );
+    for (const t of list) {
+      // IFF_UP (0x1), as `ip link` shows UP; ENOENT: no such link. Read at once: a sysfs attribute
+      // never blocks, and fs/promises made each read four thread-pool jobs (open, stat, read,
+      // close), each waking a worker and the loop, for every tunnel every second (issue 17).
+      let flags: string | null = null;
+      try {
+        flags = readFileSync(`/sys/class/net/${t.ifname}/flags`, 'utf8');
+      } catch {
+        // no such link
+      }
+      if (flags !== null) out.set(t.ifname, { up: (parseInt(flags, 16) & 0x1) !== 0 });
+    }
     return out;
   }
 
