@@ -7,7 +7,7 @@
 // runs against fakes in unit tests.
 import type { Clock, Logger } from '../../lib/logger.js';
 import type { DamageWatch } from './damage-watch.js';
-import type { DataplanePlan } from './plan.js';
+import { renderRoutes, type DataplanePlan } from './plan.js';
 import type { Router } from './router-linux.js';
 
 /** Repairs in a row that each found something to put back before they are spaced out (a fight with another program). */
@@ -60,6 +60,7 @@ export class Dataplane {
       // A flip asked for after this plan was made went ahead of it: its
       // gateway is the newer choice, so the plan does not flip back.
       const p = this.plan && this.activeAsked > asked ? { ...plan, active: this.plan.active } : plan;
+      this.o.watch?.expect?.(renderRoutes(p));
       const changed = await this.o.router.set(p);
       this.plan = p;
       this.activeAsked = Math.max(this.activeAsked, asked);
@@ -77,6 +78,7 @@ export class Dataplane {
       if (!this.plan) throw new Error('setActive before apply');
       this.activeAsked = asked;
       if (this.plan.active === gateway) return;
+      this.o.watch?.expect?.(renderRoutes({ ...this.plan, active: gateway }));
       await this.o.router.setActive(gateway);
       this.plan = { ...this.plan, active: gateway };
     }, true);
@@ -90,6 +92,7 @@ export class Dataplane {
   setLinks(plan: DataplanePlan): Promise<void> {
     return this.serial(async () => {
       if (!this.plan || !this.o.router.setLinks) return;
+      this.o.watch?.expect?.(renderRoutes(plan));
       await this.o.router.setLinks(plan);
     }, true);
   }
@@ -113,8 +116,8 @@ export class Dataplane {
   /**
    * An event said our state may have changed: one repair pass, now. Events
    * during a pass make one more pass after it (the pass may have read the
-   * state before the change). Our own changes are events too, and their pass
-   * finds nothing to do; a program that keeps undoing our state would make
+   * state before the change). Our own changes are mostly not events (the
+   * watch drops them: damage-watch.ts); a pass for one finds nothing to do; a program that keeps undoing our state would make
    * every pass repair something: after a few such passes in a row they are
    * spaced out (up to the backstop's period) and it is logged.
    */
