@@ -83,8 +83,12 @@ export class ProbeExchange {
 
   exchange: ExchangeFn = async (query, q, u, path, x = {}) => {
     if (u.kind !== 'plain') return this.o.fallback(query, q, u, path, x);
-    const s = await this.socket(path, u.host.includes(':') ? 6 : 4);
-    const r = await this.udp(s, query, q, u.host, u.port, x.naive ?? false);
+    const family = u.host.includes(':') ? 6 : 4;
+    const r = await this.udp(await this.socket(path, family), query, q, u.host, u.port, x.naive ?? false).catch(async (e: NodeJS.ErrnoException) => {
+      // Closed under us (its 'close' event comes a tick later): once more, on a new socket.
+      if (e.code !== 'ERR_SOCKET_DGRAM_NOT_RUNNING') throw e;
+      return this.udp(await this.socket(path, family), query, q, u.host, u.port, x.naive ?? false);
+    });
     // A truncated answer: the question again over TCP (the forwarder's, a fresh connection).
     return (r.resp[2]! & 0x02) !== 0 ? this.o.fallback(query, q, u, path, x) : r;
   };
