@@ -14,6 +14,8 @@ import type { Router } from './router-linux.js';
 const REPAIR_STREAK_FREE = 3;
 /** A repair counts toward that streak when it comes this soon after the previous one ended: a program fighting us undoes our state at once. */
 const REPAIR_STREAK_WINDOW_MS = 500;
+/** The backstop's period when a DamageWatch reports removals (see DataplaneOptions.reconcileEveryMs). */
+export const WATCHED_BACKSTOP_MS = 120_000;
 
 export interface DataplaneOptions {
   router: Router;
@@ -21,7 +23,13 @@ export interface DataplaneOptions {
   logger: Logger;
   /** Events that may mean our kernel state was changed; each starts a repair. */
   watch?: DamageWatch;
-  /** How often the kernel state is checked against the plan anyway (default 30 s with a watch, 3 s without). */
+  /**
+   * How often the kernel state is checked against the plan anyway (default
+   * 2 minutes with a watch, 3 s without). With a watch every removal is an
+   * event; the timer only covers events a monitor lost, and each pass is
+   * six processes (issue 17: it was every 30 s, most of an idle router's
+   * process spawns once our own changes stopped waking the repair).
+   */
   reconcileEveryMs?: number;
   /** Called after a repair that re-created the table (its tag sets came back empty). */
   onTagsLost?: () => void;
@@ -162,7 +170,7 @@ export class Dataplane {
   }
 
   private backstopMs(): number {
-    return this.o.reconcileEveryMs ?? (this.o.watch ? 30_000 : 3000);
+    return this.o.reconcileEveryMs ?? (this.o.watch ? WATCHED_BACKSTOP_MS : 3000);
   }
 
   /** One repair pass now (also what the timer runs). */
