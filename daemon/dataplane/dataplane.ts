@@ -125,7 +125,8 @@ export class Dataplane {
    * An event said our state may have changed: one repair pass, now. Events
    * during a pass make one more pass after it (the pass may have read the
    * state before the change). Our own changes are mostly not events (the
-   * watch drops them: damage-watch.ts); a pass for one finds nothing to do; a program that keeps undoing our state would make
+   * watch drops them: damage-watch.ts), and a pass for one that is finds
+   * nothing to do; a program that keeps undoing our state would make
    * every pass repair something: after a few such passes in a row they are
    * spaced out (up to the backstop's period) and it is logged.
    */

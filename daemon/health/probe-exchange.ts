@@ -1,8 +1,8 @@
 // DNS probes over one long-lived UDP socket per path and family (issue 17:
-// a router's CPU). A fresh marked socket per probe and resolver, every
-// second, for every gateway and the breakout, was the largest share of the
-// idle daemon's CPU (socket, bind, setsockopt, the fd lookup, close: 5 to 7
-// sockets a second, each a handle for libuv to open and tear down).
+// a router's CPU). Before, every probe of every resolver made a fresh
+// marked socket (socket, bind, the fd lookup, setsockopt, close, and a
+// libuv handle to open and tear down): 5 to 7 a second with 4 gateways and
+// the breakout probed every second, a good part of the idle daemon's CPU.
 //
 // One socket serves every round of its path: each query gets an ID no other
 // query in flight or recently sent on that socket has, and an answer counts
@@ -53,6 +53,8 @@ interface Waiting {
   port: number;
   q: Question;
   sentAt: number;
+  /** The old timing (bench health-load's peer): the round trip ends when the answer is read. */
+  naive: boolean;
   timer: Deadline;
   resolve(e: Exchange): void;
   reject(e: Error): void;
@@ -131,7 +133,7 @@ export class ProbeExchange {
       if (!w || rinfo.port !== w.port || rinfo.address.replace(/^::ffff:/, '') !== w.host || !answers(resp, id, w.q)) return;
       s.waiting.delete(id);
       w.timer.cancel();
-      w.resolve({ resp, rttMs: Math.max(0, performance.now() - (queued ?? 0) - w.sentAt) });
+      w.resolve({ resp, rttMs: Math.max(0, performance.now() - (w.naive ? 0 : (queued ?? 0)) - w.sentAt) });
       if (s.retired) this.release(s);
     });
     sock.on('error', (e) => this.retire(s, e));
@@ -162,6 +164,7 @@ export class ProbeExchange {
         port,
         q,
         sentAt: 0,
+        naive,
         timer: deadline(ms, (e) => fail(new TimeoutError(`no answer in ${ms} ms`, e.lateMs)), { naive }),
         resolve,
         reject,
