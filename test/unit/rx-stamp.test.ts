@@ -2,13 +2,14 @@
 // __kernel_timespec on every ABI. On 32-bit glibc the plain clock_gettime
 // writes two 32-bit longs; read as 64-bit it was garbage and armhf never used
 // a stamp (found by test/integration/probe-timing under test:arch armhf).
+import { endianness } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { realtimeCall, widenTimespec32, type Gettime } from '../../sys/rx-stamp-linux.js';
 
 const SEC = 1_796_664_988;
 const NSEC = 927_472_817;
 
-/** A C library with the given symbols: clock_gettime writes a timespec of `longBytes` longs, __clock_gettime64 two 64-bit ones (little-endian). */
+/** A C library with the given symbols: clock_gettime writes a timespec of `longBytes` longs, __clock_gettime64 two 64-bit ones (this machine's byte order). */
 function fakeLibc(symbols: string[], longBytes: 4 | 8): { func: (sig: string) => Gettime; asked: string[] } {
   const asked: string[] = [];
   const func = (sig: string): Gettime => {
@@ -16,12 +17,21 @@ function fakeLibc(symbols: string[], longBytes: 4 | 8): { func: (sig: string) =>
     asked.push(name);
     if (!symbols.includes(name)) throw new Error(`${name}: symbol not found`);
     return (_clock, out) => {
+      // The C library writes in this machine's byte order.
       if (name === '__clock_gettime64' || longBytes === 8) {
-        out.writeBigInt64LE(BigInt(SEC), 0);
-        out.writeBigInt64LE(BigInt(NSEC), 8);
-      } else {
+        if (LE) {
+          out.writeBigInt64LE(BigInt(SEC), 0);
+          out.writeBigInt64LE(BigInt(NSEC), 8);
+        } else {
+          out.writeBigInt64BE(BigInt(SEC), 0);
+          out.writeBigInt64BE(BigInt(NSEC), 8);
+        }
+      } else if (LE) {
         out.writeInt32LE(SEC, 0);
         out.writeInt32LE(NSEC, 4);
+      } else {
+        out.writeInt32BE(SEC, 0);
+        out.writeInt32BE(NSEC, 4);
       }
       return 0;
     };
@@ -29,7 +39,8 @@ function fakeLibc(symbols: string[], longBytes: 4 | 8): { func: (sig: string) =>
   return { func, asked };
 }
 
-const read = (b: Buffer): [bigint, bigint] => [b.readBigInt64LE(0), b.readBigInt64LE(8)];
+const LE = endianness() === 'LE';
+const read = (b: Buffer): [bigint, bigint] => (LE ? [b.readBigInt64LE(0), b.readBigInt64LE(8)] : [b.readBigInt64BE(0), b.readBigInt64BE(8)]);
 
 describe('receive stamps: CLOCK_REALTIME as a 64-bit timespec', () => {
   it('64-bit: clock_gettime itself', () => {
