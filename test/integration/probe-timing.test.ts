@@ -113,9 +113,10 @@ describe('probe timing on a busy process', () => {
 describe('deadline', () => {
   it('expires and says how late; cancelled, it never fires', async () => {
     const t0 = performance.now();
-    const late = await new Promise<number>((r) => deadline(30, (e) => r(e.lateMs)));
-    // How late it was is what this loop saw: the whole wait less the 30 ms asked.
-    expect(late).toBeCloseTo(performance.now() - t0 - 30, -1);
+    const [late, firedAt] = await new Promise<[number, number]>((r) => deadline(30, (e) => r([e.lateMs, performance.now()])));
+    // How late it was is what this loop saw when it fired: the whole wait less the 30 ms asked (read
+    // there, not after the await: an emulated Node took 39 ms more to resume).
+    expect(late).toBeCloseTo(firedAt - t0 - 30, -1);
     let fired = false;
     deadline(10, () => (fired = true)).cancel();
     await new Promise((r) => setTimeout(r, 40));
