@@ -17,6 +17,7 @@ import {
   ints,
   nlAttrs,
   nlErrno,
+  nlErrorText,
   nlMessages,
   type NlAttr,
 } from './netlink.js';
@@ -29,6 +30,8 @@ export const CTRL_CMD_GETFAMILY = 3;
 export const CTRL_ATTR_FAMILY_ID = 1;
 export const CTRL_ATTR_FAMILY_NAME = 2;
 export const CTRL_ATTR_VERSION = 3;
+/** A family name's room, its NUL included. */
+export const GENL_NAMSIZ = 16;
 /** The controller's version, as libmnl's and iproute2's `genl` send it. */
 const CTRL_VERSION = 1;
 
@@ -40,6 +43,7 @@ export interface GenlFamily {
 
 /** CTRL_CMD_GETFAMILY for `name`; or, without a name, a dump of every family. */
 export function encodeGetFamily(seq: number, name: string | null, w: NetlinkWriter = new NetlinkWriter()): Buffer {
+  if (name !== null && (name.length === 0 || Buffer.byteLength(name) >= GENL_NAMSIZ)) throw new NetlinkError(`"${name}" is not a family name (1 to ${GENL_NAMSIZ - 1} bytes)`);
   w.len = 0;
   const m = w.header(GENL_ID_CTRL, NLM_F_REQUEST | (name === null ? NLM_F_DUMP : 0), seq);
   w.genl(CTRL_CMD_GETFAMILY, CTRL_VERSION);
@@ -76,7 +80,10 @@ export function genlAnswers(chunks: readonly Buffer[], seq: number, o: { dump: b
       if (m.type === NLMSG_OVERRUN) throw new NetlinkError('the kernel overran the socket');
       if (m.type === NLMSG_ERROR || m.type === NLMSG_DONE) {
         const errno = nlErrno(m, le);
-        if (errno !== 0) throw new NetlinkError(errnoText(errno), errno);
+        if (errno !== 0) {
+          const said = nlErrorText(m, le);
+          throw new NetlinkError(`${errnoText(errno)}${said ? `: ${said}` : ''}`, errno);
+        }
         complete = true;
         continue;
       }

@@ -297,6 +297,18 @@ export function nlErrno(m: NlMessage, le: boolean = HOST_LE): number {
   return -ints(le).i32(m.payload, NLERR.offset.error);
 }
 
+/** The kernel's own words in an NLMSG_ERROR (NETLINK_EXT_ACK's NLMSGERR_ATTR_MSG), if it sent some. */
+export function nlErrorText(m: NlMessage, le: boolean = HOST_LE): string | null {
+  if (m.type !== NLMSG_ERROR || !(m.flags & NLM_F_ACK_TLVS) || m.payload.length < NLERR.size) return null;
+  try {
+    // NETLINK_CAP_ACK: the request's header only, its payload left out.
+    const a = nlAttrs(m.payload.subarray(NLERR.size), le).find((x) => x.type === NLMSGERR_ATTR_MSG);
+    return a ? a.data.toString('utf8').replace(/\0.*$/s, '') : null;
+  } catch {
+    return null;
+  }
+}
+
 /** The request header inside an NLMSG_ERROR (the acknowledged message's seq is its). */
 export function nlErrorRequest(m: NlMessage, le: boolean = HOST_LE): { seq: number } | null {
   if (m.payload.length < NLERR.size) return null;
