@@ -26,7 +26,7 @@ interface Libc {
 
 let libcFns: Libc | null = null;
 
-/** libc's socket calls; throws (koffi or the C library missing: SPLITWAN_NATIVE_*) where they cannot be had. */
+/** libc's socket calls; throws (koffi or the C library missing: SPLITWAN_NATIVE_KOFFI, SPLITWAN_NATIVE_LIBC) where they cannot be had. */
 function libc(): Libc {
   if (libcFns) return libcFns;
   const c = loadLibc();
