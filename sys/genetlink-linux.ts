@@ -16,18 +16,20 @@ import { encodeGetFamily, errnoText, genlAnswers, parseFamilies, type GenlFamily
 import { NETLINK_CAP_ACK, NETLINK_EXT_ACK, NETLINK_GENERIC, NLMSG_DONE, NLMSG_ERROR, NetlinkError, NetlinkWriter, SOL_NETLINK, nlMessages } from './netlink.js';
 import { HOST_LE } from './c-abi.js';
 
-interface Libc {
+/** The libc calls a netlink socket needs (this module's, and the tagger's nfnetlink one: daemon/dataplane/libnft-linux.ts). */
+export interface NetlinkLibc {
   socket: KoffiFunction;
   setsockopt: KoffiFunction;
   send: KoffiFunction;
   recv: KoffiFunction;
   close: KoffiFunction;
+  strerror: KoffiFunction;
 }
 
-let libcFns: Libc | null = null;
+let libcFns: NetlinkLibc | null = null;
 
-/** libc's socket calls; throws (koffi or the C library missing: SPLITWAN_NATIVE_KOFFI, SPLITWAN_NATIVE_LIBC) where they cannot be had. */
-function libc(): Libc {
+/** libc's socket calls, declared once; throws (koffi or the C library missing: SPLITWAN_NATIVE_KOFFI, SPLITWAN_NATIVE_LIBC) where they cannot be had. */
+export function netlinkLibc(): NetlinkLibc {
   if (libcFns) return libcFns;
   const c = loadLibc();
   libcFns = {
@@ -36,6 +38,7 @@ function libc(): Libc {
     send: c.func('intptr_t send(int fd, const void *buf, size_t len, int flags)'),
     recv: c.func('intptr_t recv(int fd, _Out_ void *buf, size_t len, int flags)'),
     close: c.func('int close(int fd)'),
+    strerror: c.func('const char *strerror(int errnum)'),
   };
   return libcFns;
 }
@@ -53,13 +56,13 @@ export class GenlSocket {
   private closed = false;
 
   private constructor(
-    private readonly c: Libc,
+    private readonly c: NetlinkLibc,
     private readonly fd: number,
   ) {}
 
   /** A socket in this process's network namespace; throws NetlinkError (or libc's loading error) when none can be had. */
   static open(): GenlSocket {
-    const c = libc();
+    const c = netlinkLibc();
     const fd = c.socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_GENERIC) as number;
     if (fd < 0) {
       const errno = koffi.errno();

@@ -235,16 +235,21 @@ export interface NlMessage {
 
 /**
  * The messages of `buf` (what one recv() returned), in byte order `le`.
- * Throws NetlinkError for a length shorter than a header or past the end.
+ * Throws NetlinkError for a length shorter than a header or past the end;
+ * `upToBad`: returns the messages before it instead.
  */
-export function nlMessages(buf: Buffer, le: boolean = HOST_LE): NlMessage[] {
+export function nlMessages(buf: Buffer, le: boolean = HOST_LE, o: { upToBad?: boolean } = {}): NlMessage[] {
   const r = ints(le);
   const out: NlMessage[] = [];
   let at = 0;
+  const bad = (why: string): NlMessage[] => {
+    if (o.upToBad) return out;
+    throw new NetlinkError(why);
+  };
   while (at < buf.length) {
-    if (buf.length - at < NLH.size) throw new NetlinkError(`${buf.length - at} trailing bytes, less than a message header`);
+    if (buf.length - at < NLH.size) return bad(`${buf.length - at} trailing bytes, less than a message header`);
     const len = r.u32(buf, at + NLH.offset.len);
-    if (len < NLH.size || len > buf.length - at) throw new NetlinkError(`a message of length ${len} at byte ${at} of ${buf.length}`);
+    if (len < NLH.size || len > buf.length - at) return bad(`a message of length ${len} at byte ${at} of ${buf.length}`);
     out.push({
       type: r.u16(buf, at + NLH.offset.type),
       flags: r.u16(buf, at + NLH.offset.flags),

@@ -25,9 +25,9 @@
 // batch costs 15-50 us (`bench nft-tag`).
 import { koffi, loadKoffi, type KoffiFunction } from '../../sys/koffi-linux.js';
 import { constants } from 'node:os';
-import { loadLibc } from '../../sys/libc-linux.js';
 import { HOST_LE } from '../../sys/c-abi.js';
-import { NETLINK_CAP_ACK, NETLINK_EXT_ACK, NETLINK_NETFILTER, NLMSGERR_ATTR_MSG, NLMSG_ERROR, NLM_F_ACK, NLM_F_ACK_TLVS, NLM_F_CREATE, NLM_F_REQUEST, NetlinkWriter, SOL_NETLINK } from '../../sys/netlink.js';
+import { NETLINK_CAP_ACK, NETLINK_EXT_ACK, NETLINK_NETFILTER, NLERR, NLMSG_ERROR, NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST, NetlinkWriter, SOL_NETLINK, ints, nlErrorRequest, nlErrorText, nlMessages } from '../../sys/netlink.js';
+import { netlinkLibc, type NetlinkLibc } from '../../sys/genetlink-linux.js';
 import { parseIp } from '../../lib/ip.js';
 import type { Logger } from '../../lib/logger.js';
 import { processNotes, reasonOf, type FallbackNotes } from '../../sys/native-fallback.js';
@@ -277,47 +277,21 @@ export function encodeElementBatch(changes: ElementChanges, firstSeq: number, w:
   return { bytes: w.buf.subarray(0, w.len), acked, what };
 }
 
-/** The acknowledgements in `buf` (NLMSG_ERROR messages, in byte order `le`): sequence number, error (0 or -errno) and the kernel's message, if any. */
+/** The acknowledgements in `buf` (NLMSG_ERROR messages, in byte order `le`): sequence number, error (0 or -errno) and the kernel's message, if any. A malformed message ends the reading: those before it count. */
 export function parseAcks(buf: Buffer, le: boolean = HOST_LE): { seq: number; error: number; message?: string }[] {
   const out: { seq: number; error: number; message?: string }[] = [];
-  let at = 0;
-  const u32 = (o: number): number => (le ? buf.readUInt32LE(o) : buf.readUInt32BE(o));
-  const u16 = (o: number): number => (le ? buf.readUInt16LE(o) : buf.readUInt16BE(o));
-  while (at + 16 <= buf.length) {
-    const len = u32(at);
-    if (len < 16 || at + len > buf.length) break;
-    const type = u16(at + 4);
-    const flags = u16(at + 6);
-    if (type === NLMSG_ERROR && len >= 36) {
-      const error = u32(at + 16) | 0;
-      // The request's own header follows the error code (its payload is left out: NETLINK_CAP_ACK).
-      const seq = u32(at + 20 + 8);
-      const ack: { seq: number; error: number; message?: string } = { seq, error };
-      if (flags & NLM_F_ACK_TLVS) {
-        let t = at + 36;
-        while (t + 4 <= at + len) {
-          const alen = u16(t);
-          const atype = u16(t + 2) & 0x3fff;
-          if (alen < 4) break;
-          if (atype === NLMSGERR_ATTR_MSG) ack.message = buf.toString('utf8', t + 4, t + alen).replace(/\0.*$/s, '');
-          t += (alen + 3) & ~3;
-        }
-      }
-      out.push(ack);
-    }
-    at += (len + 3) & ~3;
+  for (const m of nlMessages(buf, le, { upToBad: true })) {
+    const req = m.type === NLMSG_ERROR ? nlErrorRequest(m, le) : null;
+    if (req === null) continue;
+    const ack: { seq: number; error: number; message?: string } = { seq: req.seq, error: ints(le).i32(m.payload, NLERR.offset.error) };
+    const said = nlErrorText(m, le);
+    if (said !== null) ack.message = said;
+    out.push(ack);
   }
   return out;
 }
 
-interface Libc {
-  socket: KoffiFunction;
-  setsockopt: KoffiFunction;
-  send: KoffiFunction;
-  recv: KoffiFunction;
-  close: KoffiFunction;
-  strerror: KoffiFunction;
-}
+type Libc = NetlinkLibc;
 
 let libcLoaded: Libc | null | undefined;
 let libcFailure = '';
@@ -325,15 +299,7 @@ let libcFailure = '';
 function libc(): Libc | null {
   if (libcLoaded !== undefined) return libcLoaded;
   try {
-    const c = loadLibc();
-    libcLoaded = {
-      socket: c.func('int socket(int domain, int type, int protocol)'),
-      setsockopt: c.func('int setsockopt(int fd, int level, int name, int *value, uint32_t len)'),
-      send: c.func('intptr_t send(int fd, const void *buf, size_t len, int flags)'),
-      recv: c.func('intptr_t recv(int fd, _Out_ void *buf, size_t len, int flags)'),
-      close: c.func('int close(int fd)'),
-      strerror: c.func('const char *strerror(int errnum)'),
-    };
+    libcLoaded = netlinkLibc();
   } catch (e) {
     libcLoaded = null;
     libcFailure = reasonOf(e);
