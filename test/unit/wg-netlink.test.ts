@@ -9,9 +9,12 @@
 // The fixtures are written by the small encoder below, not by the code under
 // test, so a layout mistake in one is not repeated in the other.
 import { describe, expect, it } from 'vitest';
-import { decodeGetDevice, encodeGetDevice } from '../../daemon/tunnel/wg-netlink.js';
+import { KERNEL_TIMESPEC, SOCKADDR_IN, SOCKADDR_IN6, decodeGetDevice, encodeGetDevice } from '../../daemon/tunnel/wg-netlink.js';
+import { cAbi, structLayout } from '../../sys/c-abi.js';
+import { koffiLayoutProblem } from '../../sys/koffi-linux.js';
+import { skipNative } from '../helpers/native.js';
 import { encodeGetFamily, genlAnswers, parseFamilies } from '../../sys/genetlink.js';
-import { NetlinkError, NetlinkWriter, nlAttrs, nlMessages } from '../../sys/netlink.js';
+import { GENLMSGHDR, NLATTR, NLMSGERR, NLMSGHDR, NetlinkError, NetlinkWriter, nlAttrs, nlMessages } from '../../sys/netlink.js';
 import { LinuxTunnels, WG_NETLINK_PATH } from '../../daemon/tunnel/tunnels-linux.js';
 import type { KernelWgReader } from '../../daemon/tunnel/wg-netlink-linux.js';
 import { FallbackNotes } from '../../sys/native-fallback.js';
@@ -279,6 +282,27 @@ for (const le of [true, false]) {
   });
 }
 
+describe('layouts from the structs\' members, on every ABI', () => {
+  it('nlmsghdr 16, nlattr 4, genlmsghdr 4, nlmsgerr 20; sockaddr_in 16, sockaddr_in6 28, __kernel_timespec 16 (also on i386 and armhf)', () => {
+    for (const arch of ['x64', 'arm64', 's390x', 'arm', 'ia32', 'mips']) {
+      const abi = cAbi(arch);
+      expect(structLayout(NLMSGHDR, abi), arch).toMatchObject({ size: 16, offset: { len: 0, type: 4, flags: 6, seq: 8, pid: 12 } });
+      expect(structLayout(NLATTR, abi)).toMatchObject({ size: 4, offset: { len: 0, type: 2 } });
+      expect(structLayout(GENLMSGHDR, abi)).toMatchObject({ size: 4, offset: { cmd: 0, version: 1, reserved: 2 } });
+      expect(structLayout(NLMSGERR, abi)).toMatchObject({ size: 20, offset: { error: 0, msg: 4 } });
+      expect(structLayout(SOCKADDR_IN, abi, true)).toMatchObject({ size: 16, offset: { family: 0, port: 2, addr: 4 } });
+      expect(structLayout(SOCKADDR_IN6, abi)).toMatchObject({ size: 28, offset: { family: 0, port: 2, flowinfo: 4, addr: 8, scopeId: 24 } });
+      expect(structLayout(KERNEL_TIMESPEC, abi)).toMatchObject({ size: 16, offset: { sec: 0, nsec: 8 } });
+    }
+  });
+
+  it.skipIf(skipNative('the netlink structs\' koffi layout check') !== null)('koffi lays out the fixed-width ones the same on this machine', () => {
+    for (const [name, members] of [['nlmsghdr', NLMSGHDR], ['genlmsghdr', GENLMSGHDR], ['__kernel_timespec', KERNEL_TIMESPEC]] as const) {
+      expect(koffiLayoutProblem(name, members, structLayout(members, cAbi()))).toBeNull();
+    }
+  });
+});
+
 describe('netlink reader', () => {
   it('reads its own writer\'s messages in both byte orders', () => {
     for (const le of [true, false]) {
@@ -320,7 +344,11 @@ describe('LinuxTunnels reads kernel links over netlink, else `wg show dump` (sai
   };
   const dumpLine = `${b64(0x99)}\t${b64(0x99)}\t51821\toff\n${b64(0xa1)}\t(none)\t192.0.2.9:51820\t0.0.0.0/0\t1765000001\t10\t20\t25\n`;
 
-  async function withTunnels(o: { openWgNetlink: () => KernelWgReader }, f: (t: LinuxTunnels, calls: string[][], lines: string[], notes: FallbackNotes) => Promise<void>): Promise<void> {
+  /** A kernel-mode LinuxTunnels with one tunnel set, a canned runner, and SPLITWAN_NATIVE as `native` says (unset: whatever the run has is cleared). */
+  async function withTunnels(o: { openWgNetlink: () => KernelWgReader; native?: string }, f: (t: LinuxTunnels, calls: string[][], lines: string[], notes: FallbackNotes) => Promise<void>): Promise<void> {
+    const before = process.env.SPLITWAN_NATIVE;
+    if (o.native === undefined) delete process.env.SPLITWAN_NATIVE;
+    else process.env.SPLITWAN_NATIVE = o.native;
     const calls: string[][] = [];
     const lines: string[] = [];
     const notes = new FallbackNotes();
@@ -331,7 +359,7 @@ describe('LinuxTunnels reads kernel links over netlink, else `wg show dump` (sai
       },
     };
     const tmp = mkdtempSync(join(tmpdir(), 'sw-wgnl-'));
-    const t = new LinuxTunnels({ runner, mode: 'kernel', logger: recordingLogger(lines), notes, tmpParent: tmp, ...o });
+    const t = new LinuxTunnels({ runner, mode: 'kernel', logger: recordingLogger(lines), notes, tmpParent: tmp, openWgNetlink: o.openWgNetlink });
     try {
       await t.set([spec]);
       calls.length = 0;
@@ -339,6 +367,8 @@ describe('LinuxTunnels reads kernel links over netlink, else `wg show dump` (sai
     } finally {
       await t.close();
       rmSync(tmp, { recursive: true, force: true });
+      if (before === undefined) delete process.env.SPLITWAN_NATIVE;
+      else process.env.SPLITWAN_NATIVE = before;
     }
   }
 
@@ -374,20 +404,13 @@ describe('LinuxTunnels reads kernel links over netlink, else `wg show dump` (sai
   });
 
   it('SPLITWAN_NATIVE=off: `wg show dump`, said once as chosen, the socket never tried', async () => {
-    const before = process.env.SPLITWAN_NATIVE;
-    process.env.SPLITWAN_NATIVE = 'off';
-    try {
-      await withTunnels({ openWgNetlink: () => expect.unreachable('opened') as never }, async (t, calls, lines) => {
-        await t.status();
-        await t.status();
-        expect(calls).toEqual(Array(2).fill(['wg', 'show', 'swg-a', 'dump']));
-        const said = lines.filter((l) => l.includes(WG_NETLINK_PATH)).map((l) => JSON.parse(l) as { level: string; reason: string });
-        expect(said).toEqual([expect.objectContaining({ level: 'info', reason: 'SPLITWAN_NATIVE=off' })]);
-      });
-    } finally {
-      if (before === undefined) delete process.env.SPLITWAN_NATIVE;
-      else process.env.SPLITWAN_NATIVE = before;
-    }
+    await withTunnels({ openWgNetlink: () => expect.unreachable('opened') as never, native: 'off' }, async (t, calls, lines) => {
+      await t.status();
+      await t.status();
+      expect(calls).toEqual(Array(2).fill(['wg', 'show', 'swg-a', 'dump']));
+      const said = lines.filter((l) => l.includes(WG_NETLINK_PATH)).map((l) => JSON.parse(l) as { level: string; reason: string });
+      expect(said).toEqual([expect.objectContaining({ level: 'info', reason: 'SPLITWAN_NATIVE=off' })]);
+    });
   });
 
   it('a link the kernel says is gone reads as unreadable without a warning; a refused answer warns', async () => {
