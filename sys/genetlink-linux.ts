@@ -54,6 +54,8 @@ export class GenlSocket {
   private readonly rbuf = Buffer.alloc(RECV_BUFFER);
   private seq = Math.floor(Date.now() / 1000) % 0x7fffffff || 1;
   private closed = false;
+  /** A request failed half-way (its answer may be partly unread): the socket is not to be used again. */
+  broken = false;
 
   private constructor(
     private readonly c: NetlinkLibc,
@@ -82,6 +84,8 @@ export class GenlSocket {
    */
   request(build: (seq: number, w: NetlinkWriter) => Buffer, o: { dump: boolean; wipe?: boolean }): { chunks: Buffer[]; seq: number } {
     if (this.closed) throw new NetlinkError('socket closed');
+    if (this.broken) throw new NetlinkError('an earlier answer was left half-read: open another socket');
+    this.broken = true;
     const seq = this.seq;
     this.seq = (this.seq % 0x7fffffff) + 1;
     const bytes = build(seq, this.w);
@@ -107,7 +111,10 @@ export class GenlSocket {
       chunks.push(chunk);
       // Ours (a straggler of an earlier request has another seq) and the last of it?
       const last = nlMessages(chunk, HOST_LE).some((m) => m.seq === seq && (!o.dump || m.type === NLMSG_DONE || m.type === NLMSG_ERROR));
-      if (last) return { chunks, seq };
+      if (last) {
+        this.broken = false;
+        return { chunks, seq };
+      }
     }
   }
 

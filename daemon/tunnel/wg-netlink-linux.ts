@@ -20,7 +20,7 @@ const DUMP_TRIES = 3;
 
 export class WgNetlink implements KernelWgReader {
   private constructor(
-    private readonly sock: GenlSocket,
+    private sock: GenlSocket,
     private readonly familyId: number,
   ) {}
 
@@ -45,6 +45,11 @@ export class WgNetlink implements KernelWgReader {
   async peers(ifname: string): Promise<WgPeerInfo[]> {
     for (let i = 1; ; i++) {
       try {
+        // A request that failed half-way (a socket error, an answer too large) left the socket unusable.
+        if (this.sock.broken) {
+          this.sock.close();
+          this.sock = GenlSocket.open();
+        }
         // The answer holds the private key: its chunks are zeroed once decoded.
         const { chunks, seq } = this.sock.request((s, w) => encodeGetDevice(this.familyId, ifname, s, w), { dump: true, wipe: true });
         try {
