@@ -14,6 +14,7 @@
 // WireGuard module. The private key (WGDEVICE_A_PRIVATE_KEY, sent to
 // CAP_NET_ADMIN) and the preshared keys are never kept or quoted.
 import { HOST_LE, hostAbi, structLayout, type Members } from '../../sys/c-abi.js';
+import { SOCKADDR_IN, SOCKADDR_IN6 } from '../../sys/sockaddr.js';
 import { exact, genlAnswers, nulString, type GenlMessage } from '../../sys/genetlink.js';
 import { AF_INET, AF_INET6 } from '../../sys/linux-abi.js';
 import { NLM_F_DUMP, NLM_F_REQUEST, NetlinkError, NetlinkWriter, ints, nlAttrs, type NlAttr } from '../../sys/netlink.js';
@@ -49,28 +50,12 @@ export const WGALLOWEDIP_A_CIDR_MASK = 3;
 const IFNAME_MAX = 15;
 
 const ABI = hostAbi();
-/** <linux/in.h>, <linux/in6.h>: family in host order, port and address in network order. */
-export const SOCKADDR_IN = [
-  ['family', 'uint16'],
-  ['port', 'uint16'],
-  ['addr', 'in_addr'],
-  ['zero', 'uint64'],
-] as const satisfies Members;
-export const SOCKADDR_IN6 = [
-  ['family', 'uint16'],
-  ['port', 'uint16'],
-  ['flowinfo', 'uint32'],
-  ['addr', 'in6_addr'],
-  ['scopeId', 'uint32'],
-] as const satisfies Members;
 /** <linux/time_types.h>: 64-bit seconds and nanoseconds on every ABI. */
 export const KERNEL_TIMESPEC = [
   ['sec', 'uint64'],
   ['nsec', 'uint64'],
 ] as const satisfies Members;
-// sockaddr_in's 8 bytes of sin_zero are laid out as one u64 only for their size:
-// its alignment must not pad the struct, so the layout is computed packed (it has none).
-const SIN = structLayout(SOCKADDR_IN, ABI, true);
+const SIN = structLayout(SOCKADDR_IN, ABI);
 const SIN6 = structLayout(SOCKADDR_IN6, ABI);
 const TS = structLayout(KERNEL_TIMESPEC, ABI);
 

@@ -9,7 +9,8 @@
 // The fixtures are written by the small encoder below, not by the code under
 // test, so a layout mistake in one is not repeated in the other.
 import { describe, expect, it } from 'vitest';
-import { KERNEL_TIMESPEC, SOCKADDR_IN, SOCKADDR_IN6, decodeGetDevice, encodeGetDevice } from '../../daemon/tunnel/wg-netlink.js';
+import { KERNEL_TIMESPEC, decodeGetDevice, encodeGetDevice } from '../../daemon/tunnel/wg-netlink.js';
+import { SOCKADDR_IN, SOCKADDR_IN6 } from '../../sys/sockaddr.js';
 import { cAbi, structLayout } from '../../sys/c-abi.js';
 import { koffiLayoutProblem } from '../../sys/koffi-linux.js';
 import { skipNative } from '../helpers/native.js';
@@ -290,7 +291,7 @@ describe('layouts from the structs\' members, on every ABI', () => {
       expect(structLayout(NLATTR, abi)).toMatchObject({ size: 4, offset: { len: 0, type: 2 } });
       expect(structLayout(GENLMSGHDR, abi)).toMatchObject({ size: 4, offset: { cmd: 0, version: 1, reserved: 2 } });
       expect(structLayout(NLMSGERR, abi)).toMatchObject({ size: 20, offset: { error: 0, msg: 4 } });
-      expect(structLayout(SOCKADDR_IN, abi, true)).toMatchObject({ size: 16, offset: { family: 0, port: 2, addr: 4 } });
+      expect(structLayout(SOCKADDR_IN, abi)).toMatchObject({ size: 16, offset: { family: 0, port: 2, addr: 4 } });
       expect(structLayout(SOCKADDR_IN6, abi)).toMatchObject({ size: 28, offset: { family: 0, port: 2, flowinfo: 4, addr: 8, scopeId: 24 } });
       expect(structLayout(KERNEL_TIMESPEC, abi)).toMatchObject({ size: 16, offset: { sec: 0, nsec: 8 } });
     }
