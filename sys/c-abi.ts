@@ -140,6 +140,27 @@ export const EPOLL_EVENT = [
   ['data', 'uint64'],
 ] as const satisfies Members;
 
+/** <linux/time_types.h>: 64-bit seconds and nanoseconds on every ABI (what SIOCGSTAMPNS_NEW and WireGuard's netlink give). */
+export const KERNEL_TIMESPEC = [
+  ['sec', 'uint64'],
+  ['nsec', 'uint64'],
+] as const satisfies Members;
+/**
+ * The C library's struct timespec as its plain `clock_gettime` symbol fills
+ * it: time_t and long, both a long on Linux's original ABIs (4 bytes each on
+ * armhf and i386, where only `__clock_gettime64` has a 64-bit time_t).
+ */
+export const LIBC_TIMESPEC = [
+  ['sec', 'size_t'],
+  ['nsec', 'size_t'],
+] as const satisfies Members;
+
+/** A signed C long (pointer-sized) in the ABI's width and byte order, as a bigint. */
+export function readLong(b: Buffer, at: number, abi: CAbi): bigint {
+  if (abi.pointerSize === 4) return BigInt(abi.littleEndian ? b.readInt32LE(at) : b.readInt32BE(at));
+  return abi.littleEndian ? b.readBigInt64LE(at) : b.readBigInt64BE(at);
+}
+
 export const msghdrLayout = (abi: CAbi) => structLayout(MSGHDR, abi);
 export const mmsghdrLayout = (abi: CAbi) => structLayout(MMSGHDR, abi);
 export const iovecLayout = (abi: CAbi) => structLayout(IOVEC, abi);

@@ -13,7 +13,7 @@
 // not against a live kernel link: the machine it was written on has no
 // WireGuard module. The private key (WGDEVICE_A_PRIVATE_KEY, sent to
 // CAP_NET_ADMIN) and the preshared keys are never kept or quoted.
-import { HOST_LE, hostAbi, structLayout, type Members } from '../../sys/c-abi.js';
+import { HOST_LE, KERNEL_TIMESPEC, hostAbi, structLayout, type Members } from '../../sys/c-abi.js';
 import { SOCKADDR_IN, SOCKADDR_IN6 } from '../../sys/sockaddr.js';
 import { exact, genlAnswers, nulString, type GenlMessage } from '../../sys/genetlink.js';
 import { AF_INET, AF_INET6 } from '../../sys/linux-abi.js';
@@ -50,11 +50,6 @@ export const WGALLOWEDIP_A_CIDR_MASK = 3;
 const IFNAME_MAX = 15;
 
 const ABI = hostAbi();
-/** <linux/time_types.h>: 64-bit seconds and nanoseconds on every ABI. */
-export const KERNEL_TIMESPEC = [
-  ['sec', 'uint64'],
-  ['nsec', 'uint64'],
-] as const satisfies Members;
 const SIN = structLayout(SOCKADDR_IN, ABI);
 const SIN6 = structLayout(SOCKADDR_IN6, ABI);
 const TS = structLayout(KERNEL_TIMESPEC, ABI);

@@ -9,7 +9,8 @@
 // The fixtures are written by the small encoder below, not by the code under
 // test, so a layout mistake in one is not repeated in the other.
 import { describe, expect, it } from 'vitest';
-import { KERNEL_TIMESPEC, decodeGetDevice, encodeGetDevice } from '../../daemon/tunnel/wg-netlink.js';
+import { decodeGetDevice, encodeGetDevice } from '../../daemon/tunnel/wg-netlink.js';
+import { KERNEL_TIMESPEC } from '../../sys/c-abi.js';
 import { SOCKADDR_IN, SOCKADDR_IN6 } from '../../sys/sockaddr.js';
 import { cAbi, structLayout } from '../../sys/c-abi.js';
 import { koffiLayoutProblem } from '../../sys/koffi-linux.js';
