@@ -13,8 +13,8 @@
 //
 // Not on Linux, or where the call fails: null, and callers time the event.
 import type dgram from 'node:dgram';
-import { constants, endianness } from 'node:os';
-import { cAbi } from './c-abi.js';
+import { constants } from 'node:os';
+import { cAbi, KERNEL_TIMESPEC, LIBC_TIMESPEC, readLong, structLayout, type CAbi } from './c-abi.js';
 import { koffi } from './koffi-linux.js'; // loaded by loadLibc(), before any use
 import { loadLibc } from './libc-linux.js';
 import { CLOCK_REALTIME, SIOCGSTAMPNS_NEW } from './linux-abi.js';
@@ -23,6 +23,8 @@ import { dgramFd } from './socket-fd.js';
 interface Calls {
   stamp(fd: number, out: Buffer): number;
   realtime(out: Buffer): number;
+  stampNs(b: Buffer): bigint;
+  clockNs(b: Buffer): bigint;
 }
 
 let calls: Calls | null | undefined;
@@ -33,53 +35,12 @@ function lib(): Calls | null {
   try {
     const l = loadLibc();
     const ioctl = l.func('int ioctl(int, unsigned long, ...)') as (fd: number, req: number, t: string, buf: Buffer) => number;
-    calls = { stamp: (fd, out) => ioctl(fd, SIOCGSTAMPNS_NEW, 'uint8_t *', out), realtime: realtimeCall((sig) => l.func(sig) as Gettime) };
+    const gettime = l.func('int clock_gettime(int, _Out_ uint8_t *)') as (clock: number, out: Buffer) => number;
+    calls = { stamp: (fd, out) => ioctl(fd, SIOCGSTAMPNS_NEW, 'uint8_t *', out), realtime: (out) => gettime(CLOCK_REALTIME, out), ...readers(cAbi()) };
   } catch {
     calls = null;
   }
   return calls;
-}
-
-export type Gettime = (clock: number, out: Buffer) => number;
-
-/**
- * CLOCK_REALTIME written as a __kernel_timespec (two 64-bit integers, what
- * SIOCGSTAMPNS_NEW writes), whatever the C library's time_t. On a 32-bit ABI
- * the plain `clock_gettime` symbol writes the 32-bit struct timespec (two
- * longs): read as 64-bit integers it was garbage, every stamp fell out of
- * range, and on armhf the loop's lateness counted as round trip again
- * (test/integration/probe-timing under `npm run test:arch -- armhf`).
- * `__clock_gettime64` (glibc >= 2.34, musl >= 1.2) writes the 64-bit struct;
- * without it the 32-bit one is widened here (good until 2038).
- */
-export function realtimeCall(func: (signature: string) => Gettime, pointerSize: 4 | 8 = cAbi().pointerSize): (out: Buffer) => number {
-  if (pointerSize === 8) {
-    const gettime = func('int clock_gettime(int, _Out_ uint8_t *)');
-    return (out) => gettime(CLOCK_REALTIME, out);
-  }
-  try {
-    const gettime64 = func('int __clock_gettime64(int, _Out_ uint8_t *)');
-    return (out) => gettime64(CLOCK_REALTIME, out);
-  } catch {
-    const gettime = func('int clock_gettime(int, _Out_ uint8_t *)');
-    const t32 = Buffer.alloc(8);
-    return (out) => {
-      const r = gettime(CLOCK_REALTIME, t32);
-      widenTimespec32(t32, out, LE);
-      return r;
-    };
-  }
-}
-
-/** A 32-bit struct timespec (two 32-bit longs) into a __kernel_timespec (two 64-bit integers), in the given byte order. */
-export function widenTimespec32(t32: Buffer, out: Buffer, littleEndian: boolean): void {
-  if (littleEndian) {
-    out.writeBigInt64LE(BigInt(t32.readInt32LE(0)), 0);
-    out.writeBigInt64LE(BigInt(t32.readInt32LE(4)), 8);
-  } else {
-    out.writeBigInt64BE(BigInt(t32.readInt32BE(0)), 0);
-    out.writeBigInt64BE(BigInt(t32.readInt32BE(4)), 8);
-  }
 }
 
 const ENOENT = constants.errno.ENOENT;
@@ -88,9 +49,16 @@ const nowBuf = Buffer.alloc(16);
 /** A datagram is not kept waiting this long; a larger figure is a wall-clock step, not a measurement. */
 const MAX_QUEUED_MS = 60_000;
 
-const LE = endianness() === 'LE';
-/** A __kernel_timespec (two native 64-bit integers) as ns. */
-const ns = (b: Buffer): bigint => (LE ? b.readBigInt64LE(0) * 1_000_000_000n + b.readBigInt64LE(8) : b.readBigInt64BE(0) * 1_000_000_000n + b.readBigInt64BE(8));
+/** The two timespecs as ns: the stamp a __kernel_timespec (64-bit fields on every ABI), the clock the C library's. */
+function readers(abi: CAbi): { stampNs(b: Buffer): bigint; clockNs(b: Buffer): bigint } {
+  const k = structLayout(KERNEL_TIMESPEC, abi);
+  const l = structLayout(LIBC_TIMESPEC, abi);
+  const wide: CAbi = { ...abi, pointerSize: 8 };
+  return {
+    stampNs: (b) => readLong(b, k.offset.sec, wide) * 1_000_000_000n + readLong(b, k.offset.nsec, wide),
+    clockNs: (b) => readLong(b, l.offset.sec, abi) * 1_000_000_000n + readLong(b, l.offset.nsec, abi),
+  };
+}
 
 /**
  * Turns on receive stamps for a bound socket; false where they are not
@@ -113,6 +81,6 @@ export function queuedMs(sock: dgram.Socket): number | null {
   const c = lib();
   const fd = dgramFd(sock);
   if (c === null || fd < 0 || c.stamp(fd, stampBuf) !== 0 || c.realtime(nowBuf) !== 0) return null;
-  const waited = Number(ns(nowBuf) - ns(stampBuf)) / 1e6;
+  const waited = Number(c.clockNs(nowBuf) - c.stampNs(stampBuf)) / 1e6;
   return waited >= 0 && waited < MAX_QUEUED_MS ? waited : null;
 }

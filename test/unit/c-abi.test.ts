@@ -3,7 +3,7 @@
 // headers give (LP64: x86-64, arm64, s390x, mips64; ILP32: armhf, i386, mips),
 // and, for this machine, the same answer as koffi's own struct layout.
 import { describe, expect, it } from 'vitest';
-import { cAbi, epollEventLayout, iovecLayout, mmsghdrLayout, msghdrLayout, wordWriter, EPOLL_EVENT, IOVEC, MMSGHDR, MSGHDR } from '../../sys/c-abi.js';
+import { cAbi, epollEventLayout, iovecLayout, mmsghdrLayout, msghdrLayout, readLong, structLayout, wordWriter, EPOLL_EVENT, IOVEC, KERNEL_TIMESPEC, LIBC_TIMESPEC, MMSGHDR, MSGHDR } from '../../sys/c-abi.js';
 import { socketAbi } from '../../sys/linux-abi.js';
 import { mmsgBlockLayout } from '../../dns/udp-mmsg-linux.js';
 
@@ -56,6 +56,19 @@ describe('C ABI of each architecture', () => {
     expect(bytes()).toBe('3412f0b600000000');
     wordWriter(cAbi('mips', false))(dv, 4, 0xb6f0_1234);
     expect(bytes()).toBe('3412f0b6b6f01234');
+  });
+
+  it('timespecs: the kernel\'s 16 bytes everywhere; the C library\'s clock_gettime 8 on ILP32 (32-bit time_t), 16 on LP64; read as longs of the ABI', () => {
+    for (const arch of ['x64', 'arm64', 's390x', 'arm', 'mips', 'ia32']) {
+      const abi = cAbi(arch, arch !== 's390x' && arch !== 'mips');
+      expect(structLayout(KERNEL_TIMESPEC, abi)).toMatchObject({ size: 16, offset: { sec: 0, nsec: 8 } });
+      const four = abi.pointerSize === 4;
+      expect(structLayout(LIBC_TIMESPEC, abi)).toMatchObject({ size: four ? 8 : 16, offset: { sec: 0, nsec: four ? 4 : 8 } });
+    }
+    const b = Buffer.from('fffffffe00000003', 'hex');
+    expect(readLong(b, 0, cAbi('mips', false))).toBe(-2n);
+    expect(readLong(b, 4, cAbi('arm', false))).toBe(3n);
+    expect(readLong(Buffer.from('feffffffffffffff', 'hex'), 0, cAbi('x64', true))).toBe(-2n);
   });
 
   it('MIPS has its own socket numbers; the others the generic ones', () => {
