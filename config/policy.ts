@@ -2,6 +2,7 @@ import { CidrIndex, type CidrHit } from './cidr-index.js';
 import { DomainIndex, KIND_DOMAIN, KIND_FULL, KIND_SUBDOMAIN, type IndexHit } from './domain-index.js';
 import { compileNameRegexp } from './safe-regexp.js';
 import { ruleListNames } from './lists/geodata.js';
+import type { ListCidrs, ListDomains } from './lists/compact.js';
 import { requiredLiteral } from './regexp-literal.js';
 import { literalScanner, type LiteralScanner } from './literal-scan.js';
 import { cidrContains, parseCidr, parseIp, unmapIp, type ParsedCidr, type ParsedIp } from '../lib/ip.js';
@@ -12,8 +13,9 @@ export interface ListContent {
   name: string;
   /** The file the line numbers point into: the list file, or the cached download. */
   file: string;
-  domains: readonly { pattern: DomainPattern; line: number }[];
-  cidrs: readonly { cidr: string; line: number }[];
+  /** An array of entries, or a loaded list's compact form (lists/compact.ts). */
+  domains: ListDomains;
+  cidrs: ListCidrs;
   /** Rule files: where each selected part (a geosite category) starts, in entry numbers. */
   sections?: readonly { from: number; label: string }[];
 }

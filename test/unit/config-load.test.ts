@@ -779,7 +779,7 @@ describe('loadConfig: lists', () => {
     const ok = await loadOk(doc(pin.toUpperCase()), cache(text));
     expect(ok.loaded.config.lists[0]).toMatchObject({ url, sha256: pin });
     expect(ok.loaded.lists.get('ads')!.origin).toBe('cache');
-    expect(ok.loaded.lists.get('ads')!.domains.map((d) => d.pattern)).toEqual([{ kind: 'domain', value: 'ads.example' }]);
+    expect([...ok.loaded.lists.get('ads')!.domains].map((d) => d.pattern)).toEqual([{ kind: 'domain', value: 'ads.example' }]);
     expect(ok.loaded.warnings).toEqual([]);
     // A copy that is not the pinned content (downloaded before the pin, or tampered with) is not used.
     const stale = await loadOk(doc(pin), cache('ads.example\nbank.example\n'));
