@@ -806,7 +806,7 @@ describe('loadConfig: lists', () => {
     expect(loaded.warnings[0]!.pos).toEqual({ file: join(dir, 'l1.txt'), line: 2, col: 1 });
     expect(loaded.warnings[0]!.code).toBe(ConfigCodes.LIST);
     expect(loaded.warnings[0]!.message).toContain('(line skipped)');
-    expect(loaded.lists.get('l1')!.domains).toEqual([{ pattern: { kind: 'domain', value: 'example.com' }, line: 1 }]);
+    expect([...loaded.lists.get('l1')!.domains]).toEqual([{ pattern: { kind: 'domain', value: 'example.com' }, line: 1 }]);
   });
 });
 
