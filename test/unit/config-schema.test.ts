@@ -1,7 +1,7 @@
 // config/schema.json against JSON Schema's meta-schema: the daemon compiles
 // it without that check (config/schema-validate.ts, start-up CPU), so a
 // mistake in the schema is caught here.
-import Ajv from 'ajv';
+import { Ajv } from 'ajv';
 import { describe, expect, it } from 'vitest';
 import { configSchema } from '../../config/schema-validate.js';
 
