@@ -349,7 +349,7 @@ class Builder {
       if ('error' in hp || !isIP(hp.host)) this.err(ConfigCodes.ADDRESS, ['metrics', 'listen'], 'error' in hp ? hp.error : `"${metricsListen}": use an IP address and port, e.g. 127.0.0.1:9464`);
       else metrics = { listen: hp };
     }
-    const queryLog = this.queryLog();
+    const queryLog = this.queryLog(mode);
     const web = this.web();
     const socket = (this.get(['control', 'socket']) as string | undefined) ?? '/run/splitwan/control.sock';
     if (!isAbsolute(socket)) this.err(ConfigCodes.VALUE, ['control', 'socket'], 'the control socket must be an absolute path');
@@ -485,13 +485,14 @@ class Builder {
   }
 
   /** queryLog: (the query log, dns/query-log.ts). */
-  private queryLog(): Config['queryLog'] {
+  private queryLog(mode: Config['mode']): Config['queryLog'] {
     const r = (this.get(['queryLog']) ?? {}) as Raw;
     const file = r.file as string | undefined;
     const names = r.clientNames === undefined ? DEFAULT_CLIENT_NAME_FILES : asList(r.clientNames).map((f) => this.rel(f));
     return {
       privacy: (r.privacy as Config['queryLog']['privacy'] | undefined) ?? 'full',
-      size: (r.size as number | undefined) ?? 10_000,
+      // A router has 256 MB to 1 GB for years (issue 17): 2000 records there, a laptop keeps more.
+      size: (r.size as number | undefined) ?? (mode === 'router' ? 2000 : 10_000),
       file: file === undefined ? null : { path: this.rel(file), maxBytes: (r.fileMaxSize as number | undefined) ?? 10 << 20, keep: (r.fileKeep as number | undefined) ?? 3 },
       clientNames: names,
     };

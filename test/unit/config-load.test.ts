@@ -284,6 +284,12 @@ describe('loadConfig: mode and lan', () => {
     expect(at(single(errors))).toEqual({ code: ConfigCodes.MISSING_KEY, line: 2, col: 6, keyPath: 'lan' });
   });
 
+  it('the query log keeps 2000 records on a router and 10000 on a host unless queryLog.size says', async () => {
+    expect((await loadOk(y('mode: router', 'lan: [br0]', ...GW))).loaded.config.queryLog.size).toBe(2000);
+    expect((await loadOk(y('mode: host', ...GW))).loaded.config.queryLog.size).toBe(10_000);
+    expect((await loadOk(y('mode: router', 'lan: [br0]', ...GW, 'queryLog: { size: 10000 }'))).loaded.config.queryLog.size).toBe(10_000);
+  });
+
   it('lan in host mode is a warning, not an error', async () => {
     const { loaded } = await loadOk(y('mode: host', 'lan: [br0]', ...GW));
     expect(loaded.warnings.map(at)).toEqual([{ code: ConfigCodes.VALUE, line: 2, col: 6, keyPath: 'lan' }]);
