@@ -2,15 +2,34 @@
 // raw-fd modules (resolver UDP, proxy accept and dial, SO_ORIGINAL_DST).
 // sa_family is a host-order u16 (written in this machine's byte order, so
 // big-endian s390x and MIPS get it right); port and address are network order.
-import { endianness } from 'node:os';
 import { formatIp, parseIp } from '../lib/ip.js';
+import { hostAbi, structLayout, type Members } from './c-abi.js';
 import { AF_INET, AF_INET6 } from './linux-abi.js';
 
-/** sizeof(struct sockaddr_in), sizeof(struct sockaddr_in6): the same on every Linux ABI. */
-export const SOCKADDR_IN_LEN = 16;
-export const SOCKADDR_IN6_LEN = 28;
+/** <linux/in.h>, <linux/in6.h>: family in host order, port and address in network order. */
+export const SOCKADDR_IN = [
+  ['family', 'uint16'],
+  ['port', 'uint16'],
+  ['addr', 'in_addr'],
+  ['zero0', 'uint32'],
+  ['zero1', 'uint32'],
+] as const satisfies Members;
+export const SOCKADDR_IN6 = [
+  ['family', 'uint16'],
+  ['port', 'uint16'],
+  ['flowinfo', 'uint32'],
+  ['addr', 'in6_addr'],
+  ['scopeId', 'uint32'],
+] as const satisfies Members;
 
-const LE = endianness() === 'LE';
+const ABI = hostAbi();
+const SIN = structLayout(SOCKADDR_IN, ABI);
+const SIN6 = structLayout(SOCKADDR_IN6, ABI);
+/** sizeof(struct sockaddr_in) (16), sizeof(struct sockaddr_in6) (28): the same on every Linux ABI. */
+export const SOCKADDR_IN_LEN = SIN.size;
+export const SOCKADDR_IN6_LEN = SIN6.size;
+
+const LE = ABI.littleEndian;
 
 function writeFamily(b: Buffer, at: number, af: number): void {
   if (LE) b.writeUInt16LE(af, at);
@@ -32,14 +51,15 @@ export function writeSockaddr(b: Buffer, at: number, host: string, port: number,
   const six = v6 ?? ip.family === 6;
   b.fill(0, at, at + (six ? SOCKADDR_IN6_LEN : SOCKADDR_IN_LEN));
   writeFamily(b, at, six ? AF_INET6 : AF_INET);
-  b.writeUInt16BE(port, at + 2);
+  // sin_port and sin6_port share the offset; both in network order.
+  b.writeUInt16BE(port, at + SIN.offset.port);
   if (!six) {
     if (ip.family !== 4) return 0;
-    b.writeUInt32BE(ip.w[3], at + 4);
+    b.writeUInt32BE(ip.w[3], at + SIN.offset.addr);
     return SOCKADDR_IN_LEN;
   }
   const w = ip.family === 4 ? [0, 0, 0xffff, ip.w[3]] : ip.w;
-  for (let i = 0; i < 4; i++) b.writeUInt32BE(w[i]!, at + 8 + 4 * i);
+  for (let i = 0; i < 4; i++) b.writeUInt32BE(w[i]!, at + SIN6.offset.addr + 4 * i);
   return SOCKADDR_IN6_LEN;
 }
 
@@ -56,10 +76,14 @@ export function sockaddr(host: string, port: number): Buffer | null {
  */
 export function readSockaddr(b: Buffer, at: number): { address: string; port: number } | null {
   const af = readFamily(b, at);
-  const port = b.readUInt16BE(at + 2);
-  if (af === AF_INET) return { address: `${b[at + 4]}.${b[at + 5]}.${b[at + 6]}.${b[at + 7]}`, port };
+  const port = b.readUInt16BE(at + SIN.offset.port);
+  if (af === AF_INET) {
+    const a = at + SIN.offset.addr;
+    return { address: `${b[a]}.${b[a + 1]}.${b[a + 2]}.${b[a + 3]}`, port };
+  }
   if (af !== AF_INET6) return null;
-  const w: [number, number, number, number] = [b.readUInt32BE(at + 8), b.readUInt32BE(at + 12), b.readUInt32BE(at + 16), b.readUInt32BE(at + 20)];
+  const a = at + SIN6.offset.addr;
+  const w: [number, number, number, number] = [b.readUInt32BE(a), b.readUInt32BE(a + 4), b.readUInt32BE(a + 8), b.readUInt32BE(a + 12)];
   if (w[0] === 0 && w[1] === 0 && w[2] === 0xffff) return { address: formatIp({ family: 4, w: [0, 0, 0, w[3]] }), port };
   return { address: formatIp({ family: 6, w }), port };
 }
