@@ -263,7 +263,7 @@ describe.skipIf(why !== null && !inCi)('packaging in pristine Debian 12 and Ubun
       expect(list).toMatch(/^drwx------ root\/root .* \.\/etc\/splitwan\/$/m);
       expect(list).toMatch(/^-rw------- root\/root .* \.\/etc\/splitwan\/config\.yaml$/m);
       expect(list).toMatch(/^lrwxrwxrwx root\/root .* \.\/usr\/bin\/splitwan -> \.\.\/lib\/splitwan\/bin\/splitwan$/m);
-      for (const f of ['./usr/lib/splitwan/node/bin/node', './usr/lib/splitwan/dist/daemon/cli.js', './usr/lib/splitwan/config/schema.json', './lib/systemd/system/splitwan.service', './usr/share/doc/splitwan/copyright', './usr/share/man/man1/splitwan.1.gz']) {
+      for (const f of ['./usr/lib/splitwan/node/bin/node', './usr/lib/splitwan/dist/daemon/cli.js', './usr/lib/splitwan/dist/bundle/splitwan.js', './usr/lib/splitwan/config/schema.json', './lib/systemd/system/splitwan.service', './usr/share/doc/splitwan/copyright', './usr/share/man/man1/splitwan.1.gz']) {
         expect(list, f).toContain(` ${f}\n`);
       }
       expect(list).not.toContain('/node/lib/node_modules/npm');
