@@ -450,6 +450,7 @@ if [ "$DO_BUILD" = 1 ]; then
     say "npm ci in $SRC (installs and builds)"
     as_owner npm ci --no-audit --no-fund --update-notifier=false
   elif [ ! -f "$SRC/dist/daemon/cli.js" ] || [ ! -f "$SRC/dist/web-assets/index.html" ] ||
+    [ ! -f "$SRC/dist/bundle/splitwan.js" ] || [ "$SRC/dist/daemon/cli.js" -nt "$SRC/dist/bundle/splitwan.js" ] ||
     [ -n "$(cd "$SRC" && find config dns proxy daemon sys lib lab -name '*.ts' -newer dist/daemon/cli.js 2>/dev/null | head -n 1 || true)" ] ||
     [ -n "$(cd "$SRC" && find web -newer dist/web-assets/index.html -type f 2>/dev/null | head -n 1 || true)" ]; then
     say "npm run build in $SRC"

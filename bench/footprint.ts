@@ -25,7 +25,8 @@
 // nothing (emulated), and the output says so.
 // FP_NODE_FLAGS adds Node flags to the daemon's (e.g. `--cpu-prof
 // --cpu-prof-dir=/tmp/prof` for a profile of its whole run, written at its
-// stop); FP_LOG=FILE keeps the daemon's whole log there (its timestamps say
+// stop), FP_ENV="K=V ..." variables to its environment (both to try a
+// setting before the service gets it); FP_LOG=FILE keeps the daemon's whole log there (its timestamps say
 // where start-up goes).
 // Everything started is stopped by pid; the lab, the peer's nft table and the
 // temp dir are removed in `finally`. Last line: one JSON object.
@@ -44,6 +45,7 @@ const DOMAINS = Number(process.env.FP_DOMAINS ?? 100_000);
 const NODE = process.env.FP_NODE ?? process.execPath;
 const EMULATED = NODE !== process.execPath;
 const EXTRA_FLAGS = (process.env.FP_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean);
+const EXTRA_ENV = Object.fromEntries((process.env.FP_ENV ?? '').split(/\s+/).filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
 const LOG = process.env.FP_LOG;
 const SAMPLE_MS = 5000;
 const T = process.pid % 1000;
@@ -275,7 +277,7 @@ export async function run(): Promise<void> {
     // Start both; start-up to the first answer a client gets.
     const flags = [...(EMULATED ? [] : DAEMON_NODE_FLAGS), ...EXTRA_FLAGS];
     const t0 = Date.now();
-    const daemon = new Proc('splitwan', inNs(lab.ns.router, [NODE, ...flags, BIN, 'run', '--config', cfg]), { env: { ...process.env, ...DAEMON_ENV } });
+    const daemon = new Proc('splitwan', inNs(lab.ns.router, [NODE, ...flags, BIN, 'run', '--config', cfg]), { env: { ...process.env, ...DAEMON_ENV, ...EXTRA_ENV } });
     if (LOG) {
       writeFileSync(LOG, '');
       for (const st of [daemon.child.stdout!, daemon.child.stderr!]) st.on('data', (d: string) => appendFileSync(LOG, d));
@@ -314,6 +316,9 @@ export async function run(): Promise<void> {
       bench: 'footprint',
       node: EMULATED ? NODE : process.version,
       emulated: EMULATED,
+      // What the daemon ran with: the service's settings (daemon/runtime-settings.ts) and FP_NODE_FLAGS/FP_ENV.
+      nodeFlags: flags,
+      env: { ...DAEMON_ENV, ...EXTRA_ENV },
       domains: DOMAINS,
       gateways: 4,
       qps: QPS,

@@ -406,7 +406,7 @@ async function measureLoad(dir: string, name: string, listLine: string): Promise
 
 /** Half names from the list (some as subdomains), half random: the text workload's mix. */
 function queriesFor(l: LoadedConfig, r: () => number, n = 200_000): string[] {
-  const names = l.lists.get('rf')!.domains.filter((d) => d.pattern.kind === 'domain' || d.pattern.kind === 'full' || d.pattern.kind === 'subdomain').map((d) => d.pattern.value);
+  const names = [...l.lists.get('rf')!.domains].filter((d) => d.pattern.kind === 'domain' || d.pattern.kind === 'full' || d.pattern.kind === 'subdomain').map((d) => d.pattern.value);
   const out: string[] = [];
   for (let i = 0; i < n; i++) {
     if (r() < 0.5 && names.length) {
@@ -458,7 +458,7 @@ async function ruleFiles(w: Workload, textLookups: number): Promise<{ lines: str
   // 100k names as one sing-box rule-set; decoding it must give every name back.
   writeFileSync(join(w.dir, 'big.srs'), writeSrs(w.domains));
   const srs = await measureLoad(w.dir, 'srs-100k', `{ file: big.srs }`);
-  const got = srs.loaded.lists.get('rf')!.domains;
+  const got = [...srs.loaded.lists.get('rf')!.domains];
   if (got.length !== w.domains.length || got.some((d) => d.pattern.kind !== 'domain')) throw new Error(`the .srs decoded to ${got.length} names, not the ${w.domains.length} written`);
   const srsRate = lookupRate(srs.loaded, queriesFor(srs.loaded, r));
 

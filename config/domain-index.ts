@@ -45,7 +45,9 @@ const S_ENTRY = 1;
 const STRIDE = 2;
 
 export class DomainIndex {
+  /** The keys as added (for deduplication while adding; `bytes` holds them after build, and this is emptied). */
   private keys: string[] = [];
+  private count = 0;
   /** Per entry and kind: the lowest rule index, or NONE (while adding; `ruleOf` after build). */
   private rules: number[] = [];
   /** Per entry and kind: an opaque origin reference supplied by the builder (while adding; `originOf` after build). */
@@ -78,7 +80,7 @@ export class DomainIndex {
   private built = false;
 
   get size(): number {
-    return this.keys.length;
+    return this.count;
   }
 
   /** Adds `key` (already normalised: lower case, ASCII, no trailing dot) for `rule`. */
@@ -95,6 +97,7 @@ export class DomainIndex {
     }
     const e = this.keys.length;
     this.keys.push(key);
+    this.count++;
     for (let k = 0; k < KINDS; k++) {
       this.rules.push(NONE);
       this.origins.push(-1);
@@ -177,12 +180,16 @@ export class DomainIndex {
     }
     this.rules = [];
     this.origins = [];
+    // The strings are the lists' entries: kept here, they would cost an object each for the policy's life.
+    this.keys = [];
     this.built = true;
     return this;
   }
 
+  /** Entry `entry`'s key (for `explain`: made again from its bytes after build). */
   entryKey(entry: number): string {
-    return this.keys[entry]!;
+    if (!this.built) return this.keys[entry]!;
+    return String.fromCharCode(...this.bytes.subarray(this.offs[entry]!, this.offs[entry + 1]!));
   }
 
   origin(entry: number, kind: number): number {
@@ -194,7 +201,7 @@ export class DomainIndex {
    * any case and a trailing dot. `out`, when given, receives the winning entry.
    */
   lookup(name: string, out?: IndexHit): number {
-    if (this.keys.length === 0) return -1;
+    if (this.count === 0) return -1;
     let end = name.length;
     if (end > 0 && name.charCodeAt(end - 1) === 46) end--;
     let best = NONE;

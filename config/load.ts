@@ -11,6 +11,7 @@ import { listCacheFile, ListFetcher, matchesPin, redactUrl } from './lists/fetch
 import type { ParsedList } from './lists/formats.js';
 import { ListFormatError, type DecodedList } from './lists/decoded.js';
 import { detectRuleFileFormat } from './lists/detect.js';
+import { CompactCidrs, CompactDomains } from './lists/compact.js';
 import { isTextContent, readListContent } from './lists/list-content.js';
 import { buildGeodataLists, geodataLists, GEODATA_KINDS } from './lists/geodata.js';
 import { matcherLabelParts, parseRuleMatchers } from './rule-matchers.js';
@@ -97,12 +98,16 @@ export const nodeLoadDeps: LoadDeps = {
   },
 };
 
+/** A parsed or decoded list without its entries (those are kept compact: lists/compact.ts). */
+export type ListSummary = Omit<ParsedList, 'domains' | 'cidrs'> | Omit<DecodedList, 'domains' | 'cidrs'>;
+
 /** A list as loaded: its entries, and where they came from. */
 export interface LoadedList extends ListContent {
   source: ListSource;
   /** file: a list file; cache: the last good download; none: a URL list never downloaded. */
   origin: 'file' | 'cache' | 'none';
-  parsed: ParsedList | DecodedList | null;
+  /** What the parser or decoder said (format, problems...); its entries are `domains` and `cidrs`. */
+  parsed: ListSummary | null;
   /** A `geodata` database (a geoip.dat or .mmdb without a selection): its bytes, which rules' geoip:/asn: select from. */
   database?: Uint8Array;
 }
@@ -189,9 +194,11 @@ export function toLoadedList(source: ListSource, body: Uint8Array | string | nul
     if (f !== 'geoip' && f !== 'mmdb') throw new ListFormatError(source.name, f ?? 'unknown', `geodata names this list as a database, but it is ${f === null ? 'not a geoip.dat or .mmdb file' : `a ${f} file, not a geoip.dat or .mmdb`}`);
     return { ...base, parsed: null, database: bytes, domains: [], cidrs: [] };
   }
-  const parsed = bytes === null ? null : readListContent(bytes, source);
-  const sections = parsed !== null && 'sections' in parsed ? parsed.sections : undefined;
-  return { ...base, parsed, domains: parsed?.domains ?? [], cidrs: parsed?.cidrs ?? [], ...(sections ? { sections } : {}) };
+  const content = bytes === null ? null : readListContent(bytes, source);
+  if (content === null) return { ...base, parsed: null, domains: [], cidrs: [] };
+  // The entries are kept for the list's life (a refresh recompiles from every list): compact, not as parsed.
+  const { domains, cidrs, ...parsed } = content;
+  return { ...base, parsed, domains: new CompactDomains(domains), cidrs: new CompactCidrs(cidrs), ...('sections' in parsed && parsed.sections ? { sections: parsed.sections } : {}) };
 }
 
 type Raw = Record<string, unknown>;
@@ -342,7 +349,7 @@ class Builder {
       if ('error' in hp || !isIP(hp.host)) this.err(ConfigCodes.ADDRESS, ['metrics', 'listen'], 'error' in hp ? hp.error : `"${metricsListen}": use an IP address and port, e.g. 127.0.0.1:9464`);
       else metrics = { listen: hp };
     }
-    const queryLog = this.queryLog();
+    const queryLog = this.queryLog(mode);
     const web = this.web();
     const socket = (this.get(['control', 'socket']) as string | undefined) ?? '/run/splitwan/control.sock';
     if (!isAbsolute(socket)) this.err(ConfigCodes.VALUE, ['control', 'socket'], 'the control socket must be an absolute path');
@@ -478,13 +485,14 @@ class Builder {
   }
 
   /** queryLog: (the query log, dns/query-log.ts). */
-  private queryLog(): Config['queryLog'] {
+  private queryLog(mode: Config['mode']): Config['queryLog'] {
     const r = (this.get(['queryLog']) ?? {}) as Raw;
     const file = r.file as string | undefined;
     const names = r.clientNames === undefined ? DEFAULT_CLIENT_NAME_FILES : asList(r.clientNames).map((f) => this.rel(f));
     return {
       privacy: (r.privacy as Config['queryLog']['privacy'] | undefined) ?? 'full',
-      size: (r.size as number | undefined) ?? 10_000,
+      // A router has 256 MB to 1 GB for years (issue 17): 2000 records there, a laptop keeps more.
+      size: (r.size as number | undefined) ?? (mode === 'router' ? 2000 : 10_000),
       file: file === undefined ? null : { path: this.rel(file), maxBytes: (r.fileMaxSize as number | undefined) ?? 10 << 20, keep: (r.fileKeep as number | undefined) ?? 3 },
       clientNames: names,
     };

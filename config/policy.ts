@@ -2,6 +2,7 @@ import { CidrIndex, type CidrHit } from './cidr-index.js';
 import { DomainIndex, KIND_DOMAIN, KIND_FULL, KIND_SUBDOMAIN, type IndexHit } from './domain-index.js';
 import { compileNameRegexp } from './safe-regexp.js';
 import { ruleListNames } from './lists/geodata.js';
+import { eachDomain, type ListCidrs, type ListDomains } from './lists/compact.js';
 import { requiredLiteral } from './regexp-literal.js';
 import { literalScanner, type LiteralScanner } from './literal-scan.js';
 import { cidrContains, parseCidr, parseIp, unmapIp, type ParsedCidr, type ParsedIp } from '../lib/ip.js';
@@ -12,8 +13,9 @@ export interface ListContent {
   name: string;
   /** The file the line numbers point into: the list file, or the cached download. */
   file: string;
-  domains: readonly { pattern: DomainPattern; line: number }[];
-  cidrs: readonly { cidr: string; line: number }[];
+  /** An array of entries, or a loaded list's compact form (lists/compact.ts). */
+  domains: ListDomains;
+  cidrs: ListCidrs;
   /** Rule files: where each selected part (a geosite category) starts, in entry numbers. */
   sections?: readonly { from: number; label: string }[];
 }
@@ -80,21 +82,25 @@ class NameMatcher {
   private hit: IndexHit = { rule: -1, entry: -1, kind: -1 };
 
   add(p: DomainPattern, rule: number, origin: number): void {
-    switch (p.kind) {
+    this.addEntry(p.kind, p.value, rule, origin);
+  }
+
+  addEntry(kind: DomainPattern['kind'], value: string, rule: number, origin: number): void {
+    switch (kind) {
       case 'domain':
-        return this.index.add(p.value, KIND_DOMAIN, rule, origin);
+        return this.index.add(value, KIND_DOMAIN, rule, origin);
       case 'subdomain':
-        return this.index.add(p.value, KIND_SUBDOMAIN, rule, origin);
+        return this.index.add(value, KIND_SUBDOMAIN, rule, origin);
       case 'full':
-        return this.index.add(p.value, KIND_FULL, rule, origin);
+        return this.index.add(value, KIND_FULL, rule, origin);
       case 'keyword':
-        this.keywords.push({ rule, value: p.value, origin });
+        this.keywords.push({ rule, value, origin });
         return;
       case 'regexp':
         {
-          const c = compileNameRegexp(p.value);
+          const c = compileNameRegexp(value);
           // Patterns were checked when loaded; one that fails here matches nothing rather than everything.
-          if ('re' in c) this.regexps.push({ rule, value: p.value, re: c.re, linear: c.linear, origin });
+          if ('re' in c) this.regexps.push({ rule, value, re: c.re, linear: c.linear, origin });
         }
         return;
     }
@@ -330,7 +336,8 @@ export class Policy {
         const li = listIdx.get(name);
         if (!l || li === undefined) continue; // not loaded yet (a URL list before its first download)
         names.index.reserve(names.index.size + l.domains.length);
-        for (const d of l.domains) names.add(d.pattern, r, li * LINE_SPAN + d.line);
+        const base = li * LINE_SPAN;
+        eachDomain(l.domains, (kind, value, line) => names.addEntry(kind, value, r, base + line));
         for (const c of l.cidrs) {
           const parsed = parseCidr(c.cidr);
           if (!('error' in parsed)) cidrs.add(parsed, r, li * LINE_SPAN + c.line);

@@ -103,7 +103,7 @@ export function dohEndpoints(loaded: LoadedConfig): { names: Policy; cidrs: stri
   const rule = { index: 0, domains: [], cidrs: [], sources: [], lists: names, via: ['block' as const], label: 'doh', pos: { file: c.file, line: 1, col: 1 } };
   return {
     names: compilePolicy({ rules: [rule], default: ['breakout'] }, lists),
-    cidrs: names.flatMap((n) => lists.get(n)?.cidrs.map((x) => x.cidr) ?? []),
+    cidrs: names.flatMap((n) => Array.from(lists.get(n)?.cidrs ?? [], (x) => x.cidr)),
   };
 }
 
@@ -273,7 +273,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string; /** The 
   const plan = (loaded: LoadedConfig): DataplanePlan =>
     planDataplane({
       config: loaded.config,
-      listCidrs: new Map([...loaded.lists].map(([n, l]) => [n, l.cidrs.map((c) => c.cidr)])),
+      listCidrs: new Map([...loaded.lists].map(([n, l]) => [n, Array.from(l.cidrs, (c) => c.cidr)])),
       // No default route yet (auto mode, cable out): nothing can leave via the
       // breakout anyway; 'lo' keeps the ruleset valid until the watcher reports one.
       wan: s.wan ?? 'lo',

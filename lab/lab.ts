@@ -505,8 +505,9 @@ export function helperNode(): string {
 }
 
 function echoServerPath(): string {
-  // Beside this file when run from source; from dist/lab, back at the source tree.
-  const candidates = [new URL('./echo-server.mjs', import.meta.url), new URL('../../lab/echo-server.mjs', import.meta.url)];
+  // Beside this file when run from source; from dist/lab, back at the source tree; from the
+  // bundle (dist/bundle, scripts/bundle-daemon.mjs), dist/lab, where install.sh puts it.
+  const candidates = [new URL('./echo-server.mjs', import.meta.url), new URL('../../lab/echo-server.mjs', import.meta.url), new URL('../lab/echo-server.mjs', import.meta.url)];
   for (const c of candidates) {
     const p = fileURLToPath(c);
     if (existsSync(p)) return p;

@@ -23,7 +23,7 @@ export function isRuleFileFormat(f: string): f is RuleFileFormat {
 const TEXT_FORMATS: readonly string[] = ['plain', 'hosts', 'dnsmasq', 'clash', 'v2fly', 'cidr'];
 
 /** Whether list content came from the text parsers (lines) rather than a rule-file decoder (entries). */
-export function isTextContent(p: ParsedList | DecodedList): p is ParsedList {
+export function isTextContent(p: { format: ParsedList['format'] | DecodedList['format'] }): boolean {
   return TEXT_FORMATS.includes(p.format);
 }
 

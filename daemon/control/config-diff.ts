@@ -47,7 +47,7 @@ function gatewayView(g: GatewayConfig): Record<string, unknown> {
 function planOf(c: LoadedConfig) {
   return planDataplane({
     config: c.config,
-    listCidrs: new Map([...c.lists].map(([n, l]) => [n, l.cidrs.map((x) => x.cidr)])),
+    listCidrs: new Map([...c.lists].map(([n, l]) => [n, Array.from(l.cidrs, (x) => x.cidr)])),
     wan: 'wan',
     active: c.config.tunnel.gateways[0]?.name ?? null,
     healthy: () => true,

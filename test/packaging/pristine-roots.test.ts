@@ -263,7 +263,7 @@ describe.skipIf(why !== null && !inCi)('packaging in pristine Debian 12 and Ubun
       expect(list).toMatch(/^drwx------ root\/root .* \.\/etc\/splitwan\/$/m);
       expect(list).toMatch(/^-rw------- root\/root .* \.\/etc\/splitwan\/config\.yaml$/m);
       expect(list).toMatch(/^lrwxrwxrwx root\/root .* \.\/usr\/bin\/splitwan -> \.\.\/lib\/splitwan\/bin\/splitwan$/m);
-      for (const f of ['./usr/lib/splitwan/node/bin/node', './usr/lib/splitwan/dist/daemon/cli.js', './usr/lib/splitwan/config/schema.json', './lib/systemd/system/splitwan.service', './usr/share/doc/splitwan/copyright', './usr/share/man/man1/splitwan.1.gz']) {
+      for (const f of ['./usr/lib/splitwan/node/bin/node', './usr/lib/splitwan/dist/daemon/cli.js', './usr/lib/splitwan/dist/bundle/splitwan.js', './usr/lib/splitwan/config/schema.json', './lib/systemd/system/splitwan.service', './usr/share/doc/splitwan/copyright', './usr/share/man/man1/splitwan.1.gz']) {
         expect(list, f).toContain(` ${f}\n`);
       }
       expect(list).not.toContain('/node/lib/node_modules/npm');
@@ -432,14 +432,14 @@ function rootTests(d: Distro, root: Roots): void {
       expectExampleErrors(await inRoot(root.b, ['splitwan', 'check']));
       const doc = await inRoot(root.b, ['splitwan', 'check', '--config', '/usr/share/doc/splitwan/examples/laptop.yaml']);
       expect(doc.code, show(doc)).toBe(0);
-    });
+    }, 120_000);
 
     it('once the config passes, dpkg-reconfigure enables the unit', async () => {
       completeExample(join(root.b, 'etc/splitwan'));
       const r = await inRoot(root.b, ['dpkg-reconfigure', 'splitwan']);
       expect(r.code, show(r)).toBe(0);
       expect(readlinkSync(wants())).toBe('/lib/systemd/system/splitwan.service');
-    });
+    }, 120_000);
 
     it('apt remove: the program goes, /etc/splitwan stays', async () => {
       const r = await apt('remove', 'splitwan');
@@ -448,7 +448,7 @@ function rootTests(d: Distro, root: Roots): void {
       expect(() => lstatSync(join(root.b, 'usr/bin/splitwan'))).toThrow();
       expect(existsSync(join(root.b, 'etc/splitwan/config.yaml'))).toBe(true);
       expect(existsSync(join(root.b, 'etc/splitwan/gw1.conf'))).toBe(true);
-    });
+    }, 330_000); // apt's own 300 s limit first: a test timeout below it left apt holding the dpkg lock for the next test
 
     it('apt purge: nothing of splitwan is left', async () => {
       const r = await apt('purge', 'splitwan');
@@ -457,7 +457,7 @@ function rootTests(d: Distro, root: Roots): void {
       expect(left).toEqual([]);
       const q = await inRoot(root.b, ['dpkg-query', '-W', 'splitwan']);
       expect(q.code).not.toBe(0);
-    });
+    }, 330_000);
   });
 }
 

@@ -284,6 +284,12 @@ describe('loadConfig: mode and lan', () => {
     expect(at(single(errors))).toEqual({ code: ConfigCodes.MISSING_KEY, line: 2, col: 6, keyPath: 'lan' });
   });
 
+  it('the query log keeps 2000 records on a router and 10000 on a host unless queryLog.size says', async () => {
+    expect((await loadOk(y('mode: router', 'lan: [br0]', ...GW))).loaded.config.queryLog.size).toBe(2000);
+    expect((await loadOk(y('mode: host', ...GW))).loaded.config.queryLog.size).toBe(10_000);
+    expect((await loadOk(y('mode: router', 'lan: [br0]', ...GW, 'queryLog: { size: 10000 }'))).loaded.config.queryLog.size).toBe(10_000);
+  });
+
   it('lan in host mode is a warning, not an error', async () => {
     const { loaded } = await loadOk(y('mode: host', 'lan: [br0]', ...GW));
     expect(loaded.warnings.map(at)).toEqual([{ code: ConfigCodes.VALUE, line: 2, col: 6, keyPath: 'lan' }]);
@@ -779,7 +785,7 @@ describe('loadConfig: lists', () => {
     const ok = await loadOk(doc(pin.toUpperCase()), cache(text));
     expect(ok.loaded.config.lists[0]).toMatchObject({ url, sha256: pin });
     expect(ok.loaded.lists.get('ads')!.origin).toBe('cache');
-    expect(ok.loaded.lists.get('ads')!.domains.map((d) => d.pattern)).toEqual([{ kind: 'domain', value: 'ads.example' }]);
+    expect([...ok.loaded.lists.get('ads')!.domains].map((d) => d.pattern)).toEqual([{ kind: 'domain', value: 'ads.example' }]);
     expect(ok.loaded.warnings).toEqual([]);
     // A copy that is not the pinned content (downloaded before the pin, or tampered with) is not used.
     const stale = await loadOk(doc(pin), cache('ads.example\nbank.example\n'));
@@ -806,7 +812,7 @@ describe('loadConfig: lists', () => {
     expect(loaded.warnings[0]!.pos).toEqual({ file: join(dir, 'l1.txt'), line: 2, col: 1 });
     expect(loaded.warnings[0]!.code).toBe(ConfigCodes.LIST);
     expect(loaded.warnings[0]!.message).toContain('(line skipped)');
-    expect(loaded.lists.get('l1')!.domains).toEqual([{ pattern: { kind: 'domain', value: 'example.com' }, line: 1 }]);
+    expect([...loaded.lists.get('l1')!.domains]).toEqual([{ pattern: { kind: 'domain', value: 'example.com' }, line: 1 }]);
   });
 });
 

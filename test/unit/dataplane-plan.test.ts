@@ -71,7 +71,7 @@ const ROUTER = [
 ];
 
 function plan(loaded: LoadedConfig, over: Partial<{ active: string | null; healthy: (g: string) => boolean }> = {}): DataplanePlan {
-  const listCidrs = new Map([...loaded.lists].map(([n, l]) => [n, l.cidrs.map((c) => c.cidr)]));
+  const listCidrs = new Map([...loaded.lists].map(([n, l]) => [n, Array.from(l.cidrs, (c) => c.cidr)]));
   return planDataplane({ config: loaded.config, listCidrs, wan: 'wan0', active: 'active' in over ? over.active! : 'gw1', healthy: over.healthy ?? (() => true), dnsPort: 53 });
 }
 

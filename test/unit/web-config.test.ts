@@ -55,7 +55,7 @@ describe('web.listen: never where a WAN can reach it (refused at check time)', (
     expect(await errorsOf(['web:', '  passwordHash: hunter22'])).toEqual([expect.stringMatching(/^8:web\.passwordHash: not a hash made by `splitwan web passwd`/)]);
   });
 
-  it('queryLog defaults: on, clients shown, 10000 records, memory only', async () => {
+  it('queryLog defaults: on, clients shown, 10000 records on a host, memory only', async () => {
     const c = (await loadConfig(await write([]))).config;
     expect(c.queryLog).toEqual({ privacy: 'full', size: 10000, file: null, clientNames: DEFAULT_CLIENT_NAME_FILES });
     expect(c.web.listen).toBeNull();
