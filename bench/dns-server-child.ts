@@ -7,7 +7,7 @@
 // in (the driver creates the namespace and the `splitwan` table).
 //
 // argv[2]: JSON { config: string, port: number, tagged: boolean, profileDir?: string }
-// IPC in:  { cmd: 'stats' | 'gc' | 'qlog' (on: the query log on or off) | 'pauses-reset' | 'pauses' | 'profile-start' | 'profile-stop' (label) | 'heap-snapshot' (label) | 'stop' }
+// IPC in:  { cmd: 'stats' | 'gc' | 'qlog' (on: the query log on or off) | 'pauses-reset' | 'pauses' | 'profile-start' | 'profile-stop' (label) | 'alloc-start' | 'alloc-stop' (label: a sampling heap profile, collected objects included) | 'heap-snapshot' (label) | 'stop' }
 // IPC out: { type: 'ready', port } and { type: 'stats', ... } / { type: 'pauses', ... } / { type: 'profile', file } replies
 import dgram from 'node:dgram';
 import { writeFileSync } from 'node:fs';
@@ -185,6 +185,22 @@ process.on('message', (m: { cmd?: string; label?: string }) => {
         const file = join(args.profileDir ?? '.', `dns-${m.label ?? 'run'}-${process.pid}.cpuprofile`);
         writeFileSync(file, JSON.stringify(profile));
         return send({ type: 'profile', file });
+      }
+      case 'alloc-start':
+        // Where the bytes a run allocates come from (the ones minor GCs collect too): GC's share of a miss.
+        profiler = new Session();
+        profiler.connect();
+        await profiler.post('HeapProfiler.enable');
+        await profiler.post('HeapProfiler.startSampling', { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true } as never);
+        return send({ type: 'alloc-started' });
+      case 'alloc-stop': {
+        if (profiler === null) return send({ type: 'alloc', file: null });
+        const { profile } = await profiler.post('HeapProfiler.stopSampling');
+        profiler.disconnect();
+        profiler = null;
+        const file = join(args.profileDir ?? '.', `dns-${m.label ?? 'alloc'}-${process.pid}.heapprofile`);
+        writeFileSync(file, JSON.stringify(profile));
+        return send({ type: 'alloc', file });
       }
       case 'heap-snapshot':
         return send({ type: 'heap-snapshot', file: writeHeapSnapshot(join(args.profileDir ?? '.', `dns-${m.label ?? 'heap'}-${process.pid}.heapsnapshot`)) });
