@@ -243,10 +243,12 @@ export async function run(): Promise<void> {
         `breakout: { interface: wan0, dns: [${lab.addr.ispResolver.v4}] }`,
         'tunnel:',
         '  gateways:',
-        '    - { name: gw1, config: gw1.conf, priority: 1 }',
-        '    - { name: gw2, config: gw2.conf, priority: 2 }',
-        `    - { name: gw3, config: ${extra[0]}, priority: 3 }`,
-        `    - { name: gw4, config: ${extra[1]}, priority: 4 }`,
+        // Named by this run (tunnels swg-gN-T): wireguard-go's sockets in /var/run/wireguard are shared by
+        // every namespace, so a lab test or another bench with gw1..gw4 running meanwhile would collide.
+        `    - { name: g1-${T}, config: gw1.conf, priority: 1 }`,
+        `    - { name: g2-${T}, config: gw2.conf, priority: 2 }`,
+        `    - { name: g3-${T}, config: ${extra[0]}, priority: 3 }`,
+        `    - { name: g4-${T}, config: ${extra[1]}, priority: 4 }`,
         'health: { interval: 1s }',
         'proxy: { enabled: true }',
         `stateDir: ${join(dir, 'state')}`,

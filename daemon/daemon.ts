@@ -39,6 +39,7 @@ import { HostResolved } from './host-resolved.js';
 import { localNets, type LocalNets } from './local-nets.js';
 import { DNS_LINK_NAME } from './resolved.js';
 import { Prober } from './health/probes.js';
+import { ProbeExchange } from './health/probe-exchange.js';
 import { DnsListener, formatListen } from './listeners/dns-listener.js';
 import { MetricsListener } from './listeners/metrics-listener.js';
 import { ProxyListener, proxyOptions } from './listeners/proxy-listener.js';
@@ -582,15 +583,20 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string; /** The 
     healthForwarder = new Forwarder({ dialer, logger: healthLog, timeoutMs: c0.health.timeoutMs });
     teardown.push('closing the health sockets', () => healthForwarder!.close());
     let tunnelStatus: { at: number; list: Promise<TunnelStatus[]> } | null = null;
+    // The tunnel repair below reads the same status (issue 17: not a read of its own every 3 s).
+    const recentTunnelStatus = (): Promise<TunnelStatus[]> => {
+      if (!tunnelStatus || clock.now() - tunnelStatus.at > config().health.intervalMs * 0.9) tunnelStatus = { at: clock.now(), list: tunnels!.status() };
+      return tunnelStatus.list;
+    };
+    // issue 17: dns probes on one long-lived socket per path and family (a fresh one per probe was most of the idle CPU).
+    const probeExchange = new ProbeExchange({ dialer, markOf: (p) => dialer.markOf(p), fallback: (q, qq, u, p, x) => healthForwarder!.exchange(q, qq, u, p, x), timeoutMs: () => config().health.timeoutMs });
+    teardown.push('closing the probe sockets', () => probeExchange.close());
     prober = new Prober({
       dialer,
-      exchange: (q, qq, u, p, x) => healthForwarder!.exchange(q, qq, u, p, x),
+      exchange: probeExchange.exchange,
       // One status read (ip link + wg show per tunnel) serves every gateway's handshake
       // probe within most of an interval: the rounds of different gateways are not aligned.
-      tunnel: async (ifname) => {
-        if (!tunnelStatus || clock.now() - tunnelStatus.at > config().health.intervalMs * 0.9) tunnelStatus = { at: clock.now(), list: tunnels!.status() };
-        return (await tunnelStatus.list).find((t) => t.ifname === ifname) ?? null;
-      },
+      tunnel: async (ifname) => (await recentTunnelStatus()).find((t) => t.ifname === ifname) ?? null,
       ping: deps.ping,
       clock,
       timeoutMs: c0.health.timeoutMs,
@@ -787,8 +793,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string; /** The 
     void lists.start().catch((e: unknown) => log.warn({ err: e }, 'list refresh failed'));
     // Tunnels repair what status() sees broken (a deleted link, a roamed endpoint).
     const tick = clock.setTimeout(function repair() {
-      void tunnels!
-        .status()
+      void recentTunnelStatus()
         .then(() => tunnels!.set(s.specs))
         .catch((e: unknown) => log.warn({ err: e }, 'tunnel repair failed'))
         .finally(() => {

@@ -17,7 +17,8 @@ import { linuxPing } from './health/ping-linux.js';
 import { cleanupResolved, type ResolvedParts } from './host-resolved.js';
 import { parseIpAddrs, parseIpRoutes } from './os-parse.js';
 import { RESOLV_CONF_FILES } from './resolv-conf.js';
-import { LinuxResolvedApi, TunDnsLink } from './resolved-linux.js';
+import { dnsLinkFor } from './resolved-link-linux.js';
+import { LinuxResolvedApi } from './resolved-linux.js';
 import { watchSleep } from './sleep-watch-linux.js';
 import { LinuxCgroups } from './apps/cgroups-linux.js';
 import { originalDstFor, pathSocketsFor } from './sockets-linux.js';
@@ -36,14 +37,18 @@ export async function cleanupAll(run: Runner, logger: Logger): Promise<void> {
   await cleanupTunnels(run, logger);
   // The nft -i fallback's private HOMEs left by a crashed run hold tagged destinations in their history.
   removeStaleHomes();
-  // A systemd-resolved takeover a killed run left (its own link goes with the process; one an older layout put on another link does not).
-  await cleanupResolved(resolvedParts(run, logger), logger);
+  // A systemd-resolved takeover a killed run left (a TUN link goes with the process; the link made with ip
+  // without native code, and one an older layout put on another link, do not). Silent about which link kind.
+  await cleanupResolved(resolvedParts(run, logger, false), logger);
 }
 
-/** The D-Bus client of systemd-resolved (and NetworkManager) and splitwan's DNS link. */
-function resolvedParts(run: Runner, logger: Logger): ResolvedParts {
+/**
+ * The D-Bus client of systemd-resolved (and NetworkManager) and splitwan's DNS link: a TUN device, or a link
+ * made with ip without native code (daemon/resolved-link-linux.ts; `sayWhich`: the log says once why).
+ */
+function resolvedParts(run: Runner, logger: Logger, sayWhich = true): ResolvedParts {
   const log = logger.child({ module: 'resolved' });
-  return { api: new LinuxResolvedApi({ logger: log }), link: new TunDnsLink({ runner: run, logger: log }) };
+  return { api: new LinuxResolvedApi({ logger: log }), link: dnsLinkFor({ runner: run, logger: log, report: sayWhich ? { logger: log } : {} }) };
 }
 
 export function linuxDeps(o: { logger: Logger; clock: Clock; runner?: Runner; setLogLevel?: (level: string) => void; version?: string }): DaemonDeps {

@@ -209,20 +209,27 @@ function server(a: string, ifindex: number): ResolvedServer {
   return { family: a.includes(':') ? 6 : 4, address: a, port: 0, serverName: '', ifindex };
 }
 
-/** splitwan's link in the model: it exists while "the process" holds it. */
+/**
+ * splitwan's link in the model. `tun` (the default): it exists while "the
+ * process" holds it, and a crash removes it. `ip` (the link made with ip, no
+ * native code): a crash leaves it, with resolved's settings, until cleanup;
+ * someone can delete it under the daemon, and repair() makes it again (a new
+ * ifindex).
+ */
 export class FakeDnsLink implements DnsLink {
   held: FakeLinkState | null = null;
   opened = 0;
   openAttempts = 0;
   repaired = 0;
   staleRemoved = 0;
-  /** A leftover link of our name nobody holds (a persistent TUN someone made). */
+  /** A leftover link of our name nobody holds (a persistent TUN someone made, a killed run's ip link). */
   leftover: FakeLinkState | null = null;
   failOpen: string | null = null;
 
   constructor(
     private readonly r: FakeResolved,
     readonly ifname = 'splitwan-dns',
+    readonly kind: 'tun' | 'ip' = 'tun',
   ) {
     r.onDeconfigure.add((name) => {
       if (this.held && name === this.ifname) this.held.relevant = false;
@@ -230,17 +237,25 @@ export class FakeDnsLink implements DnsLink {
   }
 
   async open(): Promise<{ ifindex: number }> {
-    if (this.held) return { ifindex: this.held.ifindex };
+    // A TUN cannot go while held; a link made with ip can (deleted by someone): then it is made again.
+    if (this.held && (this.kind === 'tun' || this.r.links.has(this.held.ifindex))) return { ifindex: this.held.ifindex };
+    this.held = null;
     this.openAttempts++;
     if (this.failOpen) throw Object.assign(new Error(this.failOpen), { code: 'SPLITWAN_RESOLVED_LINK' });
-    if (this.leftover) throw Object.assign(new Error(`${this.ifname}: TUNSETIFF: EBUSY`), { code: 'SPLITWAN_RESOLVED_LINK' });
+    if (this.leftover) throw Object.assign(new Error(this.kind === 'tun' ? `${this.ifname}: TUNSETIFF: EBUSY` : `${this.ifname}: ip link add type ifb: RTNETLINK answers: File exists`), { code: 'SPLITWAN_RESOLVED_LINK' });
     this.held = this.r.addLink(this.ifname);
     this.opened++;
     return { ifindex: this.held.ifindex };
   }
 
   async repair(): Promise<boolean> {
-    if (!this.held || this.held.relevant) return false;
+    if (!this.held) return false;
+    if (this.kind === 'ip' && !this.r.links.has(this.held.ifindex)) {
+      await this.open();
+      this.repaired++;
+      return true;
+    }
+    if (this.held.relevant) return false;
     this.held.relevant = true;
     this.repaired++;
     return true;
@@ -248,13 +263,14 @@ export class FakeDnsLink implements DnsLink {
 
   async close(): Promise<void> {
     if (!this.held) return;
-    this.r.removeLink(this.held.ifindex); // the kernel removes the device, resolved forgets it
+    this.r.removeLink(this.held.ifindex); // the kernel removes the device (or ip deletes it), resolved forgets it
     this.held = null;
   }
 
-  /** The process died (SIGKILL): the kernel removes the TUN with its last fd. */
+  /** The process died (SIGKILL): the kernel removes the TUN with its last fd; a link made with ip stays. */
   crash(): void {
-    if (this.held) this.r.removeLink(this.held.ifindex);
+    if (this.held && this.kind === 'tun') this.r.removeLink(this.held.ifindex);
+    else if (this.held) this.leftover = this.held;
     this.held = null;
   }
 

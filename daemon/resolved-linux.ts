@@ -7,25 +7,13 @@
 //   event-stream 3.3). Calls are message-level with explicit signatures, so
 //   nothing depends on introspection. Reading (running, link, state) needs
 //   no root: resolved's bus policy lets anyone read.
-// - TunDnsLink is the link splitwan owns: a TUN device opened by this process
-//   (O_CLOEXEC, TUNSETPERSIST 0), so the kernel removes it, and resolved
-//   forgets its settings, when the process exits in any way, SIGKILL
-//   included. Its address and state go through `ip` (argv, the Runner).
+// - The link splitwan owns for the takeover (a TUN device, or a link made with
+//   `ip` without native code) is in resolved-link-linux.ts.
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
-import { endianness } from 'node:os';
-import { koffi } from '../sys/koffi-linux.js'; // loaded by loadLibc(), before any use
 import type { Message, MessageBus } from '@jellybrick/dbus-next';
 import { dbusNext, unwrapVariant } from './dbus-next-lazy.js';
 import type { Logger } from '../lib/logger.js';
-import { errnoName } from '../sys/errno.js';
-import { loadLibc } from '../sys/libc-linux.js';
-import { IFF_NO_PI, IFF_TUN, IFF_UP, IFNAMSIZ, IFREQ_SIZE, O_CLOEXEC, O_RDWR, TUNSETIFF, TUNSETPERSIST } from '../sys/linux-abi.js';
-import type { Runner } from './exec-linux.js';
-import { parseIpAddrs } from './os-parse.js';
 import {
-  DNS_LINK_ADDRESS,
-  DNS_LINK_NAME,
-  type DnsLink,
   type LinkDomain,
   type ResolvedApi,
   type ResolvedLink,
@@ -400,133 +388,5 @@ export class LinuxResolvedApi implements ResolvedApi {
       clearTimeout(timer);
       waiters.delete(fail!);
     });
-  }
-}
-
-// ---------------------------------------------------------------------------
-// The TUN link
-
-interface TunLibc {
-  open(path: string, flags: number): number;
-  ioctlPtr(fd: number, req: number, arg: Buffer): number;
-  ioctlInt(fd: number, req: number, arg: number): number;
-  close(fd: number): number;
-}
-
-let tunLibc: TunLibc | null = null;
-
-function tunLib(): TunLibc {
-  if (tunLibc) return tunLibc;
-  const l = loadLibc();
-  // ioctl is variadic in C; the third argument is passed with its own type each call.
-  const ioctl = l.func('int ioctl(int fd, unsigned long req, ...)');
-  tunLibc = {
-    open: l.func('int open(const char *path, int flags, ...)') as TunLibc['open'],
-    ioctlPtr: (fd, req, arg) => ioctl(fd, req, 'uint8_t *', arg) as number,
-    ioctlInt: (fd, req, arg) => ioctl(fd, req, 'int', arg) as number,
-    close: l.func('int close(int fd)') as TunLibc['close'],
-  };
-  return tunLibc;
-}
-
-/** A failed step of making the link: which, and the errno name or the command's error. */
-export class DnsLinkError extends Error {
-  readonly code = 'SPLITWAN_RESOLVED_LINK';
-  constructor(ifname: string, step: string, why: string) {
-    super(`${ifname}: ${step}: ${why}`);
-    this.name = 'DnsLinkError';
-  }
-}
-
-export interface TunDnsLinkOptions {
-  runner: Runner;
-  logger: Logger;
-  ifname?: string;
-  address?: string;
-}
-
-export class TunDnsLink implements DnsLink {
-  readonly ifname: string;
-  private readonly address: string;
-  private fd = -1;
-  private ifindex = 0;
-
-  constructor(private readonly o: TunDnsLinkOptions) {
-    this.ifname = o.ifname ?? DNS_LINK_NAME;
-    this.address = o.address ?? DNS_LINK_ADDRESS;
-    if (Buffer.byteLength(this.ifname) >= IFNAMSIZ) throw new DnsLinkError(this.ifname, 'name', `longer than ${IFNAMSIZ - 1} bytes`);
-  }
-
-  async open(): Promise<{ ifindex: number }> {
-    if (this.fd >= 0) return { ifindex: this.ifindex };
-    const c = tunLib();
-    const fd = c.open('/dev/net/tun', O_RDWR | O_CLOEXEC);
-    if (fd < 0) throw new DnsLinkError(this.ifname, 'open /dev/net/tun', errnoName(koffi.errno()));
-    try {
-      const req = Buffer.alloc(IFREQ_SIZE);
-      req.write(this.ifname, 0, 'utf8');
-      const flags = IFF_TUN | IFF_NO_PI;
-      if (endianness() === 'LE') req.writeUInt16LE(flags, IFNAMSIZ);
-      else req.writeUInt16BE(flags, IFNAMSIZ);
-      // EBUSY: another process holds a device of that name (a second daemon); EINVAL: the name is not a TUN device.
-      if (c.ioctlPtr(fd, TUNSETIFF, req) !== 0) throw new DnsLinkError(this.ifname, 'TUNSETIFF', errnoName(koffi.errno()));
-      // A persistent device of that name (left by someone) is attached to now: make it go with us.
-      if (c.ioctlInt(fd, TUNSETPERSIST, 0) !== 0) throw new DnsLinkError(this.ifname, 'TUNSETPERSIST 0', errnoName(koffi.errno()));
-      this.fd = fd;
-    } catch (e) {
-      c.close(fd);
-      throw e;
-    }
-    try {
-      this.ifindex = Number(readFileSync(`/sys/class/net/${this.ifname}/ifindex`, 'utf8').trim());
-      await this.configure();
-    } catch (e) {
-      await this.close();
-      throw e instanceof DnsLinkError ? e : new DnsLinkError(this.ifname, 'configure', (e as Error).message);
-    }
-    this.o.logger.info({ ifname: this.ifname, ifindex: this.ifindex, address: this.address }, 'splitwan-dns link up');
-    return { ifindex: this.ifindex };
-  }
-
-  async repair(): Promise<boolean> {
-    if (this.fd < 0) return false;
-    if (await this.healthy()) return false;
-    await this.configure();
-    return true;
-  }
-
-  async close(): Promise<void> {
-    if (this.fd < 0) return;
-    tunLib().close(this.fd);
-    this.fd = -1;
-    this.ifindex = 0;
-  }
-
-  async removeStale(): Promise<void> {
-    if (this.fd >= 0) return;
-    const names = linkNames();
-    if (![...names.values()].includes(this.ifname)) return;
-    // A TUN device nobody holds exists only when made persistent; one held by a live process cannot be deleted (EOPNOTSUPP).
-    const r = await this.o.runner.run(['ip', 'link', 'delete', 'dev', this.ifname], { allowFail: true });
-    if (r.code !== 0) this.o.logger.warn({ ifname: this.ifname, stderr: r.stderr.trim() }, 'a link named like splitwan\'s DNS link exists and could not be deleted (held by another process?)');
-  }
-
-  private async healthy(): Promise<boolean> {
-    try {
-      const flags = parseInt(readFileSync(`/sys/class/net/${this.ifname}/flags`, 'utf8').trim(), 16);
-      if (!(flags & IFF_UP)) return false;
-      const links = parseIpAddrs((await this.o.runner.run(['ip', '-j', 'addr', 'show', 'dev', this.ifname])).stdout);
-      return links.some((l) => l.addresses.some((a) => a.local === this.address));
-    } catch {
-      return false;
-    }
-  }
-
-  private async configure(): Promise<void> {
-    const run = this.o.runner;
-    // No IPv6 link-local address: nothing is ever sent on this link. Fails where IPv6 is off: harmless.
-    await run.run(['ip', 'link', 'set', 'dev', this.ifname, 'addrgenmode', 'none'], { allowFail: true });
-    await run.run(['ip', 'address', 'replace', `${this.address}/32`, 'dev', this.ifname, 'scope', 'site']);
-    await run.run(['ip', 'link', 'set', 'dev', this.ifname, 'up']);
   }
 }

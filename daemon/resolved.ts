@@ -9,7 +9,8 @@
 // takeover, keeps it (resolved restarts, NetworkManager) and undoes it. The
 // operating system is behind two small interfaces: ResolvedApi (resolved's
 // and NetworkManager's D-Bus API; resolved-linux.ts, resolved-fake.ts) and
-// DnsLink (the link splitwan owns: a TUN device the daemon holds open).
+// DnsLink (the link splitwan owns: a TUN device the daemon holds open, or
+// without native code a link made with ip; resolved-link-linux.ts).
 import { isIP } from 'node:net';
 import type { Clock, Logger } from '../lib/logger.js';
 
@@ -204,12 +205,19 @@ export interface ResolvedApi {
   close(): void;
 }
 
-/** The link splitwan owns: exists while the daemon holds it (a crash removes it). */
+/**
+ * The link splitwan owns: exists while the daemon holds it. A crash removes a
+ * TUN link; the link made with ip (no native code) stays until cleanup.
+ */
 export interface DnsLink {
   readonly ifname: string;
   /** Creates the link (or returns the one this process holds), up, with its address. */
   open(): Promise<{ ifindex: number }>;
-  /** Whether the link this process holds is up with its address; repairs it when not (true: it had to). */
+  /**
+   * Whether the link this process holds is up with its address; repairs it
+   * when not (true: it had to; a link made again has a new ifindex, which
+   * open() then returns).
+   */
   repair(): Promise<boolean>;
   /** Removes the link this process holds. Idempotent. */
   close(): Promise<void>;
@@ -402,6 +410,12 @@ export class ResolvedTakeover {
         this.ifindex = (await this.o.link.open()).ifindex;
       } else if (await this.o.link.repair()) {
         this.o.logger.warn({ ifname: this.o.link.ifname }, 'splitwan-dns link had lost its address or was down (NetworkManager?): restored');
+        // A link made with ip (no native code) that someone deleted is made again: a new link to resolved and NetworkManager.
+        const now = (await this.o.link.open()).ifindex;
+        if (now !== this.ifindex) {
+          this.ifindex = now;
+          this.nmDone = false;
+        }
       }
       if (!this.nmDone) {
         const nm = await this.o.api.unmanage(this.o.link.ifname);

@@ -253,11 +253,21 @@ export class RawConnections<R extends { mark: number }> {
     return this.listeners.map((l) => ({ address: l.address, port: l.port }));
   }
 
-  /** The sweep's period follows the timeouts (after a reload). */
+  /**
+   * The sweep's period follows the timeouts (after a reload). It runs only
+   * while connections wait (issue 17: a timer firing every second with
+   * nothing to do, on a router whose proxy is idle most of the day).
+   */
   retime(): void {
+    if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
+    this.sweepTimer = null;
+    if (this.pending.size > 0) this.armSweep();
+  }
+
+  private armSweep(): void {
+    if (this.sweepTimer !== null || this.closed) return;
     const t = this.hooks.timeouts();
     const every = Math.min(1000, Math.max(10, Math.floor(Math.min(t.peekMs, t.connectMs) / 4)));
-    if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
     this.sweepTimer = setInterval(() => this.sweep(), every);
     this.sweepTimer.unref(); // the listeners keep the process alive, not this
   }
@@ -341,6 +351,7 @@ export class RawConnections<R extends { mark: number }> {
       return this.resetFd(fd);
     }
     this.pending.add(p);
+    this.armSweep();
     // Its first bytes often came with the connection: no need to wait for a readiness.
     this.tryPeek(p, 0, false);
   }
@@ -463,7 +474,11 @@ export class RawConnections<R extends { mark: number }> {
   }
 
   private sweep(): void {
-    if (this.pending.size === 0) return;
+    if (this.pending.size === 0) {
+      if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
+      this.sweepTimer = null;
+      return;
+    }
     const now = (this.ep.now = Date.now());
     const t = this.hooks.timeouts();
     for (const p of [...this.pending]) {

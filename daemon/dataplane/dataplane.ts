@@ -7,13 +7,15 @@
 // runs against fakes in unit tests.
 import type { Clock, Logger } from '../../lib/logger.js';
 import type { DamageWatch } from './damage-watch.js';
-import type { DataplanePlan } from './plan.js';
+import { renderRoutes, type DataplanePlan } from './plan.js';
 import type { Router } from './router-linux.js';
 
 /** Repairs in a row that each found something to put back before they are spaced out (a fight with another program). */
 const REPAIR_STREAK_FREE = 3;
 /** A repair counts toward that streak when it comes this soon after the previous one ended: a program fighting us undoes our state at once. */
 const REPAIR_STREAK_WINDOW_MS = 500;
+/** The backstop's period when a DamageWatch reports removals (see DataplaneOptions.reconcileEveryMs). */
+export const WATCHED_BACKSTOP_MS = 120_000;
 
 export interface DataplaneOptions {
   router: Router;
@@ -21,7 +23,13 @@ export interface DataplaneOptions {
   logger: Logger;
   /** Events that may mean our kernel state was changed; each starts a repair. */
   watch?: DamageWatch;
-  /** How often the kernel state is checked against the plan anyway (default 30 s with a watch, 3 s without). */
+  /**
+   * How often the kernel state is checked against the plan anyway (default
+   * 2 minutes with a watch, 3 s without). With a watch every removal is an
+   * event; the timer only covers events a monitor lost, and each pass is
+   * six processes (issue 17: it was every 30 s, most of an idle router's
+   * process spawns once our own changes stopped waking the repair).
+   */
   reconcileEveryMs?: number;
   /** Called after a repair that re-created the table (its tag sets came back empty). */
   onTagsLost?: () => void;
@@ -60,6 +68,7 @@ export class Dataplane {
       // A flip asked for after this plan was made went ahead of it: its
       // gateway is the newer choice, so the plan does not flip back.
       const p = this.plan && this.activeAsked > asked ? { ...plan, active: this.plan.active } : plan;
+      this.o.watch?.expect?.(renderRoutes(p));
       const changed = await this.o.router.set(p);
       this.plan = p;
       this.activeAsked = Math.max(this.activeAsked, asked);
@@ -77,6 +86,7 @@ export class Dataplane {
       if (!this.plan) throw new Error('setActive before apply');
       this.activeAsked = asked;
       if (this.plan.active === gateway) return;
+      this.o.watch?.expect?.(renderRoutes({ ...this.plan, active: gateway }));
       await this.o.router.setActive(gateway);
       this.plan = { ...this.plan, active: gateway };
     }, true);
@@ -90,6 +100,7 @@ export class Dataplane {
   setLinks(plan: DataplanePlan): Promise<void> {
     return this.serial(async () => {
       if (!this.plan || !this.o.router.setLinks) return;
+      this.o.watch?.expect?.(renderRoutes(plan));
       await this.o.router.setLinks(plan);
     }, true);
   }
@@ -113,8 +124,9 @@ export class Dataplane {
   /**
    * An event said our state may have changed: one repair pass, now. Events
    * during a pass make one more pass after it (the pass may have read the
-   * state before the change). Our own changes are events too, and their pass
-   * finds nothing to do; a program that keeps undoing our state would make
+   * state before the change). Our own changes are mostly not events (the
+   * watch drops them: damage-watch.ts), and a pass for one that is finds
+   * nothing to do; a program that keeps undoing our state would make
    * every pass repair something: after a few such passes in a row they are
    * spaced out (up to the backstop's period) and it is logged.
    */
@@ -159,7 +171,7 @@ export class Dataplane {
   }
 
   private backstopMs(): number {
-    return this.o.reconcileEveryMs ?? (this.o.watch ? 30_000 : 3000);
+    return this.o.reconcileEveryMs ?? (this.o.watch ? WATCHED_BACKSTOP_MS : 3000);
   }
 
   /** One repair pass now (also what the timer runs). */

@@ -143,6 +143,9 @@ export class LinuxRouter implements Router {
 
   async setActive(active: string | null): Promise<void> {
     if (!this.applied) throw new Error('setActive before set');
+    // The whole plan was in and this flip goes through: the flipped plan is in (the re-plan that
+    // follows a failover reads nothing then: issue 17).
+    const whole = this.installed !== null && this.installed === desiredKey(this.applied.plan);
     this.installed = null;
     const plan = { ...this.applied.plan, active };
     const before = tunnelPathDevice(this.applied.plan);
@@ -152,11 +155,13 @@ export class LinuxRouter implements Router {
     this.active = active;
     // Then the tunnel path's table (unmarked traffic, the kernel's own packets from a tunnel address).
     const dev = tunnelPathDevice(plan);
+    let routed = true;
     if (dev !== null && dev !== before) {
       const batch = [4, 6].map((f) => routeArgs({ family: f as 4 | 6, table: TABLE_TUNNEL, type: 'unicast', dev }).join(' '));
       // -force: a missing link must not stop the other family; the repair puts it back with the link.
-      await this.run.run(['ip', '-force', '-batch', '-'], { input: batch.join('\n') + '\n', allowFail: true });
+      routed = (await this.run.run(['ip', '-force', '-batch', '-'], { input: batch.join('\n') + '\n', allowFail: true })).code === 0;
     }
+    if (whole && routed) this.installed = desiredKey(plan);
   }
 
   async setLinks(plan: DataplanePlan): Promise<void> {

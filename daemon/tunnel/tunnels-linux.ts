@@ -23,15 +23,15 @@
 // open without native code). What status() sees (a missing or down link, a
 // roamed endpoint) is repaired by the next set().
 import { spawn as nodeSpawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { systemClock, silentLogger, type Clock, type Logger } from '../../lib/logger.js';
 import { CommandError, linuxRunner, type CommandResult, type RunOptions, type Runner } from '../exec-linux.js';
-import { readFile } from 'node:fs/promises';
 import { parseIpLinks, parseWgDump, type IpLink, type WgPeerInfo } from '../os-parse.js';
 import { parseUapiGet } from './uapi.js';
+import { UapiConnection } from './uapi-conn-linux.js';
 import {
   cloneSpec,
   diffSpec,
@@ -182,6 +182,8 @@ export class LinuxTunnels implements TunnelBackend {
   private readonly uapiTimeoutMs: number;
 
   private readonly tunnels = new Map<string, Tunnel>();
+  /** wireguard-go's UAPI connections, per interface (status reads). */
+  private readonly uapi = new Map<string, UapiConnection>();
   private order: string[] = [];
   private chain: Promise<unknown> = Promise.resolve();
   private closed = false;
@@ -312,13 +314,18 @@ export class LinuxTunnels implements TunnelBackend {
       return new Map(parseIpLinks(r.stdout).map((l: IpLink) => [l.ifname, { up: l.up }]));
     }
     const out = new Map<string, { up: boolean }>();
-    await Promise.all(
-      list.map(async (t) => {
-        // IFF_UP (0x1), as `ip link` shows UP; ENOENT: no such link.
-        const flags = await readFile(`/sys/class/net/${t.ifname}/flags`, 'utf8').catch(() => null);
-        if (flags !== null) out.set(t.ifname, { up: (parseInt(flags, 16) & 0x1) !== 0 });
-      }),
-    );
+    for (const t of list) {
+      // IFF_UP (0x1), as `ip link` shows UP; ENOENT: no such link. Read at once: a sysfs attribute
+      // never blocks, and fs/promises made each read four thread-pool jobs (open, stat, read,
+      // close), each waking a worker and the loop, for every tunnel every second (issue 17).
+      let flags: string | null = null;
+      try {
+        flags = readFileSync(`/sys/class/net/${t.ifname}/flags`, 'utf8');
+      } catch {
+        // no such link
+      }
+      if (flags !== null) out.set(t.ifname, { up: (parseInt(flags, 16) & 0x1) !== 0 });
+    }
     return out;
   }
 
@@ -334,30 +341,17 @@ export class LinuxTunnels implements TunnelBackend {
     }
   }
 
-  /** `get=1` on wireguard-go's UAPI socket: the answer up to its blank line. It holds the private key: never logged. */
+  /**
+   * `get=1` on wireguard-go's UAPI socket, over a connection kept open per
+   * tunnel (uapi-conn-linux.ts). It holds the private key: never logged.
+   */
   private uapiGet(ifname: string): Promise<string> {
-    return new Promise((resolve, reject) => {
-      const sock = connect(this.socketPath(ifname));
-      const chunks: Buffer[] = [];
-      let size = 0;
-      const done = (err: Error | null, text?: string): void => {
-        clearTimeout(timer);
-        sock.destroy();
-        if (err) reject(err);
-        else resolve(text!);
-      };
-      const timer = setTimeout(() => done(new Error(`no answer on ${this.socketPath(ifname)} within ${this.uapiTimeoutMs} ms`)), this.uapiTimeoutMs);
-      sock.on('error', (e: NodeJS.ErrnoException) => done(new Error(`${this.socketPath(ifname)}: ${e.code ?? e.message}`)));
-      sock.on('data', (b: Buffer) => {
-        chunks.push(b);
-        size += b.length;
-        const text = Buffer.concat(chunks, size).toString('utf8');
-        if (text.includes('\n\n')) done(null, text);
-        else if (size > 1 << 20) done(new Error(`${this.socketPath(ifname)}: answer over 1 MiB`));
-      });
-      sock.on('end', () => done(new Error(`${this.socketPath(ifname)}: closed before the end of the answer`)));
-      sock.write('get=1\n\n');
-    });
+    let c = this.uapi.get(ifname);
+    if (!c) {
+      c = new UapiConnection(this.socketPath(ifname), this.uapiTimeoutMs);
+      this.uapi.set(ifname, c);
+    }
+    return c.get();
   }
 
   rebind(): Promise<void> {
@@ -518,6 +512,8 @@ export class LinuxTunnels implements TunnelBackend {
 
   /** Stops the process / deletes the link, whatever is there. Leaves the record. */
   private async teardown(t: Tunnel): Promise<void> {
+    this.uapi.get(t.ifname)?.close();
+    this.uapi.delete(t.ifname);
     t.generation++;
     t.applied = null;
     t.observed = {};

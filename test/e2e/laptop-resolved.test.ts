@@ -5,7 +5,7 @@
 //
 //  [router = the laptop: its netns + a mount ns of the resolved lab (/run, the bus)]
 //     lo        resolved's stub 127.0.0.53 (/etc/resolv.conf names it); splitwan 127.0.0.153:53
-//     splitwan-dns  the daemon's TUN: DNS 127.0.0.153, ~., default route
+//     splitwan-dns  the daemon's TUN (SPLITWAN_NATIVE=off: an ifb made with ip): DNS 127.0.0.153, ~., default route
 //     wan0 10.99.2.2 ──── [isp] resolver 10.99.9.53 (where.lab.test → 192.0.2.1, query log)
 //                               resolver 10.99.9.54 ("the next network's": → 192.0.2.54, query log)
 //                               web 10.99.9.9 (echoes the source it sees)
@@ -24,6 +24,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLab, labSupported, must, run, Supervised, type Lab } from '../../lab/lab.js';
 import { ensurePackages, resolvectlLink, resolvedLabSupported, startResolvedLab, type ResolvedLab } from '../../lab/resolved-lab.js';
 import { daemonNode, until } from '../helpers/daemon.js';
+import { nativeUnavailable } from '../helpers/native.js';
 
 const support = labSupported();
 const rsupport = resolvedLabSupported();
@@ -35,6 +36,8 @@ const root = join(import.meta.dirname, '..', '..');
 const tag = process.pid % 10000;
 const NMNET = `sl${tag}-nm`;
 const NEXT_RESOLVER = '10.99.9.54';
+/** The takeover's link: the TUN device where native code runs; with SPLITWAN_NATIVE=off one made with ip, which outlives a crash. */
+const LINK: 'tun' | 'ip' = nativeUnavailable() === null ? 'tun' : 'ip';
 const NM_CONNECTION = `[connection]
 id=labnm
 uuid=7a2e3c2f-9b68-4b9f-8a64-${String(tag).padStart(12, '0')}
@@ -92,6 +95,18 @@ describe.skipIf((!support.ok || !rsupport.ok) && !inCi)('splitwan run (host mode
     const r = await run([...daemonNode(), join(root, 'bin', 'splitwan'), 'status', '--json', '--config', cfg], { timeoutMs: 15_000 });
     if (r.code !== 0) throw new Error(`splitwan status: ${r.stderr}`);
     return JSON.parse(r.stdout) as { dns: { listen: string[] }; breakout: { dns: string[] }; resolved: { active: boolean } | null };
+  };
+  /** What `ip -d link` says splitwan's link is: its ifindex and kind (tun, ifb, dummy), null when there is none. */
+  const dnsLink = async (): Promise<{ ifindex: number; kind: string } | null> => {
+    const r = await R().exec(['ip', '-j', '-d', 'link', 'show', 'dev', 'splitwan-dns']);
+    if (r.code !== 0) return null;
+    const [l] = JSON.parse(r.stdout) as { ifindex: number; linkinfo?: { info_kind?: string } }[];
+    return { ifindex: l!.ifindex, kind: l!.linkinfo?.info_kind ?? '' };
+  };
+  const startDaemon = async (): Promise<Supervised> => {
+    const d = R().spawn('splitwan', [...daemonNode(), join(root, 'bin', 'splitwan'), 'run', '--config', cfg]);
+    await d.waitUntil('splitwan running', () => d.tail.includes('splitwan running'), 60_000);
+    return d;
   };
   const curlRemote = async (url: string): Promise<string> => {
     const r = await R().exec(['curl', '-4', '-sS', '--noproxy', '*', '--max-time', '5', url], { timeoutMs: 10_000 });
@@ -182,9 +197,8 @@ describe.skipIf((!support.ok || !rsupport.ok) && !inCi)('splitwan run (host mode
 
   it('queries to resolved\'s stub reach splitwan (on 127.0.0.153), and splitwan\'s own go to the WAN\'s servers, not back through resolved', async () => {
     before = await othersView();
-    daemon = R().spawn('splitwan', [...daemonNode(), join(root, 'bin', 'splitwan'), 'run', '--config', cfg]);
-    const d = daemon;
-    await d.waitUntil('splitwan running', () => d.tail.includes('splitwan running'), 60_000);
+    daemon = await startDaemon();
+    expect((await dnsLink())?.kind).toMatch(LINK === 'tun' ? /^tun$/ : /^(ifb|dummy)$/);
     expect(await linkView('splitwan-dns')).toEqual({ scopes: 'DNS', dns: ['127.0.0.153'], domains: ['~.'], defaultRoute: true });
     const s = await status();
     expect(s.dns.listen).toEqual(['127.0.0.153:53']);
@@ -265,6 +279,28 @@ describe.skipIf((!support.ok || !rsupport.ok) && !inCi)('splitwan run (host mode
       logind.disconnect();
     }
   }, 30_000);
+
+  it('kill -9, then a restart (systemd\'s Restart=on-failure) leaves one working takeover: a TUN goes with the process, the link made with ip is removed by the start\'s cleanup', async (ctx) => {
+    if (!daemon?.running) ctx.skip();
+    const before = await dnsLink();
+    daemon!.signal('SIGKILL');
+    await daemon!.exited;
+    if (LINK === 'tun') {
+      await until(async () => (await dnsLink()) === null, 10_000, 'the kernel to remove the TUN');
+    } else {
+      // Nobody holds it: it stays, with resolved pointing at a dead address, until the next start.
+      expect(await dnsLink()).toEqual(before);
+      expect(await linkView('splitwan-dns')).toEqual({ scopes: 'DNS', dns: ['127.0.0.153'], domains: ['~.'], defaultRoute: true });
+    }
+    daemon = await startDaemon();
+    const after = await dnsLink();
+    expect(after?.kind).toBe(before?.kind);
+    if (LINK === 'ip') expect(after?.ifindex).not.toBe(before?.ifindex); // the leftover was removed, this one is the new run's
+    expect(await linkView('splitwan-dns')).toEqual({ scopes: 'DNS', dns: ['127.0.0.153'], domains: ['~.'], defaultRoute: true });
+    const n = unique('in.where.lab.test');
+    expect(await dig(n)).toEqual(['192.0.2.11']);
+    expect(asked(lab!.gwResolverLogs[0])).toContain(n);
+  }, 120_000);
 
   it('stop undoes exactly the takeover: splitwan\'s link and settings are gone, every other link is as it was, the stub answers from the network', async (ctx) => {
     if (!daemon?.running) ctx.skip();

@@ -37,6 +37,7 @@ describe.skipIf(!supported && !process.env.CI)('Dataplane repairs on nft/ip moni
   let session: NftSession;
   let dp: Dataplane;
   let lost = 0;
+  let passes = 0;
 
   beforeAll(async () => {
     if (!supported) throw new Error(`lab test cannot run: ${why}`);
@@ -44,6 +45,9 @@ describe.skipIf(!supported && !process.env.CI)('Dataplane repairs on nft/ip moni
     addLinks(NS, ['lan0', 'wan0', 'swg-gw1', 'swg-gw2']);
     session = new NftSession(silentLogger, ['ip', 'netns', 'exec', NS, 'nft', '-i']);
     const router = new LinuxRouter(netnsRunner(NS, linuxRunner), session, silentLogger);
+    // Repair passes counted: each reads the kernel with six processes (issue 17).
+    const reconcile = router.reconcile.bind(router);
+    router.reconcile = () => (passes++, reconcile());
     const watch = new LinuxDamageWatch(silentLogger, systemClock, ['ip', 'netns', 'exec', NS]);
     dp = new Dataplane({ router, clock: systemClock, logger: silentLogger, watch, reconcileEveryMs: 600_000, onTagsLost: () => void lost++ });
     await dp.apply(samplePlan({ rules: [rule(0, 'aaaa0000', { tagged: true })] }));
@@ -70,6 +74,27 @@ describe.skipIf(!supported && !process.env.CI)('Dataplane repairs on nft/ip moni
     await until('the ip rules', () => ['-4', '-6'].every((f) => /^5050:.*\n(.*\n)*5080:.*\n(.*\n)*5099:/m.test(sh(['ip', f, 'rule', 'show']))));
     for (const t of ['1100', '1101', '1102']) sh(['ip', 'route', 'flush', 'table', t]);
     await until('the routes', () => ['1100', '1101', '1102'].every((t) => /default dev swg-gw/.test(sh(['ip', 'route', 'show', 'table', t])) && /prohibit default/.test(sh(['ip', 'route', 'show', 'table', t]))));
+  });
+
+  it('our own failover (the flip, its route, the re-plan after it) starts no repair pass; the same flip by another program does', async () => {
+    await new Promise((r) => setTimeout(r, 500)); // the passes of the tests before end
+    const before = passes;
+    await dp.setActive('gw2');
+    await dp.apply(samplePlan({ rules: [rule(0, 'aaaa0000', { tagged: true })], active: 'gw2' }));
+    expect(sh(['ip', 'route', 'show', 'table', '1100'])).toContain('default dev swg-gw2');
+    await new Promise((r) => setTimeout(r, 800)); // both monitors' lines read (debounced 30 ms)
+    expect(passes).toBe(before);
+    // Another program points the default path elsewhere: a pass puts ours back.
+    sh(['nft', 'delete', 'element', 'inet', 'splitwan', 'active', '{ 0x00001f00 }']);
+    await until('the default path back', () => sh(['nft', 'list', 'map', 'inet', 'splitwan', 'active']).includes('0x00001f00 : 0x00001200'));
+    expect(passes).toBeGreaterThan(before);
+    // And another program's route in our table, as a failover of ours would write it but to the other gateway.
+    const after = passes;
+    sh(['ip', 'route', 'replace', 'default', 'dev', 'swg-gw1', 'table', '1100']);
+    await until('our route back', () => sh(['ip', 'route', 'show', 'table', '1100']).includes('default dev swg-gw2'));
+    expect(passes).toBeGreaterThan(after);
+    await dp.setActive('gw1');
+    await dp.apply(samplePlan({ rules: [rule(0, 'aaaa0000', { tagged: true })] }));
   });
 
   it('a tunnel link goes away and comes back: its routes come back with it', async () => {

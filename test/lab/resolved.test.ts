@@ -5,7 +5,7 @@
 //   [swr<pid>-host] the laptop (own netns + mount ns: /run, bus, resolved, NetworkManager)
 //     lo            resolved's stub 127.0.0.53; the agent ("splitwan") on 127.0.0.153:53
 //                   answering every A question with 198.51.100.53
-//     splitwan-dns  TUN held by the agent, 192.0.0.8/32 scope site: DNS 127.0.0.153, ~., default route
+//     splitwan-dns  TUN held by the agent (no native code: ifb), 192.0.0.8/32 scope site: DNS 127.0.0.153, ~., default route
 //     wan0 (DHCP from the network, managed by NetworkManager) ─────┐
 //     old0 ── old1  a veth pair for a stale takeover (cleanup)     │
 //   [swr<pid>-net] the network                                    net0 10.97.0.1/24 + 10.97.0.2/24
@@ -15,7 +15,9 @@
 //
 // The agent (test/lab/fixtures/resolved-agent.mjs) runs the compiled
 // takeover inside the laptop's namespaces; its stdout says which names it
-// was asked. Without NetworkManager's packages the NetworkManager cases print
+// was asked. Its link is the daemon's choice: the TUN device, or with
+// SPLITWAN_NATIVE=off (`SPLITWAN_NATIVE=off npx vitest run test/lab/resolved.test.ts`)
+// an ifb link made with ip, which a kill -9 leaves until cleanup. Without NetworkManager's packages the NetworkManager cases print
 // SKIPPED and the WAN is configured the way NetworkManager would do it
 // (SetLinkDNS/SetLinkDomains/SetLinkDefaultRoute through resolvectl).
 import { existsSync, readFileSync } from 'node:fs';
@@ -24,6 +26,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { must, run, Supervised } from '../../lab/lab.js';
 import { ensurePackages, resolvectlLink, resolvedLabSupported, startResolvedLab, type ResolvedLab } from '../../lab/resolved-lab.js';
+import { nativeUnavailable } from '../helpers/native.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const agentPath = join(root, 'test', 'lab', 'fixtures', 'resolved-agent.mjs');
@@ -39,6 +42,8 @@ const NET = `swr${tag}-net`;
 const SPLITWAN = '198.51.100.53';
 const ISP1 = '192.0.2.1';
 const ISP2 = '192.0.2.2';
+/** The link the takeover makes: the TUN device where native code runs, else one made with ip (it outlives a crash). */
+const LINK: 'tun' | 'ip' = nativeUnavailable() === null ? 'tun' : 'ip';
 
 let lab: ResolvedLab | undefined;
 let nmAvailable = false;
@@ -110,9 +115,9 @@ class Agent {
   constructor(guardMs: number) {
     this.p = need().spawn('agent', [process.execPath, agentPath, 'run', String(guardMs), 'wan0']);
   }
-  async ready(): Promise<{ active: boolean; ifindex: number }> {
+  async ready(): Promise<{ active: boolean; ifindex: number; link: 'tun' | 'ip' }> {
     await this.p.waitUntil('the agent to take over', () => /^ready /m.test(this.p.tail), 20_000);
-    return JSON.parse(/^ready (.*)$/m.exec(this.p.tail)![1]!) as { active: boolean; ifindex: number };
+    return JSON.parse(/^ready (.*)$/m.exec(this.p.tail)![1]!) as { active: boolean; ifindex: number; link: 'tun' | 'ip' };
   }
   asked(name: string): boolean {
     return this.p.tail.includes(`query ${name} A`);
@@ -221,7 +226,8 @@ describe.skipIf(!support.ok && !inCi)('splitwan beside a real systemd-resolved (
     before = await othersView();
     // A long periodic check: what follows must come from the start and the bus signals alone.
     agent = new Agent(120_000);
-    expect((await agent.ready()).active).toBe(true);
+    expect(await agent.ready()).toMatchObject({ active: true, link: LINK });
+    expect((await l.exec(['ip', '-d', 'link', 'show', 'splitwan-dns'])).stdout).toMatch(LINK === 'tun' ? /\n\s+tun type tun / : /\n\s+(ifb|dummy) /);
     expect(await linkView('splitwan-dns')).toEqual({ scopes: 'DNS', dns: ['127.0.0.153'], domains: ['~.'], defaultRoute: true });
     const name = unique('taken');
     expect(await viaStub(name)).toEqual([SPLITWAN]);
@@ -331,14 +337,23 @@ describe.skipIf(!support.ok && !inCi)('splitwan beside a real systemd-resolved (
     expect(agent!.asked(name)).toBe(false);
   }, 60_000);
 
-  it('a crash (kill -9) leaves no takeover behind; cleanup reverts a stale one found by its marker', async () => {
+  it('a crash (kill -9) leaves no takeover behind (a TUN goes with the process, the link made with ip at the next start\'s cleanup); cleanup reverts a stale one found by its marker', async () => {
     const l = need();
     const crashed = new Agent(120_000);
     expect((await crashed.ready()).active).toBe(true);
     expect(await viaStub(unique('pre-crash'))).toEqual([SPLITWAN]);
     crashed.p.signal('SIGKILL');
     await crashed.p.exited;
-    // The kernel removed the TUN with the process; resolved forgot its settings with the link.
+    if (LINK === 'ip') {
+      // No process holds the link made with ip: it stays, and resolved sends every name to a dead address ...
+      expect(await linkView('splitwan-dns')).toEqual({ scopes: 'DNS', dns: ['127.0.0.153'], domains: ['~.'], defaultRoute: true });
+      expect(await viaStub(unique('crashed'))).toEqual([]);
+      // ... until the cleanup the next start runs (systemd restarts a crashed daemon) finds it by its name.
+      const r = await l.exec([process.execPath, agentPath, 'cleanup'], { timeoutMs: 20_000 });
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toMatch(/^cleanup \["splitwan-dns"\]$/m);
+    }
+    // The kernel removed the TUN with the process (or cleanup the link made with ip); resolved forgot its settings with the link.
     await waitFor('the link to go', async () => (await l.exec(['ip', 'link', 'show', 'splitwan-dns'])).code !== 0);
     expect((await l.resolvectl('status')).stdout).not.toContain('127.0.0.153');
     expect((await viaStub(unique('post-crash')))[0]).toMatch(/^192\.0\.2\.[12]$/);

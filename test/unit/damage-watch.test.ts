@@ -5,7 +5,7 @@
 // `ip route flush table 1102`.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { isOurIpEvent, isOurNftEvent } from '../../daemon/dataplane/damage-watch.js';
+import { addedRouteKey, isOurIpEvent, isOurNftEvent, NftGenerations, routeSpecKey } from '../../daemon/dataplane/damage-watch.js';
 
 const fixture = (name: string): string[] => readFileSync(new URL(`../fixtures/os/${name}`, import.meta.url), 'utf8').split('\n').filter(Boolean);
 
@@ -69,5 +69,55 @@ describe('isOurIpEvent', () => {
       '5050: eth5: <BROADCAST,MULTICAST> mtu 1500',
     ])
       expect(isOurIpEvent(l), l).toBe(false);
+  });
+});
+
+describe('NftGenerations: our own commits are not damage', () => {
+  const OURS = 4242;
+  const gens = (): NftGenerations => new NftGenerations((pid) => pid === OURS);
+  const flip = ['delete element inet splitwan active { 0x00001f00 : 0x00001100 }', 'add element inet splitwan active { 0x00001f00 : 0x00001200 }'];
+
+  it('a damage line is held until its generation says who committed it: ours is dropped, another program\'s is an event', () => {
+    const g = gens();
+    expect(g.line('# new generation 3 by process 1 (nft)')).toBe(false); // trailers seen: lines wait for theirs
+    expect(flip.map((l) => g.line(l))).toEqual([false, false]);
+    expect(g.line(`# new generation 4 by process ${OURS} (node)`)).toBe(false);
+    expect(flip.map((l) => g.line(l))).toEqual([false, false]);
+    expect(g.line('# new generation 5 by process 777 (nft)')).toBe(true);
+  });
+
+  it('a generation with no damage line is no event, whoever committed it (tags, additions)', () => {
+    const g = gens();
+    g.line('# new generation 1 by process 1 (nft)');
+    expect(g.line('add element inet splitwan tag4_97b10d2f { 10.99.9.9 timeout 5m }')).toBe(false);
+    expect(g.line('# new generation 2 by process 777 (nft)')).toBe(false);
+  });
+
+  it('before the first trailer (an nft that prints none) every damage line is an event at once', () => {
+    expect(gens().line('delete table inet splitwan')).toBe(true);
+  });
+
+  it('on the captured fixture: the flush by `nft` is an event', () => {
+    const g = gens();
+    expect(fixture('nft-monitor-damage.txt').some((l) => g.line(l))).toBe(true);
+  });
+});
+
+describe('addedRouteKey: route lines that add what the plan installs', () => {
+  const want = (r: Parameters<typeof routeSpecKey>[0]): string => routeSpecKey(r);
+
+  it('reads our default routes as `ip monitor` prints them, both families', () => {
+    expect(addedRouteKey('default dev swg-gw2 table 1100 scope link ')).toBe(want({ family: 4, table: 1100, type: 'unicast', dev: 'swg-gw2' }));
+    expect(addedRouteKey('default dev swg-gw2 table 1100 metric 1024 pref medium')).toBe(want({ family: 6, table: 1100, type: 'unicast', dev: 'swg-gw2' }));
+    expect(addedRouteKey('prohibit default table 1101 metric 4000000000 ')).toBe(want({ family: 4, table: 1101, type: 'prohibit', metric: 4_000_000_000 }));
+    expect(addedRouteKey('default via 10.99.2.1 dev wan0 table 1200 ')).toBe(want({ family: 4, table: 1200, type: 'unicast', dev: 'wan0', via: '10.99.2.1' }));
+  });
+
+  it('a deletion, another device, or a line of no table is not what we install', () => {
+    expect(addedRouteKey('Deleted default dev swg-gw2 table 1102 scope link ')).toBeNull();
+    expect(addedRouteKey('default via 10.99.2.1 dev wan0')).toBeNull();
+    expect(addedRouteKey('5050:\tfrom 10.64.0.2 lookup 1100')).toBeNull();
+    expect(addedRouteKey('default dev swg-gw1 table 1100 scope link ')).not.toBe(want({ family: 4, table: 1100, type: 'unicast', dev: 'swg-gw2' }));
+    expect(addedRouteKey('prohibit default table 1101 metric 5 ')).not.toBe(want({ family: 4, table: 1101, type: 'prohibit', metric: 4_000_000_000 }));
   });
 });

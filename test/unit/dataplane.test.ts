@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { silentLogger, type Clock } from '../../lib/logger.js';
-import { Dataplane } from '../../daemon/dataplane/dataplane.js';
+import { Dataplane, WATCHED_BACKSTOP_MS } from '../../daemon/dataplane/dataplane.js';
 import type { DataplanePlan } from '../../daemon/dataplane/plan.js';
 import { FakeDamageWatch } from '../../daemon/dataplane/damage-watch.js';
 import { FakeRouter } from '../../daemon/dataplane/router-fake.js';
@@ -158,9 +158,9 @@ describe('Dataplane', () => {
     await until(() => router.state.ruleset !== null);
     expect(router.state.active).toBe('0x1f00 : 0x1200');
     expect(lost).toBe(1);
-    // The backstop timer is slow with a watch (30 s), and still there.
+    // The backstop timer is slow with a watch (2 minutes), and still there.
     router.deleteTable();
-    await clock.advance(29_999);
+    await clock.advance(WATCHED_BACKSTOP_MS - 1);
     expect(router.state.ruleset).toBeNull();
     await clock.advance(1);
     await until(() => router.state.ruleset !== null);

@@ -22,13 +22,13 @@ import { ManualClock, settle } from '../helpers/clock.js';
 const TAKEN = { dns: ['127.0.0.153'], domains: ['~.'], defaultRoute: true, llmnr: 'no', mdns: 'no' };
 const REVERTED = { dns: [], domains: [], defaultRoute: null, llmnr: 'yes', mdns: 'no' };
 
-function setup(o: { running?: boolean; nm?: boolean } = {}) {
+function setup(o: { running?: boolean; nm?: boolean; kind?: 'tun' | 'ip' } = {}) {
   const r = new FakeResolved();
   r.isRunning = o.running ?? true;
   if (o.nm) r.nmRunning = true;
   const wan = r.addLink('wlan0', { dns: [srv('192.168.1.1', 0)], domains: [{ domain: 'home.lan', routingOnly: false }], defaultRoute: true });
   wan.dns = [srv('192.168.1.1', wan.ifindex)];
-  const link = new FakeDnsLink(r);
+  const link = new FakeDnsLink(r, 'splitwan-dns', o.kind ?? 'tun');
   const clock = new ManualClock();
   const t = new ResolvedTakeover({ api: r, link, listen: [RESOLVED_MODE_LISTEN], clock, logger: silentLogger, guardIntervalMs: 10_000 });
   return { r, wan, link, clock, t };
@@ -166,6 +166,22 @@ describe('takeover of systemd-resolved', () => {
     await t.stop();
   });
 
+  it('a link made with ip that someone deleted while the daemon runs is made again by the periodic check: settings on the new ifindex, NetworkManager told again', async () => {
+    const { r, link, clock, t } = setup({ kind: 'ip', nm: true });
+    await t.start();
+    const first = link.held!.ifindex;
+    r.removeLink(first); // `ip link delete splitwan-dns` (splitwan cleanup while it runs)
+    r.unmanaged.clear(); // NetworkManager's setting went with the device
+    expect(r.describe('splitwan-dns')).toBeNull();
+    await clock.advance(10_000);
+    expect(link.held!.ifindex).not.toBe(first);
+    expect(r.describe('splitwan-dns')).toEqual(TAKEN);
+    expect(r.unmanaged.has('splitwan-dns')).toBe(true);
+    expect(t.status()).toMatchObject({ active: true, ifindex: link.held!.ifindex });
+    await t.stop();
+    expect(r.describe('splitwan-dns')).toBeNull();
+  });
+
   it('a failed apply is logged, leaves start false and is retried soon', async () => {
     const { r, clock, t } = setup();
     r.failNext.set('apply', 'org.freedesktop.resolve1.NoSuchLink: a resolved that just started');
@@ -272,6 +288,24 @@ describe('cleanup after a crash (stateless)', () => {
     expect(await cleanupTakeover(r, link)).toEqual(['splitwan-dns']);
     expect(link.staleRemoved).toBe(1);
     expect(r.byName('splitwan-dns')).toBeUndefined();
+  });
+
+  it('a link made with ip (no native code) outlives a kill -9 with resolved still pointing at splitwan; cleanup reverts and removes it; then the next run takes over', async () => {
+    const { r, link, t } = setup({ kind: 'ip' });
+    await t.start();
+    link.crash();
+    expect(r.describe('splitwan-dns')).toEqual(TAKEN); // every query goes to a dead address until cleanup
+    const fresh = new FakeDnsLink(r, 'splitwan-dns', 'ip');
+    fresh.leftover = link.leftover;
+    await expect(fresh.open()).rejects.toThrow(/File exists/); // not taken over blindly: cleanup first
+    expect(await cleanupTakeover(r, fresh)).toEqual(['splitwan-dns']);
+    expect(fresh.staleRemoved).toBe(1);
+    expect(r.describe('splitwan-dns')).toBeNull();
+    const next = new ResolvedTakeover({ api: r, link: fresh, listen: [RESOLVED_MODE_LISTEN], clock: new ManualClock(), logger: silentLogger });
+    expect(await next.start()).toBe(true);
+    expect(r.describe('splitwan-dns')).toEqual(TAKEN);
+    await next.stop();
+    expect(r.describe('splitwan-dns')).toBeNull();
   });
 
   it('without resolved only the leftover link is looked for', async () => {
