@@ -15,6 +15,7 @@ const benches: Record<string, () => Promise<unknown>> = {
   roam: async () => (await import('./roam.js')).run(),
   resume: async () => (await import('./resume.js')).run(),
   portal: async () => (await import('./portal.js')).run(), // issue 16: captive portals
+  'wg-read': async () => (await import('./wg-read.js')).run(), // issue 17: a WireGuard link's state without a process
 };
 
 const name = process.argv[2];

@@ -11,7 +11,7 @@
 // independent computations that must agree, or the fast path is refused.
 import { endianness } from 'node:os';
 
-export type CType = 'ptr' | 'size_t' | 'int' | 'uint32' | 'uint64' | 'uint16';
+export type CType = 'ptr' | 'size_t' | 'int' | 'uint32' | 'uint64' | 'uint16' | 'uint8' | 'in_addr' | 'in6_addr';
 
 export interface CAbi {
   /** process.arch this describes. */
@@ -43,6 +43,20 @@ const POINTER_SIZE: Readonly<Record<string, 4 | 8>> = {
   s390: 4,
 };
 
+/**
+ * The ABI to lay out structs of fixed-width members with (netlink's headers,
+ * sockaddr_in): this process's, or where its architecture is not known here,
+ * LP64's rules in this byte order, so that a module of pure parsers loads on
+ * any machine (such structs hold no pointer; only a u64's alignment differs).
+ */
+export function hostAbi(): CAbi {
+  try {
+    return cAbi();
+  } catch {
+    return { arch: process.arch, pointerSize: 8, u64Align: 8, littleEndian: endianness() === 'LE', epollPacked: false };
+  }
+}
+
 /** The ABI of `arch` (default: this process); throws for an architecture whose ABI is not known here. */
 export function cAbi(arch: string = process.arch, littleEndian: boolean = endianness() === 'LE'): CAbi {
   const pointerSize = POINTER_SIZE[arch];
@@ -59,6 +73,11 @@ function sizeAlign(t: CType, abi: CAbi): [number, number] {
       return [8, abi.u64Align];
     case 'uint16':
       return [2, 2];
+    case 'uint8':
+      return [1, 1];
+    // <linux/in6.h>: a union whose widest member is __be32[4]
+    case 'in6_addr':
+      return [16, 4];
     default:
       return [4, 4];
   }

@@ -38,7 +38,7 @@ export function loadKoffi(): Koffi {
 }
 
 /** The C types of sys/c-abi.ts as koffi names them. */
-const KOFFI_TYPE: Readonly<Record<string, string>> = { ptr: 'void *', size_t: 'size_t', int: 'int', uint32: 'uint32', uint64: 'uint64', uint16: 'uint16' };
+const KOFFI_TYPE: Readonly<Record<string, string>> = { ptr: 'void *', size_t: 'size_t', int: 'int', uint32: 'uint32', uint64: 'uint64', uint16: 'uint16', uint8: 'uint8' };
 
 type KoffiType = ReturnType<Koffi['struct']>;
 

@@ -25,8 +25,9 @@
 // batch costs 15-50 us (`bench nft-tag`).
 import { koffi, loadKoffi, type KoffiFunction } from '../../sys/koffi-linux.js';
 import { constants } from 'node:os';
-import { loadLibc } from '../../sys/libc-linux.js';
 import { HOST_LE } from '../../sys/c-abi.js';
+import { NETLINK_CAP_ACK, NETLINK_EXT_ACK, NETLINK_NETFILTER, NLERR, NLMSG_ERROR, NLM_F_ACK, NLM_F_CREATE, NLM_F_REQUEST, NetlinkWriter, SOL_NETLINK, ints, nlErrorRequest, nlErrorText, nlMessages } from '../../sys/netlink.js';
+import { netlinkLibc, type NetlinkLibc } from '../../sys/genetlink-linux.js';
 import { parseIp } from '../../lib/ip.js';
 import type { Logger } from '../../lib/logger.js';
 import { processNotes, reasonOf, type FallbackNotes } from '../../sys/native-fallback.js';
@@ -165,19 +166,8 @@ export class LibNft implements NftExec {
 }
 
 // --- Set elements over nfnetlink -------------------------------------------
-// Constants from linux/netlink.h, linux/netfilter/nfnetlink.h and nf_tables.h.
-const NETLINK_NETFILTER = 12;
-const SOL_NETLINK = 270;
-const NETLINK_CAP_ACK = 10;
-const NETLINK_EXT_ACK = 11;
+// Constants from linux/netfilter/nfnetlink.h and nf_tables.h (netlink.h's: sys/netlink.ts).
 const { EAGAIN, EINTR } = constants.errno;
-const NLM_F_REQUEST = 0x1;
-const NLM_F_ACK = 0x4;
-const NLM_F_CREATE = 0x400;
-const NLM_F_ACK_TLVS = 0x200;
-const NLMSG_ERROR = 2;
-const NLMSGERR_ATTR_MSG = 1;
-const NLA_F_NESTED = 0x8000;
 const NFNL_MSG_BATCH_BEGIN = 0x10;
 const NFNL_MSG_BATCH_END = 0x11;
 const NFNL_SUBSYS_NFTABLES = 10;
@@ -234,65 +224,22 @@ function ipv4Value(s: string): number {
 }
 
 /**
- * A growing buffer of netlink messages and attributes. Headers and attribute
- * headers are in the machine's byte order (the kernel reads them so);
- * nfnetlink's own payloads (res_id, timeouts, addresses) are big-endian.
- * `le`: the byte order written (tests write both).
+ * nfnetlink messages: nlmsghdr and nfgenmsg, then attributes (sys/netlink.ts
+ * writes them: headers in the machine's byte order, nfnetlink's own payloads
+ * big-endian). `le`: the byte order written (tests write both).
  */
-export class NlWriter {
-  buf = Buffer.alloc(4096);
-  len = 0;
-  constructor(readonly le: boolean = HOST_LE) {}
-  private u32(v: number, at: number): void {
-    if (this.le) this.buf.writeUInt32LE(v, at);
-    else this.buf.writeUInt32BE(v, at);
-  }
-  private u16(v: number, at: number): void {
-    if (this.le) this.buf.writeUInt16LE(v, at);
-    else this.buf.writeUInt16BE(v, at);
-  }
-  private ensure(n: number): void {
-    if (this.len + n <= this.buf.length) return;
-    const b = Buffer.alloc(Math.max(this.buf.length * 2, this.len + n));
-    this.buf.copy(b, 0, 0, this.len);
-    this.buf = b;
-  }
-  private pad(): void {
-    const p = (4 - (this.len & 3)) & 3;
-    this.ensure(p);
-    this.buf.fill(0, this.len, this.len + p);
-    this.len += p;
-  }
+export class NlWriter extends NetlinkWriter {
   /** nlmsghdr + nfgenmsg; returns the offset, for end(). */
   message(type: number, flags: number, seq: number, family: number, resId: number): number {
-    this.ensure(20);
-    const at = this.len;
-    const b = this.buf;
-    this.u32(0, at);
-    this.u16(type, at + 4);
-    this.u16(flags, at + 6);
-    this.u32(seq, at + 8);
-    this.u32(0, at + 12);
-    b.writeUInt8(family, at + 16);
-    b.writeUInt8(0, at + 17); // NFNETLINK_V0
-    b.writeUInt16BE(resId, at + 18);
-    this.len += 20;
+    const at = this.header(type, flags, seq);
+    this.nfgen(family, resId);
     return at;
   }
-  end(at: number): void {
-    this.u32(this.len - at, at);
-  }
-  attr(type: number, data: Buffer): void {
-    this.ensure(4 + data.length + 3);
-    this.u16(4 + data.length, this.len);
-    this.u16(type, this.len + 2);
-    data.copy(this.buf, this.len + 4);
-    this.len += 4 + data.length;
-    this.pad();
-  }
-  /** NUL-terminated names (tables, sets) as attributes: each name's bytes made once (a few names, bounded). */
+  /** NUL-terminated names (tables, sets): each name's bytes made once (a few names, bounded), not per message. */
   private readonly names = new Map<string, Buffer>();
-  string(type: number, s: string): void {
+  private readonly scratch8 = Buffer.alloc(8);
+  private readonly scratch4 = Buffer.alloc(4);
+  override string(type: number, s: string): void {
     let b = this.names.get(s);
     if (b === undefined) {
       if (this.names.size >= 256) this.names.clear();
@@ -300,40 +247,24 @@ export class NlWriter {
     }
     this.attr(type, b);
   }
-  be64(type: number, n: number): void {
-    this.ensure(12);
-    this.u16(12, this.len);
-    this.u16(type, this.len + 2);
-    // Two 32-bit halves: no BigInt per element (timeouts are far below 2^53).
-    this.buf.writeUInt32BE(Math.floor(n / 0x100000000), this.len + 4);
-    this.buf.writeUInt32BE(n >>> 0, this.len + 8);
-    this.len += 12;
+  /** Big-endian 64 bits from two 32-bit halves: no BigInt and no Buffer per element (timeouts are far below 2^53). */
+  override be64(type: number, n: number): void {
+    this.scratch8.writeUInt32BE(Math.floor(n / 0x100000000), 0);
+    this.scratch8.writeUInt32BE(n >>> 0, 4);
+    this.attr(type, this.scratch8);
   }
-  /** An address as an NFTA_DATA_VALUE-style attribute, written in place; false if `s` is not an address. */
+  /** An address as an attribute (network order), without a Buffer of its own for IPv4; false if `s` is not an address. */
   address(type: number, s: string): boolean {
     const v4 = ipv4Value(s);
     if (v4 >= 0) {
-      this.ensure(8);
-      this.u16(8, this.len);
-      this.u16(type, this.len + 2);
-      this.buf.writeUInt32BE(v4, this.len + 4);
-      this.len += 8;
+      this.scratch4.writeUInt32BE(v4, 0);
+      this.attr(type, this.scratch4);
       return true;
     }
     const key = addressBytes(s);
     if (key === null) return false;
     this.attr(type, key);
     return true;
-  }
-  nest(type: number): number {
-    this.ensure(4);
-    const at = this.len;
-    this.u16(type | NLA_F_NESTED, at + 2);
-    this.len += 4;
-    return at;
-  }
-  nestEnd(at: number): void {
-    this.u16(this.len - at, at);
   }
 }
 
@@ -428,47 +359,21 @@ export function encodeElementBatch(changes: ElementChanges, firstSeq: number, w:
   return { bytes: w.buf.subarray(0, w.len), acked, what };
 }
 
-/** The acknowledgements in `buf` (NLMSG_ERROR messages, in byte order `le`): sequence number, error (0 or -errno) and the kernel's message, if any. */
+/** The acknowledgements in `buf` (NLMSG_ERROR messages, in byte order `le`): sequence number, error (0 or -errno) and the kernel's message, if any. A malformed message ends the reading: those before it count. */
 export function parseAcks(buf: Buffer, le: boolean = HOST_LE): { seq: number; error: number; message?: string }[] {
   const out: { seq: number; error: number; message?: string }[] = [];
-  let at = 0;
-  const u32 = (o: number): number => (le ? buf.readUInt32LE(o) : buf.readUInt32BE(o));
-  const u16 = (o: number): number => (le ? buf.readUInt16LE(o) : buf.readUInt16BE(o));
-  while (at + 16 <= buf.length) {
-    const len = u32(at);
-    if (len < 16 || at + len > buf.length) break;
-    const type = u16(at + 4);
-    const flags = u16(at + 6);
-    if (type === NLMSG_ERROR && len >= 36) {
-      const error = u32(at + 16) | 0;
-      // The request's own header follows the error code (its payload is left out: NETLINK_CAP_ACK).
-      const seq = u32(at + 20 + 8);
-      const ack: { seq: number; error: number; message?: string } = { seq, error };
-      if (flags & NLM_F_ACK_TLVS) {
-        let t = at + 36;
-        while (t + 4 <= at + len) {
-          const alen = u16(t);
-          const atype = u16(t + 2) & 0x3fff;
-          if (alen < 4) break;
-          if (atype === NLMSGERR_ATTR_MSG) ack.message = buf.toString('utf8', t + 4, t + alen).replace(/\0.*$/s, '');
-          t += (alen + 3) & ~3;
-        }
-      }
-      out.push(ack);
-    }
-    at += (len + 3) & ~3;
+  for (const m of nlMessages(buf, le, { upToBad: true })) {
+    const req = m.type === NLMSG_ERROR ? nlErrorRequest(m, le) : null;
+    if (req === null) continue;
+    const ack: { seq: number; error: number; message?: string } = { seq: req.seq, error: ints(le).i32(m.payload, NLERR.offset.error) };
+    const said = nlErrorText(m, le);
+    if (said !== null) ack.message = said;
+    out.push(ack);
   }
   return out;
 }
 
-interface Libc {
-  socket: KoffiFunction;
-  setsockopt: KoffiFunction;
-  send: KoffiFunction;
-  recv: KoffiFunction;
-  close: KoffiFunction;
-  strerror: KoffiFunction;
-}
+type Libc = NetlinkLibc;
 
 let libcLoaded: Libc | null | undefined;
 let libcFailure = '';
@@ -476,15 +381,7 @@ let libcFailure = '';
 function libc(): Libc | null {
   if (libcLoaded !== undefined) return libcLoaded;
   try {
-    const c = loadLibc();
-    libcLoaded = {
-      socket: c.func('int socket(int domain, int type, int protocol)'),
-      setsockopt: c.func('int setsockopt(int fd, int level, int name, int *value, uint32_t len)'),
-      send: c.func('intptr_t send(int fd, const void *buf, size_t len, int flags)'),
-      recv: c.func('intptr_t recv(int fd, _Out_ void *buf, size_t len, int flags)'),
-      close: c.func('int close(int fd)'),
-      strerror: c.func('const char *strerror(int errnum)'),
-    };
+    libcLoaded = netlinkLibc();
   } catch (e) {
     libcLoaded = null;
     libcFailure = reasonOf(e);

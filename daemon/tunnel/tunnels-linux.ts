@@ -18,10 +18,11 @@
 // status() reads each link's flags from sysfs and, for wireguard-go, asks its
 // UAPI socket (`get=1`, uapi.ts): no process spawned, although the handshake
 // probe asks every second (issue 17: `ip` and `wg` spawned each second were a
-// third of the daemon's CPU on a router). A kernel link is still read with
-// `wg show IF dump` (its state is behind generic netlink, which Node cannot
-// open without native code). What status() sees (a missing or down link, a
-// roamed endpoint) is repaired by the next set().
+// third of the daemon's CPU on a router). A kernel link is read over generic
+// netlink in process (wg-netlink-linux.ts); where that cannot be had (no
+// native code, SPLITWAN_NATIVE=off, no "wireguard" family, the socket
+// refused: said once in the log) with `wg show IF dump`. What status() sees
+// (a missing or down link, a roamed endpoint) is repaired by the next set().
 import { spawn as nodeSpawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
@@ -44,6 +45,13 @@ import {
 } from './spec.js';
 import type { TunnelBackend, TunnelSpec, TunnelStatus } from './types.js';
 import { keyDirPrefix } from './key-dirs-linux.js';
+import { WgNetlink, type KernelWgReader } from './wg-netlink-linux.js';
+import { NetlinkError } from '../../sys/netlink.js';
+import { fastPathOr, type FallbackNotes } from '../../sys/native-fallback.js';
+
+/** The kernel links' netlink reader, as the log names it when it is off. */
+export const WG_NETLINK_PATH = 'kernel WireGuard state: generic netlink';
+const WG_NETLINK_INSTEAD = '`wg show IF dump` (a process per kernel tunnel and probe)';
 
 export const WG_SOCKET_DIR = '/var/run/wireguard';
 
@@ -70,6 +78,16 @@ export interface LinuxTunnelOptions {
    * default when spawnPrefix is set: tests drive a namespace from outside).
    */
   linkState?: 'sysfs' | 'ip';
+  /**
+   * Where status() reads a kernel link's peers: generic netlink in this
+   * process (default: its namespace is the links'), or `wg show IF dump`
+   * through the runner (the default when spawnPrefix is set, and the fallback).
+   */
+  wgState?: 'netlink' | 'wg';
+  /** Opens the netlink reader (tests: a fake, or one that throws). Default WgNetlink.open. */
+  openWgNetlink?: () => KernelWgReader;
+  /** Where the netlink reader's fallback is said once (default: the process's notes). */
+  notes?: FallbackNotes;
   /** How long a UAPI `get` may take before status() says the tunnel unreadable. Default 2000 ms. */
   uapiTimeoutMs?: number;
   /** auto (default): the kernel link type when `ip link add IF type wireguard` works, else wireguard-go. */
@@ -180,6 +198,11 @@ export class LinuxTunnels implements TunnelBackend {
   private readonly stopGraceMs: number;
   private readonly linkState: 'sysfs' | 'ip';
   private readonly uapiTimeoutMs: number;
+  private readonly wgState: 'netlink' | 'wg';
+  private readonly openWgNetlink: () => KernelWgReader;
+  private readonly notes: FallbackNotes | undefined;
+  /** undefined: not opened yet (on the first kernel link's status); null: `wg show dump` instead. */
+  private wgReader: KernelWgReader | null | undefined;
 
   private readonly tunnels = new Map<string, Tunnel>();
   /** wireguard-go's UAPI connections, per interface (status reads). */
@@ -209,6 +232,9 @@ export class LinuxTunnels implements TunnelBackend {
     this.stopGraceMs = opts.stopGraceMs ?? 2000;
     this.linkState = opts.linkState ?? (this.spawnPrefix.length ? 'ip' : 'sysfs');
     this.uapiTimeoutMs = opts.uapiTimeoutMs ?? 2000;
+    this.wgState = opts.wgState ?? (this.spawnPrefix.length ? 'wg' : 'netlink');
+    this.openWgNetlink = opts.openWgNetlink ?? (() => WgNetlink.open());
+    this.notes = opts.notes;
   }
 
   /** The pids of the wireguard-go processes running now (ours only). */
@@ -329,16 +355,29 @@ export class LinuxTunnels implements TunnelBackend {
     return out;
   }
 
-  /** The tunnel's peers as WireGuard reports them; null when it could not be read (logged). */
+  /** The tunnel's peers as WireGuard reports them; null when it could not be read (logged, unless the kernel said why). */
   private async peers(t: Tunnel): Promise<WgPeerInfo[] | null> {
     try {
       if (t.kind === 'userspace') return parseUapiGet(await this.uapiGet(t.ifname));
+      const reader = this.kernelReader();
+      if (reader !== null) return await reader.peers(t.ifname);
       const r = await this.exec(['wg', 'show', t.ifname, 'dump'], { allowFail: true });
       return r.code === 0 ? parseWgDump(r.stdout).peers : null;
     } catch (e) {
-      this.log.warn({ ifname: t.ifname, err: (e as Error).message }, 'wireguard state unreadable');
+      // The kernel's own answer (ENODEV: the link is gone) is what `wg show` exiting non-zero was: no warning.
+      if (e instanceof NetlinkError && e.errno !== undefined) this.log.debug({ ifname: t.ifname, err: e.message }, 'wireguard state unreadable');
+      else this.log.warn({ ifname: t.ifname, err: (e as Error).message }, 'wireguard state unreadable');
       return null;
     }
+  }
+
+  /** The netlink reader, opened once; null (said once in the log) when `wg show dump` must do. */
+  private kernelReader(): KernelWgReader | null {
+    if (this.wgReader === undefined) {
+      this.wgReader =
+        this.wgState === 'wg' ? null : fastPathOr({ what: WG_NETLINK_PATH, instead: WG_NETLINK_INSTEAD, report: { logger: this.log, ...(this.notes ? { notes: this.notes } : {}) }, turnedOff: null }, this.openWgNetlink, null);
+    }
+    return this.wgReader;
   }
 
   /**
@@ -383,6 +422,8 @@ export class LinuxTunnels implements TunnelBackend {
       );
       this.tunnels.clear();
       this.order = [];
+      this.wgReader?.close();
+      this.wgReader = undefined;
       if (this.tmpDir) rmSync(this.tmpDir, { recursive: true, force: true });
       this.tmpDir = null;
       if (errors.length > 0) throw errors.length === 1 ? errors[0] : new AggregateError(errors, 'tunnels: close had problems');
