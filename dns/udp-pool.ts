@@ -191,8 +191,9 @@ export class UdpPool {
     const answer = this.socketFor(route, open).then(
       (ps) =>
         new Promise<Buffer>((resolve, reject) => {
+          // Given this socket: from here its waiter (not `held`) keeps it open. A
+          // socket retired meanwhile still carries the queries it was given.
           ps.held--;
-          // A retired socket still carries the queries it was given (it closes after them).
           if (cancelled) {
             ps.closeIfDone();
             return reject(new Error('cancelled'));
