@@ -7,7 +7,7 @@
 // in (the driver creates the namespace and the `splitwan` table).
 //
 // argv[2]: JSON { config: string, port: number, tagged: boolean, profileDir?: string }
-// IPC in:  { cmd: 'stats' | 'gc' | 'qlog' (on: the query log on or off) | 'pauses-reset' | 'pauses' | 'profile-start' | 'profile-stop' (label) | 'heap-snapshot' (label) | 'stop' }
+// IPC in:  { cmd: 'stats' | 'gc' | 'qlog' (on: the query log on or off) | 'pauses-reset' | 'pauses' | 'profile-start' | 'profile-stop' (label) | 'alloc-start' | 'alloc-stop' (label: a sampling heap profile, collected objects included) | 'heap-snapshot' (label) | 'stop' }
 // IPC out: { type: 'ready', port } and { type: 'stats', ... } / { type: 'pauses', ... } / { type: 'profile', file } replies
 import dgram from 'node:dgram';
 import { writeFileSync } from 'node:fs';
@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { constants as perfConstants, monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import { writeHeapSnapshot } from 'node:v8';
 import { loadConfig } from '../config/load.js';
-import { silentLogger, systemClock } from '../lib/logger.js';
+import { silentLogger, systemClock, type Logger } from '../lib/logger.js';
 import type { PathName, Target } from '../config/types.js';
 import { ClientAcl } from '../dns/acl.js';
 import { DnsCache } from '../dns/cache.js';
@@ -75,7 +75,15 @@ if (args.tagged) {
   await session.exec('list tables'); // ready (nft -i started) before the first answer
 }
 
-const forwarder = new Forwarder({ dialer: new LoopbackDialer(), logger: silentLogger, timeoutMs: c.dns.timeoutMs });
+/** The resolver's warnings and errors (silent otherwise): by message, with the last detail, in `stats` (what a SERVFAIL was). */
+const problems: Record<string, { count: number; last: string }> = {};
+const note = (obj: object, msg?: string): void => {
+  const k = (problems[msg ?? '?'] ??= { count: 0, last: '' });
+  k.count++;
+  k.last = JSON.stringify(obj, (_k, v: unknown) => (v instanceof Error ? v.message : v)).slice(0, 300);
+};
+const benchLogger: Logger = { ...silentLogger, warn: note, error: note, child: () => benchLogger };
+const forwarder = new Forwarder({ dialer: new LoopbackDialer(), logger: benchLogger, timeoutMs: c.dns.timeoutMs });
 const cache = new DnsCache(c.dns.cache, systemClock);
 // The query log as the daemon has it by default (queryLog: of the config); 'qlog' turns it off and on between rounds.
 const queryLog = new QueryLog(systemClock, { privacy: c.queryLog.privacy, size: c.queryLog.size });
@@ -87,7 +95,7 @@ const resolver = new Resolver({
   tagger,
   cache,
   clock: systemClock,
-  logger: silentLogger,
+  logger: benchLogger,
   options: { tagTtlMs: c.dns.tagTtlMs, blockAnswer: c.dns.blockAnswer, minTtl: c.dns.cache.minTtl, maxTtl: c.dns.cache.maxTtl, negativeTtl: c.dns.cache.negativeTtl },
 });
 const acl = new ClientAcl([]);
@@ -136,6 +144,8 @@ function stats(): object {
     server: server.stats,
     tagTransactions: nftTagger?.transactions ?? 0,
     tagSetFull: nftTagger?.refusedFull ?? 0,
+    pool: { ...forwarder.pool.stats, open: forwarder.pool.size },
+    problems,
   };
 }
 
@@ -175,6 +185,22 @@ process.on('message', (m: { cmd?: string; label?: string }) => {
         const file = join(args.profileDir ?? '.', `dns-${m.label ?? 'run'}-${process.pid}.cpuprofile`);
         writeFileSync(file, JSON.stringify(profile));
         return send({ type: 'profile', file });
+      }
+      case 'alloc-start':
+        // Where the bytes a run allocates come from (the ones minor GCs collect too): GC's share of a miss.
+        profiler = new Session();
+        profiler.connect();
+        await profiler.post('HeapProfiler.enable');
+        await profiler.post('HeapProfiler.startSampling', { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true } as never);
+        return send({ type: 'alloc-started' });
+      case 'alloc-stop': {
+        if (profiler === null) return send({ type: 'alloc', file: null });
+        const { profile } = await profiler.post('HeapProfiler.stopSampling');
+        profiler.disconnect();
+        profiler = null;
+        const file = join(args.profileDir ?? '.', `dns-${m.label ?? 'alloc'}-${process.pid}.heapprofile`);
+        writeFileSync(file, JSON.stringify(profile));
+        return send({ type: 'alloc', file });
       }
       case 'heap-snapshot':
         return send({ type: 'heap-snapshot', file: writeHeapSnapshot(join(args.profileDir ?? '.', `dns-${m.label ?? 'heap'}-${process.pid}.heapsnapshot`)) });

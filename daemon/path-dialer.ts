@@ -30,6 +30,11 @@ export class MarkedDialer implements PathDialer {
     return g.mark;
   }
 
+  /** Upstream UDP sockets are shared per mark (dns/udp-pool.ts): `tunnel` after a failover is another gateway's. */
+  routeOf(path: PathName): string {
+    return `mark:${this.markOf(path)}`;
+  }
+
   async udp(path: PathName, family: 4 | 6): Promise<dgram.Socket> {
     return this.sockets.udp(family, this.markOf(path));
   }

@@ -1,5 +1,6 @@
 // Forwards a question to a path's resolvers, in order, and returns the first
-// good answer. Plain upstreams: UDP from a fresh socket (random source port)
+// good answer. Plain upstreams: UDP from a pool of long-lived sockets on
+// random ports (udp-pool.ts: why, and what it keeps of spoofing resistance)
 // with a random ID, answers matched to the question (a spoofed or stray
 // packet is ignored, not taken), TCP when the answer is truncated. Encrypted
 // upstreams: DoH (RFC 8484, POST, undici) and DoT (RFC 7858). The sockets
@@ -21,11 +22,19 @@ import { enableRxStamps, queuedMs } from '../sys/rx-stamp-linux.js';
 import type { Logger } from '../lib/logger.js';
 import type { PathName, Upstream } from '../config/types.js';
 import { matchesQuestion, parseQuery } from './wire.js';
+import { UdpPool, type UdpPoolOptions } from './udp-pool.js';
 
 /** Sockets on a path; implemented by the daemon (SO_MARK), plain in tests. */
 export interface PathDialer {
   udp(path: PathName, family: 4 | 6): Promise<dgram.Socket>;
   tcp(path: PathName, host: string, port: number, timeoutMs: number): Promise<net.Socket>;
+  /**
+   * What a UDP socket of `path` is tied to now (the daemon: its mark), so
+   * upstream sockets are shared only by queries that would get the same
+   * socket (`tunnel` after a failover gets the new gateway's). Throws when
+   * the path cannot be dialled now. Without it, sockets are shared per path.
+   */
+  routeOf?(path: PathName): string;
 }
 
 export class UpstreamError extends Error {
@@ -65,6 +74,12 @@ function withId(msg: Buffer, id: number): Buffer {
   return b;
 }
 
+/** `resp` (a buffer of its own: every exchange returns one) with the client's ID, in place. */
+function ownId(resp: Buffer, id: number): Buffer {
+  resp.writeUInt16BE(id, 0);
+  return resp;
+}
+
 /** Is `resp` the answer to `q` sent with `id`? (ID, QR bit, the same question.) */
 export function answers(resp: Buffer, id: number, q: Question): boolean {
   return matchesQuestion(resp, { id, qname: q.qname, qtype: q.qtype, qclass: q.qclass });
@@ -96,6 +111,8 @@ export interface ForwarderOptions {
   tls?: tls.ConnectionOptions;
   /** Every upstream exchange, for metrics: seconds taken and how it ended. */
   observe?: (o: { upstream: string; path: PathName; seconds: number; result: UpstreamResult }) => void;
+  /** The upstream socket pool's bounds (udp-pool.ts; tests make them small). */
+  pool?: UdpPoolOptions;
 }
 
 /** A probe's exchange with one resolver: the answer and its round trip. */
@@ -117,16 +134,19 @@ export interface ExchangeOptions {
 export class Forwarder {
   private readonly agents = new Map<PathName, Agent>();
   private timeoutMs: number;
+  /** Client queries' UDP sockets (probes' exchange() dials its own: it times the kernel's receive). */
+  readonly pool: UdpPool;
 
   constructor(private readonly o: ForwarderOptions) {
     this.timeoutMs = o.timeoutMs;
+    this.pool = new UdpPool(o.pool);
   }
 
   /** A reload's `dns.timeout` (or `health.timeout`): queries from now on wait this long per upstream. */
   setTimeoutMs(ms: number): void {
     if (ms === this.timeoutMs) return;
     this.timeoutMs = ms;
-    this.close(); // DoH agents dial with the timeout they were made with
+    this.closeAgents(); // DoH agents dial with the timeout they were made with
   }
 
   /**
@@ -145,11 +165,11 @@ export class Forwarder {
         this.o.observe?.({ upstream: u.text, path, seconds: (performance.now() - t0) / 1000, result });
         // A resolver that cannot or will not answer: the next may; its answer is kept for when none can.
         if (result === 'servfail' || result === 'refused') {
-          refusal ??= withId(resp, clientId);
+          refusal ??= ownId(resp, clientId);
           problems.push(`${u.text}: ${result.toUpperCase()}`);
           continue;
         }
-        return withId(resp, clientId);
+        return ownId(resp, clientId);
       } catch (e) {
         this.o.observe?.({ upstream: u.text, path, seconds: (performance.now() - t0) / 1000, result: 'failed' });
         problems.push(`${u.text}: ${(e as Error).message}`);
@@ -186,6 +206,11 @@ export class Forwarder {
   }
 
   close(): void {
+    this.closeAgents();
+    this.pool.close();
+  }
+
+  private closeAgents(): void {
     for (const a of this.agents.values()) void a.close();
     this.agents.clear();
   }
@@ -193,9 +218,10 @@ export class Forwarder {
   private async ask(query: Buffer, q: Question, u: Upstream, path: PathName): Promise<Buffer> {
     switch (u.kind) {
       case 'plain': {
+        const resp = await this.pooled(query, q, u.host, u.port, path);
+        if (!isTruncated(resp)) return resp;
         const id = randomInt(0, 0x10000);
-        const { resp } = await this.udp(withId(query, id), id, q, u.host, u.port, path, 'event');
-        return isTruncated(resp) ? this.tcp(withId(query, id), id, q, u.host, u.port, path) : resp;
+        return this.tcp(withId(query, id), id, q, u.host, u.port, path);
       }
       case 'tls': {
         const id = randomInt(0, 0x10000);
@@ -204,6 +230,34 @@ export class Forwarder {
       case 'doh':
         return this.doh(query, q, u.url, path);
     }
+  }
+
+  /** One UDP exchange of a client query, from a pool socket of the path's route. */
+  private pooled(query: Buffer, q: Question, host: string, port: number, path: PathName): Promise<Buffer> {
+    let route: string;
+    try {
+      route = this.o.dialer.routeOf?.(path) ?? path;
+    } catch (e) {
+      return Promise.reject(e as Error);
+    }
+    const family = host.includes(':') ? 6 : 4;
+    const x = this.pool.exchange(`${route}|${family}`, () => this.o.dialer.udp(path, family), Buffer.from(query), host, port, (resp, id) => answers(resp, id, q));
+    return new Promise<Buffer>((resolve, reject) => {
+      const timer = deadline(this.timeoutMs, (e) => {
+        x.cancel();
+        reject(new TimeoutError(`no answer in ${this.timeoutMs} ms`, e.lateMs));
+      });
+      x.answer.then(
+        (resp) => {
+          timer.cancel();
+          resolve(resp);
+        },
+        (e: unknown) => {
+          timer.cancel();
+          reject(e as Error);
+        },
+      );
+    });
   }
 
   /**

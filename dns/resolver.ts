@@ -212,6 +212,17 @@ export function localRcode(qtype: number, qclass: number): number | null {
 }
 
 const CANARY = 'use-application-dns.net';
+/**
+ * Seconds a failure of every upstream of a path (each answered SERVFAIL or
+ * REFUSED) is remembered for the question, answered SERVFAIL meanwhile
+ * without asking again: unbound's NORR_TTL (5 s), within RFC 9520 (at
+ * least 1 s, at most 5 minutes) and RFC 2308 §7.1 (at most 5 minutes, per
+ * question and server: here per question and path). dnsmasq remembers
+ * none and asks again every time. Bounded like every entry (the cache's
+ * size) and by `dns.cache.negativeTtl` (0: none). Not when a stale answer
+ * could be served instead (RFC 8767), and never over it.
+ */
+export const FAILURE_TTL = 5;
 /** RFC 8767 §4: the TTL of a stale answer. */
 const STALE_TTL = 30;
 const BLOCK_TTL = 60;
@@ -455,7 +466,7 @@ export class Resolver {
       const out = this.finish(msg, q, answer, hit.ageSeconds, client);
       const list = answer.addressList;
       if (rule < 0 || (typeof list !== 'string' && list.length === 0) || this.d.tagger === null) {
-        this.note(client, q, policy, rule, path, true, list, answer.rcode, -1, 'answered');
+        this.note(client, q, policy, rule, path, true, list, answer.rcode, -1, answer.rcode === RCODE.SERVFAIL ? 'servfail' : 'answered');
         this.remember(msg, q, policy, via, path, rule, key, false);
         return out;
       }
@@ -569,7 +580,9 @@ export class Resolver {
     const rc = resp.length >= 4 ? resp[3]! & 0xf : -1;
     if (rc === RCODE.SERVFAIL || rc === RCODE.REFUSED) {
       this.stats.upstreamFailures++;
-      return this.serveStale(path, key, rule);
+      const stale = await this.serveStale(path, key, rule);
+      if (stale === null && !q.cd) this.rememberFailure(msg, q, path, key);
+      return stale;
     }
     const upstreamMs = this.d.clock.now() - asked;
     const info = responseInfo(resp);
@@ -617,10 +630,17 @@ export class Resolver {
     return { wire, offsets, stale: false, addresses: info.addresses, upstreamMs };
   }
 
+  /** Every upstream failed the question: SERVFAIL from the cache for FAILURE_TTL (see there). */
+  private rememberFailure(msg: Buffer, q: ParsedQuery, path: PathName, key: string): void {
+    const wire = buildError({ id: 0, rd: true, question: questionBytes(msg, q) }, RCODE.SERVFAIL, { udpSize: EDNS_UDP_SIZE, do: q.edns?.do ?? false });
+    this.d.cache.set(path, key, { wire, ttlOffsets: [], ttlSeconds: FAILURE_TTL, negative: true, rcode: RCODE.SERVFAIL, addresses: [], tagTtlMs: 0 });
+  }
+
   /** RFC 8767: the expired entry of `key` with TTLs capped at 30 s (tagged again), or null. */
   private async serveStale(path: PathName, key: string, rule: number): Promise<Outcome | null> {
     const stale = this.d.cache.getStale(path, key);
-    if (stale === null) return null;
+    // A remembered failure is no answer to fall back on.
+    if (stale === null || stale.answer.rcode === RCODE.SERVFAIL) return null;
     this.stats.staleServed++;
     const wire = Buffer.from(stale.answer.wire);
     clampTtlsAt(wire, stale.answer.ttlOffsets, 0, STALE_TTL);

@@ -31,7 +31,7 @@ import { netlinkLibc, type NetlinkLibc } from '../../sys/genetlink-linux.js';
 import { parseIp } from '../../lib/ip.js';
 import type { Logger } from '../../lib/logger.js';
 import { processNotes, reasonOf, type FallbackNotes } from '../../sys/native-fallback.js';
-import { NftError, NftSession, renderElementChanges, type ElementChanges, type NftExec } from './nft-session-linux.js';
+import { NftError, NftSession, renderElementChanges, type ElementAdd, type ElementChanges, type NftExec } from './nft-session-linux.js';
 import { AF_NETLINK, MSG_DONTWAIT, SOCK_CLOEXEC, SOCK_RAW, SOL_SOCKET, SO_SNDBUF, SO_SNDBUFFORCE } from '../../sys/linux-abi.js';
 
 interface Lib {
@@ -202,6 +202,27 @@ export function addressBytes(s: string): Buffer | null {
   return b;
 }
 
+/** A dotted-quad IPv4 address as a number; -1 for anything else (left to addressBytes). */
+function ipv4Value(s: string): number {
+  let v = 0;
+  let part = -1;
+  let dots = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 0x2e) {
+      if (part < 0 || ++dots > 3) return -1;
+      v = v * 256 + part;
+      part = -1;
+    } else if (c >= 0x30 && c <= 0x39) {
+      // No leading zeros (parseIp refuses them too: 010 is octal somewhere).
+      if (part === 0) return -1;
+      part = (part < 0 ? 0 : part * 10) + (c - 0x30);
+      if (part > 255) return -1;
+    } else return -1;
+  }
+  return dots === 3 && part >= 0 ? v * 256 + part : -1;
+}
+
 /**
  * nfnetlink messages: nlmsghdr and nfgenmsg, then attributes (sys/netlink.ts
  * writes them: headers in the machine's byte order, nfnetlink's own payloads
@@ -214,14 +235,75 @@ export class NlWriter extends NetlinkWriter {
     this.nfgen(family, resId);
     return at;
   }
+  /** NUL-terminated names (tables, sets): each name's bytes made once (a few names, bounded), not per message. */
+  private readonly names = new Map<string, Buffer>();
+  private readonly scratch8 = Buffer.alloc(8);
+  private readonly scratch4 = Buffer.alloc(4);
+  override string(type: number, s: string): void {
+    let b = this.names.get(s);
+    if (b === undefined) {
+      if (this.names.size >= 256) this.names.clear();
+      this.names.set(s, (b = Buffer.from(`${s}\0`)));
+    }
+    this.attr(type, b);
+  }
+  /** Big-endian 64 bits from two 32-bit halves: no BigInt and no Buffer per element (timeouts are far below 2^53). */
+  override be64(type: number, n: number): void {
+    this.scratch8.writeUInt32BE(Math.floor(n / 0x100000000), 0);
+    this.scratch8.writeUInt32BE(n >>> 0, 4);
+    this.attr(type, this.scratch8);
+  }
+  /** An address as an attribute (network order), without a Buffer of its own for IPv4; false if `s` is not an address. */
+  address(type: number, s: string): boolean {
+    const v4 = ipv4Value(s);
+    if (v4 >= 0) {
+      this.scratch4.writeUInt32BE(v4, 0);
+      this.attr(type, this.scratch4);
+      return true;
+    }
+    const key = addressBytes(s);
+    if (key === null) return false;
+    this.attr(type, key);
+    return true;
+  }
 }
 
 /** One rendered batch: the bytes, and the sequence number of each message that will be acknowledged. */
 export interface ElementBatch {
   bytes: Buffer;
   acked: number[];
-  /** What the message of each sequence number (all of the batch's) does, for errors. */
-  what: Map<number, string>;
+  /** What the message of each sequence number (all of the batch's) does, for errors: worded only when asked. */
+  what: BatchMessages;
+}
+
+/**
+ * The messages of a batch by sequence number, as nft would word them. The
+ * text is made only for an error: every DNS miss sends a batch, and
+ * wording each one cost a string and a join per message.
+ */
+export class BatchMessages {
+  private readonly parts: { seq: number; op: 'add' | 'delete'; set: string; addresses: readonly string[] | readonly ElementAdd[]; from: number; to: number }[] = [];
+  constructor(
+    private readonly table: string,
+    readonly first: number,
+    /** Messages, batch begin and end included. */
+    public size = 0,
+  ) {}
+  add(seq: number, op: 'add' | 'delete', set: string, addresses: readonly string[] | readonly ElementAdd[], from: number, to: number): void {
+    this.parts.push({ seq, op, set, addresses, from, to });
+  }
+  has(seq: number): boolean {
+    return seq >= this.first && seq < this.first + this.size;
+  }
+  get(seq: number): string | undefined {
+    if (!this.has(seq)) return undefined;
+    if (seq === this.first) return 'batch begin';
+    if (seq === this.first + this.size - 1) return 'batch end';
+    const p = this.parts.find((x) => x.seq === seq);
+    if (p === undefined) return undefined;
+    const list = p.addresses.slice(p.from, p.to).map((a) => (typeof a === 'string' ? a : a.address));
+    return `${p.op} element inet ${this.table} ${p.set} { ${list.join(', ')} }`;
+  }
 }
 
 /**
@@ -234,30 +316,32 @@ export function encodeElementBatch(changes: ElementChanges, firstSeq: number, w:
   w.len = 0;
   let seq = firstSeq;
   const acked: number[] = [];
-  const what = new Map<number, string>();
+  const what = new BatchMessages(changes.table, firstSeq);
   const subsys = NFNL_SUBSYS_NFTABLES << 8;
-  what.set(seq, 'batch begin');
   w.end(w.message(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, seq++, 0, NFNL_SUBSYS_NFTABLES));
-  const one = (op: 'add' | 'delete', set: string, addresses: readonly string[], timeouts: readonly number[] | null): void => {
-    for (let k = 0; k < addresses.length; k += ELEMENTS_PER_MESSAGE) {
+  const one = (op: 'add' | 'delete', set: string, elements: readonly string[] | readonly ElementAdd[]): void => {
+    for (let k = 0; k < elements.length; k += ELEMENTS_PER_MESSAGE) {
       const s = seq++;
-      const chunk = addresses.slice(k, k + ELEMENTS_PER_MESSAGE);
+      const end = Math.min(elements.length, k + ELEMENTS_PER_MESSAGE);
       acked.push(s);
-      what.set(s, `${op} element inet ${changes.table} ${set} { ${chunk.join(', ')} }`);
+      what.add(s, op, set, elements, k, end);
       const flags = op === 'add' ? NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE : NLM_F_REQUEST | NLM_F_ACK;
       const m = w.message(subsys | (op === 'add' ? NFT_MSG_NEWSETELEM : NFT_MSG_DELSETELEM), flags, s, NFPROTO_INET, 0);
       w.string(NFTA_SET_ELEM_LIST_TABLE, changes.table);
       w.string(NFTA_SET_ELEM_LIST_SET, set);
       const list = w.nest(NFTA_SET_ELEM_LIST_ELEMENTS);
-      for (let i = 0; i < chunk.length; i++) {
-        const key = addressBytes(chunk[i]!);
-        if (key === null) throw new NftError(what.get(s)!, [`Could not process rule: ${chunk[i]} is not an address`]);
+      for (let i = k; i < end; i++) {
+        const e = elements[i]!;
+        const address = typeof e === 'string' ? e : e.address;
         const el = w.nest(NFTA_LIST_ELEM);
         const k0 = w.nest(NFTA_SET_ELEM_KEY);
-        w.attr(NFTA_DATA_VALUE, key);
+        if (!w.address(NFTA_DATA_VALUE, address)) {
+          what.size = seq - firstSeq;
+          throw new NftError(what.get(s)!, [`Could not process rule: ${address} is not an address`]);
+        }
         w.nestEnd(k0);
-        if (timeouts) {
-          const ms = timeouts[k + i]! * 1000;
+        if (typeof e !== 'string') {
+          const ms = e.timeoutS * 1000;
           w.be64(NFTA_SET_ELEM_TIMEOUT, ms);
           // The expiry too: Linux 6.12+ refreshes an element already there only when told (see renderElementChanges).
           w.be64(NFTA_SET_ELEM_EXPIRATION, ms);
@@ -268,12 +352,10 @@ export function encodeElementBatch(changes: ElementChanges, firstSeq: number, w:
       w.end(m);
     }
   };
-  for (const [set, as] of changes.deletes) if (as.length) one('delete', set, as, null);
-  for (const [set, es] of changes.adds) {
-    if (es.length) one('add', set, es.map((e) => e.address), es.map((e) => e.timeoutS));
-  }
-  what.set(seq, 'batch end');
+  for (const [set, as] of changes.deletes) if (as.length) one('delete', set, as);
+  for (const [set, es] of changes.adds) if (es.length) one('add', set, es);
   w.end(w.message(NFNL_MSG_BATCH_END, NLM_F_REQUEST, seq++, 0, NFNL_SUBSYS_NFTABLES));
+  what.size = seq - firstSeq;
   return { bytes: w.buf.subarray(0, w.len), acked, what };
 }
 

@@ -47,6 +47,8 @@ interface Request {
 }
 
 const NONE: readonly string[] = Object.freeze([]);
+/** A line with no deletes (most: a miss adds). */
+const NO_DELETES: ReadonlyMap<string, readonly string[]> = new Map();
 
 /**
  * Which of a rule's two sets an address goes to. The addresses come from
@@ -125,17 +127,24 @@ export class NftTagger {
 
   /** Where the shadow has an address, expired or not. */
   private installed(address: string): Installed | undefined {
-    for (const [set, m] of this.shadow) {
+    // forEach, not for-of: an entries iterator makes a [set, map] pair per set, and this runs per tagged address.
+    let found: Installed | undefined;
+    this.shadow.forEach((m, set) => {
+      if (found !== undefined) return;
       const expiresAt = m.get(address);
-      if (expiresAt !== undefined) return { set, expiresAt };
-    }
-    return undefined;
+      if (expiresAt !== undefined) found = { set, expiresAt };
+    });
+    return found;
   }
 
   /** Records `address` in `set` until `expiresAt`, and out of any other set. */
   private record(address: string, set: string, expiresAt: number): void {
-    const was = this.installed(address);
-    if (was !== undefined && was.set !== set) this.shadow.get(was.set)!.delete(address);
+    this.recordFrom(address, set, expiresAt, this.installed(address));
+  }
+
+  /** record(), where the caller knows where the address is now (`was`). */
+  private recordFrom(address: string, set: string, expiresAt: number, was: Installed | undefined): void {
+    if (was !== undefined && was.set !== set) this.shadow.get(was.set)?.delete(address);
     (this.shadow.get(set) ?? this.shadow.set(set, new Map()).get(set)!).set(address, expiresAt);
   }
 
@@ -267,22 +276,39 @@ export class NftTagger {
    */
   private admit(batch: Request[]): Request[] {
     const now = this.clock.now();
-    const growth = new Map<string, Set<string>>();
-    const room = (set: string): number => this.maxPerSet - (this.shadow.get(set)?.size ?? 0) - (growth.get(set)?.size ?? 0);
+    // Every miss is a batch of one request of one address, most of the time:
+    // nothing here is allocated for that case but the result.
+    let growth: Map<string, Set<string>> | null = null;
+    const room = (set: string): number => this.maxPerSet - (this.shadow.get(set)?.size ?? 0) - (growth?.get(set)?.size ?? 0);
+    const isNew = (set: string, a: string): boolean => !(this.shadow.get(set)?.has(a) || growth?.get(set)?.has(a));
     const out: Request[] = [];
     for (const r of batch) {
-      const add = new Map<string, string[]>();
-      for (const a of r.addresses) {
+      let add: Map<string, string[]> | null = null;
+      let one: { set: string; a: string } | null = null;
+      if (r.addresses.length === 1) {
+        const a = r.addresses[0]!;
         const set = setFor(r.sets, a);
-        if (this.shadow.get(set)?.has(a) || growth.get(set)?.has(a)) continue;
-        (add.get(set) ?? add.set(set, []).get(set)!).push(a);
+        if (isNew(set, a)) one = { set, a };
+      } else {
+        for (const a of r.addresses) {
+          const set = setFor(r.sets, a);
+          if (!isNew(set, a)) continue;
+          add ??= new Map();
+          (add.get(set) ?? add.set(set, []).get(set)!).push(a);
+        }
       }
       let full: string | null = null;
-      for (const [set, as] of add) {
-        if (room(set) < as.length) this.sweepFull(set, now);
-        if (room(set) < as.length) {
-          full = set;
-          break;
+      const fits = (set: string, n: number): boolean => {
+        if (room(set) < n) this.sweepFull(set, now);
+        return room(set) >= n;
+      };
+      if (one !== null && !fits(one.set, 1)) full = one.set;
+      if (add !== null) {
+        for (const [set, as] of add) {
+          if (!fits(set, as.length)) {
+            full = set;
+            break;
+          }
         }
       }
       if (full !== null) {
@@ -291,7 +317,14 @@ export class NftTagger {
         r.reject(new TagSetFullError(full, this.maxPerSet));
         continue;
       }
-      for (const [set, as] of add) for (const a of as) (growth.get(set) ?? growth.set(set, new Set()).get(set)!).add(a);
+      // Room taken by this request, for the next ones of the batch (none: nobody asks).
+      if (batch.length > 1) {
+        growth ??= new Map();
+        const g = growth;
+        const take = (set: string, a: string): void => void (g.get(set) ?? g.set(set, new Set()).get(set)!).add(a);
+        if (one !== null) take(one.set, one.a);
+        if (add !== null) for (const [set, as] of add) for (const a of as) take(set, a);
+      }
       out.push(r);
     }
     return out;
@@ -334,17 +367,38 @@ export class NftTagger {
   /** Renders one transaction for `batch`, runs it, and records what is installed. */
   private async apply(batch: Request[]): Promise<void> {
     const now = this.clock.now();
-    // Last request wins for an address asked into two sets in one batch.
-    const want = new Map<string, { set: string; ttlMs: number }>();
+    // Per address (in order of first appearance): its set and lifetime; the last request wins for an address asked into two sets.
+    const addrs: string[] = [];
+    const setOf: string[] = [];
+    const ttlOf: number[] = [];
+    let seen: Map<string, number> | null = null;
+    const unique = batch.length === 1 && batch[0]!.addresses.length === 1;
     for (const r of batch) {
-      for (const a of r.addresses) want.set(a, { set: setFor(r.sets, a), ttlMs: r.ttlMs });
+      for (const a of r.addresses) {
+        if (!unique) {
+          const at = (seen ??= new Map()).get(a);
+          if (at !== undefined) {
+            setOf[at] = setFor(r.sets, a);
+            ttlOf[at] = r.ttlMs;
+            continue;
+          }
+          seen.set(a, addrs.length);
+        }
+        addrs.push(a);
+        setOf.push(setFor(r.sets, a));
+        ttlOf.push(r.ttlMs);
+      }
     }
-    const deletes = new Map<string, string[]>();
+    /** Where each address was before this line: what a failed line puts back. */
+    const previous = addrs.map((a) => this.installed(a));
+    let deletes: Map<string, string[]> | null = null;
     const adds = new Map<string, ElementAdd[]>();
     /** Addresses refreshed in the set they are in: deleted and added again (see below). */
-    const refreshed = new Set<string>();
-    for (const [a, w] of want) {
-      const cur = this.installed(a);
+    let refreshed: Set<string> | null = null;
+    for (let i = 0; i < addrs.length; i++) {
+      const a = addrs[i]!;
+      const set = setOf[i]!;
+      const cur = previous[i];
       // Moving between rules: remove it from the old set first, unless it has
       // expired there (deleting a missing element fails the whole line). A
       // two-second margin covers the kernel expiring it a little early.
@@ -354,19 +408,20 @@ export class NftTagger {
       // tagged; deleted and added in the same transaction, it is never
       // missing meanwhile, on any kernel.
       if (cur && cur.expiresAt - now > 2000) {
+        deletes ??= new Map();
         (deletes.get(cur.set) ?? deletes.set(cur.set, []).get(cur.set)!).push(a);
-        if (cur.set === w.set) refreshed.add(a);
+        if (cur.set === set) (refreshed ??= new Set()).add(a);
       }
-      (adds.get(w.set) ?? adds.set(w.set, []).get(w.set)!).push({ address: a, timeoutS: seconds(w.ttlMs) });
+      (adds.get(set) ?? adds.set(set, []).get(set)!).push({ address: a, timeoutS: seconds(ttlOf[i]!) });
     }
-    const changes: ElementChanges = { table: TABLE_NAME, deletes, adds };
+    const changes: ElementChanges = { table: TABLE_NAME, deletes: deletes ?? NO_DELETES, adds };
     this.transactions++;
-    // A little more than a transaction adds: the shadow shrinks as fast as it can grow.
-    this.sweepSome(now, 4 * want.size + 16);
+    // More than a transaction adds: the shadow shrinks faster than it can grow.
+    // (Each step costs an iterator result: a miss's line of one address sweeps 12.)
+    this.sweepSome(now, 4 * addrs.length + 8);
     // Recorded before the line completes: a line sent after this one (the
     // pipeline) must already see these addresses where this one puts them.
-    const previous = new Map([...want.keys()].map((a) => [a, this.installed(a)]));
-    for (const [a, w] of want) this.record(a, w.set, now + seconds(w.ttlMs) * 1000);
+    for (let i = 0; i < addrs.length; i++) this.recordFrom(addrs[i]!, setOf[i]!, now + seconds(ttlOf[i]!) * 1000, previous[i]);
     // Straight to the kernel where the session can (libnftables' own parse
     // and cache cost ~6x more per transaction); as an nft line otherwise.
     const send = (c: ElementChanges): Promise<void> => (this.nft.elements ? this.nft.elements(c) : this.nft.exec(renderElementChanges(c)));
@@ -374,18 +429,20 @@ export class NftTagger {
       try {
         await send(changes);
       } catch (e) {
-        if (refreshed.size === 0) throw e;
+        if (refreshed === null) throw e;
         // A refreshed element the kernel no longer had (the set was flushed
         // behind our back): its delete failed the transaction. Once more
         // without those deletes: the adds then create them afresh.
-        const kept = new Map([...deletes].map(([set, as]) => [set, as.filter((a) => !refreshed.has(a))] as const).filter(([, as]) => as.length > 0));
+        const kept = new Map([...(deletes ?? NO_DELETES)].map(([set, as]) => [set, as.filter((a) => !refreshed.has(a))] as const).filter(([, as]) => as.length > 0));
         await send({ table: TABLE_NAME, deletes: kept, adds });
       }
     } catch (e) {
       // Nothing of the line was applied: put back what was there (unless a later line changed it).
-      for (const [a, prev] of previous) {
+      for (let i = 0; i < addrs.length; i++) {
+        const a = addrs[i]!;
+        const prev = previous[i];
         const cur = this.installed(a);
-        if (cur && cur.set === want.get(a)!.set) {
+        if (cur && cur.set === setOf[i]) {
           if (prev) this.record(a, prev.set, prev.expiresAt);
           else this.shadow.get(cur.set)!.delete(a);
         }

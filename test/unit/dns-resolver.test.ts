@@ -15,7 +15,7 @@ import { compilePolicy, type Policy } from '../../config/policy.js';
 import type { PathName, RuleConfig, Target, Upstream } from '../../config/types.js';
 import { DnsCache, type DnsCacheOptions } from '../../dns/cache.js';
 import type { Question } from '../../dns/forwarder.js';
-import { Resolver, reverseAddress, type Client, type NameDetour, type PathState, type ResolverOptions, type RouteTagger, type Upstreams } from '../../dns/resolver.js';
+import { FAILURE_TTL, Resolver, reverseAddress, type Client, type NameDetour, type PathState, type ResolverOptions, type RouteTagger, type Upstreams } from '../../dns/resolver.js';
 import { FakeTagger, upstream } from '../helpers/dns.js';
 import { QueryLog } from '../../dns/query-log.js';
 
@@ -625,22 +625,64 @@ describe('Resolver: cache', () => {
     expect(cache.size).toBe(0);
   });
 
-  it('SERVFAIL and truncated answers are passed on, an upstream REFUSED becomes SERVFAIL; none is cached', async () => {
-    const { resolver, up, cache } = setup();
+  it('SERVFAIL and truncated answers are passed on, an upstream REFUSED becomes SERVFAIL; failures are remembered for FAILURE_TTL, truncated answers not at all', async () => {
+    const { resolver, up, cache, clock } = setup();
     up.respond = (q, qq) =>
       qq.qname === 'sf.example'
         ? reply(q, { rcode: RC.SERVFAIL })
         : qq.qname === 'refused.example'
           ? reply(q, { rcode: RC.REFUSED })
           : reply(q, { tc: true });
-    for (let i = 0; i < 2; i++) {
+    const round = async (): Promise<void> => {
       expect(rcodeOf(await ask(resolver, query('sf.example')))).toBe(RC.SERVFAIL);
       // The path's resolvers refusing is a failure to resolve, not splitwan refusing the client.
       expect(rcodeOf(await ask(resolver, query('refused.example')))).toBe(RC.SERVFAIL);
       expect(isTc(await ask(resolver, query('tc.example')))).toBe(true);
-    }
-    expect(up.asked).toHaveLength(6);
-    expect(cache.size).toBe(0);
+    };
+    await round();
+    expect(up.asked).toHaveLength(3);
+    expect(cache.size).toBe(2);
+    // Within FAILURE_TTL: the failures come from the cache (the upstream is not asked again), the truncated answer does not.
+    clock.advance(FAILURE_TTL * 1000 - 1);
+    await round();
+    expect(up.asked.map((a) => a.name)).toEqual(['sf.example', 'refused.example', 'tc.example', 'tc.example']);
+    // Past it: asked again.
+    clock.advance(1);
+    await round();
+    expect(up.asked.map((a) => a.name).slice(4)).toEqual(['sf.example', 'refused.example', 'tc.example']);
+  });
+
+  it('a remembered failure answers every client with its own ID and question, EDNS or not, and goes with negativeTtl 0', async () => {
+    const { resolver, up } = setup();
+    up.respond = (q) => reply(q, { rcode: RC.REFUSED });
+    await ask(resolver, query('down.example', 'A', { id: 1 }));
+    const plain = dnsPacket.decode(await ask(resolver, query('Down.Example', 'A', { id: 77 })));
+    expect(plain).toMatchObject({ id: 77, rcode: 'SERVFAIL', questions: [{ name: 'Down.Example', type: 'A' }] });
+    expect(plain.additionals ?? []).toEqual([]);
+    const edns = dnsPacket.decode(await ask(resolver, query('down.example', 'A', { id: 78, edns: {} })));
+    expect(edns).toMatchObject({ id: 78, rcode: 'SERVFAIL', additionals: [{ type: 'OPT' }] });
+    expect(up.asked).toHaveLength(1);
+    const off = setup({ cache: { negativeTtl: 0 } });
+    off.up.respond = (q) => reply(q, { rcode: RC.SERVFAIL });
+    await ask(off.resolver, query('down.example'));
+    await ask(off.resolver, query('down.example'));
+    expect(off.up.asked).toHaveLength(2);
+  });
+
+  it('a remembered failure never replaces a stale answer, and is not served as one', async () => {
+    const { resolver, up, clock } = setup({ cache: { serveStale: true, staleTtl: 3600 } });
+    up.respond = (q) => reply(q, { answers: [A('flaky.example', '192.0.2.8', 60)] });
+    await ask(resolver, query('flaky.example'));
+    clock.advance(120_000);
+    up.respond = (q) => reply(q, { rcode: RC.SERVFAIL });
+    expect(dataOf(await ask(resolver, query('flaky.example')))).toEqual(['192.0.2.8']);
+    expect(dataOf(await ask(resolver, query('flaky.example')))).toEqual(['192.0.2.8']);
+    // A name with nothing stale: its failure is remembered, and past FAILURE_TTL it is not "stale data".
+    await ask(resolver, query('never.example'));
+    clock.advance(FAILURE_TTL * 1000 + 1);
+    const asked = up.asked.length;
+    expect(rcodeOf(await ask(resolver, query('never.example')))).toBe(RC.SERVFAIL);
+    expect(up.asked.length).toBe(asked + 1);
   });
 
   it('flushPath drops one path\'s answers only', async () => {
