@@ -149,6 +149,9 @@ function figures(xs: readonly Sample[]) {
     rssMb: r1(b.rss),
     rssMaxMb: r1(Math.max(...xs.map((x) => x.rss))),
     growthMbPerHour: r1(growthPerHour(xs)),
+    // The phase's second half alone: the first holds the heap's fill towards its first major
+    // collection (a short phase's slope is that fill, not a trend); a leak shows in both.
+    growthLateMbPerHour: r1(growthPerHour(xs.slice(Math.floor(xs.length / 2)))),
     cpuPctOfCore: r2(((b.cpu - a.cpu) / 1000 / s) * 100),
     wakeupsPerS: r1((b.sw - a.sw) / s),
     // A helper restarted meanwhile starts its count over: never below 0.
@@ -335,7 +338,7 @@ export async function run(): Promise<void> {
         : { rssUnder80Mb: load.splitwan!.at(-1)!.rss < 80, cpuUnder2Pct: figures(load.splitwan!).cpuPctOfCore < 2, startupUnder3s: ourStart < 3000 },
     };
     for (const [phase, f] of [['idle', result.idle], ['load', result.load]] as const) {
-      say(`${phase}: splitwan RSS ${f.splitwan.rssMb} MB (growth ${f.splitwan.growthMbPerHour} MB/h), CPU ${f.splitwan.cpuPctOfCore} % of a core, ${f.splitwan.wakeupsPerS} wake-ups/s, its monitors (nft/ip monitor) ${f.splitwan.helpers.rssMb} MB, ${f.splitwan.helpers.cpuPctOfCore} % | dnsmasq RSS ${f.dnsmasq.rssMb} MB (growth ${f.dnsmasq.growthMbPerHour} MB/h), CPU ${f.dnsmasq.cpuPctOfCore} %, ${f.dnsmasq.wakeupsPerS} wake-ups/s`);
+      say(`${phase}: splitwan RSS ${f.splitwan.rssMb} MB (growth ${f.splitwan.growthMbPerHour} MB/h, second half ${f.splitwan.growthLateMbPerHour}), CPU ${f.splitwan.cpuPctOfCore} % of a core, ${f.splitwan.wakeupsPerS} wake-ups/s, its monitors (nft/ip monitor) ${f.splitwan.helpers.rssMb} MB, ${f.splitwan.helpers.cpuPctOfCore} % | dnsmasq RSS ${f.dnsmasq.rssMb} MB (growth ${f.dnsmasq.growthMbPerHour} MB/h), CPU ${f.dnsmasq.cpuPctOfCore} %, ${f.dnsmasq.wakeupsPerS} wake-ups/s`);
     }
     // A profile (FP_NODE_FLAGS) is written at the stop: more than the default grace.
     await daemon.stop(EXTRA_FLAGS.length > 0 ? 30_000 : undefined);
