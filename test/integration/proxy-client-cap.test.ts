@@ -17,6 +17,7 @@ import type { PathName } from '../../config/types.js';
 import { TransparentProxy, type AcceptMode, type ProxyDialer } from '../../proxy/server.js';
 import { spliceSplicer } from '../../proxy/splice-linux.js';
 import { pipeSplicer, type Splicer } from '../../proxy/splice.js';
+import { skipNative } from '../helpers/native.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const REQUEST = 'GET / HTTP/1.1\r\nHost: site.example\r\n\r\n';
@@ -35,7 +36,7 @@ class PlainDialer implements ProxyDialer {
 
 const modes: { splicer: Splicer; accept: AcceptMode }[] = [
   { splicer: pipeSplicer, accept: 'node' },
-  ...(process.platform === 'linux' ? [{ splicer: spliceSplicer(), accept: 'node' as const }, { splicer: spliceSplicer(), accept: 'raw' as const }] : []),
+  ...(process.platform === 'linux' && skipNative('test/integration/proxy-client-cap.test.ts: the splice(2) and raw accept ways (koffi); pipe() runs') === null ? [{ splicer: spliceSplicer(), accept: 'node' as const }, { splicer: spliceSplicer(), accept: 'raw' as const }] : []),
 ];
 
 for (const { splicer, accept } of modes)
