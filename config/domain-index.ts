@@ -13,6 +13,8 @@ export const KIND_SUBDOMAIN = 1; // subdomains only (*.x)
 export const KIND_FULL = 2; // exactly the name
 const KINDS = 3;
 const NONE = 0x7fffffff;
+/** kindOf's value for an entry named with more than one kind (its rules are in `multi`). */
+const MULTI = 3;
 
 /** Hash step, shared by build and lookup (FNV-1a over char codes, right to left). */
 function step(h: number, c: number): number {
@@ -34,12 +36,15 @@ export interface IndexHit {
 }
 
 // Table slot layout (Int32, 2 per slot = 8 bytes): the hash and entry + 1
-// (0 = empty). The key's offset in `bytes` (its length from the next entry's)
-// and the three per-kind rule indexes are per entry, in typed arrays. A probe
-// reads the slot; only a slot whose hash matches (a hit, nearly always) reads
-// the entry's offsets, bytes and rules: a few cache lines, and never an array
-// of objects or a string. 8 bytes a slot, not 32 (issue 17: a 100k-name list
-// took 8.4 MB of table; now 2.1 MB, plus 1.6 MB per entry).
+// (0 = empty). The key's offset in `bytes` (its length from the next entry's),
+// its kind, rule and origin are per entry, in typed arrays. A probe reads the
+// slot; only a slot whose hash matches (a hit, nearly always) reads the
+// entry's offsets, bytes and rule: a few cache lines, and never an array of
+// objects or a string. 8 bytes a slot, not 32, filled up to 0.8 (issue 17: a
+// 100k-name list took 8.4 MB of table; now 1 MB). Nearly every name a list
+// holds is named with one kind only: one rule and one origin an entry (9
+// bytes), and the rare name with two or three kinds keeps all of them in
+// `multi` (it was 24 bytes an entry for the three kinds, 2.4 MB for 100k).
 const S_HASH = 0;
 const S_ENTRY = 1;
 const STRIDE = 2;
@@ -61,10 +66,14 @@ export class DomainIndex {
   private bytes = new Uint8Array(0);
   /** Entry e's key is bytes[offs[e], offs[e + 1]). */
   private offs = new Int32Array(1);
-  /** Per entry and kind (e * KINDS + kind): the lowest rule index, or NONE. */
+  /** Per entry: its one kind, or MULTI. */
+  private kindOf = new Uint8Array(0);
+  /** Per entry of one kind: its rule index. */
   private ruleOf = new Int32Array(0);
-  /** Per entry and kind: the builder's origin reference (-1: none). */
+  /** Per entry of one kind: the builder's origin reference. */
   private originOf = new Int32Array(0);
+  /** Entries of more than one kind: the lowest rule index per kind (NONE: not that kind), then the origin per kind. */
+  private multi = new Map<number, Int32Array>();
   private mask = 7;
   /** The table index is the hash's top bits: FNV's low bits mix poorly and cluster. */
   private shift = 29;
@@ -105,8 +114,7 @@ export class DomainIndex {
     table[i * STRIDE + S_HASH] = h;
     table[i * STRIDE + S_ENTRY] = e + 1;
     this.keep(e, kind, rule, origin);
-    // At most half full, as lookups' probe lengths assume.
-    if ((e + 1) * 2 > this.mask + 1) this.grow();
+    if ((e + 1) * 5 > (this.mask + 1) * 4) this.grow();
   }
 
   /** Keeps the first rule that names the key with this kind: later duplicates can never win. */
@@ -125,7 +133,7 @@ export class DomainIndex {
    */
   reserve(n: number): void {
     let cap = this.mask + 1;
-    while (cap < n * 2) cap <<= 1;
+    while (cap * 4 < n * 5) cap <<= 1;
     if (cap > this.mask + 1) this.grow(cap);
   }
 
@@ -150,8 +158,25 @@ export class DomainIndex {
     for (const k of this.keys) total += k.length;
     this.bytes = new Uint8Array(total);
     this.offs = new Int32Array(n + 1);
-    this.ruleOf = Int32Array.from(this.rules);
-    this.originOf = Int32Array.from(this.origins);
+    this.kindOf = new Uint8Array(n);
+    this.ruleOf = new Int32Array(n);
+    this.originOf = new Int32Array(n);
+    for (let e = 0; e < n; e++) {
+      let kind = -1;
+      for (let k = 0; k < KINDS; k++) if (this.rules[e * KINDS + k] !== NONE) kind = kind === -1 ? k : MULTI;
+      this.kindOf[e] = kind;
+      if (kind !== MULTI) {
+        this.ruleOf[e] = this.rules[e * KINDS + kind]!;
+        this.originOf[e] = this.origins[e * KINDS + kind]!;
+        continue;
+      }
+      const m = new Int32Array(KINDS * 2);
+      for (let k = 0; k < KINDS; k++) {
+        m[k] = this.rules[e * KINDS + k]!;
+        m[KINDS + k] = this.origins[e * KINDS + k]!;
+      }
+      this.multi.set(e, m);
+    }
     let fbits = 10;
     while (1 << fbits < n * 20 && fbits < 24) fbits++;
     this.filter = new Int32Array(1 << (fbits - 5));
@@ -193,7 +218,10 @@ export class DomainIndex {
   }
 
   origin(entry: number, kind: number): number {
-    return this.built ? this.originOf[entry * KINDS + kind]! : this.origins[entry * KINDS + kind]!;
+    if (!this.built) return this.origins[entry * KINDS + kind]!;
+    const k = this.kindOf[entry]!;
+    if (k === MULTI) return this.multi.get(entry)![KINDS + kind]!;
+    return k === kind ? this.originOf[entry]! : -1;
   }
 
   /**
@@ -212,6 +240,7 @@ export class DomainIndex {
     const table = this.table;
     const bytes = this.bytes;
     const offs = this.offs;
+    const kindOf = this.kindOf;
     const ruleOf = this.ruleOf;
     const mask = this.mask;
     const counts = this.labelCounts;
@@ -242,16 +271,26 @@ export class DomainIndex {
             const e = e1 - 1;
             const off = offs[e]!;
             if (offs[e + 1]! - off !== len || !sameLower(name, from, bytes, off, len)) continue;
-            const rd = ruleOf[e * KINDS + KIND_DOMAIN]!;
-            if (rd < best) {
-              best = rd;
+            // KIND_DOMAIN matches the name and its subdomains; the other kind that can match here is
+            // FULL for the whole name, SUBDOMAIN for a shorter suffix.
+            const kind = from === 0 ? KIND_FULL : KIND_SUBDOMAIN;
+            const ek = kindOf[e]!;
+            if (ek !== MULTI) {
+              if ((ek === KIND_DOMAIN || ek === kind) && ruleOf[e]! < best) {
+                best = ruleOf[e]!;
+                bestEntry = e;
+                bestKind = ek;
+              }
+              break;
+            }
+            const m = this.multi.get(e)!;
+            if (m[KIND_DOMAIN]! < best) {
+              best = m[KIND_DOMAIN]!;
               bestEntry = e;
               bestKind = KIND_DOMAIN;
             }
-            const kind = from === 0 ? KIND_FULL : KIND_SUBDOMAIN;
-            const r2 = ruleOf[e * KINDS + kind]!;
-            if (r2 < best) {
-              best = r2;
+            if (m[kind]! < best) {
+              best = m[kind]!;
               bestEntry = e;
               bestKind = kind;
             }

@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { CompactCidrs, CompactDomains } from '../../config/lists/compact.js';
 import { ListFormatError } from '../../config/lists/decoded.js';
 import { readListContent } from '../../config/lists/list-content.js';
-import { DomainIndex, KIND_DOMAIN, KIND_FULL } from '../../config/domain-index.js';
+import { DomainIndex, KIND_DOMAIN, KIND_FULL, KIND_SUBDOMAIN } from '../../config/domain-index.js';
 import { toLoadedList } from '../../config/load.js';
 import { compilePolicy, type ListContent } from '../../config/policy.js';
 import type { DomainPattern, ListSource, RuleConfig } from '../../config/types.js';
@@ -139,5 +139,34 @@ describe('DomainIndex after build', () => {
     expect(ix.lookup('WWW.Example.COM.', hit)).toBe(0);
     expect(ix.entryKey(hit.entry)).toBe('example.com');
     expect(ix.origin(hit.entry, hit.kind)).toBe(11);
+  });
+
+  it('keeps every kind of a name named with several (one rule an entry for the rest), first rule winning per kind', () => {
+    const ix = new DomainIndex();
+    ix.add('multi.test', KIND_FULL, 5, 50);
+    ix.add('multi.test', KIND_SUBDOMAIN, 2, 20);
+    ix.add('multi.test', KIND_DOMAIN, 7, 70);
+    ix.add('multi.test', KIND_SUBDOMAIN, 1, 10); // a later rule with a lower number: the lower wins
+    ix.add('one.test', KIND_SUBDOMAIN, 3, 30);
+    ix.add('plain.test', KIND_FULL, 4, 40);
+    for (let i = 0; i < 2000; i++) ix.add(`n${i}.fill.test`, KIND_DOMAIN, 9, i); // the table grows past its first sizes
+    ix.build();
+    const hit = { rule: -1, entry: -1, kind: -1 };
+    // The whole name: FULL (5) and DOMAIN (7); SUBDOMAIN does not match it.
+    expect(ix.lookup('multi.test', hit)).toBe(5);
+    expect([hit.kind, ix.origin(hit.entry, hit.kind)]).toEqual([KIND_FULL, 50]);
+    // A subdomain: SUBDOMAIN (1) and DOMAIN (7).
+    expect(ix.lookup('a.multi.test', hit)).toBe(1);
+    expect([hit.kind, ix.origin(hit.entry, hit.kind)]).toEqual([KIND_SUBDOMAIN, 10]);
+    expect(ix.origin(hit.entry, KIND_DOMAIN)).toBe(70);
+    // Single-kind entries: each matches only where its kind does.
+    expect(ix.lookup('one.test')).toBe(-1);
+    expect(ix.lookup('x.one.test', hit)).toBe(3);
+    expect(ix.origin(hit.entry, KIND_FULL)).toBe(-1);
+    expect(ix.lookup('plain.test')).toBe(4);
+    expect(ix.lookup('x.plain.test')).toBe(-1);
+    expect(ix.lookup('deep.n1999.fill.test', hit)).toBe(9);
+    expect([ix.entryKey(hit.entry), ix.origin(hit.entry, KIND_DOMAIN)]).toEqual(['n1999.fill.test', 1999]);
+    expect(ix.lookup('n2000.fill.test')).toBe(-1);
   });
 });
