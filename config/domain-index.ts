@@ -36,8 +36,11 @@ export interface IndexHit {
 }
 
 // Table slot layout (Int32, 2 per slot = 8 bytes): the hash and entry + 1
-// (0 = empty). The key's offset in `bytes` (its length from the next entry's),
-// its kind, rule and origin are per entry, in typed arrays. A probe reads the
+// (0 = empty). Where the key's bytes are (one of `sources`, an offset, a
+// length), its kind, rule and origin are per entry, in typed arrays. A key
+// from a compact list is read where the list keeps it (add's `bytes`): the
+// names are in memory once; other keys are copied into a buffer of the
+// index's own at build. A probe reads the
 // slot; only a slot whose hash matches (a hit, nearly always) reads the
 // entry's offsets, bytes and rule: a few cache lines, and never an array of
 // objects or a string. 8 bytes a slot, not 32, filled up to 0.8 (issue 17: a
@@ -62,10 +65,15 @@ export class DomainIndex {
    * adding deduplicates by probing it, so no Map of keys exists beside it.
    */
   private table = new Int32Array(8 * STRIDE);
-  /** Every key's characters (ASCII after punycode), back to back. */
-  private bytes = new Uint8Array(0);
-  /** Entry e's key is bytes[offs[e], offs[e + 1]). */
-  private offs = new Int32Array(1);
+  /** Per entry while adding: the buffer its key is in (an index into `sources`; -1: none, copied at build) and where. */
+  private srcs: number[] = [];
+  private starts: number[] = [];
+  /** The buffers keys are in: the lists' (add's `bytes`) and, last, the index's own copy of the rest. */
+  private sources: Uint8Array[] = [];
+  /** Entry e's key is sources[srcOf[e]][startOf[e], startOf[e] + lenOf[e]) (ASCII after punycode). */
+  private srcOf = new Uint16Array(0);
+  private startOf = new Int32Array(0);
+  private lenOf = new Uint16Array(0);
   /** Per entry: its one kind, or MULTI. */
   private kindOf = new Uint8Array(0);
   /** Per entry of one kind: its rule index. */
@@ -92,8 +100,12 @@ export class DomainIndex {
     return this.count;
   }
 
-  /** Adds `key` (already normalised: lower case, ASCII, no trailing dot) for `rule`. */
-  add(key: string, kind: number, rule: number, origin: number): void {
+  /**
+   * Adds `key` (already normalised: lower case, ASCII, no trailing dot) for
+   * `rule`. `bytes[start, start + key.length)`, when given, holds the key
+   * and is kept unchanged for the index's life: it is read there.
+   */
+  add(key: string, kind: number, rule: number, origin: number, bytes: Uint8Array | null = null, start = 0): void {
     if (this.built) throw new Error('DomainIndex: add after build');
     const h = hashKey(key);
     const table = this.table;
@@ -107,6 +119,17 @@ export class DomainIndex {
     const e = this.keys.length;
     this.keys.push(key);
     this.count++;
+    if (bytes === null) this.srcs.push(-1);
+    else {
+      // Consecutive keys mostly share one source: look at the last one first.
+      let src = this.sources.length - 1;
+      if (src < 0 || this.sources[src] !== bytes) {
+        src = this.sources.indexOf(bytes);
+        if (src < 0) src = this.sources.push(bytes) - 1;
+      }
+      this.srcs.push(src);
+    }
+    this.starts.push(start);
     for (let k = 0; k < KINDS; k++) {
       this.rules.push(NONE);
       this.origins.push(-1);
@@ -155,9 +178,14 @@ export class DomainIndex {
   build(): this {
     const n = this.keys.length;
     let total = 0;
-    for (const k of this.keys) total += k.length;
-    this.bytes = new Uint8Array(total);
-    this.offs = new Int32Array(n + 1);
+    for (let e = 0; e < n; e++) if (this.srcs[e] === -1) total += this.keys[e]!.length;
+    const own = new Uint8Array(total);
+    const ownSrc = this.sources.length;
+    if (ownSrc >= 0xffff) throw new Error('DomainIndex: too many key buffers');
+    this.sources.push(own);
+    this.srcOf = new Uint16Array(n);
+    this.startOf = new Int32Array(n);
+    this.lenOf = new Uint16Array(n);
     this.kindOf = new Uint8Array(n);
     this.ruleOf = new Int32Array(n);
     this.originOf = new Int32Array(n);
@@ -181,22 +209,28 @@ export class DomainIndex {
     while (1 << fbits < n * 20 && fbits < 24) fbits++;
     this.filter = new Int32Array(1 << (fbits - 5));
     this.filterShift = 32 - fbits;
-    // Keys' bytes in the order they were added (a list's order, which keeps
-    // related names together: measured ~8 % faster lookups than slot order).
+    // The index's own keys' bytes in the order they were added (a list's
+    // order, which keeps related names together: measured ~8 % faster
+    // lookups than slot order), as a list keeps its own.
     let off = 0;
     for (let e = 0; e < n; e++) {
       const key = this.keys[e]!;
-      this.offs[e] = off;
-      let labels = 1;
-      for (let j = 0; j < key.length; j++) {
-        const c = key.charCodeAt(j);
-        this.bytes[off + j] = c;
-        if (c === 46) labels++;
+      if (key.length > 0xffff) throw new Error('DomainIndex: key too long');
+      this.lenOf[e] = key.length;
+      const src = this.srcs[e]!;
+      if (src !== -1) {
+        this.srcOf[e] = src;
+        this.startOf[e] = this.starts[e]!;
+      } else {
+        this.srcOf[e] = ownSrc;
+        this.startOf[e] = off;
+        for (let j = 0; j < key.length; j++) own[off + j] = key.charCodeAt(j);
+        off += key.length;
       }
-      off += key.length;
+      let labels = 1;
+      for (let j = 0; j < key.length; j++) if (key.charCodeAt(j) === 46) labels++;
       this.labelCounts |= labels > 31 ? 1 << 31 : 1 << (labels - 1);
     }
-    this.offs[n] = off;
     const table = this.table;
     for (let b = 0; b < table.length; b += STRIDE) {
       if (table[b + S_ENTRY] === 0) continue;
@@ -205,6 +239,8 @@ export class DomainIndex {
     }
     this.rules = [];
     this.origins = [];
+    this.srcs = [];
+    this.starts = [];
     // The strings are the lists' entries: kept here, they would cost an object each for the policy's life.
     this.keys = [];
     this.built = true;
@@ -214,7 +250,8 @@ export class DomainIndex {
   /** Entry `entry`'s key (for `explain`: made again from its bytes after build). */
   entryKey(entry: number): string {
     if (!this.built) return this.keys[entry]!;
-    return String.fromCharCode(...this.bytes.subarray(this.offs[entry]!, this.offs[entry + 1]!));
+    const at = this.startOf[entry]!;
+    return String.fromCharCode(...this.sources[this.srcOf[entry]!]!.subarray(at, at + this.lenOf[entry]!));
   }
 
   origin(entry: number, kind: number): number {
@@ -238,8 +275,10 @@ export class DomainIndex {
     let h = SEED;
     let labels = 0;
     const table = this.table;
-    const bytes = this.bytes;
-    const offs = this.offs;
+    const sources = this.sources;
+    const srcOf = this.srcOf;
+    const startOf = this.startOf;
+    const lenOf = this.lenOf;
     const kindOf = this.kindOf;
     const ruleOf = this.ruleOf;
     const mask = this.mask;
@@ -269,8 +308,7 @@ export class DomainIndex {
             if (e1 === 0) break;
             if (table[b + S_HASH] !== h) continue;
             const e = e1 - 1;
-            const off = offs[e]!;
-            if (offs[e + 1]! - off !== len || !sameLower(name, from, bytes, off, len)) continue;
+            if (lenOf[e] !== len || !sameLower(name, from, sources[srcOf[e]!]!, startOf[e]!, len)) continue;
             // KIND_DOMAIN matches the name and its subdomains; the other kind that can match here is
             // FULL for the whole name, SUBDOMAIN for a shorter suffix.
             const kind = from === 0 ? KIND_FULL : KIND_SUBDOMAIN;

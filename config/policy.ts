@@ -85,14 +85,15 @@ class NameMatcher {
     this.addEntry(p.kind, p.value, rule, origin);
   }
 
-  addEntry(kind: DomainPattern['kind'], value: string, rule: number, origin: number): void {
+  /** `bytes[start...]`: where `value` is kept as bytes (a compact list's), for the index to read in place. */
+  addEntry(kind: DomainPattern['kind'], value: string, rule: number, origin: number, bytes: Uint8Array | null = null, start = 0): void {
     switch (kind) {
       case 'domain':
-        return this.index.add(value, KIND_DOMAIN, rule, origin);
+        return this.index.add(value, KIND_DOMAIN, rule, origin, bytes, start);
       case 'subdomain':
-        return this.index.add(value, KIND_SUBDOMAIN, rule, origin);
+        return this.index.add(value, KIND_SUBDOMAIN, rule, origin, bytes, start);
       case 'full':
-        return this.index.add(value, KIND_FULL, rule, origin);
+        return this.index.add(value, KIND_FULL, rule, origin, bytes, start);
       case 'keyword':
         this.keywords.push({ rule, value, origin });
         return;
@@ -337,7 +338,7 @@ export class Policy {
         if (!l || li === undefined) continue; // not loaded yet (a URL list before its first download)
         names.index.reserve(names.index.size + l.domains.length);
         const base = li * LINE_SPAN;
-        eachDomain(l.domains, (kind, value, line) => names.addEntry(kind, value, r, base + line));
+        eachDomain(l.domains, (kind, value, line, bytes, start) => names.addEntry(kind, value, r, base + line, bytes, start));
         for (const c of l.cidrs) {
           const parsed = parseCidr(c.cidr);
           if (!('error' in parsed)) cidrs.add(parsed, r, li * LINE_SPAN + c.line);

@@ -169,4 +169,27 @@ describe('DomainIndex after build', () => {
     expect([ix.entryKey(hit.entry), ix.origin(hit.entry, KIND_DOMAIN)]).toEqual(['n1999.fill.test', 1999]);
     expect(ix.lookup('n2000.fill.test')).toBe(-1);
   });
+
+  it('reads keys where a list keeps them, and copies only the others', () => {
+    const a = Buffer.from('alpha.testbeta.test', 'latin1');
+    const b = Buffer.from('xxgamma.test', 'latin1');
+    const ix = new DomainIndex();
+    ix.add('alpha.test', KIND_DOMAIN, 0, 1, a, 0);
+    ix.add('gamma.test', KIND_DOMAIN, 1, 2, b, 2);
+    ix.add('own.test', KIND_FULL, 2, 3); // no bytes: copied at build
+    ix.add('beta.test', KIND_DOMAIN, 3, 4, a, 10);
+    ix.add('alpha.test', KIND_FULL, 4, 5, a, 0); // a second kind of a key already there
+    ix.build();
+    const hit = { rule: -1, entry: -1, kind: -1 };
+    expect(ix.lookup('www.Alpha.Test', hit)).toBe(0);
+    expect(ix.entryKey(hit.entry)).toBe('alpha.test');
+    expect(ix.lookup('alpha.test')).toBe(0);
+    expect(ix.lookup('x.gamma.test', hit)).toBe(1);
+    expect(ix.entryKey(hit.entry)).toBe('gamma.test');
+    expect(ix.lookup('own.test', hit)).toBe(2);
+    expect(ix.entryKey(hit.entry)).toBe('own.test');
+    expect(ix.lookup('beta.test')).toBe(3);
+    expect(ix.lookup('eta.test')).toBe(-1);
+    expect(ix.lookup('xxgamma.test')).toBe(-1);
+  });
 });
