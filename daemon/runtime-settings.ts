@@ -7,11 +7,17 @@
 // Measured by `npm run bench -- dns` (100k cached names, tagged):
 // - V8's young generation: 16 MB a semi-space by default, ~30 MB of RSS once
 //   touched. The resolver's hot path (UDP cache hits answered in place)
-//   allocates next to nothing, so 2 MB costs no throughput there.
+//   allocates next to nothing, so 2 MB costs no throughput there; 1 MB
+//   (issue 17, a router's 80 MB) took ~1 MB off the RSS of `bench footprint`
+//   at its household load with no change in CPU.
 // - glibc's malloc arenas: libnftables runs on libuv's pool threads, and one
 //   arena per thread held ~50 MB more (fragments of freed netlink buffers).
-//   Two arenas: 111.7 -> 53.7 MB of anonymous memory. (musl, OpenWrt's libc,
-//   has no per-thread arenas and ignores the variable.)
+//   Two arenas: 111.7 -> 53.7 MB of anonymous memory. One (issue 17): the
+//   pool threads' and V8's compiler threads' freed memory is reused by the
+//   main thread instead of held apart, ~1.5 MB less at the household load
+//   (the threads take turns on its lock; each keeps its own small-block
+//   cache). (musl, OpenWrt's libc, has no per-thread arenas and ignores the
+//   variable.)
 // Together: ~190 -> ~117 MB with 100k names cached.
 // - V8's GC on one thread (--single-threaded-gc) and a heap that grows by
 //   half its live size (--heap-growing-percent=50). The daemon is one thread,
@@ -30,10 +36,10 @@
 // memory, and says so in its start line.
 
 /** Node's command-line flags, before the script. */
-export const DAEMON_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=2', '--single-threaded-gc', '--heap-growing-percent=50'];
+export const DAEMON_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1', '--single-threaded-gc', '--heap-growing-percent=50'];
 
 /** Environment variables of the daemon's process. */
-export const DAEMON_ENV: Readonly<Record<string, string>> = { GLIBC_TUNABLES: 'glibc.malloc.arena_max=2' };
+export const DAEMON_ENV: Readonly<Record<string, string>> = { GLIBC_TUNABLES: 'glibc.malloc.arena_max=1' };
 
 /** Which of these the running process lacks (for the start line). */
 export function missingRuntimeSettings(execArgv: readonly string[] = process.execArgv, env: NodeJS.ProcessEnv = process.env): string[] {
