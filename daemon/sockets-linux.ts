@@ -27,6 +27,7 @@ import { PortPathSockets } from './port-sockets.js';
 import { parseConntrackOriginalDst } from './os-parse.js';
 import type { Runner } from './exec-linux.js';
 import { readSockaddr } from '../sys/sockaddr.js';
+import { originalDstProblem } from '../sys/original-dst-probe-linux.js';
 import { dgramFd, netFd } from '../sys/socket-fd.js';
 import {
   checkMark,
@@ -197,13 +198,19 @@ export function conntrackOriginalDst(run: Runner): (socket: net.Socket) => Promi
   };
 }
 
-/** SO_ORIGINAL_DST where libc loads, else conntrack (SPLITWAN_NATIVE=off and platforms without koffi). */
+/**
+ * SO_ORIGINAL_DST where libc loads and the kernel answers the option
+ * (sys/original-dst-probe-linux.ts: qemu-user does not), else conntrack
+ * (SPLITWAN_NATIVE=off, platforms without koffi).
+ */
 type OriginalDstOf = (socket: net.Socket) => { address: string; port: number } | null | Promise<{ address: string; port: number } | null>;
 export function originalDstFor(run: Runner, report: FallbackReport = {}): OriginalDstOf {
   return fastPathOr<OriginalDstOf>(
     { what: 'proxy original destination: SO_ORIGINAL_DST', instead: 'conntrack -L per connection', report, turnedOff: null },
     () => {
       lib();
+      const problem = originalDstProblem();
+      if (problem !== null) throw new Error(problem);
       return originalDst;
     },
     conntrackOriginalDst(run),

@@ -45,6 +45,7 @@ import { EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, epollSet, errnoName,
 import { peek, PEEK_LIMIT, type PeekResult } from './peek.js';
 import { reasonOf } from '../sys/native-fallback.js';
 import type { Splice, Splicer } from './splice.js';
+import { originalDstProblem } from '../sys/original-dst-probe-linux.js';
 import { AF_INET, AF_INET6, IPV6_V6ONLY, MSG_DONTWAIT, MSG_PEEK, SOCK_CLOEXEC, SOCK_NONBLOCK, SOCK_STREAM, SOL_IP, SOL_IPV6, SOL_SOCKET, SO_ERROR, SO_LINGER, SO_MARK, SO_ORIGINAL_DST, SO_REUSEADDR } from '../sys/linux-abi.js';
 
 const IPPROTO_TCP = 6;
@@ -503,7 +504,8 @@ export function rawProblem(splicer: Splicer): string | null {
   try {
     load();
     epollSet();
-    return null;
+    // It reads each connection's destination from its fd (no conntrack fallback there).
+    return originalDstProblem();
   } catch (e) {
     return reasonOf(e);
   }

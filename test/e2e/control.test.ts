@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLab, labSupported, type Lab } from '../../lab/lab.js';
-import { labConfig, startDaemon, stopDaemon, teardown, until, type Daemon } from '../helpers/daemon.js';
+import { labConfig, slow, startDaemon, stopDaemon, teardown, until, type Daemon } from '../helpers/daemon.js';
 import type { StatusReport } from '../../daemon/control/protocol.js';
 
 const support = labSupported();
@@ -70,9 +70,9 @@ describe.skipIf(!support.ok && !process.env.CI)('control API, CLI and metrics in
     daemon = await startDaemon(lab.ns.router, cfg);
     await until(async () => (await via()) === lab.gateways[0].uplink.v4, 15_000, 'traffic through gw1');
     await until(async () => (await status()).gateways.every((g) => g.state === 'up'), 15_000, 'both gateways up');
-  }, 90_000);
+  }, slow(90_000));
 
-  afterAll(() => teardown({ daemon, lab, dir }), 60_000);
+  afterAll(() => teardown({ daemon, lab, dir }), slow(60_000));
 
   it('status --json: mode, config, both gateways with health and WireGuard figures, the active one marked', async () => {
     const s = await status();
@@ -92,7 +92,7 @@ describe.skipIf(!support.ok && !process.env.CI)('control API, CLI and metrics in
     expect(s.breakout).toMatchObject({ interface: 'wan0', dns: [lab.addr.ispResolver.v4] });
     expect(s.dns.listen).toContain(`${lab.addr.routerLan.v4}:53`);
     expect(s.proxy?.listen).toEqual(expect.arrayContaining(['0.0.0.0:15001']));
-  }, 20_000);
+  }, slow(20_000));
 
   it('status (text) shows the table with the active gateway starred', async () => {
     const r = await cli(['status']);
@@ -101,7 +101,7 @@ describe.skipIf(!support.ok && !process.env.CI)('control API, CLI and metrics in
     expect(r.stdout).toMatch(new RegExp(`^\\s+${GW[1]} \\(`, 'm'));
     expect(r.stdout).toContain('router mode');
     expect(r.stdout).toContain(`tunnel path: ${GW[0]}`);
-  }, 30_000);
+  }, slow(30_000));
 
   it('explain asks the running daemon: a name\'s cached addresses and their kernel tags', async () => {
     const d = await lab.exec(lab.ns.client, ['dig', '+short', `@${lab.addr.routerLan.v4}`, 'out.lab.test']);
@@ -112,7 +112,7 @@ describe.skipIf(!support.ok && !process.env.CI)('control API, CLI and metrics in
     const ip = await cli(['explain', '10.99.9.10', '--json']);
     expect(JSON.parse(ip.stdout)).toMatchObject({ kind: 'ip', tagged: { rule: 0, via: 'breakout' }, effectiveVia: 'breakout' });
     expect((await status()).tagged.breakout).toBeGreaterThanOrEqual(1);
-  }, 30_000);
+  }, slow(30_000));
 
   it('select moves the tunnel path to a gateway and back to automatic; an unknown name is refused', async () => {
     let r = await cli(['select', GW[1]]);
@@ -131,7 +131,7 @@ describe.skipIf(!support.ok && !process.env.CI)('control API, CLI and metrics in
     r = await cli(['select', 'nosuch']);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('no gateway named nosuch');
-  }, 30_000);
+  }, slow(30_000));
 
   it('reload --dry-run lists what a file would change and applies nothing; reload applies; a bad file is refused and the old config keeps running', async () => {
     const next = join(dir, 'next.yaml');
@@ -160,7 +160,7 @@ describe.skipIf(!support.ok && !process.env.CI)('control API, CLI and metrics in
       writeFileSync(cfg, labConfig({ dir, ispResolver: lab.addr.ispResolver.v4, names: GW, lines: RULES }), { mode: 0o600 });
     }
     await until(async () => (await status()).config.lastReload?.status !== 'rejected', 8000, 'the good file back');
-  }, 40_000);
+  }, slow(40_000));
 
   it('dns flush empties the cache', async () => {
     await lab.exec(lab.ns.client, ['dig', '+short', `@${lab.addr.routerLan.v4}`, 'in.where.lab.test']);
@@ -168,13 +168,13 @@ describe.skipIf(!support.ok && !process.env.CI)('control API, CLI and metrics in
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/flushed [1-9]\d* cached answers/);
     expect((await status()).dns.cacheEntries).toBe(0);
-  }, 30_000);
+  }, slow(30_000));
 
   it('lists refresh with no URL lists says so', async () => {
     const r = await cli(['lists', 'refresh']);
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('no URL lists');
-  }, 30_000);
+  }, slow(30_000));
 
   it('metrics: every family is exported, with per-gateway health and per-rule hits', async () => {
     // One proxied connection, so the proxy families have samples.
@@ -212,7 +212,7 @@ describe.skipIf(!support.ok && !process.env.CI)('control API, CLI and metrics in
     expect(m).toMatch(/splitwan_config_reloads_total\{result="rejected"\} [1-9]/);
     expect(m).toMatch(/splitwan_proxy_connections_total\{path="breakout"\} [1-9]/);
     expect(m).toMatch(/splitwan_tagged_addresses\{path="breakout"\} [1-9]/);
-  }, 30_000);
+  }, slow(30_000));
 
   it('a second daemon is refused before it touches anything; the first keeps routing', async () => {
     const r = await lab.exec(lab.ns.router, [process.execPath, join(root, 'bin', 'splitwan'), 'run', '--config', cfg], { timeoutMs: 20_000 });
@@ -221,7 +221,7 @@ describe.skipIf(!support.ok && !process.env.CI)('control API, CLI and metrics in
     expect(await via()).toBe(lab.gateways[0].uplink.v4);
     // Usable, both: on a loaded machine a gateway may be judged degraded (slow against its own baseline).
     for (const g of (await status()).gateways) expect(['up', 'degraded'], g.name).toContain(g.state);
-  }, 30_000);
+  }, slow(30_000));
 
   it("a member of control.group, not root: status and explain through the read-only socket; select refused (exit 4), nothing changed", async () => {
     const nodeForNobody = spawnSync('runuser', ['-u', 'nobody', '--', process.execPath, '-e', '0'], { encoding: 'utf8' });
@@ -249,7 +249,7 @@ describe.skipIf(!support.ok && !process.env.CI)('control API, CLI and metrics in
     expect(selRo.stderr).toContain('read-only socket');
     expect((await status()).pinned).toBeNull();
     expect(await via()).toBe(lab.gateways[0].uplink.v4);
-  }, 60_000);
+  }, slow(60_000));
 
   it('not root: a clear message and exit 4; daemon not running: exit 3', async () => {
     // A Node.js under /root (CI's packaged runtime in ~/.cache) is out of nobody's reach.
@@ -266,7 +266,7 @@ describe.skipIf(!support.ok && !process.env.CI)('control API, CLI and metrics in
     const r = await cli(['status']);
     expect(r.code).toBe(3);
     expect(r.stderr).toContain('splitwan is not running');
-  }, 20_000);
+  }, slow(20_000));
 });
 
 it.skipIf(support.ok || !!process.env.CI)('control API, CLI and metrics in the lab: SKIPPED', () => {

@@ -115,3 +115,27 @@ describe('SPLITWAN_NATIVE=off', () => {
     }
   });
 });
+
+describe('SO_ORIGINAL_DST, asked at start', () => {
+  // A kernel answers ENOENT for a socket with no conntrack entry; qemu-user
+  // does not know the option (ENOPROTOOPT): the proxy would fail every
+  // connection on it, so conntrack takes over, said once.
+  it('kept where the kernel answers the option, conntrack with the reason where it is unknown', async () => {
+    const { originalDstFor } = await import('../../daemon/sockets-linux.js');
+    const log = recorder();
+    const dst = originalDstFor({ run: () => Promise.reject(new Error('not run here')) }, { logger: log, notes: new FallbackNotes() });
+    const off = nativeUnavailable();
+    if (off !== null) {
+      console.log(`[test] SKIPPED the SO_ORIGINAL_DST probe: ${off}`);
+      expect(dst.name).not.toBe('originalDst');
+      return;
+    }
+    if (process.env.SPLITWAN_ARCH_POOL === 'emulated') {
+      expect(dst.name).not.toBe('originalDst');
+      expect(log.lines.map((l) => l.msg)).toEqual(['proxy original destination: SO_ORIGINAL_DST fast path off (getsockopt(SO_ORIGINAL_DST): ENOPROTOOPT): using conntrack -L per connection']);
+      return;
+    }
+    expect(dst.name).toBe('originalDst');
+    expect(log.lines).toEqual([]);
+  });
+});
