@@ -40,10 +40,9 @@ export interface IndexHit {
 // length), its kind, rule and origin are per entry, in typed arrays. A key
 // from a compact list is read where the list keeps it (add's `bytes`): the
 // names are in memory once; other keys are copied into a buffer of the
-// index's own at build. A probe reads the
-// slot; only a slot whose hash matches (a hit, nearly always) reads the
-// entry's offsets, bytes and rule: a few cache lines, and never an array of
-// objects or a string. 8 bytes a slot, not 32, filled up to 0.8 (issue 17: a
+// index's own at build. A probe reads the slot; only a slot whose hash
+// matches (a hit, nearly always) reads the entry's bytes and rule: a few
+// cache lines, and never an array of objects or a string. 8 bytes a slot, not 32, filled up to 0.8 (issue 17: a
 // 100k-name list took 8.4 MB of table; now 1 MB). Nearly every name a list
 // holds is named with one kind only: one rule and one origin an entry (9
 // bytes), and the rare name with two or three kinds keeps all of them in
@@ -53,7 +52,7 @@ const S_ENTRY = 1;
 const STRIDE = 2;
 
 export class DomainIndex {
-  /** The keys as added (for deduplication while adding; `bytes` holds them after build, and this is emptied). */
+  /** The keys as added (for deduplication while adding; `sources` hold them after build, and this is emptied). */
   private keys: string[] = [];
   private count = 0;
   /** Per entry and kind: the lowest rule index, or NONE (while adding; `ruleOf` after build). */
