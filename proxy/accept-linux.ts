@@ -492,20 +492,24 @@ export class RawConnections<R extends { mark: number }> {
   }
 }
 
-/** Whether the raw path can run here with this splicer (it needs one that takes fds). */
-export function rawAvailable(splicer: Splicer): splicer is Splicer & Required<Pick<Splicer, 'startFds'>> {
-  return rawProblem(splicer) === null;
+/**
+ * Whether the raw path can run here with this splicer (it needs one that
+ * takes fds). `ownDestinations`: it reads each connection's destination
+ * with SO_ORIGINAL_DST itself (no RawHooks.originalDst given).
+ */
+export function rawAvailable(splicer: Splicer, ownDestinations = true): splicer is Splicer & Required<Pick<Splicer, 'startFds'>> {
+  return rawProblem(splicer, ownDestinations) === null;
 }
 
 /** Why the raw path cannot run here with this splicer, or null when it can. */
-export function rawProblem(splicer: Splicer): string | null {
+export function rawProblem(splicer: Splicer, ownDestinations = true): string | null {
   if (process.platform !== 'linux') return `not Linux (${process.platform})`;
   if (typeof splicer.startFds !== 'function') return `the ${splicer.name} splicer takes no fds`;
   try {
     load();
     epollSet();
     // It reads each connection's destination from its fd (no conntrack fallback there).
-    return originalDstProblem();
+    return ownDestinations ? originalDstProblem() : null;
   } catch (e) {
     return reasonOf(e);
   }

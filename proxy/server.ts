@@ -248,7 +248,8 @@ export class TransparentProxy {
     const want = this.deps.accept ?? acceptMode();
     const markOf = this.deps.dialer.markOf?.bind(this.deps.dialer);
     const splicer = this.splicer;
-    if (want === 'raw' && markOf !== undefined && addresses.every((a) => net.isIP(a.host) !== 0) && rawAvailable(splicer)) {
+    const ownDestinations = this.deps.originalDstFd === undefined;
+    if (want === 'raw' && markOf !== undefined && addresses.every((a) => net.isIP(a.host) !== 0) && rawAvailable(splicer, ownDestinations)) {
       this.raw ??= new RawConnections(this.rawHooks(markOf), splicer);
       for (const a of addresses) {
         let bound: RawAddress;
@@ -270,7 +271,7 @@ export class TransparentProxy {
           : !addresses.every((a) => net.isIP(a.host) !== 0)
             ? { reason: 'a listen address is a name', chosen: true }
             : // Without splice(2) there is no raw path: that choice (or failure) was noted by the splicer.
-              { reason: rawProblem(splicer) ?? 'unknown', chosen: typeof splicer.startFds !== 'function' };
+              { reason: rawProblem(splicer, ownDestinations) ?? 'unknown', chosen: typeof splicer.startFds !== 'function' };
     (this.deps.notes ?? processNotes).note(this.deps.logger, 'proxy accept: raw fds', why.reason, 'net.Server and net.Socket', why.chosen);
     for (const a of addresses) {
       const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (s) => this.accept(s));

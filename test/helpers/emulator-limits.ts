@@ -1,8 +1,8 @@
 // What the emulator refuses, asked each run, the way the daemon asks at start.
 // Under `npm run test:arch` a test file runs in qemu-user, and qemu answers
 // some socket calls itself instead of passing them to the kernel: it refuses
-// setsockopt(SO_MARK) (ENOPROTOOPT) and NETLINK_NETFILTER sockets
-// (EPROTONOSUPPORT); scripts/arch/probe shows both with a static C program,
+// setsockopt(SO_MARK) and getsockopt(SO_ORIGINAL_DST) (ENOPROTOOPT) and
+// NETLINK_NETFILTER sockets (EPROTONOSUPPORT); scripts/arch/probe shows both with a static C program,
 // natively and under qemu for each architecture (docs/design/architectures.md).
 // The tests of exactly those calls skip loudly with the answer they got, only
 // in an emulated Node and only for that answer: anywhere else (a real board,
@@ -39,4 +39,12 @@ export async function emulatorRefusesNetfilterNetlink(): Promise<string | null> 
   s?.close();
   const why = c.reason();
   return s === null && why !== null && /Protocol not supported/.test(why) ? `the emulator refuses ${why} (qemu-user; scripts/arch/probe); libnftables exit()s on it, so it is not installed for the emulated architecture` : null;
+}
+
+/** In an emulated Node: why SO_ORIGINAL_DST cannot be read (the emulator's ENOPROTOOPT), else null. */
+export async function emulatorRefusesOriginalDst(): Promise<string | null> {
+  if (!emulated()) return null;
+  const { originalDstProblem } = await import('../../sys/original-dst-probe-linux.js');
+  const why = originalDstProblem();
+  return why !== null && /ENOPROTOOPT/.test(why) ? `the emulator refuses ${why} (qemu-user)` : null;
 }
