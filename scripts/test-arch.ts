@@ -133,7 +133,8 @@ async function main(): Promise<number> {
   }
   if (e2e.size > 0) {
     log(`running ${[...e2e].join(' ')} on this machine's Node, the daemon in ${emu.probe.arch} Node ${emu.probe.version} (emulated)`);
-    const r = await vitest([...e2e], { ...base, SPLITWAN_ARCH_POOL: 'host', SPLITWAN_TEST_NODE: emu.node, SPLITWAN_TEST_QEMU: emu.qemu ?? '' });
+    // SPLITWAN_TEST_NODE_NATIVE: whether that daemon has koffi (s390x: none), for the tests whose expectations follow it.
+    const r = await vitest([...e2e], { ...base, SPLITWAN_ARCH_POOL: 'host', SPLITWAN_TEST_NODE: emu.node, SPLITWAN_TEST_QEMU: emu.qemu ?? '', SPLITWAN_TEST_NODE_NATIVE: emu.koffi ? '1' : '0' });
     files.push(...r.files);
     seconds.e2e = r.seconds;
     exits.e2e = r.code;

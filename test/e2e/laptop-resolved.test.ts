@@ -24,7 +24,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLab, labSupported, must, run, Supervised, type Lab } from '../../lab/lab.js';
 import { ensurePackages, resolvectlLink, resolvedLabSupported, startResolvedLab, type ResolvedLab } from '../../lab/resolved-lab.js';
 import { daemonNode, until } from '../helpers/daemon.js';
-import { nativeUnavailable } from '../helpers/native.js';
+import { daemonNativeUnavailable } from '../helpers/native.js';
 
 const support = labSupported();
 const rsupport = resolvedLabSupported();
@@ -37,7 +37,7 @@ const tag = process.pid % 10000;
 const NMNET = `sl${tag}-nm`;
 const NEXT_RESOLVER = '10.99.9.54';
 /** The takeover's link: the TUN device where native code runs; with SPLITWAN_NATIVE=off one made with ip, which outlives a crash. */
-const LINK: 'tun' | 'ip' = nativeUnavailable() === null ? 'tun' : 'ip';
+const LINK: 'tun' | 'ip' = daemonNativeUnavailable() === null ? 'tun' : 'ip';
 const NM_CONNECTION = `[connection]
 id=labnm
 uuid=7a2e3c2f-9b68-4b9f-8a64-${String(tag).padStart(12, '0')}

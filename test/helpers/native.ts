@@ -26,6 +26,16 @@ export function nativeUnavailable(env: NodeJS.ProcessEnv = process.env): string 
   return existsSync(dir) ? null : `koffi ships no build for ${koffiBuildName()} (${process.arch}, ${process.platform}): the Node fallbacks run there instead`;
 }
 
+/**
+ * Why the daemon a test starts cannot run native code, or null: this
+ * process's reason, or that the emulated daemon's Node has no koffi build
+ * (`npm run test:arch -- s390x`: SPLITWAN_TEST_NODE_NATIVE=0).
+ */
+export function daemonNativeUnavailable(env: NodeJS.ProcessEnv = process.env): string | null {
+  if (env.SPLITWAN_TEST_NODE && env.SPLITWAN_TEST_NODE_NATIVE === '0') return `the daemon's Node (${env.SPLITWAN_TEST_NODE}) has no koffi build`;
+  return nativeUnavailable(env);
+}
+
 /** nativeUnavailable(), said once as a SKIPPED line naming `what` when it is not null. */
 export function skipNative(what: string): string | null {
   const why = nativeUnavailable();
