@@ -42,8 +42,9 @@ export interface IndexHit {
 // names are in memory once; other keys are copied into a buffer of the
 // index's own at build. A probe reads the slot; only a slot whose hash
 // matches (a hit, nearly always) reads the entry's bytes and rule: a few
-// cache lines, and never an array of objects or a string. 8 bytes a slot, not 32, filled up to 0.8 (issue 17: a
-// 100k-name list took 8.4 MB of table; now 1 MB). Nearly every name a list
+// cache lines, and never an array of objects or a string. 8 bytes a slot,
+// not 32, filled up to 0.8 (issue 17: a 100k-name list took 8.4 MB of
+// table; now 1 MB). Nearly every name a list
 // holds is named with one kind only: one rule and one origin an entry (9
 // bytes), and the rare name with two or three kinds keeps all of them in
 // `multi` (it was 24 bytes an entry for the three kinds, 2.4 MB for 100k).

@@ -7,16 +7,18 @@
 // Measured by `npm run bench -- dns` (100k cached names, tagged):
 // - V8's young generation: 16 MB a semi-space by default, ~30 MB of RSS once
 //   touched. The resolver's hot path (UDP cache hits answered in place)
-//   allocates next to nothing, so 2 MB costs no throughput there; 1 MB
-//   (issue 17, a router's 80 MB) took ~1 MB off the RSS of `bench footprint`
-//   at its household load with no change in CPU.
+//   allocates next to nothing, so 2 MB costs no throughput there. 1 MB
+//   (issue 17, a router's 80 MB), together with the name index reading its
+//   keys where the lists keep them: `bench footprint` 79.1 -> 76.9 MB idle,
+//   84.1 -> 81.5 MB at its household load, CPU within its spread (one run
+//   each; the two were not measured apart).
 // - glibc's malloc arenas: libnftables runs on libuv's pool threads, and one
 //   arena per thread held ~50 MB more (fragments of freed netlink buffers).
 //   Two arenas: 111.7 -> 53.7 MB of anonymous memory. One (issue 17): the
 //   pool threads' and V8's compiler threads' freed memory is reused by the
-//   main thread instead of held apart, ~1.5 MB less at the household load
-//   (the threads take turns on its lock; each keeps its own small-block
-//   cache). (musl, OpenWrt's libc, has no per-thread arenas and ignores the
+//   main thread instead of held apart (the threads take turns on its lock;
+//   each keeps its own small-block cache): 76.9 -> 75.3 MB idle, 81.5 ->
+//   78.6 MB at the household load (one run each). (musl, OpenWrt's libc, has no per-thread arenas and ignores the
 //   variable.)
 // Together: ~190 -> ~117 MB with 100k names cached.
 // - V8's GC on one thread (--single-threaded-gc) and a heap that grows by
