@@ -140,6 +140,20 @@ function growthPerHour(xs: readonly Sample[]): number {
   return (num / den) * 3_600_000;
 }
 
+/** The phase cut in minutes (the last may be shorter): each piece's first and last sample. */
+function byMinute(xs: readonly Sample[]): [Sample, Sample][] {
+  const out: [Sample, Sample][] = [];
+  let from = xs[0]!;
+  for (const x of xs.slice(1)) {
+    if (x.t - from.t >= 59_000) {
+      out.push([from, x]);
+      from = x;
+    }
+  }
+  if (from !== xs.at(-1) && xs.at(-1)!.t - from.t >= 10_000) out.push([from, xs.at(-1)!]);
+  return out;
+}
+
 function figures(xs: readonly Sample[]) {
   const a = xs[0]!;
   const b = xs.at(-1)!;
@@ -153,6 +167,8 @@ function figures(xs: readonly Sample[]) {
     // collection (a short phase's slope is that fill, not a trend); a leak shows in both.
     growthLateMbPerHour: r1(growthPerHour(xs.slice(Math.floor(xs.length / 2)))),
     cpuPctOfCore: r2(((b.cpu - a.cpu) / 1000 / s) * 100),
+    // Minute by minute: the JIT's warm-up shows (hot code is optimized after enough runs of it).
+    cpuPctByMinute: byMinute(xs).map(([x, y]) => r2(((y.cpu - x.cpu) / 1000 / ((y.t - x.t) / 1000)) * 100)),
     wakeupsPerS: r1((b.sw - a.sw) / s),
     // A helper restarted meanwhile starts its count over: never below 0.
     helpers: { rssMb: r1(b.hRss), cpuPctOfCore: r2((Math.max(0, b.hCpu - a.hCpu) / 1000 / s) * 100) },
@@ -341,7 +357,7 @@ export async function run(): Promise<void> {
         : { rssUnder80Mb: load.splitwan!.at(-1)!.rss < 80, cpuUnder2Pct: figures(load.splitwan!).cpuPctOfCore < 2, startupUnder3s: ourStart < 3000 },
     };
     for (const [phase, f] of [['idle', result.idle], ['load', result.load]] as const) {
-      say(`${phase}: splitwan RSS ${f.splitwan.rssMb} MB (growth ${f.splitwan.growthMbPerHour} MB/h, second half ${f.splitwan.growthLateMbPerHour}), CPU ${f.splitwan.cpuPctOfCore} % of a core, ${f.splitwan.wakeupsPerS} wake-ups/s, its monitors (nft/ip monitor) ${f.splitwan.helpers.rssMb} MB, ${f.splitwan.helpers.cpuPctOfCore} % | dnsmasq RSS ${f.dnsmasq.rssMb} MB (growth ${f.dnsmasq.growthMbPerHour} MB/h), CPU ${f.dnsmasq.cpuPctOfCore} %, ${f.dnsmasq.wakeupsPerS} wake-ups/s`);
+      say(`${phase}: splitwan RSS ${f.splitwan.rssMb} MB (growth ${f.splitwan.growthMbPerHour} MB/h, second half ${f.splitwan.growthLateMbPerHour}), CPU ${f.splitwan.cpuPctOfCore} % of a core (by minute: ${f.splitwan.cpuPctByMinute.join(', ')}), ${f.splitwan.wakeupsPerS} wake-ups/s, its monitors (nft/ip monitor) ${f.splitwan.helpers.rssMb} MB, ${f.splitwan.helpers.cpuPctOfCore} % | dnsmasq RSS ${f.dnsmasq.rssMb} MB (growth ${f.dnsmasq.growthMbPerHour} MB/h), CPU ${f.dnsmasq.cpuPctOfCore} %, ${f.dnsmasq.wakeupsPerS} wake-ups/s`);
     }
     // A profile (FP_NODE_FLAGS) is written at the stop: more than the default grace.
     await daemon.stop(EXTRA_FLAGS.length > 0 ? 30_000 : undefined);

@@ -140,6 +140,9 @@ interface DaemonState {
 
 const TUNNEL_REPAIR_MS = 3000;
 const CACHE_SWEEP_MS = 60_000;
+/** Read-only file pages out of RSS (sys/resident-trim.ts): once start-up settled, then hourly. */
+const RESIDENT_TRIM_FIRST_MS = 30_000;
+const RESIDENT_TRIM_EVERY_MS = 3_600_000;
 const PORTAL_PROBE_TIMEOUT_MS = 5000;
 
 export function createDaemon(deps: DaemonDeps, o: { configPath: string; /** The file as the CLI just loaded it: not loaded twice (issue 17). */ loaded?: LoadedConfig }): Daemon {
@@ -807,6 +810,27 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string; /** The 
       if (!stopping()) sweepTimer = clock.setTimeout(sweep, CACHE_SWEEP_MS);
     }, CACHE_SWEEP_MS);
     teardown.push('stopping the cache sweep', () => clock.clearTimeout(sweepTimer));
+    // issue 17: start-up's pages of the node binary (snapshot, parsers, ICU) out of RSS once the
+    // daemon settled, then now and then (a reload's or a list refresh's parsers touched them again).
+    const trim = deps.trimResident;
+    let trimTimer: unknown = null;
+    if (trim !== undefined) {
+      let first = true;
+      trimTimer = clock.setTimeout(function trimPages() {
+        try {
+          const t = trim();
+          const mb = (kb: number): number => Math.round(kb / 102.4) / 10;
+          log[first ? 'info' : 'debug']({ mappings: t.mappings, trimmedMb: mb(t.trimmedKb), rssMb: { before: mb(t.rssBeforeKb), after: mb(t.rssAfterKb) } }, 'pages of read-only file mappings (the node binary, libraries) left memory: they come back from the page cache when used');
+        } catch (e) {
+          // Without koffi or the C library: nothing trimmed, said once; the daemon runs the same.
+          log.info({ err: (e as Error).message }, 'start-up pages stay resident: they cannot be trimmed here');
+          return;
+        }
+        first = false;
+        if (!stopping()) trimTimer = clock.setTimeout(trimPages, RESIDENT_TRIM_EVERY_MS);
+      }, RESIDENT_TRIM_FIRST_MS);
+    }
+    teardown.push('stopping the page trim', () => trimTimer !== null && clock.clearTimeout(trimTimer));
 
     s.phase = 'running';
     // Without the service files' memory settings (started by hand) it works the same, with more RSS: said, not warned.

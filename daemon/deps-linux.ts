@@ -1,6 +1,8 @@
 // The real operating system behind DaemonDeps: ip, nft, wg, conntrack,
 // wireguard-go, marked sockets. Everything that changes the kernel's state
 // comes from here; createDaemon only calls these.
+import { nativeTurnedOff } from '../sys/native-fallback.js';
+import { trimResident } from '../sys/resident-trim-linux.js';
 import { readFile } from 'node:fs/promises';
 import type { Clock, Logger } from '../lib/logger.js';
 import { groupIdOf } from './control/group.js';
@@ -99,5 +101,7 @@ export function linuxDeps(o: { logger: Logger; clock: Clock; runner?: Runner; se
     // Per-app split (issue 16); SPLITWAN_CGROUP_ROOT: another parent for its cgroups (the tests' per-pid one).
     cgroups: new LinuxCgroups(),
     ...(process.env.SPLITWAN_CGROUP_ROOT ? { cgroupRoot: process.env.SPLITWAN_CGROUP_ROOT } : {}),
+    // madvise through koffi: not with SPLITWAN_NATIVE=off (the daemon then keeps start-up's pages resident).
+    ...(nativeTurnedOff() === null ? { trimResident } : {}),
   };
 }

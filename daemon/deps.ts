@@ -16,6 +16,7 @@ import type { TagLookup } from './tag-lookup-linux.js';
 import type { TunnelBackend } from './tunnel/types.js';
 
 import type { WanState } from './dataplane/wan-watch-linux.js';
+import type { ResidentTrim } from '../sys/resident-trim-linux.js';
 
 export type { WanState };
 
@@ -77,6 +78,11 @@ export interface DaemonDeps {
   watchSleep?: (onChange: (sleeping: boolean) => void) => Watcher;
   /** cgroup v2 and /proc for per-app split (issue 16: daemon/apps/). Absent: no per-app split. */
   cgroups?: CgroupOps;
+  /**
+   * Drops the resident pages of read-only file mappings (sys/resident-trim-linux.ts; issue 17: a router's
+   * RSS); throws when it cannot. Absent: nothing trimmed (tests; no native code).
+   */
+  trimResident?: () => ResidentTrim;
   /** Where per-app split makes its cgroups, under the cgroup2 root (default splitwan.slice). */
   cgroupRoot?: string;
 }

@@ -9,7 +9,7 @@
 // a snapshot). A step back made the tagger's shadow think a tag was alive
 // that the kernel (whose set timeouts are monotonic) had already dropped:
 // cache hits skipped re-tagging, and tunnel names took the default path.
-import { readFileSync } from 'node:fs';
+import { openSync, readSync } from 'node:fs';
 
 /** Timers and time, injected so debounces, probes and TTLs run under fake clocks in tests. */
 export interface Clock {
@@ -27,13 +27,22 @@ export interface Clock {
   clearTimeout(handle: unknown): void;
 }
 
+/** /proc/uptime, opened once: each read is one pread(2) (readFileSync was open, fstat, read and close, per probe round). */
+let uptimeFd: number | null | undefined;
+const uptimeBuf = Buffer.alloc(64);
+
 /** /proc/uptime's first figure (CLOCK_BOOTTIME), ms; null where there is none (not Linux). */
 function uptimeMs(): number | null {
   try {
-    const s = readFileSync('/proc/uptime', 'latin1');
+    uptimeFd ??= openSync('/proc/uptime', 'r');
+    if (uptimeFd === null) return null;
+    // From offset 0 every time: procfs makes the text anew for a read at the start.
+    const n = readSync(uptimeFd, uptimeBuf, 0, uptimeBuf.length, 0);
+    const s = uptimeBuf.toString('latin1', 0, n);
     const v = Number(s.slice(0, s.indexOf(' ')));
     return Number.isFinite(v) ? v * 1000 : null;
   } catch {
+    uptimeFd = null;
     return null;
   }
 }
