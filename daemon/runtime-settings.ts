@@ -31,6 +31,15 @@
 //   7-27 ms in 5 runs with V8's defaults (event loop late by up to 17-43
 //   ms), 3.2-4.1 ms in 3 runs with these; RSS at 100k names 108-109 MB in
 //   each; CPU per hit and per miss unchanged.
+// - V8's tier-up (--interrupt-budget=16384, a quarter of V8's 67584): a
+//   function is compiled by TurboFan after enough "ticks", each a budget's
+//   worth of its bytecode executed, and big functions need more ticks
+//   (3 + size/150). Tuned for web pages, that left the resolver's handlers
+//   interpreted or in baseline code for minutes at a router's 50 queries a
+//   second (`--trace-opt`: the last of them optimized ~90 s into the load).
+//   `bench footprint` (issue 17), CPU at 50 q/s minute by minute: 2.67,
+//   2.13, 1.92, 1.73, 2.02 % with it against ~2.6-2.9 in the first two
+//   minutes without; start-up CPU 860-1470 ms against 820-880 ms.
 //
 // V8 reads its heap flags only at start (v8.setFlagsFromString is too late)
 // and glibc its tunables only at exec, so these cannot be set from inside;
@@ -38,7 +47,7 @@
 // memory, and says so in its start line.
 
 /** Node's command-line flags, before the script. */
-export const DAEMON_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1', '--single-threaded-gc', '--heap-growing-percent=50'];
+export const DAEMON_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1', '--single-threaded-gc', '--heap-growing-percent=50', '--interrupt-budget=16384'];
 
 /** Environment variables of the daemon's process. */
 export const DAEMON_ENV: Readonly<Record<string, string>> = { GLIBC_TUNABLES: 'glibc.malloc.arena_max=1' };

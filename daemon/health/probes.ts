@@ -84,6 +84,8 @@ export class Prober {
   /** The latest handshake seen per interface (wg's wall-clock value), when it was first seen (monotonic) and how old it was then. */
   private readonly handshakes = new Map<string, { value: number; seenAt: number; ageThen: number }>();
   private readonly agents = new Map<string, Agent>();
+  /** Probe queries by name (question()). */
+  private readonly questions = new Map<string, { query: Buffer; q: Question } | null>();
   private timeoutMs: number;
 
   constructor(private readonly d: ProbeDeps) {
@@ -148,12 +150,29 @@ export class Prober {
     return ok(null);
   }
 
+  /**
+   * The probe query for `name`, encoded once (issue 17: every round of every gateway encoded and parsed it
+   * again). Its ID does not matter: each exchange sends a copy under an ID of its own.
+   */
+  private question(name: string): { query: Buffer; q: Question } | null {
+    let asked = this.questions.get(name);
+    if (asked === undefined) {
+      const qname = name === '.' ? '' : name.replace(/\.$/, '');
+      const query = dnsPacket.encode({ type: 'query', id: randomInt(0, 0x10000), flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: qname === '' ? 'NS' : 'A', name: qname === '' ? '.' : qname, class: 'IN' }] });
+      const q = readQuestion(query);
+      asked = q === null ? null : { query, q };
+      // Names come from the config's probes: a handful; a reload's new ones join, none is dropped (bounded anyway).
+      if (this.questions.size >= 256) this.questions.clear();
+      this.questions.set(name, asked);
+    }
+    return asked;
+  }
+
   private async dns(t: ProbeTarget, name: string): Promise<ProbeResult> {
     if (t.dns.length === 0) return fail('dns: the gateway has no resolver');
-    const qname = name === '.' ? '' : name.replace(/\.$/, '');
-    const query = dnsPacket.encode({ type: 'query', id: randomInt(0, 0x10000), flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: qname === '' ? 'NS' : 'A', name: qname === '' ? '.' : qname, class: 'IN' }] });
-    const q = readQuestion(query);
-    if (q === null) return fail(`dns: cannot ask for ${name}`);
+    const asked = this.question(name);
+    if (asked === null) return fail(`dns: cannot ask for ${name}`);
+    const { query, q } = asked;
     // Every resolver at once, the first answer wins: a round takes one timeout, not one per resolver.
     const { resp, rttMs } = await Promise.any(t.dns.map((u) => this.d.exchange(query, q, u, t.path, { naive: NAIVE_TIMING }))).catch((e: AggregateError) => {
       throw Object.assign(new Error(`dns: ${e.errors.map((x: Error, i) => `${t.dns[i]!.text}: ${x.message}`).join('; ')}`), { lateMs: latenessOf(e) });
