@@ -113,6 +113,8 @@ function helpers(pid: number): { rss: number; cpu: number } {
 interface Sample {
   t: number;
   rss: number;
+  /** RssAnon: what the process itself holds (the heap, V8's spaces); the rest of RSS is files' pages, which the kernel can take back. */
+  anon: number;
   cpu: number;
   sw: number;
   /** helpers(): RSS MB and CPU ms. */
@@ -122,7 +124,8 @@ interface Sample {
 
 function sample(pid: number): Sample {
   const h = helpers(pid);
-  return { t: Date.now(), rss: rssMb(pid), cpu: cpuWithChildrenMs(pid), sw: switches(pid), hRss: h.rss, hCpu: h.cpu };
+  const anon = Number(/^RssAnon:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN) / 1024;
+  return { t: Date.now(), rss: rssMb(pid), anon, cpu: cpuWithChildrenMs(pid), sw: switches(pid), hRss: h.rss, hCpu: h.cpu };
 }
 
 /** Least-squares slope of RSS over time, MB per hour. */
@@ -162,6 +165,7 @@ function figures(xs: readonly Sample[]) {
     seconds: Math.round(s),
     rssMb: r1(b.rss),
     rssMaxMb: r1(Math.max(...xs.map((x) => x.rss))),
+    anonMb: r1(b.anon),
     growthMbPerHour: r1(growthPerHour(xs)),
     // The phase's second half alone: the first holds the heap's fill towards its first major
     // collection (a short phase's slope is that fill, not a trend); a leak shows in both.
@@ -353,11 +357,11 @@ export async function run(): Promise<void> {
         cpuLoad: r1(figures(load.splitwan!).cpuPctOfCore / Math.max(0.01, figures(load.dnsmasq!).cpuPctOfCore)),
       },
       goals: EMULATED
-        ? { rssUnder80Mb: load.splitwan!.at(-1)!.rss < 80, note: 'emulated: time, CPU and wake-ups are the emulator\'s, not the program\'s' }
-        : { rssUnder80Mb: load.splitwan!.at(-1)!.rss < 80, cpuUnder2Pct: figures(load.splitwan!).cpuPctOfCore < 2, startupUnder3s: ourStart < 3000 },
+        ? { rssUnder80Mb: Math.max(...load.splitwan!.map((x) => x.rss)) < 80, note: 'emulated: time, CPU and wake-ups are the emulator\'s, not the program\'s' }
+        : { rssUnder80Mb: Math.max(...load.splitwan!.map((x) => x.rss)) < 80, cpuUnder2Pct: figures(load.splitwan!).cpuPctOfCore < 2, startupUnder3s: ourStart < 3000 },
     };
     for (const [phase, f] of [['idle', result.idle], ['load', result.load]] as const) {
-      say(`${phase}: splitwan RSS ${f.splitwan.rssMb} MB (growth ${f.splitwan.growthMbPerHour} MB/h, second half ${f.splitwan.growthLateMbPerHour}), CPU ${f.splitwan.cpuPctOfCore} % of a core (by minute: ${f.splitwan.cpuPctByMinute.join(', ')}), ${f.splitwan.wakeupsPerS} wake-ups/s, its monitors (nft/ip monitor) ${f.splitwan.helpers.rssMb} MB, ${f.splitwan.helpers.cpuPctOfCore} % | dnsmasq RSS ${f.dnsmasq.rssMb} MB (growth ${f.dnsmasq.growthMbPerHour} MB/h), CPU ${f.dnsmasq.cpuPctOfCore} %, ${f.dnsmasq.wakeupsPerS} wake-ups/s`);
+      say(`${phase}: splitwan RSS ${f.splitwan.rssMb} MB (highest ${f.splitwan.rssMaxMb}, anonymous ${f.splitwan.anonMb}; growth ${f.splitwan.growthMbPerHour} MB/h, second half ${f.splitwan.growthLateMbPerHour}), CPU ${f.splitwan.cpuPctOfCore} % of a core (by minute: ${f.splitwan.cpuPctByMinute.join(', ')}), ${f.splitwan.wakeupsPerS} wake-ups/s, its monitors (nft/ip monitor) ${f.splitwan.helpers.rssMb} MB, ${f.splitwan.helpers.cpuPctOfCore} % | dnsmasq RSS ${f.dnsmasq.rssMb} MB (anonymous ${f.dnsmasq.anonMb}; growth ${f.dnsmasq.growthMbPerHour} MB/h), CPU ${f.dnsmasq.cpuPctOfCore} %, ${f.dnsmasq.wakeupsPerS} wake-ups/s`);
     }
     // A profile (FP_NODE_FLAGS) is written at the stop: more than the default grace.
     await daemon.stop(EXTRA_FLAGS.length > 0 ? 30_000 : undefined);
