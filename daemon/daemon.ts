@@ -572,7 +572,9 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string; /** The 
     lists = new ListRefresher(store(), log.child({ module: 'lists' }));
     teardown.push('stopping list refreshes', () => lists!.stop());
     teardown.push('stopping rule schedules and device names', () => (scheduler.stop(), devices.stop()));
-    forwarder = new Forwarder({ dialer, logger: dnsLog, timeoutMs: c0.dns.timeoutMs, observe: (x) => metrics?.upstream(x) });
+    // issue 17: upstream datagrams by sendto on the socket's fd where there is native code (not dgram's send path).
+    const pool = deps.sendDatagram ? { send: deps.sendDatagram } : {};
+    forwarder = new Forwarder({ dialer, logger: dnsLog, timeoutMs: c0.dns.timeoutMs, observe: (x) => metrics?.upstream(x), pool });
     teardown.push('closing the upstream sockets', () => forwarder!.close());
     s.cache = new DnsCache(c0.dns.cache, clock);
     s.resolver = makeResolver(c0);
@@ -583,7 +585,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string; /** The 
     teardown.push('closing the proxy', () => proxies.close());
 
     // Health: every gateway probed through its own tunnel; the monitor picks the active one.
-    healthForwarder = new Forwarder({ dialer, logger: healthLog, timeoutMs: c0.health.timeoutMs });
+    healthForwarder = new Forwarder({ dialer, logger: healthLog, timeoutMs: c0.health.timeoutMs, pool });
     teardown.push('closing the health sockets', () => healthForwarder!.close());
     let tunnelStatus: { at: number; list: Promise<TunnelStatus[]> } | null = null;
     // The tunnel repair below reads the same status (issue 17: not a read of its own every 3 s).
@@ -592,7 +594,7 @@ export function createDaemon(deps: DaemonDeps, o: { configPath: string; /** The 
       return tunnelStatus.list;
     };
     // issue 17: dns probes on one long-lived socket per path and family (a fresh one per probe was most of the idle CPU).
-    const probeExchange = new ProbeExchange({ dialer, markOf: (p) => dialer.markOf(p), fallback: (q, qq, u, p, x) => healthForwarder!.exchange(q, qq, u, p, x), timeoutMs: () => config().health.timeoutMs });
+    const probeExchange = new ProbeExchange({ dialer, markOf: (p) => dialer.markOf(p), fallback: (q, qq, u, p, x) => healthForwarder!.exchange(q, qq, u, p, x), timeoutMs: () => config().health.timeoutMs, ...(deps.sendDatagram ? { send: deps.sendDatagram } : {}) });
     teardown.push('closing the probe sockets', () => probeExchange.close());
     prober = new Prober({
       dialer,

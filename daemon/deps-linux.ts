@@ -1,8 +1,9 @@
 // The real operating system behind DaemonDeps: ip, nft, wg, conntrack,
 // wireguard-go, marked sockets. Everything that changes the kernel's state
 // comes from here; createDaemon only calls these.
-import { nativeTurnedOff } from '../sys/native-fallback.js';
+import { fastPathOr, nativeTurnedOff } from '../sys/native-fallback.js';
 import { trimResident } from '../sys/resident-trim-linux.js';
+import { nativeSendDatagram, type SendDatagram } from '../sys/udp-sendto-linux.js';
 import { readFile } from 'node:fs/promises';
 import type { Clock, Logger } from '../lib/logger.js';
 import { groupIdOf } from './control/group.js';
@@ -51,6 +52,12 @@ export async function cleanupAll(run: Runner, logger: Logger): Promise<void> {
 function resolvedParts(run: Runner, logger: Logger, sayWhich = true): ResolvedParts {
   const log = logger.child({ module: 'resolved' });
   return { api: new LinuxResolvedApi({ logger: log }), link: dnsLinkFor({ runner: run, logger: log, report: sayWhich ? { logger: log } : {} }) };
+}
+
+/** sendto(2) for upstream and probe datagrams; without koffi or with SPLITWAN_NATIVE=off, dgram's send (said once). */
+function sendDatagramFor(logger: Logger): { sendDatagram?: SendDatagram } {
+  const send = fastPathOr({ what: 'upstream datagrams: sendto on the socket', instead: "dgram's send", report: { logger }, turnedOff: null }, nativeSendDatagram, null);
+  return send === null ? {} : { sendDatagram: send };
 }
 
 export function linuxDeps(o: { logger: Logger; clock: Clock; runner?: Runner; setLogLevel?: (level: string) => void; version?: string }): DaemonDeps {
@@ -103,5 +110,6 @@ export function linuxDeps(o: { logger: Logger; clock: Clock; runner?: Runner; se
     ...(process.env.SPLITWAN_CGROUP_ROOT ? { cgroupRoot: process.env.SPLITWAN_CGROUP_ROOT } : {}),
     // madvise through koffi: not with SPLITWAN_NATIVE=off (the daemon then keeps start-up's pages resident).
     ...(nativeTurnedOff() === null ? { trimResident } : {}),
+    ...sendDatagramFor(log.child({ module: 'dns' })),
   };
 }

@@ -17,6 +17,7 @@ import type { TunnelBackend } from './tunnel/types.js';
 
 import type { WanState } from './dataplane/wan-watch-linux.js';
 import type { ResidentTrim } from '../sys/resident-trim-linux.js';
+import type { SendDatagram } from '../sys/udp-sendto-linux.js';
 
 export type { WanState };
 
@@ -83,6 +84,8 @@ export interface DaemonDeps {
    * RSS); throws when it cannot. Absent: nothing trimmed (tests; no native code).
    */
   trimResident?: () => ResidentTrim;
+  /** Upstream and probe datagrams sent with sendto(2) on the socket's fd (sys/udp-sendto-linux.ts). Absent: dgram's send. */
+  sendDatagram?: SendDatagram;
   /** Where per-app split makes its cgroups, under the cgroup2 root (default splitwan.slice). */
   cgroupRoot?: string;
 }

@@ -44,6 +44,11 @@ export interface UdpPoolOptions {
   maxAgeMs?: number;
   /** ms without a query after which a socket is closed (default IDLE_MS). */
   idleMs?: number;
+  /**
+   * Sends a datagram without dgram's send path (sys/udp-sendto-linux.ts): true when sent, false to
+   * leave it to dgram; throws what the kernel refused. Absent: dgram sends everything.
+   */
+  send?: (sock: dgram.Socket, msg: Buffer, port: number, host: string) => boolean;
 }
 
 export const SLOTS = 64;
@@ -153,6 +158,7 @@ export class UdpPool {
   private readonly maxUses: number;
   private readonly maxAgeMs: number;
   private readonly idleMs: number;
+  private readonly send: UdpPoolOptions['send'];
   private sweeper: NodeJS.Timeout | null = null;
   private closed = false;
   readonly stats: PoolStats = { opened: 0, retired: 0, broken: 0, stray: 0 };
@@ -162,6 +168,7 @@ export class UdpPool {
     this.maxUses = Math.max(1, o.maxUses ?? MAX_USES);
     this.maxAgeMs = o.maxAgeMs ?? MAX_AGE_MS;
     this.idleMs = o.idleMs ?? IDLE_MS;
+    this.send = o.send;
   }
 
   /** Sockets open now (for tests and status). */
@@ -220,9 +227,9 @@ export class UdpPool {
             this.broken(ps, e);
           };
           try {
-            ps.sock.send(query, port, host, (e) => e && failed(e));
+            if (this.send === undefined || !this.send(ps.sock, query, port, host)) ps.sock.send(query, port, host, (e) => e && failed(e));
           } catch (e) {
-            failed(e as Error); // closed under us (ERR_SOCKET_DGRAM_NOT_RUNNING)
+            failed(e as Error); // refused (ENETUNREACH...), or closed under us (ERR_SOCKET_DGRAM_NOT_RUNNING)
           }
         }),
     );

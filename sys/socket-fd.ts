@@ -4,6 +4,8 @@ import type dgram from 'node:dgram';
 import type net from 'node:net';
 import { processNotes, type FallbackReport } from './native-fallback.js';
 
+let stateSymbol: symbol | undefined;
+
 /**
  * The fd of a bound dgram socket, or -1. Read through dgram's internal
  * `state symbol` (`sock[kStateSymbol].handle.fd`), because the
@@ -12,7 +14,8 @@ import { processNotes, type FallbackReport } from './native-fallback.js';
  * fallback (Node's warning, and `report` hears it once) rather than a failure.
  */
 export function dgramFd(sock: dgram.Socket, report: FallbackReport = {}): number {
-  const sym = Object.getOwnPropertySymbols(sock).find((s) => s.description === 'state symbol');
+  // One symbol for every dgram socket: found once (the upstream sends ask for every datagram).
+  const sym = stateSymbol !== undefined && Object.hasOwn(sock, stateSymbol) ? stateSymbol : (stateSymbol = Object.getOwnPropertySymbols(sock).find((s) => s.description === 'state symbol'));
   const state = sym ? (sock as unknown as Record<symbol, { handle?: { fd?: number } } | undefined>)[sym] : undefined;
   let fd = state?.handle?.fd;
   if (fd === undefined) {

@@ -46,6 +46,8 @@ export interface ProbeExchangeOptions {
   markOf?: (path: PathName) => number;
   /** health.timeout, read at each exchange (a reload changes it). */
   timeoutMs: () => number;
+  /** Sends without dgram's send path (UdpPoolOptions.send: the same contract). Absent: dgram. */
+  send?: (sock: dgram.Socket, msg: Buffer, port: number, host: string) => boolean;
 }
 
 interface Waiting {
@@ -178,7 +180,7 @@ export class ProbeExchange {
         this.retire(s, null);
       };
       try {
-        s.sock.send(msg, port, host, sent);
+        if (this.o.send === undefined || !this.o.send(s.sock, msg, port, host)) s.sock.send(msg, port, host, sent);
       } catch (e) {
         sent(e as Error);
       }

@@ -60,6 +60,7 @@ export const GROUPS: Readonly<Record<string, readonly string[]>> = {
     'test/integration/proxy-raw.test.ts',
     'test/integration/proxy-splice.test.ts',
     'test/integration/fd-watch.test.ts',
+    'test/integration/udp-sendto.test.ts',
     'test/unit/libnft-netlink.test.ts',
     'test/unit/libc-load.test.ts',
     'test/lab/sockets-linux.test.ts',

@@ -12,6 +12,7 @@ import { silentLogger } from '../../lib/logger.js';
 import { parseUpstream } from '../../config/upstream.js';
 import type { PathName, Upstream } from '../../config/types.js';
 import { Forwarder, readQuestion, type PathDialer } from '../../dns/forwarder.js';
+import { nativeSendDatagram } from '../../sys/udp-sendto-linux.js';
 
 const query = (name: string, id = 4242): Buffer => dnsPacket.encode({ type: 'query', id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name, class: 'IN' }] });
 
@@ -90,11 +91,16 @@ class CountingDialer implements PathDialer {
   }
 }
 
-describe('upstream UDP socket pool', () => {
+// Both senders: dgram's send, and sendto(2) on the socket's fd (sys/udp-sendto-linux.ts: what the daemon uses).
+describe.each([
+  ['dgram send', undefined],
+  ['sendto on the fd', nativeSendDatagram()],
+] as const)('upstream UDP socket pool (%s)', (_sender, send) => {
+  const sendOpt = send === undefined ? {} : { send };
   it('every query gets a random ID, from sockets on several ports, none carrying more than maxUses queries', async () => {
     const u = await upstream();
     const dialer = new CountingDialer();
-    const f = new Forwarder({ dialer, logger: silentLogger, timeoutMs: 2000, pool: { slots: 8, maxUses: 16 } });
+    const f = new Forwarder({ dialer, logger: silentLogger, timeoutMs: 2000, pool: { slots: 8, maxUses: 16, ...sendOpt } });
     closers.push(() => f.close());
     const n = 200;
     for (let i = 0; i < n; i += 20) {
@@ -127,7 +133,7 @@ describe('upstream UDP socket pool', () => {
       reply(answerFor(msg, '203.0.113.67', (id + 1) & 0xffff));
       setTimeout(() => reply(answerFor(msg, '192.0.2.9')), 30);
     });
-    const f = new Forwarder({ dialer: new CountingDialer(), logger: silentLogger, timeoutMs: 2000, pool: { slots: 1 } });
+    const f = new Forwarder({ dialer: new CountingDialer(), logger: silentLogger, timeoutMs: 2000, pool: { slots: 1, ...sendOpt } });
     closers.push(() => f.close());
     const q = query('c.test');
     const resp = await f.forward(q, readQuestion(q)!, [up(`127.0.0.1:${u.port}`)], 'breakout');
@@ -144,7 +150,7 @@ describe('upstream UDP socket pool', () => {
         setTimeout(() => reply(answerFor(msg, '203.0.113.1')), 250); // after the timeout
       } else setTimeout(() => reply(answerFor(msg, '192.0.2.2')), 400);
     });
-    const f = new Forwarder({ dialer: new CountingDialer(), logger: silentLogger, timeoutMs: 200, pool: { slots: 1 } });
+    const f = new Forwarder({ dialer: new CountingDialer(), logger: silentLogger, timeoutMs: 200, pool: { slots: 1, ...sendOpt } });
     closers.push(() => f.close());
     const q1 = query('slow.test');
     await expect(f.forward(q1, readQuestion(q1)!, [up(`127.0.0.1:${u.port}`)], 'breakout')).rejects.toThrow(/no answer in 200 ms/);
@@ -159,7 +165,7 @@ describe('upstream UDP socket pool', () => {
   it('a socket that stops working (closed under the pool, as a path torn down) fails over to the next upstream and is replaced', async () => {
     const u = await upstream();
     const dialer = new CountingDialer();
-    const f = new Forwarder({ dialer, logger: silentLogger, timeoutMs: 2000, pool: { slots: 1 } });
+    const f = new Forwarder({ dialer, logger: silentLogger, timeoutMs: 2000, pool: { slots: 1, ...sendOpt } });
     closers.push(() => f.close());
     const ask = (name: string) => {
       const q = query(name);
@@ -181,7 +187,7 @@ describe('upstream UDP socket pool', () => {
   it('sockets are shared per route: after a failover (another mark) queries get a socket of their own', async () => {
     const u = await upstream();
     const dialer = new CountingDialer();
-    const f = new Forwarder({ dialer, logger: silentLogger, timeoutMs: 2000, pool: { slots: 1 } });
+    const f = new Forwarder({ dialer, logger: silentLogger, timeoutMs: 2000, pool: { slots: 1, ...sendOpt } });
     closers.push(() => f.close());
     const ask = () => {
       const q = query('t.test');
@@ -198,7 +204,7 @@ describe('upstream UDP socket pool', () => {
 
   it('idle sockets are closed, and close() leaves none open', async () => {
     const u = await upstream();
-    const f = new Forwarder({ dialer: new CountingDialer(), logger: silentLogger, timeoutMs: 2000, pool: { slots: 4, idleMs: 50 } });
+    const f = new Forwarder({ dialer: new CountingDialer(), logger: silentLogger, timeoutMs: 2000, pool: { slots: 4, idleMs: 50, ...sendOpt } });
     const q = query('i.test');
     await f.forward(q, readQuestion(q)!, [up(`127.0.0.1:${u.port}`)], 'breakout');
     expect(f.pool.size).toBe(1);

@@ -10,6 +10,7 @@ import { ProbeExchange } from '../../daemon/health/probe-exchange.js';
 import { readQuestion, type PathDialer } from '../../dns/forwarder.js';
 import { TimeoutError } from '../../lib/deadline.js';
 import { upstream } from '../helpers/dns.js';
+import { nativeSendDatagram, type SendDatagram } from '../../sys/udp-sendto-linux.js';
 
 /** Each query answered after the delay the script gives it, with the address it gives (null: never answered). */
 let script: (n: number) => { delayMs: number; address: string } | null = () => ({ delayMs: 0, address: '10.0.0.1' });
@@ -56,11 +57,22 @@ function setup(o: { timeoutMs?: number; mark?: () => number } = {}) {
       throw new Error('fallback');
     },
     timeoutMs: () => o.timeoutMs ?? 500,
+    ...(sender ? { send: sender } : {}),
   });
   return { x, sockets, fallbacks };
 }
 
-describe('ProbeExchange', () => {
+/** The describe block's sender (below): dgram's send, or sendto(2) on the fd as the daemon sends. */
+let sender: SendDatagram | undefined;
+
+describe.each([
+  ['dgram send', undefined],
+  ['sendto on the fd', nativeSendDatagram()],
+] as const)('ProbeExchange (%s)', (_name, send) => {
+  beforeAll(() => {
+    sender = send;
+  });
+
   it('every round of a path goes through one socket with the path\'s mark; another path has its own', async () => {
     const { x, sockets } = setup();
     const u = upstream(`127.0.0.1:${port}`);
