@@ -1,11 +1,11 @@
 // The real operating system behind DaemonDeps: ip, nft, wg, conntrack,
 // wireguard-go, marked sockets. Everything that changes the kernel's state
 // comes from here; createDaemon only calls these.
+import { readFile } from 'node:fs/promises';
+import type { Clock, Logger } from '../lib/logger.js';
 import { fastPathOr, nativeTurnedOff } from '../sys/native-fallback.js';
 import { trimResident } from '../sys/resident-trim-linux.js';
 import { nativeSendDatagram, type SendDatagram } from '../sys/udp-sendto-linux.js';
-import { readFile } from 'node:fs/promises';
-import type { Clock, Logger } from '../lib/logger.js';
 import { groupIdOf } from './control/group.js';
 import { assertNoOtherDaemon } from './control/server.js';
 import type { DaemonDeps } from './deps.js';
