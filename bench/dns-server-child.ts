@@ -28,6 +28,8 @@ import { QueryLog } from '../dns/query-log.js';
 import { openNft } from '../daemon/dataplane/libnft-linux.js';
 import { planDataplane } from '../daemon/dataplane/plan.js';
 import { NftTagger } from '../daemon/dataplane/tagger.js';
+import { fastPathOr } from '../sys/native-fallback.js';
+import { nativeSendDatagram } from '../sys/udp-sendto-linux.js';
 import { RuleTagger } from '../daemon/resolver-paths.js';
 
 interface ChildArgs {
@@ -83,7 +85,9 @@ const note = (obj: object, msg?: string): void => {
   k.last = JSON.stringify(obj, (_k, v: unknown) => (v instanceof Error ? v.message : v)).slice(0, 300);
 };
 const benchLogger: Logger = { ...silentLogger, warn: note, error: note, child: () => benchLogger };
-const forwarder = new Forwarder({ dialer: new LoopbackDialer(), logger: benchLogger, timeoutMs: c.dns.timeoutMs });
+// Upstream datagrams as the daemon sends them (daemon/deps-linux.ts): sendto(2) on the socket's fd where koffi loads.
+const upstreamSend = fastPathOr({ what: 'bench upstream datagrams: sendto', instead: "dgram's send", report: {}, turnedOff: null }, nativeSendDatagram, null);
+const forwarder = new Forwarder({ dialer: new LoopbackDialer(), logger: benchLogger, timeoutMs: c.dns.timeoutMs, ...(upstreamSend ? { pool: { send: upstreamSend } } : {}) });
 const cache = new DnsCache(c.dns.cache, systemClock);
 // The query log as the daemon has it by default (queryLog: of the config); 'qlog' turns it off and on between rounds.
 const queryLog = new QueryLog(systemClock, { privacy: c.queryLog.privacy, size: c.queryLog.size });
