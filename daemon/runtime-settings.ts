@@ -37,9 +37,11 @@
 //   (3 + size/150). Tuned for web pages, that left the resolver's handlers
 //   interpreted or in baseline code for minutes at a router's 50 queries a
 //   second (`--trace-opt`: the last of them optimized ~90 s into the load).
-//   `bench footprint` (issue 17), CPU at 50 q/s minute by minute: 2.67,
-//   2.13, 1.92, 1.73, 2.02 % with it against ~2.6-2.9 in the first two
-//   minutes without; start-up CPU 860-1470 ms against 820-880 ms.
+//   `bench footprint` (issue 17) on a quiet machine, CPU at 50 q/s over a
+//   120 s load phase: 2.35 % with it, 2.61 and 2.94 % without (separate
+//   runs); over 300 s with it, minute by minute 2.67, 2.13, 1.92, 1.73,
+//   2.02 (a 300 s run without it was not made). Start-up CPU 860-1470 ms
+//   with it against 820-880 ms.
 //
 // V8 reads its heap flags only at start (v8.setFlagsFromString is too late)
 // and glibc its tunables only at exec, so these cannot be set from inside;
