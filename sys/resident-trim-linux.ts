@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { loadLibc } from './libc-linux.js';
 import type { KoffiFunction } from './koffi-linux.js';
-import { trimmableMappings } from './resident-trim.js';
+import { runsNatively, smapsCountsCopies, trimmableMappings } from './resident-trim.js';
 
 /** linux/mman-common.h: the same value on every architecture (the generic and the MIPS/PA-RISC headers agree). */
 const MADV_DONTNEED = 4;
@@ -28,10 +28,19 @@ function rssKb(): number {
 /** Trims now; throws when it cannot (no koffi, no C library, no /proc). */
 export function trimResident(): ResidentTrim {
   madvise ??= loadLibc().func('int madvise(uintptr_t addr, size_t length, int advice)');
+  let kernelArch: string | null = null;
+  try {
+    kernelArch = readFileSync('/proc/sys/kernel/arch', 'utf8').trim();
+  } catch {
+    // an older kernel: nothing to compare (qemu-user is a test bench's, not a router's)
+  }
+  if (!runsNatively(kernelArch, process.arch)) throw new Error(`emulated (Node for ${process.arch} on a ${kernelArch} kernel): madvise does not do there what the kernel does; nothing trimmed`);
+  const smaps = readFileSync('/proc/self/smaps', 'utf8');
+  if (!smapsCountsCopies(smaps)) throw new Error('/proc/self/smaps counts no private copy in any writable file mapping: not trusted to trim by');
   const rssBeforeKb = rssKb();
   let mappings = 0;
   let trimmedKb = 0;
-  for (const m of trimmableMappings(readFileSync('/proc/self/smaps', 'utf8'))) {
+  for (const m of trimmableMappings(smaps)) {
     // EINVAL/ENOMEM: the mapping changed since smaps was read (a library unloaded): skipped.
     if ((madvise(m.start, m.end - m.start, MADV_DONTNEED) as number) !== 0) continue;
     mappings++;

@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { trimmableMappings } from '../../sys/resident-trim.js';
+import { runsNatively, smapsCountsCopies, trimmableMappings } from '../../sys/resident-trim.js';
 
 // The node binary's mappings as /proc/self/smaps showed them (x86-64, Node 20), fields cut to those read, plus
 // an anonymous executable mapping (V8's code space), a shared file mapping and a deleted library.
@@ -34,5 +34,41 @@ describe('trimmableMappings', () => {
   it('reads nothing from text that is not smaps', () => {
     expect(trimmableMappings('')).toEqual([]);
     expect(trimmableMappings('Rss: 100 kB\nnot a mapping\n')).toEqual([]);
+  });
+});
+
+describe('smaps that counts no private copies (not what a real kernel shows)', () => {
+  // The same mappings with every copy count made 0.
+  const zeroed = smaps.replace(/^(Anonymous|Private_Dirty):\s+\d+ kB$/gm, '$1:              0 kB');
+
+  it('is not believed: nothing is trimmable', () => {
+    expect(smapsCountsCopies(smaps)).toBe(true);
+    expect(smapsCountsCopies(zeroed)).toBe(false);
+    expect(trimmableMappings(zeroed)).toEqual([]);
+  });
+
+  it('RELRO is left by its place (read-only, right before the same file\'s writable segment) whatever its counts say', () => {
+    // Believed (the executable's .data shows its copies), but RELRO's own counts zeroed.
+    const relroZeroed = smaps.replace(/(0563a000-0563e000 r--p[^\n]*\n(?:[^\n]*\n){2}Private_Clean:[^\n]*\n)Private_Dirty:\s+8 kB\nAnonymous:\s+8 kB/, '$1Private_Dirty:         0 kB\nAnonymous:             0 kB');
+    expect(relroZeroed).not.toBe(smaps);
+    expect(trimmableMappings(relroZeroed).find((m) => m.start === 0x563a000)).toBeUndefined();
+    expect(trimmableMappings(relroZeroed)).toHaveLength(5);
+  });
+});
+
+describe('runsNatively (an emulator is told by the kernel\'s own architecture, which qemu-user does not make up)', () => {
+  it('the same family is native: a 32-bit userland on a 64-bit kernel too', () => {
+    for (const [k, n] of [['x86_64', 'x64'], ['x86_64', 'ia32'], ['aarch64', 'arm64'], ['aarch64', 'arm'], ['armv7l', 'arm'], ['s390x', 's390x'], ['mips', 'mips'], ['mips64', 'mipsel'], ['riscv64', 'riscv64'], ['ppc64le', 'ppc64']] as const) {
+      expect(runsNatively(k, n), `${n} on ${k}`).toBe(true);
+    }
+  });
+
+  it('another family is an emulator (test:arch: arm, arm64 and s390x Node on x86_64)', () => {
+    for (const n of ['arm', 'arm64', 's390x']) expect(runsNatively('x86_64', n)).toBe(false);
+    expect(runsNatively('aarch64', 'x64')).toBe(false);
+  });
+
+  it('no /proc/sys/kernel/arch (an older kernel): taken as native', () => {
+    expect(runsNatively(null, 'arm')).toBe(true);
   });
 });
